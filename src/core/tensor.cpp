@@ -1,0 +1,96 @@
+#include "core/tensor.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace llmforge {
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("%s: cannot open: %s (hint: check the path)", path.c_str(), std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        fail("%s: not a regular file (hint: pass the model file, not a folder or device)", path.c_str());
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ > 0) {
+        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            ::close(fd);
+            fail("%s: mmap of %zu bytes failed: %s", path.c_str(), size_, std::strerror(e));
+        }
+        data_ = static_cast<const uint8_t*>(p);
+    }
+    ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+std::shared_ptr<uint8_t> alloc_aligned(size_t bytes) {
+    size_t n = (bytes + 63) & ~size_t{63};
+    if (n == 0) n = 64;
+    void* p = std::aligned_alloc(64, n);
+    if (p == nullptr) fail("out of memory: could not allocate %zu bytes", bytes);
+    std::memset(p, 0, n);
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+}
+
+Tensor Tensor::empty(DType dtype, std::vector<int64_t> shape, std::string name) {
+    Tensor t;
+    t.dtype_ = dtype;
+    t.shape_ = std::move(shape);
+    t.name_ = std::move(name);
+    auto buf = alloc_aligned(t.nbytes());
+    t.data_ = buf.get();
+    t.owner_ = buf;
+    return t;
+}
+
+Tensor Tensor::view(DType dtype, std::vector<int64_t> shape, const void* data,
+                    std::shared_ptr<const void> owner, std::string name) {
+    Tensor t;
+    t.dtype_ = dtype;
+    t.shape_ = std::move(shape);
+    t.data_ = const_cast<void*>(data);
+    t.owner_ = std::move(owner);
+    t.name_ = std::move(name);
+    return t;
+}
+
+int64_t Tensor::numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape_) n *= d;
+    return n;
+}
+
+size_t Tensor::row_stride() const {
+    return shape_.empty() ? dtype_info(dtype_).type_size : row_bytes(dtype_, shape_.back());
+}
+
+size_t Tensor::nbytes() const {
+    if (shape_.empty()) return dtype_info(dtype_).type_size;
+    return row_stride() * static_cast<size_t>(nrows());
+}
+
+std::string Tensor::shape_str() const {
+    std::string s;
+    for (size_t i = 0; i < shape_.size(); ++i) {
+        if (i) s += 'x';
+        s += std::to_string(shape_[i]);
+    }
+    return s.empty() ? "scalar" : s;
+}
+
+}  // namespace llmforge

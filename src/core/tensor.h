@@ -1,0 +1,82 @@
+// Tensor: dtype + shape + byte strides over storage that is either owned (aligned heap) or a
+// read-only memory map of a model file (weights are never copied at load).
+//
+// Shape is row-major: shape.back() is the contiguous dimension. A weight matrix of a Linear layer
+// y = x W^T is stored [out, in] (rows = output features), exactly as GGUF and safetensors keep it.
+// For quantised dtypes the last dimension must be a multiple of the block size; rows are whole
+// blocks. Strides are in bytes (nb[i] = bytes between consecutive indices along dim i).
+//
+// Thread safety: a Tensor is a value-like handle; the bytes it points to are shared between copies
+// (copying a Tensor never copies data). Mutating data is the caller's business.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace llmforge {
+
+// A read-only, whole-file memory map. Non-copyable; shared via shared_ptr.
+class MappedFile {
+public:
+    // Throws Error naming the path on failure.
+    explicit MappedFile(const std::string& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+// 64-byte aligned heap buffer, zero-initialised.
+std::shared_ptr<uint8_t> alloc_aligned(size_t bytes);
+
+class Tensor {
+public:
+    Tensor() = default;
+    // A new owned, zeroed, contiguous tensor.
+    static Tensor empty(DType dtype, std::vector<int64_t> shape, std::string name = "");
+    // A view of bytes owned elsewhere; `owner` keeps them alive (may be null for static data).
+    static Tensor view(DType dtype, std::vector<int64_t> shape, const void* data,
+                       std::shared_ptr<const void> owner, std::string name = "");
+
+    DType dtype() const { return dtype_; }
+    const std::vector<int64_t>& shape() const { return shape_; }
+    int64_t dim(int i) const { return shape_[i < 0 ? shape_.size() + i : i]; }
+    int ndim() const { return static_cast<int>(shape_.size()); }
+    int64_t numel() const;
+    size_t nbytes() const;             // bytes of a contiguous tensor of this shape
+    size_t row_stride() const;         // bytes between rows (last-dim vectors)
+    int64_t nrows() const { return numel() / (shape_.empty() ? 1 : shape_.back()); }
+    const std::string& name() const { return name_; }
+    void set_name(std::string n) { name_ = std::move(n); }
+    bool defined() const { return data_ != nullptr; }
+
+    void* data() { return data_; }
+    const void* data() const { return data_; }
+    template <class T> T* ptr() { return static_cast<T*>(data_); }
+    template <class T> const T* ptr() const { return static_cast<const T*>(data_); }
+    const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data_) + r * row_stride(); }
+    uint8_t* row(int64_t r) { return static_cast<uint8_t*>(data_) + r * row_stride(); }
+
+    std::string shape_str() const;  // "4096x4096" (GGUF order is reversed; this is row-major)
+
+private:
+    DType dtype_ = DType::F32;
+    std::vector<int64_t> shape_;
+    void* data_ = nullptr;
+    std::shared_ptr<const void> owner_;
+    std::string name_;
+};
+
+}  // namespace llmforge

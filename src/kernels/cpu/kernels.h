@@ -1,0 +1,84 @@
+// The CPU kernel dispatch table. Every kernel has a scalar reference in ref/ (always built, the
+// tests' ground truth) and optional AVX2 / AVX-512 versions under x86/<isa>/ (each folder compiled
+// with its own -m flags). One table is chosen once, at first use, from CPUID; the environment
+// variable LLMFORGE_ISA=scalar|avx2|avx512 forces a lower one (for tests and comparisons).
+//
+// Conventions:
+//  * "row" functions take n elements; n must be a multiple of the dtype's block size.
+//  * A weight of dtype W is multiplied against activations quantised to vec_dot_type(W):
+//      F32, F16, BF16 -> F32;  Q8_0, Q4_0 -> Q8_0;  Q4_K, Q6_K -> Q8_K.
+//  * Tables are immutable after selection; every function is thread-safe (pure on its arguments).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace llmforge::kernels {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* isa_name(Isa isa);
+
+constexpr int kMaxDType = 32;
+
+DType vec_dot_type(DType weight);
+
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
+using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
+// Returns dot(w[0..n), x[0..n)) where w has the weight dtype and x has vec_dot_type(weight).
+using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
+// Tile product: out[c * ldo + r] = dot(w row r, x row c) for r < nr, c < nc.
+// w rows are w_stride bytes apart, x rows x_stride bytes apart. nr, nc may be any size >= 1;
+// the kernel register-blocks internally. This is the work unit of matmul().
+using GemmFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x,
+                        size_t x_stride, int64_t nc, float* out, size_t ldo);
+
+struct KernelTable {
+    Isa isa = Isa::kScalar;
+
+    // Indexed by static_cast<int>(DType). Null where the type has no such operation.
+    QuantizeRowFn quantize_row[kMaxDType] = {};     // F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q8_K
+    DequantizeRowFn dequantize_row[kMaxDType] = {}; // F32 (copy), F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q8_K
+    VecDotFn vec_dot[kMaxDType] = {};               // F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K
+    GemmFn gemm[kMaxDType] = {};                    // same types as vec_dot
+
+    // y = x / sqrt(mean(x^2) + eps) * w   (y may alias x)
+    void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
+    // In-place softmax over n values (max-subtracted; exp in f32).
+    void (*softmax)(float* x, int64_t n) = nullptr;
+    // y = silu(gate) * up   (y may alias gate)
+    void (*swiglu)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
+    // y += a * x
+    void (*axpy)(int64_t n, float a, const float* x, float* y) = nullptr;
+    // y = x + y  (residual add)
+    void (*add)(int64_t n, const float* x, float* y) = nullptr;
+    // Rotates n_heads heads of head_dim values in place at one position.
+    // cs[i] = cos(angle_i), sn[i] = sin(angle_i) for pair i in [0, head_dim/2).
+    // interleaved: pairs (2i, 2i+1) (Meta / llama2.c / GGUF llama);
+    // otherwise rotate-half: pairs (i, i + head_dim/2) (Hugging Face / GGUF qwen2 "neox").
+    void (*rope)(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const float* sn,
+                 bool interleaved) = nullptr;
+    // Causal attention of one query position over n_kv cached positions, grouped-query:
+    //   q:   (H, D) for this position, out: (H, D)
+    //   k,v: cache rows; position t, kv head g starts at k + t * kv_stride + g * D  (floats)
+    //   query head h reads kv head h / (H / H_kv). scale = 1/sqrt(D) usually.
+    //   scratch: at least n_kv floats.
+    void (*attention)(const float* q, const float* k, const float* v, int64_t n_kv,
+                      int64_t kv_stride, int64_t H, int64_t H_kv, int64_t D, float scale,
+                      float* out, float* scratch) = nullptr;
+};
+
+// The best table for this CPU (honouring LLMFORGE_ISA). Chosen once; thread-safe.
+const KernelTable& kernels();
+// The table for one ISA, or nullptr if it was not compiled in or this CPU lacks it.
+const KernelTable* kernels_for(Isa isa);
+// What CPUID says this machine supports (independent of LLMFORGE_ISA).
+struct CpuFeatures {
+    bool avx2 = false, fma = false, f16c = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+    bool avx512_vnni = false, avx512_bf16 = false, avx_vnni = false;
+};
+const CpuFeatures& cpu_features();
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,39 @@
+// Hyper-parameters of a Llama-family decoder, read from GGUF metadata, a Hugging Face config.json
+// or a llama2.c header. One struct serves every supported architecture.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace llmforge {
+
+enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
+
+struct ModelConfig {
+    std::string arch = "llama";  // "llama" (Llama-2/3, DeepSeek-LLM, DeepSeek-Coder v1) or "qwen2"
+    std::string name;            // general.name or folder name, informational
+    int64_t n_vocab = 0;
+    int64_t n_embd = 0;          // C
+    int64_t n_layer = 0;
+    int64_t n_head = 0;          // H
+    int64_t n_head_kv = 0;       // H_kv
+    int64_t head_dim = 0;        // D (usually n_embd / n_head)
+    int64_t n_ff = 0;            // FFN hidden size
+    int64_t n_ctx_train = 2048;
+    float rms_eps = 1e-5f;
+    float rope_theta = 10000.0f;
+    // true: rotate adjacent pairs (2i, 2i+1) — Meta / llama2.c / GGUF llama (Q/K rows permuted by
+    // the converter). false: rotate-half (i, i+D/2) — Hugging Face checkpoints, GGUF qwen2.
+    bool rope_interleaved = true;
+    RopeScaling rope_scaling = RopeScaling::kNone;
+    float rope_factor = 1.0f;            // linear / llama3 / yarn factor
+    float rope_low_freq_factor = 1.0f;   // llama3
+    float rope_high_freq_factor = 4.0f;  // llama3
+    int64_t rope_orig_ctx = 0;           // llama3 / yarn: original_max_position_embeddings
+    float yarn_beta_fast = 32.0f, yarn_beta_slow = 1.0f;
+    float yarn_attn_factor = 1.0f;       // yarn: mscale multiplier (1 = computed from factor)
+    bool tied_embeddings = false;        // output.weight absent: reuse token_embd.weight
+    bool qkv_bias = false;               // qwen2: attn_q/k/v have biases
+};
+
+}  // namespace llmforge

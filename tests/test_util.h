@@ -1,0 +1,28 @@
+// Shared test helpers: where the reference assets live, skipping when they are absent.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace llmforge::test {
+
+// ../shared/assets relative to the source root, or $LLMFORGE_ASSETS. Empty if not found.
+std::string assets_dir();
+// Path of an asset, or "" (and the caller should LF_SKIP_IF_MISSING).
+std::string asset(const std::string& rel);
+// A fresh temporary directory for this test (removed at process exit is not guaranteed).
+std::string temp_dir();
+// Path of the built CLI ($LLMFORGE_BIN).
+std::string cli_path();
+// Runs a shell command, returns exit status; stdout captured into *out if non-null.
+int run_command(const std::string& cmd, std::string* out = nullptr);
+std::string read_file(const std::string& path);
+
+}  // namespace llmforge::test
+
+// Skips (reported as skipped, never passed) when an asset is missing.
+#define LF_REQUIRE_ASSET(var, rel)                                                      \
+    std::string var = ::llmforge::test::asset(rel);                                     \
+    if (var.empty()) GTEST_SKIP() << "asset missing: " << (rel)                         \
+                                  << " (set LLMFORGE_ASSETS to the shared assets folder)"
