@@ -24,5 +24,5 @@ std::string read_file(const std::string& path);
 // Skips (reported as skipped, never passed) when an asset is missing.
 #define LF_REQUIRE_ASSET(var, rel)                                                      \
     std::string var = ::llmforge::test::asset(rel);                                     \
-    if (var.empty()) GTEST_SKIP() << "asset missing: " << (rel)                         \
+    if (var.empty()) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: " << (rel)                 \
                                   << " (set LLMFORGE_ASSETS to the shared assets folder)"

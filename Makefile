@@ -1,0 +1,35 @@
+# Entry points for a fresh Debian 12 machine: `make demo` and `make check`.
+# Both install missing packages with scripts/setup.sh first, then build with CMake + Ninja.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 15
+
+.PHONY: all setup build check test fuzz demo bench clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1200
+
+# Unit + golden tests, then each libFuzzer target for FUZZ_SECONDS.
+check: test
+	./fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz: setup
+	./fuzz/run.sh $(FUZZ_SECONDS)
+
+demo: build
+	@./scripts/demo.sh $(BUILD)/bin/llmforge
+
+bench: build
+	./scripts/bench.sh $(BUILD)/bin/llmforge
+
+clean:
+	rm -rf $(BUILD) build-fuzz

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
+#   fuzz/run.sh [seconds] [target ...]        (targets default to gguf_fuzz safetensors_fuzz)
+# Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
+# present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
+# target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
+# did it is saved as build-fuzz/artifacts/<target>-crash-*.
+# Skips (exit 0) when clang is not installed.
+set -euo pipefail
+
+secs=${1:-15}
+shift || true
+targets=("$@")
+((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz)
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
+jobs=${LLMFORGE_FUZZ_JOBS:-2}
+
+if ! command -v clang++ >/dev/null 2>&1; then
+    echo "fuzz/run.sh: clang++ not found, skipping (hint: apt-get install clang libclang-rt-14-dev)" >&2
+    exit 0
+fi
+
+# -fsanitize=fuzzer-no-link puts coverage instrumentation into the libraries under test, not only
+# into the fuzz target's own file; without it libFuzzer fuzzes blind.
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLLMFORGE_FUZZ=ON \
+    -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" >/dev/null
+ninja -C "$build" -j "$jobs" "${targets[@]}"
+
+seeds=$build/seeds
+rm -rf "$seeds"
+mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$build/artifacts"
+
+if command -v python3 >/dev/null 2>&1; then
+python3 - "$seeds" <<'PY'
+import json, os, struct, sys
+out = sys.argv[1]
+
+def gstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack('<Q', len(b)) + b
+
+def gguf(kvs, tensors, version=3, align=32):
+    h = b'GGUF' + struct.pack('<IQQ', version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        h += gstr(k) + struct.pack('<I', t) + v
+    off, datas = 0, []
+    for name, dims, typ, nbytes in tensors:
+        h += gstr(name) + struct.pack('<I', len(dims)) + b''.join(struct.pack('<Q', d) for d in dims)
+        h += struct.pack('<IQ', typ, off)
+        datas.append(bytes((i * 7 + 3) & 255 for i in range(nbytes)))
+        off += (nbytes + align - 1) // align * align
+    h += b'\0' * (-len(h) % align)
+    for d in datas:
+        h += d + b'\0' * (-len(d) % align)
+    return h
+
+u32 = lambda x: struct.pack('<I', x)
+f32 = lambda x: struct.pack('<f', x)
+def arr(t, items):
+    return struct.pack('<IQ', t, len(items)) + b''.join(items)
+
+llama = [
+    ('general.architecture', 8, gstr('llama')),
+    ('general.name', 8, gstr('tiny')),
+    ('llama.context_length', 4, u32(128)),
+    ('llama.embedding_length', 4, u32(8)),
+    ('llama.block_count', 4, u32(1)),
+    ('llama.feed_forward_length', 4, u32(16)),
+    ('llama.attention.head_count', 4, u32(2)),
+    ('llama.attention.head_count_kv', 4, u32(1)),
+    ('llama.rope.dimension_count', 4, u32(4)),
+    ('llama.attention.layer_norm_rms_epsilon', 6, f32(1e-5)),
+    ('llama.rope.freq_base', 6, f32(10000.0)),
+    ('llama.rope.scaling.type', 8, gstr('yarn')),
+    ('llama.rope.scaling.factor', 6, f32(4.0)),
+    ('tokenizer.ggml.model', 8, gstr('llama')),
+    ('tokenizer.ggml.tokens', 9, arr(8, [gstr(t) for t in ['<unk>', '<s>', '</s>', '<0x0A>', 'a']])),
+    ('tokenizer.ggml.scores', 9, arr(6, [f32(-i) for i in range(5)])),
+    ('tokenizer.ggml.token_type', 9, arr(5, [struct.pack('<i', t) for t in [2, 3, 3, 6, 1]])),
+    ('tokenizer.ggml.bos_token_id', 4, u32(1)),
+    ('tokenizer.ggml.add_bos_token', 7, b'\1'),
+]
+tensors = [
+    ('token_embd.weight', [8, 5], 0, 160),
+    ('blk.0.attn_q.weight', [8, 8], 1, 128),
+    ('blk.0.attn_q.bias', [8], 0, 32),
+    ('blk.0.ffn_up.weight', [32, 2], 8, 68),
+    ('blk.0.ffn_down.weight', [256], 12, 144),
+    ('blk.0.ffn_gate.weight', [256], 14, 210),
+    ('output_norm.weight', [8], 30, 16),
+    ('output.weight', [32], 2, 18),
+]
+misc = [
+    ('t.u8', 0, b'\7'), ('t.i8', 1, b'\xf9'), ('t.u16', 2, struct.pack('<H', 7)),
+    ('t.i16', 3, struct.pack('<h', -7)), ('t.i32', 5, struct.pack('<i', -7)),
+    ('t.u64', 10, struct.pack('<Q', 7)), ('t.i64', 11, struct.pack('<q', -7)),
+    ('t.f64', 12, struct.pack('<d', 0.5)), ('t.bools', 9, arr(7, [b'\1', b'\0'])),
+    ('t.u64s', 9, arr(10, [struct.pack('<Q', 1)])), ('t.empty', 9, arr(4, [])),
+    ('general.alignment', 4, u32(64)),
+]
+seeds = {
+    'llama.gguf': gguf(llama, tensors),
+    'qwen2.gguf': gguf([(k.replace('llama.', 'qwen2.'), t, v) for k, t, v in llama], tensors[:3]),
+    'misc_v2.gguf': gguf(misc, [('x', [4, 2, 1, 1], 0, 32)], version=2, align=64),
+    'vocab_only.gguf': gguf(llama[13:], []),
+    'empty.gguf': gguf([], []),
+}
+for name, data in seeds.items():
+    open(os.path.join(out, 'gguf_fuzz', name), 'wb').write(data)
+
+def st(entries, meta=None):
+    h, data = {}, b''
+    if meta: h['__metadata__'] = meta
+    for name, dtype, shape, nbytes in entries:
+        h[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [len(data), len(data) + nbytes]}
+        data += bytes((i * 5 + 1) & 255 for i in range(nbytes))
+    j = json.dumps(h).encode()
+    j += b' ' * (-(8 + len(j)) % 8)
+    return struct.pack('<Q', len(j)) + j + data
+
+sts = {
+    'a.safetensors': st([('w', 'F32', [2, 3], 24), ('b', 'BF16', [3], 6), ('h', 'F16', [1, 1], 2)],
+                        {'format': 'pt'}),
+    'b.safetensors': st([('ids', 'I64', [2], 16), ('s', 'F32', [], 4), ('z', 'F32', [0, 3], 0),
+                         ('q', 'U8', [5], 5)]),
+    'empty.safetensors': st([]),
+}
+for name, data in sts.items():
+    open(os.path.join(out, 'safetensors_fuzz', name), 'wb').write(data)
+PY
+fi
+
+assets=${LLMFORGE_ASSETS:-$root/../shared/assets}
+if [[ -d $assets/llama.cpp-vocab ]]; then
+    # Small real files only: big seeds make every execution slow.
+    find "$assets" -name '*.gguf' -size -800k -exec cp {} "$seeds/gguf_fuzz/" \; 2>/dev/null || true
+fi
+
+status=0
+for t in "${targets[@]}"; do
+    corpus=$root/fuzz-corpus/$t
+    mkdir -p "$corpus"
+    echo "== $t for ${secs}s (corpus $corpus)"
+    if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        "$build/bin/$t" "$corpus" "$seeds/$t" -max_total_time="$secs" -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="$build/artifacts/$t-" 2>"$build/$t.log"; then
+        echo "fuzz/run.sh: $t FAILED (see $build/$t.log and $build/artifacts/)" >&2
+        tail -40 "$build/$t.log" >&2
+        status=1
+    else
+        grep -E "^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE" "$build/$t.log" || true
+    fi
+done
+exit $status

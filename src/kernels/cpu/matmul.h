@@ -1,0 +1,51 @@
+// Matrix product of f32 activations with a weight matrix of any supported dtype, multi-threaded:
+//
+//   Y (M, N) = X (M, K) · W (N, K)^T        (W rows are output features, as GGUF stores them)
+//
+// matmul() quantises X to vec_dot_type(W) once (into a caller-owned MatmulScratch, so steady-state
+// decode allocates nothing), then splits Y into tiles over the pool and runs the table's gemm on
+// each. M == 1 (decode) splits the N weight rows into a few chunks per thread; M > 1 (prefill) uses
+// 2-D tiles sized so a tile's weights and activations stay in L2.
+//
+// Thread safety: matmul() uses `pool` (see ThreadPool::run: not re-entrant) and mutates `scratch`;
+// give each concurrent caller its own pool and scratch. W and X are only read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+
+namespace llmforge::kernels {
+
+// A reusable 64-byte-aligned buffer; grows on demand, never shrinks. Not thread-safe.
+class MatmulScratch {
+public:
+    // At least `bytes` bytes, 64-byte aligned; contents unspecified; valid until the next call.
+    void* get(size_t bytes);
+    size_t capacity() const { return cap_; }
+
+private:
+    std::shared_ptr<uint8_t> buf_;
+    size_t cap_ = 0;
+};
+
+// Y (m, N) = X (m, K) · W (N, K)^T with the best kernel table (kernels()).
+// w: 2-D (N, K), K a multiple of w's block size. x: (m, K) f32 row-major contiguous.
+// y: (m, N) f32 row-major contiguous. Shapes are checked with LF_ASSERT (internal invariant: the
+// model layer validates user-facing shapes before calling).
+void matmul(const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& pool, MatmulScratch& scratch);
+// The same with an explicit table (tests, benchmarks).
+void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& pool,
+            MatmulScratch& scratch);
+
+// Reference for tests: scalar, single-threaded. Quantises X to vec_dot_type(W) with the scalar
+// quantiser and dequantises it again (so it sees the same activation rounding as matmul), then
+// accumulates dequantised weights × activations in double. Differences from matmul() are
+// therefore only summation order and float rounding inside the kernels.
+void matmul_ref(const Tensor& w, const float* x, int64_t m, float* y);
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,81 @@
+// Reference element-wise and fused ops: the plain definitions, in float.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/ref/ref.h"
+
+namespace llmforge::kernels::ref {
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
+    float ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * r * w[i];
+}
+
+void softmax(float* x, int64_t n) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+    float sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        y[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void axpy(int64_t n, float a, const float* x, float* y) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void add(int64_t n, const float* x, float* y) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] + y[i];
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const float* sn,
+          bool interleaved) {
+    const int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + h * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+            const int64_t i0 = interleaved ? 2 * i : i;
+            const int64_t i1 = interleaved ? 2 * i + 1 : i + half;
+            const float a = v[i0], b = v[i1];
+            v[i0] = a * cs[i] - b * sn[i];
+            v[i1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+void attention(const float* q, const float* k, const float* v, int64_t n_kv, int64_t kv_stride,
+               int64_t H, int64_t H_kv, int64_t D, float scale, float* out, float* scratch) {
+    const int64_t group = H / H_kv;
+    for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / group;
+        const float* qh = q + h * D;
+        for (int64_t t = 0; t < n_kv; ++t) {
+            const float* kt = k + t * kv_stride + g * D;
+            float s = 0;
+            for (int64_t d = 0; d < D; ++d) s += qh[d] * kt[d];
+            scratch[t] = s * scale;
+        }
+        softmax(scratch, n_kv);
+        float* oh = out + h * D;
+        std::fill(oh, oh + D, 0.0f);
+        for (int64_t t = 0; t < n_kv; ++t) {
+            const float* vt = v + t * kv_stride + g * D;
+            for (int64_t d = 0; d < D; ++d) oh[d] += scratch[t] * vt[d];
+        }
+    }
+}
+
+}  // namespace llmforge::kernels::ref

@@ -1,0 +1,12 @@
+// Internal to x86/avx2/: each translation unit registers the AVX2 kernels it defines.
+#pragma once
+
+#include "kernels/cpu/kernels.h"
+
+namespace llmforge::kernels::avx2 {
+
+void register_quant(KernelTable& t);  // quant_avx2.cpp: Q8_0/Q8_K/F16/BF16 (de)quantise, quantised dots
+void register_float(KernelTable& t);  // float_avx2.cpp: F32/F16/BF16 dots and tiles
+void register_ops(KernelTable& t);    // ops_avx2.cpp: rmsnorm, softmax, swiglu, axpy, add, rope, attention
+
+}  // namespace llmforge::kernels::avx2

@@ -1,0 +1,235 @@
+// AVX2 element-wise ops and single-position attention.
+#include "kernels/cpu/x86/avx2/avx2.h"
+#include "kernels/cpu/x86/x86_common.h"
+
+namespace llmforge::kernels::avx2 {
+
+using namespace x86;
+
+namespace {
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        s0 = _mm256_fmadd_ps(a, a, s0);
+        s1 = _mm256_fmadd_ps(b, b, s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        s0 = _mm256_fmadd_ps(a, a, s0);
+    }
+    float ss = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; ++i) ss += x[i] * x[i];
+    const float r = 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
+    const __m256 vr = _mm256_set1_ps(r);
+    for (i = 0; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vr), _mm256_loadu_ps(w + i)));
+    }
+    for (; i < n; ++i) y[i] = x[i] * r * w[i];
+}
+
+float max_of(const float* x, int64_t n) {
+    float mx = -__builtin_inff();
+    int64_t i = 0;
+    if (n >= 8) {
+        __m256 m = _mm256_loadu_ps(x);
+        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+        mx = hmax(m);
+    }
+    for (; i < n; ++i) mx = maxf(mx, x[i]);
+    return mx;
+}
+
+// x[i] = exp(x[i] - mx); returns the sum.
+float exp_shift_sum(float* x, int64_t n, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 s = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        s = _mm256_add_ps(s, e);
+    }
+    float sum = hsum(s);
+    for (; i < n; ++i) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
+void scale_inplace(float* x, int64_t n, float a) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), va));
+    for (; i < n; ++i) x[i] *= a;
+}
+
+void softmax(float* x, int64_t n) {
+    if (n <= 0) return;
+    const float mx = max_of(x, n);
+    const float sum = exp_shift_sum(x, n, mx);
+    scale_inplace(x, n, 1.0f / sum);
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; ++i) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void axpy(int64_t n, float a, const float* x, float* y) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void add(int64_t n, const float* x, float* y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] = x[i] + y[i];
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const float* sn, bool interleaved) {
+    const int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + h * head_dim;
+        int64_t i = 0;
+        if (interleaved) {
+            // 4 pairs per vector: [a0 b0 a1 b1 ...] -> a' = a c - b s, b' = a s + b c.
+            const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+            const __m256 alt = _mm256_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1);
+            for (; i + 4 <= half; i += 4) {
+                const __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cs + i)), dup);
+                const __m256 s = _mm256_mul_ps(
+                    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sn + i)), dup), alt);
+                const __m256 xv = _mm256_loadu_ps(v + 2 * i);
+                const __m256 sw = _mm256_permute_ps(xv, 0xB1);  // [b0 a0 b1 a1 ...]
+                _mm256_storeu_ps(v + 2 * i, _mm256_fmadd_ps(xv, c, _mm256_mul_ps(sw, s)));
+            }
+            for (; i < half; ++i) {
+                const float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * cs[i] - b * sn[i];
+                v[2 * i + 1] = a * sn[i] + b * cs[i];
+            }
+        } else {
+            for (; i + 8 <= half; i += 8) {
+                const __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+                const __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+                _mm256_storeu_ps(v + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
+                _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
+            }
+            for (; i < half; ++i) {
+                const float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = a * sn[i] + b * cs[i];
+            }
+        }
+    }
+}
+
+// Attention for one query position, flash-decoding style: the query heads that share a KV head
+// are processed together (each K/V row is read once for the whole group, which is what makes GQA
+// cheap on memory), over chunks of kChunk positions with an online (running max) softmax.
+constexpr int kMaxGroup = 8;
+constexpr int kChunk = 64;
+
+void attention_group(const float* q, const float* k, const float* v, int64_t n_kv, int64_t kv_stride,
+                     int G, int64_t D, float scale, float* out) {
+    alignas(32) float s[kMaxGroup][kChunk];
+    float m[kMaxGroup], l[kMaxGroup];
+    for (int h = 0; h < G; ++h) {
+        m[h] = -__builtin_inff();
+        l[h] = 0;
+        fill_f32(out + h * D, D, 0.0f);
+    }
+    const int64_t D8 = D & ~int64_t{7};
+    for (int64_t t0 = 0; t0 < n_kv; t0 += kChunk) {
+        const int tc = static_cast<int>(min64(kChunk, n_kv - t0));
+        // Scores.
+        for (int t = 0; t < tc; ++t) {
+            const float* kt = k + (t0 + t) * kv_stride;
+            __m256 acc[kMaxGroup];
+            for (int h = 0; h < G; ++h) acc[h] = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D8; d += 8) {
+                const __m256 kv = _mm256_loadu_ps(kt + d);
+                for (int h = 0; h < G; ++h) acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * D + d), kv, acc[h]);
+            }
+            for (int h = 0; h < G; ++h) {
+                float sc = hsum(acc[h]);
+                for (int64_t d = D8; d < D; ++d) sc += q[h * D + d] * kt[d];
+                s[h][t] = sc * scale;
+            }
+        }
+        // Online softmax update.
+        for (int h = 0; h < G; ++h) {
+            const float mc = max_of(s[h], tc);
+            const float mnew = maxf(m[h], mc);
+            if (mnew > m[h] && l[h] > 0) {
+                const float corr = expf(m[h] - mnew);
+                l[h] *= corr;
+                scale_inplace(out + h * D, D, corr);
+            }
+            m[h] = mnew;
+            l[h] += exp_shift_sum(s[h], tc, mnew);
+        }
+        // Weighted values.
+        for (int64_t d = 0; d < D8; d += 8) {
+            __m256 o[kMaxGroup];
+            for (int h = 0; h < G; ++h) o[h] = _mm256_loadu_ps(out + h * D + d);
+            for (int t = 0; t < tc; ++t) {
+                const __m256 vv = _mm256_loadu_ps(v + (t0 + t) * kv_stride + d);
+                for (int h = 0; h < G; ++h) o[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][t]), vv, o[h]);
+            }
+            for (int h = 0; h < G; ++h) _mm256_storeu_ps(out + h * D + d, o[h]);
+        }
+        for (int64_t d = D8; d < D; ++d) {
+            for (int t = 0; t < tc; ++t) {
+                const float vd = v[(t0 + t) * kv_stride + d];
+                for (int h = 0; h < G; ++h) out[h * D + d] += s[h][t] * vd;
+            }
+        }
+    }
+    for (int h = 0; h < G; ++h) scale_inplace(out + h * D, D, 1.0f / l[h]);
+}
+
+void attention(const float* q, const float* k, const float* v, int64_t n_kv, int64_t kv_stride, int64_t H,
+               int64_t H_kv, int64_t D, float scale, float* out, float* /*scratch*/) {
+    if (n_kv <= 0) {
+        fill_f32(out, H * D, 0.0f);
+        return;
+    }
+    const int64_t group = H / H_kv;
+    for (int64_t g = 0; g < H_kv; ++g) {
+        for (int64_t h0 = 0; h0 < group; h0 += kMaxGroup) {
+            const int G = static_cast<int>(min64(kMaxGroup, group - h0));
+            const int64_t h = g * group + h0;
+            attention_group(q + h * D, k + g * D, v + g * D, n_kv, kv_stride, G, D, scale, out + h * D);
+        }
+    }
+}
+
+}  // namespace
+
+void register_ops(KernelTable& t) {
+    t.rmsnorm = rmsnorm;
+    t.softmax = softmax;
+    t.swiglu = swiglu;
+    t.axpy = axpy;
+    t.add = add;
+    t.rope = rope;
+    t.attention = attention;
+}
+
+}  // namespace llmforge::kernels::avx2

@@ -1,0 +1,13 @@
+#include "kernels/cpu/table_fill.h"
+#include "kernels/cpu/x86/avx2/avx2.h"
+
+namespace llmforge::kernels {
+
+void fill_avx2_table(KernelTable& t) {
+    t.isa = Isa::kAvx2;
+    avx2::register_quant(t);
+    avx2::register_float(t);
+    avx2::register_ops(t);
+}
+
+}  // namespace llmforge::kernels

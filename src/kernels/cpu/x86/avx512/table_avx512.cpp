@@ -1,0 +1,51 @@
+// AVX-512 table entries. Starts from the AVX2 table (dispatch.cpp copies it in) and overrides:
+//  * F32 / F16 / BF16 dots and tiles with 16-lane vectors and a 4 x 6 register tile (32 zmm);
+//  * with AVX512_VNNI: the quantised dots and tiles with vpdpbusd / vpdpwssd (256-bit, EVEX).
+// Quantised kernels without VNNI stay AVX2 (same instruction count per byte at 256 bits).
+//
+// Not used on purpose: AVX512_BF16 (vdpbf16ps). It multiplies bf16 by bf16, so the f32
+// activations would have to be rounded to bf16 first (the contract keeps them f32), and its
+// conversion instruction flushes subnormals, unlike fp32_to_bf16. A bf16-activation path would be
+// a separate vec_dot_type decision, not a drop-in kernel.
+//
+// Nothing here runs unless dispatch.cpp saw AVX-512F/BW/VL/DQ in CPUID and XCR0; the VNNI entries
+// additionally need CpuFeatures::avx512_vnni. This file is compiled with VNNI and BF16 enabled,
+// so it contains no scalar integer loops the compiler could auto-vectorise into VNNI code.
+// GCC 12's avx512fintrin.h trips -W(maybe-)uninitialized on its own _mm512_undefined_*() merge
+// operands once inlined (GCC bug 105593, fixed in 13); the warning is about the header, not us.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include "kernels/cpu/table_fill.h"
+#include "kernels/cpu/x86/float_dot_impl.h"
+#include "kernels/cpu/x86/quant_dot_impl.h"
+
+namespace llmforge::kernels {
+
+using namespace x86;
+
+void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
+    auto at = [](DType d) { return static_cast<int>(d); };
+    t.isa = Isa::kAvx512;
+    t.vec_dot[at(DType::F32)] = vec_dot_float<V16, FW::kF32>;
+    t.vec_dot[at(DType::F16)] = vec_dot_float<V16, FW::kF16>;
+    t.vec_dot[at(DType::BF16)] = vec_dot_float<V16, FW::kBF16>;
+    t.gemm[at(DType::F32)] = gemm_float<V16, FW::kF32>;
+    t.gemm[at(DType::F16)] = gemm_float<V16, FW::kF16>;
+    t.gemm[at(DType::BF16)] = gemm_float<V16, FW::kBF16>;
+
+    if (f.avx512_vnni) {
+        t.vec_dot[at(DType::Q8_0)] = vec_dot_q8_0<DotVnni>;
+        t.vec_dot[at(DType::Q4_0)] = vec_dot_q4_0<DotVnni>;
+        t.vec_dot[at(DType::Q4_K)] = vec_dot_q4_k<DotVnni>;
+        t.vec_dot[at(DType::Q6_K)] = vec_dot_q6_k<DotVnni>;
+        t.gemm[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q8_0<DotVnni>>;
+        t.gemm[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q4_0<DotVnni>>;
+        t.gemm[at(DType::Q4_K)] = gemm_kquant<DotVnni, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotVnni>>;
+        t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotVnni>>;
+    }
+}
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,154 @@
+// Dot products and register-blocked tile products for F32 / F16 / BF16 weights against F32
+// activations, written once over a vector-traits type `V` (8 lanes for AVX2, 16 for AVX-512).
+// Internal linkage, see x86_common.h.
+//
+// V provides: type T, kLanes, kRW x kRC (tile shape sized to the register file), zero(),
+// fmadd(a, b, c), loadx(const float*), load_w<WT>(const uint16_t/float*), hsum(T).
+#pragma once
+
+
+#include "kernels/cpu/x86/x86_common.h"
+
+namespace llmforge::kernels::x86 {
+namespace {
+
+enum class FW { kF32, kF16, kBF16 };
+
+template <FW WT>
+inline float w_scalar(const void* w, int64_t i) {
+    if constexpr (WT == FW::kF32) {
+        return static_cast<const float*>(w)[i];
+    } else if constexpr (WT == FW::kF16) {
+        return f16(static_cast<const uint16_t*>(w)[i]);
+    } else {
+        return bf16(static_cast<const uint16_t*>(w)[i]);
+    }
+}
+
+template <class V, FW WT>
+float vec_dot_float(int64_t n, const void* w, const void* vx) {
+    const auto* x = static_cast<const float*>(vx);
+    constexpr int L = V::kLanes;
+    typename V::T a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    int64_t i = 0;
+    for (; i + 4 * L <= n; i += 4 * L) {
+        a0 = V::fmadd(V::template load_w<WT>(w, i), V::loadx(x + i), a0);
+        a1 = V::fmadd(V::template load_w<WT>(w, i + L), V::loadx(x + i + L), a1);
+        a2 = V::fmadd(V::template load_w<WT>(w, i + 2 * L), V::loadx(x + i + 2 * L), a2);
+        a3 = V::fmadd(V::template load_w<WT>(w, i + 3 * L), V::loadx(x + i + 3 * L), a3);
+    }
+    for (; i + L <= n; i += L) a0 = V::fmadd(V::template load_w<WT>(w, i), V::loadx(x + i), a0);
+    float s = V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
+    for (; i < n; ++i) s += w_scalar<WT>(w, i) * x[i];
+    return s;
+}
+
+// RW weight rows x RC activation rows; every weight vector is converted once and used RC times.
+template <class V, FW WT, int RW, int RC>
+void tile_float(int64_t n, const void* const wr[], const float* const xc[], float* out, size_t ldo) {
+    constexpr int L = V::kLanes;
+    typename V::T acc[RW][RC];
+    for (int r = 0; r < RW; ++r)
+        for (int c = 0; c < RC; ++c) acc[r][c] = V::zero();
+    int64_t i = 0;
+    for (; i + L <= n; i += L) {
+        typename V::T xv[RC];
+        for (int c = 0; c < RC; ++c) xv[c] = V::loadx(xc[c] + i);
+        for (int r = 0; r < RW; ++r) {
+            const typename V::T wv = V::template load_w<WT>(wr[r], i);
+            for (int c = 0; c < RC; ++c) acc[r][c] = V::fmadd(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int c = 0; c < RC; ++c) {
+        for (int r = 0; r < RW; ++r) {
+            float s = V::hsum(acc[r][c]);
+            for (int64_t j = i; j < n; ++j) s += w_scalar<WT>(wr[r], j) * xc[c][j];
+            out[static_cast<size_t>(c) * ldo + r] = s;
+        }
+    }
+}
+
+template <class V, FW WT, int RW>
+void tile_float_rc(int64_t n, const void* const wr[], const float* const xc[], int rc, float* out, size_t ldo) {
+    static_assert(V::kRC <= 6);
+    switch (rc) {
+        case 1: tile_float<V, WT, RW, 1>(n, wr, xc, out, ldo); break;
+        case 2: tile_float<V, WT, RW, 2>(n, wr, xc, out, ldo); break;
+        case 3: if constexpr (V::kRC >= 3) tile_float<V, WT, RW, 3>(n, wr, xc, out, ldo); break;
+        case 4: if constexpr (V::kRC >= 4) tile_float<V, WT, RW, 4>(n, wr, xc, out, ldo); break;
+        case 5: if constexpr (V::kRC >= 5) tile_float<V, WT, RW, 5>(n, wr, xc, out, ldo); break;
+        case 6: if constexpr (V::kRC >= 6) tile_float<V, WT, RW, 6>(n, wr, xc, out, ldo); break;
+        default: break;
+    }
+}
+
+template <class V, FW WT>
+void gemm_float(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
+                int64_t nc, float* out, size_t ldo) {
+    constexpr int kRW = V::kRW, kRC = V::kRC;
+    static_assert(kRW == 4);
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const auto* xb = static_cast<const uint8_t*>(x);
+    for (int64_t c0 = 0; c0 < nc; c0 += kRC) {
+        const int rc = static_cast<int>(min64(kRC, nc - c0));
+        const float* xc[kRC];
+        for (int c = 0; c < rc; ++c) xc[c] = reinterpret_cast<const float*>(xb + static_cast<size_t>(c0 + c) * x_stride);
+        for (int64_t r0 = 0; r0 < nr; r0 += kRW) {
+            const int rw = static_cast<int>(min64(kRW, nr - r0));
+            const void* wr[kRW];
+            for (int r = 0; r < rw; ++r) wr[r] = wb + static_cast<size_t>(r0 + r) * w_stride;
+            float* o = out + static_cast<size_t>(c0) * ldo + static_cast<size_t>(r0);
+            switch (rw) {
+                case 1: tile_float_rc<V, WT, 1>(n, wr, xc, rc, o, ldo); break;
+                case 2: tile_float_rc<V, WT, 2>(n, wr, xc, rc, o, ldo); break;
+                case 3: tile_float_rc<V, WT, 3>(n, wr, xc, rc, o, ldo); break;
+                default: tile_float_rc<V, WT, 4>(n, wr, xc, rc, o, ldo); break;
+            }
+        }
+    }
+}
+
+// 8-lane traits (AVX2 + FMA + F16C).
+struct V8 {
+    using T = __m256;
+    static constexpr int kLanes = 8, kRW = 4, kRC = 3;
+    static T zero() { return _mm256_setzero_ps(); }
+    static T add(T a, T b) { return _mm256_add_ps(a, b); }
+    static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+    static T loadx(const float* p) { return _mm256_loadu_ps(p); }
+    template <FW WT>
+    static T load_w(const void* w, int64_t i) {
+        if constexpr (WT == FW::kF32) return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+        else if constexpr (WT == FW::kF16) return load_f16x8(static_cast<const uint16_t*>(w) + i);
+        else return load_bf16x8(static_cast<const uint16_t*>(w) + i);
+    }
+    static float hsum(T v) { return x86::hsum(v); }
+};
+
+#if defined(__AVX512F__)
+// 16-lane traits (AVX-512F); 32 registers allow a 4 x 6 tile (24 accumulators).
+struct V16 {
+    using T = __m512;
+    static constexpr int kLanes = 16, kRW = 4, kRC = 6;
+    static T zero() { return _mm512_setzero_ps(); }
+    static T add(T a, T b) { return _mm512_add_ps(a, b); }
+    static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+    static T loadx(const float* p) { return _mm512_loadu_ps(p); }
+    template <FW WT>
+    static T load_w(const void* w, int64_t i) {
+        if constexpr (WT == FW::kF32) {
+            return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+        } else if constexpr (WT == FW::kF16) {
+            return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
+        } else {
+            const __m512i v = _mm512_cvtepu16_epi32(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
+            return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        }
+    }
+    static float hsum(T v) { return _mm512_reduce_add_ps(v); }
+};
+#endif
+
+}  // namespace
+}  // namespace llmforge::kernels::x86

@@ -1,0 +1,395 @@
+// Quantised dot products and register-blocked tile products for x86, written once and
+// instantiated per ISA with a dot policy `D`:
+//   D::dpbusd(acc, u, s): acc + sum of 4 adjacent u8*s8 products per int32 lane
+//   D::dpwssd(acc, a, b): acc + sum of 2 adjacent i16*i16 products per int32 lane
+// AVX2 builds them from maddubs/madd (exact here: every maddubs pair sum stays below 2^15 because
+// weights are at most 6-bit unsigned or |q8| <= 127 against |q8| <= 127); AVX-512 VNNI uses
+// vpdpbusd / vpdpwssd directly. Internal linkage, see x86_common.h.
+//
+// Activation layouts: Q8_0 (for Q8_0 / Q4_0 weights) and Q8_K (for Q4_K / Q6_K), as produced by
+// quantize_row; Q8_K's bsums must be consistent with its qs.
+#pragma once
+
+#include <type_traits>
+
+#include "kernels/cpu/x86/x86_common.h"
+
+namespace llmforge::kernels::x86 {
+namespace {
+
+struct DotAvx2 {
+    static constexpr bool kVnni = false;
+    static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+    }
+    static __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+};
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+struct DotVnni {
+    static constexpr bool kVnni = true;
+    static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+    static __m256i dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
+};
+#endif
+
+inline const uint8_t* byte_ptr(const void* p) { return static_cast<const uint8_t*>(p); }
+
+// =============================================================== vec_dot
+
+template <class D>
+float vec_dot_q8_0(int64_t n, const void* vw, const void* vx) {
+    const auto* w = static_cast<const BlockQ8_0*>(vw);
+    const auto* x = static_cast<const BlockQ8_0*>(vx);
+    const int64_t nb = n / kQK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    auto block = [&](int64_t i) {
+        const __m256i wq = load256(w[i].qs);
+        const __m256i a = load256(x[i].qs);
+        const __m256i v = D::dpbusd(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(a, wq));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(f16(w[i].d) * f16(x[i].d)));
+    };
+    for (; b + 1 < nb; b += 2) {
+        acc0 = _mm256_add_ps(acc0, block(b));
+        acc1 = _mm256_add_ps(acc1, block(b + 1));
+    }
+    if (b < nb) acc0 = _mm256_add_ps(acc0, block(b));
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <class D>
+float vec_dot_q4_0(int64_t n, const void* vw, const void* vx) {
+    const auto* w = static_cast<const BlockQ4_0*>(vw);
+    const auto* x = static_cast<const BlockQ8_0*>(vx);
+    const int64_t nb = n / kQK;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    auto block = [&](int64_t i) {
+        const __m256i u = q4_0_unpack(w[i].qs);  // q + 8, unsigned
+        const __m256i a = load256(x[i].qs);
+        __m256i v;
+        if constexpr (D::kVnni) {
+            v = _mm256_sub_epi32(D::dpbusd(_mm256_setzero_si256(), u, a),
+                                 D::dpbusd(_mm256_setzero_si256(), eight, a));
+        } else {
+            const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, a), _mm256_maddubs_epi16(eight, a));
+            v = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        }
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(f16(w[i].d) * f16(x[i].d)));
+    };
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        acc0 = _mm256_add_ps(acc0, block(b));
+        acc1 = _mm256_add_ps(acc1, block(b + 1));
+    }
+    if (b < nb) acc0 = _mm256_add_ps(acc0, block(b));
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <class D>
+float vec_dot_q4_k(int64_t n, const void* vw, const void* vx) {
+    const auto* w = static_cast<const BlockQ4_K*>(vw);
+    const auto* x = static_cast<const BlockQ8_K*>(vx);
+    const int64_t nb = n / kQK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const float d = x[b].d * f16(w[b].d);
+        const float dmin = -x[b].d * f16(w[b].dmin);
+        const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(w[b].scales));  // 8 scales, 8 mins
+        // Mins: sum_j m_j * (sum of the 32 activations of sub-block j), from the bsums.
+        const __m256i bs = load256(x[b].bsums);
+        const __m128i bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), bs8);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), acc_m);
+
+        const __m128i sc128 = _mm256_castsi256_si128(sm16);
+        const __m256i sc = _mm256_set_m128i(sc128, sc128);
+        const uint8_t* q = w[b].qs;
+        const int8_t* a = x[b].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m128i ml = bcast16_mask(2 * j), mh = bcast16_mask(2 * j + 1);
+            const __m256i sl = _mm256_shuffle_epi8(sc, _mm256_set_m128i(ml, ml));
+            const __m256i sh = _mm256_shuffle_epi8(sc, _mm256_set_m128i(mh, mh));
+            const __m256i qb = load256(q + 32 * j);
+            const __m256i lo = _mm256_and_si256(qb, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+            sumi = D::dpwssd(sumi, _mm256_maddubs_epi16(lo, load256(a + 64 * j)), sl);
+            sumi = D::dpwssd(sumi, _mm256_maddubs_epi16(hi, load256(a + 64 * j + 32)), sh);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    return hsum(acc) + _mm_cvtss_f32(acc_m);
+}
+
+template <class D>
+float vec_dot_q6_k(int64_t n, const void* vw, const void* vx) {
+    const auto* w = static_cast<const BlockQ6_K*>(vw);
+    const auto* x = static_cast<const BlockQ8_K*>(vx);
+    const int64_t nb = n / kQK_K;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const float d = x[b].d * f16(w[b].d);
+        const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
+        const int8_t* a = x[b].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            __m256i q[4];
+            q6k_unpack_half(w[b].ql + 64 * h, w[b].qh + 32 * h, q);
+            for (int i = 0; i < 4; ++i) {
+                const int k = 4 * h + i;
+                const __m256i sc = _mm256_cvtepi8_epi16(q6k_chunk_scales(scales, k));
+                sumi = D::dpwssd(sumi, _mm256_maddubs_epi16(q[i], load256(a + 32 * k)), sc);
+            }
+        }
+        // The stored values are q + 32: subtract 32 * sum_g scale_g * bsum_g.
+        const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load256(x[b].bsums));
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
+
+// =============================================================== tile products (gemm)
+
+// Rows of the tile that do not exist point at row 0 (results discarded), so every tile has 4 rows.
+inline void row_ptrs(const void* w, size_t w_stride, int64_t r0, int64_t rw, const uint8_t* out[4]) {
+    for (int i = 0; i < 4; ++i) out[i] = byte_ptr(w) + static_cast<size_t>(r0 + (i < rw ? i : 0)) * w_stride;
+}
+
+// Four fp16 block scales from four rows, as [d0 d1 d2 d3 d0 d1 d2 d3].
+inline __m256 four_scales(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3) {
+    const __m128 d = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, static_cast<short>(d3), static_cast<short>(d2),
+                                                static_cast<short>(d1), static_cast<short>(d0)));
+    return _mm256_set_m128(d, d);
+}
+
+// 4 weight rows x RC activation rows over Q8_0-activation blocks. Wt = BlockQ4_0 or BlockQ8_0.
+// The 4 rows' int32 block sums are folded with two hadds into one vector per activation row
+// ([r0 r1 r2 r3 | r0 r1 r2 r3] partial sums), so the float work per block is one cvt + fma per
+// activation row instead of one per (row, activation row) pair.
+template <class D, class Wt, int RC>
+void tile_q_0(int64_t nb, const uint8_t* const wr[4], const uint8_t* const xc[RC], int64_t rw,
+              float* out, size_t ldo) {
+    __m256 acc[RC];
+    for (int c = 0; c < RC; ++c) acc[c] = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; ++b) {
+        const Wt* wb[4];
+        for (int i = 0; i < 4; ++i) wb[i] = reinterpret_cast<const Wt*>(wr[i]) + b;
+        const __m256 dw = four_scales(wb[0]->d, wb[1]->d, wb[2]->d, wb[3]->d);
+        __m256i wq[4], aux[4];
+        for (int i = 0; i < 4; ++i) {
+            if constexpr (std::is_same_v<Wt, BlockQ4_0>) {
+                wq[i] = q4_0_unpack(wb[i]->qs);
+            } else {
+                wq[i] = load256(wb[i]->qs);
+                if constexpr (D::kVnni) {  // -128 * sum(w): corrects for feeding a + 128 as unsigned
+                    aux[i] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                              D::dpbusd(_mm256_setzero_si256(), _mm256_set1_epi8(-128), wq[i]));
+                } else {
+                    aux[i] = _mm256_sign_epi8(wq[i], wq[i]);  // |w|
+                }
+            }
+        }
+        for (int c = 0; c < RC; ++c) {
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(xc[c]) + b;
+            const __m256i a = load256(xb->qs);
+            __m256i v[4];
+            if constexpr (std::is_same_v<Wt, BlockQ4_0>) {
+                if constexpr (D::kVnni) {
+                    const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                         D::dpbusd(_mm256_setzero_si256(), eight, a));
+                    for (int i = 0; i < 4; ++i) v[i] = D::dpbusd(neg, wq[i], a);
+                } else {
+                    const __m256i m8 = _mm256_maddubs_epi16(eight, a);
+                    for (int i = 0; i < 4; ++i) {
+                        v[i] = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(wq[i], a), m8), ones16);
+                    }
+                }
+            } else {
+                if constexpr (D::kVnni) {
+                    const __m256i ua = _mm256_xor_si256(a, _mm256_set1_epi8(-128));  // a + 128
+                    for (int i = 0; i < 4; ++i) v[i] = D::dpbusd(aux[i], ua, wq[i]);
+                } else {
+                    for (int i = 0; i < 4; ++i) {
+                        v[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aux[i], _mm256_sign_epi8(a, wq[i])), ones16);
+                    }
+                }
+            }
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, _mm256_set1_ps(f16(xb->d))), acc[c]);
+        }
+    }
+    for (int c = 0; c < RC; ++c) {
+        alignas(32) float t[8];
+        _mm256_store_ps(t, acc[c]);
+        for (int i = 0; i < rw; ++i) out[static_cast<size_t>(c) * ldo + i] = t[i] + t[i + 4];
+    }
+}
+
+template <class D, class Wt, float (*Dot)(int64_t, const void*, const void*)>
+void gemm_q_0(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
+              int64_t nc, float* out, size_t ldo) {
+    if (nc == 1) {
+        for (int64_t r = 0; r < nr; ++r) out[r] = Dot(n, byte_ptr(w) + static_cast<size_t>(r) * w_stride, x);
+        return;
+    }
+    const int64_t nb = n / kQK;
+    constexpr int kRC = 4;
+    for (int64_t r0 = 0; r0 < nr; r0 += 4) {
+        const int64_t rw = min64(4, nr - r0);
+        const uint8_t* wr[4];
+        row_ptrs(w, w_stride, r0, rw, wr);
+        for (int64_t c0 = 0; c0 < nc; c0 += kRC) {
+            const int64_t rc = min64(kRC, nc - c0);
+            const uint8_t* xc[kRC];
+            for (int c = 0; c < kRC; ++c) xc[c] = byte_ptr(x) + static_cast<size_t>(c0 + (c < rc ? c : 0)) * x_stride;
+            float* o = out + static_cast<size_t>(c0) * ldo + static_cast<size_t>(r0);
+            switch (rc) {
+                case 1: tile_q_0<D, Wt, 1>(nb, wr, xc, rw, o, ldo); break;
+                case 2: tile_q_0<D, Wt, 2>(nb, wr, xc, rw, o, ldo); break;
+                case 3: tile_q_0<D, Wt, 3>(nb, wr, xc, rw, o, ldo); break;
+                default: tile_q_0<D, Wt, 4>(nb, wr, xc, rw, o, ldo); break;
+            }
+        }
+    }
+}
+
+// ---- K-quants: one super-block of one weight row unpacked into a uniform, L1-resident form,
+// then multiplied against many activation rows. For every 32-value chunk k: unsigned values q[k]
+// and an int16 scale vector sc[k] (lanes 0-7 scale the chunk's first 16 values, 8-15 the rest).
+// bias: 16 int16 per-16-value-group coefficients applied to the activation bsums.
+//   row · act = act.d * (dA * sum_k <q[k]·a[k], sc[k]> + dB * <bias, bsums>)
+struct KPrep {
+    __m256i q[8];
+    __m256i sc[8];
+    __m256i bias;
+    float dA, dB;
+};
+
+inline void kprep_q4_k(const BlockQ4_K& blk, KPrep& p) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(blk.scales));
+    for (int j = 0; j < 4; ++j) {
+        const __m256i qb = load256(blk.qs + 32 * j);
+        p.q[2 * j] = _mm256_and_si256(qb, m4);
+        p.q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+    }
+    const __m128i sc128 = _mm256_castsi256_si128(sm16);
+    const __m256i sc = _mm256_set_m128i(sc128, sc128);
+    for (int k = 0; k < 8; ++k) {
+        const __m128i m = bcast16_mask(k);
+        p.sc[k] = _mm256_shuffle_epi8(sc, _mm256_set_m128i(m, m));
+    }
+    const __m128i mins = _mm256_extracti128_si256(sm16, 1);
+    p.bias = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+    p.dA = f16(blk.d);
+    p.dB = -f16(blk.dmin);
+}
+
+inline void kprep_q6_k(const BlockQ6_K& blk, KPrep& p) {
+    q6k_unpack_half(blk.ql, blk.qh, p.q);
+    q6k_unpack_half(blk.ql + 64, blk.qh + 32, p.q + 4);
+    const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
+    for (int k = 0; k < 8; ++k) p.sc[k] = _mm256_cvtepi8_epi16(q6k_chunk_scales(scales, k));
+    p.bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scales), 5));
+    p.dA = p.dB = f16(blk.d);
+}
+
+// RW prepared rows x RC activation super-blocks, accumulated into acc[r * ld + c].
+template <class D, int RW, int RC, bool kFoldBias>
+inline void kquant_step(const KPrep* p, const BlockQ8_K* const xb[RC], __m256* acc, int ld) {
+    __m256i sumi[RW][RC];
+    for (int r = 0; r < RW; ++r)
+        for (int c = 0; c < RC; ++c) sumi[r][c] = _mm256_setzero_si256();
+    for (int k = 0; k < 8; ++k) {
+        __m256i a[RC];
+        for (int c = 0; c < RC; ++c) a[c] = load256(xb[c]->qs + 32 * k);
+        for (int r = 0; r < RW; ++r) {
+            for (int c = 0; c < RC; ++c) {
+                sumi[r][c] = D::dpwssd(sumi[r][c], _mm256_maddubs_epi16(p[r].q[k], a[c]), p[r].sc[k]);
+            }
+        }
+    }
+    for (int c = 0; c < RC; ++c) {
+        const __m256i bs = load256(xb[c]->bsums);
+        const float da = xb[c]->d;
+        for (int r = 0; r < RW; ++r) {
+            const __m256i bias = _mm256_madd_epi16(p[r].bias, bs);
+            __m256& s = acc[r * ld + c];
+            if constexpr (kFoldBias) {
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sumi[r][c], bias)),
+                                    _mm256_set1_ps(p[r].dA * da), s);
+            } else {
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r][c]), _mm256_set1_ps(p[r].dA * da), s);
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bias), _mm256_set1_ps(p[r].dB * da), s);
+            }
+        }
+    }
+}
+
+// Activation rows per pass over a row block; their 8-lane accumulators live in a stack array.
+constexpr int kKCols = 16;
+
+template <class D, class Wt, int RW, bool kFoldBias, void (*Prep)(const Wt&, KPrep&)>
+void kquant_rows(int64_t nb, const uint8_t* const wr[RW], const uint8_t* x, size_t x_stride, int64_t nc,
+                 float* out, size_t ldo) {
+    alignas(32) KPrep p[RW];
+    __m256 acc[RW * kKCols];
+    for (int64_t c0 = 0; c0 < nc; c0 += kKCols) {
+        const int cb = static_cast<int>(min64(kKCols, nc - c0));
+        for (int i = 0; i < RW * kKCols; ++i) acc[i] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; ++b) {
+            for (int r = 0; r < RW; ++r) Prep(reinterpret_cast<const Wt*>(wr[r])[b], p[r]);
+            int c = 0;
+            for (; c + 1 < cb; c += 2) {
+                const BlockQ8_K* xb[2];
+                for (int i = 0; i < 2; ++i) {
+                    xb[i] = reinterpret_cast<const BlockQ8_K*>(x + static_cast<size_t>(c0 + c + i) * x_stride) + b;
+                }
+                kquant_step<D, RW, 2, kFoldBias>(p, xb, acc + c, kKCols);
+            }
+            if (c < cb) {
+                const BlockQ8_K* xb[1] = {reinterpret_cast<const BlockQ8_K*>(x + static_cast<size_t>(c0 + c) * x_stride) + b};
+                kquant_step<D, RW, 1, kFoldBias>(p, xb, acc + c, kKCols);
+            }
+        }
+        for (int c = 0; c < cb; ++c) {
+            for (int r = 0; r < RW; ++r) out[static_cast<size_t>(c0 + c) * ldo + r] = hsum(acc[r * kKCols + c]);
+        }
+    }
+}
+
+template <class D, class Wt, bool kFoldBias, void (*Prep)(const Wt&, KPrep&),
+          float (*Dot)(int64_t, const void*, const void*)>
+void gemm_kquant(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
+                 int64_t nc, float* out, size_t ldo) {
+    if (nc == 1) {
+        for (int64_t r = 0; r < nr; ++r) out[r] = Dot(n, byte_ptr(w) + static_cast<size_t>(r) * w_stride, x);
+        return;
+    }
+    const int64_t nb = n / kQK_K;
+    const uint8_t* xp = byte_ptr(x);
+    int64_t r0 = 0;
+    for (; r0 + 4 <= nr; r0 += 4) {
+        const uint8_t* wr[4];
+        row_ptrs(w, w_stride, r0, 4, wr);
+        kquant_rows<D, Wt, 4, kFoldBias, Prep>(nb, wr, xp, x_stride, nc, out + r0, ldo);
+    }
+    for (; r0 < nr; ++r0) {
+        const uint8_t* wr[1] = {byte_ptr(w) + static_cast<size_t>(r0) * w_stride};
+        kquant_rows<D, Wt, 1, kFoldBias, Prep>(nb, wr, xp, x_stride, nc, out + r0, ldo);
+    }
+}
+
+}  // namespace
+}  // namespace llmforge::kernels::x86

@@ -1,0 +1,148 @@
+// open_model_files(): every supported file format mapped onto GGUF tensor names.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/gguf_model.h"
+#include "io/hf_config.h"
+#include "io/llama2c.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "tokenizer/hf_tokenizer_json.h"
+
+namespace llmforge {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_gguf_magic(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    char m[4] = {};
+    f.read(m, 4);
+    return f.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0;
+}
+
+// Hugging Face parameter name -> GGUF name ("" when the tensor is not used, e.g. rotary caches).
+std::string hf_to_gguf_name(const std::string& n) {
+    static const std::pair<const char*, const char*> kTop[] = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+    };
+    for (const auto& [hf, gg] : kTop)
+        if (n == hf) return gg;
+    static const std::pair<const char*, const char*> kLayer[] = {
+        {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    };
+    const std::string pre = "model.layers.";
+    if (n.rfind(pre, 0) != 0) return "";
+    const size_t dot = n.find('.', pre.size());
+    if (dot == std::string::npos) return "";
+    const std::string layer = n.substr(pre.size(), dot - pre.size());
+    const std::string rest = n.substr(dot + 1);
+    for (const auto& [hf, gg] : kLayer)
+        if (rest == hf) return "blk." + layer + "." + gg;
+    return "";
+}
+
+ModelFiles open_gguf(const std::string& path) {
+    auto f = std::make_shared<GgufFile>(path);
+    ModelFiles m;
+    m.path = path;
+    m.format = "gguf";
+    m.config = gguf_read_config(*f);
+    m.vocab = gguf_read_vocab(*f);
+    for (const auto& info : f->tensor_infos()) m.tensors[info.name] = f->tensor(info);
+    return m;
+}
+
+ModelFiles open_hf_folder(const std::string& dir) {
+    const fs::path d(dir);
+    if (!fs::exists(d / "config.json")) {
+        fail("%s: folder has no config.json (expected a Hugging Face model folder with config.json "
+             "and model.safetensors)", dir.c_str());
+    }
+    ModelFiles m;
+    m.path = dir;
+    m.format = "safetensors";
+    m.config = hf_config_read((d / "config.json").string());
+    SafetensorsSet set(dir);
+    for (const auto& name : set.tensor_names()) {
+        const std::string g = hf_to_gguf_name(name);
+        if (g.empty()) continue;
+        m.tensors[g] = set.tensor(name);
+        m.tensors[g].set_name(g);
+    }
+    if (fs::exists(d / "tokenizer.json")) {
+        const fs::path cfg = d / "tokenizer_config.json";
+        m.vocab = hf_tokenizer_json_load((d / "tokenizer.json").string(),
+                                         fs::exists(cfg) ? cfg.string() : std::string());
+    }
+    return m;
+}
+
+ModelFiles open_llama2c(const std::string& path) {
+    Llama2cCheckpoint ck(path);
+    ModelFiles m;
+    m.path = path;
+    m.format = "llama2c";
+    m.config = ck.config();
+    for (const Tensor& t : ck.tensors()) m.tensors[t.name()] = t;
+    // llama2.c's own tokenizer usually sits beside the checkpoint as tokenizer.bin.
+    const fs::path beside = fs::path(path).parent_path() / "tokenizer.bin";
+    if (fs::exists(beside)) m.vocab = llama2c_read_vocab(beside.string(), m.config.n_vocab);
+    return m;
+}
+
+}  // namespace
+
+ModelFiles open_model_files(const std::string& path, const std::string& tokenizer_path) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (ec || !fs::exists(st)) {
+        fail("%s: no such file or folder (hint: -m takes a .gguf file, a Hugging Face folder or a "
+             "llama2.c .bin)", path.c_str());
+    }
+    ModelFiles m;
+    if (fs::is_directory(st)) {
+        m = open_hf_folder(path);
+    } else if (has_gguf_magic(path)) {
+        m = open_gguf(path);
+    } else {
+        m = open_llama2c(path);
+    }
+    if (!tokenizer_path.empty()) {
+        if (has_gguf_magic(tokenizer_path)) {
+            m.vocab = gguf_read_vocab(GgufFile(tokenizer_path));
+        } else if (fs::path(tokenizer_path).extension() == ".json") {
+            m.vocab = hf_tokenizer_json_load(tokenizer_path);
+        } else {
+            m.vocab = llama2c_read_vocab(tokenizer_path, m.config.n_vocab);
+        }
+    }
+    if (!m.vocab.empty() && static_cast<int64_t>(m.vocab.tokens.size()) != m.config.n_vocab) {
+        fail("%s: tokenizer has %zu tokens, the model's vocabulary is %lld (tokenizer from another "
+             "model?)", tokenizer_path.empty() ? path.c_str() : tokenizer_path.c_str(),
+             m.vocab.tokens.size(), (long long)m.config.n_vocab);
+    }
+    return m;
+}
+
+}  // namespace llmforge

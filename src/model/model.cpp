@@ -1,0 +1,302 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+#include "kernels/cpu/kernels.h"
+
+namespace llmforge {
+
+namespace {
+
+// Small 1-D parameters (norm gains, biases) are used as f32; other dtypes are converted once.
+Tensor as_f32_vector(const Tensor& t) {
+    if (t.dtype() == DType::F32) return t;
+    Tensor out = Tensor::empty(DType::F32, {t.numel()}, t.name());
+    const auto deq = kernels::kernels().dequantize_row[static_cast<int>(t.dtype())];
+    LF_ASSERT(deq != nullptr);
+    deq(t.data(), out.ptr<float>(), t.numel());
+    return out;
+}
+
+}  // namespace
+
+Model::Model(ModelFiles files) : files_(std::move(files)), cfg_(files_.config) {}
+
+std::unique_ptr<Model> Model::load(const std::string& path, const std::string& tokenizer_path) {
+    return from_files(open_model_files(path, tokenizer_path));
+}
+
+std::unique_ptr<Model> Model::from_files(ModelFiles files) {
+    std::unique_ptr<Model> m(new Model(std::move(files)));
+    m->bind_weights();
+    return m;
+}
+
+void Model::bind_weights() {
+    const ModelConfig& c = cfg_;
+    const std::string& file = files_.path;
+    if (c.arch != "llama" && c.arch != "qwen2") {
+        fail("%s: architecture '%s' is not supported (expected llama or qwen2)", file.c_str(),
+             c.arch.c_str());
+    }
+    if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_ff <= 0 ||
+        c.n_vocab <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0) {
+        fail("%s: bad hyper-parameters: dim %lld, layers %lld, heads %lld, kv heads %lld, ffn %lld, "
+             "vocab %lld, head_dim %lld (expected all > 0 and an even head_dim)",
+             file.c_str(), (long long)c.n_embd, (long long)c.n_layer, (long long)c.n_head,
+             (long long)c.n_head_kv, (long long)c.n_ff, (long long)c.n_vocab, (long long)c.head_dim);
+    }
+    if (c.n_head % c.n_head_kv != 0) {
+        fail("%s: %lld attention heads are not a multiple of %lld kv heads (grouped-query attention "
+             "needs n_head %% n_head_kv == 0)",
+             file.c_str(), (long long)c.n_head, (long long)c.n_head_kv);
+    }
+    const auto& kt = kernels::kernels();
+    // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
+    // kVector: small 1-D parameter, converted to f32.
+    enum Use { kMatrix, kRows, kVector };
+    auto get = [&](const std::string& name, std::vector<int64_t> shape, Use use) -> Tensor {
+        auto it = files_.tensors.find(name);
+        if (it == files_.tensors.end()) {
+            fail("%s: tensor '%s' is missing (expected for %s with %lld layers; file incomplete or "
+                 "not a %s model?)",
+                 file.c_str(), name.c_str(), c.arch.c_str(), (long long)c.n_layer, c.arch.c_str());
+        }
+        const Tensor& t = it->second;
+        if (t.shape() != shape) {
+            Tensor want = Tensor::view(t.dtype(), shape, nullptr, nullptr);
+            fail("%s: tensor '%s' has shape %s, expected %s (config and weights disagree)",
+                 file.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
+        }
+        const int di = static_cast<int>(t.dtype());
+        if (use == kMatrix && kt.vec_dot[di] == nullptr) {
+            fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
+                 "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
+                 file.c_str(), name.c_str(), dtype_name(t.dtype()));
+        }
+        if (kt.dequantize_row[di] == nullptr) {
+            fail("%s: tensor '%s' has dtype %s, which llmforge cannot read", file.c_str(),
+                 name.c_str(), dtype_name(t.dtype()));
+        }
+        return use == kVector ? as_f32_vector(t) : t;
+    };
+    const int64_t C = c.n_embd, D = c.head_dim, Hq = c.n_head * D, Hk = c.n_head_kv * D;
+    const bool tied = files_.tensors.count("output.weight") == 0;
+    tok_embd_ = get("token_embd.weight", {c.n_vocab, C}, tied ? kMatrix : kRows);
+    output_norm_ = get("output_norm.weight", {C}, kVector);
+    if (!tied) {
+        output_ = get("output.weight", {c.n_vocab, C}, kMatrix);
+        cfg_.tied_embeddings = false;
+    } else {
+        output_ = tok_embd_;
+        cfg_.tied_embeddings = true;
+    }
+    layers_.resize(c.n_layer);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerWeights& w = layers_[l];
+        w.attn_norm = get(p + "attn_norm.weight", {C}, kVector);
+        w.wq = get(p + "attn_q.weight", {Hq, C}, kMatrix);
+        w.wk = get(p + "attn_k.weight", {Hk, C}, kMatrix);
+        w.wv = get(p + "attn_v.weight", {Hk, C}, kMatrix);
+        w.wo = get(p + "attn_output.weight", {C, Hq}, kMatrix);
+        if (c.qkv_bias || files_.tensors.count(p + "attn_q.bias")) {
+            w.bq = get(p + "attn_q.bias", {Hq}, kVector);
+            w.bk = get(p + "attn_k.bias", {Hk}, kVector);
+            w.bv = get(p + "attn_v.bias", {Hk}, kVector);
+        }
+        w.ffn_norm = get(p + "ffn_norm.weight", {C}, kVector);
+        w.w_gate = get(p + "ffn_gate.weight", {c.n_ff, C}, kMatrix);
+        w.w_up = get(p + "ffn_up.weight", {c.n_ff, C}, kMatrix);
+        w.w_down = get(p + "ffn_down.weight", {C, c.n_ff}, kMatrix);
+    }
+
+    // RoPE frequencies (double precision; rounded to f32 only when cos/sin are formed).
+    inv_freq_.resize(D / 2);
+    for (int64_t i = 0; i < D / 2; ++i) {
+        inv_freq_[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(D));
+    }
+    const double f = c.rope_factor > 0 ? c.rope_factor : 1.0;
+    switch (c.rope_scaling) {
+        case RopeScaling::kNone: break;
+        case RopeScaling::kLinear:
+            for (double& x : inv_freq_) x /= f;
+            break;
+        case RopeScaling::kLlama3: {
+            const double old_ctx = c.rope_orig_ctx > 0 ? c.rope_orig_ctx : 8192;
+            const double lo = c.rope_low_freq_factor, hi = c.rope_high_freq_factor;
+            const double low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
+            for (double& x : inv_freq_) {
+                const double wavelen = 2 * std::numbers::pi / x;
+                if (wavelen < high_wavelen) continue;
+                if (wavelen > low_wavelen) {
+                    x /= f;
+                } else {
+                    const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+                    x = (1 - smooth) * x / f + smooth * x;
+                }
+            }
+            break;
+        }
+        case RopeScaling::kYarn: {
+            // Hugging Face's YaRN: blend interpolated and extrapolated frequencies over a linear
+            // ramp between the correction dims, and scale cos/sin by the attention factor.
+            const double old_ctx = c.rope_orig_ctx > 0 ? c.rope_orig_ctx : c.n_ctx_train;
+            const double base = c.rope_theta;
+            auto corr_dim = [&](double n_rot) {
+                return (D * std::log(old_ctx / (n_rot * 2 * std::numbers::pi))) / (2 * std::log(base));
+            };
+            double low = std::floor(corr_dim(c.yarn_beta_fast));
+            double high = std::ceil(corr_dim(c.yarn_beta_slow));
+            low = std::max(low, 0.0);
+            high = std::min(high, static_cast<double>(D - 1));
+            if (low == high) high += 0.001;
+            for (int64_t i = 0; i < D / 2; ++i) {
+                double ramp = (static_cast<double>(i) - low) / (high - low);
+                ramp = std::clamp(ramp, 0.0, 1.0);
+                const double extrap_w = 1.0 - ramp;
+                const double extrap = inv_freq_[i], interp = inv_freq_[i] / f;
+                inv_freq_[i] = interp * (1 - extrap_w) + extrap * extrap_w;
+            }
+            rope_mscale_ = (f <= 1 ? 1.0 : 0.1 * std::log(f) + 1.0) * c.yarn_attn_factor;
+            break;
+        }
+    }
+}
+
+int64_t Model::n_params() const {
+    int64_t n = 0;
+    for (const auto& [name, t] : files_.tensors) n += t.numel();
+    return n;
+}
+
+size_t Model::weight_bytes() const {
+    size_t n = 0;
+    for (const auto& [name, t] : files_.tensors) n += t.nbytes();
+    return n;
+}
+
+void Model::rope_tables(int64_t pos, float* cs, float* sn) const {
+    for (size_t i = 0; i < inv_freq_.size(); ++i) {
+        const double a = static_cast<double>(pos) * inv_freq_[i];
+        cs[i] = static_cast<float>(std::cos(a) * rope_mscale_);
+        sn[i] = static_cast<float>(std::sin(a) * rope_mscale_);
+    }
+}
+
+void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
+                    int64_t n_out, ThreadPool& pool, ForwardScratch& s) const {
+    const ModelConfig& c = cfg_;
+    const int64_t C = c.n_embd, D = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
+    const int64_t V = c.n_vocab, kv_dim = Hkv * D, q_dim = H * D;
+    if (n <= 0) return;
+    if (pos0 < 0 || pos0 + n > cache.n_ctx()) {
+        fail("context full: positions %lld..%lld do not fit the %lld-token context (hint: raise "
+             "--ctx-size or shorten the prompt)",
+             (long long)pos0, (long long)(pos0 + n - 1), (long long)cache.n_ctx());
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= V) {
+            fail("token id %d at position %lld is out of range (expected 0 <= id < vocab size %lld)",
+                 tokens[i], (long long)(pos0 + i), (long long)V);
+        }
+    }
+    LF_ASSERT(n_out >= 1 && n_out <= n);
+    const auto& kt = kernels::kernels();
+
+    auto grow = [](std::vector<float>& v, size_t sz) {
+        if (v.size() < sz) v.resize(sz);
+    };
+    grow(s.x, n * C);
+    grow(s.xn, n * C);
+    grow(s.q, n * q_dim);
+    grow(s.k, n * kv_dim);
+    grow(s.v, n * kv_dim);
+    grow(s.att, n * q_dim);
+    grow(s.gate, n * F);
+    grow(s.up, n * F);
+    grow(s.rope_cs, n * D / 2);
+    grow(s.rope_sn, n * D / 2);
+    grow(s.att_scores, static_cast<size_t>(pool.size()) * (pos0 + n));
+
+    float* x = s.x.data();    // (T, C) residual stream
+    float* xn = s.xn.data();  // (T, C) normalised
+    float* q = s.q.data();    // (T, H*D)
+    float* k = s.k.data();    // (T, H_kv*D)
+    float* v = s.v.data();    // (T, H_kv*D)
+    float* att = s.att.data();  // (T, H*D)
+    float* gate = s.gate.data();  // (T, F)
+    float* up = s.up.data();      // (T, F)
+
+    // Embedding lookup (any dtype: dequantise the row).
+    const auto deq_embd = kt.dequantize_row[static_cast<int>(tok_embd_.dtype())];
+    for (int64_t i = 0; i < n; ++i) deq_embd(tok_embd_.row(tokens[i]), x + i * C, C);
+    for (int64_t i = 0; i < n; ++i) rope_tables(pos0 + i, &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
+
+    if (s.hook) s.hook("embed", x, n * C);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const int64_t group = H / Hkv;
+    const int64_t n_grain = n >= 16 ? 4 : 1;
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& w = layers_[l];
+        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                kt.rmsnorm(x + i * C, w.attn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
+        });
+        kernels::matmul(w.wq, xn, n, q, pool, s.mm);
+        kernels::matmul(w.wk, xn, n, k, pool, s.mm);
+        kernels::matmul(w.wv, xn, n, v, pool, s.mm);
+        float* kc = cache.k(l);
+        float* vc = cache.v(l);
+        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+                float* qi = q + i * q_dim;
+                float* ki = k + i * kv_dim;
+                if (w.bq.defined()) {
+                    kt.add(q_dim, w.bq.ptr<float>(), qi);
+                    kt.add(kv_dim, w.bk.ptr<float>(), ki);
+                    kt.add(kv_dim, w.bv.ptr<float>(), v + i * kv_dim);
+                }
+                const float* cs = &s.rope_cs[i * D / 2];
+                const float* sn = &s.rope_sn[i * D / 2];
+                kt.rope(qi, H, D, cs, sn, c.rope_interleaved);
+                kt.rope(ki, Hkv, D, cs, sn, c.rope_interleaved);
+                std::copy(ki, ki + kv_dim, kc + (pos0 + i) * kv_dim);
+                std::copy(v + i * kv_dim, v + (i + 1) * kv_dim, vc + (pos0 + i) * kv_dim);
+            }
+        });
+        // Attention: one work item per (token, kv head); each covers that head's query group.
+        pool.run(n * Hkv, [&](int64_t item, int tid) {
+            const int64_t i = item / Hkv, g = item % Hkv;
+            float* scores = &s.att_scores[static_cast<size_t>(tid) * (pos0 + n)];
+            kt.attention(q + i * q_dim + g * group * D, kc + g * D, vc + g * D, pos0 + i + 1, kv_dim,
+                         group, 1, D, scale, att + i * q_dim + g * group * D, scores);
+        });
+        kernels::matmul(w.wo, att, n, xn, pool, s.mm);
+        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+                kt.add(C, xn + i * C, x + i * C);
+                kt.rmsnorm(x + i * C, w.ffn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
+            }
+        });
+        kernels::matmul(w.w_gate, xn, n, gate, pool, s.mm);
+        kernels::matmul(w.w_up, xn, n, up, pool, s.mm);
+        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt.swiglu(gate + i * F, up + i * F, gate + i * F, F);
+        });
+        kernels::matmul(w.w_down, gate, n, xn, pool, s.mm);
+        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt.add(C, xn + i * C, x + i * C);
+        });
+        if (s.hook) s.hook("layers." + std::to_string(l) + ".out", x, n * C);
+    }
+    const int64_t first = n - n_out;
+    for (int64_t i = first; i < n; ++i)
+        kt.rmsnorm(x + i * C, output_norm_.ptr<float>(), xn + (i - first) * C, C, c.rms_eps);
+    if (s.hook) s.hook("final_norm", xn, n_out * C);
+    kernels::matmul(output_, xn, n_out, logits, pool, s.mm);
+}
+
+}  // namespace llmforge

@@ -1,0 +1,100 @@
+// A loaded Llama-family decoder: config, vocabulary and weights (views into memory-mapped files,
+// or owned tensors when a format had to be converted), plus the forward pass.
+//
+// Supported: arch "llama" (Llama-2/3, DeepSeek-LLM, DeepSeek-Coder v1, llama2.c) and "qwen2"
+// (Qwen2/2.5, DeepSeek-R1-Distill-Qwen: q/k/v biases, optionally tied embeddings).
+// Weights use GGUF tensor names; other formats are mapped at load.
+//
+// Thread safety: a Model is immutable after load and may be shared by many Contexts; forward()
+// writes only to the KvCache and scratch passed in.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/matmul.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "tokenizer/vocab.h"
+
+namespace llmforge {
+
+// What a loader hands over: config, vocabulary and the weights under GGUF names.
+struct ModelFiles {
+    std::string path;
+    std::string format;  // "gguf", "safetensors", "llama2c"
+    ModelConfig config;
+    Vocab vocab;
+    std::map<std::string, Tensor> tensors;
+};
+
+// Opens a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c checkpoint
+// (chosen by content, not by name). tokenizer_path (optional) overrides/supplies the vocabulary:
+// a llama2.c tok*.bin, or a GGUF whose tokenizer.* keys are used.
+ModelFiles open_model_files(const std::string& path, const std::string& tokenizer_path = "");
+
+struct LayerWeights {
+    Tensor attn_norm;           // (C)
+    Tensor wq, wk, wv, wo;      // (H*D, C), (H_kv*D, C), (H_kv*D, C), (C, H*D)
+    Tensor bq, bk, bv;          // qwen2 only: (H*D), (H_kv*D), (H_kv*D)
+    Tensor ffn_norm;            // (C)
+    Tensor w_gate, w_up, w_down;  // (F, C), (F, C), (C, F)
+};
+
+// Scratch buffers of one forward pass, reused between calls (grown on demand).
+struct ForwardScratch {
+    std::vector<float> x, xn, q, k, v, att, gate, up, logits_in;
+    std::vector<float> rope_cs, rope_sn, att_scores;
+    kernels::MatmulScratch mm;
+    // Optional observer of activations (tests, debugging): called with "embed",
+    // "layers.<l>.out" (residual stream after block l) and "final_norm", each (T, C).
+    std::function<void(const std::string& name, const float* data, int64_t count)> hook;
+};
+
+class Model {
+public:
+    // Loads and validates (every tensor present with the expected shape and a supported dtype).
+    static std::unique_ptr<Model> load(const std::string& path, const std::string& tokenizer_path = "");
+    static std::unique_ptr<Model> from_files(ModelFiles files);
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelConfig& config() const { return cfg_; }
+    const Vocab& vocab() const { return files_.vocab; }
+    const ModelFiles& files() const { return files_; }
+    int64_t n_params() const;
+    size_t weight_bytes() const;
+
+    // Runs n tokens at positions pos[0..n) through the model, writing K/V into cache rows pos[i]
+    // and reading rows [0, pos[i]] for attention (causal). Positions must be consecutive
+    // (pos[i] = pos[0] + i) and < cache.n_ctx(); the cache must already hold rows [0, pos[0]).
+    // logits: (n_out, V) for the last n_out tokens (n_out = 1 for decode, n for scoring).
+    // Token ids must be < V (checked: throws Error).
+    void forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
+                 int64_t n_out, ThreadPool& pool, ForwardScratch& s) const;
+
+    const Tensor& tok_embd() const { return tok_embd_; }
+    const Tensor& output() const { return output_; }
+    const std::vector<LayerWeights>& layers() const { return layers_; }
+
+private:
+    explicit Model(ModelFiles files);
+    void bind_weights();
+    void rope_tables(int64_t pos, float* cs, float* sn) const;
+
+    ModelFiles files_;
+    ModelConfig cfg_;
+    Tensor tok_embd_;     // (V, C)
+    Tensor output_norm_;  // (C)
+    Tensor output_;       // (V, C) — tok_embd_ when tied
+    std::vector<LayerWeights> layers_;
+    std::vector<double> inv_freq_;  // (D/2) after rope scaling
+    double rope_mscale_ = 1.0;      // yarn attention factor applied to cos/sin
+};
+
+}  // namespace llmforge

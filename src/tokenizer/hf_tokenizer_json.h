@@ -1,0 +1,36 @@
+// Maps a Hugging Face tokenizer.json (plus, optionally, its tokenizer_config.json) into a Vocab,
+// the same shape GGUF files carry, so Tokenizer::create() can use it.
+//
+// Supported: model.type "BPE" with a ByteLevel pre-tokenizer or decoder (byte-level BPE ->
+// vocab.model "gpt2"). vocab.pre is recognised from the pre-tokenizer's Split regexes: the
+// Llama 3 regex -> "llama-bpe", Qwen 2 -> "qwen2", DeepSeek V3 -> "deepseek-v3", a bare
+// ByteLevel(use_regex) -> "gpt-2"; anything else throws Error unless `pre` names it.
+// Mapping (as llama.cpp's convert_hf_to_gguf.py does it): model.vocab -> tokens (normal);
+// added_tokens -> control when "special", else user-defined; ids missing from both ->
+// "[PAD<id>]" unused; merges given as "a b" strings or ["a", "b"] pairs -> "a b".
+// From tokenizer_config.json: bos/eos/unk/pad tokens (string or {"content": ...}),
+// add_bos_token (default: true when a BOS token is named), add_eos_token, chat_template.
+// Not applied: a normalizer of type NFC (text is taken as already NFC); other normalizers throw.
+//
+// Errors: unreadable files, malformed JSON, unsupported models throw Error naming the file.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "tokenizer/vocab.h"
+
+namespace llmforge {
+
+// Reads tokenizer.json (and tokenizer_config.json when the path is not empty). Files must be
+// decompressed already. `pre` overrides the detected pre-tokenizer name when not empty.
+Vocab hf_tokenizer_json_load(const std::string& tokenizer_json_path,
+                             const std::string& tokenizer_config_path = "",
+                             std::string_view pre = "");
+
+// The same from the files' contents; `source` names them in error messages.
+Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view tokenizer_config,
+                              std::string_view pre = "",
+                              std::string_view source = "tokenizer.json");
+
+}  // namespace llmforge

@@ -1,0 +1,144 @@
+// Hugging Face tokenizer.json -> Vocab: Llama 3 and Qwen 3 tokenizers reproduce llama.cpp's
+// llama-bpe and qwen2 vectors; DeepSeek V3 loads; unsupported files are rejected.
+#include "tokenizer/hf_tokenizer_json.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "test_util.h"
+#include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer_vectors.h"
+
+namespace llmforge {
+namespace {
+
+// Decompresses hf-tokenizers/<dir>/tokenizer.json.gz into a temporary directory.
+std::string gunzip_tokenizer(const std::string& gz) {
+    const std::string out = test::temp_dir() + "/tokenizer.json";
+    const int rc = test::run_command("gzip -dc '" + gz + "' > '" + out + "'");
+    EXPECT_EQ(rc, 0) << "gzip -dc " << gz;
+    return out;
+}
+
+struct Loaded {
+    Vocab vocab;
+    std::unique_ptr<Tokenizer> tok;
+};
+
+Loaded load(const std::string& gz, const std::string& config) {
+    Loaded l;
+    l.vocab = hf_tokenizer_json_load(gunzip_tokenizer(gz), config);
+    l.tok = Tokenizer::create(l.vocab);
+    return l;
+}
+
+TEST(HfTokenizerJson, Llama3ReproducesLlamaBpeVectors) {
+    LF_REQUIRE_ASSET(gz, "hf-tokenizers/llama3/tokenizer.json.gz");
+    LF_REQUIRE_ASSET(cfg, "hf-tokenizers/llama3/tokenizer_config.json");
+    LF_REQUIRE_ASSET(inp, "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.inp");
+    LF_REQUIRE_ASSET(out, "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.out");
+    const Loaded l = load(gz, cfg);
+    EXPECT_EQ(l.vocab.model, "gpt2");
+    EXPECT_EQ(l.vocab.pre, "llama-bpe");
+    EXPECT_EQ(l.tok->n_vocab(), 128256);
+    EXPECT_EQ(l.tok->token_text(l.tok->bos()), "<|begin_of_text|>");
+    EXPECT_TRUE(l.tok->add_bos_default());
+    EXPECT_TRUE(l.tok->is_eog(l.tok->token_id("<|eot_id|>")));
+    EXPECT_FALSE(l.vocab.chat_template.empty());
+    const size_t n = test::read_vocab_test_inputs(inp).size();
+    EXPECT_EQ(test::run_vocab_vectors(*l.tok, inp, out, "llama-bpe (llama3 tokenizer.json)"), n);
+    // Chat markup is parsed only on request.
+    const auto ids = l.tok->encode("<|start_header_id|>user<|end_header_id|>", true, true);
+    EXPECT_EQ(ids, (std::vector<int32_t>{128000, 128006, 882, 128007}));
+}
+
+TEST(HfTokenizerJson, Qwen3ReproducesQwen2Vectors) {
+    LF_REQUIRE_ASSET(gz, "hf-tokenizers/qwen3/tokenizer.json.gz");
+    LF_REQUIRE_ASSET(cfg, "hf-tokenizers/qwen3/tokenizer_config.json");
+    LF_REQUIRE_ASSET(inp, "llama.cpp-vocab/ggml-vocab-qwen2.gguf.inp");
+    LF_REQUIRE_ASSET(out, "llama.cpp-vocab/ggml-vocab-qwen2.gguf.out");
+    const Loaded l = load(gz, cfg);
+    EXPECT_EQ(l.vocab.pre, "qwen2");
+    EXPECT_EQ(l.tok->bos(), -1);
+    EXPECT_FALSE(l.tok->add_bos_default());
+    EXPECT_THROW(l.tok->encode("x", true, false), Error);
+    EXPECT_EQ(l.tok->token_text(l.tok->eos()), "<|im_end|>");
+    EXPECT_TRUE(l.tok->is_eog(l.tok->token_id("<|endoftext|>")));
+    const size_t n = test::read_vocab_test_inputs(inp).size();
+    EXPECT_EQ(test::run_vocab_vectors(*l.tok, inp, out, "qwen2 (qwen3 tokenizer.json)"), n);
+    const auto ids = l.tok->encode("<|im_start|>user\nhi<|im_end|>", false, true);
+    EXPECT_EQ(ids.front(), l.tok->token_id("<|im_start|>"));
+    EXPECT_EQ(ids.back(), l.tok->token_id("<|im_end|>"));
+
+    LF_REQUIRE_ASSET(old_inp,
+                     "llama.cpp-vocab/r1-qwen-older-testset/ggml-vocab-deepseek-r1-qwen.gguf.inp");
+    LF_REQUIRE_ASSET(old_out,
+                     "llama.cpp-vocab/r1-qwen-older-testset/ggml-vocab-deepseek-r1-qwen.gguf.out");
+    const size_t n_old = test::read_vocab_test_inputs(old_inp).size();
+    EXPECT_EQ(test::run_vocab_vectors(*l.tok, old_inp, old_out,
+                                      "deepseek-r1-qwen (qwen3 tokenizer.json)"),
+              n_old);
+}
+
+TEST(HfTokenizerJson, DeepseekV3Loads) {
+    LF_REQUIRE_ASSET(gz, "hf-tokenizers/deepseek-v3/tokenizer.json.gz");
+    LF_REQUIRE_ASSET(cfg, "hf-tokenizers/deepseek-v3/tokenizer_config.json");
+    const Loaded l = load(gz, cfg);
+    EXPECT_EQ(l.vocab.pre, "deepseek-v3");
+    // 128,000 BPE tokens + 818 added ones, 3 of which (BOS, EOS, PAD) are BPE ids too.
+    EXPECT_EQ(l.tok->n_vocab(), 128815);
+    EXPECT_EQ(l.tok->bos(), 0);
+    EXPECT_TRUE(l.tok->add_bos_default());
+    const std::string text =
+        "Hello, world! 1234567 \xE4\xBD\xA0\xE5\xA5\xBD\xE4\xB8\x96\xE7\x95\x8C "
+        "\xE3\x81\x93\xE3\x82\x93\xE3\x81\xAB\xE3\x81\xA1\xE3\x81\xAF def f(x):\n    return x";
+    const auto ids = l.tok->encode(text, true, false);
+    EXPECT_EQ(ids.front(), 0);
+    EXPECT_EQ(l.tok->decode(ids), text);
+}
+
+TEST(HfTokenizerJson, RejectsUnsupportedFiles) {
+    const std::string wordpiece = R"({"model": {"type": "WordPiece", "vocab": {}}})";
+    EXPECT_THROW(hf_tokenizer_json_parse(wordpiece, ""), Error);
+    EXPECT_THROW(hf_tokenizer_json_parse("{not json", ""), Error);
+    const std::string odd_regex = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "x+"}, "behavior": "Isolated"},
+            {"type": "ByteLevel", "use_regex": false}]}})";
+    try {
+        hf_tokenizer_json_parse(odd_regex, "");
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("x+"), std::string::npos) << e.what();
+    }
+    // ... unless the caller names the pre-tokenizer.
+    const Vocab v = hf_tokenizer_json_parse(odd_regex, "", "gpt-2");
+    EXPECT_EQ(v.pre, "gpt-2");
+    EXPECT_EQ(v.tokens, std::vector<std::string>{"a"});
+    EXPECT_THROW(hf_tokenizer_json_load("/nonexistent/tokenizer.json"), Error);
+}
+
+TEST(HfTokenizerJson, MergesAsPairsAndGaps) {
+    const std::string j = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
+        "merges": [["a", "b"]]},
+        "pre_tokenizer": {"type": "ByteLevel", "use_regex": true},
+        "added_tokens": [{"id": 5, "content": "<eos>", "special": true},
+                         {"id": 4, "content": "<tool>", "special": false}]})";
+    const Vocab v = hf_tokenizer_json_parse(j, R"({"eos_token": {"content": "<eos>"}})");
+    EXPECT_EQ(v.pre, "gpt-2");
+    EXPECT_EQ(v.merges, std::vector<std::string>{"a b"});
+    ASSERT_EQ(v.tokens.size(), 6u);
+    EXPECT_EQ(v.tokens[3], "[PAD3]");
+    EXPECT_EQ(v.types[3], TokenType::kUnused);
+    EXPECT_EQ(v.types[4], TokenType::kUserDefined);
+    EXPECT_EQ(v.types[5], TokenType::kControl);
+    EXPECT_EQ(v.eos_id, 5);
+    EXPECT_EQ(v.bos_id, -1);
+    auto tok = Tokenizer::create(v);
+    EXPECT_EQ(tok->encode("ab<tool><eos>", false, true), (std::vector<int32_t>{2, 4, 5}));
+    // Without parse_special "<eos>" is text; its characters are no tokens here and drop out.
+    EXPECT_EQ(tok->encode("ab<tool><eos>", false, false), (std::vector<int32_t>{2, 4}));
+}
+
+}  // namespace
+}  // namespace llmforge

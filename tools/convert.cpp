@@ -1,0 +1,70 @@
+// llmforge convert -m IN [--tokenizer FILE] -o OUT.gguf [--type T]: any readable format to GGUF.
+// Hugging Face llama checkpoints get llama.cpp's Q/K row permutation (rotate-half -> interleaved
+// pairs), so the file means the same to llama.cpp as to us.
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "gguf_export.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model.h"
+
+namespace llmforge::cli {
+
+void add_convert(CLI::App& app, std::function<int()>& run) {
+    auto* sub = app.add_subcommand("convert", "Convert a model to GGUF (optionally quantising)");
+    static std::string in, tokenizer, out, type = "f16";
+    static int threads = 0;
+    sub->add_option("-m,--model", in, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF) to embed");
+    sub->add_option("-o,--out", out, "output .gguf")->required();
+    sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k")->capture_default_str();
+    sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    run = [] {
+        const DType requested = dtype_from_name(type);
+        ModelFiles files = open_model_files(in, tokenizer);
+        // Validates shapes and config exactly as loading does.
+        auto model = Model::from_files(files);
+        ModelConfig cfg = model->config();
+        const bool permute_qk = !cfg.rope_interleaved && cfg.arch == "llama";
+        if (permute_qk) cfg.rope_interleaved = true;
+        const auto& kt = kernels::kernels();
+        std::vector<ExportTensor> tensors;
+        for (const auto& [name, t] : files.tensors) {
+            ExportTensor e;
+            e.name = name;
+            e.shape = t.shape();
+            std::string note;
+            e.dtype = export_dtype(name, e.shape, requested, &note);
+            if (!note.empty()) std::fprintf(stderr, "convert: note: %s\n", note.c_str());
+            const int64_t cols = t.shape().back();
+            auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
+            int64_t head_rows = 0;  // D when this tensor's rows are permuted per head
+            const bool is_q = name.find(".attn_q.") != std::string::npos;
+            const bool is_k = name.find(".attn_k.") != std::string::npos;
+            if (permute_qk && (is_q || is_k)) head_rows = cfg.head_dim;
+            Tensor src = t;
+            e.row = [src, deq, cols, head_rows](int64_t r, float* dst) {
+                int64_t sr = r;
+                if (head_rows > 0) {  // out row 2i+j of a head <- in row j*D/2 + i
+                    const int64_t h = r / head_rows, w = r % head_rows;
+                    sr = h * head_rows + (w % 2) * (head_rows / 2) + w / 2;
+                }
+                if (src.ndim() == 1) {
+                    deq(src.data(), dst, cols);
+                } else {
+                    deq(src.row(sr), dst, cols);
+                }
+            };
+            tensors.push_back(std::move(e));
+        }
+        if (files.vocab.empty()) {
+            std::fprintf(stderr, "convert: warning: %s has no tokenizer; pass --tokenizer to embed one\n",
+                         in.c_str());
+        }
+        export_gguf(out, cfg, files.vocab, requested, std::move(tensors), threads);
+        return 0;
+    };
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,96 @@
+// llmforge generate: prints only the generated text on stdout (streamed, then one newline);
+// logs go to stderr.
+//
+// Prompt: BOS (when the vocabulary asks for it) + the prompt's tokens. For a llama2.c checkpoint
+// it follows llama2.c's `run`: -n counts positions (prompt included), sampling BOS ends the text,
+// and the piece right after BOS loses its leading space.
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/generator.h"
+
+namespace llmforge::cli {
+
+void add_generate(CLI::App& app, std::function<int()>& run) {
+    auto* sub = app.add_subcommand("generate", "Generate text from a prompt");
+    static std::string model, tokenizer, prompt;
+    static int64_t n = 128, ctx_size = 0;
+    static int threads = 0;
+    static SamplerParams sp;
+    static std::vector<std::string> stops;
+    static bool no_bos = false, special = false;
+    sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
+    sub->add_option("-p,--prompt", prompt, "prompt text");
+    sub->add_option("-n,--n-predict", n, "tokens to generate (llama2.c: positions)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+    sub->add_option("--temp", sp.temperature, "temperature (0 = greedy)")->capture_default_str();
+    sub->add_option("--top-k", sp.top_k, "top-k (0 = off)")->capture_default_str();
+    sub->add_option("--top-p", sp.top_p, "top-p (1 = off)")->capture_default_str();
+    sub->add_option("--min-p", sp.min_p, "min-p (0 = off)")->capture_default_str();
+    sub->add_option("--repeat-penalty", sp.repeat_penalty, "repetition penalty (1 = off)")->capture_default_str();
+    sub->add_option("--frequency-penalty", sp.frequency_penalty, "frequency penalty")->capture_default_str();
+    sub->add_option("--presence-penalty", sp.presence_penalty, "presence penalty")->capture_default_str();
+    sub->add_option("--repeat-last-n", sp.penalty_last_n, "penalty window")->capture_default_str();
+    sub->add_option("-s,--seed", sp.seed, "random seed")->capture_default_str();
+    sub->add_option("--stop", stops, "stop string (repeatable)");
+    sub->add_option("-c,--ctx-size", ctx_size, "context size (0 = model's, max 4096)");
+    sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    sub->add_flag("--no-bos", no_bos, "do not prepend BOS");
+    sub->add_flag("--special", special, "parse special-token text in the prompt");
+    run = [] {
+        Sampler::validate(sp);
+        auto m = Model::load(model, tokenizer);
+        if (m->vocab().empty()) {
+            fail("%s: the model has no tokenizer (hint: pass --tokenizer tok.bin or a GGUF with "
+                 "tokenizer.ggml.* keys)", model.c_str());
+        }
+        auto tok = Tokenizer::create(m->vocab());
+        if (tok->n_vocab() != m->config().n_vocab) {
+            fail("%s: tokenizer has %d tokens but the model's vocabulary is %lld (wrong --tokenizer?)",
+                 model.c_str(), tok->n_vocab(), (long long)m->config().n_vocab);
+        }
+        const bool llama2c = m->files().format == "llama2c";
+        std::vector<int32_t> ids = tok->encode(prompt, !no_bos && tok->add_bos_default(), special);
+        ContextParams cp;
+        cp.n_threads = threads;
+        cp.n_ctx = ctx_size;
+        GenerateParams gp;
+        gp.stop = stops;
+        gp.max_tokens = n;
+        if (llama2c) {
+            // run.c: positions 0..steps-1 are fed; the prompt's tokens use the first of them.
+            const int64_t steps = std::min<int64_t>(n, m->config().n_ctx_train);
+            gp.max_tokens = std::max<int64_t>(0, steps - static_cast<int64_t>(ids.size()) + 1);
+            gp.stop_on_bos = true;
+            if (cp.n_ctx == 0) cp.n_ctx = m->config().n_ctx_train;
+        }
+        Context ctx(*m, cp);
+        if (static_cast<int64_t>(ids.size()) + gp.max_tokens > ctx.n_ctx()) {
+            gp.max_tokens = std::max<int64_t>(0, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
+            if (static_cast<int64_t>(ids.size()) > ctx.n_ctx()) {
+                fail("prompt has %zu tokens but the context holds %lld (hint: raise --ctx-size)",
+                     ids.size(), (long long)ctx.n_ctx());
+            }
+        }
+        std::fprintf(stderr, "generate: %s (%s, %s), %zu prompt tokens, %d threads, kernels %s\n",
+                     model.c_str(), m->files().format.c_str(), m->config().arch.c_str(), ids.size(),
+                     ctx.pool().size(), kernels::isa_name(kernels::kernels().isa));
+        Sampler sampler(sp);
+        GenerateResult r = generate(ctx, *tok, sampler, ids, gp, [](std::string_view s) {
+            std::fwrite(s.data(), 1, s.size(), stdout);
+            std::fflush(stdout);
+            return true;
+        });
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+        const double pp = r.prefill_seconds > 0 ? r.n_prompt / r.prefill_seconds : 0;
+        const double tg = r.decode_seconds > 0 ? r.tokens.size() / r.decode_seconds : 0;
+        std::fprintf(stderr, "generate: %lld prompt tokens (%.1f t/s), %zu generated (%.1f t/s), finish: %s\n",
+                     (long long)r.n_prompt, pp, r.tokens.size(), tg, r.finish_reason.c_str());
+        return 0;
+    };
+}
+
+}  // namespace llmforge::cli

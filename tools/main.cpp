@@ -1,0 +1,39 @@
+// llmforge command-line entry point. Every user-facing failure ends as one line on stderr
+// ("llmforge: <what>") and exit code 1; usage errors exit 2.
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"llmforge — run, convert and benchmark Llama-family models on the CPU"};
+    app.require_subcommand(1);
+    std::map<std::string, std::function<int()>> cmds;
+    llmforge::cli::add_generate(app, cmds["generate"]);
+    llmforge::cli::add_bench(app, cmds["bench"]);
+    llmforge::cli::add_info(app, cmds["info"]);
+    llmforge::cli::add_convert(app, cmds["convert"]);
+    llmforge::cli::add_init_model(app, cmds["init-model"]);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    try {
+        return cmds.at(app.get_subcommands().front()->get_name())();
+    } catch (const llmforge::Error& e) {
+        std::fprintf(stderr, "llmforge: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "llmforge: out of memory (hint: use a smaller model or --ctx-size)\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llmforge: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
