@@ -68,7 +68,7 @@ ModelFiles open_gguf(const std::string& path) {
     m.path = path;
     m.format = "gguf";
     m.config = gguf_read_config(*f);
-    m.vocab = gguf_read_vocab(*f);
+    if (f->has("tokenizer.ggml.model")) m.vocab = gguf_read_vocab(*f);
     for (const auto& info : f->tensor_infos()) m.tensors[info.name] = f->tensor(info);
     return m;
 }
