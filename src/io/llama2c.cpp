@@ -255,6 +255,13 @@ Vocab llama2c_parse_vocab(const void* data, size_t size, const std::string& name
                    std::isxdigit(static_cast<unsigned char>(piece[4]))) {
             type = TokenType::kByte;
         }
+        if (type == TokenType::kNormal) {
+            // llama2.c's exporter wrote SentencePiece's "▁" as a plain space; restore it so the
+            // vocabulary is the model's real one (our SPM tokenizer and llama.cpp both expect "▁").
+            std::string restored;
+            for (char c : piece) restored += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+            piece = std::move(restored);
+        }
         v.tokens.push_back(std::move(piece));
         v.scores.push_back(score);
         v.types.push_back(type);

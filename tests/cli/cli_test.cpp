@@ -74,6 +74,22 @@ TEST(Cli, Stories260KGreedyIsByteExact) {
     }
 }
 
+// The reference story starts with "Once upon a time" (ids 403 407 261 378 after BOS). With that
+// as the prompt, llama2.c's run feeds the same 5 tokens, so the greedy continuation over 256
+// positions must be the rest of the reference text, byte for byte.
+TEST(Cli, Stories260KWithPromptContinuesTheReference) {
+    LF_REQUIRE_ASSET(model, kStories);
+    LF_REQUIRE_ASSET(tok, kTok);
+    LF_REQUIRE_ASSET(expected, kExpected);
+    const std::string want = read_file(expected);
+    const std::string prefix = "Once upon a time";
+    ASSERT_EQ(want.rfind(prefix, 0), 0u);
+    CliRun r = run("generate -m " + q(model) + " --tokenizer " + q(tok) + " --temp 0 -n 256 -p " + q(prefix));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.err.find("5 prompt tokens"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, want.substr(prefix.size()));
+}
+
 TEST(Cli, Stories260KConvertedToGgufF32IsByteExactAndQ8_0Agrees) {
     LF_REQUIRE_ASSET(model, kStories);
     LF_REQUIRE_ASSET(tok, kTok);
