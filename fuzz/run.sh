@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
-#   fuzz/run.sh [seconds] [target ...]        (targets default to gguf_fuzz safetensors_fuzz)
+#   fuzz/run.sh [seconds] [target ...]
+# (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -11,7 +12,7 @@ set -euo pipefail
 secs=${1:-15}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz)
+((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -22,16 +23,15 @@ if ! command -v clang++ >/dev/null 2>&1; then
     exit 0
 fi
 
-# -fsanitize=fuzzer-no-link puts coverage instrumentation into the libraries under test, not only
-# into the fuzz target's own file; without it libFuzzer fuzzes blind.
+# LLMFORGE_FUZZ=ON compiles the libraries under test with -fsanitize=fuzzer-no-link (coverage) too.
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLLMFORGE_FUZZ=ON \
-    -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" >/dev/null
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLLMFORGE_FUZZ=ON >/dev/null
 ninja -C "$build" -j "$jobs" "${targets[@]}"
 
 seeds=$build/seeds
 rm -rf "$seeds"
-mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$build/artifacts"
+mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
+    "$build/artifacts"
 
 if command -v python3 >/dev/null 2>&1; then
 python3 - "$seeds" <<'PY'
@@ -130,6 +130,37 @@ sts = {
 }
 for name, data in sts.items():
     open(os.path.join(out, 'safetensors_fuzz', name), 'wb').write(data)
+
+# llama2.c: a tiny checkpoint (dim 8, hidden 16, 2 layers, 2 heads, 1 kv head, vocab -4 = separate
+# classifier, seq_len 4) and a tokenizer.
+C, F, L, H, KVH, V, T = 8, 16, 2, 2, 1, 4, 4
+KV = C * KVH // H
+n = V*C + L*C + L*C*C + 2*L*KV*C + L*C*C + L*C + 3*L*F*C + C + T*(C//H) + V*C
+ck = struct.pack('<7i', C, F, L, H, KVH, -V, T) + b''.join(struct.pack('<f', i * 0.01) for i in range(n))
+open(os.path.join(out, 'llama2c_fuzz', 'tiny.bin'), 'wb').write(ck)
+tok = struct.pack('<i', 6) + b''.join(struct.pack('<fi', -i, len(t)) + t
+                                      for i, t in enumerate([b'<unk>', b'\n<s>\n', b'\n</s>\n', b'<0x0A>', b' the']))
+open(os.path.join(out, 'llama2c_fuzz', 'tok.bin'), 'wb').write(tok)
+
+cfgs = {
+    'llama3.json': {'model_type': 'llama', 'hidden_size': 64, 'intermediate_size': 128,
+                    'num_hidden_layers': 2, 'num_attention_heads': 4, 'num_key_value_heads': 2,
+                    'vocab_size': 100, 'rms_norm_eps': 1e-5, 'max_position_embeddings': 4096,
+                    'rope_theta': 500000.0, 'tie_word_embeddings': False, 'hidden_act': 'silu',
+                    'rope_scaling': {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0,
+                                     'high_freq_factor': 4.0, 'original_max_position_embeddings': 8192}},
+    'qwen2.json': {'model_type': 'qwen2', 'hidden_size': 64, 'intermediate_size': 128,
+                   'num_hidden_layers': 2, 'num_attention_heads': 4, 'num_key_value_heads': None,
+                   'head_dim': 16, 'vocab_size': 100, 'rms_norm_eps': 1e-6,
+                   'max_position_embeddings': 32768, 'use_sliding_window': False,
+                   'rope_scaling': {'type': 'yarn', 'factor': 4.0, 'attention_factor': 1.1}},
+    'linear.json': {'model_type': 'llama', 'hidden_size': 64, 'intermediate_size': 128,
+                    'num_hidden_layers': 2, 'num_attention_heads': 4, 'vocab_size': 100,
+                    'rms_norm_eps': 1e-6, 'max_position_embeddings': 16384, 'attention_bias': True,
+                    'rope_scaling': {'type': 'linear', 'factor': 4.0}},
+}
+for name, c in cfgs.items():
+    open(os.path.join(out, 'hf_config_fuzz', name), 'w').write(json.dumps(c, indent=1))
 PY
 fi
 
@@ -137,6 +168,9 @@ assets=${LLMFORGE_ASSETS:-$root/../shared/assets}
 if [[ -d $assets/llama.cpp-vocab ]]; then
     # Small real files only: big seeds make every execution slow.
     find "$assets" -name '*.gguf' -size -800k -exec cp {} "$seeds/gguf_fuzz/" \; 2>/dev/null || true
+fi
+if [[ -f $assets/llama2c-stories260K/tok512.bin ]]; then
+    cp "$assets/llama2c-stories260K/tok512.bin" "$seeds/llama2c_fuzz/"
 fi
 
 status=0

@@ -43,14 +43,16 @@ double peak_rss_mib() {
 void add_bench(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("bench", "Measure prompt processing and generation speed");
     static std::string model;
-    static int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
+    static int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, mmap = 1;
     sub->add_option("-m,--model", model, "model file or folder")->required();
     sub->add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
     sub->add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_option("-r,--repetitions", reps, "repetitions")->capture_default_str()->check(CLI::Range(1, 1000));
+    sub->add_option("--mmap", mmap, "1: weights stay memory-mapped; 0: loaded into huge-page memory")
+        ->capture_default_str()->check(CLI::Range(0, 1));
     run = [] {
-        auto m = Model::load(model);
+        auto m = Model::load(model, "", mmap != 0);
         const ModelConfig& c = m->config();
         ContextParams cp;
         cp.n_ctx = std::max(n_prompt, n_gen) + 1;
@@ -69,10 +71,10 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
             for (const auto& [k, b] : by)
                 if (b > best) best = b, types = k;
         }
-        std::fprintf(stderr, "bench: %s: %s %.1fM params, %s weights %.1f MiB, %d threads, kernels %s\n",
+        std::fprintf(stderr, "bench: %s: %s %.1fM params, %s weights %.1f MiB, %d threads, kernels %s, mmap %d\n",
                      model.c_str(), c.arch.c_str(), m->n_params() / 1e6, types.c_str(),
                      m->weight_bytes() / 1048576.0, ctx.pool().size(),
-                     kernels::isa_name(kernels::kernels().isa));
+                     kernels::isa_name(kernels::kernels().isa), mmap);
         std::printf("| model | type | size | threads | test | t/s |\n|---|---|---|---|---|---|\n");
         auto row = [&](const char* test, const std::vector<double>& v) {
             Stat s = stats(v);

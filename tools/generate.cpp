@@ -20,7 +20,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static int threads = 0;
     static SamplerParams sp;
     static std::vector<std::string> stops;
-    static bool no_bos = false, special = false;
+    static bool no_bos = false, special = false, no_mmap = false;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
@@ -39,9 +39,10 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_flag("--no-bos", no_bos, "do not prepend BOS");
     sub->add_flag("--special", special, "parse special-token text in the prompt");
+    sub->add_flag("--no-mmap", no_mmap, "load weights into huge-page memory instead of mapping the file");
     run = [] {
         Sampler::validate(sp);
-        auto m = Model::load(model, tokenizer);
+        auto m = Model::load(model, tokenizer, !no_mmap);
         if (m->vocab().empty()) {
             fail("%s: the model has no tokenizer (hint: pass --tokenizer tok.bin or a GGUF with "
                  "tokenizer.ggml.* keys)", model.c_str());

@@ -57,7 +57,9 @@ public:
     int64_t numel() const;
     size_t nbytes() const;             // bytes of a contiguous tensor of this shape
     size_t row_stride() const;         // bytes between rows (last-dim vectors)
-    int64_t nrows() const { return numel() / (shape_.empty() ? 1 : shape_.back()); }
+    int64_t nrows() const {
+        return shape_.empty() ? 1 : (shape_.back() == 0 ? 0 : numel() / shape_.back());
+    }
     const std::string& name() const { return name_; }
     void set_name(std::string n) { name_ = std::move(n); }
     bool defined() const { return data_ != nullptr; }

@@ -22,9 +22,11 @@
 // are rejected with a hint.
 //
 // Tokenizer (tok*.bin): int32 max_token_length, then per token: f32 score, int32 length, bytes.
-// The Vocab: model "llama", tokens as raw bytes (llama2.c pieces use ' ', not U+2581), scores;
-// types: id 0 kUnknown, ids 1 and 2 kControl, "<0xHH>" kByte, else kNormal; bos 1, eos 2, unk 0,
-// add_bos, add_space_prefix.
+// The Vocab: model "llama", tokens, scores; types: id 0 kUnknown, ids 1 and 2 kControl, "<0xHH>"
+// kByte, else kNormal; bos 1, eos 2, unk 0, add_bos, add_space_prefix. llama2.c's exporter wrote
+// SentencePiece's U+2581 as ' '; in kNormal pieces it is restored to U+2581, so the vocabulary
+// matches the SentencePiece model (and llama.cpp). Other pieces are kept byte for byte (ids 1
+// and 2 are "\n<s>\n" and "\n</s>\n" in llama2.c files).
 //
 // Thread safety: a Llama2cCheckpoint is immutable after construction.
 #pragma once

@@ -24,8 +24,11 @@ Tensor as_f32_vector(const Tensor& t) {
 
 Model::Model(ModelFiles files) : files_(std::move(files)), cfg_(files_.config) {}
 
-std::unique_ptr<Model> Model::load(const std::string& path, const std::string& tokenizer_path) {
-    return from_files(open_model_files(path, tokenizer_path));
+std::unique_ptr<Model> Model::load(const std::string& path, const std::string& tokenizer_path,
+                                   bool use_mmap) {
+    ModelFiles files = open_model_files(path, tokenizer_path);
+    if (!use_mmap) load_into_memory(files);
+    return from_files(std::move(files));
 }
 
 std::unique_ptr<Model> Model::from_files(ModelFiles files) {
@@ -162,6 +165,19 @@ void Model::bind_weights() {
             }
             rope_mscale_ = (f <= 1 ? 1.0 : 0.1 * std::log(f) + 1.0) * c.yarn_attn_factor;
             break;
+        }
+    }
+    // GGUF files of Llama 3.1+ carry their RoPE scaling as per-pair frequency divisors
+    // (rope_freqs.weight, D/2 values) instead of metadata, as llama.cpp's converter writes them.
+    if (files_.tensors.count("rope_freqs.weight")) {
+        const Tensor ff = get("rope_freqs.weight", {D / 2}, kVector);
+        for (int64_t i = 0; i < D / 2; ++i) {
+            const float d = ff.ptr<float>()[i];
+            if (!(d > 0)) {
+                fail("%s: rope_freqs.weight[%lld] is %g, expected a positive frequency divisor",
+                     file.c_str(), (long long)i, d);
+            }
+            inv_freq_[i] /= d;
         }
     }
 }

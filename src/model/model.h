@@ -38,6 +38,12 @@ struct ModelFiles {
 // a llama2.c tok*.bin, or a GGUF whose tokenizer.* keys are used.
 ModelFiles open_model_files(const std::string& path, const std::string& tokenizer_path = "");
 
+// Moves every tensor out of the file mapping into one anonymous buffer that asks for transparent
+// huge pages (madvise). Decode streams all weights once per token; with 4 KiB file pages that
+// costs a TLB miss per page, and huge pages measured 15-20% faster generation here
+// (docs/PERFORMANCE.md). Costs a read of the whole file at load; the mapping is then released.
+void load_into_memory(ModelFiles& files);
+
 struct LayerWeights {
     Tensor attn_norm;           // (C)
     Tensor wq, wk, wv, wo;      // (H*D, C), (H_kv*D, C), (H_kv*D, C), (C, H*D)
@@ -59,7 +65,9 @@ struct ForwardScratch {
 class Model {
 public:
     // Loads and validates (every tensor present with the expected shape and a supported dtype).
-    static std::unique_ptr<Model> load(const std::string& path, const std::string& tokenizer_path = "");
+    // use_mmap = false: load_into_memory() before binding.
+    static std::unique_ptr<Model> load(const std::string& path, const std::string& tokenizer_path = "",
+                                       bool use_mmap = true);
     static std::unique_ptr<Model> from_files(ModelFiles files);
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;

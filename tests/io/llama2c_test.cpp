@@ -78,10 +78,10 @@ TEST(Llama2c, ReadsTok512) {
     ASSERT_EQ(v.scores.size(), 512u);
     ASSERT_EQ(v.types.size(), 512u);
     EXPECT_EQ(v.tokens[0], "<unk>");
-    EXPECT_EQ(v.tokens[1], "\n<s>\n");  // raw bytes as in the file
+    EXPECT_EQ(v.tokens[1], "\n<s>\n");  // control pieces are kept as in the file
     EXPECT_EQ(v.tokens[3], "<0x00>");
     EXPECT_EQ(v.tokens[258], "<0xFF>");
-    EXPECT_EQ(v.tokens[259], " t");
+    EXPECT_EQ(v.tokens[259], "\xE2\x96\x81t");  // ' ' restored to SentencePiece's U+2581
     EXPECT_EQ(v.types[0], TokenType::kUnknown);
     EXPECT_EQ(v.types[1], TokenType::kControl);
     EXPECT_EQ(v.types[2], TokenType::kControl);
