@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: llmforge bench vs llama.cpp's llama-bench on the same init-model files.
 #   scripts/bench.sh [LLMFORGE_BIN] [LLAMA_BENCH]      (env: MODELS=dir, THREADS="1 2", REPS=3,
-#                                                       SHAPES="110m 1b", TYPES="f32 q8_0 q4_0")
+#                     SHAPES="110m 1b", TYPES="f32 q8_0 q4_0", MMAP="1 0", PP=512, TG=128)
 # llama.cpp is never part of this repository: build it elsewhere (CPU, native flags) and pass
 # the path of its llama-bench, or leave it out to measure llmforge alone. The two programs run
 # alternately per model and thread count so both see the same machine state.
@@ -15,6 +15,7 @@ shapes=${SHAPES:-"110m"}
 types=${TYPES:-"f32 q8_0 q4_0"}
 pp=${PP:-512}
 tg=${TG:-128}
+mmaps=${MMAP:-"1"}
 mkdir -p "$models"
 shape_args() {
     case $1 in
@@ -25,17 +26,20 @@ shape_args() {
 }
 echo "# $(date -u +%F' '%H:%M) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 for s in $shapes; do
-    base="$models/$s-f32.gguf"
-    [[ -f $base ]] || "$bin" init-model $(shape_args "$s") --type f32 --seed 1 --out "$base" 2>/dev/null
     for t in $types; do
         m="$models/$s-$t.gguf"
-        [[ -f $m ]] || "$bin" convert -m "$base" -o "$m" --type "$t" 2>/dev/null
+        # Same seed for every type: the same random model, rounded to each type.
+        [[ -f $m ]] || "$bin" init-model $(shape_args "$s") --type "$t" --seed 1 --out "$m" 2>/dev/null
         for th in $threads; do
             echo "## $s $t, $th thread(s)"
-            "$bin" bench -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" 2>/dev/null | grep -E '^\| llama|^peak'
-            if [[ -n $llama ]]; then
-                "$llama" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" 2>/dev/null | grep -E '^\| llama'
-            fi
+            for mm in $mmaps; do
+                echo "llmforge --mmap $mm"
+                "$bin" bench -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" --mmap "$mm" 2>/dev/null | grep -E '^\| llama|^peak'
+                if [[ -n $llama ]]; then
+                    echo "llama.cpp -mmp $mm"
+                    "$llama" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -mmp "$mm" 2>/dev/null | grep -E '^\| llama'
+                fi
+            done
         done
     done
 done

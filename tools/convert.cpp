@@ -62,7 +62,7 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
             std::fprintf(stderr, "convert: warning: %s has no tokenizer; pass --tokenizer to embed one\n",
                          in.c_str());
         }
-        export_gguf(out, cfg, files.vocab, requested, std::move(tensors), threads);
+        export_gguf(out, cfg, files.vocab, requested, std::move(tensors), threads, "convert");
         return 0;
     };
 }

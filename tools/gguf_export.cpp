@@ -47,7 +47,8 @@ uint32_t gguf_file_type(DType requested) {
 }
 
 void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& vocab,
-                 DType requested, std::vector<ExportTensor> tensors, int n_threads) {
+                 DType requested, std::vector<ExportTensor> tensors, int n_threads,
+                 const char* label) {
     GgufWriter w;
     gguf_write_config(w, cfg);
     w.set("general.file_type", gguf_file_type(requested));
@@ -75,7 +76,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
         if (t.dtype != DType::F32) LF_ASSERT(quant != nullptr);
         const size_t rb = row_bytes(t.dtype, cols);
         w.add_tensor(t.name, t.dtype, t.shape,
-                     [=, row = t.row, name = t.name](uint8_t* dst, size_t nbytes) {
+                     [=, row = t.row, name = t.name, label = std::string(label)](uint8_t* dst, size_t nbytes) {
                          LF_ASSERT(nbytes == rb * static_cast<size_t>(rows));
                          std::vector<std::vector<float>> tmp(pool->size(), std::vector<float>(cols));
                          pool->run(rows, [&](int64_t r, int tid) {
@@ -91,13 +92,13 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
                          ++*idx;
                          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
                          const double rate = *done / std::max(s, 1e-9);
-                         std::fprintf(stderr, "\rconvert: tensor %zu/%zu %-28s %5.1f%%  %.1f M params/s  ETA %.0f s   ",
-                                      *idx, n_tensors, name.c_str(), 100.0 * *done / total, rate / 1e6,
+                         std::fprintf(stderr, "\r%s: tensor %zu/%zu %-28s %5.1f%%  %.1f M params/s  ETA %.0f s   ",
+                                      label.c_str(), *idx, n_tensors, name.c_str(), 100.0 * *done / total, rate / 1e6,
                                       (total - *done) / std::max(rate, 1.0));
                      });
     }
     w.write(path);
-    std::fprintf(stderr, "\nconvert: wrote %s (%zu tensors)\n", path.c_str(), n_tensors);
+    std::fprintf(stderr, "\n%s: wrote %s (%zu tensors)\n", label, path.c_str(), n_tensors);
 }
 
 }  // namespace llmforge::cli

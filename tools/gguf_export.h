@@ -33,6 +33,7 @@ uint32_t gguf_file_type(DType requested);
 
 // Writes config, vocabulary (if any) and tensors; shows a progress line on stderr.
 void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& vocab,
-                 DType requested, std::vector<ExportTensor> tensors, int n_threads);
+                 DType requested, std::vector<ExportTensor> tensors, int n_threads,
+                 const char* label);  // "convert" / "init-model": prefix of the progress line
 
 }  // namespace llmforge::cli

@@ -149,7 +149,7 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
             add(p + "ffn_up.weight", {F, C}, 0.02f, 0);
             add(p + "ffn_down.weight", {C, F}, 0.02f, 0);
         }
-        export_gguf(out, cfg, synthetic_vocab(V, seed), requested, std::move(ts), threads);
+        export_gguf(out, cfg, synthetic_vocab(V, seed), requested, std::move(ts), threads, "init-model");
         return 0;
     };
 }
