@@ -16,7 +16,16 @@ types=${TYPES:-"f32 q8_0 q4_0"}
 pp=${PP:-512}
 tg=${TG:-128}
 mmaps=${MMAP:-"1"}
+csv=${CSV:-$models/bench.csv}
 mkdir -p "$models"
+echo "engine,shape,type,threads,mmap,test,mean,sd" > "$csv"
+# Table rows of either program -> CSV: the t/s cell is the last, "mean ± sd".
+to_csv() {  # engine shape type threads mmap
+    awk -F'|' -v e="$1" -v s="$2" -v t="$3" -v th="$4" -v mm="$5" '
+        /^\| llama/ { test = $(NF-2); tps = $(NF-1); gsub(/ /, "", test); split(tps, a, "±");
+                      gsub(/ /, "", a[1]); gsub(/ /, "", a[2]);
+                      printf "%s,%s,%s,%s,%s,%s,%s,%s\n", e, s, t, th, mm, test, a[1], a[2] }' >> "$csv"
+}
 shape_args() {
     case $1 in
         110m) echo "--dim 768 --layers 12 --heads 12 --kv-heads 12 --ffn 2048 --vocab 32000" ;;
@@ -34,12 +43,16 @@ for s in $shapes; do
             echo "## $s $t, $th thread(s)"
             for mm in $mmaps; do
                 echo "llmforge --mmap $mm"
-                "$bin" bench -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" --mmap "$mm" 2>/dev/null | grep -E '^\| llama|^peak'
+                "$bin" bench -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" --mmap "$mm" 2>/dev/null |
+                    grep -E '^\| llama|^peak' | tee >(to_csv llmforge "$s" "$t" "$th" "$mm")
                 if [[ -n $llama ]]; then
                     echo "llama.cpp -mmp $mm"
-                    "$llama" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -mmp "$mm" 2>/dev/null | grep -E '^\| llama'
+                    "$llama" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -mmp "$mm" 2>/dev/null |
+                        grep -E '^\| llama' | tee >(to_csv llama.cpp "$s" "$t" "$th" "$mm")
                 fi
             done
         done
     done
 done
+wait
+echo "bench.sh: results in $csv"
