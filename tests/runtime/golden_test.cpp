@@ -149,3 +149,44 @@ TEST(Golden, MissingTensorAndWrongShapeAreClearErrors) {
 INSTANTIATE_TEST_SUITE_P(Threads, GoldenTest, ::testing::Values(1, 2, 3));
 
 }  // namespace
+
+namespace {
+
+std::vector<float> golden_logits(ModelFiles files) {
+    auto model = Model::from_files(std::move(files));
+    Context ctx(*model, ContextParams{16, 16, 1});
+    std::vector<int32_t> toks = {3, 141, 59, 26, 53, 58, 97, 93, 23, 84, 62, 64, 33, 83, 27, 95};
+    return ctx.decode_all(toks);
+}
+
+// Linear RoPE scaling from metadata and the same scaling as per-pair divisors in
+// rope_freqs.weight (how Llama 3.1 GGUF files carry theirs) must give the same logits, and both
+// must differ from the unscaled model.
+TEST(Golden, LinearRopeScalingEqualsRopeFreqsDivisors) {
+    LF_REQUIRE_ASSET(dir, "torch-golden");
+    auto g = read_golden(dir);
+    const std::vector<float> plain = golden_logits(golden_model_files(g));
+    ModelFiles lin = golden_model_files(g);
+    lin.config.rope_scaling = RopeScaling::kLinear;
+    lin.config.rope_factor = 2.0f;
+    ModelFiles freqs = golden_model_files(g);
+    Tensor ff = Tensor::empty(DType::F32, {8}, "rope_freqs.weight");
+    for (int i = 0; i < 8; ++i) ff.ptr<float>()[i] = 2.0f;
+    freqs.tensors["rope_freqs.weight"] = ff;
+    const std::vector<float> a = golden_logits(std::move(lin));
+    const std::vector<float> b = golden_logits(std::move(freqs));
+    double diff_ab = 0, diff_plain = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff_ab = std::max(diff_ab, static_cast<double>(std::abs(a[i] - b[i])));
+        diff_plain = std::max(diff_plain, static_cast<double>(std::abs(a[i] - plain[i])));
+    }
+    EXPECT_LT(diff_ab, 1e-5);
+    EXPECT_GT(diff_plain, 1e-2);
+    // A non-positive divisor is a clear error, not a NaN model.
+    ModelFiles bad = golden_model_files(g);
+    ff.ptr<float>()[3] = 0.0f;
+    bad.tensors["rope_freqs.weight"] = ff;
+    EXPECT_THROW(Model::from_files(std::move(bad)), Error);
+}
+
+}  // namespace
