@@ -21,7 +21,7 @@ echo "== bench (pp128, tg32) =="
 assets=${LLMFORGE_ASSETS:-../shared/assets}
 stories="$assets/llama2c-stories260K"
 if [[ -f $stories/stories260K.bin ]]; then
-    echo "== generate with the real TinyStories 260K checkpoint (llama2.c format) =="
+    echo "== generate with the real TinyStories 260K checkpoint (llama2.c format), prompt \"Once upon a time\" =="
     "$bin" generate -m "$stories/stories260K.bin" --tokenizer "$stories/tok512.bin" -p "Once upon a time" -n 128 --temp 0
 fi
 if [[ -t 0 && -t 1 && -f $stories/stories260K.bin ]]; then

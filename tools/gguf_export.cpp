@@ -1,7 +1,7 @@
 #include "gguf_export.h"
+#include "progress.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <cstdio>
 #include <thread>
@@ -64,10 +64,10 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
         for (int64_t d : t.shape) n *= d;
         total += static_cast<size_t>(n);
     }
+    auto progress = std::make_shared<Progress>(label, static_cast<double>(total), "M params");
     auto done = std::make_shared<size_t>(0);
-    const auto t0 = std::chrono::steady_clock::now();
-    const size_t n_tensors = tensors.size();
     auto idx = std::make_shared<size_t>(0);
+    const size_t n_tensors = tensors.size();
     for (auto& t : tensors) {
         const int64_t cols = t.shape.back();
         int64_t rows = 1;
@@ -76,7 +76,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
         if (t.dtype != DType::F32) LF_ASSERT(quant != nullptr);
         const size_t rb = row_bytes(t.dtype, cols);
         w.add_tensor(t.name, t.dtype, t.shape,
-                     [=, row = t.row, name = t.name, label = std::string(label)](uint8_t* dst, size_t nbytes) {
+                     [=, row = t.row, name = t.name](uint8_t* dst, size_t nbytes) {
                          LF_ASSERT(nbytes == rb * static_cast<size_t>(rows));
                          std::vector<std::vector<float>> tmp(pool->size(), std::vector<float>(cols));
                          pool->run(rows, [&](int64_t r, int tid) {
@@ -90,15 +90,12 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
                          });
                          *done += static_cast<size_t>(rows * cols);
                          ++*idx;
-                         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                         const double rate = *done / std::max(s, 1e-9);
-                         std::fprintf(stderr, "\r%s: tensor %zu/%zu %-28s %5.1f%%  %.1f M params/s  ETA %.0f s   ",
-                                      label.c_str(), *idx, n_tensors, name.c_str(), 100.0 * *done / total, rate / 1e6,
-                                      (total - *done) / std::max(rate, 1.0));
+                         progress->update(static_cast<double>(*done),
+                                          strfmt("tensor %zu/%zu %s", *idx, n_tensors, name.c_str()));
                      });
     }
     w.write(path);
-    std::fprintf(stderr, "\n%s: wrote %s (%zu tensors)\n", label, path.c_str(), n_tensors);
+    std::fprintf(stderr, "%s: wrote %s (%zu tensors)\n", label, path.c_str(), n_tensors);
 }
 
 }  // namespace llmforge::cli
