@@ -84,11 +84,11 @@ size_t Tensor::nbytes() const {
     return row_stride() * static_cast<size_t>(nrows());
 }
 
-std::string Tensor::shape_str() const {
+std::string shape_to_string(const std::vector<int64_t>& shape) {
     std::string s;
-    for (size_t i = 0; i < shape_.size(); ++i) {
+    for (size_t i = 0; i < shape.size(); ++i) {
         if (i) s += 'x';
-        s += std::to_string(shape_[i]);
+        s += std::to_string(shape[i]);
     }
     return s.empty() ? "scalar" : s;
 }

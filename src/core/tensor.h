@@ -38,6 +38,9 @@ private:
     size_t size_ = 0;
 };
 
+// "4096x11008" for a row-major shape; "scalar" for an empty one.
+std::string shape_to_string(const std::vector<int64_t>& shape);
+
 // 64-byte aligned heap buffer, zero-initialised.
 std::shared_ptr<uint8_t> alloc_aligned(size_t bytes);
 
@@ -71,7 +74,7 @@ public:
     const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data_) + r * row_stride(); }
     uint8_t* row(int64_t r) { return static_cast<uint8_t*>(data_) + r * row_stride(); }
 
-    std::string shape_str() const;  // "4096x4096" (GGUF order is reversed; this is row-major)
+    std::string shape_str() const { return shape_to_string(shape_); }  // row-major, "4096x4096"
 
 private:
     DType dtype_ = DType::F32;

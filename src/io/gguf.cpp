@@ -243,14 +243,7 @@ std::string GgufValue::to_string(size_t max_elems) const {
 // ------------------------------------------------------------------------------------------------
 // GgufTensorInfo
 
-std::string GgufTensorInfo::shape_str() const {
-    std::string s;
-    for (size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += 'x';
-        s += std::to_string(shape[i]);
-    }
-    return s;
-}
+std::string GgufTensorInfo::shape_str() const { return shape_to_string(shape); }
 
 // ------------------------------------------------------------------------------------------------
 // GgufFile: parsing

@@ -59,15 +59,7 @@ std::string json_error(const std::exception& e) { return printable(e.what(), 200
 
 }  // namespace
 
-std::string SafetensorsTensorInfo::shape_str() const {
-    if (shape.empty()) return "scalar";
-    std::string s;
-    for (size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += 'x';
-        s += std::to_string(shape[i]);
-    }
-    return s;
-}
+std::string SafetensorsTensorInfo::shape_str() const { return shape_to_string(shape); }
 
 // ------------------------------------------------------------------------------------------------
 // SafetensorsFile
