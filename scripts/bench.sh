@@ -44,11 +44,13 @@ for s in $shapes; do
             for mm in $mmaps; do
                 echo "llmforge --mmap $mm"
                 "$bin" bench -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" --mmap "$mm" 2>/dev/null |
-                    grep -E '^\| llama|^peak' | tee >(to_csv llmforge "$s" "$t" "$th" "$mm")
+                    grep -E '^\| llama|^peak' | tee >(to_csv llmforge "$s" "$t" "$th" "$mm") ||
+                    echo "llmforge bench failed on $m" >&2
                 if [[ -n $llama ]]; then
                     echo "llama.cpp -mmp $mm"
                     "$llama" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -mmp "$mm" 2>/dev/null |
-                        grep -E '^\| llama' | tee >(to_csv llama.cpp "$s" "$t" "$th" "$mm")
+                        grep -E '^\| llama' | tee >(to_csv llama.cpp "$s" "$t" "$th" "$mm") ||
+                        echo "llama-bench failed on $m" >&2
                 fi
             done
         done
