@@ -261,9 +261,12 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
             for (int64_t i = b; i < e; ++i)
                 kt.rmsnorm(x + i * C, w.attn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
         });
-        kernels::matmul(w.wq, xn, n, q, pool, s.mm);
-        kernels::matmul(w.wk, xn, n, k, pool, s.mm);
-        kernels::matmul(w.wv, xn, n, v, pool, s.mm);
+        {
+            // One dispatch for Q, K and V in decode (see matmul_multi).
+            const Tensor* qkv_w[3] = {&w.wq, &w.wk, &w.wv};
+            float* const qkv_y[3] = {q, k, v};
+            kernels::matmul_multi(qkv_w, qkv_y, 3, xn, n, pool, s.mm);
+        }
         float* kc = cache.k(l);
         float* vc = cache.v(l);
         pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
@@ -297,11 +300,7 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
                 kt.rmsnorm(x + i * C, w.ffn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
             }
         });
-        kernels::matmul(w.w_gate, xn, n, gate, pool, s.mm);
-        kernels::matmul(w.w_up, xn, n, up, pool, s.mm);
-        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) kt.swiglu(gate + i * F, up + i * F, gate + i * F, F);
-        });
+        kernels::matmul_swiglu(w.w_gate, w.w_up, xn, n, gate, up, pool, s.mm);  // gate = silu(gate) * up
         kernels::matmul(w.w_down, gate, n, xn, pool, s.mm);
         pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) kt.add(C, xn + i * C, x + i * C);

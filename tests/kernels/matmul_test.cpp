@@ -138,6 +138,85 @@ TEST(Matmul, QuantisedActivationsStayCloseToF32Product) {
     }
 }
 
+// Rows longer than gemm_q_0's scale buffers (K / 32 > 512 blocks) take the tile that converts
+// scales as it goes; both paths must match the reference.
+TEST(Matmul, LongQ0RowsMatchReference) {
+    const int64_t n = 9, k = 32 * 520;
+    ThreadPool pool(2);
+    MatmulScratch scratch;
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+        Tensor w = make_weight(t, n, k, 71);
+        for (int64_t m : {1, 6}) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m));
+            auto x = gaussian(static_cast<size_t>(m * k), 72);
+            std::vector<float> want(static_cast<size_t>(m * n)), got(want.size(), std::nanf(""));
+            matmul_ref(w, x.data(), m, want.data());
+            matmul(w, x.data(), m, got.data(), pool, scratch);
+            auto abs_sum = abs_products(w, x, m);
+            for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 3e-6 * abs_sum[i] + 1e-6) << i;
+        }
+    }
+}
+
+// matmul_multi (one dispatch over several weights) equals one matmul per weight, including
+// weights of different partner types (fallback) and m > 1.
+TEST(Matmul, MultiEqualsSeparateProducts) {
+    const int64_t k = 256;
+    for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        MatmulScratch scratch;
+        for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+            const DType t2 = t == DType::Q6_K ? DType::Q8_0 : t;  // mixed partner types: fallback path
+            Tensor w0 = make_weight(t, 77, k, 1), w1 = make_weight(t2, 20, k, 2), w2 = make_weight(t, 131, k, 3);
+            const Tensor* ws[3] = {&w0, &w1, &w2};
+            for (int64_t m : {1, 4}) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m) + " threads=" + std::to_string(threads));
+                auto x = gaussian(static_cast<size_t>(m * k), 5);
+                std::vector<float> y[3], want[3];
+                float* ys[3];
+                for (int j = 0; j < 3; ++j) {
+                    y[j].assign(static_cast<size_t>(m * ws[j]->dim(0)), std::nanf(""));
+                    want[j].resize(y[j].size());
+                    ys[j] = y[j].data();
+                    matmul(*ws[j], x.data(), m, want[j].data(), pool, scratch);
+                }
+                matmul_multi(ws, ys, 3, x.data(), m, pool, scratch);
+                for (int j = 0; j < 3; ++j) {
+                    for (size_t i = 0; i < y[j].size(); ++i) ASSERT_EQ(y[j][i], want[j][i]) << "w" << j << " " << i;
+                }
+            }
+        }
+    }
+}
+
+// matmul_swiglu equals silu(X Wg^T) * (X Wu^T) computed from separate products.
+TEST(Matmul, SwigluEqualsSeparateProducts) {
+    const int64_t f = 203, k = 256;
+    for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        MatmulScratch scratch;
+        for (DType t : {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+            Tensor wg = make_weight(t, f, k, 11), wu = make_weight(t, f, k, 12);
+            for (int64_t m : {1, 3}) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m) + " threads=" + std::to_string(threads));
+                auto x = gaussian(static_cast<size_t>(m * k), 13);
+                std::vector<float> g(static_cast<size_t>(m * f)), u(g.size()), want(g.size());
+                matmul(wg, x.data(), m, g.data(), pool, scratch);
+                matmul(wu, x.data(), m, u.data(), pool, scratch);
+                for (size_t i = 0; i < g.size(); ++i) {
+                    const double gi = g[i];
+                    want[i] = static_cast<float>(gi / (1.0 + std::exp(-gi)) * u[i]);
+                }
+                std::vector<float> got(g.size(), std::nanf("")), up(g.size());
+                matmul_swiglu(wg, wu, x.data(), m, got.data(), up.data(), pool, scratch);
+                for (size_t i = 0; i < got.size(); ++i) {
+                    ASSERT_NEAR(got[i], want[i], 1e-5 * (std::fabs(want[i]) + 1)) << i;
+                }
+            }
+        }
+    }
+}
+
 TEST(Matmul, ScratchIsReusedAcrossCalls) {
     ThreadPool pool(1);
     MatmulScratch scratch;

@@ -5,6 +5,10 @@
 
 #include "core/error.h"
 
+#if defined(LLMFORGE_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
+
 namespace llmforge::kernels {
 
 namespace {
@@ -18,6 +22,52 @@ constexpr int64_t kTileCols = 32;
 constexpr int64_t kChunksPerThread = 4;
 // Minimum weight rows per decode chunk (a chunk must amortise the pool hand-off).
 constexpr int64_t kMinChunkRows = 16;
+
+#if defined(LLMFORGE_HAVE_OPENBLAS)
+// Prefill with f32/f16/bf16 weights goes to OpenBLAS sgemm from this many activation rows on
+// (a well-kept library where it wins on a benchmark: ~70 vs ~50 GFLOP/s per thread at
+// M=512, K=768, N=2048 here). OpenBLAS runs single-threaded inside each of our pool's work items,
+// which split N, so there is one set of threads and no oversubscription.
+constexpr int64_t kBlasMinRows = 32;
+// Weight rows per BLAS work item (f16/bf16 rows are converted to f32 in a per-thread buffer).
+constexpr int64_t kBlasChunkRows = 256;
+
+bool blas_matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+    const DType wt = w.dtype();
+    if (m < kBlasMinRows || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16)) return false;
+    static const bool once = [] {
+        openblas_set_num_threads(1);
+        return true;
+    }();
+    (void)once;
+    const int64_t n = w.dim(0), k = w.dim(1);
+    const DequantizeRowFn deq = table.dequantize_row[static_cast<int>(wt)];
+    if (wt != DType::F32 && deq == nullptr) return false;
+    int64_t chunk = std::min<int64_t>(kBlasChunkRows, (n + 2 * pool.size() - 1) / (2 * pool.size()));
+    chunk = std::max<int64_t>(16, (chunk + 15) & ~int64_t{15});
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+    pool.run(n_chunks, [&](int64_t i, int) {
+        const int64_t r0 = i * chunk;
+        const int64_t nr = std::min(chunk, n - r0);
+        const float* wf;
+        int64_t ldw;
+        thread_local std::vector<float> conv;  // (chunk, K) f32 copy of f16/bf16 rows
+        if (wt == DType::F32) {
+            wf = reinterpret_cast<const float*>(w.row(r0));
+            ldw = static_cast<int64_t>(w.row_stride() / sizeof(float));
+        } else {
+            if (conv.size() < static_cast<size_t>(nr * k)) conv.resize(static_cast<size_t>(nr * k));
+            for (int64_t r = 0; r < nr; ++r) deq(w.row(r0 + r), conv.data() + r * k, k);
+            wf = conv.data();
+            ldw = k;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nr),
+                    static_cast<int>(k), 1.0f, x, static_cast<int>(k), wf, static_cast<int>(ldw), 0.0f, y + r0,
+                    static_cast<int>(n));
+    });
+    return true;
+}
+#endif
 
 }  // namespace
 
@@ -48,6 +98,10 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
     LF_ASSERT(k % ai.block_size == 0);
     GemmFn gemm = table.gemm[static_cast<int>(wt)];
     LF_ASSERT(gemm != nullptr);
+#if defined(LLMFORGE_HAVE_OPENBLAS)
+    // Only for the best table: the scalar / explicit-ISA tables stay pure (tests compare them).
+    if (&table == &kernels() && blas_matmul(table, w, x, m, y, pool)) return;
+#endif
 
     // Activations in vec_dot_type(W).
     const void* xq = x;
@@ -106,6 +160,113 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
         const int64_t nc = std::min(tile_cols, m - c0);
         gemm(k, wp + static_cast<size_t>(r0) * w_stride, w_stride, nr, xp + static_cast<size_t>(c0) * x_stride,
              x_stride, nc, y + static_cast<size_t>(c0) * ldo + static_cast<size_t>(r0), ldo);
+    });
+}
+
+namespace {
+
+// X quantised to `at` (or X itself for f32) in scratch; returns the row stride in bytes.
+const void* activations_as(const KernelTable& table, DType at, const float* x, int64_t m, int64_t k,
+                           MatmulScratch& scratch, size_t* x_stride) {
+    if (at == DType::F32) {
+        *x_stride = static_cast<size_t>(k) * sizeof(float);
+        return x;
+    }
+    QuantizeRowFn quant = table.quantize_row[static_cast<int>(at)];
+    LF_ASSERT(quant != nullptr);
+    *x_stride = row_bytes(at, k);
+    auto* buf = static_cast<uint8_t*>(scratch.get(*x_stride * static_cast<size_t>(m)));
+    for (int64_t i = 0; i < m; ++i) quant(x + i * k, buf + static_cast<size_t>(i) * *x_stride, k);
+    return buf;
+}
+
+// Decode row chunk for a matrix of n rows: a few chunks per thread, whole 4-row tiles.
+int64_t decode_chunk_rows(int64_t n, int n_threads) {
+    const int64_t want = std::max<int64_t>(1, n_threads * kChunksPerThread);
+    const int64_t chunk = std::max<int64_t>(kMinChunkRows, (n + want - 1) / want);
+    return (chunk + 3) & ~int64_t{3};
+}
+
+}  // namespace
+
+void matmul_multi(const Tensor* const ws[], float* const ys[], int n_w, const float* x, int64_t m,
+                  ThreadPool& pool, MatmulScratch& scratch) {
+    matmul_multi(kernels(), ws, ys, n_w, x, m, pool, scratch);
+}
+
+void matmul_multi(const KernelTable& table, const Tensor* const ws[], float* const ys[], int n_w, const float* x,
+                  int64_t m, ThreadPool& pool, MatmulScratch& scratch) {
+    LF_ASSERT(n_w >= 1 && n_w <= 8);
+    const DType at = vec_dot_type(ws[0]->dtype());
+    bool same = m == 1;
+    for (int j = 0; j < n_w && same; ++j) same = vec_dot_type(ws[j]->dtype()) == at && ws[j]->dim(1) == ws[0]->dim(1);
+    if (!same) {
+        for (int j = 0; j < n_w; ++j) matmul(table, *ws[j], x, m, ys[j], pool, scratch);
+        return;
+    }
+    const int64_t k = ws[0]->dim(1);
+    size_t x_stride = 0;
+    const void* xq = activations_as(table, at, x, 1, k, scratch, &x_stride);
+    // Chunk table: (matrix, first row) for every chunk of every matrix, in order.
+    int64_t first_chunk[9] = {0};
+    int64_t chunk_rows[8];
+    GemmFn gemm[8];
+    for (int j = 0; j < n_w; ++j) {
+        const Tensor& w = *ws[j];
+        LF_ASSERT(w.ndim() == 2 && k % dtype_info(w.dtype()).block_size == 0);
+        gemm[j] = table.gemm[static_cast<int>(w.dtype())];
+        LF_ASSERT(gemm[j] != nullptr);
+        chunk_rows[j] = decode_chunk_rows(w.dim(0), pool.size());
+        first_chunk[j + 1] = first_chunk[j] + (w.dim(0) + chunk_rows[j] - 1) / chunk_rows[j];
+    }
+    pool.run(first_chunk[n_w], [&](int64_t i, int) {
+        int j = 0;
+        while (i >= first_chunk[j + 1]) ++j;
+        const Tensor& w = *ws[j];
+        const int64_t n = w.dim(0);
+        const int64_t r0 = (i - first_chunk[j]) * chunk_rows[j];
+        const int64_t nr = std::min(chunk_rows[j], n - r0);
+        const size_t w_stride = w.row_stride();
+        gemm[j](k, static_cast<const uint8_t*>(w.data()) + static_cast<size_t>(r0) * w_stride, w_stride, nr, xq,
+                x_stride, 1, ys[j] + r0, static_cast<size_t>(n));
+    });
+}
+
+void matmul_swiglu(const Tensor& w_gate, const Tensor& w_up, const float* x, int64_t m, float* gate, float* up,
+                   ThreadPool& pool, MatmulScratch& scratch) {
+    matmul_swiglu(kernels(), w_gate, w_up, x, m, gate, up, pool, scratch);
+}
+
+void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor& w_up, const float* x, int64_t m,
+                   float* gate, float* up, ThreadPool& pool, MatmulScratch& scratch) {
+    LF_ASSERT(w_gate.ndim() == 2 && w_up.ndim() == 2 && w_gate.shape() == w_up.shape());
+    const int64_t f = w_gate.dim(0), k = w_gate.dim(1);
+    const DType at = vec_dot_type(w_gate.dtype());
+    if (m != 1 || vec_dot_type(w_up.dtype()) != at) {
+        matmul(table, w_gate, x, m, gate, pool, scratch);
+        matmul(table, w_up, x, m, up, pool, scratch);
+        const int64_t grain = m >= 16 ? 4 : 1;
+        pool.run_range(m, grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) table.swiglu(gate + i * f, up + i * f, gate + i * f, f);
+        });
+        return;
+    }
+    size_t x_stride = 0;
+    const void* xq = activations_as(table, at, x, 1, k, scratch, &x_stride);
+    const GemmFn gemm_g = table.gemm[static_cast<int>(w_gate.dtype())];
+    const GemmFn gemm_u = table.gemm[static_cast<int>(w_up.dtype())];
+    LF_ASSERT(gemm_g != nullptr && gemm_u != nullptr);
+    // Each item does both products, so half as many rows per item as a single matmul.
+    const int64_t chunk = decode_chunk_rows((f + 1) / 2, pool.size());
+    const size_t sg = w_gate.row_stride(), su = w_up.row_stride();
+    const auto* wg = static_cast<const uint8_t*>(w_gate.data());
+    const auto* wu = static_cast<const uint8_t*>(w_up.data());
+    pool.run((f + chunk - 1) / chunk, [&](int64_t i, int) {
+        const int64_t r0 = i * chunk;
+        const int64_t nr = std::min(chunk, f - r0);
+        gemm_g(k, wg + static_cast<size_t>(r0) * sg, sg, nr, xq, x_stride, 1, gate + r0, static_cast<size_t>(f));
+        gemm_u(k, wu + static_cast<size_t>(r0) * su, su, nr, xq, x_stride, 1, up + r0, static_cast<size_t>(f));
+        table.swiglu(gate + r0, up + r0, gate + r0, nr);
     });
 }
 

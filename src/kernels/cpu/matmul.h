@@ -42,6 +42,24 @@ void matmul(const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& po
 void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
 
+// Several products of the same X in one pool dispatch: ys[j] (m, N_j) = X (m, K) · ws[j]^T.
+// Every ws[j] is (N_j, K). For decode (m == 1) this is what keeps the pool hand-offs per token
+// low: Q/K/V become one dispatch, and X is quantised once when the weights share a
+// vec_dot_type. Weights of different partner types, or m > 1, fall back to one matmul() each.
+void matmul_multi(const KernelTable& table, const Tensor* const ws[], float* const ys[], int n_w, const float* x,
+                  int64_t m, ThreadPool& pool, MatmulScratch& scratch);
+void matmul_multi(const Tensor* const ws[], float* const ys[], int n_w, const float* x, int64_t m,
+                  ThreadPool& pool, MatmulScratch& scratch);
+
+// The SwiGLU feed-forward input: gate (m, F) = silu(X · Wg^T) * (X · Wu^T), Wg and Wu (F, K).
+// `up` (m, F) is scratch (its contents on return are unspecified). For m == 1 each work item
+// computes the same rows of both products and applies swiglu to them: one dispatch, no barrier
+// between the products and the activation.
+void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor& w_up, const float* x, int64_t m,
+                   float* gate, float* up, ThreadPool& pool, MatmulScratch& scratch);
+void matmul_swiglu(const Tensor& w_gate, const Tensor& w_up, const float* x, int64_t m, float* gate, float* up,
+                   ThreadPool& pool, MatmulScratch& scratch);
+
 // Reference for tests: scalar, single-threaded. Quantises X to vec_dot_type(W) with the scalar
 // quantiser and dequantises it again (so it sees the same activation rounding as matmul), then
 // accumulates dequantised weights × activations in double. Differences from matmul() are

@@ -157,18 +157,44 @@ void attention_group(const float* q, const float* k, const float* v, int64_t n_k
     const int64_t D8 = D & ~int64_t{7};
     for (int64_t t0 = 0; t0 < n_kv; t0 += kChunk) {
         const int tc = static_cast<int>(min64(kChunk, n_kv - t0));
-        // Scores.
-        for (int t = 0; t < tc; ++t) {
-            const float* kt = k + (t0 + t) * kv_stride;
-            __m256 acc[kMaxGroup];
-            for (int h = 0; h < G; ++h) acc[h] = _mm256_setzero_ps();
-            for (int64_t d = 0; d < D8; d += 8) {
-                const __m256 kv = _mm256_loadu_ps(kt + d);
-                for (int h = 0; h < G; ++h) acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * D + d), kv, acc[h]);
+        // Scores, four positions at a time per head: four independent FMA chains (one chain per
+        // position would be bound by FMA latency, not throughput, at head_dim 64).
+        for (int h = 0; h < G; ++h) {
+            const float* qh = q + h * D;
+            int t = 0;
+            for (; t + 4 <= tc; t += 4) {
+                const float* k0 = k + (t0 + t) * kv_stride;
+                const float* k1 = k0 + kv_stride;
+                const float* k2 = k1 + kv_stride;
+                const float* k3 = k2 + kv_stride;
+                __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+                       a3 = _mm256_setzero_ps();
+                for (int64_t d = 0; d < D8; d += 8) {
+                    const __m256 qv = _mm256_loadu_ps(qh + d);
+                    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+                    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+                    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+                    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+                }
+                // [a0 a1 a2 a3] -> 4 sums in one xmm.
+                const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+                const __m256 hs = _mm256_hadd_ps(h01, h23);
+                const __m128 r = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+                alignas(16) float sc[4];
+                _mm_store_ps(sc, r);
+                const float* kk[4] = {k0, k1, k2, k3};
+                for (int j = 0; j < 4; ++j) {
+                    float v4 = sc[j];
+                    for (int64_t d = D8; d < D; ++d) v4 += qh[d] * kk[j][d];
+                    s[h][t + j] = v4 * scale;
+                }
             }
-            for (int h = 0; h < G; ++h) {
-                float sc = hsum(acc[h]);
-                for (int64_t d = D8; d < D; ++d) sc += q[h * D + d] * kt[d];
+            for (; t < tc; ++t) {
+                const float* kt = k + (t0 + t) * kv_stride;
+                __m256 acc = _mm256_setzero_ps();
+                for (int64_t d = 0; d < D8; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kt + d), acc);
+                float sc = hsum(acc);
+                for (int64_t d = D8; d < D; ++d) sc += qh[d] * kt[d];
                 s[h][t] = sc * scale;
             }
         }
@@ -184,20 +210,36 @@ void attention_group(const float* q, const float* k, const float* v, int64_t n_k
             m[h] = mnew;
             l[h] += exp_shift_sum(s[h], tc, mnew);
         }
-        // Weighted values.
-        for (int64_t d = 0; d < D8; d += 8) {
-            __m256 o[kMaxGroup];
-            for (int h = 0; h < G; ++h) o[h] = _mm256_loadu_ps(out + h * D + d);
-            for (int t = 0; t < tc; ++t) {
-                const __m256 vv = _mm256_loadu_ps(v + (t0 + t) * kv_stride + d);
-                for (int h = 0; h < G; ++h) o[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][t]), vv, o[h]);
+        // Weighted values: per head, up to 8 output vectors held in registers over the chunk's
+        // positions (independent chains; V rows stay in L1 across the group's heads).
+        for (int h = 0; h < G; ++h) {
+            float* oh = out + h * D;
+            int64_t d = 0;
+            for (; d + 64 <= D8; d += 64) {
+                __m256 o[8];
+                for (int j = 0; j < 8; ++j) o[j] = _mm256_loadu_ps(oh + d + 8 * j);
+                for (int t = 0; t < tc; ++t) {
+                    const float* vt = v + (t0 + t) * kv_stride + d;
+                    const __m256 p = _mm256_broadcast_ss(&s[h][t]);
+                    for (int j = 0; j < 8; ++j) o[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), o[j]);
+                }
+                for (int j = 0; j < 8; ++j) _mm256_storeu_ps(oh + d + 8 * j, o[j]);
             }
-            for (int h = 0; h < G; ++h) _mm256_storeu_ps(out + h * D + d, o[h]);
-        }
-        for (int64_t d = D8; d < D; ++d) {
-            for (int t = 0; t < tc; ++t) {
-                const float vd = v[(t0 + t) * kv_stride + d];
-                for (int h = 0; h < G; ++h) out[h * D + d] += s[h][t] * vd;
+            for (; d < D8; d += 8) {
+                __m256 o0 = _mm256_loadu_ps(oh + d), o1 = _mm256_setzero_ps();
+                int t = 0;
+                for (; t + 2 <= tc; t += 2) {
+                    o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][t]), _mm256_loadu_ps(v + (t0 + t) * kv_stride + d), o0);
+                    o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][t + 1]),
+                                         _mm256_loadu_ps(v + (t0 + t + 1) * kv_stride + d), o1);
+                }
+                if (t < tc) o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][t]), _mm256_loadu_ps(v + (t0 + t) * kv_stride + d), o0);
+                _mm256_storeu_ps(oh + d, _mm256_add_ps(o0, o1));
+            }
+            for (; d < D; ++d) {
+                float a = oh[d];
+                for (int t = 0; t < tc; ++t) a += s[h][t] * v[(t0 + t) * kv_stride + d];
+                oh[d] = a;
             }
         }
     }
