@@ -15,14 +15,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::Bytes;
+using test::random_bytes;
 using test::write_bytes;
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::vector<uint8_t> v(n);
-    for (auto& b : v) b = static_cast<uint8_t>(rng());
-    return v;
-}
 
 // ---- the shared fixture ------------------------------------------------------------------------
 

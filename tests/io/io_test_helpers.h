@@ -2,6 +2,9 @@
 // files, and building GGUF bytes by hand (for malformed-input tests).
 #pragma once
 
+#include <random>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -36,6 +39,14 @@ std::string expect_error(F&& f, std::initializer_list<std::string> subs, const c
 }
 #define EXPECT_LF_ERROR(stmt, ...) \
     ::llmforge::test::expect_error([&] { (void)(stmt); }, __VA_ARGS__, __FILE__, __LINE__)
+
+// n pseudo-random bytes from a seed (reproducible test payloads).
+inline std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng());
+    return v;
+}
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);

@@ -14,14 +14,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::Bytes;
+using test::random_bytes;
 using test::write_bytes;
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::vector<uint8_t> v(n);
-    for (auto& b : v) b = static_cast<uint8_t>(rng());
-    return v;
-}
 
 // Safetensors bytes from a JSON header and a data section.
 std::string st_bytes(const std::string& header, const std::string& data) {
