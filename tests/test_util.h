@@ -9,7 +9,7 @@ namespace llmforge::test {
 
 // ../shared/assets relative to the source root, or $LLMFORGE_ASSETS. Empty if not found.
 std::string assets_dir();
-// Path of an asset, or "" (and the caller should LF_SKIP_IF_MISSING).
+// Path of an asset, or "" (LF_REQUIRE_ASSET skips the test then).
 std::string asset(const std::string& rel);
 // A fresh temporary directory for this test (removed at process exit is not guaranteed).
 std::string temp_dir();

@@ -29,26 +29,27 @@ Context::Context(const Model& model, const ContextParams& params)
     if (params_.n_batch <= 0) params_.n_batch = 512;
 }
 
-const std::vector<float>& Context::decode(const std::vector<int32_t>& tokens) {
+void Context::run(const std::vector<int32_t>& tokens, float* out, bool all) {
     const int64_t n = static_cast<int64_t>(tokens.size());
+    const int64_t V = model_.config().n_vocab;
     for (int64_t b = 0; b < n; b += params_.n_batch) {
         const int64_t m = std::min(params_.n_batch, n - b);
-        model_.forward(tokens.data() + b, m, n_past_, cache_, logits_.data(), 1, pool_, scratch_);
+        model_.forward(tokens.data() + b, m, n_past_, cache_, all ? out + b * V : out, all ? m : 1,
+                       pool_, scratch_);
         n_past_ += m;
     }
+}
+
+const std::vector<float>& Context::decode(const std::vector<int32_t>& tokens) {
+    run(tokens, logits_.data(), false);
     return logits_;
 }
 
 std::vector<float> Context::decode_all(const std::vector<int32_t>& tokens) {
-    const int64_t n = static_cast<int64_t>(tokens.size());
     const int64_t V = model_.config().n_vocab;
-    std::vector<float> out(static_cast<size_t>(n * V));
-    for (int64_t b = 0; b < n; b += params_.n_batch) {
-        const int64_t m = std::min(params_.n_batch, n - b);
-        model_.forward(tokens.data() + b, m, n_past_, cache_, out.data() + b * V, m, pool_, scratch_);
-        n_past_ += m;
-    }
-    if (n > 0) std::copy(out.end() - V, out.end(), logits_.begin());
+    std::vector<float> out(tokens.size() * static_cast<size_t>(V));
+    run(tokens, out.data(), true);
+    if (!tokens.empty()) std::copy(out.end() - V, out.end(), logits_.begin());
     return out;
 }
 

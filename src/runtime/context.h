@@ -44,6 +44,10 @@ public:
     ForwardScratch& scratch() { return scratch_; }
 
 private:
+    // Feeds tokens in n_batch chunks; `all`: logits of every token into out (n, V), else the
+    // last token's into out (V).
+    void run(const std::vector<int32_t>& tokens, float* out, bool all);
+
     const Model& model_;
     ContextParams params_;
     ThreadPool pool_;
