@@ -14,5 +14,7 @@ void add_bench(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);
 void add_convert(CLI::App& app, std::function<int()>& run);
 void add_init_model(CLI::App& app, std::function<int()>& run);
+void add_tokenize(CLI::App& app, std::function<int()>& run);
+void add_detokenize(CLI::App& app, std::function<int()>& run);
 
 }  // namespace llmforge::cli

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
     llmforge::cli::add_info(app, cmds["info"]);
     llmforge::cli::add_convert(app, cmds["convert"]);
     llmforge::cli::add_init_model(app, cmds["init-model"]);
+    llmforge::cli::add_tokenize(app, cmds["tokenize"]);
+    llmforge::cli::add_detokenize(app, cmds["detokenize"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "io/atomic_file.h"
@@ -69,6 +70,13 @@ std::string read_string(ByteReader& r, const char* what) {
 }
 
 }  // namespace
+
+bool has_gguf_magic(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    char m[4] = {};
+    f.read(m, 4);
+    return f.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0;
+}
 
 const char* gguf_type_name(GgufType t) {
     switch (t) {

@@ -57,6 +57,9 @@ enum class GgufType : uint32_t {
 // "u8", "i32", "f32", "bool", "string", "array", ... ("unknown" otherwise).
 const char* gguf_type_name(GgufType t);
 
+// True when the file at `path` starts with the GGUF magic (false when it cannot be read).
+bool has_gguf_magic(const std::string& path);
+
 constexpr uint32_t kGgufDefaultAlignment = 32;
 constexpr size_t kGgufMaxNameLength = 63;  // llama.cpp's GGML_MAX_NAME - 1 (writer enforces it)
 

@@ -209,11 +209,13 @@ Vocab gguf_read_vocab(const GgufFile& f) {
         v.unk_id = 0;
         v.add_bos = true;
         v.add_space_prefix = true;
-    } else if (v.model == "bert") {
+    } else if (v.model == "bert") {  // [CLS] text [SEP]
         v.bos_id = 101;
+        v.eos_id = 102;
         v.unk_id = 100;
         v.pad_id = 0;
         v.add_bos = true;
+        v.add_eos = true;
         v.add_space_prefix = false;
     } else if (v.model == "gpt2") {
         v.add_space_prefix = false;
@@ -230,6 +232,10 @@ Vocab gguf_read_vocab(const GgufFile& f) {
             if (val >= 0 && val < static_cast<int64_t>(n)) id = static_cast<int32_t>(val);
         }
     };
+    if (v.model == "bert") {
+        special("tokenizer.ggml.cls_token_id", v.bos_id);
+        special("tokenizer.ggml.seperator_token_id", v.eos_id);  // sic: llama.cpp's key
+    }
     special("tokenizer.ggml.bos_token_id", v.bos_id);
     special("tokenizer.ggml.eos_token_id", v.eos_id);
     special("tokenizer.ggml.unknown_token_id", v.unk_id);
@@ -336,6 +342,10 @@ void gguf_write_vocab(GgufWriter& w, const Vocab& v) {
         }
         w.set(key, static_cast<uint32_t>(id));
     };
+    if (v.model == "bert") {
+        special("tokenizer.ggml.cls_token_id", v.bos_id);
+        special("tokenizer.ggml.seperator_token_id", v.eos_id);  // sic: llama.cpp's key
+    }
     special("tokenizer.ggml.bos_token_id", v.bos_id);
     special("tokenizer.ggml.eos_token_id", v.eos_id);
     special("tokenizer.ggml.unknown_token_id", v.unk_id);

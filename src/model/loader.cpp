@@ -14,6 +14,7 @@
 #include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model/vocab_source.h"
 #include "tokenizer/hf_tokenizer_json.h"
 
 namespace llmforge {
@@ -21,13 +22,6 @@ namespace llmforge {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool has_gguf_magic(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    char m[4] = {};
-    f.read(m, 4);
-    return f.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0;
-}
 
 // Hugging Face parameter name -> GGUF name ("" when the tensor is not used, e.g. rotary caches).
 std::string hf_to_gguf_name(const std::string& n) {
@@ -148,15 +142,7 @@ ModelFiles open_model_files(const std::string& path, const std::string& tokenize
     } else {
         m = open_llama2c(path);
     }
-    if (!tokenizer_path.empty()) {
-        if (has_gguf_magic(tokenizer_path)) {
-            m.vocab = gguf_read_vocab(GgufFile(tokenizer_path));
-        } else if (fs::path(tokenizer_path).extension() == ".json") {
-            m.vocab = hf_tokenizer_json_load(tokenizer_path);
-        } else {
-            m.vocab = llama2c_read_vocab(tokenizer_path, m.config.n_vocab);
-        }
-    }
+    if (!tokenizer_path.empty()) m.vocab = load_vocab(tokenizer_path, m.config.n_vocab);
     if (!m.vocab.empty() && static_cast<int64_t>(m.vocab.tokens.size()) != m.config.n_vocab) {
         fail("%s: tokenizer has %zu tokens, the model's vocabulary is %lld (tokenizer from another "
              "model?)", tokenizer_path.empty() ? path.c_str() : tokenizer_path.c_str(),

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/wordpiece_tokenizer.h"
 
 namespace llmforge {
 
@@ -91,6 +92,168 @@ std::string config_token(const json& cfg, const char* key) {
     return {};
 }
 
+
+// Byte-level BPE: checks the pre-tokenizer / decoder / normalizer and returns the pre name.
+std::string check_byte_level_bpe(const json& j, std::string_view pre, std::string_view source) {
+    const int sl = static_cast<int>(source.size());
+    std::vector<std::string> splits;
+    bool byte_level = false, byte_level_regex = false;
+    walk_pre_tokenizer(j.value("pre_tokenizer", json()), splits, byte_level, byte_level_regex);
+    const json& dec = j.value("decoder", json());
+    const bool byte_level_decoder = dec.is_object() && dec.value("type", "") == "ByteLevel";
+    if (!byte_level && !byte_level_decoder) {
+        fail(
+            "hf tokenizer: %.*s: BPE without ByteLevel pre-tokenizer or decoder, expected "
+            "byte-level BPE; hint: SentencePiece-style tokenizer.json (Llama 2, Mistral) is "
+            "not supported yet, use the model's GGUF vocabulary",
+            sl, source.data());
+    }
+    const json& norm = j.value("normalizer", json());
+    if (norm.is_object()) {
+        const std::string nt = norm.value("type", "");
+        const bool empty_seq = nt == "Sequence" && norm.value("normalizers", json::array()).empty();
+        if (nt != "NFC" && !empty_seq) {
+            fail("hf tokenizer: %.*s: normalizer '%s' is not supported, expected none or NFC", sl,
+                 source.data(), nt.c_str());
+        }
+    }
+    return pre.empty() ? detect_pre(splits, byte_level_regex, source) : std::string(pre);
+}
+
+// WordPiece: only what WordPieceTokenizer implements (BERT uncased normalisation, "##").
+void check_bert(const json& j, const json& model, std::string_view source) {
+    const int sl = static_cast<int>(source.size());
+    const json& norm = j.value("normalizer", json());
+    const bool ok = norm.is_object() && norm.value("type", "") == "BertNormalizer" &&
+                    norm.value("lowercase", false) && norm.value("clean_text", true) &&
+                    norm.value("handle_chinese_chars", true) &&
+                    (!norm.contains("strip_accents") || norm["strip_accents"].is_null() ||
+                     norm["strip_accents"] == true);
+    if (!ok) {
+        fail(
+            "hf tokenizer: %.*s: WordPiece normalizer %s is not supported, expected "
+            "BertNormalizer with lowercase (uncased BERT); hint: cased WordPiece models are not "
+            "implemented",
+            sl, source.data(), norm.dump().c_str());
+    }
+    const json& pt = j.value("pre_tokenizer", json());
+    if (!pt.is_object() || pt.value("type", "") != "BertPreTokenizer") {
+        fail("hf tokenizer: %.*s: WordPiece pre_tokenizer %s is not supported, expected "
+             "BertPreTokenizer",
+             sl, source.data(), pt.dump().c_str());
+    }
+    if (model.value("continuing_subword_prefix", "##") != "##" ||
+        model.value("max_input_chars_per_word", 100) != 100) {
+        fail("hf tokenizer: %.*s: WordPiece with continuing_subword_prefix %s and "
+             "max_input_chars_per_word %s, expected \"##\" and 100",
+             sl, source.data(), model.value("continuing_subword_prefix", json()).dump().c_str(),
+             model.value("max_input_chars_per_word", json()).dump().c_str());
+    }
+}
+
+// Token texts and types by id: model.vocab (normal; WordPiece ones in llama.cpp's phantom-space
+// form), added_tokens (control when "special", else user-defined), gaps "[PAD<id>]" unused.
+void fill_tokens(const json& j, const json& model, Vocab& v, std::string_view source) {
+    const int sl = static_cast<int>(source.size());
+    const bool phantom = v.model == "bert";
+    std::vector<std::pair<int64_t, std::string>> entries;
+    for (const auto& [text, id] : model.at("vocab").items()) {
+        entries.emplace_back(id.get<int64_t>(), phantom ? wordpiece_phantom_form(text) : text);
+    }
+    std::vector<std::pair<int64_t, std::string>> added;
+    std::vector<bool> added_special;
+    for (const json& a : j.value("added_tokens", json::array())) {
+        added.emplace_back(a.at("id").get<int64_t>(), a.at("content").get<std::string>());
+        added_special.push_back(a.value("special", false));
+    }
+    int64_t n = 0;
+    for (const auto* list : {&entries, &added}) {
+        for (const auto& [id, text] : *list) {
+            if (id < 0 || id >= (int64_t{1} << 31)) {
+                fail("hf tokenizer: %.*s: token '%s' has id %lld, expected 0 <= id < 2^31", sl,
+                     source.data(), text.c_str(), static_cast<long long>(id));
+            }
+            n = std::max(n, id + 1);
+        }
+    }
+    v.tokens.assign(static_cast<size_t>(n), std::string());
+    v.types.assign(static_cast<size_t>(n), TokenType::kUnused);
+    std::vector<uint8_t> filled(static_cast<size_t>(n), 0);
+    for (auto& [id, text] : entries) {
+        v.tokens[id] = std::move(text);
+        v.types[id] = TokenType::kNormal;
+        filled[id] = 1;
+    }
+    for (size_t k = 0; k < added.size(); ++k) {
+        const int64_t id = added[k].first;
+        v.tokens[id] = added[k].second;
+        v.types[id] = added_special[k] ? TokenType::kControl : TokenType::kUserDefined;
+        filled[id] = 1;
+    }
+    for (int64_t id = 0; id < n; ++id) {
+        if (!filled[id]) v.tokens[id] = "[PAD" + std::to_string(id) + "]";
+    }
+}
+
+// The TemplateProcessing post-processor (alone or in a Sequence), or null.
+const json* template_processing(const json& pp) {
+    if (!pp.is_object()) return nullptr;
+    if (pp.value("type", "") == "TemplateProcessing") return &pp;
+    if (pp.value("type", "") == "Sequence") {
+        for (const json& q : pp.value("processors", json::array())) {
+            if (const json* t = template_processing(q)) return t;
+        }
+    }
+    return nullptr;
+}
+
+// BOS/EOS/UNK/PAD ids and whether encode adds BOS/EOS. Order of authority: tokenizer_config.json
+// (bos_token, add_bos_token, ...), then the post-processor's template ("[CLS] $A [SEP]"), then
+// model.unk_token; without either, BOS is added when one is named (what llama.cpp does).
+void set_special_tokens(const json& j, const json& cfg, Vocab& v) {
+    auto find_id = [&](const std::string& text) -> int32_t {
+        if (text.empty()) return -1;
+        // added tokens first (they override vocabulary entries of the same text)
+        for (size_t i = 0; i < v.tokens.size(); ++i) {
+            if (v.tokens[i] == text && v.types[i] != TokenType::kNormal) return static_cast<int32_t>(i);
+        }
+        const auto it = std::find(v.tokens.begin(), v.tokens.end(), text);
+        return it == v.tokens.end() ? -1 : static_cast<int32_t>(it - v.tokens.begin());
+    };
+    std::string tp_bos, tp_eos;
+    const json post = j.value("post_processor", json());
+    const json* tp = template_processing(post);
+    if (tp) {
+        const json& single = tp->value("single", json::array());
+        auto special_at = [&](const json& item) -> std::string {
+            if (item.is_object() && item.contains("SpecialToken")) {
+                return item["SpecialToken"].value("id", "");
+            }
+            return {};
+        };
+        if (!single.empty()) {
+            tp_bos = special_at(single.front());
+            if (single.size() > 1) tp_eos = special_at(single.back());
+        }
+    }
+    auto pick = [&](const char* key, const std::string& fallback) {
+        const std::string t = config_token(cfg, key);
+        return find_id(t.empty() ? fallback : t);
+    };
+    v.bos_id = pick("bos_token", tp_bos.empty() ? config_token(cfg, "cls_token") : tp_bos);
+    v.eos_id = pick("eos_token", tp_eos.empty() ? config_token(cfg, "sep_token") : tp_eos);
+    v.unk_id = pick("unk_token", j.at("model").value("unk_token", json()).is_string()
+                                     ? j["model"]["unk_token"].get<std::string>()
+                                     : std::string());
+    v.pad_id = pick("pad_token", "");
+    auto flag = [&](const char* key, bool dflt) {
+        return cfg.is_object() && cfg.contains(key) && cfg[key].is_boolean() ? cfg[key].get<bool>()
+                                                                            : dflt;
+    };
+    v.add_bos = flag("add_bos_token", tp ? !tp_bos.empty() && v.bos_id >= 0 : v.bos_id >= 0);
+    v.add_eos = flag("add_eos_token", tp && !tp_eos.empty() && v.eos_id >= 0);
+}
+
 }  // namespace
 
 Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view tokenizer_config,
@@ -109,112 +272,36 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
     try {
         const json& model = j.at("model");
         const std::string type = model.value("type", "");
-        if (type != "BPE") {
+        Vocab v;
+        if (type == "BPE") {
+            v.model = "gpt2";
+            v.pre = check_byte_level_bpe(j, pre, source);
+        } else if (type == "WordPiece") {
+            v.model = "bert";
+            v.pre = pre.empty() ? "bert-bge" : std::string(pre);
+            check_bert(j, model, source);
+        } else {
             fail(
-                "hf tokenizer: %.*s: model.type is '%s', expected 'BPE'; hint: WordPiece and "
-                "Unigram tokenizer.json files are not supported yet",
+                "hf tokenizer: %.*s: model.type is '%s', expected 'BPE' or 'WordPiece'; hint: "
+                "Unigram tokenizer.json files are not supported yet, use the model's GGUF "
+                "vocabulary",
                 sl, source.data(), type.c_str());
         }
-        std::vector<std::string> splits;
-        bool byte_level = false, byte_level_regex = false;
-        walk_pre_tokenizer(j.value("pre_tokenizer", json()), splits, byte_level, byte_level_regex);
-        const json& dec = j.value("decoder", json());
-        const bool byte_level_decoder = dec.is_object() && dec.value("type", "") == "ByteLevel";
-        if (!byte_level && !byte_level_decoder) {
-            fail(
-                "hf tokenizer: %.*s: BPE without ByteLevel pre-tokenizer or decoder, expected "
-                "byte-level BPE; hint: SentencePiece-style tokenizer.json (Llama 2, Mistral) is "
-                "not supported yet, use the model's GGUF vocabulary",
-                sl, source.data());
-        }
-        const json& norm = j.value("normalizer", json());
-        if (norm.is_object()) {
-            const std::string nt = norm.value("type", "");
-            const bool empty_seq =
-                nt == "Sequence" && norm.value("normalizers", json::array()).empty();
-            if (nt != "NFC" && !empty_seq) {
-                fail("hf tokenizer: %.*s: normalizer '%s' is not supported, expected none or NFC",
-                     sl, source.data(), nt.c_str());
-            }
-        }
-
-        Vocab v;
-        v.model = "gpt2";
-        v.pre = pre.empty() ? detect_pre(splits, byte_level_regex, source) : std::string(pre);
         v.add_space_prefix = false;
-
-        // Token texts by id.
-        std::vector<std::pair<int64_t, std::string>> entries;
-        for (const auto& [text, id] : model.at("vocab").items()) {
-            entries.emplace_back(id.get<int64_t>(), text);
-        }
-        std::vector<std::pair<int64_t, bool>> added;  // id, special
-        std::vector<std::string> added_text;
-        for (const json& a : j.value("added_tokens", json::array())) {
-            added.emplace_back(a.at("id").get<int64_t>(), a.value("special", false));
-            added_text.push_back(a.at("content").get<std::string>());
-        }
-        int64_t n = 0;
-        for (const auto& e : entries) n = std::max(n, e.first + 1);
-        for (const auto& a : added) n = std::max(n, a.first + 1);
-        for (const auto& e : entries) {
-            if (e.first < 0)
-                fail("hf tokenizer: %.*s: negative token id %lld", sl, source.data(),
-                     static_cast<long long>(e.first));
-        }
-        v.tokens.assign(static_cast<size_t>(n), std::string());
-        v.types.assign(static_cast<size_t>(n), TokenType::kUnused);
-        std::vector<uint8_t> filled(static_cast<size_t>(n), 0);
-        for (auto& [id, text] : entries) {
-            v.tokens[id] = std::move(text);
-            v.types[id] = TokenType::kNormal;
-            filled[id] = 1;
-        }
-        for (size_t k = 0; k < added.size(); ++k) {
-            const auto [id, special] = added[k];
-            if (id < 0)
-                fail("hf tokenizer: %.*s: added token '%s' has negative id", sl, source.data(),
-                     added_text[k].c_str());
-            v.tokens[id] = added_text[k];
-            v.types[id] = special ? TokenType::kControl : TokenType::kUserDefined;
-            filled[id] = 1;
-        }
-        for (int64_t id = 0; id < n; ++id) {
-            if (!filled[id]) v.tokens[id] = "[PAD" + std::to_string(id) + "]";
-        }
-
-        for (const json& m : model.value("merges", json::array())) {
-            if (m.is_string()) {
-                v.merges.push_back(m.get<std::string>());
-            } else if (m.is_array() && m.size() == 2) {
-                v.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-            } else {
-                fail("hf tokenizer: %.*s: merge '%s' is neither \"a b\" nor [\"a\", \"b\"]", sl,
-                     source.data(), m.dump().c_str());
+        fill_tokens(j, model, v, source);
+        if (v.model == "gpt2") {
+            for (const json& m : model.value("merges", json::array())) {
+                if (m.is_string()) {
+                    v.merges.push_back(m.get<std::string>());
+                } else if (m.is_array() && m.size() == 2) {
+                    v.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+                } else {
+                    fail("hf tokenizer: %.*s: merge '%s' is neither \"a b\" nor [\"a\", \"b\"]",
+                         sl, source.data(), m.dump().c_str());
+                }
             }
         }
-
-        // Special tokens from tokenizer_config.json.
-        auto find_id = [&](const std::string& text) -> int32_t {
-            if (text.empty()) return -1;
-            for (size_t k = 0; k < added.size(); ++k) {
-                if (added_text[k] == text) return static_cast<int32_t>(added[k].first);
-            }
-            const auto it = std::find(v.tokens.begin(), v.tokens.end(), text);
-            return it == v.tokens.end() ? -1 : static_cast<int32_t>(it - v.tokens.begin());
-        };
-        v.bos_id = find_id(config_token(cfg, "bos_token"));
-        v.eos_id = find_id(config_token(cfg, "eos_token"));
-        v.unk_id = find_id(config_token(cfg, "unk_token"));
-        v.pad_id = find_id(config_token(cfg, "pad_token"));
-        v.add_bos =
-            cfg.is_object() && cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()
-                ? cfg["add_bos_token"].get<bool>()
-                : v.bos_id >= 0;
-        v.add_eos =
-            cfg.is_object() && cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean()
-                ? cfg["add_eos_token"].get<bool>()
-                : false;
+        set_special_tokens(j, cfg, v);
         if (cfg.is_object() && cfg.contains("chat_template")) {
             const json& t = cfg["chat_template"];
             if (t.is_string()) {

@@ -1,16 +1,21 @@
 // Maps a Hugging Face tokenizer.json (plus, optionally, its tokenizer_config.json) into a Vocab,
 // the same shape GGUF files carry, so Tokenizer::create() can use it.
 //
-// Supported: model.type "BPE" with a ByteLevel pre-tokenizer or decoder (byte-level BPE ->
-// vocab.model "gpt2"). vocab.pre is recognised from the pre-tokenizer's Split regexes: the
-// Llama 3 regex -> "llama-bpe", Qwen 2 -> "qwen2", DeepSeek V3 -> "deepseek-v3", a bare
-// ByteLevel(use_regex) -> "gpt-2"; anything else throws Error unless `pre` names it.
+// Supported models:
+//  * "BPE" with a ByteLevel pre-tokenizer or decoder (byte-level BPE -> vocab.model "gpt2").
+//    vocab.pre is recognised from the pre-tokenizer's Split regexes: the Llama 3 regex ->
+//    "llama-bpe", Qwen 2 -> "qwen2", DeepSeek V3 -> "deepseek-v3", a bare ByteLevel(use_regex)
+//    -> "gpt-2"; anything else throws Error unless `pre` names it. Normalizer: none or NFC (the
+//    text is taken as already NFC).
+//  * "WordPiece" with BertNormalizer(lowercase) + BertPreTokenizer (uncased BERT, BGE ->
+//    vocab.model "bert"); tokens are stored in llama.cpp's phantom-space form.
 // Mapping (as llama.cpp's convert_hf_to_gguf.py does it): model.vocab -> tokens (normal);
 // added_tokens -> control when "special", else user-defined; ids missing from both ->
 // "[PAD<id>]" unused; merges given as "a b" strings or ["a", "b"] pairs -> "a b".
-// From tokenizer_config.json: bos/eos/unk/pad tokens (string or {"content": ...}),
-// add_bos_token (default: true when a BOS token is named), add_eos_token, chat_template.
-// Not applied: a normalizer of type NFC (text is taken as already NFC); other normalizers throw.
+// Special tokens: tokenizer_config.json (bos/eos/unk/pad as string or {"content": ...},
+// add_bos_token, add_eos_token, chat_template), else the TemplateProcessing post-processor
+// ("[CLS] $A [SEP]" -> BOS [CLS], EOS [SEP], both added), else model.unk_token; with neither
+// config nor template, BOS is added when one is named.
 //
 // Errors: unreadable files, malformed JSON, unsupported models throw Error naming the file.
 #pragma once

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
+#include "tokenizer/wordpiece_tokenizer.h"
 
 namespace llmforge {
 
@@ -56,9 +57,10 @@ void check_special_id(int32_t id, size_t n, const char* key) {
 std::unique_ptr<Tokenizer> Tokenizer::create(const Vocab& vocab) {
     if (vocab.model == "llama") return std::make_unique<SpmTokenizer>(vocab);
     if (vocab.model == "gpt2") return std::make_unique<BpeTokenizer>(vocab);
+    if (vocab.model == "bert") return std::make_unique<WordPieceTokenizer>(vocab);
     fail(
         "tokenizer: unsupported tokenizer model '%s' (tokenizer.ggml.model); supported: 'llama' "
-        "(SentencePiece BPE), 'gpt2' (byte-level BPE); hint: WordPiece ('bert') and Unigram "
+        "(SentencePiece BPE), 'gpt2' (byte-level BPE), 'bert' (WordPiece); hint: Unigram "
         "('t5') vocabularies are not implemented",
         vocab.model.c_str());
 }

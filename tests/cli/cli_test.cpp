@@ -9,6 +9,7 @@
 
 #include "runtime/context.h"
 #include "runtime/sampler.h"
+#include "cli_run.h"
 #include "test_util.h"
 
 using namespace llmforge;
@@ -17,22 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string cli() { return cli_path(); }
-
-struct CliRun {
-    int rc;
-    std::string out, err;
-};
-CliRun run(const std::string& args) {
-    static std::string dir = temp_dir();
-    const std::string err_path = dir + "/stderr.txt";
-    CliRun r;
-    r.rc = run_command(cli() + " " + args + " 2>" + err_path, &r.out);
-    r.err = read_file(err_path);
-    return r;
-}
-
-std::string q(const std::string& s) { return "'" + s + "'"; }
+CliRun run(const std::string& args) { return run_cli(args); }
 
 const char* kStories = "llama2c-stories260K/stories260K.bin";
 const char* kTok = "llama2c-stories260K/tok512.bin";
@@ -143,20 +129,6 @@ TEST(Cli, InitModelConvertRoundTripsEveryType) {
     ASSERT_EQ(qw.rc, 0) << qw.err;
     CliRun g = run("generate -m " + q(dir + "/qwen.gguf") + " -p 'x' -n 4 --temp 0");
     EXPECT_EQ(g.rc, 0) << g.err;
-}
-
-// Each bad input ends with exit code 1 and exactly one line on stderr naming the file.
-void expect_one_line_error(const CliRun& r, const std::string& must_contain) {
-    EXPECT_EQ(r.rc, 1) << r.err;
-    std::string err = r.err;
-    // Progress/log lines start with "generate:"/"info:"; the error line starts with "llmforge:".
-    std::istringstream ss(err);
-    std::string line, error_line;
-    int n_err = 0;
-    while (std::getline(ss, line))
-        if (line.rfind("llmforge:", 0) == 0) ++n_err, error_line = line;
-    EXPECT_EQ(n_err, 1) << err;
-    EXPECT_NE(error_line.find(must_contain), std::string::npos) << error_line;
 }
 
 TEST(Cli, BadInputGivesOneClearLine) {

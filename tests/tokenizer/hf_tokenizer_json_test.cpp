@@ -8,6 +8,9 @@
 #include "test_util.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer_vectors.h"
+#include "vocab_loader.h"
+
+#include <nlohmann/json.hpp>
 
 namespace llmforge {
 namespace {
@@ -98,8 +101,20 @@ TEST(HfTokenizerJson, DeepseekV3Loads) {
 }
 
 TEST(HfTokenizerJson, RejectsUnsupportedFiles) {
-    const std::string wordpiece = R"({"model": {"type": "WordPiece", "vocab": {}}})";
-    EXPECT_THROW(hf_tokenizer_json_parse(wordpiece, ""), Error);
+    const std::string unigram = R"({"model": {"type": "Unigram", "vocab": []}})";
+    try {
+        hf_tokenizer_json_parse(unigram, "", "", "x/tokenizer.json");
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("x/tokenizer.json"), std::string::npos) << m;
+        EXPECT_NE(m.find("'Unigram'"), std::string::npos) << m;
+        EXPECT_NE(m.find("'WordPiece'"), std::string::npos) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+    const std::string cased = R"({"model": {"type": "WordPiece", "vocab": {}},
+        "normalizer": {"type": "BertNormalizer", "lowercase": false}})";
+    EXPECT_THROW(hf_tokenizer_json_parse(cased, ""), Error);
     EXPECT_THROW(hf_tokenizer_json_parse("{not json", ""), Error);
     const std::string odd_regex = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -138,6 +153,57 @@ TEST(HfTokenizerJson, MergesAsPairsAndGaps) {
     EXPECT_EQ(tok->encode("ab<tool><eos>", false, true), (std::vector<int32_t>{2, 4, 5}));
     // Without parse_special "<eos>" is text; its characters are no tokens here and drop out.
     EXPECT_EQ(tok->encode("ab<tool><eos>", false, false), (std::vector<int32_t>{2, 4}));
+}
+
+// A BERT tokenizer.json, written here from the bert-bge GGUF vocabulary the way Hugging Face
+// stores it ("##" continuations, TemplateProcessing "[CLS] $A [SEP]"), reproduces the vectors.
+TEST(HfTokenizerJson, WordPieceFromTokenizerJson) {
+    LF_REQUIRE_ASSET(gguf, "llama.cpp-vocab/ggml-vocab-bert-bge.gguf");
+    LF_REQUIRE_ASSET(inp, "llama.cpp-vocab/ggml-vocab-bert-bge.gguf.inp");
+    LF_REQUIRE_ASSET(out, "llama.cpp-vocab/ggml-vocab-bert-bge.gguf.out");
+    const Vocab g = test::load_gguf_vocab(gguf);
+    nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+    nlohmann::ordered_json added = nlohmann::ordered_json::array();
+    const std::string phantom = "\xE2\x96\x81";
+    for (size_t i = 0; i < g.tokens.size(); ++i) {
+        const std::string& t = g.tokens[i];
+        std::string hf;
+        if (t.compare(0, phantom.size(), phantom) == 0) {
+            hf = t.substr(phantom.size());
+        } else if (t.size() >= 2 && t.front() == '[' && t.back() == ']') {
+            hf = t;
+        } else {
+            hf = "##" + t;
+        }
+        vocab[hf] = i;
+        if (g.types[i] == TokenType::kControl) {
+            added.push_back({{"id", i}, {"content", t}, {"special", true}});
+        }
+    }
+    nlohmann::ordered_json j = {
+        {"added_tokens", added},
+        {"normalizer", {{"type", "BertNormalizer"}, {"clean_text", true},
+                        {"handle_chinese_chars", true}, {"strip_accents", nullptr},
+                        {"lowercase", true}}},
+        {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+        {"post_processor",
+         {{"type", "TemplateProcessing"},
+          {"single", {{{"SpecialToken", {{"id", "[CLS]"}, {"type_id", 0}}}},
+                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                      {{"SpecialToken", {{"id", "[SEP]"}, {"type_id", 0}}}}}}}},
+        {"model", {{"type", "WordPiece"}, {"unk_token", "[UNK]"},
+                   {"continuing_subword_prefix", "##"}, {"max_input_chars_per_word", 100},
+                   {"vocab", vocab}}}};
+    const Vocab v = hf_tokenizer_json_parse(j.dump(), "");
+    EXPECT_EQ(v.model, "bert");
+    EXPECT_EQ(v.tokens, g.tokens);
+    EXPECT_EQ(v.bos_id, 101);
+    EXPECT_EQ(v.eos_id, 102);
+    EXPECT_EQ(v.unk_id, 100);
+    EXPECT_TRUE(v.add_bos);
+    EXPECT_TRUE(v.add_eos);
+    auto tok = Tokenizer::create(v);
+    EXPECT_EQ(test::run_vocab_vectors(*tok, inp, out, "bert-bge via tokenizer.json", false), 46u);
 }
 
 }  // namespace

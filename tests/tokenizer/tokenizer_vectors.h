@@ -23,9 +23,11 @@ inline std::string ids_line(const std::vector<int32_t>& ids) {
 }
 
 // Encodes every input (no BOS, special text not parsed) and compares with the expected ids;
-// also checks decode(encode(x)) == x. Returns the number of exact matches; prints "name: x/y".
+// also checks decode(encode(x)) == x unless the vocabulary cannot give the input back (WordPiece
+// lowercases). Returns the number of exact matches; prints "name: x/y".
 inline size_t run_vocab_vectors(const Tokenizer& tok, const std::string& inp_path,
-                                const std::string& out_path, const std::string& name) {
+                                const std::string& out_path, const std::string& name,
+                                bool check_round_trip = true) {
     const auto inputs = read_vocab_test_inputs(inp_path);
     const auto expected = read_vocab_test_outputs(out_path);
     EXPECT_EQ(inputs.size(), expected.size()) << name << ": .inp and .out disagree";
@@ -39,7 +41,9 @@ inline size_t run_vocab_vectors(const Tokenizer& tok, const std::string& inp_pat
                           << "'\n  expected:" << ids_line(expected[i])
                           << "\n  got:     " << ids_line(got);
         }
-        EXPECT_EQ(tok.decode(got), inputs[i]) << name << " round trip of string " << i;
+        if (check_round_trip) {
+            EXPECT_EQ(tok.decode(got), inputs[i]) << name << " round trip of string " << i;
+        }
     }
     std::printf("[vectors] %s: %zu/%zu strings exact\n", name.c_str(), matched, inputs.size());
     return matched;
