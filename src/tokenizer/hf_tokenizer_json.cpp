@@ -1,9 +1,11 @@
 #include "tokenizer/hf_tokenizer_json.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -92,6 +94,107 @@ std::string config_token(const json& cfg, const char* key) {
     return {};
 }
 
+
+// A BPE model over SentencePiece pieces ("▁" for spaces, <0xHH> byte fallback), as Hugging Face
+// converts Llama 2, Mistral, TinyLlama and Phi-3 tokenizers.
+bool is_sentencepiece_bpe(const json& j, const json& model) {
+    if (model.value("byte_fallback", false)) return true;
+    const json& dec = j.value("decoder", json());
+    if (!dec.is_object()) return false;
+    for (const json& d : dec.value("decoders", json::array())) {
+        if (d.value("type", "") == "ByteFallback") return true;
+    }
+    return false;
+}
+
+// Checks the normalizer / pre-tokenizer and returns whether a "▁" is prepended (the dummy
+// prefix). Legacy form: normalizer Sequence[Prepend("▁"), Replace(" ", "▁")]; newer form:
+// pre_tokenizer Metaspace("▁", prepend_scheme "first"|"always"|"never", split false).
+bool check_sentencepiece_bpe(const json& j, std::string_view source) {
+    const int sl = static_cast<int>(source.size());
+    const std::string kSpace = "\xE2\x96\x81";
+    bool prepend = false, replace = false, metaspace = false;
+    const json& norm = j.value("normalizer", json());
+    std::vector<json> steps;
+    if (norm.is_object()) {
+        if (norm.value("type", "") == "Sequence") {
+            for (const json& n : norm.value("normalizers", json::array())) steps.push_back(n);
+        } else {
+            steps.push_back(norm);
+        }
+    }
+    for (const json& n : steps) {
+        const std::string t = n.value("type", "");
+        if (t == "Prepend" && n.value("prepend", "") == kSpace) {
+            prepend = true;
+        } else if (t == "Replace" && n.value("content", "") == kSpace &&
+                   n.value("pattern", json::object()).value("String", "") == " ") {
+            replace = true;
+        } else {
+            fail("hf tokenizer: %.*s: normalizer step %s is not supported for a SentencePiece-style "
+                 "BPE (expected Prepend(\"\u2581\") and Replace(\" \", \"\u2581\"))",
+                 sl, source.data(), n.dump().c_str());
+        }
+    }
+    const json& pt = j.value("pre_tokenizer", json());
+    if (pt.is_object()) {
+        if (pt.value("type", "") != "Metaspace" || pt.value("replacement", kSpace) != kSpace ||
+            pt.value("split", false)) {
+            fail("hf tokenizer: %.*s: pre_tokenizer %s is not supported for a SentencePiece-style "
+                 "BPE (expected none, or Metaspace(\"\u2581\") without split)",
+                 sl, source.data(), pt.dump().c_str());
+        }
+        metaspace = true;
+        prepend = pt.value("prepend_scheme", "always") != "never" && pt.value("add_prefix_space", true);
+    }
+    if (!metaspace && !replace) {
+        fail("hf tokenizer: %.*s: SentencePiece-style BPE without Replace(\" \", \"\u2581\") or "
+             "Metaspace; hint: spaces would never become \"\u2581\"",
+             sl, source.data());
+    }
+    return prepend;
+}
+
+// SentencePiece merges by piece score (highest first); Hugging Face's file lists merges by rank
+// (lowest first). Giving each merged piece the score -rank of the first merge that builds it
+// orders the merges the same way, so SpmTokenizer reproduces the BPE. Pieces no merge builds
+// (single characters, bytes, special tokens) keep score 0: their score is never compared.
+// Also marks "<0xHH>" pieces as byte tokens.
+void scores_from_merges(const json& model, Vocab& v, std::string_view source) {
+    std::unordered_map<std::string, int32_t> ids;
+    for (size_t i = 0; i < v.tokens.size(); ++i) ids.emplace(v.tokens[i], static_cast<int32_t>(i));
+    v.scores.assign(v.tokens.size(), 0.0f);
+    std::vector<uint8_t> built(v.tokens.size(), 0);
+    float rank = 0;
+    for (const json& m : model.value("merges", json::array())) {
+        std::string merged;
+        if (m.is_string()) {
+            const std::string s = m.get<std::string>();
+            const size_t sp = s.find(' ', 1);
+            if (sp == std::string::npos) {
+                fail("hf tokenizer: %.*s: merge '%s' has no space between its two parts",
+                     static_cast<int>(source.size()), source.data(), s.c_str());
+            }
+            merged = s.substr(0, sp) + s.substr(sp + 1);
+        } else if (m.is_array() && m.size() == 2) {
+            merged = m[0].get<std::string>() + m[1].get<std::string>();
+        }
+        const auto it = ids.find(merged);
+        if (it != ids.end() && !built[it->second]) {
+            built[it->second] = 1;
+            v.scores[it->second] = -rank;
+        }
+        ++rank;
+    }
+    for (size_t i = 0; i < v.tokens.size(); ++i) {
+        const std::string& t = v.tokens[i];
+        if (v.types[i] == TokenType::kNormal && t.size() == 6 && t.compare(0, 3, "<0x") == 0 &&
+            t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
+            std::isxdigit(static_cast<unsigned char>(t[4]))) {
+            v.types[i] = TokenType::kByte;
+        }
+    }
+}
 
 // Byte-level BPE: checks the pre-tokenizer / decoder / normalizer and returns the pre name.
 std::string check_byte_level_bpe(const json& j, std::string_view pre, std::string_view source) {
@@ -273,7 +376,10 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
         const json& model = j.at("model");
         const std::string type = model.value("type", "");
         Vocab v;
-        if (type == "BPE") {
+        if (type == "BPE" && is_sentencepiece_bpe(j, model)) {
+            v.model = "llama";
+            v.add_space_prefix = check_sentencepiece_bpe(j, source);
+        } else if (type == "BPE") {
             v.model = "gpt2";
             v.pre = check_byte_level_bpe(j, pre, source);
         } else if (type == "WordPiece") {
@@ -287,9 +393,11 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
                 "vocabulary",
                 sl, source.data(), type.c_str());
         }
-        v.add_space_prefix = false;
+        if (v.model != "llama") v.add_space_prefix = false;
         fill_tokens(j, model, v, source);
-        if (v.model == "gpt2") {
+        if (v.model == "llama") {
+            scores_from_merges(model, v, source);
+        } else if (v.model == "gpt2") {
             for (const json& m : model.value("merges", json::array())) {
                 if (m.is_string()) {
                     v.merges.push_back(m.get<std::string>());

@@ -7,6 +7,10 @@
 //    "llama-bpe", Qwen 2 -> "qwen2", DeepSeek V3 -> "deepseek-v3", a bare ByteLevel(use_regex)
 //    -> "gpt-2"; anything else throws Error unless `pre` names it. Normalizer: none or NFC (the
 //    text is taken as already NFC).
+//  * "BPE" over SentencePiece pieces (byte_fallback, "▁" via Prepend+Replace normalizers or a
+//    Metaspace pre-tokenizer: Llama 2, Mistral, TinyLlama) -> vocab.model "llama"; each merged
+//    piece gets score -rank of the first merge building it, so SpmTokenizer merges in rank
+//    order.
 //  * "WordPiece" with BertNormalizer(lowercase) + BertPreTokenizer (uncased BERT, BGE ->
 //    vocab.model "bert"); tokens are stored in llama.cpp's phantom-space form.
 // Mapping (as llama.cpp's convert_hf_to_gguf.py does it): model.vocab -> tokens (normal);

@@ -11,6 +11,8 @@
 #include "vocab_loader.h"
 
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <unordered_map>
 
 namespace llmforge {
 namespace {
@@ -153,6 +155,76 @@ TEST(HfTokenizerJson, MergesAsPairsAndGaps) {
     EXPECT_EQ(tok->encode("ab<tool><eos>", false, true), (std::vector<int32_t>{2, 4, 5}));
     // Without parse_special "<eos>" is text; its characters are no tokens here and drop out.
     EXPECT_EQ(tok->encode("ab<tool><eos>", false, false), (std::vector<int32_t>{2, 4}));
+}
+
+// A Llama-2-style tokenizer.json (BPE over SentencePiece pieces with byte fallback, Prepend +
+// Replace normalizer) written here from the llama-spm GGUF vocabulary the way Hugging Face's
+// converter builds it: every split of a piece into two pieces is a merge, ranked by the merged
+// piece's score. Loading it must tokenize exactly like the GGUF vocabulary: 46/46 vectors.
+TEST(HfTokenizerJson, SentencePieceBpeFromTokenizerJson) {
+    LF_REQUIRE_ASSET(gguf, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    LF_REQUIRE_ASSET(inp, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf.inp");
+    LF_REQUIRE_ASSET(out, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf.out");
+    const Vocab g = test::load_gguf_vocab(gguf);
+    std::unordered_map<std::string, size_t> id;
+    for (size_t i = 0; i < g.tokens.size(); ++i) id.emplace(g.tokens[i], i);
+    struct M {
+        float score;
+        size_t a, b;
+        std::string text;
+    };
+    std::vector<M> merges;
+    for (size_t i = 0; i < g.tokens.size(); ++i) {
+        const std::string& t = g.tokens[i];
+        if (g.types[i] != TokenType::kNormal) continue;
+        for (size_t k = 1; k < t.size(); ++k) {
+            if ((static_cast<unsigned char>(t[k]) & 0xC0) == 0x80) continue;  // inside a character
+            const auto a = id.find(t.substr(0, k)), b = id.find(t.substr(k));
+            if (a == id.end() || b == id.end()) continue;
+            if (g.types[a->second] != TokenType::kNormal || g.types[b->second] != TokenType::kNormal)
+                continue;
+            merges.push_back({g.scores[i], a->second, b->second, a->first + " " + b->first});
+        }
+    }
+    std::stable_sort(merges.begin(), merges.end(), [](const M& x, const M& y) {
+        if (x.score != y.score) return x.score > y.score;
+        return std::tie(x.a, x.b) < std::tie(y.a, y.b);
+    });
+    nlohmann::ordered_json vocab = nlohmann::ordered_json::object(), added = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < g.tokens.size(); ++i) {
+        vocab[g.tokens[i]] = i;
+        if (g.types[i] == TokenType::kControl || g.types[i] == TokenType::kUnknown)
+            added.push_back({{"id", i}, {"content", g.tokens[i]}, {"special", true}});
+    }
+    nlohmann::ordered_json mj = nlohmann::ordered_json::array();
+    for (const M& m : merges) mj.push_back(m.text);
+    const std::string sp = "\xE2\x96\x81";
+    nlohmann::ordered_json j = {
+        {"added_tokens", added},
+        {"normalizer", {{"type", "Sequence"},
+                        {"normalizers", {{{"type", "Prepend"}, {"prepend", sp}},
+                                         {{"type", "Replace"}, {"pattern", {{"String", " "}}},
+                                          {"content", sp}}}}}},
+        {"pre_tokenizer", nullptr},
+        {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"fuse_unk", true},
+                   {"byte_fallback", true}, {"vocab", vocab}, {"merges", mj}}}};
+    const Vocab v = hf_tokenizer_json_parse(
+        j.dump(), R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true})");
+    EXPECT_EQ(v.model, "llama");
+    EXPECT_TRUE(v.add_space_prefix);
+    EXPECT_EQ(v.tokens, g.tokens);
+    EXPECT_EQ(v.bos_id, 1);
+    EXPECT_EQ(v.eos_id, 2);
+    EXPECT_EQ(v.unk_id, 0);
+    EXPECT_EQ(v.types[3 + 0x41], TokenType::kByte);  // "<0x41>"
+    auto tok = Tokenizer::create(v);
+    EXPECT_EQ(test::run_vocab_vectors(*tok, inp, out, "llama-spm via tokenizer.json"), 46u);
+    // A Metaspace pre-tokenizer in place of the normalizer (newer converters) is the same.
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", sp}, {"prepend_scheme", "first"},
+                          {"split", false}};
+    auto tok2 = Tokenizer::create(hf_tokenizer_json_parse(j.dump(), ""));
+    EXPECT_EQ(test::run_vocab_vectors(*tok2, inp, out, "llama-spm via Metaspace"), 46u);
 }
 
 // A BERT tokenizer.json, written here from the bert-bge GGUF vocabulary the way Hugging Face
