@@ -59,4 +59,19 @@ std::string read_file(const std::string& path) {
     return ss.str();
 }
 
+void write_file(const std::string& path, const std::string& data) {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << data;
+}
+
+std::string hf_tokenizer_folder(const std::string& name) {
+    const std::string gz = asset("hf-tokenizers/" + name + "/tokenizer.json.gz");
+    const std::string cfg = asset("hf-tokenizers/" + name + "/tokenizer_config.json");
+    if (gz.empty() || cfg.empty()) return "";
+    const std::string dir = temp_dir();
+    const std::string cmd = "gzip -dc '" + gz + "' > '" + dir + "/tokenizer.json' && cp '" + cfg +
+                            "' '" + dir + "/'";
+    return run_command(cmd) == 0 ? dir : std::string();
+}
+
 }  // namespace llmforge::test

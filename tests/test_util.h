@@ -18,6 +18,10 @@ std::string cli_path();
 // Runs a shell command, returns exit status; stdout captured into *out if non-null.
 int run_command(const std::string& cmd, std::string* out = nullptr);
 std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& data);
+// A fresh folder holding hf-tokenizers/<name>/tokenizer.json (decompressed) and its
+// tokenizer_config.json, or "" when the asset is missing (use LF_REQUIRE_HF_TOKENIZER).
+std::string hf_tokenizer_folder(const std::string& name);
 
 }  // namespace llmforge::test
 
@@ -25,4 +29,10 @@ std::string read_file(const std::string& path);
 #define LF_REQUIRE_ASSET(var, rel)                                                      \
     std::string var = ::llmforge::test::asset(rel);                                     \
     if (var.empty()) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: " << (rel)                 \
+                                  << " (set LLMFORGE_ASSETS to the shared assets folder)"
+
+// Skips like LF_REQUIRE_ASSET; `var` is the folder of hf_tokenizer_folder(name).
+#define LF_REQUIRE_HF_TOKENIZER(var, name)                                              \
+    std::string var = ::llmforge::test::hf_tokenizer_folder(name);                      \
+    if (var.empty()) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: hf-tokenizers/" << (name)  \
                                   << " (set LLMFORGE_ASSETS to the shared assets folder)"

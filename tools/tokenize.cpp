@@ -12,10 +12,9 @@
 //
 // VOCAB: a GGUF file (vocabulary-only is fine), a tokenizer.json, a folder holding one, or a
 // llama2.c tok*.bin (see model/vocab_source.h).
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <iostream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -30,8 +29,17 @@ namespace llmforge::cli {
 namespace {
 
 std::string read_stdin() {
-    std::ios::sync_with_stdio(false);
-    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    std::string s;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) s.append(buf, n);
+    if (std::ferror(stdin)) fail("cannot read stdin (hint: pipe or redirect the text into it)");
+    return s;
+}
+
+void append_int(std::string& out, int32_t v) {
+    char buf[16];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
 }
 
 // Printable form of a piece: valid UTF-8 stays, control characters and ill-formed bytes are
@@ -110,12 +118,12 @@ void add_tokenize(CLI::App& app, std::function<int()>& run) {
         if (ids_only) {
             for (size_t i = 0; i < ids.size(); ++i) {
                 if (i) out += ' ';
-                out += std::to_string(ids[i]);
+                append_int(out, ids[i]);
             }
             out += '\n';
         } else {
             for (int32_t id : ids) {
-                out += std::to_string(id);
+                append_int(out, id);
                 out += '\t';
                 out += escape_piece(tok->token_to_piece(id, true));
                 out += '\n';

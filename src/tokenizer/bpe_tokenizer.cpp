@@ -55,8 +55,8 @@ struct BpeTokenizer::Scratch {
     };
     std::vector<Symbol> sym;
     std::vector<Bigram> heap;
-    std::vector<std::string_view> words;
     std::string encoded;
+    WordCache cache;
 };
 
 BpeTokenizer::BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
@@ -81,10 +81,19 @@ BpeTokenizer::BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
             k += c.len;
         }
     }
-    for (int b = 0; b < 256; ++b)
-        byte_ids_[b] = token_id(byte_to_byte_level(static_cast<uint8_t>(b)));
+    // Merging works on the BPE model's own tokens only (Hugging Face keeps added tokens apart):
+    // deepseek-llm has user-defined tokens "þ", "ÿ" whose text equals the byte-level character
+    // of the bytes 0xFE, 0xFF; those bytes must not turn into the text "þ", "ÿ".
+    for (int b = 0; b < 256; ++b) {
+        const int32_t id = token_id(byte_to_byte_level(static_cast<uint8_t>(b)));
+        byte_ids_[b] = id >= 0 && types_[id] == TokenType::kNormal ? id : -1;
+    }
 
-    merges_.reserve(vocab_.merges.size());
+    size_t cap = 16;
+    while (cap < 2 * vocab_.merges.size()) cap *= 2;
+    merges_.assign(cap, Merge{kNoKey, 0, 0});
+    merge_shift_ = 64;
+    for (size_t c = cap; c > 1; c /= 2) --merge_shift_;
     for (size_t r = 0; r < vocab_.merges.size(); ++r) {
         const std::string& m = vocab_.merges[r];
         const size_t sp = m.find(' ', 1);
@@ -98,8 +107,22 @@ BpeTokenizer::BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
         const int32_t a = token_id(std::string_view(m).substr(0, sp));
         const int32_t b = token_id(std::string_view(m).substr(sp + 1));
         const int32_t ab = token_id(m.substr(0, sp) + m.substr(sp + 1));
-        if (a < 0 || b < 0 || ab < 0) continue;                               // can never apply
-        merges_.emplace(pair_key(a, b), Merge{static_cast<int32_t>(r), ab});  // first rank wins
+        if (a < 0 || b < 0 || ab < 0) {  // Hugging Face refuses such files too
+            const std::string missing = a < 0   ? m.substr(0, sp)
+                                        : b < 0 ? m.substr(sp + 1)
+                                                : m.substr(0, sp) + m.substr(sp + 1);
+            fail(
+                "tokenizer: merge %zu '%s' names '%s', which is not in the vocabulary "
+                "(tokenizer.ggml.merges, expected both parts and their concatenation to be "
+                "tokens); hint: the merges belong to another vocabulary",
+                r, m.c_str(), missing.c_str());
+        }
+        const uint64_t key = pair_key(a, b);
+        size_t i = merge_slot(key);
+        while (merges_[i].key != kNoKey && merges_[i].key != key) i = (i + 1) & (cap - 1);
+        if (merges_[i].key == kNoKey) {  // the first rank of a pair wins
+            merges_[i] = {key, static_cast<int32_t>(r), ab};
+        }
     }
 }
 
@@ -112,9 +135,17 @@ void BpeTokenizer::encode_text(std::string_view text, bool /*after_special*/,
     size_t run = 0;
     auto flush_run = [&](size_t end) {
         if (end <= run) return;
-        scratch.words.clear();
-        pre_->split(text.substr(run, end - run), scratch.words);
-        for (std::string_view w : scratch.words) encode_word(w, scratch, out);
+        pre_->split(text.substr(run, end - run), [&](std::string_view w) {
+            if (w.size() == 1) {  // one byte: its character's token (or nothing, see encode_word)
+                const int32_t id = byte_ids_[static_cast<unsigned char>(w[0])];
+                if (id >= 0) out.push_back(id);
+                return;
+            }
+            if (scratch.cache.find(w, out)) return;
+            const size_t n0 = out.size();
+            encode_word(w, scratch, out);
+            scratch.cache.insert(w, out.data() + n0, out.size() - n0);
+        });
     };
     for (size_t i = 0; i < text.size();) {
         if (static_cast<unsigned char>(text[i]) < 0x80) {
@@ -140,7 +171,7 @@ void BpeTokenizer::encode_word(std::string_view word, Scratch& s, std::vector<in
         s.encoded.clear();
         for (char c : word) s.encoded += byte_to_byte_level(static_cast<uint8_t>(c));
         const int32_t id = token_id(s.encoded);
-        if (id >= 0) {
+        if (id >= 0 && types_[id] == TokenType::kNormal) {
             out.push_back(id);
             return;
         }
@@ -161,9 +192,9 @@ void BpeTokenizer::encode_word(std::string_view word, Scratch& s, std::vector<in
         if (l < 0 || r < 0) return;
         const int32_t a = s.sym[l].id, b = s.sym[r].id;
         if (a < 0 || b < 0) return;
-        auto it = merges_.find(pair_key(a, b));
-        if (it == merges_.end()) return;
-        s.heap.push_back({it->second.rank, l, r, a, b, it->second.id});
+        const Merge* m = find_merge(a, b);
+        if (m == nullptr) return;
+        s.heap.push_back({m->rank, l, r, a, b, m->id});
         std::push_heap(s.heap.begin(), s.heap.end(), later);
     };
     for (int32_t i = 1; i < n; ++i) try_add(i - 1, i);

@@ -7,7 +7,10 @@
 //  * each byte of a word is mapped to its GPT-2 byte-level character;
 //  * repeatedly merge the adjacent pair with the LOWEST merge rank (tokenizer.ggml.merges order;
 //    ties: leftmost) using a priority queue over a linked symbol list: O(n log n) per word;
-//  * with ignore_merges (Llama 3) a word that is itself a token is taken whole.
+//  * with ignore_merges (Llama 3) a word that is itself a token is taken whole;
+//  * speed: words stream from the pre-tokenizer (no list of them all), one-byte words take their
+//    byte's token directly, and a word met again in the same encode() call takes its ids from a
+//    per-call WordCache (pre_tokenizer.h) instead of merging again.
 // Merges whose parts or result are not tokens can never apply and are ignored.
 //
 // Thread safety: immutable after construction.
@@ -17,7 +20,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/pre_tokenizer.h"
@@ -46,19 +48,36 @@ class BpeTokenizer final : public Tokenizer {
     struct Scratch;
     void encode_word(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
 
+    // Open-addressing table (left id, right id) -> merge: the merge loop looks up every
+    // adjacent pair, and std::unordered_map's division and node chains cost cache misses.
     struct Merge {
+        uint64_t key;  // pair_key(left, right), kNoKey for an empty slot
         int32_t rank;
         int32_t id;  // the merged token
     };
+    static constexpr uint64_t kNoKey = ~uint64_t{0};
     static uint64_t pair_key(int32_t a, int32_t b) {
         return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+    }
+    size_t merge_slot(uint64_t key) const {
+        return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> merge_shift_);
+    }
+    // The merge of tokens a and b (both >= 0), or nullptr.
+    const Merge* find_merge(int32_t a, int32_t b) const {
+        const uint64_t key = pair_key(a, b);
+        for (size_t i = merge_slot(key);; i = (i + 1) & (merges_.size() - 1)) {
+            const Merge& m = merges_[i];
+            if (m.key == key) return &m;
+            if (m.key == kNoKey) return nullptr;
+        }
     }
 
     std::string pre_name_;
     bool ignore_merges_ = false;
     std::unique_ptr<PreTokenizer> pre_;
     std::array<int32_t, 256> byte_ids_;  // token of each byte's byte-level character, or -1
-    std::unordered_map<uint64_t, Merge> merges_;  // (left id, right id) -> merge
+    std::vector<Merge> merges_;          // size a power of two, at most half full
+    int merge_shift_ = 64;               // 64 - log2(merges_.size())
 };
 
 }  // namespace llmforge

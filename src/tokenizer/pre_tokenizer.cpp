@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "core/error.h"
@@ -135,6 +136,7 @@ struct PreTokenizer::Compiled {
         void operator()(pcre2_code* c) const { pcre2_code_free(c); }
     };
     std::unique_ptr<pcre2_code, CodeDeleter> code;
+    bool jit = false;  // compiled by the JIT: pcre2_jit_match skips pcre2_match's checks
 };
 
 PreTokenizer::PreTokenizer(std::vector<std::string> regexes) : regexes_(std::move(regexes)) {
@@ -153,73 +155,160 @@ PreTokenizer::PreTokenizer(std::vector<std::string> regexes) : regexes_(std::mov
         auto c = std::make_unique<Compiled>();
         c->code.reset(code);
         // JIT is an optimisation only: where it is unavailable pcre2_match interprets.
-        (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+        c->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
         compiled_.push_back(std::move(c));
     }
 }
 
 PreTokenizer::~PreTokenizer() = default;
 
-void PreTokenizer::split(std::string_view text, std::vector<std::string_view>& out) const {
-    if (text.empty()) return;
-    // Per-call scratch (match data, JIT stack) keeps split() const and thread-safe.
-    struct MatchDataDeleter {
-        void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
-    };
-    struct ContextDeleter {
-        void operator()(pcre2_match_context* m) const { pcre2_match_context_free(m); }
-    };
-    struct JitStackDeleter {
-        void operator()(pcre2_jit_stack* s) const { pcre2_jit_stack_free(s); }
-    };
-    std::unique_ptr<pcre2_match_context, ContextDeleter> mctx(pcre2_match_context_create(nullptr));
-    // Long runs of one class (a megabyte of spaces) backtrack deeply; give JIT room to do so.
-    std::unique_ptr<pcre2_jit_stack, JitStackDeleter> jit_stack(
-        pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, nullptr));
-    LF_ASSERT(mctx && jit_stack);
-    pcre2_jit_stack_assign(mctx.get(), nullptr, jit_stack.get());
+namespace {
 
-    std::vector<std::string_view> pieces{text}, next;
+struct MatchDataDeleter {
+    void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+};
+struct ContextDeleter {
+    void operator()(pcre2_match_context* m) const { pcre2_match_context_free(m); }
+};
+struct JitStackDeleter {
+    void operator()(pcre2_jit_stack* s) const { pcre2_jit_stack_free(s); }
+};
+
+}  // namespace
+
+// Per-call scratch (match data, JIT stack) keeps split() const and thread-safe.
+struct PreTokenizer::Scratch {
+    std::unique_ptr<pcre2_match_context, ContextDeleter> mctx;
+    std::unique_ptr<pcre2_jit_stack, JitStackDeleter> jit_stack;
+    std::vector<std::unique_ptr<pcre2_match_data, MatchDataDeleter>> md;  // one per regex
+};
+
+void PreTokenizer::split(std::string_view text, std::vector<std::string_view>& out) const {
+    split(text, [&out](std::string_view piece) { out.push_back(piece); });
+}
+
+void PreTokenizer::split(std::string_view text,
+                         const std::function<void(std::string_view)>& on_piece) const {
+    if (text.empty()) return;
+    Scratch sc;
+    sc.mctx.reset(pcre2_match_context_create(nullptr));
+    // Long runs of one class (a megabyte of spaces) backtrack deeply; give JIT room to do so.
+    sc.jit_stack.reset(pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, nullptr));
+    LF_ASSERT(sc.mctx && sc.jit_stack);
+    pcre2_jit_stack_assign(sc.mctx.get(), nullptr, sc.jit_stack.get());
     for (const auto& c : compiled_) {
-        std::unique_ptr<pcre2_match_data, MatchDataDeleter> md(
-            pcre2_match_data_create_from_pattern(c->code.get(), nullptr));
-        LF_ASSERT(md);
-        next.clear();
-        next.reserve(pieces.size() * 2);
-        for (std::string_view piece : pieces) {
-            const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
-            size_t pos = 0;   // where the next search starts
-            size_t done = 0;  // end of the last emitted piece
-            while (pos < piece.size()) {
-                const int rc = pcre2_match(c->code.get(), subject, piece.size(), pos,
-                                           PCRE2_NO_UTF_CHECK, md.get(), mctx.get());
-                if (rc == PCRE2_ERROR_NOMATCH) break;
-                if (rc < 0) {
-                    fail(
-                        "tokenizer: pre-tokenizer regex failed on a %zu-byte piece: %s; hint: "
-                        "the input may be pathological for this regex",
-                        piece.size(), pcre2_message(rc).c_str());
-                }
-                const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-                const size_t b = ov[0], e = ov[1];
-                if (e == b) {  // empty match: none of the presets produce one; step one char
-                    size_t step = 1;
-                    while (pos + step < piece.size() &&
-                           (static_cast<unsigned char>(piece[pos + step]) & 0xC0) == 0x80) {
-                        ++step;
-                    }
-                    pos += step;
-                    continue;
-                }
-                if (b > done) next.push_back(piece.substr(done, b - done));
-                next.push_back(piece.substr(b, e - b));
-                done = pos = e;
-            }
-            if (done < piece.size()) next.push_back(piece.substr(done));
-        }
-        pieces.swap(next);
+        sc.md.emplace_back(pcre2_match_data_create_from_pattern(c->code.get(), nullptr));
+        LF_ASSERT(sc.md.back());
     }
-    out.insert(out.end(), pieces.begin(), pieces.end());
+    split_piece(text, 0, sc, on_piece);
+}
+
+// Depth first: each piece regex `level` makes goes through the later regexes at once, which
+// gives the same pieces in the same order as applying each regex to the whole list in turn,
+// without lists of every intermediate piece.
+void PreTokenizer::split_piece(std::string_view piece, size_t level, Scratch& sc,
+                               const std::function<void(std::string_view)>& on_piece) const {
+    if (level == compiled_.size()) {
+        on_piece(piece);
+        return;
+    }
+    const Compiled& c = *compiled_[level];
+    pcre2_match_data* md = sc.md[level].get();
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
+    size_t pos = 0;   // where the next search starts
+    size_t done = 0;  // end of the last emitted piece
+    while (pos < piece.size()) {
+        const int rc = c.jit ? pcre2_jit_match(c.code.get(), subject, piece.size(), pos,
+                                               PCRE2_NO_UTF_CHECK, md, sc.mctx.get())
+                             : pcre2_match(c.code.get(), subject, piece.size(), pos,
+                                           PCRE2_NO_UTF_CHECK, md, sc.mctx.get());
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            fail(
+                "tokenizer: pre-tokenizer regex failed on a %zu-byte piece: %s; hint: "
+                "the input may be pathological for this regex",
+                piece.size(), pcre2_message(rc).c_str());
+        }
+        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+        const size_t b = ov[0], e = ov[1];
+        if (e == b) {  // empty match: none of the presets produce one; step one char
+            size_t step = 1;
+            while (pos + step < piece.size() &&
+                   (static_cast<unsigned char>(piece[pos + step]) & 0xC0) == 0x80) {
+                ++step;
+            }
+            pos += step;
+            continue;
+        }
+        if (b > done) split_piece(piece.substr(done, b - done), level + 1, sc, on_piece);
+        split_piece(piece.substr(b, e - b), level + 1, sc, on_piece);
+        done = pos = e;
+    }
+    if (done < piece.size()) split_piece(piece.substr(done), level + 1, sc, on_piece);
+}
+
+uint64_t word_hash(std::string_view s) {
+    constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull;
+    uint64_t h = s.size() * kMul;
+    size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        h = (h ^ w) * kMul;
+        h ^= h >> 29;
+    }
+    if (i < s.size()) {
+        uint64_t w = 0;
+        std::memcpy(&w, s.data() + i, s.size() - i);
+        h = (h ^ w) * kMul;
+        h ^= h >> 29;
+    }
+    h *= kMul;
+    return h ^ (h >> 32);
+}
+
+const WordCache::Slot* WordCache::find_slot(std::string_view word, uint64_t h) const {
+    const size_t mask = slots_.size() - 1;
+    const auto h32 = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const Slot& s = slots_[i];
+        if (s.text == nullptr || (s.hash == h32 && s.len == word.size() &&
+                                  std::memcmp(s.text, word.data(), word.size()) == 0)) {
+            return &s;
+        }
+    }
+}
+
+bool WordCache::find(std::string_view word, std::vector<int32_t>& out) const {
+    if (size_ == 0 || word.size() > kMaxWordLen) return false;
+    const Slot* s = find_slot(word, word_hash(word));
+    if (s->text == nullptr) return false;
+    out.insert(out.end(), ids_.begin() + s->off, ids_.begin() + s->off + s->n);
+    return true;
+}
+
+void WordCache::insert(std::string_view word, const int32_t* ids, size_t n) {
+    if (size_ >= kMaxWords || word.size() > kMaxWordLen || word.empty()) return;
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    const uint64_t h = word_hash(word);
+    auto* s = const_cast<Slot*>(find_slot(word, h));
+    if (s->text != nullptr) return;
+    *s = {word.data(), static_cast<uint32_t>(word.size()), static_cast<uint32_t>(h >> 32),
+          static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(n)};
+    ids_.insert(ids_.end(), ids, ids + n);
+    ++size_;
+}
+
+void WordCache::grow() {
+    std::vector<Slot> old(slots_.empty() ? 64 : 2 * slots_.size());
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (const Slot& s : old) {
+        if (s.text == nullptr) continue;
+        size_t i = word_hash({s.text, s.len}) & mask;
+        while (slots_[i].text != nullptr) i = (i + 1) & mask;
+        slots_[i] = s;
+    }
 }
 
 }  // namespace llmforge

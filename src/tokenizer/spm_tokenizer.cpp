@@ -1,10 +1,11 @@
 #include "tokenizer/spm_tokenizer.h"
 
 #include <algorithm>
-#include <queue>
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace llmforge {
@@ -32,6 +33,33 @@ bool merge_type(TokenType t) {
 
 }  // namespace
 
+// Per-call buffers, reused across the words of one encode_text().
+struct SpmTokenizer::Scratch {
+    // Linked list of symbols; node is the merge-tree node a symbol currently stands for.
+    struct Symbol {
+        int32_t prev, next;
+        uint32_t off, len;
+        int32_t node;
+        int32_t id;  // mergeable token of the symbol's text, or -1
+    };
+    struct Node {
+        uint32_t off, len;
+        int32_t left, right;  // children, -1 for a leaf
+        int32_t id;           // mergeable token of the node's text, or -1
+    };
+    struct Bigram {
+        float score;
+        int32_t left, right;
+        uint32_t len;
+        int32_t id;  // the merged token
+    };
+    std::vector<Symbol> sym;
+    std::vector<Node> nodes;
+    std::vector<Bigram> heap;
+    std::vector<int32_t> stack;
+    WordCache cache;
+};
+
 SpmTokenizer::SpmTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
     strip_dummy_prefix_ = vocab_.add_space_prefix;
     for (int32_t i = 0; i < n_vocab(); ++i) {
@@ -39,11 +67,81 @@ SpmTokenizer::SpmTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
             pieces_[i] = replace_all(vocab_.tokens[i], kSpace, " ");
     }
     for (int b = 0; b < 256; ++b) byte_ids_[b] = token_id(strfmt("<0x%02X>", b));
+
+    // A merge across the start of a "▁" that follows a non-"▁" character would make a mergeable
+    // token holding that character followed by "▁"; if there is none, words merge independently.
+    split_words_ = true;
+    std::vector<int32_t> mergeable;
+    for (int32_t i = 0; i < n_vocab(); ++i) {
+        const std::string_view t = vocab_.tokens[i];
+        if (token_id(t) != i || !merge_type(types_[i])) continue;  // duplicates: the last wins
+        mergeable.push_back(i);
+        max_merge_len_ = std::max(max_merge_len_, t.size());
+        for (size_t k = t.find(kSpace, 1); k != std::string_view::npos; k = t.find(kSpace, k + 1)) {
+            if (k < kSpace.size() || t.substr(k - kSpace.size(), kSpace.size()) != kSpace) {
+                split_words_ = false;
+            }
+        }
+    }
+
+    auto score = [&](int32_t id) { return vocab_.scores.empty() ? 0.0f : vocab_.scores[id]; };
+    size_t cap = 16;
+    while (cap < 2 * mergeable.size()) cap *= 2;
+    table_.assign(cap, Mergeable{0, 0, 0, -1, 0.0f});
+    for (int32_t id : mergeable) {
+        const std::string_view t = vocab_.tokens[id];
+        const uint64_t h = word_hash(t);
+        size_t i = h & (cap - 1);
+        while (table_[i].id >= 0) i = (i + 1) & (cap - 1);
+        table_[i] = {static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(pool_.size()),
+                     static_cast<uint32_t>(t.size()), id, score(id)};
+        pool_ += t;
+    }
+    for (int c = 0; c < 0x80; ++c) {
+        const char ch = static_cast<char>(c);
+        ascii_ids_[c] = mergeable_id(std::string_view(&ch, 1));
+    }
+
+    // Every way a mergeable token splits into two mergeable tokens, so that the merge loop looks
+    // up (left id, right id) instead of hashing text. A symbol boundary inside a token falls on a
+    // character boundary when the token is well-formed UTF-8 (the encoder decodes characters
+    // whole), on any byte otherwise.
+    std::vector<Pair> pairs;
+    for (int32_t id : mergeable) {
+        const std::string_view t = vocab_.tokens[id];
+        const bool valid = utf8_is_valid(t);
+        for (size_t k = 1; k < t.size();) {
+            const int32_t a = mergeable_id(t.substr(0, k));
+            const int32_t b = a >= 0 ? mergeable_id(t.substr(k)) : -1;
+            if (b >= 0) pairs.push_back({pair_key(a, b), id, score(id)});
+            k += valid ? utf8_decode(t.substr(k)).len : 1;
+        }
+    }
+    cap = 16;
+    while (cap < 2 * pairs.size()) cap *= 2;
+    pairs_.assign(cap, Pair{kNoKey, -1, 0.0f});
+    pair_shift_ = 64;
+    for (size_t c = cap; c > 1; c /= 2) --pair_shift_;
+    for (const Pair& pr : pairs) {  // a pair's text has one id, so keys are unique
+        size_t i = pair_slot(pr.key);
+        while (pairs_[i].key != kNoKey) i = (i + 1) & (cap - 1);
+        pairs_[i] = pr;
+    }
 }
 
-int32_t SpmTokenizer::mergeable_id(std::string_view s) const {
-    const int32_t id = token_id(s);
-    return id >= 0 && merge_type(types_[id]) ? id : -1;
+const SpmTokenizer::Mergeable* SpmTokenizer::find_mergeable(std::string_view s) const {
+    if (s.size() > max_merge_len_) return nullptr;
+    const uint64_t h = word_hash(s);
+    const auto h32 = static_cast<uint32_t>(h >> 32);
+    const size_t mask = table_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const Mergeable& m = table_[i];
+        if (m.id < 0) return nullptr;
+        if (m.hash == h32 && m.len == s.size() &&
+            std::memcmp(pool_.data() + m.off, s.data(), s.size()) == 0) {
+            return &m;
+        }
+    }
 }
 
 void SpmTokenizer::byte_fallback(std::string_view s, std::vector<int32_t>& out) const {
@@ -79,60 +177,95 @@ void SpmTokenizer::encode_text(std::string_view text, bool after_special,
         }
     }
     if (s.empty()) return;
+    const std::string_view sv(s);
+    Scratch scratch;
+    if (!split_words_) {
+        encode_segment(sv, scratch, out);
+        return;
+    }
+    auto encode_word = [&](std::string_view w) {
+        if (scratch.cache.find(w, out)) return;
+        const size_t n0 = out.size();
+        encode_segment(w, scratch, out);
+        scratch.cache.insert(w, out.data() + n0, out.size() - n0);
+    };
+    // Cut before every "▁" whose previous character is not "▁". 0xE2 is a lead byte, so each
+    // E2 96 81 found here starts a character in the symbol split too.
+    size_t start = 0;
+    for (size_t k = sv.find(kSpace, 1); k != std::string_view::npos; k = sv.find(kSpace, k + 1)) {
+        if (k >= start + kSpace.size() && sv.substr(k - kSpace.size(), kSpace.size()) == kSpace) {
+            continue;
+        }
+        if (k > start) {
+            encode_word(sv.substr(start, k - start));
+            start = k;
+        }
+    }
+    encode_word(sv.substr(start));
+}
 
-    // Linked list of symbols; node is the merge-tree node a symbol currently stands for.
-    struct Symbol {
-        int32_t prev, next;
-        uint32_t off, len;
-        int32_t node;
-    };
-    struct Node {
-        uint32_t off, len;
-        int32_t left, right;  // children, -1 for a leaf
-    };
-    std::vector<Symbol> sym;
-    std::vector<Node> nodes;
-    sym.reserve(s.size());
-    nodes.reserve(s.size() * 2);
-    for (size_t off = 0; off < s.size();) {
-        const size_t len = utf8_decode(std::string_view(s).substr(off)).len;
+void SpmTokenizer::encode_segment(std::string_view sv, Scratch& scratch,
+                                  std::vector<int32_t>& out) const {
+    using Symbol = Scratch::Symbol;
+    using Bigram = Scratch::Bigram;
+    auto& sym = scratch.sym;
+    auto& nodes = scratch.nodes;
+    auto& heap = scratch.heap;
+    sym.clear();
+    nodes.clear();
+    heap.clear();
+    for (size_t off = 0; off < sv.size();) {
+        const auto b0 = static_cast<unsigned char>(sv[off]);
+        size_t len = 1;
+        int32_t id;
+        if (b0 < 0x80) {
+            id = ascii_ids_[b0];
+        } else {
+            len = utf8_decode(sv.substr(off)).len;
+            id = mergeable_id(sv.substr(off, len));
+        }
         const auto i = static_cast<int32_t>(sym.size());
-        sym.push_back({i - 1, off + len < s.size() ? i + 1 : -1, static_cast<uint32_t>(off),
-                       static_cast<uint32_t>(len), i});
-        nodes.push_back({static_cast<uint32_t>(off), static_cast<uint32_t>(len), -1, -1});
+        sym.push_back({i - 1, off + len < sv.size() ? i + 1 : -1, static_cast<uint32_t>(off),
+                       static_cast<uint32_t>(len), i, id});
+        nodes.push_back({static_cast<uint32_t>(off), static_cast<uint32_t>(len), -1, -1, id});
         off += len;
     }
 
-    struct Bigram {
-        float score;
-        int32_t left, right;
-        uint32_t len;
-    };
-    // Highest score first; equal scores: leftmost first.
+    // Max-heap: highest score first; equal scores: leftmost first.
     auto worse = [](const Bigram& a, const Bigram& b) {
         return a.score < b.score || (a.score == b.score && a.left > b.left);
     };
-    std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-    const std::string_view sv(s);
     auto try_add = [&](int32_t l, int32_t r) {
         if (l < 0 || r < 0) return;
         const uint32_t len = sym[l].len + sym[r].len;
-        const int32_t id = mergeable_id(sv.substr(sym[l].off, len));
-        if (id < 0) return;
-        queue.push({vocab_.scores.empty() ? 0.0f : vocab_.scores[id], l, r, len});
+        float score;
+        int32_t id;
+        if (sym[l].id >= 0 && sym[r].id >= 0) {  // both tokens: the pair table has every merge
+            const Pair* p = find_pair(sym[l].id, sym[r].id);
+            if (p == nullptr) return;
+            score = p->score, id = p->id;
+        } else {
+            const Mergeable* m = find_mergeable(sv.substr(sym[l].off, len));
+            if (m == nullptr) return;
+            score = m->score, id = m->id;
+        }
+        heap.push_back({score, l, r, len, id});
+        std::push_heap(heap.begin(), heap.end(), worse);
     };
     for (int32_t i = 1; i < static_cast<int32_t>(sym.size()); ++i) try_add(i - 1, i);
 
-    while (!queue.empty()) {
-        const Bigram bg = queue.top();
-        queue.pop();
+    while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), worse);
+        const Bigram bg = heap.back();
+        heap.pop_back();
         Symbol& l = sym[bg.left];
         Symbol& r = sym[bg.right];
         // Stale: one side has been merged away or grown since the pair was queued.
         if (l.len == 0 || r.len == 0 || l.next != bg.right || l.len + r.len != bg.len) continue;
-        nodes.push_back({l.off, bg.len, l.node, r.node});
+        nodes.push_back({l.off, bg.len, l.node, r.node, bg.id});
         l.node = static_cast<int32_t>(nodes.size()) - 1;
         l.len = bg.len;
+        l.id = bg.id;
         r.len = 0;
         l.next = r.next;
         if (r.next >= 0) sym[r.next].prev = bg.left;
@@ -141,15 +274,14 @@ void SpmTokenizer::encode_text(std::string_view text, bool after_special,
     }
 
     // Emit; unused tokens are split back into their parts, non-tokens become bytes.
-    std::vector<int32_t> stack;
+    auto& stack = scratch.stack;
     for (int32_t i = 0; i != -1; i = sym[i].next) {
         stack.push_back(sym[i].node);
         while (!stack.empty()) {
-            const Node nd = nodes[stack.back()];
+            const Scratch::Node nd = nodes[stack.back()];
             stack.pop_back();
-            const int32_t id = mergeable_id(sv.substr(nd.off, nd.len));
-            if (id >= 0 && types_[id] != TokenType::kUnused) {
-                out.push_back(id);
+            if (nd.id >= 0 && types_[nd.id] != TokenType::kUnused) {
+                out.push_back(nd.id);
             } else if (nd.left >= 0) {
                 stack.push_back(nd.right);
                 stack.push_back(nd.left);

@@ -7,6 +7,10 @@
 //  * one symbol per UTF-8 character (each byte of ill-formed UTF-8 is its own symbol);
 //  * repeatedly merge the adjacent pair whose concatenation is a token with the HIGHEST score
 //    (ties: leftmost), using a priority queue over a linked symbol list: O(n log n);
+//  * speed: when no mergeable token holds a "▁" right after another character (true for
+//    SentencePiece vocabularies, which split at whitespace), no merge can cross the start of a
+//    "▁" that follows another character, so the text is cut there and each word is merged on its
+//    own (small heaps that stay in cache) with the same result as merging the whole text;
 //  * symbols that are no token fall back to "<0xHH>" byte tokens, or one unknown token per
 //    character when the vocabulary has no byte tokens; unused tokens are split back into the
 //    pieces they were merged from.
@@ -18,6 +22,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,12 +39,57 @@ class SpmTokenizer final : public Tokenizer {
                      std::vector<int32_t>& out) const override;
 
   private:
+    struct Scratch;
+    // Merges one run of text (a word, or the whole text) and appends its ids.
+    void encode_segment(std::string_view s, Scratch& scratch, std::vector<int32_t>& out) const;
+    // A token that merges may produce: open addressing over a byte pool, because the merge
+    // loop looks up every adjacent pair and std::unordered_map's node chains miss the cache.
+    struct Mergeable {
+        uint32_t hash;      // high half of the 64-bit hash
+        uint32_t off, len;  // text in pool_
+        int32_t id;         // -1: empty slot
+        float score;
+    };
+    // The entry whose text is s, or nullptr.
+    const Mergeable* find_mergeable(std::string_view s) const;
     // Id of a token that merges may produce, or -1.
-    int32_t mergeable_id(std::string_view s) const;
+    int32_t mergeable_id(std::string_view s) const {
+        const Mergeable* m = find_mergeable(s);
+        return m ? m->id : -1;
+    }
+    // (left id, right id) -> the mergeable token spelled by their concatenation.
+    struct Pair {
+        uint64_t key;  // pair_key(left, right), kNoKey for an empty slot
+        int32_t id;
+        float score;
+    };
+    static constexpr uint64_t kNoKey = ~uint64_t{0};
+    static uint64_t pair_key(int32_t a, int32_t b) {
+        return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+    }
+    size_t pair_slot(uint64_t key) const {
+        return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> pair_shift_);
+    }
+    // The token that tokens a and b (both >= 0) merge into, or nullptr.
+    const Pair* find_pair(int32_t a, int32_t b) const {
+        const uint64_t key = pair_key(a, b);
+        for (size_t i = pair_slot(key);; i = (i + 1) & (pairs_.size() - 1)) {
+            const Pair& p = pairs_[i];
+            if (p.key == key) return &p;
+            if (p.key == kNoKey) return nullptr;
+        }
+    }
     // Appends byte tokens for s, or one unk per character when byte tokens are missing.
     void byte_fallback(std::string_view s, std::vector<int32_t>& out) const;
 
-    std::array<int32_t, 256> byte_ids_;  // "<0xHH>" token of each byte, -1 if absent
+    std::array<int32_t, 256> byte_ids_;   // "<0xHH>" token of each byte, -1 if absent
+    std::vector<Mergeable> table_;        // size a power of two, at most half full
+    std::string pool_;                    // texts of the mergeable tokens
+    std::vector<Pair> pairs_;             // size a power of two, at most half full
+    int pair_shift_ = 64;                 // 64 - log2(pairs_.size())
+    std::array<int32_t, 128> ascii_ids_;  // mergeable token of each ASCII character, or -1
+    size_t max_merge_len_ = 0;            // bytes in the longest mergeable token
+    bool split_words_ = false;            // no mergeable token has "▁" after another character
 };
 
 }  // namespace llmforge

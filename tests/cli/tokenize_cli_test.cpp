@@ -16,11 +16,6 @@ using namespace llmforge::test;
 
 namespace {
 
-void write_file(const std::string& path, const std::string& data) {
-    std::ofstream f(path, std::ios::binary);
-    f << data;
-}
-
 // Ids as the CLI prints them: one line, single spaces.
 std::string ids_text(const std::vector<int32_t>& ids) {
     std::string s;
@@ -83,13 +78,8 @@ TEST(TokenizeCli, BosEosAndPieceTable) {
 }
 
 TEST(TokenizeCli, TokenizerJsonFolderAndLlama2cSources) {
-    LF_REQUIRE_ASSET(gz, "hf-tokenizers/qwen3/tokenizer.json.gz");
-    LF_REQUIRE_ASSET(cfg, "hf-tokenizers/qwen3/tokenizer_config.json");
     LF_REQUIRE_ASSET(tok512, "llama2c-stories260K/tok512.bin");
-    const std::string dir = temp_dir() + "/qwen3";
-    ASSERT_EQ(run_command("mkdir -p " + q(dir) + " && gzip -dc " + q(gz) + " > " +
-                          q(dir + "/tokenizer.json") + " && cp " + q(cfg) + " " + q(dir)),
-              0);
+    LF_REQUIRE_HF_TOKENIZER(dir, "qwen3");
     check_vectors(dir, "ggml-vocab-qwen2", true);
     check_vectors(dir + "/tokenizer.json", "ggml-vocab-qwen2", false);
     // Special-token text becomes the token only with --parse-special.

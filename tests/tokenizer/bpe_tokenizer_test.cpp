@@ -118,6 +118,16 @@ TEST(BpeTokenizer, RejectsBadVocabularies) {
     v = good;
     v.merges[7] = "nospace";
     EXPECT_THROW(Tokenizer::create(v), Error);
+    v = good;
+    v.merges[9] = "Ġt zzqx";
+    try {
+        Tokenizer::create(v);
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("merge 9 'Ġt zzqx'"), std::string::npos) << m;
+        EXPECT_NE(m.find("'zzqx'"), std::string::npos) << m;
+    }
 }
 
 TEST(BpeTokenizer, IgnoreMergesTakesWholeWords) {

@@ -103,6 +103,8 @@ const Source kSources[] = {
     {"starcoder", "ggml-vocab-starcoder.gguf", nullptr},
     {"falcon", "ggml-vocab-falcon.gguf", nullptr},
     {"deepseek-llm", "ggml-vocab-deepseek-llm.gguf", nullptr},
+    {"gpt-neox", "ggml-vocab-gpt-neox.gguf", nullptr},
+    {"baichuan", "ggml-vocab-baichuan.gguf", nullptr},
     {"llama3", nullptr, "llama3"},
     {"qwen3", nullptr, "qwen3"},
     {"deepseek-v3", nullptr, "deepseek-v3"},
@@ -117,12 +119,8 @@ TEST_P(RoundTrip, DecodeEncodeIsIdentityOnMegabytes) {
         LF_REQUIRE_ASSET(path, std::string("llama.cpp-vocab/") + src.gguf);
         vocab = test::load_gguf_vocab(path);
     } else {
-        const std::string dir = std::string("hf-tokenizers/") + src.hf_folder;
-        LF_REQUIRE_ASSET(gz, dir + "/tokenizer.json.gz");
-        LF_REQUIRE_ASSET(cfg, dir + "/tokenizer_config.json");
-        const std::string json = test::temp_dir() + "/tokenizer.json";
-        ASSERT_EQ(test::run_command("gzip -dc '" + gz + "' > '" + json + "'"), 0);
-        vocab = hf_tokenizer_json_load(json, cfg);
+        LF_REQUIRE_HF_TOKENIZER(dir, src.hf_folder);
+        vocab = hf_tokenizer_json_load(dir + "/tokenizer.json", dir + "/tokenizer_config.json");
     }
     auto tok = Tokenizer::create(vocab);
     // Well-formed UTF-8 comes back exactly.
