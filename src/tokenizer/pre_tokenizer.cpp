@@ -25,6 +25,9 @@ const char* const kQwen2 =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+// BLOOM family: words with their leading space, split at whitespace and a few punctuation marks.
+const char* const kBloom = " ?[^(\\s|.,!?…。，、।۔،)]+";
+
 struct PresetRow {
     std::vector<std::string> names;  // first one is canonical
     std::vector<std::string> regexes;
@@ -52,6 +55,25 @@ const std::vector<PresetRow>& preset_table() {
          {"\\p{N}", kGpt2},
          false},
         {{"falcon"}, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", kGpt2, "[0-9][0-9][0-9]"}, false},
+        {{"bloom", "gpt3-finnish", "poro-chat"}, {kBloom}, false},
+        {{"viking"}, {kBloom, "\\p{N}"}, false},
+        {{"chatglm-bpe"}, {kLlama3}, false},
+        // Hugging Face's own regex: PCRE2 has the \p{Lu}/\p{Ll}/... classes it needs.
+        {{"tekken"},
+         {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+          "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
+          "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+         true},
+        {{"chameleon"},
+         {
+             "<sentinel:[0-9]+>",                     // sentinel tokens
+             "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",   // image tokens
+             "([\\t\\n]|    |  )",                     // whitespace runs, as its tokenizer.json
+             "\\p{N}",                                // single digits
+             "[\\p{P}!-/:-@\\[-`{-~]",                // punctuation, isolated
+             "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+         },
+         false},
         {{"deepseek-llm"},
          {
              "[\r\n]",

@@ -53,10 +53,28 @@ TEST(PreTokenizer, UnicodeCategories) {
               (V{"\xD0\xBD\xD0\xB0", " \xF0\x9F\xA6\x99", "x"}));
 }
 
+TEST(PreTokenizer, BloomTekkenChameleon) {
+    EXPECT_EQ(split("bloom", "Hello, world! ok."), (V{"Hello", ",", " world", "!", " ok", "."}));
+    EXPECT_EQ(split("viking", "ab12 c"), (V{"ab", "1", "2", " c"}));
+    // tekken splits camel case: an upper-case run may start a word, lower case ends it.
+    EXPECT_EQ(split("tekken", "HelloWorld XMLHttp"), (V{"Hello", "World", " XMLHttp"}));
+    EXPECT_TRUE(pre_tokenizer_preset("tekken").ignore_merges);
+    // Later regexes split the pieces of earlier ones (as in llama.cpp); sentinel tokens are
+    // added tokens, matched before pre-tokenization ever sees them.
+    EXPECT_EQ(split("chameleon", "<sentinel:3>a 1"), (V{"<", "sentinel", ":", "3", ">", "a", " ", "1"}));
+}
+
 TEST(PreTokenizer, NamesAndErrors) {
     const auto names = pre_tokenizer_names();
-    for (const char* n : {"gpt-2", "default", "llama-bpe", "llama3", "qwen2", "deepseek-llm",
-                          "starcoder", "falcon", "deepseek-coder", "deepseek-v3"}) {
+    // Every tokenizer.ggml.pre value llama.cpp (c392e5094) knows, so every GGUF it reads.
+    for (const char* n :
+         {"bloom", "chameleon", "chatglm-bpe", "codeshell", "command-r", "dbrx", "deepseek-coder",
+          "deepseek-llm", "deepseek-r1-qwen", "deepseek-v3", "default", "exaone", "falcon",
+          "falcon3", "gigachat", "gpt-2", "gpt3-finnish", "jais", "jina-de", "jina-es",
+          "jina-v1-en", "jina-v2-code", "jina-v2-de", "jina-v2-es", "llama-bpe", "llama-v3",
+          "llama3", "megrez", "minerva-7b", "mpt", "olmo", "phi-2", "poro-chat", "qwen2",
+          "refact", "roberta-bpe", "smaug-bpe", "smollm", "stablelm2", "starcoder", "tekken",
+          "viking"}) {
         EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
         EXPECT_NO_THROW(PreTokenizer(pre_tokenizer_preset(n).regexes)) << n;
     }
