@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
 #   fuzz/run.sh [seconds] [target ...]
-# (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz)
+# (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
+#  chat_template_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -12,7 +13,8 @@ set -euo pipefail
 secs=${1:-15}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz)
+((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
+                               chat_template_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -31,7 +33,7 @@ ninja -C "$build" -j "$jobs" "${targets[@]}"
 seeds=$build/seeds
 rm -rf "$seeds"
 mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
-    "$build/artifacts"
+    "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$build/artifacts"
 
 if command -v python3 >/dev/null 2>&1; then
 python3 - "$seeds" <<'PY'
@@ -161,6 +163,29 @@ cfgs = {
 }
 for name, c in cfgs.items():
     open(os.path.join(out, 'hf_config_fuzz', name), 'w').write(json.dumps(c, indent=1))
+
+# tokenizer.json: byte-level BPE, SentencePiece-style BPE and WordPiece, each tiny.
+sp = '\u2581'
+bl = {'model': {'type': 'BPE', 'vocab': {'H': 0, 'e': 1, 'l': 2, 'He': 3, 'll': 4, '\u0120': 5},
+                'merges': ['H e', 'l l']},
+      'pre_tokenizer': {'type': 'ByteLevel', 'use_regex': True},
+      'added_tokens': [{'id': 6, 'content': '<|im_end|>', 'special': True}]}
+spm = {'model': {'type': 'BPE', 'byte_fallback': True, 'unk_token': '<unk>',
+                 'vocab': {'<unk>': 0, '<s>': 1, '<0x0A>': 2, sp: 3, 'a': 4, sp + 'a': 5},
+                 'merges': [sp + ' a']},
+       'normalizer': {'type': 'Sequence', 'normalizers': [
+           {'type': 'Prepend', 'prepend': sp},
+           {'type': 'Replace', 'pattern': {'String': ' '}, 'content': sp}]},
+       'added_tokens': [{'id': 1, 'content': '<s>', 'special': True}]}
+wp = {'model': {'type': 'WordPiece', 'unk_token': '[UNK]', 'continuing_subword_prefix': '##',
+                'max_input_chars_per_word': 100,
+                'vocab': {'[UNK]': 0, '[CLS]': 1, 'hello': 2, '##lo': 3, 'hel': 4}},
+      'normalizer': {'type': 'BertNormalizer', 'lowercase': True},
+      'pre_tokenizer': {'type': 'BertPreTokenizer'},
+      'post_processor': {'type': 'TemplateProcessing', 'single': [
+          {'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}]}}
+for name, j in {'bytelevel.json': bl, 'spm.json': spm, 'wordpiece.json': wp}.items():
+    open(os.path.join(out, 'tokenizer_json_fuzz', name), 'w').write(json.dumps(j))
 PY
 fi
 
@@ -168,6 +193,9 @@ assets=${LLMFORGE_ASSETS:-$root/../shared/assets}
 if [[ -d $assets/llama.cpp-vocab ]]; then
     # Small real files only: big seeds make every execution slow.
     find "$assets" -name '*.gguf' -size -800k -exec cp {} "$seeds/gguf_fuzz/" \; 2>/dev/null || true
+fi
+if [[ -d $assets/chat-templates ]]; then
+    cp "$assets"/chat-templates/*.jinja "$seeds/chat_template_fuzz/"
 fi
 if [[ -f $assets/llama2c-stories260K/tok512.bin ]]; then
     cp "$assets/llama2c-stories260K/tok512.bin" "$seeds/llama2c_fuzz/"

@@ -16,5 +16,6 @@ void add_convert(CLI::App& app, std::function<int()>& run);
 void add_init_model(CLI::App& app, std::function<int()>& run);
 void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_detokenize(CLI::App& app, std::function<int()>& run);
+void add_chat_template(CLI::App& app, std::function<int()>& run);
 
 }  // namespace llmforge::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     llmforge::cli::add_init_model(app, cmds["init-model"]);
     llmforge::cli::add_tokenize(app, cmds["tokenize"]);
     llmforge::cli::add_detokenize(app, cmds["detokenize"]);
+    llmforge::cli::add_chat_template(app, cmds["chat-template"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

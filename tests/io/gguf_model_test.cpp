@@ -71,7 +71,7 @@ TEST(GgufModel, LlamaCppVocabFiles) {
         {"ggml-vocab-deepseek-llm.gguf", "gpt2", "deepseek-llm", 102400, 100000, 100001, true, false, true},
         {"ggml-vocab-gpt-2.gguf", "gpt2", "gpt-2", 50257, 50256, 50256, false, false, false},
         {"ggml-vocab-phi-3.gguf", "llama", "default", 32064, 1, 32000, true, true, false},
-        {"ggml-vocab-bert-bge.gguf", "bert", "bert-bge", 30522, 101, -1, true, false, false},
+        {"ggml-vocab-bert-bge.gguf", "bert", "bert-bge", 30522, 101, 102, true, false, false},  // [CLS], [SEP]
         {"ggml-vocab-falcon.gguf", "gpt2", "falcon", 65024, 11, 11, false, false, false},
     };
     for (const Want& w : want) {

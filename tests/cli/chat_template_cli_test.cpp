@@ -1,0 +1,84 @@
+// `llmforge chat-template` end to end: the model's own template from tokenizer_config.json or a
+// GGUF, --template files, variables, and one clear error line for each bad input. The exact
+// renderings of every real template are pinned in tests/tokenizer/chat_template_test.cpp.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "cli_run.h"
+#include "io/gguf.h"
+#include "test_util.h"
+
+using namespace llmforge;
+using namespace llmforge::test;
+
+namespace {
+
+const char* kConversation = R"([
+  {"role": "system", "content": "You are a helpful assistant."},
+  {"role": "user", "content": "Hello!"},
+  {"role": "assistant", "content": "Hi! How can I help?"},
+  {"role": "user", "content": "What is 2+2?"}
+])";
+
+// ChatML as Qwen documents it: <|im_start|>role\ncontent<|im_end|>\n per message.
+const char* kQwenChatml =
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\nHello!<|im_end|>\n"
+    "<|im_start|>assistant\nHi! How can I help?<|im_end|>\n"
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n";
+
+TEST(ChatTemplateCli, ModelFolderTemplate) {
+    LF_REQUIRE_HF_TOKENIZER(dir, "qwen3");
+    write_file(dir + "/msgs.json", kConversation);
+    CliRun r = run_cli("chat-template -m " + q(dir) + " --messages " + q(dir + "/msgs.json"));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, std::string(kQwenChatml) + "<|im_start|>assistant\n");
+    r = run_cli("chat-template -m " + q(dir) + " --messages " + q(dir + "/msgs.json") +
+                " --no-generation-prompt");
+    EXPECT_EQ(r.out, kQwenChatml) << r.err;
+    // Qwen3 with enable_thinking=false opens the turn with an empty think block.
+    r = run_cli("chat-template -m " + q(dir) + " --messages " + q(dir + "/msgs.json") +
+                " --var enable_thinking=false");
+    EXPECT_EQ(r.out, std::string(kQwenChatml) + "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        << r.err;
+}
+
+TEST(ChatTemplateCli, TemplateFileAndObjectForm) {
+    LF_REQUIRE_ASSET(tmpl, "chat-templates/meta-llama-Llama-3.2-3B-Instruct.jinja");
+    LF_REQUIRE_HF_TOKENIZER(dir, "llama3");
+    write_file(dir + "/conv.json", R"({"messages": [{"role": "user", "content": "Hi"}],
+        "date_string": "28 Nov 2026", "add_generation_prompt": false})");
+    const CliRun r = run_cli("chat-template -m " + q(dir + "/tokenizer.json") + " --template " +
+                             q(tmpl) + " --messages " + q(dir + "/conv.json"));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    // Llama 3.2's documented format: BOS, a system header with the dates, then each turn as
+    // <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>.
+    EXPECT_EQ(r.out,
+              "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+              "Cutting Knowledge Date: December 2023\nToday Date: 28 Nov 2026\n\n<|eot_id|>"
+              "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+}
+
+TEST(ChatTemplateCli, BadInputGivesOneClearLine) {
+    LF_REQUIRE_ASSET(spm, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    const std::string dir = temp_dir();
+    write_file(dir + "/msgs.json", kConversation);
+    write_file(dir + "/bad.json", "[{\"role\": 'user'}]");
+    write_file(dir + "/include.jinja", "{% include 'other.jinja' %}");
+    write_file(dir + "/raise.jinja", "{{ raise_exception('Conversation roles must alternate') }}");
+    const std::string m = " --messages " + q(dir + "/msgs.json");
+    // The llama-spm vocabulary carries no chat template.
+    expect_one_line_error(run_cli("chat-template -m " + q(spm) + m), "carries no chat template");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/raise.jinja") +
+                                  " --messages " + q(dir + "/bad.json")),
+                          "bad.json");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/include.jinja") + m),
+                          "include");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/raise.jinja") + m),
+                          "Conversation roles must alternate");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/nope.jinja") + m),
+                          "nope.jinja");
+}
+
+}  // namespace
