@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include <utf8proc.h>
+
 #include "tokenizer/utf8.h"
 
 namespace llmforge::jinja::py {
@@ -41,73 +43,34 @@ bool is_space(char32_t c) {
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-namespace {
-
-// Case pairs laid out as alternating upper/lower code points (upper even or odd per range).
-struct AltRange {
-    char32_t first, last;  // inclusive; `first` is an upper-case letter
-};
-constexpr AltRange kAltRanges[] = {
-    {0x100, 0x12F},   {0x132, 0x137},   {0x139, 0x148}, {0x14A, 0x177}, {0x179, 0x17E},
-    {0x182, 0x185},   {0x1A0, 0x1A5},   {0x1DE, 0x1EF}, {0x1F8, 0x21F}, {0x222, 0x233},
-    {0x3D8, 0x3EF},   {0x460, 0x481},   {0x48A, 0x4BF}, {0x4C1, 0x4CE}, {0x4D0, 0x52F},
-    {0x1E00, 0x1E95}, {0x1EA0, 0x1EFF},
-};
-// Blocks where lower = upper + offset.
-struct OffsetRange {
-    char32_t first, last;  // upper-case range, inclusive
-    char32_t offset;
-};
-constexpr OffsetRange kOffsetRanges[] = {
-    {'A', 'Z', 32},     {0xC0, 0xD6, 32},     {0xD8, 0xDE, 32},   {0x391, 0x3A1, 32},
-    {0x3A3, 0x3AB, 32}, {0x388, 0x38A, 37},   {0x410, 0x42F, 32}, {0x400, 0x40F, 80},
-    {0x531, 0x556, 48}, {0xFF21, 0xFF3A, 32},
-};
-struct Pair {
-    char32_t upper, lower;
-};
-constexpr Pair kPairs[] = {{0x178, 0xFF},  {0x386, 0x3AC}, {0x38C, 0x3CC}, {0x38E, 0x3CD},
-                           {0x38F, 0x3CE}, {0x4C0, 0x4CF}, {0x130, 'i'}};
-constexpr Pair kUpperOnly[] = {{0x39C, 0xB5}, {0x3A3, 0x3C2}, {'I', 0x131}, {'S', 0x17F}};
-
-}  // namespace
-
+// Case mapping and character classes come from utf8proc (Unicode data, a Debian library the
+// tokenizer already uses), not from hand-kept tables.
 char32_t to_lower(char32_t c) {
-    for (const auto& r : kOffsetRanges)
-        if (c >= r.first && c <= r.last) return c + r.offset;
-    for (const auto& r : kAltRanges)
-        if (c >= r.first && c <= r.last) return ((c - r.first) % 2 == 0) ? c + 1 : c;
-    for (const auto& p : kPairs)
-        if (c == p.upper) return p.lower;
-    return c;
+    return static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
 }
 
 char32_t to_upper(char32_t c) {
-    if (c == 0x130) return c;  // 'İ' is already upper case
-    for (const auto& r : kOffsetRanges)
-        if (c >= r.first + r.offset && c <= r.last + r.offset) return c - r.offset;
-    for (const auto& r : kAltRanges)
-        if (c > r.first && c <= r.last) return ((c - r.first) % 2 == 1) ? c - 1 : c;
-    for (const auto& p : kPairs)
-        if (c == p.lower && p.lower != 'i') return p.upper;
-    for (const auto& p : kUpperOnly)
-        if (c == p.lower) return p.upper;
-    return c;
+    return static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c)));
 }
 
 namespace {
 
-bool is_cased(char32_t c) {
-    return to_upper(c) != c || to_lower(c) != c || c == 0xDF;
-}
-bool is_lower_char(char32_t c) {
-    return to_upper(c) != c || c == 0xDF;
-}
-bool is_upper_char(char32_t c) {
-    return to_lower(c) != c;
+utf8proc_category_t category(char32_t c) {
+    return utf8proc_category(static_cast<utf8proc_int32_t>(c));
 }
 
-// Appends the upper-case form of c ('ß' becomes "SS" as in Python).
+// Python's "cased" characters: Lu, Ll, Lt (and 'ß', lower case without a one-character upper).
+bool is_lower_char(char32_t c) {
+    return category(c) == UTF8PROC_CATEGORY_LL;
+}
+bool is_upper_char(char32_t c) {
+    return category(c) == UTF8PROC_CATEGORY_LU || category(c) == UTF8PROC_CATEGORY_LT;
+}
+bool is_cased(char32_t c) {
+    return is_lower_char(c) || is_upper_char(c);
+}
+
+// Appends the upper-case form of c ('ß' becomes "SS" as in Python's full case mapping).
 void append_upper(std::u32string& out, char32_t c) {
     if (c == 0xDF) {
         out += U"SS";
@@ -118,20 +81,15 @@ void append_upper(std::u32string& out, char32_t c) {
 
 }  // namespace
 
-bool is_alpha(char32_t c) {
-    if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
-    if (is_cased(c)) return true;
-    return c == 0xAA || c == 0xBA || (c >= 0x5D0 && c <= 0x5EA) || (c >= 0x620 && c <= 0x64A) ||
-           (c >= 0xE01 && c <= 0xE30) || (c >= 0x3041 && c <= 0x3096) ||
-           (c >= 0x30A1 && c <= 0x30FA) || (c >= 0x3400 && c <= 0x4DBF) ||
-           (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7A3) ||
-           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x20000 && c <= 0x3134F);
+bool is_alpha(char32_t c) {  // str.isalpha(): categories Lu Ll Lt Lm Lo
+    const auto k = category(c);
+    return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO;
 }
 
-bool is_digit(char32_t c) {
-    return (c >= '0' && c <= '9') || c == 0xB2 || c == 0xB3 || c == 0xB9 ||
-           (c >= 0x660 && c <= 0x669) || (c >= 0x6F0 && c <= 0x6F9) || (c >= 0x966 && c <= 0x96F) ||
-           (c >= 0xFF10 && c <= 0xFF19);
+bool is_digit(char32_t c) {  // str.isdigit(): decimal digits plus the superscript digits
+    return category(c) == UTF8PROC_CATEGORY_ND || c == 0xB2 || c == 0xB3 || c == 0xB9 ||
+           (c >= 0x2070 && c <= 0x2079 && c != 0x2071 && c != 0x2072 && c != 0x2073) ||
+           (c >= 0x2080 && c <= 0x2089);
 }
 
 bool is_word(char32_t c) {

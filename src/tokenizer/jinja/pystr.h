@@ -3,10 +3,9 @@
 // quotes like Python, floats print as repr(float) ("1.0", "1e-05", "0.30000000000000004").
 //
 // Strings handed to these functions are well-formed UTF-8 (the engine sanitizes its inputs).
-// Case mapping covers Latin (incl. Extended-A and Vietnamese), Greek, Cyrillic, Armenian and
-// fullwidth Latin plus 'ß' -> "SS"; other scripts are left unchanged (Python maps a few more, and
-// applies the final-sigma rule). Character classes (isalpha, isdigit) are approximations of the
-// Unicode categories Python uses, good for the scripts above, CJK, Hangul, Hebrew, Arabic, Thai.
+// Case mapping is Unicode's simple mapping (utf8proc) plus 'ß' -> "SS"; Python's other full
+// mappings (a few ligatures) and the final-sigma rule are not applied. isalpha / isdigit /
+// islower / isupper use the Unicode general categories, as Python does.
 //
 // Thread safety: pure functions.
 #pragma once
