@@ -4,23 +4,60 @@
 // Prompt: BOS (when the vocabulary asks for it) + the prompt's tokens. For a llama2.c checkpoint
 // it follows llama2.c's `run`: -n counts positions (prompt included), sampling BOS ends the text,
 // and the piece right after BOS loses its leading space.
+//
+// --chat: the prompt is one user turn (after --system, if given) rendered with the model's own
+// Jinja chat template (or --chat-template FILE) as Hugging Face's apply_chat_template does;
+// special-token text in it is parsed, and BOS is added only when the template did not write it.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/generator.h"
+#include "tokenizer/chat_template.h"
 
 namespace llmforge::cli {
 
+namespace {
+
+// The chat prompt: [system], user `prompt`, rendered with `template_file` or the vocabulary's
+// template, generation prompt opened.
+std::string render_chat(const Tokenizer& tok, const std::string& template_file,
+                        const std::string& system, const std::string& prompt) {
+    std::string source = tok.vocab().chat_template, name = "the model's chat template";
+    if (!template_file.empty()) {
+        std::ifstream f(template_file, std::ios::binary);
+        if (!f) fail("generate: cannot open --chat-template '%s' (hint: check the path)", template_file.c_str());
+        std::stringstream ss;
+        ss << f.rdbuf();
+        source = ss.str();
+        name = template_file;
+    }
+    if (source.empty()) {
+        fail("generate: --chat, but the model carries no chat template (no "
+             "tokenizer.chat_template / chat_template); hint: pass --chat-template FILE.jinja");
+    }
+    ChatTemplateInputs in;
+    in.messages = nlohmann::ordered_json::array();
+    if (!system.empty()) in.messages.push_back({{"role", "system"}, {"content", system}});
+    in.messages.push_back({{"role", "user"}, {"content", prompt}});
+    if (tok.bos() >= 0) in.bos_token = tok.token_text(tok.bos());
+    if (tok.eos() >= 0) in.eos_token = tok.token_text(tok.eos());
+    return ChatTemplate(source, name).render(in);
+}
+
+}  // namespace
+
 void add_generate(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("generate", "Generate text from a prompt");
-    static std::string model, tokenizer, prompt;
+    static std::string model, tokenizer, prompt, chat_template, system;
     static int64_t n = 128, ctx_size = 0;
     static int threads = 0;
     static SamplerParams sp;
     static std::vector<std::string> stops;
-    static bool no_bos = false, special = false, no_mmap = false;
+    static bool no_bos = false, special = false, no_mmap = false, chat = false;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
@@ -39,6 +76,9 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_flag("--no-bos", no_bos, "do not prepend BOS");
     sub->add_flag("--special", special, "parse special-token text in the prompt");
+    sub->add_flag("--chat", chat, "format the prompt as a user turn with the model's chat template");
+    sub->add_option("--system", system, "system message for --chat");
+    sub->add_option("--chat-template", chat_template, "Jinja file to use for --chat instead of the model's");
     sub->add_flag("--no-mmap", no_mmap, "load weights into huge-page memory instead of mapping the file");
     run = [] {
         Sampler::validate(sp);
@@ -53,7 +93,16 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
                  model.c_str(), tok->n_vocab(), (long long)m->config().n_vocab);
         }
         const bool llama2c = m->files().format == "llama2c";
-        std::vector<int32_t> ids = tok->encode(prompt, !no_bos && tok->add_bos_default(), special);
+        std::vector<int32_t> ids;
+        if (chat || !chat_template.empty() || !system.empty()) {
+            const std::string text = render_chat(*tok, chat_template, system, prompt);
+            const bool has_bos = tok->bos() >= 0 && text.rfind(tok->token_text(tok->bos()), 0) == 0;
+            ids = tok->encode(text, !no_bos && !has_bos && tok->add_bos_default(), true);
+            std::fprintf(stderr, "generate: chat prompt (%zu bytes) from %s\n", text.size(),
+                         chat_template.empty() ? "the model's chat template" : chat_template.c_str());
+        } else {
+            ids = tok->encode(prompt, !no_bos && tok->add_bos_default(), special);
+        }
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;

@@ -60,6 +60,28 @@ TEST(ChatTemplateCli, TemplateFileAndObjectForm) {
               "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
 }
 
+// generate --chat renders the prompt with the template; a template that writes the prompt
+// alone, or BOS and the prompt, must give the same greedy story as the plain prompt (BOS is
+// added once either way).
+TEST(ChatTemplateCli, GenerateChatUsesTheTemplate) {
+    LF_REQUIRE_ASSET(model, "llama2c-stories260K/stories260K.bin");
+    LF_REQUIRE_ASSET(tok, "llama2c-stories260K/tok512.bin");
+    const std::string dir = temp_dir();
+    write_file(dir + "/plain.jinja", "{{ messages[-1]['content'] }}");
+    write_file(dir + "/bos.jinja", "{{ bos_token }}{{ messages[-1].content }}");
+    const std::string base = "generate -m " + q(model) + " --tokenizer " + q(tok) +
+                             " --temp 0 -n 60 -p 'Once upon a time'";
+    const CliRun plain = run_cli(base);
+    ASSERT_EQ(plain.rc, 0) << plain.err;
+    for (const char* t : {"/plain.jinja", "/bos.jinja"}) {
+        const CliRun chat = run_cli(base + " --chat --chat-template " + q(dir + t));
+        ASSERT_EQ(chat.rc, 0) << chat.err;
+        EXPECT_EQ(chat.out, plain.out) << t;
+        EXPECT_NE(chat.err.find("chat prompt"), std::string::npos) << chat.err;
+    }
+    expect_one_line_error(run_cli(base + " --chat"), "no chat template");
+}
+
 TEST(ChatTemplateCli, BadInputGivesOneClearLine) {
     LF_REQUIRE_ASSET(spm, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
     const std::string dir = temp_dir();
