@@ -70,6 +70,15 @@ bool is_cased(char32_t c) {
     return is_lower_char(c) || is_upper_char(c);
 }
 
+// Appends the lower-case form of c ('İ' becomes "i̇" as in Python's full case mapping).
+void append_lower(std::u32string& out, char32_t c) {
+    if (c == 0x130) {
+        out += U"i\u0307";
+    } else {
+        out += to_lower(c);
+    }
+}
+
 // Appends the upper-case form of c ('ß' becomes "SS" as in Python's full case mapping).
 void append_upper(std::u32string& out, char32_t c) {
     if (c == 0xDF) {
@@ -103,9 +112,9 @@ std::string upper(std::string_view s) {
 }
 
 std::string lower(std::string_view s) {
-    std::u32string u = decode(s);
-    for (char32_t& c : u) c = to_lower(c);
-    return encode(u);
+    std::u32string out;
+    for (char32_t c : decode(s)) append_lower(out, c);
+    return encode(out);
 }
 
 std::string capitalize(std::string_view s) {
@@ -115,7 +124,7 @@ std::string capitalize(std::string_view s) {
         if (i == 0) {
             append_upper(out, u[0]);
         } else {
-            out += to_lower(u[i]);
+            append_lower(out, u[i]);
         }
     }
     return encode(out);
@@ -126,7 +135,7 @@ std::string title(std::string_view s) {
     bool prev_cased = false;
     for (char32_t c : decode(s)) {
         if (prev_cased) {
-            out += to_lower(c);
+            append_lower(out, c);
         } else {
             append_upper(out, c);
         }

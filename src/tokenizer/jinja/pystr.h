@@ -3,7 +3,7 @@
 // quotes like Python, floats print as repr(float) ("1.0", "1e-05", "0.30000000000000004").
 //
 // Strings handed to these functions are well-formed UTF-8 (the engine sanitizes its inputs).
-// Case mapping is Unicode's simple mapping (utf8proc) plus 'ß' -> "SS"; Python's other full
+// Case mapping is Unicode's simple mapping (utf8proc) plus 'ß' -> "SS", 'İ' -> "i̇"; Python's other full
 // mappings (a few ligatures) and the final-sigma rule are not applied. isalpha / isdigit /
 // islower / isupper use the Unicode general categories, as Python does.
 //

@@ -18,7 +18,7 @@
 //  * escaping is not tracked (no autoescape in chat templates): `|safe` gives a plain string,
 //    `x|e|e` escapes twice; no \N{...} string escapes;
 //  * {% block %} is rejected with the inheritance tags (jinja2 renders it in place);
-//  * case mapping is Unicode's simple one plus "ß" (see pystr.h); `sameas`
+//  * case mapping is Unicode's simple one plus "ß", "İ" (see pystr.h); `sameas`
 //    compares scalars by value; reprs of functions differ.
 //
 // Errors are llmforge::Error with one line "<origin>:<line>:<col>: <what>; hint: <hint>".
