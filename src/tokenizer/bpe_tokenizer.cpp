@@ -89,11 +89,7 @@ BpeTokenizer::BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
         byte_ids_[b] = id >= 0 && types_[id] == TokenType::kNormal ? id : -1;
     }
 
-    size_t cap = 16;
-    while (cap < 2 * vocab_.merges.size()) cap *= 2;
-    merges_.assign(cap, Merge{kNoKey, 0, 0});
-    merge_shift_ = 64;
-    for (size_t c = cap; c > 1; c /= 2) --merge_shift_;
+    merges_.reset(vocab_.merges.size());
     for (size_t r = 0; r < vocab_.merges.size(); ++r) {
         const std::string& m = vocab_.merges[r];
         const size_t sp = m.find(' ', 1);
@@ -117,12 +113,7 @@ BpeTokenizer::BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
                 "tokens); hint: the merges belong to another vocabulary",
                 r, m.c_str(), missing.c_str());
         }
-        const uint64_t key = pair_key(a, b);
-        size_t i = merge_slot(key);
-        while (merges_[i].key != kNoKey && merges_[i].key != key) i = (i + 1) & (cap - 1);
-        if (merges_[i].key == kNoKey) {  // the first rank of a pair wins
-            merges_[i] = {key, static_cast<int32_t>(r), ab};
-        }
+        merges_.insert(a, b, {static_cast<int32_t>(r), ab});  // the first rank of a pair wins
     }
 }
 
@@ -192,7 +183,7 @@ void BpeTokenizer::encode_word(std::string_view word, Scratch& s, std::vector<in
         if (l < 0 || r < 0) return;
         const int32_t a = s.sym[l].id, b = s.sym[r].id;
         if (a < 0 || b < 0) return;
-        const Merge* m = find_merge(a, b);
+        const Merge* m = merges_.find(a, b);
         if (m == nullptr) return;
         s.heap.push_back({m->rank, l, r, a, b, m->id});
         std::push_heap(s.heap.begin(), s.heap.end(), later);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/pair_table.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llmforge {
@@ -48,36 +49,17 @@ class BpeTokenizer final : public Tokenizer {
     struct Scratch;
     void encode_word(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
 
-    // Open-addressing table (left id, right id) -> merge: the merge loop looks up every
-    // adjacent pair, and std::unordered_map's division and node chains cost cache misses.
+    // (left id, right id) -> merge.
     struct Merge {
-        uint64_t key;  // pair_key(left, right), kNoKey for an empty slot
         int32_t rank;
         int32_t id;  // the merged token
     };
-    static constexpr uint64_t kNoKey = ~uint64_t{0};
-    static uint64_t pair_key(int32_t a, int32_t b) {
-        return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-    }
-    size_t merge_slot(uint64_t key) const {
-        return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> merge_shift_);
-    }
-    // The merge of tokens a and b (both >= 0), or nullptr.
-    const Merge* find_merge(int32_t a, int32_t b) const {
-        const uint64_t key = pair_key(a, b);
-        for (size_t i = merge_slot(key);; i = (i + 1) & (merges_.size() - 1)) {
-            const Merge& m = merges_[i];
-            if (m.key == key) return &m;
-            if (m.key == kNoKey) return nullptr;
-        }
-    }
 
     std::string pre_name_;
     bool ignore_merges_ = false;
     std::unique_ptr<PreTokenizer> pre_;
     std::array<int32_t, 256> byte_ids_;  // token of each byte's byte-level character, or -1
-    std::vector<Merge> merges_;          // size a power of two, at most half full
-    int merge_shift_ = 64;               // 64 - log2(merges_.size())
+    PairTable<Merge> merges_;
 };
 
 }  // namespace llmforge

@@ -106,27 +106,23 @@ SpmTokenizer::SpmTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
     // up (left id, right id) instead of hashing text. A symbol boundary inside a token falls on a
     // character boundary when the token is well-formed UTF-8 (the encoder decodes characters
     // whole), on any byte otherwise.
-    std::vector<Pair> pairs;
+    struct Split {
+        int32_t a, b;
+        Pair merged;
+    };
+    std::vector<Split> splits;
     for (int32_t id : mergeable) {
         const std::string_view t = vocab_.tokens[id];
         const bool valid = utf8_is_valid(t);
         for (size_t k = 1; k < t.size();) {
             const int32_t a = mergeable_id(t.substr(0, k));
             const int32_t b = a >= 0 ? mergeable_id(t.substr(k)) : -1;
-            if (b >= 0) pairs.push_back({pair_key(a, b), id, score(id)});
+            if (b >= 0) splits.push_back({a, b, {id, score(id)}});
             k += valid ? utf8_decode(t.substr(k)).len : 1;
         }
     }
-    cap = 16;
-    while (cap < 2 * pairs.size()) cap *= 2;
-    pairs_.assign(cap, Pair{kNoKey, -1, 0.0f});
-    pair_shift_ = 64;
-    for (size_t c = cap; c > 1; c /= 2) --pair_shift_;
-    for (const Pair& pr : pairs) {  // a pair's text has one id, so keys are unique
-        size_t i = pair_slot(pr.key);
-        while (pairs_[i].key != kNoKey) i = (i + 1) & (cap - 1);
-        pairs_[i] = pr;
-    }
+    pairs_.reset(splits.size());  // a pair's text has one id, so pairs are unique
+    for (const Split& sp : splits) pairs_.insert(sp.a, sp.b, sp.merged);
 }
 
 const SpmTokenizer::Mergeable* SpmTokenizer::find_mergeable(std::string_view s) const {
@@ -241,7 +237,7 @@ void SpmTokenizer::encode_segment(std::string_view sv, Scratch& scratch,
         float score;
         int32_t id;
         if (sym[l].id >= 0 && sym[r].id >= 0) {  // both tokens: the pair table has every merge
-            const Pair* p = find_pair(sym[l].id, sym[r].id);
+            const Pair* p = pairs_.find(sym[l].id, sym[r].id);
             if (p == nullptr) return;
             score = p->score, id = p->id;
         } else {

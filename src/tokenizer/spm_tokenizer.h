@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/pair_table.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llmforge {
@@ -59,34 +60,16 @@ class SpmTokenizer final : public Tokenizer {
     }
     // (left id, right id) -> the mergeable token spelled by their concatenation.
     struct Pair {
-        uint64_t key;  // pair_key(left, right), kNoKey for an empty slot
         int32_t id;
         float score;
     };
-    static constexpr uint64_t kNoKey = ~uint64_t{0};
-    static uint64_t pair_key(int32_t a, int32_t b) {
-        return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-    }
-    size_t pair_slot(uint64_t key) const {
-        return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> pair_shift_);
-    }
-    // The token that tokens a and b (both >= 0) merge into, or nullptr.
-    const Pair* find_pair(int32_t a, int32_t b) const {
-        const uint64_t key = pair_key(a, b);
-        for (size_t i = pair_slot(key);; i = (i + 1) & (pairs_.size() - 1)) {
-            const Pair& p = pairs_[i];
-            if (p.key == key) return &p;
-            if (p.key == kNoKey) return nullptr;
-        }
-    }
     // Appends byte tokens for s, or one unk per character when byte tokens are missing.
     void byte_fallback(std::string_view s, std::vector<int32_t>& out) const;
 
     std::array<int32_t, 256> byte_ids_;   // "<0xHH>" token of each byte, -1 if absent
     std::vector<Mergeable> table_;        // size a power of two, at most half full
     std::string pool_;                    // texts of the mergeable tokens
-    std::vector<Pair> pairs_;             // size a power of two, at most half full
-    int pair_shift_ = 64;                 // 64 - log2(pairs_.size())
+    PairTable<Pair> pairs_;
     std::array<int32_t, 128> ascii_ids_;  // mergeable token of each ASCII character, or -1
     size_t max_merge_len_ = 0;            // bytes in the longest mergeable token
     bool split_words_ = false;            // no mergeable token has "▁" after another character
