@@ -1,7 +1,6 @@
 #include "tokenizer/hf_tokenizer_json.h"
 
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -9,7 +8,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/wordpiece_tokenizer.h"
 
 namespace llmforge {
@@ -155,30 +156,40 @@ bool check_sentencepiece_bpe(const json& j, std::string_view source) {
     return prepend;
 }
 
+// model.merges as "left right" strings; Hugging Face writes "a b" strings or ["a", "b"] pairs.
+std::vector<std::string> read_merges(const json& model, std::string_view source) {
+    std::vector<std::string> out;
+    for (const json& m : model.value("merges", json::array())) {
+        if (m.is_string()) {
+            out.push_back(m.get<std::string>());
+        } else if (m.is_array() && m.size() == 2) {
+            out.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+        } else {
+            fail("hf tokenizer: %.*s: merge '%s' is neither \"a b\" nor [\"a\", \"b\"]",
+                 static_cast<int>(source.size()), source.data(), m.dump().c_str());
+        }
+    }
+    return out;
+}
+
 // SentencePiece merges by piece score (highest first); Hugging Face's file lists merges by rank
 // (lowest first). Giving each merged piece the score -rank of the first merge that builds it
 // orders the merges the same way, so SpmTokenizer reproduces the BPE. Pieces no merge builds
 // (single characters, bytes, special tokens) keep score 0: their score is never compared.
 // Also marks "<0xHH>" pieces as byte tokens.
-void scores_from_merges(const json& model, Vocab& v, std::string_view source) {
+void scores_from_merges(const std::vector<std::string>& merges, Vocab& v, std::string_view source) {
     std::unordered_map<std::string, int32_t> ids;
     for (size_t i = 0; i < v.tokens.size(); ++i) ids.emplace(v.tokens[i], static_cast<int32_t>(i));
     v.scores.assign(v.tokens.size(), 0.0f);
     std::vector<uint8_t> built(v.tokens.size(), 0);
     float rank = 0;
-    for (const json& m : model.value("merges", json::array())) {
-        std::string merged;
-        if (m.is_string()) {
-            const std::string s = m.get<std::string>();
-            const size_t sp = s.find(' ', 1);
-            if (sp == std::string::npos) {
-                fail("hf tokenizer: %.*s: merge '%s' has no space between its two parts",
-                     static_cast<int>(source.size()), source.data(), s.c_str());
-            }
-            merged = s.substr(0, sp) + s.substr(sp + 1);
-        } else if (m.is_array() && m.size() == 2) {
-            merged = m[0].get<std::string>() + m[1].get<std::string>();
+    for (const std::string& m : merges) {
+        const size_t sp = m.find(' ', 1);
+        if (sp == std::string::npos) {
+            fail("hf tokenizer: %.*s: merge '%s' has no space between its two parts",
+                 static_cast<int>(source.size()), source.data(), m.c_str());
         }
+        const std::string merged = m.substr(0, sp) + m.substr(sp + 1);
         const auto it = ids.find(merged);
         if (it != ids.end() && !built[it->second]) {
             built[it->second] = 1;
@@ -187,10 +198,7 @@ void scores_from_merges(const json& model, Vocab& v, std::string_view source) {
         ++rank;
     }
     for (size_t i = 0; i < v.tokens.size(); ++i) {
-        const std::string& t = v.tokens[i];
-        if (v.types[i] == TokenType::kNormal && t.size() == 6 && t.compare(0, 3, "<0x") == 0 &&
-            t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
-            std::isxdigit(static_cast<unsigned char>(t[4]))) {
+        if (v.types[i] == TokenType::kNormal && parse_byte_token(v.tokens[i]) >= 0) {
             v.types[i] = TokenType::kByte;
         }
     }
@@ -396,29 +404,13 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
         if (v.model != "llama") v.add_space_prefix = false;
         fill_tokens(j, model, v, source);
         if (v.model == "llama") {
-            scores_from_merges(model, v, source);
+            scores_from_merges(read_merges(model, source), v, source);
         } else if (v.model == "gpt2") {
-            for (const json& m : model.value("merges", json::array())) {
-                if (m.is_string()) {
-                    v.merges.push_back(m.get<std::string>());
-                } else if (m.is_array() && m.size() == 2) {
-                    v.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-                } else {
-                    fail("hf tokenizer: %.*s: merge '%s' is neither \"a b\" nor [\"a\", \"b\"]",
-                         sl, source.data(), m.dump().c_str());
-                }
-            }
+            v.merges = read_merges(model, source);
         }
         set_special_tokens(j, cfg, v);
-        if (cfg.is_object() && cfg.contains("chat_template")) {
-            const json& t = cfg["chat_template"];
-            if (t.is_string()) {
-                v.chat_template = t.get<std::string>();
-            } else if (t.is_array()) {  // [{"name": ..., "template": ...}]: take "default"
-                for (const json& e : t) {
-                    if (e.value("name", "") == "default") v.chat_template = e.value("template", "");
-                }
-            }
+        if (cfg.is_object() && cfg.contains("chat_template") && !cfg["chat_template"].is_null()) {
+            v.chat_template = chat_template_from_config(cfg);
         }
         return v;
     } catch (const json::exception& e) {

@@ -17,9 +17,9 @@
 // added_tokens -> control when "special", else user-defined; ids missing from both ->
 // "[PAD<id>]" unused; merges given as "a b" strings or ["a", "b"] pairs -> "a b".
 // Special tokens: tokenizer_config.json (bos/eos/unk/pad as string or {"content": ...},
-// add_bos_token, add_eos_token, chat_template), else the TemplateProcessing post-processor
-// ("[CLS] $A [SEP]" -> BOS [CLS], EOS [SEP], both added), else model.unk_token; with neither
-// config nor template, BOS is added when one is named.
+// add_bos_token, add_eos_token), else the TemplateProcessing post-processor ("[CLS] $A [SEP]"
+// -> BOS [CLS], EOS [SEP], both added), else model.unk_token; with neither config nor
+// template, BOS is added when one is named. The chat template: chat_template_from_config().
 //
 // Errors: unreadable files, malformed JSON, unsupported models throw Error naming the file.
 #pragma once

@@ -25,7 +25,17 @@ bool hidden_type(TokenType t) {
            t == TokenType::kUndefined;
 }
 
-// "<0xHH>" -> HH, or -1.
+void check_special_id(int32_t id, size_t n, const char* key) {
+    if (id < -1 || (id >= 0 && static_cast<size_t>(id) >= n)) {
+        fail(
+            "tokenizer: %s is %d, outside the vocabulary of %zu tokens (expected -1 or 0..%zu); "
+            "hint: the file's tokenizer metadata is inconsistent",
+            key, id, n, n - 1);
+    }
+}
+
+}  // namespace
+
 int parse_byte_token(std::string_view s) {
     if (s.size() != 6 || s.substr(0, 3) != "<0x" || s[5] != '>') return -1;
     int v = 0;
@@ -42,17 +52,6 @@ int parse_byte_token(std::string_view s) {
     }
     return v;
 }
-
-void check_special_id(int32_t id, size_t n, const char* key) {
-    if (id < -1 || (id >= 0 && static_cast<size_t>(id) >= n)) {
-        fail(
-            "tokenizer: %s is %d, outside the vocabulary of %zu tokens (expected -1 or 0..%zu); "
-            "hint: the file's tokenizer metadata is inconsistent",
-            key, id, n, n - 1);
-    }
-}
-
-}  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::create(const Vocab& vocab) {
     if (vocab.model == "llama") return std::make_unique<SpmTokenizer>(vocab);

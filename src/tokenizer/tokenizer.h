@@ -29,6 +29,9 @@
 
 namespace llmforge {
 
+// The byte a "<0xHH>" byte-fallback token stands for, or -1 for any other text.
+int parse_byte_token(std::string_view token_text);
+
 class Tokenizer {
   public:
     // Validates the vocabulary (array sizes, special ids in range) and builds the tokenizer.
