@@ -11,6 +11,7 @@
 // overrides one variable, e.g. --var enable_thinking=false (JSON if it parses, else a string).
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -30,7 +31,7 @@ using nlohmann::ordered_json;
 
 std::string read_text_file(const std::string& path, const char* what) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) fail("chat-template: cannot open %s '%s' (hint: check the path)", what, path.c_str());
+    if (!f) fail("cannot open %s '%s' (hint: check the path)", what, path.c_str());
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
@@ -73,6 +74,28 @@ void read_conversation(const std::string& path, ChatTemplateInputs& in) {
 
 }  // namespace
 
+std::string render_chat(const Tokenizer* tok, const std::string& model,
+                        const std::string& template_file, const char* template_option,
+                        const char* command, ChatTemplateInputs in) {
+    std::string source, name;
+    if (tok != nullptr) {
+        if (tok->bos() >= 0) in.bos_token = tok->token_text(tok->bos());
+        if (tok->eos() >= 0) in.eos_token = tok->token_text(tok->eos());
+        source = tok->vocab().chat_template;
+        name = model;
+    }
+    if (!template_file.empty()) {
+        source = read_text_file(template_file, "template");
+        name = template_file;
+    }
+    if (source.empty()) {
+        fail("%s: %s carries no chat template (no tokenizer.chat_template / chat_template); "
+             "hint: pass %s FILE.jinja",
+             command, model.c_str(), template_option);
+    }
+    return ChatTemplate(source, name).render(in);
+}
+
 void add_chat_template(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("chat-template",
                                    "Render a conversation with the model's Jinja chat template");
@@ -93,24 +116,9 @@ void add_chat_template(CLI::App& app, std::function<int()>& run) {
             fail("chat-template: no template: give -m MODEL (whose tokenizer carries one) or "
                  "--template FILE.jinja");
         }
+        std::unique_ptr<Tokenizer> tok;
+        if (!model.empty()) tok = Tokenizer::create(load_vocab(model));
         ChatTemplateInputs in;
-        std::string source, name;
-        if (!model.empty()) {
-            auto tok = Tokenizer::create(load_vocab(model));
-            if (tok->bos() >= 0) in.bos_token = tok->token_text(tok->bos());
-            if (tok->eos() >= 0) in.eos_token = tok->token_text(tok->eos());
-            source = tok->vocab().chat_template;
-            name = model;
-        }
-        if (!template_file.empty()) {
-            source = read_text_file(template_file, "template");
-            name = template_file;
-        }
-        if (source.empty()) {
-            fail("chat-template: %s carries no chat template (no tokenizer.chat_template / "
-                 "chat_template); hint: pass --template FILE.jinja",
-                 model.c_str());
-        }
         read_conversation(messages, in);
         if (no_generation_prompt) in.add_generation_prompt = false;
         if (!in.extra.is_object()) in.extra = ordered_json::object();
@@ -124,7 +132,8 @@ void add_chat_template(CLI::App& app, std::function<int()>& run) {
             ordered_json value = ordered_json::parse(v.substr(eq + 1), nullptr, false);
             in.extra[v.substr(0, eq)] = value.is_discarded() ? ordered_json(v.substr(eq + 1)) : value;
         }
-        const std::string prompt = ChatTemplate(source, name).render(in);
+        const std::string prompt =
+            render_chat(tok.get(), model, template_file, "--template", "chat-template", std::move(in));
         std::fwrite(prompt.data(), 1, prompt.size(), stdout);
         return 0;
     };

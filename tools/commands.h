@@ -5,6 +5,10 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace llmforge::cli {
 
@@ -17,5 +21,12 @@ void add_init_model(CLI::App& app, std::function<int()>& run);
 void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_detokenize(CLI::App& app, std::function<int()>& run);
 void add_chat_template(CLI::App& app, std::function<int()>& run);
+
+// Renders `in` with the Jinja file `template_file`, or else the tokenizer's own chat template;
+// BOS/EOS texts come from `tok` (may be null when a template file is given). `model` names the
+// tokenizer's source, `template_option` the flag that gives a file, `command` prefixes errors.
+std::string render_chat(const Tokenizer* tok, const std::string& model,
+                        const std::string& template_file, const char* template_option,
+                        const char* command, ChatTemplateInputs in);
 
 }  // namespace llmforge::cli

@@ -9,46 +9,13 @@
 // Jinja chat template (or --chat-template FILE) as Hugging Face's apply_chat_template does;
 // special-token text in it is parsed, and BOS is added only when the template did not write it.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/generator.h"
-#include "tokenizer/chat_template.h"
 
 namespace llmforge::cli {
-
-namespace {
-
-// The chat prompt: [system], user `prompt`, rendered with `template_file` or the vocabulary's
-// template, generation prompt opened.
-std::string render_chat(const Tokenizer& tok, const std::string& template_file,
-                        const std::string& system, const std::string& prompt) {
-    std::string source = tok.vocab().chat_template, name = "the model's chat template";
-    if (!template_file.empty()) {
-        std::ifstream f(template_file, std::ios::binary);
-        if (!f) fail("generate: cannot open --chat-template '%s' (hint: check the path)", template_file.c_str());
-        std::stringstream ss;
-        ss << f.rdbuf();
-        source = ss.str();
-        name = template_file;
-    }
-    if (source.empty()) {
-        fail("generate: --chat, but the model carries no chat template (no "
-             "tokenizer.chat_template / chat_template); hint: pass --chat-template FILE.jinja");
-    }
-    ChatTemplateInputs in;
-    in.messages = nlohmann::ordered_json::array();
-    if (!system.empty()) in.messages.push_back({{"role", "system"}, {"content", system}});
-    in.messages.push_back({{"role", "user"}, {"content", prompt}});
-    if (tok.bos() >= 0) in.bos_token = tok.token_text(tok.bos());
-    if (tok.eos() >= 0) in.eos_token = tok.token_text(tok.eos());
-    return ChatTemplate(source, name).render(in);
-}
-
-}  // namespace
 
 void add_generate(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("generate", "Generate text from a prompt");
@@ -95,7 +62,12 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         const bool llama2c = m->files().format == "llama2c";
         std::vector<int32_t> ids;
         if (chat || !chat_template.empty() || !system.empty()) {
-            const std::string text = render_chat(*tok, chat_template, system, prompt);
+            ChatTemplateInputs in;
+            in.messages = nlohmann::ordered_json::array();
+            if (!system.empty()) in.messages.push_back({{"role", "system"}, {"content", system}});
+            in.messages.push_back({{"role", "user"}, {"content", prompt}});
+            const std::string text =
+                render_chat(tok.get(), model, chat_template, "--chat-template", "generate", std::move(in));
             const bool has_bos = tok->bos() >= 0 && text.rfind(tok->token_text(tok->bos()), 0) == 0;
             ids = tok->encode(text, !no_bos && !has_bos && tok->add_bos_default(), true);
             std::fprintf(stderr, "generate: chat prompt (%zu bytes) from %s\n", text.size(),
