@@ -254,7 +254,7 @@ void check_bert(const json& j, const json& model, std::string_view source) {
              sl, source.data(), pt.dump().c_str());
     }
     if (model.value("continuing_subword_prefix", "##") != "##" ||
-        model.value("max_input_chars_per_word", 100) != 100) {
+        model.value("max_input_chars_per_word", json(100)) != json(100)) {
         fail("hf tokenizer: %.*s: WordPiece with continuing_subword_prefix %s and "
              "max_input_chars_per_word %s, expected \"##\" and 100",
              sl, source.data(), model.value("continuing_subword_prefix", json()).dump().c_str(),
@@ -267,14 +267,23 @@ void check_bert(const json& j, const json& model, std::string_view source) {
 void fill_tokens(const json& j, const json& model, Vocab& v, std::string_view source) {
     const int sl = static_cast<int>(source.size());
     const bool phantom = v.model == "bert";
+    // An id must be a JSON integer: converting a float such as 1e300 would be undefined.
+    auto id_of = [&](const json& id, const std::string& text) -> int64_t {
+        if (!id.is_number_integer()) {
+            fail("hf tokenizer: %.*s: token '%s' has id %s, expected an integer", sl,
+                 source.data(), text.c_str(), id.dump().c_str());
+        }
+        return id.get<int64_t>();
+    };
     std::vector<std::pair<int64_t, std::string>> entries;
     for (const auto& [text, id] : model.at("vocab").items()) {
-        entries.emplace_back(id.get<int64_t>(), phantom ? wordpiece_phantom_form(text) : text);
+        entries.emplace_back(id_of(id, text), phantom ? wordpiece_phantom_form(text) : text);
     }
     std::vector<std::pair<int64_t, std::string>> added;
     std::vector<bool> added_special;
     for (const json& a : j.value("added_tokens", json::array())) {
-        added.emplace_back(a.at("id").get<int64_t>(), a.at("content").get<std::string>());
+        std::string content = a.at("content").get<std::string>();
+        added.emplace_back(id_of(a.at("id"), content), std::move(content));
         added_special.push_back(a.value("special", false));
     }
     int64_t n = 0;

@@ -133,6 +133,15 @@ TEST(HfTokenizerJson, RejectsUnsupportedFiles) {
     EXPECT_EQ(v.pre, "gpt-2");
     EXPECT_EQ(v.tokens, std::vector<std::string>{"a"});
     EXPECT_THROW(hf_tokenizer_json_load("/nonexistent/tokenizer.json"), Error);
+    // Ids must be integers (found by tokenizer_json_fuzz: a huge float id was undefined behaviour).
+    const std::string float_id = R"({"model": {"type": "BPE", "vocab": {"a": 7.7e86}, "merges": []},
+        "pre_tokenizer": {"type": "ByteLevel", "use_regex": true}})";
+    try {
+        hf_tokenizer_json_parse(float_id, "");
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("expected an integer"), std::string::npos) << e.what();
+    }
 }
 
 TEST(HfTokenizerJson, MergesAsPairsAndGaps) {
