@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -204,25 +205,44 @@ void Model::rope_tables(int64_t pos, float* cs, float* sn) const {
 
 void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
                     int64_t n_out, ThreadPool& pool, ForwardScratch& s) const {
+    if (n <= 0) return;
+    LF_ASSERT(n_out >= 1 && n_out <= n);
+    const SeqBatch seq{&cache, tokens, n, pos0, logits, n_out};
+    forward_batch(&seq, 1, pool, s);
+}
+
+void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const {
     const ModelConfig& c = cfg_;
     const int64_t C = c.n_embd, D = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
     const int64_t V = c.n_vocab, kv_dim = Hkv * D, q_dim = H * D;
-    if (n <= 0) return;
-    if (pos0 < 0 || pos0 + n > cache.n_ctx()) {
-        fail("context full: positions %lld..%lld do not fit the %lld-token context (hint: raise "
-             "--ctx-size or shorten the prompt)",
-             (long long)pos0, (long long)(pos0 + n - 1), (long long)cache.n_ctx());
-    }
-    for (int64_t i = 0; i < n; ++i) {
-        if (tokens[i] < 0 || tokens[i] >= V) {
-            fail("token id %d at position %lld is out of range (expected 0 <= id < vocab size %lld)",
-                 tokens[i], (long long)(pos0 + i), (long long)V);
+    int64_t n = 0, n_out_total = 0, max_len = 0;
+    for (int64_t j = 0; j < n_seqs; ++j) {
+        const SeqBatch& sq = seqs[j];
+        LF_ASSERT(sq.cache != nullptr && sq.n >= 0 && sq.n_out >= 0 && sq.n_out <= sq.n);
+        LF_ASSERT(sq.n_out == 0 || sq.logits != nullptr);
+        if (sq.n == 0) continue;
+        if (sq.pos0 < 0 || sq.pos0 + sq.n > sq.cache->n_ctx()) {
+            fail("context full: positions %lld..%lld do not fit the %lld-token context (hint: raise "
+                 "--ctx-size or shorten the prompt)",
+                 (long long)sq.pos0, (long long)(sq.pos0 + sq.n - 1), (long long)sq.cache->n_ctx());
         }
+        for (int64_t i = 0; i < sq.n; ++i) {
+            if (sq.tokens[i] < 0 || sq.tokens[i] >= V) {
+                fail("token id %d at position %lld is out of range (expected 0 <= id < vocab size %lld)",
+                     sq.tokens[i], (long long)(sq.pos0 + i), (long long)V);
+            }
+        }
+        n += sq.n;
+        n_out_total += sq.n_out;
+        max_len = std::max(max_len, sq.pos0 + sq.n);
     }
-    LF_ASSERT(n_out >= 1 && n_out <= n);
+    if (n == 0) return;
     const auto& kt = kernels::kernels();
+    s.mm.allow_blas = !s.batch_invariant;
+    const int64_t n_real = n;
+    if (s.batch_invariant && n == 1) n = 2;
 
-    auto grow = [](std::vector<float>& v, size_t sz) {
+    auto grow = [](auto& v, size_t sz) {
         if (v.size() < sz) v.resize(sz);
     };
     grow(s.x, n * C);
@@ -235,7 +255,9 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
     grow(s.up, n * F);
     grow(s.rope_cs, n * D / 2);
     grow(s.rope_sn, n * D / 2);
-    grow(s.att_scores, static_cast<size_t>(pool.size()) * (pos0 + n));
+    grow(s.att_scores, static_cast<size_t>(pool.size()) * max_len);
+    grow(s.row_seq, n);
+    grow(s.row_pos, n);
 
     float* x = s.x.data();    // (T, C) residual stream
     float* xn = s.xn.data();  // (T, C) normalised
@@ -246,12 +268,32 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
     float* gate = s.gate.data();  // (T, F)
     float* up = s.up.data();      // (T, F)
 
-    // Embedding lookup (any dtype: dequantise the row).
+    // Each row's sequence, position and token; a lone row is doubled in batch-invariant mode (the
+    // copy writes the same K/V to the same cache row and its outputs are never read).
+    grow(s.row_tok, n);
+    int64_t* row_seq = s.row_seq.data();
+    int64_t* row_pos = s.row_pos.data();
+    int32_t* row_tok = s.row_tok.data();
+    for (int64_t j = 0, i = 0; j < n_seqs; ++j) {
+        for (int64_t t = 0; t < seqs[j].n; ++t, ++i) {
+            row_seq[i] = j;
+            row_pos[i] = seqs[j].pos0 + t;
+            row_tok[i] = seqs[j].tokens[t];
+        }
+    }
+    for (int64_t i = n_real; i < n; ++i) {
+        row_seq[i] = row_seq[0];
+        row_pos[i] = row_pos[0];
+        row_tok[i] = row_tok[0];
+    }
+    // Embedding lookup (any dtype: dequantise the row) and RoPE tables.
     const auto deq_embd = kt.dequantize_row[static_cast<int>(tok_embd_.dtype())];
-    for (int64_t i = 0; i < n; ++i) deq_embd(tok_embd_.row(tokens[i]), x + i * C, C);
-    for (int64_t i = 0; i < n; ++i) rope_tables(pos0 + i, &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
+    for (int64_t i = 0; i < n; ++i) {
+        deq_embd(tok_embd_.row(row_tok[i]), x + i * C, C);
+        rope_tables(row_pos[i], &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
+    }
 
-    if (s.hook) s.hook("embed", x, n * C);
+    if (s.hook) s.hook("embed", x, n_real * C);
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     const int64_t group = H / Hkv;
     const int64_t n_grain = n >= 16 ? 4 : 1;
@@ -267,8 +309,6 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
             float* const qkv_y[3] = {q, k, v};
             kernels::matmul_multi(qkv_w, qkv_y, 3, xn, n, pool, s.mm);
         }
-        float* kc = cache.k(l);
-        float* vc = cache.v(l);
         pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) {
                 float* qi = q + i * q_dim;
@@ -282,16 +322,20 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
                 const float* sn = &s.rope_sn[i * D / 2];
                 kt.rope(qi, H, D, cs, sn, c.rope_interleaved);
                 kt.rope(ki, Hkv, D, cs, sn, c.rope_interleaved);
-                std::copy(ki, ki + kv_dim, kc + (pos0 + i) * kv_dim);
-                std::copy(v + i * kv_dim, v + (i + 1) * kv_dim, vc + (pos0 + i) * kv_dim);
+                KvCache& cache = *seqs[row_seq[i]].cache;
+                std::copy(ki, ki + kv_dim, cache.k(l) + row_pos[i] * kv_dim);
+                std::copy(v + i * kv_dim, v + (i + 1) * kv_dim, cache.v(l) + row_pos[i] * kv_dim);
             }
         });
-        // Attention: one work item per (token, kv head); each covers that head's query group.
+        // Attention: one work item per (row, kv head); each covers that head's query group over
+        // its own sequence's cache.
         pool.run(n * Hkv, [&](int64_t item, int tid) {
             const int64_t i = item / Hkv, g = item % Hkv;
-            float* scores = &s.att_scores[static_cast<size_t>(tid) * (pos0 + n)];
-            kt.attention(q + i * q_dim + g * group * D, kc + g * D, vc + g * D, pos0 + i + 1, kv_dim,
-                         group, 1, D, scale, att + i * q_dim + g * group * D, scores);
+            KvCache& cache = *seqs[row_seq[i]].cache;
+            float* scores = &s.att_scores[static_cast<size_t>(tid) * max_len];
+            kt.attention(q + i * q_dim + g * group * D, cache.k(l) + g * D, cache.v(l) + g * D,
+                         row_pos[i] + 1, kv_dim, group, 1, D, scale, att + i * q_dim + g * group * D,
+                         scores);
         });
         kernels::matmul(w.wo, att, n, xn, pool, s.mm);
         pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
@@ -305,13 +349,35 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
         pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) kt.add(C, xn + i * C, x + i * C);
         });
-        if (s.hook) s.hook("layers." + std::to_string(l) + ".out", x, n * C);
+        if (s.hook) s.hook("layers." + std::to_string(l) + ".out", x, n_real * C);
     }
-    const int64_t first = n - n_out;
-    for (int64_t i = first; i < n; ++i)
-        kt.rmsnorm(x + i * C, output_norm_.ptr<float>(), xn + (i - first) * C, C, c.rms_eps);
-    if (s.hook) s.hook("final_norm", xn, n_out * C);
-    kernels::matmul(output_, xn, n_out, logits, pool, s.mm);
+    if (n_out_total == 0) return;
+    // The output rows (each seq's last n_out) go through the final norm and the vocabulary
+    // projection together.
+    for (int64_t j = 0, i = 0, o = 0; j < n_seqs; i += seqs[j].n, ++j) {
+        for (int64_t t = seqs[j].n - seqs[j].n_out; t < seqs[j].n; ++t, ++o)
+            kt.rmsnorm(x + (i + t) * C, output_norm_.ptr<float>(), xn + o * C, C, c.rms_eps);
+    }
+    if (s.hook) s.hook("final_norm", xn, n_out_total * C);
+    const SeqBatch* only = nullptr;  // the single seq with logits, written to in place
+    for (int64_t j = 0; j < n_seqs; ++j) {
+        if (seqs[j].n_out == n_out_total) only = &seqs[j];
+    }
+    if (only != nullptr && !(s.batch_invariant && n_out_total == 1)) {
+        kernels::matmul(output_, xn, n_out_total, only->logits, pool, s.mm);
+        return;
+    }
+    int64_t m_out = n_out_total;
+    if (s.batch_invariant && n_out_total == 1) {  // a lone row, doubled as above
+        std::copy(xn, xn + C, xn + C);
+        m_out = 2;
+    }
+    grow(s.out_logits, m_out * V);
+    kernels::matmul(output_, xn, m_out, s.out_logits.data(), pool, s.mm);
+    for (int64_t j = 0, o = 0; j < n_seqs; o += seqs[j].n_out, ++j) {
+        std::copy(s.out_logits.data() + o * V, s.out_logits.data() + (o + seqs[j].n_out) * V,
+                  seqs[j].logits);
+    }
 }
 
 }  // namespace llmforge

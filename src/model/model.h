@@ -55,11 +55,29 @@ struct LayerWeights {
 // Scratch buffers of one forward pass, reused between calls (grown on demand).
 struct ForwardScratch {
     std::vector<float> x, xn, q, k, v, att, gate, up, logits_in;
-    std::vector<float> rope_cs, rope_sn, att_scores;
+    std::vector<float> rope_cs, rope_sn, att_scores, out_logits;
+    std::vector<int64_t> row_seq, row_pos;  // batched forward: each row's sequence and position
+    std::vector<int32_t> row_tok;
+    // Batch-invariant mode (the server's default): a row's logits are bit-identical whatever
+    // else is in the batch. The kernels' one-row path (decode) sums in another order than their
+    // tiles, so a lone row is computed as two identical rows, and BLAS is not used. Costs some
+    // single-stream decode speed (docs/PERFORMANCE.md).
+    bool batch_invariant = false;
     kernels::MatmulScratch mm;
     // Optional observer of activations (tests, debugging): called with "embed",
     // "layers.<l>.out" (residual stream after block l) and "final_norm", each (T, C).
     std::function<void(const std::string& name, const float* data, int64_t count)> hook;
+};
+
+// One sequence's share of a batched forward pass (continuous batching: several sequences, each
+// with its own KV cache, go through the weights together as the rows of one matrix).
+struct SeqBatch {
+    KvCache* cache = nullptr;
+    const int32_t* tokens = nullptr;
+    int64_t n = 0;       // tokens at positions pos0 .. pos0+n-1
+    int64_t pos0 = 0;    // the cache must already hold rows [0, pos0)
+    float* logits = nullptr;  // (n_out, V) for the last n_out tokens
+    int64_t n_out = 0;        // 0: no logits (a prefill chunk that is not the prompt's last)
 };
 
 class Model {
@@ -85,6 +103,12 @@ public:
     // Token ids must be < V (checked: throws Error).
     void forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
                  int64_t n_out, ThreadPool& pool, ForwardScratch& s) const;
+    // The same for several sequences at once: the rows of all seqs go through every matmul
+    // together; RoPE, the cache writes and attention use each row's own position and cache.
+    // Every seq is validated first (positions, ids) and nothing runs if one is bad. With
+    // s.batch_invariant each row's result is bit-identical whatever the other rows are;
+    // otherwise it agrees to rounding.
+    void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
 
     const Tensor& tok_embd() const { return tok_embd_; }
     const Tensor& output() const { return output_; }

@@ -100,7 +100,7 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
     LF_ASSERT(gemm != nullptr);
 #if defined(LLMFORGE_HAVE_OPENBLAS)
     // Only for the best table: the scalar / explicit-ISA tables stay pure (tests compare them).
-    if (&table == &kernels() && blas_matmul(table, w, x, m, y, pool)) return;
+    if (&table == &kernels() && scratch.allow_blas && blas_matmul(table, w, x, m, y, pool)) return;
 #endif
 
     // Activations in vec_dot_type(W).

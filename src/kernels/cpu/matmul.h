@@ -27,6 +27,9 @@ public:
     // At least `bytes` bytes, 64-byte aligned; contents unspecified; valid until the next call.
     void* get(size_t bytes);
     size_t capacity() const { return cap_; }
+    // false: never hand float products to BLAS, so every M > 1 uses the built-in tiles, whose
+    // per-row arithmetic does not depend on M (batch-invariant results, see Model::forward_batch).
+    bool allow_blas = true;
 
 private:
     std::shared_ptr<uint8_t> buf_;

@@ -1,0 +1,141 @@
+// Model::forward_batch (continuous batching) against one-sequence forward on the real
+// TinyStories 260K checkpoint: several sequences at different positions, one mid-prefill, go
+// through the weights together, and each sequence's logits must be what it gets alone. With
+// q8_0 weights the kernels are row-independent, so the results must be bit-identical; with f32
+// weights they must agree to rounding.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace llmforge {
+namespace {
+
+// Every matrix whose rows are whole q8_0 blocks becomes q8_0 (others stay f32), in memory.
+void quantize_matrices(ModelFiles& files) {
+    const auto& kt = kernels::kernels();
+    for (auto& [name, t] : files.tensors) {
+        if (t.ndim() != 2 || t.dtype() != DType::F32 || t.shape()[1] % 32 != 0) continue;
+        Tensor q = Tensor::empty(DType::Q8_0, t.shape(), t.name());
+        for (int64_t r = 0; r < t.shape()[0]; ++r)
+            kt.quantize_row[static_cast<int>(DType::Q8_0)](reinterpret_cast<const float*>(t.row(r)), q.row(r),
+                                                           t.shape()[1]);
+        t = q;
+    }
+}
+
+struct Seq {
+    std::vector<int32_t> prompt;  // already in the cache before the batched step
+    std::vector<int32_t> step;    // tokens of the batched step
+    int64_t n_out;
+};
+
+// Logits of each seq's step, computed alone (forward) and together (forward_batch).
+void run_both(const Model& m, const std::vector<Seq>& seqs, int threads, bool invariant,
+              std::vector<std::vector<float>>& alone, std::vector<std::vector<float>>& together) {
+    const int64_t V = m.config().n_vocab;
+    ThreadPool pool(threads);
+    ForwardScratch s;
+    s.batch_invariant = invariant;
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<float> scratch_logits(V);
+    for (const Seq& q : seqs) {
+        caches.push_back(std::make_unique<KvCache>(m.config(), 128));
+        m.forward(q.prompt.data(), q.prompt.size(), 0, *caches.back(), scratch_logits.data(), 1, pool, s);
+        alone.emplace_back(q.n_out * V);
+        if (q.n_out > 0) {
+            KvCache c2(m.config(), 128);
+            m.forward(q.prompt.data(), q.prompt.size(), 0, c2, scratch_logits.data(), 1, pool, s);
+            m.forward(q.step.data(), q.step.size(), q.prompt.size(), c2, alone.back().data(), q.n_out, pool, s);
+        }
+    }
+    std::vector<SeqBatch> batch;
+    for (size_t j = 0; j < seqs.size(); ++j) {
+        together.emplace_back(seqs[j].n_out * V);
+        batch.push_back({caches[j].get(), seqs[j].step.data(), static_cast<int64_t>(seqs[j].step.size()),
+                         static_cast<int64_t>(seqs[j].prompt.size()),
+                         seqs[j].n_out ? together.back().data() : nullptr, seqs[j].n_out});
+    }
+    m.forward_batch(batch.data(), batch.size(), pool, s);
+}
+
+std::vector<Seq> test_seqs() {
+    // Ids of the 512-token vocabulary: decode steps at positions 3, 9 and 17, a prefill chunk
+    // with no logits and a prompt tail scored in full.
+    return {
+        {{1, 400, 261}, {302}, 1},
+        {{1, 22, 33, 44, 55, 66, 77, 88, 99}, {111}, 1},
+        {{1, 5, 6}, {70, 71, 72, 73, 74}, 0},
+        {{1, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315}, {200}, 1},
+        {{1, 9}, {10, 11, 12}, 3},
+    };
+}
+
+void expect_bit_identical(const Model& m) {
+    for (int threads : {1, 2}) {
+        std::vector<std::vector<float>> alone, together;
+        run_both(m, test_seqs(), threads, true, alone, together);
+        for (size_t j = 0; j < alone.size(); ++j) {
+            ASSERT_EQ(alone[j].size(), together[j].size());
+            EXPECT_EQ(std::memcmp(alone[j].data(), together[j].data(), alone[j].size() * sizeof(float)), 0)
+                << "seq " << j << " threads " << threads;
+        }
+    }
+}
+
+TEST(ForwardBatch, BatchInvariantQ8_0RowsAreBitIdenticalToAlone) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    ModelFiles files = open_model_files(dir + "/stories260K.bin", dir + "/tok512.bin");
+    quantize_matrices(files);
+    auto m = Model::from_files(std::move(files));
+    ASSERT_EQ(m->tok_embd().dtype(), DType::Q8_0);
+    expect_bit_identical(*m);
+}
+
+TEST(ForwardBatch, BatchInvariantF32RowsAreBitIdenticalToAlone) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    expect_bit_identical(*Model::load(dir + "/stories260K.bin", dir + "/tok512.bin"));
+}
+
+TEST(ForwardBatch, F32RowsMatchAloneToRounding) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    auto m = Model::load(dir + "/stories260K.bin", dir + "/tok512.bin");
+    std::vector<std::vector<float>> alone, together;
+    run_both(*m, test_seqs(), 2, false, alone, together);
+    for (size_t j = 0; j < alone.size(); ++j) {
+        ASSERT_EQ(alone[j].size(), together[j].size());
+        double worst = 0;
+        for (size_t i = 0; i < alone[j].size(); ++i) {
+            worst = std::max(worst, std::abs(static_cast<double>(alone[j][i]) - together[j][i]) /
+                                        std::max(1e-3, std::abs(static_cast<double>(alone[j][i]))));
+        }
+        EXPECT_LT(worst, 1e-4) << "seq " << j;
+    }
+}
+
+TEST(ForwardBatch, BadSeqIsRejectedBeforeAnythingRuns) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    auto m = Model::load(dir + "/stories260K.bin", dir + "/tok512.bin");
+    ThreadPool pool(1);
+    ForwardScratch s;
+    KvCache a(m->config(), 8), b(m->config(), 8);
+    std::vector<float> la(m->config().n_vocab);
+    const int32_t good[] = {1}, bad[] = {100000};
+    const SeqBatch batch[] = {{&a, good, 1, 0, la.data(), 1}, {&b, bad, 1, 0, nullptr, 0}};
+    try {
+        m->forward_batch(batch, 2, pool, s);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("token id 100000"), std::string::npos) << e.what();
+    }
+    const SeqBatch full[] = {{&a, good, 1, 8, la.data(), 1}};
+    EXPECT_THROW(m->forward_batch(full, 1, pool, s), Error);
+}
+
+}  // namespace
+}  // namespace llmforge
