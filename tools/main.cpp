@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     llmforge::cli::add_tokenize(app, cmds["tokenize"]);
     llmforge::cli::add_detokenize(app, cmds["detokenize"]);
     llmforge::cli::add_chat_template(app, cmds["chat-template"]);
+    llmforge::cli::add_serve(app, cmds["serve"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

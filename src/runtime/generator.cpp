@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "tokenizer/detokenizer.h"
 
 namespace llmforge {
 
@@ -31,14 +30,53 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
 
 }  // namespace
 
+TextStreamer::TextStreamer(const Tokenizer& tok, const std::vector<std::string>& stops, int32_t prev)
+    : dec_(tok, [&] {
+          StreamDecoderOptions o;
+          o.strip_leading_space_after_bos = tok.strips_dummy_prefix();
+          return o;
+      }()) {
+    for (const auto& s : stops)
+        if (!s.empty()) stops_.push_back(s);
+    if (prev >= 0 && prev == tok.bos()) dec_.feed(prev);
+}
+
+std::string TextStreamer::feed(int32_t id) {
+    if (stopped_) return {};
+    text_ += dec_.feed(id);
+    // Stop strings: search the text not yet emitted (plus overlap with what was).
+    size_t cut = std::string::npos;
+    for (const auto& s : stops_) {
+        const size_t from = emitted_ >= s.size() ? emitted_ - s.size() + 1 : 0;
+        const size_t p = text_.find(s, from);
+        if (p != std::string::npos) cut = std::min(cut, p);
+    }
+    if (cut != std::string::npos) {
+        text_.resize(std::max(cut, emitted_));
+        stopped_ = true;
+    }
+    const size_t hold = stopped_ ? 0 : held_back(text_, stops_);
+    std::string out;
+    if (text_.size() - hold > emitted_) {
+        out = text_.substr(emitted_, text_.size() - hold - emitted_);
+        emitted_ = text_.size() - hold;
+    }
+    return out;
+}
+
+std::string TextStreamer::finish() {
+    if (stopped_) return {};
+    text_ += dec_.flush();
+    std::string out = text_.substr(emitted_);
+    emitted_ = text_.size();
+    return out;
+}
+
 GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
                         const std::vector<int32_t>& prompt, const GenerateParams& params,
                         const TextCallback& on_text) {
     GenerateResult res;
     res.n_prompt = static_cast<int64_t>(prompt.size());
-    std::vector<std::string> stops;
-    for (const auto& s : params.stop)
-        if (!s.empty()) stops.push_back(s);
 
     auto t0 = std::chrono::steady_clock::now();
     for (int32_t t : prompt) sampler.accept(t);
@@ -49,17 +87,10 @@ GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
         return res;
     }
 
-    // SentencePiece: the piece right after BOS loses its leading (dummy-prefix) space.
-    StreamDecoderOptions dopt;
-    dopt.strip_leading_space_after_bos = tok.strips_dummy_prefix();
-    StreamDecoder dec(tok, dopt);
-    if (!prompt.empty() && prompt.back() == tok.bos()) dec.feed(prompt.back());
-    size_t emitted = 0;   // bytes of res.text already handed out
-
+    TextStreamer stream(tok, params.stop, prompt.empty() ? -1 : prompt.back());
     auto t1 = std::chrono::steady_clock::now();
     res.finish_reason = "length";
     bool cancelled = false;
-    bool stop_string = false;
     for (int64_t i = 0; i < params.max_tokens; ++i) {
         const int32_t id = sampler.sample(ctx.logits().data(), static_cast<int64_t>(ctx.logits().size()));
         if ((params.stop_on_bos && id == tok.bos()) || tok.is_eog(id)) {
@@ -68,31 +99,10 @@ GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
         }
         sampler.accept(id);
         res.tokens.push_back(id);
-        res.text += dec.feed(id);
-        // Stop strings: search the text not yet emitted (plus overlap with what was).
-        bool stopped = false;
-        if (!stops.empty()) {
-            size_t cut = std::string::npos;
-            for (const auto& s : stops) {
-                const size_t from = emitted >= s.size() ? emitted - s.size() + 1 : 0;
-                const size_t p = res.text.find(s, from);
-                if (p != std::string::npos) cut = std::min(cut, p);
-            }
-            if (cut != std::string::npos) {
-                res.text.resize(std::max(cut, emitted));
-                stopped = true;
-            }
-        }
-        const size_t hold = stopped ? 0 : held_back(res.text, stops);
-        if (res.text.size() - hold > emitted) {
-            if (on_text && !on_text(std::string_view(res.text).substr(emitted, res.text.size() - hold - emitted))) {
-                cancelled = true;
-            }
-            emitted = res.text.size() - hold;
-        }
-        if (stopped) {
+        const std::string piece = stream.feed(id);
+        if (!piece.empty() && on_text && !on_text(piece)) cancelled = true;
+        if (stream.stopped()) {
             res.finish_reason = "stop";
-            stop_string = true;
             break;
         }
         if (cancelled) {
@@ -107,10 +117,11 @@ GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
             ctx.decode({id});
         }
     }
-    if (!stop_string && !cancelled) {
-        res.text += dec.flush();
-        if (on_text && res.text.size() > emitted) on_text(std::string_view(res.text).substr(emitted));
+    if (!stream.stopped() && !cancelled) {
+        const std::string rest = stream.finish();
+        if (on_text && !rest.empty()) on_text(rest);
     }
+    res.text = stream.text();
     res.decode_seconds = seconds_since(t1);
     return res;
 }

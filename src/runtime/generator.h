@@ -14,6 +14,7 @@
 
 #include "runtime/context.h"
 #include "runtime/sampler.h"
+#include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llmforge {
@@ -30,6 +31,29 @@ struct GenerateResult {
     std::string finish_reason;    // "stop" (EOG, BOS or stop string), "length", "cancelled"
     int64_t n_prompt = 0;
     double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// Generated ids -> final text, one token at a time: UTF-8 safe, and holding back text that may
+// still turn into a stop string. Shared by generate() and the server's batched loop.
+class TextStreamer {
+public:
+    // prev: the last prompt token (-1 if none); SentencePiece drops the dummy-prefix space of the
+    // piece right after BOS.
+    TextStreamer(const Tokenizer& tok, const std::vector<std::string>& stops, int32_t prev);
+    // Appends id's text; returns the text that became final (possibly empty). After a stop string
+    // matched, stopped() is true and the text ends before it.
+    std::string feed(int32_t id);
+    // The end of generation without a stop string: the rest of the held-back text.
+    std::string finish();
+    bool stopped() const { return stopped_; }
+    const std::string& text() const { return text_; }
+
+private:
+    std::vector<std::string> stops_;
+    StreamDecoder dec_;
+    std::string text_;
+    size_t emitted_ = 0;
+    bool stopped_ = false;
 };
 
 // on_text receives each piece of text as it becomes final; returning false cancels.

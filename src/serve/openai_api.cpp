@@ -1,0 +1,405 @@
+#include "serve/openai_api.h"
+
+// GCC 12 at -O3 reports a false -Wrestrict inside std::string's operator+ (GCC bug 105651) for
+// the error-message concatenations below.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
+#include <random>
+
+#include "core/error.h"
+
+namespace llmforge::serve {
+
+using nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+ApiError::ApiError(int s, std::string message, std::string t, std::string p, std::string c)
+    : std::runtime_error(std::move(message)), status(s), type(std::move(t)), param(std::move(p)), code(std::move(c)) {}
+
+json ApiError::body() const {
+    json e = {{"message", what()}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+    if (!param.empty()) e["param"] = param;
+    if (!code.empty()) e["code"] = code;
+    return {{"error", e}};
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+namespace {
+
+const char* type_name(const json& v) {
+    switch (v.type()) {
+        case json::value_t::null: return "null";
+        case json::value_t::boolean: return "boolean";
+        case json::value_t::string: return "string";
+        case json::value_t::array: return "array";
+        case json::value_t::object: return "object";
+        case json::value_t::number_float: return "number";
+        default: return "integer";
+    }
+}
+
+[[noreturn]] void bad(const std::string& param, const std::string& msg) { throw ApiError(400, msg, "invalid_request_error", param); }
+
+[[noreturn]] void bad_type(const std::string& param, const char* expected, const json& v) {
+    bad(param, "'" + param + "' must be " + expected + ", found " + type_name(v));
+}
+
+// Optional typed fields: absent or null means the default.
+const json* field(const json& body, const char* name) {
+    auto it = body.find(name);
+    return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+double number(const json& body, const char* name, double def, double lo, double hi) {
+    const json* v = field(body, name);
+    if (v == nullptr) return def;
+    if (!v->is_number()) bad_type(name, "a number", *v);
+    const double x = v->get<double>();
+    if (!(x >= lo && x <= hi)) {
+        bad(name, "'" + std::string(name) + "' is " + v->dump() + ", expected a value in [" + json(lo).dump() + ", " +
+                      json(hi).dump() + "]");
+    }
+    return x;
+}
+
+int64_t integer(const json& body, const char* name, int64_t def, int64_t lo, int64_t hi) {
+    const json* v = field(body, name);
+    if (v == nullptr) return def;
+    if (!v->is_number_integer() && !(v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>())))) {
+        bad_type(name, "an integer", *v);
+    }
+    const int64_t x = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(v->get<double>());
+    if (x < lo || x > hi) {
+        bad(name, "'" + std::string(name) + "' is " + std::to_string(x) + ", expected " + std::to_string(lo) + ".." +
+                      std::to_string(hi));
+    }
+    return x;
+}
+
+bool boolean(const json& body, const char* name, bool def) {
+    const json* v = field(body, name);
+    if (v == nullptr) return def;
+    if (!v->is_boolean()) bad_type(name, "a boolean", *v);
+    return v->get<bool>();
+}
+
+// Message content: a string, null, or an array of {"type": "text", "text": ...} parts.
+std::string content_text(const json& c, size_t i) {
+    const std::string where = "messages[" + std::to_string(i) + "].content";
+    if (c.is_null()) return "";
+    if (c.is_string()) return c.get<std::string>();
+    if (!c.is_array()) bad_type(where, "a string or an array of content parts", c);
+    std::string out;
+    for (const auto& part : c) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+            bad(where, "'" + where + "' parts must be {\"type\": \"text\", \"text\": STRING} (this model reads text only)");
+        }
+        out += part["text"].get<std::string>();
+    }
+    return out;
+}
+
+std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m) {
+    const json* msgs = field(body, "messages");
+    if (msgs == nullptr) bad("messages", "'messages' is required");
+    if (!msgs->is_array()) bad_type("messages", "an array", *msgs);
+    if (msgs->empty()) bad("messages", "'messages' must hold at least one message");
+    ChatTemplateInputs in;
+    in.messages = ojson::array();
+    for (size_t i = 0; i < msgs->size(); ++i) {
+        const json& msg = (*msgs)[i];
+        const std::string where = "messages[" + std::to_string(i) + "]";
+        if (!msg.is_object()) bad_type(where, "an object", msg);
+        if (!msg.contains("role") || !msg["role"].is_string()) bad(where + ".role", "'" + where + ".role' must be a string");
+        const std::string role = msg["role"].get<std::string>();
+        if (role != "system" && role != "user" && role != "assistant" && role != "tool" && role != "developer") {
+            bad(where + ".role", "'" + where + ".role' is '" + role +
+                                     "', expected system, developer, user, assistant or tool");
+        }
+        ojson o = ojson::parse(msg.dump());
+        o["role"] = role == "developer" ? "system" : role;
+        o["content"] = content_text(msg.contains("content") ? msg["content"] : json(), i);
+        in.messages.push_back(std::move(o));
+    }
+    if (const json* t = field(body, "tools")) in.tools = ojson::parse(t->dump());
+    const Tokenizer& tok = *m.tokenizer;
+    if (tok.bos() >= 0) in.bos_token = tok.token_text(tok.bos());
+    if (tok.eos() >= 0) in.eos_token = tok.token_text(tok.eos());
+    std::string text;
+    try {
+        text = m.chat_template->render(in);
+    } catch (const Error& e) {
+        bad("messages", std::string("the chat template failed on these messages: ") + e.what());
+    }
+    // Templates that write BOS themselves (Llama 3) must not get a second one.
+    const bool has_bos = !in.bos_token.empty() && text.compare(0, in.bos_token.size(), in.bos_token) == 0;
+    return tok.encode(text, tok.add_bos_default() && !has_bos, true);
+}
+
+// Completions prompts: a string, an array of strings, an array of token ids, or an array of those.
+std::vector<std::vector<int32_t>> completion_prompts(const json& body, const ServedModel& m,
+                                                     std::vector<std::string>& texts) {
+    const json* p = field(body, "prompt");
+    if (p == nullptr) bad("prompt", "'prompt' is required");
+    const Tokenizer& tok = *m.tokenizer;
+    auto one = [&](const json& v) -> std::vector<int32_t> {
+        if (v.is_string()) {
+            texts.push_back(v.get<std::string>());
+            return tok.encode(v.get<std::string>(), tok.add_bos_default(), true);
+        }
+        if (v.is_array() && !v.empty() && v[0].is_number_integer()) {
+            std::vector<int32_t> ids;
+            for (const auto& x : v) {
+                if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.n_vocab()) {
+                    bad("prompt", "token ids in 'prompt' must be integers in 0.." + std::to_string(tok.n_vocab() - 1) +
+                                      ", found " + x.dump());
+                }
+                ids.push_back(x.get<int32_t>());
+            }
+            texts.push_back(tok.decode(ids));
+            return ids;
+        }
+        bad_type("prompt", "a string, an array of strings or an array of token ids", v);
+    };
+    std::vector<std::vector<int32_t>> out;
+    if (p->is_array() && !p->empty() && !(*p)[0].is_number_integer()) {
+        if (p->size() > 16) bad("prompt", "at most 16 prompts per request, found " + std::to_string(p->size()));
+        for (const auto& v : *p) out.push_back(one(v));
+    } else {
+        out.push_back(one(*p));
+    }
+    return out;
+}
+
+std::vector<std::string> stops(const json& body) {
+    const json* s = field(body, "stop");
+    if (s == nullptr) return {};
+    if (s->is_string()) return {s->get<std::string>()};
+    if (!s->is_array()) bad_type("stop", "a string or an array of strings", *s);
+    if (s->size() > 4) bad("stop", "'stop' holds at most 4 strings, found " + std::to_string(s->size()));
+    std::vector<std::string> out;
+    for (const auto& x : *s) {
+        if (!x.is_string()) bad_type("stop", "a string or an array of strings", x);
+        out.push_back(x.get<std::string>());
+    }
+    return out;
+}
+
+}  // namespace
+
+ParsedRequest parse_request(const std::string& text, bool chat, const std::shared_ptr<const ServedModel>& m,
+                            const ApiLimits& limits) {
+    json body;
+    try {
+        body = json::parse(text);
+    } catch (const json::parse_error& e) {
+        throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what() +
+                                " (hint: send Content-Type: application/json with a JSON object)");
+    }
+    if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, found ") + type_name(body));
+    ParsedRequest r;
+    r.chat = chat;
+    r.model_id = m->id;
+    if (const json* mv = field(body, "model")) {
+        if (!mv->is_string()) bad_type("model", "a string", *mv);
+        if (mv->get<std::string>() != m->id) {
+            throw ApiError(404, "The model '" + mv->get<std::string>() + "' does not exist (this server serves '" + m->id + "')",
+                           "invalid_request_error", "model", "model_not_found");
+        }
+    }
+    r.stream = boolean(body, "stream", false);
+    if (const json* so = field(body, "stream_options")) {
+        if (!so->is_object()) bad_type("stream_options", "an object", *so);
+        r.include_usage = boolean(*so, "include_usage", false);
+    }
+    r.n = static_cast<int>(integer(body, "n", 1, 1, limits.max_n));
+    SamplerParams sp;
+    sp.temperature = static_cast<float>(number(body, "temperature", 1.0, 0, 2));
+    sp.top_p = static_cast<float>(number(body, "top_p", 1.0, 0, 1));
+    sp.top_k = static_cast<int32_t>(integer(body, "top_k", 0, 0, 1 << 20));
+    sp.min_p = static_cast<float>(number(body, "min_p", 0.0, 0, 1));
+    sp.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2, 2));
+    sp.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2, 2));
+    sp.repeat_penalty = static_cast<float>(number(body, "repeat_penalty", 1.0, 0, 10));
+    const json* seed_v = field(body, "seed");
+    uint64_t seed = seed_v ? static_cast<uint64_t>(integer(body, "seed", 0, INT64_MIN, INT64_MAX)) : std::random_device{}();
+    if (chat) {
+        r.logprobs = boolean(body, "logprobs", false);
+        r.top_logprobs = static_cast<int>(integer(body, "top_logprobs", 0, 0, 20));
+        if (field(body, "top_logprobs") && !r.logprobs) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    } else {
+        const json* lp = field(body, "logprobs");
+        if (lp != nullptr) {
+            r.logprobs = true;
+            r.top_logprobs = static_cast<int>(integer(body, "logprobs", 0, 0, 20));
+        }
+        r.echo = boolean(body, "echo", false);
+        if (field(body, "suffix")) bad("suffix", "'suffix' (insertion) is not supported by this server");
+    }
+    const char* max_name = chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const json* mt = field(body, max_name);
+    int64_t max_tokens = -1;
+    if (mt != nullptr) {
+        max_tokens = integer(body, max_name, 16, 1, INT64_MAX);
+        if (max_tokens > limits.max_tokens_cap) {
+            bad(max_name, "'" + std::string(max_name) + "' is " + std::to_string(max_tokens) + ", above this server's cap of " +
+                              std::to_string(limits.max_tokens_cap) + " (hint: ask for fewer tokens)");
+        }
+    } else if (!chat) {
+        max_tokens = 16;  // OpenAI's completions default
+    }
+    std::vector<std::string> stop = stops(body);
+
+    std::vector<std::vector<int32_t>> prompts;
+    if (chat) {
+        prompts.push_back(chat_prompt(body, *m));
+        for (const auto& s : m->extra_stops) stop.push_back(s);
+    } else {
+        prompts = completion_prompts(body, *m, r.prompts_text);
+    }
+    for (size_t p = 0; p < prompts.size(); ++p) {
+        const int64_t np = static_cast<int64_t>(prompts[p].size());
+        if (np == 0) bad(chat ? "messages" : "prompt", "the prompt is empty (it tokenises to no tokens)");
+        int64_t mt_p = max_tokens;
+        if (mt_p < 0) mt_p = std::min(limits.max_tokens_cap, limits.n_ctx - np);
+        if (np + mt_p > limits.n_ctx || mt_p < 1) {
+            throw ApiError(400,
+                           "This model's maximum context length is " + std::to_string(limits.n_ctx) + " tokens. However, you requested " +
+                               std::to_string(np + std::max<int64_t>(mt_p, 1)) + " tokens (" + std::to_string(np) + " in the prompt, " +
+                               std::to_string(std::max<int64_t>(mt_p, 1)) + " for the completion). Please reduce the prompt or max_tokens.",
+                           "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
+        }
+        r.prompt_tokens += np;
+        for (int i = 0; i < r.n; ++i) {
+            SeqRequest s;
+            s.model = m;
+            s.index = static_cast<int>(p) * r.n + i;
+            s.prompt = prompts[p];
+            s.sampling = sp;
+            s.sampling.seed = seed + static_cast<uint64_t>(s.index);
+            s.max_tokens = mt_p;
+            s.stop = stop;
+            s.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+            r.seqs.push_back(std::move(s));
+        }
+    }
+    return r;
+}
+
+// ------------------------------------------------------------------------------------ responses
+
+namespace {
+
+json bytes_of(const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(static_cast<int>(c));
+    return b;
+}
+
+json chat_logprob_entry(const Event& e, const Tokenizer& tok) {
+    const std::string piece = tok.token_to_piece(e.token.id);
+    json top = json::array();
+    for (const auto& t : e.top) {
+        const std::string p = tok.token_to_piece(t.id);
+        top.push_back({{"token", p}, {"logprob", t.logprob}, {"bytes", bytes_of(p)}});
+    }
+    return {{"token", piece}, {"logprob", e.token.logprob}, {"bytes", bytes_of(piece)}, {"top_logprobs", top}};
+}
+
+// Completions' legacy shape: parallel arrays.
+json completion_logprobs(const std::vector<Event>& tokens, const Tokenizer& tok, size_t offset0) {
+    json toks = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+    size_t off = offset0;
+    for (const auto& e : tokens) {
+        const std::string piece = tok.token_to_piece(e.token.id);
+        toks.push_back(piece);
+        lps.push_back(e.token.logprob);
+        json top = json::object();
+        for (const auto& t : e.top) top[tok.token_to_piece(t.id)] = t.logprob;
+        tops.push_back(top);
+        offs.push_back(off);
+        off += piece.size();
+    }
+    return {{"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+std::string wire_reason(const std::string& r) { return r == "cancelled" ? "length" : r; }
+
+}  // namespace
+
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens) {
+    return {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", completion_tokens},
+            {"total_tokens", prompt_tokens + completion_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
+}
+
+json response_json(const ParsedRequest& r, const std::string& id, int64_t created,
+                   const std::vector<ChoiceResult>& choices, const Tokenizer& tok) {
+    json out = {{"id", id},
+                {"object", r.chat ? "chat.completion" : "text_completion"},
+                {"created", created},
+                {"model", r.model_id},
+                {"system_fingerprint", "llmforge"}};
+    json arr = json::array();
+    int64_t completion = 0, cached = 0;
+    for (size_t i = 0; i < choices.size(); ++i) {
+        const ChoiceResult& c = choices[i];
+        completion += c.completion_tokens;
+        if (i % r.n == 0) cached += c.cached_tokens;
+        json ch = {{"index", i}, {"finish_reason", wire_reason(c.finish_reason)}};
+        if (r.chat) {
+            ch["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+            if (r.logprobs) {
+                json content = json::array();
+                for (const auto& e : c.tokens) content.push_back(chat_logprob_entry(e, tok));
+                ch["logprobs"] = {{"content", content}, {"refusal", nullptr}};
+            } else {
+                ch["logprobs"] = nullptr;
+            }
+        } else {
+            const std::string prefix = r.echo ? r.prompts_text[i / r.n] : "";
+            ch["text"] = prefix + c.text;
+            ch["logprobs"] = r.logprobs ? completion_logprobs(c.tokens, tok, prefix.size()) : json(nullptr);
+        }
+        arr.push_back(std::move(ch));
+    }
+    out["choices"] = std::move(arr);
+    out["usage"] = usage_json(r.prompt_tokens, completion, cached);
+    return out;
+}
+
+json chunk_json(const ParsedRequest& r, const std::string& id, int64_t created, const Event* ev,
+                const Tokenizer& tok, bool role_chunk) {
+    json out = {{"id", id},
+                {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created},
+                {"model", r.model_id},
+                {"system_fingerprint", "llmforge"}};
+    json choices = json::array();
+    if (ev != nullptr) {
+        json ch = {{"index", ev->index}, {"finish_reason", nullptr}, {"logprobs", nullptr}};
+        if (ev->kind == Event::kDone) ch["finish_reason"] = wire_reason(ev->finish_reason);
+        const bool tok_ev = ev->kind == Event::kToken && !role_chunk;
+        if (r.chat) {
+            json delta = json::object();
+            if (role_chunk) delta = {{"role", "assistant"}, {"content", ""}};
+            if (tok_ev) delta["content"] = ev->text;
+            ch["delta"] = delta;
+            if (tok_ev && r.logprobs && ev->token.id >= 0)
+                ch["logprobs"] = {{"content", json::array({chat_logprob_entry(*ev, tok)})}, {"refusal", nullptr}};
+        } else {
+            ch["text"] = tok_ev ? ev->text : "";
+            if (tok_ev && r.logprobs && ev->token.id >= 0) ch["logprobs"] = completion_logprobs({*ev}, tok, 0);
+        }
+        choices.push_back(std::move(ch));
+    }
+    out["choices"] = std::move(choices);
+    if (r.include_usage) out["usage"] = nullptr;
+    return out;
+}
+
+}  // namespace llmforge::serve

@@ -1,0 +1,537 @@
+#include "serve/server.h"
+
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <filesystem>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "core/error.h"
+#include "serve/openai_api.h"
+
+namespace llmforge::serve {
+
+using nlohmann::json;
+
+extern const unsigned char kWebPage[];
+extern const size_t kWebPageSize;
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string random_id(const char* prefix) {
+    static std::mutex mu;
+    static std::mt19937_64 rng{std::random_device{}()};
+    std::lock_guard<std::mutex> lk(mu);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%s%016llx", prefix, static_cast<unsigned long long>(rng()));
+    return buf;
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+    res.status = e.status;
+    res.set_content(dump(e.body()), "application/json");
+}
+
+// Prometheus label value escaping (backslash, quote, newline).
+std::string label(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '\\' || c == '"') o += '\\';
+        if (c == '\n') {
+            o += "\\n";
+            continue;
+        }
+        o += c;
+    }
+    return o;
+}
+
+
+// A cumulative histogram in Prometheus' shape.
+struct Histogram {
+    std::vector<double> bounds;
+    std::vector<uint64_t> counts;  // per bound, plus +Inf
+    double sum = 0;
+    uint64_t n = 0;
+    explicit Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
+    void add(double v) {
+        size_t i = 0;
+        while (i < bounds.size() && v > bounds[i]) ++i;
+        counts[i]++;
+        sum += v;
+        n++;
+    }
+    void write(std::ostringstream& o, const char* name, const char* help) const {
+        o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " histogram\n";
+        uint64_t cum = 0;
+        for (size_t i = 0; i < bounds.size(); ++i) {
+            cum += counts[i];
+            o << name << "_bucket{le=\"" << prometheus_number(bounds[i]) << "\"} " << cum << '\n';
+        }
+        o << name << "_bucket{le=\"+Inf\"} " << n << '\n' << name << "_sum " << prometheus_number(sum) << '\n' << name << "_count " << n << '\n';
+    }
+};
+
+const std::vector<double> kLatencyBuckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+
+thread_local double t_request_start = 0;
+
+// cpp-httplib 0.11 (Debian 12) listens with a backlog of 5, compiled into the library: a burst
+// of clients overflows it and some connections are dropped (seen as read errors with 32
+// concurrent clients). Linux lets listen() be called again to enlarge the backlog, so find our
+// listening socket by its port and do that.
+void widen_listen_backlog(int port) {
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        int fd = -1;
+        try {
+            fd = std::stoi(e.path().filename().string());
+        } catch (...) {
+            continue;
+        }
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+        sockaddr_storage addr{};
+        socklen_t alen = sizeof addr;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+        int p = -1;
+        if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+        if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+        if (p == port) ::listen(fd, SOMAXCONN);
+    }
+}
+
+}  // namespace
+
+struct Server::Metrics {
+    std::mutex mu;
+    std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status)
+    Histogram duration{kLatencyBuckets}, ttft{kLatencyBuckets};
+    uint64_t reloads_ok = 0, reloads_failed = 0, rejected_queue_full = 0;
+    uint64_t prompt_tokens = 0, generated_tokens = 0, lookup = 0, hits = 0;
+};
+
+Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)), metrics_(std::make_unique<Metrics>()) {}
+
+Server::~Server() {
+    if (engine_) engine_->shutdown();
+}
+
+void Server::reload(const std::string& path_in) {
+    std::lock_guard<std::mutex> lk(reload_mu_);
+    if (!engine_) fail("reload: the server has no model yet");
+    auto old = engine_->model();
+    const std::string path = path_in.empty() ? old->path : path_in;
+    ModelOptions opt = cfg_.model_options;
+    opt.alias = old->id;  // clients keep using the same name across reloads
+    if (path != cfg_.model_path) opt.tokenizer_path.clear();  // the override belonged to the first model
+    std::shared_ptr<const ServedModel> m;
+    try {
+        m = load_served_model(path, opt);
+    } catch (const Error&) {
+        std::lock_guard<std::mutex> g(metrics_->mu);
+        metrics_->reloads_failed++;
+        throw;
+    }
+    engine_->swap_model(m);
+    drift_->reset();
+    std::lock_guard<std::mutex> g(metrics_->mu);
+    metrics_->reloads_ok++;
+    std::fprintf(stderr, "llmforge serve: reloaded model '%s' from %s\n", m->id.c_str(), path.c_str());
+}
+
+void Server::shutdown() {
+    if (draining_.exchange(true)) return;
+    std::fprintf(stderr, "llmforge serve: shutting down (waiting up to %.0f s for running requests)\n",
+                 cfg_.shutdown_grace_s);
+    const double deadline = now_s() + cfg_.shutdown_grace_s;
+    while (engine_ && !engine_->idle() && now_s() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (engine_) engine_->shutdown();  // cancels what is left; their handlers then finish
+    if (http_) http_->stop();
+}
+
+void Server::run() {
+    auto model = load_served_model(cfg_.model_path, cfg_.model_options);
+    drift_ = std::make_unique<DriftMonitor>(cfg_.drift);
+    engine_ = std::make_unique<Engine>(model, cfg_.engine, drift_.get());
+    http_ = std::make_unique<httplib::Server>();
+    const int threads = cfg_.http_threads;
+    http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http_->set_payload_max_length(cfg_.max_body_bytes);
+    http_->set_read_timeout(30, 0);
+    http_->set_write_timeout(30, 0);
+    routes();
+    int port = cfg_.port;
+    if (port == 0) {
+        port = http_->bind_to_any_port(cfg_.host);
+        if (port <= 0) fail("serve: cannot bind %s on any port", cfg_.host.c_str());
+    } else if (!http_->bind_to_port(cfg_.host, port)) {
+        fail("serve: cannot bind %s:%d (in use, or not an address of this machine?); hint: --port 0 picks a free one",
+             cfg_.host.c_str(), port);
+    }
+    widen_listen_backlog(port);
+    if (draining_) return;  // a signal came while loading
+    ready_ = true;
+    std::fprintf(stderr, "llmforge serve: model '%s' (%s), %d slots x %lld tokens, %d threads\n", model->id.c_str(),
+                 model->path.c_str(), cfg_.engine.slots, (long long)cfg_.engine.n_ctx, cfg_.engine.threads);
+    if (model->template_is_fallback)
+        std::fprintf(stderr, "llmforge serve: the model has no chat template; using ChatML\n");
+    std::fprintf(stderr, "llmforge serve: listening on http://%s:%d\n", cfg_.host.c_str(), port);
+    std::fflush(stderr);
+    http_->listen_after_bind();
+    engine_->shutdown();
+}
+
+std::string Server::metrics() {
+    const EngineStats es = engine_->stats();
+    std::ostringstream o;
+    std::lock_guard<std::mutex> lk(metrics_->mu);
+    Metrics& m = *metrics_;
+    for (double t : es.ttft_seconds) m.ttft.add(t);
+    o << "# HELP llmforge_requests_total HTTP requests by endpoint and status code.\n"
+         "# TYPE llmforge_requests_total counter\n";
+    for (const auto& [k, v] : m.requests)
+        o << "llmforge_requests_total{endpoint=\"" << label(k.first) << "\",status=\"" << k.second << "\"} " << v << '\n';
+    auto counter = [&](const char* name, const char* help, double v) {
+        o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " counter\n" << name << ' ' << prometheus_number(v) << '\n';
+    };
+    auto gauge = [&](const char* name, const char* help, double v) {
+        o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " gauge\n" << name << ' ' << prometheus_number(v) << '\n';
+    };
+    counter("llmforge_prompt_tokens_total", "Prompt tokens run through the model (cache hits excluded).",
+            static_cast<double>(es.prompt_tokens));
+    counter("llmforge_generated_tokens_total", "Tokens generated.", static_cast<double>(es.generated_tokens));
+    counter("llmforge_prefix_cache_lookup_tokens_total", "Prompt tokens looked up in the prefix cache.",
+            static_cast<double>(es.prefix_lookup_tokens));
+    counter("llmforge_prefix_cache_hit_tokens_total", "Prompt tokens whose K/V came from the prefix cache.",
+            static_cast<double>(es.prefix_hit_tokens));
+    gauge("llmforge_prefix_cache_hit_ratio", "Share of prompt tokens served from the prefix cache since start.",
+          es.prefix_lookup_tokens ? static_cast<double>(es.prefix_hit_tokens) / es.prefix_lookup_tokens : 0.0);
+    gauge("llmforge_prefix_cache_bytes", "Bytes held by the prefix cache's K/V blocks.",
+          static_cast<double>(es.prefix_cache_bytes));
+    gauge("llmforge_kv_cache_bytes", "Bytes of the slots' KV caches.", static_cast<double>(es.kv_cache_bytes));
+    gauge("llmforge_slots_total", "Sequences the engine runs at once.", es.slots);
+    gauge("llmforge_slots_busy", "Slots running a sequence.", es.slots_busy);
+    gauge("llmforge_queue_depth", "Sequences waiting for a slot.", static_cast<double>(es.queue_depth));
+    counter("llmforge_engine_steps_total", "Batched forward steps.", static_cast<double>(es.steps));
+    counter("llmforge_engine_busy_seconds_total", "Time the engine spent in forward steps.", es.busy_seconds);
+    counter("llmforge_sequences_total", "Sequences finished (choices).", static_cast<double>(es.sequences_done));
+    counter("llmforge_rejected_queue_full_total", "Requests refused with 503 because the queue was full.",
+            static_cast<double>(m.rejected_queue_full));
+    o << "# HELP llmforge_model_reloads_total Model reloads by result.\n# TYPE llmforge_model_reloads_total counter\n"
+      << "llmforge_model_reloads_total{result=\"ok\"} " << m.reloads_ok << '\n'
+      << "llmforge_model_reloads_total{result=\"failed\"} " << m.reloads_failed << '\n';
+    m.ttft.write(o, "llmforge_time_to_first_token_seconds", "From request queued to its first token.");
+    m.duration.write(o, "llmforge_request_duration_seconds", "HTTP request duration.");
+    o << drift_->prometheus();
+    return o.str();
+}
+
+void Server::routes() {
+    httplib::Server& s = *http_;
+    const std::string api_key = cfg_.api_key, admin_key = cfg_.admin_key;
+
+    s.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+        t_request_start = now_s();
+        res.set_header("Access-Control-Allow-Origin", "*");
+        return httplib::Server::HandlerResponse::Unhandled;
+    });
+    s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+        const double dt = now_s() - t_request_start;
+        static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                      "/metrics", "/", "/admin/reload", "/admin/drift"};
+        std::string endpoint = "other";
+        for (const char* k : known)
+            if (req.path == k) endpoint = k;
+        if (req.path.rfind("/v1/models/", 0) == 0) endpoint = "/v1/models";
+        {
+            std::lock_guard<std::mutex> lk(metrics_->mu);
+            metrics_->requests[{endpoint, res.status}]++;
+            metrics_->duration.add(dt);
+        }
+        if (endpoint == "/metrics" || endpoint == "/health") return;  // scrapes and probes: no log line
+        char ts[32];
+        const std::time_t t = std::time(nullptr);
+        std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+        const json line = {{"ts", ts},         {"remote", req.remote_addr}, {"method", req.method},
+                           {"path", req.path}, {"status", res.status},      {"ms", std::round(dt * 1e4) / 10},
+                           {"bytes_in", req.body.size()}};
+        std::fprintf(stderr, "%s\n", dump(line).c_str());
+    });
+    // Errors raised by httplib itself (404 route, 413 body too large, 400 bad request) get
+    // OpenAI's JSON shape too.
+    s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return;
+        if (res.status == 413) {
+            send_error(res, ApiError(413, "the request body is too large (hint: lower it or raise --max-body)",
+                                     "invalid_request_error", "", "request_too_large"));
+        } else if (res.status == 404) {
+            send_error(res, ApiError(404, "no route for " + req.method + " " + req.path +
+                                              " (endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)",
+                                     "invalid_request_error", "", "not_found"));
+        } else {
+            send_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
+        }
+    });
+    s.Options(".*", [](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.status = 204;
+    });
+
+    auto authorized = [](const httplib::Request& req, const std::string& key) {
+        return key.empty() || req.get_header_value("Authorization") == "Bearer " + key;
+    };
+    auto need_key = [authorized](const httplib::Request& req, httplib::Response& res, const std::string& key) {
+        if (authorized(req, key)) return true;
+        send_error(res, ApiError(401,
+                                 req.has_header("Authorization")
+                                     ? "Incorrect API key provided (hint: Authorization: Bearer KEY with the server's --api-key)"
+                                     : "You didn't provide an API key (hint: Authorization: Bearer KEY)",
+                                 "authentication_error", "", "invalid_api_key"));
+        return false;
+    };
+    auto need_admin = [this, authorized](const httplib::Request& req, httplib::Response& res) {
+        if (cfg_.admin_key.empty()) {
+            send_error(res, ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)",
+                                     "permission_error"));
+            return false;
+        }
+        if (authorized(req, cfg_.admin_key)) return true;
+        send_error(res, ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)",
+                                 "authentication_error", "", "invalid_api_key"));
+        return false;
+    };
+
+    s.Get("/", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content(reinterpret_cast<const char*>(kWebPage), kWebPageSize, "text/html; charset=utf-8");
+    });
+    s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+        if (draining_) {
+            res.status = 503;
+            res.set_content(R"({"status":"shutting down"})", "application/json");
+        } else if (!ready_) {
+            res.status = 503;
+            res.set_content(R"({"status":"loading"})", "application/json");
+        } else {
+            res.set_content(dump({{"status", "ok"}, {"model", engine_->model()->id}}), "application/json");
+        }
+    });
+    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    auto model_json = [](const ServedModel& m) {
+        return json{{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "llmforge"}};
+    };
+    s.Get("/v1/models", [this, need_key, api_key, model_json](const httplib::Request& req, httplib::Response& res) {
+        if (!need_key(req, res, api_key)) return;
+        res.set_content(dump({{"object", "list"}, {"data", json::array({model_json(*engine_->model())})}}),
+                        "application/json");
+    });
+    s.Get(R"(/v1/models/(.+))", [this, need_key, api_key, model_json](const httplib::Request& req, httplib::Response& res) {
+        if (!need_key(req, res, api_key)) return;
+        auto m = engine_->model();
+        if (req.matches[1] != m->id) {
+            send_error(res, ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist",
+                                     "invalid_request_error", "model", "model_not_found"));
+            return;
+        }
+        res.set_content(dump(model_json(*m)), "application/json");
+    });
+
+    auto generate = [this, need_key, api_key](bool chat) {
+        return [this, need_key, api_key, chat](const httplib::Request& req, httplib::Response& res) {
+            if (!need_key(req, res, api_key)) return;
+            if (draining_) {
+                res.set_header("Retry-After", "5");
+                send_error(res, ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"));
+                return;
+            }
+            auto model = engine_->model();
+            ApiLimits lim{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx};
+            auto pr = std::make_shared<ParsedRequest>();
+            try {
+                *pr = parse_request(req.body, chat, model, lim);
+            } catch (const ApiError& e) {
+                send_error(res, e);
+                return;
+            } catch (const Error& e) {
+                send_error(res, ApiError(400, e.what()));
+                return;
+            }
+            auto stream = std::make_shared<RequestStream>();
+            const size_t n_seqs = pr->seqs.size();
+            for (auto& sq : pr->seqs) sq.stream = stream;
+            if (!engine_->submit(std::move(pr->seqs))) {
+                {
+                    std::lock_guard<std::mutex> lk(metrics_->mu);
+                    metrics_->rejected_queue_full++;
+                }
+                res.set_header("Retry-After", "1");
+                send_error(res, ApiError(503, "the server is busy: the request queue is full (hint: retry after a second)",
+                                         "server_error", "", "server_overloaded"));
+                return;
+            }
+            const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
+            const int64_t created = static_cast<int64_t>(std::time(nullptr));
+            const double deadline = now_s() + cfg_.timeout_s;
+            if (!pr->stream) {
+                std::vector<ChoiceResult> choices(n_seqs);
+                size_t done = 0;
+                std::string error;
+                Event e;
+                while (done < n_seqs) {
+                    if (!stream->pop(e, 100)) {
+                        if (now_s() > deadline) stream->cancel();
+                        continue;
+                    }
+                    ChoiceResult& c = choices[e.index];
+                    if (e.kind == Event::kToken) {
+                        c.text += e.text;
+                        if (e.token.id >= 0) c.tokens.push_back(std::move(e));
+                    } else if (e.kind == Event::kDone) {
+                        c.finish_reason = e.finish_reason;
+                        c.completion_tokens = e.completion_tokens;
+                        c.cached_tokens = e.cached_tokens;
+                        ++done;
+                    } else {
+                        error = e.text;
+                        ++done;
+                    }
+                }
+                if (!error.empty()) {
+                    send_error(res, ApiError(500, "generation failed: " + error, "server_error"));
+                    return;
+                }
+                res.set_content(dump(response_json(*pr, id, created, choices, *model->tokenizer)), "application/json");
+                return;
+            }
+            // Server-Sent Events: one chunk per token event, a final chunk per choice, usage, [DONE].
+            res.set_header("Cache-Control", "no-cache");
+            res.set_header("X-Accel-Buffering", "no");
+            struct State {
+                size_t done = 0;
+                std::vector<bool> opened;
+                int64_t completion = 0, cached = 0;
+                bool finished = false;
+                double last_write = 0;
+            };
+            auto st = std::make_shared<State>();
+            st->opened.assign(n_seqs, false);
+            st->last_write = now_s();
+            res.set_chunked_content_provider(
+                "text/event-stream",
+                [this, pr, stream, st, id, created, model, n_seqs, deadline](size_t, httplib::DataSink& sink) {
+                    auto send = [&](const json& j) {
+                        const std::string line = "data: " + dump(j) + "\n\n";
+                        st->last_write = now_s();
+                        return sink.write(line.data(), line.size());
+                    };
+                    const Tokenizer& tok = *model->tokenizer;
+                    Event e;
+                    if (!stream->pop(e, 100)) {
+                        if (now_s() > deadline) stream->cancel();
+                        // A comment now and then: keeps proxies from timing out and lets a write
+                        // to a closed connection show the client is gone.
+                        if (now_s() - st->last_write > 1.0) {
+                            st->last_write = now_s();
+                            if (!sink.write(": keep-alive\n\n", 14)) {
+                                stream->cancel();
+                                return false;
+                            }
+                        }
+                        return true;
+                    }
+                    bool ok = true;
+                    if (e.kind == Event::kError) {
+                        ok = send(ApiError(500, "generation failed: " + e.text, "server_error").body());
+                        st->done++;
+                    } else {
+                        if (pr->chat && !st->opened[e.index]) {
+                            st->opened[e.index] = true;
+                            ok = send(chunk_json(*pr, id, created, &e, tok, true));
+                        }
+                        if (e.kind == Event::kToken) {
+                            if (ok && (!e.text.empty() || (pr->logprobs && e.token.id >= 0)))
+                                ok = send(chunk_json(*pr, id, created, &e, tok, false));
+                        } else {
+                            st->done++;
+                            st->completion += e.completion_tokens;
+                            if (e.index % pr->n == 0) st->cached += e.cached_tokens;
+                            if (ok) ok = send(chunk_json(*pr, id, created, &e, tok, false));
+                        }
+                    }
+                    if (ok && st->done == n_seqs) {
+                        if (pr->include_usage) {
+                            json u = chunk_json(*pr, id, created, nullptr, tok, false);
+                            u["usage"] = usage_json(pr->prompt_tokens, st->completion, st->cached);
+                            ok = send(u);
+                        }
+                        const char* end = "data: [DONE]\n\n";
+                        if (ok) ok = sink.write(end, std::strlen(end));
+                        if (ok) sink.done();
+                        st->finished = true;
+                        return ok;
+                    }
+                    if (!ok) stream->cancel();  // the client is gone: free its slots
+                    return ok;
+                },
+                [stream, st](bool) {
+                    if (!st->finished) stream->cancel();
+                });
+        };
+    };
+    s.Post("/v1/chat/completions", generate(true));
+    s.Post("/v1/completions", generate(false));
+    s.Post("/chat/completions", generate(true));  // clients configured without the /v1 prefix
+    s.Post("/completions", generate(false));
+
+    s.Post("/admin/reload", [this, need_admin](const httplib::Request& req, httplib::Response& res) {
+        if (!need_admin(req, res)) return;
+        std::string path;
+        if (!req.body.empty()) {
+            json body;
+            try {
+                body = json::parse(req.body);
+            } catch (const json::parse_error& e) {
+                send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
+                return;
+            }
+            if (!body.is_object() || (body.contains("model") && !body["model"].is_string())) {
+                send_error(res, ApiError(400, "expected {\"model\": PATH} (PATH a string; omit it to reload the current file)",
+                                         "invalid_request_error", "model"));
+                return;
+            }
+            path = body.value("model", "");
+        }
+        try {
+            reload(path);
+        } catch (const Error& e) {
+            send_error(res, ApiError(400, std::string("reload failed, the previous model keeps serving: ") + e.what(),
+                                     "invalid_request_error", "model", "model_load_failed"));
+            return;
+        }
+        auto m = engine_->model();
+        res.set_content(dump({{"status", "ok"}, {"model", m->id}, {"path", m->path}}), "application/json");
+    });
+    s.Get("/admin/drift", [this, need_admin](const httplib::Request& req, httplib::Response& res) {
+        if (!need_admin(req, res)) return;
+        res.set_content(drift_->json(), "application/json");
+    });
+}
+
+}  // namespace llmforge::serve

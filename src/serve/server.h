@@ -1,0 +1,73 @@
+// llmforge serve: the OpenAI-compatible HTTP front of the Engine.
+//
+//   POST /v1/chat/completions, POST /v1/completions   (stream: Server-Sent Events)
+//   GET  /v1/models, GET /health, GET /metrics (Prometheus text), GET / (the chat page)
+//   POST /admin/reload {"model": PATH}, GET /admin/drift   (admin key)
+//
+// HTTP comes from Debian's cpp-httplib (one thread per connection from a bounded pool). The
+// handlers check and tokenise requests, hand sequences to the Engine and relay its events.
+// Errors use OpenAI's JSON shape and status codes.
+//
+// Thread safety: run() blocks in the caller's thread; reload() and shutdown() may be called
+// from any thread (the CLI calls them from its signal thread).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "serve/drift.h"
+#include "serve/engine.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace llmforge::serve {
+
+struct ServerConfig {
+    std::string model_path;
+    ModelOptions model_options;
+    std::string host = "127.0.0.1";
+    int port = 8080;  // 0: any free port (the "listening on" line says which)
+    std::string api_key, admin_key;  // empty: no key needed / admin endpoints off
+    size_t max_body_bytes = 1u << 20;
+    int64_t max_tokens_cap = 4096;
+    int max_n = 16;
+    double timeout_s = 600;        // a request running longer is ended (finish_reason "length")
+    double shutdown_grace_s = 30;  // SIGTERM: time in-flight requests get to finish
+    int http_threads = 64;         // connections served at once (streams hold one each)
+    EngineConfig engine;
+    DriftConfig drift;
+};
+
+class Server {
+public:
+    explicit Server(ServerConfig cfg);
+    ~Server();
+    // Loads the model, binds, prints "llmforge serve: listening on http://HOST:PORT" to stderr
+    // and serves until shutdown(). Throws Error when the model cannot be loaded or the port bound.
+    void run();
+    // Loads `path` (empty: the current model's path) beside the serving model and swaps it in.
+    // Throws Error with the loader's message; the old model keeps serving then.
+    void reload(const std::string& path);
+    // Stops accepting requests (503), waits up to shutdown_grace_s for running ones, then
+    // cancels the rest and returns from run().
+    void shutdown();
+
+private:
+    void routes();
+    std::string metrics();
+
+    ServerConfig cfg_;
+    std::unique_ptr<httplib::Server> http_;
+    std::unique_ptr<DriftMonitor> drift_;
+    std::unique_ptr<Engine> engine_;
+    std::mutex reload_mu_;
+    std::atomic<bool> ready_{false}, draining_{false};
+    struct Metrics;
+    std::unique_ptr<Metrics> metrics_;
+};
+
+}  // namespace llmforge::serve

@@ -1,0 +1,111 @@
+// llmforge serve: the OpenAI-compatible server (src/serve/). SIGHUP reloads the model file,
+// SIGTERM / SIGINT shut down gracefully (running requests finish within --shutdown-grace).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "commands.h"
+#include "core/error.h"
+#include "serve/server.h"
+
+namespace llmforge::cli {
+
+void add_serve(CLI::App& app, std::function<int()>& run) {
+    auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
+    static serve::ServerConfig cfg;
+    static int parallel = 4, threads = 0, mmap = 1;
+    static int64_t ctx = 2048, max_queue = 64, prefix_mb = 256, step_tokens = 128;
+    static double drift_threshold = 0.2;
+    static int drift_reference = 200, drift_window = 200;
+    static bool no_batch_invariant = false;
+    sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
+    sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
+    sub->add_option("--chat-template", cfg.model_options.chat_template_path, "Jinja chat template file");
+    sub->add_option("--alias", cfg.model_options.alias, "model id clients use (default: the file name)");
+    sub->add_option("--host", cfg.host, "address to bind")->capture_default_str();
+    sub->add_option("--port", cfg.port, "port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+    sub->add_option("--parallel", parallel, "slots: sequences generated at once")->capture_default_str()->check(CLI::Range(1, 256));
+    sub->add_option("--ctx-size", ctx, "context per slot, tokens")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+    sub->add_option("--api-key", cfg.api_key, "require Authorization: Bearer KEY on /v1/*");
+    sub->add_option("--admin-key", cfg.admin_key, "key for /admin/* (reload, drift); without it they are off");
+    sub->add_option("--max-queue", max_queue, "sequences waiting for a slot before 503")->capture_default_str()->check(CLI::Range(1, 100000));
+    sub->add_option("--timeout", cfg.timeout_s, "seconds a request may run")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
+    sub->add_option("--shutdown-grace", cfg.shutdown_grace_s, "SIGTERM: seconds running requests get to finish")->capture_default_str();
+    sub->add_option("-t,--threads", threads, "compute threads (0: all cores)");
+    sub->add_option("--max-tokens-cap", cfg.max_tokens_cap, "largest max_tokens accepted")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+    sub->add_option("--max-body", cfg.max_body_bytes, "largest request body, bytes")->capture_default_str();
+    sub->add_option("--prefix-cache-mb", prefix_mb, "memory for reusable prompt-prefix K/V blocks")->capture_default_str();
+    sub->add_option("--step-prompt-tokens", step_tokens, "prompt tokens per engine step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 65536));
+    sub->add_option("--http-threads", cfg.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(4, 4096));
+    sub->add_option("--mmap", mmap, "1: weights memory-mapped; 0: loaded into huge-page memory")->capture_default_str();
+    sub->add_flag("--no-batch-invariant", no_batch_invariant,
+                  "allow results to depend on the batch (faster single-stream decode; greedy output may "
+                  "then differ between a request run alone and in a batch)");
+    sub->add_option("--drift-threshold", drift_threshold, "PSI above which a feature counts as drifted")->capture_default_str();
+    sub->add_option("--drift-reference", drift_reference, "requests in the drift reference window")->capture_default_str();
+    sub->add_option("--drift-window", drift_window, "requests in the current drift window")->capture_default_str();
+    run = [] {
+        cfg.engine.slots = parallel;
+        cfg.engine.n_ctx = ctx;
+        cfg.engine.threads = threads;
+        cfg.engine.max_queue = static_cast<size_t>(max_queue);
+        cfg.engine.prefix_cache_bytes = static_cast<size_t>(prefix_mb) << 20;
+        cfg.engine.step_prompt_tokens = step_tokens;
+        cfg.engine.batch_invariant = !no_batch_invariant;
+        cfg.model_options.use_mmap = mmap != 0;
+        cfg.drift.psi_threshold = drift_threshold;
+        cfg.drift.reference_size = static_cast<size_t>(drift_reference);
+        cfg.drift.window_size = static_cast<size_t>(drift_window);
+        cfg.drift.min_window = std::min<size_t>(cfg.drift.min_window, cfg.drift.window_size);
+
+        // Signals land on whatever thread the kernel picks (libraries start threads before
+        // main), so the handler only writes the signal number to a pipe; one thread reads it.
+        static int pipe_fd[2] = {-1, -1};
+        if (pipe(pipe_fd) != 0) fail("serve: cannot create the signal pipe");
+        struct sigaction sa {};
+        sa.sa_handler = [](int sig) {
+            const unsigned char b = static_cast<unsigned char>(sig);
+            [[maybe_unused]] ssize_t n = write(pipe_fd[1], &b, 1);
+        };
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+        signal(SIGPIPE, SIG_IGN);
+        serve::Server server(cfg);
+        std::thread watcher([&server] {
+            unsigned char b = 0;
+            while (read(pipe_fd[0], &b, 1) == 1) {
+                if (b == SIGHUP) {
+                    try {
+                        server.reload("");
+                    } catch (const std::exception& e) {
+                        std::fprintf(stderr, "llmforge serve: SIGHUP reload failed, the previous model keeps serving: %s\n",
+                                     e.what());
+                    }
+                } else if (b == 0) {
+                    return;  // run() returned
+                } else {
+                    server.shutdown();
+                }
+            }
+        });
+        auto release = [&] {
+            const unsigned char zero = 0;
+            [[maybe_unused]] ssize_t n = write(pipe_fd[1], &zero, 1);
+            watcher.join();
+        };
+        try {
+            server.run();
+        } catch (...) {
+            release();
+            throw;
+        }
+        release();
+        std::fprintf(stderr, "llmforge serve: stopped\n");
+        return 0;
+    };
+}
+
+}  // namespace llmforge::cli
