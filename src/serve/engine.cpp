@@ -344,9 +344,15 @@ void Engine::loop() {
                                      s.logits.data(), 1});
                     members.push_back(&s);
                 }
-                for (auto& sp : slots_) {  // then prompt chunks, oldest request first
+                std::vector<Slot*> prefilling;  // then prompt chunks, oldest request first
+                for (auto& sp : slots_) {
+                    if (sp->busy && sp->model.get() == m && sp->pending < 0) prefilling.push_back(sp.get());
+                }
+                std::stable_sort(prefilling.begin(), prefilling.end(),
+                                 [](const Slot* a, const Slot* b) { return a->req.enqueued_at < b->req.enqueued_at; });
+                for (Slot* sp : prefilling) {
                     Slot& s = *sp;
-                    if (!s.busy || s.model.get() != m || s.pending >= 0 || budget <= 0) continue;
+                    if (budget <= 0) break;
                     const int64_t left = s.prompt_left();
                     s.chunk = std::min(left, budget);
                     budget -= s.chunk;
