@@ -17,7 +17,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static serve::ServerConfig cfg;
     static int parallel = 4, threads = 0, mmap = 1;
     static int64_t ctx = 2048, max_queue = 64, prefix_mb = 256, step_tokens = 128;
-    static double drift_threshold = 0.2;
+    static double drift_threshold = 0.2, kv_budget_mb = 0;
     static int drift_reference = 200, drift_window = 200;
     static bool no_batch_invariant = false;
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
@@ -36,6 +36,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-t,--threads", threads, "compute threads (0: all cores)");
     sub->add_option("--max-tokens-cap", cfg.max_tokens_cap, "largest max_tokens accepted")->capture_default_str()->check(CLI::Range(1, 1 << 24));
     sub->add_option("--max-body", cfg.max_body_bytes, "largest request body, bytes")->capture_default_str();
+    sub->add_option("--kv-budget-mb", kv_budget_mb,
+                    "KV cache running sequences may reserve (prompt + max_tokens rows); 0: slots x ctx")
+        ->capture_default_str()->check(CLI::Range(0.0, 1e9));
     sub->add_option("--prefix-cache-mb", prefix_mb, "memory for reusable prompt-prefix K/V blocks")->capture_default_str();
     sub->add_option("--step-prompt-tokens", step_tokens, "prompt tokens per engine step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 65536));
     sub->add_option("--http-threads", cfg.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(4, 4096));
@@ -53,6 +56,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         cfg.engine.max_queue = static_cast<size_t>(max_queue);
         cfg.engine.prefix_cache_bytes = static_cast<size_t>(prefix_mb) << 20;
         cfg.engine.step_prompt_tokens = step_tokens;
+        cfg.engine.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * 1048576.0);
         cfg.engine.batch_invariant = !no_batch_invariant;
         cfg.model_options.use_mmap = mmap != 0;
         cfg.drift.psi_threshold = drift_threshold;

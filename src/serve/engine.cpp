@@ -255,10 +255,20 @@ void Engine::swap_model(std::shared_ptr<const ServedModel> m) {
     model_ = std::move(m);
 }
 
-bool Engine::submit(std::vector<SeqRequest> seqs) {
+size_t Engine::reservation(const SeqRequest& r) {
+    const ModelConfig& c = r.model->model->config();
+    const size_t row = 2 * static_cast<size_t>(c.n_layer * c.n_head_kv * c.head_dim) * sizeof(float);
+    return row * (r.prompt.size() + static_cast<size_t>(r.max_tokens));
+}
+
+Engine::Submit Engine::submit(std::vector<SeqRequest> seqs) {
+    if (cfg_.kv_budget_bytes > 0) {
+        for (const auto& s : seqs)
+            if (reservation(s) > cfg_.kv_budget_bytes) return Submit::kOverBudget;
+    }
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (stop_ || queue_.size() + seqs.size() > cfg_.max_queue) return false;
+        if (stop_ || queue_.size() + seqs.size() > cfg_.max_queue) return Submit::kQueueFull;
         const double t = now_seconds();
         for (auto& s : seqs) {
             s.enqueued_at = t;
@@ -266,7 +276,7 @@ bool Engine::submit(std::vector<SeqRequest> seqs) {
         }
     }
     cv_.notify_all();
-    return true;
+    return Submit::kAccepted;
 }
 
 bool Engine::idle() {
@@ -286,6 +296,7 @@ EngineStats Engine::stats() {
     for (auto& s : slots_) {
         out.slots_busy += s->busy;
         if (s->cache) out.kv_cache_bytes += s->cache->bytes();
+        if (s->busy) out.kv_reserved_bytes += reservation(s->req);
     }
     out.queue_depth = queue_.size();
     out.prefix_cache_bytes = prefix_->bytes;
@@ -431,8 +442,15 @@ void Engine::admit() {
             s->cached.clear();
         }
     }
+    size_t reserved = 0;
+    for (auto& s : slots_)
+        if (s->busy) reserved += reservation(s->req);
     while (!queue_.empty()) {
         SeqRequest& r = queue_.front();
+        // First come, first served: the head waits until its reservation fits the budget.
+        const size_t need = reservation(r);
+        if (cfg_.kv_budget_bytes > 0 && reserved + need > cfg_.kv_budget_bytes) return;
+        reserved += need;
         // The free slot whose cached tokens share the longest prefix with the prompt.
         Slot* best = nullptr;
         int64_t best_lcp = -1;

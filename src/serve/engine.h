@@ -108,6 +108,11 @@ struct EngineConfig {
     int64_t step_prompt_tokens = 128;  // prompt tokens per step, shared by prefilling slots
     size_t max_queue = 64;
     size_t prefix_cache_bytes = 256u << 20;
+    // KV-cache admission budget: a sequence reserves (prompt + max_tokens) cache rows while it
+    // runs, and one is admitted only if the running ones' reservations plus its own fit (the
+    // slot caches are allocated lazily, so only rows in use become resident). 0: no budget
+    // beyond slots x n_ctx.
+    size_t kv_budget_bytes = 0;
     bool batch_invariant = true;  // see ForwardScratch::batch_invariant
 };
 
@@ -117,7 +122,7 @@ struct EngineStats {
     size_t queue_depth = 0;         // gauge
     uint64_t prompt_tokens = 0, generated_tokens = 0, prefix_lookup_tokens = 0, prefix_hit_tokens = 0;
     uint64_t steps = 0, sequences_done = 0;
-    size_t prefix_cache_bytes = 0, kv_cache_bytes = 0;  // gauges
+    size_t prefix_cache_bytes = 0, kv_cache_bytes = 0, kv_reserved_bytes = 0;  // gauges
     double busy_seconds = 0;
     std::vector<double> ttft_seconds;  // since the last stats() call (for the histogram)
 };
@@ -132,8 +137,12 @@ public:
     // The model new requests are tokenised for.
     std::shared_ptr<const ServedModel> model() const;
     void swap_model(std::shared_ptr<const ServedModel> m);
-    // Queues the sequences of one request (all or none); false when the queue is full.
-    bool submit(std::vector<SeqRequest> seqs);
+    enum class Submit { kAccepted, kQueueFull, kOverBudget };
+    // Queues the sequences of one request (all or none). kQueueFull: the queue has no room;
+    // kOverBudget: one sequence alone needs more KV cache than kv_budget_bytes.
+    Submit submit(std::vector<SeqRequest> seqs);
+    // Cache bytes a sequence reserves: (prompt + max_tokens) rows of its model.
+    static size_t reservation(const SeqRequest& r);
     EngineStats stats();
     const EngineConfig& config() const { return cfg_; }
     // True when nothing is queued or running.

@@ -223,7 +223,10 @@ std::string Server::metrics() {
           es.prefix_lookup_tokens ? static_cast<double>(es.prefix_hit_tokens) / es.prefix_lookup_tokens : 0.0);
     gauge("llmforge_prefix_cache_bytes", "Bytes held by the prefix cache's K/V blocks.",
           static_cast<double>(es.prefix_cache_bytes));
-    gauge("llmforge_kv_cache_bytes", "Bytes of the slots' KV caches.", static_cast<double>(es.kv_cache_bytes));
+    gauge("llmforge_kv_cache_bytes", "Bytes of the slots' KV caches (allocated; rows become resident when used).",
+          static_cast<double>(es.kv_cache_bytes));
+    gauge("llmforge_kv_reserved_bytes", "KV-cache bytes reserved by running sequences (prompt + max_tokens rows).",
+          static_cast<double>(es.kv_reserved_bytes));
     gauge("llmforge_slots_total", "Sequences the engine runs at once.", es.slots);
     gauge("llmforge_slots_busy", "Slots running a sequence.", es.slots_busy);
     gauge("llmforge_queue_depth", "Sequences waiting for a slot.", static_cast<double>(es.queue_depth));
@@ -376,7 +379,14 @@ void Server::routes() {
             auto stream = std::make_shared<RequestStream>();
             const size_t n_seqs = pr->seqs.size();
             for (auto& sq : pr->seqs) sq.stream = stream;
-            if (!engine_->submit(std::move(pr->seqs))) {
+            const Engine::Submit sub = engine_->submit(std::move(pr->seqs));
+            if (sub == Engine::Submit::kOverBudget) {
+                send_error(res, ApiError(400, "the request needs more KV cache than this server's budget (--kv-budget-mb) allows; "
+                                              "hint: lower max_tokens or shorten the prompt",
+                                         "invalid_request_error", "max_tokens", "kv_budget_exceeded"));
+                return;
+            }
+            if (sub == Engine::Submit::kQueueFull) {
                 {
                     std::lock_guard<std::mutex> lk(metrics_->mu);
                     metrics_->rejected_queue_full++;

@@ -391,6 +391,42 @@ TEST(Serve, DriftRaisedByShiftedPromptLengthsOnly) {
     std::printf("prompt_tokens PSI: unshifted %.3f, shifted %.3f\n", same["psi"].get<double>(), shifted["psi"].get<double>());
 }
 
+TEST(Serve, KvBudgetAdmitsOnlyWhatFits) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    // stories260K: 5 layers x 32 kv dims x K+V x 4 bytes = 1280 bytes per cached token, so
+    // 0.5 MiB holds 409 tokens: one request of ~300 at a time, and one of 450 never.
+    ServerProcess srv(stories_args(dir, {"--kv-budget-mb", "0.5", "--parallel", "4"}));
+    ASSERT_GT(srv.port(), 0) << srv.log();
+    auto c = srv.client();
+    auto big = c.Post("/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 450}}.dump(), "application/json");
+    ASSERT_TRUE(big);
+    EXPECT_EQ(big->status, 400) << big->body;
+    EXPECT_EQ(json::parse(big->body)["error"]["code"], "kv_budget_exceeded");
+    std::atomic<bool> done{false};
+    double worst = 0;
+    std::thread watch([&] {
+        while (!done) {
+            worst = std::max(worst, metric(srv, "llmforge_kv_reserved_bytes"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    });
+    std::vector<StreamResult> rs(4);
+    std::vector<std::thread> th;
+    for (int i = 0; i < 4; ++i)
+        th.emplace_back([&, i] {
+            rs[i] = stream_completion(srv.port(), json{{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"stream", true}});
+        });
+    for (auto& t : th) t.join();
+    done = true;
+    watch.join();
+    for (const auto& r : rs) {
+        EXPECT_EQ(r.status, 200) << r.body;
+        EXPECT_TRUE(r.done);
+    }
+    EXPECT_GT(worst, 0);
+    EXPECT_LE(worst, 0.5 * 1048576) << "reservations over the budget";
+}
+
 TEST(Serve, SigtermFinishesRunningRequestsThenExits) {
     LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
     ServerProcess srv(stories_args(dir));
