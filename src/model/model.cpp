@@ -58,6 +58,7 @@ void Model::bind_weights() {
              file.c_str(), (long long)c.n_head, (long long)c.n_head_kv);
     }
     const auto& kt = kernels::kernels();
+    rows_invariant_ = true;
     // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
     // kVector: small 1-D parameter, converted to f32.
     enum Use { kMatrix, kRows, kVector };
@@ -75,6 +76,7 @@ void Model::bind_weights() {
                  file.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
         }
         const int di = static_cast<int>(t.dtype());
+        if (use == kMatrix) rows_invariant_ = rows_invariant_ && kt.gemm_invariant[di] != nullptr;
         if (use == kMatrix && kt.vec_dot[di] == nullptr) {
             fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
                  "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
@@ -239,8 +241,10 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     if (n == 0) return;
     const auto& kt = kernels::kernels();
     s.mm.allow_blas = !s.batch_invariant;
+    s.mm.row_invariant = s.batch_invariant;
+    const bool double_lone_row = s.batch_invariant && !rows_invariant_;
     const int64_t n_real = n;
-    if (s.batch_invariant && n == 1) n = 2;
+    if (double_lone_row && n == 1) n = 2;
 
     auto grow = [](auto& v, size_t sz) {
         if (v.size() < sz) v.resize(sz);
@@ -363,12 +367,12 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     for (int64_t j = 0; j < n_seqs; ++j) {
         if (seqs[j].n_out == n_out_total) only = &seqs[j];
     }
-    if (only != nullptr && !(s.batch_invariant && n_out_total == 1)) {
+    if (only != nullptr && !(double_lone_row && n_out_total == 1)) {
         kernels::matmul(output_, xn, n_out_total, only->logits, pool, s.mm);
         return;
     }
     int64_t m_out = n_out_total;
-    if (s.batch_invariant && n_out_total == 1) {  // a lone row, doubled as above
+    if (double_lone_row && n_out_total == 1) {  // a lone row, doubled as above
         std::copy(xn, xn + C, xn + C);
         m_out = 2;
     }

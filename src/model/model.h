@@ -59,9 +59,9 @@ struct ForwardScratch {
     std::vector<int64_t> row_seq, row_pos;  // batched forward: each row's sequence and position
     std::vector<int32_t> row_tok;
     // Batch-invariant mode (the server's default): a row's logits are bit-identical whatever
-    // else is in the batch. The kernels' one-row path (decode) sums in another order than their
-    // tiles, so a lone row is computed as two identical rows, and BLAS is not used. Costs some
-    // single-stream decode speed (docs/PERFORMANCE.md).
+    // else is in the batch. For q8_0 / q4_0 weights the kernels have a one-row path that sums in
+    // the tiles' order (KernelTable::gemm_invariant, ~8% slower decode); for other types a lone
+    // row is computed as two identical rows and BLAS is not used (about half the decode speed).
     bool batch_invariant = false;
     kernels::MatmulScratch mm;
     // Optional observer of activations (tests, debugging): called with "embed",
@@ -110,6 +110,8 @@ public:
     // otherwise it agrees to rounding.
     void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
 
+    // Every weight matrix has a row-invariant gemm: batch-invariant mode costs nothing.
+    bool rows_batch_invariant() const { return rows_invariant_; }
     const Tensor& tok_embd() const { return tok_embd_; }
     const Tensor& output() const { return output_; }
     const std::vector<LayerWeights>& layers() const { return layers_; }
@@ -126,6 +128,7 @@ private:
     Tensor output_;       // (V, C) — tok_embd_ when tied
     std::vector<LayerWeights> layers_;
     std::vector<double> inv_freq_;  // (D/2) after rope scaling
+    bool rows_invariant_ = false;   // every matrix's gemm is row-invariant (batch_invariant is free)
     double rope_mscale_ = 1.0;      // yarn attention factor applied to cos/sin
 };
 

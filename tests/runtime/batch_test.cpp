@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
@@ -94,6 +95,32 @@ TEST(ForwardBatch, BatchInvariantQ8_0RowsAreBitIdenticalToAlone) {
     quantize_matrices(files);
     auto m = Model::from_files(std::move(files));
     ASSERT_EQ(m->tok_embd().dtype(), DType::Q8_0);
+    EXPECT_FALSE(m->rows_batch_invariant());  // ffn_down (K = 172) stays f32: lone rows doubled
+    expect_bit_identical(*m);
+}
+
+// The stories260K shape with ffn 192 (whole q8_0 blocks) and random q8_0 weights: every matrix
+// has a row-invariant gemm, so no row is doubled, and rows must still be bit-identical.
+TEST(ForwardBatch, AllQ8_0ModelIsBatchInvariantWithoutDoubling) {
+    LF_REQUIRE_ASSET(dir, "llama2c-stories260K");
+    ModelFiles files = open_model_files(dir + "/stories260K.bin", dir + "/tok512.bin");
+    files.config.n_ff = 192;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 0.08f);
+    for (int64_t l = 0; l < files.config.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        const int64_t C = files.config.n_embd;
+        for (auto [name, shape] : {std::pair<std::string, std::vector<int64_t>>{"ffn_gate.weight", {192, C}},
+                                   {"ffn_up.weight", {192, C}},
+                                   {"ffn_down.weight", {C, 192}}}) {
+            Tensor t = Tensor::empty(DType::F32, shape, p + name);
+            for (int64_t i = 0; i < t.numel(); ++i) t.ptr<float>()[i] = nd(rng);
+            files.tensors[p + name] = t;
+        }
+    }
+    quantize_matrices(files);
+    auto m = Model::from_files(std::move(files));
+    EXPECT_TRUE(m->rows_batch_invariant());
     expect_bit_identical(*m);
 }
 

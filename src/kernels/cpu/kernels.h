@@ -42,6 +42,10 @@ struct KernelTable {
     DequantizeRowFn dequantize_row[kMaxDType] = {}; // F32 (copy), F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q8_K
     VecDotFn vec_dot[kMaxDType] = {};               // F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K
     GemmFn gemm[kMaxDType] = {};                    // same types as vec_dot
+    // A gemm that computes every output the same way whatever nc (its one-row path sums in the
+    // tiles' order), so a row's result does not depend on the other rows of its batch; null
+    // where the table has none. matmul() uses it when MatmulScratch::row_invariant is set.
+    GemmFn gemm_invariant[kMaxDType] = {};
 
     // y = x / sqrt(mean(x^2) + eps) * w   (y may alias x)
     void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;

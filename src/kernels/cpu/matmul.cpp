@@ -23,6 +23,12 @@ constexpr int64_t kChunksPerThread = 4;
 // Minimum weight rows per decode chunk (a chunk must amortise the pool hand-off).
 constexpr int64_t kMinChunkRows = 16;
 
+// The table's gemm, or its row-invariant one when the caller asked for batch invariance.
+GemmFn pick_gemm(const KernelTable& table, DType wt, const MatmulScratch& scratch) {
+    const int i = static_cast<int>(wt);
+    return scratch.row_invariant && table.gemm_invariant[i] != nullptr ? table.gemm_invariant[i] : table.gemm[i];
+}
+
 #if defined(LLMFORGE_HAVE_OPENBLAS)
 // Prefill with f32/f16/bf16 weights goes to OpenBLAS sgemm from this many activation rows on
 // (a well-kept library where it wins on a benchmark: ~70 vs ~50 GFLOP/s per thread at
@@ -96,7 +102,7 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
     const DType at = vec_dot_type(wt);
     const DTypeInfo& ai = dtype_info(at);
     LF_ASSERT(k % ai.block_size == 0);
-    GemmFn gemm = table.gemm[static_cast<int>(wt)];
+    GemmFn gemm = pick_gemm(table, wt, scratch);
     LF_ASSERT(gemm != nullptr);
 #if defined(LLMFORGE_HAVE_OPENBLAS)
     // Only for the best table: the scalar / explicit-ISA tables stay pure (tests compare them).
@@ -214,7 +220,7 @@ void matmul_multi(const KernelTable& table, const Tensor* const ws[], float* con
     for (int j = 0; j < n_w; ++j) {
         const Tensor& w = *ws[j];
         LF_ASSERT(w.ndim() == 2 && k % dtype_info(w.dtype()).block_size == 0);
-        gemm[j] = table.gemm[static_cast<int>(w.dtype())];
+        gemm[j] = pick_gemm(table, w.dtype(), scratch);
         LF_ASSERT(gemm[j] != nullptr);
         chunk_rows[j] = decode_chunk_rows(w.dim(0), pool.size());
         first_chunk[j + 1] = first_chunk[j] + (w.dim(0) + chunk_rows[j] - 1) / chunk_rows[j];
@@ -253,8 +259,8 @@ void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor&
     }
     size_t x_stride = 0;
     const void* xq = activations_as(table, at, x, 1, k, scratch, &x_stride);
-    const GemmFn gemm_g = table.gemm[static_cast<int>(w_gate.dtype())];
-    const GemmFn gemm_u = table.gemm[static_cast<int>(w_up.dtype())];
+    const GemmFn gemm_g = pick_gemm(table, w_gate.dtype(), scratch);
+    const GemmFn gemm_u = pick_gemm(table, w_up.dtype(), scratch);
     LF_ASSERT(gemm_g != nullptr && gemm_u != nullptr);
     // Each item does both products, so half as many rows per item as a single matmul.
     const int64_t chunk = decode_chunk_rows((f + 1) / 2, pool.size());

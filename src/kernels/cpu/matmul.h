@@ -30,6 +30,8 @@ public:
     // false: never hand float products to BLAS, so every M > 1 uses the built-in tiles, whose
     // per-row arithmetic does not depend on M (batch-invariant results, see Model::forward_batch).
     bool allow_blas = true;
+    // true: use KernelTable::gemm_invariant where the table has one (see there).
+    bool row_invariant = false;
 
 private:
     std::shared_ptr<uint8_t> buf_;

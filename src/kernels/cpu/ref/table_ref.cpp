@@ -58,6 +58,7 @@ void fill_ref_table(KernelTable& t) {
     t.gemm[idx(DType::Q4_0)] = gemm_by_vec_dot<ref::vec_dot_q4_0>;
     t.gemm[idx(DType::Q4_K)] = gemm_by_vec_dot<ref::vec_dot_q4_k>;
     t.gemm[idx(DType::Q6_K)] = gemm_by_vec_dot<ref::vec_dot_q6_k>;
+    for (int i = 0; i < kMaxDType; ++i) t.gemm_invariant[i] = t.gemm[i];  // every output is one vec_dot call
 
     t.rmsnorm = ref::rmsnorm;
     t.softmax = ref::softmax;

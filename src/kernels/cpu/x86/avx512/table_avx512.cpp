@@ -43,6 +43,8 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.vec_dot[at(DType::Q6_K)] = vec_dot_q6_k<DotVnni>;
         t.gemm[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q8_0<DotVnni>>;
         t.gemm[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q4_0<DotVnni>>;
+        t.gemm_invariant[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q_0_invariant<DotVnni, BlockQ8_0>>;
+        t.gemm_invariant[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q_0_invariant<DotVnni, BlockQ4_0>>;
         t.gemm[at(DType::Q4_K)] = gemm_kquant<DotVnni, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotVnni>>;
         t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotVnni>>;
     }
