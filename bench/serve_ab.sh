@@ -3,7 +3,8 @@
 # the same slots and threads, one after the other, ROUNDS times (interleaved), each measured by
 # bench/serve_bench.mjs. Prints one JSON line per run, then the medians per server.
 #   MODEL=m.gguf LLAMA_SERVER=/path/llama-server [LF=build/bin/llmforge] [SLOTS=16] [THREADS=2]
-#   [CTX=1024 per slot] [ROUNDS=3] [EXTRA_LF="--no-batch-invariant"] bench/serve_ab.sh
+#   [CTX=1024 per slot] [ROUNDS=3] [EXTRA_LF="--no-batch-invariant"] [OUT=results.jsonl]
+#   [PLOT=chart.svg] bench/serve_ab.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 LF=${LF:-$here/../build/bin/llmforge}
@@ -11,9 +12,10 @@ MODEL=${MODEL:?MODEL: a GGUF file}
 LLAMA_SERVER=${LLAMA_SERVER:-}
 SLOTS=${SLOTS:-16} THREADS=${THREADS:-2} CTX=${CTX:-1024} ROUNDS=${ROUNDS:-3}
 BENCH_ARGS=${BENCH_ARGS:-}
-out=$(mktemp)
+out=${OUT:-$(mktemp)}
+: >"$out"
 pid=""
-trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -f "$out"' EXIT
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; [[ -z ${OUT:-} ]] && rm -f "$out"' EXIT
 
 wait_ready() {  # url
     for _ in $(seq 600); do
@@ -61,3 +63,5 @@ for (const [label, runs] of Object.entries(by)) {
     `p99 ${med(runs.map((r) => r.ttft.p99_ms))} ms; prefix cold ${med(runs.map((r) => r.prefix.cold_ms))} ms, ` +
     `shared ${med(runs.map((r) => r.prefix.warm_ms))} ms, speed-up ${med(runs.map((r) => r.prefix.speedup))}x`);
 }' "$out"
+[[ -n ${PLOT:-} ]] && node "$here/plot_serve.mjs" "$out" "$PLOT"
+true
