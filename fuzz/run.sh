@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
 #   fuzz/run.sh [seconds] [target ...]
 # (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-#  chat_template_fuzz)
+#  chat_template_fuzz openai_request_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -14,7 +14,7 @@ secs=${1:-15}
 shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-                               chat_template_fuzz)
+                               chat_template_fuzz openai_request_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -33,7 +33,7 @@ ninja -C "$build" -j "$jobs" "${targets[@]}"
 seeds=$build/seeds
 rm -rf "$seeds"
 mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
-    "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$build/artifacts"
+    "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$seeds/openai_request_fuzz" "$build/artifacts"
 
 if command -v python3 >/dev/null 2>&1; then
 python3 - "$seeds" <<'PY'
@@ -186,6 +186,20 @@ wp = {'model': {'type': 'WordPiece', 'unk_token': '[UNK]', 'continuing_subword_p
           {'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}]}}
 for name, j in {'bytelevel.json': bl, 'spm.json': spm, 'wordpiece.json': wp}.items():
     open(os.path.join(out, 'tokenizer_json_fuzz', name), 'w').write(json.dumps(j))
+
+# OpenAI request bodies (chat and completions shapes).
+reqs = {
+    'chat.json': {'model': 'tiny', 'messages': [{'role': 'system', 'content': 'Be brief.'},
+                  {'role': 'user', 'content': [{'type': 'text', 'text': 'a a\u00e9'}]}],
+                  'max_tokens': 8, 'temperature': 0.5, 'top_p': 0.9, 'top_k': 4, 'min_p': 0.1, 'seed': 3,
+                  'stop': ['a', 'b'], 'n': 2, 'logprobs': True, 'top_logprobs': 2, 'stream': True,
+                  'stream_options': {'include_usage': True}, 'presence_penalty': 0.5,
+                  'frequency_penalty': -0.5, 'tools': [{'type': 'function', 'function': {'name': 'f'}}]},
+    'completion.json': {'prompt': ['a', 'aa'], 'max_tokens': 4, 'logprobs': 3, 'echo': True, 'stop': 'x'},
+    'ids.json': {'prompt': [1, 4, 5, 300], 'max_tokens': 2},
+}
+for name, j in reqs.items():
+    open(os.path.join(out, 'openai_request_fuzz', name), 'w').write(json.dumps(j))
 PY
 fi
 

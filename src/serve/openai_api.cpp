@@ -195,7 +195,7 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
     json body;
     try {
         body = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what() +
                                 " (hint: send Content-Type: application/json with a JSON object)");
     }

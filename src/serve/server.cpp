@@ -517,7 +517,7 @@ void Server::routes() {
             json body;
             try {
                 body = json::parse(req.body);
-            } catch (const json::parse_error& e) {
+            } catch (const json::exception& e) {
                 send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
                 return;
             }

@@ -257,6 +257,7 @@ TEST(Serve, BadRequestsGetTheRightStatusAndErrorJson) {
     const std::vector<Case> cases = {
         {"malformed JSON", "test-key", "/v1/completions", "{\"prompt\": ", 400, ""},
         {"not an object", "test-key", "/v1/completions", "[1,2]", 400, ""},
+        {"number out of range (found by openai_request_fuzz)", "test-key", "/v1/completions", R"({"prompt": 8E888})", 400, ""},
         {"prompt wrong type", "test-key", "/v1/completions", R"({"prompt": 5})", 400, "prompt"},
         {"max_tokens wrong type", "test-key", "/v1/completions", R"({"prompt": "a", "max_tokens": "ten"})", 400, "max_tokens"},
         {"temperature out of range", "test-key", "/v1/chat/completions",

@@ -92,7 +92,9 @@ TEST(Drift, FinishReasonShiftAndNanLogprobs) {
     for (int i = 0; i < 100; ++i) m.record(req(50, i % 10 ? "length" : "stop", std::nan("")));
     for (const auto& f : m.report()) {
         EXPECT_TRUE(std::isfinite(f.psi)) << f.name;
-        if (f.name == "finish_reason") EXPECT_TRUE(f.drifted);
+        if (f.name == "finish_reason") {
+            EXPECT_TRUE(f.drifted);
+        }
         if (f.name == "mean_logprob") {
             EXPECT_EQ(f.reference_n, 75u);  // NaN skipped
             EXPECT_EQ(f.current_n, 0u);
