@@ -73,6 +73,7 @@ for _ in $(seq 300); do  # up to 30 s
 done
 if [[ -z $url ]]; then
     show_log
+    kill -0 "$pid" 2>/dev/null || fail "the server exited before it printed 'llmforge serve: listening on http://127.0.0.1:PORT'"
     fail "the server did not print 'llmforge serve: listening on http://127.0.0.1:PORT' within 30 s"
 fi
 echo "serve_js: server at $url (pid $pid)"
