@@ -10,15 +10,14 @@
 // "add_generation_prompt": bool, other keys passed to the template as variables}. --var adds or
 // overrides one variable, e.g. --var enable_thinking=false (JSON if it parses, else a string).
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "model/vocab_source.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -28,14 +27,6 @@ namespace llmforge::cli {
 namespace {
 
 using nlohmann::ordered_json;
-
-std::string read_text_file(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail("cannot open %s '%s' (hint: check the path)", what, path.c_str());
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 ordered_json parse_json(const std::string& text, const std::string& where) {
     try {
@@ -48,7 +39,7 @@ ordered_json parse_json(const std::string& text, const std::string& where) {
 
 // Fills `in` from the --messages file: a list of messages, or an object holding one.
 void read_conversation(const std::string& path, ChatTemplateInputs& in) {
-    ordered_json j = parse_json(read_text_file(path, "messages file"), path);
+    ordered_json j = parse_json(read_file(path, "messages file"), path);
     if (j.is_array()) {
         in.messages = std::move(j);
         return;
@@ -85,7 +76,7 @@ std::string render_chat(const Tokenizer* tok, const std::string& model,
         name = model;
     }
     if (!template_file.empty()) {
-        source = read_text_file(template_file, "template");
+        source = read_file(template_file, "template");
         name = template_file;
     }
     if (source.empty()) {

@@ -5,12 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <list>
-#include <sstream>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "runtime/generator.h"
 
@@ -26,14 +25,6 @@ double now_seconds() {
 constexpr const char* kFallbackTemplate =
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail("cannot read chat template '%s' (hint: check the --chat-template path)", path.c_str());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 // Log-softmax statistics of one logit row: the log-probability of `id`, the entropy, and the
 // top `k` tokens (best first).
@@ -73,7 +64,7 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
     }
     std::string source, name = path;
     if (!opt.chat_template_path.empty()) {
-        source = read_text(opt.chat_template_path);
+        source = read_file(opt.chat_template_path, "chat template", "check the --chat-template path");
         name = opt.chat_template_path;
     } else {
         source = sm->model->vocab().chat_template;

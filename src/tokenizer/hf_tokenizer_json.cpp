@@ -1,13 +1,12 @@
 #include "tokenizer/hf_tokenizer_json.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
@@ -27,18 +26,7 @@ const char* const kHfQwen2 =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-std::string read_whole_file(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) {
-        fail(
-            "hf tokenizer: cannot open %s '%s'; hint: check the path (gzip'd files must be "
-            "decompressed first)",
-            what, path.c_str());
-    }
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+constexpr const char* kReadHint = "check the path; gzip'd files must be decompressed first";
 
 // Collects the Split regexes and whether a ByteLevel step splits with its own regex.
 void walk_pre_tokenizer(const json& p, std::vector<std::string>& splits, bool& byte_level,
@@ -432,10 +420,10 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
 
 Vocab hf_tokenizer_json_load(const std::string& tokenizer_json_path,
                              const std::string& tokenizer_config_path, std::string_view pre) {
-    const std::string tj = read_whole_file(tokenizer_json_path, "tokenizer.json");
+    const std::string tj = read_file(tokenizer_json_path, "tokenizer.json", kReadHint);
     const std::string tc = tokenizer_config_path.empty()
                                ? std::string()
-                               : read_whole_file(tokenizer_config_path, "tokenizer_config.json");
+                               : read_file(tokenizer_config_path, "tokenizer_config.json", kReadHint);
     return hf_tokenizer_json_parse(tj, tc, pre, tokenizer_json_path);
 }
 
