@@ -23,6 +23,8 @@ public:
     int64_t kv_dim() const { return kv_dim_; }
     float* k(int64_t layer) { return k_[layer].get(); }  // (T, kv_dim)
     float* v(int64_t layer) { return v_[layer].get(); }  // (T, kv_dim)
+    const float* k(int64_t layer) const { return k_[layer].get(); }
+    const float* v(int64_t layer) const { return v_[layer].get(); }
     size_t bytes() const { return 2 * static_cast<size_t>(k_.size() * n_ctx_ * kv_dim_) * sizeof(float); }
 
 private:

@@ -128,13 +128,16 @@ std::vector<DriftFeature> DriftMonitor::compute() const {
     for (const auto& f : numeric_features()) {
         DriftFeature d;
         d.name = f.name;
-        std::vector<double> r, c;
-        for (const auto& x : ref_)
-            if (!std::isnan(f.get(x))) r.push_back(f.get(x));
+        const auto values = [&](const std::deque<RequestStats>& window) {  // NaN: no value
+            std::vector<double> out;
+            for (const auto& x : window)
+                if (const double v = f.get(x); !std::isnan(v)) out.push_back(v);
+            return out;
+        };
+        const std::vector<double> r = values(ref_);
         d.reference_n = r.size();
         if (full) {
-            for (const auto& x : cur_)
-                if (!std::isnan(f.get(x))) c.push_back(f.get(x));
+            const std::vector<double> c = values(cur_);
             d.current_n = c.size();
             d.psi = psi(r, c, cfg_.bins);
             d.ks = ks(r, c);

@@ -156,10 +156,9 @@ struct Engine::PrefixStore {
         return std::max(n, from);
     }
     // Stores the whole blocks among the first n_valid tokens (their K/V are in the cache).
-    void save(const ServedModel* m, const std::vector<int32_t>& tokens, int64_t n_valid, const KvCache& cache_in,
+    void save(const ServedModel* m, const std::vector<int32_t>& tokens, int64_t n_valid, const KvCache& cache,
               int64_t n_layer) {
         own(m);
-        auto& cache = const_cast<KvCache&>(cache_in);  // read only
         const int64_t kv_dim = cache.kv_dim();
         const size_t rows = static_cast<size_t>(kBlock * kv_dim);
         const size_t block_bytes = 2 * n_layer * rows * sizeof(float);
@@ -214,6 +213,19 @@ struct Engine::Slot {
 };
 
 // --------------------------------------------------------------------------------------- Engine
+
+namespace {
+
+// A sequence that never reached a slot ends with a bare "cancelled" done event.
+void cancel_queued(const SeqRequest& q) {
+    Event e;
+    e.kind = Event::kDone;
+    e.index = q.index;
+    e.finish_reason = "cancelled";
+    q.stream->push(std::move(e));
+}
+
+}  // namespace
 
 Engine::Engine(std::shared_ptr<const ServedModel> model, EngineConfig cfg, DriftMonitor* drift)
     : cfg_(cfg), drift_(drift), model_(std::move(model)) {
@@ -306,11 +318,7 @@ void Engine::loop() {
         }
         for (auto it = queue_.begin(); it != queue_.end();) {
             if (it->stream->cancelled()) {
-                Event e;
-                e.kind = Event::kDone;
-                e.index = it->index;
-                e.finish_reason = "cancelled";
-                it->stream->push(std::move(e));
+                cancel_queued(*it);
                 it = queue_.erase(it);
             } else {
                 ++it;
@@ -414,13 +422,7 @@ void Engine::loop() {
     for (auto& s : slots_) {
         if (s->busy) finish(*s, "cancelled");
     }
-    for (auto& q : queue_) {
-        Event e;
-        e.kind = Event::kDone;
-        e.index = q.index;
-        e.finish_reason = "cancelled";
-        q.stream->push(std::move(e));
-    }
+    for (auto& q : queue_) cancel_queued(q);
     queue_.clear();
 }
 

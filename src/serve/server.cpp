@@ -122,7 +122,6 @@ struct Server::Metrics {
     std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status)
     Histogram duration{kLatencyBuckets}, ttft{kLatencyBuckets};
     uint64_t reloads_ok = 0, reloads_failed = 0, rejected_queue_full = 0;
-    uint64_t prompt_tokens = 0, generated_tokens = 0, lookup = 0, hits = 0;
 };
 
 Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)), metrics_(std::make_unique<Metrics>()) {}
