@@ -235,4 +235,97 @@ ModelConfig hf_config_read(const std::string& path) {
     return c;
 }
 
+namespace {
+
+const std::pair<const char*, const char*> kTopNames[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+};
+const std::pair<const char*, const char*> kLayerNames[] = {
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+};
+
+}  // namespace
+
+std::string hf_to_gguf_name(const std::string& n) {
+    for (const auto& [hf, gg] : kTopNames)
+        if (n == hf) return gg;
+    const std::string pre = "model.layers.";
+    if (n.rfind(pre, 0) != 0) return "";
+    const size_t dot = n.find('.', pre.size());
+    if (dot == std::string::npos) return "";
+    const std::string layer = n.substr(pre.size(), dot - pre.size());
+    const std::string rest = n.substr(dot + 1);
+    for (const auto& [hf, gg] : kLayerNames)
+        if (rest == hf) return "blk." + layer + "." + gg;
+    return "";
+}
+
+std::string gguf_to_hf_name(const std::string& n) {
+    for (const auto& [hf, gg] : kTopNames)
+        if (n == gg) return hf;
+    const std::string pre = "blk.";
+    if (n.rfind(pre, 0) != 0) return "";
+    const size_t dot = n.find('.', pre.size());
+    if (dot == std::string::npos) return "";
+    const std::string layer = n.substr(pre.size(), dot - pre.size());
+    const std::string rest = n.substr(dot + 1);
+    for (const auto& [hf, gg] : kLayerNames)
+        if (rest == gg) return "model.layers." + layer + "." + hf;
+    return "";
+}
+
+std::string hf_config_write(const ModelConfig& c) {
+    json j;
+    j["architectures"] = json::array({c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"});
+    j["model_type"] = c.arch;
+    j["hidden_size"] = c.n_embd;
+    j["intermediate_size"] = c.n_ff;
+    j["num_hidden_layers"] = c.n_layer;
+    j["num_attention_heads"] = c.n_head;
+    j["num_key_value_heads"] = c.n_head_kv;
+    if (c.head_dim != c.n_embd / c.n_head) j["head_dim"] = c.head_dim;
+    j["vocab_size"] = c.n_vocab;
+    j["max_position_embeddings"] = c.n_ctx_train;
+    j["rms_norm_eps"] = c.rms_eps;
+    j["rope_theta"] = c.rope_theta;
+    j["tie_word_embeddings"] = c.tied_embeddings;
+    j["hidden_act"] = "silu";
+    if (c.arch == "llama") j["attention_bias"] = c.qkv_bias;
+    j["torch_dtype"] = "float32";
+    switch (c.rope_scaling) {
+        case RopeScaling::kNone: break;
+        case RopeScaling::kLinear: j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}}; break;
+        case RopeScaling::kLlama3:
+            j["rope_scaling"] = {{"rope_type", "llama3"},
+                                 {"factor", c.rope_factor},
+                                 {"low_freq_factor", c.rope_low_freq_factor},
+                                 {"high_freq_factor", c.rope_high_freq_factor},
+                                 {"original_max_position_embeddings", c.rope_orig_ctx}};
+            break;
+        case RopeScaling::kYarn:
+            j["rope_scaling"] = {{"rope_type", "yarn"},
+                                 {"factor", c.rope_factor},
+                                 {"beta_fast", c.yarn_beta_fast},
+                                 {"beta_slow", c.yarn_beta_slow},
+                                 {"original_max_position_embeddings", c.rope_orig_ctx}};
+            if (c.yarn_attn_factor != 1.0f) j["rope_scaling"]["attention_factor"] = c.yarn_attn_factor;
+            break;
+    }
+    if (!c.name.empty()) j["_name_or_path"] = c.name;
+    return j.dump(2) + "\n";
+}
+
 }  // namespace llmforge

@@ -34,4 +34,13 @@ ModelConfig hf_config_parse(std::string_view json_text, const std::string& sourc
 // "_name_or_path" key, else the folder's name.
 ModelConfig hf_config_read(const std::string& path);
 
+// The config.json text (Hugging Face keys, model_type "llama" or "qwen2") of a config, such that
+// hf_config_parse gives it back. Trained models are saved with it.
+std::string hf_config_write(const ModelConfig& c);
+
+// Hugging Face parameter name -> GGUF name ("" when the tensor is not used, e.g. rotary caches),
+// and back (GGUF name -> Hugging Face name, "" when it has none).
+std::string hf_to_gguf_name(const std::string& hf_name);
+std::string gguf_to_hf_name(const std::string& gguf_name);
+
 }  // namespace llmforge

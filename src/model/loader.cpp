@@ -23,40 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Hugging Face parameter name -> GGUF name ("" when the tensor is not used, e.g. rotary caches).
-std::string hf_to_gguf_name(const std::string& n) {
-    static const std::pair<const char*, const char*> kTop[] = {
-        {"model.embed_tokens.weight", "token_embd.weight"},
-        {"model.norm.weight", "output_norm.weight"},
-        {"lm_head.weight", "output.weight"},
-    };
-    for (const auto& [hf, gg] : kTop)
-        if (n == hf) return gg;
-    static const std::pair<const char*, const char*> kLayer[] = {
-        {"self_attn.q_proj.weight", "attn_q.weight"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},
-        {"self_attn.q_proj.bias", "attn_q.bias"},
-        {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},
-        {"mlp.down_proj.weight", "ffn_down.weight"},
-        {"input_layernorm.weight", "attn_norm.weight"},
-        {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    };
-    const std::string pre = "model.layers.";
-    if (n.rfind(pre, 0) != 0) return "";
-    const size_t dot = n.find('.', pre.size());
-    if (dot == std::string::npos) return "";
-    const std::string layer = n.substr(pre.size(), dot - pre.size());
-    const std::string rest = n.substr(dot + 1);
-    for (const auto& [hf, gg] : kLayer)
-        if (rest == hf) return "blk." + layer + "." + gg;
-    return "";
-}
-
 ModelFiles open_gguf(const std::string& path) {
     auto f = std::make_shared<GgufFile>(path);
     ModelFiles m;

@@ -115,6 +115,10 @@ public:
     const Tensor& tok_embd() const { return tok_embd_; }
     const Tensor& output() const { return output_; }
     const std::vector<LayerWeights>& layers() const { return layers_; }
+    // RoPE after the config's scaling: per-pair inverse frequencies (D/2) and the factor cos/sin
+    // are multiplied by (YaRN's attention factor, else 1). The trainer builds its tables from these.
+    const std::vector<double>& rope_inv_freq() const { return inv_freq_; }
+    double rope_mscale() const { return rope_mscale_; }
 
 private:
     explicit Model(ModelFiles files);

@@ -1,0 +1,103 @@
+#include "kernels/cpu/gemm_f32.h"
+
+#include <algorithm>
+#include <vector>
+
+#if defined(LLMFORGE_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
+
+namespace llmforge::kernels {
+
+namespace {
+
+#if !defined(LLMFORGE_HAVE_OPENBLAS)
+// Fallback without BLAS: C += alpha·op(A)·op(B) in k-blocks; the inner loop over j is contiguous
+// in B (after packing a transposed B) and in C, so it vectorises.
+void sgemm_fallback(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float* c, int64_t ldc) {
+    constexpr int64_t kBk = 256;
+    std::vector<float> bp;  // (kb, n) block of op(B), row-major
+    for (int64_t p0 = 0; p0 < k; p0 += kBk) {
+        const int64_t kb = std::min(kBk, k - p0);
+        bp.resize(static_cast<size_t>(kb * n));
+        for (int64_t p = 0; p < kb; ++p)
+            for (int64_t j = 0; j < n; ++j) bp[p * n + j] = tb ? b[j * ldb + p0 + p] : b[(p0 + p) * ldb + j];
+        for (int64_t i = 0; i < m; ++i) {
+            float* ci = c + i * ldc;
+            for (int64_t p = 0; p < kb; ++p) {
+                const float av = alpha * (ta ? a[(p0 + p) * lda + i] : a[i * lda + p0 + p]);
+                const float* bpp = bp.data() + p * n;
+                for (int64_t j = 0; j < n; ++j) ci[j] += av * bpp[j];
+            }
+        }
+    }
+}
+#endif
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+#if defined(LLMFORGE_HAVE_OPENBLAS)
+    static const bool once = [] {
+        openblas_set_num_threads(1);
+        return true;
+    }();
+    (void)once;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
+                static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+#else
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    sgemm_fallback(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+#endif
+}
+
+void sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    const int64_t parts = pool.size();
+    // Below this much work one call is cheaper than a hand-off.
+    if (parts == 1 || m * n * k < (int64_t{1} << 18)) {
+        sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (n >= m) {  // column blocks of C (multiples of 16 columns)
+        int64_t chunk = (n + parts - 1) / parts;
+        chunk = (chunk + 15) & ~int64_t{15};
+        const int64_t n_chunks = (n + chunk - 1) / chunk;
+        pool.run(n_chunks, [&](int64_t i, int) {
+            const int64_t j0 = i * chunk, nj = std::min(chunk, n - j0);
+            const float* bj = trans_b ? b + j0 * ldb : b + j0;
+            sgemm(trans_a, trans_b, m, nj, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+        });
+    } else {  // row blocks of C
+        int64_t chunk = (m + parts - 1) / parts;
+        chunk = (chunk + 7) & ~int64_t{7};
+        const int64_t n_chunks = (m + chunk - 1) / chunk;
+        pool.run(n_chunks, [&](int64_t i, int) {
+            const int64_t i0 = i * chunk, mi = std::min(chunk, m - i0);
+            const float* ai = trans_a ? a + i0 : a + i0 * lda;
+            sgemm(trans_a, trans_b, mi, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc);
+        });
+    }
+}
+
+void sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double s = 0;
+            for (int64_t p = 0; p < k; ++p) {
+                const double av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                const double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                s += av * bv;
+            }
+            const double prev = beta == 0.0f ? 0.0 : static_cast<double>(beta) * c[i * ldc + j];
+            c[i * ldc + j] = static_cast<float>(alpha * s + prev);
+        }
+}
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,29 @@
+// Dense f32 GEMM for training (forward and backward products of activations and weights):
+//
+//   C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C       row-major, op = transpose or not
+//
+// OpenBLAS sgemm does the work where the build found it (a well-kept library that beats a
+// hand-written f32 GEMM here, see matmul.cpp); otherwise a cache-blocked scalar loop the compiler
+// vectorises. The pool version cuts C into column (or row) blocks, one single-threaded sgemm per
+// block, so BLAS never starts threads of its own next to the pool's.
+//
+// Determinism: for a fixed pool size the split is fixed, so results are bit-reproducible run to
+// run (resumed training relies on this); every element is summed over K by exactly one call.
+// Thread safety: the pool version uses `pool` (not re-entrant); inputs are only read.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace llmforge::kernels {
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The scalar reference (double accumulation), for tests.
+void sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+}  // namespace llmforge::kernels

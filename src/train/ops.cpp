@@ -1,0 +1,411 @@
+#include "train/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/gemm_f32.h"
+
+namespace llmforge::train {
+
+namespace {
+
+bool needs_grad(Tape& t, std::initializer_list<Var> in) {
+    if (!t.grad_enabled) return false;
+    for (Var v : in)
+        if (v != nullptr && v->requires_grad) return true;
+    return false;
+}
+
+int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.back(); }
+
+// Counter-based uniform in [0, 1): splitmix64 of (seed, index). The same (seed, index) gives the
+// same number on every machine and thread split.
+inline float uniform01(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+}
+
+}  // namespace
+
+// ---- embedding ------------------------------------------------------------------------------
+
+Var embedding(Tape& t, Var table, const int32_t* ids, int64_t n) {
+    const int64_t C = table->shape.back();
+    Var y = t.make({n, C}, needs_grad(t, {table}));
+    t.pool().run_range(n, 64, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r)
+            std::memcpy(y->data + r * C, table->data + static_cast<int64_t>(ids[r]) * C, C * sizeof(float));
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, y, table, ids, n, C] {
+            if (y->grad == nullptr) return;
+            float* dt = t.grad(table);
+            // Split by columns so two rows with the same id never race.
+            t.pool().run_range(C, 16, [&](int64_t c0, int64_t c1) {
+                for (int64_t r = 0; r < n; ++r) {
+                    float* dst = dt + static_cast<int64_t>(ids[r]) * C;
+                    const float* src = y->grad + r * C;
+                    for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+                }
+            });
+        });
+    }
+    return y;
+}
+
+// ---- linear ---------------------------------------------------------------------------------
+
+Var linear(Tape& t, Var x, Var w, Var bias) {
+    const int64_t K = x->shape.back(), N = rows_of(x), M = w->shape[0];
+    LF_ASSERT(w->shape.size() == 2 && w->shape[1] == K);
+    ThreadPool& pool = t.pool();
+    Var y = t.make({N, M}, needs_grad(t, {x, w, bias}));
+    const float* xa = x->data;
+    const float* wa = w->data;
+    if (t.precision != Precision::kFP32) {  // products see bf16/fp16 inputs
+        float* xr = t.buffer(x->numel);
+        float* wr = t.buffer(w->numel);
+        round_to_precision(t.precision, x->data, xr, x->numel, pool);
+        round_to_precision(t.precision, w->data, wr, w->numel, pool);
+        xa = xr, wa = wr;
+    }
+    kernels::sgemm(pool, false, true, N, M, K, 1.0f, xa, K, wa, K, 0.0f, y->data, M);
+    if (bias != nullptr) {
+        LF_ASSERT(bias->numel == M);
+        pool.run_range(N, 16, [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; ++r)
+                for (int64_t j = 0; j < M; ++j) y->data[r * M + j] += bias->data[j];
+        });
+    }
+    if (y->requires_grad) {
+        t.on_backward([&t, x, w, bias, y, xa, wa, N, M, K] {
+            if (y->grad == nullptr) return;
+            ThreadPool& pool = t.pool();
+            const float* dy = y->grad;
+            if (t.precision != Precision::kFP32) {
+                float* dyr = t.buffer(y->numel);
+                round_to_precision(t.precision, y->grad, dyr, y->numel, pool);
+                dy = dyr;
+            }
+            if (x->requires_grad)  // dx (N, K) += dy (N, M) · w (M, K)
+                kernels::sgemm(pool, false, false, N, K, M, 1.0f, dy, M, wa, K, 1.0f, t.grad(x), K);
+            if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
+                kernels::sgemm(pool, true, false, M, K, N, 1.0f, dy, M, xa, K, 1.0f, t.grad(w), K);
+            if (bias != nullptr && bias->requires_grad) {
+                float* db = t.grad(bias);
+                const float* g = y->grad;
+                pool.run_range(M, 64, [&](int64_t b, int64_t e) {
+                    for (int64_t j = b; j < e; ++j) {
+                        double s = 0;
+                        for (int64_t r = 0; r < N; ++r) s += g[r * M + j];
+                        db[j] += static_cast<float>(s);
+                    }
+                });
+            }
+        });
+    }
+    return y;
+}
+
+// ---- rmsnorm --------------------------------------------------------------------------------
+
+Var rmsnorm(Tape& t, Var x, Var g, float eps) {
+    const int64_t C = x->shape.back(), N = rows_of(x);
+    LF_ASSERT(g->numel == C);
+    Var y = t.make(x->shape, needs_grad(t, {x, g}));
+    float* rstd = t.buffer(N);  // (N)
+    t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+            const float* xr = x->data + r * C;
+            float* yr = y->data + r * C;
+            double ss = 0;
+            for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xr[c]) * xr[c];
+            const float rs = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
+            rstd[r] = rs;
+            for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * rs * g->data[c];
+        }
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, g, y, rstd, N, C] {
+            if (y->grad == nullptr) return;
+            const float* dy = y->grad;
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+                    for (int64_t r = b; r < e; ++r) {
+                        const float* xr = x->data + r * C;
+                        const float* dyr = dy + r * C;
+                        const float rs = rstd[r];
+                        double dot = 0;  // Σ (dy·g)·x̂
+                        for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(dyr[c]) * g->data[c] * xr[c] * rs;
+                        const float m = static_cast<float>(dot / C);
+                        float* dxr = dx + r * C;
+                        for (int64_t c = 0; c < C; ++c) dxr[c] += rs * (dyr[c] * g->data[c] - xr[c] * rs * m);
+                    }
+                });
+            }
+            if (g->requires_grad) {
+                float* dg = t.grad(g);
+                t.pool().run_range(C, 16, [&](int64_t b, int64_t e) {
+                    for (int64_t c = b; c < e; ++c) {
+                        double s = 0;
+                        for (int64_t r = 0; r < N; ++r) s += static_cast<double>(dy[r * C + c]) * x->data[r * C + c] * rstd[r];
+                        dg[c] += static_cast<float>(s);
+                    }
+                });
+            }
+        });
+    }
+    return y;
+}
+
+// ---- rope -----------------------------------------------------------------------------------
+
+namespace {
+
+// Rotates every head of rows [b, e) of x into y by +angle (sign = 1) or -angle (sign = -1);
+// accumulate: y += rot(x) instead of y = rot(x).
+void rope_rows(const float* x, float* y, int64_t b, int64_t e, int64_t width, int64_t D, const int32_t* pos,
+               const float* cos, const float* sin, bool interleaved, float sign, bool accumulate) {
+    const int64_t half = D / 2;
+    for (int64_t r = b; r < e; ++r) {
+        const float* cs = cos + static_cast<int64_t>(pos[r]) * half;
+        const float* sn = sin + static_cast<int64_t>(pos[r]) * half;
+        for (int64_t h0 = 0; h0 < width; h0 += D) {
+            const float* xh = x + r * width + h0;
+            float* yh = y + r * width + h0;
+            for (int64_t i = 0; i < half; ++i) {
+                const int64_t i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
+                const float c = cs[i], s = sign * sn[i];
+                const float a0 = xh[i0] * c - xh[i1] * s;
+                const float a1 = xh[i0] * s + xh[i1] * c;
+                if (accumulate) {
+                    yh[i0] += a0, yh[i1] += a1;
+                } else {
+                    yh[i0] = a0, yh[i1] = a1;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos, const float* sin,
+         bool interleaved) {
+    const int64_t W = x->shape.back(), N = rows_of(x);
+    LF_ASSERT(W % head_dim == 0 && head_dim % 2 == 0);
+    Var y = t.make(x->shape, needs_grad(t, {x}));
+    t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+        rope_rows(x->data, y->data, b, e, W, head_dim, pos, cos, sin, interleaved, 1.0f, false);
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, W, N, head_dim, pos, cos, sin, interleaved] {
+            if (y->grad == nullptr) return;
+            float* dx = t.grad(x);
+            // The rotation is orthogonal: its transpose rotates by the opposite angle.
+            t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+                rope_rows(y->grad, dx, b, e, W, head_dim, pos, cos, sin, interleaved, -1.0f, true);
+            });
+        });
+    }
+    return y;
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv) {
+    const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D;
+    LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && v->shape.back() == KD && H % Hkv == 0);
+    const int64_t group = H / Hkv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    Var o = t.make({B * T, HD}, needs_grad(t, {q, k, v}));
+    // Softmax probabilities, kept for backward: (B, H, T, T), row t valid for columns 0..t.
+    float* probs = t.buffer(B * H * T * T);
+    t.pool().run(B * H, [&](int64_t bh, int) {
+        const int64_t b = bh / H, h = bh % H, g = h / group;
+        const float* qh = q->data + b * T * HD + h * D;
+        const float* kg = k->data + b * T * KD + g * D;
+        const float* vg = v->data + b * T * KD + g * D;
+        float* p = probs + bh * T * T;
+        kernels::sgemm(false, true, T, T, D, scale, qh, HD, kg, KD, 0.0f, p, T);  // scores
+        for (int64_t i = 0; i < T; ++i) {
+            float* row = p + i * T;
+            float mx = row[0];
+            for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, row[j]);
+            float sum = 0;
+            for (int64_t j = 0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
+            const float inv = 1.0f / sum;
+            for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
+            for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
+        }
+        kernels::sgemm(false, false, T, D, T, 1.0f, p, T, vg, KD, 0.0f, o->data + b * T * HD + h * D, HD);
+    });
+    if (o->requires_grad) {
+        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, group, scale] {
+            if (o->grad == nullptr) return;
+            float* dq = t.grad(q);
+            float* dk = t.grad(k);
+            float* dv = t.grad(v);
+            // One work item per (sequence, kv head): the heads of a group write the same dk/dv rows.
+            t.pool().run(B * Hkv, [&](int64_t bg, int) {
+                const int64_t b = bg / Hkv, g = bg % Hkv;
+                thread_local std::vector<float> dp;  // (T, T) dP, then dS in place
+                dp.resize(static_cast<size_t>(T * T));
+                const float* kg = k->data + b * T * KD + g * D;
+                const float* vg = v->data + b * T * KD + g * D;
+                float* dkg = dk + b * T * KD + g * D;
+                float* dvg = dv + b * T * KD + g * D;
+                for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+                    const float* p = probs + (b * H + h) * T * T;
+                    const float* doh = o->grad + b * T * HD + h * D;
+                    const float* qh = q->data + b * T * HD + h * D;
+                    // dV += P^T dO ; dP = dO V^T
+                    kernels::sgemm(true, false, T, D, T, 1.0f, p, T, doh, HD, 1.0f, dvg, KD);
+                    kernels::sgemm(false, true, T, T, D, 1.0f, doh, HD, vg, KD, 0.0f, dp.data(), T);
+                    for (int64_t i = 0; i < T; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
+                        float* r = dp.data() + i * T;
+                        const float* pr = p + i * T;
+                        double s = 0;
+                        for (int64_t j = 0; j <= i; ++j) s += static_cast<double>(pr[j]) * r[j];
+                        const float sf = static_cast<float>(s);
+                        for (int64_t j = 0; j <= i; ++j) r[j] = pr[j] * (r[j] - sf);
+                        for (int64_t j = i + 1; j < T; ++j) r[j] = 0.0f;
+                    }
+                    // dQ += scale · dS K ; dK += scale · dS^T Q
+                    kernels::sgemm(false, false, T, D, T, scale, dp.data(), T, kg, KD, 1.0f,
+                                   dq + b * T * HD + h * D, HD);
+                    kernels::sgemm(true, false, T, D, T, scale, dp.data(), T, qh, HD, 1.0f, dkg, KD);
+                }
+            });
+        });
+    }
+    return o;
+}
+
+// ---- swiglu ---------------------------------------------------------------------------------
+
+Var swiglu(Tape& t, Var gate, Var up) {
+    LF_ASSERT(gate->numel == up->numel);
+    Var y = t.make(gate->shape, needs_grad(t, {gate, up}));
+    const int64_t n = gate->numel;
+    t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            const float gv = gate->data[i];
+            y->data[i] = gv / (1.0f + std::exp(-gv)) * up->data[i];
+        }
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, gate, up, y, n] {
+            if (y->grad == nullptr) return;
+            float* dg = gate->requires_grad ? t.grad(gate) : nullptr;
+            float* du = up->requires_grad ? t.grad(up) : nullptr;
+            t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) {
+                    const float gv = gate->data[i], dy = y->grad[i];
+                    const float s = 1.0f / (1.0f + std::exp(-gv));
+                    if (dg) dg[i] += dy * up->data[i] * s * (1.0f + gv * (1.0f - s));
+                    if (du) du[i] += dy * gv * s;
+                }
+            });
+        });
+    }
+    return y;
+}
+
+// ---- add ------------------------------------------------------------------------------------
+
+Var add(Tape& t, Var a, Var b) {
+    LF_ASSERT(a->numel == b->numel);
+    Var y = t.make(a->shape, needs_grad(t, {a, b}));
+    const int64_t n = a->numel;
+    t.pool().run_range(n, 1 << 14, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) y->data[i] = a->data[i] + b->data[i];
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, a, b, y, n] {
+            if (y->grad == nullptr) return;
+            for (Var in : {a, b}) {
+                if (!in->requires_grad) continue;
+                float* d = t.grad(in);
+                t.pool().run_range(n, 1 << 14, [&](int64_t s, int64_t e) {
+                    for (int64_t i = s; i < e; ++i) d[i] += y->grad[i];
+                });
+            }
+        });
+    }
+    return y;
+}
+
+// ---- dropout --------------------------------------------------------------------------------
+
+Var dropout(Tape& t, Var x, float p, uint64_t seed) {
+    if (p <= 0.0f || !t.grad_enabled) return x;
+    Var y = t.make(x->shape, needs_grad(t, {x}));
+    const int64_t n = x->numel;
+    const float keep = 1.0f / (1.0f - p);
+    t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) y->data[i] = uniform01(seed, i) < p ? 0.0f : x->data[i] * keep;
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, n, p, keep, seed] {
+            if (y->grad == nullptr) return;
+            float* dx = t.grad(x);
+            t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i)
+                    if (!(uniform01(seed, i) < p)) dx[i] += y->grad[i] * keep;
+            });
+        });
+    }
+    return y;
+}
+
+// ---- cross-entropy --------------------------------------------------------------------------
+
+Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
+    const int64_t V = logits->shape.back();
+    LF_ASSERT(rows_of(logits) == n);
+    Var loss = t.make({1}, needs_grad(t, {logits}));
+    float* lse = t.buffer(n);  // (N) log-sum-exp of each row
+    std::vector<double> part(static_cast<size_t>(n));
+    t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+            const float* row = logits->data + r * V;
+            float mx = row[0];
+            for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
+            double s = 0;
+            for (int64_t j = 0; j < V; ++j) s += std::exp(static_cast<double>(row[j] - mx));
+            const double l = mx + std::log(s);
+            lse[r] = static_cast<float>(l);
+            part[r] = l - row[targets[r]];
+        }
+    });
+    double total = 0;
+    for (double v : part) total += v;  // fixed order: the same sum for any thread count
+    loss->data[0] = static_cast<float>(total / static_cast<double>(n));
+    if (loss->requires_grad) {
+        t.on_backward([&t, logits, loss, lse, targets, n, V] {
+            if (loss->grad == nullptr) return;
+            float* dl = t.grad(logits);
+            const float scale = loss->grad[0] / static_cast<float>(n);
+            t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
+                for (int64_t r = b; r < e; ++r) {
+                    const float* row = logits->data + r * V;
+                    float* d = dl + r * V;
+                    const float l = lse[r];
+                    for (int64_t j = 0; j < V; ++j) d[j] += std::exp(row[j] - l) * scale;
+                    d[targets[r]] -= scale;
+                }
+            });
+        });
+    }
+    return loss;
+}
+
+}  // namespace llmforge::train

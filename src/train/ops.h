@@ -1,0 +1,53 @@
+// The differentiable ops of the Llama family, each one unit: shape rule, forward and backward side
+// by side (ops.cpp). Every op reads its inputs' data, writes a new node and, when the tape records
+// gradients and an input requires one, registers the backward that accumulates (+=) into the
+// inputs' gradients. Shapes use N = B·T rows, C model width, H / H_kv heads, D head size, V vocab,
+// F feed-forward width.
+//
+// Shape or size mismatches between ops are programming errors (LF_ASSERT): the model validates
+// user-facing shapes before it builds the graph.
+#pragma once
+
+#include <cstdint>
+
+#include "train/tape.h"
+
+namespace llmforge::train {
+
+// y (N, C) = table (V, C) [ids]. ids must be < V (checked by the caller).
+Var embedding(Tape& t, Var table, const int32_t* ids, int64_t n);
+
+// y (N, M) = x (N, K) · w (M, K)^T (+ bias (M)). In bf16/fp16 precision the products' inputs (x, w
+// and, in backward, dy) are rounded to that format; sums stay f32.
+Var linear(Tape& t, Var x, Var w, Var bias = nullptr);
+
+// y (N, C) = x / sqrt(mean(x², over C) + eps) · g (C).
+Var rmsnorm(Tape& t, Var x, Var g, float eps);
+
+// Rotary position embedding of x (N, H·D) in heads of size D; row r is at position pos[r].
+// cos/sin: (P, D/2) tables for positions 0..P-1 (pair i of position p: angle p·inv_freq[i]).
+// interleaved: rotate pairs (2i, 2i+1) (Meta / llama2.c / GGUF); else rotate-half (i, i+D/2) (HF).
+Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos, const float* sin,
+         bool interleaved);
+
+// Causal self-attention with grouped-query heads over B sequences of T positions:
+// q (B·T, H·D), k and v (B·T, H_kv·D) → (B·T, H·D); query head h reads kv head h / (H / H_kv);
+// scores scaled by 1/sqrt(D), position t attends to 0..t.
+Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv);
+
+// y = silu(gate) · up, elementwise, both (N, F).
+Var swiglu(Tape& t, Var gate, Var up);
+
+// y = a + b, same shape.
+Var add(Tape& t, Var a, Var b);
+
+// Inverted dropout: each element is kept with probability 1 - p and scaled by 1 / (1 - p). The
+// mask is a pure function of (seed, element index), so backward (and a resumed run) rebuild it
+// instead of storing it. p = 0 or a tape without gradients returns x itself.
+Var dropout(Tape& t, Var x, float p, uint64_t seed);
+
+// Mean cross-entropy (natural log) of logits (N, V) against targets (N): a (1) node. Targets must
+// be < V (checked by the caller). Sums in double.
+Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n);
+
+}  // namespace llmforge::train

@@ -1,0 +1,114 @@
+#include "train/optimizer.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace llmforge::train {
+
+AdamW::AdamW(std::vector<Param*> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
+    for (Param* p : params_) {
+        m_.emplace_back(p->numel());
+        v_.emplace_back(p->numel());
+    }
+}
+
+void AdamW::step(float lr, ThreadPool& pool) {
+    ++t_;
+    // Scalars in double as PyTorch computes them in Python, then used as f32 in the element loop.
+    const double bc1 = 1.0 - std::pow(static_cast<double>(cfg_.beta1), static_cast<double>(t_));
+    const double bc2 = 1.0 - std::pow(static_cast<double>(cfg_.beta2), static_cast<double>(t_));
+    const float step_size = static_cast<float>(static_cast<double>(lr) / bc1);
+    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+    const float b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
+    const float one_b1 = static_cast<float>(1.0 - static_cast<double>(b1));
+    const float one_b2 = static_cast<float>(1.0 - static_cast<double>(b2));
+    const float decay = static_cast<float>(1.0 - static_cast<double>(lr) * cfg_.weight_decay);
+    for (size_t i = 0; i < params_.size(); ++i) {
+        Param& p = *params_[i];
+        const bool wd = cfg_.weight_decay != 0.0f && (cfg_.decay_all || p.shape.size() >= 2);
+        float* w = p.value.data();
+        const float* g = p.grad.data();
+        float* m = m_[i].data();
+        float* v = v_[i].data();
+        pool.run_range(p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) {
+                if (wd) w[j] *= decay;
+                m[j] = m[j] * b1 + one_b1 * g[j];
+                v[j] = v[j] * b2 + one_b2 * g[j] * g[j];
+                const float denom = std::sqrt(v[j]) / bc2_sqrt + eps;
+                w[j] = w[j] + (-step_size) * (m[j] / denom);
+            }
+        });
+    }
+}
+
+double grad_global_norm(const std::vector<Param*>& params, ThreadPool& pool) {
+    double total = 0;
+    for (Param* p : params) {
+        const int64_t n = p->numel();
+        constexpr int64_t kChunk = 1 << 15;
+        const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+        std::vector<double> part(static_cast<size_t>(n_chunks));
+        const float* g = p->grad.data();
+        pool.run(n_chunks, [&](int64_t c, int) {
+            double s = 0;
+            for (int64_t j = c * kChunk, e = std::min(n, (c + 1) * kChunk); j < e; ++j) s += static_cast<double>(g[j]) * g[j];
+            part[c] = s;
+        });
+        for (double s : part) total += s;
+    }
+    return std::sqrt(total);
+}
+
+void scale_grads(const std::vector<Param*>& params, float s, ThreadPool& pool) {
+    for (Param* p : params) {
+        float* g = p->grad.data();
+        pool.run_range(p->numel(), 1 << 15, [&](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) g[j] *= s;
+        });
+    }
+}
+
+double clip_grad_norm(const std::vector<Param*>& params, double max_norm, ThreadPool& pool) {
+    const double norm = grad_global_norm(params, pool);
+    if (max_norm > 0 && norm > max_norm) scale_grads(params, static_cast<float>(max_norm / (norm + 1e-6)), pool);
+    return norm;
+}
+
+bool grads_non_finite(const std::vector<Param*>& params, ThreadPool& pool) {
+    return !std::isfinite(grad_global_norm(params, pool));
+}
+
+void zero_grads(const std::vector<Param*>& params) {
+    for (Param* p : params) p->grad.zero();
+}
+
+Schedule schedule_from_name(const std::string& s) {
+    if (s == "cosine") return Schedule::kCosine;
+    if (s == "constant") return Schedule::kConstant;
+    if (s == "linear") return Schedule::kLinear;
+    throw Error("--schedule: '" + s + "' is not a schedule, expected cosine, constant or linear");
+}
+
+const char* schedule_name(Schedule s) {
+    switch (s) {
+        case Schedule::kCosine: return "cosine";
+        case Schedule::kConstant: return "constant";
+        case Schedule::kLinear: return "linear";
+    }
+    return "?";
+}
+
+double learning_rate(Schedule sch, int64_t s, int64_t steps, int64_t warmup, double lr, double min_lr) {
+    if (s < warmup) return lr * static_cast<double>(s + 1) / static_cast<double>(warmup);
+    if (sch == Schedule::kConstant) return lr;
+    const int64_t span = steps - warmup;
+    if (span <= 0) return lr;
+    const double frac = std::min(1.0, static_cast<double>(s - warmup) / static_cast<double>(span));
+    if (sch == Schedule::kLinear) return lr + (min_lr - lr) * frac;
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(std::numbers::pi * frac));
+}
+
+}  // namespace llmforge::train

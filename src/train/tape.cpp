@@ -1,0 +1,123 @@
+#include "train/tape.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace llmforge::train {
+
+Precision precision_from_name(const std::string& s) {
+    if (s == "fp32" || s == "f32") return Precision::kFP32;
+    if (s == "bf16") return Precision::kBF16;
+    if (s == "fp16" || s == "f16") return Precision::kFP16;
+    throw Error("--precision: '" + s + "' is not a precision, expected fp32, bf16 or fp16");
+}
+
+const char* precision_name(Precision p) {
+    switch (p) {
+        case Precision::kFP32: return "fp32";
+        case Precision::kBF16: return "bf16";
+        case Precision::kFP16: return "fp16";
+    }
+    return "?";
+}
+
+void FloatBuffer::Free::operator()(float* p) const { std::free(p); }
+
+FloatBuffer::FloatBuffer(int64_t n, bool zero) : n_(n) {
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) & ~size_t{63};
+    auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (p == nullptr) throw std::bad_alloc();
+    p_.reset(p);
+    if (zero) this->zero();
+}
+
+void FloatBuffer::zero() {
+    if (n_ > 0) std::memset(p_.get(), 0, static_cast<size_t>(n_) * sizeof(float));
+}
+
+Tape::~Tape() {
+    reset();
+    for (auto& [n, p] : free_) std::free(p);
+}
+
+float* Tape::take(int64_t n) {
+    auto it = free_.find(n);
+    float* p;
+    if (it != free_.end()) {
+        p = it->second;
+        free_.erase(it);
+    } else {
+        const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) & ~size_t{63};
+        p = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (p == nullptr) throw std::bad_alloc();
+        bytes_held_ += bytes;
+    }
+    in_use_.emplace_back(n, p);
+    return p;
+}
+
+Var Tape::param(Param& p) {
+    auto n = std::make_unique<Node>();
+    n->shape = p.shape;
+    n->numel = p.numel();
+    n->data = p.value.data();
+    n->grad = p.grad.data();
+    n->requires_grad = grad_enabled;
+    n->param = &p;
+    nodes_.push_back(std::move(n));
+    return nodes_.back().get();
+}
+
+Var Tape::make(std::vector<int64_t> shape, bool requires_grad) {
+    auto n = std::make_unique<Node>();
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    n->shape = std::move(shape);
+    n->numel = numel;
+    n->data = take(numel);
+    n->requires_grad = requires_grad && grad_enabled;
+    nodes_.push_back(std::move(n));
+    return nodes_.back().get();
+}
+
+float* Tape::buffer(int64_t n) { return take(n); }
+
+float* Tape::grad(Var v) {
+    if (v->grad == nullptr) {
+        v->grad = take(v->numel);
+        std::memset(v->grad, 0, static_cast<size_t>(v->numel) * sizeof(float));
+    }
+    return v->grad;
+}
+
+void Tape::backward(Var loss, float seed) {
+    LF_ASSERT(loss->numel == 1);
+    grad(loss)[0] += seed;
+    for (auto it = backward_.rbegin(); it != backward_.rend(); ++it) (*it)();
+}
+
+void Tape::reset() {
+    backward_.clear();
+    nodes_.clear();
+    for (auto& [n, p] : in_use_) free_.emplace(n, p);
+    in_use_.clear();
+}
+
+void round_to_precision(Precision p, const float* x, float* y, int64_t n, ThreadPool& pool) {
+    if (p == Precision::kFP32) {
+        if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+        return;
+    }
+    pool.run_range(n, 1 << 16, [&](int64_t b, int64_t e) {
+        if (p == Precision::kBF16) {
+            for (int64_t i = b; i < e; ++i) y[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+        } else {
+            for (int64_t i = b; i < e; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+        }
+    });
+}
+
+}  // namespace llmforge::train

@@ -1,0 +1,119 @@
+// Reverse-mode automatic differentiation over f32 buffers: a Tape records, for every op run in
+// the forward pass, a closure that propagates its output gradient to its inputs; backward() runs
+// them in reverse. Ops are coarse (a linear layer, RMSNorm, RoPE, a whole attention), each defined
+// with its forward and backward side by side in ops.h, so a step is a few hundred closures, not
+// millions of scalar nodes.
+//
+// Values live in buffers the tape hands out from its own free lists: a training step asks for the
+// same sizes every time, so after the first step nothing is allocated (no page faults from fresh
+// mmaps of multi-MB activations). reset() forgets the nodes and returns every buffer.
+//
+// Parameters are not owned by the tape: a Param keeps its value and gradient across steps, and
+// gradients accumulate into Param::grad until the optimiser clears them (gradient accumulation).
+//
+// Precision (mixed precision is a property of the products, not of the storage): in kBF16 / kFP16
+// the inputs of every weight product are rounded to bf16 / fp16 before the product, which sums
+// in f32; activations, gradients, master weights, optimiser state and every reduction stay f32.
+//
+// Thread safety: a Tape belongs to one training thread; ops use its pool (not re-entrant).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+
+namespace llmforge::train {
+
+enum class Precision { kFP32, kBF16, kFP16 };
+Precision precision_from_name(const std::string& s);  // "fp32" | "bf16" | "fp16"; throws Error
+const char* precision_name(Precision p);
+
+// A 64-byte-aligned float array that owns its memory.
+class FloatBuffer {
+public:
+    FloatBuffer() = default;
+    explicit FloatBuffer(int64_t n, bool zero = true);
+    float* data() { return p_.get(); }
+    const float* data() const { return p_.get(); }
+    int64_t size() const { return n_; }
+    float& operator[](int64_t i) { return p_.get()[i]; }
+    float operator[](int64_t i) const { return p_.get()[i]; }
+    void zero();
+
+private:
+    struct Free {
+        void operator()(float* p) const;
+    };
+    std::unique_ptr<float, Free> p_;
+    int64_t n_ = 0;
+};
+
+// A trainable tensor: f32 master value and its gradient (same shape), under its GGUF name.
+struct Param {
+    std::string name;
+    std::vector<int64_t> shape;
+    FloatBuffer value, grad;
+    int64_t numel() const { return value.size(); }
+};
+
+// A value in the graph. Owned by the tape; valid until reset().
+struct Node {
+    std::vector<int64_t> shape;
+    int64_t numel = 0;
+    float* data = nullptr;
+    float* grad = nullptr;  // allocated (zeroed) when first needed in backward
+    bool requires_grad = false;
+    Param* param = nullptr;  // leaf bound to a parameter (data/grad are the parameter's)
+};
+using Var = Node*;
+
+class Tape {
+public:
+    explicit Tape(ThreadPool& pool) : pool_(pool) {}
+    ~Tape();
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+
+    ThreadPool& pool() { return pool_; }
+    Precision precision = Precision::kFP32;
+    // false: ops record no backward closures and keep nothing for them (evaluation).
+    bool grad_enabled = true;
+
+    // A leaf for a parameter: reads its value, accumulates into its grad.
+    Var param(Param& p);
+    // A new node with uninitialised data; requires_grad when any input needs a gradient.
+    Var make(std::vector<int64_t> shape, bool requires_grad);
+    // Scratch floats that live until reset() (saved tensors of an op's backward).
+    float* buffer(int64_t n);
+    // The node's gradient buffer, zeroed on first use.
+    float* grad(Var v);
+    // Records an op's backward (only call when grad_enabled and some input requires grad).
+    void on_backward(std::function<void()> fn) { backward_.push_back(std::move(fn)); }
+
+    // Seeds d(loss)/d(loss) = seed (a loss scale for fp16) and runs the recorded closures in reverse.
+    void backward(Var loss, float seed = 1.0f);
+    // Forgets every node and closure; buffers go back to the free lists for the next step.
+    void reset();
+    // Bytes held in buffers (in use + free), for memory reports.
+    size_t bytes_held() const { return bytes_held_; }
+
+private:
+    float* take(int64_t n);
+
+    ThreadPool& pool_;
+    std::vector<std::unique_ptr<Node>> nodes_;
+    std::vector<std::function<void()>> backward_;
+    std::vector<std::pair<int64_t, float*>> in_use_;
+    std::multimap<int64_t, float*> free_;
+    size_t bytes_held_ = 0;
+};
+
+// Rounds x to the nearest bf16 / fp16 value (round-to-nearest-even), kept in f32 storage.
+void round_to_precision(Precision p, const float* x, float* y, int64_t n, ThreadPool& pool);
+
+}  // namespace llmforge::train

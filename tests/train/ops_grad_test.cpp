@@ -1,0 +1,205 @@
+// Every differentiable op's backward against central finite differences of its forward, on small
+// random inputs with odd sizes (tests/train: "gradients against finite differences").
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "train/ops.h"
+
+namespace llmforge::train {
+namespace {
+
+using Build = std::function<Var(Tape&, std::vector<Var>&)>;
+
+std::unique_ptr<Param> random_param(const std::string& name, std::vector<int64_t> shape, uint32_t seed,
+                                    float scale = 1.0f, float offset = 0.0f) {
+    auto p = std::make_unique<Param>();
+    p->name = name;
+    p->shape = shape;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    p->value = FloatBuffer(n);
+    p->grad = FloatBuffer(n);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t i = 0; i < n; ++i) p->value[i] = offset + scale * nd(rng);
+    return p;
+}
+
+// L = Σ y·r for fixed random r: its gradient wrt y is r. Returns L in double.
+double weighted_sum(Var y, const std::vector<float>& r) {
+    double s = 0;
+    for (int64_t i = 0; i < y->numel; ++i) s += static_cast<double>(y->data[i]) * r[i];
+    return s;
+}
+
+// Compares the op's analytic gradient of every input with central differences (step h).
+void check_grads(std::vector<Param*> in, const Build& build, double tol = 2e-3, float h = 1e-2f) {
+    ThreadPool pool(2);
+    Tape tape(pool);
+    std::vector<float> r;
+    auto run = [&](bool with_grad) {
+        tape.reset();
+        tape.grad_enabled = with_grad;
+        std::vector<Var> vars;
+        for (Param* p : in) vars.push_back(tape.param(*p));
+        Var y = build(tape, vars);
+        if (r.empty()) {
+            std::mt19937 rng(99);
+            std::normal_distribution<float> nd;
+            for (int64_t i = 0; i < y->numel; ++i) r.push_back(nd(rng));
+        }
+        return y;
+    };
+    for (Param* p : in) p->grad.zero();
+    Var y = run(true);
+    std::copy(r.begin(), r.end(), tape.grad(y));
+    Var seed = tape.make({1}, false);
+    tape.backward(seed);
+    for (Param* p : in) {
+        double max_diff = 0, max_ref = 0;
+        for (int64_t i = 0; i < p->numel(); ++i) {
+            const float orig = p->value[i];
+            p->value[i] = orig + h;
+            const double lp = weighted_sum(run(false), r);
+            p->value[i] = orig - h;
+            const double lm = weighted_sum(run(false), r);
+            p->value[i] = orig;
+            const double fd = (lp - lm) / (2.0 * h);
+            max_diff = std::max(max_diff, std::abs(fd - p->grad[i]));
+            max_ref = std::max(max_ref, std::abs(fd));
+        }
+        EXPECT_GT(max_ref, 0.0) << p->name << ": gradient is all zero";
+        EXPECT_LT(max_diff / max_ref, tol) << p->name << " max |fd - analytic| = " << max_diff;
+    }
+}
+
+TEST(OpsGrad, Linear) {
+    auto x = random_param("x", {3, 7}, 1), w = random_param("w", {5, 7}, 2), b = random_param("b", {5}, 3);
+    check_grads({x.get(), w.get(), b.get()}, [](Tape& t, std::vector<Var>& v) { return linear(t, v[0], v[1], v[2]); });
+}
+
+TEST(OpsGrad, LinearLargeEnoughToSplitOverThreads) {
+    auto x = random_param("x", {37, 67}, 1, 0.3f), w = random_param("w", {131, 67}, 2, 0.3f);
+    check_grads({x.get(), w.get()}, [](Tape& t, std::vector<Var>& v) { return linear(t, v[0], v[1]); });
+}
+
+TEST(OpsGrad, Embedding) {
+    auto table = random_param("table", {6, 5}, 4);
+    static const int32_t ids[] = {3, 0, 3, 5};  // a repeated id accumulates twice
+    check_grads({table.get()}, [](Tape& t, std::vector<Var>& v) { return embedding(t, v[0], ids, 4); });
+}
+
+TEST(OpsGrad, RmsNorm) {
+    auto x = random_param("x", {4, 9}, 5), g = random_param("g", {9}, 6, 0.2f, 1.0f);
+    check_grads({x.get(), g.get()}, [](Tape& t, std::vector<Var>& v) { return rmsnorm(t, v[0], v[1], 1e-5f); });
+}
+
+void rope_case(bool interleaved) {
+    auto x = random_param("x", {5, 12}, 7);  // 2 heads of D = 6
+    static const int32_t pos[] = {0, 1, 2, 4, 3};
+    static std::vector<float> cs, sn;
+    cs.clear(), sn.clear();
+    for (int p = 0; p < 5; ++p)
+        for (int i = 0; i < 3; ++i) {
+            const double a = p * std::pow(10000.0, -2.0 * i / 6);
+            cs.push_back(static_cast<float>(std::cos(a)));
+            sn.push_back(static_cast<float>(std::sin(a)));
+        }
+    check_grads({x.get()}, [interleaved](Tape& t, std::vector<Var>& v) {
+        return rope(t, v[0], 6, pos, cs.data(), sn.data(), interleaved);
+    });
+}
+TEST(OpsGrad, RopeInterleavedPairs) { rope_case(true); }
+TEST(OpsGrad, RopeRotateHalf) { rope_case(false); }
+
+TEST(OpsGrad, RopeConventionsDifferAndPreserveNorm) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    auto x = random_param("x", {1, 8}, 8);
+    const float cs[] = {1, 1, 0.6f, 0.8f}, sn[] = {0, 0, 0.8f, 0.6f};  // position 1 of a 2-pair table
+    const int32_t pos[] = {1};
+    Var a = rope(t, t.param(*x), 4, pos, cs, sn, true);
+    Var b = rope(t, t.param(*x), 4, pos, cs, sn, false);
+    double na = 0, nx = 0, diff = 0;
+    for (int i = 0; i < 8; ++i) na += a->data[i] * a->data[i], nx += x->value[i] * x->value[i], diff += std::abs(a->data[i] - b->data[i]);
+    EXPECT_NEAR(na, nx, 1e-4);
+    EXPECT_GT(diff, 1e-3);
+    // interleaved: pair (0,1) of the first head rotates by angle with cos 0.6, sin 0.8
+    EXPECT_NEAR(a->data[0], x->value[0] * 0.6f - x->value[1] * 0.8f, 1e-6);
+    EXPECT_NEAR(b->data[0], x->value[0] * 0.6f - x->value[2] * 0.8f, 1e-6);
+}
+
+TEST(OpsGrad, CausalGroupedQueryAttention) {
+    // B = 2, T = 5, H = 4, H_kv = 2, D = 3
+    auto q = random_param("q", {10, 12}, 9), k = random_param("k", {10, 6}, 10), v = random_param("v", {10, 6}, 11);
+    check_grads({q.get(), k.get(), v.get()},
+                [](Tape& t, std::vector<Var>& a) { return attention(t, a[0], a[1], a[2], 2, 5, 4, 2); });
+}
+
+TEST(OpsGrad, AttentionIsCausal) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    auto q = random_param("q", {4, 4}, 12), k = random_param("k", {4, 4}, 13), v = random_param("v", {4, 4}, 14);
+    Var o1 = attention(t, t.param(*q), t.param(*k), t.param(*v), 1, 4, 2, 2);
+    std::vector<float> first(o1->data, o1->data + 8);
+    for (int i = 12; i < 16; ++i) k->value[i] += 5.0f, v->value[i] -= 3.0f;  // change the last position only
+    Var o2 = attention(t, t.param(*q), t.param(*k), t.param(*v), 1, 4, 2, 2);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(o2->data[i], first[i]);  // rows 0-1 cannot see row 3
+}
+
+TEST(OpsGrad, SwiGlu) {
+    auto g = random_param("g", {3, 11}, 15), u = random_param("u", {3, 11}, 16);
+    check_grads({g.get(), u.get()}, [](Tape& t, std::vector<Var>& v) { return swiglu(t, v[0], v[1]); });
+}
+
+TEST(OpsGrad, Add) {
+    auto a = random_param("a", {2, 7}, 17), b = random_param("b", {2, 7}, 18);
+    check_grads({a.get(), b.get()}, [](Tape& t, std::vector<Var>& v) { return add(t, v[0], v[1]); });
+}
+
+TEST(OpsGrad, DropoutWithFixedSeed) {
+    auto x = random_param("x", {8, 16}, 19);
+    check_grads({x.get()}, [](Tape& t, std::vector<Var>& v) {
+        // Finite differences run without gradients, where dropout is the identity; keep it on by
+        // comparing against the masked forward explicitly instead.
+        t.grad_enabled = true;
+        return dropout(t, v[0], 0.25f, 1234);
+    });
+}
+
+TEST(OpsGrad, DropoutKeepsAboutOneMinusP) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    auto x = random_param("x", {100, 100}, 20, 0.0f, 1.0f);  // all ones
+    Var y = dropout(t, t.param(*x), 0.3f, 77);
+    int kept = 0;
+    for (int64_t i = 0; i < y->numel; ++i) {
+        if (y->data[i] != 0.0f) {
+            ++kept;
+            EXPECT_FLOAT_EQ(y->data[i], 1.0f / 0.7f);
+        }
+    }
+    EXPECT_NEAR(kept / 10000.0, 0.7, 0.02);
+}
+
+TEST(OpsGrad, CrossEntropy) {
+    auto logits = random_param("logits", {4, 13}, 21);
+    static const int32_t targets[] = {0, 12, 5, 5};
+    check_grads({logits.get()}, [](Tape& t, std::vector<Var>& v) { return cross_entropy(t, v[0], targets, 4); });
+}
+
+TEST(OpsGrad, CrossEntropyValue) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    auto logits = random_param("logits", {1, 3}, 22);
+    logits->value[0] = 1, logits->value[1] = 2, logits->value[2] = 3;
+    const int32_t target[] = {0};
+    Var l = cross_entropy(t, t.param(*logits), target, 1);
+    EXPECT_NEAR(l->data[0], std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 1.0, 1e-6);
+}
+
+}  // namespace
+}  // namespace llmforge::train
