@@ -22,6 +22,11 @@ void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_detokenize(CLI::App& app, std::function<int()>& run);
 void add_chat_template(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run);
+void add_train(CLI::App& app, std::function<int()>& run);
+void add_train_tokenizer(CLI::App& app, std::function<int()>& run);
+void add_prepare(CLI::App& app, std::function<int()>& run);
+void add_perplexity(CLI::App& app, std::function<int()>& run);
+void add_gen_dialogues(CLI::App& app, std::function<int()>& run);
 
 // Renders `in` with the Jinja file `template_file`, or else the tokenizer's own chat template;
 // BOS/EOS texts come from `tok` (may be null when a template file is given). `model` names the

@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
     llmforge::cli::add_detokenize(app, cmds["detokenize"]);
     llmforge::cli::add_chat_template(app, cmds["chat-template"]);
     llmforge::cli::add_serve(app, cmds["serve"]);
+    llmforge::cli::add_train(app, cmds["train"]);
+    llmforge::cli::add_train_tokenizer(app, cmds["train-tokenizer"]);
+    llmforge::cli::add_prepare(app, cmds["prepare"]);
+    llmforge::cli::add_perplexity(app, cmds["perplexity"]);
+    llmforge::cli::add_gen_dialogues(app, cmds["gen-dialogues"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -343,10 +343,44 @@ Var add(Tape& t, Var a, Var b) {
     return y;
 }
 
+// ---- checkpoint ------------------------------------------------------------------------------
+
+Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn) {
+    Tape& sub = t.sub();
+    sub.precision = t.precision;
+    sub.grad_enabled = false;
+    Var xin = sub.make(x->shape, false);
+    std::memcpy(xin->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
+    Var out = fn(sub, xin);
+    Var y = t.make(out->shape, needs_grad(t, {x}) || t.grad_enabled);
+    std::memcpy(y->data, out->data, static_cast<size_t>(out->numel) * sizeof(float));
+    sub.reset();
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, fn] {
+            if (y->grad == nullptr) return;
+            Tape& sub = t.sub();
+            sub.precision = t.precision;
+            sub.grad_enabled = true;
+            Var xin = sub.make(x->shape, true);
+            std::memcpy(xin->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
+            Var out = fn(sub, xin);
+            std::memcpy(sub.grad(out), y->grad, static_cast<size_t>(y->numel) * sizeof(float));
+            sub.backward(sub.make({1}, false));
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                const float* g = sub.grad(xin);
+                for (int64_t i = 0; i < x->numel; ++i) dx[i] += g[i];
+            }
+            sub.reset();
+        });
+    }
+    return y;
+}
+
 // ---- dropout --------------------------------------------------------------------------------
 
 Var dropout(Tape& t, Var x, float p, uint64_t seed) {
-    if (p <= 0.0f || !t.grad_enabled) return x;
+    if (p <= 0.0f) return x;
     Var y = t.make(x->shape, needs_grad(t, {x}));
     const int64_t n = x->numel;
     const float keep = 1.0f / (1.0f - p);

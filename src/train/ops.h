@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "train/tape.h"
 
@@ -41,9 +42,15 @@ Var swiglu(Tape& t, Var gate, Var up);
 // y = a + b, same shape.
 Var add(Tape& t, Var a, Var b);
 
+// Activation checkpointing: y = fn(x), keeping none of fn's intermediate values; backward runs
+// fn(x) again on a scratch tape and propagates y's gradient through it. fn must compute the same
+// values when run again (dropout masks are seeded, so they are) and read parameters via the tape
+// it is given.
+Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn);
+
 // Inverted dropout: each element is kept with probability 1 - p and scaled by 1 / (1 - p). The
 // mask is a pure function of (seed, element index), so backward (and a resumed run) rebuild it
-// instead of storing it. p = 0 or a tape without gradients returns x itself.
+// instead of storing it. p = 0 returns x itself (evaluation passes 0).
 Var dropout(Tape& t, Var x, float p, uint64_t seed);
 
 // Mean cross-entropy (natural log) of logits (N, V) against targets (N): a (1) node. Targets must

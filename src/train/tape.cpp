@@ -85,6 +85,11 @@ Var Tape::make(std::vector<int64_t> shape, bool requires_grad) {
 
 float* Tape::buffer(int64_t n) { return take(n); }
 
+Tape& Tape::sub() {
+    if (!sub_) sub_ = std::make_unique<Tape>(pool_);
+    return *sub_;
+}
+
 float* Tape::grad(Var v) {
     if (v->grad == nullptr) {
         v->grad = take(v->numel);

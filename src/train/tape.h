@@ -100,7 +100,9 @@ public:
     // Forgets every node and closure; buffers go back to the free lists for the next step.
     void reset();
     // Bytes held in buffers (in use + free), for memory reports.
-    size_t bytes_held() const { return bytes_held_; }
+    size_t bytes_held() const { return bytes_held_ + (sub_ ? sub_->bytes_held() : 0); }
+    // A scratch tape on the same pool for activation checkpointing (kept for its buffers).
+    Tape& sub();
 
 private:
     float* take(int64_t n);
@@ -111,6 +113,7 @@ private:
     std::vector<std::pair<int64_t, float*>> in_use_;
     std::multimap<int64_t, float*> free_;
     size_t bytes_held_ = 0;
+    std::unique_ptr<Tape> sub_;
 };
 
 // Rounds x to the nearest bf16 / fp16 value (round-to-nearest-even), kept in f32 storage.

@@ -159,6 +159,25 @@ void TrainModel::bind() {
     ensure_ctx(std::max<int64_t>(cfg_.n_ctx_train, 1));
 }
 
+void TrainModel::to_rotate_half() {
+    if (!cfg_.rope_interleaved) return;
+    const int64_t D = cfg_.head_dim, C = cfg_.n_embd;
+    std::vector<float> tmp;
+    for (auto& p : params_) {
+        const bool q = p->name.find(".attn_q.") != std::string::npos, k = p->name.find(".attn_k.") != std::string::npos;
+        if (!q && !k) continue;
+        const int64_t cols = p->shape.size() == 2 ? C : 1, rows = p->shape[0];
+        tmp.assign(p->value.data(), p->value.data() + p->numel());
+        for (int64_t r = 0; r < rows; ++r) {  // interleaved row h·D + 2i + j -> rotate-half row h·D + j·D/2 + i
+            const int64_t h = r / D, w = r % D, i = w / 2, j = w % 2;
+            const int64_t dst = h * D + j * (D / 2) + i;
+            std::memcpy(p->value.data() + dst * cols, tmp.data() + r * cols, cols * sizeof(float));
+        }
+    }
+    cfg_.rope_interleaved = false;
+    bind();
+}
+
 void TrainModel::set_vocab(const Vocab& v) {
     vocab_ = v;
     bind();
@@ -199,28 +218,42 @@ Var TrainModel::forward(Tape& t, const int32_t* inputs, const int32_t* targets, 
     const int64_t N = B * T;
     pos_.resize(static_cast<size_t>(N));
     for (int64_t r = 0; r < N; ++r) pos_[r] = static_cast<int32_t>(r % T);
-    auto seed_of = [&](int64_t l, int64_t which) {
+    auto seed_of = [dropout_seed](int64_t l, int64_t which) {
         return dropout_seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(2 * l + which + 1));
     };
+    auto mark_ready = [&](std::vector<Param*> ps) {
+        if (!on_grad_ready || !t.grad_enabled) return;
+        t.on_backward([this, ps] {
+            for (Param* p : ps)
+                if (p != nullptr) on_grad_ready(p);
+        });
+    };
+    mark_ready({tok_embd_});  // runs last in backward: the embedding's (and tied output's) grad is final
     Var h = embedding(t, t.param(*tok_embd_), inputs, N);  // (N, C)
     if (hook) hook("embed", h);
     for (int64_t l = 0; l < c.n_layer; ++l) {
         Layer& L = layers_[l];
-        Var x = rmsnorm(t, h, t.param(*L.attn_norm), c.rms_eps);
-        Var q = linear(t, x, t.param(*L.wq), L.bq ? t.param(*L.bq) : nullptr);  // (N, H·D)
-        Var k = linear(t, x, t.param(*L.wk), L.bk ? t.param(*L.bk) : nullptr);  // (N, H_kv·D)
-        Var v = linear(t, x, t.param(*L.wv), L.bv ? t.param(*L.bv) : nullptr);  // (N, H_kv·D)
-        q = rope(t, q, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
-        k = rope(t, k, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
-        Var a = attention(t, q, k, v, B, T, c.n_head, c.n_head_kv);  // (N, H·D)
-        Var o = dropout(t, linear(t, a, t.param(*L.wo)), p_drop, seed_of(l, 0));
-        h = add(t, h, o);
-        x = rmsnorm(t, h, t.param(*L.ffn_norm), c.rms_eps);
-        Var f = swiglu(t, linear(t, x, t.param(*L.w_gate)), linear(t, x, t.param(*L.w_up)));  // (N, F)
-        f = dropout(t, linear(t, f, t.param(*L.w_down)), p_drop, seed_of(l, 1));
-        h = add(t, h, f);
+        mark_ready({L.attn_norm, L.wq, L.wk, L.wv, L.bq, L.bk, L.bv, L.wo, L.ffn_norm, L.w_gate, L.w_up, L.w_down});
+        auto block = [this, &L, B, T, p_drop, l, seed_of](Tape& t, Var h) {
+            const ModelConfig& c = cfg_;
+            Var x = rmsnorm(t, h, t.param(*L.attn_norm), c.rms_eps);
+            Var q = linear(t, x, t.param(*L.wq), L.bq ? t.param(*L.bq) : nullptr);  // (N, H·D)
+            Var k = linear(t, x, t.param(*L.wk), L.bk ? t.param(*L.bk) : nullptr);  // (N, H_kv·D)
+            Var v = linear(t, x, t.param(*L.wv), L.bv ? t.param(*L.bv) : nullptr);  // (N, H_kv·D)
+            q = rope(t, q, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
+            k = rope(t, k, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
+            Var a = attention(t, q, k, v, B, T, c.n_head, c.n_head_kv);  // (N, H·D)
+            Var o = dropout(t, linear(t, a, t.param(*L.wo)), p_drop, seed_of(l, 0));
+            h = add(t, h, o);
+            x = rmsnorm(t, h, t.param(*L.ffn_norm), c.rms_eps);
+            Var f = swiglu(t, linear(t, x, t.param(*L.w_gate)), linear(t, x, t.param(*L.w_up)));  // (N, F)
+            f = dropout(t, linear(t, f, t.param(*L.w_down)), p_drop, seed_of(l, 1));
+            return add(t, h, f);
+        };
+        h = checkpoint_activations ? checkpoint(t, h, block) : block(t, h);
         if (hook) hook("layers." + std::to_string(l) + ".out", h);
     }
+    mark_ready({output_norm_, output_ == tok_embd_ ? nullptr : output_});
     h = rmsnorm(t, h, t.param(*output_norm_), c.rms_eps);
     if (hook) hook("final_norm", h);
     Var logits = linear(t, h, t.param(*output_));  // (N, V)

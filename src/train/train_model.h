@@ -54,6 +54,18 @@ public:
     // attention and feed-forward outputs before each residual add; dropout_seed makes its masks.
     Var forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float dropout = 0.0f,
                 uint64_t dropout_seed = 0, const Hook& hook = nullptr);
+    // Llama weights in the interleaved-pair RoPE convention (GGUF, llama2.c) become rotate-half
+    // ones: Q/K rows permuted within each head (the inverse of llama.cpp's converter permutation).
+    // The model computes the same function; saved Hugging Face folders then need no permutation,
+    // and a resumed run continues in the same convention. No-op when already rotate-half.
+    void to_rotate_half();
+    // When set, forward() records markers so that backward calls this for every parameter as soon
+    // as its gradient for the micro-batch is complete (layers finish last to first; the token
+    // embedding last). Distributed training starts reducing gradient buckets from it.
+    std::function<void(const Param*)> on_grad_ready;
+    // Recompute each layer's activations in backward instead of keeping them (less memory, about
+    // one more forward pass of compute).
+    bool checkpoint_activations = false;
     // Positions the RoPE tables cover.
     int64_t n_ctx() const { return n_ctx_; }
     // Grows the RoPE tables to at least n positions.

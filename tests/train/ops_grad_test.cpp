@@ -162,12 +162,7 @@ TEST(OpsGrad, Add) {
 
 TEST(OpsGrad, DropoutWithFixedSeed) {
     auto x = random_param("x", {8, 16}, 19);
-    check_grads({x.get()}, [](Tape& t, std::vector<Var>& v) {
-        // Finite differences run without gradients, where dropout is the identity; keep it on by
-        // comparing against the masked forward explicitly instead.
-        t.grad_enabled = true;
-        return dropout(t, v[0], 0.25f, 1234);
-    });
+    check_grads({x.get()}, [](Tape& t, std::vector<Var>& v) { return dropout(t, v[0], 0.25f, 1234); });
 }
 
 TEST(OpsGrad, DropoutKeepsAboutOneMinusP) {
@@ -189,6 +184,26 @@ TEST(OpsGrad, CrossEntropy) {
     auto logits = random_param("logits", {4, 13}, 21);
     static const int32_t targets[] = {0, 12, 5, 5};
     check_grads({logits.get()}, [](Tape& t, std::vector<Var>& v) { return cross_entropy(t, v[0], targets, 4); });
+}
+
+TEST(OpsGrad, CheckpointedBlockGivesTheSameGradients) {
+    auto x = random_param("x", {4, 6}, 23), w = random_param("w", {6, 6}, 24, 0.4f), g = random_param("g", {6}, 25, 0.1f, 1.0f);
+    auto block = [&](Tape& t, Var h) {
+        Var y = rmsnorm(t, h, t.param(*g), 1e-5f);
+        return add(t, h, dropout(t, swiglu(t, linear(t, y, t.param(*w)), y), 0.2f, 5));
+    };
+    ThreadPool pool(2);
+    std::vector<std::vector<float>> grads[2];
+    for (int ck = 0; ck < 2; ++ck) {
+        for (Param* p : {x.get(), w.get(), g.get()}) p->grad.zero();
+        Tape t(pool);
+        Var in = t.param(*x);
+        Var out = ck ? checkpoint(t, in, block) : block(t, in);
+        for (int64_t i = 0; i < out->numel; ++i) t.grad(out)[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+        t.backward(t.make({1}, false));
+        for (Param* p : {x.get(), w.get(), g.get()}) grads[ck].emplace_back(p->grad.data(), p->grad.data() + p->numel());
+    }
+    for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << "input " << i;
 }
 
 TEST(OpsGrad, CrossEntropyValue) {

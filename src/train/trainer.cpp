@@ -1,0 +1,441 @@
+#include "train/trainer.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "core/error.h"
+#include "core/file.h"
+#include "io/hf_config.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/distributed.h"
+#include "train/ops.h"
+#include "train/optimizer.h"
+#include "train/train_model.h"
+
+namespace llmforge::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double peak_rss_mb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+std::string fmt_duration(double s) {
+    char buf[64];
+    if (s < 0 || !std::isfinite(s)) return "?";
+    if (s < 90) std::snprintf(buf, sizeof buf, "%.0fs", s);
+    else if (s < 5400) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+    else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) / 60) % 60);
+    return buf;
+}
+
+// --model and --config must describe the same network.
+void check_same_shapes(const ModelConfig& file, const ModelConfig& cfg, const std::string& model_path,
+                       const std::string& config_path) {
+    auto check = [&](const char* key, int64_t a, int64_t b) {
+        if (a != b)
+            fail("train: --model %s has %s = %lld but --config %s says %lld (hint: drop --config to train the model as it "
+                 "is, or give a matching config)", model_path.c_str(), key, (long long)a, config_path.c_str(), (long long)b);
+    };
+    check("hidden_size", file.n_embd, cfg.n_embd);
+    check("num_hidden_layers", file.n_layer, cfg.n_layer);
+    check("num_attention_heads", file.n_head, cfg.n_head);
+    check("num_key_value_heads", file.n_head_kv, cfg.n_head_kv);
+    check("intermediate_size", file.n_ff, cfg.n_ff);
+    check("vocab_size", file.n_vocab, cfg.n_vocab);
+}
+
+// The tokenizer files that belong with the data (stored in every checkpoint so the saved folder
+// is a complete model): --tokenizer, else the one named by a prepare folder's meta.json.
+std::vector<std::string> tokenizer_files(const TrainArgs& a) {
+    std::string tok = a.tokenizer;
+    std::error_code ec;
+    if (tok.empty() && fs::is_directory(a.data, ec) && fs::exists(fs::path(a.data) / "meta.json")) {
+        try {
+            json meta = json::parse(read_file((fs::path(a.data) / "meta.json").string(), "data meta", ""));
+            tok = meta.value("tokenizer", "");
+            if (!tok.empty() && fs::path(tok).is_relative() && !fs::exists(tok)) tok = (fs::path(a.data) / tok).string();
+        } catch (const json::exception&) {
+        }
+    }
+    std::vector<std::string> out;
+    if (tok.empty()) return out;
+    fs::path p(tok);
+    if (fs::is_directory(p, ec)) p /= "tokenizer.json";
+    if (!fs::exists(p))
+        fail("train: tokenizer %s not found (hint: --tokenizer takes a tokenizer.json or its folder)", p.string().c_str());
+    if (p.extension() != ".json") return out;  // a GGUF / tok*.bin vocabulary: nothing to copy
+    out.push_back(p.string());
+    const fs::path cfg = p.parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) out.push_back(cfg.string());
+    return out;
+}
+
+void validate(const TrainArgs& a) {
+    auto positive = [](const char* flag, int64_t v) {
+        if (v < 1) fail("train: %s is %lld, expected a positive number", flag, (long long)v);
+    };
+    positive("--seq-len", a.seq_len);
+    positive("--batch", a.batch);
+    positive("--grad-accum", a.grad_accum);
+    positive("--steps", a.steps);
+    if (a.data.empty()) fail("train: no --data (hint: a .u16/.u32 token file or a folder written by llmforge prepare)");
+    if (!(a.lr > 0)) fail("train: --lr is %g, expected > 0", a.lr);
+    if (a.min_lr < 0 || a.min_lr > a.lr) fail("train: --min-lr is %g, expected 0 <= min-lr <= lr (%g)", a.min_lr, a.lr);
+    if (a.warmup_steps < 0) fail("train: --warmup-steps is %lld, expected >= 0", (long long)a.warmup_steps);
+    if (!(a.beta1 >= 0 && a.beta1 < 1) || !(a.beta2 >= 0 && a.beta2 < 1))
+        fail("train: --beta1/--beta2 are %g/%g, expected each in [0, 1)", a.beta1, a.beta2);
+    if (!(a.eps > 0)) fail("train: --eps is %g, expected > 0", a.eps);
+    if (!(a.dropout >= 0 && a.dropout < 1)) fail("train: --dropout is %g, expected in [0, 1)", a.dropout);
+    if (a.grad_clip < 0) fail("train: --grad-clip is %g, expected >= 0 (0 = no clipping)", a.grad_clip);
+    if (a.save_every < 0 || a.eval_every < 0) fail("train: --save-every/--eval-every must be >= 0");
+    if (a.stop_after >= 0 && a.save.empty())
+        fail("train: --stop-after %lld needs --save DIR (the interruption saves a checkpoint to resume from)",
+             (long long)a.stop_after);
+    (void)precision_from_name(a.precision);
+    (void)schedule_from_name(a.schedule);
+}
+
+class StepLine {
+public:
+    explicit StepLine(bool enabled) : on_(enabled), tty_(isatty(STDERR_FILENO) != 0) {}
+    void show(const std::string& line, bool force) {
+        if (!on_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (!force && std::chrono::duration<double>(now - last_).count() < (tty_ ? 0.2 : 5.0)) return;
+        last_ = now;
+        std::fprintf(stderr, tty_ ? "\r%s\033[K" : "%s\n", line.c_str());
+        pending_ = tty_;
+    }
+    void end() {
+        if (pending_) std::fputc('\n', stderr);
+        pending_ = false;
+    }
+
+private:
+    bool on_, tty_, pending_ = false;
+    std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+json args_to_json(const TrainArgs& a) {
+    return json{{"model", a.model},
+                {"config", a.config},
+                {"data", a.data},
+                {"val-data", a.val_data},
+                {"tokenizer", a.tokenizer},
+                {"seq-len", a.seq_len},
+                {"batch", a.batch},
+                {"grad-accum", a.grad_accum},
+                {"steps", a.steps},
+                {"warmup-steps", a.warmup_steps},
+                {"save-every", a.save_every},
+                {"eval-every", a.eval_every},
+                {"eval-batches", a.eval_batches},
+                {"lr", a.lr},
+                {"min-lr", a.min_lr},
+                {"beta1", a.beta1},
+                {"beta2", a.beta2},
+                {"eps", a.eps},
+                {"weight-decay", a.weight_decay},
+                {"grad-clip", a.grad_clip},
+                {"dropout", a.dropout},
+                {"schedule", a.schedule},
+                {"precision", a.precision},
+                {"seed", a.seed},
+                {"no-shuffle", !a.shuffle},
+                {"checkpoint-activations", a.checkpoint_activations},
+                {"threads", a.threads},
+                {"keep", a.keep},
+                {"ranks", Distributed::get().size()}};
+}
+
+void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::string>& given) {
+    auto take = [&](const char* key, auto& field) {
+        if (!given.count(key) && saved.contains(key)) saved.at(key).get_to(field);
+    };
+    take("model", a.model);
+    take("config", a.config);
+    take("data", a.data);
+    take("val-data", a.val_data);
+    take("tokenizer", a.tokenizer);
+    take("seq-len", a.seq_len);
+    take("batch", a.batch);
+    take("grad-accum", a.grad_accum);
+    take("steps", a.steps);
+    take("warmup-steps", a.warmup_steps);
+    take("save-every", a.save_every);
+    take("eval-every", a.eval_every);
+    take("eval-batches", a.eval_batches);
+    take("lr", a.lr);
+    take("min-lr", a.min_lr);
+    take("beta1", a.beta1);
+    take("beta2", a.beta2);
+    take("eps", a.eps);
+    take("weight-decay", a.weight_decay);
+    take("grad-clip", a.grad_clip);
+    take("dropout", a.dropout);
+    take("schedule", a.schedule);
+    take("precision", a.precision);
+    take("seed", a.seed);
+    take("checkpoint-activations", a.checkpoint_activations);
+    take("threads", a.threads);
+    take("keep", a.keep);
+    if (!given.count("no-shuffle") && saved.contains("no-shuffle")) a.shuffle = !saved["no-shuffle"].get<bool>();
+}
+
+TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
+    Distributed& dist = Distributed::get();
+    const bool lead = dist.rank() == 0;
+
+    // ---- everything that can fail on bad input happens before anything is written ----
+    std::string ckpt;
+    TrainerState state;
+    if (!a.resume.empty()) {
+        ckpt = verify_checkpoint(a.resume);
+        state = read_trainer_state(ckpt);
+        merge_resumed_args(a, state.args, given);
+        if (a.save.empty()) a.save = fs::exists(fs::path(a.resume) / "latest") ? a.resume : fs::path(ckpt).parent_path().string();
+        const int saved_ranks = state.args.value("ranks", 1);
+        if (saved_ranks != dist.size() && lead)
+            std::fprintf(stderr, "train: note: checkpoint was written by a %d-rank run, resuming with %d ranks (the "
+                                 "batch order changes)\n", saved_ranks, dist.size());
+    }
+    validate(a);
+    if (!a.save.empty() && a.resume.empty() && has_checkpoint(a.save))
+        fail("train: --save %s already holds a checkpoint (hint: --resume %s to continue it, or choose a new folder)",
+             a.save.c_str(), a.save.c_str());
+    const Precision prec = precision_from_name(a.precision);
+    const Schedule sch = schedule_from_name(a.schedule);
+
+    std::unique_ptr<TrainModel> model;
+    if (!ckpt.empty()) {
+        model = TrainModel::from_files(open_model_files(ckpt));
+    } else if (!a.model.empty()) {
+        model = TrainModel::from_files(open_model_files(a.model));
+        if (!a.config.empty()) check_same_shapes(model->config(), hf_config_read(a.config), a.model, a.config);
+    } else if (!a.config.empty()) {
+        model = TrainModel::init_random(hf_config_read(a.config), a.seed);
+    } else {
+        fail("train: no model (hint: --config CFG.json for random weights, --model DIR|FILE to start from weights, "
+             "or --resume DIR)");
+    }
+    model->to_rotate_half();
+    model->checkpoint_activations = a.checkpoint_activations;
+    const ModelConfig& cfg = model->config();
+    const int64_t V = cfg.n_vocab, B = a.batch, T = a.seq_len, A = a.grad_accum;
+
+    TokenData data = TokenData::open(a.data, "train", V);
+    if (data.size() < T + 1)
+        fail("train: %s is too short for --seq-len %lld (needs at least %lld tokens)", data.description().c_str(),
+             (long long)T, (long long)(T + 1));
+    std::optional<TokenData> val;
+    std::error_code ec;
+    if (!a.val_data.empty()) {
+        val = TokenData::open(a.val_data, "val", V);
+    } else if (a.eval_every > 0 && fs::is_directory(a.data, ec)) {
+        val = TokenData::open(a.data, "val", V);
+    }
+    if (a.eval_every > 0 && !val) fail("train: --eval-every needs validation data (hint: --val-data FILE)");
+    if (val && val->size() < T + 1)
+        fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);
+    const std::vector<std::string> extra = tokenizer_files(a);
+
+    // ---- set-up ----
+    const int threads = a.threads > 0
+                            ? a.threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist.local_size());
+    ThreadPool pool(threads);
+    std::vector<Param*> params;
+    for (auto& p : model->params()) params.push_back(p.get());
+    AdamWConfig oc;
+    oc.beta1 = static_cast<float>(a.beta1), oc.beta2 = static_cast<float>(a.beta2);
+    oc.eps = static_cast<float>(a.eps), oc.weight_decay = static_cast<float>(a.weight_decay);
+    AdamW opt(params, oc);
+    if (!ckpt.empty()) load_optimizer_state(ckpt, opt, state.step);
+    Tape tape(pool);
+    tape.precision = prec;
+    bool last_micro = false;
+    if (dist.active()) {
+        dist.grad_buckets(params);
+        model->on_grad_ready = [&](const Param* p) {
+            if (last_micro) dist.param_ready(p);
+        };
+    }
+    state.args = args_to_json(a);
+    double loss_scale = prec == Precision::kFP16 ? (state.loss_scale > 1 ? state.loss_scale : 65536.0) : 1.0;
+    int64_t good_steps = state.good_steps;
+
+    std::FILE* log = nullptr;
+    if (lead && !a.log_jsonl.empty()) {
+        log = std::fopen(a.log_jsonl.c_str(), ckpt.empty() ? "w" : "a");
+        if (log == nullptr) fail("train: cannot write --log-jsonl %s (%s)", a.log_jsonl.c_str(), std::strerror(errno));
+    }
+    struct Closer {
+        std::FILE* f;
+        ~Closer() {
+            if (f) std::fclose(f);
+        }
+    } closer{log};
+
+    if (lead) {
+        std::fprintf(stderr,
+                     "train: %s model, %.2fM parameters (dim %lld, %lld layers, %lld heads / %lld kv, ffn %lld, vocab %lld), "
+                     "%s, %d rank%s x %d thread%s\n",
+                     cfg.arch.c_str(), model->n_params() / 1e6, (long long)cfg.n_embd, (long long)cfg.n_layer,
+                     (long long)cfg.n_head, (long long)cfg.n_head_kv, (long long)cfg.n_ff, (long long)V,
+                     precision_name(prec), dist.size(), dist.size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+        std::fprintf(stderr, "train: data %s; %lld tokens per step (batch %lld x seq %lld x accum %lld x %d ranks)%s\n",
+                     data.description().c_str(), (long long)(B * T * A * dist.size()), (long long)B, (long long)T,
+                     (long long)A, dist.size(), ckpt.empty() ? "" : (", resuming at step " + std::to_string(state.step)).c_str());
+    }
+
+    BatchPlan plan{B, T, dist.size(), dist.rank(), a.shuffle, a.seed};
+    std::vector<int32_t> in(static_cast<size_t>(B * T)), tg(static_cast<size_t>(B * T));
+    auto eval_loss = [&](const TokenData& d) {
+        BatchPlan ep{B, T, 1, 0, false, 0};
+        tape.grad_enabled = false;
+        double s = 0;
+        for (int64_t k = 0; k < a.eval_batches; ++k) {
+            fill_batch(d, ep, k, in.data(), tg.data());
+            tape.reset();
+            s += model->forward(tape, in.data(), tg.data(), B, T)->data[0];
+        }
+        tape.reset();
+        tape.grad_enabled = true;
+        return s / static_cast<double>(std::max<int64_t>(a.eval_batches, 1));
+    };
+    auto save = [&] {
+        if (!lead || a.save.empty()) return;
+        state.loss_scale = loss_scale;
+        state.good_steps = good_steps;
+        save_checkpoint(a.save, *model, opt, state, extra, a.keep);
+        write_loss_svg((fs::path(a.save) / "loss.svg").string(), state,
+                       "llmforge train: " + cfg.arch + " " + std::to_string(model->n_params() / 1000) + "K params");
+    };
+
+    TrainResult res;
+    res.n_params = model->n_params();
+    std::vector<double> rates;
+    StepLine line(lead && !a.quiet);
+    const auto run_t0 = std::chrono::steady_clock::now();
+    const int64_t first_step = state.step;
+    int64_t last_saved = ckpt.empty() ? -1 : state.step;
+    const int64_t end_step = a.stop_after >= 0 ? std::min(a.steps, a.stop_after) : a.steps;
+    for (int64_t step = state.step; step < end_step; ++step) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double lr = learning_rate(sch, step, a.steps, a.warmup_steps, a.lr, a.min_lr);
+        zero_grads(params);
+        double loss_sum = 0;
+        for (int64_t acc = 0; acc < A; ++acc) {
+            const int64_t k = step * A + acc;
+            fill_batch(data, plan, k, in.data(), tg.data());
+            tape.reset();
+            last_micro = acc == A - 1;
+            if (last_micro && dist.active()) dist.begin();
+            Var loss = model->forward(tape, in.data(), tg.data(), B, T, static_cast<float>(a.dropout),
+                                      mix64(a.seed ^ mix64(static_cast<uint64_t>(k) * 1315423911ull + dist.rank())));
+            loss_sum += loss->data[0];
+            tape.backward(loss, static_cast<float>(loss_scale / static_cast<double>(A)));
+        }
+        tape.reset();
+        if (dist.active()) dist.finish();
+        double loss_mean = loss_sum / static_cast<double>(A);
+        if (dist.active()) {
+            dist.allreduce_sum(&loss_mean, 1);
+            loss_mean /= dist.size();
+        }
+        bool skipped = false;
+        if (prec == Precision::kFP16) {
+            if (grads_non_finite(params, pool)) {
+                skipped = true;
+                loss_scale = std::max(1.0, loss_scale / 2);
+                good_steps = 0;
+            } else {
+                scale_grads(params, static_cast<float>(1.0 / loss_scale), pool);
+                if (++good_steps >= 2000) loss_scale *= 2, good_steps = 0;
+            }
+        } else if (!std::isfinite(loss_mean)) {
+            fail("train: loss is %g at step %lld (diverged; hint: lower --lr, or use --grad-clip)", loss_mean,
+                 (long long)step);
+        }
+        double norm = std::nan("");
+        if (!skipped) {
+            norm = clip_grad_norm(params, a.grad_clip, pool);
+            opt.step(static_cast<float>(lr), pool);
+        }
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double tps = static_cast<double>(B * T * A * dist.size()) / dt;
+        if (step > first_step) rates.push_back(tps);
+        state.step = step + 1;
+        state.history.push_back({step, loss_mean});
+        res.last_loss = loss_mean;
+        if (log) {
+            json j = {{"step", step}, {"loss", loss_mean}, {"lr", lr}, {"grad_norm", skipped ? json(nullptr) : json(norm)},
+                      {"tokens_per_s", tps}};
+            if (skipped) j["skipped"] = "fp16 overflow, loss scale now " + std::to_string(loss_scale);
+            std::fprintf(log, "%s\n", j.dump().c_str());
+            std::fflush(log);
+        }
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
+        const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(end_step - step - 1);
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "train: step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
+                      (long long)(step + 1), (long long)a.steps, loss_mean, lr, norm, tps, fmt_duration(eta).c_str());
+        line.show(buf, step + 1 == end_step);
+        if (val && a.eval_every > 0 && (step + 1) % a.eval_every == 0 && lead) {
+            const double vl = eval_loss(*val);
+            res.last_val_loss = vl;
+            state.val_history.push_back({step, vl});
+            line.end();
+            std::fprintf(stderr, "train: step %lld  validation loss %.4f\n", (long long)(step + 1), vl);
+            if (log) {
+                std::fprintf(log, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
+                std::fflush(log);
+            }
+        }
+        if (a.save_every > 0 && (step + 1) % a.save_every == 0 && step + 1 != end_step) {
+            save();
+            last_saved = state.step;
+        }
+    }
+    line.end();
+    if (state.step != last_saved) save();
+    if (lead && !a.save.empty())
+        std::fprintf(stderr, "train: saved step %lld to %s (loss curve: %s/loss.svg)\n", (long long)state.step,
+                     a.save.c_str(), a.save.c_str());
+    res.steps_done = state.step;
+    if (!rates.empty()) {
+        std::sort(rates.begin(), rates.end());
+        res.tokens_per_s = rates[rates.size() / 2];
+    }
+    res.peak_rss_mb = peak_rss_mb();
+    if (lead)
+        std::fprintf(stderr, "train: done: %lld steps, last loss %.4f, median %.0f tok/s, peak RSS %.0f MiB\n",
+                     (long long)state.step, res.last_loss, res.tokens_per_s, res.peak_rss_mb);
+    return res;
+}
+
+}  // namespace llmforge::train

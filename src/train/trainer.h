@@ -1,0 +1,54 @@
+// The training loop behind `llmforge train`: model set-up (from weights, a config, or a
+// checkpoint), data, AdamW with the learning-rate schedule, gradient accumulation and clipping,
+// mixed precision with fp16 loss scaling, data-parallel reduction over MPI, evaluation, logging,
+// crash-safe checkpoints and bit-identical resume.
+//
+// Determinism: every random choice (batch rows, dropout masks) is a pure function of (seed, step,
+// micro-batch, rank), and the kernels' thread split is fixed for a thread count, so a run resumed
+// at step k with the same thread count reproduces the uninterrupted run's losses bit for bit.
+//
+// Thread safety: one run per process.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace llmforge::train {
+
+struct TrainArgs {
+    std::string model;      // initial weights: HF folder, GGUF or llama2.c file
+    std::string config;     // HF config.json for random init (or to check --model's shapes)
+    std::string data, val_data, tokenizer;
+    std::string save, resume, log_jsonl;
+    int64_t seq_len = 256, batch = 8, grad_accum = 1, steps = 1000, warmup_steps = 0;
+    int64_t save_every = 0, stop_after = -1, eval_every = 0, eval_batches = 8;
+    double lr = 3e-4, min_lr = 3e-5, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+    double grad_clip = 1.0, dropout = 0.0;
+    std::string schedule = "cosine", precision = "fp32";
+    uint64_t seed = 1;
+    bool shuffle = true, checkpoint_activations = false;
+    int threads = 0, keep = 2;
+    bool quiet = false;  // no progress line
+};
+
+nlohmann::json args_to_json(const TrainArgs& a);
+// Hyper-parameters from a checkpoint's saved args, except those named in `given` (flags the user
+// set again on the command line), which keep their value in `a`.
+void merge_resumed_args(TrainArgs& a, const nlohmann::json& saved, const std::set<std::string>& given);
+
+struct TrainResult {
+    int64_t steps_done = 0;
+    double last_loss = 0, last_val_loss = -1;
+    double tokens_per_s = 0;  // median over the run's steps (after the first)
+    double peak_rss_mb = 0;
+    int64_t n_params = 0;
+};
+
+// Runs training; throws Error (one line: what, where, expected, found, hint) for bad input before
+// anything is written. `given`: the flags set explicitly (for --resume).
+TrainResult run_training(TrainArgs a, const std::set<std::string>& given = {});
+
+}  // namespace llmforge::train

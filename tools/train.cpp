@@ -1,0 +1,75 @@
+// llmforge train: pretrain or continue training a Llama-family model (src/train/trainer.h).
+//   llmforge train --config CFG.json --data DIR|FILE.u16 --steps N --save DIR …
+//   mpirun -np 2 llmforge train …            data-parallel over MPI ranks
+//   llmforge train --resume DIR [--steps N]   continue a run bit-identically
+#include <set>
+
+#include "commands.h"
+#include "core/error.h"
+#include "train/distributed.h"
+#include "train/trainer.h"
+
+namespace llmforge::cli {
+
+void add_train(CLI::App& app, std::function<int()>& run) {
+    auto* sub = app.add_subcommand("train", "Train a Llama-family model (autograd, AdamW, mixed precision, MPI)");
+    static train::TrainArgs a;
+    static bool no_shuffle = false;
+    sub->add_option("--model", a.model, "initial weights: Hugging Face folder, GGUF or llama2.c file");
+    sub->add_option("--config", a.config, "config.json for random initial weights (with --model: must match it)");
+    sub->add_option("--data", a.data, "training tokens: a .u16/.u32 file or a folder from llmforge prepare");
+    sub->add_option("--val-data", a.val_data, "validation tokens (default: the prepare folder's val split)");
+    sub->add_option("--tokenizer", a.tokenizer, "tokenizer.json to store with the model (default: the data's)");
+    sub->add_option("--seq-len", a.seq_len, "tokens per row (T)")->capture_default_str();
+    sub->add_option("--batch", a.batch, "rows per rank per micro-batch (B)")->capture_default_str();
+    sub->add_option("--grad-accum", a.grad_accum, "micro-batches per optimiser step")->capture_default_str();
+    sub->add_option("--steps", a.steps, "optimiser steps of the run (the schedule's length)")->capture_default_str();
+    sub->add_option("--lr", a.lr, "peak learning rate")->capture_default_str();
+    sub->add_option("--min-lr", a.min_lr, "final learning rate of cosine/linear decay")->capture_default_str();
+    sub->add_option("--warmup-steps", a.warmup_steps, "linear warmup steps")->capture_default_str();
+    sub->add_option("--schedule", a.schedule, "cosine | constant | linear")->capture_default_str();
+    sub->add_option("--beta1", a.beta1, "AdamW beta1")->capture_default_str();
+    sub->add_option("--beta2", a.beta2, "AdamW beta2")->capture_default_str();
+    sub->add_option("--eps", a.eps, "AdamW epsilon")->capture_default_str();
+    sub->add_option("--weight-decay", a.weight_decay, "decoupled weight decay (tensors of 2+ dims)")->capture_default_str();
+    sub->add_option("--grad-clip", a.grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str();
+    sub->add_option("--dropout", a.dropout, "dropout on attention and FFN outputs")->capture_default_str();
+    sub->add_option("--precision", a.precision, "fp32 | bf16 | fp16 (products in bf16/fp16, fp32 master weights)")
+        ->capture_default_str();
+    sub->add_option("--seed", a.seed, "seed of initial weights, batch order and dropout")->capture_default_str();
+    sub->add_flag("--no-shuffle", no_shuffle, "read rows in file order (see docs: row g of batch k)");
+    sub->add_flag("--checkpoint-activations", a.checkpoint_activations, "recompute layer activations in backward");
+    sub->add_option("-t,--threads", a.threads, "threads per rank (0 = cores / ranks on this machine)");
+    sub->add_option("--save", a.save, "checkpoint folder (a Hugging Face model folder + optimiser state)");
+    sub->add_option("--save-every", a.save_every, "save every N steps (and always at the end)");
+    sub->add_option("--keep", a.keep, "checkpoints to keep")->capture_default_str();
+    sub->add_option("--resume", a.resume, "continue the run saved in DIR (same settings unless given again)");
+    sub->add_option("--stop-after", a.stop_after, "planned interruption: save and exit once K steps are done");
+    sub->add_option("--eval-every", a.eval_every, "validation loss every N steps");
+    sub->add_option("--eval-batches", a.eval_batches, "batches per validation")->capture_default_str();
+    sub->add_option("--log-jsonl", a.log_jsonl, "one JSON line per step: step, loss, lr, grad_norm, tokens_per_s");
+    sub->add_flag("-q,--quiet", a.quiet, "no progress line");
+    run = [sub] {
+        a.shuffle = !no_shuffle;
+        std::set<std::string> given;
+        for (const CLI::Option* o : sub->get_options())
+            if (o->count() > 0) given.insert(o->get_name(false, true).substr(0, o->get_name(false, true).find(',')));
+        for (std::string s : std::vector<std::string>(given.begin(), given.end())) {  // "--seq-len" -> "seq-len"
+            given.erase(s);
+            while (!s.empty() && s[0] == '-') s.erase(0, 1);
+            given.insert(s);
+        }
+        train::Distributed& dist = train::Distributed::get();
+        try {
+            train::run_training(a, given);
+        } catch (const std::exception& e) {
+            if (!dist.active()) throw;
+            // Every rank hits the same bad input; one line from rank 0, then end all ranks.
+            if (dist.rank() == 0) std::fprintf(stderr, "llmforge: %s\n", e.what());
+            dist.abort(1);
+        }
+        return 0;
+    };
+}
+
+}  // namespace llmforge::cli
