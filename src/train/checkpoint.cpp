@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -27,14 +28,18 @@ namespace {
 
 constexpr const char* kFormat = "llmforge-checkpoint-v1";
 
-// Test hook: LLMFORGE_TEST_KILL_IN_SAVE=<n> kills the process with SIGKILL at phase n of a save,
-// so the crash-safety test can stop a save at each step that matters.
-void crash_point(int phase) {
-    static const int want = [] {
+// Test hook: LLMFORGE_TEST_KILL_IN_SAVE=<phase>@<step> kills the process with SIGKILL at that
+// phase of the save of that step, so the crash-safety test can stop a save at each point that
+// matters: 1 model written, 2 all files written and synced, 3 folder renamed, 4 `latest` replaced,
+// 5 first top-level link replaced.
+void crash_point(int phase, int64_t step) {
+    static const std::pair<int, int64_t> want = [] {
         const char* e = std::getenv("LLMFORGE_TEST_KILL_IN_SAVE");
-        return e ? std::atoi(e) : 0;
+        if (e == nullptr) return std::pair<int, int64_t>{0, -1};
+        const char* at = std::strchr(e, '@');
+        return std::pair<int, int64_t>{std::atoi(e), at ? std::atoll(at + 1) : -1};
     }();
-    if (want == phase) std::raise(SIGKILL);
+    if (want.first == phase && (want.second < 0 || want.second == step)) std::raise(SIGKILL);
 }
 
 void fsync_path(const std::string& path, bool dir) {
@@ -104,7 +109,7 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
         }
         w.write((tmp / "model.safetensors").string());
     }
-    crash_point(1);
+    crash_point(1, state.step);
     {
         SafetensorsWriter w;
         w.set_metadata("format", kFormat);
@@ -139,7 +144,7 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
     st["files"] = files;
     write_text_atomic((tmp / "trainer_state.json").string(), st.dump(1) + "\n");
     fsync_path(tmp.string(), true);
-    crash_point(2);
+    crash_point(2, state.step);
 
     // Into place: a re-save of the same step (after a resume) replaces the old folder only now.
     if (fs::exists(final_dir)) {
@@ -155,9 +160,9 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
         if (ec) fail("%s: cannot rename into place (%s)", final_dir.string().c_str(), ec.message().c_str());
     }
     fsync_path(dir, true);
-    crash_point(3);
+    crash_point(3, state.step);
     write_text_atomic((fs::path(dir) / "latest").string(), name + "\n");
-    crash_point(4);
+    crash_point(4, state.step);
 
     // DIR loads as a model folder: hard links to the newest checkpoint's model files.
     int n_links = 0;
@@ -171,7 +176,7 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
         if (ec) fail("%s: cannot link (%s)", tmp_link.string().c_str(), ec.message().c_str());
         fs::rename(tmp_link, fs::path(dir) / fn, ec);
         if (ec) fail("%s: cannot rename (%s)", (fs::path(dir) / fn).string().c_str(), ec.message().c_str());
-        if (++n_links == 1) crash_point(5);
+        if (++n_links == 1) crash_point(5, state.step);
     }
     fsync_path(dir, true);
 

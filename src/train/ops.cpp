@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge::train {
 
@@ -406,34 +407,47 @@ Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
     const int64_t V = logits->shape.back();
     LF_ASSERT(rows_of(logits) == n);
     Var loss = t.make({1}, needs_grad(t, {logits}));
-    float* lse = t.buffer(n);  // (N) log-sum-exp of each row
+    const kernels::KernelTable& kt = kernels::kernels();
     std::vector<double> part(static_cast<size_t>(n));
+    // -log softmax(row)[target]: the table's softmax (vectorised exp) on a copy of the row. A
+    // target probability below 1e-30 loses precision in f32; that row is redone in double.
     t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
+        thread_local std::vector<float> tmp;
+        tmp.resize(static_cast<size_t>(V));
         for (int64_t r = b; r < e; ++r) {
             const float* row = logits->data + r * V;
-            float mx = row[0];
-            for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
-            double s = 0;
-            for (int64_t j = 0; j < V; ++j) s += std::exp(static_cast<double>(row[j] - mx));
-            const double l = mx + std::log(s);
-            lse[r] = static_cast<float>(l);
-            part[r] = l - row[targets[r]];
+            std::memcpy(tmp.data(), row, static_cast<size_t>(V) * sizeof(float));
+            kt.softmax(tmp.data(), V);
+            const float pt = tmp[targets[r]];
+            if (pt > 1e-30f) {
+                part[r] = -std::log(static_cast<double>(pt));
+            } else {
+                float mx = row[0];
+                for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
+                double s = 0;
+                for (int64_t j = 0; j < V; ++j) s += std::exp(static_cast<double>(row[j]) - mx);
+                part[r] = mx + std::log(s) - row[targets[r]];
+            }
         }
     });
     double total = 0;
     for (double v : part) total += v;  // fixed order: the same sum for any thread count
     loss->data[0] = static_cast<float>(total / static_cast<double>(n));
     if (loss->requires_grad) {
-        t.on_backward([&t, logits, loss, lse, targets, n, V] {
+        t.on_backward([&t, logits, loss, targets, n, V] {
             if (loss->grad == nullptr) return;
+            const kernels::KernelTable& kt = kernels::kernels();
             float* dl = t.grad(logits);
             const float scale = loss->grad[0] / static_cast<float>(n);
+            // d logits = (softmax − onehot(target)) · dloss / N
             t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
+                thread_local std::vector<float> tmp;
+                tmp.resize(static_cast<size_t>(V));
                 for (int64_t r = b; r < e; ++r) {
-                    const float* row = logits->data + r * V;
+                    std::memcpy(tmp.data(), logits->data + r * V, static_cast<size_t>(V) * sizeof(float));
+                    kt.softmax(tmp.data(), V);
                     float* d = dl + r * V;
-                    const float l = lse[r];
-                    for (int64_t j = 0; j < V; ++j) d[j] += std::exp(row[j] - l) * scale;
+                    kt.axpy(V, scale, tmp.data(), d);
                     d[targets[r]] -= scale;
                 }
             });
