@@ -53,6 +53,7 @@ class Llama(nn.Module):
     def __init__(s, dim, layers, heads, kv, ffn, vocab, seq):
         super().__init__()
         s.emb = nn.Embedding(vocab, dim)
+        nn.init.normal_(s.emb.weight, std=0.02)
         s.blocks = nn.ModuleList(Block(dim, heads, kv, ffn) for _ in range(layers))
         s.n = nn.Parameter(torch.ones(dim))
         d = dim // heads

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     llmforge::cli::add_prepare(app, cmds["prepare"]);
     llmforge::cli::add_perplexity(app, cmds["perplexity"]);
     llmforge::cli::add_gen_dialogues(app, cmds["gen-dialogues"]);
+    llmforge::cli::add_chat(app, cmds["chat"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -67,16 +67,16 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
     LF_ASSERT(w->shape.size() == 2 && w->shape[1] == K);
     ThreadPool& pool = t.pool();
     Var y = t.make({N, M}, needs_grad(t, {x, w, bias}));
-    const float* xa = x->data;
-    const float* wa = w->data;
-    if (t.precision != Precision::kFP32) {  // products see bf16/fp16 inputs
-        float* xr = t.buffer(x->numel);
-        float* wr = t.buffer(w->numel);
-        round_to_precision(t.precision, x->data, xr, x->numel, pool);
-        round_to_precision(t.precision, w->data, wr, w->numel, pool);
-        xa = xr, wa = wr;
-    }
-    kernels::sgemm(pool, false, true, N, M, K, 1.0f, xa, K, wa, K, 0.0f, y->data, M);
+    // In bf16/fp16 the products see rounded inputs. The rounded copies live in the tape's
+    // transient scratch and are made again in backward, so mixed precision keeps no extra
+    // activations (rounding is one cheap pass; a product is K times more work).
+    auto rounded = [&t, &pool](Var v, int slot) -> const float* {
+        if (t.precision == Precision::kFP32) return v->data;
+        float* r = t.scratch(slot, v->numel);
+        round_to_precision(t.precision, v->data, r, v->numel, pool);
+        return r;
+    };
+    kernels::sgemm(pool, false, true, N, M, K, 1.0f, rounded(x, 0), K, rounded(w, 1), K, 0.0f, y->data, M);
     if (bias != nullptr) {
         LF_ASSERT(bias->numel == M);
         pool.run_range(N, 16, [&](int64_t b, int64_t e) {
@@ -85,26 +85,26 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
         });
     }
     if (y->requires_grad) {
-        t.on_backward([&t, x, w, bias, y, xa, wa, N, M, K] {
+        t.on_backward([&t, x, w, bias, y, N, M, K, rounded] {
             if (y->grad == nullptr) return;
             ThreadPool& pool = t.pool();
-            const float* dy = y->grad;
+            const float* g = y->grad;
             if (t.precision != Precision::kFP32) {
-                float* dyr = t.buffer(y->numel);
-                round_to_precision(t.precision, y->grad, dyr, y->numel, pool);
-                dy = dyr;
+                float* r = t.scratch(2, y->numel);
+                round_to_precision(t.precision, y->grad, r, y->numel, pool);
+                g = r;
             }
             if (x->requires_grad)  // dx (N, K) += dy (N, M) · w (M, K)
-                kernels::sgemm(pool, false, false, N, K, M, 1.0f, dy, M, wa, K, 1.0f, t.grad(x), K);
+                kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
             if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
-                kernels::sgemm(pool, true, false, M, K, N, 1.0f, dy, M, xa, K, 1.0f, t.grad(w), K);
+                kernels::sgemm(pool, true, false, M, K, N, 1.0f, g, M, rounded(x, 0), K, 1.0f, t.grad(w), K);
             if (bias != nullptr && bias->requires_grad) {
                 float* db = t.grad(bias);
-                const float* g = y->grad;
+                const float* gy = y->grad;
                 pool.run_range(M, 64, [&](int64_t b, int64_t e) {
                     for (int64_t j = b; j < e; ++j) {
                         double s = 0;
-                        for (int64_t r = 0; r < N; ++r) s += g[r * M + j];
+                        for (int64_t r = 0; r < N; ++r) s += gy[r * M + j];
                         db[j] += static_cast<float>(s);
                     }
                 });

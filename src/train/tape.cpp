@@ -85,6 +85,16 @@ Var Tape::make(std::vector<int64_t> shape, bool requires_grad) {
 
 float* Tape::buffer(int64_t n) { return take(n); }
 
+float* Tape::scratch(int slot, int64_t n) {
+    LF_ASSERT(slot >= 0 && slot < 4);
+    FloatBuffer& b = scratch_[slot];
+    if (b.size() < n) {
+        bytes_held_ += static_cast<size_t>(n - b.size()) * sizeof(float);
+        b = FloatBuffer(n, false);
+    }
+    return b.data();
+}
+
 Tape& Tape::sub() {
     if (!sub_) sub_ = std::make_unique<Tape>(pool_);
     return *sub_;

@@ -90,6 +90,9 @@ public:
     Var make(std::vector<int64_t> shape, bool requires_grad);
     // Scratch floats that live until reset() (saved tensors of an op's backward).
     float* buffer(int64_t n);
+    // A transient work area (slot 0..3) of at least n floats, reused by every op: valid only until
+    // the next call with the same slot (ops use it inside one forward or one backward closure).
+    float* scratch(int slot, int64_t n);
     // The node's gradient buffer, zeroed on first use.
     float* grad(Var v);
     // Records an op's backward (only call when grad_enabled and some input requires grad).
@@ -114,6 +117,7 @@ private:
     std::multimap<int64_t, float*> free_;
     size_t bytes_held_ = 0;
     std::unique_ptr<Tape> sub_;
+    FloatBuffer scratch_[4];
 };
 
 // Rounds x to the nearest bf16 / fp16 value (round-to-nearest-even), kept in f32 storage.

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Training throughput, llmforge vs PyTorch (Debian's python3-torch), side by side in one run:
+# the issue's shapes (15M: dim 288, 6 layers, 6 heads, ffn 768, batch 8; 110M: dim 768, 12 layers,
+# 12 heads, ffn 2048, batch 4), vocab 32000, seq 256, tied embeddings, random tokens, AdamW, grad
+# clip 1, fp32 and bf16. Each run reports the median tokens/s over its timed steps and its peak
+# RSS; runs are interleaved (torch, llmforge, torch, …) so machine noise hits both alike.
+#
+#   bench/train_ab.sh [build/bin/llmforge]     env: THREADS=2 STEPS=6 REPS=1 SHAPES="15M 110M"
+#                                                   PRECISIONS="fp32 bf16" OUT=build/bench/train
+# Writes $OUT/train-ab.jsonl, $OUT/train-ab.svg and prints a table. PyTorch is optional: without
+# it only llmforge rows are measured.
+set -euo pipefail
+bin=${1:-build/bin/llmforge}
+here=$(cd "$(dirname "$0")" && pwd)
+THREADS=${THREADS:-2} STEPS=${STEPS:-6} REPS=${REPS:-1}
+SHAPES=${SHAPES:-"15M 110M"} PRECISIONS=${PRECISIONS:-"fp32 bf16"}
+OUT=${OUT:-build/bench/train}
+mkdir -p "$OUT"
+py=/usr/bin/python3
+have_torch=1
+$py -c "import torch" 2>/dev/null || { have_torch=0; echo "train_ab: python3-torch not installed, llmforge only" >&2; }
+data="$OUT/random-32k.u16"
+[[ -f $data ]] || $py -c "
+import random, struct, sys
+random.seed(1); n = 4_000_000
+open(sys.argv[1], 'wb').write(struct.pack('<%dH' % n, *[random.randrange(32000) for _ in range(n)]))" "$data"
+shape_args() {  # dim layers heads ffn batch
+    case $1 in
+        15M) echo "288 6 6 768 8" ;;
+        110M) echo "768 12 12 2048 4" ;;
+        *) echo "train_ab: unknown shape $1" >&2; exit 2 ;;
+    esac
+}
+jsonl="$OUT/train-ab.jsonl"
+: > "$jsonl"
+peak=$(dirname "$bin")/bench_sgemm_peak
+[[ -x $peak ]] && "$peak" 2048 "$THREADS" | sed 's/^{/{"impl": "sgemm-peak", /' >> "$jsonl"
+for shape in $SHAPES; do
+    read -r dim layers heads ffn batch <<< "$(shape_args "$shape")"
+    cfg="$OUT/cfg-$shape.json"
+    printf '{"model_type":"llama","hidden_size":%d,"intermediate_size":%d,"num_hidden_layers":%d,"num_attention_heads":%d,"num_key_value_heads":%d,"vocab_size":32000,"max_position_embeddings":256,"rms_norm_eps":1e-5,"tie_word_embeddings":true}\n' \
+        "$dim" "$ffn" "$layers" "$heads" "$heads" > "$cfg"
+    for prec in $PRECISIONS; do
+        for ((r = 0; r < REPS; r++)); do
+            if ((have_torch)); then
+                echo "train_ab: pytorch $shape $prec (rep $r)" >&2
+                $py "$here/torch_train_bench.py" --dim "$dim" --layers "$layers" --heads "$heads" --kv "$heads" \
+                    --ffn "$ffn" --batch "$batch" --steps "$STEPS" --threads "$THREADS" --precision "$prec" 2>/dev/null |
+                    sed "s/^{/{\"shape\": \"$shape\", /" >> "$jsonl"
+            fi
+            echo "train_ab: llmforge $shape $prec (rep $r)" >&2
+            res=$("$bin" train --config "$cfg" --data "$data" --seq-len 256 --batch "$batch" --steps "$STEPS" \
+                --lr 3e-4 --grad-clip 1 --precision "$prec" -t "$THREADS" -q 2>&1 | grep "train: done" || true)
+            tps=$(sed -n 's/.*median \([0-9.]*\) tok\/s.*/\1/p' <<< "$res")
+            rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$res")
+            echo "{\"shape\": \"$shape\", \"impl\": \"llmforge\", \"precision\": \"$prec\", \"tokens_per_s\": ${tps:-0}, \"peak_rss_mb\": ${rss:-0}}" >> "$jsonl"
+        done
+    done
+done
+$py - "$jsonl" "$OUT/train-ab.svg" <<'PYEOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = next((r for r in rows if r.get("impl") == "sgemm-peak"), None)
+runs = [r for r in rows if r.get("impl") != "sgemm-peak"]
+params = {"15M": 15191712, "110M": 109529856}
+groups = {}
+for r in runs:
+    key = (r["shape"], r["precision"], "pytorch" if r["impl"].startswith("pytorch") else "llmforge")
+    groups.setdefault(key, []).append(r)
+print(f"{'shape':6} {'precision':9} {'impl':9} {'tok/s':>8} {'peak RSS MiB':>13} {'MFU':>6}")
+bars = []
+for (shape, prec, impl), rs in sorted(groups.items()):
+    tps = statistics.median(r["tokens_per_s"] for r in rs)
+    rss = statistics.median(r["peak_rss_mb"] for r in rs)
+    mfu = 6 * params.get(shape, 0) * tps / (peak[[k for k in peak if k.startswith("gflops_")][-1]] * 1e9) if peak else 0
+    print(f"{shape:6} {prec:9} {impl:9} {tps:8.0f} {rss:13.0f} {100 * mfu:5.0f}%")
+    bars.append((f"{shape} {prec}", impl, tps))
+labels = sorted({b[0] for b in bars}, key=lambda s: (s.split()[0] != "15M", s))
+W, H, L, T, B = 760, 380, 60, 40, 60
+gw = (W - L - 20) / max(1, len(labels))
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+       '<rect width="100%" height="100%" fill="white"/>',
+       f'<text x="{L}" y="22" font-size="14">Training throughput, tokens/s (higher is better)</text>']
+for i, lab in enumerate(labels):
+    vals = {impl: tps for (l, impl, tps) in bars if l == lab}
+    top = max(vals.values()) or 1
+    for j, impl in enumerate(["pytorch", "llmforge"]):
+        if impl not in vals: continue
+        h = (H - T - B) * vals[impl] / top
+        x = L + i * gw + 10 + j * (gw - 20) / 2
+        color = "#999" if impl == "pytorch" else "#1f77b4"
+        svg.append(f'<rect x="{x:.0f}" y="{H - B - h:.0f}" width="{(gw - 24) / 2:.0f}" height="{h:.0f}" fill="{color}"/>')
+        svg.append(f'<text x="{x + (gw - 24) / 4:.0f}" y="{H - B - h - 4:.0f}" text-anchor="middle">{vals[impl]:.0f}</text>')
+    svg.append(f'<text x="{L + i * gw + gw / 2:.0f}" y="{H - B + 18}" text-anchor="middle">{lab}</text>')
+svg.append(f'<text x="{L}" y="{H - 14}" fill="#999">■ PyTorch</text><text x="{L + 90}" y="{H - 14}" fill="#1f77b4">■ llmforge</text>')
+svg.append('</svg>')
+open(sys.argv[2], "w").write("\n".join(svg) + "\n")
+PYEOF
+echo "train_ab: wrote $jsonl and $OUT/train-ab.svg" >&2

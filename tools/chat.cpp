@@ -1,0 +1,94 @@
+// llmforge chat -m MODEL: a multi-turn conversation on the terminal with the model's own chat
+// template, streaming each reply as it is generated. Lines on stdin are user turns (an empty line
+// or EOF ends the chat), so a script can pipe a session in: `printf 'hi\nbye\n' | llmforge chat …`.
+// The KV cache is kept between turns: each turn re-renders the whole conversation, keeps the
+// cached tokens it shares with the previous turn and decodes only the rest.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "runtime/context.h"
+#include "runtime/generator.h"
+#include "runtime/sampler.h"
+
+namespace llmforge::cli {
+
+void add_chat(CLI::App& app, std::function<int()>& run) {
+    auto* sub = app.add_subcommand("chat", "Chat with a model (multi-turn, streaming, the model's chat template)");
+    static std::string model, system, chat_template;
+    static int64_t n = 256, ctx_size = 0;
+    static int threads = 0;
+    static SamplerParams sp;
+    static bool echo = false;
+    sp.temperature = 0.7f;
+    sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
+    sub->add_option("--system", system, "system message");
+    sub->add_option("--chat-template", chat_template, "Jinja file instead of the model's template");
+    sub->add_option("-n,--max-tokens", n, "tokens per reply at most")->capture_default_str();
+    sub->add_option("--temp", sp.temperature, "temperature (0 = greedy)")->capture_default_str();
+    sub->add_option("--top-k", sp.top_k, "top-k (0 = off)");
+    sub->add_option("--top-p", sp.top_p, "top-p");
+    sub->add_option("--seed", sp.seed, "sampling seed");
+    sub->add_option("-c,--ctx-size", ctx_size, "context size (0 = the model's)");
+    sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    sub->add_flag("--echo", echo, "print each user line (for scripted sessions without a terminal)");
+    run = [] {
+        Sampler::validate(sp);
+        auto m = Model::load(model);
+        if (m->vocab().empty()) fail("chat: %s has no tokenizer (hint: a folder with tokenizer.json)", model.c_str());
+        auto tok = Tokenizer::create(m->vocab());
+        ContextParams cp;
+        cp.n_threads = threads;
+        cp.n_ctx = ctx_size;
+        Context ctx(*m, cp);
+        Sampler sampler(sp);
+        const bool tty = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0;
+        ChatTemplateInputs base;
+        base.messages = nlohmann::ordered_json::array();
+        if (!system.empty()) base.messages.push_back({{"role", "system"}, {"content", system}});
+        nlohmann::ordered_json history = base.messages;
+        std::vector<int32_t> cached;  // tokens in the KV cache, in order
+        std::fprintf(stderr, "chat: %s (%s, %.1fM parameters); an empty line ends the chat\n", model.c_str(),
+                     m->config().arch.c_str(), m->n_params() / 1e6);
+        std::string line;
+        while (true) {
+            if (tty) std::fputs("\n> ", stdout), std::fflush(stdout);
+            if (!std::getline(std::cin, line) || line.empty()) break;
+            if (echo || !tty) std::printf("user: %s\n", line.c_str());
+            history.push_back({{"role", "user"}, {"content", line}});
+            ChatTemplateInputs in = base;
+            in.messages = history;
+            const std::string text = render_chat(tok.get(), model, chat_template, "--chat-template", "chat", in);
+            const bool has_bos = tok->bos() >= 0 && text.rfind(tok->token_text(tok->bos()), 0) == 0;
+            std::vector<int32_t> ids = tok->encode(text, !has_bos && tok->add_bos_default(), true);
+            size_t keep = 0;  // tokens already cached (at least one token must be decoded anew)
+            while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep]) ++keep;
+            if (static_cast<int64_t>(ids.size()) + 8 > ctx.n_ctx()) {
+                fail("chat: the conversation has %zu tokens, the context holds %lld (hint: --ctx-size, or a new chat)",
+                     ids.size(), (long long)ctx.n_ctx());
+            }
+            ctx.truncate(static_cast<int64_t>(keep));
+            GenerateParams gp;
+            gp.max_tokens = std::min<int64_t>(n, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
+            std::fputs(tty ? "" : "assistant: ", stdout);
+            std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
+            GenerateResult r = generate(ctx, *tok, sampler, rest, gp, [](std::string_view s) {
+                std::fwrite(s.data(), 1, s.size(), stdout);
+                std::fflush(stdout);
+                return true;
+            });
+            std::fputc('\n', stdout);
+            std::fflush(stdout);
+            cached = ids;
+            cached.insert(cached.end(), r.tokens.begin(), r.tokens.end());
+            history.push_back({{"role", "assistant"}, {"content", r.text}});
+        }
+        return 0;
+    };
+}
+
+}  // namespace llmforge::cli
