@@ -193,6 +193,19 @@ TEST(TrainCli, TwoMpiRanksEqualOneRankWithTwiceTheBatch) {
     std::printf("2 ranks x batch 4 vs 1 rank x batch 8: worst relative loss difference %.2e\n", worst);
 }
 
+TEST(TrainCli, ActivationCheckpointingGivesTheSameLosses) {
+    const std::string d = temp_dir();
+    ASSERT_EQ(run_cli(base_args("--steps 8 --dropout 0.1 --log-jsonl " + q(d + "/a.jsonl"))).rc, 0);
+    ASSERT_EQ(run_cli(base_args("--steps 8 --dropout 0.1 --checkpoint-activations --log-jsonl " + q(d + "/b.jsonl"))).rc, 0);
+    auto a = read_jsonl(d + "/a.jsonl"), b = read_jsonl(d + "/b.jsonl");
+    ASSERT_EQ(a.size(), 8u);
+    ASSERT_EQ(b.size(), 8u);
+    for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << i;
+        EXPECT_EQ(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>()) << i;
+    }
+}
+
 TEST(TrainCli, Bf16AndFp16Learn) {
     for (const char* p : {"bf16", "fp16"}) {
         const std::string log = temp_dir() + "/log.jsonl";
