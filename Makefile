@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean
+.PHONY: all setup build check test fuzz demo bench clean default-model
 
 all: build
 
@@ -27,6 +27,10 @@ fuzz: setup
 
 demo: build
 	@./scripts/demo.sh $(BUILD)/bin/llmforge
+
+# Rebuilds models/default from nothing but this repo (corpus, tokenizer, training; ~25 min on 2 cores).
+default-model: build
+	@./scripts/default_model.sh $(BUILD)/bin/llmforge
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

@@ -4,7 +4,7 @@
 #  2. a 2,048-token byte-level BPE vocabulary trained on it (llmforge train-tokenizer),
 #  3. token shards with a 1% validation split (llmforge prepare),
 #  4. a 4.2M-parameter Llama (dim 256, 5 layers, 8 heads / 4 kv, ffn 688, tied embeddings)
-#     trained for 1100 steps of 16 x 256 tokens (~2 epochs) with AdamW + cosine (llmforge train),
+#     trained for 1000 steps of 16 x 256 tokens (~1.7 epochs) with AdamW + cosine (llmforge train),
 # then copies the result (Hugging Face folder: config.json, model.safetensors, tokenizer) and its
 # loss curve into models/default/. About 25 minutes on 2 cores.
 set -euo pipefail
@@ -19,7 +19,7 @@ t0=$(date +%s)
 "$bin" train-tokenizer --input "$work/dialogues.jsonl" --vocab-size 2048 --out "$work/tokenizer/tokenizer.json"
 "$bin" prepare --tokenizer "$work/tokenizer/tokenizer.json" --input "$work/dialogues.jsonl" --out "$work/data" \
     --val-fraction 0.01
-"$bin" train --config "$dest/train-config.json" --data "$work/data" --seq-len 256 --batch 16 --steps 1100 \
+"$bin" train --config "$dest/train-config.json" --data "$work/data" --seq-len 256 --batch 16 --steps 1000 \
     --lr 2e-3 --min-lr 2e-4 --warmup-steps 50 --weight-decay 0.1 --grad-clip 1.0 --seed 1 -t "$threads" \
     --eval-every 100 --eval-batches 4 --save "$work/run" --save-every 100 --log-jsonl "$work/train.jsonl"
 for f in config.json model.safetensors tokenizer.json tokenizer_config.json loss.svg; do

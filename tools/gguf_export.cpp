@@ -64,7 +64,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
         for (int64_t d : t.shape) n *= d;
         total += static_cast<size_t>(n);
     }
-    auto progress = std::make_shared<Progress>(label, static_cast<double>(total), "M params");
+    auto progress = std::make_shared<Progress>(label, static_cast<double>(total), "params");
     auto done = std::make_shared<size_t>(0);
     auto idx = std::make_shared<size_t>(0);
     const size_t n_tensors = tensors.size();

@@ -1,13 +1,61 @@
-// PLACEHOLDER (being written this session): llmforge perplexity.
+// llmforge perplexity -m MODEL -f TEXT [--ctx N]: perplexity of any model the engine loads on a text
+// file (rule: src/runtime/perplexity.h — windows of --ctx tokens from an empty cache, every token
+// after a window's first scored).
+#include <chrono>
+#include <cstdio>
+
 #include "commands.h"
 #include "core/error.h"
+#include "core/file.h"
+#include "model/model.h"
+#include "progress.h"
+#include "runtime/perplexity.h"
+#include "tokenizer/tokenizer.h"
 
 namespace llmforge::cli {
 
 void add_perplexity(CLI::App& app, std::function<int()>& run) {
-    auto* sub = app.add_subcommand("perplexity", "(not yet built)");
-    (void)sub;
-    run = []() -> int { throw Error("perplexity: not yet built"); };
+    auto* sub = app.add_subcommand("perplexity",
+                                   "Perplexity of a model on a text file: windows of --ctx tokens, each from an empty "
+                                   "cache, every token after a window's first scored");
+    static std::string model, tokenizer, file;
+    static int64_t n_ctx = 0;
+    static int threads = 0;
+    sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
+    sub->add_option("-f,--file", file, "text file")->required();
+    sub->add_option("-c,--ctx", n_ctx, "window size in tokens (default: min(model context, 512))");
+    sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    run = [] {
+        auto m = Model::load(model, tokenizer);
+        if (m->vocab().empty()) fail("perplexity: %s has no tokenizer (hint: --tokenizer)", model.c_str());
+        const int64_t train_ctx = m->config().n_ctx_train;
+        if (n_ctx == 0) n_ctx = std::min<int64_t>(train_ctx > 0 ? train_ctx : 512, 512);
+        if (n_ctx < 2) fail("perplexity: --ctx %lld, expected at least 2 tokens per window", (long long)n_ctx);
+        if (train_ctx > 0 && n_ctx > train_ctx)
+            fail("perplexity: --ctx %lld is larger than the model's context %lld (hint: --ctx %lld or less)",
+                 (long long)n_ctx, (long long)train_ctx, (long long)train_ctx);
+        const std::string text = read_file(file, "text");
+        auto tok = Tokenizer::create(m->vocab());
+        const std::vector<int32_t> ids = tok->encode(text, tok->add_bos_default(), false);
+        if (ids.size() < 2)
+            fail("perplexity: %s gives %zu tokens, expected at least 2 to score", file.c_str(), ids.size());
+        const int64_t windows = (static_cast<int64_t>(ids.size()) + n_ctx - 1) / n_ctx;
+        std::fprintf(stderr, "perplexity: %s, %zu tokens, %lld windows of %lld\n", file.c_str(), ids.size(),
+                     (long long)windows, (long long)n_ctx);
+        Progress prog("perplexity", static_cast<double>(ids.size()), "tokens");
+        const auto t0 = std::chrono::steady_clock::now();
+        PerplexityResult r = perplexity(*m, ids, n_ctx, threads, [&](int64_t w, int64_t nw, double ppl) {
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "window %lld/%lld ppl %.4f", (long long)w, (long long)nw, ppl);
+            prog.update(static_cast<double>(std::min<int64_t>(w * n_ctx, static_cast<int64_t>(ids.size()))), buf);
+        });
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("perplexity: %.4f ± %.4f (%lld tokens, %lld windows)\n", r.ppl, r.ppl_stderr, (long long)r.n_scored,
+                    (long long)r.n_windows);
+        std::fprintf(stderr, "perplexity: %.0f tokens/s\n", static_cast<double>(ids.size()) / std::max(s, 1e-9));
+        return 0;
+    };
 }
 
 }  // namespace llmforge::cli

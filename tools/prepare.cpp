@@ -25,7 +25,7 @@ void add_prepare(CLI::App& app, std::function<int()>& run) {
         o.eos = !no_eos;
         std::unique_ptr<Progress> prog;
         train::PrepareResult r = train::prepare_data(o, [&](double done, double total) {
-            if (!prog) prog = std::make_unique<Progress>("prepare", total, "MB");
+            if (!prog) prog = std::make_unique<Progress>("prepare", total, "B");
             prog->update(done, std::to_string(static_cast<long long>(done / 1e6)) + " of " +
                                    std::to_string(static_cast<long long>(total / 1e6)) + " MB");
         });

@@ -85,7 +85,7 @@ void add_train_tokenizer(CLI::App& app, std::function<int()>& run) {
         if (bytes == 0) fail("train-tokenizer: the inputs hold no text (empty corpus)");
         std::fprintf(stderr, "train-tokenizer: %.1f MB of text, %lld distinct words\n", bytes / 1e6,
                      (long long)learner.n_words());
-        Progress prog("train-tokenizer", static_cast<double>(vocab_size), "M tokens");
+        Progress prog("train-tokenizer", static_cast<double>(vocab_size), "tokens");
         BpeLearnResult r = learner.learn(vocab_size, special, min_freq, [&](int64_t done, int64_t want) {
             prog.update(static_cast<double>(vocab_size - want + done),
                         std::to_string(done) + "/" + std::to_string(want) + " merges");

@@ -44,10 +44,14 @@ BpeLearnResult BpeLearner::learn(int64_t vocab_size, const std::vector<std::stri
     std::vector<int64_t> freq(sorted.size());
     std::unordered_map<uint64_t, int64_t> count;
     std::unordered_map<uint64_t, std::vector<int32_t>> where;  // pair -> words holding it (may repeat)
+    // Digits are never merged: every digit stays its own token (as in the Llama and DeepSeek
+    // vocabularies), so numbers — order numbers, prices, dates — are as easy to copy as text.
+    auto digit = [&](int32_t id) { return id >= base && id < base + 256 && (id - base) >= '0' && (id - base) <= '9'; };
     for (size_t w = 0; w < sorted.size(); ++w) {
         freq[w] = sorted[w].second;
         for (unsigned char c : sorted[w].first) seq[w].push_back(base + c);
         for (size_t i = 0; i + 1 < seq[w].size(); ++i) {
+            if (digit(seq[w][i]) || digit(seq[w][i + 1])) continue;
             const uint64_t k = key(seq[w][i], seq[w][i + 1]);
             count[k] += freq[w];
             where[k].push_back(static_cast<int32_t>(w));
@@ -75,6 +79,7 @@ BpeLearnResult BpeLearner::learn(int64_t vocab_size, const std::vector<std::stri
         count.erase(it);
         std::vector<uint64_t> touched;
         auto bump = [&](int32_t x, int32_t y, int64_t d, int32_t w) {
+            if (digit(x) || digit(y)) return;
             const uint64_t kk = key(x, y);
             int64_t& v = count[kk];
             v += d;

@@ -4,6 +4,9 @@
 // is written as a Hugging Face tokenizer.json (+ tokenizer_config.json with BOS/EOS and a ChatML
 // chat template) that llmforge — and Hugging Face tokenizers — load like any other.
 //
+// Digits are never merged: each stays a token of its own (as in Llama's and DeepSeek's
+// vocabularies), so a model copies numbers digit by digit.
+//
 // Ids: the special tokens first (0, 1, …), then the 256 byte tokens in byte order, then merges
 // in the order they were learned. Ties between equally frequent pairs go to the smaller pair of
 // ids, so training is deterministic.

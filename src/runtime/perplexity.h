@@ -1,0 +1,34 @@
+// Perplexity of a model on a token sequence, in the manner of llama.cpp's `perplexity`.
+//
+// Rule: the tokens are cut into consecutive windows of n_ctx tokens (the last may be shorter; a
+// last window of one token scores nothing and is dropped). Each window is evaluated from an empty
+// KV cache and every token of a window after its first is scored:
+// NLL_i = -log softmax(logits_{i-1})[t_i], in double. N tokens in W windows score N - W tokens.
+// ppl = exp(mean NLL); ppl_stderr = ppl * SE(mean NLL) (delta method).
+//
+// Thread safety: uses its own Context; the Model is only read.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/error.h"
+#include "model/model.h"
+
+namespace llmforge {
+
+struct PerplexityResult {
+    double nll_sum = 0;     // sum of the scored tokens' NLL (nats)
+    int64_t n_scored = 0;   // tokens scored
+    int64_t n_windows = 0;  // windows evaluated
+    double ppl = 0;         // exp(nll_sum / n_scored)
+    double ppl_stderr = 0;  // standard error of ppl (delta method)
+};
+
+// progress(window_done, n_windows, running_ppl) after each window. Errors: fewer than 2 tokens,
+// n_ctx < 2, token ids outside the vocabulary.
+PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
+                            const std::function<void(int64_t, int64_t, double)>& progress = nullptr);
+
+}  // namespace llmforge
