@@ -31,7 +31,7 @@ TEST(PrepareCli, TextAndChatDocumentsRoundTripThroughTheShards) {
     for (int i = 0; i < 200; ++i) text += "Paragraph " + std::to_string(i) + " says hello.\nIt has two lines.\n\n";
     write_file(d + "/text.txt", text);
     auto t = run_cli("train-tokenizer --input " + q(d + "/dlg.jsonl") + " " + q(d + "/text.txt") +
-                     " --vocab-size 700 --out " + q(d + "/tok/tokenizer.json"));
+                     " --vocab-size 700 --eos '<|endoftext|>' --out " + q(d + "/tok/tokenizer.json"));
     ASSERT_EQ(t.rc, 0) << t.err;
     ASSERT_TRUE(fs::exists(d + "/tok/tokenizer_config.json"));
     auto p = run_cli("prepare --tokenizer " + q(d + "/tok/tokenizer.json") + " --input " + q(d + "/text.txt") + " " +
