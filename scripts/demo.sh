@@ -16,7 +16,8 @@ echo "== chat with the default model ($model: a small shop assistant trained by 
 if [[ -t 0 && -t 1 ]]; then
     "$bin" chat -m "$model" --temp 0.7 --top-k 40 --seed 1
 else
-    printf '%s\n' "Hi! Where is my order #C48213?" "Can I return it if it doesn't fit?" "Thanks!" |
+    printf '%s\n' "Hi! Where is my order #C48213?" "I want to return the Yoga Mat from order #C48213." \
+        "How much is express shipping?" "Thanks!" |
         "$bin" chat -m "$model" --temp 0 -n 96
 fi
 echo "== bench (pp128, tg64) =="
