@@ -259,33 +259,29 @@ const std::pair<const char*, const char*> kLayerNames[] = {
 
 }  // namespace
 
-std::string hf_to_gguf_name(const std::string& n) {
+namespace {
+
+// Maps a tensor name between the two schemes: top-level names by table, layer names as
+// `<from_prefix><layer>.<rest>` -> `<to_prefix><layer>.<rest'>`. to_gguf picks the direction.
+std::string translate_name(const std::string& n, bool to_gguf) {
     for (const auto& [hf, gg] : kTopNames)
-        if (n == hf) return gg;
-    const std::string pre = "model.layers.";
+        if (n == (to_gguf ? hf : gg)) return to_gguf ? gg : hf;
+    const std::string pre = to_gguf ? "model.layers." : "blk.";
     if (n.rfind(pre, 0) != 0) return "";
     const size_t dot = n.find('.', pre.size());
     if (dot == std::string::npos) return "";
     const std::string layer = n.substr(pre.size(), dot - pre.size());
     const std::string rest = n.substr(dot + 1);
     for (const auto& [hf, gg] : kLayerNames)
-        if (rest == hf) return "blk." + layer + "." + gg;
+        if (rest == (to_gguf ? hf : gg)) return (to_gguf ? "blk." : "model.layers.") + layer + "." + (to_gguf ? gg : hf);
     return "";
 }
 
-std::string gguf_to_hf_name(const std::string& n) {
-    for (const auto& [hf, gg] : kTopNames)
-        if (n == gg) return hf;
-    const std::string pre = "blk.";
-    if (n.rfind(pre, 0) != 0) return "";
-    const size_t dot = n.find('.', pre.size());
-    if (dot == std::string::npos) return "";
-    const std::string layer = n.substr(pre.size(), dot - pre.size());
-    const std::string rest = n.substr(dot + 1);
-    for (const auto& [hf, gg] : kLayerNames)
-        if (rest == gg) return "model.layers." + layer + "." + hf;
-    return "";
-}
+}  // namespace
+
+std::string hf_to_gguf_name(const std::string& n) { return translate_name(n, true); }
+
+std::string gguf_to_hf_name(const std::string& n) { return translate_name(n, false); }
 
 std::string hf_config_write(const ModelConfig& c) {
     json j;
