@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -45,6 +47,27 @@ std::shared_ptr<uint8_t> alloc_aligned(size_t bytes) {
     if (p == nullptr) fail("out of memory: could not allocate %zu bytes", bytes);
     std::memset(p, 0, n);
     return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+}
+
+std::shared_ptr<uint8_t> alloc_huge(size_t bytes) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t alloc = std::max<size_t>(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+    void* p = ::mmap(nullptr, alloc + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail("out of memory: cannot map %zu bytes for weights", bytes);
+    // Align the start to 2 MiB so whole huge pages cover the buffer.
+    auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1));
+    ::madvise(base, alloc, MADV_HUGEPAGE);
+    return std::shared_ptr<uint8_t>(base, [p, alloc](uint8_t*) { ::munmap(p, alloc + kHuge); });
+}
+
+void release_pages(const void* p, size_t bytes) {
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21  // Linux 5.4+; older kernels answer EINVAL, which is fine here
+#endif
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
 }
 
 Tensor Tensor::empty(DType dtype, std::vector<int64_t> shape, std::string name) {

@@ -43,6 +43,14 @@ std::string shape_to_string(const std::vector<int64_t>& shape);
 
 // 64-byte aligned heap buffer, zero-initialised.
 std::shared_ptr<uint8_t> alloc_aligned(size_t bytes);
+// A zeroed anonymous mapping aligned to 2 MiB that asks for transparent huge pages
+// (madvise): for weights that are streamed every token, where 4 KiB pages cost a TLB miss each.
+// Throws Error on failure.
+std::shared_ptr<uint8_t> alloc_huge(size_t bytes);
+// Asks the kernel to drop the pages of [p, p + bytes) from this process's memory (MADV_PAGEOUT:
+// clean file pages are dropped and read again if touched; anonymous ones are never lost). For
+// file-mapped weights that were copied elsewhere. Best effort, never fails.
+void release_pages(const void* p, size_t bytes);
 
 class Tensor {
 public:
@@ -71,6 +79,11 @@ public:
     const void* data() const { return data_; }
     template <class T> T* ptr() { return static_cast<T*>(data_); }
     template <class T> const T* ptr() const { return static_cast<const T*>(data_); }
+    // Rows are stored in interleaved groups of row_group() rows (1: plain row-major). Only
+    // matrix weights repacked by kernels::repack_x8 have 8; row(r) is a row only when it is 1,
+    // and for 8 it is the start of r's group when r % 8 == 0 (a group is 8 rows' bytes).
+    int row_group() const { return row_group_; }
+    void set_row_group(int g) { row_group_ = g; }
     const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data_) + r * row_stride(); }
     uint8_t* row(int64_t r) { return static_cast<uint8_t*>(data_) + r * row_stride(); }
 
@@ -82,6 +95,7 @@ private:
     void* data_ = nullptr;
     std::shared_ptr<const void> owner_;
     std::string name_;
+    int row_group_ = 1;
 };
 
 }  // namespace llmforge

@@ -75,22 +75,16 @@ ModelFiles open_llama2c(const std::string& path) {
 }  // namespace
 
 void load_into_memory(ModelFiles& files) {
-    constexpr size_t kHuge = size_t{2} << 20;
     size_t total = 0;
     for (const auto& [name, t] : files.tensors) total += (t.nbytes() + 63) & ~size_t{63};
-    const size_t alloc = (total + kHuge - 1) / kHuge * kHuge;
-    void* p = ::mmap(nullptr, alloc + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail("out of memory: cannot allocate %zu bytes for the weights (hint: drop --no-mmap)", total);
-    // Align the start to 2 MiB so whole huge pages cover the weights.
-    auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1));
-    ::madvise(base, alloc, MADV_HUGEPAGE);
-    std::shared_ptr<const void> owner(p, [alloc](const void* q) { ::munmap(const_cast<void*>(q), alloc + kHuge); });
+    std::shared_ptr<uint8_t> buf = alloc_huge(total);
     size_t off = 0;
     for (auto& [name, t] : files.tensors) {
-        std::memcpy(base + off, t.data(), t.nbytes());
-        t = Tensor::view(t.dtype(), t.shape(), base + off, owner, name);
+        std::memcpy(buf.get() + off, t.data(), t.nbytes());
+        t = Tensor::view(t.dtype(), t.shape(), buf.get() + off, buf, name);
         off += (t.nbytes() + 63) & ~size_t{63};
     }
+    files.weights_owned = true;
 }
 
 ModelFiles open_model_files(const std::string& path, const std::string& tokenizer_path) {

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <numbers>
 
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/repack.h"
 
 namespace llmforge {
 
@@ -59,6 +62,9 @@ void Model::bind_weights() {
     }
     const auto& kt = kernels::kernels();
     rows_invariant_ = true;
+    // LLMFORGE_REPACK=0 keeps every matrix in the file's layout (for A/B measurements).
+    const char* repack_env = std::getenv("LLMFORGE_REPACK");
+    const bool repack = repack_env == nullptr || std::strcmp(repack_env, "0") != 0;
     // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
     // kVector: small 1-D parameter, converted to f32.
     enum Use { kMatrix, kRows, kVector };
@@ -76,7 +82,6 @@ void Model::bind_weights() {
                  file.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
         }
         const int di = static_cast<int>(t.dtype());
-        if (use == kMatrix) rows_invariant_ = rows_invariant_ && kt.gemm_invariant[di] != nullptr;
         if (use == kMatrix && kt.vec_dot[di] == nullptr) {
             fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
                  "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
@@ -86,7 +91,18 @@ void Model::bind_weights() {
             fail("%s: tensor '%s' has dtype %s, which llmforge cannot read", file.c_str(),
                  name.c_str(), dtype_name(t.dtype()));
         }
-        return use == kVector ? as_f32_vector(t) : t;
+        if (use == kVector) return as_f32_vector(t);
+        // Q4_0 / Q8_0 matrices go into the interleaved 8-row layout (kernels/cpu/repack.h) when
+        // the table has a kernel for it; the embedding stays plain (its rows are looked up).
+        if (use == kMatrix && repack && kt.gemm_x8[di] != nullptr && name != "token_embd.weight" &&
+            kernels::x8_can_repack(t)) {
+            Tensor packed = kernels::repack_x8(t, files_.weights_owned);
+            if (!files_.weights_owned) release_pages(t.data(), t.nbytes());
+            it->second = packed;
+            return packed;
+        }
+        if (use == kMatrix) rows_invariant_ = rows_invariant_ && kt.gemm_invariant[di] != nullptr;
+        return t;
     };
     const int64_t C = c.n_embd, D = c.head_dim, Hq = c.n_head * D, Hk = c.n_head_kv * D;
     const bool tied = files_.tensors.count("output.weight") == 0;

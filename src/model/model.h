@@ -31,6 +31,9 @@ struct ModelFiles {
     ModelConfig config;
     Vocab vocab;
     std::map<std::string, Tensor> tensors;
+    // The tensors' bytes are this ModelFiles' own writable copy (load_into_memory), not a file
+    // mapping: matrices are then repacked in place at bind time instead of copied.
+    bool weights_owned = false;
 };
 
 // Opens a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c checkpoint

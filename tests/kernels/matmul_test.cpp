@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/repack.h"
 #include "test_util.h"
 
 namespace llmforge::kernels {
@@ -246,6 +247,136 @@ TEST(Matmul, SwigluEqualsSeparateProducts) {
                 }
             }
         }
+    }
+}
+
+// ---- the interleaved 8-row layout (repack.h)
+
+// Repacking keeps every row: unpacking row r of the x8 copy gives its plain bytes back, and the
+// in-place repack writes the same bytes as the copying one.
+TEST(MatmulX8, RepackKeepsEveryRowAndInPlaceEqualsCopy) {
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+        SCOPED_TRACE(dtype_name(t));
+        const int64_t n = 24, k = 96;
+        Tensor w = make_weight(t, n, k, 41);
+        ASSERT_TRUE(x8_can_repack(w));
+        Tensor packed = repack_x8(w, false);
+        EXPECT_EQ(packed.row_group(), 8);
+        EXPECT_EQ(packed.shape(), w.shape());
+        EXPECT_NE(std::memcmp(packed.data(), w.data(), w.nbytes()), 0);  // really interleaved
+        std::vector<uint8_t> row(w.row_stride());
+        for (int64_t r = 0; r < n; ++r) {
+            x8_unpack_row(t, packed.row(r - r % 8), static_cast<int>(r % 8), k, row.data());
+            ASSERT_EQ(std::memcmp(row.data(), w.row(r), row.size()), 0) << "row " << r;
+        }
+        Tensor copy = make_weight(t, n, k, 41);
+        Tensor in_place = repack_x8(copy, true);
+        EXPECT_EQ(in_place.data(), copy.data());
+        EXPECT_EQ(std::memcmp(in_place.data(), packed.data(), w.nbytes()), 0);
+        EXPECT_FALSE(x8_can_repack(packed));                     // already grouped
+        EXPECT_FALSE(x8_can_repack(make_weight(t, 12, k, 1)));   // rows not a multiple of 8
+        EXPECT_FALSE(x8_can_repack(make_weight(DType::Q4_K, 8, 256, 1)));
+    }
+}
+
+// Every table's x8 product matches the reference on the plain matrix (odd group counts, M of
+// every tile remainder, K across the kernels' 256-block segment) at 1 and 2 threads; the scalar
+// table's x8 product is bit-identical to its plain one.
+TEST(MatmulX8, MatchesReferenceForEveryTableShapeAndThreadCount) {
+    const int64_t n = 136;  // 17 groups
+    int checked = 0;
+    for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        MatmulScratch scratch;
+        for (DType t : {DType::Q8_0, DType::Q4_0}) {
+            for (int64_t k : {96, 256, 32 * 300}) {
+                Tensor w = make_weight(t, n, k, static_cast<uint32_t>(k + 3));
+                Tensor packed = repack_x8(w, false);
+                for (int64_t m : {1, 2, 3, 5, 17, 64}) {
+                    auto x = gaussian(static_cast<size_t>(m * k), static_cast<uint32_t>(m * 13 + k));
+                    std::vector<float> want(static_cast<size_t>(m * n)), ref_x8(want.size());
+                    matmul_ref(w, x.data(), m, want.data());
+                    matmul_ref(packed, x.data(), m, ref_x8.data());
+                    ASSERT_EQ(std::memcmp(want.data(), ref_x8.data(), want.size() * sizeof(float)), 0);
+                    auto abs_sum = abs_products(w, x, m);
+                    for (const KernelTable* tb : tables()) {
+                        if (tb->gemm_x8[static_cast<int>(t)] == nullptr) continue;
+                        SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(k) + " M=" +
+                                     std::to_string(m) + " threads=" + std::to_string(threads) + " isa=" +
+                                     isa_name(tb->isa));
+                        std::vector<float> got(want.size(), std::nanf("")), plain(want.size(), std::nanf(""));
+                        matmul(*tb, packed, x.data(), m, got.data(), pool, scratch);
+                        for (size_t i = 0; i < got.size(); ++i) {
+                            ASSERT_NEAR(got[i], want[i], 3e-6 * abs_sum[i] + 1e-6) << "output " << i;
+                        }
+                        if (tb->isa == Isa::kScalar) {
+                            matmul(*tb, w, x.data(), m, plain.data(), pool, scratch);
+                            ASSERT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0);
+                        }
+                        ++checked;
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GE(checked, 2 * 2 * 3 * 6);  // at least the scalar table
+}
+
+// x8 products are row-invariant: a row computed alone (decode) has the same bits as in any batch.
+TEST(MatmulX8, RowsAreBitIdenticalForAnyM) {
+    const int64_t n = 72, k = 32 * 270, m = 9;
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+        Tensor packed = repack_x8(make_weight(t, n, k, 9), false);
+        auto x = gaussian(static_cast<size_t>(m * k), 10);
+        for (const KernelTable* tb : tables()) {
+            if (tb->gemm_x8[static_cast<int>(t)] == nullptr) continue;
+            SCOPED_TRACE(std::string(dtype_name(t)) + " isa=" + isa_name(tb->isa));
+            for (int threads : {1, 2}) {
+                ThreadPool pool(threads);
+                MatmulScratch scratch;
+                std::vector<float> together(static_cast<size_t>(m * n)), alone(static_cast<size_t>(n));
+                matmul(*tb, packed, x.data(), m, together.data(), pool, scratch);
+                for (int64_t i = 0; i < m; ++i) {
+                    matmul(*tb, packed, x.data() + i * k, 1, alone.data(), pool, scratch);
+                    ASSERT_EQ(std::memcmp(alone.data(), together.data() + i * n, n * sizeof(float)), 0)
+                        << "row " << i << " threads " << threads;
+                }
+            }
+        }
+    }
+}
+
+// One dispatch over x8 and plain matrices (Q/K/V, gate/up) equals one matmul each.
+TEST(MatmulX8, MultiAndSwigluMixLayouts) {
+    const int64_t k = 256;
+    ThreadPool pool(2);
+    MatmulScratch scratch;
+    Tensor a = repack_x8(make_weight(DType::Q4_0, 64, k, 1), false);
+    Tensor b = make_weight(DType::Q8_0, 20, k, 2);  // 20 rows: stays plain
+    Tensor c = repack_x8(make_weight(DType::Q8_0, 136, k, 3), false);
+    const Tensor* ws[3] = {&a, &b, &c};
+    auto x = gaussian(static_cast<size_t>(k), 4);
+    std::vector<float> y[3], want[3];
+    float* ys[3];
+    for (int j = 0; j < 3; ++j) {
+        y[j].assign(static_cast<size_t>(ws[j]->dim(0)), std::nanf(""));
+        want[j].resize(y[j].size());
+        ys[j] = y[j].data();
+        matmul(*ws[j], x.data(), 1, want[j].data(), pool, scratch);
+    }
+    matmul_multi(ws, ys, 3, x.data(), 1, pool, scratch);
+    for (int j = 0; j < 3; ++j) {
+        for (size_t i = 0; i < y[j].size(); ++i) ASSERT_EQ(y[j][i], want[j][i]) << "w" << j << " " << i;
+    }
+    Tensor wg = repack_x8(make_weight(DType::Q4_0, 200, k, 5), false);
+    Tensor wu = repack_x8(make_weight(DType::Q4_0, 200, k, 6), false);
+    std::vector<float> g(200), u(200), got(200), up(200);
+    matmul(wg, x.data(), 1, g.data(), pool, scratch);
+    matmul(wu, x.data(), 1, u.data(), pool, scratch);
+    matmul_swiglu(wg, wu, x.data(), 1, got.data(), up.data(), pool, scratch);
+    for (int i = 0; i < 200; ++i) {
+        const double gi = g[i];
+        ASSERT_NEAR(got[i], gi / (1.0 + std::exp(-gi)) * u[i], 1e-5 * (std::fabs(gi * u[i]) + 1)) << i;
     }
 }
 

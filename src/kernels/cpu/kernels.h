@@ -46,6 +46,11 @@ struct KernelTable {
     // tiles' order), so a row's result does not depend on the other rows of its batch; null
     // where the table has none. matmul() uses it when MatmulScratch::row_invariant is set.
     GemmFn gemm_invariant[kMaxDType] = {};
+    // The tile product over weights in the interleaved 8-row layout (repack.h; Q4_0, Q8_0):
+    // w points at a group's first row, w_stride is still one plain row's bytes, nr is a multiple
+    // of 8. Every output is computed the same way whatever nc, so it is row-invariant too.
+    // Null where the table has none (then weights stay in the plain layout).
+    GemmFn gemm_x8[kMaxDType] = {};
 
     // y = x / sqrt(mean(x^2) + eps) * w   (y may alias x)
     void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/repack.h"
 
 #if defined(LLMFORGE_HAVE_OPENBLAS)
 #include <cblas.h>
@@ -23,11 +24,19 @@ constexpr int64_t kChunksPerThread = 4;
 // Minimum weight rows per decode chunk (a chunk must amortise the pool hand-off).
 constexpr int64_t kMinChunkRows = 16;
 
-// The table's gemm, or its row-invariant one when the caller asked for batch invariance.
-GemmFn pick_gemm(const KernelTable& table, DType wt, const MatmulScratch& scratch) {
-    const int i = static_cast<int>(wt);
+// The table's gemm for w's layout; for plain rows its row-invariant one when the caller asked for
+// batch invariance (the x8 gemm always is).
+GemmFn pick_gemm(const KernelTable& table, const Tensor& w, const MatmulScratch& scratch) {
+    const int i = static_cast<int>(w.dtype());
+    if (w.row_group() == 8) return table.gemm_x8[i];
+    LF_ASSERT(w.row_group() == 1);
     return scratch.row_invariant && table.gemm_invariant[i] != nullptr ? table.gemm_invariant[i] : table.gemm[i];
 }
+
+// Work items split weight rows in multiples of this: whole 4-row register tiles, or whole
+// interleaved groups.
+int64_t row_align(const Tensor& w) { return std::max<int64_t>(4, w.row_group()); }
+int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
 #if defined(LLMFORGE_HAVE_OPENBLAS)
 // Prefill with f32/f16/bf16 weights goes to OpenBLAS sgemm from this many activation rows on
@@ -102,7 +111,7 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
     const DType at = vec_dot_type(wt);
     const DTypeInfo& ai = dtype_info(at);
     LF_ASSERT(k % ai.block_size == 0);
-    GemmFn gemm = pick_gemm(table, wt, scratch);
+    GemmFn gemm = pick_gemm(table, w, scratch);
     LF_ASSERT(gemm != nullptr);
 #if defined(LLMFORGE_HAVE_OPENBLAS)
     // Only for the best table: the scalar / explicit-ISA tables stay pure (tests compare them).
@@ -136,8 +145,7 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
 
     if (m == 1) {
         const int64_t want = std::max<int64_t>(1, pool.size() * kChunksPerThread);
-        int64_t chunk = std::max<int64_t>(kMinChunkRows, (n + want - 1) / want);
-        chunk = (chunk + 3) & ~int64_t{3};  // whole 4-row register tiles
+        const int64_t chunk = align_up(std::max<int64_t>(kMinChunkRows, (n + want - 1) / want), row_align(w));
         const int64_t n_chunks = (n + chunk - 1) / chunk;
         pool.run(n_chunks, [&](int64_t i, int) {
             const int64_t r0 = i * chunk;
@@ -156,7 +164,7 @@ void matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m
     // With few tiles (small N or M), shrink weight tiles so every thread gets work.
     if (n_row_tiles * n_col_tiles < 2 * pool.size() && n > 16) {
         const int64_t want_rows = (2 * pool.size() + n_col_tiles - 1) / n_col_tiles;
-        tile_rows = std::max<int64_t>(16, ((n + want_rows - 1) / want_rows + 3) & ~int64_t{3});
+        tile_rows = std::max<int64_t>(16, align_up((n + want_rows - 1) / want_rows, row_align(w)));
     }
     const int64_t rt = (n + tile_rows - 1) / tile_rows;
     pool.run(rt * n_col_tiles, [&](int64_t t, int) {
@@ -186,11 +194,10 @@ const void* activations_as(const KernelTable& table, DType at, const float* x, i
     return buf;
 }
 
-// Decode row chunk for a matrix of n rows: a few chunks per thread, whole 4-row tiles.
-int64_t decode_chunk_rows(int64_t n, int n_threads) {
+// Decode row chunk for a matrix of n rows: a few chunks per thread, whole tiles or groups.
+int64_t decode_chunk_rows(int64_t n, int n_threads, int64_t align) {
     const int64_t want = std::max<int64_t>(1, n_threads * kChunksPerThread);
-    const int64_t chunk = std::max<int64_t>(kMinChunkRows, (n + want - 1) / want);
-    return (chunk + 3) & ~int64_t{3};
+    return align_up(std::max<int64_t>(kMinChunkRows, (n + want - 1) / want), align);
 }
 
 }  // namespace
@@ -220,9 +227,9 @@ void matmul_multi(const KernelTable& table, const Tensor* const ws[], float* con
     for (int j = 0; j < n_w; ++j) {
         const Tensor& w = *ws[j];
         LF_ASSERT(w.ndim() == 2 && k % dtype_info(w.dtype()).block_size == 0);
-        gemm[j] = pick_gemm(table, w.dtype(), scratch);
+        gemm[j] = pick_gemm(table, w, scratch);
         LF_ASSERT(gemm[j] != nullptr);
-        chunk_rows[j] = decode_chunk_rows(w.dim(0), pool.size());
+        chunk_rows[j] = decode_chunk_rows(w.dim(0), pool.size(), row_align(w));
         first_chunk[j + 1] = first_chunk[j] + (w.dim(0) + chunk_rows[j] - 1) / chunk_rows[j];
     }
     pool.run(first_chunk[n_w], [&](int64_t i, int) {
@@ -259,11 +266,12 @@ void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor&
     }
     size_t x_stride = 0;
     const void* xq = activations_as(table, at, x, 1, k, scratch, &x_stride);
-    const GemmFn gemm_g = pick_gemm(table, w_gate.dtype(), scratch);
-    const GemmFn gemm_u = pick_gemm(table, w_up.dtype(), scratch);
+    const GemmFn gemm_g = pick_gemm(table, w_gate, scratch);
+    const GemmFn gemm_u = pick_gemm(table, w_up, scratch);
     LF_ASSERT(gemm_g != nullptr && gemm_u != nullptr);
     // Each item does both products, so half as many rows per item as a single matmul.
-    const int64_t chunk = decode_chunk_rows((f + 1) / 2, pool.size());
+    const int64_t chunk =
+        decode_chunk_rows((f + 1) / 2, pool.size(), std::max(row_align(w_gate), row_align(w_up)));
     const size_t sg = w_gate.row_stride(), su = w_up.row_stride();
     const auto* wg = static_cast<const uint8_t*>(w_gate.data());
     const auto* wu = static_cast<const uint8_t*>(w_up.data());
@@ -295,8 +303,14 @@ void matmul_ref(const Tensor& w, const float* x, int64_t m, float* y) {
         }
     }
     std::vector<float> wr(static_cast<size_t>(k));
+    std::vector<uint8_t> plain(w.row_stride());
     for (int64_t r = 0; r < n; ++r) {
-        ref.dequantize_row[static_cast<int>(wt)](w.row(r), wr.data(), k);
+        const uint8_t* row = w.row(r);
+        if (w.row_group() != 1) {
+            x8_unpack_row(wt, w.row(r - r % 8), static_cast<int>(r % 8), k, plain.data());
+            row = plain.data();
+        }
+        ref.dequantize_row[static_cast<int>(wt)](row, wr.data(), k);
         for (int64_t i = 0; i < m; ++i) {
             double s = 0;
             const float* xi = xa.data() + i * k;

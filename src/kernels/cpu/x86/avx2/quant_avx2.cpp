@@ -2,6 +2,7 @@
 // quantised dot products / tiles (maddubs + madd).
 #include "kernels/cpu/x86/avx2/avx2.h"
 #include "kernels/cpu/x86/quant_dot_impl.h"
+#include "kernels/cpu/x86/quant_x8_impl.h"
 
 namespace llmforge::kernels::avx2 {
 
@@ -148,6 +149,8 @@ void register_quant(KernelTable& t) {
     t.gemm[at(DType::Q4_0)] = gemm_q_0<DotAvx2, BlockQ4_0, vec_dot_q4_0<DotAvx2>>;
     t.gemm_invariant[at(DType::Q8_0)] = gemm_q_0<DotAvx2, BlockQ8_0, vec_dot_q_0_invariant<DotAvx2, BlockQ8_0>>;
     t.gemm_invariant[at(DType::Q4_0)] = gemm_q_0<DotAvx2, BlockQ4_0, vec_dot_q_0_invariant<DotAvx2, BlockQ4_0>>;
+    t.gemm_x8[at(DType::Q8_0)] = gemm_x8<false>;
+    t.gemm_x8[at(DType::Q4_0)] = gemm_x8<true>;
     t.gemm[at(DType::Q4_K)] = gemm_kquant<DotAvx2, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotAvx2>>;
     t.gemm[at(DType::Q6_K)] = gemm_kquant<DotAvx2, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotAvx2>>;
 }

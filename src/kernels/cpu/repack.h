@@ -1,0 +1,40 @@
+// The interleaved 8-row ("x8") layout of Q4_0 and Q8_0 weight matrices, made once at load.
+//
+// A plain matrix stores each row's blocks in turn. The x8 layout stores rows in groups of 8, and
+// within a group, block b of all 8 rows together as one "group block":
+//   * the 8 rows' fp16 scales (16 bytes), then
+//   * the quant bytes in 4-byte chunks: chunk s holds bytes [4s, 4s+4) of each row's block quants,
+//     row 0 to row 7 (32 bytes per chunk; Q4_0 has 4 chunks, Q8_0 has 8).
+// A Q4_0 group block is 16 + 128 = 144 bytes = 8 x 18, a Q8_0 one 16 + 256 = 272 = 8 x 34: a group
+// takes exactly the bytes of its 8 plain rows, so row r0 (r0 % 8 == 0) still starts at
+// r0 * row_stride() and the tensor keeps its dtype, shape and size (Tensor::row_group() == 8).
+//
+// Why: one broadcast activation chunk (4 int8) then meets 8 rows in one 256-bit register, the 8
+// scales convert in one instruction and the 8 results land in one vector with no horizontal
+// sums: about half the instructions per weight byte of the row-at-a-time dot, for decode and
+// prefill alike (KernelTable::gemm_x8, docs/PERFORMANCE.md).
+//
+// Thread safety: pure functions; repack_x8(in_place = true) writes w's bytes (see there).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace llmforge::kernels {
+
+// Q4_0 and Q8_0.
+bool x8_supported(DType t);
+// A 2-D matrix of a supported dtype with a multiple of 8 rows, in the plain layout.
+bool x8_can_repack(const Tensor& w);
+
+// The x8 copy of w (x8_can_repack(w) must hold). in_place: rewrites w's own bytes (they must be
+// writable and not read by anyone else meanwhile) and returns a tensor over them; otherwise the
+// result is a new huge-page buffer and w is untouched.
+Tensor repack_x8(const Tensor& w, bool in_place);
+
+// Row i (0..7) of the x8 group starting at `group` (a K-element matrix of dtype t), written to
+// `out` in the plain layout (row_bytes(t, k) bytes).
+void x8_unpack_row(DType t, const uint8_t* group, int i, int64_t k, uint8_t* out);
+
+}  // namespace llmforge::kernels
