@@ -84,7 +84,6 @@ void load_into_memory(ModelFiles& files) {
         t = Tensor::view(t.dtype(), t.shape(), buf.get() + off, buf, name);
         off += (t.nbytes() + 63) & ~size_t{63};
     }
-    files.weights_owned = true;
 }
 
 ModelFiles open_model_files(const std::string& path, const std::string& tokenizer_path) {

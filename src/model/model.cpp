@@ -32,16 +32,19 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::string& t
                                    bool use_mmap) {
     ModelFiles files = open_model_files(path, tokenizer_path);
     if (!use_mmap) load_into_memory(files);
-    return from_files(std::move(files));
+    std::unique_ptr<Model> m(new Model(std::move(files)));
+    // Without mmap the weights are this model's private buffer, so matrices are repacked in place.
+    m->bind_weights(!use_mmap);
+    return m;
 }
 
 std::unique_ptr<Model> Model::from_files(ModelFiles files) {
     std::unique_ptr<Model> m(new Model(std::move(files)));
-    m->bind_weights();
+    m->bind_weights(false);  // the caller may share these bytes: repack into copies
     return m;
 }
 
-void Model::bind_weights() {
+void Model::bind_weights(bool weights_private) {
     const ModelConfig& c = cfg_;
     const std::string& file = files_.path;
     if (c.arch != "llama" && c.arch != "qwen2") {
@@ -96,8 +99,8 @@ void Model::bind_weights() {
         // the table has a kernel for it; the embedding stays plain (its rows are looked up).
         if (use == kMatrix && repack && kt.gemm_x8[di] != nullptr && name != "token_embd.weight" &&
             kernels::x8_can_repack(t)) {
-            Tensor packed = kernels::repack_x8(t, files_.weights_owned);
-            if (!files_.weights_owned) release_pages(t.data(), t.nbytes());
+            Tensor packed = kernels::repack_x8(t, weights_private);
+            if (!weights_private) release_pages(t.data(), t.nbytes());
             it->second = packed;
             return packed;
         }

@@ -31,9 +31,6 @@ struct ModelFiles {
     ModelConfig config;
     Vocab vocab;
     std::map<std::string, Tensor> tensors;
-    // The tensors' bytes are this ModelFiles' own writable copy (load_into_memory), not a file
-    // mapping: matrices are then repacked in place at bind time instead of copied.
-    bool weights_owned = false;
 };
 
 // Opens a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c checkpoint
@@ -125,7 +122,9 @@ public:
 
 private:
     explicit Model(ModelFiles files);
-    void bind_weights();
+    // weights_private: the tensors' bytes are this model's own writable buffer (load_into_memory),
+    // so q8_0/q4_0 matrices are repacked in place; otherwise into new buffers.
+    void bind_weights(bool weights_private);
     void rope_tables(int64_t pos, float* cs, float* sn) const;
 
     ModelFiles files_;
