@@ -70,6 +70,8 @@ std::vector<Case> cases() {
     }
     c.push_back({DType::F32, 37});  // float weights have no block constraint
     c.push_back({DType::F16, 45});
+    c.push_back({DType::BF16, 53});    // the one-row bf16 kernel's 16-element tail
+    c.push_back({DType::BF16, 4133});  // ... and its 2048-element segments
     return c;
 }
 
