@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/repack.h"
 
@@ -309,6 +310,25 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
         row_pos[i] = row_pos[0];
         row_tok[i] = row_tok[0];
     }
+    // Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of
+    // kAttBlockRows query rows that go through BLAS, one item per (block, query head); every
+    // other row (decode steps, short chunks, all rows in batch-invariant mode, whose result must
+    // not depend on the rows beside it) uses the kernel table's one-position attention, one item
+    // per (row, kv head). The per-position kernel reloads every K/V row for each query; as two
+    // small GEMMs a block reads them once (measured in docs/PERFORMANCE.md, prompt processing).
+    constexpr int64_t kAttMinRows = 16, kAttBlockRows = 64;
+    s.att_blocks.clear();
+    s.att_rows.clear();
+    for (int64_t j = 0, i = 0; j < n_seqs; i += seqs[j].n, ++j) {
+        const int64_t nj = seqs[j].n;
+        if (!s.batch_invariant && nj >= kAttMinRows) {
+            for (int64_t b = 0; b < nj; b += kAttBlockRows) s.att_blocks.push_back({i + b, std::min(kAttBlockRows, nj - b)});
+        } else {
+            for (int64_t t = 0; t < nj; ++t) s.att_rows.push_back(i + t);
+        }
+    }
+    for (int64_t i = n_real; i < n; ++i) s.att_rows.push_back(i);
+    if (!s.att_blocks.empty()) grow(s.att_block, static_cast<size_t>(pool.size() * kAttBlockRows * max_len));
     // Embedding lookup (any dtype: dequantise the row) and RoPE tables.
     const auto deq_embd = kt.dequantize_row[static_cast<int>(tok_embd_.dtype())];
     for (int64_t i = 0; i < n; ++i) {
@@ -350,10 +370,30 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
                 std::copy(v + i * kv_dim, v + (i + 1) * kv_dim, cache.v(l) + row_pos[i] * kv_dim);
             }
         });
-        // Attention: one work item per (row, kv head); each covers that head's query group over
-        // its own sequence's cache.
-        pool.run(n * Hkv, [&](int64_t item, int tid) {
-            const int64_t i = item / Hkv, g = item % Hkv;
+        // Attention (see the work split above).
+        const int64_t n_block_items = static_cast<int64_t>(s.att_blocks.size()) * H;
+        const int64_t n_row_items = static_cast<int64_t>(s.att_rows.size()) * Hkv;
+        pool.run(n_block_items + n_row_items, [&](int64_t item, int tid) {
+            if (item < n_block_items) {
+                const auto [i0, nq] = s.att_blocks[item / H];
+                const int64_t h = item % H, g = h / group;
+                KvCache& cache = *seqs[row_seq[i0]].cache;
+                const int64_t p0 = row_pos[i0], n_kv = p0 + nq;
+                float* sc = &s.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len];
+                // scores (nq, n_kv) = scale * Q_h K_g^T; causal softmax per row; out_h = P V_g.
+                kernels::sgemm(false, true, nq, n_kv, D, scale, q + i0 * q_dim + h * D, q_dim, cache.k(l) + g * D,
+                               kv_dim, 0.0f, sc, n_kv);
+                for (int64_t r = 0; r < nq; ++r) {
+                    float* row = sc + r * n_kv;
+                    const int64_t valid = p0 + r + 1;
+                    kt.softmax(row, valid);
+                    std::fill(row + valid, row + n_kv, 0.0f);
+                }
+                kernels::sgemm(false, false, nq, D, n_kv, 1.0f, sc, n_kv, cache.v(l) + g * D, kv_dim, 0.0f,
+                               att + i0 * q_dim + h * D, q_dim);
+                return;
+            }
+            const int64_t i = s.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
             KvCache& cache = *seqs[row_seq[i]].cache;
             float* scores = &s.att_scores[static_cast<size_t>(tid) * max_len];
             kt.attention(q + i * q_dim + g * group * D, cache.k(l) + g * D, cache.v(l) + g * D,

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -58,6 +59,9 @@ struct ForwardScratch {
     std::vector<float> rope_cs, rope_sn, att_scores, out_logits;
     std::vector<int64_t> row_seq, row_pos;  // batched forward: each row's sequence and position
     std::vector<int32_t> row_tok;
+    std::vector<std::pair<int64_t, int64_t>> att_blocks;  // prompt blocks: (first row, rows)
+    std::vector<int64_t> att_rows;                        // rows attended one position at a time
+    std::vector<float> att_block;                         // per thread: a block's scores
     // Batch-invariant mode (the server's default): a row's logits are bit-identical whatever
     // else is in the batch. For q8_0 / q4_0 weights the kernels have a one-row path that sums in
     // the tiles' order (KernelTable::gemm_invariant, ~8% slower decode); for other types a lone
