@@ -14,6 +14,10 @@
 #include "kernels/cpu/kernels.h"
 #include "test_util.h"
 
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+#include "kernels/avx512_emu.h"
+#endif
+
 namespace llmforge::kernels {
 namespace {
 
@@ -31,6 +35,10 @@ std::vector<const KernelTable*> simd_tables() {
     for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
         if (const KernelTable* t = kernels_for(isa)) out.push_back(t);
     }
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+    // The AVX-512 table's code under SIMDe (traces name it "avx512" too).
+    if (const KernelTable* e = avx512_emulated_table()) out.push_back(e);
+#endif
     return out;
 }
 
@@ -94,6 +102,26 @@ std::vector<int64_t> dot_sizes(DType wt) {
 }
 
 // ============================================================ dispatch
+
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+// The emulated AVX-512 table (see avx512_emu.h) is among the tested tables and really holds the
+// AVX-512 entries: 16-lane float tiles and VNNI quantised dots, not the AVX2 ones it started from.
+TEST(Dispatch, EmulatedAvx512TableIsTestedHere) {
+    const KernelTable* avx2 = kernels_for(Isa::kAvx2);
+    if (avx2 == nullptr) GTEST_SKIP() << "no AVX2: the emulation runs on AVX2";
+    const KernelTable* e = avx512_emulated_table();
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->isa, Isa::kAvx512);
+    bool listed = false;
+    for (const KernelTable* t : simd_tables()) listed = listed || t == e;
+    EXPECT_TRUE(listed);
+    for (DType d : kWeightTypes) {
+        SCOPED_TRACE(dtype_name(d));
+        EXPECT_NE(e->gemm[at(d)], avx2->gemm[at(d)]);
+        EXPECT_NE(e->vec_dot[at(d)], avx2->vec_dot[at(d)]);
+    }
+}
+#endif
 
 TEST(Dispatch, TablesAreCompleteAndAvx2IsTestedHere) {
     const CpuFeatures& f = cpu_features();

@@ -14,6 +14,10 @@
 #include "kernels/cpu/repack.h"
 #include "test_util.h"
 
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+#include "kernels/avx512_emu.h"
+#endif
+
 namespace llmforge::kernels {
 namespace {
 
@@ -80,6 +84,10 @@ std::vector<const KernelTable*> tables() {
     for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
         if (const KernelTable* p = kernels_for(isa)) t.push_back(p);
     }
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+    // The AVX-512 table's code under SIMDe (traces name it "avx512" too).
+    if (const KernelTable* e = avx512_emulated_table()) t.push_back(e);
+#endif
     return t;
 }
 

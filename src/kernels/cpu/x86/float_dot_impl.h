@@ -181,7 +181,7 @@ struct V8 {
     static float hsum(T v) { return x86::hsum(v); }
 };
 
-#if defined(__AVX512F__)
+#if LF_X86_AVX512F
 // 16-lane traits (AVX-512F); 32 registers allow a 4 x 6 tile (24 accumulators).
 struct V16 {
     using T = __m512;

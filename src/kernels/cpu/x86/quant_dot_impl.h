@@ -28,7 +28,7 @@ struct DotAvx2 {
     }
 };
 
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if LF_X86_AVX512VNNI
 struct DotVnni {
     static constexpr bool kVnni = true;
     static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }

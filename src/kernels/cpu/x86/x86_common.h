@@ -13,6 +13,45 @@
 #include <immintrin.h>
 #include <math.h>
 
+// LF_X86_AVX512F / LF_X86_AVX512VNNI: whether this translation unit may use AVX-512F and
+// AVX512_VNNI(+VL) intrinsics. Normally the compiler's target flags decide. With
+// LLMFORGE_AVX512_EMULATED (a test build only, tests/kernels/avx512_emu_table.cpp) the same
+// source is compiled for AVX2 and the few AVX-512 intrinsics it uses are mapped onto SIMDe's
+// portable implementations (Debian's libsimde-dev), so the AVX-512 table's code runs, and is
+// checked against the scalar reference, on machines without AVX-512.
+#if defined(LLMFORGE_AVX512_EMULATED)
+#include <simde/x86/avx512.h>
+#define LF_X86_AVX512F 1
+#define LF_X86_AVX512VNNI 1
+#define __m512 simde__m512
+#define __m512i simde__m512i
+#define _mm512_setzero_ps simde_mm512_setzero_ps
+#define _mm512_add_ps simde_mm512_add_ps
+#define _mm512_fmadd_ps simde_mm512_fmadd_ps
+#define _mm512_loadu_ps simde_mm512_loadu_ps
+#define _mm512_castsi512_ps simde_mm512_castsi512_ps
+#define _mm512_slli_epi32 simde_mm512_slli_epi32
+#undef _mm256_dpbusd_epi32  // GCC's headers define these two as macros (AVX-VNNI)
+#undef _mm256_dpwssd_epi32
+#define _mm256_dpbusd_epi32 simde_mm256_dpbusd_epi32
+#define _mm256_dpwssd_epi32 simde_mm256_dpwssd_epi32
+// Not in SIMDe 0.7.4: built from two 256-bit halves below.
+#define _mm512_cvtph_ps emu_mm512_cvtph_ps
+#define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32
+#define _mm512_reduce_add_ps emu_mm512_reduce_add_ps
+#else
+#if defined(__AVX512F__)
+#define LF_X86_AVX512F 1
+#else
+#define LF_X86_AVX512F 0
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define LF_X86_AVX512VNNI 1
+#else
+#define LF_X86_AVX512VNNI 0
+#endif
+#endif
+
 #include <cstdint>
 #include <cstring>
 
@@ -154,6 +193,24 @@ inline __m256i q4_0_unpack(const uint8_t* qs) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+#if defined(LLMFORGE_AVX512_EMULATED)
+inline simde__m512 emu_mm512_cvtph_ps(__m256i h) {
+    const __m256 lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    const __m256 hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+    return simde_mm512_insertf32x8(simde_mm512_castps256_ps512(lo), hi, 1);
+}
+inline simde__m512i emu_mm512_cvtepu16_epi32(__m256i h) {
+    const __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h));
+    const __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1));
+    return simde_mm512_inserti64x4(simde_mm512_castsi256_si512(lo), hi, 1);
+}
+inline float emu_mm512_reduce_add_ps(simde__m512 v) {
+    const __m256 lo = simde_mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castsi256_ps(simde_mm512_extracti64x4_epi64(simde_mm512_castps_si512(v), 1));
+    return hsum(_mm256_add_ps(lo, hi));
+}
+#endif
 
 }  // namespace
 }  // namespace llmforge::kernels::x86

@@ -18,6 +18,10 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+// The emulated test build (x86_common.h) defines its own copy under another name.
+#if defined(LLMFORGE_AVX512_EMULATED)
+#define fill_avx512_table fill_avx512_table_emulated
+#endif
 #include "kernels/cpu/table_fill.h"
 #include "kernels/cpu/x86/float_dot_impl.h"
 #include "kernels/cpu/x86/quant_dot_impl.h"
