@@ -24,8 +24,7 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
         const DType requested = dtype_from_name(type);
         ModelFiles files = open_model_files(in, tokenizer);
         // Validates shapes and config exactly as loading does.
-        auto model = Model::from_files(files);
-        ModelConfig cfg = model->config();
+        ModelConfig cfg = Model::validate(files);
         const bool permute_qk = !cfg.rope_interleaved && cfg.arch == "llama";
         if (permute_qk) cfg.rope_interleaved = true;
         const auto& kt = kernels::kernels();

@@ -45,7 +45,13 @@ std::unique_ptr<Model> Model::from_files(ModelFiles files) {
     return m;
 }
 
-void Model::bind_weights(bool weights_private) {
+ModelConfig Model::validate(const ModelFiles& files) {
+    Model m(files);
+    m.bind_weights(false, false);
+    return m.config();
+}
+
+void Model::bind_weights(bool weights_private, bool repack_matrices) {
     const ModelConfig& c = cfg_;
     const std::string& file = files_.path;
     if (c.arch != "llama" && c.arch != "qwen2") {
@@ -68,7 +74,7 @@ void Model::bind_weights(bool weights_private) {
     rows_invariant_ = true;
     // LLMFORGE_REPACK=0 keeps every matrix in the file's layout (for A/B measurements).
     const char* repack_env = std::getenv("LLMFORGE_REPACK");
-    const bool repack = repack_env == nullptr || std::strcmp(repack_env, "0") != 0;
+    const bool repack = repack_matrices && (repack_env == nullptr || std::strcmp(repack_env, "0") != 0);
     // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
     // kVector: small 1-D parameter, converted to f32.
     enum Use { kMatrix, kRows, kVector };

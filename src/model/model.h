@@ -91,6 +91,9 @@ public:
     static std::unique_ptr<Model> load(const std::string& path, const std::string& tokenizer_path = "",
                                        bool use_mmap = true);
     static std::unique_ptr<Model> from_files(ModelFiles files);
+    // Checks `files` exactly as from_files() does (throws Error) without building a runnable
+    // model (nothing is repacked); returns the config as a loaded model would report it.
+    static ModelConfig validate(const ModelFiles& files);
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
 
@@ -128,7 +131,7 @@ private:
     explicit Model(ModelFiles files);
     // weights_private: the tensors' bytes are this model's own writable buffer (load_into_memory),
     // so q8_0/q4_0 matrices are repacked in place; otherwise into new buffers.
-    void bind_weights(bool weights_private);
+    void bind_weights(bool weights_private, bool repack = true);
     void rope_tables(int64_t pos, float* cs, float* sn) const;
 
     ModelFiles files_;

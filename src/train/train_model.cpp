@@ -71,9 +71,9 @@ private:
 
 std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files) {
     // Validates every tensor (names, shapes, dtypes) exactly as inference does.
-    auto check = Model::from_files(files);
+    const ModelConfig checked = Model::validate(files);
     std::unique_ptr<TrainModel> m(new TrainModel());
-    m->cfg_ = check->config();
+    m->cfg_ = checked;
     m->vocab_ = files.vocab;
     const auto& kt = kernels::kernels();
     for (const auto& [name, shape] : expected_params(m->cfg_)) {
