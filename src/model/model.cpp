@@ -75,6 +75,20 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     // LLMFORGE_REPACK=0 keeps every matrix in the file's layout (for A/B measurements).
     const char* repack_env = std::getenv("LLMFORGE_REPACK");
     const bool repack = repack_matrices && (repack_env == nullptr || std::strcmp(repack_env, "0") != 0);
+    auto repackable = [&](const std::string& name, const Tensor& t) {
+        return repack && kt.gemm_x8[static_cast<int>(t.dtype())] != nullptr && name != "token_embd.weight" &&
+               kernels::x8_can_repack(t);
+    };
+    // Copies (weights shared with the file map or the caller) go into one huge-page arena: a
+    // buffer per matrix would round each up to a 2 MiB page.
+    std::shared_ptr<uint8_t> arena;
+    size_t arena_off = 0, arena_size = 0;
+    if (!weights_private) {
+        for (const auto& [name, t] : files_.tensors) {
+            if (repackable(name, t)) arena_size += (t.nbytes() + 63) & ~size_t{63};
+        }
+        if (arena_size > 0) arena = alloc_huge(arena_size);
+    }
     // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
     // kVector: small 1-D parameter, converted to f32.
     enum Use { kMatrix, kRows, kVector };
@@ -104,10 +118,16 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         if (use == kVector) return as_f32_vector(t);
         // Q4_0 / Q8_0 matrices go into the interleaved 8-row layout (kernels/cpu/repack.h) when
         // the table has a kernel for it; the embedding stays plain (its rows are looked up).
-        if (use == kMatrix && repack && kt.gemm_x8[di] != nullptr && name != "token_embd.weight" &&
-            kernels::x8_can_repack(t)) {
-            Tensor packed = kernels::repack_x8(t, weights_private);
-            if (!weights_private) release_pages(t.data(), t.nbytes());
+        if (use == kMatrix && repackable(name, t)) {
+            Tensor packed;
+            if (weights_private) {
+                packed = kernels::repack_x8(t, true);
+            } else {
+                LF_ASSERT(arena_off + t.nbytes() <= arena_size);
+                packed = kernels::repack_x8(t, arena.get() + arena_off, arena);
+                arena_off += (t.nbytes() + 63) & ~size_t{63};
+                release_pages(t.data(), t.nbytes());
+            }
             it->second = packed;
             return packed;
         }

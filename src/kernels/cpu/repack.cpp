@@ -26,6 +26,12 @@ bool x8_can_repack(const Tensor& w) {
 }
 
 Tensor repack_x8(const Tensor& w, bool in_place) {
+    if (in_place) return repack_x8(w, static_cast<uint8_t*>(const_cast<void*>(w.data())), nullptr);
+    auto buf = alloc_huge(w.nbytes());
+    return repack_x8(w, buf.get(), buf);
+}
+
+Tensor repack_x8(const Tensor& w, uint8_t* dst_base, std::shared_ptr<const void> owner) {
     LF_ASSERT(x8_can_repack(w));
     const DType t = w.dtype();
     const size_t tsz = static_cast<size_t>(dtype_info(t).type_size);  // plain block bytes
@@ -34,17 +40,8 @@ Tensor repack_x8(const Tensor& w, bool in_place) {
     const size_t rs = w.row_stride();
     const size_t group_bytes = kRows * rs;
 
-    std::shared_ptr<const void> owner;
-    uint8_t* dst_base;
-    Tensor out;
-    if (in_place) {
-        out = w;
-        dst_base = static_cast<uint8_t*>(out.data());
-    } else {
-        auto buf = alloc_huge(group_bytes * static_cast<size_t>(n / kRows));
-        dst_base = buf.get();
-        out = Tensor::view(t, w.shape(), dst_base, buf, w.name());
-    }
+    const bool in_place = dst_base == w.data();
+    Tensor out = in_place ? w : Tensor::view(t, w.shape(), dst_base, std::move(owner), w.name());
     std::vector<uint8_t> src(group_bytes);  // one group's plain rows (in place: a copy first)
     for (int64_t g = 0; g < n / kRows; ++g) {
         std::memcpy(src.data(), w.row(g * kRows), group_bytes);

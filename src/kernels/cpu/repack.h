@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "core/tensor.h"
 
@@ -28,9 +29,11 @@ bool x8_supported(DType t);
 // A 2-D matrix of a supported dtype with a multiple of 8 rows, in the plain layout.
 bool x8_can_repack(const Tensor& w);
 
-// The x8 copy of w (x8_can_repack(w) must hold). in_place: rewrites w's own bytes (they must be
-// writable and not read by anyone else meanwhile) and returns a tensor over them; otherwise the
-// result is a new huge-page buffer and w is untouched.
+// The x8 copy of w (x8_can_repack(w) must hold), written to dst (w.nbytes() bytes, which `owner`
+// keeps alive). dst == w.data() repacks in place: w's bytes must then be writable and not read by
+// anyone else meanwhile.
+Tensor repack_x8(const Tensor& w, uint8_t* dst, std::shared_ptr<const void> owner);
+// The same into w's own bytes (in_place) or into a new huge-page buffer of its own.
 Tensor repack_x8(const Tensor& w, bool in_place);
 
 // Row i (0..7) of the x8 group starting at `group` (a K-element matrix of dtype t), written to
