@@ -120,6 +120,10 @@ TEST(Dispatch, EmulatedAvx512TableIsTestedHere) {
         EXPECT_NE(e->gemm[at(d)], avx2->gemm[at(d)]);
         EXPECT_NE(e->vec_dot[at(d)], avx2->vec_dot[at(d)]);
     }
+    for (DType d : {DType::Q8_0, DType::Q4_0}) {
+        EXPECT_NE(e->gemm_x8[at(d)], nullptr);
+        EXPECT_NE(e->gemm_x8[at(d)], avx2->gemm_x8[at(d)]) << dtype_name(d);
+    }
 }
 #endif
 

@@ -7,7 +7,8 @@
 // partial dot in its own lane and the group's 8 results end in one vector, scaled by the 8 row
 // scales (one cvtph) times the activation block's scale.
 //
-// Integer sums are exact:
+// Integer sums are exact (D is the dot policy of quant_dot_impl.h; with VNNI every step is one
+// non-saturating vpdpbusd into int32, without it):
 //  * Q4_0 (values q in 0..15, meaning q - 8): the 8 maddubs results of a block are summed in int16
 //    (each |pair| <= 2 * 15 * 128, eight of them <= 30720 < 2^15), then widened once; the -8
 //    offset is taken off as 8 * (sum of the activation block), prepared once per activation row.
@@ -18,6 +19,7 @@
 // is row-invariant, which batched serving relies on).
 #pragma once
 
+#include "kernels/cpu/x86/quant_dot_impl.h"  // the dot policies DotAvx2 / DotVnni
 #include "kernels/cpu/x86/x86_common.h"
 
 namespace llmforge::kernels::x86 {
@@ -36,7 +38,7 @@ inline __m256i bcast4(const int8_t* p) {
 // One group (8 weight rows) x RC activation rows over `nb` blocks starting at the segment's first.
 // xq[c]: activation row c's blocks; dx[c][b]: their scales; corr[c][b]: 8 * their sums (Q4_0).
 // Each weight chunk is loaded (and unpacked) once for all RC activation rows.
-template <bool kQ4, int RC>
+template <class D, bool kQ4, int RC>
 inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8_0* const xq[RC],
                     const float (*dx)[kX8SegBlocks], const int32_t (*corr)[kX8SegBlocks], __m256 acc[RC]) {
     const __m256i ones16 = _mm256_set1_epi16(1);
@@ -53,20 +55,25 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);  // elements 16+4s..
                 for (int c = 0; c < RC; ++c) {
                     const int8_t* a = xq[c][b].qs;
-                    sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(lo, bcast4(a + 4 * s)));
-                    sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(hi, bcast4(a + 16 + 4 * s)));
+                    if constexpr (D::kVnni) {
+                        sum[c] = D::dpbusd(sum[c], lo, bcast4(a + 4 * s));
+                        sum[c] = D::dpbusd(sum[c], hi, bcast4(a + 16 + 4 * s));
+                    } else {
+                        sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(lo, bcast4(a + 4 * s)));
+                        sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(hi, bcast4(a + 16 + 4 * s)));
+                    }
                 }
             }
             for (int c = 0; c < RC; ++c) {
-                sum[c] = _mm256_sub_epi32(_mm256_madd_epi16(sum[c], ones16), _mm256_set1_epi32(corr[c][b]));
+                if constexpr (!D::kVnni) sum[c] = _mm256_madd_epi16(sum[c], ones16);
+                sum[c] = _mm256_sub_epi32(sum[c], _mm256_set1_epi32(corr[c][b]));
             }
         } else {
             for (int s = 0; s < 8; ++s) {
                 const __m256i w = load256(q + 32 * s);
-                const __m256i aw = _mm256_sign_epi8(w, w);
+                const __m256i aw = _mm256_sign_epi8(w, w);  // |w| as unsigned, sign moved to a
                 for (int c = 0; c < RC; ++c) {
-                    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xq[c][b].qs + 4 * s), w));
-                    sum[c] = _mm256_add_epi32(sum[c], _mm256_madd_epi16(p, ones16));
+                    sum[c] = D::dpbusd(sum[c], aw, _mm256_sign_epi8(bcast4(xq[c][b].qs + 4 * s), w));
                 }
             }
         }
@@ -78,7 +85,7 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
 }
 
 // KernelTable::gemm_x8 for Q4_0 (kQ4) or Q8_0 weights.
-template <bool kQ4>
+template <class D, bool kQ4>
 void gemm_x8(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride, int64_t nc,
              float* out, size_t ldo) {
     const int64_t nb = n / kQK;
@@ -119,10 +126,10 @@ void gemm_x8(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* 
                     acc[c] = s0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o);
                 }
                 switch (rc) {
-                    case 1: x8_tile<kQ4, 1>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
-                    case 2: x8_tile<kQ4, 2>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
-                    case 3: x8_tile<kQ4, 3>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
-                    default: x8_tile<kQ4, 4>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
+                    case 1: x8_tile<D, kQ4, 1>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
+                    case 2: x8_tile<D, kQ4, 2>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
+                    case 3: x8_tile<D, kQ4, 3>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
+                    default: x8_tile<D, kQ4, 4>(gw, gb_bytes, sb, xq, dx, corr, acc); break;
                 }
                 for (int c = 0; c < rc; ++c) {
                     _mm256_storeu_ps(out + static_cast<size_t>(c0 + c) * ldo + static_cast<size_t>(g) * kX8Rows,

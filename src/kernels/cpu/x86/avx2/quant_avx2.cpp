@@ -149,8 +149,8 @@ void register_quant(KernelTable& t) {
     t.gemm[at(DType::Q4_0)] = gemm_q_0<DotAvx2, BlockQ4_0, vec_dot_q4_0<DotAvx2>>;
     t.gemm_invariant[at(DType::Q8_0)] = gemm_q_0<DotAvx2, BlockQ8_0, vec_dot_q_0_invariant<DotAvx2, BlockQ8_0>>;
     t.gemm_invariant[at(DType::Q4_0)] = gemm_q_0<DotAvx2, BlockQ4_0, vec_dot_q_0_invariant<DotAvx2, BlockQ4_0>>;
-    t.gemm_x8[at(DType::Q8_0)] = gemm_x8<false>;
-    t.gemm_x8[at(DType::Q4_0)] = gemm_x8<true>;
+    t.gemm_x8[at(DType::Q8_0)] = gemm_x8<DotAvx2, false>;
+    t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotAvx2, true>;
     t.gemm[at(DType::Q4_K)] = gemm_kquant<DotAvx2, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotAvx2>>;
     t.gemm[at(DType::Q6_K)] = gemm_kquant<DotAvx2, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotAvx2>>;
 }

@@ -1,6 +1,7 @@
 // AVX-512 table entries. Starts from the AVX2 table (dispatch.cpp copies it in) and overrides:
 //  * F32 / F16 / BF16 dots and tiles with 16-lane vectors and a 4 x 6 register tile (32 zmm);
-//  * with AVX512_VNNI: the quantised dots and tiles with vpdpbusd / vpdpwssd (256-bit, EVEX).
+//  * with AVX512_VNNI: the quantised dots and tiles, plain and interleaved 8-row (x8), with
+//    vpdpbusd / vpdpwssd (256-bit, EVEX).
 // Quantised kernels without VNNI stay AVX2 (same instruction count per byte at 256 bits).
 //
 // Not used on purpose: AVX512_BF16 (vdpbf16ps). It multiplies bf16 by bf16, so the f32
@@ -25,6 +26,7 @@
 #include "kernels/cpu/table_fill.h"
 #include "kernels/cpu/x86/float_dot_impl.h"
 #include "kernels/cpu/x86/quant_dot_impl.h"
+#include "kernels/cpu/x86/quant_x8_impl.h"
 
 namespace llmforge::kernels {
 
@@ -49,6 +51,8 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.gemm[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q4_0<DotVnni>>;
         t.gemm_invariant[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q_0_invariant<DotVnni, BlockQ8_0>>;
         t.gemm_invariant[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q_0_invariant<DotVnni, BlockQ4_0>>;
+        t.gemm_x8[at(DType::Q8_0)] = gemm_x8<DotVnni, false>;
+        t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotVnni, true>;
         t.gemm[at(DType::Q4_K)] = gemm_kquant<DotVnni, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotVnni>>;
         t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotVnni>>;
     }
