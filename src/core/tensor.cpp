@@ -60,6 +60,13 @@ std::shared_ptr<uint8_t> alloc_huge(size_t bytes) {
     return std::shared_ptr<uint8_t>(base, [p, alloc](uint8_t*) { ::munmap(p, alloc + kHuge); });
 }
 
+uint8_t* HugeArena::take(size_t bytes) {
+    LF_ASSERT(used_ + bytes <= size_);
+    uint8_t* p = buf_.get() + used_;
+    used_ += slice_bytes(bytes);
+    return p;
+}
+
 void release_pages(const void* p, size_t bytes) {
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21  // Linux 5.4+; older kernels answer EINVAL, which is fine here

@@ -47,6 +47,22 @@ std::shared_ptr<uint8_t> alloc_aligned(size_t bytes);
 // (madvise): for weights that are streamed every token, where 4 KiB pages cost a TLB miss each.
 // Throws Error on failure.
 std::shared_ptr<uint8_t> alloc_huge(size_t bytes);
+// Consecutive 64-byte-aligned slices of one alloc_huge() buffer, for weights copied at load
+// (all of them under --no-mmap, repacked matrices otherwise). Size it with the sum of
+// slice_bytes() of what will be taken. Not thread-safe.
+class HugeArena {
+public:
+    static size_t slice_bytes(size_t bytes) { return (bytes + 63) & ~size_t{63}; }
+    explicit HugeArena(size_t total) : buf_(alloc_huge(total)), size_(total) {}
+    // The next `bytes` bytes (LF_ASSERT: within the total given at construction).
+    uint8_t* take(size_t bytes);
+    // Keeps the whole buffer alive (Tensor::view's owner).
+    const std::shared_ptr<uint8_t>& owner() const { return buf_; }
+
+private:
+    std::shared_ptr<uint8_t> buf_;
+    size_t size_ = 0, used_ = 0;
+};
 // Asks the kernel to drop the pages of [p, p + bytes) from this process's memory (MADV_PAGEOUT:
 // clean file pages are dropped and read again if touched; anonymous ones are never lost). For
 // file-mapped weights that were copied elsewhere. Best effort, never fails.

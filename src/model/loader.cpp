@@ -76,13 +76,12 @@ ModelFiles open_llama2c(const std::string& path) {
 
 void load_into_memory(ModelFiles& files) {
     size_t total = 0;
-    for (const auto& [name, t] : files.tensors) total += (t.nbytes() + 63) & ~size_t{63};
-    std::shared_ptr<uint8_t> buf = alloc_huge(total);
-    size_t off = 0;
+    for (const auto& [name, t] : files.tensors) total += HugeArena::slice_bytes(t.nbytes());
+    HugeArena arena(total);
     for (auto& [name, t] : files.tensors) {
-        std::memcpy(buf.get() + off, t.data(), t.nbytes());
-        t = Tensor::view(t.dtype(), t.shape(), buf.get() + off, buf, name);
-        off += (t.nbytes() + 63) & ~size_t{63};
+        uint8_t* dst = arena.take(t.nbytes());
+        std::memcpy(dst, t.data(), t.nbytes());
+        t = Tensor::view(t.dtype(), t.shape(), dst, arena.owner(), name);
     }
 }
 

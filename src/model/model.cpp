@@ -81,13 +81,13 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     };
     // Copies (weights shared with the file map or the caller) go into one huge-page arena: a
     // buffer per matrix would round each up to a 2 MiB page.
-    std::shared_ptr<uint8_t> arena;
-    size_t arena_off = 0, arena_size = 0;
+    std::unique_ptr<HugeArena> arena;
     if (!weights_private) {
+        size_t total = 0;
         for (const auto& [name, t] : files_.tensors) {
-            if (repackable(name, t)) arena_size += (t.nbytes() + 63) & ~size_t{63};
+            if (repackable(name, t)) total += HugeArena::slice_bytes(t.nbytes());
         }
-        if (arena_size > 0) arena = alloc_huge(arena_size);
+        if (total > 0) arena = std::make_unique<HugeArena>(total);
     }
     // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
     // kVector: small 1-D parameter, converted to f32.
@@ -123,9 +123,7 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
             if (weights_private) {
                 packed = kernels::repack_x8(t, true);
             } else {
-                LF_ASSERT(arena_off + t.nbytes() <= arena_size);
-                packed = kernels::repack_x8(t, arena.get() + arena_off, arena);
-                arena_off += (t.nbytes() + 63) & ~size_t{63};
+                packed = kernels::repack_x8(t, arena->take(t.nbytes()), arena->owner());
                 release_pages(t.data(), t.nbytes());
             }
             it->second = packed;

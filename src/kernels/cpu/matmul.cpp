@@ -309,8 +309,8 @@ void matmul_ref(const Tensor& w, const float* x, int64_t m, float* y) {
     std::vector<uint8_t> plain(w.row_stride());
     for (int64_t r = 0; r < n; ++r) {
         const uint8_t* row = w.row(r);
-        if (w.row_group() != 1) {
-            x8_unpack_row(wt, w.row(r - r % 8), static_cast<int>(r % 8), k, plain.data());
+        if (const int g = w.row_group(); g != 1) {
+            x8_unpack_row(wt, w.row(r - r % g), static_cast<int>(r % g), k, plain.data());
             row = plain.data();
         }
         ref.dequantize_row[static_cast<int>(wt)](row, wr.data(), k);

@@ -16,6 +16,11 @@ constexpr size_t kScaleBytes = 2 * kRows;  // the 8 fp16 scales at the head of a
 // Quant bytes per plain block: 16 for Q4_0 (32 nibbles), 32 for Q8_0.
 size_t quant_bytes(DType t) { return t == DType::Q4_0 ? kQK / 2 : kQK; }
 
+// The layout, in one place: where, inside a group block, row r's fp16 scale and its quant chunk
+// s (plain quant bytes [4s, 4s+4)) live.
+size_t scale_offset(int r) { return 2 * static_cast<size_t>(r); }
+size_t chunk_offset(size_t s, int r) { return kScaleBytes + (s * kRows + static_cast<size_t>(r)) * kChunk; }
+
 }  // namespace
 
 bool x8_supported(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
@@ -50,11 +55,8 @@ Tensor repack_x8(const Tensor& w, uint8_t* dst_base, std::shared_ptr<const void>
             uint8_t* gb = dst + static_cast<size_t>(b) * kRows * tsz;
             for (int r = 0; r < kRows; ++r) {
                 const uint8_t* blk = src.data() + static_cast<size_t>(r) * rs + static_cast<size_t>(b) * tsz;
-                std::memcpy(gb + 2 * r, blk, 2);  // fp16 scale: first field of both block types
-                for (size_t s = 0; s < qb / kChunk; ++s) {
-                    std::memcpy(gb + kScaleBytes + s * kRows * kChunk + static_cast<size_t>(r) * kChunk,
-                                blk + 2 + s * kChunk, kChunk);
-                }
+                std::memcpy(gb + scale_offset(r), blk, 2);  // fp16 scale: first field of both block types
+                for (size_t s = 0; s < qb / kChunk; ++s) std::memcpy(gb + chunk_offset(s, r), blk + 2 + s * kChunk, kChunk);
             }
         }
     }
@@ -68,11 +70,8 @@ void x8_unpack_row(DType t, const uint8_t* group, int i, int64_t k, uint8_t* out
     for (int64_t b = 0; b < k / kQK; ++b) {
         const uint8_t* gb = group + static_cast<size_t>(b) * kRows * tsz;
         uint8_t* blk = out + static_cast<size_t>(b) * tsz;
-        std::memcpy(blk, gb + 2 * i, 2);
-        for (size_t s = 0; s < qb / kChunk; ++s) {
-            std::memcpy(blk + 2 + s * kChunk, gb + kScaleBytes + s * kRows * kChunk + static_cast<size_t>(i) * kChunk,
-                        kChunk);
-        }
+        std::memcpy(blk, gb + scale_offset(i), 2);
+        for (size_t s = 0; s < qb / kChunk; ++s) std::memcpy(blk + 2 + s * kChunk, gb + chunk_offset(s, i), kChunk);
     }
 }
 

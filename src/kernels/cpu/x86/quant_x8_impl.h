@@ -7,8 +7,8 @@
 // partial dot in its own lane and the group's 8 results end in one vector, scaled by the 8 row
 // scales (one cvtph) times the activation block's scale.
 //
-// Integer sums are exact (D is the dot policy of quant_dot_impl.h; with VNNI every step is one
-// non-saturating vpdpbusd into int32, without it):
+// Integer sums are exact. D is the dot policy of quant_dot_impl.h: with VNNI every step is one
+// non-saturating vpdpbusd into int32; without it (AVX2):
 //  * Q4_0 (values q in 0..15, meaning q - 8): the 8 maddubs results of a block are summed in int16
 //    (each |pair| <= 2 * 15 * 128, eight of them <= 30720 < 2^15), then widened once; the -8
 //    offset is taken off as 8 * (sum of the activation block), prepared once per activation row.
