@@ -30,6 +30,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--ctx-size", ctx, "context per slot, tokens")->capture_default_str()->check(CLI::Range(16, 1 << 20));
     sub->add_option("--api-key", cfg.api_key, "require Authorization: Bearer KEY on /v1/*");
     sub->add_option("--admin-key", cfg.admin_key, "key for /admin/* (reload, drift); without it they are off");
+    sub->add_option("--metrics-key", cfg.metrics_key, "require Authorization: Bearer KEY on /metrics (default: public)");
     sub->add_option("--max-queue", max_queue, "sequences waiting for a slot before 503")->capture_default_str()->check(CLI::Range(1, 100000));
     sub->add_option("--timeout", cfg.timeout_s, "seconds a request may run")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
     sub->add_option("--shutdown-grace", cfg.shutdown_grace_s, "SIGTERM: seconds running requests get to finish")->capture_default_str();
@@ -41,7 +42,14 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         ->capture_default_str()->check(CLI::Range(0.0, 1e9));
     sub->add_option("--prefix-cache-mb", prefix_mb, "memory for reusable prompt-prefix K/V blocks")->capture_default_str();
     sub->add_option("--step-prompt-tokens", step_tokens, "prompt tokens per engine step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 65536));
-    sub->add_option("--http-threads", cfg.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(4, 4096));
+    sub->add_option("--http-threads", cfg.http_threads, "requests handled at once (each stream holds one)")->capture_default_str()->check(CLI::Range(4, 4096));
+    sub->add_option("--max-connections", cfg.gate.max_connections,
+                    "open connections at once; at the limit the one waiting longest for its request is dropped")
+        ->capture_default_str()->check(CLI::Range(8, 1 << 20));
+    sub->add_option("--header-timeout", cfg.gate.head_timeout_s, "seconds a client has to send a request's headers (then 408)")
+        ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+    sub->add_option("--body-timeout", cfg.gate.body_timeout_s, "seconds a client has to send a request's body (then 408)")
+        ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
     sub->add_option("--mmap", mmap, "1: weights memory-mapped; 0: loaded into huge-page memory")->capture_default_str();
     sub->add_flag("--no-batch-invariant", no_batch_invariant,
                   "allow results to depend on the batch (faster single-stream decode; greedy output may "

@@ -216,12 +216,13 @@ struct Engine::Slot {
 
 namespace {
 
-// A sequence that never reached a slot ends with a bare "cancelled" done event.
-void cancel_queued(const SeqRequest& q) {
+// A sequence that never reached a slot ends with a bare done event ("cancelled" when its client
+// went away, "shutdown" when the server stops).
+void cancel_queued(const SeqRequest& q, const char* reason) {
     Event e;
     e.kind = Event::kDone;
     e.index = q.index;
-    e.finish_reason = "cancelled";
+    e.finish_reason = reason;
     q.stream->push(std::move(e));
 }
 
@@ -318,7 +319,7 @@ void Engine::loop() {
         }
         for (auto it = queue_.begin(); it != queue_.end();) {
             if (it->stream->cancelled()) {
-                cancel_queued(*it);
+                cancel_queued(*it, "cancelled");
                 it = queue_.erase(it);
             } else {
                 ++it;
@@ -418,11 +419,12 @@ void Engine::loop() {
         stats_.steps++;
         stats_.busy_seconds += now_seconds() - t0;
     }
-    // Shutdown: everything still running or queued ends as cancelled.
+    // Shutdown: everything still running or queued ends with "shutdown" (the handlers report it
+    // as an error, never as a normal finish).
     for (auto& s : slots_) {
-        if (s->busy) finish(*s, "cancelled");
+        if (s->busy) finish(*s, "shutdown");
     }
-    for (auto& q : queue_) cancel_queued(q);
+    for (auto& q : queue_) cancel_queued(q, "shutdown");
     queue_.clear();
 }
 
@@ -537,7 +539,7 @@ void Engine::next_token(Slot& s) {
 
 // Ends the slot's sequence (mu_ held): the rest of the text, the done event, drift and stats.
 void Engine::finish(Slot& s, const char* reason) {
-    if (std::strcmp(reason, "cancelled") != 0) {
+    if (std::strcmp(reason, "cancelled") != 0 && std::strcmp(reason, "shutdown") != 0) {
         Event tail;
         tail.kind = Event::kToken;
         tail.index = s.req.index;

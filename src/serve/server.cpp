@@ -2,12 +2,9 @@
 
 #include <httplib.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
+#include <cctype>
 #include <chrono>
-#include <filesystem>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -89,33 +86,69 @@ struct Histogram {
 const std::vector<double> kLatencyBuckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 
 thread_local double t_request_start = 0;
+thread_local size_t t_bytes_in = 0;
 
-// cpp-httplib 0.11 (Debian 12) listens with a backlog of 5, compiled into the library: a burst
-// of clients overflows it and some connections are dropped (seen as read errors with 32
-// concurrent clients). Linux lets listen() be called again to enlarge the backlog, so find our
-// listening socket by its port and do that.
-void widen_listen_backlog(int port) {
-    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-        int fd = -1;
-        try {
-            fd = std::stoi(e.path().filename().string());
-        } catch (...) {
-            continue;
+// Percent-decoding of a path, for deciding which key a request needs before it is routed.
+std::string decode_path(const std::string& p) {
+    std::string o;
+    for (size_t i = 0; i < p.size(); ++i) {
+        if (p[i] == '%' && i + 2 < p.size() && std::isxdigit(static_cast<unsigned char>(p[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(p[i + 2]))) {
+            o += static_cast<char>(std::stoi(p.substr(i + 1, 2), nullptr, 16));
+            i += 2;
+        } else {
+            o += p[i];
         }
-        int listening = 0;
-        socklen_t len = sizeof listening;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-        sockaddr_storage addr{};
-        socklen_t alen = sizeof addr;
-        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-        int p = -1;
-        if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-        if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-        if (p == port) ::listen(fd, SOMAXCONN);
     }
+    return o;
+}
+
+bool is_generation_path(const std::string& p) {
+    return p == "/v1/chat/completions" || p == "/v1/completions" || p == "/chat/completions" || p == "/completions";
+}
+
+// The endpoint label of a path in metrics and logs (bounded set: "other" for anything else).
+std::string endpoint_of(const std::string& path) {
+    static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                  "/metrics", "/", "/admin/reload", "/admin/drift"};
+    for (const char* k : known)
+        if (path == k) return k;
+    if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
+    return "other";
+}
+
+// Authorization: Bearer KEY against `key` (empty: no key needed), in constant time.
+bool authorized(const std::string* header, const std::string& key) {
+    return key.empty() || (header && equal_secret(key, bearer_token(*header)));
+}
+
+ApiError key_error(bool header_present) {
+    return ApiError(401,
+                    header_present ? "Incorrect API key provided (hint: Authorization: Bearer KEY with the server's --api-key)"
+                                   : "You didn't provide an API key (hint: Authorization: Bearer KEY)",
+                    "authentication_error", "", "invalid_api_key");
+}
+
+EarlyResponse early(const ApiError& e, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return EarlyResponse{e.status, dump(e.body()), std::move(headers), false};
 }
 
 }  // namespace
+
+// cpp-httplib's request handling (routing, handlers, response writing) over the requests
+// HttpGate has read. cpp-httplib ends a streamed response early once its own listening socket
+// is gone; this server never gives it one (HttpGate owns the sockets), so it is marked as
+// listening for good and the gate decides when the server stops.
+class Server::Router final : public httplib::Server {
+public:
+    Router() { svr_sock_ = INT_MAX; }
+    // Answers the request `s` holds; true when the connection may carry another.
+    bool handle(httplib::Stream& s, bool close) {
+        bool closed = false;
+        const bool ok = process_request(s, close, closed, nullptr);
+        return ok && !closed && !close;
+    }
+};
 
 struct Server::Metrics {
     std::mutex mu;
@@ -131,7 +164,9 @@ Server::~Server() {
 }
 
 void Server::reload(const std::string& path_in) {
-    std::lock_guard<std::mutex> lk(reload_mu_);
+    // One reload at a time; a second one is refused rather than queued behind a slow load.
+    std::unique_lock<std::mutex> lk(reload_mu_, std::try_to_lock);
+    if (!lk.owns_lock()) fail("reload: another reload is in progress (hint: retry when it has finished)");
     if (!engine_) fail("reload: the server has no model yet");
     auto old = engine_->model();
     const std::string path = path_in.empty() ? old->path : path_in;
@@ -159,40 +194,108 @@ void Server::shutdown() {
                  cfg_.shutdown_grace_s);
     const double deadline = now_s() + cfg_.shutdown_grace_s;
     while (engine_ && !engine_->idle() && now_s() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (engine_) engine_->shutdown();  // cancels what is left; their handlers then finish
-    if (http_) http_->stop();
+    // What is still running ends with "shutdown": each handler answers 503 or ends its stream
+    // with an error event and [DONE]; the gate returns from run() once every one has.
+    if (engine_) engine_->shutdown();
+    if (gate_) gate_->stop();
 }
+
+void Server::start(std::shared_ptr<const ServedModel> model) {
+    drift_ = std::make_unique<DriftMonitor>(cfg_.drift);
+    engine_ = std::make_unique<Engine>(std::move(model), cfg_.engine, drift_.get());
+    router_ = std::make_unique<Router>();
+    routes();
+    GateConfig g = cfg_.gate;
+    g.request.max_body = cfg_.max_body_bytes;
+    g.workers = cfg_.http_threads;
+    gate_ = std::make_unique<HttpGate>(
+        g, [this](const RequestHead& h) { return check_head(h); },
+        [this](httplib::Stream& s, const std::string&, bool close) { return router_->handle(s, close); },
+        [this](const RequestHead* h, int status, const std::string& remote) {
+            log_request(h ? h->method : "-", h ? decode_path(h->path()) : "-", remote, status, 0, 0);
+        });
+    ready_ = true;
+}
+
+std::string Server::process(const std::string& bytes) { return gate_->process(bytes); }
 
 void Server::run() {
     auto model = load_served_model(cfg_.model_path, cfg_.model_options);
-    drift_ = std::make_unique<DriftMonitor>(cfg_.drift);
-    engine_ = std::make_unique<Engine>(model, cfg_.engine, drift_.get());
-    http_ = std::make_unique<httplib::Server>();
-    const int threads = cfg_.http_threads;
-    http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    http_->set_payload_max_length(cfg_.max_body_bytes);
-    http_->set_read_timeout(30, 0);
-    http_->set_write_timeout(30, 0);
-    routes();
-    int port = cfg_.port;
-    if (port == 0) {
-        port = http_->bind_to_any_port(cfg_.host);
-        if (port <= 0) fail("serve: cannot bind %s on any port", cfg_.host.c_str());
-    } else if (!http_->bind_to_port(cfg_.host, port)) {
-        fail("serve: cannot bind %s:%d (in use, or not an address of this machine?); hint: --port 0 picks a free one",
-             cfg_.host.c_str(), port);
-    }
-    widen_listen_backlog(port);
+    start(model);
+    const int port = gate_->bind(cfg_.host, cfg_.port);
     if (draining_) return;  // a signal came while loading
-    ready_ = true;
     std::fprintf(stderr, "llmforge serve: model '%s' (%s), %d slots x %lld tokens, %d threads\n", model->id.c_str(),
                  model->path.c_str(), cfg_.engine.slots, (long long)cfg_.engine.n_ctx, cfg_.engine.threads);
     if (model->template_is_fallback)
         std::fprintf(stderr, "llmforge serve: the model has no chat template; using ChatML\n");
     std::fprintf(stderr, "llmforge serve: listening on http://%s:%d\n", cfg_.host.c_str(), port);
     std::fflush(stderr);
-    http_->listen_after_bind();
+    gate_->run();
     engine_->shutdown();
+}
+
+// Decides what can be decided from the head alone, before any body byte is kept: keys, the
+// shutdown, compressed bodies, and /health (answered here, so that a server whose workers are
+// all busy streaming still answers its probes).
+std::optional<EarlyResponse> Server::check_head(const RequestHead& h) {
+    if (h.method == "OPTIONS") return std::nullopt;
+    const std::string path = decode_path(h.path());
+    if (const std::string* enc = h.find("Content-Encoding"); enc && !enc->empty() && *enc != "identity") {
+        return early(ApiError(415, "Content-Encoding '" + printable(*enc, 40) +
+                                       "' is not accepted (hint: send the JSON body uncompressed)",
+                              "invalid_request_error", "", "unsupported_content_encoding"));
+    }
+    const std::string* auth = h.find("Authorization");
+    if (path == "/health" && (h.method == "GET" || h.method == "HEAD") && !h.has_body()) {
+        EarlyResponse r;
+        r.keep_alive = true;
+        if (draining_) {
+            r.status = 503;
+            r.body = R"({"status":"shutting down"})";
+        } else if (!ready_) {
+            r.status = 503;
+            r.body = R"({"status":"loading"})";
+        } else {
+            r.body = dump({{"status", "ok"}, {"model", engine_->model()->id}});
+        }
+        return r;
+    }
+    if (path == "/" || path == "/health") return std::nullopt;
+    if (path == "/metrics") {
+        if (authorized(auth, cfg_.metrics_key)) return std::nullopt;
+        return early(ApiError(401, "/metrics needs the metrics key (hint: Authorization: Bearer KEY with the server's --metrics-key)",
+                              "authentication_error", "", "invalid_api_key"));
+    }
+    if (path.rfind("/admin", 0) == 0) {
+        if (cfg_.admin_key.empty())
+            return early(ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)", "permission_error"));
+        if (!authorized(auth, cfg_.admin_key))
+            return early(ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)",
+                                  "authentication_error", "", "invalid_api_key"));
+        return std::nullopt;
+    }
+    if (!authorized(auth, cfg_.api_key)) return early(key_error(auth != nullptr));
+    if (draining_ && is_generation_path(path))
+        return early(ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"), {{"Retry-After", "5"}});
+    return std::nullopt;
+}
+
+void Server::log_request(const std::string& method, const std::string& path, const std::string& remote, int status,
+                         size_t bytes_in, double dt) {
+    const std::string endpoint = endpoint_of(path);
+    {
+        std::lock_guard<std::mutex> lk(metrics_->mu);
+        metrics_->requests[{endpoint, status}]++;
+        metrics_->duration.add(dt);
+    }
+    if (endpoint == "/metrics" || endpoint == "/health") return;  // scrapes and probes: no log line
+    char ts[32];
+    const std::time_t t = std::time(nullptr);
+    std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    const json line = {{"ts", ts},     {"remote", remote},   {"method", method},
+                       {"path", path}, {"status", status},   {"ms", std::round(dt * 1e4) / 10},
+                       {"bytes_in", bytes_in}};
+    std::fprintf(stderr, "%s\n", dump(line).c_str());
 }
 
 std::string Server::metrics() {
@@ -237,6 +340,17 @@ std::string Server::metrics() {
     o << "# HELP llmforge_model_reloads_total Model reloads by result.\n# TYPE llmforge_model_reloads_total counter\n"
       << "llmforge_model_reloads_total{result=\"ok\"} " << m.reloads_ok << '\n'
       << "llmforge_model_reloads_total{result=\"failed\"} " << m.reloads_failed << '\n';
+    if (gate_) {
+        const HttpGate::Stats gs = gate_->stats();
+        gauge("llmforge_http_connections_open", "Open client connections.", static_cast<double>(gs.open));
+        gauge("llmforge_http_requests_waiting", "Complete requests waiting for a worker.", static_cast<double>(gs.waiting));
+        counter("llmforge_http_connections_accepted_total", "Connections accepted.", static_cast<double>(gs.accepted));
+        counter("llmforge_http_requests_timed_out_total", "Requests whose head or body did not arrive in time (408).",
+                static_cast<double>(gs.timed_out));
+        counter("llmforge_http_connections_dropped_total",
+                "Connections closed at the connection limit (waiting longest for their request) or refused.",
+                static_cast<double>(gs.evicted + gs.refused));
+    }
     m.ttft.write(o, "llmforge_time_to_first_token_seconds", "From request queued to its first token.");
     m.duration.write(o, "llmforge_request_duration_seconds", "HTTP request duration.");
     o << drift_->prometheus();
@@ -244,45 +358,24 @@ std::string Server::metrics() {
 }
 
 void Server::routes() {
-    httplib::Server& s = *http_;
-    const std::string api_key = cfg_.api_key, admin_key = cfg_.admin_key;
+    httplib::Server& s = *router_;
+    const std::string api_key = cfg_.api_key;
 
     s.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
         t_request_start = now_s();
+        t_bytes_in = 0;
         res.set_header("Access-Control-Allow-Origin", "*");
         return httplib::Server::HandlerResponse::Unhandled;
     });
     s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-        const double dt = now_s() - t_request_start;
-        static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                      "/metrics", "/", "/admin/reload", "/admin/drift"};
-        std::string endpoint = "other";
-        for (const char* k : known)
-            if (req.path == k) endpoint = k;
-        if (req.path.rfind("/v1/models/", 0) == 0) endpoint = "/v1/models";
-        {
-            std::lock_guard<std::mutex> lk(metrics_->mu);
-            metrics_->requests[{endpoint, res.status}]++;
-            metrics_->duration.add(dt);
-        }
-        if (endpoint == "/metrics" || endpoint == "/health") return;  // scrapes and probes: no log line
-        char ts[32];
-        const std::time_t t = std::time(nullptr);
-        std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-        const json line = {{"ts", ts},         {"remote", req.remote_addr}, {"method", req.method},
-                           {"path", req.path}, {"status", res.status},      {"ms", std::round(dt * 1e4) / 10},
-                           {"bytes_in", req.body.size()}};
-        std::fprintf(stderr, "%s\n", dump(line).c_str());
+        log_request(req.method, req.path, req.remote_addr, res.status, std::max(t_bytes_in, req.body.size()),
+                    now_s() - t_request_start);
     });
-    // Errors raised by httplib itself (404 route, 413 body too large, 400 bad request) get
-    // OpenAI's JSON shape too.
+    // Errors raised by httplib itself (404 route, 400 bad request) get OpenAI's JSON shape too.
     s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return;
-        if (res.status == 413) {
-            send_error(res, ApiError(413, "the request body is too large (hint: lower it or raise --max-body)",
-                                     "invalid_request_error", "", "request_too_large"));
-        } else if (res.status == 404) {
-            send_error(res, ApiError(404, "no route for " + req.method + " " + req.path +
+        if (res.status == 404) {
+            send_error(res, ApiError(404, "no route for " + printable(req.method, 16) + " " + printable(req.path) +
                                               " (endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)",
                                      "invalid_request_error", "", "not_found"));
         } else {
@@ -295,28 +388,52 @@ void Server::routes() {
         res.status = 204;
     });
 
-    auto authorized = [](const httplib::Request& req, const std::string& key) {
-        return key.empty() || req.get_header_value("Authorization") == "Bearer " + key;
-    };
-    auto need_key = [authorized](const httplib::Request& req, httplib::Response& res, const std::string& key) {
-        if (authorized(req, key)) return true;
-        send_error(res, ApiError(401,
-                                 req.has_header("Authorization")
-                                     ? "Incorrect API key provided (hint: Authorization: Bearer KEY with the server's --api-key)"
-                                     : "You didn't provide an API key (hint: Authorization: Bearer KEY)",
-                                 "authentication_error", "", "invalid_api_key"));
+    // The gate checked the keys on the head already; the handlers check again, so that no route
+    // depends on the gate's reading of the path.
+    auto need_key = [](const httplib::Request& req, httplib::Response& res, const std::string& key) {
+        const std::string auth = req.get_header_value("Authorization");
+        if (authorized(req.has_header("Authorization") ? &auth : nullptr, key)) return true;
+        send_error(res, key_error(req.has_header("Authorization")));
         return false;
     };
-    auto need_admin = [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    auto need_admin = [this](const httplib::Request& req, httplib::Response& res) {
         if (cfg_.admin_key.empty()) {
             send_error(res, ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)",
                                      "permission_error"));
             return false;
         }
-        if (authorized(req, cfg_.admin_key)) return true;
+        const std::string auth = req.get_header_value("Authorization");
+        if (authorized(req.has_header("Authorization") ? &auth : nullptr, cfg_.admin_key)) return true;
         send_error(res, ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)",
                                  "authentication_error", "", "invalid_api_key"));
         return false;
+    };
+    // POST handlers read the body themselves: it is taken as JSON whatever the Content-Type
+    // says (curl -d sends application/x-www-form-urlencoded, which cpp-httplib would otherwise
+    // parse as a form and cap at 8 KB), as OpenAI-compatible servers do.
+    using BodyHandler = std::function<void(const httplib::Request&, const std::string&, httplib::Response&)>;
+    const size_t max_body = cfg_.max_body_bytes;
+    auto with_body = [max_body](BodyHandler f) {
+        return [f, max_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+            if (req.is_multipart_form_data()) {
+                send_error(res, ApiError(415, "a multipart/form-data body is not accepted (hint: send JSON, Content-Type: application/json)",
+                                         "invalid_request_error", "", "unsupported_media_type"));
+                return;
+            }
+            std::string body;
+            const bool ok = reader([&](const char* d, size_t n) {
+                if (body.size() + n > max_body) return false;
+                body.append(d, n);
+                return true;
+            });
+            t_bytes_in = body.size();
+            if (!ok) {
+                send_error(res, ApiError(413, "the request body is over the server's --max-body", "invalid_request_error", "",
+                                         "request_too_large"));
+                return;
+            }
+            f(req, body, res);
+        };
     };
 
     s.Get("/", [](const httplib::Request&, httplib::Response& res) {
@@ -333,7 +450,8 @@ void Server::routes() {
             res.set_content(dump({{"status", "ok"}, {"model", engine_->model()->id}}), "application/json");
         }
     });
-    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    s.Get("/metrics", [this, need_key](const httplib::Request& req, httplib::Response& res) {
+        if (!need_key(req, res, cfg_.metrics_key)) return;
         res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
     });
     auto model_json = [](const ServedModel& m) {
@@ -348,15 +466,15 @@ void Server::routes() {
         if (!need_key(req, res, api_key)) return;
         auto m = engine_->model();
         if (req.matches[1] != m->id) {
-            send_error(res, ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist",
+            send_error(res, ApiError(404, "The model '" + printable(std::string(req.matches[1])) + "' does not exist",
                                      "invalid_request_error", "model", "model_not_found"));
             return;
         }
         res.set_content(dump(model_json(*m)), "application/json");
     });
 
-    auto generate = [this, need_key, api_key](bool chat) {
-        return [this, need_key, api_key, chat](const httplib::Request& req, httplib::Response& res) {
+    auto generate = [this, need_key, api_key](bool chat) -> BodyHandler {
+        return [this, need_key, api_key, chat](const httplib::Request& req, const std::string& body, httplib::Response& res) {
             if (!need_key(req, res, api_key)) return;
             if (draining_) {
                 res.set_header("Retry-After", "5");
@@ -367,7 +485,7 @@ void Server::routes() {
             ApiLimits lim{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx};
             auto pr = std::make_shared<ParsedRequest>();
             try {
-                *pr = parse_request(req.body, chat, model, lim);
+                *pr = parse_request(body, chat, model, lim);
             } catch (const ApiError& e) {
                 send_error(res, e);
                 return;
@@ -398,10 +516,18 @@ void Server::routes() {
             const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
             const int64_t created = static_cast<int64_t>(std::time(nullptr));
             const double deadline = now_s() + cfg_.timeout_s;
+            // A choice the shutdown cut short: said as an error, never as a normal finish.
+            auto cut_error = [](int64_t tokens) {
+                return ApiError(503, "the server shut down before the request finished (" + std::to_string(tokens) +
+                                         " tokens were generated; hint: retry on a running server)",
+                                "server_error", "", "shutting_down");
+            };
             if (!pr->stream) {
                 std::vector<ChoiceResult> choices(n_seqs);
                 size_t done = 0;
                 std::string error;
+                bool cut = false;
+                int64_t generated = 0;
                 Event e;
                 while (done < n_seqs) {
                     if (!stream->pop(e, 100)) {
@@ -416,6 +542,8 @@ void Server::routes() {
                         c.finish_reason = e.finish_reason;
                         c.completion_tokens = e.completion_tokens;
                         c.cached_tokens = e.cached_tokens;
+                        cut |= e.finish_reason == "shutdown";
+                        generated += e.completion_tokens;
                         ++done;
                     } else {
                         error = e.text;
@@ -424,6 +552,11 @@ void Server::routes() {
                 }
                 if (!error.empty()) {
                     send_error(res, ApiError(500, "generation failed: " + error, "server_error"));
+                    return;
+                }
+                if (cut) {
+                    res.set_header("Retry-After", "5");
+                    send_error(res, cut_error(generated));
                     return;
                 }
                 res.set_content(dump(response_json(*pr, id, created, choices, *model->tokenizer)), "application/json");
@@ -436,7 +569,7 @@ void Server::routes() {
                 size_t done = 0;
                 std::vector<bool> opened;
                 int64_t completion = 0, cached = 0;
-                bool finished = false;
+                bool finished = false, cut = false;
                 double last_write = 0;
             };
             auto st = std::make_shared<State>();
@@ -444,7 +577,7 @@ void Server::routes() {
             st->last_write = now_s();
             res.set_chunked_content_provider(
                 "text/event-stream",
-                [this, pr, stream, st, id, created, model, n_seqs, deadline](size_t, httplib::DataSink& sink) {
+                [this, pr, stream, st, id, created, model, n_seqs, deadline, cut_error](size_t, httplib::DataSink& sink) {
                     auto send = [&](const json& j) {
                         const std::string line = "data: " + dump(j) + "\n\n";
                         st->last_write = now_s();
@@ -469,6 +602,12 @@ void Server::routes() {
                     if (e.kind == Event::kError) {
                         ok = send(ApiError(500, "generation failed: " + e.text, "server_error").body());
                         st->done++;
+                    } else if (e.kind == Event::kDone && e.finish_reason == "shutdown") {
+                        // One error event for the request, then [DONE] once every choice has ended.
+                        if (!st->cut) ok = send(cut_error(st->completion + e.completion_tokens).body());
+                        st->cut = true;
+                        st->completion += e.completion_tokens;
+                        st->done++;
                     } else {
                         if (pr->chat && !st->opened[e.index]) {
                             st->opened[e.index] = true;
@@ -485,7 +624,7 @@ void Server::routes() {
                         }
                     }
                     if (ok && st->done == n_seqs) {
-                        if (pr->include_usage) {
+                        if (pr->include_usage && !st->cut) {
                             json u = chunk_json(*pr, id, created, nullptr, tok, false);
                             u["usage"] = usage_json(pr->prompt_tokens, st->completion, st->cached);
                             ok = send(u);
@@ -504,18 +643,19 @@ void Server::routes() {
                 });
         };
     };
-    s.Post("/v1/chat/completions", generate(true));
-    s.Post("/v1/completions", generate(false));
-    s.Post("/chat/completions", generate(true));  // clients configured without the /v1 prefix
-    s.Post("/completions", generate(false));
+    s.Post("/v1/chat/completions", with_body(generate(true)));
+    s.Post("/v1/completions", with_body(generate(false)));
+    s.Post("/chat/completions", with_body(generate(true)));  // clients configured without the /v1 prefix
+    s.Post("/completions", with_body(generate(false)));
 
-    s.Post("/admin/reload", [this, need_admin](const httplib::Request& req, httplib::Response& res) {
+    s.Post("/admin/reload", with_body([this, need_admin](const httplib::Request& req, const std::string& body_text,
+                                                         httplib::Response& res) {
         if (!need_admin(req, res)) return;
         std::string path;
-        if (!req.body.empty()) {
+        if (!body_text.empty()) {
             json body;
             try {
-                body = json::parse(req.body);
+                body = json::parse(body_text);
             } catch (const json::exception& e) {
                 send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
                 return;
@@ -530,13 +670,14 @@ void Server::routes() {
         try {
             reload(path);
         } catch (const Error& e) {
-            send_error(res, ApiError(400, std::string("reload failed, the previous model keeps serving: ") + e.what(),
-                                     "invalid_request_error", "model", "model_load_failed"));
+            const bool busy = std::string(e.what()).find("another reload is in progress") != std::string::npos;
+            send_error(res, ApiError(busy ? 409 : 400, std::string("reload failed, the previous model keeps serving: ") + e.what(),
+                                     "invalid_request_error", "model", busy ? "reload_in_progress" : "model_load_failed"));
             return;
         }
         auto m = engine_->model();
         res.set_content(dump({{"status", "ok"}, {"model", m->id}, {"path", m->path}}), "application/json");
-    });
+    }));
     s.Get("/admin/drift", [this, need_admin](const httplib::Request& req, httplib::Response& res) {
         if (!need_admin(req, res)) return;
         res.set_content(drift_->json(), "application/json");

@@ -4,9 +4,12 @@
 //   GET  /v1/models, GET /health, GET /metrics (Prometheus text), GET / (the chat page)
 //   POST /admin/reload {"model": PATH}, GET /admin/drift   (admin key)
 //
-// HTTP comes from Debian's cpp-httplib (one thread per connection from a bounded pool). The
-// handlers check and tokenise requests, hand sequences to the Engine and relay its events.
-// Errors use OpenAI's JSON shape and status codes.
+// Connections are read by HttpGate (serve/http_gate.h): each request arrives whole, its head
+// checked (API key, admin key, size, shutdown) before its body is read. Complete requests are
+// routed and answered by Debian's cpp-httplib on the gate's worker threads. The handlers check
+// and tokenise requests, hand sequences to the Engine and relay its events. Errors use OpenAI's
+// JSON shape and status codes; a request cut by shutdown gets 503 (or, streaming, an error event
+// and [DONE]), never a normal finish.
 //
 // Thread safety: run() blocks in the caller's thread; reload() and shutdown() may be called
 // from any thread (the CLI calls them from its signal thread).
@@ -19,10 +22,8 @@
 
 #include "serve/drift.h"
 #include "serve/engine.h"
+#include "serve/http_gate.h"
 
-namespace httplib {
-class Server;
-}
 
 namespace llmforge::serve {
 
@@ -32,12 +33,14 @@ struct ServerConfig {
     std::string host = "127.0.0.1";
     int port = 8080;  // 0: any free port (the "listening on" line says which)
     std::string api_key, admin_key;  // empty: no key needed / admin endpoints off
+    std::string metrics_key;         // empty: GET /metrics is public
     size_t max_body_bytes = 1u << 20;
     int64_t max_tokens_cap = 4096;
     int max_n = 16;
     double timeout_s = 600;        // a request running longer is ended (finish_reason "length")
     double shutdown_grace_s = 30;  // SIGTERM: time in-flight requests get to finish
-    int http_threads = 64;         // connections served at once (streams hold one each)
+    int http_threads = 64;         // requests handled at once (streams hold one each)
+    GateConfig gate;               // connection limits and timeouts (max_body and workers set from above)
     EngineConfig engine;
     DriftConfig drift;
 };
@@ -56,12 +59,22 @@ public:
     // cancels the rest and returns from run().
     void shutdown();
 
+    // Without a socket (the HTTP fuzz target, tests): serves `model` and answers raw request
+    // bytes exactly as run() would answer them on a connection.
+    void start(std::shared_ptr<const ServedModel> model);
+    std::string process(const std::string& request_bytes);
+
 private:
+    class Router;
     void routes();
+    std::optional<EarlyResponse> check_head(const RequestHead& head);
+    void log_request(const std::string& method, const std::string& path, const std::string& remote, int status,
+                     size_t bytes_in, double seconds);
     std::string metrics();
 
     ServerConfig cfg_;
-    std::unique_ptr<httplib::Server> http_;
+    std::unique_ptr<Router> router_;
+    std::unique_ptr<HttpGate> gate_;
     std::unique_ptr<DriftMonitor> drift_;
     std::unique_ptr<Engine> engine_;
     std::mutex reload_mu_;
