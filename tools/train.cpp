@@ -43,7 +43,8 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--save", a.save, "checkpoint folder (a Hugging Face model folder + optimiser state)");
     sub->add_option("--save-every", a.save_every, "save every N steps (and always at the end)");
     sub->add_option("--keep", a.keep, "checkpoints to keep")->capture_default_str();
-    sub->add_option("--resume", a.resume, "continue the run saved in DIR (same settings unless given again)");
+    sub->add_option("--resume", a.resume, "continue the run saved in DIR (same settings unless given again; "
+                    "a DIR with no completed checkpoint starts at step 0 if --config/--model and --data are given)");
     sub->add_option("--stop-after", a.stop_after, "planned interruption: save and exit once K steps are done");
     sub->add_option("--eval-every", a.eval_every, "validation loss every N steps");
     sub->add_option("--eval-batches", a.eval_batches, "batches per validation")->capture_default_str();

@@ -54,7 +54,7 @@ void AtomicFile::write_zeros(size_t n) {
     }
 }
 
-void AtomicFile::commit() {
+void AtomicFile::commit(bool sync_dir) {
     if (fd_ < 0) fail("%s: commit called twice", path_.c_str());
     if (::fsync(fd_) != 0) {
         fail("%s: fsync failed: %s", path_.c_str(), std::strerror(errno));
@@ -67,6 +67,7 @@ void AtomicFile::commit() {
              std::strerror(errno));
     }
     committed_ = true;
+    if (!sync_dir) return;
     // Make the rename itself durable.
     std::filesystem::path dir = std::filesystem::path(path_).parent_path();
     if (dir.empty()) dir = ".";
@@ -75,6 +76,16 @@ void AtomicFile::commit() {
         ::fsync(dfd);
         ::close(dfd);
     }
+}
+
+bool is_atomic_temp_of(const std::string& name, const std::string& target) {
+    const std::string prefix = target + ".tmp-";
+    if (name.size() != prefix.size() + 6 || name.compare(0, prefix.size(), prefix) != 0) return false;
+    for (size_t i = prefix.size(); i < name.size(); ++i) {
+        const char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+    }
+    return true;
 }
 
 }  // namespace llmforge

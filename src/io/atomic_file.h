@@ -3,6 +3,9 @@
 // sees either the old file or the complete new one, never a half-written target. If commit() is
 // never reached (an exception, a crash), the destructor removes the temporary file.
 //
+// A process killed between the two (SIGKILL, power loss) leaves `<path>.tmp-XXXXXX` behind;
+// is_atomic_temp_of() recognises such a name so that the owner of the folder can remove it.
+//
 // Thread safety: one writer per object. Errors (cannot create, disk full, rename failed) throw
 // llmforge::Error naming the target path.
 #pragma once
@@ -24,8 +27,11 @@ public:
     void write_zeros(size_t n);
     // Bytes written so far.
     uint64_t offset() const { return offset_; }
-    // fsync + rename onto the target. After this the object is inert.
-    void commit();
+    // fsync + rename onto the target, then fsync the folder (the rename is durable). With
+    // sync_dir false the caller fsyncs the folder itself (to make several renames durable at
+    // once). After this the object is inert.
+    void commit(bool sync_dir = true);
+    const std::string& temp_path() const { return tmp_path_; }
 
 private:
     std::string path_;
@@ -34,5 +40,9 @@ private:
     uint64_t offset_ = 0;
     bool committed_ = false;
 };
+
+// true when `name` (a file name, no folder) is an AtomicFile temporary of the file named
+// `target`: `<target>.tmp-` followed by the 6 characters mkstemp chose ([A-Za-z0-9]).
+bool is_atomic_temp_of(const std::string& name, const std::string& target);
 
 }  // namespace llmforge

@@ -1,10 +1,13 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -31,7 +34,8 @@ constexpr const char* kFormat = "llmforge-checkpoint-v1";
 // Test hook: LLMFORGE_TEST_KILL_IN_SAVE=<phase>@<step> kills the process with SIGKILL at that
 // phase of the save of that step, so the crash-safety test can stop a save at each point that
 // matters: 1 model written, 2 all files written and synced, 3 folder renamed, 4 `latest` replaced,
-// 5 first top-level link replaced.
+// 5 first top-level link replaced, 6 `latest.tmp-*` written but not yet renamed over `latest`,
+// 7 an old checkpoint renamed away for deletion but not yet deleted.
 void crash_point(int phase, int64_t step) {
     static const std::pair<int, int64_t> want = [] {
         const char* e = std::getenv("LLMFORGE_TEST_KILL_IN_SAVE");
@@ -62,7 +66,223 @@ std::string step_name(int64_t step) {
     return buf;
 }
 
+// The files of a checkpoint that DIR holds at top level too (model.safetensors first: it is the
+// only one that differs between checkpoints of one run).
+constexpr const char* kTopLevel[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"};
+// Files written with AtomicFile directly in DIR, whose temporaries may be left behind.
+constexpr const char* kAtomicInDir[] = {"latest", "loss.svg", "model.safetensors", "config.json", "tokenizer.json",
+                                        "tokenizer_config.json"};
+constexpr const char* kProbePrefix = ".llmforge-probe-";
+
+bool all_digits(const std::string& s, size_t from, size_t to) {
+    if (from >= to || to > s.size()) return false;
+    for (size_t i = from; i < to; ++i)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+}
+
+// "<prefix>checkpoint-NNNNNN" + (with_pid ? "-PID" : ""): our temporary checkpoint folder names.
+// Returns the checkpoint name ("checkpoint-NNNNNN") or "" when fn is not of that form.
+std::string tmp_checkpoint_of(const std::string& fn, const std::string& prefix, bool with_pid) {
+    const std::string p = prefix + "checkpoint-";
+    if (fn.compare(0, p.size(), p) != 0) return "";
+    const size_t dash = with_pid ? fn.find('-', p.size()) : fn.size();
+    if (dash == std::string::npos || !all_digits(fn, p.size(), dash)) return "";
+    if (with_pid && !all_digits(fn, dash + 1, fn.size())) return "";
+    return fn.substr(prefix.size(), dash - prefix.size());
+}
+
+enum class Leftover { kNone, kRemove, kOldCheckpoint };
+
+Leftover classify(const std::string& fn, bool is_dir) {
+    if (is_dir) {
+        if (!tmp_checkpoint_of(fn, ".tmp-", true).empty() || !tmp_checkpoint_of(fn, ".tmp-del-", true).empty())
+            return Leftover::kRemove;
+        if (!tmp_checkpoint_of(fn, ".tmp-old-", false).empty()) return Leftover::kOldCheckpoint;
+        return Leftover::kNone;
+    }
+    for (const char* f : kAtomicInDir)
+        if (is_atomic_temp_of(fn, f)) return Leftover::kRemove;
+    for (const char* f : kTopLevel)
+        if (fn == std::string(".link-") + f) return Leftover::kRemove;
+    if (fn.rfind(kProbePrefix, 0) == 0 && all_digits(fn, std::strlen(kProbePrefix), fn.size())) return Leftover::kRemove;
+    return Leftover::kNone;
+}
+
+bool is_dir_entry(const fs::directory_entry& e) {
+    std::error_code ec;
+    return e.is_directory(ec) && !e.is_symlink(ec);
+}
+
+// Same file (inode) or same bytes.
+bool same_contents(const fs::path& a, const fs::path& b) {
+    struct stat sa {}, sb {};
+    if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
+    if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return true;
+    if (!S_ISREG(sa.st_mode) || !S_ISREG(sb.st_mode) || sa.st_size != sb.st_size) return false;
+    std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+    if (!fa || !fb) return false;
+    std::vector<char> ba(1 << 20), bb(1 << 20);
+    while (fa && fb) {
+        fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
+        fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
+        if (fa.gcount() != fb.gcount() || std::memcmp(ba.data(), bb.data(), static_cast<size_t>(fa.gcount())) != 0)
+            return false;
+    }
+    return true;
+}
+
+// DIR/.link-<fn>: a hard link to src (a synced copy where the file system has no hard links),
+// ready to be renamed over DIR/<fn>.
+fs::path prepare_link(const fs::path& dir, const fs::path& src, const std::string& fn) {
+    std::error_code ec;
+    const fs::path tmp_link = dir / (".link-" + fn);
+    fs::remove(tmp_link, ec);
+    fs::create_hard_link(src, tmp_link, ec);
+    if (ec) {  // no hard links here
+        fs::copy_file(src, tmp_link, fs::copy_options::overwrite_existing, ec);
+        if (!ec) fsync_path(tmp_link.string(), false);
+    }
+    if (ec) fail("%s: cannot link the checkpoint's %s there (%s)", tmp_link.string().c_str(), fn.c_str(), ec.message().c_str());
+    return tmp_link;
+}
+
+void rename_or_fail(const fs::path& from, const fs::path& to) {
+    std::error_code ec;
+    fs::rename(from, to, ec);
+    if (ec) fail("%s: cannot rename '%s' onto it (%s)", to.string().c_str(), from.string().c_str(), ec.message().c_str());
+}
+
+// The checkpoint folder DIR/latest names, or "" (no latest, or it names no folder with a
+// trainer_state.json).
+fs::path latest_checkpoint(const fs::path& dir) {
+    std::error_code ec;
+    const fs::path latest = dir / "latest";
+    if (!fs::is_regular_file(latest, ec)) return {};
+    std::ifstream f(latest);
+    std::string name;
+    std::getline(f, name);
+    while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
+    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos) return {};
+    if (!fs::exists(dir / name / "trainer_state.json", ec)) return {};
+    return dir / name;
+}
+
+// Removes a folder by renaming it out of the way first (a half-deleted checkpoint never keeps its
+// name), then deleting it.
+void remove_folder(const fs::path& dir, const std::string& name, int64_t step) {
+    std::error_code ec;
+    const fs::path doomed = dir / (".tmp-del-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(doomed, ec);
+    fs::rename(dir / name, doomed, ec);
+    if (ec) return;  // keep it rather than half-delete it under its name
+    crash_point(7, step);
+    fs::remove_all(doomed, ec);
+}
+
 }  // namespace
+
+SaveFolder::SaveFolder(const std::string& dir, const std::string& flag) : dir_(dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) {
+        const std::string why = ec ? ec.message() : std::string("a file of that name exists");
+        fail("train: cannot create the %s folder %s (%s), expected a folder to write checkpoints to (hint: choose "
+             "another --save folder, or fix the permissions of its parent)", flag.c_str(), dir.c_str(), why.c_str());
+    }
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err == EWOULDBLOCK) {
+            ::close(fd_);
+            fd_ = -1;
+            fail("train: %s folder %s is in use by another llmforge train (locked), expected one run per folder "
+                 "(hint: wait for that run to end, or choose another --save folder)", flag.c_str(), dir.c_str());
+        }
+        // No flock() here (some network file systems): go on without the lock.
+    }
+    try {
+        check_folder_writable(dir, flag);
+        leftovers_ = remove_save_leftovers(dir);
+    } catch (...) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        throw;
+    }
+}
+
+SaveFolder::~SaveFolder() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+void check_folder_writable(const std::string& dir, const std::string& flag) {
+    const fs::path probe = fs::path(dir) / (kProbePrefix + std::to_string(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        const int err = errno;
+        fail("train: %s folder %s is not writable (%s), expected to create checkpoint files there before the first "
+             "step (hint: choose a writable folder, or fix its permissions or mount; to continue a run stored "
+             "read-only, add --save NEWDIR to --resume)",
+             flag.c_str(), dir.c_str(), std::strerror(err));
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
+}
+
+int remove_save_leftovers(const std::string& dir) {
+    std::error_code ec;
+    int n = 0;
+    std::vector<fs::directory_entry> entries;
+    for (const auto& e : fs::directory_iterator(dir, ec)) entries.push_back(e);
+    for (const auto& e : entries) {
+        const std::string fn = e.path().filename().string();
+        switch (classify(fn, is_dir_entry(e))) {
+            case Leftover::kNone:
+                break;
+            case Leftover::kRemove:
+                fs::remove_all(e.path(), ec);
+                ++n;
+                break;
+            case Leftover::kOldCheckpoint: {
+                // Moved aside by a re-save of its step that was killed before the new folder took
+                // its name: it is still the complete checkpoint `latest` may name.
+                const fs::path orig = fs::path(dir) / tmp_checkpoint_of(fn, ".tmp-old-", false);
+                if (!fs::exists(orig, ec)) fs::rename(e.path(), orig, ec);
+                else fs::remove_all(e.path(), ec);
+                ++n;
+                break;
+            }
+        }
+    }
+    if (n > 0) {
+        const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) ::fsync(fd), ::close(fd);
+    }
+    return n;
+}
+
+bool no_checkpoint_yet(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return false;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+        if (classify(e.path().filename().string(), is_dir_entry(e)) == Leftover::kNone) return false;
+    return !ec;
+}
+
+std::vector<std::string> sync_top_level(const std::string& dir) {
+    std::vector<std::string> relinked;
+    const fs::path ck = latest_checkpoint(dir);
+    if (ck.empty()) return relinked;
+    std::error_code ec;
+    for (const char* fn : kTopLevel) {
+        const fs::path src = ck / fn, dst = fs::path(dir) / fn;
+        if (!fs::exists(src, ec) || same_contents(src, dst)) continue;
+        rename_or_fail(prepare_link(dir, src, fn), dst);
+        relinked.push_back(fn);
+    }
+    if (!relinked.empty()) fsync_path(dir, true);
+    return relinked;
+}
 
 uint32_t file_crc32(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -75,9 +295,39 @@ uint32_t file_crc32(const std::string& path) {
     return static_cast<uint32_t>(crc);
 }
 
+// Names of dir's checkpoint-NNNNNN folders, oldest first.
+static std::vector<std::string> checkpoint_folders(const std::string& dir) {
+    std::vector<std::string> all;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string fn = e.path().filename().string();
+        if (is_dir_entry(e) && fn.rfind("checkpoint-", 0) == 0 && all_digits(fn, 11, fn.size())) all.push_back(fn);
+    }
+    std::sort(all.begin(), all.end());
+    return all;
+}
+
 bool has_checkpoint(const std::string& dir) {
     std::error_code ec;
-    return fs::exists(fs::path(dir) / "latest", ec);
+    if (fs::exists(fs::path(dir) / "latest", ec)) return true;
+    for (const std::string& c : checkpoint_folders(dir))
+        if (fs::exists(fs::path(dir) / c / "trainer_state.json", ec)) return true;
+    return false;
+}
+
+std::string newest_complete_checkpoint(const std::string& dir) {
+    std::vector<std::string> all = checkpoint_folders(dir);
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        try {
+            return verify_checkpoint((fs::path(dir) / *it).string());
+        } catch (const Error&) {
+        }
+    }
+    return "";
+}
+
+void write_latest(const std::string& dir, const std::string& name) {
+    write_text_atomic((fs::path(dir) / "latest").string(), name + "\n");
 }
 
 std::string save_checkpoint(const std::string& dir, const TrainModel& model, AdamW& opt, const TrainerState& state,
@@ -85,9 +335,7 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) fail("%s: cannot create the --save folder (%s)", dir.c_str(), ec.message().c_str());
-    // Leftovers of an interrupted save.
-    for (const auto& e : fs::directory_iterator(dir, ec))
-        if (e.path().filename().string().rfind(".tmp-checkpoint-", 0) == 0) fs::remove_all(e.path(), ec);
+    remove_save_leftovers(dir);  // of an interrupted save (SaveFolder did it at start already)
 
     const std::string name = step_name(state.step);
     const fs::path tmp = fs::path(dir) / (".tmp-" + name + "-" + std::to_string(::getpid()));
@@ -146,49 +394,55 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
     fsync_path(tmp.string(), true);
     crash_point(2, state.step);
 
-    // Into place: a re-save of the same step (after a resume) replaces the old folder only now.
+    // Into place. A re-save of the same step (after a resume from an older checkpoint) swaps the
+    // folders in one atomic rename where the file system can, else moves the old one aside first
+    // (a kill in between leaves .tmp-old-<name>, which remove_save_leftovers() puts back).
     if (fs::exists(final_dir)) {
-        const fs::path old = fs::path(dir) / (".tmp-old-" + name);
-        fs::remove_all(old, ec);
-        fs::rename(final_dir, old, ec);
-        if (ec) fail("%s: cannot move aside (%s)", final_dir.string().c_str(), ec.message().c_str());
-        fs::rename(tmp, final_dir, ec);
-        if (ec) fail("%s: cannot rename into place (%s)", final_dir.string().c_str(), ec.message().c_str());
-        fs::remove_all(old, ec);
+        if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+            fs::remove_all(tmp, ec);  // now the old folder
+        } else {
+            const fs::path old = fs::path(dir) / (".tmp-old-" + name);
+            fs::remove_all(old, ec);
+            fs::rename(final_dir, old, ec);
+            if (ec) fail("%s: cannot move aside (%s)", final_dir.string().c_str(), ec.message().c_str());
+            fs::rename(tmp, final_dir, ec);
+            if (ec) fail("%s: cannot rename into place (%s)", final_dir.string().c_str(), ec.message().c_str());
+            fs::remove_all(old, ec);
+        }
     } else {
         fs::rename(tmp, final_dir, ec);
         if (ec) fail("%s: cannot rename into place (%s)", final_dir.string().c_str(), ec.message().c_str());
     }
     fsync_path(dir, true);
     crash_point(3, state.step);
-    write_text_atomic((fs::path(dir) / "latest").string(), name + "\n");
-    crash_point(4, state.step);
 
-    // DIR loads as a model folder: hard links to the newest checkpoint's model files.
-    int n_links = 0;
-    for (const char* fn : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    // DIR loads as a model folder: hard links to the newest checkpoint's model files, prepared
+    // before `latest` changes and renamed over the old ones right after it, so that `latest` and
+    // DIR/model.safetensors disagree only for the time of a few renames (and sync_top_level()
+    // repairs even that on the next start).
+    std::vector<std::pair<fs::path, fs::path>> links;
+    for (const char* fn : kTopLevel) {
         const fs::path src = final_dir / fn;
-        if (!fs::exists(src)) continue;
-        const fs::path tmp_link = fs::path(dir) / (std::string(".link-") + fn);
-        fs::remove(tmp_link, ec);
-        fs::create_hard_link(src, tmp_link, ec);
-        if (ec) fs::copy_file(src, tmp_link, fs::copy_options::overwrite_existing, ec);  // no hard links here
-        if (ec) fail("%s: cannot link (%s)", tmp_link.string().c_str(), ec.message().c_str());
-        fs::rename(tmp_link, fs::path(dir) / fn, ec);
-        if (ec) fail("%s: cannot rename (%s)", (fs::path(dir) / fn).string().c_str(), ec.message().c_str());
-        if (++n_links == 1) crash_point(5, state.step);
+        if (fs::exists(src)) links.emplace_back(prepare_link(dir, src, fn), fs::path(dir) / fn);
+    }
+    {
+        AtomicFile latest((fs::path(dir) / "latest").string());
+        const std::string text = name + "\n";
+        latest.write(text.data(), text.size());
+        crash_point(6, state.step);
+        latest.commit(/*sync_dir=*/false);  // the folder is synced once, after the links
+    }
+    crash_point(4, state.step);
+    for (size_t i = 0; i < links.size(); ++i) {
+        rename_or_fail(links[i].first, links[i].second);
+        if (i == 0) crash_point(5, state.step);
     }
     fsync_path(dir, true);
 
     // Keep the newest `keep` checkpoints.
-    std::vector<std::string> all;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-        const std::string fn = e.path().filename().string();
-        if (e.is_directory() && fn.rfind("checkpoint-", 0) == 0) all.push_back(fn);
-    }
-    std::sort(all.begin(), all.end());
+    const std::vector<std::string> all = checkpoint_folders(dir);
     for (size_t i = 0; keep > 0 && i + static_cast<size_t>(keep) < all.size(); ++i)
-        if (all[i] != name) fs::remove_all(fs::path(dir) / all[i], ec);
+        if (all[i] != name) remove_folder(dir, all[i], state.step);
     return final_dir.string();
 }
 
@@ -198,9 +452,15 @@ std::string verify_checkpoint(const std::string& path) {
     if (!fs::exists(ck, ec)) fail("%s: no such checkpoint folder (hint: --resume takes the --save folder of a run)", path.c_str());
     if (!fs::exists(ck / "trainer_state.json")) {
         const fs::path latest = ck / "latest";
+        if (!fs::exists(latest) && no_checkpoint_yet(path))
+            fail("%s: no completed checkpoint yet (no 'latest'; a run stopped before its first save leaves only "
+                 "temporary files, which are ignored), expected a --save folder holding 'latest' (hint: start the run "
+                 "again with its original flags and --save %s, or add --config/--model and --data to --resume to "
+                 "start it at step 0)", path.c_str(), path.c_str());
         if (!fs::exists(latest))
-            fail("%s: not a checkpoint (no 'latest' and no trainer_state.json; hint: --resume takes the --save folder "
-                 "of a run)", path.c_str());
+            fail("%s: not a checkpoint (no 'latest' and no trainer_state.json), expected the --save folder of a run or "
+                 "one of its checkpoint-NNNNNN folders (hint: --resume takes the --save folder of a run; a run stopped "
+                 "before its first save has nothing to resume: start it again with its flags)", path.c_str());
         std::string name = read_file(latest.string(), "checkpoint pointer", "");
         while (!name.empty() && (name.back() == '\n' || name.back() == '\r' || name.back() == ' ')) name.pop_back();
         if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)

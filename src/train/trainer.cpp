@@ -210,21 +210,65 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     Distributed& dist = Distributed::get();
     const bool lead = dist.rank() == 0;
 
-    // ---- everything that can fail on bad input happens before anything is written ----
+    // ---- everything that can fail on bad input happens before anything is written (except the
+    // removal of an interrupted save's leftovers in the run's own folder) ----
     std::string ckpt;
     TrainerState state;
+    std::optional<SaveFolder> folder;  // rank 0: the --save folder, locked for this run
+    std::error_code ec;
     if (!a.resume.empty()) {
-        ckpt = verify_checkpoint(a.resume);
-        state = read_trainer_state(ckpt);
-        merge_resumed_args(a, state.args, given);
-        if (a.save.empty()) a.save = fs::exists(fs::path(a.resume) / "latest") ? a.resume : fs::path(ckpt).parent_path().string();
-        const int saved_ranks = state.args.value("ranks", 1);
-        if (saved_ranks != dist.size() && lead)
-            std::fprintf(stderr, "train: note: checkpoint was written by a %d-rank run, resuming with %d ranks (the "
-                                 "batch order changes)\n", saved_ranks, dist.size());
+        // The folder this run saves into: --save, else the --resume folder (or the run folder that
+        // holds the checkpoint folder --resume names).
+        const bool own_folder = a.save.empty();
+        if (own_folder) {
+            fs::path r = fs::path(a.resume).lexically_normal();
+            if (!r.has_filename() && r.has_parent_path()) r = r.parent_path();  // "DIR/" -> "DIR"
+            a.save = fs::exists(r / "trainer_state.json", ec) && !fs::exists(r / "latest", ec)
+                         ? r.parent_path().string()
+                         : r.string();
+            if (a.save.empty()) a.save = ".";
+        }
+        // Clean the leftovers of an interrupted save before reading the folder (it is ours: rank 0
+        // alone writes it, under its lock), and fail at once if it is read-only.
+        if (lead && own_folder && fs::is_directory(a.save, ec)) folder.emplace(a.save, "--resume");
+        if (dist.active()) {  // the other ranks read the folder once rank 0 has cleaned it
+            double barrier = 0;
+            dist.allreduce_sum(&barrier, 1);
+        }
+        if (fs::is_directory(a.resume, ec) && !fs::exists(fs::path(a.resume) / "latest", ec) &&
+            !fs::exists(fs::path(a.resume) / "trainer_state.json", ec)) {
+            // Killed between the first checkpoint's rename into place and the first `latest`: the
+            // checkpoint is complete (it is renamed only once every file is synced); commit it.
+            const std::string c = newest_complete_checkpoint(a.resume);
+            if (!c.empty()) {
+                if (folder) write_latest(a.save, fs::path(c).filename().string());
+                if (lead)
+                    std::fprintf(stderr, "train: note: %s had no 'latest' (a save was interrupted); resuming from %s, "
+                                         "its newest complete checkpoint\n", a.resume.c_str(), c.c_str());
+                a.resume = c;
+            }
+        }
+        if (no_checkpoint_yet(a.resume)) {
+            // Killed before its first save completed (or an empty folder): nothing to resume. With
+            // what a fresh run needs on the command line, start at step 0; else verify_checkpoint
+            // says so in one line.
+            if (a.data.empty() || (a.config.empty() && a.model.empty())) (void)verify_checkpoint(a.resume);
+            if (lead)
+                std::fprintf(stderr, "train: note: --resume %s holds no completed checkpoint yet (stopped before its "
+                                     "first save); starting at step 0 with the flags given\n", a.resume.c_str());
+            a.resume.clear();
+        } else {
+            ckpt = verify_checkpoint(a.resume);
+            state = read_trainer_state(ckpt);
+            merge_resumed_args(a, state.args, given);
+            const int saved_ranks = state.args.value("ranks", 1);
+            if (saved_ranks != dist.size() && lead)
+                std::fprintf(stderr, "train: note: checkpoint was written by a %d-rank run, resuming with %d ranks (the "
+                                     "batch order changes)\n", saved_ranks, dist.size());
+        }
     }
     validate(a);
-    if (!a.save.empty() && a.resume.empty() && has_checkpoint(a.save))
+    if (!a.save.empty() && ckpt.empty() && has_checkpoint(a.save))
         fail("train: --save %s already holds a checkpoint (hint: --resume %s to continue it, or choose a new folder)",
              a.save.c_str(), a.save.c_str());
     const Precision prec = precision_from_name(a.precision);
@@ -252,7 +296,6 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
         fail("train: %s is too short for --seq-len %lld (needs at least %lld tokens)", data.description().c_str(),
              (long long)T, (long long)(T + 1));
     std::optional<TokenData> val;
-    std::error_code ec;
     if (!a.val_data.empty()) {
         val = TokenData::open(a.val_data, "val", V);
     } else if (a.eval_every > 0 && fs::is_directory(a.data, ec)) {
@@ -262,6 +305,23 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     if (val && val->size() < T + 1)
         fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);
     const std::vector<std::string> extra = tokenizer_files(a);
+
+    // The --save folder: created, locked, checked writable (a read-only folder fails here, not at
+    // the first save), cleaned of leftovers; its top-level model files re-linked to the checkpoint
+    // `latest` names if a kill left them behind it.
+    if (lead && !a.save.empty()) {
+        if (!folder) folder.emplace(a.save);
+        if (folder->leftovers() > 0)
+            std::fprintf(stderr, "train: note: removed %d leftover(s) of an interrupted save from %s\n",
+                         folder->leftovers(), a.save.c_str());
+        const std::vector<std::string> relinked = sync_top_level(a.save);
+        if (!relinked.empty()) {
+            std::string names;
+            for (const std::string& n : relinked) names += (names.empty() ? "" : ", ") + n;
+            std::fprintf(stderr, "train: note: re-linked %s in %s to the checkpoint 'latest' names (a save was "
+                                 "interrupted)\n", names.c_str(), a.save.c_str());
+        }
+    }
 
     // ---- set-up ----
     const int threads = a.threads > 0
@@ -327,8 +387,10 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
         tape.grad_enabled = true;
         return s / static_cast<double>(std::max<int64_t>(a.eval_batches, 1));
     };
+    bool saved = false;
     auto save = [&] {
         if (!lead || a.save.empty()) return;
+        saved = true;
         state.loss_scale = loss_scale;
         state.good_steps = good_steps;
         save_checkpoint(a.save, *model, opt, state, extra, a.keep);
@@ -423,7 +485,7 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     }
     line.end();
     if (state.step != last_saved) save();
-    if (lead && !a.save.empty())
+    if (saved)
         std::fprintf(stderr, "train: saved step %lld to %s (loss curve: %s/loss.svg)\n", (long long)state.step,
                      a.save.c_str(), a.save.c_str());
     res.steps_done = state.step;

@@ -48,7 +48,11 @@ struct TrainResult {
 };
 
 // Runs training; throws Error (one line: what, where, expected, found, hint) for bad input before
-// anything is written. `given`: the flags set explicitly (for --resume).
+// anything is written (rank 0 only creates and locks the --save folder, checks that it is
+// writable and removes an interrupted save's leftovers from it first). `given`: the flags set
+// explicitly (for --resume). --resume of a folder that holds no checkpoint yet (empty, or only
+// leftovers of a run killed before its first save) starts at step 0 when `given` has what a
+// fresh run needs (--data and --config or --model), else throws saying so.
 TrainResult run_training(TrainArgs a, const std::set<std::string>& given = {});
 
 }  // namespace llmforge::train
