@@ -13,72 +13,13 @@
 #include <string>
 
 #include "core/error.h"
-#include "model/model.h"
 #include "serve/server.h"
+#include "serve/tiny_served_model.h"
 
 using namespace llmforge;
 using namespace llmforge::serve;
 
 namespace {
-
-std::shared_ptr<const ServedModel> tiny_model() {
-    Vocab v;
-    v.model = "llama";
-    v.tokens = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "\xE2\x96\x81" "a", "<|im_start|>", "<|im_end|>"};
-    v.types = {TokenType::kUnknown, TokenType::kControl, TokenType::kControl, TokenType::kNormal,
-               TokenType::kNormal, TokenType::kNormal, TokenType::kUserDefined, TokenType::kUserDefined};
-    for (int b = 0; b < 256; ++b) {
-        char name[8];
-        std::snprintf(name, sizeof name, "<0x%02X>", b);
-        v.tokens.push_back(name);
-        v.types.push_back(TokenType::kByte);
-    }
-    for (size_t i = 0; i < v.tokens.size(); ++i) v.scores.push_back(-static_cast<float>(i));
-    v.unk_id = 0;
-    v.bos_id = 1;
-    v.eos_id = 2;
-
-    ModelFiles f;
-    f.path = "fuzz-tiny";
-    f.format = "gguf";
-    ModelConfig& c = f.config;
-    c.n_vocab = static_cast<int64_t>(v.tokens.size());
-    c.n_embd = 8;
-    c.n_layer = 1;
-    c.n_head = 2;
-    c.n_head_kv = 1;
-    c.head_dim = 4;
-    c.n_ff = 16;
-    c.n_ctx_train = 64;
-    f.vocab = v;
-    auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-        f.tensors[name] = Tensor::empty(DType::F32, std::move(shape), name);
-    };
-    add("token_embd.weight", {c.n_vocab, c.n_embd});
-    add("output_norm.weight", {c.n_embd});
-    add("output.weight", {c.n_vocab, c.n_embd});
-    add("blk.0.attn_norm.weight", {c.n_embd});
-    add("blk.0.attn_q.weight", {c.n_head * c.head_dim, c.n_embd});
-    add("blk.0.attn_k.weight", {c.n_head_kv * c.head_dim, c.n_embd});
-    add("blk.0.attn_v.weight", {c.n_head_kv * c.head_dim, c.n_embd});
-    add("blk.0.attn_output.weight", {c.n_embd, c.n_head * c.head_dim});
-    add("blk.0.ffn_norm.weight", {c.n_embd});
-    add("blk.0.ffn_gate.weight", {c.n_ff, c.n_embd});
-    add("blk.0.ffn_up.weight", {c.n_ff, c.n_embd});
-    add("blk.0.ffn_down.weight", {c.n_embd, c.n_ff});
-
-    auto m = std::make_shared<ServedModel>();
-    m->id = "tiny";
-    m->path = f.path;
-    m->model = Model::from_files(std::move(f));
-    m->tokenizer = Tokenizer::create(v);
-    m->chat_template.emplace(
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-        "fuzz");
-    m->extra_stops = {"<|im_end|>"};
-    return m;
-}
 
 Server& server() {
     static Server* s = [] {
@@ -93,7 +34,7 @@ Server& server() {
         cfg.engine.threads = 1;
         cfg.engine.max_queue = 8;
         auto* srv = new Server(cfg);  // lives for the process: the engine thread keeps running
-        srv->start(tiny_model());
+        srv->start(test::tiny_served_model(true));
         return srv;
     }();
     return *s;

@@ -39,7 +39,7 @@ ordered_json parse_json(const std::string& text, const std::string& where) {
 
 // Fills `in` from the --messages file: a list of messages, or an object holding one.
 void read_conversation(const std::string& path, ChatTemplateInputs& in) {
-    ordered_json j = parse_json(read_file(path, "messages file"), path);
+    ordered_json j = parse_json(read_input(path, "messages file"), path);
     if (j.is_array()) {
         in.messages = std::move(j);
         return;
@@ -76,7 +76,7 @@ std::string render_chat(const Tokenizer* tok, const std::string& model,
         name = model;
     }
     if (!template_file.empty()) {
-        source = read_file(template_file, "template");
+        source = read_input(template_file, "template");
         name = template_file;
     }
     if (source.empty()) {

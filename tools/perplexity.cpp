@@ -35,7 +35,7 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
         if (train_ctx > 0 && n_ctx > train_ctx)
             fail("perplexity: --ctx %lld is larger than the model's context %lld (hint: --ctx %lld or less)",
                  (long long)n_ctx, (long long)train_ctx, (long long)train_ctx);
-        const std::string text = read_file(file, "text");
+        const std::string text = read_input(file, "text");
         auto tok = Tokenizer::create(m->vocab());
         const std::vector<int32_t> ids = tok->encode(text, tok->add_bos_default(), false);
         if (ids.size() < 2)

@@ -27,7 +27,7 @@ void for_each_text(const std::string& path, const std::string& field, const std:
     if (!std::filesystem::exists(path)) fail("%s: no such input file", path.c_str());
     const bool jsonl = std::filesystem::path(path).extension() == ".jsonl";
     if (!jsonl) {
-        fn(read_file(path, "input"));
+        fn(read_input(path, "input"));
         return;
     }
     std::ifstream f(path);

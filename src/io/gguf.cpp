@@ -4,9 +4,9 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
+#include "core/file.h"
 #include "io/atomic_file.h"
 #include "io/byte_reader.h"
 
@@ -72,10 +72,11 @@ std::string read_string(ByteReader& r, const char* what) {
 }  // namespace
 
 bool has_gguf_magic(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    char m[4] = {};
-    f.read(m, 4);
-    return f.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0;
+    try {
+        return RegularFile(path, "a GGUF file").starts_with("GGUF");
+    } catch (const Error&) {
+        return false;
+    }
 }
 
 const char* gguf_type_name(GgufType t) {
@@ -256,8 +257,10 @@ std::string GgufTensorInfo::shape_str() const { return shape_to_string(shape); }
 // ------------------------------------------------------------------------------------------------
 // GgufFile: parsing
 
-GgufFile::GgufFile(const std::string& path) : name_(path) {
-    auto map = std::make_shared<MappedFile>(path);
+GgufFile::GgufFile(const std::string& path) : GgufFile(RegularFile(path, "a GGUF file")) {}
+
+GgufFile::GgufFile(const RegularFile& file) : name_(file.path()) {
+    auto map = std::make_shared<const FileMap>(file);
     data_ = map->data();
     size_ = map->size();
     owner_ = std::move(map);

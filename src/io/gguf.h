@@ -34,6 +34,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "core/tensor.h"
 
 namespace llmforge {
@@ -57,7 +58,9 @@ enum class GgufType : uint32_t {
 // "u8", "i32", "f32", "bool", "string", "array", ... ("unknown" otherwise).
 const char* gguf_type_name(GgufType t);
 
-// True when the file at `path` starts with the GGUF magic (false when it cannot be read).
+// True when the file at `path` starts with the GGUF magic (false when it cannot be read or is not
+// a regular file). Loaders that go on to read the file use RegularFile::starts_with instead, so
+// that the file is opened once.
 bool has_gguf_magic(const std::string& path);
 
 constexpr uint32_t kGgufDefaultAlignment = 32;
@@ -144,6 +147,8 @@ class GgufFile {
 public:
     // Memory-maps and parses `path`. Throws Error on any malformed input.
     explicit GgufFile(const std::string& path);
+    // Maps and parses an already opened file (the descriptor may be closed afterwards).
+    explicit GgufFile(const RegularFile& file);
     // Parses bytes owned by the caller; `owner` (may be null) keeps them alive for as long as
     // this object and its tensors live. `name` is used in error messages.
     static GgufFile from_memory(const void* data, size_t size, std::string name,

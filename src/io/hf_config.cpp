@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/tensor.h"
 #include "io/byte_reader.h"
 
@@ -224,14 +225,20 @@ ModelConfig hf_config_read(const std::string& path) {
         fail("%s: not found (hint: pass a Hugging Face model folder containing config.json)",
              p.string().c_str());
     }
-    const std::string ps = p.string();
-    std::string text;
-    {
-        MappedFile m(ps);
-        text.assign(reinterpret_cast<const char*>(m.data()), m.size());
+    return hf_config_read(RegularFile(p.string(), "a Hugging Face config.json"));
+}
+
+ModelConfig hf_config_read(const RegularFile& file) {
+    const std::string& ps = file.path();
+    const std::string text = file.read_all();
+    if (text.empty()) {
+        fail("%s: is empty (0 bytes), expected a JSON object with the model's hyperparameters "
+             "(hint: the download was cut short? fetch config.json again)",
+             ps.c_str());
     }
     ModelConfig c = hf_config_parse(text, ps);
-    if (c.name.empty()) c.name = fs::absolute(p, ec).parent_path().filename().string();
+    std::error_code ec;
+    if (c.name.empty()) c.name = fs::absolute(fs::path(ps), ec).parent_path().filename().string();
     return c;
 }
 

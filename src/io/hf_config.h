@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/file.h"
 #include "model/config.h"
 
 namespace llmforge {
@@ -33,6 +34,8 @@ ModelConfig hf_config_parse(std::string_view json_text, const std::string& sourc
 // Reads a config.json file, or <folder>/config.json when `path` is a folder. name = the
 // "_name_or_path" key, else the folder's name.
 ModelConfig hf_config_read(const std::string& path);
+// Same from an already opened config.json (core/file.h).
+ModelConfig hf_config_read(const RegularFile& file);
 
 // The config.json text (Hugging Face keys, model_type "llama" or "qwen2") of a config, such that
 // hf_config_parse gives it back. Trained models are saved with it.

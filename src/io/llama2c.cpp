@@ -35,8 +35,11 @@ uint64_t body_floats(const Header& h, int64_t vocab) {
 
 }  // namespace
 
-Llama2cCheckpoint::Llama2cCheckpoint(const std::string& path) : name_(path) {
-    auto map = std::make_shared<MappedFile>(path);
+Llama2cCheckpoint::Llama2cCheckpoint(const std::string& path)
+    : Llama2cCheckpoint(RegularFile(path, "a llama2.c checkpoint")) {}
+
+Llama2cCheckpoint::Llama2cCheckpoint(const RegularFile& file) : name_(file.path()) {
+    auto map = std::make_shared<const FileMap>(file);
     const uint8_t* d = map->data();
     const size_t n = map->size();
     owner_ = std::move(map);
@@ -206,8 +209,12 @@ Tensor Llama2cCheckpoint::tensor(std::string_view name) const {
 // ------------------------------------------------------------------------------------------------
 
 Vocab llama2c_read_vocab(const std::string& path, int64_t n_vocab) {
-    MappedFile m(path);
-    return llama2c_parse_vocab(m.data(), m.size(), path, n_vocab);
+    return llama2c_read_vocab(RegularFile(path, "a llama2.c tokenizer (tok*.bin)"), n_vocab);
+}
+
+Vocab llama2c_read_vocab(const RegularFile& file, int64_t n_vocab) {
+    const FileMap m(file);
+    return llama2c_parse_vocab(m.data(), m.size(), file.path(), n_vocab);
 }
 
 Vocab llama2c_parse_vocab(const void* data, size_t size, const std::string& name,

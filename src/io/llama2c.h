@@ -39,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/file.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "tokenizer/vocab.h"
@@ -49,6 +50,8 @@ class Llama2cCheckpoint {
 public:
     // Maps and validates `path`. Throws Error on malformed input.
     explicit Llama2cCheckpoint(const std::string& path);
+    // Same from an already opened file (the descriptor may be closed afterwards).
+    explicit Llama2cCheckpoint(const RegularFile& file);
     // Caller-owned bytes; `owner` (may be null) keeps them alive for the tensors' lifetime. The
     // bytes must be 4-byte aligned.
     static Llama2cCheckpoint from_memory(const void* data, size_t size, std::string name,
@@ -77,6 +80,7 @@ private:
 // Reads a tok*.bin. n_vocab >= 0 (the checkpoint's vocab size) requires exactly that many tokens;
 // -1 reads tokens until the end of the file.
 Vocab llama2c_read_vocab(const std::string& path, int64_t n_vocab = -1);
+Vocab llama2c_read_vocab(const RegularFile& file, int64_t n_vocab = -1);
 // Same from bytes in memory; `name` is used in messages.
 Vocab llama2c_parse_vocab(const void* data, size_t size, const std::string& name,
                           int64_t n_vocab = -1);

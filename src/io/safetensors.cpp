@@ -64,8 +64,11 @@ std::string SafetensorsTensorInfo::shape_str() const { return shape_to_string(sh
 // ------------------------------------------------------------------------------------------------
 // SafetensorsFile
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : name_(path) {
-    auto map = std::make_shared<MappedFile>(path);
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : SafetensorsFile(RegularFile(path, "a .safetensors file")) {}
+
+SafetensorsFile::SafetensorsFile(const RegularFile& file) : name_(file.path()) {
+    auto map = std::make_shared<const FileMap>(file);
     data_ = map->data();
     size_ = map->size();
     owner_ = std::move(map);
@@ -283,11 +286,7 @@ SafetensorsSet::SafetensorsSet(const std::string& path) : path_(path) {
 
     const std::string iname = index.string();
     const char* ifile = iname.c_str();
-    std::string text;
-    {
-        MappedFile m(iname);
-        text.assign(reinterpret_cast<const char*>(m.data()), m.size());
-    }
+    const std::string text = RegularFile(iname, "model.safetensors.index.json").read_all();
     json j;
     try {
         j = json::parse(text);
@@ -319,7 +318,8 @@ SafetensorsSet::SafetensorsSet(const std::string& path) : path_(path) {
     }
     for (auto& [shard, idx] : shard_index) {
         const fs::path sp = dir / shard;
-        if (!fs::is_regular_file(sp, ec)) {
+        // Present but not a regular file (a FIFO, a folder): SafetensorsFile says what it is.
+        if (!fs::exists(sp, ec)) {
             size_t n = 0;
             std::string example;
             for (const auto& [t, s] : entries) {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/file.h"
 #include "core/tensor.h"
 
 namespace llmforge {
@@ -56,6 +57,8 @@ class SafetensorsFile {
 public:
     // Memory-maps and validates `path`. Throws Error on malformed input.
     explicit SafetensorsFile(const std::string& path);
+    // Same from an already opened file (the descriptor may be closed afterwards).
+    explicit SafetensorsFile(const RegularFile& file);
     // Parses caller-owned bytes; `owner` (may be null) keeps them alive for this object and its
     // tensors. `name` is used in messages.
     static SafetensorsFile from_memory(const void* data, size_t size, std::string name,

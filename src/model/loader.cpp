@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/hf_config.h"
@@ -23,10 +23,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelFiles open_gguf(const std::string& path) {
-    auto f = std::make_shared<GgufFile>(path);
+// Every file is opened once, through RegularFile (core/file.h): FIFOs, devices, sockets and folders
+// where a file belongs are refused before anything could block on them.
+constexpr const char* kModelFileWhat =
+    "a model file (.gguf or llama2.c .bin) or a Hugging Face model folder";
+
+ModelFiles open_gguf(const RegularFile& file) {
+    auto f = std::make_shared<GgufFile>(file);
     ModelFiles m;
-    m.path = path;
+    m.path = file.path();
     m.format = "gguf";
     m.config = gguf_read_config(*f);
     if (f->has("tokenizer.ggml.model")) m.vocab = gguf_read_vocab(*f);
@@ -36,14 +41,15 @@ ModelFiles open_gguf(const std::string& path) {
 
 ModelFiles open_hf_folder(const std::string& dir) {
     const fs::path d(dir);
-    if (!fs::exists(d / "config.json")) {
+    std::error_code ec;
+    if (!fs::exists(d / "config.json", ec)) {
         fail("%s: folder has no config.json (expected a Hugging Face model folder with config.json "
              "and model.safetensors)", dir.c_str());
     }
     ModelFiles m;
     m.path = dir;
     m.format = "safetensors";
-    m.config = hf_config_read((d / "config.json").string());
+    m.config = hf_config_read(RegularFile((d / "config.json").string(), "a Hugging Face config.json"));
     SafetensorsSet set(dir);
     for (const auto& name : set.tensor_names()) {
         const std::string g = hf_to_gguf_name(name);
@@ -51,16 +57,17 @@ ModelFiles open_hf_folder(const std::string& dir) {
         m.tensors[g] = set.tensor(name);
         m.tensors[g].set_name(g);
     }
-    if (fs::exists(d / "tokenizer.json")) {
+    if (fs::exists(d / "tokenizer.json", ec)) {
         const fs::path cfg = d / "tokenizer_config.json";
         m.vocab = hf_tokenizer_json_load((d / "tokenizer.json").string(),
-                                         fs::exists(cfg) ? cfg.string() : std::string());
+                                         fs::exists(cfg, ec) ? cfg.string() : std::string());
     }
     return m;
 }
 
-ModelFiles open_llama2c(const std::string& path) {
-    Llama2cCheckpoint ck(path);
+ModelFiles open_llama2c(const RegularFile& file) {
+    Llama2cCheckpoint ck(file);
+    const std::string& path = file.path();
     ModelFiles m;
     m.path = path;
     m.format = "llama2c";
@@ -68,7 +75,8 @@ ModelFiles open_llama2c(const std::string& path) {
     for (const Tensor& t : ck.tensors()) m.tensors[t.name()] = t;
     // llama2.c's own tokenizer usually sits beside the checkpoint as tokenizer.bin.
     const fs::path beside = fs::path(path).parent_path() / "tokenizer.bin";
-    if (fs::exists(beside)) m.vocab = llama2c_read_vocab(beside.string(), m.config.n_vocab);
+    std::error_code ec;
+    if (fs::exists(beside, ec)) m.vocab = llama2c_read_vocab(beside.string(), m.config.n_vocab);
     return m;
 }
 
@@ -95,10 +103,16 @@ ModelFiles open_model_files(const std::string& path, const std::string& tokenize
     ModelFiles m;
     if (fs::is_directory(st)) {
         m = open_hf_folder(path);
-    } else if (has_gguf_magic(path)) {
-        m = open_gguf(path);
     } else {
-        m = open_llama2c(path);
+        // One open: the magic is probed on the descriptor that is then mapped.
+        const RegularFile file(path, kModelFileWhat,
+                               "-m takes a .gguf file, a Hugging Face folder or a llama2.c .bin");
+        if (file.size() == 0) {
+            fail("%s: is empty (0 bytes), expected %s (hint: the download or conversion was cut "
+                 "short, truncated file?)",
+                 path.c_str(), kModelFileWhat);
+        }
+        m = file.starts_with("GGUF") ? open_gguf(file) : open_llama2c(file);
     }
     if (!tokenizer_path.empty()) m.vocab = load_vocab(tokenizer_path, m.config.n_vocab);
     if (!m.vocab.empty() && static_cast<int64_t>(m.vocab.tokens.size()) != m.config.n_vocab) {

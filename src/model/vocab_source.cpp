@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/llama2c.h"
@@ -18,6 +19,21 @@ Vocab load_tokenizer_json(const fs::path& json) {
     const fs::path cfg = json.parent_path() / "tokenizer_config.json";
     std::error_code ec;
     return hf_tokenizer_json_load(json.string(), fs::exists(cfg, ec) ? cfg.string() : std::string());
+}
+
+// A tokenizer.json already opened (its sibling tokenizer_config.json is read when present).
+Vocab load_tokenizer_json(const RegularFile& json) {
+    const fs::path cfg = fs::path(json.path()).parent_path() / "tokenizer_config.json";
+    std::error_code ec;
+    const std::string text = json.read_all();
+    if (text.empty()) {
+        fail("%s: is empty (0 bytes), expected a Hugging Face tokenizer.json (hint: the download "
+             "was cut short? fetch it again)",
+             json.path().c_str());
+    }
+    const std::string config =
+        fs::exists(cfg, ec) ? read_file(cfg.string(), "tokenizer_config.json") : std::string();
+    return hf_tokenizer_json_parse(text, config, "", json.path());
 }
 
 }  // namespace
@@ -39,9 +55,18 @@ Vocab load_vocab(const std::string& path, int64_t n_vocab) {
         }
         return load_tokenizer_json(json);
     }
-    if (has_gguf_magic(path)) return gguf_read_vocab(GgufFile(path));
-    if (fs::path(path).extension() == ".json") return load_tokenizer_json(path);
-    return llama2c_read_vocab(path, n_vocab);
+    // One open: the magic is probed on the descriptor that is then read (core/file.h refuses
+    // FIFOs, devices and sockets without blocking on them).
+    const RegularFile file(path, "a tokenizer (.gguf, tokenizer.json or llama2.c tok*.bin)",
+                           "check the path and its permissions");
+    if (file.size() == 0) {
+        fail("%s: is empty (0 bytes), expected a tokenizer (.gguf, tokenizer.json or llama2.c "
+             "tok*.bin) (hint: the download was cut short, truncated file?)",
+             path.c_str());
+    }
+    if (file.starts_with("GGUF")) return gguf_read_vocab(GgufFile(file));
+    if (fs::path(path).extension() == ".json") return load_tokenizer_json(file);
+    return llama2c_read_vocab(file, n_vocab);
 }
 
 }  // namespace llmforge

@@ -21,6 +21,13 @@ void Sampler::validate(const SamplerParams& p) {
         fail("sampler: repeat_penalty %g is invalid (expected > 0; 1 is off)", p.repeat_penalty);
     if (!std::isfinite(p.frequency_penalty) || !std::isfinite(p.presence_penalty))
         fail("sampler: frequency/presence penalties must be finite numbers");
+    for (const auto& [id, bias] : p.logit_bias) {
+        if (id < 0) fail("sampler: logit_bias names token %d, expected a token id >= 0", id);
+        if (!(bias >= -kMaxLogitBias && bias <= kMaxLogitBias)) {
+            fail("sampler: logit_bias for token %d is %g, expected a value in [%g, %g]", id, bias,
+                 -kMaxLogitBias, kMaxLogitBias);
+        }
+    }
 }
 
 void Sampler::reset() {
@@ -38,6 +45,9 @@ int32_t Sampler::sample(const float* logits, int64_t V) {
     LF_ASSERT(V > 0);
     cand_.resize(static_cast<size_t>(V));
     for (int64_t i = 0; i < V; ++i) cand_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+    for (const auto& [id, bias] : p_.logit_bias) {
+        if (id < V) cand_[id].logit += bias;  // validate() ruled out id < 0
+    }
 
     const bool penalise = !history_.empty() && (p_.repeat_penalty != 1.0f ||
                                                  p_.frequency_penalty != 0.0f ||

@@ -1,7 +1,7 @@
 // Sampler chain: turns a logit vector into the next token.
-// Order (as llama.cpp's default chain): repetition / frequency / presence penalties over the last
-// penalty_last_n accepted tokens -> top-k -> top-p -> min-p -> temperature -> draw.
-// temperature <= 0 means greedy (argmax after penalties; ties go to the lowest id).
+// Order (as llama.cpp's default chain): logit bias -> repetition / frequency / presence penalties
+// over the last penalty_last_n accepted tokens -> top-k -> top-p -> min-p -> temperature -> draw.
+// temperature <= 0 means greedy (argmax after bias and penalties; ties go to the lowest id).
 //
 // Thread safety: a Sampler belongs to one sequence; sample() and accept() mutate its state.
 #pragma once
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace llmforge {
@@ -23,7 +24,13 @@ struct SamplerParams {
     float presence_penalty = 0.0f;   // logit -= (count > 0) * presence_penalty
     int32_t penalty_last_n = 64;     // window of accepted tokens the penalties look at
     uint64_t seed = 0xC0FFEEu;
+    // OpenAI's logit_bias: (token id, bias) pairs, bias in [-kMaxLogitBias, kMaxLogitBias], added
+    // to the token's logit before anything else (greedy included). -100 bans a token in practice,
+    // +100 forces it (real logits span far less than 100). Ids >= the vocabulary are ignored.
+    std::vector<std::pair<int32_t, float>> logit_bias;
 };
+
+constexpr float kMaxLogitBias = 100.0f;
 
 class Sampler {
 public:

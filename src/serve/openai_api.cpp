@@ -6,9 +6,11 @@
 #pragma GCC diagnostic ignored "-Wrestrict"
 #endif
 
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
+#include "core/json_depth.h"
 
 namespace llmforge::serve {
 
@@ -174,6 +176,64 @@ std::vector<std::vector<int32_t>> completion_prompts(const json& body, const Ser
     return out;
 }
 
+// A JSON object key quoted for a message: printable, cut to 40 bytes.
+std::string quoted_key(const std::string& k) {
+    std::string s = json(k.size() > 40 ? k.substr(0, 40) : k).dump(-1, ' ', true, json::error_handler_t::replace);
+    if (k.size() > 40) s.insert(s.size() - 1, "...");
+    return s;
+}
+
+// 'logit_bias': {"TOKEN_ID": BIAS, ...} as OpenAI defines it (keys are token ids written as
+// decimal strings, BIAS a number in [-100, 100]). Sorted by id.
+std::vector<std::pair<int32_t, float>> logit_bias(const json& body, int64_t n_vocab) {
+    const json* lb = field(body, "logit_bias");
+    if (lb == nullptr) return {};
+    if (!lb->is_object()) bad_type("logit_bias", "an object mapping token ids to biases, e.g. {\"50256\": -100}", *lb);
+    if (lb->size() > kMaxLogitBiasEntries) {
+        bad("logit_bias", "'logit_bias' has " + std::to_string(lb->size()) + " entries, expected at most " +
+                              std::to_string(kMaxLogitBiasEntries) + " (hint: bias fewer tokens)");
+    }
+    const std::string range = "0.." + std::to_string(n_vocab - 1);
+    std::vector<std::pair<int32_t, float>> out;
+    out.reserve(lb->size());
+    for (auto it = lb->begin(); it != lb->end(); ++it) {
+        const std::string& k = it.key();
+        int64_t id = 0;
+        bool digits = !k.empty() && k.size() <= 18;
+        for (char c : k) {
+            if (c < '0' || c > '9') {
+                digits = false;
+                break;
+            }
+            id = id * 10 + (c - '0');
+        }
+        if (!digits) {
+            bad("logit_bias", "'logit_bias' key " + quoted_key(k) + " is not a token id: expected an integer in " + range +
+                                  " written as a string, e.g. {\"50256\": -100}");
+        }
+        if (id >= n_vocab) {
+            bad("logit_bias", "'logit_bias' key " + quoted_key(k) + " is outside this model's vocabulary: expected a token id in " +
+                                  range);
+        }
+        const json& v = it.value();
+        const std::string where = "'logit_bias' value for token " + std::to_string(id);
+        if (!v.is_number()) bad("logit_bias", where + " must be a number in [-100, 100], found " + type_name(v));
+        const double b = v.get<double>();
+        if (!(b >= -kMaxLogitBias && b <= kMaxLogitBias)) {
+            bad("logit_bias", where + " is " + v.dump() + ", expected a value in [-100, 100]");
+        }
+        out.emplace_back(static_cast<int32_t>(id), static_cast<float>(b));
+    }
+    std::sort(out.begin(), out.end());
+    for (size_t i = 1; i < out.size(); ++i) {
+        if (out[i].first == out[i - 1].first) {
+            bad("logit_bias", "'logit_bias' names token " + std::to_string(out[i].first) +
+                                  " twice (keys with leading zeros?), expected each token once");
+        }
+    }
+    return out;
+}
+
 std::vector<std::string> stops(const json& body) {
     const json* s = field(body, "stop");
     if (s == nullptr) return {};
@@ -190,8 +250,20 @@ std::vector<std::string> stops(const json& body) {
 
 }  // namespace
 
+void check_json_depth(std::string_view body, size_t limit) {
+    const JsonNesting n = json_nesting(body);
+    if (n.max_depth > limit) {
+        throw ApiError(400,
+                       "the request JSON nests " + std::to_string(n.max_depth) + " levels deep at byte " +
+                           std::to_string(n.at) + "; the limit is " + std::to_string(limit) +
+                           " (hint: flatten the structure)",
+                       "invalid_request_error", "", "json_too_deep");
+    }
+}
+
 ParsedRequest parse_request(const std::string& text, bool chat, const std::shared_ptr<const ServedModel>& m,
                             const ApiLimits& limits) {
+    check_json_depth(text);  // before parsing: deep values would overflow the stack later
     json body;
     try {
         body = json::parse(text);
@@ -224,6 +296,7 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
     sp.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2, 2));
     sp.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2, 2));
     sp.repeat_penalty = static_cast<float>(number(body, "repeat_penalty", 1.0, 0, 10));
+    sp.logit_bias = logit_bias(body, m->tokenizer->n_vocab());
     const json* seed_v = field(body, "seed");
     uint64_t seed = seed_v ? static_cast<uint64_t>(integer(body, "seed", 0, INT64_MIN, INT64_MAX)) : std::random_device{}();
     if (chat) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "serve/engine.h"
@@ -25,6 +26,19 @@ struct ApiError : std::runtime_error {
              std::string code = "");
     nlohmann::json body() const;
 };
+
+// Request bodies nesting arrays/objects deeper than this are refused (400, code "json_too_deep")
+// before they are parsed: copying, comparing and dumping a parsed value recurse once per level, so
+// a body of 20,000 '[' would overflow the stack. 64 levels hold any real messages + tools +
+// JSON-schema body.
+constexpr size_t kMaxRequestJsonDepth = 64;
+// At most this many 'logit_bias' entries per request.
+constexpr size_t kMaxLogitBiasEntries = 1024;
+
+// Throws ApiError 400 (code "json_too_deep") when `body` nests deeper than `limit`, checked by a
+// linear scan of the raw text (core/json_depth.h) that needs no parse. parse_request calls it;
+// other JSON endpoints should too.
+void check_json_depth(std::string_view body, size_t limit = kMaxRequestJsonDepth);
 
 struct ApiLimits {
     int64_t max_tokens_cap = 4096;  // max_tokens above this: 400
@@ -48,7 +62,9 @@ struct ParsedRequest {
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).
-// Throws ApiError (400 bad field / too long, 404 unknown model).
+// Throws ApiError (400 bad field / too long / nested too deep, 404 unknown model).
+// 'logit_bias' ({"TOKEN_ID": BIAS}, BIAS in [-100, 100], at most kMaxLogitBiasEntries, ids within
+// the vocabulary) goes to SamplerParams::logit_bias of every sequence.
 ParsedRequest parse_request(const std::string& body, bool chat, const std::shared_ptr<const ServedModel>& m,
                             const ApiLimits& limits);
 

@@ -420,7 +420,13 @@ Vocab hf_tokenizer_json_parse(std::string_view tokenizer_json, std::string_view 
 
 Vocab hf_tokenizer_json_load(const std::string& tokenizer_json_path,
                              const std::string& tokenizer_config_path, std::string_view pre) {
+    // read_file (core/file.h) opens without blocking and refuses FIFOs, devices and sockets.
     const std::string tj = read_file(tokenizer_json_path, "tokenizer.json", kReadHint);
+    if (tj.empty()) {
+        fail("%s: is empty (0 bytes), expected a Hugging Face tokenizer.json (hint: the download "
+             "was cut short? fetch it again)",
+             tokenizer_json_path.c_str());
+    }
     const std::string tc = tokenizer_config_path.empty()
                                ? std::string()
                                : read_file(tokenizer_config_path, "tokenizer_config.json", kReadHint);

@@ -105,6 +105,96 @@ TEST(Sampler, SameSeedSameSequence) {
     for (int i = 0; i < 100; ++i) ASSERT_EQ(a.sample(l.data(), 50), b.sample(l.data(), 50));
 }
 
+TEST(Sampler, LogitBiasMinus100BansTheArgmaxUnderGreedy) {
+    SamplerParams p;
+    p.temperature = 0;
+    const std::vector<float> l = {0.1f, 9.0f, 3.0f, -2.0f};
+    {
+        Sampler s(p);
+        EXPECT_EQ(s.sample(l.data(), 4), 1);
+    }
+    p.logit_bias = {{1, -100.0f}};
+    Sampler s(p);
+    EXPECT_EQ(s.sample(l.data(), 4), 2);  // the runner-up
+    p.logit_bias = {{1, -100.0f}, {2, -100.0f}};
+    Sampler t(p);
+    EXPECT_EQ(t.sample(l.data(), 4), 0);
+    // The caller's logits are not modified.
+    EXPECT_EQ(l[1], 9.0f);
+}
+
+TEST(Sampler, LogitBiasPlus100ForcesAToken) {
+    SamplerParams p;
+    p.temperature = 0;
+    p.logit_bias = {{3, 100.0f}};
+    const std::vector<float> l = {0.1f, 9.0f, 3.0f, -2.0f};
+    Sampler g(p);
+    EXPECT_EQ(g.sample(l.data(), 4), 3);
+    // Sampling at a high temperature with every filter off: still only token 3.
+    p.temperature = 2.0f;
+    p.top_k = 0;
+    p.top_p = 1;
+    p.min_p = 0;
+    auto h = histogram(p, l, 2000);
+    EXPECT_EQ(h.size(), 1u);
+    EXPECT_EQ(h[3], 2000);
+}
+
+TEST(Sampler, LogitBiasShiftsTheSampledDistribution) {
+    SamplerParams p;
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1;
+    p.min_p = 0;
+    // Equal logits; a bias of ln(3) on token 0 makes it 3 times as likely as each other: 3/5.
+    const std::vector<float> l = {0.0f, 0.0f, 0.0f};
+    p.logit_bias = {{0, std::log(3.0f)}};
+    auto h = histogram(p, l, 20000);
+    EXPECT_NEAR(h[0] / 20000.0, 0.6, 0.02);
+    EXPECT_NEAR(h[1] / 20000.0, 0.2, 0.02);
+    EXPECT_NEAR(h[2] / 20000.0, 0.2, 0.02);
+    // A negative bias of -ln(2) on token 2: 1 : 1 : 0.5.
+    p.logit_bias = {{2, -std::log(2.0f)}};
+    h = histogram(p, l, 20000);
+    EXPECT_NEAR(h[2] / 20000.0, 0.2, 0.02);
+    EXPECT_NEAR(h[0] / 20000.0, 0.4, 0.02);
+}
+
+TEST(Sampler, LogitBiasComesBeforePenaltiesAndTopK) {
+    // top_k 1 after a +5 bias on token 0: only token 0 survives the cut.
+    SamplerParams p;
+    p.temperature = 1.0f;
+    p.top_k = 1;
+    p.logit_bias = {{0, 5.0f}};
+    auto h = histogram(p, {0.0f, 3.0f, 2.0f}, 200);
+    EXPECT_EQ(h[0], 200);
+    // The bias is applied before the repetition penalty: (1 + 1) / 2 = 1 < 1.5.
+    SamplerParams q;
+    q.temperature = 0;
+    q.repeat_penalty = 2.0f;
+    q.logit_bias = {{0, 1.0f}};
+    Sampler s(q);
+    const std::vector<float> l = {1.0f, 1.5f};
+    EXPECT_EQ(s.sample(l.data(), 2), 0);  // 2.0 > 1.5 before any history
+    s.accept(0);
+    EXPECT_EQ(s.sample(l.data(), 2), 1);
+}
+
+TEST(Sampler, LogitBiasOutsideTheVocabularyIsIgnoredAndBadValuesRejected) {
+    SamplerParams p;
+    p.temperature = 0;
+    p.logit_bias = {{1000, 100.0f}};
+    Sampler s(p);
+    const std::vector<float> l = {0.0f, 1.0f};
+    EXPECT_EQ(s.sample(l.data(), 2), 1);
+    p.logit_bias = {{0, 100.5f}};
+    EXPECT_THROW(Sampler{p}, Error);
+    p.logit_bias = {{0, std::nanf("")}};
+    EXPECT_THROW(Sampler{p}, Error);
+    p.logit_bias = {{-1, 1.0f}};
+    EXPECT_THROW(Sampler{p}, Error);
+}
+
 TEST(Sampler, BadParametersAreRejected) {
     SamplerParams p;
     p.top_p = 0;

@@ -1,0 +1,199 @@
+// The OpenAI request parser on its own (no server, no weights): a tiny in-process vocabulary and
+// ChatML template stand in for a served model. Covers 'logit_bias' (parsed into every sequence's
+// SamplerParams, every kind of bad input a 400 naming the parameter) and the JSON nesting limit
+// (json_nesting's scan and the 400 "json_too_deep" before parsing).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/json_depth.h"
+#include "runtime/sampler.h"
+#include "serve/openai_api.h"
+#include "serve/tiny_served_model.h"
+
+namespace llmforge::serve {
+namespace {
+
+using nlohmann::json;
+
+const std::shared_ptr<const ServedModel>& model() {
+    static const std::shared_ptr<const ServedModel> m = test::tiny_served_model(false);
+    return m;
+}
+
+ParsedRequest parse(const std::string& body, bool chat) { return parse_request(body, chat, model(), ApiLimits{}); }
+
+// A body for chat or completions with `extra` fields merged in.
+std::string body_with(bool chat, const json& extra) {
+    json b = chat ? json{{"messages", {{{"role", "user"}, {"content", "a a"}}}}} : json{{"prompt", "a a"}};
+    b["max_tokens"] = 4;
+    for (auto it = extra.begin(); it != extra.end(); ++it) b[it.key()] = it.value();
+    return b.dump();
+}
+
+// Expects an ApiError with status 400, the param and every substring; returns the message.
+std::string expect_400(const std::string& body, bool chat, const std::string& param,
+                       std::initializer_list<std::string> subs, const std::string& code = "") {
+    try {
+        parse(body, chat);
+    } catch (const ApiError& e) {
+        const std::string m = e.what();
+        EXPECT_EQ(e.status, 400) << m;
+        EXPECT_EQ(e.param, param) << m;
+        EXPECT_EQ(e.code, code) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+        for (const auto& s : subs) EXPECT_NE(m.find(s), std::string::npos) << "missing '" << s << "' in: " << m;
+        return m;
+    }
+    ADD_FAILURE() << "expected a 400 for " << body.substr(0, 200);
+    return "";
+}
+
+// ---- logit_bias -----------------------------------------------------------------------------
+
+TEST(OpenAiLogitBias, ReachesEverySequenceSortedByToken) {
+    ASSERT_EQ(model()->tokenizer->n_vocab(), 264);
+    for (bool chat : {true, false}) {
+        SCOPED_TRACE(chat ? "chat" : "completions");
+        const ParsedRequest r = parse(body_with(chat, {{"n", 3}, {"logit_bias", {{"263", 100}, {"4", -100}, {"0", 2.5}}}}), chat);
+        ASSERT_EQ(r.seqs.size(), 3u);
+        const std::vector<std::pair<int32_t, float>> want = {{0, 2.5f}, {4, -100.0f}, {263, 100.0f}};
+        for (const auto& s : r.seqs) EXPECT_EQ(s.sampling.logit_bias, want);
+        // Absent, null and {} mean none.
+        EXPECT_TRUE(parse(body_with(chat, json::object()), chat).seqs[0].sampling.logit_bias.empty());
+        EXPECT_TRUE(parse(body_with(chat, {{"logit_bias", nullptr}}), chat).seqs[0].sampling.logit_bias.empty());
+        EXPECT_TRUE(parse(body_with(chat, {{"logit_bias", json::object()}}), chat).seqs[0].sampling.logit_bias.empty());
+    }
+}
+
+TEST(OpenAiLogitBias, TheParsedBiasBansAndForcesTokensInTheSampler) {
+    // The bias a request carries changes what the engine's sampler picks: greedy over logits
+    // whose argmax is token 4, with -100 on it, then +100 on token 7.
+    std::vector<float> logits(264, 0.0f);
+    logits[4] = 8.0f;
+    logits[5] = 6.0f;
+    const auto pick = [&](const json& extra) {
+        const ParsedRequest r = parse(body_with(false, extra), false);
+        Sampler s(r.seqs[0].sampling);
+        return s.sample(logits.data(), static_cast<int64_t>(logits.size()));
+    };
+    EXPECT_EQ(pick({{"temperature", 0}}), 4);
+    EXPECT_EQ(pick({{"temperature", 0}, {"logit_bias", {{"4", -100}}}}), 5);
+    EXPECT_EQ(pick({{"temperature", 0}, {"logit_bias", {{"7", 100}}}}), 7);
+    EXPECT_EQ(pick({{"temperature", 1.5}, {"logit_bias", {{"7", 100}}}}), 7);
+}
+
+TEST(OpenAiLogitBias, BadInputIsA400NamingLogitBias) {
+    for (bool chat : {true, false}) {
+        SCOPED_TRACE(chat ? "chat" : "completions");
+        expect_400(body_with(chat, {{"logit_bias", json::array({1, 2})}}), chat, "logit_bias",
+                   {"'logit_bias' must be an object mapping token ids to biases", "found array"});
+        expect_400(body_with(chat, {{"logit_bias", "4:-100"}}), chat, "logit_bias", {"must be an object", "found string"});
+        // Keys: integers written as strings, within the vocabulary.
+        for (const char* k : {"abc", "-1", "1.5", "", " 4", "4 ", "0x10", "+4", "1e2"}) {
+            SCOPED_TRACE(k);
+            expect_400(body_with(chat, {{"logit_bias", {{k, 1}}}}), chat, "logit_bias",
+                       {"'logit_bias' key", "is not a token id", "expected an integer in 0..263"});
+        }
+        expect_400(body_with(chat, {{"logit_bias", {{"264", 1}}}}), chat, "logit_bias",
+                   {"key \"264\"", "outside this model's vocabulary", "0..263"});
+        expect_400(body_with(chat, {{"logit_bias", {{"99999999999999999999999", 1}}}}), chat, "logit_bias",
+                   {"is not a token id"});
+        expect_400(body_with(chat, {{"logit_bias", {{"4", 1}, {"004", 1}}}}), chat, "logit_bias",
+                   {"names token 4 twice"});
+        // Values: numbers in [-100, 100].
+        expect_400(body_with(chat, {{"logit_bias", {{"4", "-100"}}}}), chat, "logit_bias",
+                   {"'logit_bias' value for token 4 must be a number in [-100, 100], found string"});
+        expect_400(body_with(chat, {{"logit_bias", {{"4", true}}}}), chat, "logit_bias", {"found boolean"});
+        expect_400(body_with(chat, {{"logit_bias", {{"4", nullptr}}}}), chat, "logit_bias", {"found null"});
+        expect_400(body_with(chat, {{"logit_bias", {{"4", 100.5}}}}), chat, "logit_bias",
+                   {"value for token 4 is 100.5, expected a value in [-100, 100]"});
+        expect_400(body_with(chat, {{"logit_bias", {{"4", -101}}}}), chat, "logit_bias", {"is -101"});
+        // Too many entries (checked before any key).
+        json many = json::object();
+        for (size_t i = 0; i <= kMaxLogitBiasEntries; ++i) many[std::to_string(i)] = 1;
+        expect_400(body_with(chat, {{"logit_bias", many}}), chat, "logit_bias",
+                   {"has 1025 entries, expected at most 1024"});
+    }
+    // Keys with control characters or huge keys are quoted, printable and cut.
+    const std::string m = expect_400(body_with(false, {{"logit_bias", {{std::string(500, 'x') + "\n", 1}}}}), false,
+                                     "logit_bias", {"...\""});
+    EXPECT_LT(m.size(), 300u) << m;
+}
+
+// ---- JSON nesting -----------------------------------------------------------------------------
+
+TEST(JsonNesting, CountsBracketsOutsideStringsOnly) {
+    EXPECT_EQ(json_nesting("").max_depth, 0u);
+    EXPECT_EQ(json_nesting("42").max_depth, 0u);
+    EXPECT_EQ(json_nesting("[]").max_depth, 1u);
+    EXPECT_EQ(json_nesting("{\"a\": [1, {\"b\": []}]}").max_depth, 4u);
+    // Brackets inside strings do not count, nor do escaped quotes end a string.
+    EXPECT_EQ(json_nesting("[\"[[[[{{{{\"]").max_depth, 1u);
+    EXPECT_EQ(json_nesting("[\"\\\"[[[[\"]").max_depth, 1u);
+    EXPECT_EQ(json_nesting("[\"\\\\\", [[]]]").max_depth, 3u);  // "\\" ends at the second quote
+    EXPECT_EQ(json_nesting("{\"k[\": \"v{\", \"\\u005b\": [\"]]]]\"]}").max_depth, 2u);
+    // Siblings do not add up; closing brackets without openers do not go below zero.
+    EXPECT_EQ(json_nesting("[[], [], [[]]]").max_depth, 3u);
+    EXPECT_EQ(json_nesting("]]]][[").max_depth, 2u);
+    // The position is the 1-based byte of the bracket that first reached the maximum.
+    const JsonNesting n = json_nesting("{\"a\": [[1], [[2]]]}");
+    EXPECT_EQ(n.max_depth, 4u);
+    EXPECT_EQ(n.at, 14u);
+    // An unterminated string swallows the rest.
+    EXPECT_EQ(json_nesting("[\"[[[[").max_depth, 1u);
+    // Bytes that are not UTF-8 are just bytes.
+    EXPECT_EQ(json_nesting(std::string("[\xff\x00[", 4)).max_depth, 2u);
+}
+
+std::string nested(size_t depth, const std::string& inner = "1") {
+    std::string s;
+    for (size_t i = 0; i < depth; ++i) s += i % 2 ? "{\"k\":" : "[";
+    s += inner;
+    for (size_t i = depth; i-- > 0;) s += i % 2 ? "}" : "]";
+    return s;
+}
+
+TEST(JsonNesting, ExactlyAtTheLimitPassesOneMoreFails) {
+    EXPECT_EQ(json_nesting(nested(kMaxRequestJsonDepth)).max_depth, kMaxRequestJsonDepth);
+    EXPECT_NO_THROW(check_json_depth(nested(kMaxRequestJsonDepth)));
+    try {
+        check_json_depth(nested(kMaxRequestJsonDepth + 1));
+        ADD_FAILURE() << "expected json_too_deep";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.status, 400);
+        EXPECT_EQ(e.code, "json_too_deep");
+        EXPECT_NE(std::string(e.what()).find("nests 65 levels deep"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("the limit is 64"), std::string::npos) << e.what();
+    }
+    // A smaller limit for other callers.
+    EXPECT_NO_THROW(check_json_depth("[[1]]", 2));
+    EXPECT_THROW(check_json_depth("[[[1]]]", 2), ApiError);
+}
+
+TEST(JsonNesting, RequestBodiesAreCheckedBeforeParsing) {
+    // A body at the limit parses as usual (the unknown field is ignored): the body object takes
+    // one level, the deep value the rest.
+    for (bool chat : {true, false}) {
+        SCOPED_TRACE(chat ? "chat" : "completions");
+        const size_t used = 1;
+        EXPECT_NO_THROW(parse(body_with(chat, {{"x_deep", json::parse(nested(kMaxRequestJsonDepth - used))}}), chat));
+        expect_400(body_with(chat, {{"x_deep", json::parse(nested(kMaxRequestJsonDepth - used + 1))}}), chat, "",
+                   {"the request JSON nests 65 levels deep", "the limit is 64", "hint: flatten the structure"},
+                   "json_too_deep");
+    }
+    // The attack: 20,000 '[' (unterminated, so not even valid JSON) and a balanced version.
+    expect_400(std::string(20000, '['), true, "", {"nests 20000 levels deep at byte 20000; the limit is 64"},
+               "json_too_deep");
+    const std::string deep = "{\"messages\": " + std::string(20000, '[') + std::string(20000, ']') + "}";
+    expect_400(deep, true, "", {"nests 20001 levels deep at byte 20013"}, "json_too_deep");
+    // Brackets in strings are content, not nesting.
+    const ParsedRequest r = parse(body_with(true, {{"messages", {{{"role", "user"}, {"content", std::string(1500, '[')}}}}}), true);
+    EXPECT_FALSE(r.seqs.empty());
+}
+
+}  // namespace
+}  // namespace llmforge::serve
