@@ -4,12 +4,15 @@
 # bench/serve_bench.mjs. Prints one JSON line per run, then the medians per server.
 #   MODEL=m.gguf LLAMA_SERVER=/path/llama-server [LF=build/bin/llmforge] [SLOTS=16] [THREADS=2]
 #   [CTX=1024 per slot] [ROUNDS=3] [EXTRA_LF="--no-batch-invariant"] [OUT=results.jsonl]
-#   [PLOT=chart.svg] bench/serve_ab.sh
+#   [PLOT=chart.svg] [LF_BASE=/path/to/other/llmforge] bench/serve_ab.sh
+# LF_BASE adds a third server to each round, another llmforge build labelled "llmforge-base" (a
+# before/after comparison of a change, e.g. the previous commit built in a separate worktree).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 LF=${LF:-$here/../build/bin/llmforge}
 MODEL=${MODEL:?MODEL: a GGUF file}
 LLAMA_SERVER=${LLAMA_SERVER:-}
+LF_BASE=${LF_BASE:-}
 SLOTS=${SLOTS:-16} THREADS=${THREADS:-2} CTX=${CTX:-1024} ROUNDS=${ROUNDS:-3}
 BENCH_ARGS=${BENCH_ARGS:-}
 out=${OUT:-$(mktemp)}
@@ -32,8 +35,10 @@ run_one() {  # name
         echo "serve_ab: port $port is already in use (a server left over?)" >&2
         exit 1
     fi
-    if [[ $1 == llmforge ]]; then
-        "$LF" serve -m "$MODEL" --port $port --parallel "$SLOTS" --ctx-size "$CTX" -t "$THREADS" ${EXTRA_LF:-} \
+    if [[ $1 == llmforge || $1 == llmforge-base ]]; then
+        local bin=$LF
+        [[ $1 == llmforge-base ]] && bin=$LF_BASE
+        "$bin" serve -m "$MODEL" --port $port --parallel "$SLOTS" --ctx-size "$CTX" -t "$THREADS" ${EXTRA_LF:-} \
             2>/tmp/serve_ab.llmforge.log &
     else
         "$LLAMA_SERVER" -m "$MODEL" --port $port -np "$SLOTS" -c $((CTX * SLOTS)) -t "$THREADS" -tb "$THREADS" \
@@ -50,6 +55,7 @@ run_one() {  # name
 
 for _ in $(seq "$ROUNDS"); do
     run_one llmforge
+    [[ -n $LF_BASE ]] && run_one llmforge-base
     [[ -n $LLAMA_SERVER ]] && run_one llama-server
 done
 node -e '

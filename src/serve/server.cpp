@@ -655,7 +655,11 @@ void Server::routes() {
         if (!body_text.empty()) {
             json body;
             try {
+                check_json_depth(body_text);
                 body = json::parse(body_text);
+            } catch (const ApiError& e) {
+                send_error(res, e);
+                return;
             } catch (const json::exception& e) {
                 send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
                 return;
