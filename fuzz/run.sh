@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
 #   fuzz/run.sh [seconds] [target ...]
 # (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-#  chat_template_fuzz openai_request_fuzz)
+#  chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -14,7 +14,7 @@ secs=${1:-15}
 shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-                               chat_template_fuzz openai_request_fuzz)
+                               chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -33,7 +33,8 @@ ninja -C "$build" -j "$jobs" "${targets[@]}"
 seeds=$build/seeds
 rm -rf "$seeds"
 mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
-    "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$seeds/openai_request_fuzz" "$build/artifacts"
+    "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$seeds/template_depth_fuzz" \
+    "$seeds/openai_request_fuzz" "$seeds/http_request_fuzz" "$build/artifacts"
 
 if command -v python3 >/dev/null 2>&1; then
 python3 - "$seeds" <<'PY'
@@ -194,12 +195,45 @@ reqs = {
                   'max_tokens': 8, 'temperature': 0.5, 'top_p': 0.9, 'top_k': 4, 'min_p': 0.1, 'seed': 3,
                   'stop': ['a', 'b'], 'n': 2, 'logprobs': True, 'top_logprobs': 2, 'stream': True,
                   'stream_options': {'include_usage': True}, 'presence_penalty': 0.5,
-                  'frequency_penalty': -0.5, 'tools': [{'type': 'function', 'function': {'name': 'f'}}]},
+                  'frequency_penalty': -0.5, 'tools': [{'type': 'function', 'function': {'name': 'f'}}],
+                  'logit_bias': {'4': -100, '5': 2.5}},
     'completion.json': {'prompt': ['a', 'aa'], 'max_tokens': 4, 'logprobs': 3, 'echo': True, 'stop': 'x'},
     'ids.json': {'prompt': [1, 4, 5, 300], 'max_tokens': 2},
 }
 for name, j in reqs.items():
     open(os.path.join(out, 'openai_request_fuzz', name), 'w').write(json.dumps(j))
+
+# Whole HTTP requests for the server (key "k"): keep-alive, pipelining, chunked bodies, streams,
+# form bodies, bad framing.
+def http(method, path, body=b'', headers=(), key=True, chunked=False):
+    h = [f'{method} {path} HTTP/1.1', 'Host: 127.0.0.1']
+    if key: h.append('Authorization: Bearer k')
+    h += list(headers)
+    if chunked:
+        h.append('Transfer-Encoding: chunked')
+        data = b''.join(b'%x\r\n' % len(body[i:i + 7]) + body[i:i + 7] + b'\r\n' for i in range(0, len(body), 7)) + b'0\r\n\r\n'
+    else:
+        if body or method == 'POST': h.append(f'Content-Length: {len(body)}')
+        data = body
+    return ('\r\n'.join(h) + '\r\n\r\n').encode() + data
+
+chat = json.dumps({'messages': [{'role': 'user', 'content': 'a'}], 'max_tokens': 2}).encode()
+comp = json.dumps({'prompt': 'a a', 'max_tokens': 2, 'stream': True, 'logprobs': 1}).encode()
+https = {
+    'health.http': http('GET', '/health', key=False),
+    'models.http': http('GET', '/v1/models') + http('GET', '/v1/models/tiny'),
+    'chat.http': http('POST', '/v1/chat/completions', chat, ['Content-Type: application/json']),
+    'chunked_stream.http': http('POST', '/v1/completions', comp, chunked=True),
+    'form.http': http('POST', '/completions', comp, ['Content-Type: application/x-www-form-urlencoded']),
+    'pipelined.http': http('GET', '/health', key=False) + http('POST', '/v1/completions', comp) + http('GET', '/metrics'),
+    'expect.http': http('POST', '/v1/chat/completions', chat, ['Expect: 100-continue', 'Connection: close']),
+    'nokey.http': http('POST', '/v1/completions', comp, key=False),
+    'options.http': http('OPTIONS', '/v1/completions', key=False),
+    'admin.http': http('POST', '/admin/reload', b'{"model": "/dev/zero"}'),
+    'http10.http': b'GET /v1/models HTTP/1.0\r\nAuthorization: bearer k\r\n\r\n',
+}
+for name, data in https.items():
+    open(os.path.join(out, 'http_request_fuzz', name), 'wb').write(data)
 PY
 fi
 

@@ -18,8 +18,10 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/file.h"
+#include "core/json_depth.h"
 #include "model/vocab_source.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/value.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llmforge::cli {
@@ -29,6 +31,14 @@ namespace {
 using nlohmann::ordered_json;
 
 ordered_json parse_json(const std::string& text, const std::string& where) {
+    // Checked before parsing: a parsed value is copied and converted recursively, so a file of
+    // 500,000 nested '[' would overflow the stack. One level more than a template may see is
+    // allowed for the object that holds "messages".
+    const JsonNesting n = json_nesting(text);
+    if (n.max_depth > static_cast<size_t>(jinja::kMaxValueDepth) + 1) {
+        fail("chat-template: %s nests %zu levels deep at byte %zu, expected at most %d (hint: flatten the data)",
+             where.c_str(), n.max_depth, n.at, jinja::kMaxValueDepth + 1);
+    }
     try {
         return ordered_json::parse(text);
     } catch (const nlohmann::json::exception& e) {
@@ -52,13 +62,13 @@ void read_conversation(const std::string& path, ChatTemplateInputs& in) {
     in.extra = ordered_json::object();
     for (auto& [key, value] : j.items()) {
         if (key == "messages") {
-            in.messages = value;
+            in.messages = std::move(value);
         } else if (key == "tools") {
-            in.tools = value;
+            in.tools = std::move(value);
         } else if (key == "add_generation_prompt" && value.is_boolean()) {
             in.add_generation_prompt = value.get<bool>();
         } else {
-            in.extra[key] = value;
+            in.extra[key] = std::move(value);
         }
     }
 }

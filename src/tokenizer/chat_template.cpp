@@ -52,15 +52,20 @@ std::string ChatTemplate::render(const ChatTemplateInputs& in) const {
             ": messages must be a JSON array; hint: pass [{\"role\": ..., \"content\": ...}]");
     if (!in.extra.is_null() && !in.extra.is_object())
         throw Error(origin + ": extra context must be a JSON object; hint: pass {\"name\": value}");
+    // Input JSON that cannot become template values (nested deeper than jinja::kMaxValueDepth)
+    // is an Error naming the variable.
+    auto convert = [&origin](const std::string& name, const nlohmann::ordered_json& j) {
+        try {
+            return Value::from_json(j);
+        } catch (const jinja::TemplateError& e) {
+            throw Error(origin + ": " + name + ": " + e.what() + "; hint: " + e.hint());
+        }
+    };
     DictData ctx, extra;
-    try {
-        put(ctx, "messages", Value::from_json(in.messages));
-        put(ctx, "tools", Value::from_json(in.tools));
-        if (in.extra.is_object())
-            for (const auto& [k, v] : in.extra.items()) put(extra, k.c_str(), Value::from_json(v));
-    } catch (const jinja::TemplateError& e) {
-        throw Error(origin + ": " + e.what() + "; hint: " + e.hint());
-    }
+    put(ctx, "messages", convert("messages", in.messages));
+    put(ctx, "tools", convert("tools", in.tools));
+    if (in.extra.is_object())
+        for (const auto& [k, v] : in.extra.items()) put(extra, k.c_str(), convert(k, v));
     put(ctx, "documents", Value::none());
     put(ctx, "add_generation_prompt", Value::boolean(in.add_generation_prompt));
     if (!in.bos_token.empty()) put(ctx, "bos_token", Value::string(in.bos_token));

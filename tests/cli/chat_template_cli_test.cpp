@@ -103,4 +103,45 @@ TEST(ChatTemplateCli, BadInputGivesOneClearLine) {
                           "nope.jinja");
 }
 
+// Hostile nesting, from the template or from the messages file, is one error line, not SIGSEGV.
+TEST(ChatTemplateCli, DeepNestingGivesOneClearLine) {
+    const std::string dir = temp_dir();
+    write_file(dir + "/msgs.json", kConversation);
+    const std::string build =
+        "{% set ns = namespace(x=[]) %}{% for i in range(50000) %}"
+        "{% set ns.x = [ns.x] %}{% endfor %}";
+    write_file(dir + "/print.jinja", build + "{{ ns.x }}");
+    write_file(dir + "/tojson.jinja", build + "{{ ns.x|tojson }}");
+    write_file(dir + "/compare.jinja", build + "{{ ns.x == messages }}");
+    write_file(dir + "/plain.jinja", "{{ messages[0].content }}");
+    const std::string m = " --messages " + q(dir + "/msgs.json");
+    for (const char* t : {"/print.jinja", "/tojson.jinja", "/compare.jinja"}) {
+        SCOPED_TRACE(t);
+        const CliRun r = run_cli("chat-template --template " + q(dir + t) + m);
+        expect_one_line_error(r,
+                              ":1:72: a value nests more than 256 levels of lists and dicts; "
+                              "hint: the template or its inputs nest data too deeply");
+        EXPECT_EQ(r.out, "");
+    }
+    const std::string deep(20000, '[');
+    write_file(dir + "/deep.json", R"([{"role": "user", "content": "hi", "meta": )" + deep +
+                                       std::string(20000, ']') + "}]");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/plain.jinja") +
+                                  " --messages " + q(dir + "/deep.json")),
+                          "deep.json nests 20002 levels deep at byte 20043, expected at most 257");
+    // An extra variable 500,000 deep (it used to be copied recursively before any check).
+    write_file(dir + "/deep_extra.json", R"({"messages": [{"role": "user", "content": "hi"}], "x": )" +
+                                             std::string(500000, '[') + std::string(500000, ']') + "}");
+    expect_one_line_error(run_cli("chat-template --template " + q(dir + "/plain.jinja") +
+                                  " --messages " + q(dir + "/deep_extra.json")),
+                          "nests 500001 levels deep");
+    // At the limit it renders (the messages list and the message are two levels).
+    write_file(dir + "/limit.json", R"([{"role": "user", "content": "hi", "meta": )" +
+                                        std::string(254, '[') + std::string(254, ']') + "}]");
+    const CliRun ok = run_cli("chat-template --template " + q(dir + "/plain.jinja") +
+                              " --messages " + q(dir + "/limit.json"));
+    EXPECT_EQ(ok.rc, 0) << ok.err;
+    EXPECT_EQ(ok.out, "hi");
+}
+
 }  // namespace

@@ -7,10 +7,13 @@
 #include "tokenizer/chat_template.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +21,7 @@
 #include "core/error.h"
 #include "jinja_oracle.h"
 #include "test_util.h"
+#include "tokenizer/jinja/value.h"
 
 namespace llmforge {
 namespace {
@@ -301,7 +305,6 @@ ojson oracle_request(const std::string& source, const ChatTemplateInputs& in) {
         {"special_tokens", special}, {"kwargs", in.extra.is_null() ? ojson::object() : in.extra}};
 }
 
-
 TEST(ChatTemplate, MatchesJinja2ByteForByte) {
     struct Ours {
         std::string label, output, error;
@@ -413,6 +416,136 @@ TEST(ChatTemplate, ContextAsTransformersBuildsIt) {
     in.tools = ojson::array({{{"type", "function"}}});
     in.add_generation_prompt = false;
     EXPECT_EQ(t.render(in), "X|False|False|None|[{'type': 'function'}]|4|True|{'a': 1}");
+}
+
+// ---- nesting bounds: deep requests are a clean Error (HTTP 400 in the server), not SIGSEGV ----
+
+// Runs `fn` on a thread with a `stack_bytes` stack, so the test proves the recursion is bounded.
+void on_small_stack(size_t stack_bytes, const std::function<void()>& fn) {
+    pthread_attr_t attr;
+    ASSERT_EQ(pthread_attr_init(&attr), 0);
+    ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
+    pthread_t th;
+    auto run = [](void* p) -> void* {
+        try {
+            (*static_cast<const std::function<void()>*>(p))();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "escaped: " << e.what();
+        }
+        return nullptr;
+    };
+    ASSERT_EQ(pthread_create(&th, &attr, run, const_cast<std::function<void()>*>(&fn)), 0);
+    pthread_join(th, nullptr);
+    pthread_attr_destroy(&attr);
+}
+
+constexpr int kLimit = jinja::kMaxValueDepth;
+
+std::string nested_array(int n) {
+    return std::string(static_cast<size_t>(n), '[') + std::string(static_cast<size_t>(n), ']');
+}
+
+// A tools list nesting exactly `depth` levels: list, tool, function, parameters, then arrays.
+ojson deep_tools(int depth) {
+    return ojson::parse(R"([{"type": "function", "function": {"name": "f", "description": "d",
+        "parameters": {"type": "object", "properties": {}, "x": )" +
+                        nested_array(depth - 4) + "}}}]");
+}
+
+std::string render_error(const ChatTemplate& t, const ChatTemplateInputs& in) {
+    try {
+        t.render(in);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+void check_deep_inputs() {
+    const std::string json_too_deep =
+        ": input JSON nests more than 256 levels of arrays and objects; hint: the request nests "
+        "its data too deeply; flatten it";
+    const ChatTemplate t("{{ messages|length }} {{ tools|tojson|length }}", "deep");
+    ChatTemplateInputs in;
+    in.messages = ojson::parse(R"([{"role": "user", "content": "hi"}])");
+    // tools: 20,000 levels, one past the limit, at the limit.
+    in.tools = ojson::parse(nested_array(20000));
+    EXPECT_EQ(render_error(t, in), "chat template deep: tools" + json_too_deep);
+    in.tools = ojson::parse(nested_array(kLimit + 1));
+    EXPECT_EQ(render_error(t, in), "chat template deep: tools" + json_too_deep);
+    in.tools = ojson::parse(nested_array(kLimit));
+    EXPECT_EQ(t.render(in), "1 " + std::to_string(2 * kLimit));
+    in.tools = deep_tools(kLimit);
+    EXPECT_EQ(render_error(t, in), "");
+    in.tools = deep_tools(kLimit + 1);
+    EXPECT_EQ(render_error(t, in), "chat template deep: tools" + json_too_deep);
+    // Any field reaching the context: an extra key of a message (messages list and message
+    // object are two levels), an extra variable.
+    in.tools = nullptr;
+    auto message_with_meta = [](int meta_depth) {
+        return ojson::parse(R"([{"role": "user", "content": "hi", "meta": )" +
+                            nested_array(meta_depth) + "}]");
+    };
+    in.messages = message_with_meta(20000);
+    EXPECT_EQ(render_error(t, in), "chat template deep: messages" + json_too_deep);
+    in.messages = message_with_meta(kLimit - 1);
+    EXPECT_EQ(render_error(t, in), "chat template deep: messages" + json_too_deep);
+    in.messages = message_with_meta(kLimit - 2);
+    EXPECT_EQ(t.render(in), "1 4");
+    in.extra = ojson::object();
+    in.extra["ctx"] = ojson::parse(nested_array(20000));
+    EXPECT_EQ(render_error(t, in), "chat template deep: ctx" + json_too_deep);
+    in.extra["ctx"] = ojson::parse(nested_array(kLimit));
+    EXPECT_EQ(t.render(in), "1 4");
+    // A template that builds 50,000 levels itself.
+    for (const char* tail : {"{{ ns.x }}", "{{ ns.x|tojson }}", "{{ ns.x == messages }}"}) {
+        const ChatTemplate builder(
+            std::string("{% set ns = namespace(x=[]) %}{% for i in range(50000) %}"
+                        "{% set ns.x = [ns.x] %}{% endfor %}") +
+                tail,
+            "builder");
+        EXPECT_EQ(render_error(builder, in),
+                  "chat template builder:1:72: a value nests more than 256 levels of lists and "
+                  "dicts; hint: the template or its inputs nest data too deeply; flatten it");
+    }
+}
+
+TEST(ChatTemplate, DeepInputsAreAnErrorNotACrash) {
+    check_deep_inputs();
+}
+
+TEST(ChatTemplate, DeepInputsAreAnErrorOnASmallStack) {
+    on_small_stack(256 << 10, check_deep_inputs);
+}
+
+// Every real template renders tools nested exactly to the limit (as jinja2 does, when it is
+// installed) and rejects one level more.
+TEST(ChatTemplate, RealTemplatesAtTheDepthLimit) {
+    ojson requests = ojson::array();
+    std::vector<std::string> ours;
+    for (const Model& m : kModels) {
+        SCOPED_TRACE(m.asset);
+        LF_REQUIRE_ASSET(path, m.asset);
+        const Loaded l = load(m, path);
+        const ChatTemplate t(l.source, m.asset);
+        ChatTemplateInputs in = inputs(l, kConversation, true, pinned_extra(m), deep_tools(kLimit));
+        std::string out;
+        ASSERT_NO_THROW(out = t.render(in));
+        if (m.tools) {
+            ours.push_back(out);
+            requests.push_back(oracle_request(l.source, in));
+        }
+        in.tools = deep_tools(kLimit + 1);
+        EXPECT_NE(render_error(t, in).find("tools: input JSON nests more than 256 levels"),
+                  std::string::npos);
+    }
+    std::vector<nlohmann::json> theirs;
+    if (!test::run_oracle(requests, &theirs)) return;  // jinja2 missing: the rest is checked
+    ASSERT_EQ(theirs.size(), ours.size());
+    for (size_t i = 0; i < ours.size(); ++i)
+        EXPECT_EQ(ours[i], theirs[i].value("output", "(jinja2 failed)")) << i;
+    std::printf("compared %zu renderings at the depth limit with jinja2\n", ours.size());
+    EXPECT_GE(ours.size(), 4u);
 }
 
 TEST(ChatTemplate, TemplateFromConfig) {

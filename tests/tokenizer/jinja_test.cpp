@@ -4,10 +4,12 @@
 // jinja2 rejects every kErrors template) with tests/tokenizer/jinja_oracle.py when python3-jinja2
 // is installed.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -514,6 +516,243 @@ TEST(Jinja, LimitsStopRunawayTemplates) {
     EXPECT_NE(error_of((many_nots + "1 }}").c_str()).find("nests more than"), std::string::npos);
 }
 
+// ---- nesting bounds: hostile depth is an error, never a stack overflow ----
+
+// Runs `fn` on a thread with a `stack_bytes` stack, so a test proves its recursion is bounded
+// (the default 8 MiB would hide a few thousand levels).
+void on_small_stack(size_t stack_bytes, const std::function<void()>& fn) {
+    pthread_attr_t attr;
+    ASSERT_EQ(pthread_attr_init(&attr), 0);
+    ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
+    pthread_t th;
+    auto run = [](void* p) -> void* {
+        try {
+            (*static_cast<const std::function<void()>*>(p))();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "escaped: " << e.what();
+        }
+        return nullptr;
+    };
+    ASSERT_EQ(pthread_create(&th, &attr, run, const_cast<std::function<void()>*>(&fn)), 0);
+    pthread_join(th, nullptr);
+    pthread_attr_destroy(&attr);
+}
+
+constexpr size_t kSmallStack = 256 << 10;
+constexpr int kLimit = jinja::kMaxValueDepth;
+
+std::string deep_array(int n) {
+    return std::string(static_cast<size_t>(n), '[') + std::string(static_cast<size_t>(n), ']');
+}
+std::string deep_object(int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += "{\"a\": ";
+    return s + "1" + std::string(static_cast<size_t>(n), '}');
+}
+
+// The TemplateError message of Value::from_json(text), or "" when it converts.
+std::string from_json_error(const std::string& text) {
+    try {
+        (void)Value::from_json(nlohmann::ordered_json::parse(text));
+    } catch (const jinja::TemplateError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// `{% set ns.x = WRAP %}` n times starting from ns.x = [] (depth 1), then `tail`.
+std::string builder(int n, const std::string& wrap, const std::string& tail) {
+    return "{% set ns = namespace(x=[]) %}{% for i in range(" + std::to_string(n) +
+           ") %}{% set ns.x = " + wrap + " %}{% endfor %}" + tail;
+}
+
+const char* const kTooDeep = "a value nests more than 256 levels of lists and dicts";
+
+void check_json_depth() {
+    const std::string json_too_deep = "input JSON nests more than 256 levels of arrays and objects";
+    EXPECT_EQ(from_json_error(deep_array(20000)), json_too_deep);
+    EXPECT_EQ(from_json_error(deep_object(20000)), json_too_deep);
+    EXPECT_EQ(from_json_error(deep_array(kLimit + 1)), json_too_deep);
+    EXPECT_EQ(from_json_error(deep_object(kLimit + 1)), json_too_deep);
+    EXPECT_EQ(from_json_error("[1, {\"a\": " + deep_array(kLimit - 1) + "}, 2]"), json_too_deep);
+    EXPECT_EQ(from_json_error(deep_array(kLimit)), "");
+    EXPECT_EQ(from_json_error(deep_object(kLimit)), "");
+    EXPECT_EQ(from_json_error("[1, {\"a\": " + deep_array(kLimit - 2) + "}, 2]"), "");
+
+    // At the limit every walk works: print, tojson, ==, <, in, sort, max.
+    for (const std::string& text : {deep_array(kLimit), deep_object(kLimit)}) {
+        DictData ctx;
+        const Value x = Value::from_json(nlohmann::ordered_json::parse(text));
+        EXPECT_EQ(x.depth(), kLimit);
+        ctx.set(Value::string("x"), x);
+        const bool list = x.is_list();
+        const std::string printed = list ? deep_array(kLimit) : [&] {
+            std::string s;
+            for (int i = 0; i < kLimit; ++i) s += "{'a': ";
+            return s + "1" + std::string(kLimit, '}');
+        }();
+        EXPECT_EQ(Template("{{ x }}", "t").render(ctx), printed);
+        EXPECT_EQ(Template("{{ x|tojson }}", "t").render(ctx), list ? printed : text);
+        EXPECT_EQ(Template("{{ x == x }} {{ x != x }} {{ (x in x) if x is sequence and x is not "
+                           "mapping else ('a' in x) }} {{ x|string|length }}",
+                           "t")
+                      .render(ctx),
+                  std::string("True False ") + (list ? "False " : "True ") +
+                      std::to_string(printed.size()));
+        if (list) {
+            EXPECT_EQ(
+                Template("{{ x < x }} {{ x|sort|length }} {{ x|max == x[0] }}", "t").render(ctx),
+                "False 1 True");
+        }
+    }
+
+    // Values built by hand: the 257th level is refused.
+    Value v = Value::list({});
+    for (int i = 1; i < kLimit; ++i) v = Value::list({Value::integer(i), v});
+    EXPECT_EQ(v.depth(), kLimit);
+    EXPECT_THROW(Value::list({v}), jinja::TemplateError);
+    DictData d;
+    d.set(Value::string("k"), v);
+    EXPECT_THROW(Value::dict(d), jinja::TemplateError);
+}
+
+void check_template_depth() {
+    // 50,000 levels built by a template stop at the 257th with a clean error, whatever the
+    // shape and whatever the template meant to do with the result.
+    for (const char* wrap : {"[ns.x]", "{'k': ns.x}", "(ns.x,)", "[1, ns.x, 'a']", "[ns.x]|list",
+                             "[ns.x]|batch(1)|first", "{'k': [ns.x]}|dictsort"}) {
+        for (const char* tail : {"{{ ns.x }}", "{{ ns.x|tojson }}", "{{ ns.x == ns.x }}",
+                                 "{{ ns.x in [ns.x] }}", "{{ ns.x|sort }}", "{{ ns.x|string }}"}) {
+            SCOPED_TRACE(std::string(wrap) + " " + tail);
+            const std::string msg = error_of(builder(50000, wrap, tail).c_str());
+            EXPECT_NE(msg.find(kTooDeep), std::string::npos) << msg;
+            EXPECT_NE(msg.find("; hint: the template or its inputs nest data too deeply"),
+                      std::string::npos)
+                << msg;
+        }
+    }
+    EXPECT_EQ(error_of(builder(50000, "[ns.x]", "").c_str()).rfind("t:1:72: ", 0), 0u)
+        << error_of(builder(50000, "[ns.x]", "").c_str());
+    // Exactly at the limit (ns.x starts at depth 1): everything renders; one more level fails.
+    const std::string at = builder(kLimit - 1, "[ns.x]", "");
+    EXPECT_EQ(render((at + "{{ ns.x }}").c_str()), deep_array(kLimit));
+    EXPECT_EQ(render((at + "{{ ns.x|tojson }}").c_str()), deep_array(kLimit));
+    EXPECT_EQ(render((at + "{{ ns.x == ns.x }} {{ ns.x < ns.x }} {{ ns.x in ns.x }} "
+                           "{{ ns.x|sort|length }} {{ ns.x|min == ns.x[0] }}")
+                         .c_str()),
+              "True False False 1 True");
+    EXPECT_NE(error_of((at + "{{ [ns.x] }}").c_str()).find(kTooDeep), std::string::npos);
+    EXPECT_NE(error_of(builder(kLimit, "[ns.x]", "").c_str()).find(kTooDeep), std::string::npos);
+    EXPECT_EQ(render(builder(kLimit - 1, "{'k': ns.x}", "{{ ns.x|tojson|length }}").c_str()),
+              std::to_string(2 + 7 * (kLimit - 1)));  // {"k": {"k": ... []}}
+
+    // Namespaces are mutable, so their nesting is checked when printed: a chain of 50,000 and a
+    // namespace holding itself are errors (jinja2 prints the cycle as {...}), short chains print.
+    EXPECT_NE(error_of("{% set h = namespace(n=none) %}{% for i in range(50000) %}"
+                       "{% set h.n = namespace(x=h.n) %}{% endfor %}{{ h }}")
+                  .find(kTooDeep),
+              std::string::npos);
+    EXPECT_NE(error_of("{% set ns = namespace() %}{% set ns.self = [ns] %}{{ ns }}").find(kTooDeep),
+              std::string::npos);
+    EXPECT_EQ(render("{% set h = namespace(n=none) %}{% for i in range(2) %}"
+                     "{% set h.n = namespace(x=h.n, i=[i]) %}{% endfor %}{{ h }}"),
+              "<Namespace {'n': <Namespace {'x': <Namespace {'x': None, 'i': [0]}>, 'i': [1]}>}>");
+    // A deep list in a namespace counts the namespace as one more level.
+    EXPECT_NE(error_of((at + "{{ ns }}").c_str()).find(kTooDeep), std::string::npos);
+    EXPECT_EQ(render((builder(kLimit - 2, "[ns.x]", "") + "{{ ns|string|length }}").c_str()),
+              std::to_string(std::string("<Namespace {'x': }>").size() + 2 * (kLimit - 1)));
+}
+
+TEST(Jinja, ValueNestingIsBounded) {
+    check_json_depth();
+    check_template_depth();
+    // A recursive loop can walk a value at the limit (the interpreter's own recursion, about
+    // 1 KiB a level, is bounded separately: see LongChainsAndRecursionAreBounded).
+    DictData ctx;
+    ctx.set(Value::string("x"),
+            Value::from_json(nlohmann::ordered_json::parse(deep_array(kLimit))));
+    EXPECT_EQ(Template("{% for e in x recursive %}{{ loop.depth }},{{ loop(e) }}{% endfor %}", "t")
+                  .render(ctx)
+                  .size(),
+              2 * 9 + 3 * 90 + 4 * 156);  // "1," ... "255,"
+}
+
+TEST(Jinja, ValueNestingIsBoundedOnASmallStack) {
+    on_small_stack(kSmallStack, [] {
+        check_json_depth();
+        check_template_depth();
+    });
+}
+
+TEST(Jinja, LongChainsAndRecursionAreBounded) {
+    auto repeat = [](const std::string& s, int n) {
+        std::string out;
+        for (int i = 0; i < n; ++i) out += s;
+        return out;
+    };
+    const std::string too_deep = "expression nests more than 200 levels deep";
+    const int n = 100000;
+    for (const std::string& t :
+         {"{{ x" + repeat("|e", n) + " }}", "{{ 1" + repeat(" + 1", n) + " }}",
+          "{{ 1" + repeat(" * 1", n) + " }}", "{{ 1" + repeat(" ** 1", n) + " }}",
+          "{{ x" + repeat(" or x", n) + " }}", "{{ x" + repeat(" and x", n) + " }}",
+          "{{ x" + repeat(".a", n) + " }}", "{{ x" + repeat("[0]", n) + " }}",
+          "{{ x" + repeat("()", n) + " }}", "{{ 1" + repeat(" if 1", n) + " }}",
+          "{% filter upper" + repeat("|lower", n) + " %}x{% endfilter %}",
+          "{% set v | upper" + repeat("|lower", n) + " %}x{% endset %}",
+          "{% for i in x" + repeat("|list", n) + " %}{% endfor %}",
+          "{% if x" + repeat(" or x", n) + " %}{% endif %}",
+          "{% macro m(a=x" + repeat("|e", n) + ") %}{% endmacro %}",
+          "{{ f(x" + repeat("|e", n) + ") }}", "{{ [x" + repeat("|e", n) + "] }}"}) {
+        const std::string msg = error_of(t.c_str());
+        EXPECT_NE(msg.find(too_deep), std::string::npos) << msg.substr(0, 200);
+        EXPECT_NE(msg.find("; hint: each operator, filter, call or lookup in a chain"),
+                  std::string::npos)
+            << msg.substr(0, 200);
+    }
+    // Nested inline ifs recurse in the parser and are bounded there.
+    EXPECT_NE(error_of(("{{ 1" + repeat(" if 1 else 1", n) + " }}").c_str())
+                  .find("template nests more than 200 levels deep"),
+              std::string::npos);
+    // Chains of ordinary length still work.
+    EXPECT_EQ(render(("{{ 'a'" + repeat("|upper", 150) + " }}").c_str()), "A");
+    EXPECT_EQ(render(("{{ 1" + repeat(" + 1", 150) + " }}").c_str()), "151");
+    EXPECT_EQ(render(("{% filter upper" + repeat("|lower", 150) + " %}X{% endfilter %}").c_str()),
+              "x");
+    // Recursion through loop() and caller() stops at the evaluation bound.
+    EXPECT_NE(error_of("{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}")
+                  .find("evaluation nests more than 1000 levels"),
+              std::string::npos);
+    EXPECT_NE(error_of("{% macro m() %}{% call m() %}{% endcall %}{{ caller() }}{% endmacro %}"
+                       "{% call m() %}{% endcall %}")
+                  .find("nested more than 64 deep"),
+              std::string::npos);
+}
+
+TEST(Jinja, SharedSublistsStayCheap) {
+    // 60 doublings share sublists: 2^60 leaves if walked as a tree. Equality with itself, `in`,
+    // sort, max and hashing stay linear (Python's identity shortcut; hashability is known from
+    // construction) and printing stops at the string bound.
+    const std::string lists =
+        "{% set ns = namespace(x=[]) %}{% for i in range(60) %}"
+        "{% set ns.x = [ns.x, ns.x] %}{% endfor %}";
+    EXPECT_EQ(
+        render((lists + "{{ ns.x == ns.x }} {{ ns.x in [ns.x] }} {{ [ns.x, ns.x]|sort|length }}"
+                        " {{ (ns.x|max) == ns.x[0] }} {{ ns.x < ns.x }}")
+                   .c_str()),
+        "True True 2 True False");
+    for (const char* tail : {"{{ ns.x }}", "{{ ns.x|tojson(indent=2) }}", "{{ '%s' % (ns.x,) }}"})
+        EXPECT_NE(error_of((lists + tail).c_str()).find("string of more than 64 MiB"),
+                  std::string::npos)
+            << tail;
+    const std::string tuples =
+        "{% set ns = namespace(x=()) %}{% for i in range(60) %}"
+        "{% set ns.x = (ns.x, ns.x) %}{% endfor %}";
+    EXPECT_EQ(
+        render((tuples + "{{ {ns.x: 1}|length }} {{ [ns.x, ns.x]|unique|list|length }}").c_str()),
+        "1 1");
+}
+
 TEST(Jinja, NamespaceCyclesAndEscapingMacrosAreSafe) {
     // A namespace holding itself and a macro stored outside its loop must neither leak (ASan) nor
     // dangle.
@@ -524,6 +763,10 @@ TEST(Jinja, NamespaceCyclesAndEscapingMacrosAreSafe) {
         render("{% set ns = namespace() %}{% for i in [1, 2] %}{% macro m() %}{{ i }}{% endmacro %}"
                "{% set ns.m = m %}{% endfor %}{{ ns.m() }}"),
         "2");
+    // loop.changed keeping itself as its last value: the cycle is broken when the render ends.
+    EXPECT_EQ(render("{% for i in [1, 2] %}{{ loop.changed(loop.changed) }}{% endfor %}")
+                  .rfind("True", 0),
+              0u);
 }
 
 TEST(Jinja, InputKeepsKeyOrderAndSanitizesUtf8) {
@@ -560,7 +803,6 @@ TEST(Jinja, RendersConcurrently) {
 }
 
 // ---- cross-check against jinja2 ----
-
 
 TEST(Jinja, OracleAgrees) {
     nlohmann::ordered_json requests = nlohmann::ordered_json::array();

@@ -65,6 +65,13 @@ struct Expr {
     // Resolved at parse time; null for a name jinja2 only rejects when it runs (inside an `if`).
     const FilterFn* filter = nullptr;
     const TestFn* test = nullptr;
+
+    Expr() = default;
+    Expr(const Expr&) = delete;
+    Expr& operator=(const Expr&) = delete;
+    // Iterative (parser.cpp): an operator or filter chain may be long. The parser keeps every
+    // tree at most kMaxNesting high, so passes over a parsed tree may recurse.
+    ~Expr();
 };
 
 struct Stmt;

@@ -108,6 +108,7 @@ class LoopContext : public Object {
         recurse_ = nullptr;
         ahead_.clear();
         current_ = before_ = Value();
+        last_changed_->reset();  // may hold loop.changed itself: `loop.changed(loop.changed)`
     }
 
   private:

@@ -7,8 +7,10 @@
 // Bad templates cannot hang or exhaust the renderer: output, total loop iterations, macro
 // recursion and the bytes of all strings and lists created are capped by Limits (errors name
 // the limit), each string by kMaxStringBytes, range() by
-// the sandbox's 100000, parse nesting by kMaxNesting and the nesting of evaluation across macro
-// calls by 1000 levels (about 0.5 MiB of stack in an optimised build, a few MiB under ASan).
+// the sandbox's 100000, parse nesting and expression height by kMaxNesting, the nesting of
+// lists and dicts by kMaxValueDepth (value.h), and the nesting of evaluation across macro calls,
+// recursive loops and call blocks by 1000 levels (about 0.5 MiB of stack in an optimised build,
+// a few MiB under ASan).
 //
 // Thread safety: render() keeps all its state local; concurrent renders of one tree are safe.
 #pragma once

@@ -43,6 +43,74 @@ StmtPtr make_stmt(StmtKind kind, size_t pos) {
     return s;
 }
 
+// Calls f(ExprPtr&) for every direct child of `e` (kids may hold nulls; f sees them).
+template <typename E, typename F>
+void for_each_child(E& e, F&& f) {
+    for (auto& k : e.kids) f(k);
+    for (auto& a : e.args.pos) f(a);
+    for (auto& k : e.args.kw) f(k.value);
+    f(e.args.star);
+    f(e.args.star_star);
+}
+
+// Fails when an expression tree is higher than kMaxNesting. Recursion in the parser is bounded
+// by Depth, but chains (`a or b or ...`, `x|f|g|...`, `a.b.c...`, `f()()...`, `1+1+...`) are
+// built by loops into trees as high as they are long, and the symbol pass, the interpreter and
+// the compiler-generated destructors would recurse that deep. Iterative, so any height is safe.
+void check_height(const Expr& root) {
+    std::vector<std::pair<const Expr*, int>> stack{{&root, 1}};
+    while (!stack.empty()) {
+        const auto [e, height] = stack.back();
+        stack.pop_back();
+        if (height > kMaxNesting)
+            throw TemplateError(
+                "expression nests more than " + std::to_string(kMaxNesting) + " levels deep",
+                "each operator, filter, call or lookup in a chain is one level; split long "
+                "chains with {% set %}",
+                e->pos);
+        for_each_child(*e, [&stack, height = height](const ExprPtr& k) {
+            if (k) stack.emplace_back(k.get(), height + 1);
+        });
+    }
+}
+
+// check_height on every expression; statements nest at most kMaxNesting deep (Depth).
+void check_heights(const Body& body) {
+    auto check = [](const ExprPtr& e) {
+        if (e) check_height(*e);
+    };
+    for (const StmtPtr& s : body) {
+        for (const ExprPtr* e : {&s->expr, &s->target, &s->cond}) check(*e);
+        for (const IfBranch& b : s->branches) {
+            check(b.test);
+            check_heights(b.body);
+        }
+        for (const auto* group : {&s->defaults, &s->targets, &s->values})
+            for (const ExprPtr& e : *group) check(e);
+        check_heights(s->body);
+        check_heights(s->else_body);
+    }
+}
+
+}  // namespace
+
+// Frees the subtree without recursion: children are moved onto a stack and freed once they
+// hold no children of their own.
+Expr::~Expr() {
+    std::vector<ExprPtr> stack;
+    auto take = [&stack](ExprPtr& k) {
+        if (k) stack.push_back(std::move(k));
+    };
+    for_each_child(*this, take);
+    while (!stack.empty()) {
+        ExprPtr e = std::move(stack.back());
+        stack.pop_back();
+        for_each_child(*e, take);
+    }  // each `e` is freed here, childless
+}
+
+namespace {
+
 // Restores a member on scope exit (parser context flags).
 template <typename T>
 class Saved {
@@ -68,6 +136,7 @@ class Parser {
             throw TemplateError(unknown_.front().what,
                                 "jinja2 has no such built-in; check the spelling",
                                 unknown_.front().pos);
+        check_heights(program.body);  // before the recursive passes over the tree
         resolve_locals(program);
         return program;
     }
@@ -452,7 +521,11 @@ class Parser {
             Saved soft(soft_, true);
             ExprPtr cond = make_expr(ExprKind::kCond, pos);
             ExprPtr test = parse_or();
-            ExprPtr other = skip_name("else") ? parse_condexpr() : nullptr;
+            ExprPtr other;
+            if (skip_name("else")) {
+                Depth depth(*this);  // `a if b else c if d else ...` recurses here
+                other = parse_condexpr();
+            }
             cond->kids.push_back(std::move(e));
             cond->kids.push_back(std::move(test));
             cond->kids.push_back(std::move(other));

@@ -11,7 +11,9 @@
 // is one string with no loader. An unknown filter or test is an
 // error here, except inside an `if` where, as in jinja2, only reaching it at render time fails.
 //
-// Nesting is limited (kMaxNesting) so hostile input cannot overflow the stack.
+// Nesting is limited (kMaxNesting) so hostile input cannot overflow the stack: the parser's own
+// recursion (blocks, brackets, `not`, inline if-else) and the height of every expression tree,
+// where each link of a chain (`a or b or ...`, `x|f|g`, `a.b.c`, `f()()`) is one level.
 #pragma once
 
 #include <vector>

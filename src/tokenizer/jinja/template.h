@@ -19,7 +19,11 @@
 //    `x|e|e` escapes twice; no \N{...} string escapes;
 //  * {% block %} is rejected with the inheritance tags (jinja2 renders it in place);
 //  * case mapping is Unicode's simple one plus "ß", "İ" (see pystr.h); `sameas`
-//    compares scalars by value; reprs of functions differ.
+//    compares scalars by value; reprs of functions differ;
+//  * nesting is bounded where Python only has its recursion limit: lists, tuples and dicts nest
+//    at most kMaxValueDepth (256) levels, a printed namespace counts as one level (so one that
+//    holds itself fails to print; jinja2 prints "{...}"), and an expression tree is at most
+//    kMaxNesting (200) high.
 //
 // Errors are llmforge::Error with one line "<origin>:<line>:<col>: <what>; hint: <hint>".
 // Thread safety: construction is not shared; render() is const and safe to call concurrently.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "tokenizer/jinja/ops.h"
 #include "tokenizer/jinja/pystr.h"
 #include "tokenizer/jinja/template_error.h"
 #include "tokenizer/utf8.h"
@@ -55,12 +56,34 @@ Value Value::string(std::string s) {
     return Value(std::make_shared<const std::string>(std::move(s)));
 }
 
+namespace {
+
+[[noreturn]] void throw_too_deep() {
+    throw TemplateError(
+        "a value nests more than " + std::to_string(kMaxValueDepth) + " levels of lists and dicts",
+        "the template or its inputs nest data too deeply; flatten it");
+}
+
+}  // namespace
+
 Value Value::list(std::vector<Value> items, bool tuple) {
+    int deepest = 0;
+    bool hashable = tuple;
+    for (const Value& v : items) {
+        deepest = std::max(deepest, v.depth());
+        hashable = hashable && is_hashable(v);
+    }
+    if (deepest >= kMaxValueDepth) throw_too_deep();
     charge_build(items.size() * sizeof(Value));
-    return Value(std::make_shared<const ListData>(ListData{std::move(items), tuple}));
+    return Value(
+        std::make_shared<const ListData>(ListData{std::move(items), tuple, deepest + 1, hashable}));
 }
 
 Value Value::dict(DictData d) {
+    int deepest = 0;
+    for (const auto& [k, v] : d.items) deepest = std::max({deepest, k.depth(), v.depth()});
+    if (deepest >= kMaxValueDepth) throw_too_deep();
+    d.depth = deepest + 1;
     return Value(std::make_shared<const DictData>(std::move(d)));
 }
 
@@ -68,40 +91,64 @@ Value Value::object(std::shared_ptr<Object> o) {
     return Value(std::move(o));
 }
 
-Value Value::from_json(const nlohmann::ordered_json& j) {
+namespace {
+
+Value json_value(const nlohmann::ordered_json& j, int level);
+
+// The container cases out of line, so each level of the recursion holds only the frame of the
+// kind it converts (with both inlined a level took about 0.5 KiB of stack).
+[[gnu::noinline]] Value json_array(const nlohmann::ordered_json& j, int level) {
+    std::vector<Value> items;
+    items.reserve(j.size());
+    for (const auto& e : j) items.push_back(json_value(e, level + 1));
+    return Value::list(std::move(items));
+}
+
+[[gnu::noinline]] Value json_object(const nlohmann::ordered_json& j, int level) {
+    DictData d;
+    d.items.reserve(j.size());
+    for (auto it = j.begin(); it != j.end(); ++it)
+        d.items.emplace_back(Value::string(utf8_sanitize(it.key())), json_value(*it, level + 1));
+    return Value::dict(std::move(d));
+}
+
+// from_json one level down: `level` containers enclose `j`. The depth is checked before
+// descending, so hostile input (20,000 nested '[') never recurses deeply.
+Value json_value(const nlohmann::ordered_json& j, int level) {
     using T = nlohmann::ordered_json::value_t;
     switch (j.type()) {
         case T::null:
-            return none();
+            return Value::none();
         case T::boolean:
-            return boolean(j.get<bool>());
+            return Value::boolean(j.get<bool>());
         case T::number_integer:
-            return integer(j.get<int64_t>());
+            return Value::integer(j.get<int64_t>());
         case T::number_unsigned: {
             const auto u = j.get<uint64_t>();
-            return u <= INT64_MAX ? integer(static_cast<int64_t>(u))
-                                  : number(static_cast<double>(u));
+            return u <= INT64_MAX ? Value::integer(static_cast<int64_t>(u))
+                                  : Value::number(static_cast<double>(u));
         }
         case T::number_float:
-            return number(j.get<double>());
+            return Value::number(j.get<double>());
         case T::string:
-            return string(utf8_sanitize(j.get_ref<const std::string&>()));
-        case T::array: {
-            std::vector<Value> items;
-            items.reserve(j.size());
-            for (const auto& e : j) items.push_back(from_json(e));
-            return list(std::move(items));
-        }
-        case T::object: {
-            DictData d;
-            d.items.reserve(j.size());
-            for (const auto& [k, v] : j.items())
-                d.items.emplace_back(string(utf8_sanitize(k)), from_json(v));
-            return dict(std::move(d));
-        }
+            return Value::string(utf8_sanitize(j.get_ref<const std::string&>()));
+        case T::array:
+        case T::object:
+            break;
         default:  // binary, discarded
             throw TemplateError("input JSON holds a binary value", "pass only JSON data");
     }
+    if (level >= kMaxValueDepth)
+        throw TemplateError("input JSON nests more than " + std::to_string(kMaxValueDepth) +
+                                " levels of arrays and objects",
+                            "the request nests its data too deeply; flatten it");
+    return j.is_array() ? json_array(j, level) : json_object(j, level);
+}
+
+}  // namespace
+
+Value Value::from_json(const nlohmann::ordered_json& j) {
+    return json_value(j, 0);
 }
 
 int64_t Value::as_int() const {
@@ -148,48 +195,91 @@ std::string Value::str() const {
 
 namespace {
 
-std::string join_repr(const std::vector<Value>& items) {
-    std::string out;
+// Python repr() into `out`; `level` counts the lists, dicts and namespaces around `v`. Lists and
+// dicts are bounded at construction; namespaces are mutable (one may even hold itself), so
+// their nesting is checked here.
+void repr_into(std::string& out, const Value& v, int level);
+
+void repr_items(std::string& out, const std::vector<Value>& items, int level) {
     for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += ", ";
-        out += items[i].repr();
+        repr_into(out, items[i], level);
+        check_string_size(out.size());
     }
-    return out;
+}
+
+void repr_dict(std::string& out, const DictData& d, int level) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, e] : d.items) {
+        if (!first) out += ", ";
+        first = false;
+        repr_into(out, k, level);
+        out += ": ";
+        repr_into(out, e, level);
+        check_string_size(out.size());
+    }
+    out += '}';
+}
+
+void repr_namespace(std::string& out, const Namespace& ns, int level) {
+    if (level >= kMaxValueDepth) throw_too_deep();
+    // A copy: printing an attribute may run template code (the repr of a loop pulls items
+    // through its `if` test, which may call a macro that sets attributes of this namespace).
+    const DictData attrs = ns.attrs();
+    out += "<Namespace ";
+    repr_dict(out, attrs, level + 1);
+    out += '>';
+}
+
+void repr_into(std::string& out, const Value& v, int level) {
+    switch (v.type()) {
+        case Value::Type::kUndefined:
+            out += "Undefined";
+            return;
+        case Value::Type::kNone:
+            out += "None";
+            return;
+        case Value::Type::kBool:
+            out += v.as_bool() ? "True" : "False";
+            return;
+        case Value::Type::kInt:
+            out += std::to_string(v.as_int());
+            return;
+        case Value::Type::kFloat:
+            out += py::float_repr(v.as_double());
+            return;
+        case Value::Type::kString:
+            out += py::str_repr(v.as_string());
+            return;
+        case Value::Type::kList: {
+            if (level + v.depth() > kMaxValueDepth) throw_too_deep();  // inside a namespace
+            const ListData& l = v.as_list();
+            out += l.tuple ? '(' : '[';
+            repr_items(out, l.items, level + 1);
+            out += !l.tuple ? "]" : l.items.size() == 1 ? ",)" : ")";
+            return;
+        }
+        case Value::Type::kDict:
+            if (level + v.depth() > kMaxValueDepth) throw_too_deep();
+            repr_dict(out, v.as_dict(), level + 1);
+            return;
+        case Value::Type::kObject:
+            if (const auto* ns = dynamic_cast<const Namespace*>(&v.as_object())) {
+                repr_namespace(out, *ns, level);
+            } else {
+                out += v.as_object().repr();
+            }
+            return;
+    }
 }
 
 }  // namespace
 
 std::string Value::repr() const {
-    switch (type()) {
-        case Type::kUndefined:
-            return "Undefined";
-        case Type::kNone:
-            return "None";
-        case Type::kBool:
-            return as_bool() ? "True" : "False";
-        case Type::kInt:
-            return std::to_string(as_int());
-        case Type::kFloat:
-            return py::float_repr(as_double());
-        case Type::kString:
-            return py::str_repr(as_string());
-        case Type::kList: {
-            const ListData& l = as_list();
-            if (!l.tuple) return "[" + join_repr(l.items) + "]";
-            return "(" + join_repr(l.items) + (l.items.size() == 1 ? ",)" : ")");
-        }
-        case Type::kDict: {
-            std::string out = "{";
-            for (const auto& [k, v] : as_dict().items) {
-                if (out.size() > 1) out += ", ";
-                out += k.repr() + ": " + v.repr();
-            }
-            return out + "}";
-        }
-        case Type::kObject:
-            return as_object().repr();
-    }
-    return "";
+    std::string out;
+    repr_into(out, *this, 0);
+    return out;
 }
 
 std::string Value::type_name() const {
@@ -230,6 +320,7 @@ bool Value::equals(const Value& o) const {
             return as_string() == o.as_string();
         case Type::kList: {
             const ListData &a = as_list(), &b = o.as_list();
+            if (&a == &b) return true;
             if (a.tuple != b.tuple || a.items.size() != b.items.size()) return false;
             for (size_t i = 0; i < a.items.size(); ++i)
                 if (!a.items[i].equals(b.items[i])) return false;
@@ -237,6 +328,7 @@ bool Value::equals(const Value& o) const {
         }
         case Type::kDict: {
             const DictData &a = as_dict(), &b = o.as_dict();
+            if (&a == &b) return true;
             if (a.items.size() != b.items.size()) return false;
             for (const auto& [k, v] : a.items) {
                 const Value* w = b.find(k);
@@ -285,8 +377,7 @@ bool less_than(const Value& a, const Value& b) {
 bool is_hashable(const Value& v) {
     switch (v.type()) {
         case Value::Type::kList:
-            if (!v.as_list().tuple) return false;
-            return std::all_of(v.as_list().items.begin(), v.as_list().items.end(), is_hashable);
+            return v.as_list().hashable;
         case Value::Type::kDict:
             return false;
         default:
@@ -303,7 +394,9 @@ Value make_function(std::string name, Function::Fn fn) {
 }
 
 std::string Namespace::repr() const {
-    return "<Namespace " + Value::dict(attrs_).repr() + ">";
+    std::string out;
+    repr_namespace(out, *this, 0);
+    return out;
 }
 
 std::optional<Value> Namespace::get_attr(std::string_view name) const {
@@ -391,6 +484,7 @@ std::string json_key(const Value& k) {
 void dump(std::string& out, const Value& v, const JsonStyle& st, int level);
 
 void newline(std::string& out, const JsonStyle& st, int level) {
+    check_string_size(out.size() + 1 + static_cast<size_t>(level) * st.indent->size());
     out += '\n';
     for (int i = 0; i < level; ++i) out += *st.indent;
 }
@@ -409,6 +503,7 @@ void dump_container(std::string& out, const JsonStyle& st, int level, char open,
         first = false;
         if (st.indent) newline(out, st, level + 1);
         emit(item);
+        check_string_size(out.size());
     }
     if (st.indent) newline(out, st, level);
     out += close;

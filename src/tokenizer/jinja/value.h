@@ -8,6 +8,11 @@
 // under HF's ImmutableSandboxedEnvironment; only a Namespace changes (`{% set ns.x = ... %}`).
 // A Value is not thread-safe to share while a render mutates a namespace; each render builds its
 // own values, so a parsed template can render on many threads at once.
+//
+// Nesting is bounded (kMaxValueDepth): every list and dict knows its depth from construction, so
+// the recursive walks over values (str/repr, tojson, ==, <, hashing, `in`, sort, and the
+// destructor chain of nested shared lists) cannot overflow the stack whatever a template builds
+// or its JSON inputs hold.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +31,26 @@ namespace llmforge::jinja {
 class Value;
 class Object;
 
+// How deeply lists, tuples and dicts may nest. A scalar (or an object) has depth 0, a container
+// 1 + the depth of its deepest item or key: `[]` is 1, `[[1]]` is 2, {"a": [[]]} is 3.
+// Value::list / Value::dict refuse to build anything deeper and Value::from_json checks before it
+// descends, both with a TemplateError ("... nests more than 256 levels ..."). Bounding the depth
+// bounds every recursive walk: 0.1 to 0.5 KiB of stack a level in an optimised build (repr the
+// least, from_json the most), so at most about 128 KiB at the limit; the tests run them on a
+// 256 KiB thread. Printing a namespace counts it as one level, checked while printing (a
+// namespace is mutable, so its depth is not known when it is built).
+inline constexpr int kMaxValueDepth = 256;
+
 struct ListData {
     std::vector<Value> items;
-    bool tuple = false;  // prints "(a, b)" and never equals a list
+    bool tuple = false;     // prints "(a, b)" and never equals a list
+    int depth = 1;          // set by Value::list: 1 + the deepest item's depth
+    bool hashable = false;  // set by Value::list: a tuple of hashable items (see is_hashable)
 };
 
 struct DictData {
     std::vector<std::pair<Value, Value>> items;  // insertion order
+    int depth = 1;  // set by Value::dict (1 + the deepest key or value); not kept up by set()
     const Value* find(const Value& key) const;
     // Inserts, or replaces the value in place (Python keeps the first key position).
     void set(Value key, Value value);
@@ -55,10 +73,14 @@ class Value {
     static Value integer(int64_t i) { return Value(i); }
     static Value number(double d) { return Value(d); }
     static Value string(std::string s);
+    // list() and dict() throw TemplateError when the result would nest deeper than
+    // kMaxValueDepth.
     static Value list(std::vector<Value> items, bool tuple = false);
     static Value dict(DictData d);
     static Value object(std::shared_ptr<Object> o);
-    static Value from_json(const nlohmann::ordered_json& j);  // strings are sanitized to UTF-8
+    // Strings are sanitized to UTF-8. Throws TemplateError for input nested deeper than
+    // kMaxValueDepth (checked before descending, so any JSON converts without deep recursion).
+    static Value from_json(const nlohmann::ordered_json& j);
 
     Type type() const { return static_cast<Type>(v_.index()); }
     bool is_undefined() const { return type() == Type::kUndefined; }
@@ -80,12 +102,18 @@ class Value {
     const DictData& as_dict() const { return *std::get<DictPtr>(v_); }
     Object& as_object() const { return *std::get<ObjPtr>(v_); }
     const std::string& undefined_reason() const { return std::get<Undef>(v_).reason; }
+    // Nesting depth: 0 for scalars and objects, ListData/DictData::depth for containers.
+    int depth() const { return is_list() ? as_list().depth : is_dict() ? as_dict().depth : 0; }
 
-    bool truthy() const;                   // Python bool(); undefined is false
-    std::string str() const;               // Python str(); undefined is ""
-    std::string repr() const;              // Python repr()
-    std::string type_name() const;         // Python type(x).__name__
-    bool equals(const Value& o) const;     // Python ==; undefined equals undefined
+    bool truthy() const;      // Python bool(); undefined is false
+    std::string str() const;  // Python str(); undefined is ""
+    // Python repr(); throws TemplateError past kMaxStringBytes (a value that shares sublists can
+    // print exponentially long) or for namespaces nested too deeply.
+    std::string repr() const;
+    std::string type_name() const;  // Python type(x).__name__
+    // Python ==; undefined equals undefined; a list or dict equals itself at once (Python's
+    // identity shortcut, which keeps `x == x` linear when x shares sublists).
+    bool equals(const Value& o) const;
     bool identical(const Value& o) const;  // Python `is` (scalars by value)
 
   private:
@@ -127,7 +155,8 @@ class BuildBudget {
 // Charges the current budget (if any); throws TemplateError when it is spent.
 void charge_build(uint64_t bytes);
 
-// Python's hashability, needed for dict keys: scalars and tuples of scalars.
+// Python's hashability, needed for dict keys: scalars and tuples of scalars. O(1): a tuple
+// knows it from construction.
 bool is_hashable(const Value& v);
 
 // Everything that is not a scalar or container: namespace(), loop, macros, functions.
@@ -135,7 +164,9 @@ class Object {
   public:
     virtual ~Object() = default;
     virtual std::string type_name() const = 0;
-    virtual std::string repr() const { return std::string("<").append(type_name()).append(" object>"); }
+    virtual std::string repr() const {
+        return std::string("<").append(type_name()).append(" object>");
+    }
     // Attribute lookup; nullopt when there is no such attribute.
     virtual std::optional<Value> get_attr(std::string_view name) const { return std::nullopt; }
     // `{% set obj.name = v %}`; false when the object does not allow it.
@@ -173,6 +204,7 @@ class Namespace : public Object {
     std::optional<Value> get_attr(std::string_view name) const override;
     bool set_attr(const std::string& name, Value v) override;
     void release() override { attrs_.items.clear(); }
+    const DictData& attrs() const { return attrs_; }
 
   private:
     DictData attrs_;
@@ -187,6 +219,7 @@ struct JsonStyle {
     std::string key_sep = ": ";
     bool sort_keys = false;
 };
+// Throws TemplateError for non-JSON values and past kMaxStringBytes.
 std::string to_json(const Value& v, const JsonStyle& style);
 
 }  // namespace llmforge::jinja
