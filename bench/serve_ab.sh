@@ -29,8 +29,12 @@ wait_ready() {  # url
     return 1
 }
 
+runs=0
 run_one() {  # name
-    local port=18555
+    # A fresh port per run: connections the previous server left closing (FIN-WAIT, LAST-ACK)
+    # keep its port from being bound again for up to a minute, even with SO_REUSEADDR.
+    local port=$((18555 + runs))
+    runs=$((runs + 1))
     if curl -s "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
         echo "serve_ab: port $port is already in use (a server left over?)" >&2
         exit 1

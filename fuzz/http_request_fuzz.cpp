@@ -71,6 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 if (n == 0) break;
             }
         } else if (cl != std::string::npos) {
+            // The answer to a HEAD request has no body: the output ends or the next answer starts.
+            if (p == out.size() || out.compare(p, 9, "HTTP/1.1 ") == 0) continue;
             p += std::strtoul(head.c_str() + cl + 16, nullptr, 10);
             if (p > out.size()) bad("truncated body", p);
         } else if (status >= 200 && status != 204) {

@@ -185,13 +185,13 @@ const char* HttpGate::reason(int status) {
     }
 }
 
-std::string HttpGate::early_bytes(const EarlyResponse& r, bool close) {
+std::string HttpGate::early_bytes(const EarlyResponse& r, bool close, bool head_only) {
     std::string o = "HTTP/1.1 " + std::to_string(r.status) + ' ' + reason(r.status) + "\r\n";
     o += "Content-Type: application/json\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n";
     o += "Access-Control-Allow-Origin: *\r\n";
     for (const auto& [k, v] : r.headers) o += k + ": " + v + "\r\n";
     o += close ? "Connection: close\r\n\r\n" : "\r\n";
-    return o + r.body;
+    return head_only ? o : o + r.body;  // HEAD: the headers a GET would get, no body
 }
 
 int HttpGate::bind(const std::string& host, int port) {
@@ -279,7 +279,7 @@ void HttpGate::close_conn(Conn& c) {
 
 void HttpGate::answer_early(Conn& c, const EarlyResponse& r, const RequestHead* head, double now) {
     const bool keep = r.keep_alive && head && head->keep_alive && !head->has_body() && !stopping_;
-    const bool sent = send_now(c.fd, early_bytes(r, !keep));
+    const bool sent = send_now(c.fd, early_bytes(r, !keep, head && head->method == "HEAD"));
     if (log_) log_(head, r.status, c.remote_ip);
     if (keep && sent) {
         c.parser.reset_for_next();
@@ -613,7 +613,7 @@ std::string HttpGate::process(const std::string& bytes) {
         if (r == RequestParser::Result::kHeadReady) {
             if (auto early = check_(p.head())) {
                 const bool keep = early->keep_alive && p.head().keep_alive && !p.head().has_body();
-                out += early_bytes(*early, !keep);
+                out += early_bytes(*early, !keep, p.head().method == "HEAD");
                 if (!keep) return out;
                 p.reset_for_next();
             }

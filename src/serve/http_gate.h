@@ -94,7 +94,7 @@ public:
     // The status line's reason phrase.
     static const char* reason(int status);
     // An early response's bytes (status line, JSON headers, body).
-    static std::string early_bytes(const EarlyResponse& r, bool close);
+    static std::string early_bytes(const EarlyResponse& r, bool close, bool head_only = false);
 
 private:
     struct Conn;

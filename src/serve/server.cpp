@@ -182,6 +182,10 @@ void Server::reload(const std::string& path_in) {
         throw;
     }
     engine_->swap_model(m);
+    {
+        std::lock_guard<std::mutex> g(id_mu_);
+        model_id_ = m->id;
+    }
     drift_->reset();
     std::lock_guard<std::mutex> g(metrics_->mu);
     metrics_->reloads_ok++;
@@ -202,6 +206,10 @@ void Server::shutdown() {
 
 void Server::start(std::shared_ptr<const ServedModel> model) {
     drift_ = std::make_unique<DriftMonitor>(cfg_.drift);
+    {
+        std::lock_guard<std::mutex> g(id_mu_);
+        model_id_ = model->id;
+    }
     engine_ = std::make_unique<Engine>(std::move(model), cfg_.engine, drift_.get());
     router_ = std::make_unique<Router>();
     routes();
@@ -256,7 +264,8 @@ std::optional<EarlyResponse> Server::check_head(const RequestHead& h) {
             r.status = 503;
             r.body = R"({"status":"loading"})";
         } else {
-            r.body = dump({{"status", "ok"}, {"model", engine_->model()->id}});
+            std::lock_guard<std::mutex> g(id_mu_);
+            r.body = dump({{"status", "ok"}, {"model", model_id_}});
         }
         return r;
     }

@@ -78,6 +78,10 @@ private:
     std::unique_ptr<DriftMonitor> drift_;
     std::unique_ptr<Engine> engine_;
     std::mutex reload_mu_;
+    // The served model's id for /health, answered by the connection loop without waiting for the
+    // engine's lock.
+    mutable std::mutex id_mu_;
+    std::string model_id_;
     std::atomic<bool> ready_{false}, draining_{false};
     struct Metrics;
     std::unique_ptr<Metrics> metrics_;

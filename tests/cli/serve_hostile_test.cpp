@@ -86,7 +86,8 @@ public:
         std::string head, body;
     };
     // One response (1xx interim responses skipped unless keep_interim), waiting at most timeout_s.
-    Reply response(double timeout_s, bool keep_interim = false) {
+    // no_body: the answer to a HEAD request (headers only, whatever Content-Length says).
+    Reply response(double timeout_s, bool keep_interim = false, bool no_body = false) {
         const auto until = Clock::now() + std::chrono::duration<double>(timeout_s);
         Reply r;
         while (true) {
@@ -102,7 +103,7 @@ public:
                 std::string lower = r.head;
                 for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
                 const size_t cl = lower.find("content-length:");
-                if (r.status < 200) {
+                if (r.status < 200 || no_body) {
                     in_.erase(0, he + 4);
                     return r;
                 }
@@ -470,6 +471,15 @@ TEST(ServeHostile, HeadsPathsAndKeysAreHandledStrictly) {
         const Raw::Reply a = c.response(5), b = c.response(5);
         EXPECT_EQ(a.status, 200);
         EXPECT_NE(a.body.find("\"list\""), std::string::npos) << a.body;
+        EXPECT_EQ(b.status, 200);
+        EXPECT_NE(b.body.find("\"ok\""), std::string::npos) << b.body;
+    }
+    {
+        // HEAD /health gets headers only: the next answer on the connection starts right after.
+        Raw c(srv.port());
+        c.send("HEAD /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
+        const Raw::Reply a = c.response(5, false, true), b = c.response(5);
+        EXPECT_EQ(a.status, 200);
         EXPECT_EQ(b.status, 200);
         EXPECT_NE(b.body.find("\"ok\""), std::string::npos) << b.body;
     }
