@@ -67,7 +67,7 @@ struct Event {
     std::string text;          // kToken: newly final text (may be empty); kError: the message
     TokenLogprob token;        // kToken: the sampled token
     std::vector<TokenLogprob> top;  // kToken: top_logprobs alternatives, best first
-    std::string finish_reason;      // kDone: "stop", "length", "cancelled"
+    std::string finish_reason;      // kDone: "stop", "length", "cancelled" (client gone), "shutdown"
     int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;  // kDone
 };
 
