@@ -586,7 +586,7 @@ void Server::routes() {
             st->last_write = now_s();
             res.set_chunked_content_provider(
                 "text/event-stream",
-                [this, pr, stream, st, id, created, model, n_seqs, deadline, cut_error](size_t, httplib::DataSink& sink) {
+                [pr, stream, st, id, created, model, n_seqs, deadline, cut_error](size_t, httplib::DataSink& sink) {
                     auto send = [&](const json& j) {
                         const std::string line = "data: " + dump(j) + "\n\n";
                         st->last_write = now_s();
