@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <array>
@@ -72,6 +73,24 @@ std::string hf_tokenizer_folder(const std::string& name) {
     const std::string cmd = "gzip -dc '" + gz + "' > '" + dir + "/tokenizer.json' && cp '" + cfg +
                             "' '" + dir + "/'";
     return run_command(cmd) == 0 ? dir : std::string();
+}
+
+void on_small_stack(size_t stack_bytes, const std::function<void()>& fn) {
+    pthread_attr_t attr;
+    ASSERT_EQ(pthread_attr_init(&attr), 0);
+    ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
+    pthread_t th;
+    auto run = [](void* p) -> void* {
+        try {
+            (*static_cast<const std::function<void()>*>(p))();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "escaped: " << e.what();
+        }
+        return nullptr;
+    };
+    ASSERT_EQ(pthread_create(&th, &attr, run, const_cast<std::function<void()>*>(&fn)), 0);
+    pthread_join(th, nullptr);
+    pthread_attr_destroy(&attr);
 }
 
 }  // namespace llmforge::test

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 namespace llmforge::test {
@@ -18,6 +19,9 @@ std::string cli_path();
 // Runs a shell command, returns exit status; stdout captured into *out if non-null.
 int run_command(const std::string& cmd, std::string* out = nullptr);
 std::string read_file(const std::string& path);
+// Runs `fn` on a thread with a `stack_bytes` stack, so a test proves its recursion is bounded
+// (the default 8 MiB would hide a few thousand levels); an exception escaping `fn` is a failure.
+void on_small_stack(size_t stack_bytes, const std::function<void()>& fn);
 void write_file(const std::string& path, const std::string& data);
 // A fresh folder holding hf-tokenizers/<name>/tokenizer.json (decompressed) and its
 // tokenizer_config.json, or "" when the asset is missing (use LF_REQUIRE_HF_TOKENIZER).

@@ -15,31 +15,6 @@
 
 namespace llmforge {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("%s: cannot open: %s (hint: check the path)", path.c_str(), std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        fail("%s: not a regular file (hint: pass the model file, not a folder or device)", path.c_str());
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            int e = errno;
-            ::close(fd);
-            fail("%s: mmap of %zu bytes failed: %s", path.c_str(), size_, std::strerror(e));
-        }
-        data_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
-}
-
-MappedFile::~MappedFile() {
-    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
-}
-
 std::shared_ptr<uint8_t> alloc_aligned(size_t bytes) {
     size_t n = (bytes + 63) & ~size_t{63};
     if (n == 0) n = 64;

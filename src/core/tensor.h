@@ -19,25 +19,6 @@
 
 namespace llmforge {
 
-// A read-only, whole-file memory map. Non-copyable; shared via shared_ptr.
-class MappedFile {
-public:
-    // Throws Error naming the path on failure.
-    explicit MappedFile(const std::string& path);
-    ~MappedFile();
-    MappedFile(const MappedFile&) = delete;
-    MappedFile& operator=(const MappedFile&) = delete;
-
-    const uint8_t* data() const { return data_; }
-    size_t size() const { return size_; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-    const uint8_t* data_ = nullptr;
-    size_t size_ = 0;
-};
-
 // "4096x11008" for a row-major shape; "scalar" for an empty one.
 std::string shape_to_string(const std::vector<int64_t>& shape);
 

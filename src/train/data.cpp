@@ -62,7 +62,7 @@ TokenData TokenData::open(const std::string& path, const std::string& split, int
             fail("%s: unknown token file type '%s', expected .u16 or .u32 (little-endian token ids)", f.c_str(),
                  fs::path(f).extension().string().c_str());
         Shard s;
-        s.file = std::make_shared<MappedFile>(f);
+        s.file = std::make_shared<FileMap>(RegularFile(f, "a token file (.u16/.u32)"));
         s.width = w;
         if (s.file->size() % w != 0)
             fail("%s: size %zu bytes is not a multiple of %d (truncated token file?)", f.c_str(), s.file->size(), w);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "core/tensor.h"
 
 namespace llmforge::train {
@@ -37,7 +38,7 @@ public:
 
 private:
     struct Shard {
-        std::shared_ptr<MappedFile> file;
+        std::shared_ptr<FileMap> file;
         int64_t first = 0, n = 0;  // global index of its first token, token count
         int width = 2;             // bytes per token
     };

@@ -10,6 +10,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
@@ -91,9 +92,9 @@ TEST(Tensor, ShapesAndBytes) {
     EXPECT_EQ(t.row(2) - t.row(0), 72);
 }
 
-TEST(MappedFile, MissingFileIsOneClearLine) {
+TEST(FileMap, MissingFileIsOneClearLine) {
     try {
-        MappedFile f("/nonexistent/model.gguf");
+        FileMap f(RegularFile("/nonexistent/model.gguf", "a model file"));
         FAIL();
     } catch (const Error& e) {
         std::string m = e.what();

@@ -420,24 +420,6 @@ TEST(ChatTemplate, ContextAsTransformersBuildsIt) {
 
 // ---- nesting bounds: deep requests are a clean Error (HTTP 400 in the server), not SIGSEGV ----
 
-// Runs `fn` on a thread with a `stack_bytes` stack, so the test proves the recursion is bounded.
-void on_small_stack(size_t stack_bytes, const std::function<void()>& fn) {
-    pthread_attr_t attr;
-    ASSERT_EQ(pthread_attr_init(&attr), 0);
-    ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
-    pthread_t th;
-    auto run = [](void* p) -> void* {
-        try {
-            (*static_cast<const std::function<void()>*>(p))();
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << "escaped: " << e.what();
-        }
-        return nullptr;
-    };
-    ASSERT_EQ(pthread_create(&th, &attr, run, const_cast<std::function<void()>*>(&fn)), 0);
-    pthread_join(th, nullptr);
-    pthread_attr_destroy(&attr);
-}
 
 constexpr int kLimit = jinja::kMaxValueDepth;
 
@@ -515,7 +497,7 @@ TEST(ChatTemplate, DeepInputsAreAnErrorNotACrash) {
 }
 
 TEST(ChatTemplate, DeepInputsAreAnErrorOnASmallStack) {
-    on_small_stack(256 << 10, check_deep_inputs);
+    test::on_small_stack(256 << 10, check_deep_inputs);
 }
 
 // Every real template renders tools nested exactly to the limit (as jinja2 does, when it is

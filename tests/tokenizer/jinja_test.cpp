@@ -518,25 +518,6 @@ TEST(Jinja, LimitsStopRunawayTemplates) {
 
 // ---- nesting bounds: hostile depth is an error, never a stack overflow ----
 
-// Runs `fn` on a thread with a `stack_bytes` stack, so a test proves its recursion is bounded
-// (the default 8 MiB would hide a few thousand levels).
-void on_small_stack(size_t stack_bytes, const std::function<void()>& fn) {
-    pthread_attr_t attr;
-    ASSERT_EQ(pthread_attr_init(&attr), 0);
-    ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
-    pthread_t th;
-    auto run = [](void* p) -> void* {
-        try {
-            (*static_cast<const std::function<void()>*>(p))();
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << "escaped: " << e.what();
-        }
-        return nullptr;
-    };
-    ASSERT_EQ(pthread_create(&th, &attr, run, const_cast<std::function<void()>*>(&fn)), 0);
-    pthread_join(th, nullptr);
-    pthread_attr_destroy(&attr);
-}
 
 constexpr size_t kSmallStack = 256 << 10;
 constexpr int kLimit = jinja::kMaxValueDepth;
@@ -678,7 +659,7 @@ TEST(Jinja, ValueNestingIsBounded) {
 }
 
 TEST(Jinja, ValueNestingIsBoundedOnASmallStack) {
-    on_small_stack(kSmallStack, [] {
+    test::on_small_stack(kSmallStack, [] {
         check_json_depth();
         check_template_depth();
     });
