@@ -402,7 +402,7 @@ void HttpGate::on_readable(Conn& c, double now) {
     }
 }
 
-void HttpGate::evict_one() {
+bool HttpGate::evict_one() {
     // The connection that has waited longest for its request: slow or idle clients go first,
     // never one whose request is being handled.
     Conn* victim = nullptr;
@@ -411,10 +411,11 @@ void HttpGate::evict_one() {
         if (c->fd < 0 || c->phase == Conn::kWorking) continue;
         if (!victim || rank(*c) < rank(*victim) || (rank(*c) == rank(*victim) && c->since < victim->since)) victim = c.get();
     }
-    if (!victim) return;
+    if (!victim) return false;
     close_conn(*victim);
     std::lock_guard<std::mutex> lk(stats_mu_);
     stats_.evicted++;
+    return true;
 }
 
 void HttpGate::accept_all(double now) {
@@ -439,12 +440,7 @@ void HttpGate::accept_all(double now) {
         }
         size_t open = 0;
         for (auto& c : conns_) open += c->fd >= 0;
-        if (open >= cfg_.max_connections) evict_one();
-        if (open >= cfg_.max_connections && [&] {
-                size_t o = 0;
-                for (auto& c : conns_) o += c->fd >= 0;
-                return o >= cfg_.max_connections;
-            }()) {
+        if (open >= cfg_.max_connections && !evict_one()) {
             send_now(fd, early_bytes({503, error_json(503, "too many open connections (hint: retry in a second)", "server_overloaded"),
                                       {{"Retry-After", "1"}}},
                                      true));

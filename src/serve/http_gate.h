@@ -105,7 +105,7 @@ private:
     void answer_early(Conn& c, const EarlyResponse& r, const RequestHead* head, double now);
     void close_conn(Conn& c);
     void accept_all(double now);
-    void evict_one();
+    bool evict_one();  // false: every open connection is being handled
     void wake();
 
     GateConfig cfg_;
