@@ -242,6 +242,21 @@ void Server::run() {
     engine_->shutdown();
 }
 
+EarlyResponse Server::health() const {
+    EarlyResponse r;
+    if (draining_) {
+        r.status = 503;
+        r.body = R"({"status":"shutting down"})";
+    } else if (!ready_) {
+        r.status = 503;
+        r.body = R"({"status":"loading"})";
+    } else {
+        std::lock_guard<std::mutex> g(id_mu_);
+        r.body = dump({{"status", "ok"}, {"model", model_id_}});
+    }
+    return r;
+}
+
 // Decides what can be decided from the head alone, before any body byte is kept: keys, the
 // shutdown, compressed bodies, and /health (answered here, so that a server whose workers are
 // all busy streaming still answers its probes).
@@ -255,18 +270,8 @@ std::optional<EarlyResponse> Server::check_head(const RequestHead& h) {
     }
     const std::string* auth = h.find("Authorization");
     if (path == "/health" && (h.method == "GET" || h.method == "HEAD") && !h.has_body()) {
-        EarlyResponse r;
+        EarlyResponse r = health();
         r.keep_alive = true;
-        if (draining_) {
-            r.status = 503;
-            r.body = R"({"status":"shutting down"})";
-        } else if (!ready_) {
-            r.status = 503;
-            r.body = R"({"status":"loading"})";
-        } else {
-            std::lock_guard<std::mutex> g(id_mu_);
-            r.body = dump({{"status", "ok"}, {"model", model_id_}});
-        }
         return r;
     }
     if (path == "/" || path == "/health") return std::nullopt;
@@ -448,16 +453,10 @@ void Server::routes() {
     s.Get("/", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(reinterpret_cast<const char*>(kWebPage), kWebPageSize, "text/html; charset=utf-8");
     });
-    s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-        if (draining_) {
-            res.status = 503;
-            res.set_content(R"({"status":"shutting down"})", "application/json");
-        } else if (!ready_) {
-            res.status = 503;
-            res.set_content(R"({"status":"loading"})", "application/json");
-        } else {
-            res.set_content(dump({{"status", "ok"}, {"model", engine_->model()->id}}), "application/json");
-        }
+    s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {  // reached only with a body
+        const EarlyResponse h = health();
+        res.status = h.status;
+        res.set_content(h.body, "application/json");
     });
     s.Get("/metrics", [this, need_key](const httplib::Request& req, httplib::Response& res) {
         if (!need_key(req, res, cfg_.metrics_key)) return;

@@ -68,6 +68,7 @@ private:
     class Router;
     void routes();
     std::optional<EarlyResponse> check_head(const RequestHead& head);
+    EarlyResponse health() const;  // GET /health: 200 with the model id, 503 loading / shutting down
     void log_request(const std::string& method, const std::string& path, const std::string& remote, int status,
                      size_t bytes_in, double seconds);
     std::string metrics();
