@@ -23,7 +23,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
+#include "model/gguf_model.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
+#include "model/gguf_model.h"
 
 using namespace llmforge;
 

@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "core/error.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 
 using namespace llmforge;
 

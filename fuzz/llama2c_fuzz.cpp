@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "io/llama2c.h"
+#include "model/llama2c.h"
 
 using namespace llmforge;
 

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
+#include "model/gguf_model.h"
 #include "kernels/cpu/kernels.h"
 
 namespace llmforge::cli {

@@ -5,8 +5,8 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
-#include "io/llama2c.h"
+#include "model/gguf_model.h"
+#include "model/llama2c.h"
 #include "tokenizer/hf_tokenizer_json.h"
 
 namespace llmforge {

@@ -19,7 +19,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "io/atomic_file.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "io/safetensors.h"
 
 namespace llmforge::train {

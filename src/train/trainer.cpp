@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/distributed.h"

@@ -16,8 +16,8 @@
 
 #include "core/file.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
-#include "io/hf_config.h"
+#include "model/gguf_model.h"
+#include "model/hf_config.h"
 #include "io/safetensors.h"
 #include "io/special_files.h"
 #include "io/io_test_helpers.h"

@@ -1,4 +1,4 @@
-#include "io/gguf_model.h"
+#include "model/gguf_model.h"
 
 #include <cmath>
 

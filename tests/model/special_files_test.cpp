@@ -16,12 +16,12 @@
 
 #include "core/file.h"
 #include "io/gguf.h"
-#include "io/gguf_model.h"
-#include "io/hf_config.h"
-#include "io/llama2c.h"
+#include "model/gguf_model.h"
+#include "model/hf_config.h"
+#include "model/llama2c.h"
 #include "io/safetensors.h"
 #include "io/special_files.h"
-#include "io_test_helpers.h"
+#include "io/io_test_helpers.h"
 #include "test_util.h"
 
 namespace llmforge {

@@ -1,4 +1,4 @@
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 
 #include <cmath>
 #include <filesystem>

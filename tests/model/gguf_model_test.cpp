@@ -1,11 +1,11 @@
 // GGUF <-> ModelConfig / Vocab: the fixture, llama.cpp vocab files, and write -> read round trips.
-#include "io/gguf_model.h"
+#include "model/gguf_model.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "io_test_helpers.h"
+#include "io/io_test_helpers.h"
 #include "test_util.h"
 
 namespace llmforge {

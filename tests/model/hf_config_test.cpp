@@ -1,11 +1,11 @@
 // Hugging Face config.json -> ModelConfig on handwritten configs of real models.
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "io_test_helpers.h"
+#include "io/io_test_helpers.h"
 #include "test_util.h"
 
 namespace llmforge {

@@ -1,12 +1,12 @@
 // llama2.c checkpoints and tokenizers: the stories260K reference files, synthetic separate-
 // classifier checkpoints, and malformed input.
-#include "io/llama2c.h"
+#include "model/llama2c.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "io_test_helpers.h"
+#include "io/io_test_helpers.h"
 #include "test_util.h"
 
 namespace llmforge {
