@@ -2,11 +2,14 @@
 // Hugging Face llama checkpoints get llama.cpp's Q/K row permutation (rotate-half -> interleaved
 // pairs), so the file means the same to llama.cpp as to us.
 #include <cstdio>
+#include <map>
+#include <vector>
 
 #include "commands.h"
 #include "core/error.h"
 #include "gguf_export.h"
 #include "kernels/cpu/kernels.h"
+#include "model/arch/arch.h"
 #include "model/model.h"
 
 namespace llmforge::cli {
@@ -25,8 +28,12 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
         ModelFiles files = open_model_files(in, tokenizer);
         // Validates shapes and config exactly as loading does.
         ModelConfig cfg = Model::validate(files);
-        const bool permute_qk = !cfg.rope_interleaved && cfg.arch == "llama";
+        // GGUF llama stores Q/K rows in the interleaved-pair order (llama.cpp's converter).
+        const Arch& arch = arch_of(cfg.arch, in);
+        const bool permute_qk = !cfg.rope_interleaved && arch.gguf_rope_interleaved;
         if (permute_qk) cfg.rope_interleaved = true;
+        std::map<std::string, bool> rope_rows;  // GGUF name -> rows follow the RoPE pair order
+        for (const NamedSpec& ns : tensor_list(arch, cfg, true)) rope_rows[ns.name] = ns.spec->rope_rows;
         const auto& kt = kernels::kernels();
         std::vector<ExportTensor> tensors;
         for (const auto& [name, t] : files.tensors) {
@@ -38,23 +45,24 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
             if (!note.empty()) std::fprintf(stderr, "convert: note: %s\n", note.c_str());
             const int64_t cols = t.shape().back();
             auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
-            int64_t head_rows = 0;  // D when this tensor's rows are permuted per head
-            const bool is_q = name.find(".attn_q.") != std::string::npos;
-            const bool is_k = name.find(".attn_k.") != std::string::npos;
-            if (permute_qk && (is_q || is_k)) head_rows = cfg.head_dim;
+            const bool permute = permute_qk && rope_rows[name];
+            const int64_t D = cfg.head_dim;
             Tensor src = t;
-            e.row = [src, deq, cols, head_rows](int64_t r, float* dst) {
-                int64_t sr = r;
-                if (head_rows > 0) {  // out row 2i+j of a head <- in row j*D/2 + i
-                    const int64_t h = r / head_rows, w = r % head_rows;
-                    sr = h * head_rows + (w % 2) * (head_rows / 2) + w / 2;
-                }
-                if (src.ndim() == 1) {
-                    deq(src.data(), dst, cols);
-                } else {
-                    deq(src.row(sr), dst, cols);
-                }
-            };
+            if (src.ndim() == 1 && permute) {  // a Q/K bias: each value is a row of the permutation
+                e.row = [src, deq, cols, D](int64_t, float* dst) {
+                    std::vector<float> tmp(static_cast<size_t>(cols));
+                    deq(src.data(), tmp.data(), cols);
+                    for (int64_t r = 0; r < cols; ++r) dst[r] = tmp[rope_row_source(r, D, true)];
+                };
+            } else {
+                e.row = [src, deq, cols, permute, D](int64_t r, float* dst) {
+                    if (src.ndim() == 1) {
+                        deq(src.data(), dst, cols);
+                    } else {
+                        deq(src.row(permute ? rope_row_source(r, D, true) : r), dst, cols);
+                    }
+                };
+            }
             tensors.push_back(std::move(e));
         }
         if (files.vocab.empty()) {

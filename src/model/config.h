@@ -1,16 +1,17 @@
-// Hyper-parameters of a Llama-family decoder, read from GGUF metadata, a Hugging Face config.json
-// or a llama2.c header. One struct serves every supported architecture.
+// Hyper-parameters of a decoder, read from GGUF metadata, a Hugging Face config.json or a llama2.c
+// header. Common fields plus the few an architecture adds (model/arch/<name>.cpp reads them).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace llmforge {
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
 
 struct ModelConfig {
-    std::string arch = "llama";  // "llama" (Llama-2/3, DeepSeek-LLM, DeepSeek-Coder v1) or "qwen2"
+    std::string arch = "llama";  // a registered architecture (model/arch/registry.cpp)
     std::string name;            // general.name or folder name, informational
     int64_t n_vocab = 0;
     int64_t n_embd = 0;          // C
@@ -34,6 +35,15 @@ struct ModelConfig {
     float yarn_attn_factor = 1.0f;       // yarn: mscale multiplier (1 = computed from factor)
     bool tied_embeddings = false;        // output.weight absent: reuse token_embd.weight
     bool qkv_bias = false;               // qwen2: attn_q/k/v have biases
+    // Sliding-window attention (Mistral): position i attends to positions (i - W, i]; 0 = full
+    // causal. layer_window, when not empty, gives each layer its own W (0 = full).
+    int64_t sliding_window = 0;
+    std::vector<int64_t> layer_window;
+    // Per-layer FFN width; empty: n_ff in every layer.
+    std::vector<int64_t> layer_n_ff;
+
+    int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }
+    int64_t ff_at(int64_t l) const { return layer_n_ff.empty() ? n_ff : layer_n_ff[l]; }
 };
 
 }  // namespace llmforge

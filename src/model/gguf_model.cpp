@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/byte_reader.h"
+#include "model/arch/arch.h"
 
 namespace llmforge {
 
@@ -13,7 +14,26 @@ namespace {
 
 constexpr int64_t kMaxSize = int64_t{1} << 31;
 
-bool supported_arch(const std::string& a) { return a == "llama" || a == "qwen2"; }
+// An architecture's own keys (model/arch/arch.h) as "<arch>.<key>" metadata.
+class GgufSource final : public ConfigSource {
+public:
+    GgufSource(const GgufFile& f, const std::string& arch) : f_(f), a_(arch + ".") {}
+    bool is_gguf() const override { return true; }
+    std::optional<int64_t> integer(const char*, const char* key) const override {
+        if (key == nullptr) return std::nullopt;
+        return f_.get_int_opt(a_ + key);
+    }
+    std::optional<bool> boolean(const char*, const char* key) const override {
+        if (key == nullptr) return std::nullopt;
+        return f_.get_opt<bool>(a_ + key);
+    }
+    bool has_tensor(const std::string& name) const override { return f_.has_tensor(name); }
+    const std::string& where() const override { return f_.path(); }
+
+private:
+    const GgufFile& f_;
+    std::string a_;
+};
 
 // Positive integer metadata in [1, 2^31).
 int64_t size_value(const GgufFile& f, const std::string& key, int64_t v) {
@@ -49,9 +69,10 @@ ModelConfig gguf_read_config(const GgufFile& f) {
     }
     ModelConfig c;
     c.arch = f.get_string("general.architecture");
-    if (!supported_arch(c.arch)) {
-        fail("%s: architecture '%s' is not supported (supported: llama, qwen2)", file,
-             printable(c.arch).c_str());
+    const Arch* arch = find_arch(c.arch);
+    if (arch == nullptr) {
+        fail("%s: architecture '%s' is not supported (supported: %s)", file, printable(c.arch).c_str(),
+             supported_archs().c_str());
     }
     if (auto n = f.get_opt<std::string>("general.name")) c.name = *n;
     const std::string a = c.arch + ".";
@@ -155,9 +176,10 @@ ModelConfig gguf_read_config(const GgufFile& f) {
         }
     }
 
-    c.rope_interleaved = c.arch == "llama";
+    c.rope_interleaved = arch->gguf_rope_interleaved;
     c.tied_embeddings = !f.has_tensor("output.weight");
     c.qkv_bias = f.has_tensor("blk.0.attn_q.bias");
+    if (arch->configure != nullptr) arch->configure(c, GgufSource(f, c.arch));
     return c;
 }
 
@@ -248,18 +270,19 @@ Vocab gguf_read_vocab(const GgufFile& f) {
 }
 
 void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
-    if (!supported_arch(c.arch)) {
-        fail("GGUF writer: architecture '%s' is not supported (supported: llama, qwen2)",
-             printable(c.arch).c_str());
+    const Arch* arch = find_arch(c.arch);
+    if (arch == nullptr) {
+        fail("GGUF writer: architecture '%s' is not supported (supported: %s)", printable(c.arch).c_str(),
+             supported_archs().c_str());
     }
-    if (c.rope_interleaved != (c.arch == "llama")) {
+    if (c.rope_interleaved != arch->gguf_rope_interleaved) {
         fail("GGUF writer: a %s GGUF uses %s RoPE, but the config has rope_interleaved = %s "
              "(hint: %s)",
-             c.arch.c_str(), c.arch == "llama" ? "interleaved" : "rotate-half",
+             c.arch.c_str(), arch->gguf_rope_interleaved ? "interleaved" : "rotate-half",
              c.rope_interleaved ? "true" : "false",
-             c.arch == "llama" ? "permute the attn_q/attn_k rows as convert_hf_to_gguf.py does, "
-                                 "then set rope_interleaved = true"
-                               : "qwen2 checkpoints are rotate-half; do not permute them");
+             arch->gguf_rope_interleaved ? "permute the attn_q/attn_k rows as convert_hf_to_gguf.py does, "
+                                           "then set rope_interleaved = true"
+                                         : "its checkpoints are rotate-half; do not permute them");
     }
     auto u32 = [&](const char* what, int64_t v) {
         if (v < 1 || v > static_cast<int64_t>(UINT32_MAX)) {
@@ -312,6 +335,20 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
                   u32("rope_orig_ctx", c.rope_orig_ctx));
             break;
     }
+    struct Sink final : ConfigSink {
+        GgufWriter& w;
+        const std::string& a;
+        Sink(GgufWriter& ww, const std::string& aa) : w(ww), a(aa) {}
+        void integer(const char*, const char* key, std::optional<int64_t> v) override {
+            if (key == nullptr || !v) return;
+            if (*v < 0 || *v > static_cast<int64_t>(UINT32_MAX)) fail("GGUF writer: %s%s is %lld, expected 0..%u", a.c_str(), key, (long long)*v, UINT32_MAX);
+            w.set(a + key, static_cast<uint32_t>(*v));
+        }
+        void boolean(const char*, const char* key, bool v) override {
+            if (key != nullptr) w.set(a + key, v);
+        }
+    } sink(w, a);
+    if (arch->write_keys != nullptr) arch->write_keys(c, sink);
 }
 
 void gguf_write_vocab(GgufWriter& w, const Vocab& v) {

@@ -2,7 +2,7 @@
 // (gguf-py/gguf/constants.py, src/llama-arch.cpp, src/llama-vocab.cpp), so files written here
 // load in llama.cpp and llama.cpp's files load here.
 //
-// Config keys ({arch} = general.architecture, "llama" or "qwen2"):
+// Config keys ({arch} = general.architecture, a registered architecture: model/arch/registry.cpp):
 //   {arch}.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
 //   .context_length, .attention.layer_norm_rms_epsilon       required
 //   .attention.head_count_kv (default head_count), .rope.freq_base (default 10000),
@@ -11,8 +11,8 @@
 //   .vocab_size (else the length of tokenizer.ggml.tokens, else token_embd.weight's rows),
 //   .rope.scaling.type (none | linear | yarn), .factor, .original_context_length, .attn_factor.
 //   Integer keys accept any integer width; float keys f32 or f64.
-// Derived: rope_interleaved = (arch == llama) — GGUF llama Q/K rows are permuted by the
-// converter, qwen2 uses rotate-half; tied_embeddings = no output.weight tensor; qkv_bias =
+// Derived: rope_interleaved = the arch's GGUF convention (llama: true, GGUF llama Q/K rows are permuted by the
+// converter; the others rotate-half); tied_embeddings = no output.weight tensor; qkv_bias =
 // blk.0.attn_q.bias present.
 //
 // Llama-3 RoPE scaling has no llama.cpp metadata: llama.cpp's converter stores it as a
@@ -40,7 +40,8 @@
 
 namespace llmforge {
 
-// Throws if general.architecture is not llama or qwen2 (the message lists the supported ones).
+// Throws if general.architecture is not registered (the message lists the supported ones); then
+// reads the architecture's own keys (Arch::configure, e.g. mistral.attention.sliding_window).
 ModelConfig gguf_read_config(const GgufFile& f);
 // Works for any architecture, including llama.cpp's vocab-only files.
 Vocab gguf_read_vocab(const GgufFile& f);

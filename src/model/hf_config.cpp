@@ -8,6 +8,7 @@
 #include "core/file.h"
 #include "core/tensor.h"
 #include "io/byte_reader.h"
+#include "model/arch/arch.h"
 
 namespace llmforge {
 
@@ -29,7 +30,7 @@ public:
     }
     [[noreturn]] void missing(const char* key) const {
         fail("%s: required key \"%s\" is missing (hint: is this a Hugging Face config.json of a "
-             "llama or qwen2 model?)",
+             "supported architecture?)",
              src_.c_str(), key);
     }
     // A positive integer in [1, 2^31).
@@ -144,6 +145,27 @@ void parse_rope_scaling(const json& rs, const ConfigReader& top, ModelConfig& c,
 
 }  // namespace
 
+// An architecture's own keys (model/arch/arch.h) read from the config.json.
+class HfSource final : public ConfigSource {
+public:
+    explicit HfSource(const ConfigReader& r, const std::string& src) : r_(r), src_(src) {}
+    bool is_gguf() const override { return false; }
+    std::optional<int64_t> integer(const char* hf, const char*) const override {
+        if (hf == nullptr || r_.find(hf) == nullptr) return std::nullopt;
+        return r_.size(hf);
+    }
+    std::optional<bool> boolean(const char* hf, const char*) const override {
+        if (hf == nullptr || r_.find(hf) == nullptr) return std::nullopt;
+        return r_.boolean_or(hf, false);
+    }
+    bool has_tensor(const std::string&) const override { return false; }
+    const std::string& where() const override { return src_; }
+
+private:
+    const ConfigReader& r_;
+    const std::string& src_;
+};
+
 ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
     json j;
     try {
@@ -157,25 +179,21 @@ ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
     ModelConfig c;
     const std::string type = r.string_or("model_type", "");
     if (type.empty()) r.missing("model_type");
-    if (type != "llama" && type != "qwen2") {
-        fail("%s: model_type '%s' is not supported (supported: llama, qwen2)", src.c_str(),
-             printable(type).c_str());
+    const Arch* arch = find_arch_hf(type);
+    if (arch == nullptr) {
+        fail("%s: model_type '%s' is not supported (supported: %s)", src.c_str(), printable(type).c_str(),
+             supported_archs().c_str());
     }
-    c.arch = type;
+    c.arch = arch->name;
     c.name = r.string_or("_name_or_path", "");
 
     const std::string act = r.string_or("hidden_act", "silu");
     if (act != "silu") {
-        fail("%s: \"hidden_act\" is '%s', expected 'silu' (the only activation llama/qwen2 use)",
+        fail("%s: \"hidden_act\" is '%s', expected 'silu' (the only activation these architectures use)",
              src.c_str(), printable(act).c_str());
     }
     if (r.boolean_or("mlp_bias", false)) {
         fail("%s: \"mlp_bias\" is true, which llmforge does not support (expected false)",
-             src.c_str());
-    }
-    if (type == "qwen2" && r.boolean_or("use_sliding_window", false)) {
-        fail("%s: \"use_sliding_window\" is true; sliding-window attention is not supported "
-             "(expected false)",
              src.c_str());
     }
 
@@ -211,9 +229,9 @@ ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
     if (!(theta > 1)) fail("%s: \"rope_theta\" is %g, expected > 1", src.c_str(), theta);
     c.rope_theta = static_cast<float>(theta);
     c.tied_embeddings = r.boolean_or("tie_word_embeddings", false);
-    c.qkv_bias = type == "qwen2" ? true : r.boolean_or("attention_bias", false);
     c.rope_interleaved = false;
     if (const json* rs = r.find("rope_scaling")) parse_rope_scaling(*rs, r, c, src);
+    if (arch->configure != nullptr) arch->configure(c, HfSource(r, src));
     return c;
 }
 
@@ -242,58 +260,11 @@ ModelConfig hf_config_read(const RegularFile& file) {
     return c;
 }
 
-namespace {
-
-const std::pair<const char*, const char*> kTopNames[] = {
-    {"model.embed_tokens.weight", "token_embd.weight"},
-    {"model.norm.weight", "output_norm.weight"},
-    {"lm_head.weight", "output.weight"},
-};
-const std::pair<const char*, const char*> kLayerNames[] = {
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.bias", "attn_k.bias"},
-    {"self_attn.v_proj.bias", "attn_v.bias"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-};
-
-}  // namespace
-
-namespace {
-
-// Maps a tensor name between the two schemes: top-level names by table, layer names as
-// `<from_prefix><layer>.<rest>` -> `<to_prefix><layer>.<rest'>`. to_gguf picks the direction.
-std::string translate_name(const std::string& n, bool to_gguf) {
-    for (const auto& [hf, gg] : kTopNames)
-        if (n == (to_gguf ? hf : gg)) return to_gguf ? gg : hf;
-    const std::string pre = to_gguf ? "model.layers." : "blk.";
-    if (n.rfind(pre, 0) != 0) return "";
-    const size_t dot = n.find('.', pre.size());
-    if (dot == std::string::npos) return "";
-    const std::string layer = n.substr(pre.size(), dot - pre.size());
-    const std::string rest = n.substr(dot + 1);
-    for (const auto& [hf, gg] : kLayerNames)
-        if (rest == (to_gguf ? hf : gg)) return (to_gguf ? "blk." : "model.layers.") + layer + "." + (to_gguf ? gg : hf);
-    return "";
-}
-
-}  // namespace
-
-std::string hf_to_gguf_name(const std::string& n) { return translate_name(n, true); }
-
-std::string gguf_to_hf_name(const std::string& n) { return translate_name(n, false); }
-
 std::string hf_config_write(const ModelConfig& c) {
     json j;
-    j["architectures"] = json::array({c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"});
-    j["model_type"] = c.arch;
+    const Arch& arch = arch_of(c.arch, "config.json writer");
+    j["architectures"] = json::array({arch.hf_class});
+    j["model_type"] = arch.hf_types.front();
     j["hidden_size"] = c.n_embd;
     j["intermediate_size"] = c.n_ff;
     j["num_hidden_layers"] = c.n_layer;
@@ -306,7 +277,6 @@ std::string hf_config_write(const ModelConfig& c) {
     j["rope_theta"] = c.rope_theta;
     j["tie_word_embeddings"] = c.tied_embeddings;
     j["hidden_act"] = "silu";
-    if (c.arch == "llama") j["attention_bias"] = c.qkv_bias;
     j["torch_dtype"] = "float32";
     switch (c.rope_scaling) {
         case RopeScaling::kNone: break;
@@ -328,6 +298,17 @@ std::string hf_config_write(const ModelConfig& c) {
             break;
     }
     if (!c.name.empty()) j["_name_or_path"] = c.name;
+    struct Sink final : ConfigSink {
+        json& j;
+        explicit Sink(json& jj) : j(jj) {}
+        void integer(const char* hf, const char*, std::optional<int64_t> v) override {
+            if (hf != nullptr) j[hf] = v ? json(*v) : json(nullptr);
+        }
+        void boolean(const char* hf, const char*, bool v) override {
+            if (hf != nullptr) j[hf] = v;
+        }
+    } sink(j);
+    if (arch.write_keys != nullptr) arch.write_keys(c, sink);
     return j.dump(2) + "\n";
 }
 

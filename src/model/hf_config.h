@@ -1,17 +1,18 @@
-// Hugging Face config.json -> ModelConfig, for the architectures llmforge runs: model_type
-// "llama" (Llama 2/3, DeepSeek-LLM, DeepSeek-Coder v1) and "qwen2".
+// Hugging Face config.json -> ModelConfig, for the architectures llmforge runs (model_type looked
+// up in model/arch/registry.cpp: llama, qwen2, qwen3, mistral).
 //
 // Keys: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, vocab_size,
 // rms_norm_eps, max_position_embeddings (required); num_key_value_heads (default: heads),
 // head_dim (default hidden_size / heads), rope_theta (default 10000), tie_word_embeddings
-// (default false), attention_bias (llama; qwen2 always has q/k/v biases), rope_scaling
-// {rope_type | type: linear | llama3 | yarn | default}. A JSON null counts as absent.
+// (default false), rope_scaling {rope_type | type: linear | llama3 | yarn | default}; then the
+// architecture's own keys (Arch::configure: attention_bias, sliding_window, ...). A JSON null
+// counts as absent.
 // HF checkpoints use the rotate-half RoPE convention, so rope_interleaved = false.
 //
 // Rejected with an Error naming the file and key: a missing required key, a wrong JSON type, a
 // non-positive size, heads not dividing, an unknown model_type (the message lists the supported
-// ones), an unsupported rope_scaling type, hidden_act other than silu, mlp_bias, and qwen2's
-// use_sliding_window = true (sliding-window attention is not implemented).
+// ones), an unsupported rope_scaling type, hidden_act other than silu, mlp_bias, and what an
+// architecture rejects (qwen2/qwen3 use_sliding_window = true: per-layer windows).
 //
 // Note: llama's attention_bias = true also puts a bias on o_proj, which ModelConfig cannot
 // express; it is mapped to qkv_bias = true as for qwen2.
@@ -37,13 +38,8 @@ ModelConfig hf_config_read(const std::string& path);
 // Same from an already opened config.json (core/file.h).
 ModelConfig hf_config_read(const RegularFile& file);
 
-// The config.json text (Hugging Face keys, model_type "llama" or "qwen2") of a config, such that
+// The config.json text (Hugging Face keys, the arch's model_type and its own keys) of a config, such that
 // hf_config_parse gives it back. Trained models are saved with it.
 std::string hf_config_write(const ModelConfig& c);
-
-// Hugging Face parameter name -> GGUF name ("" when the tensor is not used, e.g. rotary caches),
-// and back (GGUF name -> Hugging Face name, "" when it has none).
-std::string hf_to_gguf_name(const std::string& hf_name);
-std::string gguf_to_hf_name(const std::string& gguf_name);
 
 }  // namespace llmforge

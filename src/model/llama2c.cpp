@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/byte_reader.h"
+#include "model/arch/llama.h"
 
 namespace llmforge {
 
@@ -150,43 +151,29 @@ void Llama2cCheckpoint::parse(const uint8_t* data, size_t size) {
     c.tied_embeddings = !separate;
     c.qkv_bias = false;
 
-    const int64_t C = h.dim, F = h.hidden_dim, L = h.n_layers, V = vocab;
-    const int64_t KV = C * h.n_kv_heads / h.n_heads;
+    // Names and shapes come from the llama tensor table (model/arch/llama.cpp); the order is
+    // llama2.c's: embedding, the per-layer arrays stacked [L][...], final norm, RoPE tables, wcls.
+    namespace lf = llama_family;
+    const Arch& arch = arch_of("llama", name_);
+    const int64_t C = h.dim, L = h.n_layers;
     const float* p = reinterpret_cast<const float*>(data + sizeof(Header));
-    auto add = [&](std::string name, std::vector<int64_t> shape, const float* at) {
+    auto add = [&](int slot, int64_t layer) {
+        const TensorSpec* t = arch.find_slot(slot);
+        std::vector<int64_t> shape = t->shape(c, layer);
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        std::string name = t->gguf_name(layer);
         index_.emplace(name, tensors_.size());
-        tensors_.push_back(Tensor::view(DType::F32, std::move(shape), at, owner_, std::move(name)));
+        tensors_.push_back(Tensor::view(DType::F32, std::move(shape), p, owner_, std::move(name)));
+        p += n;
     };
-    auto blk = [](int64_t l, const char* what) {
-        return "blk." + std::to_string(l) + "." + what + ".weight";
-    };
-    add("token_embd.weight", {V, C}, p);
-    p += V * C;
-    // Per-layer arrays are stored [L][...]: layer l of an array starting at `base` with `per`
-    // floats per layer is base + l * per.
-    struct Stacked {
-        const char* name;
-        int64_t rows, cols;  // cols == 0: a vector of `rows`
-    };
-    const Stacked attn[] = {{"attn_norm", C, 0}, {"attn_q", C, C}, {"attn_k", KV, C},
-                            {"attn_v", KV, C},   {"attn_output", C, C}, {"ffn_norm", C, 0},
-                            {"ffn_gate", F, C},  {"ffn_down", C, F},   {"ffn_up", F, C}};
-    for (const Stacked& s : attn) {
-        const int64_t per = s.rows * (s.cols ? s.cols : 1);
-        for (int64_t l = 0; l < L; ++l) {
-            std::vector<int64_t> shape = s.cols ? std::vector<int64_t>{s.rows, s.cols}
-                                                : std::vector<int64_t>{s.rows};
-            add(blk(l, s.name), std::move(shape), p + l * per);
-        }
-        p += L * per;
-    }
-    add("output_norm.weight", {C}, p);
-    p += C;
+    add(lf::kTokEmbd, -1);
+    // Per-layer arrays are stored [L][...]: layer l of an array is the l-th slice.
+    for (int slot : {lf::kAttnNorm, lf::kWq, lf::kWk, lf::kWv, lf::kWo, lf::kFfnNorm, lf::kGate, lf::kDown, lf::kUp})
+        for (int64_t l = 0; l < L; ++l) add(slot, l);
+    add(lf::kOutputNorm, -1);
     p += static_cast<int64_t>(h.seq_len) * (C / h.n_heads);  // freq_cis_real + freq_cis_imag
-    if (separate) {
-        add("output.weight", {V, C}, p);
-        p += V * C;
-    }
+    if (separate) add(lf::kOutput, -1);
     LF_ASSERT(reinterpret_cast<const uint8_t*>(p) == data + size);
 }
 

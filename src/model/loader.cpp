@@ -13,6 +13,7 @@
 #include "model/hf_config.h"
 #include "model/llama2c.h"
 #include "io/safetensors.h"
+#include "model/arch/arch.h"
 #include "model/model.h"
 #include "model/vocab_source.h"
 #include "tokenizer/hf_tokenizer_json.h"
@@ -50,9 +51,10 @@ ModelFiles open_hf_folder(const std::string& dir) {
     m.path = dir;
     m.format = "safetensors";
     m.config = hf_config_read(RegularFile((d / "config.json").string(), "a Hugging Face config.json"));
+    const Arch& arch = arch_of(m.config.arch, dir);
     SafetensorsSet set(dir);
     for (const auto& name : set.tensor_names()) {
-        const std::string g = hf_to_gguf_name(name);
+        const std::string g = hf_to_gguf_name(arch, name);
         if (g.empty()) continue;
         m.tensors[g] = set.tensor(name);
         m.tensors[g].set_name(g);

@@ -10,6 +10,7 @@
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/repack.h"
+#include "model/rope.h"
 
 namespace llmforge {
 
@@ -39,9 +40,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::string& t
     return m;
 }
 
-std::unique_ptr<Model> Model::from_files(ModelFiles files) {
+std::unique_ptr<Model> Model::from_files(ModelFiles files, bool repack) {
     std::unique_ptr<Model> m(new Model(std::move(files)));
-    m->bind_weights(false);  // the caller may share these bytes: repack into copies
+    m->bind_weights(false, repack);  // the caller may share these bytes: repack into copies
     return m;
 }
 
@@ -52,31 +53,21 @@ ModelConfig Model::validate(const ModelFiles& files) {
 }
 
 void Model::bind_weights(bool weights_private, bool repack_matrices) {
-    const ModelConfig& c = cfg_;
     const std::string& file = files_.path;
-    if (c.arch != "llama" && c.arch != "qwen2") {
-        fail("%s: architecture '%s' is not supported (expected llama or qwen2)", file.c_str(),
-             c.arch.c_str());
-    }
-    if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_ff <= 0 ||
-        c.n_vocab <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0) {
-        fail("%s: bad hyper-parameters: dim %lld, layers %lld, heads %lld, kv heads %lld, ffn %lld, "
-             "vocab %lld, head_dim %lld (expected all > 0 and an even head_dim)",
-             file.c_str(), (long long)c.n_embd, (long long)c.n_layer, (long long)c.n_head,
-             (long long)c.n_head_kv, (long long)c.n_ff, (long long)c.n_vocab, (long long)c.head_dim);
-    }
-    if (c.n_head % c.n_head_kv != 0) {
-        fail("%s: %lld attention heads are not a multiple of %lld kv heads (grouped-query attention "
-             "needs n_head %% n_head_kv == 0)",
-             file.c_str(), (long long)c.n_head, (long long)c.n_head_kv);
-    }
+    arch_ = &arch_of(cfg_.arch, file);
+    // Formats that carry no flag for it: q/k/v biases are there when the file has them.
+    if (files_.tensors.count("blk.0.attn_q.bias")) cfg_.qkv_bias = true;
+    cfg_.tied_embeddings = files_.tensors.count("output.weight") == 0;
+    const ModelConfig& c = cfg_;
+    arch_->validate(c, file);
     const auto& kt = kernels::kernels();
     rows_invariant_ = true;
     // LLMFORGE_REPACK=0 keeps every matrix in the file's layout (for A/B measurements).
     const char* repack_env = std::getenv("LLMFORGE_REPACK");
     const bool repack = repack_matrices && (repack_env == nullptr || std::strcmp(repack_env, "0") != 0);
-    auto repackable = [&](const std::string& name, const Tensor& t) {
-        return repack && kt.gemm_x8[static_cast<int>(t.dtype())] != nullptr && name != "token_embd.weight" &&
+    const std::vector<NamedSpec> specs = tensor_list(*arch_, c, true);
+    auto repackable = [&](const NamedSpec& ns, const Tensor& t) {
+        return repack && ns.spec->use == TensorUse::kMatrix && kt.gemm_x8[static_cast<int>(t.dtype())] != nullptr &&
                kernels::x8_can_repack(t);
     };
     // Copies (weights shared with the file map or the caller) go into one huge-page arena: a
@@ -84,141 +75,70 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     std::unique_ptr<HugeArena> arena;
     if (!weights_private) {
         size_t total = 0;
-        for (const auto& [name, t] : files_.tensors) {
-            if (repackable(name, t)) total += HugeArena::slice_bytes(t.nbytes());
+        for (const NamedSpec& ns : specs) {
+            auto it = files_.tensors.find(ns.name);
+            if (it != files_.tensors.end() && repackable(ns, it->second)) total += HugeArena::slice_bytes(it->second.nbytes());
         }
         if (total > 0) arena = std::make_unique<HugeArena>(total);
     }
-    // kMatrix: used by matmul (needs a dot kernel); kRows: rows are looked up (embedding);
-    // kVector: small 1-D parameter, converted to f32.
-    enum Use { kMatrix, kRows, kVector };
-    auto get = [&](const std::string& name, std::vector<int64_t> shape, Use use) -> Tensor {
-        auto it = files_.tensors.find(name);
+    const int n_slots = arch_->n_slots;
+    weights_.assign(static_cast<size_t>((c.n_layer + 1) * n_slots), Tensor());
+    bound_.assign(weights_.size(), false);
+    for (const NamedSpec& ns : specs) {
+        auto it = files_.tensors.find(ns.name);
         if (it == files_.tensors.end()) {
+            if (ns.spec->optional) continue;
             fail("%s: tensor '%s' is missing (expected for %s with %lld layers; file incomplete or "
                  "not a %s model?)",
-                 file.c_str(), name.c_str(), c.arch.c_str(), (long long)c.n_layer, c.arch.c_str());
+                 file.c_str(), ns.name.c_str(), c.arch.c_str(), (long long)c.n_layer, c.arch.c_str());
         }
         const Tensor& t = it->second;
-        if (t.shape() != shape) {
-            Tensor want = Tensor::view(t.dtype(), shape, nullptr, nullptr);
+        if (t.shape() != ns.shape) {
+            Tensor want = Tensor::view(t.dtype(), ns.shape, nullptr, nullptr);
             fail("%s: tensor '%s' has shape %s, expected %s (config and weights disagree)",
-                 file.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
+                 file.c_str(), ns.name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
         }
         const int di = static_cast<int>(t.dtype());
-        if (use == kMatrix && kt.vec_dot[di] == nullptr) {
+        // Rows of a tied embedding are also the output matrix.
+        const bool matmul = ns.spec->use == TensorUse::kMatrix || (ns.spec->use == TensorUse::kRows && c.tied_embeddings);
+        if (matmul && kt.vec_dot[di] == nullptr) {
             fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
                  "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
-                 file.c_str(), name.c_str(), dtype_name(t.dtype()));
+                 file.c_str(), ns.name.c_str(), dtype_name(t.dtype()));
         }
         if (kt.dequantize_row[di] == nullptr) {
             fail("%s: tensor '%s' has dtype %s, which llmforge cannot read", file.c_str(),
-                 name.c_str(), dtype_name(t.dtype()));
+                 ns.name.c_str(), dtype_name(t.dtype()));
         }
-        if (use == kVector) return as_f32_vector(t);
-        // Q4_0 / Q8_0 matrices go into the interleaved 8-row layout (kernels/cpu/repack.h) when
-        // the table has a kernel for it; the embedding stays plain (its rows are looked up).
-        if (use == kMatrix && repackable(name, t)) {
-            Tensor packed;
+        Tensor bound = t;
+        if (ns.spec->use == TensorUse::kVector) {
+            bound = as_f32_vector(t);
+        } else if (repackable(ns, t)) {
+            // Q4_0 / Q8_0 matrices go into the interleaved 8-row layout (kernels/cpu/repack.h)
+            // when the table has a kernel for it; row tables stay plain (their rows are looked up).
             if (weights_private) {
-                packed = kernels::repack_x8(t, true);
+                bound = kernels::repack_x8(t, true);
             } else {
-                packed = kernels::repack_x8(t, arena->take(t.nbytes()), arena->owner());
+                bound = kernels::repack_x8(t, arena->take(t.nbytes()), arena->owner());
                 release_pages(t.data(), t.nbytes());
             }
-            it->second = packed;
-            return packed;
+            it->second = bound;
+        } else if (matmul) {
+            rows_invariant_ = rows_invariant_ && kt.gemm_invariant[di] != nullptr;
         }
-        if (use == kMatrix) rows_invariant_ = rows_invariant_ && kt.gemm_invariant[di] != nullptr;
-        return t;
-    };
-    const int64_t C = c.n_embd, D = c.head_dim, Hq = c.n_head * D, Hk = c.n_head_kv * D;
-    const bool tied = files_.tensors.count("output.weight") == 0;
-    tok_embd_ = get("token_embd.weight", {c.n_vocab, C}, tied ? kMatrix : kRows);
-    output_norm_ = get("output_norm.weight", {C}, kVector);
-    if (!tied) {
-        output_ = get("output.weight", {c.n_vocab, C}, kMatrix);
-        cfg_.tied_embeddings = false;
-    } else {
-        output_ = tok_embd_;
-        cfg_.tied_embeddings = true;
-    }
-    layers_.resize(c.n_layer);
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        const std::string p = "blk." + std::to_string(l) + ".";
-        LayerWeights& w = layers_[l];
-        w.attn_norm = get(p + "attn_norm.weight", {C}, kVector);
-        w.wq = get(p + "attn_q.weight", {Hq, C}, kMatrix);
-        w.wk = get(p + "attn_k.weight", {Hk, C}, kMatrix);
-        w.wv = get(p + "attn_v.weight", {Hk, C}, kMatrix);
-        w.wo = get(p + "attn_output.weight", {C, Hq}, kMatrix);
-        if (c.qkv_bias || files_.tensors.count(p + "attn_q.bias")) {
-            w.bq = get(p + "attn_q.bias", {Hq}, kVector);
-            w.bk = get(p + "attn_k.bias", {Hk}, kVector);
-            w.bv = get(p + "attn_v.bias", {Hk}, kVector);
-        }
-        w.ffn_norm = get(p + "ffn_norm.weight", {C}, kVector);
-        w.w_gate = get(p + "ffn_gate.weight", {c.n_ff, C}, kMatrix);
-        w.w_up = get(p + "ffn_up.weight", {c.n_ff, C}, kMatrix);
-        w.w_down = get(p + "ffn_down.weight", {C, c.n_ff}, kMatrix);
+        const size_t idx = static_cast<size_t>((ns.layer + 1) * n_slots + ns.spec->slot);
+        weights_[idx] = bound;
+        bound_[idx] = true;
     }
 
-    // RoPE frequencies (double precision; rounded to f32 only when cos/sin are formed).
-    inv_freq_.resize(D / 2);
-    for (int64_t i = 0; i < D / 2; ++i) {
-        inv_freq_[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(D));
-    }
-    const double f = c.rope_factor > 0 ? c.rope_factor : 1.0;
-    switch (c.rope_scaling) {
-        case RopeScaling::kNone: break;
-        case RopeScaling::kLinear:
-            for (double& x : inv_freq_) x /= f;
-            break;
-        case RopeScaling::kLlama3: {
-            const double old_ctx = c.rope_orig_ctx > 0 ? c.rope_orig_ctx : 8192;
-            const double lo = c.rope_low_freq_factor, hi = c.rope_high_freq_factor;
-            const double low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
-            for (double& x : inv_freq_) {
-                const double wavelen = 2 * std::numbers::pi / x;
-                if (wavelen < high_wavelen) continue;
-                if (wavelen > low_wavelen) {
-                    x /= f;
-                } else {
-                    const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
-                    x = (1 - smooth) * x / f + smooth * x;
-                }
-            }
-            break;
-        }
-        case RopeScaling::kYarn: {
-            // Hugging Face's YaRN: blend interpolated and extrapolated frequencies over a linear
-            // ramp between the correction dims, and scale cos/sin by the attention factor.
-            const double old_ctx = c.rope_orig_ctx > 0 ? c.rope_orig_ctx : c.n_ctx_train;
-            const double base = c.rope_theta;
-            auto corr_dim = [&](double n_rot) {
-                return (D * std::log(old_ctx / (n_rot * 2 * std::numbers::pi))) / (2 * std::log(base));
-            };
-            double low = std::floor(corr_dim(c.yarn_beta_fast));
-            double high = std::ceil(corr_dim(c.yarn_beta_slow));
-            low = std::max(low, 0.0);
-            high = std::min(high, static_cast<double>(D - 1));
-            if (low == high) high += 0.001;
-            for (int64_t i = 0; i < D / 2; ++i) {
-                double ramp = (static_cast<double>(i) - low) / (high - low);
-                ramp = std::clamp(ramp, 0.0, 1.0);
-                const double extrap_w = 1.0 - ramp;
-                const double extrap = inv_freq_[i], interp = inv_freq_[i] / f;
-                inv_freq_[i] = interp * (1 - extrap_w) + extrap * extrap_w;
-            }
-            rope_mscale_ = (f <= 1 ? 1.0 : 0.1 * std::log(f) + 1.0) * c.yarn_attn_factor;
-            break;
-        }
-    }
+    double ms = 1.0;
+    inv_freq_ = llmforge::rope_inv_freq(c, &ms);
+    rope_mscale_ = ms;
     // GGUF files of Llama 3.1+ carry their RoPE scaling as per-pair frequency divisors
     // (rope_freqs.weight, D/2 values) instead of metadata, as llama.cpp's converter writes them.
-    if (files_.tensors.count("rope_freqs.weight")) {
-        const Tensor ff = get("rope_freqs.weight", {D / 2}, kVector);
-        for (int64_t i = 0; i < D / 2; ++i) {
+    if (auto it = files_.tensors.find("rope_freqs.weight"); it != files_.tensors.end()) {
+        const Tensor ff = as_f32_vector(it->second);
+        for (int64_t i = 0; i < c.head_dim / 2; ++i) {
             const float d = ff.ptr<float>()[i];
             if (!(d > 0)) {
                 fail("%s: rope_freqs.weight[%lld] is %g, expected a positive frequency divisor",
@@ -227,6 +147,12 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
             inv_freq_[i] /= d;
         }
     }
+}
+
+const Tensor* Model::weight(Weight w) const {
+    const size_t idx = static_cast<size_t>((w.layer + 1) * arch_->n_slots + w.slot);
+    if (w.slot < 0 || idx >= bound_.size() || !bound_[idx]) return nullptr;
+    return &weights_[idx];
 }
 
 int64_t Model::n_params() const {
@@ -242,14 +168,14 @@ size_t Model::weight_bytes() const {
 }
 
 void Model::rope_tables(int64_t pos, float* cs, float* sn) const {
-    for (size_t i = 0; i < inv_freq_.size(); ++i) {
-        const double a = static_cast<double>(pos) * inv_freq_[i];
-        cs[i] = static_cast<float>(std::cos(a) * rope_mscale_);
-        sn[i] = static_cast<float>(std::sin(a) * rope_mscale_);
-    }
+    rope_cos_sin(inv_freq_, rope_mscale_, pos, cs, sn);
 }
 
-void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
+std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx) const {
+    return std::make_unique<KvCache>(cfg_, n_ctx);
+}
+
+void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvMemory& cache, float* logits,
                     int64_t n_out, ThreadPool& pool, ForwardScratch& s) const {
     if (n <= 0) return;
     LF_ASSERT(n_out >= 1 && n_out <= n);
@@ -257,10 +183,242 @@ void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cac
     forward_batch(&seq, 1, pool, s);
 }
 
+// ------------------------------------------------------------------------------- EagerOps
+
+// The engine's backend of the op interface (model/arch/arch.h): each op runs at once on the
+// kernel table over all rows of the batch, reusing ForwardScratch buffers; K/V go into each
+// sequence's KV memory. The residual stream is s.x, updated in place.
+class EagerOps final : public Ops {
+public:
+    EagerOps(const Model& m, const SeqBatch* seqs, int64_t n_seqs, int64_t n, int64_t n_real, int64_t n_out_total,
+             int64_t max_len, bool double_lone_row, ThreadPool& pool, ForwardScratch& s)
+        : m_(m), seqs_(seqs), n_seqs_(n_seqs), n_(n), n_real_(n_real), n_out_total_(n_out_total),
+          max_len_(max_len), double_lone_row_(double_lone_row), pool_(pool), s_(s), kt_(kernels::kernels()),
+          n_grain_(n >= 16 ? 4 : 1) {}
+    using Ops::linear;
+
+    bool has(Weight w) const override { return m_.weight(w) != nullptr; }
+
+    Act embed(Weight table) override {
+        const Tensor& t = w(table);
+        const int64_t C = t.shape().back();
+        grow(s_.x, n_ * C);
+        float* x = s_.x.data();
+        const auto deq = kt_.dequantize_row[static_cast<int>(t.dtype())];
+        for (int64_t i = 0; i < n_; ++i) deq(t.row(s_.row_tok[i]), x + i * C, C);
+        return {x, n_, C};
+    }
+
+    Act rmsnorm(Act x, Weight gain, float eps) override {
+        Act y = take(x.rows, x.cols);
+        const float* g = w(gain).ptr<float>();
+        pool_.run_range(x.rows, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt_.rmsnorm(x.data + i * x.cols, g, y.data + i * x.cols, x.cols, eps);
+        });
+        return y;
+    }
+
+    Act head_rmsnorm(Act x, Weight gain, int64_t D, float eps) override {
+        Act y = take(x.rows, x.cols);
+        const float* g = w(gain).ptr<float>();
+        const int64_t heads = x.cols / D;
+        pool_.run_range(x.rows, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                for (int64_t h = 0; h < heads; ++h)
+                    kt_.rmsnorm(x.data + i * x.cols + h * D, g, y.data + i * x.cols + h * D, D, eps);
+        });
+        return y;
+    }
+
+    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out) override {
+        LF_ASSERT(n >= 1 && n <= 4);
+        const Tensor* mats[4];
+        float* ys[4];
+        for (int i = 0; i < n; ++i) {
+            mats[i] = &w(ws[i]);
+            out[i] = take(x.rows, mats[i]->shape()[0]);
+            ys[i] = out[i].data;
+        }
+        // One dispatch for several projections of the same rows (Q, K and V in decode).
+        if (n == 1) {
+            kernels::matmul(*mats[0], x.data, x.rows, ys[0], pool_, s_.mm);
+        } else {
+            kernels::matmul_multi(mats, ys, n, x.data, x.rows, pool_, s_.mm);
+        }
+        const Tensor* bias[4] = {};
+        bool any = false;
+        for (int i = 0; i < n; ++i) any |= (bias[i] = bs[i].slot >= 0 ? m_.weight(bs[i]) : nullptr) != nullptr;
+        if (!any) return;
+        pool_.run_range(x.rows, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; ++r)
+                for (int i = 0; i < n; ++i)
+                    if (bias[i]) kt_.add(out[i].cols, bias[i]->ptr<float>(), out[i].data + r * out[i].cols);
+        });
+    }
+
+    Act rope(Act x, int64_t D) override {
+        const bool interleaved = m_.cfg_.rope_interleaved;
+        pool_.run_range(x.rows, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                kt_.rope(x.data + i * x.cols, x.cols / D, D, &s_.rope_cs[i * D / 2], &s_.rope_sn[i * D / 2], interleaved);
+        });
+        return x;  // in place: the unrotated values are not used again
+    }
+
+    Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override;
+
+    Act swiglu(Act x, Weight gate, Weight up) override {
+        const Tensor& wg = w(gate);
+        Act g = take(x.rows, wg.shape()[0]);
+        Act u = take(x.rows, wg.shape()[0]);
+        kernels::matmul_swiglu(wg, w(up), x.data, x.rows, g.data, u.data, pool_, s_.mm);  // g = silu(g) * u
+        return g;
+    }
+
+    Act residual(int64_t layer, int branch, Act h, Act y) override {
+        pool_.run_range(h.rows, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt_.add(h.cols, y.data + i * h.cols, h.data + i * h.cols);
+        });
+        if (branch == 1) next_buf_ = 0;  // the layer is done: its temporaries are free again
+        return h;
+    }
+
+    Act output_rows(Act h) override {
+        // Each seq's last n_out rows, in order; a lone row doubled in batch-invariant mode.
+        m_out_ = double_lone_row_ && n_out_total_ == 1 ? 2 : n_out_total_;
+        Act y = take(std::max<int64_t>(m_out_, 1), h.cols);
+        y.rows = m_out_;
+        for (int64_t j = 0, i = 0, o = 0; j < n_seqs_; i += seqs_[j].n, ++j)
+            for (int64_t t = seqs_[j].n - seqs_[j].n_out; t < seqs_[j].n; ++t, ++o)
+                std::copy(h.data + (i + t) * h.cols, h.data + (i + t + 1) * h.cols, y.data + o * h.cols);
+        if (m_out_ == 2) std::copy(y.data, y.data + h.cols, y.data + h.cols);
+        return y;
+    }
+
+    Act logits(Act h, Weight wt) override {
+        const Tensor& out = w(wt);
+        const int64_t V = out.shape()[0];
+        if (h.rows == 0) return {nullptr, 0, V};
+        const SeqBatch* only = nullptr;  // the single seq with logits, written to in place
+        for (int64_t j = 0; j < n_seqs_; ++j)
+            if (seqs_[j].n_out == n_out_total_) only = &seqs_[j];
+        if (only != nullptr && m_out_ == n_out_total_) {
+            kernels::matmul(out, h.data, h.rows, only->logits, pool_, s_.mm);
+            return {only->logits, h.rows, V};
+        }
+        grow(s_.out_logits, h.rows * V);
+        kernels::matmul(out, h.data, h.rows, s_.out_logits.data(), pool_, s_.mm);
+        for (int64_t j = 0, o = 0; j < n_seqs_; o += seqs_[j].n_out, ++j)
+            std::copy(s_.out_logits.data() + o * V, s_.out_logits.data() + (o + seqs_[j].n_out) * V, seqs_[j].logits);
+        return {s_.out_logits.data(), h.rows, V};
+    }
+
+    void observe(const std::string& name, Act x) override {
+        if (!s_.hook || x.rows == 0) return;
+        const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);
+        s_.hook(name, x.data, rows * x.cols);
+    }
+
+private:
+    template <class V>
+    static void grow(V& v, size_t n) {
+        if (v.size() < n) v.resize(n);
+    }
+    const Tensor& w(Weight x) const {
+        const Tensor* t = m_.weight(x);
+        LF_ASSERT(t != nullptr);
+        return *t;
+    }
+    // The next temporary buffer: the same sequence of sizes is asked for in every layer, so each
+    // buffer keeps one role and stays warm in cache.
+    Act take(int64_t rows, int64_t cols) {
+        if (next_buf_ == s_.bufs.size()) s_.bufs.emplace_back();
+        auto& b = s_.bufs[next_buf_++];
+        grow(b, static_cast<size_t>(rows * cols));
+        return {b.data(), rows, cols};
+    }
+
+    const Model& m_;
+    const SeqBatch* seqs_;
+    int64_t n_seqs_, n_, n_real_, n_out_total_, max_len_;
+    bool double_lone_row_;
+    ThreadPool& pool_;
+    ForwardScratch& s_;
+    const kernels::KernelTable& kt_;
+    int64_t n_grain_;
+    size_t next_buf_ = 0;
+    int64_t m_out_ = 0;
+};
+
+// Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of
+// kAttBlockRows query rows that go through BLAS, one item per (block, query head); every other
+// row (decode steps, short chunks, all rows in batch-invariant mode, whose result must not depend
+// on the rows beside it) uses the kernel table's one-position attention, one item per (row, kv
+// head). The per-position kernel reloads every K/V row for each query; as two small GEMMs a block
+// reads them once (measured in docs/PERFORMANCE.md, prompt processing). With a sliding window W
+// a row at position p reads positions max(0, p - W + 1) .. p only.
+constexpr int64_t kAttMinRows = 16, kAttBlockRows = 64;
+
+Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) {
+    const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, q_dim = H * D, kv_dim = Hkv * D;
+    const int64_t group = H / Hkv, W = a.window;
+    const float scale = a.scale;
+    LF_ASSERT(q.cols == q_dim && k.cols == kv_dim && v.cols == kv_dim);
+    const int64_t* row_seq = s_.row_seq.data();
+    const int64_t* row_pos = s_.row_pos.data();
+    auto cache_of = [&](int64_t row) -> KvCache& {
+        KvCache* c = seqs_[row_seq[row]].cache->f32_rows();
+        LF_ASSERT(c != nullptr && c->k_dim(l) == kv_dim && c->v_dim(l) == kv_dim);
+        return *c;
+    };
+    pool_.run_range(n_, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            KvCache& cache = cache_of(i);
+            std::copy(k.data + i * kv_dim, k.data + (i + 1) * kv_dim, cache.k(l) + row_pos[i] * kv_dim);
+            std::copy(v.data + i * kv_dim, v.data + (i + 1) * kv_dim, cache.v(l) + row_pos[i] * kv_dim);
+        }
+    });
+    Act att = take(n_, q_dim);
+    const int64_t n_block_items = static_cast<int64_t>(s_.att_blocks.size()) * H;
+    const int64_t n_row_items = static_cast<int64_t>(s_.att_rows.size()) * Hkv;
+    pool_.run(n_block_items + n_row_items, [&](int64_t item, int tid) {
+        if (item < n_block_items) {
+            const auto [i0, nq] = s_.att_blocks[item / H];
+            const int64_t h = item % H, g = h / group;
+            KvCache& cache = cache_of(i0);
+            const int64_t p0 = row_pos[i0];
+            const int64_t k0 = W > 0 ? std::max<int64_t>(0, p0 - W + 1) : 0;  // first key any row reads
+            const int64_t n_kv = p0 + nq - k0;
+            float* sc = &s_.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len_];
+            // scores (nq, n_kv) = scale * Q_h K_g^T; causal (windowed) softmax per row; out_h = P V_g.
+            kernels::sgemm(false, true, nq, n_kv, D, scale, q.data + i0 * q_dim + h * D, q_dim,
+                           cache.k(l) + k0 * kv_dim + g * D, kv_dim, 0.0f, sc, n_kv);
+            for (int64_t r = 0; r < nq; ++r) {
+                float* row = sc + r * n_kv;
+                const int64_t end = p0 + r + 1 - k0;  // keys [lo, end) in block-local indices
+                const int64_t lo = W > 0 ? std::max<int64_t>(0, p0 + r - W + 1 - k0) : 0;
+                kt_.softmax(row + lo, end - lo);
+                std::fill(row, row + lo, 0.0f);
+                std::fill(row + end, row + n_kv, 0.0f);
+            }
+            kernels::sgemm(false, false, nq, D, n_kv, 1.0f, sc, n_kv, cache.v(l) + k0 * kv_dim + g * D, kv_dim, 0.0f,
+                           att.data + i0 * q_dim + h * D, q_dim);
+            return;
+        }
+        const int64_t i = s_.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
+        KvCache& cache = cache_of(i);
+        const int64_t p = row_pos[i], k0 = W > 0 ? std::max<int64_t>(0, p - W + 1) : 0;
+        float* scores = &s_.att_scores[static_cast<size_t>(tid) * max_len_];
+        kt_.attention(q.data + i * q_dim + g * group * D, cache.k(l) + k0 * kv_dim + g * D,
+                      cache.v(l) + k0 * kv_dim + g * D, p + 1 - k0, kv_dim, group, 1, D, scale,
+                      att.data + i * q_dim + g * group * D, scores);
+    });
+    return att;
+}
+
 void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const {
     const ModelConfig& c = cfg_;
-    const int64_t C = c.n_embd, D = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, F = c.n_ff;
-    const int64_t V = c.n_vocab, kv_dim = Hkv * D, q_dim = H * D;
+    const int64_t D = c.head_dim, V = c.n_vocab;
     int64_t n = 0, n_out_total = 0, max_len = 0;
     for (int64_t j = 0; j < n_seqs; ++j) {
         const SeqBatch& sq = seqs[j];
@@ -283,7 +441,6 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
         max_len = std::max(max_len, sq.pos0 + sq.n);
     }
     if (n == 0) return;
-    const auto& kt = kernels::kernels();
     s.mm.allow_blas = !s.batch_invariant;
     s.mm.row_invariant = s.batch_invariant;
     const bool double_lone_row = s.batch_invariant && !rows_invariant_;
@@ -293,32 +450,14 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     auto grow = [](auto& v, size_t sz) {
         if (v.size() < sz) v.resize(sz);
     };
-    grow(s.x, n * C);
-    grow(s.xn, n * C);
-    grow(s.q, n * q_dim);
-    grow(s.k, n * kv_dim);
-    grow(s.v, n * kv_dim);
-    grow(s.att, n * q_dim);
-    grow(s.gate, n * F);
-    grow(s.up, n * F);
     grow(s.rope_cs, n * D / 2);
     grow(s.rope_sn, n * D / 2);
     grow(s.att_scores, static_cast<size_t>(pool.size()) * max_len);
     grow(s.row_seq, n);
     grow(s.row_pos, n);
-
-    float* x = s.x.data();    // (T, C) residual stream
-    float* xn = s.xn.data();  // (T, C) normalised
-    float* q = s.q.data();    // (T, H*D)
-    float* k = s.k.data();    // (T, H_kv*D)
-    float* v = s.v.data();    // (T, H_kv*D)
-    float* att = s.att.data();  // (T, H*D)
-    float* gate = s.gate.data();  // (T, F)
-    float* up = s.up.data();      // (T, F)
-
+    grow(s.row_tok, n);
     // Each row's sequence, position and token; a lone row is doubled in batch-invariant mode (the
     // copy writes the same K/V to the same cache row and its outputs are never read).
-    grow(s.row_tok, n);
     int64_t* row_seq = s.row_seq.data();
     int64_t* row_pos = s.row_pos.data();
     int32_t* row_tok = s.row_tok.data();
@@ -334,13 +473,6 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
         row_pos[i] = row_pos[0];
         row_tok[i] = row_tok[0];
     }
-    // Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of
-    // kAttBlockRows query rows that go through BLAS, one item per (block, query head); every
-    // other row (decode steps, short chunks, all rows in batch-invariant mode, whose result must
-    // not depend on the rows beside it) uses the kernel table's one-position attention, one item
-    // per (row, kv head). The per-position kernel reloads every K/V row for each query; as two
-    // small GEMMs a block reads them once (measured in docs/PERFORMANCE.md, prompt processing).
-    constexpr int64_t kAttMinRows = 16, kAttBlockRows = 64;
     s.att_blocks.clear();
     s.att_rows.clear();
     for (int64_t j = 0, i = 0; j < n_seqs; i += seqs[j].n, ++j) {
@@ -353,118 +485,12 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     }
     for (int64_t i = n_real; i < n; ++i) s.att_rows.push_back(i);
     if (!s.att_blocks.empty()) grow(s.att_block, static_cast<size_t>(pool.size() * kAttBlockRows * max_len));
-    // Embedding lookup (any dtype: dequantise the row) and RoPE tables.
-    const auto deq_embd = kt.dequantize_row[static_cast<int>(tok_embd_.dtype())];
-    for (int64_t i = 0; i < n; ++i) {
-        deq_embd(tok_embd_.row(row_tok[i]), x + i * C, C);
-        rope_tables(row_pos[i], &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
-    }
+    for (int64_t i = 0; i < n; ++i) rope_tables(row_pos[i], &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
 
-    if (s.hook) s.hook("embed", x, n_real * C);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    const int64_t group = H / Hkv;
-    const int64_t n_grain = n >= 16 ? 4 : 1;
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        const LayerWeights& w = layers_[l];
-        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i)
-                kt.rmsnorm(x + i * C, w.attn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
-        });
-        {
-            // One dispatch for Q, K and V in decode (see matmul_multi).
-            const Tensor* qkv_w[3] = {&w.wq, &w.wk, &w.wv};
-            float* const qkv_y[3] = {q, k, v};
-            kernels::matmul_multi(qkv_w, qkv_y, 3, xn, n, pool, s.mm);
-        }
-        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) {
-                float* qi = q + i * q_dim;
-                float* ki = k + i * kv_dim;
-                if (w.bq.defined()) {
-                    kt.add(q_dim, w.bq.ptr<float>(), qi);
-                    kt.add(kv_dim, w.bk.ptr<float>(), ki);
-                    kt.add(kv_dim, w.bv.ptr<float>(), v + i * kv_dim);
-                }
-                const float* cs = &s.rope_cs[i * D / 2];
-                const float* sn = &s.rope_sn[i * D / 2];
-                kt.rope(qi, H, D, cs, sn, c.rope_interleaved);
-                kt.rope(ki, Hkv, D, cs, sn, c.rope_interleaved);
-                KvCache& cache = *seqs[row_seq[i]].cache;
-                std::copy(ki, ki + kv_dim, cache.k(l) + row_pos[i] * kv_dim);
-                std::copy(v + i * kv_dim, v + (i + 1) * kv_dim, cache.v(l) + row_pos[i] * kv_dim);
-            }
-        });
-        // Attention (see the work split above).
-        const int64_t n_block_items = static_cast<int64_t>(s.att_blocks.size()) * H;
-        const int64_t n_row_items = static_cast<int64_t>(s.att_rows.size()) * Hkv;
-        pool.run(n_block_items + n_row_items, [&](int64_t item, int tid) {
-            if (item < n_block_items) {
-                const auto [i0, nq] = s.att_blocks[item / H];
-                const int64_t h = item % H, g = h / group;
-                KvCache& cache = *seqs[row_seq[i0]].cache;
-                const int64_t p0 = row_pos[i0], n_kv = p0 + nq;
-                float* sc = &s.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len];
-                // scores (nq, n_kv) = scale * Q_h K_g^T; causal softmax per row; out_h = P V_g.
-                kernels::sgemm(false, true, nq, n_kv, D, scale, q + i0 * q_dim + h * D, q_dim, cache.k(l) + g * D,
-                               kv_dim, 0.0f, sc, n_kv);
-                for (int64_t r = 0; r < nq; ++r) {
-                    float* row = sc + r * n_kv;
-                    const int64_t valid = p0 + r + 1;
-                    kt.softmax(row, valid);
-                    std::fill(row + valid, row + n_kv, 0.0f);
-                }
-                kernels::sgemm(false, false, nq, D, n_kv, 1.0f, sc, n_kv, cache.v(l) + g * D, kv_dim, 0.0f,
-                               att + i0 * q_dim + h * D, q_dim);
-                return;
-            }
-            const int64_t i = s.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
-            KvCache& cache = *seqs[row_seq[i]].cache;
-            float* scores = &s.att_scores[static_cast<size_t>(tid) * max_len];
-            kt.attention(q + i * q_dim + g * group * D, cache.k(l) + g * D, cache.v(l) + g * D,
-                         row_pos[i] + 1, kv_dim, group, 1, D, scale, att + i * q_dim + g * group * D,
-                         scores);
-        });
-        kernels::matmul(w.wo, att, n, xn, pool, s.mm);
-        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) {
-                kt.add(C, xn + i * C, x + i * C);
-                kt.rmsnorm(x + i * C, w.ffn_norm.ptr<float>(), xn + i * C, C, c.rms_eps);
-            }
-        });
-        kernels::matmul_swiglu(w.w_gate, w.w_up, xn, n, gate, up, pool, s.mm);  // gate = silu(gate) * up
-        kernels::matmul(w.w_down, gate, n, xn, pool, s.mm);
-        pool.run_range(n, n_grain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) kt.add(C, xn + i * C, x + i * C);
-        });
-        if (s.hook) s.hook("layers." + std::to_string(l) + ".out", x, n_real * C);
-    }
-    if (n_out_total == 0) return;
-    // The output rows (each seq's last n_out) go through the final norm and the vocabulary
-    // projection together.
-    for (int64_t j = 0, i = 0, o = 0; j < n_seqs; i += seqs[j].n, ++j) {
-        for (int64_t t = seqs[j].n - seqs[j].n_out; t < seqs[j].n; ++t, ++o)
-            kt.rmsnorm(x + (i + t) * C, output_norm_.ptr<float>(), xn + o * C, C, c.rms_eps);
-    }
-    if (s.hook) s.hook("final_norm", xn, n_out_total * C);
-    const SeqBatch* only = nullptr;  // the single seq with logits, written to in place
-    for (int64_t j = 0; j < n_seqs; ++j) {
-        if (seqs[j].n_out == n_out_total) only = &seqs[j];
-    }
-    if (only != nullptr && !(double_lone_row && n_out_total == 1)) {
-        kernels::matmul(output_, xn, n_out_total, only->logits, pool, s.mm);
-        return;
-    }
-    int64_t m_out = n_out_total;
-    if (double_lone_row && n_out_total == 1) {  // a lone row, doubled as above
-        std::copy(xn, xn + C, xn + C);
-        m_out = 2;
-    }
-    grow(s.out_logits, m_out * V);
-    kernels::matmul(output_, xn, m_out, s.out_logits.data(), pool, s.mm);
-    for (int64_t j = 0, o = 0; j < n_seqs; o += seqs[j].n_out, ++j) {
-        std::copy(s.out_logits.data() + o * V, s.out_logits.data() + (o + seqs[j].n_out) * V,
-                  seqs[j].logits);
-    }
+    // With no logits wanted (a prefill chunk that is not the prompt's last) output_rows() selects
+    // no rows and the head does nothing.
+    EagerOps ops(*this, seqs, n_seqs, n, n_real, n_out_total, max_len, double_lone_row, pool, s);
+    run_decoder(ops, *arch_, c);
 }
 
 }  // namespace llmforge

@@ -1,9 +1,10 @@
-// A loaded Llama-family decoder: config, vocabulary and weights (views into memory-mapped files,
-// or owned tensors when a format had to be converted), plus the forward pass.
+// A loaded decoder: config, vocabulary and weights (views into memory-mapped files, or owned
+// tensors when a format had to be converted), plus the eager forward pass.
 //
-// Supported: arch "llama" (Llama-2/3, DeepSeek-LLM, DeepSeek-Coder v1, llama2.c) and "qwen2"
-// (Qwen2/2.5, DeepSeek-R1-Distill-Qwen: q/k/v biases, optionally tied embeddings).
-// Weights use GGUF tensor names; other formats are mapped at load.
+// The architecture (model/arch/: llama, qwen2, qwen3, mistral) supplies the tensor table the
+// weights are bound and validated by, and the forward pass, which runs here on EagerOps: the
+// fused CPU kernels, repacked q8_0/q4_0 layouts and the KV memory. Weights use GGUF tensor
+// names; other formats are mapped at load.
 //
 // Thread safety: a Model is immutable after load and may be shared by many Contexts; forward()
 // writes only to the KvCache and scratch passed in.
@@ -19,6 +20,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/matmul.h"
+#include "model/arch/arch.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "tokenizer/vocab.h"
@@ -45,17 +47,10 @@ ModelFiles open_model_files(const std::string& path, const std::string& tokenize
 // (docs/PERFORMANCE.md). Costs a read of the whole file at load; the mapping is then released.
 void load_into_memory(ModelFiles& files);
 
-struct LayerWeights {
-    Tensor attn_norm;           // (C)
-    Tensor wq, wk, wv, wo;      // (H*D, C), (H_kv*D, C), (H_kv*D, C), (C, H*D)
-    Tensor bq, bk, bv;          // qwen2 only: (H*D), (H_kv*D), (H_kv*D)
-    Tensor ffn_norm;            // (C)
-    Tensor w_gate, w_up, w_down;  // (F, C), (F, C), (C, F)
-};
-
 // Scratch buffers of one forward pass, reused between calls (grown on demand).
 struct ForwardScratch {
-    std::vector<float> x, xn, q, k, v, att, gate, up, logits_in;
+    std::vector<float> x;                  // (T, C) the residual stream
+    std::vector<std::vector<float>> bufs;  // per-layer temporaries, reused layer after layer
     std::vector<float> rope_cs, rope_sn, att_scores, out_logits;
     std::vector<int64_t> row_seq, row_pos;  // batched forward: each row's sequence and position
     std::vector<int32_t> row_tok;
@@ -76,7 +71,7 @@ struct ForwardScratch {
 // One sequence's share of a batched forward pass (continuous batching: several sequences, each
 // with its own KV cache, go through the weights together as the rows of one matrix).
 struct SeqBatch {
-    KvCache* cache = nullptr;
+    KvMemory* cache = nullptr;
     const int32_t* tokens = nullptr;
     int64_t n = 0;       // tokens at positions pos0 .. pos0+n-1
     int64_t pos0 = 0;    // the cache must already hold rows [0, pos0)
@@ -90,7 +85,8 @@ public:
     // use_mmap = false: load_into_memory() before binding.
     static std::unique_ptr<Model> load(const std::string& path, const std::string& tokenizer_path = "",
                                        bool use_mmap = true);
-    static std::unique_ptr<Model> from_files(ModelFiles files);
+    // repack = false keeps every matrix in the file's layout (no copies: the trainer's twin).
+    static std::unique_ptr<Model> from_files(ModelFiles files, bool repack = true);
     // Checks `files` exactly as from_files() does (throws Error) without building a runnable
     // model (nothing is repacked); returns the config as a loaded model would report it.
     static ModelConfig validate(const ModelFiles& files);
@@ -108,7 +104,7 @@ public:
     // (pos[i] = pos[0] + i) and < cache.n_ctx(); the cache must already hold rows [0, pos[0]).
     // logits: (n_out, V) for the last n_out tokens (n_out = 1 for decode, n for scoring).
     // Token ids must be < V (checked: throws Error).
-    void forward(const int32_t* tokens, int64_t n, int64_t pos0, KvCache& cache, float* logits,
+    void forward(const int32_t* tokens, int64_t n, int64_t pos0, KvMemory& cache, float* logits,
                  int64_t n_out, ThreadPool& pool, ForwardScratch& s) const;
     // The same for several sequences at once: the rows of all seqs go through every matmul
     // together; RoPE, the cache writes and attention use each row's own position and cache.
@@ -117,11 +113,16 @@ public:
     // otherwise it agrees to rounding.
     void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
 
+    // A new, empty KV memory for one sequence of up to n_ctx positions, in the layout this
+    // model's attention reads.
+    std::unique_ptr<KvMemory> new_memory(int64_t n_ctx) const;
+
     // Every weight matrix has a row-invariant gemm: batch-invariant mode costs nothing.
     bool rows_batch_invariant() const { return rows_invariant_; }
-    const Tensor& tok_embd() const { return tok_embd_; }
-    const Tensor& output() const { return output_; }
-    const std::vector<LayerWeights>& layers() const { return layers_; }
+    const Arch& arch() const { return *arch_; }
+    // A bound weight; nullptr when the (optional) tensor is absent.
+    const Tensor* weight(Weight w) const;
+    const Tensor& tok_embd() const { return files_.tensors.at("token_embd.weight"); }
     // RoPE after the config's scaling: per-pair inverse frequencies (D/2) and the factor cos/sin
     // are multiplied by (YaRN's attention factor, else 1). The trainer builds its tables from these.
     const std::vector<double>& rope_inv_freq() const { return inv_freq_; }
@@ -133,13 +134,13 @@ private:
     // so q8_0/q4_0 matrices are repacked in place; otherwise into new buffers.
     void bind_weights(bool weights_private, bool repack = true);
     void rope_tables(int64_t pos, float* cs, float* sn) const;
+    friend class EagerOps;
 
     ModelFiles files_;
     ModelConfig cfg_;
-    Tensor tok_embd_;     // (V, C)
-    Tensor output_norm_;  // (C)
-    Tensor output_;       // (V, C) — tok_embd_ when tied
-    std::vector<LayerWeights> layers_;
+    const Arch* arch_ = nullptr;
+    std::vector<Tensor> weights_;    // (n_layer + 1) x arch slots: globals first, then each layer
+    std::vector<bool> bound_;        // the same index: the tensor is present
     std::vector<double> inv_freq_;  // (D/2) after rope scaling
     bool rows_invariant_ = false;   // every matrix's gemm is row-invariant (batch_invariant is free)
     double rope_mscale_ = 1.0;      // yarn attention factor applied to cos/sin

@@ -24,7 +24,7 @@ Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(params),
       pool_(pick_threads(params.n_threads)),
-      cache_(model.config(), pick_ctx(model, params)),
+      cache_(model.new_memory(pick_ctx(model, params))),
       logits_(model.config().n_vocab) {
     if (params_.n_batch <= 0) params_.n_batch = 512;
 }
@@ -34,7 +34,7 @@ void Context::run(const std::vector<int32_t>& tokens, float* out, bool all) {
     const int64_t V = model_.config().n_vocab;
     for (int64_t b = 0; b < n; b += params_.n_batch) {
         const int64_t m = std::min(params_.n_batch, n - b);
-        model_.forward(tokens.data() + b, m, n_past_, cache_, all ? out + b * V : out, all ? m : 1,
+        model_.forward(tokens.data() + b, m, n_past_, *cache_, all ? out + b * V : out, all ? m : 1,
                        pool_, scratch_);
         n_past_ += m;
     }

@@ -35,7 +35,7 @@ public:
 
     const std::vector<float>& logits() const { return logits_; }
     int64_t n_past() const { return n_past_; }
-    int64_t n_ctx() const { return cache_.n_ctx(); }
+    int64_t n_ctx() const { return cache_->n_ctx(); }
     // Forget positions >= n (n <= n_past): the next decode continues from n.
     void truncate(int64_t n);
     void clear() { truncate(0); }
@@ -51,7 +51,7 @@ private:
     const Model& model_;
     ContextParams params_;
     ThreadPool pool_;
-    KvCache cache_;
+    std::unique_ptr<KvMemory> cache_;
     ForwardScratch scratch_;
     std::vector<float> logits_;  // (V)
     int64_t n_past_ = 0;

@@ -345,16 +345,22 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
 
     // Model: Hugging Face folder, f32 tensors under HF names.
     const ModelConfig& cfg = model.config();
-    LF_ASSERT(!cfg.rope_interleaved || cfg.arch != "llama");  // saved folders are rotate-half
+    LF_ASSERT(!cfg.rope_interleaved);  // saved folders are rotate-half (TrainModel::to_rotate_half)
     write_text_atomic((tmp / "config.json").string(), hf_config_write(cfg));
     {
+        // Every tensor, trainable or frozen (dequantised to f32), under its HF name.
         SafetensorsWriter w;
         w.set_metadata("format", "pt");
-        for (const auto& p : model.params()) {
-            const std::string hf = gguf_to_hf_name(p->name);
+        std::vector<std::vector<float>> frozen_values;  // the writer keeps pointers until write()
+        model.for_each_tensor([&](const Param& p, const float* data) {
+            const std::string hf = gguf_to_hf_name(model.arch(), p.name);
             LF_ASSERT(!hf.empty());
-            w.add_tensor(hf, DType::F32, p->shape, p->value.data(), static_cast<size_t>(p->numel()) * sizeof(float));
-        }
+            if (!p.trainable) {
+                frozen_values.emplace_back(data, data + p.numel());
+                data = frozen_values.back().data();
+            }
+            w.add_tensor(hf, DType::F32, p.shape, data, static_cast<size_t>(p.numel()) * sizeof(float));
+        });
         w.write((tmp / "model.safetensors").string());
     }
     crash_point(1, state.step);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 
@@ -25,11 +26,27 @@ int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.b
 // Counter-based uniform in [0, 1): splitmix64 of (seed, index). The same (seed, index) gives the
 // same number on every machine and thread split.
 inline float uniform01(uint64_t seed, uint64_t i) {
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+    return static_cast<float>(mix64(seed + kGoldenGamma * (i + 1)) >> 40) * (1.0f / 16777216.0f);
+}
+
+// y (N, M) += bias (M) on every row.
+void add_bias(ThreadPool& pool, Var bias, float* y, int64_t N, int64_t M) {
+    LF_ASSERT(bias->numel == M);
+    pool.run_range(N, 16, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r)
+            for (int64_t j = 0; j < M; ++j) y[r * M + j] += bias->data[j];
+    });
+}
+
+// db (M) += column sums of dy (N, M), in double.
+void bias_grad(ThreadPool& pool, const float* dy, float* db, int64_t N, int64_t M) {
+    pool.run_range(M, 64, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) {
+            double s = 0;
+            for (int64_t r = 0; r < N; ++r) s += dy[r * M + j];
+            db[j] += static_cast<float>(s);
+        }
+    });
 }
 
 }  // namespace
@@ -77,13 +94,7 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
         return r;
     };
     kernels::sgemm(pool, false, true, N, M, K, 1.0f, rounded(x, 0), K, rounded(w, 1), K, 0.0f, y->data, M);
-    if (bias != nullptr) {
-        LF_ASSERT(bias->numel == M);
-        pool.run_range(N, 16, [&](int64_t b, int64_t e) {
-            for (int64_t r = b; r < e; ++r)
-                for (int64_t j = 0; j < M; ++j) y->data[r * M + j] += bias->data[j];
-        });
-    }
+    if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
     if (y->requires_grad) {
         t.on_backward([&t, x, w, bias, y, N, M, K, rounded] {
             if (y->grad == nullptr) return;
@@ -98,17 +109,7 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
                 kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
             if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
                 kernels::sgemm(pool, true, false, M, K, N, 1.0f, g, M, rounded(x, 0), K, 1.0f, t.grad(w), K);
-            if (bias != nullptr && bias->requires_grad) {
-                float* db = t.grad(bias);
-                const float* gy = y->grad;
-                pool.run_range(M, 64, [&](int64_t b, int64_t e) {
-                    for (int64_t j = b; j < e; ++j) {
-                        double s = 0;
-                        for (int64_t r = 0; r < N; ++r) s += gy[r * M + j];
-                        db[j] += static_cast<float>(s);
-                    }
-                });
-            }
+            if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
         });
     }
     return y;
@@ -221,11 +222,14 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 
 // ---- attention ------------------------------------------------------------------------------
 
-Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv) {
+Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t W,
+              float scale) {
     const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D;
     LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && v->shape.back() == KD && H % Hkv == 0);
     const int64_t group = H / Hkv;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
+    // Row i reads columns lo(i)..i; the rest of the (T, T) probabilities stay 0.
+    auto lo = [W](int64_t i) { return W > 0 ? std::max<int64_t>(0, i - W + 1) : 0; };
     Var o = t.make({B * T, HD}, needs_grad(t, {q, k, v}));
     // Softmax probabilities, kept for backward: (B, H, T, T), row t valid for columns 0..t.
     float* probs = t.buffer(B * H * T * T);
@@ -238,12 +242,14 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
         kernels::sgemm(false, true, T, T, D, scale, qh, HD, kg, KD, 0.0f, p, T);  // scores
         for (int64_t i = 0; i < T; ++i) {
             float* row = p + i * T;
-            float mx = row[0];
-            for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, row[j]);
+            const int64_t j0 = lo(i);
+            float mx = row[j0];
+            for (int64_t j = j0 + 1; j <= i; ++j) mx = std::max(mx, row[j]);
             float sum = 0;
-            for (int64_t j = 0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
+            for (int64_t j = j0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
             const float inv = 1.0f / sum;
-            for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
+            for (int64_t j = j0; j <= i; ++j) row[j] *= inv;
+            for (int64_t j = 0; j < j0; ++j) row[j] = 0.0f;
             for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
         }
         kernels::sgemm(false, false, T, D, T, 1.0f, p, T, vg, KD, 0.0f, o->data + b * T * HD + h * D, HD);
@@ -454,6 +460,98 @@ Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
         });
     }
     return loss;
+}
+
+// ---- reshape --------------------------------------------------------------------------------
+
+Var reshape(Tape& t, Var x, std::vector<int64_t> shape) {
+    Var y = t.make(std::move(shape), needs_grad(t, {x}));
+    LF_ASSERT(y->numel == x->numel);
+    std::memcpy(y->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y] {
+            if (y->grad == nullptr) return;
+            float* dx = t.grad(x);
+            for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
+        });
+    }
+    return y;
+}
+
+// ---- frozen weights -------------------------------------------------------------------------
+
+Var embedding_frozen(Tape& t, const Tensor& table, const int32_t* ids, int64_t n) {
+    const int64_t C = table.shape().back();
+    Var y = t.make({n, C}, false);
+    const auto deq = kernels::kernels().dequantize_row[static_cast<int>(table.dtype())];
+    LF_ASSERT(deq != nullptr);
+    t.pool().run_range(n, 64, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) deq(table.row(ids[r]), y->data + r * C, C);
+    });
+    return y;
+}
+
+namespace {
+
+// Calls fn(m0, rows, w_block) for blocks of kFrozenBlock rows of w dequantised (and rounded to
+// the tape's precision) into a transient f32 buffer: a frozen matrix never exists whole in f32.
+constexpr int64_t kFrozenBlock = 256;
+template <class Fn>
+void frozen_blocks(Tape& t, const Tensor& w, int slot, Fn fn) {
+    const int64_t M = w.shape()[0], K = w.shape()[1];
+    const auto deq = kernels::kernels().dequantize_row[static_cast<int>(w.dtype())];
+    LF_ASSERT(deq != nullptr);
+    float* buf = t.scratch(slot, kFrozenBlock * K);
+    for (int64_t m0 = 0; m0 < M; m0 += kFrozenBlock) {
+        const int64_t rows = std::min(kFrozenBlock, M - m0);
+        t.pool().run_range(rows, 8, [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; ++r) deq(w.row(m0 + r), buf + r * K, K);
+        });
+        if (t.precision != Precision::kFP32) round_to_precision(t.precision, buf, buf, rows * K, t.pool());
+        fn(m0, rows, static_cast<const float*>(buf));
+    }
+}
+
+}  // namespace
+
+Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias) {
+    const int64_t K = x->shape.back(), N = rows_of(x), M = w.shape()[0];
+    LF_ASSERT(w.ndim() == 2 && w.shape()[1] == K);
+    ThreadPool& pool = t.pool();
+    Var y = t.make({N, M}, needs_grad(t, {x, bias}));
+    auto rounded_x = [&t, &pool](Var v) -> const float* {
+        if (t.precision == Precision::kFP32) return v->data;
+        float* r = t.scratch(0, v->numel);
+        round_to_precision(t.precision, v->data, r, v->numel, pool);
+        return r;
+    };
+    const float* xr = rounded_x(x);
+    // y[:, m0:m0+rows] = x · W[m0:m0+rows]^T
+    frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+        kernels::sgemm(pool, false, true, N, rows, K, 1.0f, xr, K, wb, K, 0.0f, y->data + m0, M);
+    });
+    if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
+    if (y->requires_grad) {
+        const Tensor wt = w;  // keeps the mapping alive until backward
+        t.on_backward([&t, x, wt, bias, y, N, M, K] {
+            if (y->grad == nullptr) return;
+            ThreadPool& pool = t.pool();
+            const float* g = y->grad;
+            if (t.precision != Precision::kFP32) {
+                float* r = t.scratch(2, y->numel);
+                round_to_precision(t.precision, y->grad, r, y->numel, pool);
+                g = r;
+            }
+            if (x->requires_grad) {  // dx (N, K) += dy[:, m0:m0+rows] · W[m0:m0+rows]
+                float* dx = t.grad(x);
+                frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+                    kernels::sgemm(pool, false, false, N, K, rows, 1.0f, g + m0, M, wb, K, 1.0f, dx, K);
+                });
+            }
+            if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
+        });
+    }
+    return y;
 }
 
 }  // namespace llmforge::train

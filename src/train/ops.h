@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "core/tensor.h"
 #include "train/tape.h"
 
 namespace llmforge::train {
@@ -33,8 +34,21 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 
 // Causal self-attention with grouped-query heads over B sequences of T positions:
 // q (B·T, H·D), k and v (B·T, H_kv·D) → (B·T, H·D); query head h reads kv head h / (H / H_kv);
-// scores scaled by 1/sqrt(D), position t attends to 0..t.
-Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv);
+// scores scaled by `scale` (0: 1/sqrt(D)), position t attends to 0..t, or with a sliding window
+// W > 0 to t-W+1..t.
+Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv,
+              int64_t window = 0, float scale = 0.0f);
+
+// The same values in another shape (same numel); a copy, so the two nodes' gradients stay apart.
+Var reshape(Tape& t, Var x, std::vector<int64_t> shape);
+
+// Frozen weights (Param::trainable == false) stay in their file's dtype: rows and matrices are
+// dequantised block by block as they are used, so they need no f32 copy, gradient or optimiser
+// state; gradients still flow through them to the activations.
+// y (N, C) = table rows [ids], no gradient to the table.
+Var embedding_frozen(Tape& t, const Tensor& table, const int32_t* ids, int64_t n);
+// y (N, M) = x (N, K) · w (M, K)^T (+ bias); dx flows, w gets no gradient.
+Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias = nullptr);
 
 // y = silu(gate) · up, elementwise, both (N, F).
 Var swiglu(Tape& t, Var gate, Var up);

@@ -63,9 +63,14 @@ Var Tape::param(Param& p) {
     auto n = std::make_unique<Node>();
     n->shape = p.shape;
     n->numel = p.numel();
-    n->data = p.value.data();
-    n->grad = p.grad.data();
-    n->requires_grad = grad_enabled;
+    if (p.trainable) {
+        n->data = p.value.data();
+        n->grad = p.grad.data();
+        n->requires_grad = grad_enabled;
+    } else {
+        LF_ASSERT(p.frozen.dtype() == DType::F32);
+        n->data = const_cast<float*>(p.frozen.ptr<float>());  // read only: no gradient is written
+    }
     n->param = &p;
     nodes_.push_back(std::move(n));
     return nodes_.back().get();

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "core/thread_pool.h"
 
 namespace llmforge::train {
@@ -53,12 +54,22 @@ private:
     int64_t n_ = 0;
 };
 
-// A trainable tensor: f32 master value and its gradient (same shape), under its GGUF name.
+// A model tensor under its GGUF name. Trainable: an f32 master value and its gradient (same
+// shape), and the optimiser keeps state for it. Frozen (trainable = false): no master copy, no
+// gradient, no optimiser state — the weight stays as its file stores it (`frozen`: any dtype,
+// possibly a view of the memory-mapped file; 1-D parameters as f32), and gradients only flow
+// through it to the activations.
 struct Param {
     std::string name;
     std::vector<int64_t> shape;
-    FloatBuffer value, grad;
-    int64_t numel() const { return value.size(); }
+    FloatBuffer value, grad;  // trainable only
+    bool trainable = true;
+    Tensor frozen;            // frozen only
+    int64_t numel() const {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        return n;
+    }
 };
 
 // A value in the graph. Owned by the tape; valid until reset().
@@ -84,7 +95,9 @@ public:
     // false: ops record no backward closures and keep nothing for them (evaluation).
     bool grad_enabled = true;
 
-    // A leaf for a parameter: reads its value, accumulates into its grad.
+    // A leaf for a parameter: reads its value, accumulates into its grad. A frozen parameter's
+    // leaf reads its f32 tensor and needs no gradient (frozen matrices in other dtypes go through
+    // linear_frozen / embedding_frozen instead).
     Var param(Param& p);
     // A new node with uninitialised data; requires_grad when any input needs a gradient.
     Var make(std::vector<int64_t> shape, bool requires_grad);

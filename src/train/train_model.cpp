@@ -4,91 +4,177 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "kernels/cpu/kernels.h"
+#include "model/rope.h"
 #include "train/ops.h"
 
 namespace llmforge::train {
 
-namespace {
+// ------------------------------------------------------------------------------------ TapeOps
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> expected_params(const ModelConfig& c) {
-    const int64_t C = c.n_embd, Hq = c.n_head * c.head_dim, Hk = c.n_head_kv * c.head_dim, F = c.n_ff;
-    std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-    out.push_back({"token_embd.weight", {c.n_vocab, C}});
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        const std::string p = "blk." + std::to_string(l) + ".";
-        out.push_back({p + "attn_norm.weight", {C}});
-        out.push_back({p + "attn_q.weight", {Hq, C}});
-        out.push_back({p + "attn_k.weight", {Hk, C}});
-        out.push_back({p + "attn_v.weight", {Hk, C}});
-        if (c.qkv_bias) {
-            out.push_back({p + "attn_q.bias", {Hq}});
-            out.push_back({p + "attn_k.bias", {Hk}});
-            out.push_back({p + "attn_v.bias", {Hk}});
-        }
-        out.push_back({p + "attn_output.weight", {C, Hq}});
-        out.push_back({p + "ffn_norm.weight", {C}});
-        out.push_back({p + "ffn_gate.weight", {F, C}});
-        out.push_back({p + "ffn_up.weight", {F, C}});
-        out.push_back({p + "ffn_down.weight", {C, F}});
-    }
-    out.push_back({"output_norm.weight", {C}});
-    if (!c.tied_embeddings) out.push_back({"output.weight", {c.n_vocab, C}});
-    return out;
-}
-
-// Deterministic N(0, 1) draws (Box-Muller over splitmix64): the same seed gives the same weights
-// on every machine, unlike std::normal_distribution whose algorithm is implementation-defined.
-class Gaussian {
+// The tape backend of the op interface (model/arch/arch.h): every op records its forward and
+// backward (train/ops.h). Rows are B sequences of T positions; positions restart at 0 per
+// sequence. Frozen weights go through the *_frozen ops.
+class TapeOps final : public Ops {
 public:
-    explicit Gaussian(uint64_t seed) : s_(seed) {}
-    double next() {
-        if (have_) {
-            have_ = false;
-            return spare_;
+    struct Batch {
+        const int32_t* ids;
+        int64_t B, T;
+        float p_drop;
+        uint64_t dropout_seed;
+        const TrainModel::Hook* hook;
+    };
+    TapeOps(Tape& t, TrainModel& m, const Batch& b) : t_(t), m_(m), b_(b) {}
+    using Ops::linear;
+
+    bool has(Weight w) const override { return m_.param(w) != nullptr; }
+
+    Act embed(Weight table) override {
+        Param& p = P(table);
+        embedded_ = &p;
+        mark({&p});  // runs last in backward: the embedding's (and a tied output's) grad is final
+        const int64_t N = b_.B * b_.T;
+        if (p.trainable) return act(embedding(t_, t_.param(p), b_.ids, N));
+        return act(embedding_frozen(t_, p.frozen, b_.ids, N));
+    }
+    Act rmsnorm(Act x, Weight gain, float eps) override { return act(train::rmsnorm(t_, V(x), t_.param(P(gain)), eps)); }
+    Act head_rmsnorm(Act x, Weight gain, int64_t D, float eps) override {
+        const Var v = V(x);
+        const int64_t N = v->numel / v->shape.back();
+        Var heads = reshape(t_, v, {v->numel / D, D});
+        return act(reshape(t_, train::rmsnorm(t_, heads, t_.param(P(gain)), eps), {N, v->shape.back()}));
+    }
+    void linear(Act x, const Weight* w, const Weight* bias, int n, Act* out) override {
+        for (int i = 0; i < n; ++i) {
+            Param* b = bias[i].slot >= 0 ? m_.param(bias[i]) : nullptr;
+            Var bv = b != nullptr ? t_.param(*b) : nullptr;
+            Param& wp = P(w[i]);
+            out[i] = act(wp.trainable ? train::linear(t_, V(x), t_.param(wp), bv) : linear_frozen(t_, V(x), wp.frozen, bv));
         }
-        const double u1 = (static_cast<double>(bits() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-        const double u2 = static_cast<double>(bits() >> 11) * 0x1.0p-53;
-        const double r = std::sqrt(-2.0 * std::log(u1));
-        spare_ = r * std::sin(2 * M_PI * u2);
-        have_ = true;
-        return r * std::cos(2 * M_PI * u2);
+    }
+    Act rope(Act x, int64_t D) override {
+        const ModelConfig& c = m_.cfg_;
+        return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved));
+    }
+    Act attention(int64_t, Act q, Act k, Act v, const AttentionSpec& a) override {
+        return act(train::attention(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.window, a.scale));
+    }
+    Act swiglu(Act x, Weight gate, Weight up) override {
+        Act g = linear(x, gate), u = linear(x, up);
+        return act(train::swiglu(t_, V(g), V(u)));
+    }
+    Act residual(int64_t layer, int branch, Act h, Act y) override {
+        const uint64_t seed = b_.dropout_seed ^ (kGoldenGamma * static_cast<uint64_t>(2 * layer + branch + 1));
+        return act(add(t_, V(h), dropout(t_, V(y), b_.p_drop, seed)));
+    }
+    Act output_rows(Act h) override {
+        // The head's parameters: every global one not marked yet (the final norm, an untied output).
+        std::vector<Param*> ps;
+        for (const TensorSpec& s : m_.arch_->tensors)
+            if (!s.per_layer)
+                if (Param* p = m_.param({-1, s.slot}); p != nullptr && p != embedded_) ps.push_back(p);
+        mark(ps);
+        return h;
+    }
+    Act logits(Act h, Weight w) override {
+        Param& p = P(w);
+        Act y = act(p.trainable ? train::linear(t_, V(h), t_.param(p)) : linear_frozen(t_, V(h), p.frozen));
+        observe("logits", y);
+        return y;
+    }
+    void observe(const std::string& name, Act x) override {
+        if (b_.hook != nullptr && *b_.hook) (*b_.hook)(name, V(x));
+    }
+    Act run_layer(int64_t l, Act h, const std::function<Act(Ops&, Act)>& body) override {
+        std::vector<Param*> ps;
+        for (const TensorSpec& s : m_.arch_->tensors)
+            if (s.per_layer)
+                if (Param* p = m_.param({l, s.slot}); p != nullptr) ps.push_back(p);
+        mark(ps);
+        if (!m_.checkpoint_activations) return body(*this, h);
+        // Keeps none of the layer's activations: backward runs the body again on a scratch tape
+        // (the closure outlives this call, so it owns copies of what it reads).
+        TrainModel* m = &m_;
+        Batch b = b_;
+        b.hook = nullptr;  // the recomputation is not observed
+        auto fn = [m, b, body](Tape& sub, Var x) {
+            TapeOps ops(sub, *m, b);
+            return V(body(ops, act(x)));
+        };
+        return act(checkpoint(t_, V(h), fn));
     }
 
 private:
-    uint64_t bits() {
-        uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
+    static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
+    static Var V(Act a) { return static_cast<Var>(a.node); }
+    Param& P(Weight w) const {
+        Param* p = m_.param(w);
+        LF_ASSERT(p != nullptr);
+        return *p;
     }
-    uint64_t s_;
-    bool have_ = false;
-    double spare_ = 0;
+    // Registers a marker: in backward it runs after every op recorded later, i.e. once the
+    // gradients of these parameters for the micro-batch are complete.
+    void mark(std::vector<Param*> ps) {
+        if (!m_.on_grad_ready || !t_.grad_enabled) return;
+        TrainModel* m = &m_;
+        t_.on_backward([m, ps] {
+            for (Param* p : ps)
+                if (p->trainable) m->on_grad_ready(p);
+        });
+    }
+
+    Tape& t_;
+    TrainModel& m_;
+    Batch b_;
+    Param* embedded_ = nullptr;  // the input table (marked at embed)
 };
+
+// ---------------------------------------------------------------------------------- TrainModel
+
+namespace {
+
+std::unique_ptr<Param> new_param(const NamedSpec& ns) {
+    auto p = std::make_unique<Param>();
+    p->name = ns.name;
+    p->shape = ns.shape;
+    return p;
+}
 
 }  // namespace
 
-std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files) {
+std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files, const TrainableFn& trainable) {
     // Validates every tensor (names, shapes, dtypes) exactly as inference does.
     const ModelConfig checked = Model::validate(files);
     std::unique_ptr<TrainModel> m(new TrainModel());
     m->cfg_ = checked;
+    m->arch_ = &arch_of(checked.arch, files.path);
     m->vocab_ = files.vocab;
     const auto& kt = kernels::kernels();
-    for (const auto& [name, shape] : expected_params(m->cfg_)) {
-        auto it = files.tensors.find(name);
-        if (it == files.tensors.end()) fail("%s: tensor '%s' is missing", files.path.c_str(), name.c_str());
+    for (const NamedSpec& ns : tensor_list(*m->arch_, m->cfg_, true)) {
+        auto it = files.tensors.find(ns.name);
+        if (it == files.tensors.end()) continue;  // an absent optional tensor (validated above)
         const Tensor& t = it->second;
-        auto p = std::make_unique<Param>();
-        p->name = name;
-        p->shape = shape;
-        p->value = FloatBuffer(t.numel(), false);
-        p->grad = FloatBuffer(t.numel());
-        const int64_t cols = shape.back(), rows = t.numel() / cols;
         auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
-        if (deq == nullptr) fail("%s: tensor '%s' has dtype %s, which cannot be trained", files.path.c_str(),
-                                 name.c_str(), dtype_name(t.dtype()));
+        if (deq == nullptr) {
+            fail("%s: tensor '%s' has dtype %s, which cannot be trained", files.path.c_str(), ns.name.c_str(),
+                 dtype_name(t.dtype()));
+        }
+        auto p = new_param(ns);
+        const int64_t cols = ns.shape.back(), rows = p->numel() / cols;
+        if (trainable && !trainable(ns.name)) {
+            p->trainable = false;
+            if (ns.spec->use == TensorUse::kVector && t.dtype() != DType::F32) {
+                p->frozen = Tensor::empty(DType::F32, ns.shape, ns.name);
+                deq(t.data(), p->frozen.ptr<float>(), cols);
+            } else {
+                p->frozen = t;  // the file's bytes, as mapped
+            }
+            m->frozen_.push_back(std::move(p));
+            continue;
+        }
+        p->value = FloatBuffer(p->numel(), false);
+        p->grad = FloatBuffer(p->numel());
         for (int64_t r = 0; r < rows; ++r) deq(t.ndim() == 1 ? t.data() : t.row(r), p->value.data() + r * cols, cols);
         m->params_.push_back(std::move(p));
     }
@@ -98,25 +184,18 @@ std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files) {
 
 std::unique_ptr<TrainModel> TrainModel::init_random(ModelConfig cfg, uint64_t seed) {
     if (cfg.head_dim == 0 && cfg.n_head > 0) cfg.head_dim = cfg.n_embd / cfg.n_head;
-    if (cfg.arch == "qwen2") cfg.qkv_bias = true;
-    cfg.rope_interleaved = false;
     std::unique_ptr<TrainModel> m(new TrainModel());
+    m->arch_ = &arch_of(cfg.arch, "init");
+    if (m->arch_->qkv_bias) cfg.qkv_bias = true;
+    cfg.rope_interleaved = false;
     m->cfg_ = cfg;
-    Gaussian g(seed);
-    const double sd = 0.02, sd_out = 0.02 / std::sqrt(2.0 * std::max<int64_t>(cfg.n_layer, 1));
-    for (const auto& [name, shape] : expected_params(cfg)) {
-        auto p = std::make_unique<Param>();
-        p->name = name;
-        p->shape = shape;
-        int64_t n = 1;
-        for (int64_t d : shape) n *= d;
-        p->value = FloatBuffer(n);
-        p->grad = FloatBuffer(n);
-        const bool is_norm = name.find("norm") != std::string::npos;
-        const bool is_bias = name.find(".bias") != std::string::npos;
-        const bool is_out = name.find("attn_output") != std::string::npos || name.find("ffn_down") != std::string::npos;
-        for (int64_t i = 0; i < n; ++i)
-            p->value[i] = is_norm ? 1.0f : is_bias ? 0.0f : static_cast<float>(g.next() * (is_out ? sd_out : sd));
+    for (const NamedSpec& ns : tensor_list(*m->arch_, cfg, false)) {
+        auto p = new_param(ns);
+        p->value = FloatBuffer(p->numel());
+        p->grad = FloatBuffer(p->numel());
+        const int64_t cols = ns.shape.back();
+        for (int64_t r = 0; r < p->numel() / cols; ++r)
+            init_tensor(*ns.spec, cfg, ns.name, ns.shape, seed, r, p->value.data() + r * cols);
         m->params_.push_back(std::move(p));
     }
     m->bind();
@@ -133,46 +212,44 @@ void TrainModel::bind() {
         std::shared_ptr<const void> none;
         f.tensors[p->name] = Tensor::view(DType::F32, p->shape, p->value.data(), none, p->name);
     }
-    infer_ = Model::from_files(std::move(f));
+    for (auto& p : frozen_) f.tensors[p->name] = p->frozen;
+    // Zero-copy twin: no repacking (that would copy quantised frozen weights).
+    infer_ = Model::from_files(std::move(f), false);
     cfg_ = infer_->config();
-    tok_embd_ = find("token_embd.weight");
-    output_norm_ = find("output_norm.weight");
-    output_ = cfg_.tied_embeddings ? tok_embd_ : find("output.weight");
-    layers_.assign(cfg_.n_layer, {});
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-        const std::string p = "blk." + std::to_string(l) + ".";
-        Layer& L = layers_[l];
-        L.attn_norm = find(p + "attn_norm.weight");
-        L.wq = find(p + "attn_q.weight");
-        L.wk = find(p + "attn_k.weight");
-        L.wv = find(p + "attn_v.weight");
-        L.bq = find(p + "attn_q.bias");
-        L.bk = find(p + "attn_k.bias");
-        L.bv = find(p + "attn_v.bias");
-        L.wo = find(p + "attn_output.weight");
-        L.ffn_norm = find(p + "ffn_norm.weight");
-        L.w_gate = find(p + "ffn_gate.weight");
-        L.w_up = find(p + "ffn_up.weight");
-        L.w_down = find(p + "ffn_down.weight");
-    }
+    arch_ = &infer_->arch();
+    slots_.assign(static_cast<size_t>((cfg_.n_layer + 1) * arch_->n_slots), nullptr);
+    for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true))
+        slots_[static_cast<size_t>((ns.layer + 1) * arch_->n_slots + ns.spec->slot)] = find(ns.name);
     n_ctx_ = 0;
     ensure_ctx(std::max<int64_t>(cfg_.n_ctx_train, 1));
 }
 
+Param* TrainModel::param(Weight w) const {
+    const size_t idx = static_cast<size_t>((w.layer + 1) * arch_->n_slots + w.slot);
+    return w.slot < 0 || idx >= slots_.size() ? nullptr : slots_[idx];
+}
+
 void TrainModel::to_rotate_half() {
     if (!cfg_.rope_interleaved) return;
-    const int64_t D = cfg_.head_dim, C = cfg_.n_embd;
-    std::vector<float> tmp;
-    for (auto& p : params_) {
-        const bool q = p->name.find(".attn_q.") != std::string::npos, k = p->name.find(".attn_k.") != std::string::npos;
-        if (!q && !k) continue;
-        const int64_t cols = p->shape.size() == 2 ? C : 1, rows = p->shape[0];
-        tmp.assign(p->value.data(), p->value.data() + p->numel());
-        for (int64_t r = 0; r < rows; ++r) {  // interleaved row h·D + 2i + j -> rotate-half row h·D + j·D/2 + i
-            const int64_t h = r / D, w = r % D, i = w / 2, j = w % 2;
-            const int64_t dst = h * D + j * (D / 2) + i;
-            std::memcpy(p->value.data() + dst * cols, tmp.data() + r * cols, cols * sizeof(float));
+    const int64_t D = cfg_.head_dim;
+    for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true)) {
+        Param* p = find(ns.name);
+        if (p == nullptr || !ns.spec->rope_rows) continue;
+        const int64_t rows = p->shape[0], cols = p->shape.size() == 2 ? p->shape[1] : 1;
+        if (p->trainable) {
+            std::vector<float> tmp(p->value.data(), p->value.data() + p->numel());
+            permute_rope_rows(tmp.data(), p->value.data(), rows, cols, D, false);
+            continue;
         }
+        // A frozen tensor keeps its dtype: its rows (whole quantisation blocks) move as bytes.
+        const Tensor& src = p->frozen;
+        Tensor dst = Tensor::empty(src.dtype(), src.shape(), src.name());
+        if (src.ndim() == 1) {
+            permute_rope_rows(src.ptr<float>(), dst.ptr<float>(), rows, 1, D, false);
+        } else {
+            for (int64_t r = 0; r < rows; ++r) std::memcpy(dst.row(r), src.row(rope_row_source(r, D, false)), src.row_stride());
+        }
+        p->frozen = dst;
     }
     cfg_.rope_interleaved = false;
     bind();
@@ -184,81 +261,65 @@ void TrainModel::set_vocab(const Vocab& v) {
 }
 
 Param* TrainModel::find(const std::string& name) const {
-    for (const auto& p : params_)
-        if (p->name == name) return p.get();
+    for (const auto* list : {&params_, &frozen_})
+        for (const auto& p : *list)
+            if (p->name == name) return p.get();
     return nullptr;
 }
 
 int64_t TrainModel::n_params() const {
+    int64_t n = n_trainable();
+    for (const auto& p : frozen_) n += p->numel();
+    return n;
+}
+
+int64_t TrainModel::n_trainable() const {
     int64_t n = 0;
     for (const auto& p : params_) n += p->numel();
     return n;
 }
 
+void TrainModel::for_each_tensor(const std::function<void(const Param&, const float*)>& fn) const {
+    std::vector<float> tmp;
+    for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true)) {
+        const Param* p = find(ns.name);
+        if (p == nullptr) continue;
+        if (p->trainable) {
+            fn(*p, p->value.data());
+            continue;
+        }
+        const Tensor& t = p->frozen;
+        const int64_t cols = p->shape.back(), rows = p->numel() / cols;
+        tmp.resize(static_cast<size_t>(p->numel()));
+        const auto deq = kernels::kernels().dequantize_row[static_cast<int>(t.dtype())];
+        for (int64_t r = 0; r < rows; ++r) deq(t.ndim() == 1 ? t.data() : t.row(r), tmp.data() + r * cols, cols);
+        fn(*p, tmp.data());
+    }
+}
+
 void TrainModel::ensure_ctx(int64_t n) {
     if (n <= n_ctx_) return;
     const auto& inv = infer_->rope_inv_freq();
-    const double ms = infer_->rope_mscale();
     const int64_t half = static_cast<int64_t>(inv.size());
     cos_.resize(static_cast<size_t>(n * half));
     sin_.resize(static_cast<size_t>(n * half));
-    for (int64_t p = 0; p < n; ++p)
-        for (int64_t i = 0; i < half; ++i) {
-            const double a = static_cast<double>(p) * inv[i];
-            cos_[p * half + i] = static_cast<float>(std::cos(a) * ms);
-            sin_[p * half + i] = static_cast<float>(std::sin(a) * ms);
-        }
+    for (int64_t p = 0; p < n; ++p) rope_cos_sin(inv, infer_->rope_mscale(), p, &cos_[p * half], &sin_[p * half]);
     n_ctx_ = n;
+}
+
+Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, float p_drop, uint64_t dropout_seed,
+                       const Hook& hook) {
+    ensure_ctx(T);
+    const int64_t N = B * T;
+    pos_.resize(static_cast<size_t>(N));
+    for (int64_t r = 0; r < N; ++r) pos_[r] = static_cast<int32_t>(r % T);
+    TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, p_drop, dropout_seed, &hook});
+    return static_cast<Var>(run_decoder(ops, *arch_, cfg_).node);
 }
 
 Var TrainModel::forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float p_drop,
                         uint64_t dropout_seed, const Hook& hook) {
-    ensure_ctx(T);
-    const ModelConfig& c = cfg_;
-    const int64_t N = B * T;
-    pos_.resize(static_cast<size_t>(N));
-    for (int64_t r = 0; r < N; ++r) pos_[r] = static_cast<int32_t>(r % T);
-    auto seed_of = [dropout_seed](int64_t l, int64_t which) {
-        return dropout_seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(2 * l + which + 1));
-    };
-    auto mark_ready = [&](std::vector<Param*> ps) {
-        if (!on_grad_ready || !t.grad_enabled) return;
-        t.on_backward([this, ps] {
-            for (Param* p : ps)
-                if (p != nullptr) on_grad_ready(p);
-        });
-    };
-    mark_ready({tok_embd_});  // runs last in backward: the embedding's (and tied output's) grad is final
-    Var h = embedding(t, t.param(*tok_embd_), inputs, N);  // (N, C)
-    if (hook) hook("embed", h);
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        Layer& L = layers_[l];
-        mark_ready({L.attn_norm, L.wq, L.wk, L.wv, L.bq, L.bk, L.bv, L.wo, L.ffn_norm, L.w_gate, L.w_up, L.w_down});
-        auto block = [this, &L, B, T, p_drop, l, seed_of](Tape& t, Var h) {
-            const ModelConfig& c = cfg_;
-            Var x = rmsnorm(t, h, t.param(*L.attn_norm), c.rms_eps);
-            Var q = linear(t, x, t.param(*L.wq), L.bq ? t.param(*L.bq) : nullptr);  // (N, H·D)
-            Var k = linear(t, x, t.param(*L.wk), L.bk ? t.param(*L.bk) : nullptr);  // (N, H_kv·D)
-            Var v = linear(t, x, t.param(*L.wv), L.bv ? t.param(*L.bv) : nullptr);  // (N, H_kv·D)
-            q = rope(t, q, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
-            k = rope(t, k, c.head_dim, pos_.data(), cos_.data(), sin_.data(), c.rope_interleaved);
-            Var a = attention(t, q, k, v, B, T, c.n_head, c.n_head_kv);  // (N, H·D)
-            Var o = dropout(t, linear(t, a, t.param(*L.wo)), p_drop, seed_of(l, 0));
-            h = add(t, h, o);
-            x = rmsnorm(t, h, t.param(*L.ffn_norm), c.rms_eps);
-            Var f = swiglu(t, linear(t, x, t.param(*L.w_gate)), linear(t, x, t.param(*L.w_up)));  // (N, F)
-            f = dropout(t, linear(t, f, t.param(*L.w_down)), p_drop, seed_of(l, 1));
-            return add(t, h, f);
-        };
-        h = checkpoint_activations ? checkpoint(t, h, block) : block(t, h);
-        if (hook) hook("layers." + std::to_string(l) + ".out", h);
-    }
-    mark_ready({output_norm_, output_ == tok_embd_ ? nullptr : output_});
-    h = rmsnorm(t, h, t.param(*output_norm_), c.rms_eps);
-    if (hook) hook("final_norm", h);
-    Var logits = linear(t, h, t.param(*output_));  // (N, V)
-    if (hook) hook("logits", logits);
-    return cross_entropy(t, logits, targets, N);
+    return cross_entropy(t, logits(t, inputs, B, T, p_drop, dropout_seed, hook), targets, B * T);
 }
 
 }  // namespace llmforge::train

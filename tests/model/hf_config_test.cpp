@@ -184,10 +184,10 @@ TEST(HfConfig, RejectsBadConfigs) {
     missing.replace(missing.find("\"num_hidden_layers\""), 19, "\"num_hidden_layerz\"");
     EXPECT_LF_ERROR(hf_config_parse(missing, "m/config.json"),
                     {"m/config.json", "\"num_hidden_layers\"", "missing"});
-    std::string mistral = kLlama31;
-    mistral.replace(mistral.find("\"llama\""), 7, "\"mistral\"");
-    EXPECT_LF_ERROR(hf_config_parse(mistral, "mi/config.json"),
-                    {"mi/config.json", "'mistral'", "supported: llama, qwen2"});
+    std::string gemma = kLlama31;
+    gemma.replace(gemma.find("\"llama\""), 7, "\"gemma2\"");  // not registered
+    EXPECT_LF_ERROR(hf_config_parse(gemma, "ge/config.json"),
+                    {"ge/config.json", "'gemma2'", "supported: llama, qwen2, qwen3, mistral"});
     EXPECT_LF_ERROR(hf_config_parse("{\"model_type\": ", "trunc.json"), {"trunc.json", "not valid JSON"});
     EXPECT_LF_ERROR(hf_config_parse("[1]", "arr.json"), {"arr.json", "JSON object"});
     EXPECT_LF_ERROR(hf_config_parse("{}", "empty.json"), {"empty.json", "\"model_type\""});

@@ -1,0 +1,132 @@
+#include "model/arch/arch.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/random.h"
+
+namespace llmforge {
+
+std::string TensorSpec::gguf_name(int64_t layer) const {
+    return per_layer ? "blk." + std::to_string(layer) + "." + gguf : std::string(gguf);
+}
+
+std::string TensorSpec::hf_name(int64_t layer) const {
+    if (hf == nullptr || hf[0] == '\0') return "";
+    return per_layer ? "model.layers." + std::to_string(layer) + "." + hf : std::string(hf);
+}
+
+Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c) {
+    Act h = a.embed(o, c);
+    o.observe("embed", h);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        h = o.run_layer(l, h, [&a, &c, l](Ops& lo, Act x) { return a.layer(lo, c, l, x); });
+        o.observe("layers." + std::to_string(l) + ".out", h);
+    }
+    return a.head(o, c, h);
+}
+
+const TensorSpec* Arch::find_slot(int slot) const {
+    for (const TensorSpec& t : tensors)
+        if (t.slot == slot) return &t;
+    return nullptr;
+}
+
+std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool include_optional) {
+    std::vector<NamedSpec> out;
+    auto add = [&](const TensorSpec& t, int64_t l) {
+        if (!a.present(t, c) || (t.optional && !include_optional)) return;
+        out.push_back({t.gguf_name(l), t.shape(c, l), &t, t.per_layer ? l : -1});
+    };
+    for (const TensorSpec& t : a.tensors)
+        if (!t.per_layer) add(t, -1);
+    for (int64_t l = 0; l < c.n_layer; ++l)
+        for (const TensorSpec& t : a.tensors)
+            if (t.per_layer) add(t, l);
+    return out;
+}
+
+namespace {
+
+// "<prefix><layer>.<rest>" -> (layer, rest); false when `name` does not have that form.
+bool split_layer(const std::string& name, const std::string& prefix, int64_t& layer, std::string& rest) {
+    if (name.rfind(prefix, 0) != 0) return false;
+    const size_t dot = name.find('.', prefix.size());
+    if (dot == std::string::npos || dot == prefix.size() || dot - prefix.size() > 6) return false;
+    layer = 0;
+    for (size_t i = prefix.size(); i < dot; ++i) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        layer = layer * 10 + (name[i] - '0');
+    }
+    rest = name.substr(dot + 1);
+    return true;
+}
+
+}  // namespace
+
+std::string hf_to_gguf_name(const Arch& a, const std::string& n) {
+    int64_t layer = -1;
+    std::string rest;
+    const bool in_layer = split_layer(n, "model.layers.", layer, rest);
+    for (const TensorSpec& t : a.tensors) {
+        if (t.hf == nullptr || t.hf[0] == '\0') continue;
+        if (t.per_layer ? (in_layer && rest == t.hf) : n == t.hf) return t.gguf_name(layer);
+    }
+    return "";
+}
+
+std::string gguf_to_hf_name(const Arch& a, const std::string& n) {
+    int64_t layer = -1;
+    std::string rest;
+    const bool in_layer = split_layer(n, "blk.", layer, rest);
+    for (const TensorSpec& t : a.tensors) {
+        if (t.per_layer ? (in_layer && rest == t.gguf) : n == t.gguf) return t.hf_name(layer);
+    }
+    return "";
+}
+
+int64_t rope_row_source(int64_t r, int64_t D, bool to_interleaved) {
+    // Interleaved row h·D + 2i + j  <->  rotate-half row h·D + j·D/2 + i.
+    const int64_t h = r / D, w = r % D;
+    if (to_interleaved) return h * D + (w % 2) * (D / 2) + w / 2;
+    const int64_t j = w / (D / 2), i = w % (D / 2);
+    return h * D + 2 * i + j;
+}
+
+void permute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int64_t D,
+                       bool to_interleaved) {
+    LF_ASSERT(D % 2 == 0 && rows % D == 0 && src != dst);
+    for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(dst + r * cols, src + rope_row_source(r, D, to_interleaved) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+    }
+}
+
+void init_tensor(const TensorSpec& spec, const ModelConfig& c, const std::string& name,
+                 const std::vector<int64_t>& shape, uint64_t seed, int64_t row, float* out) {
+    const int64_t cols = shape.back();
+    switch (spec.init) {
+        case Init::kOnes:
+            for (int64_t i = 0; i < cols; ++i) out[i] = 1.0f;
+            return;
+        case Init::kZeros:
+            for (int64_t i = 0; i < cols; ++i) out[i] = 0.0f;
+            return;
+        case Init::kNormal:
+        case Init::kResidualOut: break;
+    }
+    const double sd = spec.init == Init::kNormal ? 0.02 : 0.02 / std::sqrt(2.0 * std::max<int64_t>(c.n_layer, 1));
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the name: every tensor its own stream
+    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+    uint64_t s = (h ^ (seed * kGoldenGamma)) + static_cast<uint64_t>(row) * 0xD1B54A32D192ED03ull;
+    for (int64_t i = 0; i < cols; i += 2) {  // Box-Muller pairs
+        const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+        const double u2 = uniform53(splitmix64(s));
+        const double m = std::sqrt(-2.0 * std::log(u1));
+        out[i] = static_cast<float>(sd * m * std::cos(2 * M_PI * u2));
+        if (i + 1 < cols) out[i + 1] = static_cast<float>(sd * m * std::sin(2 * M_PI * u2));
+    }
+}
+
+}  // namespace llmforge

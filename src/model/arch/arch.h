@@ -1,0 +1,202 @@
+// Architectures as data + one definition of their forward pass.
+//
+// An Arch is everything that differs between decoder families, in one file per architecture
+// (src/model/arch/<name>.cpp) plus a line in registry.cpp:
+//   * its names: GGUF general.architecture, Hugging Face model_type(s) and class;
+//   * its tensor table (TensorSpec): GGUF name, HF name, shape rule, how the engine binds it,
+//     when it is present, its random-init rule and whether its rows follow the RoPE pair order.
+//     Loading (every format), validation, random init (train, init-model), saving (HF folders,
+//     GGUF) and convert all read this one table;
+//   * its extra hyper-parameters (configure / write_keys over a ConfigSource / ConfigSink that
+//     hide whether the keys come from GGUF metadata or a config.json);
+//   * its forward pass, written once against the op interface `Ops`. The engine's EagerOps
+//     (model.cpp) runs it on the fused CPU kernels with a KV memory; the trainer's TapeOps
+//     (train/tape_ops.cpp) records forward and backward on the autograd tape. A new capability
+//     (LoRA deltas, virtual-token embeddings, a new attention) is one more op or one more
+//     argument of an op, implemented by both backends: never a second copy of a block.
+//
+// Thread safety: Arch objects are immutable statics.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace llmforge {
+
+// How the engine binds a tensor: a matrix for matmuls (repacked when possible), rows looked up
+// (the token embedding), or a small 1-D parameter converted to f32.
+enum class TensorUse { kMatrix, kRows, kVector };
+
+// The project's one random-init rule (TrainModel::init_random and `llmforge init-model`):
+// N(0, 0.02²) for matrices and embeddings, N(0, (0.02 / sqrt(2·layers))²) for the matrices that
+// write into the residual stream (GPT-2 / llm.c scaling), ones for norm gains, zeros for biases.
+enum class Init { kNormal, kResidualOut, kOnes, kZeros };
+
+struct TensorSpec {
+    int slot;            // index into the arch's weight slots (global and per-layer share numbering)
+    const char* gguf;    // GGUF name; per-layer tensors are "blk.<l>." + gguf
+    const char* hf;      // Hugging Face name ("" if none); per-layer: "model.layers.<l>." + hf
+    bool per_layer;
+    TensorUse use;
+    Init init;
+    // Shape (row-major, (out, in) for matrices) for a config and layer.
+    std::vector<int64_t> (*shape)(const ModelConfig& c, int64_t layer);
+    // nullptr: always present. Otherwise present exactly when it returns true.
+    bool (*present)(const ModelConfig& c) = nullptr;
+    // May be missing from a file even when present() (then the forward goes without it).
+    bool optional = false;
+    // Rows follow the RoPE pair order (Q/K weights and biases): permuted when converting between
+    // interleaved-pair (GGUF llama, llama2.c) and rotate-half (Hugging Face) conventions.
+    bool rope_rows = false;
+
+    std::string gguf_name(int64_t layer) const;  // layer ignored for global tensors
+    std::string hf_name(int64_t layer) const;    // "" when the tensor has no HF name
+};
+
+// Where an arch's extra hyper-parameters come from: GGUF metadata ("<arch>.<gguf key>") or a
+// config.json ("<hf key>"). Accessors return nullopt when the key is absent.
+class ConfigSource {
+public:
+    virtual ~ConfigSource() = default;
+    virtual bool is_gguf() const = 0;
+    virtual std::optional<int64_t> integer(const char* hf_key, const char* gguf_key) const = 0;
+    virtual std::optional<bool> boolean(const char* hf_key, const char* gguf_key) const = 0;
+    virtual bool has_tensor(const std::string& gguf_name) const = 0;  // GGUF files only
+    virtual const std::string& where() const = 0;                     // the file, for errors
+};
+
+class ConfigSink {
+public:
+    virtual ~ConfigSink() = default;
+    virtual void integer(const char* hf_key, const char* gguf_key, std::optional<int64_t> v) = 0;
+    virtual void boolean(const char* hf_key, const char* gguf_key, bool v) = 0;
+};
+
+// An activation handed between ops: (rows, cols) floats. `node` is the backend's own handle
+// (the tape's node); eager backends use data directly.
+struct Act {
+    float* data = nullptr;
+    int64_t rows = 0, cols = 0;
+    void* node = nullptr;
+};
+
+// A weight by (layer, slot); layer -1 for global tensors.
+struct Weight {
+    int64_t layer = -1;
+    int slot = -1;
+};
+
+struct AttentionSpec {
+    int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
+    int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]
+    float scale = 0;     // applied to q·k
+};
+
+// The op interface an architecture's forward is written against. Rows are the batch's tokens
+// (every sequence's, in order); each backend knows their positions and sequences.
+class Ops {
+public:
+    virtual ~Ops() = default;
+    virtual bool has(Weight w) const = 0;  // an optional tensor is bound
+    // The input rows: token embeddings (or rows given directly as embeddings).
+    virtual Act embed(Weight table) = 0;
+    virtual Act rmsnorm(Act x, Weight gain, float eps) = 0;
+    // RMSNorm of each head_dim-wide group of x's columns, with one (head_dim) gain (Qwen3 q/k).
+    virtual Act head_rmsnorm(Act x, Weight gain, int64_t head_dim, float eps) = 0;
+    // out[i] = x · w[i]^T (+ bias[i] when bias[i].slot >= 0 and bound), for n projections of the
+    // same input (one dispatch in decode).
+    virtual void linear(Act x, const Weight* w, const Weight* bias, int n, Act* out) = 0;
+    Act linear(Act x, Weight w) {
+        Act y;
+        const Weight none;
+        linear(x, &w, &none, 1, &y);
+        return y;
+    }
+    // Rotary embedding of each head of x at its row's position.
+    virtual Act rope(Act x, int64_t head_dim) = 0;
+    // Causal attention of layer `layer` (its KV memory in the eager backend): q (N, H·D),
+    // k / v (N, H_kv·D) -> (N, H·D).
+    virtual Act attention(int64_t layer, Act q, Act k, Act v, const AttentionSpec& a) = 0;
+    // silu(x · gate^T) ⊙ (x · up^T).
+    virtual Act swiglu(Act x, Weight gate, Weight up) = 0;
+    // h + y: the residual stream after a block's branch `branch` of layer `layer` (training may
+    // apply dropout to y first; the eager backend adds in place).
+    virtual Act residual(int64_t layer, int branch, Act h, Act y) = 0;
+    // The rows whose logits are wanted (eager: each sequence's last n_out; training: all).
+    virtual Act output_rows(Act h) = 0;
+    // Final vocabulary projection; the backend decides where the logits go.
+    virtual Act logits(Act h, Weight w) = 0;
+    // Observers of named activations ("embed", "layers.<l>.out", "final_norm").
+    virtual void observe(const std::string& name, Act x) {}
+    // Runs layer l's body on h. A backend may wrap it: the tape recomputes it in backward
+    // (activation checkpointing) and marks the layer's gradients ready for reduction.
+    virtual Act run_layer(int64_t layer, Act h, const std::function<Act(Ops&, Act)>& body) { return body(*this, h); }
+};
+
+struct Arch {
+    std::string name;                   // GGUF general.architecture
+    std::vector<std::string> hf_types;  // Hugging Face model_type values
+    std::string hf_class;               // "architectures" entry written to config.json
+    bool gguf_rope_interleaved = false; // GGUF files of this arch store permuted Q/K rows
+    bool qkv_bias = false;              // new models of this arch (random init) have q/k/v biases
+    std::vector<TensorSpec> tensors;
+    int n_slots = 0;
+    // Reads the arch's own keys after the common ones (may fail with a one-line Error).
+    void (*configure)(ModelConfig& c, const ConfigSource& src) = nullptr;
+    void (*write_keys)(const ModelConfig& c, ConfigSink& sink) = nullptr;
+    // Checks the arch's own constraints on a config (after the common checks).
+    void (*validate)(const ModelConfig& c, const std::string& where) = nullptr;
+    // The decoder in three parts, driven by run_decoder(): input rows, one layer, final norm +
+    // vocabulary projection (returns the logits act).
+    Act (*embed)(Ops& o, const ModelConfig& c) = nullptr;
+    Act (*layer)(Ops& o, const ModelConfig& c, int64_t l, Act h) = nullptr;
+    Act (*head)(Ops& o, const ModelConfig& c, Act h) = nullptr;
+
+    const TensorSpec* find_slot(int slot) const;
+    bool present(const TensorSpec& t, const ModelConfig& c) const { return t.present == nullptr || t.present(c); }
+};
+
+// The forward pass of any architecture on any backend: embed, every layer (through
+// Ops::run_layer, observed as "layers.<l>.out"), head. Returns the logits act.
+Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c);
+
+// The registry (registry.cpp): by GGUF architecture name or HF model_type.
+const Arch* find_arch(const std::string& name);
+const Arch* find_arch_hf(const std::string& model_type);
+// Throws Error naming `where`, the unknown name and the supported ones.
+const Arch& arch_of(const std::string& name, const std::string& where);
+std::string supported_archs();  // "llama, qwen2, qwen3, mistral"
+
+// Every GGUF-named tensor of a config, in table order (layer tensors layer by layer).
+struct NamedSpec {
+    std::string name;
+    std::vector<int64_t> shape;
+    const TensorSpec* spec;
+    int64_t layer;  // -1 for global tensors
+};
+std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool include_optional);
+
+// GGUF name <-> Hugging Face name through the table ("" when there is none).
+std::string hf_to_gguf_name(const Arch& a, const std::string& hf_name);
+std::string gguf_to_hf_name(const Arch& a, const std::string& gguf_name);
+
+// The one Q/K row permutation between RoPE conventions, for `rows` rows of `cols` values in heads
+// of head_dim rows: to_interleaved maps rotate-half row h·D + j·D/2 + i to interleaved row
+// h·D + 2i + j (llama.cpp's converter permutation); false maps back.
+void permute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int64_t head_dim,
+                       bool to_interleaved);
+// The same permutation one row at a time: the source row of destination row `row`.
+int64_t rope_row_source(int64_t row, int64_t head_dim, bool to_interleaved);
+
+// Fills `out` (numel floats, row-major `shape`) with the init rule of `spec` for tensor `name`.
+// Each row draws from its own splitmix64 stream seeded by (seed, name, row), so any row can be
+// produced alone, in any order or thread.
+void init_tensor(const TensorSpec& spec, const ModelConfig& c, const std::string& name,
+                 const std::vector<int64_t>& shape, uint64_t seed, int64_t row, float* out);
+
+}  // namespace llmforge
