@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "core/random.h"
 
 namespace llmforge::train {
 
@@ -18,12 +19,6 @@ int width_of(const std::string& path) {
     if (ext == ".u16") return 2;
     if (ext == ".u32") return 4;
     return 0;
-}
-
-uint64_t mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 }  // namespace
@@ -124,8 +119,8 @@ void fill_batch(const TokenData& d, const BatchPlan& plan, int64_t k, int32_t* i
         const int64_t g = static_cast<int64_t>(plan.rank) * plan.batch + b;
         int64_t start;
         if (plan.shuffle) {
-            const uint64_t h = mix(plan.seed ^ mix(static_cast<uint64_t>(k) * 0x9e3779b97f4a7c15ull +
-                                                   static_cast<uint64_t>(g) + 1));
+            const uint64_t h =
+                mix64(plan.seed ^ mix64(static_cast<uint64_t>(k) * kGoldenGamma + static_cast<uint64_t>(g) + 1));
             start = static_cast<int64_t>(h % static_cast<uint64_t>(n - T));
         } else {
             start = ((k * rows_total + g) % R) * T;

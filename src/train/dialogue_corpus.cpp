@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "core/random.h"
+
 namespace llmforge::train {
 
 namespace {
@@ -11,12 +13,7 @@ namespace {
 class Rng {
 public:
     explicit Rng(uint64_t seed) : s_(seed) {}
-    uint64_t next() {
-        uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
+    uint64_t next() { return splitmix64(s_); }
     int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<uint64_t>(hi - lo + 1)); }
     bool chance(int percent) { return range(0, 99) < percent; }
     template <class T>
@@ -459,7 +456,7 @@ const std::vector<std::string>& dialogue_topics() {
 }
 
 Dialogue make_dialogue(uint64_t seed, uint64_t n) {
-    Rng r(seed * 0x9e3779b97f4a7c15ull + n * 0xd1b54a32d192ed03ull + 1);
+    Rng r(seed * kGoldenGamma + n * 0xd1b54a32d192ed03ull + 1);
     r.next();
     Dialogue d;
     const Order o = make_order(r);

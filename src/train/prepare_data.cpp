@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "core/random.h"
 #include "io/atomic_file.h"
 #include "model/vocab_source.h"
 #include "tokenizer/chat_template.h"
@@ -64,11 +65,7 @@ private:
 };
 
 bool goes_to_val(int64_t i, double fraction) {
-    uint64_t z = static_cast<uint64_t>(i) + 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-53 < fraction;
+    return uniform53(mix64(static_cast<uint64_t>(i) + kGoldenGamma)) < fraction;
 }
 
 }  // namespace
