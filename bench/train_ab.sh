@@ -8,7 +8,8 @@
 #   bench/train_ab.sh [build/bin/llmforge]     env: THREADS=2 STEPS=6 REPS=1 SHAPES="15M 110M"
 #                                                   PRECISIONS="fp32 bf16" OUT=build/bench/train
 # Writes $OUT/train-ab.jsonl, $OUT/train-ab.svg and prints a table. PyTorch is optional: without
-# it only llmforge rows are measured.
+# it (or with TORCH=0) only llmforge rows are measured. LF_BASE=<an older llmforge binary> adds
+# "llmforge-before" rows, run alternately with the current binary (before/after A/B of a change).
 set -euo pipefail
 bin=${1:-build/bin/llmforge}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,7 @@ mkdir -p "$OUT"
 py=/usr/bin/python3
 have_torch=1
 $py -c "import torch" 2>/dev/null || { have_torch=0; echo "train_ab: python3-torch not installed, llmforge only" >&2; }
+[[ ${TORCH:-1} == 0 ]] && have_torch=0
 data="$OUT/random-32k.u16"
 [[ -f $data ]] || $py -c "
 import random, struct, sys
@@ -48,12 +50,16 @@ for shape in $SHAPES; do
                     --ffn "$ffn" --batch "$batch" --steps "$STEPS" --threads "$THREADS" --precision "$prec" 2>/dev/null |
                     sed "s/^{/{\"shape\": \"$shape\", /" >> "$jsonl"
             fi
-            echo "train_ab: llmforge $shape $prec (rep $r)" >&2
-            res=$("$bin" train --config "$cfg" --data "$data" --seq-len 256 --batch "$batch" --steps "$STEPS" \
-                --lr 3e-4 --grad-clip 1 --precision "$prec" -t "$THREADS" -q 2>&1 | grep "train: done" || true)
-            tps=$(sed -n 's/.*median \([0-9.]*\) tok\/s.*/\1/p' <<< "$res")
-            rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$res")
-            echo "{\"shape\": \"$shape\", \"impl\": \"llmforge\", \"precision\": \"$prec\", \"tokens_per_s\": ${tps:-0}, \"peak_rss_mb\": ${rss:-0}}" >> "$jsonl"
+            run_lf() {  # binary impl-name
+                echo "train_ab: $2 $shape $prec (rep $r)" >&2
+                res=$("$1" train --config "$cfg" --data "$data" --seq-len 256 --batch "$batch" --steps "$STEPS" \
+                    --lr 3e-4 --grad-clip 1 --precision "$prec" -t "$THREADS" -q 2>&1 | grep "train: done" || true)
+                tps=$(sed -n 's/.*median \([0-9.]*\) tok\/s.*/\1/p' <<< "$res")
+                rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$res")
+                echo "{\"shape\": \"$shape\", \"impl\": \"$2\", \"precision\": \"$prec\", \"tokens_per_s\": ${tps:-0}, \"peak_rss_mb\": ${rss:-0}}" >> "$jsonl"
+            }
+            [[ -n ${LF_BASE:-} ]] && run_lf "$LF_BASE" llmforge-before
+            run_lf "$bin" llmforge
         done
     done
 done

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -26,6 +29,17 @@ void write_file(const std::string& path, const std::string& data);
 // A fresh folder holding hf-tokenizers/<name>/tokenizer.json (decompressed) and its
 // tokenizer_config.json, or "" when the asset is missing (use LF_REQUIRE_HF_TOKENIZER).
 std::string hf_tokenizer_folder(const std::string& name);
+
+// max |a - b| / max |b| (the relative error of a against a reference b).
+template <class Ref>
+double rel_err(const float* a, const Ref* b, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; ++i) {
+        md = std::max(md, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+        mr = std::max(mr, std::abs(static_cast<double>(b[i])));
+    }
+    return mr > 0 ? md / mr : md;
+}
 
 }  // namespace llmforge::test
 

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/chat.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -27,7 +28,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     sp.temperature = 0.7f;
     sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
     sub->add_option("--system", system, "system message");
-    sub->add_option("--chat-template", chat_template, "Jinja file instead of the model's template");
+    sub->add_option("--chat-template", chat_template, "Jinja file instead of the model's template ('chatml': the built-in ChatML)");
     sub->add_option("-n,--max-tokens", n, "tokens per reply at most")->capture_default_str();
     sub->add_option("--temp", sp.temperature, "temperature (0 = greedy)")->capture_default_str();
     sub->add_option("--top-k", sp.top_k, "top-k (0 = off)");
@@ -45,7 +46,8 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
         Context ctx(*m, cp);
-        Sampler sampler(sp);
+        const ChatFormat fmt = require_chat_format(*tok, model, chat_template, true, "chat", "--chat-template");
+        Sampler sampler(sp, tok.get());
         const bool tty = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0;
         ChatTemplateInputs base;
         base.messages = nlohmann::ordered_json::array();
@@ -62,17 +64,17 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             history.push_back({{"role", "user"}, {"content", line}});
             ChatTemplateInputs in = base;
             in.messages = history;
-            const std::string text = render_chat(tok.get(), model, chat_template, "--chat-template", "chat", in);
-            const bool has_bos = tok->bos() >= 0 && text.rfind(tok->token_text(tok->bos()), 0) == 0;
-            std::vector<int32_t> ids = tok->encode(text, !has_bos && tok->add_bos_default(), true);
+            const std::vector<int32_t> ids = chat_to_tokens(*tok, fmt.tmpl, in).tokens;
             size_t keep = 0;  // tokens already cached (at least one token must be decoded anew)
             while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep]) ++keep;
             if (static_cast<int64_t>(ids.size()) + 8 > ctx.n_ctx()) {
-                fail("chat: the conversation has %zu tokens, the context holds %lld (hint: --ctx-size, or a new chat)",
-                     ids.size(), (long long)ctx.n_ctx());
+                fail_kind(ErrorKind::kResource,
+                          "chat: the conversation has %zu tokens, the context holds %lld (hint: --ctx-size, or a new chat)",
+                          ids.size(), (long long)ctx.n_ctx());
             }
             ctx.truncate(static_cast<int64_t>(keep));
             GenerateParams gp;
+            gp.stop = fmt.stops;
             gp.max_tokens = std::min<int64_t>(n, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
             std::fputs(tty ? "" : "assistant: ", stdout);
             std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());

@@ -6,13 +6,15 @@
 // and the piece right after BOS loses its leading space.
 //
 // --chat: the prompt is one user turn (after --system, if given) rendered with the model's own
-// Jinja chat template (or --chat-template FILE) as Hugging Face's apply_chat_template does;
-// special-token text in it is parsed, and BOS is added only when the template did not write it.
+// Jinja chat template (or --chat-template FILE, or the built-in --chat-template chatml) as Hugging
+// Face's apply_chat_template does; special-token text in it is parsed, and BOS is added only when
+// the template did not write it (runtime/chat.h, the server's rule too).
 #include <cstdio>
 
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/chat.h"
 #include "runtime/generator.h"
 
 namespace llmforge::cli {
@@ -45,7 +47,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_flag("--special", special, "parse special-token text in the prompt");
     sub->add_flag("--chat", chat, "format the prompt as a user turn with the model's chat template");
     sub->add_option("--system", system, "system message for --chat");
-    sub->add_option("--chat-template", chat_template, "Jinja file to use for --chat instead of the model's");
+    sub->add_option("--chat-template", chat_template,
+                    "Jinja file to use for --chat instead of the model's ('chatml': the built-in ChatML)");
     sub->add_flag("--no-mmap", no_mmap, "load weights into huge-page memory instead of mapping the file");
     run = [] {
         Sampler::validate(sp);
@@ -61,25 +64,27 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         }
         const bool llama2c = m->files().format == "llama2c";
         std::vector<int32_t> ids;
+        std::vector<std::string> chat_stops;  // what the chat format needs beyond EOG tokens
         if (chat || !chat_template.empty() || !system.empty()) {
+            const ChatFormat fmt = require_chat_format(*tok, model, chat_template, true, "generate", "--chat-template");
             ChatTemplateInputs in;
             in.messages = nlohmann::ordered_json::array();
             if (!system.empty()) in.messages.push_back({{"role", "system"}, {"content", system}});
             in.messages.push_back({{"role", "user"}, {"content", prompt}});
-            const std::string text =
-                render_chat(tok.get(), model, chat_template, "--chat-template", "generate", std::move(in));
-            const bool has_bos = tok->bos() >= 0 && text.rfind(tok->token_text(tok->bos()), 0) == 0;
-            ids = tok->encode(text, !no_bos && !has_bos && tok->add_bos_default(), true);
-            std::fprintf(stderr, "generate: chat prompt (%zu bytes) from %s\n", text.size(),
-                         chat_template.empty() ? "the model's chat template" : chat_template.c_str());
+            const ChatPrompt rendered = chat_to_tokens(*tok, fmt.tmpl, std::move(in), !no_bos);
+            ids = rendered.tokens;
+            chat_stops = fmt.stops;
+            std::fprintf(stderr, "generate: chat prompt (%zu bytes) from %s\n", rendered.text.size(),
+                         chat_template.empty() ? "the model's chat template" : fmt.name.c_str());
         } else {
-            ids = tok->encode(prompt, !no_bos && tok->add_bos_default(), special);
+            ids = encode_prompt(*tok, prompt, !no_bos, special);
         }
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
         GenerateParams gp;
         gp.stop = stops;
+        gp.stop.insert(gp.stop.end(), chat_stops.begin(), chat_stops.end());
         gp.max_tokens = n;
         if (llama2c) {
             // run.c: positions 0..steps-1 are fed; the prompt's tokens use the first of them.
@@ -92,14 +97,14 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         if (static_cast<int64_t>(ids.size()) + gp.max_tokens > ctx.n_ctx()) {
             gp.max_tokens = std::max<int64_t>(0, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
             if (static_cast<int64_t>(ids.size()) > ctx.n_ctx()) {
-                fail("prompt has %zu tokens but the context holds %lld (hint: raise --ctx-size)",
-                     ids.size(), (long long)ctx.n_ctx());
+                fail_kind(ErrorKind::kResource, "prompt has %zu tokens but the context holds %lld (hint: raise --ctx-size)",
+                          ids.size(), (long long)ctx.n_ctx());
             }
         }
         std::fprintf(stderr, "generate: %s (%s, %s), %zu prompt tokens, %d threads, kernels %s\n",
                      model.c_str(), m->files().format.c_str(), m->config().arch.c_str(), ids.size(),
                      ctx.pool().size(), kernels::isa_name(kernels::kernels().isa));
-        Sampler sampler(sp);
+        Sampler sampler(sp, tok.get());
         GenerateResult r = generate(ctx, *tok, sampler, ids, gp, [](std::string_view s) {
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);

@@ -22,7 +22,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static bool no_batch_invariant = false;
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
-    sub->add_option("--chat-template", cfg.model_options.chat_template_path, "Jinja chat template file");
+    sub->add_option("--chat-template", cfg.model_options.chat_template_path,
+                    "Jinja chat template file, or 'chatml' for the built-in ChatML (default: the model's own; "
+                    "without one, chat requests get 400)");
     sub->add_option("--alias", cfg.model_options.alias, "model id clients use (default: the file name)");
     sub->add_option("--host", cfg.host, "address to bind")->capture_default_str();
     sub->add_option("--port", cfg.port, "port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));

@@ -1,6 +1,7 @@
 #include "core/error.h"
 
 #include <cstdarg>
+#include <new>
 #include <vector>
 
 namespace llmforge {
@@ -30,6 +31,30 @@ void fail(const char* fmt, ...) {
     std::string s = vstrfmt(fmt, ap);
     va_end(ap);
     throw Error(s);
+}
+
+void fail_kind(ErrorKind kind, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::string s = vstrfmt(fmt, ap);
+    va_end(ap);
+    throw Error(kind, s);
+}
+
+const char* error_kind_name(ErrorKind kind) {
+    switch (kind) {
+        case ErrorKind::kBadInput: return "bad input";
+        case ErrorKind::kNotFound: return "not found";
+        case ErrorKind::kResource: return "resource";
+        case ErrorKind::kInternal: return "internal";
+    }
+    return "internal";
+}
+
+ErrorKind error_kind_of(const std::exception& e) {
+    if (const auto* err = dynamic_cast<const Error*>(&e)) return err->kind();
+    if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return ErrorKind::kResource;
+    return ErrorKind::kInternal;
 }
 
 }  // namespace llmforge

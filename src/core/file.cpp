@@ -73,7 +73,8 @@ RegularFile::RegularFile(const std::string& path, const char* what, const char* 
             fail_not_regular(path_, st.st_mode, what_);
         }
         const char* hint = open_hint != nullptr && *open_hint != '\0' ? open_hint : "check the path";
-        fail("%s: cannot open %s: %s (hint: %s)", path.c_str(), what, std::strerror(e), hint);
+        fail_kind(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kBadInput, "%s: cannot open %s: %s (hint: %s)",
+                  path.c_str(), what, std::strerror(e), hint);
     }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
@@ -185,7 +186,11 @@ std::string read_input(const std::string& path, const char* what, const char* hi
     // wait for its writer, which is what the user asked for; it is cut at kMaxReadFileBytes so a
     // device that never ends (/dev/zero) is an error, not an endless read.
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("%s: cannot open %s: %s (hint: %s)", path.c_str(), what, std::strerror(errno), hint);
+    if (fd < 0) {
+        const int e = errno;
+        fail_kind(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kBadInput, "%s: cannot open %s: %s (hint: %s)",
+                  path.c_str(), what, std::strerror(e), hint);
+    }
     std::string out;
     char buf[65536];
     while (true) {

@@ -280,6 +280,69 @@ GgufFile GgufFile::from_memory(const void* data, size_t size, std::string name,
 
 namespace {
 
+// The magic, with a hint naming what the file is instead (legacy GGML, safetensors, big-endian).
+void check_magic(ByteReader& r, const uint8_t* data, size_t size, const char* file) {
+    if (size < 4) {
+        fail("%s: too small to be a GGUF file: expected at least 24 bytes, file has %zu "
+             "(truncated?)",
+             file, size);
+    }
+    const uint32_t magic = r.read<uint32_t>("the magic");
+    if (magic != kMagic) {
+        const std::string m(reinterpret_cast<const char*>(data), 4);
+        const char* hint = "not a GGUF model file";
+        if (m == "lmgg" || m == "fmgg" || m == "tjgg" || m == "ggml" || m == "ggmf" || m == "ggjt") {
+            hint = "legacy GGML/GGJT file: re-convert it with a current llama.cpp convert script";
+        } else if (size >= 9 && data[8] == '{') {
+            hint = "this looks like a safetensors file";
+        } else if (m == "FUGG") {
+            hint = "byte-swapped magic: big-endian GGUF files are not supported";
+        }
+        fail("%s: bad magic '%s', expected 'GGUF' (%s)", file, printable(m).c_str(), hint);
+    }
+}
+
+// The version: 2 or 3 (version 1 and byte-swapped versions fail with their own hints).
+uint32_t read_version(ByteReader& r, const char* file) {
+    const uint32_t version = r.read<uint32_t>("the version");
+    if (version == 1) {
+        fail("%s: GGUF version 1 is not supported, expected version 2 or 3 (hint: re-convert the "
+             "model with a current llama.cpp convert_hf_to_gguf.py)",
+             file);
+    }
+    if (version != 2 && version != 3) {
+        const bool swapped = version == 0x02000000u || version == 0x03000000u;
+        fail("%s: GGUF version %u is not supported, expected 2 or 3 (%s)", file, version,
+             swapped ? "big-endian GGUF files are not supported"
+                     : "newer than this llmforge, or a corrupt file");
+    }
+    return version;
+}
+
+struct GgufCounts {
+    uint64_t n_tensors = 0, n_kv = 0;
+};
+
+// The tensor and metadata counts, each bounded by what the rest of the file can hold, so that a
+// corrupt count fails here instead of driving a huge allocation.
+GgufCounts read_counts(ByteReader& r, size_t size, const char* file) {
+    GgufCounts c;
+    c.n_tensors = r.read<uint64_t>("the tensor count");
+    c.n_kv = r.read<uint64_t>("the metadata count");
+    // Each kv takes >= 12 bytes (8-byte key length + 4-byte type), each tensor info >= 28.
+    if (c.n_kv > kMaxCount || c.n_kv > r.remaining() / 12) {
+        fail("%s: header claims %" PRIu64 " metadata entries, but at most %" PRIu64
+             " fit in the file (%zu bytes; corrupt or truncated?)",
+             file, c.n_kv, std::min<uint64_t>(kMaxCount, r.remaining() / 12), size);
+    }
+    if (c.n_tensors > kMaxCount || c.n_tensors > r.remaining() / 28) {
+        fail("%s: header claims %" PRIu64 " tensors, but at most %" PRIu64
+             " fit in the file (%zu bytes; corrupt or truncated?)",
+             file, c.n_tensors, std::min<uint64_t>(kMaxCount, r.remaining() / 28), size);
+    }
+    return c;
+}
+
 GgufValue read_value(ByteReader& r, uint32_t type, const std::string& key, const char* file) {
     switch (static_cast<GgufType>(type)) {
         case GgufType::kU8: return r.read<uint8_t>("a u8 value");
@@ -307,224 +370,175 @@ GgufValue read_value(ByteReader& r, uint32_t type, const std::string& key, const
     return {};
 }
 
-}  // namespace
-
-void GgufFile::parse() {
-    const char* file = name_.c_str();
-    ByteReader r(data_, size_, name_);
-
-    // ---- fixed header ----
-    if (size_ < 4) {
-        fail("%s: too small to be a GGUF file: expected at least 24 bytes, file has %zu "
-             "(truncated?)",
-             file, size_);
-    }
-    const uint32_t magic = r.read<uint32_t>("the magic");
-    if (magic != kMagic) {
-        const std::string m(reinterpret_cast<const char*>(data_), 4);
-        const char* hint = "not a GGUF model file";
-        if (m == "lmgg" || m == "fmgg" || m == "tjgg" || m == "ggml" || m == "ggmf" || m == "ggjt") {
-            hint = "legacy GGML/GGJT file: re-convert it with a current llama.cpp convert script";
-        } else if (size_ >= 9 && data_[8] == '{') {
-            hint = "this looks like a safetensors file";
-        } else if (m == "FUGG") {
-            hint = "byte-swapped magic: big-endian GGUF files are not supported";
-        }
-        fail("%s: bad magic '%s', expected 'GGUF' (%s)", file, printable(m).c_str(), hint);
-    }
-    version_ = r.read<uint32_t>("the version");
-    if (version_ == 1) {
-        fail("%s: GGUF version 1 is not supported, expected version 2 or 3 (hint: re-convert the "
-             "model with a current llama.cpp convert_hf_to_gguf.py)",
-             file);
-    }
-    if (version_ != 2 && version_ != 3) {
-        const bool swapped = version_ == 0x02000000u || version_ == 0x03000000u;
-        fail("%s: GGUF version %u is not supported, expected 2 or 3 (%s)", file, version_,
-             swapped ? "big-endian GGUF files are not supported"
-                     : "newer than this llmforge, or a corrupt file");
-    }
-    const uint64_t n_tensors = r.read<uint64_t>("the tensor count");
-    const uint64_t n_kv = r.read<uint64_t>("the metadata count");
-    // Each kv takes >= 12 bytes (8-byte key length + 4-byte type), each tensor info >= 28.
-    if (n_kv > kMaxCount || n_kv > r.remaining() / 12) {
-        fail("%s: header claims %" PRIu64 " metadata entries, but at most %" PRIu64
-             " fit in the file (%zu bytes; corrupt or truncated?)",
-             file, n_kv, std::min<uint64_t>(kMaxCount, r.remaining() / 12), size_);
-    }
-    if (n_tensors > kMaxCount || n_tensors > r.remaining() / 28) {
-        fail("%s: header claims %" PRIu64 " tensors, but at most %" PRIu64
-             " fit in the file (%zu bytes; corrupt or truncated?)",
-             file, n_tensors, std::min<uint64_t>(kMaxCount, r.remaining() / 28), size_);
-    }
-
-    // ---- metadata ----
-    kv_.reserve(static_cast<size_t>(n_kv));
-    for (uint64_t i = 0; i < n_kv; ++i) {
-        std::string key = read_string(r, "a metadata key");
-        if (kv_index_.count(key)) {
-            fail("%s: metadata key %s appears twice (corrupt file?)", file, quote_name(key).c_str());
-        }
-        const size_t type_pos = r.pos();
-        const uint32_t type = r.read<uint32_t>("a metadata value type");
-        GgufValue value;
-        if (type == static_cast<uint32_t>(GgufType::kArray)) {
-            const uint32_t et = r.read<uint32_t>("an array element type");
-            const uint64_t n = r.read<uint64_t>("an array length");
-            const char* what = "an array";
-            switch (static_cast<GgufType>(et)) {
-                case GgufType::kU8: value = read_pod_array<uint8_t>(r, n, what); break;
-                case GgufType::kI8: value = read_pod_array<int8_t>(r, n, what); break;
-                case GgufType::kU16: value = read_pod_array<uint16_t>(r, n, what); break;
-                case GgufType::kI16: value = read_pod_array<int16_t>(r, n, what); break;
-                case GgufType::kU32: value = read_pod_array<uint32_t>(r, n, what); break;
-                case GgufType::kI32: value = read_pod_array<int32_t>(r, n, what); break;
-                case GgufType::kF32: value = read_pod_array<float>(r, n, what); break;
-                case GgufType::kU64: value = read_pod_array<uint64_t>(r, n, what); break;
-                case GgufType::kI64: value = read_pod_array<int64_t>(r, n, what); break;
-                case GgufType::kF64: value = read_pod_array<double>(r, n, what); break;
-                case GgufType::kBool: {
-                    const auto raw = read_pod_array<uint8_t>(r, n, what);
-                    std::vector<bool> b(raw.size());
-                    for (size_t j = 0; j < raw.size(); ++j) {
-                        if (raw[j] > 1) {
-                            fail("%s: key %s: bool array element %zu is %u, expected 0 or 1 "
-                                 "(corrupt file?)",
-                                 file, quote_name(key).c_str(), j, raw[j]);
-                        }
-                        b[j] = raw[j] != 0;
-                    }
-                    value = std::move(b);
-                    break;
-                }
-                case GgufType::kString: {
-                    // Each string takes >= 8 bytes, which bounds the allocation by the file size.
-                    if (n > r.remaining() / 8) {
-                        fail("%s: key %s is an array of %" PRIu64 " strings, but at most %zu fit in "
-                             "the remaining %zu bytes (truncated or corrupt?)",
-                             file, quote_name(key).c_str(), n, r.remaining() / 8, r.remaining());
-                    }
-                    std::vector<std::string> v;
-                    v.reserve(static_cast<size_t>(n));
-                    for (uint64_t j = 0; j < n; ++j) v.push_back(read_string(r, "an array string"));
-                    value = std::move(v);
-                    break;
-                }
-                case GgufType::kArray:
-                    fail("%s: key %s is an array of arrays, which GGUF readers do not support "
+// An array value after its type: element type, length, then the elements (bools checked to be 0
+// or 1; arrays of arrays and unknown element types rejected).
+GgufValue read_array(ByteReader& r, const std::string& key, const char* file) {
+    const uint32_t et = r.read<uint32_t>("an array element type");
+    const uint64_t n = r.read<uint64_t>("an array length");
+    const char* what = "an array";
+    switch (static_cast<GgufType>(et)) {
+        case GgufType::kU8: return read_pod_array<uint8_t>(r, n, what);
+        case GgufType::kI8: return read_pod_array<int8_t>(r, n, what);
+        case GgufType::kU16: return read_pod_array<uint16_t>(r, n, what);
+        case GgufType::kI16: return read_pod_array<int16_t>(r, n, what);
+        case GgufType::kU32: return read_pod_array<uint32_t>(r, n, what);
+        case GgufType::kI32: return read_pod_array<int32_t>(r, n, what);
+        case GgufType::kF32: return read_pod_array<float>(r, n, what);
+        case GgufType::kU64: return read_pod_array<uint64_t>(r, n, what);
+        case GgufType::kI64: return read_pod_array<int64_t>(r, n, what);
+        case GgufType::kF64: return read_pod_array<double>(r, n, what);
+        case GgufType::kBool: {
+            const auto raw = read_pod_array<uint8_t>(r, n, what);
+            std::vector<bool> b(raw.size());
+            for (size_t j = 0; j < raw.size(); ++j) {
+                if (raw[j] > 1) {
+                    fail("%s: key %s: bool array element %zu is %u, expected 0 or 1 "
                          "(corrupt file?)",
-                         file, quote_name(key).c_str());
-                default:
-                    fail("%s: key %s is an array of unknown value type %u, expected 0..12 (corrupt "
-                         "file, or a newer GGUF revision?)",
-                         file, quote_name(key).c_str(), et);
+                         file, quote_name(key).c_str(), j, raw[j]);
+                }
+                b[j] = raw[j] != 0;
             }
-        } else if (type <= static_cast<uint32_t>(GgufType::kF64)) {
-            value = read_value(r, type, key, file);
-        } else {
-            fail("%s: key %s at offset %zu has unknown value type %u, expected 0..12 (corrupt "
+            return b;
+        }
+        case GgufType::kString: {
+            // Each string takes >= 8 bytes, which bounds the allocation by the file size.
+            if (n > r.remaining() / 8) {
+                fail("%s: key %s is an array of %" PRIu64 " strings, but at most %zu fit in "
+                     "the remaining %zu bytes (truncated or corrupt?)",
+                     file, quote_name(key).c_str(), n, r.remaining() / 8, r.remaining());
+            }
+            std::vector<std::string> v;
+            v.reserve(static_cast<size_t>(n));
+            for (uint64_t j = 0; j < n; ++j) v.push_back(read_string(r, "an array string"));
+            return v;
+        }
+        case GgufType::kArray:
+            fail("%s: key %s is an array of arrays, which GGUF readers do not support "
+                 "(corrupt file?)",
+                 file, quote_name(key).c_str());
+        default:
+            fail("%s: key %s is an array of unknown value type %u, expected 0..12 (corrupt "
                  "file, or a newer GGUF revision?)",
-                 file, quote_name(key).c_str(), type_pos, type);
-        }
-        kv_index_.emplace(key, kv_.size());
-        kv_.push_back(GgufKV{std::move(key), std::move(value)});
+                 file, quote_name(key).c_str(), et);
     }
+}
 
-    if (const GgufValue* a = find("general.alignment")) {
-        const uint32_t al = a->as<uint32_t>(key_ctx("general.alignment"));
-        if (al == 0 || (al & (al - 1)) != 0) {
-            fail("%s: general.alignment is %u, expected a power of two (corrupt file?)", file, al);
-        }
-        alignment_ = al;
-    }
+// A metadata value after its key: the value type, then a scalar, a string or an array.
+GgufValue read_kv_value(ByteReader& r, const std::string& key, const char* file) {
+    const size_t type_pos = r.pos();
+    const uint32_t type = r.read<uint32_t>("a metadata value type");
+    if (type == static_cast<uint32_t>(GgufType::kArray)) return read_array(r, key, file);
+    if (type <= static_cast<uint32_t>(GgufType::kF64)) return read_value(r, type, key, file);
+    fail("%s: key %s at offset %zu has unknown value type %u, expected 0..12 (corrupt "
+         "file, or a newer GGUF revision?)",
+         file, quote_name(key).c_str(), type_pos, type);
+}
 
-    // ---- tensor infos ----
-    tensors_.reserve(static_cast<size_t>(n_tensors));
-    for (uint64_t i = 0; i < n_tensors; ++i) {
-        GgufTensorInfo t;
-        t.name = read_string(r, "a tensor name");
-        const std::string qn = quote_name(t.name);
-        if (tensor_index_.count(t.name)) {
-            fail("%s: tensor %s appears twice (corrupt file?)", file, qn.c_str());
-        }
-        const uint32_t n_dims = r.read<uint32_t>("a tensor's dimension count");
-        if (n_dims < 1 || n_dims > kMaxDims) {
-            fail("%s: tensor %s has %u dimensions, expected 1..%u (corrupt file?)", file,
-                 qn.c_str(), n_dims, kMaxDims);
-        }
-        uint64_t ne[kMaxDims];
-        uint64_t numel = 1;
-        for (uint32_t d = 0; d < n_dims; ++d) {
-            ne[d] = r.read<uint64_t>("a tensor dimension");
-            if (ne[d] < 1 || ne[d] > static_cast<uint64_t>(INT64_MAX)) {
-                fail("%s: tensor %s dimension %u is %" PRIu64 ", expected >= 1 (corrupt file?)",
-                     file, qn.c_str(), d, ne[d]);
-            }
-            if (!mul_ok(numel, ne[d], &numel) || numel > static_cast<uint64_t>(INT64_MAX)) {
-                fail("%s: tensor %s has too many elements (the product of its dimensions "
-                     "overflows; corrupt file?)",
-                     file, qn.c_str());
-            }
-        }
-        const uint32_t type = r.read<uint32_t>("a tensor type");
-        const DTypeInfo* info = dtype_info_or_null(type);
-        if (info == nullptr) {
-            fail("%s: tensor %s has ggml type %u (%s), which llmforge does not load (supported: "
-                 "f32, f16, bf16, q4_0, q8_0, q4_k, q6_k; hint: re-quantize with one of these)",
-                 file, qn.c_str(), type, ggml_type_name(type));
-        }
-        t.dtype = static_cast<DType>(type);
-        if (ne[0] % static_cast<uint64_t>(info->block_size) != 0) {
-            fail("%s: tensor %s of type %s has rows of %" PRIu64
-                 " elements, expected a multiple of the block size %d (corrupt file?)",
-                 file, qn.c_str(), info->name, ne[0], info->block_size);
-        }
-        // numel fits int64 and type_size <= 292, so this cannot overflow u64.
-        t.nbytes = numel / static_cast<uint64_t>(info->block_size) *
-                   static_cast<uint64_t>(info->type_size);
-        for (uint32_t d = n_dims; d-- > 0;) t.shape.push_back(static_cast<int64_t>(ne[d]));
-        t.offset = r.read<uint64_t>("a tensor offset");
-        if (t.offset % alignment_ != 0) {
-            fail("%s: tensor %s has data offset %" PRIu64
-                 ", expected a multiple of the alignment %u (corrupt file?)",
-                 file, qn.c_str(), t.offset, alignment_);
-        }
-        tensor_index_.emplace(t.name, tensors_.size());
-        tensors_.push_back(std::move(t));
+// general.alignment when the file sets it (a power of two), else `dflt`.
+uint32_t read_alignment(const GgufFile& f, uint32_t dflt, const char* file) {
+    const GgufValue* a = f.find("general.alignment");
+    if (a == nullptr) return dflt;
+    const uint32_t al = a->as<uint32_t>(f.key_ctx("general.alignment"));
+    if (al == 0 || (al & (al - 1)) != 0) {
+        fail("%s: general.alignment is %u, expected a power of two (corrupt file?)", file, al);
     }
+    return al;
+}
 
-    // ---- data section ----
-    if (!align_up_ok(r.pos(), alignment_, &data_offset_)) {
-        fail("%s: data section offset overflows (corrupt file?)", file);
+struct TensorDims {
+    uint32_t n = 0;
+    uint64_t ne[kMaxDims] = {};  // ggml order: ne[0] is the row length
+    uint64_t numel = 1;
+};
+
+// A tensor's dimension count and dimensions, each >= 1, their product fitting int64 (so that
+// later size arithmetic cannot overflow). `qn`: the quoted tensor name, for messages.
+TensorDims read_tensor_dims(ByteReader& r, const std::string& qn, const char* file) {
+    TensorDims dims;
+    dims.n = r.read<uint32_t>("a tensor's dimension count");
+    if (dims.n < 1 || dims.n > kMaxDims) {
+        fail("%s: tensor %s has %u dimensions, expected 1..%u (corrupt file?)", file,
+             qn.c_str(), dims.n, kMaxDims);
     }
-    if (tensors_.empty()) return;
-    if (data_offset_ > size_) {
+    for (uint32_t d = 0; d < dims.n; ++d) {
+        dims.ne[d] = r.read<uint64_t>("a tensor dimension");
+        if (dims.ne[d] < 1 || dims.ne[d] > static_cast<uint64_t>(INT64_MAX)) {
+            fail("%s: tensor %s dimension %u is %" PRIu64 ", expected >= 1 (corrupt file?)",
+                 file, qn.c_str(), d, dims.ne[d]);
+        }
+        if (!mul_ok(dims.numel, dims.ne[d], &dims.numel) ||
+            dims.numel > static_cast<uint64_t>(INT64_MAX)) {
+            fail("%s: tensor %s has too many elements (the product of its dimensions "
+                 "overflows; corrupt file?)",
+                 file, qn.c_str());
+        }
+    }
+    return dims;
+}
+
+// The rest of a tensor's info after its name: dimensions, a type llmforge loads (rows of whole
+// blocks), the byte size, and a data offset on the file's alignment.
+void read_tensor_info(ByteReader& r, GgufTensorInfo& t, uint32_t alignment, const char* file) {
+    const std::string qn = quote_name(t.name);
+    const TensorDims dims = read_tensor_dims(r, qn, file);
+    const uint32_t type = r.read<uint32_t>("a tensor type");
+    const DTypeInfo* info = dtype_info_or_null(type);
+    if (info == nullptr) {
+        fail("%s: tensor %s has ggml type %u (%s), which llmforge does not load (supported: "
+             "f32, f16, bf16, q4_0, q8_0, q4_k, q6_k; hint: re-quantize with one of these)",
+             file, qn.c_str(), type, ggml_type_name(type));
+    }
+    t.dtype = static_cast<DType>(type);
+    if (dims.ne[0] % static_cast<uint64_t>(info->block_size) != 0) {
+        fail("%s: tensor %s of type %s has rows of %" PRIu64
+             " elements, expected a multiple of the block size %d (corrupt file?)",
+             file, qn.c_str(), info->name, dims.ne[0], info->block_size);
+    }
+    // numel fits int64 and type_size <= 292, so this cannot overflow u64.
+    t.nbytes = dims.numel / static_cast<uint64_t>(info->block_size) *
+               static_cast<uint64_t>(info->type_size);
+    for (uint32_t d = dims.n; d-- > 0;) t.shape.push_back(static_cast<int64_t>(dims.ne[d]));
+    t.offset = r.read<uint64_t>("a tensor offset");
+    if (t.offset % alignment != 0) {
+        fail("%s: tensor %s has data offset %" PRIu64
+             ", expected a multiple of the alignment %u (corrupt file?)",
+             file, qn.c_str(), t.offset, alignment);
+    }
+}
+
+// Every tensor's bytes lie inside the data section, which starts inside the file.
+void check_tensor_ranges(const std::vector<GgufTensorInfo>& tensors, uint64_t data_offset,
+                         size_t size, const char* file) {
+    if (data_offset > size) {
         fail("%s: data section starts at byte %" PRIu64 ", file has %zu (truncated?)", file,
-             data_offset_, size_);
+             data_offset, size);
     }
-    const uint64_t data_size = size_ - data_offset_;
-    for (const GgufTensorInfo& t : tensors_) {
+    const uint64_t data_size = size - data_offset;
+    for (const GgufTensorInfo& t : tensors) {
         uint64_t end = 0, abs_end = 0;
-        if (!add_ok(t.offset, t.nbytes, &end) || !add_ok(data_offset_, end, &abs_end)) {
+        if (!add_ok(t.offset, t.nbytes, &end) || !add_ok(data_offset, end, &abs_end)) {
             fail("%s: tensor %s has data offset %" PRIu64 ", far beyond the end of the file (%zu "
                  "bytes; corrupt file?)",
-                 file, quote_name(t.name).c_str(), t.offset, size_);
+                 file, quote_name(t.name).c_str(), t.offset, size);
         }
         if (end > data_size) {
             fail("%s: tensor %s (%s, %s) ends at byte %" PRIu64 ": expected at least %" PRIu64
                  " bytes, file has %zu (truncated?)",
                  file, quote_name(t.name).c_str(), dtype_name(t.dtype), t.shape_str().c_str(), abs_end,
-                 abs_end, size_);
+                 abs_end, size);
         }
     }
-    // Tensor data ranges must not overlap.
-    std::vector<size_t> order(tensors_.size());
+}
+
+// Tensor data ranges must not overlap.
+void check_no_overlap(const std::vector<GgufTensorInfo>& tensors, const char* file) {
+    std::vector<size_t> order(tensors.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return tensors_[a].offset < tensors_[b].offset; });
+              [&](size_t a, size_t b) { return tensors[a].offset < tensors[b].offset; });
     for (size_t i = 1; i < order.size(); ++i) {
-        const GgufTensorInfo& a = tensors_[order[i - 1]];
-        const GgufTensorInfo& b = tensors_[order[i]];
+        const GgufTensorInfo& a = tensors[order[i - 1]];
+        const GgufTensorInfo& b = tensors[order[i]];
         if (b.offset < a.offset + a.nbytes) {
             fail("%s: tensor %s (data bytes %" PRIu64 "..%" PRIu64 ") overlaps tensor %s (from %" PRIu64
                  ") (corrupt file?)",
@@ -532,6 +546,50 @@ void GgufFile::parse() {
                  quote_name(b.name).c_str(), b.offset);
         }
     }
+}
+
+}  // namespace
+
+// The file in order: header, metadata, tensor infos, then the data section's checks. Every step
+// fails with one line naming the file and, where it matters, the offset, key or tensor.
+void GgufFile::parse() {
+    const char* file = name_.c_str();
+    ByteReader r(data_, size_, name_);
+
+    check_magic(r, data_, size_, file);
+    version_ = read_version(r, file);
+    const GgufCounts counts = read_counts(r, size_, file);
+
+    kv_.reserve(static_cast<size_t>(counts.n_kv));
+    for (uint64_t i = 0; i < counts.n_kv; ++i) {
+        std::string key = read_string(r, "a metadata key");
+        if (kv_index_.count(key)) {
+            fail("%s: metadata key %s appears twice (corrupt file?)", file, quote_name(key).c_str());
+        }
+        GgufValue value = read_kv_value(r, key, file);
+        kv_index_.emplace(key, kv_.size());
+        kv_.push_back(GgufKV{std::move(key), std::move(value)});
+    }
+    alignment_ = read_alignment(*this, alignment_, file);
+
+    tensors_.reserve(static_cast<size_t>(counts.n_tensors));
+    for (uint64_t i = 0; i < counts.n_tensors; ++i) {
+        GgufTensorInfo t;
+        t.name = read_string(r, "a tensor name");
+        if (tensor_index_.count(t.name)) {
+            fail("%s: tensor %s appears twice (corrupt file?)", file, quote_name(t.name).c_str());
+        }
+        read_tensor_info(r, t, alignment_, file);
+        tensor_index_.emplace(t.name, tensors_.size());
+        tensors_.push_back(std::move(t));
+    }
+
+    if (!align_up_ok(r.pos(), alignment_, &data_offset_)) {
+        fail("%s: data section offset overflows (corrupt file?)", file);
+    }
+    if (tensors_.empty()) return;
+    check_tensor_ranges(tensors_, data_offset_, size_, file);
+    check_no_overlap(tensors_, file);
 }
 
 // ------------------------------------------------------------------------------------------------

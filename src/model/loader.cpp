@@ -99,8 +99,9 @@ ModelFiles open_model_files(const std::string& path, const std::string& tokenize
     std::error_code ec;
     const fs::file_status st = fs::status(path, ec);
     if (ec || !fs::exists(st)) {
-        fail("%s: no such file or folder (hint: -m takes a .gguf file, a Hugging Face folder or a "
-             "llama2.c .bin)", path.c_str());
+        fail_kind(ErrorKind::kNotFound,
+                  "%s: no such file or folder (hint: -m takes a .gguf file, a Hugging Face folder or a "
+                  "llama2.c .bin)", path.c_str());
     }
     ModelFiles m;
     if (fs::is_directory(st)) {

@@ -205,7 +205,15 @@ public:
         grow(s_.x, n_ * C);
         float* x = s_.x.data();
         const auto deq = kt_.dequantize_row[static_cast<int>(t.dtype())];
-        for (int64_t i = 0; i < n_; ++i) deq(t.row(s_.row_tok[i]), x + i * C, C);
+        for (int64_t i = 0; i < n_; ++i) {
+            const SeqBatch& sq = seqs_[s_.row_seq[i]];
+            if (sq.embd != nullptr) {
+                const float* src = sq.embd + (s_.row_pos[i] - sq.pos0) * C;
+                std::copy(src, src + C, x + i * C);
+            } else {
+                deq(t.row(s_.row_tok[i]), x + i * C, C);
+            }
+        }
         return {x, n_, C};
     }
 
@@ -230,7 +238,9 @@ public:
         return y;
     }
 
-    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out) override {
+    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out) override { linear(x, ws, bs, n, out, nullptr); }
+    // `only`: x holds only that sequence's rows (its delta applies to all of them).
+    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out, const SeqBatch* only) {
         LF_ASSERT(n >= 1 && n <= 4);
         const Tensor* mats[4];
         float* ys[4];
@@ -244,6 +254,13 @@ public:
             kernels::matmul(*mats[0], x.data, x.rows, ys[0], pool_, s_.mm);
         } else {
             kernels::matmul_multi(mats, ys, n, x.data, x.rows, pool_, s_.mm);
+        }
+        for (int i = 0; i < n; ++i) {
+            if (only == nullptr) {
+                apply_deltas(ws[i], x, out[i]);
+            } else if (only->delta != nullptr && only->delta->covers(ws[i])) {
+                only->delta->apply(ws[i], x.data, x.rows, x.cols, out[i].data, out[i].cols);
+            }
         }
         const Tensor* bias[4] = {};
         bool any = false;
@@ -272,6 +289,21 @@ public:
         Act g = take(x.rows, wg.shape()[0]);
         Act u = take(x.rows, wg.shape()[0]);
         kernels::matmul_swiglu(wg, w(up), x.data, x.rows, g.data, u.data, pool_, s_.mm);  // g = silu(g) * u
+        if (any_delta(gate) || any_delta(up)) {
+            // A delta on gate or up lands before the activation: the rows of sequences with one
+            // are redone unfused (the other rows keep the fused kernel's bits: batch invariance).
+            for_each_run([&](const SeqBatch& sq, int64_t r0, int64_t rows) {
+                if (sq.delta == nullptr || !(sq.delta->covers(gate) || sq.delta->covers(up))) return;
+                Act xr{x.data + r0 * x.cols, rows, x.cols};
+                Act gu[2];
+                const Weight ws[2] = {gate, up}, none[2];
+                linear(xr, ws, none, 2, gu, &sq);
+                for (int64_t i = 0; i < rows * g.cols; ++i) {
+                    const float a = gu[0].data[i];
+                    g.data[r0 * g.cols + i] = a / (1.0f + std::exp(-a)) * gu[1].data[i];
+                }
+            });
+        }
         return g;
     }
 
@@ -285,13 +317,14 @@ public:
 
     Act output_rows(Act h) override {
         // Each seq's last n_out rows, in order; a lone row doubled in batch-invariant mode.
-        m_out_ = double_lone_row_ && n_out_total_ == 1 ? 2 : n_out_total_;
+        const bool doubled = double_lone_row_ && n_out_total_ == 1;
+        m_out_ = doubled ? 2 : n_out_total_;
         Act y = take(std::max<int64_t>(m_out_, 1), h.cols);
         y.rows = m_out_;
         for (int64_t j = 0, i = 0, o = 0; j < n_seqs_; i += seqs_[j].n, ++j)
             for (int64_t t = seqs_[j].n - seqs_[j].n_out; t < seqs_[j].n; ++t, ++o)
                 std::copy(h.data + (i + t) * h.cols, h.data + (i + t + 1) * h.cols, y.data + o * h.cols);
-        if (m_out_ == 2) std::copy(y.data, y.data + h.cols, y.data + h.cols);
+        if (doubled) std::copy(y.data, y.data + h.cols, y.data + h.cols);
         return y;
     }
 
@@ -304,10 +337,16 @@ public:
             if (seqs_[j].n_out == n_out_total_) only = &seqs_[j];
         if (only != nullptr && m_out_ == n_out_total_) {
             kernels::matmul(out, h.data, h.rows, only->logits, pool_, s_.mm);
+            if (only->delta != nullptr && only->delta->covers(wt)) only->delta->apply(wt, h.data, h.rows, h.cols, only->logits, V);
             return {only->logits, h.rows, V};
         }
         grow(s_.out_logits, h.rows * V);
         kernels::matmul(out, h.data, h.rows, s_.out_logits.data(), pool_, s_.mm);
+        for (int64_t j = 0, o = 0; j < n_seqs_; o += seqs_[j].n_out, ++j) {
+            const LinearDelta* d = seqs_[j].delta;
+            if (d != nullptr && d->covers(wt) && seqs_[j].n_out > 0)
+                d->apply(wt, h.data + o * h.cols, seqs_[j].n_out, h.cols, s_.out_logits.data() + o * V, V);
+        }
         for (int64_t j = 0, o = 0; j < n_seqs_; o += seqs_[j].n_out, ++j)
             std::copy(s_.out_logits.data() + o * V, s_.out_logits.data() + (o + seqs_[j].n_out) * V, seqs_[j].logits);
         return {s_.out_logits.data(), h.rows, V};
@@ -320,6 +359,27 @@ public:
     }
 
 private:
+    bool any_delta(Weight wt) const {
+        for (int64_t j = 0; j < n_seqs_; ++j)
+            if (seqs_[j].delta != nullptr && seqs_[j].delta->covers(wt)) return true;
+        return false;
+    }
+    // Calls fn(seq, first row, rows) for each sequence's run of rows, then for the doubled lone
+    // row of batch-invariant mode (it belongs to sequence row_seq[0]).
+    template <class Fn>
+    void for_each_run(Fn fn) {
+        for (int64_t j = 0, i = 0; j < n_seqs_; i += seqs_[j].n, ++j)
+            if (seqs_[j].n > 0) fn(seqs_[j], i, seqs_[j].n);
+        if (n_ > n_real_) fn(seqs_[s_.row_seq[0]], n_real_, n_ - n_real_);
+    }
+    // Adds each sequence's delta for weight wt to its own rows of y.
+    void apply_deltas(Weight wt, Act x, Act y) {
+        if (!any_delta(wt)) return;
+        for_each_run([&](const SeqBatch& sq, int64_t r0, int64_t rows) {
+            if (sq.delta == nullptr || !sq.delta->covers(wt)) return;
+            sq.delta->apply(wt, x.data + r0 * x.cols, rows, x.cols, y.data + r0 * y.cols, y.cols);
+        });
+    }
     template <class V>
     static void grow(V& v, size_t n) {
         if (v.size() < n) v.resize(n);
@@ -426,11 +486,13 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
         LF_ASSERT(sq.n_out == 0 || sq.logits != nullptr);
         if (sq.n == 0) continue;
         if (sq.pos0 < 0 || sq.pos0 + sq.n > sq.cache->n_ctx()) {
-            fail("context full: positions %lld..%lld do not fit the %lld-token context (hint: raise "
+            fail_kind(ErrorKind::kResource,
+                      "context full: positions %lld..%lld do not fit the %lld-token context (hint: raise "
                  "--ctx-size or shorten the prompt)",
                  (long long)sq.pos0, (long long)(sq.pos0 + sq.n - 1), (long long)sq.cache->n_ctx());
         }
-        for (int64_t i = 0; i < sq.n; ++i) {
+        LF_ASSERT(sq.embd != nullptr || sq.tokens != nullptr);
+        for (int64_t i = 0; sq.embd == nullptr && i < sq.n; ++i) {
             if (sq.tokens[i] < 0 || sq.tokens[i] >= V) {
                 fail("token id %d at position %lld is out of range (expected 0 <= id < vocab size %lld)",
                      sq.tokens[i], (long long)(sq.pos0 + i), (long long)V);
@@ -465,7 +527,7 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
         for (int64_t t = 0; t < seqs[j].n; ++t, ++i) {
             row_seq[i] = j;
             row_pos[i] = seqs[j].pos0 + t;
-            row_tok[i] = seqs[j].tokens[t];
+            row_tok[i] = seqs[j].embd != nullptr ? -1 : seqs[j].tokens[t];
         }
     }
     for (int64_t i = n_real; i < n; ++i) {

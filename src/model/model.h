@@ -77,6 +77,11 @@ struct SeqBatch {
     int64_t pos0 = 0;    // the cache must already hold rows [0, pos0)
     float* logits = nullptr;  // (n_out, V) for the last n_out tokens
     int64_t n_out = 0;        // 0: no logits (a prefill chunk that is not the prompt's last)
+    // Input rows given as embeddings instead of token ids (virtual tokens, image patches):
+    // (n, n_embd) floats; tokens is then not read (may be null).
+    const float* embd = nullptr;
+    // This sequence's low-rank deltas after the linears they cover (a LoRA adapter; null: none).
+    const LinearDelta* delta = nullptr;
 };
 
 class Model {

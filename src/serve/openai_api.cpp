@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json_depth.h"
+#include "runtime/chat.h"
 
 namespace llmforge::serve {
 
@@ -28,6 +29,26 @@ json ApiError::body() const {
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+int http_status(ErrorKind kind) {
+    switch (kind) {
+        case ErrorKind::kBadInput: return 400;
+        case ErrorKind::kNotFound: return 404;
+        case ErrorKind::kResource: return 503;
+        case ErrorKind::kInternal: return 500;
+    }
+    return 500;
+}
+
+ApiError api_error(const std::exception& e, const std::string& prefix, std::string param, std::string code) {
+    const ErrorKind kind = error_kind_of(e);
+    const int status = http_status(kind);
+    if (code.empty()) {
+        code = kind == ErrorKind::kNotFound ? "not_found" : kind == ErrorKind::kResource ? "resource_exhausted" : "";
+    }
+    return ApiError(status, prefix + e.what(), status < 500 ? "invalid_request_error" : "server_error", std::move(param),
+                    std::move(code));
+}
 
 namespace {
 
@@ -127,18 +148,17 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m) {
         in.messages.push_back(std::move(o));
     }
     if (const json* t = field(body, "tools")) in.tools = ojson::parse(t->dump());
-    const Tokenizer& tok = *m.tokenizer;
-    if (tok.bos() >= 0) in.bos_token = tok.token_text(tok.bos());
-    if (tok.eos() >= 0) in.eos_token = tok.token_text(tok.eos());
-    std::string text;
+    if (!m.chat_template) {
+        throw ApiError(400,
+                       no_chat_template_message("model '" + m.id + "'", "--chat-template") +
+                           " when starting the server, or send the prompt to /v1/completions",
+                       "invalid_request_error", "messages", "no_chat_template");
+    }
     try {
-        text = m.chat_template->render(in);
+        return chat_to_tokens(*m.tokenizer, *m.chat_template, std::move(in)).tokens;
     } catch (const Error& e) {
         bad("messages", std::string("the chat template failed on these messages: ") + e.what());
     }
-    // Templates that write BOS themselves (Llama 3) must not get a second one.
-    const bool has_bos = !in.bos_token.empty() && text.compare(0, in.bos_token.size(), in.bos_token) == 0;
-    return tok.encode(text, tok.add_bos_default() && !has_bos, true);
 }
 
 // Completions prompts: a string, an array of strings, an array of token ids, or an array of those.
@@ -150,7 +170,7 @@ std::vector<std::vector<int32_t>> completion_prompts(const json& body, const Ser
     auto one = [&](const json& v) -> std::vector<int32_t> {
         if (v.is_string()) {
             texts.push_back(v.get<std::string>());
-            return tok.encode(v.get<std::string>(), tok.add_bos_default(), true);
+            return encode_prompt(tok, v.get<std::string>(), true, true);
         }
         if (v.is_array() && !v.empty() && v[0].is_number_integer()) {
             std::vector<int32_t> ids;

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/error.h"
 #include "serve/engine.h"
 
 namespace llmforge::serve {
@@ -26,6 +27,14 @@ struct ApiError : std::runtime_error {
              std::string code = "");
     nlohmann::json body() const;
 };
+
+// The HTTP status of an error kind: bad input 400, not found 404, resource (memory, capacity,
+// context) 503, internal 500.
+int http_status(ErrorKind kind);
+// Any exception as an OpenAI error: the status of its kind (error_kind_of), type
+// "invalid_request_error" below 500 and "server_error" from 500 on, `prefix` + its message; `code`
+// defaults to "not_found" (404) or "resource_exhausted" (503).
+ApiError api_error(const std::exception& e, const std::string& prefix = "", std::string param = "", std::string code = "");
 
 // Request bodies nesting arrays/objects deeper than this are refused (400, code "json_too_deep")
 // before they are parsed: copying, comparing and dumping a parsed value recurse once per level, so
@@ -62,7 +71,8 @@ struct ParsedRequest {
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).
-// Throws ApiError (400 bad field / too long / nested too deep, 404 unknown model).
+// Throws ApiError (400 bad field / too long / nested too deep / a chat request for a model
+// without a chat template, 404 unknown model).
 // 'logit_bias' ({"TOKEN_ID": BIAS}, BIAS in [-100, 100], at most kMaxLogitBiasEntries, ids within
 // the vocabulary) goes to SamplerParams::logit_bias of every sequence.
 ParsedRequest parse_request(const std::string& body, bool chat, const std::shared_ptr<const ServedModel>& m,

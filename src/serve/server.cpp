@@ -234,8 +234,12 @@ void Server::run() {
     if (draining_) return;  // a signal came while loading
     std::fprintf(stderr, "llmforge serve: model '%s' (%s), %d slots x %lld tokens, %d threads\n", model->id.c_str(),
                  model->path.c_str(), cfg_.engine.slots, (long long)cfg_.engine.n_ctx, cfg_.engine.threads);
-    if (model->template_is_fallback)
-        std::fprintf(stderr, "llmforge serve: the model has no chat template; using ChatML\n");
+    if (model->chat_template) {
+        std::fprintf(stderr, "llmforge serve: chat template: %s\n", model->chat_template_name.c_str());
+    } else {
+        std::fprintf(stderr, "llmforge serve: the model has no chat template: chat requests get 400 (hint: "
+                     "--chat-template FILE.jinja, or --chat-template chatml)\n");
+    }
     std::fprintf(stderr, "llmforge serve: listening on http://%s:%d\n", cfg_.host.c_str(), port);
     std::fflush(stderr);
     gate_->run();
@@ -349,6 +353,8 @@ std::string Server::metrics() {
     counter("llmforge_engine_steps_total", "Batched forward steps.", static_cast<double>(es.steps));
     counter("llmforge_engine_busy_seconds_total", "Time the engine spent in forward steps.", es.busy_seconds);
     counter("llmforge_sequences_total", "Sequences finished (choices).", static_cast<double>(es.sequences_done));
+    counter("llmforge_sequences_failed_total", "Sequences ended by an error (the others in their step went on).",
+            static_cast<double>(es.sequences_failed));
     counter("llmforge_rejected_queue_full_total", "Requests refused with 503 because the queue was full.",
             static_cast<double>(m.rejected_queue_full));
     o << "# HELP llmforge_model_reloads_total Model reloads by result.\n# TYPE llmforge_model_reloads_total counter\n"
@@ -498,7 +504,7 @@ void Server::routes() {
                 send_error(res, e);
                 return;
             } catch (const Error& e) {
-                send_error(res, ApiError(400, e.what()));
+                send_error(res, api_error(e));
                 return;
             }
             auto stream = std::make_shared<RequestStream>();
@@ -534,6 +540,7 @@ void Server::routes() {
                 std::vector<ChoiceResult> choices(n_seqs);
                 size_t done = 0;
                 std::string error;
+                ErrorKind error_kind = ErrorKind::kInternal;
                 bool cut = false;
                 int64_t generated = 0;
                 Event e;
@@ -554,12 +561,15 @@ void Server::routes() {
                         generated += e.completion_tokens;
                         ++done;
                     } else {
-                        error = e.text;
+                        if (error.empty()) {  // the first failed choice speaks for the request
+                            error = e.text;
+                            error_kind = e.error_kind;
+                        }
                         ++done;
                     }
                 }
                 if (!error.empty()) {
-                    send_error(res, ApiError(500, "generation failed: " + error, "server_error"));
+                    send_error(res, api_error(Error(error_kind, error), "generation failed: "));
                     return;
                 }
                 if (cut) {
@@ -608,7 +618,7 @@ void Server::routes() {
                     }
                     bool ok = true;
                     if (e.kind == Event::kError) {
-                        ok = send(ApiError(500, "generation failed: " + e.text, "server_error").body());
+                        ok = send(api_error(Error(e.error_kind, e.text), "generation failed: ").body());
                         st->done++;
                     } else if (e.kind == Event::kDone && e.finish_reason == "shutdown") {
                         // One error event for the request, then [DONE] once every choice has ended.
@@ -683,8 +693,13 @@ void Server::routes() {
             reload(path);
         } catch (const Error& e) {
             const bool busy = std::string(e.what()).find("another reload is in progress") != std::string::npos;
-            send_error(res, ApiError(busy ? 409 : 400, std::string("reload failed, the previous model keeps serving: ") + e.what(),
-                                     "invalid_request_error", "model", busy ? "reload_in_progress" : "model_load_failed"));
+            const char* prefix = "reload failed, the previous model keeps serving: ";
+            if (busy) {
+                send_error(res, ApiError(409, prefix + std::string(e.what()), "invalid_request_error", "model", "reload_in_progress"));
+            } else {
+                send_error(res, api_error(e, prefix, "model",
+                                          e.kind() == ErrorKind::kNotFound ? "model_not_found" : "model_load_failed"));
+            }
             return;
         }
         auto m = engine_->model();

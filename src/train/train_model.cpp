@@ -35,8 +35,8 @@ public:
         embedded_ = &p;
         mark({&p});  // runs last in backward: the embedding's (and a tied output's) grad is final
         const int64_t N = b_.B * b_.T;
-        if (p.trainable) return act(embedding(t_, t_.param(p), b_.ids, N));
-        return act(embedding_frozen(t_, p.frozen, b_.ids, N));
+        Var rows = p.trainable ? embedding(t_, t_.param(p), b_.ids, N) : embedding_frozen(t_, p.frozen, b_.ids, N);
+        return act(m_.input_rows ? m_.input_rows(t_, rows) : rows);
     }
     Act rmsnorm(Act x, Weight gain, float eps) override { return act(train::rmsnorm(t_, V(x), t_.param(P(gain)), eps)); }
     Act head_rmsnorm(Act x, Weight gain, int64_t D, float eps) override {
@@ -49,8 +49,7 @@ public:
         for (int i = 0; i < n; ++i) {
             Param* b = bias[i].slot >= 0 ? m_.param(bias[i]) : nullptr;
             Var bv = b != nullptr ? t_.param(*b) : nullptr;
-            Param& wp = P(w[i]);
-            out[i] = act(wp.trainable ? train::linear(t_, V(x), t_.param(wp), bv) : linear_frozen(t_, V(x), wp.frozen, bv));
+            out[i] = product(x, w[i], bv);
         }
     }
     Act rope(Act x, int64_t D) override {
@@ -78,8 +77,7 @@ public:
         return h;
     }
     Act logits(Act h, Weight w) override {
-        Param& p = P(w);
-        Act y = act(p.trainable ? train::linear(t_, V(h), t_.param(p)) : linear_frozen(t_, V(h), p.frozen));
+        Act y = product(h, w, nullptr);
         observe("logits", y);
         return y;
     }
@@ -106,6 +104,12 @@ public:
     }
 
 private:
+    // x · W^T (+ bias), then the after_linear seam.
+    Act product(Act x, Weight w, Var bias) {
+        Param& p = P(w);
+        Var y = p.trainable ? train::linear(t_, V(x), t_.param(p), bias) : linear_frozen(t_, V(x), p.frozen, bias);
+        return act(m_.after_linear ? m_.after_linear(t_, w, V(x), y) : y);
+    }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }
     Param& P(Weight w) const {

@@ -81,6 +81,12 @@ public:
     // parameter as soon as its gradient for the micro-batch is complete (layers finish last to
     // first; the token embedding last). Distributed training starts reducing buckets from it.
     std::function<void(const Param*)> on_grad_ready;
+    // Adapter seams (LoRA, prompt tuning and image inputs plug in here, for every architecture):
+    // after_linear is called after each linear with its weight, input and output and returns the
+    // output to use (y + a low-rank delta of x); input_rows is called with the (B·T, C) input
+    // rows after the embedding and returns the rows to use (virtual-token or image rows).
+    std::function<Var(Tape&, Weight, Var x, Var y)> after_linear;
+    std::function<Var(Tape&, Var rows)> input_rows;
     // Recompute each layer's activations in backward instead of keeping them (less memory, about
     // one more forward pass of compute).
     bool checkpoint_activations = false;

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <thread>
+#include <utility>
 
 #include "core/error.h"
 #include "core/file.h"
@@ -204,75 +206,140 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     if (!given.count("no-shuffle") && saved.contains("no-shuffle")) a.shuffle = !saved["no-shuffle"].get<bool>();
 }
 
-TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
+namespace {
+
+// The folder a --resume run saves into when --save is not given: the --resume folder, or the run
+// folder that holds the checkpoint folder --resume names.
+std::string resume_save_folder(const std::string& resume) {
+    std::error_code ec;
+    fs::path r = fs::path(resume).lexically_normal();
+    if (!r.has_filename() && r.has_parent_path()) r = r.parent_path();  // "DIR/" -> "DIR"
+    std::string save = fs::exists(r / "trainer_state.json", ec) && !fs::exists(r / "latest", ec)
+                           ? r.parent_path().string()
+                           : r.string();
+    if (save.empty()) save = ".";
+    return save;
+}
+
+// The model's trainable parameters, in the order the optimiser and the gradient buckets use.
+std::vector<Param*> param_list(TrainModel& model) {
+    std::vector<Param*> params;
+    for (auto& p : model.params()) params.push_back(p.get());
+    return params;
+}
+
+// AdamW's hyper-parameters from the flags.
+AdamWConfig adamw_config(const TrainArgs& a) {
+    AdamWConfig oc;
+    oc.beta1 = static_cast<float>(a.beta1), oc.beta2 = static_cast<float>(a.beta2);
+    oc.eps = static_cast<float>(a.eps), oc.weight_decay = static_cast<float>(a.weight_decay);
+    return oc;
+}
+
+// What a run starts from: the flags (merged with a resumed checkpoint's), the checkpoint, the
+// model, the data and the locked --save folder. run_training calls the steps in the order that
+// lets bad input fail before anything is written (except the removal of an interrupted save's
+// leftovers in the run's own folder).
+struct RunInputs {
+    explicit RunInputs(TrainArgs args) : a(std::move(args)) {}
+    RunInputs(const RunInputs&) = delete;
+    RunInputs& operator=(const RunInputs&) = delete;
+
+    // --resume: the folder to save into (cleaned first), then the checkpoint to continue, or a
+    // fresh start when the folder holds none yet.
+    void resume(const std::set<std::string>& given);
+    // The flags' checks; a fresh run must not overwrite a checkpoint already in --save.
+    void check_args() const;
+    // The checkpoint's model, --model's (checked against --config) or random weights from --config.
+    void open_model();
+    // Training and validation tokens (checked against the vocabulary and --seq-len), and the
+    // tokenizer files that every checkpoint stores.
+    void open_data();
+    // Rank 0: the --save folder, before the first step so that it fails early (see below).
+    void open_save_folder();
+
     Distributed& dist = Distributed::get();
     const bool lead = dist.rank() == 0;
-
-    // ---- everything that can fail on bad input happens before anything is written (except the
-    // removal of an interrupted save's leftovers in the run's own folder) ----
-    std::string ckpt;
+    TrainArgs a;
+    std::string ckpt;  // the checkpoint resumed from; empty for a fresh run
     TrainerState state;
     std::optional<SaveFolder> folder;  // rank 0: the --save folder, locked for this run
+    std::unique_ptr<TrainModel> model;
+    TokenData data;
+    std::optional<TokenData> val;
+    std::vector<std::string> extra;  // tokenizer files copied into every checkpoint
+
+private:
+    void commit_unnamed_checkpoint();
+    void start_without_checkpoint();
+    void restore(const std::set<std::string>& given);
+};
+
+void RunInputs::resume(const std::set<std::string>& given) {
     std::error_code ec;
-    if (!a.resume.empty()) {
-        // The folder this run saves into: --save, else the --resume folder (or the run folder that
-        // holds the checkpoint folder --resume names).
-        const bool own_folder = a.save.empty();
-        if (own_folder) {
-            fs::path r = fs::path(a.resume).lexically_normal();
-            if (!r.has_filename() && r.has_parent_path()) r = r.parent_path();  // "DIR/" -> "DIR"
-            a.save = fs::exists(r / "trainer_state.json", ec) && !fs::exists(r / "latest", ec)
-                         ? r.parent_path().string()
-                         : r.string();
-            if (a.save.empty()) a.save = ".";
-        }
-        // Clean the leftovers of an interrupted save before reading the folder (it is ours: rank 0
-        // alone writes it, under its lock), and fail at once if it is read-only.
-        if (lead && own_folder && fs::is_directory(a.save, ec)) folder.emplace(a.save, "--resume");
-        if (dist.active()) {  // the other ranks read the folder once rank 0 has cleaned it
-            double barrier = 0;
-            dist.allreduce_sum(&barrier, 1);
-        }
-        if (fs::is_directory(a.resume, ec) && !fs::exists(fs::path(a.resume) / "latest", ec) &&
-            !fs::exists(fs::path(a.resume) / "trainer_state.json", ec)) {
-            // Killed between the first checkpoint's rename into place and the first `latest`: the
-            // checkpoint is complete (it is renamed only once every file is synced); commit it.
-            const std::string c = newest_complete_checkpoint(a.resume);
-            if (!c.empty()) {
-                if (folder) write_latest(a.save, fs::path(c).filename().string());
-                if (lead)
-                    std::fprintf(stderr, "train: note: %s had no 'latest' (a save was interrupted); resuming from %s, "
-                                         "its newest complete checkpoint\n", a.resume.c_str(), c.c_str());
-                a.resume = c;
-            }
-        }
-        if (no_checkpoint_yet(a.resume)) {
-            // Killed before its first save completed (or an empty folder): nothing to resume. With
-            // what a fresh run needs on the command line, start at step 0; else verify_checkpoint
-            // says so in one line.
-            if (a.data.empty() || (a.config.empty() && a.model.empty())) (void)verify_checkpoint(a.resume);
+    const bool own_folder = a.save.empty();
+    if (own_folder) a.save = resume_save_folder(a.resume);
+    // Clean the leftovers of an interrupted save before reading the folder (it is ours: rank 0
+    // alone writes it, under its lock), and fail at once if it is read-only.
+    if (lead && own_folder && fs::is_directory(a.save, ec)) folder.emplace(a.save, "--resume");
+    if (dist.active()) {  // the other ranks read the folder once rank 0 has cleaned it
+        double barrier = 0;
+        dist.allreduce_sum(&barrier, 1);
+    }
+    commit_unnamed_checkpoint();
+    if (no_checkpoint_yet(a.resume)) {
+        start_without_checkpoint();
+    } else {
+        restore(given);
+    }
+}
+
+// Killed between the first checkpoint's rename into place and the first `latest`: the checkpoint
+// is complete (it is renamed only once every file is synced); commit it and resume from it.
+void RunInputs::commit_unnamed_checkpoint() {
+    std::error_code ec;
+    if (fs::is_directory(a.resume, ec) && !fs::exists(fs::path(a.resume) / "latest", ec) &&
+        !fs::exists(fs::path(a.resume) / "trainer_state.json", ec)) {
+        const std::string c = newest_complete_checkpoint(a.resume);
+        if (!c.empty()) {
+            if (folder) write_latest(a.save, fs::path(c).filename().string());
             if (lead)
-                std::fprintf(stderr, "train: note: --resume %s holds no completed checkpoint yet (stopped before its "
-                                     "first save); starting at step 0 with the flags given\n", a.resume.c_str());
-            a.resume.clear();
-        } else {
-            ckpt = verify_checkpoint(a.resume);
-            state = read_trainer_state(ckpt);
-            merge_resumed_args(a, state.args, given);
-            const int saved_ranks = state.args.value("ranks", 1);
-            if (saved_ranks != dist.size() && lead)
-                std::fprintf(stderr, "train: note: checkpoint was written by a %d-rank run, resuming with %d ranks (the "
-                                     "batch order changes)\n", saved_ranks, dist.size());
+                std::fprintf(stderr, "train: note: %s had no 'latest' (a save was interrupted); resuming from %s, "
+                                     "its newest complete checkpoint\n", a.resume.c_str(), c.c_str());
+            a.resume = c;
         }
     }
+}
+
+// Killed before its first save completed (or an empty folder): nothing to resume. With what a
+// fresh run needs on the command line, start at step 0; else verify_checkpoint says so in one line.
+void RunInputs::start_without_checkpoint() {
+    if (a.data.empty() || (a.config.empty() && a.model.empty())) (void)verify_checkpoint(a.resume);
+    if (lead)
+        std::fprintf(stderr, "train: note: --resume %s holds no completed checkpoint yet (stopped before its "
+                             "first save); starting at step 0 with the flags given\n", a.resume.c_str());
+    a.resume.clear();
+}
+
+// The checkpoint's state, and its saved flags except those given again on the command line.
+void RunInputs::restore(const std::set<std::string>& given) {
+    ckpt = verify_checkpoint(a.resume);
+    state = read_trainer_state(ckpt);
+    merge_resumed_args(a, state.args, given);
+    const int saved_ranks = state.args.value("ranks", 1);
+    if (saved_ranks != dist.size() && lead)
+        std::fprintf(stderr, "train: note: checkpoint was written by a %d-rank run, resuming with %d ranks (the "
+                             "batch order changes)\n", saved_ranks, dist.size());
+}
+
+void RunInputs::check_args() const {
     validate(a);
     if (!a.save.empty() && ckpt.empty() && has_checkpoint(a.save))
         fail("train: --save %s already holds a checkpoint (hint: --resume %s to continue it, or choose a new folder)",
              a.save.c_str(), a.save.c_str());
-    const Precision prec = precision_from_name(a.precision);
-    const Schedule sch = schedule_from_name(a.schedule);
+}
 
-    std::unique_ptr<TrainModel> model;
+void RunInputs::open_model() {
     if (!ckpt.empty()) {
         model = TrainModel::from_files(open_model_files(ckpt));
     } else if (!a.model.empty()) {
@@ -286,14 +353,15 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     }
     model->to_rotate_half();
     model->checkpoint_activations = a.checkpoint_activations;
-    const ModelConfig& cfg = model->config();
-    const int64_t V = cfg.n_vocab, B = a.batch, T = a.seq_len, A = a.grad_accum;
+}
 
-    TokenData data = TokenData::open(a.data, "train", V);
+void RunInputs::open_data() {
+    std::error_code ec;
+    const int64_t V = model->config().n_vocab, T = a.seq_len;
+    data = TokenData::open(a.data, "train", V);
     if (data.size() < T + 1)
         fail("train: %s is too short for --seq-len %lld (needs at least %lld tokens)", data.description().c_str(),
              (long long)T, (long long)(T + 1));
-    std::optional<TokenData> val;
     if (!a.val_data.empty()) {
         val = TokenData::open(a.val_data, "val", V);
     } else if (a.eval_every > 0 && fs::is_directory(a.data, ec)) {
@@ -302,187 +370,292 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     if (a.eval_every > 0 && !val) fail("train: --eval-every needs validation data (hint: --val-data FILE)");
     if (val && val->size() < T + 1)
         fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);
-    const std::vector<std::string> extra = tokenizer_files(a);
+    extra = tokenizer_files(a);
+}
 
-    // The --save folder: created, locked, checked writable (a read-only folder fails here, not at
-    // the first save), cleaned of leftovers; its top-level model files re-linked to the checkpoint
-    // `latest` names if a kill left them behind it.
-    if (lead && !a.save.empty()) {
-        if (!folder) folder.emplace(a.save);
-        if (folder->leftovers() > 0)
-            std::fprintf(stderr, "train: note: removed %d leftover(s) of an interrupted save from %s\n",
-                         folder->leftovers(), a.save.c_str());
-        const std::vector<std::string> relinked = sync_top_level(a.save);
-        if (!relinked.empty()) {
-            std::string names;
-            for (const std::string& n : relinked) names += (names.empty() ? "" : ", ") + n;
-            std::fprintf(stderr, "train: note: re-linked %s in %s to the checkpoint 'latest' names (a save was "
-                                 "interrupted)\n", names.c_str(), a.save.c_str());
-        }
+// The --save folder: created, locked, checked writable (a read-only folder fails here, not at the
+// first save), cleaned of leftovers; its top-level model files re-linked to the checkpoint
+// `latest` names if a kill left them behind it.
+void RunInputs::open_save_folder() {
+    if (!lead || a.save.empty()) return;
+    if (!folder) folder.emplace(a.save);
+    if (folder->leftovers() > 0)
+        std::fprintf(stderr, "train: note: removed %d leftover(s) of an interrupted save from %s\n",
+                     folder->leftovers(), a.save.c_str());
+    const std::vector<std::string> relinked = sync_top_level(a.save);
+    if (!relinked.empty()) {
+        std::string names;
+        for (const std::string& n : relinked) names += (names.empty() ? "" : ", ") + n;
+        std::fprintf(stderr, "train: note: re-linked %s in %s to the checkpoint 'latest' names (a save was "
+                             "interrupted)\n", names.c_str(), a.save.c_str());
     }
+}
 
-    // ---- set-up ----
-    const int threads = a.threads > 0
-                            ? a.threads
-                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist.local_size());
-    ThreadPool pool(threads);
+// Closes --log-jsonl however the run ends.
+struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+// The training itself, over opened inputs: threads, the optimiser (restored from the
+// checkpoint), the log, and the step loop with its evaluation, logging and checkpoints.
+class TrainRun {
+public:
+    // Builds the optimiser and the tape and opens --log-jsonl (the last input that can fail).
+    explicit TrainRun(RunInputs& inputs);
+    TrainRun(const TrainRun&) = delete;
+    TrainRun& operator=(const TrainRun&) = delete;
+
+    // The model and data summary on stderr.
+    void announce() const;
+    // Steps from the checkpoint's step (or 0) to --steps, or to --stop-after.
+    void train();
+    // The final save (unless the last step was saved) and the run's summary.
+    TrainResult finish();
+
+private:
+    struct StepStats {
+        double lr = 0, loss = 0, norm = std::nan(""), tokens_per_s = 0;
+        bool skipped = false;  // fp16 overflow: no update
+    };
+    void run_step(int64_t step);
+    double accumulate_grads(int64_t step);
+    bool unscale_grads(int64_t step, double loss);
+    void report(int64_t step, const StepStats& s);
+    void maybe_evaluate(int64_t step);
+    double eval_loss(const TokenData& d);
+    void maybe_save(int64_t step);
+    void save();
+
+    RunInputs& in;
+    Distributed& dist;
+    const bool lead;
+    const TrainArgs& a;
+    TrainerState& state;
+    TrainModel& model;
+    const ModelConfig& cfg;
+    const Precision prec;
+    const Schedule sch;
+    const int64_t B, T, A;
+    const int threads;
+    ThreadPool pool;
     std::vector<Param*> params;
-    for (auto& p : model->params()) params.push_back(p.get());
-    AdamWConfig oc;
-    oc.beta1 = static_cast<float>(a.beta1), oc.beta2 = static_cast<float>(a.beta2);
-    oc.eps = static_cast<float>(a.eps), oc.weight_decay = static_cast<float>(a.weight_decay);
-    AdamW opt(params, oc);
-    if (!ckpt.empty()) load_optimizer_state(ckpt, opt, state.step);
-    Tape tape(pool);
+    AdamW opt;
+    Tape tape;
+    bool last_micro = false;  // in the last micro-batch of a step, whose gradients the ranks reduce
+    double loss_scale;
+    int64_t good_steps;
+    std::unique_ptr<std::FILE, FileCloser> log;  // rank 0 with --log-jsonl
+    BatchPlan plan;
+    std::vector<int32_t> tokens, targets;  // one micro-batch (B, T), shared by training and evaluation
+    bool saved = false;
+    TrainResult res;
+    std::vector<double> rates;  // tokens/s of each step after the first
+    StepLine line;
+    std::chrono::steady_clock::time_point run_t0{};
+    const int64_t first_step;
+    int64_t last_saved;
+    const int64_t end_step;
+};
+
+TrainRun::TrainRun(RunInputs& inputs)
+    : in(inputs),
+      dist(inputs.dist),
+      lead(inputs.lead),
+      a(inputs.a),
+      state(inputs.state),
+      model(*inputs.model),
+      cfg(model.config()),
+      prec(precision_from_name(a.precision)),
+      sch(schedule_from_name(a.schedule)),
+      B(a.batch),
+      T(a.seq_len),
+      A(a.grad_accum),
+      threads(a.threads > 0 ? a.threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist.local_size())),
+      pool(threads),
+      params(param_list(model)),
+      opt(params, adamw_config(a)),
+      tape(pool),
+      loss_scale(prec == Precision::kFP16 ? (state.loss_scale > 1 ? state.loss_scale : 65536.0) : 1.0),
+      good_steps(state.good_steps),
+      plan{B, T, dist.size(), dist.rank(), a.shuffle, a.seed},
+      tokens(static_cast<size_t>(B * T)),
+      targets(static_cast<size_t>(B * T)),
+      line(lead && !a.quiet),
+      first_step(state.step),
+      last_saved(in.ckpt.empty() ? -1 : state.step),
+      end_step(a.stop_after >= 0 ? std::min(a.steps, a.stop_after) : a.steps) {
+    if (!in.ckpt.empty()) load_optimizer_state(in.ckpt, opt, state.step);
     tape.precision = prec;
-    bool last_micro = false;
     if (dist.active()) {
         dist.grad_buckets(params);
-        model->on_grad_ready = [&](const Param* p) {
+        model.on_grad_ready = [this](const Param* p) {
             if (last_micro) dist.param_ready(p);
         };
     }
     state.args = args_to_json(a);
-    double loss_scale = prec == Precision::kFP16 ? (state.loss_scale > 1 ? state.loss_scale : 65536.0) : 1.0;
-    int64_t good_steps = state.good_steps;
-
-    std::FILE* log = nullptr;
     if (lead && !a.log_jsonl.empty()) {
-        log = std::fopen(a.log_jsonl.c_str(), ckpt.empty() ? "w" : "a");
-        if (log == nullptr) fail("train: cannot write --log-jsonl %s (%s)", a.log_jsonl.c_str(), std::strerror(errno));
+        std::FILE* f = std::fopen(a.log_jsonl.c_str(), in.ckpt.empty() ? "w" : "a");
+        if (f == nullptr) fail("train: cannot write --log-jsonl %s (%s)", a.log_jsonl.c_str(), std::strerror(errno));
+        log.reset(f);
     }
-    struct Closer {
-        std::FILE* f;
-        ~Closer() {
-            if (f) std::fclose(f);
-        }
-    } closer{log};
+    res.n_params = model.n_params();
+}
 
-    if (lead) {
-        std::fprintf(stderr,
-                     "train: %s model, %.2fM parameters (dim %lld, %lld layers, %lld heads / %lld kv, ffn %lld, vocab %lld), "
-                     "%s, %d rank%s x %d thread%s\n",
-                     cfg.arch.c_str(), model->n_params() / 1e6, (long long)cfg.n_embd, (long long)cfg.n_layer,
-                     (long long)cfg.n_head, (long long)cfg.n_head_kv, (long long)cfg.n_ff, (long long)V,
-                     precision_name(prec), dist.size(), dist.size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
-        std::fprintf(stderr, "train: data %s; %lld tokens per step (batch %lld x seq %lld x accum %lld x %d ranks)%s\n",
-                     data.description().c_str(), (long long)(B * T * A * dist.size()), (long long)B, (long long)T,
-                     (long long)A, dist.size(), ckpt.empty() ? "" : (", resuming at step " + std::to_string(state.step)).c_str());
-    }
+void TrainRun::announce() const {
+    if (!lead) return;
+    std::fprintf(stderr,
+                 "train: %s model, %.2fM parameters (dim %lld, %lld layers, %lld heads / %lld kv, ffn %lld, vocab %lld), "
+                 "%s, %d rank%s x %d thread%s\n",
+                 cfg.arch.c_str(), model.n_params() / 1e6, (long long)cfg.n_embd, (long long)cfg.n_layer,
+                 (long long)cfg.n_head, (long long)cfg.n_head_kv, (long long)cfg.n_ff, (long long)cfg.n_vocab,
+                 precision_name(prec), dist.size(), dist.size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+    std::fprintf(stderr, "train: data %s; %lld tokens per step (batch %lld x seq %lld x accum %lld x %d ranks)%s\n",
+                 in.data.description().c_str(), (long long)(B * T * A * dist.size()), (long long)B, (long long)T,
+                 (long long)A, dist.size(), in.ckpt.empty() ? "" : (", resuming at step " + std::to_string(state.step)).c_str());
+}
 
-    BatchPlan plan{B, T, dist.size(), dist.rank(), a.shuffle, a.seed};
-    std::vector<int32_t> in(static_cast<size_t>(B * T)), tg(static_cast<size_t>(B * T));
-    auto eval_loss = [&](const TokenData& d) {
-        BatchPlan ep{B, T, 1, 0, false, 0};
-        tape.grad_enabled = false;
-        double s = 0;
-        for (int64_t k = 0; k < a.eval_batches; ++k) {
-            fill_batch(d, ep, k, in.data(), tg.data());
-            tape.reset();
-            s += model->forward(tape, in.data(), tg.data(), B, T)->data[0];
-        }
-        tape.reset();
-        tape.grad_enabled = true;
-        return s / static_cast<double>(std::max<int64_t>(a.eval_batches, 1));
-    };
-    bool saved = false;
-    auto save = [&] {
-        if (!lead || a.save.empty()) return;
-        saved = true;
-        state.loss_scale = loss_scale;
-        state.good_steps = good_steps;
-        save_checkpoint(a.save, *model, opt, state, extra, a.keep);
-        write_loss_svg((fs::path(a.save) / "loss.svg").string(), state,
-                       "llmforge train: " + cfg.arch + " " + std::to_string(model->n_params() / 1000) + "K params");
-    };
-
-    TrainResult res;
-    res.n_params = model->n_params();
-    std::vector<double> rates;
-    StepLine line(lead && !a.quiet);
-    const auto run_t0 = std::chrono::steady_clock::now();
-    const int64_t first_step = state.step;
-    int64_t last_saved = ckpt.empty() ? -1 : state.step;
-    const int64_t end_step = a.stop_after >= 0 ? std::min(a.steps, a.stop_after) : a.steps;
-    for (int64_t step = state.step; step < end_step; ++step) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const double lr = learning_rate(sch, step, a.steps, a.warmup_steps, a.lr, a.min_lr);
-        zero_grads(params);
-        double loss_sum = 0;
-        for (int64_t acc = 0; acc < A; ++acc) {
-            const int64_t k = step * A + acc;
-            fill_batch(data, plan, k, in.data(), tg.data());
-            tape.reset();
-            last_micro = acc == A - 1;
-            if (last_micro && dist.active()) dist.begin();
-            const uint64_t dropout_seed =
-                seed_mix(a.seed ^ seed_mix(static_cast<uint64_t>(k) * 1315423911ull + dist.rank()));
-            Var loss = model->forward(tape, in.data(), tg.data(), B, T, static_cast<float>(a.dropout), dropout_seed);
-            loss_sum += loss->data[0];
-            tape.backward(loss, static_cast<float>(loss_scale / static_cast<double>(A)));
-        }
-        tape.reset();
-        if (dist.active()) dist.finish();
-        double loss_mean = loss_sum / static_cast<double>(A);
-        if (dist.active()) {
-            dist.allreduce_sum(&loss_mean, 1);
-            loss_mean /= dist.size();
-        }
-        bool skipped = false;
-        if (prec == Precision::kFP16) {
-            if (grads_non_finite(params, pool)) {
-                skipped = true;
-                loss_scale = std::max(1.0, loss_scale / 2);
-                good_steps = 0;
-            } else {
-                scale_grads(params, static_cast<float>(1.0 / loss_scale), pool);
-                if (++good_steps >= 2000) loss_scale *= 2, good_steps = 0;
-            }
-        } else if (!std::isfinite(loss_mean)) {
-            fail("train: loss is %g at step %lld (diverged; hint: lower --lr, or use --grad-clip)", loss_mean,
-                 (long long)step);
-        }
-        double norm = std::nan("");
-        if (!skipped) {
-            norm = clip_grad_norm(params, a.grad_clip, pool);
-            opt.step(static_cast<float>(lr), pool);
-        }
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double tps = static_cast<double>(B * T * A * dist.size()) / dt;
-        if (step > first_step) rates.push_back(tps);
-        state.step = step + 1;
-        state.history.push_back({step, loss_mean});
-        res.last_loss = loss_mean;
-        if (log) {
-            json j = {{"step", step}, {"loss", loss_mean}, {"lr", lr}, {"grad_norm", skipped ? json(nullptr) : json(norm)},
-                      {"tokens_per_s", tps}};
-            if (skipped) j["skipped"] = "fp16 overflow, loss scale now " + std::to_string(loss_scale);
-            std::fprintf(log, "%s\n", j.dump().c_str());
-            std::fflush(log);
-        }
-        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
-        const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(end_step - step - 1);
-        char buf[256];
-        std::snprintf(buf, sizeof buf, "train: step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
-                      (long long)(step + 1), (long long)a.steps, loss_mean, lr, norm, tps, fmt_duration(eta).c_str());
-        line.show(buf, step + 1 == end_step);
-        if (val && a.eval_every > 0 && (step + 1) % a.eval_every == 0 && lead) {
-            const double vl = eval_loss(*val);
-            res.last_val_loss = vl;
-            state.val_history.push_back({step, vl});
-            line.end();
-            std::fprintf(stderr, "train: step %lld  validation loss %.4f\n", (long long)(step + 1), vl);
-            if (log) {
-                std::fprintf(log, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
-                std::fflush(log);
-            }
-        }
-        if (a.save_every > 0 && (step + 1) % a.save_every == 0 && step + 1 != end_step) {
-            save();
-            last_saved = state.step;
-        }
-    }
+void TrainRun::train() {
+    run_t0 = std::chrono::steady_clock::now();
+    for (int64_t step = state.step; step < end_step; ++step) run_step(step);
     line.end();
+}
+
+// One optimiser step: gradients over the micro-batches, the update, then the step's report, and
+// evaluation and a checkpoint when due.
+void TrainRun::run_step(int64_t step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    StepStats s;
+    s.lr = learning_rate(sch, step, a.steps, a.warmup_steps, a.lr, a.min_lr);
+    s.loss = accumulate_grads(step);
+    s.skipped = unscale_grads(step, s.loss);
+    if (!s.skipped) {
+        s.norm = clip_grad_norm(params, a.grad_clip, pool);
+        opt.step(static_cast<float>(s.lr), pool);
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    s.tokens_per_s = static_cast<double>(B * T * A * dist.size()) / dt;
+    if (step > first_step) rates.push_back(s.tokens_per_s);
+    state.step = step + 1;
+    state.history.push_back({step, s.loss});
+    res.last_loss = s.loss;
+    report(step, s);
+    maybe_evaluate(step);
+    maybe_save(step);
+}
+
+// Forward and backward over the step's micro-batches, the gradients summed (scaled by
+// loss_scale / A) and reduced over the ranks; returns the mean loss over micro-batches and ranks.
+double TrainRun::accumulate_grads(int64_t step) {
+    zero_grads(params);
+    double loss_sum = 0;
+    for (int64_t acc = 0; acc < A; ++acc) {
+        const int64_t k = step * A + acc;
+        fill_batch(in.data, plan, k, tokens.data(), targets.data());
+        tape.reset();
+        last_micro = acc == A - 1;
+        if (last_micro && dist.active()) dist.begin();
+        const uint64_t dropout_seed = seed_mix(a.seed ^ seed_mix(static_cast<uint64_t>(k) * 1315423911ull + dist.rank()));
+        Var loss = model.forward(tape, tokens.data(), targets.data(), B, T, static_cast<float>(a.dropout), dropout_seed);
+        loss_sum += loss->data[0];
+        tape.backward(loss, static_cast<float>(loss_scale / static_cast<double>(A)));
+    }
+    tape.reset();
+    if (dist.active()) dist.finish();
+    double loss_mean = loss_sum / static_cast<double>(A);
+    if (dist.active()) {
+        dist.allreduce_sum(&loss_mean, 1);
+        loss_mean /= dist.size();
+    }
+    return loss_mean;
+}
+
+// fp16: an overflow skips the step and halves the loss scale, else the gradients are unscaled and
+// the scale doubles after 2000 good steps. Other precisions: a non-finite loss ends the run.
+// Returns whether the step is skipped.
+bool TrainRun::unscale_grads(int64_t step, double loss) {
+    if (prec == Precision::kFP16) {
+        if (grads_non_finite(params, pool)) {
+            loss_scale = std::max(1.0, loss_scale / 2);
+            good_steps = 0;
+            return true;
+        }
+        scale_grads(params, static_cast<float>(1.0 / loss_scale), pool);
+        if (++good_steps >= 2000) loss_scale *= 2, good_steps = 0;
+    } else if (!std::isfinite(loss)) {
+        fail("train: loss is %g at step %lld (diverged; hint: lower --lr, or use --grad-clip)", loss, (long long)step);
+    }
+    return false;
+}
+
+// The step's --log-jsonl line and progress line.
+void TrainRun::report(int64_t step, const StepStats& s) {
+    if (log) {
+        json j = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.skipped ? json(nullptr) : json(s.norm)},
+                  {"tokens_per_s", s.tokens_per_s}};
+        if (s.skipped) j["skipped"] = "fp16 overflow, loss scale now " + std::to_string(loss_scale);
+        std::fprintf(log.get(), "%s\n", j.dump().c_str());
+        std::fflush(log.get());
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
+    const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(end_step - step - 1);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "train: step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
+                  (long long)(step + 1), (long long)a.steps, s.loss, s.lr, s.norm, s.tokens_per_s,
+                  fmt_duration(eta).c_str());
+    line.show(buf, step + 1 == end_step);
+}
+
+// Rank 0, every --eval-every steps: the validation loss, on stderr, in the log and the state.
+void TrainRun::maybe_evaluate(int64_t step) {
+    if (!(in.val && a.eval_every > 0 && (step + 1) % a.eval_every == 0 && lead)) return;
+    const double vl = eval_loss(*in.val);
+    res.last_val_loss = vl;
+    state.val_history.push_back({step, vl});
+    line.end();
+    std::fprintf(stderr, "train: step %lld  validation loss %.4f\n", (long long)(step + 1), vl);
+    if (log) {
+        std::fprintf(log.get(), "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
+        std::fflush(log.get());
+    }
+}
+
+// The mean loss over --eval-batches fixed batches (file order, no dropout, no gradients), so that
+// every evaluation of a run sees the same tokens.
+double TrainRun::eval_loss(const TokenData& d) {
+    BatchPlan ep{B, T, 1, 0, false, 0};
+    tape.grad_enabled = false;
+    double s = 0;
+    for (int64_t k = 0; k < a.eval_batches; ++k) {
+        fill_batch(d, ep, k, tokens.data(), targets.data());
+        tape.reset();
+        s += model.forward(tape, tokens.data(), targets.data(), B, T)->data[0];
+    }
+    tape.reset();
+    tape.grad_enabled = true;
+    return s / static_cast<double>(std::max<int64_t>(a.eval_batches, 1));
+}
+
+// Every --save-every steps; the last step is left to finish(), which always saves it.
+void TrainRun::maybe_save(int64_t step) {
+    if (a.save_every > 0 && (step + 1) % a.save_every == 0 && step + 1 != end_step) {
+        save();
+        last_saved = state.step;
+    }
+}
+
+// Rank 0 with --save: a checkpoint of the current step, and the loss curve beside it.
+void TrainRun::save() {
+    if (!lead || a.save.empty()) return;
+    saved = true;
+    state.loss_scale = loss_scale;
+    state.good_steps = good_steps;
+    save_checkpoint(a.save, model, opt, state, in.extra, a.keep);
+    write_loss_svg((fs::path(a.save) / "loss.svg").string(), state,
+                   "llmforge train: " + cfg.arch + " " + std::to_string(model.n_params() / 1000) + "K params");
+}
+
+TrainResult TrainRun::finish() {
     if (state.step != last_saved) save();
     if (saved)
         std::fprintf(stderr, "train: saved step %lld to %s (loss curve: %s/loss.svg)\n", (long long)state.step,
@@ -497,6 +670,24 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
         std::fprintf(stderr, "train: done: %lld steps, last loss %.4f, median %.0f tok/s, peak RSS %.0f MiB\n",
                      (long long)state.step, res.last_loss, res.tokens_per_s, res.peak_rss_mb);
     return res;
+}
+
+}  // namespace
+
+TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
+    // Everything that can fail on bad input happens before anything is written (except the
+    // removal of an interrupted save's leftovers in the run's own folder).
+    RunInputs in(std::move(a));
+    if (!in.a.resume.empty()) in.resume(given);
+    in.check_args();
+    in.open_model();
+    in.open_data();
+    in.open_save_folder();
+
+    TrainRun run(in);
+    run.announce();
+    run.train();
+    return run.finish();
 }
 
 }  // namespace llmforge::train

@@ -104,15 +104,5 @@ inline ModelFiles golden_model_files(const std::map<std::string, GoldenTensor>& 
     return f;
 }
 
-// max |a - b| / max |b|
-template <class Ref>
-double rel_err(const float* a, const Ref* b, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; ++i) {
-        md = std::max(md, std::abs(static_cast<double>(a[i]) - b[i]));
-        mr = std::max(mr, std::abs(static_cast<double>(b[i])));
-    }
-    return mr > 0 ? md / mr : md;
-}
 
 }  // namespace llmforge::test

@@ -1,14 +1,17 @@
 // The OpenAI request parser on its own (no server, no weights): a tiny in-process vocabulary and
 // ChatML template stand in for a served model. Covers 'logit_bias' (parsed into every sequence's
 // SamplerParams, every kind of bad input a 400 naming the parameter) and the JSON nesting limit
-// (json_nesting's scan and the 400 "json_too_deep" before parsing).
+// (json_nesting's scan and the 400 "json_too_deep" before parsing), the HTTP status of each error
+// kind, and chat prompts: one BOS rule, and a clear 400 for a model without a chat template.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <memory>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/error.h"
 #include "core/json_depth.h"
 #include "runtime/sampler.h"
 #include "serve/openai_api.h"
@@ -193,6 +196,94 @@ TEST(JsonNesting, RequestBodiesAreCheckedBeforeParsing) {
     // Brackets in strings are content, not nesting.
     const ParsedRequest r = parse(body_with(true, {{"messages", {{{"role", "user"}, {"content", std::string(1500, '[')}}}}}), true);
     EXPECT_FALSE(r.seqs.empty());
+}
+
+// ---- error kinds -> HTTP status ------------------------------------------------------------------
+
+TEST(ErrorKinds, MapToTheirHttpStatus) {
+    EXPECT_EQ(http_status(ErrorKind::kBadInput), 400);
+    EXPECT_EQ(http_status(ErrorKind::kNotFound), 404);
+    EXPECT_EQ(http_status(ErrorKind::kResource), 503);
+    EXPECT_EQ(http_status(ErrorKind::kInternal), 500);
+    // fail() keeps meaning bad input; fail_kind() names another kind.
+    try {
+        fail("token id %d is out of range", 7);
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+        const ApiError a = api_error(e);
+        EXPECT_EQ(a.status, 400);
+        EXPECT_EQ(a.type, "invalid_request_error");
+        EXPECT_EQ(std::string(a.what()), "token id 7 is out of range");
+    }
+    try {
+        fail_kind(ErrorKind::kNotFound, "%s: no such model file or folder", "/no/such.gguf");
+    } catch (const Error& e) {
+        const ApiError a = api_error(e, "reload failed: ", "model");
+        EXPECT_EQ(a.status, 404);
+        EXPECT_EQ(a.type, "invalid_request_error");
+        EXPECT_EQ(a.code, "not_found");
+        EXPECT_EQ(a.param, "model");
+        EXPECT_EQ(std::string(a.what()), "reload failed: /no/such.gguf: no such model file or folder");
+    }
+    const ApiError full = api_error(Error(ErrorKind::kResource, "context full"), "generation failed: ");
+    EXPECT_EQ(full.status, 503);
+    EXPECT_EQ(full.type, "server_error");
+    EXPECT_EQ(full.code, "resource_exhausted");
+    EXPECT_EQ(api_error(Error(ErrorKind::kInternal, "broken invariant")).status, 500);
+    // Exceptions that are not Errors: out of memory is a resource, anything else internal.
+    EXPECT_EQ(api_error(std::bad_alloc()).status, 503);
+    EXPECT_EQ(api_error(std::runtime_error("?")).status, 500);
+    EXPECT_EQ(api_error(std::runtime_error("?")).type, "server_error");
+    // The JSON body carries the message and the code.
+    const nlohmann::json b = full.body();
+    EXPECT_EQ(b["error"]["message"], "generation failed: context full");
+    EXPECT_EQ(b["error"]["code"], "resource_exhausted");
+}
+
+// ---- chat prompts -------------------------------------------------------------------------------
+
+TEST(OpenAiChat, AModelWithoutAChatTemplateRefusesChatButNotCompletions) {
+    auto m = test::tiny_served_model(false);
+    m->chat_template.reset();
+    m->extra_stops.clear();
+    const std::shared_ptr<const ServedModel> bare = m;
+    try {
+        parse_request(body_with(true, json::object()), true, bare, ApiLimits{});
+        ADD_FAILURE() << "expected a 400";
+    } catch (const ApiError& e) {
+        const std::string msg = e.what();
+        EXPECT_EQ(e.status, 400);
+        EXPECT_EQ(e.param, "messages");
+        EXPECT_EQ(e.code, "no_chat_template");
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+        for (const char* sub : {"model 'tiny' carries no chat template", "--chat-template FILE.jinja", "--chat-template chatml",
+                                "/v1/completions"}) {
+            EXPECT_NE(msg.find(sub), std::string::npos) << "missing '" << sub << "' in: " << msg;
+        }
+    }
+    EXPECT_EQ(parse_request(body_with(false, json::object()), false, bare, ApiLimits{}).seqs.size(), 1u);
+}
+
+TEST(OpenAiChat, BosIsAddedOnceWhateverTheTemplateOrPromptWrites) {
+    // The tiny vocabulary adds BOS (<s>, id 1) by default.
+    const int32_t bos = 1;
+    const std::vector<int32_t> chat = parse(body_with(true, json::object()), true).seqs[0].prompt;
+    ASSERT_FALSE(chat.empty());
+    EXPECT_EQ(chat[0], bos);
+    EXPECT_NE(chat[1], bos);
+    // A template that writes BOS itself gets no second one.
+    auto m = test::tiny_served_model(false);
+    m->chat_template.emplace("{{ bos_token }}{{ messages[-1]['content'] }}", "bos.jinja");
+    const std::shared_ptr<const ServedModel> with_bos = m;
+    const std::vector<int32_t> own = parse_request(body_with(true, json::object()), true, with_bos, ApiLimits{}).seqs[0].prompt;
+    ASSERT_GE(own.size(), 2u);
+    EXPECT_EQ(own[0], bos);
+    EXPECT_NE(own[1], bos);
+    // Completions: BOS first; a prompt that starts with "<s>" already has it.
+    const std::vector<int32_t> plain = parse(body_with(false, json::object()), false).seqs[0].prompt;
+    const std::vector<int32_t> written = parse(body_with(false, {{"prompt", "<s>a a"}}), false).seqs[0].prompt;
+    EXPECT_EQ(plain[0], bos);
+    EXPECT_EQ(written, plain);
 }
 
 }  // namespace

@@ -17,19 +17,12 @@
 #include "train/ops.h"
 #include "train/optimizer.h"
 #include "train/train_model.h"
+#include "test_util.h"
 
 namespace llmforge::train {
 namespace {
 
-// max |a - b| / max |b|
-double rel_err(const float* a, const float* b, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; ++i) {
-        md = std::max(md, std::abs(static_cast<double>(a[i]) - b[i]));
-        mr = std::max(mr, std::abs(static_cast<double>(b[i])));
-    }
-    return mr > 0 ? md / mr : md;
-}
+using test::rel_err;
 
 struct Case {
     std::string name, arch;
@@ -91,16 +84,16 @@ std::vector<float> train_logits(TrainModel& m, const std::vector<int32_t>& ids, 
 
 // The engine's logits of every token of each sequence, all sequences in one forward_batch.
 std::vector<std::vector<float>> engine_logits(const Model& m, const std::vector<std::vector<int32_t>>& seqs,
-                                              bool invariant, ThreadPool& pool) {
+                                              bool invariant, ThreadPool& pool, bool last_only = false) {
     const int64_t V = m.config().n_vocab;
     std::vector<std::unique_ptr<KvMemory>> mem;
     std::vector<std::vector<float>> out(seqs.size());
     std::vector<SeqBatch> batch;
     for (size_t j = 0; j < seqs.size(); ++j) {
         mem.push_back(m.new_memory(64));
-        out[j].resize(seqs[j].size() * V);
-        const int64_t n = static_cast<int64_t>(seqs[j].size());
-        batch.push_back(SeqBatch{mem[j].get(), seqs[j].data(), n, 0, out[j].data(), n});
+        const int64_t n = static_cast<int64_t>(seqs[j].size()), n_out = last_only ? 1 : n;
+        out[j].resize(n_out * V);
+        batch.push_back(SeqBatch{mem[j].get(), seqs[j].data(), n, 0, out[j].data(), n_out});
     }
     ForwardScratch s;
     s.batch_invariant = invariant;
@@ -130,6 +123,15 @@ TEST_P(ArchEquivalence, TrainingLogitsEqualInferenceLogits) {
         for (size_t j = 0; j < seqs.size(); ++j) {
             const auto ref = train_logits(*m, seqs[j], 1, static_cast<int64_t>(seqs[j].size()), pool);
             EXPECT_LT(rel_err(got[j].data(), ref.data(), ref.size()), 1e-5) << "sequence " << j;
+        }
+        // Batches asking only each sequence's last logits (the output rows are gathered; two rows
+        // is also the size of a doubled lone row).
+        for (size_t k : {seqs.size(), size_t{2}}) {
+            const std::vector<std::vector<int32_t>> some(seqs.begin(), seqs.begin() + k);
+            const auto last = engine_logits(inf, some, invariant, pool, true);
+            for (size_t j = 0; j < k; ++j)
+                EXPECT_LT(rel_err(last[j].data(), got[j].data() + (seqs[j].size() - 1) * V, V), 1e-5)
+                    << "last row of " << j << " of " << k;
         }
     }
     // Several sequences in one training batch (B = 3) against the engine one by one.

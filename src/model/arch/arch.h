@@ -91,6 +91,17 @@ struct Weight {
     int slot = -1;
 };
 
+// Per-row low-rank deltas after a linear (LoRA adapters): y_row += delta_w(x_row) for the weights
+// an adapter covers. The engine applies a sequence's delta (SeqBatch::delta) to that sequence's
+// rows only, so requests with different adapters share one batch.
+class LinearDelta {
+public:
+    virtual ~LinearDelta() = default;
+    virtual bool covers(Weight w) const = 0;
+    // y (rows, out) += delta_w(x (rows, in)).
+    virtual void apply(Weight w, const float* x, int64_t rows, int64_t in, float* y, int64_t out) const = 0;
+};
+
 struct AttentionSpec {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
     int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]

@@ -51,6 +51,7 @@ export NODE_PATH=$js/node_modules  # for anything CommonJS
 log=$LLMFORGE_ARTIFACTS/serve_js-server.log
 "$bin" serve -m "$model_dir/stories260K.bin" --tokenizer "$model_dir/tok512.bin" --host 127.0.0.1 --port 0 \
     --parallel 4 --ctx-size 512 --api-key test-key --admin-key admin-key --max-tokens-cap 512 --threads 1 \
+    --chat-template chatml \
     2>"$log" &
 pid=$!
 status=0
