@@ -39,16 +39,22 @@ each_case() {
 }
 
 if [ -n "${LF_BASE:-}" ]; then
+  # Which binary goes first alternates with the round (ABBA), so an order effect cancels out.
   before_after() {
     local f=$1 m=$2 t=$3 test=$4; shift 4
-    vb=$("$LF_BASE" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
-    va=$("$LF" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
+    if (( round % 2 )); then
+      vb=$("$LF_BASE" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
+      va=$("$LF" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
+    else
+      va=$("$LF" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
+      vb=$("$LF_BASE" bench -m "$f" "$@" -t "$t" -r "$REPS" --mmap 1 2>/dev/null | value)
+    fi
     echo "$m $t $test $vb $va"
   }
   each_case before_after
   echo
-  echo "| model | threads | test | before t/s | after t/s | after/before |"
-  echo "|---|---|---|---|---|---|"
+  echo "| model | threads | test | before t/s (median) | after t/s (median) | after/before (medians) | median of paired ratios |"
+  echo "|---|---|---|---|---|---|---|"
   python3 - "$out" "${SHAPE:-110m}" <<'PY'
 import sys, statistics as st, collections
 rows = collections.OrderedDict()
@@ -57,8 +63,9 @@ for line in open(sys.argv[1]):
     rows.setdefault((m, t, test), []).append((float(b), float(a)))
 for (m, t, test), v in rows.items():
     b, a = (st.median(x[i] for x in v) for i in range(2))
+    paired = st.median(x[1] / x[0] for x in v)  # each round's two runs were back to back
     name = "pp512" if test == "pp" else "tg128"
-    print(f"| {sys.argv[2]} {m} | {t} | {name} | {b:.2f} | {a:.2f} | {a / b:.3f} |")
+    print(f"| {sys.argv[2]} {m} | {t} | {name} | {b:.2f} | {a:.2f} | {a / b:.3f} | {paired:.3f} |")
 PY
   exit 0
 fi

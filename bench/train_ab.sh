@@ -58,10 +58,28 @@ for shape in $SHAPES; do
                 rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$res")
                 echo "{\"shape\": \"$shape\", \"impl\": \"$2\", \"precision\": \"$prec\", \"tokens_per_s\": ${tps:-0}, \"peak_rss_mb\": ${rss:-0}}" >> "$jsonl"
             }
-            [[ -n ${LF_BASE:-} ]] && run_lf "$LF_BASE" llmforge-before
+            # With a baseline, which binary goes first alternates with the rep (ABBA).
+            if [[ -n ${LF_BASE:-} ]] && ((r % 2 == 0)); then run_lf "$LF_BASE" llmforge-before; fi
             run_lf "$bin" llmforge
+            if [[ -n ${LF_BASE:-} ]] && ((r % 2 == 1)); then run_lf "$LF_BASE" llmforge-before; fi
         done
     done
 done
 $py "$here/plot_train_ab.py" "$jsonl" "$OUT/train-ab.svg"
+if [[ -n ${LF_BASE:-} ]]; then  # before/after table: medians and the median of paired ratios
+    $py - "$jsonl" <<'PY'
+import collections, json, statistics as st, sys
+runs = collections.defaultdict(lambda: collections.defaultdict(list))
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("impl") in ("llmforge", "llmforge-before"):
+        runs[(r["shape"], r["precision"])][r["impl"]].append(r["tokens_per_s"])
+print("| shape | precision | before tok/s (median) | after tok/s (median) | after/before (medians) | median of paired ratios |")
+print("|---|---|---|---|---|---|")
+for (shape, prec), v in runs.items():
+    b, a = v["llmforge-before"], v["llmforge"]
+    paired = st.median(x / y for x, y in zip(a, b))
+    print(f"| {shape} | {prec} | {st.median(b):.0f} | {st.median(a):.0f} | {st.median(a) / st.median(b):.3f} | {paired:.3f} |")
+PY
+fi
 echo "train_ab: wrote $jsonl and $OUT/train-ab.svg" >&2

@@ -93,23 +93,10 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
                  file.c_str(), ns.name.c_str(), c.arch.c_str(), (long long)c.n_layer, c.arch.c_str());
         }
         const Tensor& t = it->second;
-        if (t.shape() != ns.shape) {
-            Tensor want = Tensor::view(t.dtype(), ns.shape, nullptr, nullptr);
-            fail("%s: tensor '%s' has shape %s, expected %s (config and weights disagree)",
-                 file.c_str(), ns.name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
-        }
-        const int di = static_cast<int>(t.dtype());
         // Rows of a tied embedding are also the output matrix.
         const bool matmul = ns.spec->use == TensorUse::kMatrix || (ns.spec->use == TensorUse::kRows && c.tied_embeddings);
-        if (matmul && kt.vec_dot[di] == nullptr) {
-            fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
-                 "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
-                 file.c_str(), ns.name.c_str(), dtype_name(t.dtype()));
-        }
-        if (kt.dequantize_row[di] == nullptr) {
-            fail("%s: tensor '%s' has dtype %s, which llmforge cannot read", file.c_str(),
-                 ns.name.c_str(), dtype_name(t.dtype()));
-        }
+        check_tensor(ns, t, matmul);
+        const int di = static_cast<int>(t.dtype());
         Tensor bound = t;
         if (ns.spec->use == TensorUse::kVector) {
             bound = as_f32_vector(t);
@@ -131,21 +118,46 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         bound_[idx] = true;
     }
 
+    bind_rope();
+}
+
+// Shape and dtype of a tensor against its table entry; one-line errors naming the file.
+void Model::check_tensor(const NamedSpec& ns, const Tensor& t, bool matmul) const {
+    const std::string& file = files_.path;
+    if (t.shape() != ns.shape) {
+        Tensor want = Tensor::view(t.dtype(), ns.shape, nullptr, nullptr);
+        fail("%s: tensor '%s' has shape %s, expected %s (config and weights disagree)",
+             file.c_str(), ns.name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
+    }
+    const auto& kt = kernels::kernels();
+    const int di = static_cast<int>(t.dtype());
+    if (matmul && kt.vec_dot[di] == nullptr) {
+        fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
+             "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
+             file.c_str(), ns.name.c_str(), dtype_name(t.dtype()));
+    }
+    if (kt.dequantize_row[di] == nullptr) {
+        fail("%s: tensor '%s' has dtype %s, which llmforge cannot read", file.c_str(),
+             ns.name.c_str(), dtype_name(t.dtype()));
+    }
+}
+
+// RoPE frequencies after the config's scaling, then the per-pair divisors of a rope_freqs.weight
+// tensor: GGUF files of Llama 3.1+ carry their RoPE scaling that way (llama.cpp's converter).
+void Model::bind_rope() {
     double ms = 1.0;
-    inv_freq_ = llmforge::rope_inv_freq(c, &ms);
+    inv_freq_ = llmforge::rope_inv_freq(cfg_, &ms);
     rope_mscale_ = ms;
-    // GGUF files of Llama 3.1+ carry their RoPE scaling as per-pair frequency divisors
-    // (rope_freqs.weight, D/2 values) instead of metadata, as llama.cpp's converter writes them.
-    if (auto it = files_.tensors.find("rope_freqs.weight"); it != files_.tensors.end()) {
-        const Tensor ff = as_f32_vector(it->second);
-        for (int64_t i = 0; i < c.head_dim / 2; ++i) {
-            const float d = ff.ptr<float>()[i];
-            if (!(d > 0)) {
-                fail("%s: rope_freqs.weight[%lld] is %g, expected a positive frequency divisor",
-                     file.c_str(), (long long)i, d);
-            }
-            inv_freq_[i] /= d;
+    auto it = files_.tensors.find("rope_freqs.weight");
+    if (it == files_.tensors.end()) return;
+    const Tensor ff = as_f32_vector(it->second);
+    for (int64_t i = 0; i < cfg_.head_dim / 2; ++i) {
+        const float d = ff.ptr<float>()[i];
+        if (!(d > 0)) {
+            fail("%s: rope_freqs.weight[%lld] is %g, expected a positive frequency divisor", files_.path.c_str(),
+                 (long long)i, d);
         }
+        inv_freq_[i] /= d;
     }
 }
 

@@ -138,6 +138,8 @@ private:
     // weights_private: the tensors' bytes are this model's own writable buffer (load_into_memory),
     // so q8_0/q4_0 matrices are repacked in place; otherwise into new buffers.
     void bind_weights(bool weights_private, bool repack = true);
+    void check_tensor(const NamedSpec& ns, const Tensor& t, bool matmul) const;
+    void bind_rope();
     void rope_tables(int64_t pos, float* cs, float* sn) const;
     friend class EagerOps;
 
