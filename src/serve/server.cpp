@@ -7,8 +7,10 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -127,6 +129,22 @@ ApiError key_error(bool header_present) {
                     header_present ? "Incorrect API key provided (hint: Authorization: Bearer KEY with the server's --api-key)"
                                    : "You didn't provide an API key (hint: Authorization: Bearer KEY)",
                     "authentication_error", "", "invalid_api_key");
+}
+
+// Why an admin request is refused: 403 while the admin endpoints are off, 401 for a missing or
+// wrong admin key; nullopt lets it through. Shared by the gate's head check and the handlers.
+std::optional<ApiError> admin_refusal(const std::string& admin_key, const std::string* auth) {
+    if (admin_key.empty())
+        return ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)", "permission_error");
+    if (!authorized(auth, admin_key))
+        return ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)", "authentication_error",
+                        "", "invalid_api_key");
+    return std::nullopt;
+}
+
+// The 503 a generation request gets once shutdown() has begun (sent with Retry-After: 5).
+ApiError shutting_down_error() {
+    return ApiError(503, "the server is shutting down", "server_error", "", "shutting_down");
 }
 
 EarlyResponse early(const ApiError& e, std::vector<std::pair<std::string, std::string>> headers = {}) {
@@ -285,16 +303,11 @@ std::optional<EarlyResponse> Server::check_head(const RequestHead& h) {
                               "authentication_error", "", "invalid_api_key"));
     }
     if (path.rfind("/admin", 0) == 0) {
-        if (cfg_.admin_key.empty())
-            return early(ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)", "permission_error"));
-        if (!authorized(auth, cfg_.admin_key))
-            return early(ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)",
-                                  "authentication_error", "", "invalid_api_key"));
+        if (auto refusal = admin_refusal(cfg_.admin_key, auth)) return early(*refusal);
         return std::nullopt;
     }
     if (!authorized(auth, cfg_.api_key)) return early(key_error(auth != nullptr));
-    if (draining_ && is_generation_path(path))
-        return early(ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"), {{"Retry-After", "5"}});
+    if (draining_ && is_generation_path(path)) return early(shutting_down_error(), {{"Retry-After", "5"}});
     return std::nullopt;
 }
 
@@ -377,338 +390,485 @@ std::string Server::metrics() {
     return o.str();
 }
 
+namespace {
+
+// Marks the request's start for the logger and lets any origin read the answer (the chat page
+// may be opened from elsewhere); routing then goes on.
+httplib::Server::HandlerResponse start_request(const httplib::Request&, httplib::Response& res) {
+    t_request_start = now_s();
+    t_bytes_in = 0;
+    res.set_header("Access-Control-Allow-Origin", "*");
+    return httplib::Server::HandlerResponse::Unhandled;
+}
+
+// Gives the errors httplib raises itself (404 no route, 400 bad request) OpenAI's JSON shape too.
+void answer_httplib_error(const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+        send_error(res, ApiError(404, "no route for " + printable(req.method, 16) + " " + printable(req.path) +
+                                          " (endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)",
+                                 "invalid_request_error", "", "not_found"));
+    } else {
+        send_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
+    }
+}
+
+// Answers a CORS preflight (OPTIONS, any path), so that browsers may POST with a key from any page.
+void answer_preflight(const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    res.status = 204;
+}
+
+// The request's Authorization header copied into `store`, or nullptr without one: the shape
+// authorized() and admin_refusal() take, as the gate hands them the head's.
+const std::string* auth_header(const httplib::Request& req, std::string& store) {
+    if (!req.has_header("Authorization")) return nullptr;
+    store = req.get_header_value("Authorization");
+    return &store;
+}
+
+// Checks the Bearer `key` in the handler (the gate checked the head already, but no route should
+// depend on the gate's reading of the path); false after sending 401.
+bool need_key(const httplib::Request& req, httplib::Response& res, const std::string& key) {
+    std::string store;
+    const std::string* auth = auth_header(req, store);
+    if (authorized(auth, key)) return true;
+    send_error(res, key_error(auth != nullptr));
+    return false;
+}
+
+// need_key for the admin endpoints: false after sending 403 (admin off) or 401 (key wrong).
+bool need_admin(const httplib::Request& req, httplib::Response& res, const std::string& admin_key) {
+    std::string store;
+    const std::optional<ApiError> refusal = admin_refusal(admin_key, auth_header(req, store));
+    if (refusal) send_error(res, *refusal);
+    return !refusal;
+}
+
+// Reads a POST body whole, taken as JSON whatever the Content-Type says (curl -d sends
+// application/x-www-form-urlencoded, which cpp-httplib would otherwise parse as a form and cap at
+// 8 KB), as OpenAI-compatible servers do; false after sending 415 (multipart) or 413 (too large).
+bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+               size_t max_body, std::string& body) {
+    if (req.is_multipart_form_data()) {
+        send_error(res, ApiError(415, "a multipart/form-data body is not accepted (hint: send JSON, Content-Type: application/json)",
+                                 "invalid_request_error", "", "unsupported_media_type"));
+        return false;
+    }
+    const bool ok = reader([&](const char* d, size_t n) {
+        if (body.size() + n > max_body) return false;
+        body.append(d, n);
+        return true;
+    });
+    t_bytes_in = body.size();
+    if (!ok) {
+        send_error(res, ApiError(413, "the request body is over the server's --max-body", "invalid_request_error", "",
+                                 "request_too_large"));
+        return false;
+    }
+    return true;
+}
+
+// A model as /v1/models lists it.
+json model_json(const ServedModel& m) {
+    return json{{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "llmforge"}};
+}
+
+// Parses and checks a generation body against the served model; nullptr after sending the error
+// (an ApiError as it is, another Error by its kind).
+std::shared_ptr<ParsedRequest> parse_or_refuse(const std::string& body, bool chat,
+                                               const std::shared_ptr<const ServedModel>& model, const ApiLimits& lim,
+                                               httplib::Response& res) {
+    auto pr = std::make_shared<ParsedRequest>();
+    try {
+        *pr = parse_request(body, chat, model, lim);
+    } catch (const ApiError& e) {
+        send_error(res, e);
+        return nullptr;
+    } catch (const Error& e) {
+        send_error(res, api_error(e));
+        return nullptr;
+    }
+    return pr;
+}
+
+// A queued generation request: what answering it, whole or streamed, needs.
+struct Generation {
+    std::shared_ptr<const ParsedRequest> pr;
+    std::shared_ptr<RequestStream> stream;
+    std::shared_ptr<const ServedModel> model;
+    size_t n_seqs = 0;
+    std::string id;
+    int64_t created = 0;
+    double deadline = 0;  // past it the request is cancelled (its choices end with "length")
+};
+
+// A choice the shutdown cut short: said as an error, never as a normal finish.
+ApiError cut_error(int64_t tokens) {
+    return ApiError(503, "the server shut down before the request finished (" + std::to_string(tokens) +
+                             " tokens were generated; hint: retry on a running server)",
+                    "server_error", "", "shutting_down");
+}
+
+// Waits up to 100 ms for the request's next event; cancels the request once past its deadline,
+// so that a slow one still ends.
+bool next_event(const Generation& g, Event& e) {
+    if (g.stream->pop(e, 100)) return true;
+    if (now_s() > g.deadline) g.stream->cancel();
+    return false;
+}
+
+// The events of a non-streamed request, gathered until every choice has ended.
+struct Gathered {
+    std::vector<ChoiceResult> choices;
+    std::string error;  // the first failed choice's message; empty: none failed
+    ErrorKind error_kind = ErrorKind::kInternal;
+    bool cut = false;  // a choice was ended by the shutdown
+    int64_t generated = 0;
+};
+
+// Collects every choice's text, tokens and finish, for the one JSON body of a non-streamed answer.
+Gathered gather(const Generation& g) {
+    Gathered r;
+    r.choices.resize(g.n_seqs);
+    size_t done = 0;
+    Event e;
+    while (done < g.n_seqs) {
+        if (!next_event(g, e)) continue;
+        ChoiceResult& c = r.choices[e.index];
+        if (e.kind == Event::kToken) {
+            c.text += e.text;
+            if (e.token.id >= 0) c.tokens.push_back(std::move(e));
+        } else if (e.kind == Event::kDone) {
+            c.finish_reason = e.finish_reason;
+            c.completion_tokens = e.completion_tokens;
+            c.cached_tokens = e.cached_tokens;
+            r.cut |= e.finish_reason == "shutdown";
+            r.generated += e.completion_tokens;
+            ++done;
+        } else {
+            if (r.error.empty()) {  // the first failed choice speaks for the request
+                r.error = e.text;
+                r.error_kind = e.error_kind;
+            }
+            ++done;
+        }
+    }
+    return r;
+}
+
+// Answers a non-streamed request once all its choices are done: the response JSON, or the error
+// of a failed choice, or 503 when the shutdown cut it.
+void answer_whole(const Generation& g, httplib::Response& res) {
+    const Gathered r = gather(g);
+    if (!r.error.empty()) {
+        send_error(res, api_error(Error(r.error_kind, r.error), "generation failed: "));
+        return;
+    }
+    if (r.cut) {
+        res.set_header("Retry-After", "5");
+        send_error(res, cut_error(r.generated));
+        return;
+    }
+    res.set_content(dump(response_json(*g.pr, g.id, g.created, r.choices, *g.model->tokenizer)), "application/json");
+}
+
+// Relays a streamed request's events to its client as Server-Sent Events: one chunk per token
+// event, a final chunk per choice, usage, [DONE]. httplib calls pump() until it returns false or
+// the stream is done, and release() when the response ends either way.
+class SseRelay {
+public:
+    explicit SseRelay(Generation g) : g_(std::move(g)), opened_(g_.n_seqs, false), last_write_(now_s()) {}
+
+    // Relays the next event (or keeps an idle connection alive); false ends the response.
+    bool pump(httplib::DataSink& sink) {
+        Event e;
+        if (!next_event(g_, e)) return keep_alive(sink);
+        const bool ok = relay(e, sink);
+        if (ok && done_ == g_.n_seqs) return finish(sink);
+        if (!ok) g_.stream->cancel();  // the client is gone: free its slots
+        return ok;
+    }
+
+    // Frees the slots of a stream that did not finish (client gone, server stopping).
+    void release() {
+        if (!finished_) g_.stream->cancel();
+    }
+
+private:
+    // Writes one "data:" event; false when the client is gone.
+    bool send(httplib::DataSink& sink, const json& j) {
+        const std::string line = "data: " + dump(j) + "\n\n";
+        last_write_ = now_s();
+        return sink.write(line.data(), line.size());
+    }
+
+    // A comment now and then: keeps proxies from timing out and lets a write to a closed
+    // connection show the client is gone.
+    bool keep_alive(httplib::DataSink& sink) {
+        if (now_s() - last_write_ > 1.0) {
+            last_write_ = now_s();
+            if (!sink.write(": keep-alive\n\n", 14)) {
+                g_.stream->cancel();
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Sends what one event says: a generation error, the shutdown's one error event, or the
+    // choice's role chunk (chat, first event), token chunk or finish chunk.
+    bool relay(const Event& e, httplib::DataSink& sink) {
+        const ParsedRequest& pr = *g_.pr;
+        const Tokenizer& tok = *g_.model->tokenizer;
+        bool ok = true;
+        if (e.kind == Event::kError) {
+            ok = send(sink, api_error(Error(e.error_kind, e.text), "generation failed: ").body());
+            done_++;
+        } else if (e.kind == Event::kDone && e.finish_reason == "shutdown") {
+            // One error event for the request, then [DONE] once every choice has ended.
+            if (!cut_) ok = send(sink, cut_error(completion_ + e.completion_tokens).body());
+            cut_ = true;
+            completion_ += e.completion_tokens;
+            done_++;
+        } else {
+            if (pr.chat && !opened_[e.index]) {
+                opened_[e.index] = true;
+                ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, true));
+            }
+            if (e.kind == Event::kToken) {
+                if (ok && (!e.text.empty() || (pr.logprobs && e.token.id >= 0)))
+                    ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
+            } else {
+                done_++;
+                completion_ += e.completion_tokens;
+                if (e.index % pr.n == 0) cached_ += e.cached_tokens;
+                if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
+            }
+        }
+        return ok;
+    }
+
+    // Ends the stream once every choice has ended: the usage chunk (asked for, not cut), [DONE].
+    bool finish(httplib::DataSink& sink) {
+        bool ok = true;
+        if (g_.pr->include_usage && !cut_) {
+            json u = chunk_json(*g_.pr, g_.id, g_.created, nullptr, *g_.model->tokenizer, false);
+            u["usage"] = usage_json(g_.pr->prompt_tokens, completion_, cached_);
+            ok = send(sink, u);
+        }
+        const char* end = "data: [DONE]\n\n";
+        if (ok) ok = sink.write(end, std::strlen(end));
+        if (ok) sink.done();
+        finished_ = true;
+        return ok;
+    }
+
+    Generation g_;
+    size_t done_ = 0;  // choices ended
+    std::vector<bool> opened_;  // chat: the choice's role chunk was sent
+    int64_t completion_ = 0, cached_ = 0;
+    bool finished_ = false, cut_ = false;
+    double last_write_ = 0;
+};
+
+// Answers a streamed request: the SSE headers, then an SseRelay as httplib's content provider.
+void answer_stream(Generation g, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    auto relay = std::make_shared<SseRelay>(std::move(g));
+    res.set_chunked_content_provider(
+        "text/event-stream", [relay](size_t, httplib::DataSink& sink) { return relay->pump(sink); },
+        [relay](bool) { relay->release(); });
+}
+
+// The model path a reload body names ("" for an empty body or no "model": the current file);
+// false after sending 400 for a body that is not JSON {"model": STRING}.
+bool reload_path(const std::string& body_text, std::string& path, httplib::Response& res) {
+    if (body_text.empty()) return true;
+    json body;
+    try {
+        check_json_depth(body_text);
+        body = json::parse(body_text);
+    } catch (const ApiError& e) {
+        send_error(res, e);
+        return false;
+    } catch (const json::exception& e) {
+        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
+        return false;
+    }
+    if (!body.is_object() || (body.contains("model") && !body["model"].is_string())) {
+        send_error(res, ApiError(400, "expected {\"model\": PATH} (PATH a string; omit it to reload the current file)",
+                                 "invalid_request_error", "model"));
+        return false;
+    }
+    path = body.value("model", "");
+    return true;
+}
+
+// The answer to a failed reload: 409 while another reload runs, else the loader's error by its kind.
+ApiError reload_error(const Error& e) {
+    const bool busy = std::string(e.what()).find("another reload is in progress") != std::string::npos;
+    const char* prefix = "reload failed, the previous model keeps serving: ";
+    if (busy) return ApiError(409, prefix + std::string(e.what()), "invalid_request_error", "model", "reload_in_progress");
+    return api_error(e, prefix, "model", e.kind() == ErrorKind::kNotFound ? "model_not_found" : "model_load_failed");
+}
+
+}  // namespace
+
+// Registers httplib's hooks and every route, each bound to its handler below.
 void Server::routes() {
     httplib::Server& s = *router_;
-    const std::string api_key = cfg_.api_key;
-
-    s.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
-        t_request_start = now_s();
-        t_bytes_in = 0;
-        res.set_header("Access-Control-Allow-Origin", "*");
-        return httplib::Server::HandlerResponse::Unhandled;
-    });
-    s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-        log_request(req.method, req.path, req.remote_addr, res.status, std::max(t_bytes_in, req.body.size()),
-                    now_s() - t_request_start);
-    });
-    // Errors raised by httplib itself (404 route, 400 bad request) get OpenAI's JSON shape too.
-    s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return;
-        if (res.status == 404) {
-            send_error(res, ApiError(404, "no route for " + printable(req.method, 16) + " " + printable(req.path) +
-                                              " (endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)",
-                                     "invalid_request_error", "", "not_found"));
-        } else {
-            send_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
-        }
-    });
-    s.Options(".*", [](const httplib::Request&, httplib::Response& res) {
-        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
-        res.status = 204;
-    });
-
-    // The gate checked the keys on the head already; the handlers check again, so that no route
-    // depends on the gate's reading of the path.
-    auto need_key = [](const httplib::Request& req, httplib::Response& res, const std::string& key) {
-        const std::string auth = req.get_header_value("Authorization");
-        if (authorized(req.has_header("Authorization") ? &auth : nullptr, key)) return true;
-        send_error(res, key_error(req.has_header("Authorization")));
-        return false;
+    using GetHandler = void (Server::*)(const httplib::Request&, httplib::Response&);
+    using PostHandler = void (Server::*)(const httplib::Request&, const std::string&, httplib::Response&);
+    auto get = [this](GetHandler f) {
+        return [this, f](const httplib::Request& req, httplib::Response& res) { (this->*f)(req, res); };
     };
-    auto need_admin = [this](const httplib::Request& req, httplib::Response& res) {
-        if (cfg_.admin_key.empty()) {
-            send_error(res, ApiError(403, "admin endpoints are off (hint: start the server with --admin-key KEY)",
-                                     "permission_error"));
-            return false;
-        }
-        const std::string auth = req.get_header_value("Authorization");
-        if (authorized(req.has_header("Authorization") ? &auth : nullptr, cfg_.admin_key)) return true;
-        send_error(res, ApiError(401, "admin key missing or wrong (hint: Authorization: Bearer ADMIN_KEY)",
-                                 "authentication_error", "", "invalid_api_key"));
-        return false;
-    };
-    // POST handlers read the body themselves: it is taken as JSON whatever the Content-Type
-    // says (curl -d sends application/x-www-form-urlencoded, which cpp-httplib would otherwise
-    // parse as a form and cap at 8 KB), as OpenAI-compatible servers do.
-    using BodyHandler = std::function<void(const httplib::Request&, const std::string&, httplib::Response&)>;
-    const size_t max_body = cfg_.max_body_bytes;
-    auto with_body = [max_body](BodyHandler f) {
-        return [f, max_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-            if (req.is_multipart_form_data()) {
-                send_error(res, ApiError(415, "a multipart/form-data body is not accepted (hint: send JSON, Content-Type: application/json)",
-                                         "invalid_request_error", "", "unsupported_media_type"));
-                return;
-            }
+    auto post = [this](PostHandler f) {  // the handler gets the body read whole (read_body)
+        return [this, f](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
             std::string body;
-            const bool ok = reader([&](const char* d, size_t n) {
-                if (body.size() + n > max_body) return false;
-                body.append(d, n);
-                return true;
-            });
-            t_bytes_in = body.size();
-            if (!ok) {
-                send_error(res, ApiError(413, "the request body is over the server's --max-body", "invalid_request_error", "",
-                                         "request_too_large"));
-                return;
-            }
-            f(req, body, res);
+            if (read_body(req, res, reader, cfg_.max_body_bytes, body)) (this->*f)(req, body, res);
         };
     };
+    s.set_pre_routing_handler(start_request);
+    s.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log_routed(req, res); });
+    s.set_error_handler(httplib::Server::Handler(answer_httplib_error));
+    s.Options(".*", answer_preflight);
+    s.Get("/", get(&Server::handle_page));
+    s.Get("/health", get(&Server::handle_health));
+    s.Get("/metrics", get(&Server::handle_metrics));
+    s.Get("/v1/models", get(&Server::handle_models));
+    s.Get(R"(/v1/models/(.+))", get(&Server::handle_model));
+    s.Post("/v1/chat/completions", post(&Server::handle_chat_completions));
+    s.Post("/v1/completions", post(&Server::handle_completions));
+    s.Post("/chat/completions", post(&Server::handle_chat_completions));  // clients configured without the /v1 prefix
+    s.Post("/completions", post(&Server::handle_completions));
+    s.Post("/admin/reload", post(&Server::handle_reload));
+    s.Get("/admin/drift", get(&Server::handle_drift));
+}
 
-    s.Get("/", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content(reinterpret_cast<const char*>(kWebPage), kWebPageSize, "text/html; charset=utf-8");
-    });
-    s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {  // reached only with a body
-        const EarlyResponse h = health();
-        res.status = h.status;
-        res.set_content(h.body, "application/json");
-    });
-    s.Get("/metrics", [this, need_key](const httplib::Request& req, httplib::Response& res) {
-        if (!need_key(req, res, cfg_.metrics_key)) return;
-        res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    auto model_json = [](const ServedModel& m) {
-        return json{{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "llmforge"}};
-    };
-    s.Get("/v1/models", [this, need_key, api_key, model_json](const httplib::Request& req, httplib::Response& res) {
-        if (!need_key(req, res, api_key)) return;
-        res.set_content(dump({{"object", "list"}, {"data", json::array({model_json(*engine_->model())})}}),
-                        "application/json");
-    });
-    s.Get(R"(/v1/models/(.+))", [this, need_key, api_key, model_json](const httplib::Request& req, httplib::Response& res) {
-        if (!need_key(req, res, api_key)) return;
-        auto m = engine_->model();
-        if (req.matches[1] != m->id) {
-            send_error(res, ApiError(404, "The model '" + printable(std::string(req.matches[1])) + "' does not exist",
-                                     "invalid_request_error", "model", "model_not_found"));
-            return;
-        }
-        res.set_content(dump(model_json(*m)), "application/json");
-    });
+// Logs a routed request and counts it in the metrics (the gate logs the ones it answers itself).
+void Server::log_routed(const httplib::Request& req, const httplib::Response& res) {
+    log_request(req.method, req.path, req.remote_addr, res.status, std::max(t_bytes_in, req.body.size()),
+                now_s() - t_request_start);
+}
 
-    auto generate = [this, need_key, api_key](bool chat) -> BodyHandler {
-        return [this, need_key, api_key, chat](const httplib::Request& req, const std::string& body, httplib::Response& res) {
-            if (!need_key(req, res, api_key)) return;
-            if (draining_) {
-                res.set_header("Retry-After", "5");
-                send_error(res, ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"));
-                return;
-            }
-            auto model = engine_->model();
-            ApiLimits lim{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx};
-            auto pr = std::make_shared<ParsedRequest>();
-            try {
-                *pr = parse_request(body, chat, model, lim);
-            } catch (const ApiError& e) {
-                send_error(res, e);
-                return;
-            } catch (const Error& e) {
-                send_error(res, api_error(e));
-                return;
-            }
-            auto stream = std::make_shared<RequestStream>();
-            const size_t n_seqs = pr->seqs.size();
-            for (auto& sq : pr->seqs) sq.stream = stream;
-            const Engine::Submit sub = engine_->submit(std::move(pr->seqs));
-            if (sub == Engine::Submit::kOverBudget) {
-                send_error(res, ApiError(400, "the request needs more KV cache than this server's budget (--kv-budget-mb) allows; "
-                                              "hint: lower max_tokens or shorten the prompt",
-                                         "invalid_request_error", "max_tokens", "kv_budget_exceeded"));
-                return;
-            }
-            if (sub == Engine::Submit::kQueueFull) {
-                {
-                    std::lock_guard<std::mutex> lk(metrics_->mu);
-                    metrics_->rejected_queue_full++;
-                }
-                res.set_header("Retry-After", "1");
-                send_error(res, ApiError(503, "the server is busy: the request queue is full (hint: retry after a second)",
-                                         "server_error", "", "server_overloaded"));
-                return;
-            }
-            const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
-            const int64_t created = static_cast<int64_t>(std::time(nullptr));
-            const double deadline = now_s() + cfg_.timeout_s;
-            // A choice the shutdown cut short: said as an error, never as a normal finish.
-            auto cut_error = [](int64_t tokens) {
-                return ApiError(503, "the server shut down before the request finished (" + std::to_string(tokens) +
-                                         " tokens were generated; hint: retry on a running server)",
-                                "server_error", "", "shutting_down");
-            };
-            if (!pr->stream) {
-                std::vector<ChoiceResult> choices(n_seqs);
-                size_t done = 0;
-                std::string error;
-                ErrorKind error_kind = ErrorKind::kInternal;
-                bool cut = false;
-                int64_t generated = 0;
-                Event e;
-                while (done < n_seqs) {
-                    if (!stream->pop(e, 100)) {
-                        if (now_s() > deadline) stream->cancel();
-                        continue;
-                    }
-                    ChoiceResult& c = choices[e.index];
-                    if (e.kind == Event::kToken) {
-                        c.text += e.text;
-                        if (e.token.id >= 0) c.tokens.push_back(std::move(e));
-                    } else if (e.kind == Event::kDone) {
-                        c.finish_reason = e.finish_reason;
-                        c.completion_tokens = e.completion_tokens;
-                        c.cached_tokens = e.cached_tokens;
-                        cut |= e.finish_reason == "shutdown";
-                        generated += e.completion_tokens;
-                        ++done;
-                    } else {
-                        if (error.empty()) {  // the first failed choice speaks for the request
-                            error = e.text;
-                            error_kind = e.error_kind;
-                        }
-                        ++done;
-                    }
-                }
-                if (!error.empty()) {
-                    send_error(res, api_error(Error(error_kind, error), "generation failed: "));
-                    return;
-                }
-                if (cut) {
-                    res.set_header("Retry-After", "5");
-                    send_error(res, cut_error(generated));
-                    return;
-                }
-                res.set_content(dump(response_json(*pr, id, created, choices, *model->tokenizer)), "application/json");
-                return;
-            }
-            // Server-Sent Events: one chunk per token event, a final chunk per choice, usage, [DONE].
-            res.set_header("Cache-Control", "no-cache");
-            res.set_header("X-Accel-Buffering", "no");
-            struct State {
-                size_t done = 0;
-                std::vector<bool> opened;
-                int64_t completion = 0, cached = 0;
-                bool finished = false, cut = false;
-                double last_write = 0;
-            };
-            auto st = std::make_shared<State>();
-            st->opened.assign(n_seqs, false);
-            st->last_write = now_s();
-            res.set_chunked_content_provider(
-                "text/event-stream",
-                [pr, stream, st, id, created, model, n_seqs, deadline, cut_error](size_t, httplib::DataSink& sink) {
-                    auto send = [&](const json& j) {
-                        const std::string line = "data: " + dump(j) + "\n\n";
-                        st->last_write = now_s();
-                        return sink.write(line.data(), line.size());
-                    };
-                    const Tokenizer& tok = *model->tokenizer;
-                    Event e;
-                    if (!stream->pop(e, 100)) {
-                        if (now_s() > deadline) stream->cancel();
-                        // A comment now and then: keeps proxies from timing out and lets a write
-                        // to a closed connection show the client is gone.
-                        if (now_s() - st->last_write > 1.0) {
-                            st->last_write = now_s();
-                            if (!sink.write(": keep-alive\n\n", 14)) {
-                                stream->cancel();
-                                return false;
-                            }
-                        }
-                        return true;
-                    }
-                    bool ok = true;
-                    if (e.kind == Event::kError) {
-                        ok = send(api_error(Error(e.error_kind, e.text), "generation failed: ").body());
-                        st->done++;
-                    } else if (e.kind == Event::kDone && e.finish_reason == "shutdown") {
-                        // One error event for the request, then [DONE] once every choice has ended.
-                        if (!st->cut) ok = send(cut_error(st->completion + e.completion_tokens).body());
-                        st->cut = true;
-                        st->completion += e.completion_tokens;
-                        st->done++;
-                    } else {
-                        if (pr->chat && !st->opened[e.index]) {
-                            st->opened[e.index] = true;
-                            ok = send(chunk_json(*pr, id, created, &e, tok, true));
-                        }
-                        if (e.kind == Event::kToken) {
-                            if (ok && (!e.text.empty() || (pr->logprobs && e.token.id >= 0)))
-                                ok = send(chunk_json(*pr, id, created, &e, tok, false));
-                        } else {
-                            st->done++;
-                            st->completion += e.completion_tokens;
-                            if (e.index % pr->n == 0) st->cached += e.cached_tokens;
-                            if (ok) ok = send(chunk_json(*pr, id, created, &e, tok, false));
-                        }
-                    }
-                    if (ok && st->done == n_seqs) {
-                        if (pr->include_usage && !st->cut) {
-                            json u = chunk_json(*pr, id, created, nullptr, tok, false);
-                            u["usage"] = usage_json(pr->prompt_tokens, st->completion, st->cached);
-                            ok = send(u);
-                        }
-                        const char* end = "data: [DONE]\n\n";
-                        if (ok) ok = sink.write(end, std::strlen(end));
-                        if (ok) sink.done();
-                        st->finished = true;
-                        return ok;
-                    }
-                    if (!ok) stream->cancel();  // the client is gone: free its slots
-                    return ok;
-                },
-                [stream, st](bool) {
-                    if (!st->finished) stream->cancel();
-                });
-        };
-    };
-    s.Post("/v1/chat/completions", with_body(generate(true)));
-    s.Post("/v1/completions", with_body(generate(false)));
-    s.Post("/chat/completions", with_body(generate(true)));  // clients configured without the /v1 prefix
-    s.Post("/completions", with_body(generate(false)));
+// GET /: the built-in chat page.
+void Server::handle_page(const httplib::Request&, httplib::Response& res) {
+    res.set_content(reinterpret_cast<const char*>(kWebPage), kWebPageSize, "text/html; charset=utf-8");
+}
 
-    s.Post("/admin/reload", with_body([this, need_admin](const httplib::Request& req, const std::string& body_text,
-                                                         httplib::Response& res) {
-        if (!need_admin(req, res)) return;
-        std::string path;
-        if (!body_text.empty()) {
-            json body;
-            try {
-                check_json_depth(body_text);
-                body = json::parse(body_text);
-            } catch (const ApiError& e) {
-                send_error(res, e);
-                return;
-            } catch (const json::exception& e) {
-                send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
-                return;
-            }
-            if (!body.is_object() || (body.contains("model") && !body["model"].is_string())) {
-                send_error(res, ApiError(400, "expected {\"model\": PATH} (PATH a string; omit it to reload the current file)",
-                                         "invalid_request_error", "model"));
-                return;
-            }
-            path = body.value("model", "");
+// GET /health with a body (the gate answers the others from the head): as health() says.
+void Server::handle_health(const httplib::Request&, httplib::Response& res) {
+    const EarlyResponse h = health();
+    res.status = h.status;
+    res.set_content(h.body, "application/json");
+}
+
+// GET /metrics: the Prometheus text, behind the metrics key when there is one.
+void Server::handle_metrics(const httplib::Request& req, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.metrics_key)) return;
+    res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+// GET /v1/models: the list of the one served model.
+void Server::handle_models(const httplib::Request& req, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.api_key)) return;
+    res.set_content(dump({{"object", "list"}, {"data", json::array({model_json(*engine_->model())})}}),
+                    "application/json");
+}
+
+// GET /v1/models/ID: the served model, or 404 for any other id.
+void Server::handle_model(const httplib::Request& req, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.api_key)) return;
+    auto m = engine_->model();
+    if (req.matches[1] != m->id) {
+        send_error(res, ApiError(404, "The model '" + printable(std::string(req.matches[1])) + "' does not exist",
+                                 "invalid_request_error", "model", "model_not_found"));
+        return;
+    }
+    res.set_content(dump(model_json(*m)), "application/json");
+}
+
+// POST /v1/chat/completions (and /chat/completions): a generation from chat messages.
+void Server::handle_chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res) {
+    generate(true, req, body, res);
+}
+
+// POST /v1/completions (and /completions): a generation from a plain prompt.
+void Server::handle_completions(const httplib::Request& req, const std::string& body, httplib::Response& res) {
+    generate(false, req, body, res);
+}
+
+// The steps both generation endpoints share: key, shutdown, parse, queue, then the answer, whole
+// or streamed.
+void Server::generate(bool chat, const httplib::Request& req, const std::string& body, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.api_key)) return;
+    if (draining_) {
+        res.set_header("Retry-After", "5");
+        send_error(res, shutting_down_error());
+        return;
+    }
+    auto model = engine_->model();
+    auto pr = parse_or_refuse(body, chat, model, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
+    if (!pr) return;
+    auto stream = std::make_shared<RequestStream>();
+    const size_t n_seqs = pr->seqs.size();
+    for (auto& sq : pr->seqs) sq.stream = stream;
+    if (!enqueue(std::move(pr->seqs), res)) return;
+    Generation g{pr, stream, model, n_seqs, random_id(chat ? "chatcmpl-" : "cmpl-"),
+                 static_cast<int64_t>(std::time(nullptr)), now_s() + cfg_.timeout_s};
+    if (pr->stream) {
+        answer_stream(std::move(g), res);
+    } else {
+        answer_whole(g, res);
+    }
+}
+
+// Hands a request's sequences to the engine; false after refusing it: 400 when it needs more KV
+// cache than the budget, 503 (counted in the metrics) when the queue is full.
+bool Server::enqueue(std::vector<SeqRequest> seqs, httplib::Response& res) {
+    const Engine::Submit sub = engine_->submit(std::move(seqs));
+    if (sub == Engine::Submit::kOverBudget) {
+        send_error(res, ApiError(400, "the request needs more KV cache than this server's budget (--kv-budget-mb) allows; "
+                                      "hint: lower max_tokens or shorten the prompt",
+                                 "invalid_request_error", "max_tokens", "kv_budget_exceeded"));
+        return false;
+    }
+    if (sub == Engine::Submit::kQueueFull) {
+        {
+            std::lock_guard<std::mutex> lk(metrics_->mu);
+            metrics_->rejected_queue_full++;
         }
-        try {
-            reload(path);
-        } catch (const Error& e) {
-            const bool busy = std::string(e.what()).find("another reload is in progress") != std::string::npos;
-            const char* prefix = "reload failed, the previous model keeps serving: ";
-            if (busy) {
-                send_error(res, ApiError(409, prefix + std::string(e.what()), "invalid_request_error", "model", "reload_in_progress"));
-            } else {
-                send_error(res, api_error(e, prefix, "model",
-                                          e.kind() == ErrorKind::kNotFound ? "model_not_found" : "model_load_failed"));
-            }
-            return;
-        }
-        auto m = engine_->model();
-        res.set_content(dump({{"status", "ok"}, {"model", m->id}, {"path", m->path}}), "application/json");
-    }));
-    s.Get("/admin/drift", [this, need_admin](const httplib::Request& req, httplib::Response& res) {
-        if (!need_admin(req, res)) return;
-        res.set_content(drift_->json(), "application/json");
-    });
+        res.set_header("Retry-After", "1");
+        send_error(res, ApiError(503, "the server is busy: the request queue is full (hint: retry after a second)",
+                                 "server_error", "", "server_overloaded"));
+        return false;
+    }
+    return true;
+}
+
+// POST /admin/reload {"model": PATH}: swaps in a model file (PATH omitted: the current one) and
+// says which model serves now; when the load fails the old one keeps serving.
+void Server::handle_reload(const httplib::Request& req, const std::string& body, httplib::Response& res) {
+    if (!need_admin(req, res, cfg_.admin_key)) return;
+    std::string path;
+    if (!reload_path(body, path, res)) return;
+    try {
+        reload(path);
+    } catch (const Error& e) {
+        send_error(res, reload_error(e));
+        return;
+    }
+    auto m = engine_->model();
+    res.set_content(dump({{"status", "ok"}, {"model", m->id}, {"path", m->path}}), "application/json");
+}
+
+// GET /admin/drift: the drift monitor's report.
+void Server::handle_drift(const httplib::Request& req, httplib::Response& res) {
+    if (!need_admin(req, res, cfg_.admin_key)) return;
+    res.set_content(drift_->json(), "application/json");
 }
 
 }  // namespace llmforge::serve

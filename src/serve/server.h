@@ -19,11 +19,16 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "serve/drift.h"
 #include "serve/engine.h"
 #include "serve/http_gate.h"
 
+namespace httplib {
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace llmforge::serve {
 
@@ -66,7 +71,25 @@ public:
 
 private:
     class Router;
-    void routes();
+    void routes();  // registers httplib's hooks and binds each route to its handle_* below
+    void log_routed(const httplib::Request& req, const httplib::Response& res);
+
+    // The route handlers, one per endpoint (server.cpp says what each answers). Each checks its
+    // key again, as the gate's reading of the path should not decide who gets in.
+    void handle_page(const httplib::Request& req, httplib::Response& res);
+    void handle_health(const httplib::Request& req, httplib::Response& res);
+    void handle_metrics(const httplib::Request& req, httplib::Response& res);
+    void handle_models(const httplib::Request& req, httplib::Response& res);
+    void handle_model(const httplib::Request& req, httplib::Response& res);
+    void handle_chat_completions(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void handle_completions(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void handle_reload(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void handle_drift(const httplib::Request& req, httplib::Response& res);
+    // The steps both completion endpoints share: key, shutdown, parse, enqueue, answer or stream.
+    void generate(bool chat, const httplib::Request& req, const std::string& body, httplib::Response& res);
+    // Hands the sequences to the engine; false after answering 400 (KV budget) or 503 (queue full).
+    bool enqueue(std::vector<SeqRequest> seqs, httplib::Response& res);
+
     std::optional<EarlyResponse> check_head(const RequestHead& head);
     EarlyResponse health() const;  // GET /health: 200 with the model id, 503 loading / shutting down
     void log_request(const std::string& method, const std::string& path, const std::string& remote, int status,
