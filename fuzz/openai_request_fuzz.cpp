@@ -1,6 +1,7 @@
 // libFuzzer target: the server's OpenAI request parser (parse_request) on arbitrary bodies, as
-// chat and as completions, against a small SentencePiece vocabulary with byte fallback and the
-// fallback ChatML template; bodies that parse are also turned into response and chunk JSON.
+// chat and as completions, against a small SentencePiece vocabulary with byte fallback and a
+// ChatML template (tests/serve/tiny_served_model.h); bodies that parse are also turned into
+// response and chunk JSON.
 // ApiError (400/404) and Error are accepted outcomes; a crash, a sanitizer report or a hang is a
 // bug.
 #include <algorithm>

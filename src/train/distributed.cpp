@@ -162,8 +162,9 @@ void Distributed::finish() {
         int64_t off = 0;
         for (int i : b->params) {
             float* g = const_cast<Param*>(params_[i])->grad.data();
-            for (int64_t j = 0; j < params_[i]->numel(); ++j) g[j] = b->packed[off + j] * inv;
-            off += params_[i]->numel();
+            const int64_t n = params_[i]->numel();
+            for (int64_t j = 0; j < n; ++j) g[j] = b->packed[off + j] * inv;
+            off += n;
         }
     }
 }
