@@ -18,7 +18,8 @@ struct ModelConfig {
     int64_t n_layer = 0;
     int64_t n_head = 0;          // H
     int64_t n_head_kv = 0;       // H_kv
-    int64_t head_dim = 0;        // D (usually n_embd / n_head)
+    int64_t head_dim = 0;        // D of queries and keys (usually n_embd / n_head)
+    int64_t head_dim_v = 0;      // D of values (and of the attention output); 0: head_dim
     int64_t n_ff = 0;            // FFN hidden size
     int64_t n_ctx_train = 2048;
     float rms_eps = 1e-5f;
@@ -42,6 +43,7 @@ struct ModelConfig {
     // Per-layer FFN width; empty: n_ff in every layer.
     std::vector<int64_t> layer_n_ff;
 
+    int64_t v_dim() const { return head_dim_v > 0 ? head_dim_v : head_dim; }
     int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }
     int64_t ff_at(int64_t l) const { return layer_n_ff.empty() ? n_ff : layer_n_ff[l]; }
 };

@@ -108,9 +108,7 @@ ModelConfig gguf_read_config(const GgufFile& f) {
         c.head_dim = c.n_embd / c.n_head;
     }
     if (auto vl = f.get_int_opt(a + "attention.value_length"); vl && *vl != c.head_dim) {
-        fail("%s: attention.value_length %lld differs from the key length %lld, which llmforge "
-             "does not support",
-             file, static_cast<long long>(*vl), static_cast<long long>(c.head_dim));
+        c.head_dim_v = size_value(f, a + "attention.value_length", *vl);  // values have their own size
     }
     if (c.head_dim % 2 != 0) {
         fail("%s: head dimension %lld is odd, expected even (RoPE rotates pairs)", file,
@@ -305,9 +303,9 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
     w.set(a + "attention.layer_norm_rms_epsilon", c.rms_eps);
     w.set(a + "rope.freq_base", c.rope_theta);
     if (c.n_vocab > 0) w.set(a + "vocab_size", u32("n_vocab", c.n_vocab));
-    if (c.head_dim * c.n_head != c.n_embd) {
+    if (c.head_dim * c.n_head != c.n_embd || c.v_dim() != c.head_dim) {
         w.set(a + "attention.key_length", u32("head_dim", c.head_dim));
-        w.set(a + "attention.value_length", u32("head_dim", c.head_dim));
+        w.set(a + "attention.value_length", u32("head_dim_v", c.v_dim()));
     }
     const std::string s = a + "rope.scaling.";
     switch (c.rope_scaling) {

@@ -6,7 +6,7 @@
 //   {arch}.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
 //   .context_length, .attention.layer_norm_rms_epsilon       required
 //   .attention.head_count_kv (default head_count), .rope.freq_base (default 10000),
-//   .attention.key_length (default embedding_length / head_count; value_length must match),
+//   .attention.key_length (default embedding_length / head_count), .value_length (default key_length),
 //   .rope.dimension_count (must equal the head dim: partial RoPE is not supported),
 //   .vocab_size (else the length of tokenizer.ggml.tokens, else token_embd.weight's rows),
 //   .rope.scaling.type (none | linear | yarn), .factor, .original_context_length, .attn_factor.

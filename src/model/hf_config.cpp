@@ -218,6 +218,8 @@ ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
         fail("%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld",
              src.c_str(), static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv));
     }
+    // Values may have their own head size (DeepSeek's key name).
+    if (r.find("v_head_dim") != nullptr) c.head_dim_v = r.size("v_head_dim");
     if (c.head_dim % 2 != 0) {
         fail("%s: head_dim is %lld, expected an even number (RoPE rotates pairs)", src.c_str(),
              static_cast<long long>(c.head_dim));
@@ -271,6 +273,7 @@ std::string hf_config_write(const ModelConfig& c) {
     j["num_attention_heads"] = c.n_head;
     j["num_key_value_heads"] = c.n_head_kv;
     if (c.head_dim != c.n_embd / c.n_head) j["head_dim"] = c.head_dim;
+    if (c.v_dim() != c.head_dim) j["v_head_dim"] = c.v_dim();
     j["vocab_size"] = c.n_vocab;
     j["max_position_embeddings"] = c.n_ctx_train;
     j["rms_norm_eps"] = c.rms_eps;

@@ -9,7 +9,7 @@ namespace llmforge {
 
 KvCache::KvCache(const ModelConfig& cfg, int64_t n_ctx)
     : KvCache(std::vector<int64_t>(cfg.n_layer, cfg.n_head_kv * cfg.head_dim),
-              std::vector<int64_t>(cfg.n_layer, cfg.n_head_kv * cfg.head_dim), n_ctx) {}
+              std::vector<int64_t>(cfg.n_layer, cfg.n_head_kv * cfg.v_dim()), n_ctx) {}
 
 KvCache::KvCache(std::vector<int64_t> k_dims, std::vector<int64_t> v_dims, int64_t n_ctx)
     : n_ctx_(n_ctx), k_dims_(std::move(k_dims)), v_dims_(std::move(v_dims)) {

@@ -43,7 +43,7 @@ public:
 
 class KvCache final : public KvMemory {
 public:
-    // Every layer n_head_kv x head_dim wide for K and V.
+    // Every layer n_head_kv x head_dim wide for K and n_head_kv x v_dim() for V.
     KvCache(const ModelConfig& cfg, int64_t n_ctx);
     // Per-layer widths: k_dims[l], v_dims[l] floats per position.
     KvCache(std::vector<int64_t> k_dims, std::vector<int64_t> v_dims, int64_t n_ctx);

@@ -432,25 +432,26 @@ private:
 constexpr int64_t kAttMinRows = 16, kAttBlockRows = 64;
 
 Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) {
-    const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, q_dim = H * D, kv_dim = Hkv * D;
+    const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
+    const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv;
     const int64_t group = H / Hkv, W = a.window;
     const float scale = a.scale;
-    LF_ASSERT(q.cols == q_dim && k.cols == kv_dim && v.cols == kv_dim);
+    LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim);
     const int64_t* row_seq = s_.row_seq.data();
     const int64_t* row_pos = s_.row_pos.data();
     auto cache_of = [&](int64_t row) -> KvCache& {
         KvCache* c = seqs_[row_seq[row]].cache->f32_rows();
-        LF_ASSERT(c != nullptr && c->k_dim(l) == kv_dim && c->v_dim(l) == kv_dim);
+        LF_ASSERT(c != nullptr && c->k_dim(l) == k_dim && c->v_dim(l) == v_dim);
         return *c;
     };
     pool_.run_range(n_, n_grain_, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             KvCache& cache = cache_of(i);
-            std::copy(k.data + i * kv_dim, k.data + (i + 1) * kv_dim, cache.k(l) + row_pos[i] * kv_dim);
-            std::copy(v.data + i * kv_dim, v.data + (i + 1) * kv_dim, cache.v(l) + row_pos[i] * kv_dim);
+            std::copy(k.data + i * k_dim, k.data + (i + 1) * k_dim, cache.k(l) + row_pos[i] * k_dim);
+            std::copy(v.data + i * v_dim, v.data + (i + 1) * v_dim, cache.v(l) + row_pos[i] * v_dim);
         }
     });
-    Act att = take(n_, q_dim);
+    Act att = take(n_, o_dim);
     const int64_t n_block_items = static_cast<int64_t>(s_.att_blocks.size()) * H;
     const int64_t n_row_items = static_cast<int64_t>(s_.att_rows.size()) * Hkv;
     pool_.run(n_block_items + n_row_items, [&](int64_t item, int tid) {
@@ -464,7 +465,7 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
             float* sc = &s_.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len_];
             // scores (nq, n_kv) = scale * Q_h K_g^T; causal (windowed) softmax per row; out_h = P V_g.
             kernels::sgemm(false, true, nq, n_kv, D, scale, q.data + i0 * q_dim + h * D, q_dim,
-                           cache.k(l) + k0 * kv_dim + g * D, kv_dim, 0.0f, sc, n_kv);
+                           cache.k(l) + k0 * k_dim + g * D, k_dim, 0.0f, sc, n_kv);
             for (int64_t r = 0; r < nq; ++r) {
                 float* row = sc + r * n_kv;
                 const int64_t end = p0 + r + 1 - k0;  // keys [lo, end) in block-local indices
@@ -473,17 +474,19 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
                 std::fill(row, row + lo, 0.0f);
                 std::fill(row + end, row + n_kv, 0.0f);
             }
-            kernels::sgemm(false, false, nq, D, n_kv, 1.0f, sc, n_kv, cache.v(l) + k0 * kv_dim + g * D, kv_dim, 0.0f,
-                           att.data + i0 * q_dim + h * D, q_dim);
+            kernels::sgemm(false, false, nq, Dv, n_kv, 1.0f, sc, n_kv, cache.v(l) + k0 * v_dim + g * Dv, v_dim, 0.0f,
+                           att.data + i0 * o_dim + h * Dv, o_dim);
             return;
         }
+        // The kernel table's one-position attention (one head size for keys and values).
+        LF_ASSERT(D == Dv);
         const int64_t i = s_.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
         KvCache& cache = cache_of(i);
         const int64_t p = row_pos[i], k0 = W > 0 ? std::max<int64_t>(0, p - W + 1) : 0;
         float* scores = &s_.att_scores[static_cast<size_t>(tid) * max_len_];
-        kt_.attention(q.data + i * q_dim + g * group * D, cache.k(l) + k0 * kv_dim + g * D,
-                      cache.v(l) + k0 * kv_dim + g * D, p + 1 - k0, kv_dim, group, 1, D, scale,
-                      att.data + i * q_dim + g * group * D, scores);
+        kt_.attention(q.data + i * q_dim + g * group * D, cache.k(l) + k0 * k_dim + g * D,
+                      cache.v(l) + k0 * v_dim + g * D, p + 1 - k0, k_dim, group, 1, D, scale,
+                      att.data + i * o_dim + g * group * D, scores);
     });
     return att;
 }
@@ -549,15 +552,30 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     }
     s.att_blocks.clear();
     s.att_rows.clear();
+    // Keys and values of different head sizes (the kernel table's attention has one): every row
+    // is a one-row block (a row's result still depends on that row alone: batch invariant).
+    const bool split_v = c.v_dim() != c.head_dim;
     for (int64_t j = 0, i = 0; j < n_seqs; i += seqs[j].n, ++j) {
         const int64_t nj = seqs[j].n;
         if (!s.batch_invariant && nj >= kAttMinRows) {
             for (int64_t b = 0; b < nj; b += kAttBlockRows) s.att_blocks.push_back({i + b, std::min(kAttBlockRows, nj - b)});
         } else {
-            for (int64_t t = 0; t < nj; ++t) s.att_rows.push_back(i + t);
+            for (int64_t t = 0; t < nj; ++t) {
+                if (split_v) {
+                    s.att_blocks.push_back({i + t, 1});
+                } else {
+                    s.att_rows.push_back(i + t);
+                }
+            }
         }
     }
-    for (int64_t i = n_real; i < n; ++i) s.att_rows.push_back(i);
+    for (int64_t i = n_real; i < n; ++i) {
+        if (split_v) {
+            s.att_blocks.push_back({i, 1});
+        } else {
+            s.att_rows.push_back(i);
+        }
+    }
     if (!s.att_blocks.empty()) grow(s.att_block, static_cast<size_t>(pool.size() * kAttBlockRows * max_len));
     for (int64_t i = 0; i < n; ++i) rope_tables(row_pos[i], &s.rope_cs[i * D / 2], &s.rope_sn[i * D / 2]);
 

@@ -224,20 +224,21 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 
 Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t W,
               float scale) {
-    const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D;
-    LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && v->shape.back() == KD && H % Hkv == 0);
+    // Keys have head size D, values (and the output) Dv: VD = H_kv·Dv, OD = H·Dv.
+    const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D, VD = v->shape.back(), Dv = VD / Hkv, OD = H * Dv;
+    LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
     const int64_t group = H / Hkv;
     if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
     // Row i reads columns lo(i)..i; the rest of the (T, T) probabilities stay 0.
     auto lo = [W](int64_t i) { return W > 0 ? std::max<int64_t>(0, i - W + 1) : 0; };
-    Var o = t.make({B * T, HD}, needs_grad(t, {q, k, v}));
+    Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
     // Softmax probabilities, kept for backward: (B, H, T, T), row t valid for columns 0..t.
     float* probs = t.buffer(B * H * T * T);
     t.pool().run(B * H, [&](int64_t bh, int) {
         const int64_t b = bh / H, h = bh % H, g = h / group;
         const float* qh = q->data + b * T * HD + h * D;
         const float* kg = k->data + b * T * KD + g * D;
-        const float* vg = v->data + b * T * KD + g * D;
+        const float* vg = v->data + b * T * VD + g * Dv;
         float* p = probs + bh * T * T;
         kernels::sgemm(false, true, T, T, D, scale, qh, HD, kg, KD, 0.0f, p, T);  // scores
         for (int64_t i = 0; i < T; ++i) {
@@ -252,10 +253,10 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
             for (int64_t j = 0; j < j0; ++j) row[j] = 0.0f;
             for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
         }
-        kernels::sgemm(false, false, T, D, T, 1.0f, p, T, vg, KD, 0.0f, o->data + b * T * HD + h * D, HD);
+        kernels::sgemm(false, false, T, Dv, T, 1.0f, p, T, vg, VD, 0.0f, o->data + b * T * OD + h * Dv, OD);
     });
     if (o->requires_grad) {
-        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, group, scale] {
+        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale] {
             if (o->grad == nullptr) return;
             float* dq = t.grad(q);
             float* dk = t.grad(k);
@@ -266,16 +267,16 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
                 thread_local std::vector<float> dp;  // (T, T) dP, then dS in place
                 dp.resize(static_cast<size_t>(T * T));
                 const float* kg = k->data + b * T * KD + g * D;
-                const float* vg = v->data + b * T * KD + g * D;
+                const float* vg = v->data + b * T * VD + g * Dv;
                 float* dkg = dk + b * T * KD + g * D;
-                float* dvg = dv + b * T * KD + g * D;
+                float* dvg = dv + b * T * VD + g * Dv;
                 for (int64_t h = g * group; h < (g + 1) * group; ++h) {
                     const float* p = probs + (b * H + h) * T * T;
-                    const float* doh = o->grad + b * T * HD + h * D;
+                    const float* doh = o->grad + b * T * OD + h * Dv;
                     const float* qh = q->data + b * T * HD + h * D;
                     // dV += P^T dO ; dP = dO V^T
-                    kernels::sgemm(true, false, T, D, T, 1.0f, p, T, doh, HD, 1.0f, dvg, KD);
-                    kernels::sgemm(false, true, T, T, D, 1.0f, doh, HD, vg, KD, 0.0f, dp.data(), T);
+                    kernels::sgemm(true, false, T, Dv, T, 1.0f, p, T, doh, OD, 1.0f, dvg, VD);
+                    kernels::sgemm(false, true, T, T, Dv, 1.0f, doh, OD, vg, VD, 0.0f, dp.data(), T);
                     for (int64_t i = 0; i < T; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
                         float* r = dp.data() + i * T;
                         const float* pr = p + i * T;

@@ -33,7 +33,8 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
          bool interleaved);
 
 // Causal self-attention with grouped-query heads over B sequences of T positions:
-// q (B·T, H·D), k and v (B·T, H_kv·D) → (B·T, H·D); query head h reads kv head h / (H / H_kv);
+// q (B·T, H·D), k (B·T, H_kv·D) and v (B·T, H_kv·Dv) → (B·T, H·Dv); query head h reads kv head
+// h / (H / H_kv);
 // scores scaled by `scale` (0: 1/sqrt(D)), position t attends to 0..t, or with a sliding window
 // W > 0 to t-W+1..t.
 Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv,

@@ -162,6 +162,8 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
     EXPECT_EQ(a.n_head, b.n_head);
     EXPECT_EQ(a.n_head_kv, b.n_head_kv);
     EXPECT_EQ(a.head_dim, b.head_dim);
+    EXPECT_EQ(a.v_dim(), b.v_dim());
+    EXPECT_EQ(a.sliding_window, b.sliding_window);
     EXPECT_EQ(a.n_ff, b.n_ff);
     EXPECT_EQ(a.n_ctx_train, b.n_ctx_train);
     EXPECT_EQ(a.rms_eps, b.rms_eps);
@@ -216,6 +218,17 @@ TEST(GgufModel, ConfigRoundTrips) {
         ModelConfig c = small_config("qwen2");
         c.rope_scaling = RopeScaling::kLinear;
         c.rope_factor = 2;
+        configs.push_back(c);
+    }
+    {
+        ModelConfig c = small_config("mistral");  // its own key: the sliding window
+        c.sliding_window = 4096;
+        c.head_dim_v = 6;  // values with their own head size: attention.value_length
+        configs.push_back(c);
+    }
+    {
+        ModelConfig c = small_config("qwen3");
+        c.head_dim = 12;
         configs.push_back(c);
     }
     int i = 0;

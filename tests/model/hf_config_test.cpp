@@ -233,3 +233,44 @@ TEST(HfConfig, ReadsFileOrFolder) {
 
 }  // namespace
 }  // namespace llmforge
+
+namespace llmforge {
+namespace {
+
+// hf_config_write -> hf_config_parse gives the config back, for every registered architecture and
+// its own keys (qwen2/qwen3 biases, Mistral's window, a separate value head size).
+TEST(HfConfig, WriteParsesBackForEveryArchitecture) {
+    for (const char* arch : {"llama", "qwen2", "qwen3", "mistral"}) {
+        SCOPED_TRACE(arch);
+        ModelConfig c;
+        c.arch = arch;
+        c.n_vocab = 100;
+        c.n_embd = 48;
+        c.n_layer = 3;
+        c.n_head = 4;
+        c.n_head_kv = 2;
+        c.head_dim = std::string(arch) == "qwen3" ? 16 : 12;
+        c.n_ff = 96;
+        c.n_ctx_train = 512;
+        c.rms_eps = 1e-6f;
+        c.rope_theta = 1e6f;
+        c.rope_interleaved = false;
+        c.qkv_bias = std::string(arch) == "qwen2";
+        if (std::string(arch) == "mistral") {
+            c.sliding_window = 256;
+            c.head_dim_v = 8;
+        }
+        const ModelConfig b = hf_config_parse(hf_config_write(c), "written.json");
+        EXPECT_EQ(b.arch, c.arch);
+        EXPECT_EQ(b.head_dim, c.head_dim);
+        EXPECT_EQ(b.v_dim(), c.v_dim());
+        EXPECT_EQ(b.sliding_window, c.sliding_window);
+        EXPECT_EQ(b.qkv_bias, c.qkv_bias);
+        EXPECT_EQ(b.n_head_kv, c.n_head_kv);
+        EXPECT_EQ(b.rms_eps, c.rms_eps);
+        EXPECT_EQ(b.rope_theta, c.rope_theta);
+    }
+}
+
+}  // namespace
+}  // namespace llmforge

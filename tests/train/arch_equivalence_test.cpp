@@ -29,6 +29,7 @@ struct Case {
     bool tied = false;
     int64_t window = 0;
     int64_t head_dim = 0;  // 0: dim / heads
+    int64_t head_dim_v = 0;  // 0: head_dim
 };
 
 std::string case_name(const testing::TestParamInfo<Case>& i) { return i.param.name; }
@@ -43,6 +44,7 @@ ModelConfig tiny_config(const Case& k) {
     c.n_head = 4;
     c.n_head_kv = 2;
     c.head_dim = k.head_dim ? k.head_dim : 8;
+    c.head_dim_v = k.head_dim_v;
     c.n_ff = 40;
     c.n_ctx_train = 64;
     c.rms_eps = 1e-5f;
@@ -214,7 +216,9 @@ TEST_P(ArchEquivalence, BackwardMatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Archs, ArchEquivalence,
                          testing::Values(Case{"llama_untied", "llama"}, Case{"llama_tied", "llama", true},
                                          Case{"qwen2", "qwen2", true}, Case{"qwen3", "qwen3", false, 0, 12},
-                                         Case{"mistral_window", "mistral", false, 5}),
+                                         Case{"mistral_window", "mistral", false, 5},
+                                         // Values with their own head size (as MLA's): (N, H·Dv) out.
+                                         Case{"llama_value_dim", "llama", false, 3, 8, 6}),
                          case_name);
 
 // ---- a frozen quantised base ------------------------------------------------------------------

@@ -103,7 +103,8 @@ public:
 };
 
 struct AttentionSpec {
-    int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
+    int64_t n_head = 0, n_head_kv = 0, head_dim = 0;  // head_dim: of queries and keys
+    int64_t head_dim_v = 0;                           // of values and the output
     int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]
     float scale = 0;     // applied to q·k
 };
@@ -131,7 +132,7 @@ public:
     // Rotary embedding of each head of x at its row's position.
     virtual Act rope(Act x, int64_t head_dim) = 0;
     // Causal attention of layer `layer` (its KV memory in the eager backend): q (N, H·D),
-    // k / v (N, H_kv·D) -> (N, H·D).
+    // k (N, H_kv·D), v (N, H_kv·Dv) -> (N, H·Dv).
     virtual Act attention(int64_t layer, Act q, Act k, Act v, const AttentionSpec& a) = 0;
     // silu(x · gate^T) ⊙ (x · up^T).
     virtual Act swiglu(Act x, Weight gate, Weight up) = 0;

@@ -18,10 +18,12 @@ Shape s_embd(const ModelConfig& c, int64_t) { return {c.n_embd}; }
 Shape s_rope(const ModelConfig& c, int64_t) { return {c.head_dim / 2}; }
 Shape s_q(const ModelConfig& c, int64_t) { return {c.n_head * c.head_dim, c.n_embd}; }
 Shape s_kv(const ModelConfig& c, int64_t) { return {c.n_head_kv * c.head_dim, c.n_embd}; }
+Shape s_v(const ModelConfig& c, int64_t) { return {c.n_head_kv * c.v_dim(), c.n_embd}; }
 Shape s_bq(const ModelConfig& c, int64_t) { return {c.n_head * c.head_dim}; }
-Shape s_bkv(const ModelConfig& c, int64_t) { return {c.n_head_kv * c.head_dim}; }
+Shape s_bk(const ModelConfig& c, int64_t) { return {c.n_head_kv * c.head_dim}; }
+Shape s_bv(const ModelConfig& c, int64_t) { return {c.n_head_kv * c.v_dim()}; }
 Shape s_head(const ModelConfig& c, int64_t) { return {c.head_dim}; }
-Shape s_o(const ModelConfig& c, int64_t) { return {c.n_embd, c.n_head * c.head_dim}; }
+Shape s_o(const ModelConfig& c, int64_t) { return {c.n_embd, c.n_head * c.v_dim()}; }
 Shape s_up(const ModelConfig& c, int64_t l) { return {c.ff_at(l), c.n_embd}; }
 Shape s_down(const ModelConfig& c, int64_t l) { return {c.n_embd, c.ff_at(l)}; }
 bool untied(const ModelConfig& c) { return !c.tied_embeddings; }
@@ -40,10 +42,10 @@ std::vector<TensorSpec> tensor_table(bool qk_norm) {
         {kAttnNorm, "attn_norm.weight", "input_layernorm.weight", true, U::kVector, Init::kOnes, s_embd},
         {kWq, "attn_q.weight", "self_attn.q_proj.weight", true, U::kMatrix, Init::kNormal, s_q, nullptr, false, true},
         {kWk, "attn_k.weight", "self_attn.k_proj.weight", true, U::kMatrix, Init::kNormal, s_kv, nullptr, false, true},
-        {kWv, "attn_v.weight", "self_attn.v_proj.weight", true, U::kMatrix, Init::kNormal, s_kv},
+        {kWv, "attn_v.weight", "self_attn.v_proj.weight", true, U::kMatrix, Init::kNormal, s_v},
         {kBq, "attn_q.bias", "self_attn.q_proj.bias", true, U::kVector, Init::kZeros, s_bq, biased, false, true},
-        {kBk, "attn_k.bias", "self_attn.k_proj.bias", true, U::kVector, Init::kZeros, s_bkv, biased, false, true},
-        {kBv, "attn_v.bias", "self_attn.v_proj.bias", true, U::kVector, Init::kZeros, s_bkv, biased},
+        {kBk, "attn_k.bias", "self_attn.k_proj.bias", true, U::kVector, Init::kZeros, s_bk, biased, false, true},
+        {kBv, "attn_v.bias", "self_attn.v_proj.bias", true, U::kVector, Init::kZeros, s_bv, biased},
         {kWo, "attn_output.weight", "self_attn.o_proj.weight", true, U::kMatrix, Init::kResidualOut, s_o},
         {kFfnNorm, "ffn_norm.weight", "post_attention_layernorm.weight", true, U::kVector, Init::kOnes, s_embd},
         {kGate, "ffn_gate.weight", "mlp.gate_proj.weight", true, U::kMatrix, Init::kNormal, s_up},
@@ -59,7 +61,7 @@ std::vector<TensorSpec> tensor_table(bool qk_norm) {
 
 void validate(const ModelConfig& c, const std::string& where) {
     if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_ff <= 0 ||
-        c.n_vocab <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0) {
+        c.n_vocab <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim_v < 0) {
         fail("%s: bad hyper-parameters: dim %lld, layers %lld, heads %lld, kv heads %lld, ffn %lld, "
              "vocab %lld, head_dim %lld (expected all > 0 and an even head_dim)",
              where.c_str(), (long long)c.n_embd, (long long)c.n_layer, (long long)c.n_head,
@@ -101,7 +103,7 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     }
     q = o.rope(q, c.head_dim);
     k = o.rope(k, c.head_dim);
-    const AttentionSpec spec{c.n_head, c.n_head_kv, c.head_dim, c.window_at(l),
+    const AttentionSpec spec{c.n_head, c.n_head_kv, c.head_dim, c.v_dim(), c.window_at(l),
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
     Act a = o.attention(l, q, k, qkv[2], spec);
     h = o.residual(l, 0, h, o.linear(a, W(kWo)));
