@@ -36,7 +36,7 @@ const TensorSpec* Arch::find_slot(int slot) const {
 std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool include_optional) {
     std::vector<NamedSpec> out;
     auto add = [&](const TensorSpec& t, int64_t l) {
-        if (!a.present(t, c) || (t.optional && !include_optional)) return;
+        if (!a.present(t, c, l) || (t.optional && !include_optional)) return;
         out.push_back({t.gguf_name(l), t.shape(c, l), &t, t.per_layer ? l : -1});
     };
     for (const TensorSpec& t : a.tensors)

@@ -46,8 +46,9 @@ struct TensorSpec {
     Init init;
     // Shape (row-major, (out, in) for matrices) for a config and layer.
     std::vector<int64_t> (*shape)(const ModelConfig& c, int64_t layer);
-    // nullptr: always present. Otherwise present exactly when it returns true.
-    bool (*present)(const ModelConfig& c) = nullptr;
+    // nullptr: always present. Otherwise present exactly when it returns true (per layer: a
+    // mixture-of-experts block in some layers only, dense FFN tensors in the others).
+    bool (*present)(const ModelConfig& c, int64_t layer) = nullptr;
     // May be missing from a file even when present() (then the forward goes without it).
     bool optional = false;
     // Rows follow the RoPE pair order (Q/K weights and biases): permuted when converting between
@@ -170,7 +171,9 @@ struct Arch {
     Act (*head)(Ops& o, const ModelConfig& c, Act h) = nullptr;
 
     const TensorSpec* find_slot(int slot) const;
-    bool present(const TensorSpec& t, const ModelConfig& c) const { return t.present == nullptr || t.present(c); }
+    bool present(const TensorSpec& t, const ModelConfig& c, int64_t layer) const {
+        return t.present == nullptr || t.present(c, layer);
+    }
 };
 
 // The forward pass of any architecture on any backend: embed, every layer (through

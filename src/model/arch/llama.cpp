@@ -26,8 +26,8 @@ Shape s_head(const ModelConfig& c, int64_t) { return {c.head_dim}; }
 Shape s_o(const ModelConfig& c, int64_t) { return {c.n_embd, c.n_head * c.v_dim()}; }
 Shape s_up(const ModelConfig& c, int64_t l) { return {c.ff_at(l), c.n_embd}; }
 Shape s_down(const ModelConfig& c, int64_t l) { return {c.n_embd, c.ff_at(l)}; }
-bool untied(const ModelConfig& c) { return !c.tied_embeddings; }
-bool biased(const ModelConfig& c) { return c.qkv_bias; }
+bool untied(const ModelConfig& c, int64_t) { return !c.tied_embeddings; }
+bool biased(const ModelConfig& c, int64_t) { return c.qkv_bias; }
 
 }  // namespace
 
