@@ -364,6 +364,7 @@ public:
         return {s_.out_logits.data(), h.rows, V};
     }
 
+    bool observing() const override { return static_cast<bool>(s_.hook); }
     void observe(const std::string& name, Act x) override {
         if (!s_.hook || x.rows == 0) return;
         const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);

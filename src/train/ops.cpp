@@ -29,6 +29,16 @@ inline float uniform01(uint64_t seed, uint64_t i) {
     return static_cast<float>(mix64(seed + kGoldenGamma * (i + 1)) >> 40) * (1.0f / 16777216.0f);
 }
 
+// n values as a product sees them: rounded to the tape's bf16/fp16 into transient scratch `slot`,
+// or the values themselves in fp32. The rounded copies are made again in backward, so mixed
+// precision keeps no extra activations (rounding is one cheap pass; a product is K times more work).
+const float* product_input(Tape& t, const float* data, int64_t n, int slot) {
+    if (t.precision == Precision::kFP32) return data;
+    float* r = t.scratch(slot, n);
+    round_to_precision(t.precision, data, r, n, t.pool());
+    return r;
+}
+
 // y (N, M) += bias (M) on every row.
 void add_bias(ThreadPool& pool, Var bias, float* y, int64_t N, int64_t M) {
     LF_ASSERT(bias->numel == M);
@@ -84,27 +94,15 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
     LF_ASSERT(w->shape.size() == 2 && w->shape[1] == K);
     ThreadPool& pool = t.pool();
     Var y = t.make({N, M}, needs_grad(t, {x, w, bias}));
-    // In bf16/fp16 the products see rounded inputs. The rounded copies live in the tape's
-    // transient scratch and are made again in backward, so mixed precision keeps no extra
-    // activations (rounding is one cheap pass; a product is K times more work).
-    auto rounded = [&t, &pool](Var v, int slot) -> const float* {
-        if (t.precision == Precision::kFP32) return v->data;
-        float* r = t.scratch(slot, v->numel);
-        round_to_precision(t.precision, v->data, r, v->numel, pool);
-        return r;
-    };
+    // In bf16/fp16 the products see rounded inputs (product_input).
+    auto rounded = [&t](Var v, int slot) { return product_input(t, v->data, v->numel, slot); };
     kernels::sgemm(pool, false, true, N, M, K, 1.0f, rounded(x, 0), K, rounded(w, 1), K, 0.0f, y->data, M);
     if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
     if (y->requires_grad) {
         t.on_backward([&t, x, w, bias, y, N, M, K, rounded] {
             if (y->grad == nullptr) return;
             ThreadPool& pool = t.pool();
-            const float* g = y->grad;
-            if (t.precision != Precision::kFP32) {
-                float* r = t.scratch(2, y->numel);
-                round_to_precision(t.precision, y->grad, r, y->numel, pool);
-                g = r;
-            }
+            const float* g = product_input(t, y->grad, y->numel, 2);
             if (x->requires_grad)  // dx (N, K) += dy (N, M) · w (M, K)
                 kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
             if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
@@ -520,13 +518,7 @@ Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias) {
     LF_ASSERT(w.ndim() == 2 && w.shape()[1] == K);
     ThreadPool& pool = t.pool();
     Var y = t.make({N, M}, needs_grad(t, {x, bias}));
-    auto rounded_x = [&t, &pool](Var v) -> const float* {
-        if (t.precision == Precision::kFP32) return v->data;
-        float* r = t.scratch(0, v->numel);
-        round_to_precision(t.precision, v->data, r, v->numel, pool);
-        return r;
-    };
-    const float* xr = rounded_x(x);
+    const float* xr = product_input(t, x->data, x->numel, 0);
     // y[:, m0:m0+rows] = x · W[m0:m0+rows]^T
     frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
         kernels::sgemm(pool, false, true, N, rows, K, 1.0f, xr, K, wb, K, 0.0f, y->data + m0, M);
@@ -537,12 +529,7 @@ Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias) {
         t.on_backward([&t, x, wt, bias, y, N, M, K] {
             if (y->grad == nullptr) return;
             ThreadPool& pool = t.pool();
-            const float* g = y->grad;
-            if (t.precision != Precision::kFP32) {
-                float* r = t.scratch(2, y->numel);
-                round_to_precision(t.precision, y->grad, r, y->numel, pool);
-                g = r;
-            }
+            const float* g = product_input(t, y->grad, y->numel, 2);
             if (x->requires_grad) {  // dx (N, K) += dy[:, m0:m0+rows] · W[m0:m0+rows]
                 float* dx = t.grad(x);
                 frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {

@@ -81,8 +81,9 @@ public:
         observe("logits", y);
         return y;
     }
+    bool observing() const override { return b_.hook != nullptr && *b_.hook; }
     void observe(const std::string& name, Act x) override {
-        if (b_.hook != nullptr && *b_.hook) (*b_.hook)(name, V(x));
+        if (observing()) (*b_.hook)(name, V(x));
     }
     Act run_layer(int64_t l, Act h, const std::function<Act(Ops&, Act)>& body) override {
         std::vector<Param*> ps;
@@ -138,6 +139,14 @@ private:
 
 namespace {
 
+// Every value of t (any dtype the kernel table reads, plain row layout) as f32 into out.
+void dequantize_all(const Tensor& t, float* out) {
+    const auto deq = kernels::kernels().dequantize_row[static_cast<int>(t.dtype())];
+    LF_ASSERT(deq != nullptr);
+    const int64_t cols = t.shape().back();
+    for (int64_t r = 0; r < t.nrows(); ++r) deq(t.ndim() == 1 ? t.data() : t.row(r), out + r * cols, cols);
+}
+
 std::unique_ptr<Param> new_param(const NamedSpec& ns) {
     auto p = std::make_unique<Param>();
     p->name = ns.name;
@@ -154,23 +163,20 @@ std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files, cons
     m->cfg_ = checked;
     m->arch_ = &arch_of(checked.arch, files.path);
     m->vocab_ = files.vocab;
-    const auto& kt = kernels::kernels();
     for (const NamedSpec& ns : tensor_list(*m->arch_, m->cfg_, true)) {
         auto it = files.tensors.find(ns.name);
         if (it == files.tensors.end()) continue;  // an absent optional tensor (validated above)
         const Tensor& t = it->second;
-        auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
-        if (deq == nullptr) {
+        if (kernels::kernels().dequantize_row[static_cast<int>(t.dtype())] == nullptr) {
             fail("%s: tensor '%s' has dtype %s, which cannot be trained", files.path.c_str(), ns.name.c_str(),
                  dtype_name(t.dtype()));
         }
         auto p = new_param(ns);
-        const int64_t cols = ns.shape.back(), rows = p->numel() / cols;
         if (trainable && !trainable(ns.name)) {
             p->trainable = false;
             if (ns.spec->use == TensorUse::kVector && t.dtype() != DType::F32) {
                 p->frozen = Tensor::empty(DType::F32, ns.shape, ns.name);
-                deq(t.data(), p->frozen.ptr<float>(), cols);
+                dequantize_all(t, p->frozen.ptr<float>());
             } else {
                 p->frozen = t;  // the file's bytes, as mapped
             }
@@ -179,7 +185,7 @@ std::unique_ptr<TrainModel> TrainModel::from_files(const ModelFiles& files, cons
         }
         p->value = FloatBuffer(p->numel(), false);
         p->grad = FloatBuffer(p->numel());
-        for (int64_t r = 0; r < rows; ++r) deq(t.ndim() == 1 ? t.data() : t.row(r), p->value.data() + r * cols, cols);
+        dequantize_all(t, p->value.data());
         m->params_.push_back(std::move(p));
     }
     m->bind();
@@ -292,11 +298,8 @@ void TrainModel::for_each_tensor(const std::function<void(const Param&, const fl
             fn(*p, p->value.data());
             continue;
         }
-        const Tensor& t = p->frozen;
-        const int64_t cols = p->shape.back(), rows = p->numel() / cols;
         tmp.resize(static_cast<size_t>(p->numel()));
-        const auto deq = kernels::kernels().dequantize_row[static_cast<int>(t.dtype())];
-        for (int64_t r = 0; r < rows; ++r) deq(t.ndim() == 1 ? t.data() : t.row(r), tmp.data() + r * cols, cols);
+        dequantize_all(p->frozen, tmp.data());
         fn(*p, tmp.data());
     }
 }

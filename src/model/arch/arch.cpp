@@ -22,7 +22,7 @@ Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c) {
     o.observe("embed", h);
     for (int64_t l = 0; l < c.n_layer; ++l) {
         h = o.run_layer(l, h, [&a, &c, l](Ops& lo, Act x) { return a.layer(lo, c, l, x); });
-        o.observe("layers." + std::to_string(l) + ".out", h);
+        if (o.observing()) o.observe("layers." + std::to_string(l) + ".out", h);
     }
     return a.head(o, c, h);
 }

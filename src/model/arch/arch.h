@@ -144,7 +144,9 @@ public:
     virtual Act output_rows(Act h) = 0;
     // Final vocabulary projection; the backend decides where the logits go.
     virtual Act logits(Act h, Weight w) = 0;
-    // Observers of named activations ("embed", "layers.<l>.out", "final_norm").
+    // Observers of named activations ("embed", "layers.<l>.out", "final_norm"); observing()
+    // says whether anyone listens, so names are not built per layer for nobody.
+    virtual bool observing() const { return false; }
     virtual void observe(const std::string& name, Act x) {}
     // Runs layer l's body on h. A backend may wrap it: the tape recomputes it in backward
     // (activation checkpointing) and marks the layer's gradients ready for reduction.
