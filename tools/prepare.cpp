@@ -1,7 +1,10 @@
 // llmforge prepare --tokenizer TOK --input FILES… --out DIR: tokenises text / JSONL into the token
-// shards `llmforge train --data DIR` reads (format: src/train/prepare_data.h).
+// shards `llmforge train --data DIR` reads (format: src/train/prepare_data.h). With --chat the input
+// is OpenAI-style conversations ({"messages": [...]} per .jsonl line) and the folder is SFT data: a
+// loss mask beside the tokens counts only the assistant replies and their end-of-turn tokens.
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include "commands.h"
 #include "core/error.h"
@@ -21,6 +24,11 @@ void add_prepare(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--shard-tokens", o.shard_tokens, "tokens per shard file at most")->capture_default_str();
     sub->add_option("--field", o.field, "JSONL text field")->capture_default_str();
     sub->add_flag("--no-eos", no_eos, "do not end documents with the EOS token");
+    sub->add_flag("--chat", o.chat,
+                  "SFT data: each .jsonl line is {\"messages\": [...]}, rendered with the chat template; the loss "
+                  "counts only assistant replies");
+    sub->add_option("--chat-template", o.chat_template,
+                    "a Jinja chat template file, or 'chatml' (default: the tokenizer's own)");
     run = [] {
         o.eos = !no_eos;
         std::unique_ptr<Progress> prog;
@@ -29,9 +37,11 @@ void add_prepare(CLI::App& app, std::function<int()>& run) {
             prog->update(done, std::to_string(static_cast<long long>(done / 1e6)) + " of " +
                                    std::to_string(static_cast<long long>(total / 1e6)) + " MB");
         });
-        std::fprintf(stderr, "prepare: %lld documents, %lld train + %lld validation tokens, %.1f MB at %.1f MB/s -> %s\n",
-                     (long long)r.documents, (long long)r.train_tokens, (long long)r.val_tokens, r.bytes / 1e6,
-                     r.bytes / 1e6 / std::max(r.seconds, 1e-9), o.out.c_str());
+        std::fprintf(stderr, "prepare: %lld %s, %lld train + %lld validation tokens%s, %.1f MB at %.1f MB/s -> %s\n",
+                     (long long)r.documents, o.chat ? "dialogues" : "documents", (long long)r.train_tokens,
+                     (long long)r.val_tokens,
+                     o.chat ? (" (" + std::to_string(r.counted_tokens) + " counted by the loss)").c_str() : "",
+                     r.bytes / 1e6, r.bytes / 1e6 / std::max(r.seconds, 1e-9), o.out.c_str());
         return 0;
     };
 }

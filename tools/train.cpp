@@ -1,5 +1,6 @@
-// llmforge train: pretrain or continue training a Llama-family model (src/train/trainer.h).
+// llmforge train: pretrain, continue training or fine-tune a model (src/train/trainer.h).
 //   llmforge train --config CFG.json --data DIR|FILE.u16 --steps N --save DIR …
+//   llmforge train --model BASE --peft lora|prompt …   a PEFT adapter over the frozen base
 //   mpirun -np 2 llmforge train …            data-parallel over MPI ranks
 //   llmforge train --resume DIR [--steps N]   continue a run bit-identically
 #include <set>
@@ -50,6 +51,23 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--eval-batches", a.eval_batches, "batches per validation")->capture_default_str();
     sub->add_option("--log-jsonl", a.log_jsonl, "one JSON line per step: step, loss, lr, grad_norm, tokens_per_s");
     sub->add_flag("-q,--quiet", a.quiet, "no progress line");
+    // Fine-tuning (PEFT) and robustness.
+    sub->add_option("--peft", a.peft, "none | lora | prompt: train all tensors, or an adapter over the frozen --model")
+        ->capture_default_str();
+    sub->add_option("--lora-r", a.lora_r, "LoRA rank")->capture_default_str();
+    sub->add_option("--lora-alpha", a.lora_alpha, "LoRA alpha (scale alpha/r)")->capture_default_str();
+    sub->add_option("--lora-dropout", a.lora_dropout, "dropout on the LoRA input")->capture_default_str();
+    sub->add_option("--lora-targets", a.lora_targets, "modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj "
+                    "or all-linear")->capture_default_str();
+    sub->add_flag("--use-rslora", a.use_rslora, "rank-stabilised LoRA: scale alpha/sqrt(r)");
+    sub->add_option("--init-adapter", a.init_adapter, "start from a saved PEFT adapter folder");
+    sub->add_option("--virtual-tokens", a.virtual_tokens, "prompt tuning: learned virtual tokens");
+    sub->add_option("--prompt-init-text", a.prompt_init_text, "prompt tuning: initialise from this text's embeddings");
+    sub->add_option("--fgm", a.fgm, "FGM adversarial training: epsilon of the embedding perturbation (0 = off)");
+    sub->add_option("--replay", a.replay, "rehearsal data (tokens of an earlier task) mixed into the batches");
+    sub->add_option("--replay-ratio", a.replay_ratio, "share of batch rows drawn from --replay");
+    sub->add_option("--ewc-lambda", a.ewc_lambda, "EWC strength (needs --ewc-fisher)");
+    sub->add_option("--ewc-fisher", a.ewc_fisher, "diagonal Fisher file from llmforge fisher");
     run = [sub] {
         a.shuffle = !no_shuffle;
         std::set<std::string> given;

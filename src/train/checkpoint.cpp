@@ -68,10 +68,14 @@ std::string step_name(int64_t step) {
 
 // The files of a checkpoint that DIR holds at top level too (model.safetensors first: it is the
 // only one that differs between checkpoints of one run).
-constexpr const char* kTopLevel[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"};
+constexpr const char* kTopLevel[] = {"model.safetensors",   "config.json",
+                                     "tokenizer.json",      "tokenizer_config.json",
+                                     "adapter_config.json", "adapter_model.safetensors"};
 // Files written with AtomicFile directly in DIR, whose temporaries may be left behind.
-constexpr const char* kAtomicInDir[] = {"latest", "loss.svg", "model.safetensors", "config.json", "tokenizer.json",
-                                        "tokenizer_config.json"};
+constexpr const char* kAtomicInDir[] = {"latest",         "loss.svg",
+                                        "model.safetensors", "config.json",
+                                        "tokenizer.json", "tokenizer_config.json",
+                                        "adapter_config.json", "adapter_model.safetensors"};
 constexpr const char* kProbePrefix = ".llmforge-probe-";
 
 bool all_digits(const std::string& s, size_t from, size_t to) {
@@ -330,23 +334,10 @@ void write_latest(const std::string& dir, const std::string& name) {
     write_text_atomic((fs::path(dir) / "latest").string(), name + "\n");
 }
 
-std::string save_checkpoint(const std::string& dir, const TrainModel& model, AdamW& opt, const TrainerState& state,
-                            const std::vector<std::string>& extra_files, int keep) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) fail("%s: cannot create the --save folder (%s)", dir.c_str(), ec.message().c_str());
-    remove_save_leftovers(dir);  // of an interrupted save (SaveFolder did it at start already)
-
-    const std::string name = step_name(state.step);
-    const fs::path tmp = fs::path(dir) / (".tmp-" + name + "-" + std::to_string(::getpid()));
-    const fs::path final_dir = fs::path(dir) / name;
-    fs::create_directories(tmp, ec);
-    if (ec) fail("%s: cannot create (%s)", tmp.string().c_str(), ec.message().c_str());
-
-    // Model: Hugging Face folder, f32 tensors under HF names.
+void write_hf_model(const std::string& folder, const TrainModel& model) {
     const ModelConfig& cfg = model.config();
     LF_ASSERT(!cfg.rope_interleaved);  // saved folders are rotate-half (TrainModel::to_rotate_half)
-    write_text_atomic((tmp / "config.json").string(), hf_config_write(cfg));
+    write_text_atomic((fs::path(folder) / "config.json").string(), hf_config_write(cfg));
     {
         // Every tensor, trainable or frozen (dequantised to f32), under its HF name.
         SafetensorsWriter w;
@@ -361,8 +352,30 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
             }
             w.add_tensor(hf, DType::F32, p.shape, data, static_cast<size_t>(p.numel()) * sizeof(float));
         });
-        w.write((tmp / "model.safetensors").string());
+        w.write((fs::path(folder) / "model.safetensors").string());
     }
+}
+
+std::string save_checkpoint(const std::string& dir, const TrainModel& model, AdamW& opt, const TrainerState& state,
+                            const std::vector<std::string>& extra_files, int keep) {
+    return save_checkpoint(dir, [&](const std::string& folder) { write_hf_model(folder, model); }, model.n_params(), opt,
+                           state, extra_files, keep);
+}
+
+std::string save_checkpoint(const std::string& dir, const ModelWriter& write_model, int64_t n_params, AdamW& opt,
+                            const TrainerState& state, const std::vector<std::string>& extra_files, int keep) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) fail("%s: cannot create the --save folder (%s)", dir.c_str(), ec.message().c_str());
+    remove_save_leftovers(dir);  // of an interrupted save (SaveFolder did it at start already)
+
+    const std::string name = step_name(state.step);
+    const fs::path tmp = fs::path(dir) / (".tmp-" + name + "-" + std::to_string(::getpid()));
+    const fs::path final_dir = fs::path(dir) / name;
+    fs::create_directories(tmp, ec);
+    if (ec) fail("%s: cannot create (%s)", tmp.string().c_str(), ec.message().c_str());
+
+    write_model(tmp.string());
     crash_point(1, state.step);
     {
         SafetensorsWriter w;
@@ -389,7 +402,7 @@ std::string save_checkpoint(const std::string& dir, const TrainModel& model, Ada
     st["good_steps"] = state.good_steps;
     st["history"] = state.history;
     st["val_history"] = state.val_history;
-    st["n_params"] = model.n_params();
+    st["n_params"] = n_params;
     json files = json::object();
     for (const auto& e : fs::directory_iterator(tmp)) {
         const std::string fn = e.path().filename().string();

@@ -8,7 +8,7 @@
 //                                             and the CRC-32 of every other file in the folder
 //       tokenizer.json, tokenizer_config.json when the training data named a tokenizer
 //   DIR/latest                                "checkpoint-000100": the newest complete checkpoint
-//   DIR/config.json, DIR/model.safetensors, DIR/tokenizer*.json
+//   DIR/config.json, DIR/model.safetensors, DIR/tokenizer*.json (a fine-tuning run: adapter_*)
 //                                             hard links to the newest checkpoint's files, so DIR
 //                                             itself loads as a model folder (generate, convert)
 //
@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,14 @@ struct TrainerState {
 // checkpoint (tokenizer.json / tokenizer_config.json). Returns the checkpoint folder's path.
 std::string save_checkpoint(const std::string& dir, const TrainModel& model, AdamW& opt, const TrainerState& state,
                             const std::vector<std::string>& extra_files, int keep);
+// The same with the checkpoint's model files written by `write_model` into the folder it is given
+// (a fine-tuning run stores its adapter: adapter_config.json + adapter_model.safetensors, which
+// are linked at the top level like a model's files). n_params goes into trainer_state.json.
+using ModelWriter = std::function<void(const std::string& folder)>;
+std::string save_checkpoint(const std::string& dir, const ModelWriter& write_model, int64_t n_params, AdamW& opt,
+                            const TrainerState& state, const std::vector<std::string>& extra_files, int keep);
+// The model as a Hugging Face folder: config.json and model.safetensors (every tensor f32, HF names).
+void write_hf_model(const std::string& folder, const TrainModel& model);
 
 // The checkpoint folder a --resume path names: DIR (through DIR/latest) or a checkpoint folder
 // itself. Checks that every file is present and matches its CRC-32; throws Error with the file

@@ -221,14 +221,21 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 // ---- attention ------------------------------------------------------------------------------
 
 Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t W,
-              float scale) {
+              float scale, const int32_t* doc_start) {
     // Keys have head size D, values (and the output) Dv: VD = H_kv·Dv, OD = H·Dv.
     const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D, VD = v->shape.back(), Dv = VD / Hkv, OD = H * Dv;
     LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
     const int64_t group = H / Hkv;
     if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
-    // Row i reads columns lo(i)..i; the rest of the (T, T) probabilities stay 0.
-    auto lo = [W](int64_t i) { return W > 0 ? std::max<int64_t>(0, i - W + 1) : 0; };
+    // Row i of sequence b reads columns lo(b, i)..i; the rest of the (T, T) probabilities stay 0,
+    // so backward (which multiplies by them) needs no mask of its own.
+    auto lo = [W, T, doc_start](int64_t b, int64_t i) {
+        const int64_t w0 = W > 0 ? std::max<int64_t>(0, i - W + 1) : 0;
+        if (doc_start == nullptr) return w0;
+        const int64_t d0 = doc_start[b * T + i];
+        LF_ASSERT(d0 >= 0 && d0 <= i);
+        return std::max(w0, d0);
+    };
     Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
     // Softmax probabilities, kept for backward: (B, H, T, T), row t valid for columns 0..t.
     float* probs = t.buffer(B * H * T * T);
@@ -241,7 +248,7 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
         kernels::sgemm(false, true, T, T, D, scale, qh, HD, kg, KD, 0.0f, p, T);  // scores
         for (int64_t i = 0; i < T; ++i) {
             float* row = p + i * T;
-            const int64_t j0 = lo(i);
+            const int64_t j0 = lo(b, i);
             float mx = row[j0];
             for (int64_t j = j0 + 1; j <= i; ++j) mx = std::max(mx, row[j]);
             float sum = 0;
@@ -420,6 +427,10 @@ Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
         thread_local std::vector<float> tmp;
         tmp.resize(static_cast<size_t>(V));
         for (int64_t r = b; r < e; ++r) {
+            if (targets[r] < 0) {  // not counted
+                part[r] = 0.0;
+                continue;
+            }
             const float* row = logits->data + r * V;
             std::memcpy(tmp.data(), row, static_cast<size_t>(V) * sizeof(float));
             kt.softmax(tmp.data(), V);
@@ -435,20 +446,23 @@ Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
             }
         }
     });
+    int64_t counted = 0;
+    for (int64_t r = 0; r < n; ++r) counted += targets[r] >= 0;
     double total = 0;
     for (double v : part) total += v;  // fixed order: the same sum for any thread count
-    loss->data[0] = static_cast<float>(total / static_cast<double>(n));
-    if (loss->requires_grad) {
-        t.on_backward([&t, logits, loss, targets, n, V] {
+    loss->data[0] = counted > 0 ? static_cast<float>(total / static_cast<double>(counted)) : 0.0f;
+    if (loss->requires_grad && counted > 0) {
+        t.on_backward([&t, logits, loss, targets, n, V, counted] {
             if (loss->grad == nullptr) return;
             const kernels::KernelTable& kt = kernels::kernels();
             float* dl = t.grad(logits);
-            const float scale = loss->grad[0] / static_cast<float>(n);
-            // d logits = (softmax − onehot(target)) · dloss / N
+            const float scale = loss->grad[0] / static_cast<float>(counted);
+            // d logits = (softmax − onehot(target)) · dloss / (counted rows)
             t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
                 thread_local std::vector<float> tmp;
                 tmp.resize(static_cast<size_t>(V));
                 for (int64_t r = b; r < e; ++r) {
+                    if (targets[r] < 0) continue;  // ignored: zero gradient
                     std::memcpy(tmp.data(), logits->data + r * V, static_cast<size_t>(V) * sizeof(float));
                     kt.softmax(tmp.data(), V);
                     float* d = dl + r * V;

@@ -37,8 +37,14 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 // h / (H / H_kv);
 // scores scaled by `scale` (0: 1/sqrt(D)), position t attends to 0..t, or with a sliding window
 // W > 0 to t-W+1..t.
+// Packed rows (several documents in one sequence): doc_start (B·T), when given, holds for each row
+// the index within its sequence (0..T-1, <= t) of the first position of that row's document, and
+// row t then attends to max(doc_start[t], t-W+1 when W > 0)..t only, so no attention crosses a
+// document boundary. nullptr: every row's document starts at 0 (the plain causal mask). Positions
+// for RoPE are the caller's (t - doc_start[t] for a packed row). The buffer must stay valid until
+// backward, as targets must for cross_entropy.
 Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv,
-              int64_t window = 0, float scale = 0.0f);
+              int64_t window = 0, float scale = 0.0f, const int32_t* doc_start = nullptr);
 
 // The same values in another shape (same numel); a copy, so the two nodes' gradients stay apart.
 Var reshape(Tape& t, Var x, std::vector<int64_t> shape);
@@ -69,7 +75,10 @@ Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn);
 Var dropout(Tape& t, Var x, float p, uint64_t seed);
 
 // Mean cross-entropy (natural log) of logits (N, V) against targets (N): a (1) node. Targets must
-// be < V (checked by the caller). Sums in double.
+// be < V (checked by the caller). A negative target marks a row that is not counted (PyTorch's
+// ignore_index; SFT masks, padding, dialogue boundaries): the loss is the mean over the counted
+// rows only and ignored rows get zero gradient; with no counted row the loss is 0 with zero
+// gradient. Sums in double, in row order.
 Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n);
 
 }  // namespace llmforge::train

@@ -21,6 +21,8 @@ public:
     struct Batch {
         const int32_t* ids;
         int64_t B, T;
+        const int32_t* doc_start;  // packed rows: (B·T) first row of each row's document; null: none
+        const int32_t* given_doc_start;  // the caller's (B·T_tokens) buffer doc_start was made from
         float p_drop;
         uint64_t dropout_seed;
         const TrainModel::Hook* hook;
@@ -36,7 +38,23 @@ public:
         mark({&p});  // runs last in backward: the embedding's (and a tied output's) grad is final
         const int64_t N = b_.B * b_.T;
         Var rows = p.trainable ? embedding(t_, t_.param(p), b_.ids, N) : embedding_frozen(t_, p.frozen, b_.ids, N);
-        return act(m_.input_rows ? m_.input_rows(t_, rows) : rows);
+        if (!m_.embed_offset.empty()) {
+            // FGM's perturbation: a constant added to the rows (the lookup's backward never reads them).
+            LF_ASSERT(static_cast<int64_t>(m_.embed_offset.size()) == rows->numel);
+            for (int64_t i = 0; i < rows->numel; ++i) rows->data[i] += m_.embed_offset[i];
+        }
+        if (m_.need_embed_grad && t_.grad_enabled) rows->requires_grad = true;
+        m_.last_embed = rows;
+        if (!m_.input_rows) return act(rows);
+        Var out = m_.input_rows(t_, rows, b_.B);
+        const int64_t T2 = out->numel / out->shape.back() / b_.B;
+        LF_ASSERT(T2 >= b_.T && T2 * b_.B * out->shape.back() == out->numel);
+        if (T2 != b_.T) {  // added rows first: positions 0..T2-T-1, the tokens' follow
+            m_.set_positions(b_.B, T2, b_.given_doc_start, T2 - b_.T);
+            b_.T = T2;
+            b_.doc_start = m_.doc_.empty() ? nullptr : m_.doc_.data();
+        }
+        return act(out);
     }
     Act rmsnorm(Act x, Weight gain, float eps) override { return act(train::rmsnorm(t_, V(x), t_.param(P(gain)), eps)); }
     Act head_rmsnorm(Act x, Weight gain, int64_t D, float eps) override {
@@ -57,7 +75,8 @@ public:
         return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved));
     }
     Act attention(int64_t, Act q, Act k, Act v, const AttentionSpec& a) override {
-        return act(train::attention(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.window, a.scale));
+        return act(train::attention(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.window, a.scale,
+                                    b_.doc_start));
     }
     Act swiglu(Act x, Weight gate, Weight up) override {
         Act g = linear(x, gate), u = linear(x, up);
@@ -315,18 +334,45 @@ void TrainModel::ensure_ctx(int64_t n) {
 }
 
 Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, float p_drop, uint64_t dropout_seed,
-                       const Hook& hook) {
-    ensure_ctx(T);
-    const int64_t N = B * T;
-    pos_.resize(static_cast<size_t>(N));
-    for (int64_t r = 0; r < N; ++r) pos_[r] = static_cast<int32_t>(r % T);
-    TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, p_drop, dropout_seed, &hook});
+                       const Hook& hook, const int32_t* doc_start) {
+    set_positions(B, T, doc_start, 0);
+    TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop, dropout_seed, &hook});
     return static_cast<Var>(run_decoder(ops, *arch_, cfg_).node);
 }
 
+void TrainModel::set_positions(int64_t B, int64_t T, const int32_t* doc_start, int64_t added) {
+    ensure_ctx(T);
+    pos_.resize(static_cast<size_t>(B * T));
+    doc_.clear();
+    if (doc_start == nullptr) {
+        for (int64_t r = 0; r < B * T; ++r) pos_[r] = static_cast<int32_t>(r % T);
+        return;
+    }
+    // Packed rows: each document's positions restart at 0; the added rows belong to the first one.
+    doc_.resize(static_cast<size_t>(B * T));
+    const int64_t Tin = T - added;
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = 0; i < T; ++i) {
+            const int32_t ds = i < added ? 0 : doc_start[b * Tin + (i - added)];
+            const int32_t d = ds == 0 ? 0 : static_cast<int32_t>(ds + added);
+            doc_[b * T + i] = d;
+            pos_[b * T + i] = static_cast<int32_t>(i - d);
+        }
+    }
+}
+
 Var TrainModel::forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float p_drop,
-                        uint64_t dropout_seed, const Hook& hook) {
-    return cross_entropy(t, logits(t, inputs, B, T, p_drop, dropout_seed, hook), targets, B * T);
+                        uint64_t dropout_seed, const Hook& hook, const int32_t* doc_start) {
+    Var lg = logits(t, inputs, B, T, p_drop, dropout_seed, hook, doc_start);
+    const int64_t T2 = lg->numel / lg->shape.back() / B;
+    if (T2 == T) return cross_entropy(t, lg, targets, B * T);
+    // Rows the input_rows seam added before each sequence predict nothing.
+    targets_.assign(static_cast<size_t>(B * T2), -1);
+    for (int64_t b = 0; b < B; ++b) {
+        std::copy(targets + b * T, targets + (b + 1) * T, targets_.begin() + b * T2 + (T2 - T));
+        if (added_rows_predict_first) targets_[static_cast<size_t>(b * T2 + (T2 - T) - 1)] = inputs[b * T];
+    }
+    return cross_entropy(t, lg, targets_.data(), B * T2);
 }
 
 }  // namespace llmforge::train

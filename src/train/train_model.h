@@ -66,11 +66,15 @@ public:
     // < V and T <= n_ctx() (checked by the caller: the data reader validates ids). dropout p is
     // applied to the attention and feed-forward outputs before each residual add; dropout_seed
     // makes its masks.
+    // doc_start (B·T, optional): packed rows (SFT data, train/data.h): for each row the index in
+    // its sequence where its document starts; positions restart there and attention stays inside
+    // the document. Must stay valid until backward.
     Var logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, float dropout = 0.0f,
-               uint64_t dropout_seed = 0, const Hook& hook = nullptr);
+               uint64_t dropout_seed = 0, const Hook& hook = nullptr, const int32_t* doc_start = nullptr);
     // logits() followed by the mean cross-entropy against targets (the inputs shifted by one).
+    // Targets < 0 count no loss (masked tokens, padding).
     Var forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float dropout = 0.0f,
-                uint64_t dropout_seed = 0, const Hook& hook = nullptr);
+                uint64_t dropout_seed = 0, const Hook& hook = nullptr, const int32_t* doc_start = nullptr);
     // Weights in the interleaved-pair RoPE convention (GGUF llama, llama2.c) become rotate-half
     // ones: rows of every table tensor marked rope_rows permuted within each head (the inverse of
     // llama.cpp's converter permutation). The model computes the same function; saved Hugging Face
@@ -84,9 +88,24 @@ public:
     // Adapter seams (LoRA, prompt tuning and image inputs plug in here, for every architecture):
     // after_linear is called after each linear with its weight, input and output and returns the
     // output to use (y + a low-rank delta of x); input_rows is called with the (B·T, C) input
-    // rows after the embedding and returns the rows to use (virtual-token or image rows).
+    // rows after the embedding and returns the rows to use: (B·T', C) with T' >= T, the T' - T
+    // added rows of each sequence placed before its tokens (virtual-token or image rows). The
+    // added rows take positions 0..T'-T-1, the tokens follow; logits() returns all B·T' rows
+    // and forward() counts no loss on the added ones.
     std::function<Var(Tape&, Weight, Var x, Var y)> after_linear;
-    std::function<Var(Tape&, Var rows)> input_rows;
+    std::function<Var(Tape&, Var rows, int64_t batch)> input_rows;
+    // PEFT's prompt-tuning loss: the last added row predicts each sequence's first token (its
+    // labels are the token ids with -100 over the virtual rows, shifted by one). SFT data, whose
+    // first token is template text, turns this off.
+    bool added_rows_predict_first = true;
+    // FGM adversarial training: when non-empty ((B·T, C) floats), added to the token embedding
+    // rows of the next forward (before input_rows); the caller sets and clears it.
+    std::vector<float> embed_offset;
+    // The token-embedding rows of the last forward (B·T, C), before input_rows: their gradient
+    // after backward is what FGM perturbs along.
+    Var last_embed = nullptr;
+    // Keep a gradient for last_embed even when the embedding is frozen (FGM needs it).
+    bool need_embed_grad = false;
     // Recompute each layer's activations in backward instead of keeping them (less memory, about
     // one more forward pass of compute).
     bool checkpoint_activations = false;
@@ -94,6 +113,9 @@ public:
     int64_t n_ctx() const { return n_ctx_; }
     // Grows the RoPE tables to at least n positions.
     void ensure_ctx(int64_t n);
+    // Positions of B sequences of T rows (pos_, and doc_ for packed rows), the RoPE tables grown
+    // to T; `added` rows (input_rows) precede each sequence's doc_start-described tokens.
+    void set_positions(int64_t B, int64_t T, const int32_t* doc_start, int64_t added);
 
 private:
     friend class TapeOps;
@@ -109,6 +131,8 @@ private:
     int64_t n_ctx_ = 0;
     std::vector<float> cos_, sin_;  // (n_ctx, D/2)
     std::vector<int32_t> pos_;      // (B·T) positions of the current micro-batch
+    std::vector<int32_t> targets_;  // forward(): targets with the input_rows rows masked (kept for backward)
+    std::vector<int32_t> doc_;      // (B·T) document starts of packed rows (kept for backward)
 };
 
 }  // namespace llmforge::train

@@ -21,7 +21,10 @@
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/ops.h"
+#include "runtime/chat.h"
+#include "train/ewc.h"
 #include "train/optimizer.h"
+#include "train/peft.h"
 #include "train/train_model.h"
 
 namespace llmforge::train {
@@ -115,6 +118,21 @@ void validate(const TrainArgs& a) {
              (long long)a.stop_after);
     (void)precision_from_name(a.precision);
     (void)schedule_from_name(a.schedule);
+    if (a.peft != "none" && a.peft != "lora" && a.peft != "prompt")
+        fail("train: --peft is '%s', expected none, lora or prompt", a.peft.c_str());
+    if (a.peft != "none" && a.model.empty())
+        fail("train: --peft %s needs --model BASE (the frozen model the adapter is trained on)", a.peft.c_str());
+    if (a.peft == "lora" && a.init_adapter.empty() && a.lora_r < 1)
+        fail("train: --lora-r is %lld, expected a rank >= 1 (hint: 8 or 16 are usual)", (long long)a.lora_r);
+    if (a.peft == "prompt" && a.init_adapter.empty() && a.virtual_tokens < 1)
+        fail("train: --peft prompt needs --virtual-tokens N (N >= 1, found %lld)", (long long)a.virtual_tokens);
+    if (!(a.lora_dropout >= 0 && a.lora_dropout < 1)) fail("train: --lora-dropout is %g, expected in [0, 1)", a.lora_dropout);
+    if (!(a.fgm >= 0)) fail("train: --fgm is %g, expected >= 0 (0 = off)", a.fgm);
+    if (!(a.replay_ratio >= 0 && a.replay_ratio <= 1)) fail("train: --replay-ratio is %g, expected in [0, 1]", a.replay_ratio);
+    if (a.replay_ratio > 0 && a.replay.empty()) fail("train: --replay-ratio needs --replay DATA (the earlier task's tokens)");
+    if (!(a.ewc_lambda >= 0)) fail("train: --ewc-lambda is %g, expected >= 0", a.ewc_lambda);
+    if (a.ewc_lambda > 0 && a.ewc_fisher.empty())
+        fail("train: --ewc-lambda needs --ewc-fisher FILE (hint: llmforge fisher -m MODEL --data TASK_A -o FILE)");
 }
 
 class StepLine {
@@ -169,13 +187,54 @@ json args_to_json(const TrainArgs& a) {
                 {"checkpoint-activations", a.checkpoint_activations},
                 {"threads", a.threads},
                 {"keep", a.keep},
-                {"ranks", Distributed::get().size()}};
+                {"ranks", Distributed::get().size()},
+                {"peft", a.peft},
+                {"lora-r", a.lora_r},
+                {"lora-alpha", a.lora_alpha},
+                {"lora-dropout", a.lora_dropout},
+                {"lora-targets", a.lora_targets},
+                {"use-rslora", a.use_rslora},
+                {"init-adapter", a.init_adapter},
+                {"virtual-tokens", a.virtual_tokens},
+                {"prompt-init-text", a.prompt_init_text},
+                {"fgm", a.fgm},
+                {"replay", a.replay},
+                {"replay-ratio", a.replay_ratio},
+                {"ewc-lambda", a.ewc_lambda},
+                {"ewc-fisher", a.ewc_fisher}};
 }
 
 void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::string>& given) {
     auto take = [&](const char* key, auto& field) {
         if (!given.count(key) && saved.contains(key)) saved.at(key).get_to(field);
     };
+    // What the adapter is cannot change mid-run: a flag given again must say what was saved.
+    // What the adapter is cannot change mid-run: a flag given again must say what was saved
+    // (checkpoints from before a flag existed saved its default).
+    const TrainArgs defaults;
+    auto fixed = [&](const char* key, auto TrainArgs::*field) {
+        using T = std::decay_t<decltype(a.*field)>;
+        const T saved_value = saved.contains(key) ? saved.at(key).get<T>() : defaults.*field;
+        if (given.count(key) && saved_value != a.*field)
+            fail("train: --resume: the run was started with --%s %s, found --%s %s (hint: a resumed run keeps its --peft "
+                 "set-up; drop the flag, or start a new run with another --save folder)", key, json(saved_value).dump().c_str(),
+                 key, json(a.*field).dump().c_str());
+        a.*field = saved_value;
+    };
+    fixed("peft", &TrainArgs::peft);
+    fixed("lora-r", &TrainArgs::lora_r);
+    fixed("lora-alpha", &TrainArgs::lora_alpha);
+    fixed("lora-targets", &TrainArgs::lora_targets);
+    fixed("use-rslora", &TrainArgs::use_rslora);
+    fixed("init-adapter", &TrainArgs::init_adapter);
+    fixed("virtual-tokens", &TrainArgs::virtual_tokens);
+    fixed("prompt-init-text", &TrainArgs::prompt_init_text);
+    take("lora-dropout", a.lora_dropout);
+    take("fgm", a.fgm);
+    take("replay", a.replay);
+    take("replay-ratio", a.replay_ratio);
+    take("ewc-lambda", a.ewc_lambda);
+    take("ewc-fisher", a.ewc_fisher);
     take("model", a.model);
     take("config", a.config);
     take("data", a.data);
@@ -221,11 +280,21 @@ std::string resume_save_folder(const std::string& resume) {
     return save;
 }
 
-// The model's trainable parameters, in the order the optimiser and the gradient buckets use.
-std::vector<Param*> param_list(TrainModel& model) {
+// The trainable parameters (the model's, then an adapter's), in the order the optimiser and the
+// gradient buckets use.
+std::vector<Param*> param_list(TrainModel& model, PeftAdapter* peft) {
     std::vector<Param*> params;
     for (auto& p : model.params()) params.push_back(p.get());
+    if (peft != nullptr)
+        for (Param* p : peft->params()) params.push_back(p);
     return params;
+}
+
+// "1,234,567" (PEFT's print_trainable_parameters format).
+std::string with_commas(int64_t n) {
+    std::string s = std::to_string(n);
+    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+    return s;
 }
 
 // AdamW's hyper-parameters from the flags.
@@ -250,7 +319,8 @@ struct RunInputs {
     void resume(const std::set<std::string>& given);
     // The flags' checks; a fresh run must not overwrite a checkpoint already in --save.
     void check_args() const;
-    // The checkpoint's model, --model's (checked against --config) or random weights from --config.
+    // The checkpoint's model, --model's (checked against --config) or random weights from --config;
+    // with --peft, the frozen --model and its adapter (the checkpoint's, --init-adapter's or new).
     void open_model();
     // Training and validation tokens (checked against the vocabulary and --seq-len), and the
     // tokenizer files that every checkpoint stores.
@@ -265,11 +335,14 @@ struct RunInputs {
     TrainerState state;
     std::optional<SaveFolder> folder;  // rank 0: the --save folder, locked for this run
     std::unique_ptr<TrainModel> model;
+    std::unique_ptr<PeftAdapter> peft;  // --peft lora|prompt
     TokenData data;
-    std::optional<TokenData> val;
+    std::optional<TokenData> val, replay;
+    std::unique_ptr<EwcPenalty> ewc;
     std::vector<std::string> extra;  // tokenizer files copied into every checkpoint
 
 private:
+    void open_peft_model();
     void commit_unnamed_checkpoint();
     void start_without_checkpoint();
     void restore(const std::set<std::string>& given);
@@ -340,6 +413,7 @@ void RunInputs::check_args() const {
 }
 
 void RunInputs::open_model() {
+    if (a.peft != "none") return open_peft_model();
     if (!ckpt.empty()) {
         model = TrainModel::from_files(open_model_files(ckpt));
     } else if (!a.model.empty()) {
@@ -355,11 +429,52 @@ void RunInputs::open_model() {
     model->checkpoint_activations = a.checkpoint_activations;
 }
 
+void RunInputs::open_peft_model() {
+    // Every base tensor frozen: kept in its file's dtype (quantised and mapped included).
+    model = TrainModel::from_files(open_model_files(a.model), [](const std::string&) { return false; });
+    if (!a.config.empty()) check_same_shapes(model->config(), hf_config_read(a.config), a.model, a.config);
+    model->to_rotate_half();
+    model->checkpoint_activations = a.checkpoint_activations;
+    const PeftType want = a.peft == "lora" ? PeftType::kLora : PeftType::kPromptTuning;
+    const std::string from = !ckpt.empty() ? ckpt : a.init_adapter;
+    if (!from.empty()) {
+        peft = PeftAdapter::load(*model, from);
+        if (peft->config().type != want)
+            fail("train: %s holds a %s adapter, but --peft is %s (hint: --peft %s)", from.c_str(),
+                 peft->config().type == PeftType::kLora ? "LoRA" : "prompt-tuning", a.peft.c_str(),
+                 peft->config().type == PeftType::kLora ? "lora" : "prompt");
+    } else {
+        AdapterConfig c;
+        c.type = want;
+        c.base_model = a.model;
+        c.r = a.lora_r;
+        c.alpha = a.lora_alpha;
+        c.target_modules = split_targets(a.lora_targets);
+        c.use_rslora = a.use_rslora;
+        c.num_virtual_tokens = a.virtual_tokens;
+        c.init_text = a.prompt_init_text;
+        c.tokenizer = a.model;
+        std::vector<int32_t> ids;
+        if (want == PeftType::kPromptTuning && !a.prompt_init_text.empty()) {
+            if (model->inference().vocab().tokens.empty())
+                fail("train: --prompt-init-text needs the base's tokenizer, and %s has none (hint: a model folder with "
+                     "tokenizer.json, or a GGUF with tokenizer keys)", a.model.c_str());
+            // PEFT tokenises the text as the tokenizer does by default (BOS included where it adds one).
+            ids = encode_prompt(*Tokenizer::create(model->inference().vocab()), a.prompt_init_text, true, false);
+            if (ids.empty()) fail("train: --prompt-init-text is empty after tokenisation");
+        }
+        peft = PeftAdapter::create(*model, c, a.seed, ids);
+    }
+    peft->set_lora_dropout(a.lora_dropout);
+    peft->attach(*model);
+}
+
 void RunInputs::open_data() {
     std::error_code ec;
     const int64_t V = model->config().n_vocab, T = a.seq_len;
     data = TokenData::open(a.data, "train", V);
-    if (data.size() < T + 1)
+    // (SFT data pads its packed rows: any dialogue fills a row.)
+    if (!data.sft() && data.size() < T + 1)
         fail("train: %s is too short for --seq-len %lld (needs at least %lld tokens)", data.description().c_str(),
              (long long)T, (long long)(T + 1));
     if (!a.val_data.empty()) {
@@ -368,7 +483,23 @@ void RunInputs::open_data() {
         val = TokenData::open(a.data, "val", V);
     }
     if (a.eval_every > 0 && !val) fail("train: --eval-every needs validation data (hint: --val-data FILE)");
-    if (val && val->size() < T + 1)
+    if (data.sft()) {
+        (void)data.packing(T);  // the packing (and its truncation notice) before the first step
+        model->added_rows_predict_first = false;  // a dialogue's first token is template text
+    }
+    if (!a.replay.empty()) {
+        replay = TokenData::open(a.replay, "train", V);
+        if (!replay->sft() && replay->size() < T + 1)
+            fail("train: --replay %s is too short for --seq-len %lld", replay->description().c_str(), (long long)T);
+    }
+    if (a.ewc_lambda > 0) {
+        std::vector<Param*> ps;
+        for (auto& p : model->params()) ps.push_back(p.get());
+        if (peft)
+            for (Param* p : peft->params()) ps.push_back(p);
+        ewc = std::make_unique<EwcPenalty>(a.ewc_fisher, ps);
+    }
+    if (val && !val->sft() && val->size() < T + 1)
         fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);
     extra = tokenizer_files(a);
 }
@@ -415,10 +546,13 @@ public:
 private:
     struct StepStats {
         double lr = 0, loss = 0, norm = std::nan(""), tokens_per_s = 0;
+        double ewc = 0;  // the EWC penalty (not part of loss)
         bool skipped = false;  // fp16 overflow: no update
     };
     void run_step(int64_t step);
     double accumulate_grads(int64_t step);
+    void fill_rows(int64_t k);
+    void fgm_pass(const int32_t* targets_used, uint64_t dropout_seed, float seed_scale);
     bool unscale_grads(int64_t step, double loss);
     void report(int64_t step, const StepStats& s);
     void maybe_evaluate(int64_t step);
@@ -447,6 +581,9 @@ private:
     std::unique_ptr<std::FILE, FileCloser> log;  // rank 0 with --log-jsonl
     BatchPlan plan;
     std::vector<int32_t> tokens, targets;  // one micro-batch (B, T), shared by training and evaluation
+    std::vector<int32_t> replay_tokens, replay_targets;
+    std::vector<int32_t> docs, replay_docs;  // packed (SFT) rows: each row's document start
+    const int32_t* doc_ptr() { return in.data.sft() || (in.replay && in.replay->sft()) ? docs.data() : nullptr; }
     bool saved = false;
     TrainResult res;
     std::vector<double> rates;  // tokens/s of each step after the first
@@ -473,7 +610,7 @@ TrainRun::TrainRun(RunInputs& inputs)
       threads(a.threads > 0 ? a.threads
                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist.local_size())),
       pool(threads),
-      params(param_list(model)),
+      params(param_list(model, inputs.peft.get())),
       opt(params, adamw_config(a)),
       tape(pool),
       loss_scale(prec == Precision::kFP16 ? (state.loss_scale > 1 ? state.loss_scale : 65536.0) : 1.0),
@@ -481,6 +618,7 @@ TrainRun::TrainRun(RunInputs& inputs)
       plan{B, T, dist.size(), dist.rank(), a.shuffle, a.seed},
       tokens(static_cast<size_t>(B * T)),
       targets(static_cast<size_t>(B * T)),
+      docs(static_cast<size_t>(B * T), 0),
       line(lead && !a.quiet),
       first_step(state.step),
       last_saved(in.ckpt.empty() ? -1 : state.step),
@@ -499,7 +637,7 @@ TrainRun::TrainRun(RunInputs& inputs)
         if (f == nullptr) fail("train: cannot write --log-jsonl %s (%s)", a.log_jsonl.c_str(), std::strerror(errno));
         log.reset(f);
     }
-    res.n_params = model.n_params();
+    res.n_params = model.n_params() + (in.peft ? in.peft->n_trainable() : 0);
 }
 
 void TrainRun::announce() const {
@@ -510,6 +648,15 @@ void TrainRun::announce() const {
                  cfg.arch.c_str(), model.n_params() / 1e6, (long long)cfg.n_embd, (long long)cfg.n_layer,
                  (long long)cfg.n_head, (long long)cfg.n_head_kv, (long long)cfg.n_ff, (long long)cfg.n_vocab,
                  precision_name(prec), dist.size(), dist.size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+    if (in.peft) {
+        // As PEFT's print_trainable_parameters() says it; the base's bytes stay as the file has them.
+        const int64_t trainable = in.peft->n_trainable(), all = res.n_params;
+        std::fprintf(stderr, "train: %s adapter over the frozen base (%.1f MiB of weights)\n",
+                     in.peft->config().type == PeftType::kLora ? "LoRA" : "prompt-tuning",
+                     static_cast<double>(model.inference().weight_bytes()) / (1 << 20));
+        std::fprintf(stderr, "trainable params: %s || all params: %s || trainable%%: %.4f\n", with_commas(trainable).c_str(),
+                     with_commas(all).c_str(), 100.0 * static_cast<double>(trainable) / static_cast<double>(all));
+    }
     std::fprintf(stderr, "train: data %s; %lld tokens per step (batch %lld x seq %lld x accum %lld x %d ranks)%s\n",
                  in.data.description().c_str(), (long long)(B * T * A * dist.size()), (long long)B, (long long)T,
                  (long long)A, dist.size(), in.ckpt.empty() ? "" : (", resuming at step " + std::to_string(state.step)).c_str());
@@ -530,6 +677,7 @@ void TrainRun::run_step(int64_t step) {
     s.loss = accumulate_grads(step);
     s.skipped = unscale_grads(step, s.loss);
     if (!s.skipped) {
+        if (in.ewc) s.ewc = in.ewc->add_gradient(static_cast<float>(a.ewc_lambda), pool);
         s.norm = clip_grad_norm(params, a.grad_clip, pool);
         opt.step(static_cast<float>(s.lr), pool);
     }
@@ -551,15 +699,27 @@ double TrainRun::accumulate_grads(int64_t step) {
     double loss_sum = 0;
     for (int64_t acc = 0; acc < A; ++acc) {
         const int64_t k = step * A + acc;
-        fill_batch(in.data, plan, k, tokens.data(), targets.data());
+        fill_rows(k);
         tape.reset();
-        last_micro = acc == A - 1;
+        // The ranks reduce during the micro-batch's last backward (FGM's second one when on).
+        const bool reduce = acc == A - 1;
+        last_micro = reduce && a.fgm == 0;
         if (last_micro && dist.active()) dist.begin();
         const uint64_t dropout_seed = seed_mix(a.seed ^ seed_mix(static_cast<uint64_t>(k) * 1315423911ull + dist.rank()));
-        Var loss = model.forward(tape, tokens.data(), targets.data(), B, T, static_cast<float>(a.dropout), dropout_seed);
+        if (in.peft) in.peft->set_training(true, dropout_seed);
+        model.need_embed_grad = a.fgm > 0;
+        Var loss = model.forward(tape, tokens.data(), targets.data(), B, T, static_cast<float>(a.dropout), dropout_seed,
+                                 nullptr, doc_ptr());
         loss_sum += loss->data[0];
-        tape.backward(loss, static_cast<float>(loss_scale / static_cast<double>(A)));
+        const float seed_scale = static_cast<float>(loss_scale / static_cast<double>(A));
+        tape.backward(loss, seed_scale);
+        if (a.fgm > 0) {
+            last_micro = reduce;
+            if (last_micro && dist.active()) dist.begin();
+            fgm_pass(targets.data(), dropout_seed, seed_scale);
+        }
     }
+    model.need_embed_grad = false;
     tape.reset();
     if (dist.active()) dist.finish();
     double loss_mean = loss_sum / static_cast<double>(A);
@@ -568,6 +728,49 @@ double TrainRun::accumulate_grads(int64_t step) {
         loss_mean /= dist.size();
     }
     return loss_mean;
+}
+
+// Micro-batch k's rows into tokens/targets: the data's, each row replaced by the --replay data's
+// with probability --replay-ratio (a pure function of (seed, k, row), so resume is exact).
+void TrainRun::fill_rows(int64_t k) {
+    fill_batch(in.data, plan, k, tokens.data(), targets.data(), docs.data());
+    if (!in.replay || a.replay_ratio <= 0) return;
+    replay_tokens.resize(tokens.size());
+    replay_targets.resize(targets.size());
+    replay_docs.resize(docs.size());
+    BatchPlan rp = plan;
+    rp.seed = mix64(plan.seed ^ 0x7265706c6179ull);  // its own row order
+    fill_batch(*in.replay, rp, k, replay_tokens.data(), replay_targets.data(), replay_docs.data());
+    for (int64_t g = 0; g < B; ++g) {
+        const uint64_t h = mix64(mix64(a.seed ^ 0x5245504c4159ull) + static_cast<uint64_t>(k) * kGoldenGamma +
+                                 static_cast<uint64_t>(dist.rank() * B + g));
+        if (uniform53(h) >= a.replay_ratio) continue;
+        std::copy(replay_tokens.begin() + g * T, replay_tokens.begin() + (g + 1) * T, tokens.begin() + g * T);
+        std::copy(replay_targets.begin() + g * T, replay_targets.begin() + (g + 1) * T, targets.begin() + g * T);
+        std::copy(replay_docs.begin() + g * T, replay_docs.begin() + (g + 1) * T, docs.begin() + g * T);
+    }
+}
+
+// FGM (Miyato et al.): the token-embedding rows moved by ε·g/‖g‖ along the gradient of the loss
+// just computed, then a second forward/backward whose gradients add to the step's; the rows are
+// restored (the offset cleared) for the next micro-batch. The same dropout masks are used.
+void TrainRun::fgm_pass(const int32_t* targets_used, uint64_t dropout_seed, float seed_scale) {
+    Var e = model.last_embed;
+    LF_ASSERT(e != nullptr);
+    std::vector<float>& off = model.embed_offset;
+    off.assign(static_cast<size_t>(e->numel), 0.0f);
+    if (e->grad != nullptr) {
+        double ss = 0;
+        for (int64_t i = 0; i < e->numel; ++i) ss += static_cast<double>(e->grad[i]) * e->grad[i];
+        const double norm = std::sqrt(ss);  // the loss scale cancels in g/‖g‖
+        if (norm > 0 && std::isfinite(norm))
+            for (int64_t i = 0; i < e->numel; ++i) off[i] = static_cast<float>(a.fgm * e->grad[i] / norm);
+    }
+    tape.reset();
+    Var adv = model.forward(tape, tokens.data(), targets_used, B, T, static_cast<float>(a.dropout), dropout_seed, nullptr,
+                            doc_ptr());
+    tape.backward(adv, seed_scale);
+    off.clear();
 }
 
 // fp16: an overflow skips the step and halves the loss scale, else the gradients are unscaled and
@@ -594,6 +797,7 @@ void TrainRun::report(int64_t step, const StepStats& s) {
         json j = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.skipped ? json(nullptr) : json(s.norm)},
                   {"tokens_per_s", s.tokens_per_s}};
         if (s.skipped) j["skipped"] = "fp16 overflow, loss scale now " + std::to_string(loss_scale);
+        if (in.ewc) j["ewc_penalty"] = s.ewc;
         std::fprintf(log.get(), "%s\n", j.dump().c_str());
         std::fflush(log.get());
     }
@@ -625,11 +829,12 @@ void TrainRun::maybe_evaluate(int64_t step) {
 double TrainRun::eval_loss(const TokenData& d) {
     BatchPlan ep{B, T, 1, 0, false, 0};
     tape.grad_enabled = false;
+    if (in.peft) in.peft->set_training(false, 0);
     double s = 0;
     for (int64_t k = 0; k < a.eval_batches; ++k) {
-        fill_batch(d, ep, k, tokens.data(), targets.data());
+        fill_batch(d, ep, k, tokens.data(), targets.data(), docs.data());
         tape.reset();
-        s += model.forward(tape, tokens.data(), targets.data(), B, T)->data[0];
+        s += model.forward(tape, tokens.data(), targets.data(), B, T, 0.0f, 0, nullptr, d.sft() ? docs.data() : nullptr)->data[0];
     }
     tape.reset();
     tape.grad_enabled = true;
@@ -650,9 +855,16 @@ void TrainRun::save() {
     saved = true;
     state.loss_scale = loss_scale;
     state.good_steps = good_steps;
-    save_checkpoint(a.save, model, opt, state, in.extra, a.keep);
+    if (in.peft) {
+        const Adapter ad = in.peft->snapshot();
+        save_checkpoint(a.save, [&](const std::string& folder) { write_adapter(folder, ad); }, res.n_params, opt, state,
+                        in.extra, a.keep);
+    } else {
+        save_checkpoint(a.save, model, opt, state, in.extra, a.keep);
+    }
     write_loss_svg((fs::path(a.save) / "loss.svg").string(), state,
-                   "llmforge train: " + cfg.arch + " " + std::to_string(model.n_params() / 1000) + "K params");
+                   "llmforge train: " + cfg.arch + " " + std::to_string(res.n_params / 1000) + "K params" +
+                       (in.peft ? " (" + a.peft + " adapter)" : ""));
 }
 
 TrainResult TrainRun::finish() {

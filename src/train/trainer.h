@@ -32,6 +32,25 @@ struct TrainArgs {
     bool shuffle = true, checkpoint_activations = false;
     int threads = 0, keep = 2;
     bool quiet = false;  // no progress line
+    // Fine-tuning (train/peft.h): "none" trains every tensor; "lora" and "prompt" train a PEFT
+    // adapter over the frozen --model and save the adapter's files.
+    std::string peft = "none";
+    int64_t lora_r = 8;
+    double lora_alpha = 8, lora_dropout = 0;
+    std::string lora_targets = "q_proj,v_proj";
+    bool use_rslora = false;
+    std::string init_adapter;  // start from a saved adapter (its config replaces the LoRA / prompt flags)
+    int64_t virtual_tokens = 0;
+    std::string prompt_init_text;
+    // FGM adversarial training: the token-embedding rows perturbed by fgm·g/‖g‖, a second
+    // forward/backward whose gradients add to the step's (0: off).
+    double fgm = 0;
+    // Rehearsal: each batch row comes from --replay data with probability replay_ratio.
+    std::string replay;
+    double replay_ratio = 0;
+    // EWC: + ewc_lambda/2 · Σ F_i (θ_i − θ*_i)², F and θ* from `llmforge fisher` (--ewc-fisher).
+    double ewc_lambda = 0;
+    std::string ewc_fisher;
 };
 
 nlohmann::json args_to_json(const TrainArgs& a);

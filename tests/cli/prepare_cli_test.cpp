@@ -106,4 +106,86 @@ TEST(PrepareCli, BadInputIsOneClearError) {
                           "none.txt");
 }
 
+// prepare --chat with the default model's tokenizer (its tokenizer_config.json carries a ChatML
+// template): SFT data with a mask beside every shard that counts only the assistant replies.
+TEST(PrepareCli, ChatWritesSftDataWithLossMasks) {
+    const std::string model = std::string(std::getenv("LLMFORGE_SRC") ? std::getenv("LLMFORGE_SRC") : ".") + "/models/default";
+    if (!fs::exists(model + "/tokenizer.json")) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: " << model;
+    const std::string d = temp_dir();
+    std::string lines;
+    for (int i = 0; i < 20; ++i)
+        lines += R"({"messages": [{"role": "system", "content": "You help shoppers."}, {"role": "user", "content": "Order )" +
+                 std::to_string(i) + R"(?"}, {"role": "assistant", "content": "Shipped."}, {"role": "user", "content": "When?"}, {"role": "assistant", "content": "Today."}]})" +
+                 "\n";
+    write_file(d + "/chats.jsonl", lines);
+    auto p = run_cli("prepare --chat --tokenizer " + q(model) + " --input " + q(d + "/chats.jsonl") + " --out " +
+                     q(d + "/sft") + " --val-fraction 0.2 --shard-tokens 300");
+    ASSERT_EQ(p.rc, 0) << p.err;
+    EXPECT_NE(p.err.find("20 dialogues"), std::string::npos) << p.err;
+    auto meta = nlohmann::json::parse(read_file(d + "/sft/meta.json"));
+    EXPECT_EQ(meta["sft"], true);
+    EXPECT_EQ(meta["documents"], 20);
+    auto tok = Tokenizer::create(load_vocab(model));
+    int64_t counted = 0;
+    std::string replies;
+    int dialogues = 0;
+    for (const char* split : {"train", "val"}) {
+        const auto& shards = meta[std::string(split) + "_shards"];
+        const auto& masks = meta[std::string(split) + "_masks"];
+        ASSERT_EQ(shards.size(), masks.size());
+        for (size_t i = 0; i < shards.size(); ++i) {
+            auto ids = read_u16(d + "/sft/" + shards[i].get<std::string>());
+            const std::string m = read_file(d + "/sft/" + masks[i].get<std::string>());
+            ASSERT_EQ(m.size(), ids.size());
+            for (size_t j = 0; j < ids.size(); ++j) {
+                if (m[j] & 1) ++counted, replies += tok->decode({ids[j]}, true);
+                if (m[j] & 2) ++dialogues;
+            }
+        }
+    }
+    EXPECT_EQ(dialogues, 20);
+    EXPECT_EQ(counted, meta["train_counted"].get<int64_t>() + meta["val_counted"].get<int64_t>());
+    std::string want;
+    for (int i = 0; i < 20; ++i) want += "Shipped.<|im_end|>Today.<|im_end|>";
+    // Train and val interleave by dialogue index, but every dialogue's replies are the same.
+    EXPECT_EQ(replies, want);
+    // --chat-template chatml renders the same text here (the model's template is ChatML).
+    auto c = run_cli("prepare --chat --chat-template chatml --tokenizer " + q(model) + " --input " +
+                     q(d + "/chats.jsonl") + " --out " + q(d + "/sft2") + " --val-fraction 0.2 --shard-tokens 300");
+    ASSERT_EQ(c.rc, 0) << c.err;
+    EXPECT_EQ(read_file(d + "/sft2/train-00000.u16"), read_file(d + "/sft/train-00000.u16"));
+    EXPECT_EQ(read_file(d + "/sft2/train-00000.mask"), read_file(d + "/sft/train-00000.mask"));
+}
+
+TEST(PrepareCli, ChatWithoutAnAssistantTurnIsOneErrorAndWritesNothing) {
+    const std::string model = std::string(std::getenv("LLMFORGE_SRC") ? std::getenv("LLMFORGE_SRC") : ".") + "/models/default";
+    if (!fs::exists(model + "/tokenizer.json")) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: " << model;
+    const std::string d = temp_dir();
+    write_file(d + "/chats.jsonl",
+               R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]})"
+               "\n\n"
+               R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]})"
+               "\n");
+    auto r = run_cli("prepare --chat --tokenizer " + q(model) + " --input " + q(d + "/chats.jsonl") + " --out " +
+                     q(d + "/out"));
+    expect_one_line_error(r, "chats.jsonl:3: the chat has no assistant turn (roles: system, user)");
+    EXPECT_NE(r.err.find("hint:"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(d + "/out"));  // nothing written, not even the folder
+    // Other bad --chat input: a text file, a "text" line, no template.
+    write_file(d + "/plain.txt", "hello\n");
+    expect_one_line_error(run_cli("prepare --chat --tokenizer " + q(model) + " --input " + q(d + "/plain.txt") +
+                                  " --out " + q(d + "/o2")),
+                          "--chat reads .jsonl files");
+    write_file(d + "/text.jsonl", "{\"text\": \"hello\"}\n");
+    expect_one_line_error(run_cli("prepare --chat --tokenizer " + q(model) + " --input " + q(d + "/text.jsonl") +
+                                  " --out " + q(d + "/o3")),
+                          "text.jsonl:1: expected an object with a \"messages\" list");
+    expect_one_line_error(run_cli("prepare --chat --chat-template " + q(d + "/none.jinja") + " --tokenizer " + q(model) +
+                                  " --input " + q(d + "/chats.jsonl") + " --out " + q(d + "/o4")),
+                          "none.jinja");
+    EXPECT_FALSE(fs::exists(d + "/o2"));
+    EXPECT_FALSE(fs::exists(d + "/o3"));
+    EXPECT_FALSE(fs::exists(d + "/o4"));
+}
+
 }  // namespace

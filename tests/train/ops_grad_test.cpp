@@ -2,6 +2,7 @@
 // random inputs with odd sizes (tests/train: "gradients against finite differences").
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -150,6 +151,64 @@ TEST(OpsGrad, AttentionIsCausal) {
     for (int i = 0; i < 8; ++i) EXPECT_EQ(o2->data[i], first[i]);  // rows 0-1 cannot see row 3
 }
 
+TEST(OpsGrad, AttentionWithDocumentStartsAndGroupedHeads) {
+    // B = 2, T = 6, H = 4, H_kv = 2, D = 3. Sequence 0 packs documents [0, 3) and [3, 6); sequence 1
+    // packs [0, 1), [1, 4) and [4, 6).
+    auto q = random_param("q", {12, 12}, 31), k = random_param("k", {12, 6}, 32), v = random_param("v", {12, 6}, 33);
+    static const int32_t ds[] = {0, 0, 0, 3, 3, 3, 0, 1, 1, 1, 4, 4};
+    check_grads({q.get(), k.get(), v.get()},
+                [](Tape& t, std::vector<Var>& a) { return attention(t, a[0], a[1], a[2], 2, 6, 4, 2, 0, 0.0f, ds); });
+    // With a sliding window as well: the later of the two starts wins.
+    check_grads({q.get(), k.get(), v.get()},
+                [](Tape& t, std::vector<Var>& a) { return attention(t, a[0], a[1], a[2], 2, 6, 4, 2, 2, 0.0f, ds); });
+}
+
+TEST(OpsGrad, AttentionDocStartZeroIsThePlainCausalMask) {
+    ThreadPool pool(2);
+    Tape t(pool);
+    auto q = random_param("q", {10, 12}, 34), k = random_param("k", {10, 6}, 35), v = random_param("v", {10, 6}, 36);
+    const std::vector<int32_t> zeros(10, 0);
+    Var a = attention(t, t.param(*q), t.param(*k), t.param(*v), 2, 5, 4, 2);
+    Var b = attention(t, t.param(*q), t.param(*k), t.param(*v), 2, 5, 4, 2, 0, 0.0f, zeros.data());
+    for (int64_t i = 0; i < a->numel; ++i) ASSERT_EQ(a->data[i], b->data[i]) << i;
+}
+
+// A packed row [docA, docB] with doc_start gives docB's rows the outputs (and q/k/v gradients) that
+// docB alone in its own sequence gets; docA's keys and values get no gradient from docB's rows.
+TEST(OpsGrad, PackedDocumentAttendsAsIfAlone) {
+    constexpr int64_t La = 3, Lb = 4, T = La + Lb, H = 4, Hkv = 2, D = 3;
+    auto q = random_param("q", {T, H * D}, 37), k = random_param("k", {T, Hkv * D}, 38),
+         v = random_param("v", {T, Hkv * D}, 39);
+    auto qb = std::make_unique<Param>(), kb = std::make_unique<Param>(), vb = std::make_unique<Param>();
+    for (auto [dst, src] : {std::pair{qb.get(), q.get()}, {kb.get(), k.get()}, {vb.get(), v.get()}}) {
+        const int64_t w = src->shape[1];
+        dst->name = src->name + "_b";
+        dst->shape = {Lb, w};
+        dst->value = FloatBuffer(Lb * w);
+        dst->grad = FloatBuffer(Lb * w);
+        for (int64_t i = 0; i < Lb * w; ++i) dst->value[i] = src->value[La * w + i];
+    }
+    std::vector<int32_t> ds(T);
+    for (int64_t i = 0; i < T; ++i) ds[i] = i < La ? 0 : La;
+    ThreadPool pool(2);
+    for (Param* p : {q.get(), k.get(), v.get(), qb.get(), kb.get(), vb.get()}) p->grad.zero();
+    Tape t(pool);
+    Var packed = attention(t, t.param(*q), t.param(*k), t.param(*v), 1, T, H, Hkv, 0, 0.0f, ds.data());
+    Var alone = attention(t, t.param(*qb), t.param(*kb), t.param(*vb), 1, Lb, H, Hkv);
+    const int64_t OD = H * D;
+    for (int64_t i = 0; i < Lb * OD; ++i) EXPECT_NEAR(packed->data[La * OD + i], alone->data[i], 1e-6) << i;
+    // Same upstream gradient on docB's rows (0 on docA's) in both.
+    float* gp = t.grad(packed);
+    float* ga = t.grad(alone);
+    for (int64_t i = 0; i < Lb * OD; ++i) gp[La * OD + i] = ga[i] = 0.1f * static_cast<float>(i % 11) - 0.4f;
+    t.backward(t.make({1}, false));
+    for (auto [full, part] : {std::pair{q.get(), qb.get()}, {k.get(), kb.get()}, {v.get(), vb.get()}}) {
+        const int64_t w = full->shape[1];
+        for (int64_t i = 0; i < La * w; ++i) EXPECT_EQ(full->grad[i], 0.0f) << full->name << " docA " << i;
+        for (int64_t i = 0; i < Lb * w; ++i) EXPECT_NEAR(full->grad[La * w + i], part->grad[i], 1e-5) << full->name << " " << i;
+    }
+}
+
 TEST(OpsGrad, SwiGlu) {
     auto g = random_param("g", {3, 11}, 15), u = random_param("u", {3, 11}, 16);
     check_grads({g.get(), u.get()}, [](Tape& t, std::vector<Var>& v) { return swiglu(t, v[0], v[1]); });
@@ -184,6 +243,41 @@ TEST(OpsGrad, CrossEntropy) {
     auto logits = random_param("logits", {4, 13}, 21);
     static const int32_t targets[] = {0, 12, 5, 5};
     check_grads({logits.get()}, [](Tape& t, std::vector<Var>& v) { return cross_entropy(t, v[0], targets, 4); });
+}
+
+TEST(OpsGrad, CrossEntropyIgnoresNegativeTargets) {
+    auto logits = random_param("logits", {5, 13}, 26);
+    static const int32_t targets[] = {0, -1, 12, -100, 5};
+    check_grads({logits.get()}, [](Tape& t, std::vector<Var>& v) { return cross_entropy(t, v[0], targets, 5); });
+    // The value is the mean over the counted rows; ignored rows get exactly zero gradient.
+    ThreadPool pool(2);
+    Tape t(pool);
+    logits->grad.zero();
+    Var l = cross_entropy(t, t.param(*logits), targets, 5);
+    const int32_t counted_targets[] = {0, 12, 5};
+    double want = 0;
+    for (int r = 0; r < 3; ++r) {
+        const float* row = logits->value.data() + std::array<int, 3>{0, 2, 4}[r] * 13;
+        double s = 0;
+        for (int j = 0; j < 13; ++j) s += std::exp(static_cast<double>(row[j]));
+        want += std::log(s) - row[counted_targets[r]];
+    }
+    EXPECT_NEAR(l->data[0], want / 3, 1e-5);
+    t.backward(l);
+    for (int r : {1, 3})
+        for (int j = 0; j < 13; ++j) EXPECT_EQ(logits->grad[r * 13 + j], 0.0f) << "row " << r;
+}
+
+TEST(OpsGrad, CrossEntropyWithNoCountedRowIsZero) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    auto logits = random_param("logits", {3, 7}, 27);
+    logits->grad.zero();
+    const int32_t targets[] = {-1, -1, -1};
+    Var l = cross_entropy(t, t.param(*logits), targets, 3);
+    EXPECT_EQ(l->data[0], 0.0f);
+    t.backward(l);
+    for (int64_t i = 0; i < logits->numel(); ++i) EXPECT_EQ(logits->grad[i], 0.0f);
 }
 
 TEST(OpsGrad, CheckpointedBlockGivesTheSameGradients) {

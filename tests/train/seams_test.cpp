@@ -85,7 +85,7 @@ TEST(Seams, EmbeddingRowsInputMatchesTokensAndTheTrainer) {
     SeqBatch sq{nullptr, nullptr, T};
     sq.embd = virt.data();
     const auto got = run(inf, {sq}, false, pool);
-    m->input_rows = [&](Tape& t, Var r) {
+    m->input_rows = [&](Tape& t, Var r, int64_t) {
         Var y = t.make(r->shape, false);
         std::copy(virt.begin(), virt.end(), y->data);
         return y;
@@ -117,7 +117,7 @@ TEST(Seams, LowRankDeltaPerSequenceEqualsMergedWeights) {
                 for (int64_t k = 0; k < r; ++k) d += static_cast<double>(b[o * r + k]) * a[k * in + i];
                 p->value[o * in + i] += static_cast<float>(scale * d);
             }
-        delta.set(w, r, in, out, a, b, scale);
+        delta.add(w, r, in, out, a, b, scale);
     }
     const std::vector<int32_t> ids = {1, 4, 9, 16, 25, 36, 8};
     const std::vector<int32_t> other = {2, 3, 5, 7, 11};

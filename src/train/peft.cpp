@@ -1,0 +1,214 @@
+#include "train/peft.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "kernels/cpu/kernels.h"
+#include "train/ops.h"
+
+namespace llmforge::train {
+
+namespace {
+
+// A per-name random stream (FNV-1a of the name mixed with the seed), as init_tensor's.
+uint64_t stream_of(const std::string& name, uint64_t seed) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+    return h ^ (seed * kGoldenGamma);
+}
+
+bool wants_grad(Tape& t, Var a, Var b) { return t.grad_enabled && (a->requires_grad || b->requires_grad); }
+
+// y = a + s·b (same shape).
+Var scaled_add(Tape& t, Var a, Var b, float s) {
+    LF_ASSERT(a->numel == b->numel);
+    Var y = t.make(a->shape, wants_grad(t, a, b));
+    const int64_t n = a->numel;
+    t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) y->data[i] = a->data[i] + s * b->data[i];
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, a, b, y, n, s] {
+            if (y->grad == nullptr) return;
+            if (a->requires_grad) {
+                float* d = t.grad(a);
+                t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
+                    for (int64_t i = lo; i < hi; ++i) d[i] += y->grad[i];
+                });
+            }
+            if (b->requires_grad) {
+                float* d = t.grad(b);
+                t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
+                    for (int64_t i = lo; i < hi; ++i) d[i] += s * y->grad[i];
+                });
+            }
+        });
+    }
+    return y;
+}
+
+// (B·(N+T), C): the N rows of p before each sequence's T rows of `rows`.
+Var prepend_rows(Tape& t, Var p, Var rows, int64_t B) {
+    const int64_t C = rows->shape.back(), N = p->numel / C, T = rows->numel / C / B;
+    LF_ASSERT(p->shape.back() == C && B * T * C == rows->numel);
+    Var y = t.make({B * (N + T), C}, wants_grad(t, p, rows));
+    const size_t nb = static_cast<size_t>(C) * sizeof(float);
+    for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(y->data + b * (N + T) * C, p->data, N * nb);
+        std::memcpy(y->data + (b * (N + T) + N) * C, rows->data + b * T * C, T * nb);
+    }
+    if (y->requires_grad) {
+        t.on_backward([&t, p, rows, y, B, N, T, C] {
+            if (y->grad == nullptr) return;
+            if (p->requires_grad) {
+                float* d = t.grad(p);
+                for (int64_t b = 0; b < B; ++b)  // batch order fixed: the same sum for any thread count
+                    for (int64_t i = 0; i < N * C; ++i) d[i] += y->grad[b * (N + T) * C + i];
+            }
+            if (rows->requires_grad) {
+                float* d = t.grad(rows);
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t i = 0; i < T * C; ++i) d[b * T * C + i] += y->grad[(b * (N + T) + N) * C + i];
+            }
+        });
+    }
+    return y;
+}
+
+}  // namespace
+
+std::unique_ptr<PeftAdapter> PeftAdapter::create(const TrainModel& m, AdapterConfig cfg, uint64_t seed,
+                                                 const std::vector<int32_t>& init_ids) {
+    const ModelConfig& c = m.config();
+    std::unique_ptr<PeftAdapter> p(new PeftAdapter());
+    if (cfg.type == PeftType::kLora) {
+        if (cfg.r < 1) fail("train: --lora-r is %lld, expected a rank >= 1 (hint: 8 or 16 are usual)", (long long)cfg.r);
+        if (!(cfg.alpha > 0)) fail("train: --lora-alpha is %g, expected > 0", cfg.alpha);
+        if (!(cfg.dropout >= 0 && cfg.dropout < 1)) fail("train: --lora-dropout is %g, expected in [0, 1)", cfg.dropout);
+        for (const LoraSite& s : lora_sites(m.arch(), c, cfg.target_modules, "train: --lora-targets")) {
+            LoraPair lp;
+            lp.site = s;
+            lp.r = cfg.r;
+            lp.a.resize(static_cast<size_t>(cfg.r * s.in));
+            lp.b.assign(static_cast<size_t>(s.out * cfg.r), 0.0f);
+            // PEFT: kaiming_uniform_(A, a=√5) = U(-1/√in, 1/√in); B = 0, so the start is the base.
+            const double bound = 1.0 / std::sqrt(static_cast<double>(s.in));
+            uint64_t st = stream_of(lora_a_name(s), seed);
+            for (float& v : lp.a) v = static_cast<float>((2.0 * uniform53(splitmix64(st)) - 1.0) * bound);
+            p->ad_.lora.push_back(std::move(lp));
+        }
+    } else {
+        if (cfg.num_virtual_tokens < 1)
+            fail("train: --virtual-tokens is %lld, expected >= 1", (long long)cfg.num_virtual_tokens);
+        cfg.token_dim = c.n_embd;
+        cfg.num_layers = c.n_layer;
+        cfg.num_attention_heads = c.n_head;
+        const int64_t N = cfg.num_virtual_tokens, C = c.n_embd;
+        p->ad_.prompt.resize(static_cast<size_t>(N * C));
+        if (!init_ids.empty()) {
+            // PEFT's TEXT init: the text's ids repeated to N and cut, their embedding rows.
+            const Model& im = m.inference();
+            const Tensor& table = im.tok_embd();
+            const auto deq = kernels::kernels().dequantize_row[static_cast<int>(table.dtype())];
+            for (int64_t i = 0; i < N; ++i)
+                deq(table.row(init_ids[static_cast<size_t>(i) % init_ids.size()]), &p->ad_.prompt[i * C], C);
+        } else {
+            Gaussian g(stream_of(kPromptEmbeddings, seed));  // PEFT's RANDOM init: nn.Embedding's N(0, 1)
+            for (float& v : p->ad_.prompt) v = static_cast<float>(g.next());
+        }
+    }
+    p->ad_.cfg = std::move(cfg);
+    p->make_params();
+    return p;
+}
+
+std::unique_ptr<PeftAdapter> PeftAdapter::load(const TrainModel& m, const std::string& dir) {
+    std::unique_ptr<PeftAdapter> p(new PeftAdapter());
+    p->ad_ = read_adapter(dir, m.arch(), m.config());
+    p->make_params();
+    return p;
+}
+
+void PeftAdapter::make_params() {
+    params_.clear();
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) {
+        auto q = std::make_unique<Param>();
+        q->name = name;
+        q->shape = std::move(shape);
+        q->value = FloatBuffer(q->numel(), false);
+        q->grad = FloatBuffer(q->numel());
+        LF_ASSERT(static_cast<int64_t>(v.size()) == q->numel());
+        std::memcpy(q->value.data(), v.data(), v.size() * sizeof(float));
+        params_.push_back(std::move(q));
+    };
+    if (ad_.cfg.type == PeftType::kPromptTuning) {
+        add(kPromptEmbeddings, {ad_.cfg.num_virtual_tokens, ad_.cfg.token_dim}, ad_.prompt);
+        return;
+    }
+    for (const LoraPair& lp : ad_.lora) {
+        add(lora_a_name(lp.site), {lp.r, lp.site.in}, lp.a);
+        add(lora_b_name(lp.site), {lp.site.out, lp.r}, lp.b);
+    }
+}
+
+std::vector<Param*> PeftAdapter::params() {
+    std::vector<Param*> out;
+    for (auto& p : params_) out.push_back(p.get());
+    return out;
+}
+
+int64_t PeftAdapter::n_trainable() const {
+    int64_t n = 0;
+    for (const auto& p : params_) n += p->numel();
+    return n;
+}
+
+void PeftAdapter::set_training(bool on, uint64_t dropout_seed) {
+    training_ = on;
+    dropout_seed_ = dropout_seed;
+}
+
+void PeftAdapter::attach(TrainModel& m) {
+    if (ad_.cfg.type == PeftType::kPromptTuning) {
+        Param* prompt = params_[0].get();
+        m.input_rows = [prompt](Tape& t, Var rows, int64_t B) { return prepend_rows(t, t.param(*prompt), rows, B); };
+        return;
+    }
+    n_slots_ = m.arch().n_slots;
+    site_of_slot_.assign(static_cast<size_t>((m.config().n_layer + 1) * n_slots_), -1);
+    for (size_t i = 0; i < ad_.lora.size(); ++i) {
+        const Weight w = ad_.lora[i].site.w;
+        site_of_slot_[static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot)] = static_cast<int>(i);
+    }
+    const float scale = static_cast<float>(ad_.cfg.lora_scale());
+    m.after_linear = [this, scale](Tape& t, Weight w, Var x, Var y) -> Var {
+        const size_t idx = static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot);
+        if (w.slot < 0 || idx >= site_of_slot_.size() || site_of_slot_[idx] < 0) return y;
+        const int i = site_of_slot_[idx];
+        const float p = training_ ? static_cast<float>(ad_.cfg.dropout) : 0.0f;
+        const uint64_t seed = mix64(dropout_seed_ ^ (kGoldenGamma * static_cast<uint64_t>(idx + 1)));
+        Var xd = dropout(t, x, p, seed);
+        Var h = linear(t, xd, t.param(*params_[2 * i]));     // (N, r)
+        Var d = linear(t, h, t.param(*params_[2 * i + 1]));  // (N, out)
+        return scaled_add(t, y, d, scale);
+    };
+}
+
+Adapter PeftAdapter::snapshot() const {
+    Adapter out = ad_;
+    out.path.clear();
+    auto copy = [](const Param& p, std::vector<float>& v) { v.assign(p.value.data(), p.value.data() + p.numel()); };
+    if (out.cfg.type == PeftType::kPromptTuning) {
+        copy(*params_[0], out.prompt);
+    } else {
+        for (size_t i = 0; i < out.lora.size(); ++i) {
+            copy(*params_[2 * i], out.lora[i].a);
+            copy(*params_[2 * i + 1], out.lora[i].b);
+        }
+    }
+    return out;
+}
+
+}  // namespace llmforge::train
