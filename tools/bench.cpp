@@ -1,6 +1,8 @@
 // llmforge bench: prompt-processing and generation throughput like llama-bench
 // (pp: P tokens in one batch from an empty cache; tg: N single-token decodes from an empty cache),
-// mean ± sd over R repetitions after one warm-up, plus peak RSS.
+// mean ± sd over R repetitions after one warm-up, plus peak RSS. --adapter DIR[:scale]
+// (repeatable): the same with PEFT adapters (LoRA deltas on every row; a prompt adapter's virtual
+// tokens are run once, before the first repetition, and stay in the cache).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -12,6 +14,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/adapters.h"
 #include "runtime/context.h"
 
 namespace llmforge::cli {
@@ -44,6 +47,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("bench", "Measure prompt processing and generation speed");
     static std::string model;
     static int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, mmap = 1;
+    static std::vector<std::string> adapters;
     sub->add_option("-m,--model", model, "model file or folder")->required();
     sub->add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
     sub->add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
@@ -51,14 +55,20 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-r,--repetitions", reps, "repetitions")->capture_default_str()->check(CLI::Range(1, 1000));
     sub->add_option("--mmap", mmap, "1: weights stay memory-mapped; 0: loaded into huge-page memory")
         ->capture_default_str()->check(CLI::Range(0, 1));
+    sub->add_option("--adapter", adapters,
+                    "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
     run = [] {
         auto m = Model::load(model, "", mmap != 0);
         const ModelConfig& c = m->config();
+        const AdapterSet ads = AdapterSet::load(adapters, *m);
+        if (!ads.empty()) std::fprintf(stderr, "bench: adapters: %s\n", ads.describe().c_str());
         ContextParams cp;
-        cp.n_ctx = std::max(n_prompt, n_gen) + 1;
+        cp.adapter = ads.seq_adapter();
+        cp.n_ctx = std::max(n_prompt, n_gen) + 1 + ads.n_virtual();
         cp.n_batch = std::max(n_prompt, 1);
         cp.n_threads = threads;
         Context ctx(*m, cp);
+        if (ads.n_virtual() > 0) ctx.decode({});  // the virtual rows, once (clear() keeps them)
         std::mt19937 rng(42);
         std::vector<int32_t> prompt(n_prompt);
         for (auto& t : prompt) t = static_cast<int32_t>(rng() % c.n_vocab);

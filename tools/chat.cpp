@@ -3,6 +3,8 @@
 // or EOF ends the chat), so a script can pipe a session in: `printf 'hi\nbye\n' | llmforge chat …`.
 // The KV cache is kept between turns: each turn re-renders the whole conversation, keeps the
 // cached tokens it shares with the previous turn and decodes only the rest.
+// --adapter DIR[:scale] (repeatable): PEFT adapters (runtime/adapters.h); a prompt adapter's virtual
+// tokens stay in the cache before the conversation for the whole chat.
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/adapters.h"
 #include "runtime/chat.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
@@ -25,6 +28,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     static int threads = 0;
     static SamplerParams sp;
     static bool echo = false;
+    static std::vector<std::string> adapters;
     sp.temperature = 0.7f;
     sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
     sub->add_option("--system", system, "system message");
@@ -37,15 +41,21 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-c,--ctx-size", ctx_size, "context size (0 = the model's)");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_flag("--echo", echo, "print each user line (for scripted sessions without a terminal)");
+    sub->add_option("--adapter", adapters,
+                    "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
     run = [] {
         Sampler::validate(sp);
         auto m = Model::load(model);
         if (m->vocab().empty()) fail("chat: %s has no tokenizer (hint: a folder with tokenizer.json)", model.c_str());
         auto tok = Tokenizer::create(m->vocab());
+        const AdapterSet ads = AdapterSet::load(adapters, *m);
+        if (!ads.empty()) std::fprintf(stderr, "chat: adapters: %s\n", ads.describe().c_str());
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
+        cp.adapter = ads.seq_adapter();
         Context ctx(*m, cp);
+        const int64_t room = ctx.n_ctx() - ctx.n_virtual();  // positions for the conversation's tokens
         const ChatFormat fmt = require_chat_format(*tok, model, chat_template, true, "chat", "--chat-template");
         Sampler sampler(sp, tok.get());
         const bool tty = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0;
@@ -67,15 +77,16 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             const std::vector<int32_t> ids = chat_to_tokens(*tok, fmt.tmpl, in).tokens;
             size_t keep = 0;  // tokens already cached (at least one token must be decoded anew)
             while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep]) ++keep;
-            if (static_cast<int64_t>(ids.size()) + 8 > ctx.n_ctx()) {
+            if (static_cast<int64_t>(ids.size()) + 8 > room) {
                 fail_kind(ErrorKind::kResource,
                           "chat: the conversation has %zu tokens, the context holds %lld (hint: --ctx-size, or a new chat)",
-                          ids.size(), (long long)ctx.n_ctx());
+                          ids.size(), (long long)room);
             }
-            ctx.truncate(static_cast<int64_t>(keep));
+            // Cache positions: the virtual rows, then the conversation's tokens.
+            ctx.truncate(std::min(ctx.n_past(), ctx.n_virtual() + static_cast<int64_t>(keep)));
             GenerateParams gp;
             gp.stop = fmt.stops;
-            gp.max_tokens = std::min<int64_t>(n, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
+            gp.max_tokens = std::min<int64_t>(n, room - static_cast<int64_t>(ids.size()));
             std::fputs(tty ? "" : "assistant: ", stdout);
             std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
             GenerateResult r = generate(ctx, *tok, sampler, rest, gp, [](std::string_view s) {

@@ -28,6 +28,10 @@ void add_prepare(CLI::App& app, std::function<int()>& run);
 void add_perplexity(CLI::App& app, std::function<int()>& run);
 void add_gen_dialogues(CLI::App& app, std::function<int()>& run);
 void add_chat(CLI::App& app, std::function<int()>& run);
+void add_fisher(CLI::App& app, std::function<int()>& run);
+void add_logits(CLI::App& app, std::function<int()>& run);
+void add_merge_adapter(CLI::App& app, std::function<int()>& run);
+void add_augment(CLI::App& app, std::function<int()>& run);
 
 // Renders `in` with the Jinja file `template_file`, or else the tokenizer's own chat template;
 // BOS/EOS texts come from `tok` (may be null when a template file is given). `model` names the

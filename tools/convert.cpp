@@ -1,70 +1,82 @@
 // llmforge convert -m IN [--tokenizer FILE] -o OUT.gguf [--type T]: any readable format to GGUF.
 // Hugging Face llama checkpoints get llama.cpp's Q/K row permutation (rotate-half -> interleaved
 // pairs), so the file means the same to llama.cpp as to us.
+//
+// llmforge convert --adapter DIR [-m BASE] -o A.gguf [--type f32|f16|bf16]: a PEFT LoRA adapter as
+// a GGUF LoRA adapter for llama.cpp's --lora (gguf_export.h export_lora_gguf). The base (-m, else
+// adapter_config.json's base_model_name_or_path when it is a local path) checks the adapter and
+// gives the architecture; only its config is read. Adapter tensors are f32 unless --type is given.
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "gguf_export.h"
-#include "kernels/cpu/kernels.h"
+#include "model/adapter.h"
 #include "model/arch/arch.h"
 #include "model/model.h"
 
 namespace llmforge::cli {
 
+namespace {
+
+// The base model an adapter is checked against: -m, else the adapter's own base when local.
+std::string adapter_base(const std::string& given, const std::string& adapter_dir) {
+    if (!given.empty()) return given;
+    const std::string cfg_path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
+    std::string base;
+    try {
+        const nlohmann::json j = nlohmann::json::parse(read_file(cfg_path, "adapter config"));
+        if (j.is_object() && j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
+            base = j["base_model_name_or_path"].get<std::string>();
+    } catch (const nlohmann::json::exception&) {
+        fail("%s: not valid JSON", cfg_path.c_str());
+    }
+    std::error_code ec;
+    if (base.empty() || !std::filesystem::exists(base, ec))
+        fail("convert --adapter: the base model is needed to check the adapter and name its tensors (hint: -m BASE; "
+             "adapter_config.json's base_model_name_or_path '%s' is not a local path)", base.c_str());
+    return base;
+}
+
+}  // namespace
+
 void add_convert(CLI::App& app, std::function<int()>& run) {
-    auto* sub = app.add_subcommand("convert", "Convert a model to GGUF (optionally quantising)");
-    static std::string in, tokenizer, out, type = "f16";
+    auto* sub = app.add_subcommand("convert", "Convert a model to GGUF (optionally quantising), or a LoRA adapter "
+                                              "to a GGUF LoRA adapter (--adapter)");
+    static std::string in, tokenizer, out, type = "f16", adapter;
     static int threads = 0;
-    sub->add_option("-m,--model", in, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    sub->add_option("-m,--model", in, "GGUF file, Hugging Face folder or llama2.c .bin (with --adapter: its base)");
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF) to embed");
     sub->add_option("-o,--out", out, "output .gguf")->required();
-    sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k")->capture_default_str();
+    auto* type_opt = sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (--adapter: f32|f16|bf16, "
+                                                     "default f32)")->capture_default_str();
+    sub->add_option("--adapter", adapter, "PEFT LoRA adapter folder to write as a GGUF LoRA adapter (llama.cpp --lora)");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
-    run = [] {
+    run = [type_opt] {
+        if (!adapter.empty()) {
+            const DType t = type_opt->count() > 0 ? dtype_from_name(type) : DType::F32;
+            const std::string base = adapter_base(in, adapter);
+            const ModelFiles files = open_model_files(base, tokenizer);
+            const ModelConfig cfg = Model::validate(files);
+            const Adapter ad = read_adapter(adapter, arch_of(cfg.arch, base), cfg);
+            export_lora_gguf(out, ad, cfg, t, "convert");
+            return 0;
+        }
+        if (in.empty()) fail("convert: -m MODEL is required (or --adapter DIR to convert a LoRA adapter)");
         const DType requested = dtype_from_name(type);
         ModelFiles files = open_model_files(in, tokenizer);
         // Validates shapes and config exactly as loading does.
         ModelConfig cfg = Model::validate(files);
         // GGUF llama stores Q/K rows in the interleaved-pair order (llama.cpp's converter).
         const Arch& arch = arch_of(cfg.arch, in);
-        const bool permute_qk = !cfg.rope_interleaved && arch.gguf_rope_interleaved;
-        if (permute_qk) cfg.rope_interleaved = true;
-        std::map<std::string, bool> rope_rows;  // GGUF name -> rows follow the RoPE pair order
-        for (const NamedSpec& ns : tensor_list(arch, cfg, true)) rope_rows[ns.name] = ns.spec->rope_rows;
-        const auto& kt = kernels::kernels();
-        std::vector<ExportTensor> tensors;
-        for (const auto& [name, t] : files.tensors) {
-            ExportTensor e;
-            e.name = name;
-            e.shape = t.shape();
-            std::string note;
-            e.dtype = export_dtype(name, e.shape, requested, &note);
-            if (!note.empty()) std::fprintf(stderr, "convert: note: %s\n", note.c_str());
-            const int64_t cols = t.shape().back();
-            auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
-            const bool permute = permute_qk && rope_rows[name];
-            const int64_t D = cfg.head_dim;
-            Tensor src = t;
-            if (src.ndim() == 1 && permute) {  // a Q/K bias: each value is a row of the permutation
-                e.row = [src, deq, cols, D](int64_t, float* dst) {
-                    std::vector<float> tmp(static_cast<size_t>(cols));
-                    deq(src.data(), tmp.data(), cols);
-                    for (int64_t r = 0; r < cols; ++r) dst[r] = tmp[rope_row_source(r, D, true)];
-                };
-            } else {
-                e.row = [src, deq, cols, permute, D](int64_t r, float* dst) {
-                    if (src.ndim() == 1) {
-                        deq(src.data(), dst, cols);
-                    } else {
-                        deq(src.row(permute ? rope_row_source(r, D, true) : r), dst, cols);
-                    }
-                };
-            }
-            tensors.push_back(std::move(e));
-        }
+        const bool to_interleaved = cfg.rope_interleaved || arch.gguf_rope_interleaved;
+        std::vector<ExportTensor> tensors = model_export_tensors(files, cfg, to_interleaved, requested, {}, "convert");
         if (files.vocab.empty()) {
             std::fprintf(stderr, "convert: warning: %s has no tokenizer; pass --tokenizer to embed one\n",
                          in.c_str());

@@ -9,11 +9,15 @@
 // Jinja chat template (or --chat-template FILE, or the built-in --chat-template chatml) as Hugging
 // Face's apply_chat_template does; special-token text in it is parsed, and BOS is added only when
 // the template did not write it (runtime/chat.h, the server's rule too).
+//
+// --adapter DIR[:scale] (repeatable): PEFT adapters (runtime/adapters.h): LoRA adapters stack, a
+// prompt-tuning adapter's virtual tokens go before the prompt.
 #include <cstdio>
 
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/adapters.h"
 #include "runtime/chat.h"
 #include "runtime/generator.h"
 
@@ -25,7 +29,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static int64_t n = 128, ctx_size = 0;
     static int threads = 0;
     static SamplerParams sp;
-    static std::vector<std::string> stops;
+    static std::vector<std::string> stops, adapters;
     static bool no_bos = false, special = false, no_mmap = false, chat = false;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
@@ -50,6 +54,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--chat-template", chat_template,
                     "Jinja file to use for --chat instead of the model's ('chatml': the built-in ChatML)");
     sub->add_flag("--no-mmap", no_mmap, "load weights into huge-page memory instead of mapping the file");
+    sub->add_option("--adapter", adapters,
+                    "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
     run = [] {
         Sampler::validate(sp);
         auto m = Model::load(model, tokenizer, !no_mmap);
@@ -62,6 +68,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
             fail("%s: tokenizer has %d tokens but the model's vocabulary is %lld (wrong --tokenizer?)",
                  model.c_str(), tok->n_vocab(), (long long)m->config().n_vocab);
         }
+        const AdapterSet ads = AdapterSet::load(adapters, *m);
+        if (!ads.empty()) std::fprintf(stderr, "generate: adapters: %s\n", ads.describe().c_str());
         const bool llama2c = m->files().format == "llama2c";
         std::vector<int32_t> ids;
         std::vector<std::string> chat_stops;  // what the chat format needs beyond EOG tokens
@@ -82,6 +90,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
+        cp.adapter = ads.seq_adapter();
         GenerateParams gp;
         gp.stop = stops;
         gp.stop.insert(gp.stop.end(), chat_stops.begin(), chat_stops.end());
@@ -91,14 +100,16 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
             const int64_t steps = std::min<int64_t>(n, m->config().n_ctx_train);
             gp.max_tokens = std::max<int64_t>(0, steps - static_cast<int64_t>(ids.size()) + 1);
             gp.stop_on_bos = true;
-            if (cp.n_ctx == 0) cp.n_ctx = m->config().n_ctx_train;
+            if (cp.n_ctx == 0) cp.n_ctx = m->config().n_ctx_train + ads.n_virtual();
         }
         Context ctx(*m, cp);
-        if (static_cast<int64_t>(ids.size()) + gp.max_tokens > ctx.n_ctx()) {
-            gp.max_tokens = std::max<int64_t>(0, ctx.n_ctx() - static_cast<int64_t>(ids.size()));
-            if (static_cast<int64_t>(ids.size()) > ctx.n_ctx()) {
-                fail_kind(ErrorKind::kResource, "prompt has %zu tokens but the context holds %lld (hint: raise --ctx-size)",
-                          ids.size(), (long long)ctx.n_ctx());
+        const int64_t room = ctx.n_ctx() - ctx.n_virtual();  // positions left for tokens
+        if (static_cast<int64_t>(ids.size()) + gp.max_tokens > room) {
+            gp.max_tokens = std::max<int64_t>(0, room - static_cast<int64_t>(ids.size()));
+            if (static_cast<int64_t>(ids.size()) > room) {
+                fail_kind(ErrorKind::kResource, "prompt has %zu tokens but the context holds %lld%s (hint: raise --ctx-size)",
+                          ids.size(), (long long)room,
+                          ctx.n_virtual() > 0 ? " after the prompt adapter's virtual tokens" : "");
             }
         }
         std::fprintf(stderr, "generate: %s (%s, %s), %zu prompt tokens, %d threads, kernels %s\n",

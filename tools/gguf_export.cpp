@@ -2,14 +2,21 @@
 #include "progress.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
+#include "io/atomic_file.h"
 #include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/arch/arch.h"
 #include "model/gguf_model.h"
+#include "model/hf_config.h"
 #include "kernels/cpu/kernels.h"
 
 namespace llmforge::cli {
@@ -96,6 +103,184 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
     }
     w.write(path);
     std::fprintf(stderr, "%s: wrote %s (%zu tensors)\n", label, path.c_str(), n_tensors);
+}
+
+std::vector<ExportTensor> model_export_tensors(const ModelFiles& files, ModelConfig& cfg, bool to_interleaved,
+                                               DType requested, const ReplacedTensors& replaced, const char* label) {
+    const Arch& arch = arch_of(cfg.arch, files.path);
+    const bool permute_qk = cfg.rope_interleaved != to_interleaved;
+    std::map<std::string, bool> rope_rows;  // GGUF name -> rows follow the RoPE pair order
+    for (const NamedSpec& ns : tensor_list(arch, cfg, true)) rope_rows[ns.name] = ns.spec->rope_rows;
+    cfg.rope_interleaved = to_interleaved;
+    const auto& kt = kernels::kernels();
+    const int64_t D = cfg.head_dim;
+    std::vector<ExportTensor> tensors;
+    for (const auto& [name, t] : files.tensors) {
+        ExportTensor e;
+        e.name = name;
+        e.shape = t.shape();
+        std::string note;
+        e.dtype = export_dtype(name, e.shape, requested, &note);
+        if (!note.empty()) std::fprintf(stderr, "%s: note: %s\n", label, note.c_str());
+        const int64_t cols = t.shape().back();
+        const bool permute = permute_qk && rope_rows[name];
+        auto rep = replaced.find(name);
+        if (rep != replaced.end()) {
+            std::shared_ptr<const std::vector<float>> v = rep->second;
+            LF_ASSERT(static_cast<int64_t>(v->size()) == t.numel());
+            if (t.ndim() == 1 && permute) {
+                e.row = [v, cols, D, to_interleaved](int64_t, float* dst) {
+                    for (int64_t r = 0; r < cols; ++r) dst[r] = (*v)[rope_row_source(r, D, to_interleaved)];
+                };
+            } else {
+                e.row = [v, cols, permute, D, to_interleaved](int64_t r, float* dst) {
+                    const int64_t sr = permute ? rope_row_source(r, D, to_interleaved) : r;
+                    std::memcpy(dst, v->data() + sr * cols, static_cast<size_t>(cols) * sizeof(float));
+                };
+            }
+            tensors.push_back(std::move(e));
+            continue;
+        }
+        auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
+        Tensor src = t;
+        if (src.ndim() == 1 && permute) {  // a Q/K bias: each value is a row of the permutation
+            e.row = [src, deq, cols, D, to_interleaved](int64_t, float* dst) {
+                std::vector<float> tmp(static_cast<size_t>(cols));
+                deq(src.data(), tmp.data(), cols);
+                for (int64_t r = 0; r < cols; ++r) dst[r] = tmp[rope_row_source(r, D, to_interleaved)];
+            };
+        } else {
+            e.row = [src, deq, cols, permute, D, to_interleaved](int64_t r, float* dst) {
+                if (src.ndim() == 1) {
+                    deq(src.data(), dst, cols);
+                } else {
+                    deq(src.row(permute ? rope_row_source(r, D, to_interleaved) : r), dst, cols);
+                }
+            };
+        }
+        tensors.push_back(std::move(e));
+    }
+    return tensors;
+}
+
+void export_hf_folder(const std::string& dir, const ModelConfig& cfg, DType requested,
+                      std::vector<ExportTensor> tensors, const std::vector<std::string>& extra_files,
+                      int n_threads, const char* label) {
+    namespace fs = std::filesystem;
+    if (requested != DType::F32 && requested != DType::F16 && requested != DType::BF16)
+        fail("%s: --type %s: a Hugging Face folder holds f32, f16 or bf16 tensors (hint: write a .gguf to quantise)",
+             label, dtype_name(requested));
+    LF_ASSERT(!cfg.rope_interleaved);
+    const Arch& arch = arch_of(cfg.arch, dir);
+    std::error_code ec;
+    if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+        fail("%s: %s exists and is not a folder (hint: a Hugging Face model is written as a folder; name a .gguf "
+             "for one file)", label, dir.c_str());
+    fs::create_directories(dir, ec);
+    if (ec) fail("%s: cannot create the folder %s (%s)", label, dir.c_str(), ec.message().c_str());
+
+    const auto& kt = kernels::kernels();
+    ThreadPool pool(n_threads > 0 ? n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    std::vector<std::vector<uint8_t>> bufs;  // the writer borrows them until write()
+    bufs.reserve(tensors.size());
+    SafetensorsWriter w;
+    w.set_metadata("format", "pt");
+    for (ExportTensor& t : tensors) {
+        const std::string hf = gguf_to_hf_name(arch, t.name);
+        if (hf.empty()) {
+            std::fprintf(stderr, "%s: note: %s has no Hugging Face name (config.json carries it); left out\n", label,
+                         t.name.c_str());
+            continue;
+        }
+        const DType dt = requested;
+        const int64_t cols = t.shape.back();
+        int64_t rows = 1;
+        for (size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
+        const size_t rb = row_bytes(dt, cols);
+        auto quant = kt.quantize_row[static_cast<int>(dt)];
+        if (dt != DType::F32) LF_ASSERT(quant != nullptr);
+        bufs.emplace_back(rb * static_cast<size_t>(rows));
+        uint8_t* dst = bufs.back().data();
+        std::vector<std::vector<float>> tmp(pool.size(), std::vector<float>(static_cast<size_t>(cols)));
+        pool.run(rows, [&](int64_t r, int tid) {
+            float* f = tmp[tid].data();
+            t.row(r, f);
+            if (quant) {
+                quant(f, dst + r * rb, cols);
+            } else {
+                std::memcpy(dst + r * rb, f, rb);
+            }
+        });
+        w.add_tensor(hf, dt, t.shape, dst, bufs.back().size());
+    }
+    w.write((fs::path(dir) / "model.safetensors").string());
+    {
+        AtomicFile f((fs::path(dir) / "config.json").string());
+        const std::string text = hf_config_write(cfg);
+        f.write(text.data(), text.size());
+        f.commit();
+    }
+    for (const std::string& src : extra_files) {
+        const std::string text = read_file(src, "tokenizer file");
+        AtomicFile f((fs::path(dir) / fs::path(src).filename()).string());
+        f.write(text.data(), text.size());
+        f.commit();
+    }
+    std::fprintf(stderr, "%s: wrote %s (%zu tensors, %s)\n", label, dir.c_str(), w.n_tensors(), dtype_name(requested));
+}
+
+std::string lora_site_gguf_name(const Arch& arch, const LoraSite& s) {
+    const TensorSpec* spec = arch.find_slot(s.w.slot);
+    LF_ASSERT(spec != nullptr);
+    return spec->gguf_name(s.w.layer);
+}
+
+void export_lora_gguf(const std::string& path, const Adapter& ad, const ModelConfig& base, DType type,
+                      const char* label) {
+    if (ad.cfg.type != PeftType::kLora)
+        fail("%s: %s is a prompt-tuning adapter; GGUF adapters (llama.cpp --lora) are LoRA only (hint: run it with "
+             "llmforge's --adapter)", label, ad.path.c_str());
+    if (type != DType::F32 && type != DType::F16 && type != DType::BF16)
+        fail("%s: --type %s for a LoRA adapter, expected f32, f16 or bf16", label, dtype_name(type));
+    const Arch& arch = arch_of(base.arch, ad.path);
+    const bool interleave = arch.gguf_rope_interleaved;
+    const int64_t D = base.head_dim;
+    GgufWriter w;
+    w.set("general.architecture", base.arch);
+    w.set("general.type", "adapter");
+    const std::string name = std::filesystem::path(ad.path).filename().string();
+    if (!name.empty()) w.set("general.name", name);
+    w.set("adapter.type", "lora");
+    // llama.cpp: scale = alpha / r (no rsLoRA): alpha·sqrt(r) / r = alpha / sqrt(r).
+    const double alpha = ad.cfg.use_rslora ? ad.cfg.alpha * std::sqrt(static_cast<double>(ad.cfg.r)) : ad.cfg.alpha;
+    w.set("adapter.lora.alpha", static_cast<float>(alpha));
+    const auto quant = kernels::kernels().quantize_row[static_cast<int>(type)];
+    if (type != DType::F32) LF_ASSERT(quant != nullptr);
+    auto add = [&](const std::string& tname, std::vector<int64_t> shape, std::vector<float> values) {
+        auto v = std::make_shared<std::vector<float>>(std::move(values));
+        const int64_t cols = shape.back(), rows = shape.front();
+        const size_t rb = row_bytes(type, cols);
+        w.add_tensor(tname, type, std::move(shape), [v, cols, rows, rb, quant](uint8_t* dst, size_t nbytes) {
+            LF_ASSERT(nbytes == rb * static_cast<size_t>(rows));
+            for (int64_t r = 0; r < rows; ++r) {
+                if (quant) {
+                    quant(v->data() + r * cols, dst + r * rb, cols);
+                } else {
+                    std::memcpy(dst + r * rb, v->data() + r * cols, rb);
+                }
+            }
+        });
+    };
+    for (const LoraPair& p : ad.lora) {
+        const std::string base_name = lora_site_gguf_name(arch, p.site);
+        std::vector<float> b = p.b;
+        if (p.site.rope_rows && interleave) permute_rope_rows(p.b.data(), b.data(), p.site.out, p.r, D, true);
+        add(base_name + ".lora_a", {p.r, p.site.in}, p.a);
+        add(base_name + ".lora_b", {p.site.out, p.r}, std::move(b));
+    }
+    w.write(path);
+    std::fprintf(stderr, "%s: wrote %s (LoRA adapter for %s: %zu modules, r %lld, alpha %g, %s)\n", label,
+                 path.c_str(), base.arch.c_str(), ad.lora.size(), (long long)ad.cfg.r, alpha, dtype_name(type));
 }
 
 }  // namespace llmforge::cli

@@ -1,14 +1,19 @@
-// Writing a model as GGUF: the part shared by `convert` and `init-model`.
-// Each tensor comes from a row source (produces f32 rows on demand), so conversion streams tensor
-// by tensor and quantises in parallel without holding the model twice in memory.
+// Writing a model as GGUF or as a Hugging Face folder: the part shared by `convert`,
+// `init-model` and `merge-adapter`.
+// Each tensor comes from a row source (produces f32 rows on demand), so GGUF conversion streams
+// tensor by tensor and quantises in parallel without holding the model twice in memory.
 #pragma once
 
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "model/adapter.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "tokenizer/vocab.h"
 
 namespace llmforge::cli {
@@ -35,5 +40,38 @@ uint32_t gguf_file_type(DType requested);
 void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& vocab,
                  DType requested, std::vector<ExportTensor> tensors, int n_threads,
                  const char* label);  // "convert" / "init-model": prefix of the progress line
+
+// Replacement values of some tensors (GGUF name -> numel f32 values, in the source's row order):
+// merge-adapter's merged matrices.
+using ReplacedTensors = std::map<std::string, std::shared_ptr<const std::vector<float>>>;
+
+// Every tensor of `files` as export rows (dequantised to f32), with Q/K rows (and Q/K biases)
+// moved to the RoPE order `to_interleaved` when cfg.rope_interleaved differs (the permutation of
+// llama.cpp's converter; cfg.rope_interleaved is set to the new order). Output dtypes follow
+// export_dtype(); notes go to stderr prefixed with `label`.
+std::vector<ExportTensor> model_export_tensors(const ModelFiles& files, ModelConfig& cfg, bool to_interleaved,
+                                               DType requested, const ReplacedTensors& replaced, const char* label);
+
+// Writes a Hugging Face model folder: config.json (hf_config_write; cfg must be in the rotate-half
+// order) and model.safetensors (every tensor under its HF name, as f32, or f16 / bf16 when
+// requested), each replaced atomically; then copies `extra_files` (tokenizer.json, ...) into it.
+// DIR is created when missing. Tensors without a HF name (rope_freqs: config.json carries the
+// scaling) are left out, with a note.
+void export_hf_folder(const std::string& dir, const ModelConfig& cfg, DType requested,
+                      std::vector<ExportTensor> tensors, const std::vector<std::string>& extra_files,
+                      int n_threads, const char* label);
+
+// A PEFT LoRA adapter as a GGUF LoRA adapter, the file llama.cpp's `--lora` loads (the layout of
+// its convert_lora_to_gguf.py and src/llama-adapter.cpp): general.type "adapter",
+// general.architecture (the base's), adapter.type "lora", adapter.lora.alpha (f32; llama.cpp
+// scales by alpha / r, so an rsLoRA adapter's alpha is written as alpha·sqrt(r)), and per covered
+// module "<gguf weight name>.lora_a" (r, in) and ".lora_b" (out, r) in row-major terms (GGUF
+// dims {in, r} and {r, out}). For an architecture whose GGUF files keep Q/K rows interleaved
+// (llama) B's Q/K rows are permuted like the base's weights. `type`: f32, f16 or bf16.
+void export_lora_gguf(const std::string& path, const Adapter& ad, const ModelConfig& base, DType type,
+                      const char* label);
+
+// The GGUF name of a LoRA site's weight ("blk.3.attn_q.weight").
+std::string lora_site_gguf_name(const Arch& arch, const LoraSite& s);
 
 }  // namespace llmforge::cli

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
     llmforge::cli::add_perplexity(app, cmds["perplexity"]);
     llmforge::cli::add_gen_dialogues(app, cmds["gen-dialogues"]);
     llmforge::cli::add_chat(app, cmds["chat"]);
+    llmforge::cli::add_logits(app, cmds["logits"]);
+    llmforge::cli::add_merge_adapter(app, cmds["merge-adapter"]);
+    llmforge::cli::add_augment(app, cmds["augment"]);
+    llmforge::cli::add_fisher(app, cmds["fisher"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

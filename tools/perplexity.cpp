@@ -1,6 +1,7 @@
 // llmforge perplexity -m MODEL -f TEXT [--ctx N]: perplexity of any model the engine loads on a text
 // file (rule: src/runtime/perplexity.h — windows of --ctx tokens from an empty cache, every token
-// after a window's first scored).
+// after a window's first scored). --adapter DIR[:scale] (repeatable): PEFT adapters (LoRA deltas; a
+// prompt adapter's virtual tokens before each window, never scored).
 #include <chrono>
 #include <cstdio>
 
@@ -9,6 +10,7 @@
 #include "core/file.h"
 #include "model/model.h"
 #include "progress.h"
+#include "runtime/adapters.h"
 #include "runtime/perplexity.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,14 +23,19 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
     static std::string model, tokenizer, file;
     static int64_t n_ctx = 0;
     static int threads = 0;
+    static std::vector<std::string> adapters;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-f,--file", file, "text file")->required();
     sub->add_option("-c,--ctx", n_ctx, "window size in tokens (default: min(model context, 512))");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    sub->add_option("--adapter", adapters,
+                    "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
     run = [] {
         auto m = Model::load(model, tokenizer);
         if (m->vocab().empty()) fail("perplexity: %s has no tokenizer (hint: --tokenizer)", model.c_str());
+        const AdapterSet ads = AdapterSet::load(adapters, *m);
+        if (!ads.empty()) std::fprintf(stderr, "perplexity: adapters: %s\n", ads.describe().c_str());
         const int64_t train_ctx = m->config().n_ctx_train;
         if (n_ctx == 0) n_ctx = std::min<int64_t>(train_ctx > 0 ? train_ctx : 512, 512);
         if (n_ctx < 2) fail("perplexity: --ctx %lld, expected at least 2 tokens per window", (long long)n_ctx);
@@ -49,7 +56,7 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
             char buf[96];
             std::snprintf(buf, sizeof buf, "window %lld/%lld ppl %.4f", (long long)w, (long long)nw, ppl);
             prog.update(static_cast<double>(std::min<int64_t>(w * n_ctx, static_cast<int64_t>(ids.size()))), buf);
-        });
+        }, ads.seq_adapter());
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("perplexity: %.4f ± %.4f (%lld tokens, %lld windows)\n", r.ppl, r.ppl_stderr, (long long)r.n_scored,
                     (long long)r.n_windows);

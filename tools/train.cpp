@@ -68,6 +68,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--replay-ratio", a.replay_ratio, "share of batch rows drawn from --replay");
     sub->add_option("--ewc-lambda", a.ewc_lambda, "EWC strength (needs --ewc-fisher)");
     sub->add_option("--ewc-fisher", a.ewc_fisher, "diagonal Fisher file from llmforge fisher");
+    sub->add_flag("--eval-only", a.eval_only, "print the validation loss of --model (+ --init-adapter) as JSON and exit");
     run = [sub] {
         a.shuffle = !no_shuffle;
         std::set<std::string> given;

@@ -288,6 +288,8 @@ Adapter read_adapter(const std::string& dir, const Arch& a, const ModelConfig& c
     const std::vector<LoraSite> all = linear_modules(a, c);
     for (const LoraSite& s : all) by_module[s.module] = &s;
     std::map<std::string, std::pair<const SafetensorsTensorInfo*, const SafetensorsTensorInfo*>> pairs;
+    const SafetensorsTensorInfo* unknown = nullptr;
+    std::string unknown_module;
     for (const SafetensorsTensorInfo& info : st.tensor_infos()) {
         const std::string& n = info.name;
         const std::string pa = ".lora_A.weight", pb = ".lora_B.weight";
@@ -297,14 +299,16 @@ Adapter read_adapter(const std::string& dir, const Arch& a, const ModelConfig& c
             fail("%s: tensor '%s' is not a LoRA matrix (expected base_model.model.<module>.lora_A.weight / .lora_B.weight; "
                  "hint: DoRA magnitudes, embeddings and modules_to_save are not supported)", st_path.c_str(), n.c_str());
         const std::string module = n.substr(std::string(kPrefix).size(), n.size() - std::string(kPrefix).size() - pa.size());
-        if (!by_module.count(module))
-            fail("adapter %s: tensor '%s' names module '%s', which this %s base does not have (%lld layers; hint: %s)",
-                 dir.c_str(), n.c_str(), module.c_str(), a.name.c_str(), (long long)c.n_layer, hint.c_str());
+        if (!by_module.count(module)) {
+            // Reported after the shape checks: a shape names both sides, which says more.
+            if (unknown == nullptr) unknown = &info, unknown_module = module;
+            continue;
+        }
         (is_a ? pairs[module].first : pairs[module].second) = &info;
         if (!info.loadable)
             fail("%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", st_path.c_str(), n.c_str(), info.dtype_name.c_str());
     }
-    if (pairs.empty()) fail("%s: holds no LoRA matrices", st_path.c_str());
+    if (pairs.empty() && unknown == nullptr) fail("%s: holds no LoRA matrices", st_path.c_str());
     for (const LoraSite& s : all) {
         auto it = pairs.find(s.module);
         if (it == pairs.end()) continue;
@@ -331,6 +335,9 @@ Adapter read_adapter(const std::string& dir, const Arch& a, const ModelConfig& c
         p.b = to_f32(st.tensor(*ib));
         ad.lora.push_back(std::move(p));
     }
+    if (unknown != nullptr)
+        fail("adapter %s: tensor '%s' names module '%s', which this %s base does not have (%lld layers; hint: %s)",
+             dir.c_str(), unknown->name.c_str(), unknown_module.c_str(), a.name.c_str(), (long long)c.n_layer, hint.c_str());
     return ad;
 }
 

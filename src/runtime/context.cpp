@@ -27,15 +27,48 @@ Context::Context(const Model& model, const ContextParams& params)
       cache_(model.new_memory(pick_ctx(model, params))),
       logits_(model.config().n_vocab) {
     if (params_.n_batch <= 0) params_.n_batch = 512;
+    const SeqAdapter& a = params_.adapter;
+    LF_ASSERT(a.n_virtual >= 0 && (a.n_virtual == 0 || a.virtual_rows != nullptr));
+    if (a.n_virtual >= cache_->n_ctx())
+        fail_kind(ErrorKind::kResource,
+                  "the prompt adapter's %lld virtual tokens fill the whole context of %lld positions (hint: raise "
+                  "--ctx-size)", (long long)a.n_virtual, (long long)cache_->n_ctx());
+}
+
+void Context::run_virtual(bool want_logits) {
+    const SeqAdapter& a = params_.adapter;
+    const int64_t C = model_.config().n_embd;
+    while (n_past_ < a.n_virtual) {
+        const int64_t m = std::min(params_.n_batch, a.n_virtual - n_past_);
+        const bool last = n_past_ + m == a.n_virtual;
+        SeqBatch sq;
+        sq.cache = cache_.get();
+        sq.n = m;
+        sq.pos0 = n_past_;
+        sq.embd = a.virtual_rows + n_past_ * C;
+        sq.delta = a.delta;
+        sq.logits = want_logits && last ? logits_.data() : nullptr;
+        sq.n_out = want_logits && last ? 1 : 0;
+        model_.forward_batch(&sq, 1, pool_, scratch_);
+        n_past_ += m;
+    }
 }
 
 void Context::run(const std::vector<int32_t>& tokens, float* out, bool all) {
     const int64_t n = static_cast<int64_t>(tokens.size());
     const int64_t V = model_.config().n_vocab;
+    run_virtual(n == 0);
     for (int64_t b = 0; b < n; b += params_.n_batch) {
         const int64_t m = std::min(params_.n_batch, n - b);
-        model_.forward(tokens.data() + b, m, n_past_, *cache_, all ? out + b * V : out, all ? m : 1,
-                       pool_, scratch_);
+        SeqBatch sq;
+        sq.cache = cache_.get();
+        sq.tokens = tokens.data() + b;
+        sq.n = m;
+        sq.pos0 = n_past_;
+        sq.logits = all ? out + b * V : out;
+        sq.n_out = all ? m : 1;
+        sq.delta = params_.adapter.delta;
+        model_.forward_batch(&sq, 1, pool_, scratch_);
         n_past_ += m;
     }
 }

@@ -20,7 +20,8 @@ GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
 
     auto t0 = std::chrono::steady_clock::now();
     for (int32_t t : prompt) sampler.accept(t);
-    if (!prompt.empty()) ctx.decode(prompt);
+    // An empty prompt still runs a prompt adapter's virtual rows (their last one gives the logits).
+    if (!prompt.empty() || ctx.n_past() < ctx.n_virtual()) ctx.decode(prompt);
     res.prefill_seconds = seconds_since(t0);
     res.finish_reason = "length";
     if (ctx.n_past() == 0) return res;

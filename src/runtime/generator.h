@@ -33,7 +33,8 @@ struct GenerateResult {
 // on_text receives each piece of text as it becomes final; returning false cancels.
 using TextCallback = std::function<bool(std::string_view)>;
 
-// Continues from ctx.n_past(): prompt tokens are appended (the caller adds BOS if wanted).
+// Continues from ctx.n_past(): prompt tokens are appended (the caller adds BOS if wanted), after
+// the context's virtual rows (a prompt adapter's) when they are not in its cache yet.
 GenerateResult generate(Context& ctx, const Tokenizer& tok, Sampler& sampler,
                         const std::vector<int32_t>& prompt, const GenerateParams& params,
                         const TextCallback& on_text = nullptr);

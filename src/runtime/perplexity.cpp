@@ -8,12 +8,14 @@
 namespace llmforge {
 
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
-                            const std::function<void(int64_t, int64_t, double)>& progress) {
+                            const std::function<void(int64_t, int64_t, double)>& progress,
+                            const SeqAdapter& adapter) {
     if (tokens.size() < 2) fail("perplexity: the text has %zu tokens, expected at least 2", tokens.size());
     if (n_ctx < 2) fail("perplexity: --ctx %lld, expected at least 2", (long long)n_ctx);
     ContextParams cp;
-    cp.n_ctx = n_ctx;
+    cp.n_ctx = n_ctx + adapter.n_virtual;
     cp.n_threads = threads;
+    cp.adapter = adapter;
     Context ctx(model, cp);
     const int64_t V = model.config().n_vocab;
     const int64_t n = static_cast<int64_t>(tokens.size());
@@ -24,7 +26,7 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& toke
         const int64_t b = w * n_ctx, e = std::min(n, b + n_ctx);
         if (e - b < 2) break;  // a single trailing token has nothing before it in its window
         std::vector<int32_t> win(tokens.begin() + b, tokens.begin() + e);
-        ctx.clear();
+        ctx.clear();  // keeps the virtual rows
         const std::vector<float> logits = ctx.decode_all(win);  // (len, V)
         for (int64_t i = 0; i + 1 < static_cast<int64_t>(win.size()); ++i) {
             const float* row = logits.data() + i * V;

@@ -6,6 +6,10 @@
 // NLL_i = -log softmax(logits_{i-1})[t_i], in double. N tokens in W windows score N - W tokens.
 // ppl = exp(mean NLL); ppl_stderr = ppl * SE(mean NLL) (delta method).
 //
+// With an adapter (runtime/context.h SeqAdapter): its LoRA delta applies to every row, and a prompt
+// adapter's N virtual rows come before each window (the window's tokens at positions N..); they are
+// never scored. The KV cache then holds N + n_ctx positions.
+//
 // Thread safety: uses its own Context; the Model is only read.
 #pragma once
 
@@ -15,6 +19,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/context.h"
 
 namespace llmforge {
 
@@ -29,6 +34,7 @@ struct PerplexityResult {
 // progress(window_done, n_windows, running_ppl) after each window. Errors: fewer than 2 tokens,
 // n_ctx < 2, token ids outside the vocabulary.
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
-                            const std::function<void(int64_t, int64_t, double)>& progress = nullptr);
+                            const std::function<void(int64_t, int64_t, double)>& progress = nullptr,
+                            const SeqAdapter& adapter = {});
 
 }  // namespace llmforge

@@ -103,7 +103,8 @@ void validate(const TrainArgs& a) {
     positive("--batch", a.batch);
     positive("--grad-accum", a.grad_accum);
     positive("--steps", a.steps);
-    if (a.data.empty()) fail("train: no --data (hint: a .u16/.u32 token file or a folder written by llmforge prepare)");
+    if (a.data.empty() && !(a.eval_only && !a.val_data.empty()))
+        fail("train: no --data (hint: a .u16/.u32 token file or a folder written by llmforge prepare)");
     if (!(a.lr > 0)) fail("train: --lr is %g, expected > 0", a.lr);
     if (a.min_lr < 0 || a.min_lr > a.lr) fail("train: --min-lr is %g, expected 0 <= min-lr <= lr (%g)", a.min_lr, a.lr);
     if (a.warmup_steps < 0) fail("train: --warmup-steps is %lld, expected >= 0", (long long)a.warmup_steps);
@@ -113,6 +114,9 @@ void validate(const TrainArgs& a) {
     if (!(a.dropout >= 0 && a.dropout < 1)) fail("train: --dropout is %g, expected in [0, 1)", a.dropout);
     if (a.grad_clip < 0) fail("train: --grad-clip is %g, expected >= 0 (0 = no clipping)", a.grad_clip);
     if (a.save_every < 0 || a.eval_every < 0) fail("train: --save-every/--eval-every must be >= 0");
+    if (a.eval_only && (!a.save.empty() || !a.resume.empty()))
+        fail("train: --eval-only writes nothing and resumes nothing (hint: drop --save / --resume; evaluate a saved "
+             "adapter with --peft lora|prompt --init-adapter DIR, a saved model with --model DIR)");
     if (a.stop_after >= 0 && a.save.empty())
         fail("train: --stop-after %lld needs --save DIR (the interruption saves a checkpoint to resume from)",
              (long long)a.stop_after);
@@ -472,6 +476,14 @@ void RunInputs::open_peft_model() {
 void RunInputs::open_data() {
     std::error_code ec;
     const int64_t V = model->config().n_vocab, T = a.seq_len;
+    if (a.eval_only && !a.val_data.empty()) {
+        val = TokenData::open(a.val_data, "val", V);
+        if (!val->sft() && val->size() < T + 1)
+            fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);
+        if (val->sft()) model->added_rows_predict_first = false;
+        data = *val;
+        return;
+    }
     data = TokenData::open(a.data, "train", V);
     // (SFT data pads its packed rows: any dialogue fills a row.)
     if (!data.sft() && data.size() < T + 1)
@@ -479,10 +491,11 @@ void RunInputs::open_data() {
              (long long)T, (long long)(T + 1));
     if (!a.val_data.empty()) {
         val = TokenData::open(a.val_data, "val", V);
-    } else if (a.eval_every > 0 && fs::is_directory(a.data, ec)) {
+    } else if ((a.eval_every > 0 || a.eval_only) && fs::is_directory(a.data, ec)) {
         val = TokenData::open(a.data, "val", V);
     }
     if (a.eval_every > 0 && !val) fail("train: --eval-every needs validation data (hint: --val-data FILE)");
+    if (a.eval_only && !val) fail("train: --eval-only needs validation data (hint: --val-data FILE, or a prepare folder with a val split)");
     if (data.sft()) {
         (void)data.packing(T);  // the packing (and its truncation notice) before the first step
         model->added_rows_predict_first = false;  // a dialogue's first token is template text
@@ -540,6 +553,8 @@ public:
     void announce() const;
     // Steps from the checkpoint's step (or 0) to --steps, or to --stop-after.
     void train();
+    // --eval-only: the validation loss, printed as one JSON line on stdout.
+    TrainResult evaluate_only();
     // The final save (unless the last step was saved) and the run's summary.
     TrainResult finish();
 
@@ -867,6 +882,21 @@ void TrainRun::save() {
                        (in.peft ? " (" + a.peft + " adapter)" : ""));
 }
 
+TrainResult TrainRun::evaluate_only() {
+    if (!in.val) fail("train: --eval-only needs validation data (hint: --val-data FILE, or a prepare folder with a val split)");
+    res.eval_loss = eval_loss(*in.val);
+    std::printf("%s\n", json{{"model", a.model},
+                             {"adapter", a.init_adapter},
+                             {"data", in.val->description()},
+                             {"batches", a.eval_batches},
+                             {"tokens", a.eval_batches * B * T},
+                             {"val_loss", res.eval_loss},
+                             {"perplexity", std::exp(res.eval_loss)}}
+                             .dump()
+                             .c_str());
+    return res;
+}
+
 TrainResult TrainRun::finish() {
     if (state.step != last_saved) save();
     if (saved)
@@ -897,6 +927,7 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     in.open_save_folder();
 
     TrainRun run(in);
+    if (in.a.eval_only) return run.evaluate_only();
     run.announce();
     run.train();
     return run.finish();

@@ -51,6 +51,9 @@ struct TrainArgs {
     // EWC: + ewc_lambda/2 · Σ F_i (θ_i − θ*_i)², F and θ* from `llmforge fisher` (--ewc-fisher).
     double ewc_lambda = 0;
     std::string ewc_fisher;
+    // Only the validation loss of the model (with its adapter: --peft + --init-adapter) on
+    // --val-data (or --data's val split) over --eval-batches batches; no step, nothing written.
+    bool eval_only = false;
 };
 
 nlohmann::json args_to_json(const TrainArgs& a);
@@ -60,6 +63,7 @@ void merge_resumed_args(TrainArgs& a, const nlohmann::json& saved, const std::se
 
 struct TrainResult {
     int64_t steps_done = 0;
+    double eval_loss = -1;  // --eval-only
     double last_loss = 0, last_val_loss = -1;
     double tokens_per_s = 0;  // median over the run's steps (after the first)
     double peak_rss_mb = 0;
