@@ -5,7 +5,7 @@
 #     topic (task B: a harbour's ferry timetable, bench/make_ferry_corpus.py) by full fine-tuning,
 #     with plain fine-tuning, rehearsal (--replay A --replay-ratio P), EWC (llmforge fisher on A,
 #     --ewc-lambda L) and a LoRA adapter. Forgetting = task-A validation loss after B minus before.
-#  2. Robustness on a small task: LoRA SFT on 48 ferry Q&A dialogues, validation on 200 held-out
+#  2. Robustness on a small task: LoRA SFT on 24 ferry Q&A dialogues, validation on 200 held-out
 #     ones, with nothing, FGM (--fgm EPS), EDA augmentation (llmforge augment) and both.
 #
 #   bench/finetune_experiments.sh [continual|robust|all]     (env: BIN, OUT, THREADS, STEPS)
@@ -22,9 +22,9 @@ M=models/default
 what=${1:-all}
 mkdir -p "$OUT"
 
-evalloss() {  # evalloss DATA [train flags...] -> validation loss
+evalloss() {  # evalloss DATA [train flags...] -> validation loss (EVAL_BATCHES batches of 8 x 128)
     local data=$1; shift
-    "$BIN" train --eval-only --data "$data" --seq-len 128 --batch 8 --eval-batches 8 -t "$THREADS" "$@" 2>/dev/null |
+    "$BIN" train --eval-only --data "$data" --seq-len 128 --batch 8 --eval-batches "${EVAL_BATCHES:-8}" -t "$THREADS" "$@" 2>/dev/null |
         python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["val_loss"])'
 }
 
@@ -40,7 +40,7 @@ continual() {
     a0=$(evalloss "$d/A" --model $M)
     b0=$(evalloss "$d/B" --model $M)
     echo "method,a_before,a_after,b_before,b_after,forgetting,seconds" > "$OUT/continual.csv"
-    local common=(--data "$d/B" --seq-len 128 --batch 8 --steps "$STEPS" --lr 1e-3 --min-lr 1e-4 --warmup-steps 10
+    local common=(--data "$d/B" --seq-len 128 --batch 8 --steps "$STEPS" --min-lr 1e-4 --warmup-steps 10
                   --weight-decay 0.01 --seed 1 -t "$THREADS" -q)
     run() {  # run NAME EVAL_FLAGS... -- TRAIN_FLAGS...
         local name=$1; shift
@@ -48,7 +48,7 @@ continual() {
         while [[ $1 != -- ]]; do ev+=("$1"); shift; done; shift
         tr=("$@")
         local t0=$SECONDS
-        "$BIN" train --model $M "${common[@]}" --save "$d/$name" "${tr[@]}" 2>/dev/null
+        "$BIN" train --model $M "${common[@]}" --lr "${LR:-1e-3}" --save "$d/$name" "${tr[@]}" 2>/dev/null
         local secs=$((SECONDS - t0)) a1 b1
         a1=$(evalloss "$d/A" "${ev[@]}")
         b1=$(evalloss "$d/B" "${ev[@]}")
@@ -59,14 +59,14 @@ continual() {
     for l in 1e6 1e7; do
         run "ewc-$l" --model "$d/ewc-$l" -- --ewc-lambda "$l" --ewc-fisher "$d/A.fisher"
     done
-    run lora-r16 --model $M --peft lora --init-adapter "$d/lora-r16" -- --peft lora --lora-r 16 --lora-alpha 32 \
-        --lora-targets all-linear --lr 3e-3
+    LR=3e-3 run lora-r16 --model $M --peft lora --init-adapter "$d/lora-r16" -- --peft lora --lora-r 16 \
+        --lora-alpha 32 --lora-targets all-linear
 }
 
 robust() {
     local d=$OUT/robust
     rm -rf "$d"; mkdir -p "$d"
-    python3 bench/make_ferry_corpus.py --docs 48 --seed 11 --chat --jsonl "$d/train.jsonl"
+    python3 bench/make_ferry_corpus.py --docs 24 --seed 11 --chat --jsonl "$d/train.jsonl"
     python3 bench/make_ferry_corpus.py --docs 200 --seed 12 --chat --jsonl "$d/val.jsonl"
     "$BIN" augment -i "$d/train.jsonl" -o "$d/train-aug.jsonl" --copies 4 --sr 0.1 --rd 0.1 --rs 0.1 \
         --synonyms data/shop_synonyms.txt --seed 1 2>/dev/null
@@ -75,7 +75,8 @@ robust() {
     done
     echo "method,val_before,val_after,train_loss_last,seconds" > "$OUT/robust.csv"
     local v0
-    v0=$(evalloss "$d/val/" --model $M --val-data "$d/val")
+    export EVAL_BATCHES=16  # 128 rows: the ~115 packed rows of the 200 held-out dialogues once
+    v0=$(evalloss "$d/val" --model $M --val-data "$d/val")
     for cfg in "none:train:" "fgm-0.5:train:--fgm 0.5" "fgm-2:train:--fgm 2" "eda:train-aug:" "eda+fgm-0.5:train-aug:--fgm 0.5"; do
         IFS=: read -r name data extra <<< "$cfg"
         local t0=$SECONDS

@@ -26,6 +26,10 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
                     "Jinja chat template file, or 'chatml' for the built-in ChatML (default: the model's own; "
                     "without one, chat requests get 400)");
     sub->add_option("--alias", cfg.model_options.alias, "model id clients use (default: the file name)");
+    static std::vector<std::string> adapter_specs;
+    sub->add_option("--adapter", adapter_specs,
+                    "NAME=DIR: serve a PEFT LoRA adapter under the model id NAME (repeatable; requests pick it with "
+                    "\"model\": NAME; more can be loaded at run time with POST /admin/adapters)");
     sub->add_option("--host", cfg.host, "address to bind")->capture_default_str();
     sub->add_option("--port", cfg.port, "port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
     sub->add_option("--parallel", parallel, "slots: sequences generated at once")->capture_default_str()->check(CLI::Range(1, 256));
@@ -60,6 +64,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--drift-reference", drift_reference, "requests in the drift reference window")->capture_default_str();
     sub->add_option("--drift-window", drift_window, "requests in the current drift window")->capture_default_str();
     run = [] {
+        for (const auto& spec : adapter_specs) cfg.adapters.push_back(serve::parse_adapter_option(spec));
         cfg.engine.slots = parallel;
         cfg.engine.n_ctx = ctx;
         cfg.engine.threads = threads;

@@ -19,7 +19,7 @@
 // tokens at positions 0..N-1; real token t is at position N + t; attention is causal over all.
 //
 // Conventions: adapters are stored as PEFT stores them (rotate-half RoPE row order, the Hugging
-// Face one). For a base held in the interleaved order (GGUF llama files), lora_delta() and
+// Face one). For a base held in the interleaved order (GGUF llama files), add_lora() and
 // merge_lora() permute the B rows of Q/K modules (TensorSpec::rope_rows) on the way in.
 //
 // Errors: one line (what, where, expected vs found, hint): an adapter made for another base names

@@ -1,24 +1,45 @@
 #include "model/low_rank.h"
 
+#include <algorithm>
+
+#include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge {
 
-void LowRankDelta::add(Weight w, int64_t rank, int64_t in, int64_t out, std::vector<float> a, std::vector<float> b,
-                       float scale) {
+void LowRankDelta::add(Weight w, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a,
+                       const std::vector<float>& b, float scale) {
     LF_ASSERT(rank > 0 && static_cast<int64_t>(a.size()) == rank * in && static_cast<int64_t>(b.size()) == out * rank);
-    deltas_[{w.layer, w.slot}].push_back(Term{rank, in, out, std::move(a), std::move(b), scale});
+    Term t{rank, in, out, a, std::vector<float>(static_cast<size_t>(rank * out))};
+    for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < rank; ++k) t.bt[k * out + o] = scale * b[o * rank + k];
+    deltas_[{w.layer, w.slot}].push_back(std::move(t));
 }
 
 void LowRankDelta::apply(Weight w, const float* x, int64_t rows, int64_t in, float* y, int64_t out) const {
-    // t (rows, r) = x · A^T; y += scale · t · B^T. Rank is small: the product is cheap next to W's.
-    thread_local std::vector<float> t;
-    for (const Term& d : deltas_.at({w.layer, w.slot})) {
-        LF_ASSERT(d.in == in && d.out == out);
-        t.resize(static_cast<size_t>(rows * d.rank));
-        kernels::sgemm(false, true, rows, d.rank, in, 1.0f, x, in, d.a.data(), in, 0.0f, t.data(), d.rank);
-        kernels::sgemm(false, true, rows, out, d.rank, d.scale, t.data(), d.rank, d.b.data(), d.rank, 1.0f, y, out);
+    const std::vector<Term>& terms = deltas_.at({w.layer, w.slot});
+    thread_local std::vector<float> t, d;
+    if (rows == 1) {
+        const kernels::KernelTable& kt = kernels::kernels();
+        const auto dot = kt.vec_dot[static_cast<int>(DType::F32)];
+        d.assign(static_cast<size_t>(out), 0.0f);
+        for (const Term& tm : terms) {
+            LF_ASSERT(tm.in == in && tm.out == out);
+            t.resize(static_cast<size_t>(tm.rank));
+            for (int64_t k = 0; k < tm.rank; ++k) t[k] = dot(in, tm.a.data() + k * in, x);
+            for (int64_t k = 0; k < tm.rank; ++k) kt.axpy(out, t[k], tm.bt.data() + k * out, d.data());
+        }
+        kt.add(out, d.data(), y);
+        return;
+    }
+    // t (rows, r) = x · A^T; y += t · (scale·B^T). Rank is small: the product is cheap next to W's.
+    for (const Term& tm : terms) {
+        LF_ASSERT(tm.in == in && tm.out == out);
+        t.resize(static_cast<size_t>(rows * tm.rank));
+        kernels::sgemm(false, true, rows, tm.rank, in, 1.0f, x, in, tm.a.data(), in, 0.0f, t.data(), tm.rank);
+        kernels::sgemm(false, false, rows, out, tm.rank, 1.0f, t.data(), tm.rank, tm.bt.data(), out, 1.0f, y, out);
     }
 }
 

@@ -250,9 +250,12 @@ public:
         return y;
     }
 
-    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out) override { linear(x, ws, bs, n, out, nullptr); }
-    // `only`: x holds only that sequence's rows (its delta applies to all of them).
-    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out, const SeqBatch* only) {
+    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out) override {
+        linear(x, ws, bs, n, out, false, nullptr);
+    }
+    // `one`: x holds only rows that share the delta `one_delta` (it applies to all of them; null:
+    // none); otherwise each sequence's delta applies to its own rows.
+    void linear(Act x, const Weight* ws, const Weight* bs, int n, Act* out, bool one, const LinearDelta* one_delta) {
         LF_ASSERT(n >= 1 && n <= 4);
         const Tensor* mats[4];
         float* ys[4];
@@ -268,10 +271,12 @@ public:
             kernels::matmul_multi(mats, ys, n, x.data, x.rows, pool_, s_.mm);
         }
         for (int i = 0; i < n; ++i) {
-            if (only == nullptr) {
+            if (!one) {
                 apply_deltas(ws[i], x, out[i]);
-            } else if (only->delta != nullptr && only->delta->covers(ws[i])) {
-                only->delta->apply(ws[i], x.data, x.rows, x.cols, out[i].data, out[i].cols);
+            } else if (one_delta != nullptr && one_delta->covers(ws[i])) {
+                delta_runs_.clear();
+                delta_runs_.push_back({one_delta, 0, x.rows});
+                run_deltas(ws[i], x, out[i]);
             }
         }
         const Tensor* bias[4] = {};
@@ -303,18 +308,21 @@ public:
         kernels::matmul_swiglu(wg, w(up), x.data, x.rows, g.data, u.data, pool_, s_.mm);  // g = silu(g) * u
         if (any_delta(gate) || any_delta(up)) {
             // A delta on gate or up lands before the activation: the rows of sequences with one
-            // are redone unfused (the other rows keep the fused kernel's bits: batch invariance).
-            for_each_run([&](const SeqBatch& sq, int64_t r0, int64_t rows) {
-                if (sq.delta == nullptr || !(sq.delta->covers(gate) || sq.delta->covers(up))) return;
+            // are redone unfused, one group of adjacent sequences sharing a delta at a time (the
+            // other rows keep the fused kernel's bits: batch invariance).
+            std::vector<DeltaRun> groups;
+            collect_runs(groups, [&](const LinearDelta* d) { return d->covers(gate) || d->covers(up); });
+            for (const DeltaRun& run : groups) {
+                const int64_t r0 = run.r0, rows = run.rows;
                 Act xr{x.data + r0 * x.cols, rows, x.cols};
                 Act gu[2];
                 const Weight ws[2] = {gate, up}, none[2];
-                linear(xr, ws, none, 2, gu, &sq);
+                linear(xr, ws, none, 2, gu, true, run.d);
                 for (int64_t i = 0; i < rows * g.cols; ++i) {
                     const float a = gu[0].data[i];
                     g.data[r0 * g.cols + i] = a / (1.0f + std::exp(-a)) * gu[1].data[i];
                 }
-            });
+            }
         }
         return g;
     }
@@ -349,16 +357,26 @@ public:
             if (seqs_[j].n_out == n_out_total_) only = &seqs_[j];
         if (only != nullptr && m_out_ == n_out_total_) {
             kernels::matmul(out, h.data, h.rows, only->logits, pool_, s_.mm);
-            if (only->delta != nullptr && only->delta->covers(wt)) only->delta->apply(wt, h.data, h.rows, h.cols, only->logits, V);
+            if (only->delta != nullptr && only->delta->covers(wt)) {
+                delta_runs_.clear();
+                delta_runs_.push_back({only->delta, 0, h.rows});
+                run_deltas(wt, h, {only->logits, h.rows, V});
+            }
             return {only->logits, h.rows, V};
         }
         grow(s_.out_logits, h.rows * V);
         kernels::matmul(out, h.data, h.rows, s_.out_logits.data(), pool_, s_.mm);
+        delta_runs_.clear();
         for (int64_t j = 0, o = 0; j < n_seqs_; o += seqs_[j].n_out, ++j) {
             const LinearDelta* d = seqs_[j].delta;
-            if (d != nullptr && d->covers(wt) && seqs_[j].n_out > 0)
-                d->apply(wt, h.data + o * h.cols, seqs_[j].n_out, h.cols, s_.out_logits.data() + o * V, V);
+            if (d == nullptr || !d->covers(wt) || seqs_[j].n_out == 0) continue;
+            if (!delta_runs_.empty() && delta_runs_.back().d == d && delta_runs_.back().r0 + delta_runs_.back().rows == o) {
+                delta_runs_.back().rows += seqs_[j].n_out;
+            } else {
+                delta_runs_.push_back({d, o, seqs_[j].n_out});
+            }
         }
+        run_deltas(wt, h, {s_.out_logits.data(), h.rows, V});
         for (int64_t j = 0, o = 0; j < n_seqs_; o += seqs_[j].n_out, ++j)
             std::copy(s_.out_logits.data() + o * V, s_.out_logits.data() + (o + seqs_[j].n_out) * V, seqs_[j].logits);
         return {s_.out_logits.data(), h.rows, V};
@@ -385,12 +403,67 @@ private:
             if (seqs_[j].n > 0) fn(seqs_[j], i, seqs_[j].n);
         if (n_ > n_real_) fn(seqs_[s_.row_seq[0]], n_real_, n_ - n_real_);
     }
-    // Adds each sequence's delta for weight wt to its own rows of y.
+    // A run of adjacent rows whose sequences share one delta (the scheduler puts sequences with
+    // the same adapter side by side, so a run is usually one adapter's whole group).
+    struct DeltaRun {
+        const LinearDelta* d;
+        int64_t r0, rows;
+    };
+    // The runs of rows whose delta satisfies `use`: adjacent sequences with the same delta merge.
+    template <class Use>
+    void collect_runs(std::vector<DeltaRun>& runs, Use use) {
+        runs.clear();
+        for_each_run([&](const SeqBatch& sq, int64_t r0, int64_t rows) {
+            if (sq.delta == nullptr || !use(sq.delta)) return;
+            if (!runs.empty() && runs.back().d == sq.delta && runs.back().r0 + runs.back().rows == r0) {
+                runs.back().rows += rows;
+            } else {
+                runs.push_back({sq.delta, r0, rows});
+            }
+        });
+    }
+    // Adds each sequence's delta for weight wt to its own rows of y: one call per run of
+    // adjacent sequences sharing a delta (one pair of small GEMMs per adapter group), or one per
+    // row in batch-invariant mode (run_deltas).
     void apply_deltas(Weight wt, Act x, Act y) {
         if (!any_delta(wt)) return;
-        for_each_run([&](const SeqBatch& sq, int64_t r0, int64_t rows) {
-            if (sq.delta == nullptr || !sq.delta->covers(wt)) return;
-            sq.delta->apply(wt, x.data + r0 * x.cols, rows, x.cols, y.data + r0 * y.cols, y.cols);
+        collect_runs(delta_runs_, [&](const LinearDelta* d) { return d->covers(wt); });
+        run_deltas(wt, x, y);
+    }
+    // y[r0 + i] += run.d(x[r0 + i]) for every run in delta_runs_, on the pool (runs are disjoint).
+    // In batch-invariant mode every row is its own call, as nothing in LinearDelta promises that a
+    // row's result does not depend on the rows that come with it, and LowRankDelta's BLAS products
+    // do depend on them (OpenBLAS 0.3.21 takes its small-matrix kernels below M·N·K = 1e6, e.g. up
+    // to ~76 rows for in = 768, r = 16, and the blocked ones above). LowRankDelta's one-row path
+    // is a fixed-order dot/axpy (model/low_rank.h), so the split costs it nothing.
+    void run_deltas(Weight wt, Act x, Act y) {
+        const std::vector<DeltaRun>& runs = delta_runs_;
+        if (runs.empty()) return;
+        auto call = [&](const DeltaRun& r, int64_t i, int64_t rows) {
+            r.d->apply(wt, x.data + (r.r0 + i) * x.cols, rows, x.cols, y.data + (r.r0 + i) * y.cols, y.cols);
+        };
+        if (!s_.batch_invariant) {
+            if (runs.size() == 1) {
+                call(runs[0], 0, runs[0].rows);
+            } else {
+                pool_.run(static_cast<int64_t>(runs.size()), [&](int64_t k, int) { call(runs[k], 0, runs[k].rows); });
+            }
+            return;
+        }
+        run_ends_.clear();
+        int64_t total = 0;
+        for (const DeltaRun& r : runs) run_ends_.push_back(total += r.rows);
+        if (total <= 4) {  // a few rows: less work than handing it to the pool
+            for (const DeltaRun& r : runs)
+                for (int64_t i = 0; i < r.rows; ++i) call(r, i, 1);
+            return;
+        }
+        pool_.run_range(total, 2, [&](int64_t b, int64_t e) {
+            size_t k = static_cast<size_t>(std::upper_bound(run_ends_.begin(), run_ends_.end(), b) - run_ends_.begin());
+            for (int64_t i = b; i < e; ++i) {
+                while (i >= run_ends_[k]) ++k;
+                call(runs[k], i - (run_ends_[k] - runs[k].rows), 1);
+            }
         });
     }
     template <class V>
@@ -421,6 +494,8 @@ private:
     int64_t n_grain_;
     size_t next_buf_ = 0;
     int64_t m_out_ = 0;
+    std::vector<DeltaRun> delta_runs_;
+    std::vector<int64_t> run_ends_;  // run_deltas: each run's end in the concatenated rows
 };
 
 // Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of

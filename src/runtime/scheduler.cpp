@@ -49,6 +49,35 @@ void cancel_queued(const SeqRequest& q, const char* reason) {
     q.stream->push(std::move(e));
 }
 
+// Orders a step's sequences so that those sharing a delta (an adapter) are adjacent, groups in
+// the order their first member had (so no adapter: first when a generating slot has none), each
+// group keeping its members' order. The forward pass applies one delta call per adjacent run;
+// results do not depend on the order (batch invariance), only the number of calls does.
+template <class Member>
+void group_by_delta(std::vector<SeqBatch>& batch, std::vector<Member>& members) {
+    std::vector<const LinearDelta*> firsts;
+    std::vector<size_t> group(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+        auto it = std::find(firsts.begin(), firsts.end(), batch[i].delta);
+        group[i] = static_cast<size_t>(it - firsts.begin());
+        if (it == firsts.end()) firsts.push_back(batch[i].delta);
+    }
+    if (firsts.size() < 2) return;
+    std::vector<size_t> order(batch.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return group[a] < group[b]; });
+    std::vector<SeqBatch> b2;
+    std::vector<Member> m2;
+    b2.reserve(batch.size());
+    m2.reserve(batch.size());
+    for (size_t i : order) {
+        b2.push_back(batch[i]);
+        m2.push_back(members[i]);
+    }
+    batch.swap(b2);
+    members.swap(m2);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------- ModelHandle
@@ -349,6 +378,7 @@ void Scheduler::step(ThreadPool& pool, ForwardScratch& scratch, StepStats& st) {
             if (!s.active() || s.model.get() != m || s.pending < 0) continue;
             s.logits.resize(V);
             batch.push_back({s.cache.get(), &s.pending, 1, static_cast<int64_t>(s.cached.size()), s.logits.data(), 1});
+            batch.back().delta = s.req.delta.get();
             members.push_back(&s);
         }
         std::vector<Slot*> prefilling;
@@ -368,9 +398,11 @@ void Scheduler::step(ThreadPool& pool, ForwardScratch& scratch, StepStats& st) {
             s.logits.resize(V);
             batch.push_back({s.cache.get(), s.req.prompt.data() + s.cached.size(), chunk,
                              static_cast<int64_t>(s.cached.size()), last ? s.logits.data() : nullptr, last ? 1 : 0});
+            batch.back().delta = s.req.delta.get();
             members.push_back(&s);
         }
         if (batch.empty()) continue;
+        group_by_delta(batch, members);
         // A failed step is retried one sequence at a time: positions a failed attempt wrote are
         // not counted as cached, so running them again is safe, and only the sequences that fail
         // on their own are ended.

@@ -6,6 +6,10 @@
 // Each sequence carries its own state: its sampler chain (built from its SamplerParams, plus an
 // optional constraint stage made for it), its adapter id, its stop strings and limits.
 //
+// Adapters: each sequence may carry its own LinearDelta (a LoRA). A step's rows are ordered so
+// that sequences with the same delta sit side by side; the forward pass then applies one delta
+// call per group (Model::forward_batch, EagerOps) after the base product shared by all rows.
+//
 // Prefix reuse: a finished prompt's whole 64-token blocks go to the PrefixCache (keyed by model,
 // adapter, KV layout and tokens; shared by every model within one byte budget); a new prompt
 // starting with the same tokens copies them instead of recomputing. A free slot also keeps its
@@ -111,9 +115,13 @@ struct SeqRequest {
     int64_t max_tokens = 16;
     std::vector<std::string> stop;
     int top_logprobs = -1;  // -1: no logprobs; else 0..20 alternatives per token
-    // The adapter (e.g. a LoRA) the sequence runs with; "" for none. Part of the prefix-cache key
-    // and of slot reuse; the forward pass does not apply adapters yet.
+    // The adapter (e.g. a LoRA) the sequence runs with: `adapter` is its key ("" for none), part
+    // of the prefix-cache key and of slot reuse, so it must name one set of weights for good (the
+    // server appends a load serial); `delta` is what the forward pass applies to the sequence's
+    // rows (SeqBatch::delta). The shared_ptr keeps an adapter that is unloaded meanwhile alive
+    // until the sequence has finished.
     std::string adapter;
+    std::shared_ptr<const LinearDelta> delta;
     // Optional: makes this sequence's constraint (a grammar, a banned-word rule), a stage put
     // first in its sampler chain. Called once per sequence, on the loop thread.
     std::function<std::unique_ptr<SamplerStage>()> constraint;

@@ -1,5 +1,6 @@
 #include "serve/engine.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -7,6 +8,7 @@
 
 #include "core/error.h"
 #include "runtime/chat.h"
+#include "model/low_rank.h"
 
 namespace llmforge::serve {
 
@@ -41,8 +43,64 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
     return sm;
 }
 
+namespace {
+std::atomic<uint64_t> g_adapter_serial{1};
+}  // namespace
+
+void check_adapter_name(const std::string& name, const std::string& base_id) {
+    if (name.empty() || name.size() > 128) {
+        fail("adapter name '%s': expected 1 to 128 characters", name.c_str());
+    }
+    for (char c : name) {
+        if (c <= ' ' || c > '~') {
+            fail("adapter name '%s': only printable ASCII without spaces is allowed (it is the request's \"model\")",
+                 name.c_str());
+        }
+    }
+    if (name == base_id) {
+        fail("adapter name '%s' is the base model's id (hint: pick another name; requests naming '%s' run the base "
+             "model)", name.c_str(), base_id.c_str());
+    }
+}
+
+std::shared_ptr<const ServedAdapter> load_served_adapter(const std::string& name, const std::string& dir, double scale,
+                                                         const ServedModel& base) {
+    check_adapter_name(name, base.id);
+    if (!std::isfinite(scale)) fail("adapter '%s': the scale must be a finite number", name.c_str());
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) {
+        fail_kind(ErrorKind::kNotFound, "adapter '%s': %s: no such folder (hint: a PEFT adapter folder with "
+                  "adapter_config.json and adapter_model.safetensors)", name.c_str(), dir.c_str());
+    }
+    if (!std::filesystem::is_directory(dir, ec) || !is_adapter_folder(dir)) {
+        fail("adapter '%s': %s is not a PEFT adapter folder (no adapter_config.json; hint: the folder PEFT's "
+             "save_pretrained or llmforge train --lora writes)", name.c_str(), dir.c_str());
+    }
+    auto a = std::make_shared<ServedAdapter>();
+    a->name = name;
+    a->path = dir;
+    a->scale = scale;
+    Adapter ad;
+    try {
+        ad = read_adapter(dir, base.model->arch(), base.model->config());
+    } catch (const Error& e) {
+        fail_kind(e.kind(), "adapter '%s' on model '%s': %s", name.c_str(), base.id.c_str(), e.what());
+    }
+    if (ad.cfg.type != PeftType::kLora) {
+        fail("adapter '%s': %s is a prompt-tuning adapter; serve runs LoRA adapters only (hint: llmforge generate "
+             "--adapter DIR runs prompt tuning)", name.c_str(), dir.c_str());
+    }
+    a->cfg = ad.cfg;
+    auto delta = std::make_shared<LowRankDelta>();
+    add_lora(*delta, ad, scale, base.model->config());
+    a->delta = std::move(delta);
+    a->key = name + "#" + std::to_string(g_adapter_serial++);
+    a->base_serial = base.serial;
+    return a;
+}
+
 Engine::Engine(std::shared_ptr<const ServedModel> model, EngineConfig cfg, DriftMonitor* drift)
-    : drift_(drift), sched_(std::move(model), cfg, [this](const SeqSummary& s) {
+    : drift_(drift), serving_{model, std::make_shared<AdapterMap>()}, sched_(std::move(model), cfg, [this](const SeqSummary& s) {
           if (drift_ == nullptr) return;
           RequestStats r;
           r.prompt_tokens = static_cast<int64_t>(s.prompt.size());
@@ -60,8 +118,38 @@ Engine::Engine(std::shared_ptr<const ServedModel> model, EngineConfig cfg, Drift
       }) {}
 
 std::shared_ptr<const ServedModel> Engine::model() const {
-    // Every model this engine is given is a ServedModel (the constructor and swap_model take one).
-    return std::static_pointer_cast<const ServedModel>(sched_.model());
+    std::lock_guard<std::mutex> lk(mu_);
+    return serving_.model;
+}
+
+Serving Engine::serving() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return serving_;
+}
+
+void Engine::swap_model(std::shared_ptr<const ServedModel> m, AdapterMap adapters) {
+    for (const auto& [name, a] : adapters) LF_ASSERT(a && a->base_serial == m->serial);
+    std::lock_guard<std::mutex> lk(mu_);
+    sched_.set_model(m);
+    serving_ = Serving{std::move(m), std::make_shared<AdapterMap>(std::move(adapters))};
+}
+
+bool Engine::put_adapter(std::shared_ptr<const ServedAdapter> a) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (a->base_serial != serving_.model->serial) return false;
+    auto next = std::make_shared<AdapterMap>(*serving_.adapters);
+    (*next)[a->name] = std::move(a);
+    serving_.adapters = std::move(next);
+    return true;
+}
+
+bool Engine::remove_adapter(const std::string& name) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (serving_.adapters->count(name) == 0) return false;
+    auto next = std::make_shared<AdapterMap>(*serving_.adapters);
+    next->erase(name);
+    serving_.adapters = std::move(next);
+    return true;
 }
 
 }  // namespace llmforge::serve

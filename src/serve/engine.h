@@ -6,15 +6,24 @@
 // Hot reload: swap_model() makes new requests use the new model; running sequences finish on the
 // model they started with, then the old model is released.
 //
+// Adapters (LoRA, `serve --adapter NAME=DIR`, POST /admin/adapters): each is a name clients put
+// in "model", checked against the served model when loaded. serving() hands out the model and
+// the adapter map together, so a request never pairs a model with an adapter made for another.
+// Sequences hold their adapter's delta (shared_ptr): one unloaded or replaced meanwhile finishes
+// its running sequences on the weights it started with.
+//
 // Thread safety: submit(), swap_model(), model(), stats(), idle() and shutdown() may be called
 // from any thread. A RequestStream is shared by the engine (producer) and one HTTP handler.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "model/adapter.h"
 #include "runtime/scheduler.h"
 #include "serve/drift.h"
 #include "tokenizer/chat_template.h"
@@ -43,6 +52,36 @@ struct ModelOptions {
 // the model path does not exist).
 std::shared_ptr<const ServedModel> load_served_model(const std::string& path, const ModelOptions& opt);
 
+// A LoRA adapter as the server serves it: read from DIR and checked against one base model.
+struct ServedAdapter {
+    std::string name;  // the "model" value that selects it
+    std::string path;  // the folder it was read from
+    double scale = 1;  // the user's multiplier (the adapter's alpha / r comes on top)
+    AdapterConfig cfg;
+    std::shared_ptr<const LinearDelta> delta;  // a LowRankDelta (model/low_rank.h)
+    // Unique per load ("NAME#serial"): the scheduler's adapter key (prefix cache, slot reuse), so
+    // K/V computed with one load are never reused by a later load under the same name.
+    std::string key;
+    uint64_t base_serial = 0;  // the ModelHandle::serial of the base it was checked against
+};
+using AdapterMap = std::map<std::string, std::shared_ptr<const ServedAdapter>>;
+
+// Reads the PEFT folder `dir` and checks it against `base` (read_adapter: every tensor must name a
+// module the base has, with the shapes it implies). Throws Error, one line naming NAME and DIR:
+// kNotFound for a missing folder; bad input for a folder that is not an adapter, an adapter made
+// for another base, a prompt-tuning adapter (serve runs LoRA only), a bad name or scale.
+std::shared_ptr<const ServedAdapter> load_served_adapter(const std::string& name, const std::string& dir, double scale,
+                                                         const ServedModel& base);
+// Throws Error (one line) unless `name` may name an adapter: 1..128 printable ASCII characters,
+// no spaces, and not the base model's id.
+void check_adapter_name(const std::string& name, const std::string& base_id);
+
+// The served model and its adapters, consistent with each other.
+struct Serving {
+    std::shared_ptr<const ServedModel> model;
+    std::shared_ptr<const AdapterMap> adapters;  // never null
+};
+
 using TokenLogprob = llmforge::TokenLogprob;
 using Event = llmforge::SeqEvent;
 using RequestStream = llmforge::RequestStream;
@@ -58,7 +97,15 @@ public:
 
     // The model new requests are tokenised for.
     std::shared_ptr<const ServedModel> model() const;
-    void swap_model(std::shared_ptr<const ServedModel> m) { sched_.set_model(std::move(m)); }
+    // The model and the adapters new requests may name.
+    Serving serving() const;
+    // Makes new requests use `m` with `adapters` (checked against m), together.
+    void swap_model(std::shared_ptr<const ServedModel> m, AdapterMap adapters = {});
+    // Adds (or replaces, by name) an adapter checked against the current model; false when the
+    // model was swapped since it was checked (the caller checks it again).
+    bool put_adapter(std::shared_ptr<const ServedAdapter> a);
+    // Removes an adapter; false when none has that name. Its running sequences finish with it.
+    bool remove_adapter(const std::string& name);
     using Submit = Scheduler::Submit;
     // Queues the sequences of one request (all or none); see Scheduler::submit.
     Submit submit(std::vector<SeqRequest> seqs) { return sched_.submit(std::move(seqs)); }
@@ -71,6 +118,8 @@ public:
 
 private:
     DriftMonitor* drift_;
+    mutable std::mutex mu_;  // guards serving_ (copy-on-write: readers get a snapshot)
+    Serving serving_;
     Scheduler sched_;  // last: its loop thread may call into drift_ until it is destroyed
 };
 

@@ -281,8 +281,27 @@ void check_json_depth(std::string_view body, size_t limit) {
     }
 }
 
+ApiError unknown_model_error(const std::string& requested, const std::string& base_id, const AdapterMap* adapters) {
+    std::string known = "'" + base_id + "'";
+    size_t listed = 0;
+    if (adapters != nullptr) {
+        for (const auto& [name, a] : *adapters) {
+            if (++listed > 32) {
+                known += ", ... (" + std::to_string(adapters->size()) + " adapters; GET /v1/models lists them)";
+                break;
+            }
+            known += ", '" + name + "'";
+        }
+    }
+    std::string shown = requested.size() > 200 ? requested.substr(0, 200) + "..." : requested;
+    return ApiError(404,
+                    "The model '" + shown + "' does not exist (this server serves " + known +
+                        "; hint: GET /v1/models)",
+                    "invalid_request_error", "model", "model_not_found");
+}
+
 ParsedRequest parse_request(const std::string& text, bool chat, const std::shared_ptr<const ServedModel>& m,
-                            const ApiLimits& limits) {
+                            const ApiLimits& limits, const AdapterMap* adapters) {
     check_json_depth(text);  // before parsing: deep values would overflow the stack later
     json body;
     try {
@@ -297,9 +316,12 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
     r.model_id = m->id;
     if (const json* mv = field(body, "model")) {
         if (!mv->is_string()) bad_type("model", "a string", *mv);
-        if (mv->get<std::string>() != m->id) {
-            throw ApiError(404, "The model '" + mv->get<std::string>() + "' does not exist (this server serves '" + m->id + "')",
-                           "invalid_request_error", "model", "model_not_found");
+        const std::string& name = mv->get_ref<const std::string&>();
+        if (name != m->id) {
+            auto it = adapters != nullptr ? adapters->find(name) : AdapterMap::const_iterator{};
+            if (adapters == nullptr || it == adapters->end()) throw unknown_model_error(name, m->id, adapters);
+            r.adapter = it->second;
+            r.model_id = name;
         }
     }
     r.stream = boolean(body, "stream", false);
@@ -376,6 +398,10 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
             s.max_tokens = mt_p;
             s.stop = stop;
             s.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+            if (r.adapter) {
+                s.adapter = r.adapter->key;
+                s.delta = r.adapter->delta;
+            }
             r.seqs.push_back(std::move(s));
         }
     }

@@ -63,7 +63,8 @@ struct ParsedRequest {
     bool logprobs = false;
     int top_logprobs = 0;
     int n = 1;
-    std::string model_id;
+    std::string model_id;  // as the response names it: the base's id or the adapter's name
+    std::shared_ptr<const ServedAdapter> adapter;  // null: the base model alone
     std::vector<SeqRequest> seqs;  // n per prompt, index = prompt * n + choice
     int64_t prompt_tokens = 0;     // all prompts, counted once each
     bool echo = false;             // completions: the prompt text is prepended
@@ -71,12 +72,16 @@ struct ParsedRequest {
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).
-// Throws ApiError (400 bad field / too long / nested too deep / a chat request for a model
-// without a chat template, 404 unknown model).
+// "model" names the base model (its id; omitted: the base too) or one of `adapters` (each
+// sequence then carries the adapter's key and delta). Throws ApiError (400 bad field / too long /
+// nested too deep / a chat request for a model without a chat template, 404 unknown model, the
+// message listing the known ones).
 // 'logit_bias' ({"TOKEN_ID": BIAS}, BIAS in [-100, 100], at most kMaxLogitBiasEntries, ids within
 // the vocabulary) goes to SamplerParams::logit_bias of every sequence.
 ParsedRequest parse_request(const std::string& body, bool chat, const std::shared_ptr<const ServedModel>& m,
-                            const ApiLimits& limits);
+                            const ApiLimits& limits, const AdapterMap* adapters = nullptr);
+// The 404 for a "model" the server does not serve, listing the ones it does.
+ApiError unknown_model_error(const std::string& requested, const std::string& base_id, const AdapterMap* adapters);
 
 // Collects one choice's events for a non-streaming response.
 struct ChoiceResult {

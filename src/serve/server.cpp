@@ -112,7 +112,7 @@ bool is_generation_path(const std::string& p) {
 // The endpoint label of a path in metrics and logs (bounded set: "other" for anything else).
 std::string endpoint_of(const std::string& path) {
     static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                  "/metrics", "/", "/admin/reload", "/admin/drift"};
+                                  "/metrics", "/", "/admin/reload", "/admin/drift", "/admin/adapters"};
     for (const char* k : known)
         if (path == k) return k;
     if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
@@ -173,6 +173,8 @@ struct Server::Metrics {
     std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status)
     Histogram duration{kLatencyBuckets}, ttft{kLatencyBuckets};
     uint64_t reloads_ok = 0, reloads_failed = 0, rejected_queue_full = 0;
+    std::map<std::string, uint64_t> by_model;  // requests queued, by the "model" they named
+    uint64_t adapter_loads = 0, adapter_loads_failed = 0, adapter_unloads = 0, adapters_dropped = 0;
 };
 
 Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)), metrics_(std::make_unique<Metrics>()) {}
@@ -181,7 +183,53 @@ Server::~Server() {
     if (engine_) engine_->shutdown();
 }
 
-void Server::reload(const std::string& path_in) {
+AdapterOption parse_adapter_option(const std::string& spec) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+        fail("--adapter '%s': expected NAME=DIR (the name requests put in \"model\", and a PEFT LoRA folder)",
+             spec.c_str());
+    }
+    return AdapterOption{spec.substr(0, eq), spec.substr(eq + 1), 1.0};
+}
+
+bool Server::load_adapter(const std::string& name, const std::string& dir, double scale) {
+    if (!engine_) fail("adapter load: the server has no model yet");
+    std::lock_guard<std::mutex> lk(adapters_mu_);
+    const Serving sv = engine_->serving();
+    std::shared_ptr<const ServedAdapter> a;
+    try {
+        a = load_served_adapter(name, dir, scale, *sv.model);
+    } catch (const Error&) {
+        std::lock_guard<std::mutex> g(metrics_->mu);
+        metrics_->adapter_loads_failed++;
+        throw;
+    }
+    const bool replaced = sv.adapters->count(name) != 0;
+    // The model changes only under adapters_mu_ (reload), so it is still the one checked against.
+    if (!engine_->put_adapter(a)) fail_kind(ErrorKind::kInternal, "adapter '%s': the model changed while loading", name.c_str());
+    {
+        std::lock_guard<std::mutex> g(metrics_->mu);
+        metrics_->adapter_loads++;
+    }
+    std::fprintf(stderr, "llmforge serve: %s adapter '%s' from %s (LoRA r %lld, alpha %g, scale %g) on model '%s'\n",
+                 replaced ? "replaced" : "loaded", name.c_str(), dir.c_str(), (long long)a->cfg.r, a->cfg.alpha, scale,
+                 sv.model->id.c_str());
+    return replaced;
+}
+
+bool Server::unload_adapter(const std::string& name) {
+    if (!engine_) return false;
+    std::lock_guard<std::mutex> lk(adapters_mu_);
+    if (!engine_->remove_adapter(name)) return false;
+    {
+        std::lock_guard<std::mutex> g(metrics_->mu);
+        metrics_->adapter_unloads++;
+    }
+    std::fprintf(stderr, "llmforge serve: unloaded adapter '%s' (its running requests finish with it)\n", name.c_str());
+    return true;
+}
+
+std::vector<std::string> Server::reload(const std::string& path_in) {
     // One reload at a time; a second one is refused rather than queued behind a slow load.
     std::unique_lock<std::mutex> lk(reload_mu_, std::try_to_lock);
     if (!lk.owns_lock()) fail("reload: another reload is in progress (hint: retry when it has finished)");
@@ -199,7 +247,21 @@ void Server::reload(const std::string& path_in) {
         metrics_->reloads_failed++;
         throw;
     }
-    engine_->swap_model(m);
+    // Every adapter is read again against the new model (Q/K rows and shapes follow the base);
+    // one that no longer fits is dropped rather than failing the reload.
+    std::vector<std::string> dropped;
+    std::lock_guard<std::mutex> al(adapters_mu_);
+    AdapterMap kept;
+    for (const auto& [name, a] : *engine_->serving().adapters) {
+        try {
+            kept[name] = load_served_adapter(name, a->path, a->scale, *m);
+        } catch (const Error& e) {
+            dropped.push_back(name);
+            std::fprintf(stderr, "llmforge serve: adapter '%s' dropped: it does not fit the reloaded model: %s\n",
+                         name.c_str(), e.what());
+        }
+    }
+    engine_->swap_model(m, std::move(kept));
     {
         std::lock_guard<std::mutex> g(id_mu_);
         model_id_ = m->id;
@@ -207,7 +269,9 @@ void Server::reload(const std::string& path_in) {
     drift_->reset();
     std::lock_guard<std::mutex> g(metrics_->mu);
     metrics_->reloads_ok++;
+    metrics_->adapters_dropped += dropped.size();
     std::fprintf(stderr, "llmforge serve: reloaded model '%s' from %s\n", m->id.c_str(), path.c_str());
+    return dropped;
 }
 
 void Server::shutdown() {
@@ -222,13 +286,14 @@ void Server::shutdown() {
     if (gate_) gate_->stop();
 }
 
-void Server::start(std::shared_ptr<const ServedModel> model) {
+void Server::start(std::shared_ptr<const ServedModel> model, AdapterMap adapters) {
     drift_ = std::make_unique<DriftMonitor>(cfg_.drift);
     {
         std::lock_guard<std::mutex> g(id_mu_);
         model_id_ = model->id;
     }
-    engine_ = std::make_unique<Engine>(std::move(model), cfg_.engine, drift_.get());
+    engine_ = std::make_unique<Engine>(model, cfg_.engine, drift_.get());
+    if (!adapters.empty()) engine_->swap_model(model, std::move(adapters));
     router_ = std::make_unique<Router>();
     routes();
     GateConfig g = cfg_.gate;
@@ -247,7 +312,12 @@ std::string Server::process(const std::string& bytes) { return gate_->process(by
 
 void Server::run() {
     auto model = load_served_model(cfg_.model_path, cfg_.model_options);
-    start(model);
+    AdapterMap adapters;
+    for (const AdapterOption& o : cfg_.adapters) {
+        if (adapters.count(o.name)) fail("--adapter %s=%s: the name '%s' is given twice", o.name.c_str(), o.path.c_str(), o.name.c_str());
+        adapters[o.name] = load_served_adapter(o.name, o.path, o.scale, *model);
+    }
+    start(model, adapters);
     const int port = gate_->bind(cfg_.host, cfg_.port);
     if (draining_) return;  // a signal came while loading
     std::fprintf(stderr, "llmforge serve: model '%s' (%s), %d slots x %lld tokens, %d threads\n", model->id.c_str(),
@@ -257,6 +327,10 @@ void Server::run() {
     } else {
         std::fprintf(stderr, "llmforge serve: the model has no chat template: chat requests get 400 (hint: "
                      "--chat-template FILE.jinja, or --chat-template chatml)\n");
+    }
+    for (const auto& [name, a] : adapters) {
+        std::fprintf(stderr, "llmforge serve: adapter '%s' from %s (LoRA r %lld, alpha %g, scale %g)\n", name.c_str(),
+                     a->path.c_str(), (long long)a->cfg.r, a->cfg.alpha, a->scale);
     }
     std::fprintf(stderr, "llmforge serve: listening on http://%s:%d\n", cfg_.host.c_str(), port);
     std::fflush(stderr);
@@ -370,6 +444,19 @@ std::string Server::metrics() {
             static_cast<double>(es.sequences_failed));
     counter("llmforge_rejected_queue_full_total", "Requests refused with 503 because the queue was full.",
             static_cast<double>(m.rejected_queue_full));
+    o << "# HELP llmforge_model_requests_total Generation requests queued, by the model they named (base or adapter).\n"
+         "# TYPE llmforge_model_requests_total counter\n";
+    for (const auto& [k, v] : m.by_model) o << "llmforge_model_requests_total{model=\"" << label(k) << "\"} " << v << '\n';
+    {
+        const Serving sv = engine_->serving();
+        gauge("llmforge_adapters_loaded", "LoRA adapters requests may name.", static_cast<double>(sv.adapters->size()));
+    }
+    o << "# HELP llmforge_adapter_operations_total Adapter loads, unloads and drops (a reload's model no longer fits).\n"
+         "# TYPE llmforge_adapter_operations_total counter\n"
+      << "llmforge_adapter_operations_total{op=\"load\"} " << m.adapter_loads << '\n'
+      << "llmforge_adapter_operations_total{op=\"load_failed\"} " << m.adapter_loads_failed << '\n'
+      << "llmforge_adapter_operations_total{op=\"unload\"} " << m.adapter_unloads << '\n'
+      << "llmforge_adapter_operations_total{op=\"dropped\"} " << m.adapters_dropped << '\n';
     o << "# HELP llmforge_model_reloads_total Model reloads by result.\n# TYPE llmforge_model_reloads_total counter\n"
       << "llmforge_model_reloads_total{result=\"ok\"} " << m.reloads_ok << '\n'
       << "llmforge_model_reloads_total{result=\"failed\"} " << m.reloads_failed << '\n';
@@ -475,14 +562,21 @@ json model_json(const ServedModel& m) {
     return json{{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "llmforge"}};
 }
 
+// An adapter as /v1/models lists it: vLLM's LoRA entry shape ("root": its folder, "parent": the
+// base model's id).
+json adapter_json(const ServedAdapter& a, const std::string& base_id) {
+    return json{{"id", a.name},         {"object", "model"}, {"created", 0},       {"owned_by", "llmforge"},
+                {"root", a.path},       {"parent", base_id}, {"adapter_type", "lora"},
+                {"lora_rank", a.cfg.r}, {"lora_alpha", a.cfg.alpha}, {"scale", a.scale}};
+}
+
 // Parses and checks a generation body against the served model; nullptr after sending the error
 // (an ApiError as it is, another Error by its kind).
-std::shared_ptr<ParsedRequest> parse_or_refuse(const std::string& body, bool chat,
-                                               const std::shared_ptr<const ServedModel>& model, const ApiLimits& lim,
-                                               httplib::Response& res) {
+std::shared_ptr<ParsedRequest> parse_or_refuse(const std::string& body, bool chat, const Serving& sv,
+                                               const ApiLimits& lim, httplib::Response& res) {
     auto pr = std::make_shared<ParsedRequest>();
     try {
-        *pr = parse_request(body, chat, model, lim);
+        *pr = parse_request(body, chat, sv.model, lim, sv.adapters.get());
     } catch (const ApiError& e) {
         send_error(res, e);
         return nullptr;
@@ -746,6 +840,7 @@ void Server::routes() {
     s.Post("/completions", post(&Server::handle_completions));
     s.Post("/admin/reload", post(&Server::handle_reload));
     s.Get("/admin/drift", get(&Server::handle_drift));
+    s.Post("/admin/adapters", post(&Server::handle_adapters));
 }
 
 // Logs a routed request and counts it in the metrics (the gate logs the ones it answers itself).
@@ -775,20 +870,24 @@ void Server::handle_metrics(const httplib::Request& req, httplib::Response& res)
 // GET /v1/models: the list of the one served model.
 void Server::handle_models(const httplib::Request& req, httplib::Response& res) {
     if (!need_key(req, res, cfg_.api_key)) return;
-    res.set_content(dump({{"object", "list"}, {"data", json::array({model_json(*engine_->model())})}}),
-                    "application/json");
+    const Serving sv = engine_->serving();
+    json data = json::array({model_json(*sv.model)});
+    for (const auto& [name, a] : *sv.adapters) data.push_back(adapter_json(*a, sv.model->id));
+    res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
 }
 
 // GET /v1/models/ID: the served model, or 404 for any other id.
 void Server::handle_model(const httplib::Request& req, httplib::Response& res) {
     if (!need_key(req, res, cfg_.api_key)) return;
-    auto m = engine_->model();
-    if (req.matches[1] != m->id) {
-        send_error(res, ApiError(404, "The model '" + printable(std::string(req.matches[1])) + "' does not exist",
-                                 "invalid_request_error", "model", "model_not_found"));
-        return;
+    const Serving sv = engine_->serving();
+    const std::string id = req.matches[1];
+    if (id == sv.model->id) {
+        res.set_content(dump(model_json(*sv.model)), "application/json");
+    } else if (auto it = sv.adapters->find(id); it != sv.adapters->end()) {
+        res.set_content(dump(adapter_json(*it->second, sv.model->id)), "application/json");
+    } else {
+        send_error(res, unknown_model_error(printable(id), sv.model->id, sv.adapters.get()));
     }
-    res.set_content(dump(model_json(*m)), "application/json");
 }
 
 // POST /v1/chat/completions (and /chat/completions): a generation from chat messages.
@@ -810,13 +909,18 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
         send_error(res, shutting_down_error());
         return;
     }
-    auto model = engine_->model();
-    auto pr = parse_or_refuse(body, chat, model, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
+    const Serving sv = engine_->serving();
+    const auto& model = sv.model;
+    auto pr = parse_or_refuse(body, chat, sv, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
     if (!pr) return;
     auto stream = std::make_shared<RequestStream>();
     const size_t n_seqs = pr->seqs.size();
     for (auto& sq : pr->seqs) sq.stream = stream;
     if (!enqueue(std::move(pr->seqs), res)) return;
+    {
+        std::lock_guard<std::mutex> lk(metrics_->mu);
+        metrics_->by_model[pr->model_id]++;
+    }
     Generation g{pr, stream, model, n_seqs, random_id(chat ? "chatcmpl-" : "cmpl-"),
                  static_cast<int64_t>(std::time(nullptr)), now_s() + cfg_.timeout_s};
     if (pr->stream) {
@@ -855,14 +959,83 @@ void Server::handle_reload(const httplib::Request& req, const std::string& body,
     if (!need_admin(req, res, cfg_.admin_key)) return;
     std::string path;
     if (!reload_path(body, path, res)) return;
+    std::vector<std::string> dropped;
     try {
-        reload(path);
+        dropped = reload(path);
     } catch (const Error& e) {
         send_error(res, reload_error(e));
         return;
     }
-    auto m = engine_->model();
-    res.set_content(dump({{"status", "ok"}, {"model", m->id}, {"path", m->path}}), "application/json");
+    const Serving sv = engine_->serving();
+    json kept = json::array();
+    for (const auto& [name, a] : *sv.adapters) kept.push_back(name);
+    res.set_content(dump({{"status", "ok"}, {"model", sv.model->id}, {"path", sv.model->path}, {"adapters", kept},
+                          {"adapters_dropped", dropped}}),
+                    "application/json");
+}
+
+// POST /admin/adapters: {"action": "load", "name": NAME, "path": DIR[, "scale": S]} reads and checks
+// the adapter on this worker thread (the engine keeps generating meanwhile), then requests may name
+// it; {"action": "unload", "name": NAME} makes the name unknown (404) to new requests while its
+// running ones finish.
+void Server::handle_adapters(const httplib::Request& req, const std::string& text, httplib::Response& res) {
+    if (!need_admin(req, res, cfg_.admin_key)) return;
+    json body;
+    try {
+        check_json_depth(text);
+        body = json::parse(text);
+    } catch (const ApiError& e) {
+        send_error(res, e);
+        return;
+    } catch (const json::exception& e) {
+        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
+        return;
+    }
+    const char* shape =
+        "expected {\"action\": \"load\", \"name\": NAME, \"path\": DIR[, \"scale\": NUMBER]} or "
+        "{\"action\": \"unload\", \"name\": NAME}";
+    auto str = [&](const char* k) -> const std::string* {
+        return body.is_object() && body.contains(k) && body[k].is_string() ? &body[k].get_ref<const std::string&>() : nullptr;
+    };
+    const std::string* action = str("action");
+    const std::string* name = str("name");
+    if (!action || !name || (*action != "load" && *action != "unload")) {
+        send_error(res, ApiError(400, shape, "invalid_request_error", !action ? "action" : "name"));
+        return;
+    }
+    if (*action == "unload") {
+        if (!unload_adapter(*name)) {
+            send_error(res, ApiError(404, "no adapter named '" + printable(*name) + "' is loaded", "invalid_request_error",
+                                     "name", "adapter_not_found"));
+            return;
+        }
+        res.set_content(dump({{"status", "ok"}, {"action", "unload"}, {"name", *name}}), "application/json");
+        return;
+    }
+    const std::string* path = str("path");
+    double scale = 1;
+    if (body.contains("scale")) {
+        if (!body["scale"].is_number()) {
+            send_error(res, ApiError(400, shape, "invalid_request_error", "scale"));
+            return;
+        }
+        scale = body["scale"].get<double>();
+    }
+    if (!path) {
+        send_error(res, ApiError(400, shape, "invalid_request_error", "path"));
+        return;
+    }
+    bool replaced = false;
+    try {
+        replaced = load_adapter(*name, *path, scale);
+    } catch (const Error& e) {
+        send_error(res, api_error(e, "adapter load failed: ", "path",
+                                  e.kind() == ErrorKind::kNotFound ? "adapter_not_found" : "adapter_load_failed"));
+        return;
+    }
+    res.set_content(dump({{"status", "ok"}, {"action", "load"}, {"name", *name}, {"path", *path}, {"replaced", replaced},
+                          {"parent", engine_->model()->id}}),
+                    "application/json");
 }
 
 // GET /admin/drift: the drift monitor's report.

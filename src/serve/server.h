@@ -3,6 +3,15 @@
 //   POST /v1/chat/completions, POST /v1/completions   (stream: Server-Sent Events)
 //   GET  /v1/models, GET /health, GET /metrics (Prometheus text), GET / (the chat page)
 //   POST /admin/reload {"model": PATH}, GET /admin/drift   (admin key)
+//   POST /admin/adapters {"action": "load", "name": NAME, "path": DIR[, "scale": S]}
+//                        {"action": "unload", "name": NAME}       (admin key)
+//
+// LoRA adapters (`--adapter NAME=DIR`, or loaded at run time): /v1/models lists the base model
+// and each adapter (with "parent": the base's id, as vLLM lists LoRA modules); a request's
+// "model" picks one (the base's id: no adapter). Requests with different adapters share one
+// batch (the base product once for every row, then each adapter group's low-rank delta). A
+// hot reload of the base checks every adapter against the new model and drops (with a log line)
+// the ones that no longer fit; the reload itself goes on.
 //
 // Connections are read by HttpGate (serve/http_gate.h): each request arrives whole, its head
 // checked (API key, admin key, size, shutdown) before its body is read. Complete requests are
@@ -32,8 +41,17 @@ struct Response;
 
 namespace llmforge::serve {
 
+// One `--adapter NAME=DIR` (scale: the user's multiplier).
+struct AdapterOption {
+    std::string name, path;
+    double scale = 1;
+};
+// "NAME=DIR" -> option; throws Error (one line) for a spec without '=' or an empty part.
+AdapterOption parse_adapter_option(const std::string& spec);
+
 struct ServerConfig {
     std::string model_path;
+    std::vector<AdapterOption> adapters;  // loaded at start, after the model
     ModelOptions model_options;
     std::string host = "127.0.0.1";
     int port = 8080;  // 0: any free port (the "listening on" line says which)
@@ -57,16 +75,24 @@ public:
     // Loads the model, binds, prints "llmforge serve: listening on http://HOST:PORT" to stderr
     // and serves until shutdown(). Throws Error when the model cannot be loaded or the port bound.
     void run();
-    // Loads `path` (empty: the current model's path) beside the serving model and swaps it in.
-    // Throws Error with the loader's message; the old model keeps serving then.
-    void reload(const std::string& path);
+    // Loads `path` (empty: the current model's path) beside the serving model and swaps it in,
+    // with every adapter that still fits it (read again from its folder; the others are dropped
+    // with a log line). Throws Error with the loader's message; the old model keeps serving then.
+    // Returns the names of the dropped adapters.
+    std::vector<std::string> reload(const std::string& path);
+    // Loads (or replaces) adapter `name` from `dir`, checked against the serving model, off the
+    // engine's loop (the caller's thread); requests may name it once this returns. Throws Error.
+    // Returns true when it replaced an adapter of that name.
+    bool load_adapter(const std::string& name, const std::string& dir, double scale);
+    // Makes `name` unknown to new requests; its running sequences finish. False: no such adapter.
+    bool unload_adapter(const std::string& name);
     // Stops accepting requests (503), waits up to shutdown_grace_s for running ones, then
     // cancels the rest and returns from run().
     void shutdown();
 
     // Without a socket (the HTTP fuzz target, tests): serves `model` and answers raw request
     // bytes exactly as run() would answer them on a connection.
-    void start(std::shared_ptr<const ServedModel> model);
+    void start(std::shared_ptr<const ServedModel> model, AdapterMap adapters = {});
     std::string process(const std::string& request_bytes);
 
 private:
@@ -85,6 +111,7 @@ private:
     void handle_completions(const httplib::Request& req, const std::string& body, httplib::Response& res);
     void handle_reload(const httplib::Request& req, const std::string& body, httplib::Response& res);
     void handle_drift(const httplib::Request& req, httplib::Response& res);
+    void handle_adapters(const httplib::Request& req, const std::string& body, httplib::Response& res);
     // The steps both completion endpoints share: key, shutdown, parse, enqueue, answer or stream.
     void generate(bool chat, const httplib::Request& req, const std::string& body, httplib::Response& res);
     // Hands the sequences to the engine; false after answering 400 (KV budget) or 503 (queue full).
@@ -102,6 +129,8 @@ private:
     std::unique_ptr<DriftMonitor> drift_;
     std::unique_ptr<Engine> engine_;
     std::mutex reload_mu_;
+    // Serialises changes of the adapter set (loads, unloads, a reload's re-check of them).
+    std::mutex adapters_mu_;
     // The served model's id for /health, answered by the connection loop without waiting for the
     // engine's lock.
     mutable std::mutex id_mu_;

@@ -48,7 +48,15 @@ TokenData TokenData::open(const std::string& path, const std::string& split, int
         } catch (const nlohmann::json::exception& e) {
             fail("%s: not valid JSON (%s)", meta_path.c_str(), e.what());
         }
-        const std::string key = split + "_shards";
+        std::string key = split + "_shards";
+        // A folder prepared as validation data only (--val-fraction 0: every document in "train")
+        // is validation data as a whole when --val-data names it.
+        if (split == "val" && meta.contains(key) && meta[key].is_array() && meta[key].empty() &&
+            meta.contains("train_shards") && meta["train_shards"].is_array() && !meta["train_shards"].empty() &&
+            meta.contains("val_tokens") && meta["val_tokens"] == 0) {
+            key = "train_shards";
+        }
+        const std::string used = key.substr(0, key.size() - 7);
         if (!meta.contains(key) || !meta[key].is_array())
             fail("%s: no \"%s\" list (expected the output of llmforge prepare)", meta_path.c_str(), key.c_str());
         for (const auto& s : meta[key]) {
@@ -59,7 +67,7 @@ TokenData TokenData::open(const std::string& path, const std::string& split, int
                                 path.c_str(), split.c_str());
         if (meta.contains("sft") && meta["sft"].is_boolean() && meta["sft"].get<bool>()) {
             d.sft_ = true;
-            const std::string mkey = split + "_masks";
+            const std::string mkey = used + "_masks";
             if (!meta.contains(mkey) || !meta[mkey].is_array() || meta[mkey].size() != files.size())
                 fail("%s: SFT data needs a \"%s\" list of %zu mask files, one per shard (folder written by another "
                      "version of llmforge prepare? hint: prepare --chat again)",

@@ -45,7 +45,9 @@ namespace llmforge::train {
 class TokenData {
 public:
     // Throws Error (naming the file) for a missing/unknown source, an odd-sized file, an empty
-    // one, or a token id >= n_vocab (with its offset).
+    // one, or a token id >= n_vocab (with its offset). split "val" of a prepare folder with no
+    // validation split (prepared with --val-fraction 0) reads the whole folder: it is then
+    // validation data as a whole (train --val-data).
     static TokenData open(const std::string& path, const std::string& split, int64_t n_vocab);
 
     int64_t size() const { return n_; }

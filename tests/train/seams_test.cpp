@@ -1,6 +1,9 @@
 // The seams every next capability plugs into (issue 13), on both backends of the one forward
 // definition: input rows given as embeddings (virtual tokens, image patches) and per-sequence
-// low-rank deltas after linears (LoRA adapters per request).
+// low-rank deltas after linears (LoRA adapters per request); and packed rows on the trainer (SFT
+// data: several dialogues in one row): with doc_start each document's logits equal those of the
+// document alone (positions restart, no attention across documents), with and without a
+// prompt-tuning adapter's rows in front (which belong to the first document, as PEFT places them).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,8 +11,10 @@
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
 #include "model/arch/llama.h"
+#include "model/adapter.h"
 #include "model/low_rank.h"
 #include "train/ops.h"
+#include "train/peft.h"
 #include "train/train_model.h"
 #include "test_util.h"
 
@@ -174,6 +179,53 @@ TEST(Seams, LowRankDeltaPerSequenceEqualsMergedWeights) {
     Var y = base->logits(tape, ids.data(), 1, T);
     const auto want = run(merged->inference(), {SeqBatch{nullptr, ids.data(), T}}, false, pool);
     EXPECT_LT(rel_err(y->data, want[0].data(), T * V), 1e-5);
+}
+
+std::vector<float> run_packed(TrainModel& m, const std::vector<int32_t>& ids, const std::vector<int32_t>* doc) {
+    ThreadPool pool(2);
+    Tape t(pool);
+    t.grad_enabled = false;
+    Var y = m.logits(t, ids.data(), 1, static_cast<int64_t>(ids.size()), 0.0f, 0, nullptr, doc ? doc->data() : nullptr);
+    return std::vector<float>(y->data, y->data + y->numel);
+}
+
+TEST(PackedRows, EachDocumentSeesOnlyItselfWithItsOwnPositions) {
+    for (const char* arch : {"llama", "qwen3", "mistral"}) {
+        for (bool prompt : {false, true}) {
+            auto m = model(arch);
+            int64_t N = 0;
+            std::unique_ptr<PeftAdapter> peft;
+            if (prompt) {
+                AdapterConfig c;
+                c.type = PeftType::kPromptTuning;
+                c.num_virtual_tokens = N = 3;
+                peft = PeftAdapter::create(*m, c, 9);
+                peft->attach(*m);
+            }
+            const std::vector<int32_t> a = {3, 17, 5, 9, 30}, b = {7, 2, 40, 11}, c = {1, 8};
+            std::vector<int32_t> packed = a, doc;
+            packed.insert(packed.end(), b.begin(), b.end());
+            packed.insert(packed.end(), c.begin(), c.end());
+            for (size_t i = 0; i < a.size(); ++i) doc.push_back(0);
+            for (size_t i = 0; i < b.size(); ++i) doc.push_back(static_cast<int32_t>(a.size()));
+            for (size_t i = 0; i < c.size(); ++i) doc.push_back(static_cast<int32_t>(a.size() + b.size()));
+            const int64_t V = m->config().n_vocab;
+            const std::vector<float> got = run_packed(*m, packed, &doc);
+            ASSERT_EQ(static_cast<int64_t>(got.size()), (N + static_cast<int64_t>(packed.size())) * V);
+            // The first document keeps the adapter's rows in front; the others stand alone.
+            const std::vector<float> ra = run_packed(*m, a, nullptr);
+            m->input_rows = nullptr;
+            const std::vector<float> rb = run_packed(*m, b, nullptr), rc = run_packed(*m, c, nullptr);
+            const size_t first = static_cast<size_t>(N * V);
+            EXPECT_LT(test::rel_err(got.data(), ra.data(), ra.size()), 1e-5) << arch << " prompt=" << prompt;
+            EXPECT_LT(test::rel_err(got.data() + first + a.size() * V, rb.data(), rb.size()), 1e-5) << arch;
+            EXPECT_LT(test::rel_err(got.data() + first + (a.size() + b.size()) * V, rc.data(), rc.size()), 1e-5) << arch;
+            // Without doc_start the later documents do see the earlier ones.
+            if (prompt) peft->attach(*m);
+            const std::vector<float> plain = run_packed(*m, packed, nullptr);
+            EXPECT_GT(test::rel_err(plain.data() + first + a.size() * V, rb.data(), rb.size()), 1e-3) << arch;
+        }
+    }
 }
 
 }  // namespace
