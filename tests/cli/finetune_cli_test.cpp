@@ -233,3 +233,27 @@ TEST(FinetuneCli, LoraOnAQuantisedGgufBase) {
         }
     }
 }
+
+// Crash safety as for full training: killed mid-save (the checkpoint in place but `latest` not yet
+// replaced, or `latest` replaced but the top-level adapter files not yet re-linked), --resume
+// repairs the folder and ends with the uninterrupted run's adapter, linked at the top level.
+TEST(FinetuneCli, KilledMidSaveResumesToTheSameAdapter) {
+    const Fixture& f = fixture();
+    const std::string common = "train --model " + q(default_model()) + " --peft lora --data " + q(f.data) +
+                               " --steps 6 --save-every 2 --keep 1" + kTrain;
+    const std::string ref = f.dir + "/kill-ref";
+    ASSERT_EQ(run_cli(common + " --save " + q(ref)).rc, 0);
+    const std::string want = read_file(ref + "/adapter_model.safetensors");
+    for (const char* kill : {"3@2", "4@4", "5@4"}) {
+        const std::string save = f.dir + "/kill-" + std::string(kill).substr(0, 1);
+        const int st = run_command(std::string("LLMFORGE_TEST_KILL_IN_SAVE=") + kill + " " + cli_path() + " " + common +
+                                   " --save " + q(save) + " 2>/dev/null");
+        ASSERT_EQ(st, 137) << kill;
+        const CliRun r = run_cli("train --resume " + q(save) + " -q --threads 2");
+        ASSERT_EQ(r.rc, 0) << kill << ": " << r.err;
+        EXPECT_TRUE(read_file(save + "/adapter_model.safetensors") == want) << kill;
+        EXPECT_TRUE(read_file(save + "/adapter_config.json") == read_file(ref + "/adapter_config.json")) << kill;
+        for (const auto& e : fs::directory_iterator(save))
+            EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << kill << ": " << e.path();
+    }
+}
