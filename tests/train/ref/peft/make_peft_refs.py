@@ -54,49 +54,9 @@ MODULE_PATH = {  # short name -> path inside model.layers.<i>
 }
 BASE_NAME = "tests/train/ref/peft/base"  # base_model_name_or_path written into the adapters
 
-# --------------------------------------------------------------------------
-# safetensors, by hand (u64 LE header length, JSON header padded with spaces to 8 bytes,
-# raw little-endian data; data_offsets relative to the data that follows the header).
-# --------------------------------------------------------------------------
-
-
-def write_safetensors(path, tensors):
-    names = sorted(tensors)
-    header = {"__metadata__": {"format": "pt"}}
-    blobs = []
-    off = 0
-    for n in names:
-        t = tensors[n].detach().to(torch.float32).contiguous()
-        b = t.numpy().astype("<f4").tobytes()
-        header[n] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    import numpy as np
-
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32"
-        b, e = info["data_offsets"]
-        arr = np.frombuffer(data[base + b:base + e], dtype="<f4").reshape(info["shape"]).copy()
-        out[name] = torch.from_numpy(arr)
-    return out
+# The safetensors writer/reader and the Llama helpers are make_arch_refs.py's (one copy).
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "model", "ref"))
+from make_arch_refs import read_safetensors, rms_norm, rope_cos_sin, rotate_half, write_safetensors  # noqa: E402
 
 
 def write_json(path, obj, peft_style=False):
@@ -183,25 +143,6 @@ def make_base_weights(cfg, gen):
 # --------------------------------------------------------------------------
 # HF Llama forward in float64, with PEFT LoRA on the linears
 # --------------------------------------------------------------------------
-
-
-def rms_norm(x, weight, eps):
-    # LlamaRMSNorm: weight * (x * rsqrt(mean(x^2) + eps)); no mean subtraction, no 1 + weight.
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-
-
-def rope_cos_sin(T, D, theta):
-    # LlamaRotaryEmbedding, default rope type: inv_freq = 1/theta^(arange(0, D, 2)/D),
-    # emb = cat(freqs, freqs). Positions 0..T-1.
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=DT) / D))
-    freqs = torch.arange(T, dtype=DT)[:, None] * inv_freq[None, :]
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
 class Lora:

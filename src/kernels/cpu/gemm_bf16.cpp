@@ -1,0 +1,291 @@
+// bf16 GEMM: path selection (CPUID + the Linux AMX permission), packing, the scalar path and
+// reference, and the split over the pool. The SIMD kernels are in x86/amx/ (own -m flags).
+#include "kernels/cpu/gemm_bf16.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "core/dtype.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#define LF_BF16_X86 1
+#endif
+
+namespace llmforge::kernels {
+
+namespace {
+
+constexpr int64_t kTileElems = 512;
+
+#if defined(LF_BF16_X86)
+uint64_t xcr0() {
+    uint32_t lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+bool detect_amx() {
+    const CpuFeatures& f = cpu_features();  // AVX-512 flags already include the OS's ZMM state
+    if (!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512_bf16)) return false;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const bool amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
+    if (!amx_bf16 || !amx_tile) return false;
+    const uint64_t tile_state = (uint64_t{1} << 17) | (uint64_t{1} << 18);  // XTILECFG, XTILEDATA
+    if ((xcr0() & tile_state) != tile_state) return false;
+#if defined(__linux__)
+    // Linux (5.16+) keeps the 8 KiB tile state off until a process asks for it; the permission
+    // then holds for all of its threads.
+    constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) != 0) return false;
+    return (perm >> kXfeatureXtiledata) & 1;
+#else
+    return false;
+#endif
+}
+#endif
+
+struct Support {
+    bool avx512bf16 = false, amx = false;
+};
+
+const Support& support() {
+    static const Support s = [] {
+        Support r;
+#if defined(LF_BF16_X86)
+        const CpuFeatures& f = cpu_features();
+        r.avx512bf16 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512_bf16;
+        r.amx = r.avx512bf16 && detect_amx();
+#endif
+        return r;
+    }();
+    return s;
+}
+
+// Aligned, growable scratch for the packed A of one calling thread.
+struct Scratch {
+    uint16_t* p = nullptr;
+    size_t cap = 0;  // elements
+    ~Scratch() { std::free(p); }
+    uint16_t* get(size_t n) {
+        if (n > cap) {
+            std::free(p);
+            cap = std::max(n, cap + cap / 2);
+            p = static_cast<uint16_t*>(std::aligned_alloc(64, (cap * 2 + 63) / 64 * 64));
+            if (p == nullptr) throw std::bad_alloc();
+        }
+        return p;
+    }
+};
+
+void pack_a_scalar(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                   int64_t p0, int64_t p1) {
+    for (int64_t ib = 2 * p0; ib < 2 * p1; ++ib)
+        for (int64_t kb = 0; kb < kb_count; ++kb) {
+            uint16_t* tile = ap + (ib * kb_count + kb) * kTileElems;
+            for (int64_t r = 0; r < 16; ++r) {
+                const int64_t row = ib * 16 + r;
+                for (int64_t kk = 0; kk < 32; ++kk) {
+                    const int64_t k = kb * 32 + kk;
+                    tile[r * 32 + kk] = (row < n_rows && k < K) ? fp32_to_bf16(a[row * lda + k]) : 0;
+                }
+            }
+        }
+}
+
+// The portable path: k ascending per output (the reference order), vectorisable across outputs.
+void gemm_scalar(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
+                 int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
+    float bf[32][32];  // one k block of a column pair as f32: bf[k][j]
+    for (int64_t q = q0; q < q1; ++q) {
+        const int64_t nc = std::min<int64_t>(32, M - 32 * q);
+        for (int64_t i = 32 * p0; i < std::min(32 * p1, n_rows); ++i) {
+            float acc[32];
+            float* ci = c + i * ldc + 32 * q;
+            for (int64_t j = 0; j < 32; ++j) acc[j] = (accumulate && j < nc) ? ci[j] : 0.0f;
+            const uint16_t* arow = ap + ((i / 16) * kb_count) * kTileElems + (i % 16) * 32;
+            for (int64_t kb = 0; kb < kb_count; ++kb) {
+                for (int64_t h = 0; h < 2; ++h) {
+                    const uint16_t* bt = bp + ((2 * q + h) * kb_count + kb) * kTileElems;
+                    for (int64_t kp = 0; kp < 16; ++kp)
+                        for (int64_t j = 0; j < 16; ++j)
+                            for (int64_t e = 0; e < 2; ++e) bf[2 * kp + e][16 * h + j] = bf16_to_fp32(bt[kp * 32 + 2 * j + e]);
+                }
+                const uint16_t* at = arow + kb * kTileElems;
+                for (int64_t kk = 0; kk < 32; ++kk) {
+                    const float av = bf16_to_fp32(at[kk]);
+                    for (int64_t j = 0; j < 32; ++j) acc[j] += av * bf[kk][j];
+                }
+            }
+            for (int64_t j = 0; j < nc; ++j) ci[j] = acc[j];
+        }
+    }
+}
+
+template <class Get>
+PackedBf16 pack_impl(int64_t ldw, int64_t M, int64_t K, bool for_forward, Get get) {
+    if (M < 0 || K < 0 || ldw < K)
+        throw std::invalid_argument("pack_bf16: weight is " + std::to_string(M) + "x" + std::to_string(K) +
+                                    " with row stride " + std::to_string(ldw) +
+                                    ", expected sizes >= 0 and a row stride >= " + std::to_string(K));
+    PackedBf16 p;
+    p.M = for_forward ? M : K;  // B (p.M, p.K): B[j][k] = W[j][k] or W[k][j]
+    p.K = for_forward ? K : M;
+    p.kb_count = (p.K + 31) / 32;
+    p.jb_count = 2 * ((p.M + 31) / 32);
+    const size_t bytes = std::max<size_t>(p.bytes(), 64);
+    p.data.reset(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)));
+    if (!p.data) throw std::bad_alloc();
+    uint16_t* d = p.data.get();
+    for (int64_t jb = 0; jb < p.jb_count; ++jb)
+        for (int64_t kb = 0; kb < p.kb_count; ++kb) {
+            uint16_t* tile = d + (jb * p.kb_count + kb) * kTileElems;
+            for (int64_t j = 0; j < 16; ++j) {
+                const int64_t jj = jb * 16 + j;
+                for (int64_t kk = 0; kk < 32; ++kk) {
+                    const int64_t k = kb * 32 + kk;
+                    uint16_t v = 0;
+                    if (jj < p.M && k < p.K) v = for_forward ? get(jj * ldw + k) : get(k * ldw + jj);
+                    tile[(kk / 2) * 32 + 2 * j + (kk & 1)] = v;
+                }
+            }
+        }
+    return p;
+}
+
+Bf16GemmPath env_path(Bf16GemmPath best) {
+    const char* env = std::getenv("LLMFORGE_BF16_GEMM");
+    if (env == nullptr || *env == '\0') return best;
+    for (Bf16GemmPath p : {Bf16GemmPath::kScalar, Bf16GemmPath::kAvx512Bf16, Bf16GemmPath::kAmx}) {
+        if (std::strcmp(env, bf16_gemm_path_name(p)) != 0) continue;
+        if (bf16_gemm_path_supported(p)) return p;
+        std::fprintf(stderr, "llmforge: LLMFORGE_BF16_GEMM=%s is not supported by this CPU; using %s\n", env,
+                     bf16_gemm_path_name(best));
+        return best;
+    }
+    std::fprintf(stderr, "llmforge: LLMFORGE_BF16_GEMM=%s is unknown (expected scalar, avx512bf16 or amx); using %s\n",
+                 env, bf16_gemm_path_name(best));
+    return best;
+}
+
+}  // namespace
+
+const char* bf16_gemm_path_name(Bf16GemmPath p) {
+    switch (p) {
+        case Bf16GemmPath::kScalar: return "scalar";
+        case Bf16GemmPath::kAvx512Bf16: return "avx512bf16";
+        case Bf16GemmPath::kAmx: return "amx";
+    }
+    return "unknown";
+}
+
+bool bf16_gemm_path_supported(Bf16GemmPath p) {
+    switch (p) {
+        case Bf16GemmPath::kScalar: return true;
+        case Bf16GemmPath::kAvx512Bf16: return support().avx512bf16;
+        case Bf16GemmPath::kAmx: return support().amx;
+    }
+    return false;
+}
+
+Bf16GemmPath bf16_gemm_best_path() {
+    static const Bf16GemmPath best = env_path(support().amx          ? Bf16GemmPath::kAmx
+                                              : support().avx512bf16 ? Bf16GemmPath::kAvx512Bf16
+                                                                     : Bf16GemmPath::kScalar);
+    return best;
+}
+
+bool bf16_gemm_available() { return bf16_gemm_best_path() == Bf16GemmPath::kAmx; }
+
+PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward) {
+    return pack_impl(ldw, M, K, for_forward, [w](int64_t i) { return fp32_to_bf16(w[i]); });
+}
+
+PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool for_forward) {
+    return pack_impl(ldw, M, K, for_forward, [w](int64_t i) { return w[i]; });
+}
+
+void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
+               bool accumulate, ThreadPool* pool) {
+    gemm_bf16(a, lda, n_rows, b, c, ldc, accumulate, pool, bf16_gemm_best_path());
+}
+
+void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path) {
+    if (!bf16_gemm_path_supported(path))
+        throw std::invalid_argument(std::string("gemm_bf16: path '") + bf16_gemm_path_name(path) +
+                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+    if (n_rows < 0 || lda < b.K || ldc < b.M || (b.M > 0 && b.empty()))
+        throw std::invalid_argument("gemm_bf16: A is " + std::to_string(n_rows) + "x" + std::to_string(b.K) +
+                                    " with row stride " + std::to_string(lda) + ", C has row stride " +
+                                    std::to_string(ldc) + " for " + std::to_string(b.M) +
+                                    " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
+    if (n_rows == 0 || b.M == 0) return;
+
+    const int64_t kb = b.kb_count;
+    const int64_t n_p = (n_rows + 31) / 32;  // row pairs (32 rows)
+    const int64_t n_q = b.jb_count / 2;      // column pairs (32 outputs)
+    thread_local Scratch scratch;
+    uint16_t* ap = scratch.get(static_cast<size_t>(std::max<int64_t>(1, 2 * n_p * kb * kTileElems)));
+
+    using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
+                              int64_t, int64_t, int64_t, int64_t);
+    KernelFn kernel = gemm_scalar;
+    auto pack_a = pack_a_scalar;
+#if defined(LF_BF16_X86)
+    if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
+    if (path == Bf16GemmPath::kAvx512Bf16) kernel = x86::bf16_gemm_avx512;
+    if (path != Bf16GemmPath::kScalar) pack_a = x86::bf16_pack_a_avx512;
+#endif
+
+    // Each output is computed by one kernel call in a fixed order, so the split only balances work;
+    // it cannot change a result. Split the longer of the two block dimensions.
+    const int parts = pool != nullptr ? pool->size() : 1;
+    const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
+    if (!threaded) {
+        pack_a(a, lda, n_rows, b.K, kb, ap, 0, n_p);
+        kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, 0, n_q);
+        return;
+    }
+    pool->run(n_p, [&](int64_t p, int) { pack_a(a, lda, n_rows, b.K, kb, ap, p, p + 1); });
+    const bool by_cols = n_q >= n_p;
+    const int64_t n = by_cols ? n_q : n_p;
+    const int64_t chunk = (n + parts - 1) / parts;
+    pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
+        const int64_t s = i * chunk, e = std::min(n, s + chunk);
+        if (by_cols) {
+            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, s, e);
+        } else {
+            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, s, e, 0, n_q);
+        }
+    });
+}
+
+void gemm_bf16_ref(const float* a, int64_t lda, int64_t n_rows, const float* w, int64_t ldw, int64_t M, int64_t K,
+                   bool for_forward, float* c, int64_t ldc, bool accumulate) {
+    const int64_t bm = for_forward ? M : K, bk = for_forward ? K : M;
+    for (int64_t i = 0; i < n_rows; ++i)
+        for (int64_t j = 0; j < bm; ++j) {
+            float s = accumulate ? c[i * ldc + j] : 0.0f;
+            for (int64_t k = 0; k < bk; ++k) {
+                const float bv = for_forward ? w[j * ldw + k] : w[k * ldw + j];
+                s += bf16_to_fp32(fp32_to_bf16(a[i * lda + k])) * bf16_to_fp32(fp32_to_bf16(bv));
+            }
+            c[i * ldc + j] = s;
+        }
+}
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,105 @@
+// bf16 GEMM against a frozen, pre-packed weight: the training products of `--precision bf16`
+// (inputs rounded to bf16, products summed in f32) at bf16 speed instead of fp32 BLAS speed.
+//
+//   forward   Y (N, M)  (+)=  bf16(X) (N, K)  · bf16(W)ᵀ      W (M, K) row-major, M = outputs
+//   backward  dX (N, K) (+)=  bf16(dY) (N, M) · bf16(W)        the same W, packed the other way
+//
+// Both are "C (n_rows, b.M) (+)= bf16(A) (n_rows, b.K) · Bᵀ" over a PackedBf16 B; pack_bf16 makes
+// the forward B (b.M = M, b.K = K) or the backward B (Wᵀ: b.M = K, b.K = M) once per frozen weight
+// (2 bytes per weight per orientation), and every step reuses it. A stays f32 in the caller's
+// layout and is rounded to bf16 inside the call (round to nearest even, as fp32_to_bf16 in
+// core/dtype.h and train's round_to_precision).
+//
+// Paths, chosen once from CPUID (kernels/cpu/x86/amx/, compiled with their own -m flags):
+//   kAmx        AMX tiles (TDPBF16PS), 32x32 output blocks; needs AMX-TILE + AMX-BF16 + AVX512-BF16
+//               and Linux's permission for the tile state (arch_prctl ARCH_REQ_XCOMP_PERM), asked
+//               once; if the kernel refuses, AMX counts as unavailable.
+//   kAvx512Bf16 VDPBF16PS, 8x32 register blocks; needs AVX512-BF16 (+F/BW/VL).
+//   kScalar     portable code (the tests' reference order); machines with neither.
+// LLMFORGE_BF16_GEMM=scalar|avx512bf16|amx forces a lower path (for comparisons).
+//
+// Numerics: every product bf16(a)·bf16(b) is exact in f32, so an output is its start value (0, or
+// C's old value when accumulate) and the K products combined by f32 additions (round to nearest
+// even); only the order and grouping of those additions differs between paths:
+//   kScalar      C, then k = 0, 1, ..., K-1 (gemm_bf16_ref, bit for bit).
+//   kAvx512Bf16  C, then pairs in order, within a pair the odd product first (VDPBF16PS).
+//   kAmx         per block of 32 inputs, as TDPBF16PS does it in hardware (implementation-specific;
+//                measured on Sapphire Rapids: the 16 even-k products summed in order, the 16 odd-k
+//                ones likewise, the two sums added, then that added to C), blocks in order.
+// The SIMD paths agree with the exact (double) sum of the products to within f32 rounding of the
+// running magnitudes, as any summation order does (tests/kernels/gemm_bf16_test.cpp).
+// The order depends on nothing else (not on n_rows, the other rows or columns, the thread count or
+// the split), so every path is deterministic and batch-invariant. The SIMD paths flush denormal
+// inputs and results to zero (the instructions' DAZ/FTZ), the scalar path does not: this matters
+// only for magnitudes below 1.2e-38.
+//
+// Thread safety: a PackedBf16 is immutable after pack_bf16 and may be shared by any number of
+// concurrent calls. gemm_bf16 uses `pool` (not re-entrant; see core/thread_pool.h) and a scratch
+// buffer per calling thread (the bf16 copy of A, n_rows x K x 2 bytes, kept between calls).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#include "core/thread_pool.h"
+
+namespace llmforge::kernels {
+
+enum class Bf16GemmPath { kScalar = 0, kAvx512Bf16 = 1, kAmx = 2 };
+const char* bf16_gemm_path_name(Bf16GemmPath p);
+// Whether this CPU (and OS) can run path p. kScalar always can.
+bool bf16_gemm_path_supported(Bf16GemmPath p);
+// The path gemm_bf16 uses by default: the best supported one, lowered by LLMFORGE_BF16_GEMM.
+Bf16GemmPath bf16_gemm_best_path();
+// True when the best path is AMX: the only one measured faster than OpenBLAS sgemm on rounded f32
+// values (Sapphire Rapids, N = 1024: AMX 800-1100 GFLOP/s on one core, sgemm 105-160, VDPBF16PS
+// ~105, bounded by that instruction's throughput there). Elsewhere callers should keep sgemm; the
+// AVX512-BF16 path (which may pay off where VDPBF16PS is faster, e.g. AMD Zen 4) stays reachable
+// through an explicit path or LLMFORGE_BF16_GEMM=avx512bf16.
+bool bf16_gemm_available();
+
+// A frozen matrix B (M, K) in bf16, laid out for the kernels:
+//   column block jb (16 outputs) x k block kb (32 inputs) is one 1 KiB tile, 16 rows of k pairs:
+//   data[((jb * kb_count + kb) * 16 + kp) * 32 + 2 * j + e] = B[16 jb + j][32 kb + 2 kp + e],
+//   zero beyond M or K. jb_count is even (M padded to a multiple of 32).
+// Move-only; owns 64-byte-aligned storage.
+struct PackedBf16 {
+    int64_t M = 0;         // outputs (columns of C)
+    int64_t K = 0;         // inputs (columns of A)
+    int64_t kb_count = 0;  // ceil(K / 32)
+    int64_t jb_count = 0;  // 2 * ceil(M / 32)
+    struct Free {
+        void operator()(uint16_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint16_t, Free> data;
+
+    bool empty() const { return data == nullptr; }
+    size_t bytes() const { return static_cast<size_t>(jb_count * kb_count) * 1024; }
+};
+
+// Packs a row-major weight w (M, K) (row stride ldw >= K elements), rounding to bf16.
+//   for_forward = true:  B = W   (b.M = M, b.K = K): Y = X · Wᵀ
+//   for_forward = false: B = Wᵀ  (b.M = K, b.K = M): dX = dY · W
+// Throws std::invalid_argument on negative sizes or ldw < K.
+PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
+// The same from a bf16 weight (raw bf16 bits, e.g. a frozen tensor in its file dtype): exact.
+PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
+
+// C (n_rows, b.M) = [C +] bf16(A) (n_rows, b.K) · Bᵀ, C row-major with row stride ldc >= b.M,
+// A row-major f32 with row stride lda >= b.K. Row or column blocks are split over `pool` (null: the
+// calling thread only); the result does not depend on the pool's size. `path` picks a kernel (tests, benchmarks);
+// an unsupported one throws std::invalid_argument. n_rows == 0 or b.M == 0 does nothing; b.K == 0
+// gives C = [C +] 0.
+void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
+               bool accumulate, ThreadPool* pool);
+void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path);
+
+// The unpacked scalar reference, for tests: C (N, M) = [C +] Σ_k bf16(a[i][k]) · bf16(B[j][k]) in
+// f32, k ascending, where B = W (forward) or Wᵀ (backward) of the row-major w (M, K) given to
+// pack_bf16. Bit-identical to the kScalar path.
+void gemm_bf16_ref(const float* a, int64_t lda, int64_t n_rows, const float* w, int64_t ldw, int64_t M,
+                   int64_t K, bool for_forward, float* c, int64_t ldc, bool accumulate);
+
+}  // namespace llmforge::kernels

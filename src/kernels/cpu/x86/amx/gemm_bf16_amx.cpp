@@ -1,0 +1,146 @@
+// bf16 GEMM on AMX tiles: C (+)= A · Bᵀ with A and B packed in 1 KiB tiles (gemm_bf16_x86.h).
+//
+// Register plan (8 tiles of 16 rows x 64 bytes): tmm0..3 accumulate a 32 x 32 block of C (2 x 2
+// tiles of 16 x 16 f32), tmm4/5 hold two A tiles (rows 0-15 / 16-31, 32 inputs), tmm6/7 two B
+// tiles (outputs 0-15 / 16-31, 32 inputs in VNNI pairs). Each 32-input step is 4 loads and 4
+// TDPBF16PS (16 x 16 x 32 MACs each).
+//
+// Blocking: the inputs are cut into chunks of kKChunk blocks and the outputs into chunks of
+// kQChunk column pairs; inside, every row pair of this call meets every column pair of the chunk,
+// so a chunk of B (512 outputs x 1024 inputs, 1 MiB) stays in L2 while A's row pair (up to 64 KiB)
+// is reused from L1/L2 across the chunk's 16 column pairs, and C is written in 2 KiB row pieces. Between input chunks the f32 accumulators go through C:
+// storing and reloading f32 is exact, so the sum's order (k ascending) does not depend on the
+// blocking.
+//
+// Edge tiles (rows past n_rows, outputs past M) go through a 16 x 16 buffer on the stack.
+// Everything here has internal linkage or is an entry point (see x86/x86_common.h: no std:: code).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
+
+namespace llmforge::kernels::x86 {
+namespace {
+
+constexpr int64_t kTileElems = 512;  // bf16 per 1 KiB tile
+// Tuned on the 110M-Llama shapes (bench/bench_bf16_gemm.cpp): 16 pairs beat 2, 4 and 8 by 10-20%
+// and 24-64 by a little; input chunks of 8-24 blocks were no better than 32.
+constexpr int64_t kKChunk = 32;  // input blocks (of 32) per pass: 1024 inputs
+constexpr int64_t kQChunk = 16;  // column pairs (of 32 outputs) per chunk: 512 outputs
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+struct alignas(64) TileConfig {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+void configure_tiles() {
+    TileConfig cfg;
+    std::memset(&cfg, 0, sizeof(cfg));
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; ++t) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+// Where one 16 x 16 accumulator tile of C lives during a pass: in C itself, or (at an edge) in a
+// stack buffer whose valid nr x nc corner mirrors C.
+struct CTile {
+    float* ptr;
+    int64_t stride;  // bytes
+    float* dst;      // C position of the tile's corner (edge tiles: copied back there)
+    int64_t nr, nc;  // valid rows / columns (edge tiles), <= 0 when wholly outside
+    bool edge;
+};
+
+inline void c_tile_setup(CTile& t, float* buf, float* c, int64_t ldc, int64_t r, int64_t col, int64_t n_rows,
+                         int64_t M, bool load) {
+    t.nr = min64(16, n_rows - r);
+    t.nc = min64(16, M - col);
+    if (t.nr <= 0 || t.nc <= 0) t.nr = t.nc = 0;
+    t.dst = t.nr > 0 ? c + r * ldc + col : c;
+    t.edge = t.nr < 16 || t.nc < 16;
+    if (!t.edge) {
+        t.ptr = t.dst;
+        t.stride = ldc * 4;
+        return;
+    }
+    t.ptr = buf;
+    t.stride = 64;
+    if (!load) return;
+    for (int64_t i = 0; i < 16; ++i)
+        for (int64_t j = 0; j < 16; ++j) buf[i * 16 + j] = (i < t.nr && j < t.nc) ? t.dst[i * ldc + j] : 0.0f;
+}
+
+inline void c_tile_finish(const CTile& t, const float* buf, int64_t ldc) {
+    if (!t.edge) return;
+    for (int64_t i = 0; i < t.nr; ++i)
+        for (int64_t j = 0; j < t.nc; ++j) t.dst[i * ldc + j] = buf[i * 16 + j];
+}
+
+}  // namespace
+
+void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
+    configure_tiles();
+    alignas(64) float buf[4][256];
+    for (int64_t qc = q0; qc < q1; qc += kQChunk) {
+        const int64_t qc1 = min64(q1, qc + kQChunk);
+        // kb_count == 0 still makes one pass, which writes the start values.
+        for (int64_t k0 = 0; k0 < kb_count || k0 == 0; k0 += kKChunk) {
+            const int64_t k1 = min64(kb_count, k0 + kKChunk);
+            const bool load = accumulate || k0 > 0;
+            for (int64_t p = p0; p < p1; ++p) {
+                const uint16_t* a0 = ap + ((2 * p) * kb_count + k0) * kTileElems;
+                const uint16_t* a1 = ap + ((2 * p + 1) * kb_count + k0) * kTileElems;
+                for (int64_t q = qc; q < qc1; ++q) {
+                    CTile t[4];
+                    for (int i = 0; i < 4; ++i)
+                        c_tile_setup(t[i], buf[i], c, ldc, 32 * p + (i >> 1) * 16, 32 * q + (i & 1) * 16, n_rows, M,
+                                     load);
+                    if (load) {
+                        _tile_loadd(0, t[0].ptr, t[0].stride);
+                        _tile_loadd(1, t[1].ptr, t[1].stride);
+                        _tile_loadd(2, t[2].ptr, t[2].stride);
+                        _tile_loadd(3, t[3].ptr, t[3].stride);
+                    } else {
+                        _tile_zero(0);
+                        _tile_zero(1);
+                        _tile_zero(2);
+                        _tile_zero(3);
+                    }
+                    const uint16_t* b0 = bp + ((2 * q) * kb_count + k0) * kTileElems;
+                    const uint16_t* b1 = bp + ((2 * q + 1) * kb_count + k0) * kTileElems;
+                    for (int64_t kb = 0; kb < k1 - k0; ++kb) {
+                        const int64_t o = kb * kTileElems;
+                        _tile_loadd(4, a0 + o, 64);
+                        _tile_loadd(6, b0 + o, 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_loadd(7, b1 + o, 64);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_loadd(5, a1 + o, 64);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
+                    _tile_stored(0, t[0].ptr, t[0].stride);
+                    _tile_stored(1, t[1].ptr, t[1].stride);
+                    _tile_stored(2, t[2].ptr, t[2].stride);
+                    _tile_stored(3, t[3].ptr, t[3].stride);
+                    for (int i = 0; i < 4; ++i) c_tile_finish(t[i], buf[i], ldc);
+                }
+            }
+            if (kb_count == 0) break;
+        }
+    }
+    _tile_release();
+}
+
+}  // namespace llmforge::kernels::x86

@@ -1,0 +1,29 @@
+// Entry points of the bf16 GEMM kernels compiled with AMX / AVX512-BF16 flags (this folder).
+// Called only by kernels/cpu/gemm_bf16.cpp after its CPUID (and, for AMX, arch_prctl) checks;
+// declarations only, so generic code may include this header.
+//
+// Layouts (see gemm_bf16.h for B):
+//   A packed: row block ib (16 rows) x k block kb (32 inputs) is one 1 KiB tile of 16 rows x 32
+//   bf16: ap[((ib * kb_count + kb) * 16 + r) * 32 + kk] = bf16(A[16 ib + r][32 kb + kk]), zero
+//   beyond n_rows or K; the row-block count is even (rows padded to a multiple of 32).
+//   Work unit: a row pair p (rows 32p .. 32p+31) x a column pair q (outputs 32q .. 32q+31);
+//   a call computes the row pairs [p0, p1) x column pairs [q0, q1) of C (only its valid entries
+//   are read or written).
+#pragma once
+
+#include <cstdint>
+
+namespace llmforge::kernels::x86 {
+
+// Rounds rows [32 p0, 32 p1) of A (f32, row stride lda, n_rows valid rows, K columns) into the
+// packed A layout (all kb_count blocks of those row blocks); pad rows and columns are zeros.
+void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                        int64_t p0, int64_t p1);
+
+// C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ over the packed operands.
+void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
+void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
+                      float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
+
+}  // namespace llmforge::kernels::x86

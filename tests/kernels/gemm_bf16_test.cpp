@@ -1,0 +1,230 @@
+// gemm_bf16 (kernels/cpu/gemm_bf16.h): every path this CPU has against the unpacked scalar
+// reference (bf16 products summed in f32, k ascending) and against a double-precision sum of the
+// same exact products; odd shapes (not multiples of the 16/32 tiles), strides, accumulate on/off,
+// 1 and 2 threads; the AVX-512 f32 -> bf16 rounding against fp32_to_bf16 bit for bit; bad input.
+#include "kernels/cpu/gemm_bf16.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
+
+namespace {
+
+using namespace llmforge;
+using namespace llmforge::kernels;
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+float round_bf16(float x) { return bf16_to_fp32(fp32_to_bf16(x)); }
+
+struct Shape {
+    int64_t n, M, K;  // rows of A, rows of W (outputs), columns of W (inputs)
+};
+
+// Shapes around the tile sizes (16 rows/outputs, 32 inputs, 32x32 blocks) and past the AMX
+// kernel's 1024-input chunk.
+const Shape kShapes[] = {{1, 1, 1},     {5, 7, 3},     {16, 16, 32},   {17, 33, 31},  {33, 47, 65},
+                         {64, 64, 64},  {70, 130, 130}, {31, 100, 257}, {40, 96, 1100}, {3, 200, 2050},
+                         {129, 65, 96},  {200, 40, 200}};  // the last: the 2-thread split goes by rows
+
+const Bf16GemmPath kPaths[] = {Bf16GemmPath::kScalar, Bf16GemmPath::kAvx512Bf16, Bf16GemmPath::kAmx};
+
+struct Case {
+    Shape s;
+    bool forward;
+    int64_t bm, bk;  // B (bm, bk)
+    int64_t lda, ldc;
+    std::vector<float> a, w, c0;
+};
+
+Case make_case(const Shape& s, bool forward, uint32_t seed) {
+    Case cs{s, forward, forward ? s.M : s.K, forward ? s.K : s.M, 0, 0, {}, {}, {}};
+    cs.lda = cs.bk + 3;
+    cs.ldc = cs.bm + 5;
+    cs.a = gaussian(static_cast<size_t>(s.n * cs.lda), seed);
+    cs.w = gaussian(static_cast<size_t>(s.M * s.K), seed + 1);
+    cs.c0 = gaussian(static_cast<size_t>(s.n * cs.ldc), seed + 2);
+    return cs;
+}
+
+double b_at(const Case& cs, int64_t j, int64_t k) {
+    return cs.forward ? cs.w[j * cs.s.K + k] : cs.w[k * cs.s.K + j];
+}
+
+// Checks c against the double-precision sum of the exact bf16 products: only the order of the f32
+// additions may differ, so the error is within (K + 1) half-ulps of the running magnitudes.
+void expect_close_to_exact(const Case& cs, const std::vector<float>& c, bool accumulate, const char* what) {
+    int bad = 0;
+    for (int64_t i = 0; i < cs.s.n; ++i)
+        for (int64_t j = 0; j < cs.bm; ++j) {
+            double s = accumulate ? cs.c0[i * cs.ldc + j] : 0.0, mag = std::fabs(s);
+            for (int64_t k = 0; k < cs.bk; ++k) {
+                const double p = static_cast<double>(round_bf16(cs.a[i * cs.lda + k])) *
+                                 static_cast<double>(round_bf16(static_cast<float>(b_at(cs, j, k))));
+                s += p;
+                mag += std::fabs(p);
+            }
+            const double tol = static_cast<double>(cs.bk + 1) * std::ldexp(1.0, -24) * mag + 1e-30;
+            const double got = c[i * cs.ldc + j];
+            if (!(std::fabs(got - s) <= tol) && ++bad <= 5)
+                ADD_FAILURE() << what << ": C[" << i << "][" << j << "] = " << got << ", exact " << s << ", tol " << tol;
+        }
+    EXPECT_EQ(bad, 0) << what;
+}
+
+std::string describe(const Case& cs, Bf16GemmPath p, bool acc, int threads) {
+    return std::string(bf16_gemm_path_name(p)) + (cs.forward ? " fwd" : " bwd") + " n=" + std::to_string(cs.s.n) +
+           " M=" + std::to_string(cs.s.M) + " K=" + std::to_string(cs.s.K) + (acc ? " acc" : "") + " threads=" +
+           std::to_string(threads);
+}
+
+TEST(GemmBf16, ReportsPaths) {
+    for (Bf16GemmPath p : kPaths)
+        std::printf("bf16 gemm path %-10s %s\n", bf16_gemm_path_name(p),
+                    bf16_gemm_path_supported(p) ? "supported" : "not supported on this CPU (its tests skip)");
+    std::printf("best: %s\n", bf16_gemm_path_name(bf16_gemm_best_path()));
+    EXPECT_TRUE(bf16_gemm_path_supported(Bf16GemmPath::kScalar));
+}
+
+// The f32 -> bf16 rounding of A on the AVX-512 path (VCVTNE2PS2BF16) agrees with fp32_to_bf16 (the
+// trainer's round_to_precision) bit for bit on normals, zeros, infinities, NaNs and rounding ties;
+// f32 denormals become a signed zero (the instruction's DAZ) where fp32_to_bf16 rounds them, which
+// the products then flush anyway.
+TEST(GemmBf16, Avx512RoundingMatchesFp32ToBf16) {
+    if (!bf16_gemm_path_supported(Bf16GemmPath::kAvx512Bf16)) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+    std::mt19937 rng(7);
+    const int64_t n_rows = 32, K = 4096, kb = K / 32;
+    std::vector<float> a(static_cast<size_t>(n_rows * K));
+    const uint32_t specials[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                                 0xffa00000u, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x7f7fffffu, 0x00800000u,
+                                 0x007fffffu, 0x80000001u, 0x3f7fffffu, 0x477fff80u};
+    for (size_t i = 0; i < a.size(); ++i) {
+        uint32_t u = rng();
+        if (i % 7 == 0) u = specials[(i / 7) % (sizeof(specials) / 4)];
+        if (i % 11 == 0) u = (u & 0xffff0000u) | 0x8000u;  // a tie
+        std::memcpy(&a[i], &u, 4);
+    }
+    std::vector<uint16_t> ap(static_cast<size_t>(2 * kb * 512));
+    x86::bf16_pack_a_avx512(a.data(), K, n_rows, K, kb, ap.data(), 0, 1);
+    int64_t mismatches = 0, denormals = 0;
+    for (int64_t r = 0; r < n_rows; ++r)
+        for (int64_t k = 0; k < K; ++k) {
+            const float x = a[r * K + k];
+            const uint16_t got = ap[((r / 16) * kb + k / 32) * 512 + (r % 16) * 32 + k % 32];
+            if (std::fpclassify(x) == FP_SUBNORMAL) {
+                ++denormals;
+                EXPECT_EQ(got & 0x7fff, 0) << "denormal input should become a signed zero";
+                continue;
+            }
+            if (got != fp32_to_bf16(x) && ++mismatches <= 5)
+            {
+                uint32_t u;
+                std::memcpy(&u, &x, 4);
+                ADD_FAILURE() << std::hex << "f32 bits " << u << ": avx512 " << got << ", fp32_to_bf16 " << fp32_to_bf16(x);
+            }
+        }
+    EXPECT_EQ(mismatches, 0);
+    EXPECT_GT(denormals, 0);
+}
+
+// The scalar path is the reference's order, so it must match bit for bit; AMX and AVX512-BF16 add
+// the same exact products in their instructions' orders (gemm_bf16.h): within f32 rounding of the
+// exact sum. Every path gives the same bits with 1 and 2 threads, and leaves C's padding alone.
+TEST(GemmBf16, PathsMatchReference) {
+    ThreadPool pool1(1), pool2(2);
+    uint32_t seed = 100;
+    for (const Shape& s : kShapes)
+        for (bool forward : {true, false}) {
+            const Case cs = make_case(s, forward, seed += 3);
+            for (bool acc : {false, true}) {
+                std::vector<float> ref = cs.c0;
+                gemm_bf16_ref(cs.a.data(), cs.lda, s.n, cs.w.data(), s.K, s.M, s.K, forward, ref.data(), cs.ldc, acc);
+                expect_close_to_exact(cs, ref, acc, "reference");
+                const PackedBf16 b = pack_bf16(cs.w.data(), s.K, s.M, s.K, forward);
+                ASSERT_EQ(b.M, cs.bm);
+                ASSERT_EQ(b.K, cs.bk);
+                for (Bf16GemmPath p : kPaths) {
+                    if (!bf16_gemm_path_supported(p)) continue;
+                    std::vector<float> first;
+                    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool1, &pool2}) {
+                        const int threads = pool == nullptr ? 0 : pool->size();
+                        const std::string what = describe(cs, p, acc, threads);
+                        std::vector<float> c = cs.c0;
+                        gemm_bf16(cs.a.data(), cs.lda, s.n, b, c.data(), cs.ldc, acc, pool, p);
+                        for (int64_t i = 0; i < s.n; ++i)
+                            for (int64_t j = cs.bm; j < cs.ldc; ++j)
+                                ASSERT_EQ(c[i * cs.ldc + j], cs.c0[i * cs.ldc + j]) << what << ": padding written";
+                        if (p == Bf16GemmPath::kScalar) {
+                            ASSERT_EQ(0, std::memcmp(c.data(), ref.data(), c.size() * 4)) << what << ": not bit-identical";
+                        } else {
+                            expect_close_to_exact(cs, c, acc, what.c_str());
+                        }
+                        if (first.empty()) {
+                            first = c;
+                        } else {
+                            ASSERT_EQ(0, std::memcmp(c.data(), first.data(), c.size() * 4))
+                                << what << ": depends on the thread count";
+                        }
+                    }
+                }
+            }
+        }
+}
+
+TEST(GemmBf16, Bf16WeightPacksLikeRoundedF32) {
+    const int64_t M = 37, K = 45;
+    const auto w = gaussian(static_cast<size_t>(M * K), 5);
+    std::vector<uint16_t> wb(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wb[i] = fp32_to_bf16(w[i]);
+    for (bool fwd : {true, false}) {
+        const PackedBf16 a = pack_bf16(w.data(), K, M, K, fwd), b = pack_bf16(wb.data(), K, M, K, fwd);
+        ASSERT_EQ(a.bytes(), b.bytes());
+        EXPECT_EQ(0, std::memcmp(a.data.get(), b.data.get(), a.bytes()));
+        EXPECT_EQ(a.jb_count % 2, 0);
+    }
+}
+
+TEST(GemmBf16, EmptyInnerDimension) {
+    const float w = 0.0f;
+    const PackedBf16 b = pack_bf16(&w, 0, 3, 0, true);  // W (3, 0)
+    for (Bf16GemmPath p : kPaths) {
+        if (!bf16_gemm_path_supported(p)) continue;
+        std::vector<float> c = {1, 2, 3, 4, 5, 6};
+        const float a = 0.0f;
+        gemm_bf16(&a, 0, 2, b, c.data(), 3, true, nullptr, p);
+        EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 4, 5, 6})) << bf16_gemm_path_name(p);
+        gemm_bf16(&a, 0, 2, b, c.data(), 3, false, nullptr, p);
+        EXPECT_EQ(c, (std::vector<float>(6, 0.0f))) << bf16_gemm_path_name(p);
+    }
+}
+
+TEST(GemmBf16, RejectsBadInput) {
+    std::vector<float> w(12, 1.0f), a(12, 1.0f), c(12, 0.0f);
+    EXPECT_THROW(pack_bf16(w.data(), 2, 3, 4, true), std::invalid_argument);  // ldw < K
+    EXPECT_THROW(pack_bf16(w.data(), 4, -1, 4, true), std::invalid_argument);
+    const PackedBf16 b = pack_bf16(w.data(), 4, 3, 4, true);  // B (3, 4)
+    EXPECT_THROW(gemm_bf16(a.data(), 3, 2, b, c.data(), 3, false, nullptr), std::invalid_argument);  // lda < K
+    EXPECT_THROW(gemm_bf16(a.data(), 4, 2, b, c.data(), 2, false, nullptr), std::invalid_argument);  // ldc < M
+    for (Bf16GemmPath p : kPaths) {
+        if (!bf16_gemm_path_supported(p)) {
+            EXPECT_THROW(gemm_bf16(a.data(), 4, 2, b, c.data(), 3, false, nullptr, p), std::invalid_argument);
+        }
+    }
+}
+
+}  // namespace
