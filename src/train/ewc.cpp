@@ -32,6 +32,7 @@ FisherResult compute_fisher(const FisherOptions& o, const std::function<void(int
              (long long)T, (long long)(T + 1));
     ThreadPool pool(o.threads > 0 ? o.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
     Tape tape(pool);
+    tape.free_in_backward = true;
     std::vector<Param*> ps;
     for (auto& p : model->params()) ps.push_back(p.get());
     std::vector<std::vector<double>> F(ps.size());

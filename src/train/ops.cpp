@@ -39,6 +39,18 @@ const float* product_input(Tape& t, const float* data, int64_t n, int slot) {
     return r;
 }
 
+// Σ f(i) for i < n in double, in four interleaved partial sums added in a fixed order (the same
+// value on every run and thread split): one chain of dependent adds ran at a quarter of the speed.
+template <class F>
+double sum4(int64_t n, F f) {
+    double s[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) s[j] += f(i + j);
+    for (; i < n; ++i) s[0] += f(i);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 // y (N, M) += bias (M) on every row.
 void add_bias(ThreadPool& pool, Var bias, float* y, int64_t N, int64_t M) {
     LF_ASSERT(bias->numel == M);
@@ -115,6 +127,27 @@ Var linear(Tape& t, Var x, Var w, Var bias) {
 
 // ---- rmsnorm --------------------------------------------------------------------------------
 
+Var linear_into(Tape& t, Var y, Var x, Var w, float scale) {
+    const int64_t K = x->shape.back(), N = rows_of(x), M = w->shape[0];
+    LF_ASSERT(w->shape.size() == 2 && w->shape[1] == K && rows_of(y) == N && y->shape.back() == M);
+    ThreadPool& pool = t.pool();
+    auto rounded = [&t](Var v, int slot) { return product_input(t, v->data, v->numel, slot); };
+    kernels::sgemm(pool, false, true, N, M, K, scale, rounded(x, 0), K, rounded(w, 1), K, 1.0f, y->data, M);
+    if (needs_grad(t, {x, w})) {
+        y->requires_grad = true;
+        t.on_backward([&t, x, w, y, N, M, K, scale, rounded] {
+            if (y->grad == nullptr) return;
+            ThreadPool& pool = t.pool();
+            const float* g = product_input(t, y->grad, y->numel, 2);
+            if (x->requires_grad)  // dx (N, K) += scale · dy (N, M) · w (M, K)
+                kernels::sgemm(pool, false, false, N, K, M, scale, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
+            if (w->requires_grad)  // dw (M, K) += scale · dy^T (M, N) · x (N, K)
+                kernels::sgemm(pool, true, false, M, K, N, scale, g, M, rounded(x, 0), K, 1.0f, t.grad(w), K);
+        });
+    }
+    return y;
+}
+
 Var rmsnorm(Tape& t, Var x, Var g, float eps) {
     const int64_t C = x->shape.back(), N = rows_of(x);
     LF_ASSERT(g->numel == C);
@@ -124,8 +157,7 @@ Var rmsnorm(Tape& t, Var x, Var g, float eps) {
         for (int64_t r = b; r < e; ++r) {
             const float* xr = x->data + r * C;
             float* yr = y->data + r * C;
-            double ss = 0;
-            for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xr[c]) * xr[c];
+            const double ss = sum4(C, [xr](int64_t c) { return static_cast<double>(xr[c]) * xr[c]; });
             const float rs = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
             rstd[r] = rs;
             for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * rs * g->data[c];
@@ -142,8 +174,10 @@ Var rmsnorm(Tape& t, Var x, Var g, float eps) {
                         const float* xr = x->data + r * C;
                         const float* dyr = dy + r * C;
                         const float rs = rstd[r];
-                        double dot = 0;  // Σ (dy·g)·x̂
-                        for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(dyr[c]) * g->data[c] * xr[c] * rs;
+                        const float* gd = g->data;  // Σ (dy·g)·x̂ = rs · Σ dy·g·x
+                        const double dot = rs * sum4(C, [dyr, gd, xr](int64_t c) {
+                            return static_cast<double>(dyr[c] * gd[c]) * xr[c];
+                        });
                         const float m = static_cast<float>(dot / C);
                         float* dxr = dx + r * C;
                         for (int64_t c = 0; c < C; ++c) dxr[c] += rs * (dyr[c] * g->data[c] - xr[c] * rs * m);
@@ -220,6 +254,29 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 
 // ---- attention ------------------------------------------------------------------------------
 
+namespace {
+
+// Causal attention works in blocks of kAttnBlock query rows: block r (rows i0..i1-1) only needs
+// key columns 0..i1-1, so the masked upper triangle beyond the diagonal blocks is neither computed
+// nor stored (about half the products and half the saved probabilities at T = 256). Why 64: at
+// head sizes 64-128 smaller blocks skip a little more of the triangle but make the products too
+// small for the sgemm to run near its peak.
+constexpr int64_t kAttnBlock = 64;
+
+// The saved probabilities of one (sequence, head) in block rows: block r is a (rows_r, i1_r) matrix
+// with leading dimension i1_r, stored one after another. Only the last block can be short, so
+// block r starts at kAttnBlock² · r(r+1)/2.
+struct AttnBlocks {
+    int64_t T, n;  // positions, number of blocks
+    explicit AttnBlocks(int64_t T_) : T(T_), n((T_ + kAttnBlock - 1) / kAttnBlock) {}
+    int64_t i0(int64_t r) const { return r * kAttnBlock; }
+    int64_t i1(int64_t r) const { return std::min(T, (r + 1) * kAttnBlock); }
+    int64_t offset(int64_t r) const { return kAttnBlock * kAttnBlock * r * (r + 1) / 2; }
+    int64_t size() const { return offset(n - 1) + (i1(n - 1) - i0(n - 1)) * T; }  // floats
+};
+
+}  // namespace
+
 Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t W,
               float scale, const int32_t* doc_start) {
     // Keys have head size D, values (and the output) Dv: VD = H_kv·Dv, OD = H·Dv.
@@ -227,8 +284,8 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
     LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
     const int64_t group = H / Hkv;
     if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
-    // Row i of sequence b reads columns lo(b, i)..i; the rest of the (T, T) probabilities stay 0,
-    // so backward (which multiplies by them) needs no mask of its own.
+    // Row i of sequence b reads columns lo(b, i)..i; the rest of its block row of probabilities
+    // stays 0, so backward (which multiplies by them) needs no mask of its own.
     auto lo = [W, T, doc_start](int64_t b, int64_t i) {
         const int64_t w0 = W > 0 ? std::max<int64_t>(0, i - W + 1) : 0;
         if (doc_start == nullptr) return w0;
@@ -236,32 +293,35 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
         LF_ASSERT(d0 >= 0 && d0 <= i);
         return std::max(w0, d0);
     };
+    const AttnBlocks blk(T);
+    const int64_t PT = blk.size();
     Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
-    // Softmax probabilities, kept for backward: (B, H, T, T), row t valid for columns 0..t.
-    float* probs = t.buffer(B * H * T * T);
+    // Softmax probabilities, kept for backward: (B, H) block-row lower triangles (AttnBlocks), PT
+    // floats each; row i holds columns 0..i1(block of i)-1, valid (non-zero) in lo..i.
+    float* probs = t.buffer(B * H * PT);
+    const kernels::KernelTable& kt = kernels::kernels();
     t.pool().run(B * H, [&](int64_t bh, int) {
         const int64_t b = bh / H, h = bh % H, g = h / group;
         const float* qh = q->data + b * T * HD + h * D;
         const float* kg = k->data + b * T * KD + g * D;
         const float* vg = v->data + b * T * VD + g * Dv;
-        float* p = probs + bh * T * T;
-        kernels::sgemm(false, true, T, T, D, scale, qh, HD, kg, KD, 0.0f, p, T);  // scores
-        for (int64_t i = 0; i < T; ++i) {
-            float* row = p + i * T;
-            const int64_t j0 = lo(b, i);
-            float mx = row[j0];
-            for (int64_t j = j0 + 1; j <= i; ++j) mx = std::max(mx, row[j]);
-            float sum = 0;
-            for (int64_t j = j0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
-            const float inv = 1.0f / sum;
-            for (int64_t j = j0; j <= i; ++j) row[j] *= inv;
-            for (int64_t j = 0; j < j0; ++j) row[j] = 0.0f;
-            for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
+        float* oh = o->data + b * T * OD + h * Dv;
+        for (int64_t r = 0; r < blk.n; ++r) {
+            const int64_t i0 = blk.i0(r), i1 = blk.i1(r);
+            float* p = probs + bh * PT + blk.offset(r);  // (i1 - i0, i1)
+            kernels::sgemm(false, true, i1 - i0, i1, D, scale, qh + i0 * HD, HD, kg, KD, 0.0f, p, i1);  // scores
+            for (int64_t i = i0; i < i1; ++i) {
+                float* row = p + (i - i0) * i1;
+                const int64_t j0 = lo(b, i);
+                kt.softmax(row + j0, i - j0 + 1);
+                std::fill(row, row + j0, 0.0f);
+                std::fill(row + i + 1, row + i1, 0.0f);
+            }
+            kernels::sgemm(false, false, i1 - i0, Dv, i1, 1.0f, p, i1, vg, VD, 0.0f, oh + i0 * OD, OD);
         }
-        kernels::sgemm(false, false, T, Dv, T, 1.0f, p, T, vg, VD, 0.0f, o->data + b * T * OD + h * Dv, OD);
     });
     if (o->requires_grad) {
-        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale] {
+        t.on_backward([&t, q, k, v, o, probs, blk, PT, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale] {
             if (o->grad == nullptr) return;
             float* dq = t.grad(q);
             float* dk = t.grad(k);
@@ -269,32 +329,34 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
             // One work item per (sequence, kv head): the heads of a group write the same dk/dv rows.
             t.pool().run(B * Hkv, [&](int64_t bg, int) {
                 const int64_t b = bg / Hkv, g = bg % Hkv;
-                thread_local std::vector<float> dp;  // (T, T) dP, then dS in place
-                dp.resize(static_cast<size_t>(T * T));
+                thread_local std::vector<float> dp;  // (rows, i1) dP of one block row, then dS in place
+                dp.resize(static_cast<size_t>(kAttnBlock * T));
                 const float* kg = k->data + b * T * KD + g * D;
                 const float* vg = v->data + b * T * VD + g * Dv;
                 float* dkg = dk + b * T * KD + g * D;
                 float* dvg = dv + b * T * VD + g * Dv;
                 for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-                    const float* p = probs + (b * H + h) * T * T;
                     const float* doh = o->grad + b * T * OD + h * Dv;
                     const float* qh = q->data + b * T * HD + h * D;
-                    // dV += P^T dO ; dP = dO V^T
-                    kernels::sgemm(true, false, T, Dv, T, 1.0f, p, T, doh, OD, 1.0f, dvg, VD);
-                    kernels::sgemm(false, true, T, T, Dv, 1.0f, doh, OD, vg, VD, 0.0f, dp.data(), T);
-                    for (int64_t i = 0; i < T; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
-                        float* r = dp.data() + i * T;
-                        const float* pr = p + i * T;
-                        double s = 0;
-                        for (int64_t j = 0; j <= i; ++j) s += static_cast<double>(pr[j]) * r[j];
-                        const float sf = static_cast<float>(s);
-                        for (int64_t j = 0; j <= i; ++j) r[j] = pr[j] * (r[j] - sf);
-                        for (int64_t j = i + 1; j < T; ++j) r[j] = 0.0f;
+                    float* dqh = dq + b * T * HD + h * D;
+                    for (int64_t r = 0; r < blk.n; ++r) {
+                        const int64_t i0 = blk.i0(r), i1 = blk.i1(r), rows = i1 - i0;
+                        const float* p = probs + (b * H + h) * PT + blk.offset(r);  // (rows, i1)
+                        // dV[0:i1] += P^T dO[i0:i1] ; dP = dO[i0:i1] V[0:i1]^T
+                        kernels::sgemm(true, false, i1, Dv, rows, 1.0f, p, i1, doh + i0 * OD, OD, 1.0f, dvg, VD);
+                        kernels::sgemm(false, true, rows, i1, Dv, 1.0f, doh + i0 * OD, OD, vg, VD, 0.0f, dp.data(), i1);
+                        for (int64_t i = i0; i < i1; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
+                            float* dr = dp.data() + (i - i0) * i1;
+                            const float* pr = p + (i - i0) * i1;
+                            const float sf = static_cast<float>(
+                                sum4(i + 1, [pr, dr](int64_t j) { return static_cast<double>(pr[j]) * dr[j]; }));
+                            for (int64_t j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - sf);
+                            for (int64_t j = i + 1; j < i1; ++j) dr[j] = 0.0f;
+                        }
+                        // dQ[i0:i1] += scale · dS K[0:i1] ; dK[0:i1] += scale · dS^T Q[i0:i1]
+                        kernels::sgemm(false, false, rows, D, i1, scale, dp.data(), i1, kg, KD, 1.0f, dqh + i0 * HD, HD);
+                        kernels::sgemm(true, false, i1, D, rows, scale, dp.data(), i1, qh + i0 * HD, HD, 1.0f, dkg, KD);
                     }
-                    // dQ += scale · dS K ; dK += scale · dS^T Q
-                    kernels::sgemm(false, false, T, D, T, scale, dp.data(), T, kg, KD, 1.0f,
-                                   dq + b * T * HD + h * D, HD);
-                    kernels::sgemm(true, false, T, D, T, scale, dp.data(), T, qh, HD, 1.0f, dkg, KD);
                 }
             });
         });
@@ -308,23 +370,37 @@ Var swiglu(Tape& t, Var gate, Var up) {
     LF_ASSERT(gate->numel == up->numel);
     Var y = t.make(gate->shape, needs_grad(t, {gate, up}));
     const int64_t n = gate->numel;
-    t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-            const float gv = gate->data[i];
-            y->data[i] = gv / (1.0f + std::exp(-gv)) * up->data[i];
-        }
-    });
+    // The table's swiglu (vectorised exp): the scalar exp loop cost more than the products next to it.
+    const kernels::KernelTable& kt = kernels::kernels();
+    t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) { kt.swiglu(gate->data + b, up->data + b, y->data + b, e - b); });
     if (y->requires_grad) {
         t.on_backward([&t, gate, up, y, n] {
             if (y->grad == nullptr) return;
             float* dg = gate->requires_grad ? t.grad(gate) : nullptr;
             float* du = up->requires_grad ? t.grad(up) : nullptr;
+            // silu(g) from the table (vectorised exp), then sigmoid(g) = silu(g) / g (0.5 at g = 0):
+            // the loops below have no exp left and vectorise.
+            const kernels::KernelTable& kt = kernels::kernels();
             t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
-                for (int64_t i = b; i < e; ++i) {
-                    const float gv = gate->data[i], dy = y->grad[i];
-                    const float s = 1.0f / (1.0f + std::exp(-gv));
-                    if (dg) dg[i] += dy * up->data[i] * s * (1.0f + gv * (1.0f - s));
-                    if (du) du[i] += dy * gv * s;
+                thread_local std::vector<float> ones, silu;
+                if (ones.size() < static_cast<size_t>(e - b)) ones.assign(static_cast<size_t>(e - b), 1.0f);
+                silu.resize(static_cast<size_t>(e - b));
+                const float* gd = gate->data + b;
+                const float* ud = up->data + b;
+                const float* dy = y->grad + b;
+                float* sl = silu.data();
+                kt.swiglu(gd, ones.data(), sl, e - b);
+                if (dg) {
+                    float* d = dg + b;
+                    for (int64_t i = 0; i < e - b; ++i) {
+                        const float gv = gd[i], zero = gv == 0.0f ? 1.0f : 0.0f;
+                        const float s = sl[i] / (gv + zero) + 0.5f * zero;  // g = 0: 0 / 1 + 0.5
+                        d[i] += dy[i] * ud[i] * s * (1.0f + gv * (1.0f - s));
+                    }
+                }
+                if (du) {
+                    float* d = du + b;
+                    for (int64_t i = 0; i < e - b; ++i) d[i] += dy[i] * sl[i];
                 }
             });
         });
@@ -374,7 +450,9 @@ Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn) {
             Tape& sub = t.sub();
             sub.precision = t.precision;
             sub.grad_enabled = true;
+            sub.free_in_backward = t.free_in_backward;
             Var xin = sub.make(x->shape, true);
+            xin->keep = true;  // its gradient is read after the sub-tape's backward
             std::memcpy(xin->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
             Var out = fn(sub, xin);
             std::memcpy(sub.grad(out), y->grad, static_cast<size_t>(y->numel) * sizeof(float));
@@ -506,37 +584,125 @@ Var embedding_frozen(Tape& t, const Tensor& table, const int32_t* ids, int64_t n
 
 namespace {
 
-// Calls fn(m0, rows, w_block) for blocks of kFrozenBlock rows of w dequantised (and rounded to
-// the tape's precision) into a transient f32 buffer: a frozen matrix never exists whole in f32.
-constexpr int64_t kFrozenBlock = 256;
+// A frozen matrix the products can read where it lies: plain row-major f32 (no repacked rows), in
+// fp32 precision (bf16/fp16 products need rounded copies).
+bool frozen_direct(const Tape& t, const Tensor& w) {
+    return t.precision == Precision::kFP32 && w.dtype() == DType::F32 && w.row_group() == 1 &&
+           w.row_stride() == static_cast<size_t>(w.shape()[1]) * sizeof(float);
+}
+
+// Rows per block of a frozen matrix that has to be dequantised (or rounded): blocks of about
+// kFrozenBlockFloats floats (4 MiB of scratch), in multiples of 64 rows and at least 256. Why this
+// size: every block is one sgemm, and each re-reads the activations (forward: x is packed again per
+// call; backward: dx (N, K) is read and written again per call), so fewer, larger blocks waste less;
+// 4 MiB is still nothing next to the activations, and the block is dequantised once per use.
+constexpr int64_t kFrozenBlockFloats = int64_t{1} << 20;
+int64_t frozen_block_rows(int64_t K) {
+    return std::max<int64_t>(256, (kFrozenBlockFloats / std::max<int64_t>(K, 1)) / 64 * 64);
+}
+
+// Calls fn(m0, rows, w_block) for blocks of frozen_block_rows(K) rows of w dequantised (and rounded
+// to the tape's precision) into a transient f32 buffer: a frozen matrix never exists whole in f32.
+// A bf16 (fp16) matrix in bf16 (fp16) precision needs no rounding: its values are already exact.
 template <class Fn>
 void frozen_blocks(Tape& t, const Tensor& w, int slot, Fn fn) {
     const int64_t M = w.shape()[0], K = w.shape()[1];
     const auto deq = kernels::kernels().dequantize_row[static_cast<int>(w.dtype())];
-    LF_ASSERT(deq != nullptr);
-    float* buf = t.scratch(slot, kFrozenBlock * K);
-    for (int64_t m0 = 0; m0 < M; m0 += kFrozenBlock) {
-        const int64_t rows = std::min(kFrozenBlock, M - m0);
+    LF_ASSERT(deq != nullptr && w.row_group() == 1);
+    // Equal blocks (multiples of 64 rows) of at most about frozen_block_rows(K) rows.
+    const int64_t max_rows = frozen_block_rows(K), n_blocks = (M + max_rows - 1) / max_rows;
+    const int64_t block = std::min(M, ((M + n_blocks - 1) / n_blocks + 63) / 64 * 64);
+    const bool exact = (t.precision == Precision::kBF16 && w.dtype() == DType::BF16) ||
+                       (t.precision == Precision::kFP16 && w.dtype() == DType::F16);
+    float* buf = t.scratch(slot, block * K);
+    for (int64_t m0 = 0; m0 < M; m0 += block) {
+        const int64_t rows = std::min(block, M - m0);
         t.pool().run_range(rows, 8, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r) deq(w.row(m0 + r), buf + r * K, K);
         });
-        if (t.precision != Precision::kFP32) round_to_precision(t.precision, buf, buf, rows * K, t.pool());
+        if (t.precision != Precision::kFP32 && !exact) round_to_precision(t.precision, buf, buf, rows * K, t.pool());
         fn(m0, rows, static_cast<const float*>(buf));
     }
 }
 
 }  // namespace
 
-Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias) {
+namespace {
+
+// bf16 precision with AMX: the frozen products on bf16 tiles.
+bool frozen_tiles(const Tape& t, const Tensor& w) {
+    return t.precision == Precision::kBF16 && w.row_group() == 1 && kernels::bf16_gemm_available();
+}
+
+// f32 and bf16 matrices are packed once (the packs are no bigger than the file's bytes per
+// orientation); others (quantised, f16) per block and call.
+bool frozen_packs_kept(const Tensor& w) {
+    return (w.dtype() == DType::F32 || w.dtype() == DType::BF16) && w.row_stride() == static_cast<size_t>(w.shape()[1]) * (w.dtype() == DType::F32 ? 4u : 2u);
+}
+
+const FrozenPacks& frozen_packs(const Tensor& w, std::shared_ptr<FrozenPacks>& cache) {
+    if (!cache) {
+        auto p = std::make_shared<FrozenPacks>();
+        const int64_t M = w.shape()[0], K = w.shape()[1];
+        for (bool fwd : {true, false}) {
+            (fwd ? p->fwd : p->bwd) = w.dtype() == DType::F32 ? kernels::pack_bf16(w.ptr<float>(), K, M, K, fwd)
+                                                               : kernels::pack_bf16(w.ptr<uint16_t>(), K, M, K, fwd);
+        }
+        cache = std::move(p);
+    }
+    return *cache;
+}
+
+}  // namespace
+
+Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias, std::shared_ptr<FrozenPacks>* packs) {
     const int64_t K = x->shape.back(), N = rows_of(x), M = w.shape()[0];
     LF_ASSERT(w.ndim() == 2 && w.shape()[1] == K);
     ThreadPool& pool = t.pool();
+    if (frozen_tiles(t, w)) {
+        // bf16 tiles: x and dy are rounded inside the products.
+        const bool kept = packs != nullptr && frozen_packs_kept(w);
+        Var y = t.make({N, M}, needs_grad(t, {x, bias}));
+        if (kept) {
+            kernels::gemm_bf16(x->data, K, N, frozen_packs(w, *packs).fwd, y->data, M, false, &pool);
+        } else {
+            frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+                const kernels::PackedBf16 b = kernels::pack_bf16(wb, K, rows, K, true);
+                kernels::gemm_bf16(x->data, K, N, b, y->data + m0, M, false, &pool);
+            });
+        }
+        if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
+        if (y->requires_grad) {
+            const Tensor wt = w;  // keeps the mapping alive until backward
+            std::shared_ptr<FrozenPacks> pk = kept ? *packs : nullptr;
+            t.on_backward([&t, x, wt, pk, bias, y, N, M, K] {
+                if (y->grad == nullptr) return;
+                ThreadPool& pool = t.pool();
+                if (x->requires_grad) {
+                    float* dx = t.grad(x);
+                    if (pk) {  // dx (N, K) += dy (N, M) · W (M, K)
+                        kernels::gemm_bf16(y->grad, M, N, pk->bwd, dx, K, true, &pool);
+                    } else {
+                        frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+                            const kernels::PackedBf16 b = kernels::pack_bf16(wb, K, rows, K, false);
+                            kernels::gemm_bf16(y->grad + m0, M, N, b, dx, K, true, &pool);
+                        });
+                    }
+                }
+                if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
+            });
+        }
+        return y;
+    }
     Var y = t.make({N, M}, needs_grad(t, {x, bias}));
     const float* xr = product_input(t, x->data, x->numel, 0);
-    // y[:, m0:m0+rows] = x · W[m0:m0+rows]^T
-    frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-        kernels::sgemm(pool, false, true, N, rows, K, 1.0f, xr, K, wb, K, 0.0f, y->data + m0, M);
-    });
+    if (frozen_direct(t, w)) {  // y = x · W^T, W read in place: one product
+        kernels::sgemm(pool, false, true, N, M, K, 1.0f, xr, K, w.ptr<float>(), K, 0.0f, y->data, M);
+    } else {  // y[:, m0:m0+rows] = x · W[m0:m0+rows]^T
+        frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+            kernels::sgemm(pool, false, true, N, rows, K, 1.0f, xr, K, wb, K, 0.0f, y->data + m0, M);
+        });
+    }
     if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
     if (y->requires_grad) {
         const Tensor wt = w;  // keeps the mapping alive until backward
@@ -544,11 +710,15 @@ Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias) {
             if (y->grad == nullptr) return;
             ThreadPool& pool = t.pool();
             const float* g = product_input(t, y->grad, y->numel, 2);
-            if (x->requires_grad) {  // dx (N, K) += dy[:, m0:m0+rows] · W[m0:m0+rows]
+            if (x->requires_grad) {
                 float* dx = t.grad(x);
-                frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-                    kernels::sgemm(pool, false, false, N, K, rows, 1.0f, g + m0, M, wb, K, 1.0f, dx, K);
-                });
+                if (frozen_direct(t, wt)) {  // dx (N, K) += dy (N, M) · W (M, K): one product, k = M
+                    kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, wt.ptr<float>(), K, 1.0f, dx, K);
+                } else {  // dx += dy[:, m0:m0+rows] · W[m0:m0+rows]
+                    frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+                        kernels::sgemm(pool, false, false, N, K, rows, 1.0f, g + m0, M, wb, K, 1.0f, dx, K);
+                    });
+                }
             }
             if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
         });

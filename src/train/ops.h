@@ -12,9 +12,15 @@
 #include <functional>
 
 #include "core/tensor.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "train/tape.h"
 
 namespace llmforge::train {
+
+// A frozen matrix packed for the bf16 tile products, forward (W) and backward (Wᵀ).
+struct FrozenPacks {
+    kernels::PackedBf16 fwd, bwd;
+};
 
 // y (N, C) = table (V, C) [ids]. ids must be < V (checked by the caller).
 Var embedding(Tape& t, Var table, const int32_t* ids, int64_t n);
@@ -42,7 +48,8 @@ Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos,
 // row t then attends to max(doc_start[t], t-W+1 when W > 0)..t only, so no attention crosses a
 // document boundary. nullptr: every row's document starts at 0 (the plain causal mask). Positions
 // for RoPE are the caller's (t - doc_start[t] for a packed row). The buffer must stay valid until
-// backward, as targets must for cross_entropy.
+// backward, as targets must for cross_entropy. Computed in blocks of query rows that skip the
+// masked upper triangle; it keeps about (T² + 64·T) / 2 probabilities per sequence and head.
 Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t n_head, int64_t n_head_kv,
               int64_t window = 0, float scale = 0.0f, const int32_t* doc_start = nullptr);
 
@@ -50,12 +57,23 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t 
 Var reshape(Tape& t, Var x, std::vector<int64_t> shape);
 
 // Frozen weights (Param::trainable == false) stay in their file's dtype: rows and matrices are
-// dequantised block by block as they are used, so they need no f32 copy, gradient or optimiser
-// state; gradients still flow through them to the activations.
+// dequantised block by block as they are used (a plain f32 matrix in fp32 precision is read in
+// place, one product each way), so they need no f32 copy, gradient or optimiser state; gradients
+// still flow through them to the activations.
 // y (N, C) = table rows [ids], no gradient to the table.
 Var embedding_frozen(Tape& t, const Tensor& table, const int32_t* ids, int64_t n);
 // y (N, M) = x (N, K) · w (M, K)^T (+ bias); dx flows, w gets no gradient.
-Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias = nullptr);
+// In bf16 precision on a CPU with AMX the products run on bf16 tiles (kernels/cpu/gemm_bf16.h):
+// an f32 or bf16 matrix is packed once into `packs` (both orientations, 2 bytes per weight each;
+// the caller keeps them with the weight: Param::packs) and reused every step; other dtypes
+// (quantised, f16) are packed block by block at each call, so a quantised base stays small.
+Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias = nullptr, std::shared_ptr<FrozenPacks>* packs = nullptr);
+
+// y (N, M) += scale · x (N, K) · w (M, K)^T, in place; returns y (the same node, which from then
+// on carries this op's gradient too: requires_grad is set when x or w need one). For a low-rank
+// term added to a product whose backward does not read its output (LoRA's B product onto a
+// frozen linear's output): no new (N, M) node. Precision as linear.
+Var linear_into(Tape& t, Var y, Var x, Var w, float scale);
 
 // y = silu(gate) · up, elementwise, both (N, F).
 Var swiglu(Tape& t, Var gate, Var up);

@@ -21,34 +21,6 @@ uint64_t stream_of(const std::string& name, uint64_t seed) {
 
 bool wants_grad(Tape& t, Var a, Var b) { return t.grad_enabled && (a->requires_grad || b->requires_grad); }
 
-// y = a + s·b (same shape).
-Var scaled_add(Tape& t, Var a, Var b, float s) {
-    LF_ASSERT(a->numel == b->numel);
-    Var y = t.make(a->shape, wants_grad(t, a, b));
-    const int64_t n = a->numel;
-    t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) y->data[i] = a->data[i] + s * b->data[i];
-    });
-    if (y->requires_grad) {
-        t.on_backward([&t, a, b, y, n, s] {
-            if (y->grad == nullptr) return;
-            if (a->requires_grad) {
-                float* d = t.grad(a);
-                t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
-                    for (int64_t i = lo; i < hi; ++i) d[i] += y->grad[i];
-                });
-            }
-            if (b->requires_grad) {
-                float* d = t.grad(b);
-                t.pool().run_range(n, 1 << 14, [&](int64_t lo, int64_t hi) {
-                    for (int64_t i = lo; i < hi; ++i) d[i] += s * y->grad[i];
-                });
-            }
-        });
-    }
-    return y;
-}
-
 // (B·(N+T), C): the N rows of p before each sequence's T rows of `rows`.
 Var prepend_rows(Tape& t, Var p, Var rows, int64_t B) {
     const int64_t C = rows->shape.back(), N = p->numel / C, T = rows->numel / C / B;
@@ -190,9 +162,9 @@ void PeftAdapter::attach(TrainModel& m) {
         const float p = training_ ? static_cast<float>(ad_.cfg.dropout) : 0.0f;
         const uint64_t seed = mix64(dropout_seed_ ^ (kGoldenGamma * static_cast<uint64_t>(idx + 1)));
         Var xd = dropout(t, x, p, seed);
-        Var h = linear(t, xd, t.param(*params_[2 * i]));     // (N, r)
-        Var d = linear(t, h, t.param(*params_[2 * i + 1]));  // (N, out)
-        return scaled_add(t, y, d, scale);
+        Var h = linear(t, xd, t.param(*params_[2 * i]));  // (N, r)
+        // y += s·h·Bᵀ in place: the base product's backward never reads y, so no (N, out) copy.
+        return linear_into(t, y, h, t.param(*params_[2 * i + 1]), scale);
     };
 }
 

@@ -55,8 +55,15 @@ float* Tape::take(int64_t n) {
         if (p == nullptr) throw std::bad_alloc();
         bytes_held_ += bytes;
     }
-    in_use_.emplace_back(n, p);
+    in_use_.emplace(p, n);
     return p;
+}
+
+void Tape::give_back(float* p) {
+    auto it = in_use_.find(p);
+    LF_ASSERT(it != in_use_.end());
+    free_.emplace(it->second, p);
+    in_use_.erase(it);
 }
 
 Var Tape::param(Param& p) {
@@ -72,6 +79,7 @@ Var Tape::param(Param& p) {
         n->data = const_cast<float*>(p.frozen.ptr<float>());  // read only: no gradient is written
     }
     n->param = &p;
+    n->born = backward_.size();
     nodes_.push_back(std::move(n));
     return nodes_.back().get();
 }
@@ -84,11 +92,16 @@ Var Tape::make(std::vector<int64_t> shape, bool requires_grad) {
     n->numel = numel;
     n->data = take(numel);
     n->requires_grad = requires_grad && grad_enabled;
+    n->born = backward_.size();
     nodes_.push_back(std::move(n));
     return nodes_.back().get();
 }
 
-float* Tape::buffer(int64_t n) { return take(n); }
+float* Tape::buffer(int64_t n) {
+    float* p = take(n);
+    buffers_.emplace_back(backward_.size(), p);
+    return p;
+}
 
 float* Tape::scratch(int slot, int64_t n) {
     LF_ASSERT(slot >= 0 && slot < 4);
@@ -115,14 +128,34 @@ float* Tape::grad(Var v) {
 
 void Tape::backward(Var loss, float seed) {
     LF_ASSERT(loss->numel == 1);
+    loss->keep = true;
     grad(loss)[0] += seed;
-    for (auto it = backward_.rbegin(); it != backward_.rend(); ++it) (*it)();
+    // Nodes and buffers are in creation order, so `born` never decreases along them: what closure
+    // i may free is a tail of each list.
+    size_t nn = nodes_.size(), nb = buffers_.size();
+    auto free_born_from = [&](size_t i) {
+        if (!free_in_backward) return;
+        for (; nn > 0 && nodes_[nn - 1]->born >= i; --nn) {
+            Node& v = *nodes_[nn - 1];
+            if (v.keep || v.param != nullptr) continue;
+            if (v.data != nullptr) give_back(v.data);
+            if (v.grad != nullptr) give_back(v.grad);
+            v.data = v.grad = nullptr;
+        }
+        for (; nb > 0 && buffers_[nb - 1].first >= i; --nb) give_back(buffers_[nb - 1].second);
+    };
+    free_born_from(backward_.size());  // made after the last closure: read by none
+    for (size_t i = backward_.size(); i-- > 0;) {
+        backward_[i]();
+        free_born_from(i);
+    }
 }
 
 void Tape::reset() {
     backward_.clear();
     nodes_.clear();
-    for (auto& [n, p] : in_use_) free_.emplace(n, p);
+    buffers_.clear();
+    for (auto& [p, n] : in_use_) free_.emplace(n, p);
     in_use_.clear();
 }
 

@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,8 @@ struct Param {
     FloatBuffer value, grad;  // trainable only
     bool trainable = true;
     Tensor frozen;            // frozen only
+    // Frozen only: the matrix packed for bf16 tile products, made by linear_frozen on first use.
+    std::shared_ptr<struct FrozenPacks> packs;
     int64_t numel() const {
         int64_t n = 1;
         for (int64_t d : shape) n *= d;
@@ -80,6 +83,9 @@ struct Node {
     float* grad = nullptr;  // allocated (zeroed) when first needed in backward
     bool requires_grad = false;
     Param* param = nullptr;  // leaf bound to a parameter (data/grad are the parameter's)
+    // Kept whole through backward (its data and gradient are read after it): see Tape::backward.
+    bool keep = false;
+    size_t born = 0;  // closures recorded before it was made (Tape::backward frees by it)
 };
 using Var = Node*;
 
@@ -94,6 +100,10 @@ public:
     Precision precision = Precision::kFP32;
     // false: ops record no backward closures and keep nothing for them (evaluation).
     bool grad_enabled = true;
+    // backward() frees nodes and buffers as soon as no closure left can read them (see there):
+    // the training loop's setting. Off, everything lives until reset() (tests reading inputs'
+    // gradients after backward).
+    bool free_in_backward = false;
 
     // A leaf for a parameter: reads its value, accumulates into its grad. A frozen parameter's
     // leaf reads its f32 tensor and needs no gradient (frozen matrices in other dtypes go through
@@ -112,6 +122,11 @@ public:
     void on_backward(std::function<void()> fn) { backward_.push_back(std::move(fn)); }
 
     // Seeds d(loss)/d(loss) = seed (a loss scale for fp16) and runs the recorded closures in reverse.
+    // With free_in_backward it frees as it goes: a node (or buffer()) made while k closures were
+    // recorded can be read only by closures k, k+1, … (it did not exist for the earlier ones), so
+    // once closure k has run its data and gradient go back to the free list (the gradients of
+    // upper layers are reused for the lower ones; activations shrink as backward descends). The
+    // loss and nodes marked `keep` survive until reset().
     void backward(Var loss, float seed = 1.0f);
     // Forgets every node and closure; buffers go back to the free lists for the next step.
     void reset();
@@ -122,11 +137,13 @@ public:
 
 private:
     float* take(int64_t n);
+    void give_back(float* p);
 
     ThreadPool& pool_;
     std::vector<std::unique_ptr<Node>> nodes_;
     std::vector<std::function<void()>> backward_;
-    std::vector<std::pair<int64_t, float*>> in_use_;
+    std::vector<std::pair<size_t, float*>> buffers_;  // buffer() results with the closures before them
+    std::unordered_map<float*, int64_t> in_use_;      // buffers handed out, with their sizes
     std::multimap<int64_t, float*> free_;
     size_t bytes_held_ = 0;
     std::unique_ptr<Tape> sub_;

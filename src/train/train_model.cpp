@@ -43,7 +43,7 @@ public:
             LF_ASSERT(static_cast<int64_t>(m_.embed_offset.size()) == rows->numel);
             for (int64_t i = 0; i < rows->numel; ++i) rows->data[i] += m_.embed_offset[i];
         }
-        if (m_.need_embed_grad && t_.grad_enabled) rows->requires_grad = true;
+        if (m_.need_embed_grad && t_.grad_enabled) rows->requires_grad = rows->keep = true;  // FGM reads its gradient
         m_.last_embed = rows;
         if (!m_.input_rows) return act(rows);
         Var out = m_.input_rows(t_, rows, b_.B);
@@ -127,7 +127,7 @@ private:
     // x · W^T (+ bias), then the after_linear seam.
     Act product(Act x, Weight w, Var bias) {
         Param& p = P(w);
-        Var y = p.trainable ? train::linear(t_, V(x), t_.param(p), bias) : linear_frozen(t_, V(x), p.frozen, bias);
+        Var y = p.trainable ? train::linear(t_, V(x), t_.param(p), bias) : linear_frozen(t_, V(x), p.frozen, bias, &p.packs);
         return act(m_.after_linear ? m_.after_linear(t_, w, V(x), y) : y);
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }

@@ -640,6 +640,7 @@ TrainRun::TrainRun(RunInputs& inputs)
       end_step(a.stop_after >= 0 ? std::min(a.steps, a.stop_after) : a.steps) {
     if (!in.ckpt.empty()) load_optimizer_state(in.ckpt, opt, state.step);
     tape.precision = prec;
+    tape.free_in_backward = true;  // activations and gradients go back to the free list as backward descends
     if (dist.active()) {
         dist.grad_buckets(params);
         model.on_grad_ready = [this](const Param* p) {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "kernels/cpu/kernels.h"
 #include "train/ops.h"
 
 namespace llmforge::train {
@@ -209,9 +210,198 @@ TEST(OpsGrad, PackedDocumentAttendsAsIfAlone) {
     }
 }
 
+// A frozen matrix of M x K values that bf16 holds exactly, as an f32 tensor (products read it in
+// place) or a bf16 tensor (products dequantise it block by block), and as a trainable Param.
+struct FrozenCase {
+    Tensor f32, bf16;
+    std::unique_ptr<Param> param;
+};
+FrozenCase frozen_case(int64_t M, int64_t K, uint32_t seed) {
+    FrozenCase c;
+    c.param = random_param("w", {M, K}, seed, 0.2f);
+    ThreadPool pool(1);
+    round_to_precision(Precision::kBF16, c.param->value.data(), c.param->value.data(), M * K, pool);
+    c.f32 = Tensor::empty(DType::F32, {M, K}, "w");
+    c.bf16 = Tensor::empty(DType::BF16, {M, K}, "w");
+    const auto quant = kernels::kernels().quantize_row[static_cast<int>(DType::BF16)];
+    for (int64_t m = 0; m < M; ++m) {
+        std::copy_n(c.param->value.data() + m * K, K, c.f32.ptr<float>() + m * K);
+        quant(c.param->value.data() + m * K, c.bf16.row(m), K);
+    }
+    return c;
+}
+
+TEST(OpsGrad, LinearFrozenGradientToInput) {
+    auto x = random_param("x", {3, 7}, 40);
+    FrozenCase w = frozen_case(5, 7, 41);
+    for (const Tensor* wt : {&w.f32, &w.bf16})
+        check_grads({x.get()}, [wt](Tape& t, std::vector<Var>& v) { return linear_frozen(t, v[0], *wt); });
+}
+
+// The f32 matrix used in place (one product), the bf16 one in dequantised blocks (several here:
+// M is above one block's rows), both again with packs kept for the bf16 tile products, and the
+// trainable linear give the same y and dx to rounding, in fp32 and in bf16 precision (where a CPU
+// with AMX takes the tile path: per-block packs without a cache, packs made once with one).
+TEST(OpsGrad, LinearFrozenInPlaceMatchesBlocksAndLinear) {
+    constexpr int64_t N = 9, K = 64, M = 40000;  // blocks of at most 16384 rows of 64
+    auto x = random_param("x", {N, K}, 42, 0.5f);
+    FrozenCase w = frozen_case(M, K, 43);
+    ThreadPool pool(2);
+    for (Precision prec : {Precision::kFP32, Precision::kBF16}) {
+        std::vector<std::vector<float>> ys, dxs;
+        std::shared_ptr<FrozenPacks> packs_f32, packs_bf16;
+        for (int path = 0; path < 5; ++path) {
+            Tape t(pool);
+            t.precision = prec;
+            x->grad.zero();
+            Var xv = t.param(*x);
+            const Tensor& wt = path % 2 == 1 ? w.f32 : w.bf16;
+            std::shared_ptr<FrozenPacks>* packs = path == 3 ? &packs_f32 : path == 4 ? &packs_bf16 : nullptr;
+            Var y = path == 0 ? linear(t, xv, t.param(*w.param)) : linear_frozen(t, xv, path == 3 ? w.f32 : wt, nullptr, packs);
+            float* g = t.grad(y);
+            for (int64_t i = 0; i < y->numel; ++i) g[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
+            t.backward(t.make({1}, false));
+            ys.emplace_back(y->data, y->data + y->numel);
+            dxs.emplace_back(x->grad.data(), x->grad.data() + x->numel());
+        }
+        for (int path = 1; path < 5; ++path) {
+            for (size_t i = 0; i < ys[0].size(); ++i)
+                ASSERT_NEAR(ys[path][i], ys[0][i], 1e-5f * (1.0f + std::abs(ys[0][i]))) << path << " y " << i;
+            for (size_t i = 0; i < dxs[0].size(); ++i)
+                ASSERT_NEAR(dxs[path][i], dxs[0][i], 1e-4f * (1.0f + std::abs(dxs[0][i]))) << path << " dx " << i;
+        }
+    }
+}
+
+// Plain attention in double over full (T, T) score matrices, forward and backward, as the
+// reference for the op's causal blocks: o (B·T, H·D) and, for upstream do, dq / dk / dv.
+void attention_reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                         const std::vector<float>& dout, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                         int64_t W, const int32_t* ds, std::vector<double>& o, std::vector<double>& dq,
+                         std::vector<double>& dk, std::vector<double>& dv) {
+    const int64_t HD = H * D, KD = Hkv * D, group = H / Hkv;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    o.assign(B * T * HD, 0.0), dq.assign(B * T * HD, 0.0), dk.assign(B * T * KD, 0.0), dv.assign(B * T * KD, 0.0);
+    std::vector<double> p(T), dp(T);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t g = h / group;
+            for (int64_t i = 0; i < T; ++i) {
+                int64_t j0 = W > 0 ? std::max<int64_t>(0, i - W + 1) : 0;
+                if (ds) j0 = std::max<int64_t>(j0, ds[b * T + i]);
+                const float* qi = q.data() + (b * T + i) * HD + h * D;
+                double mx = -1e300, sum = 0;
+                for (int64_t j = j0; j <= i; ++j) {
+                    double s = 0;
+                    for (int64_t d = 0; d < D; ++d) s += static_cast<double>(qi[d]) * k[(b * T + j) * KD + g * D + d];
+                    p[j] = s * scale;
+                    mx = std::max(mx, p[j]);
+                }
+                for (int64_t j = j0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+                for (int64_t j = j0; j <= i; ++j) p[j] /= sum;
+                const float* doi = dout.data() + (b * T + i) * HD + h * D;
+                double dot = 0;
+                for (int64_t j = j0; j <= i; ++j) {
+                    double s = 0;
+                    for (int64_t d = 0; d < D; ++d) {
+                        o[(b * T + i) * HD + h * D + d] += p[j] * v[(b * T + j) * KD + g * D + d];
+                        dv[(b * T + j) * KD + g * D + d] += p[j] * doi[d];
+                        s += static_cast<double>(doi[d]) * v[(b * T + j) * KD + g * D + d];
+                    }
+                    dp[j] = s;
+                    dot += p[j] * s;
+                }
+                for (int64_t j = j0; j <= i; ++j) {
+                    const double dsij = p[j] * (dp[j] - dot) * scale;
+                    for (int64_t d = 0; d < D; ++d) {
+                        dq[(b * T + i) * HD + h * D + d] += dsij * k[(b * T + j) * KD + g * D + d];
+                        dk[(b * T + j) * KD + g * D + d] += dsij * qi[d];
+                    }
+                }
+            }
+        }
+}
+
+// Sequences longer than one block of query rows (a short last block included), grouped heads,
+// with the plain causal mask, packed documents and a sliding window: the op's block-triangular
+// computation against the full-matrix reference.
+TEST(OpsGrad, BlockedAttentionMatchesFullReference) {
+    constexpr int64_t B = 2, T = 150, H = 4, Hkv = 2, D = 8;
+    auto q = random_param("q", {B * T, H * D}, 44), k = random_param("k", {B * T, Hkv * D}, 45),
+         v = random_param("v", {B * T, Hkv * D}, 46);
+    std::vector<int32_t> ds(B * T);
+    for (int64_t i = 0; i < T; ++i) {
+        ds[i] = i < 70 ? 0 : (i < 131 ? 70 : 131);  // documents [0, 70), [70, 131), [131, 150)
+        ds[T + i] = i < 5 ? 0 : 5;
+    }
+    std::vector<float> dout(B * T * H * D);
+    std::mt19937 rng(47);
+    std::normal_distribution<float> nd;
+    for (float& x : dout) x = nd(rng);
+    ThreadPool pool(2);
+    for (const auto& [W, docs] : {std::pair<int64_t, bool>{0, false}, {0, true}, {37, false}, {90, true}}) {
+        Tape t(pool);
+        for (Param* p : {q.get(), k.get(), v.get()}) p->grad.zero();
+        Var o = attention(t, t.param(*q), t.param(*k), t.param(*v), B, T, H, Hkv, W, 0.0f, docs ? ds.data() : nullptr);
+        std::copy(dout.begin(), dout.end(), t.grad(o));
+        t.backward(t.make({1}, false));
+        std::vector<double> ro, rdq, rdk, rdv;
+        auto vals = [](const Param& p) { return std::vector<float>(p.value.data(), p.value.data() + p.numel()); };
+        attention_reference(vals(*q), vals(*k), vals(*v), dout, B, T, H, Hkv, D, W, docs ? ds.data() : nullptr, ro,
+                            rdq, rdk, rdv);
+        const std::string c = "W " + std::to_string(W) + (docs ? " packed" : "");
+        for (size_t i = 0; i < ro.size(); ++i) ASSERT_NEAR(o->data[i], ro[i], 1e-4) << c << " o " << i;
+        for (size_t i = 0; i < rdq.size(); ++i) ASSERT_NEAR(q->grad[i], rdq[i], 1e-4) << c << " dq " << i;
+        for (size_t i = 0; i < rdk.size(); ++i) ASSERT_NEAR(k->grad[i], rdk[i], 1e-4) << c << " dk " << i;
+        for (size_t i = 0; i < rdv.size(); ++i) ASSERT_NEAR(v->grad[i], rdv[i], 1e-4) << c << " dv " << i;
+    }
+}
+
+// The same inputs give bit-identical outputs and gradients run to run for a fixed thread count.
+TEST(OpsGrad, BlockedAttentionIsReproducible) {
+    constexpr int64_t B = 3, T = 130, H = 4, Hkv = 2, D = 8;
+    auto q = random_param("q", {B * T, H * D}, 48), k = random_param("k", {B * T, Hkv * D}, 49),
+         v = random_param("v", {B * T, Hkv * D}, 50);
+    ThreadPool pool(2);
+    std::vector<std::vector<float>> runs[2];
+    for (int run = 0; run < 2; ++run) {
+        Tape t(pool);
+        for (Param* p : {q.get(), k.get(), v.get()}) p->grad.zero();
+        Var o = attention(t, t.param(*q), t.param(*k), t.param(*v), B, T, H, Hkv);
+        for (int64_t i = 0; i < o->numel; ++i) t.grad(o)[i] = 0.01f * static_cast<float>(i % 17) - 0.08f;
+        t.backward(t.make({1}, false));
+        runs[run].emplace_back(o->data, o->data + o->numel);
+        for (Param* p : {q.get(), k.get(), v.get()}) runs[run].emplace_back(p->grad.data(), p->grad.data() + p->numel());
+    }
+    for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_EQ(runs[0][i], runs[1][i]) << "tensor " << i;
+}
+
 TEST(OpsGrad, SwiGlu) {
     auto g = random_param("g", {3, 11}, 15), u = random_param("u", {3, 11}, 16);
     check_grads({g.get(), u.get()}, [](Tape& t, std::vector<Var>& v) { return swiglu(t, v[0], v[1]); });
+}
+
+// Backward takes sigmoid(g) as silu(g) / g: check it against the formula in double where that
+// quotient is delicate (g = 0, ±0, tiny, large of either sign), over a length the table's vector
+// loop and its tail both see.
+TEST(OpsGrad, SwiGluGradientAtZeroAndExtremes) {
+    const std::vector<float> special = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, -3e-6f, 20.0f, -20.0f, 90.0f, -90.0f, 0.5f};
+    auto g = random_param("g", {3, 13}, 51), u = random_param("u", {3, 13}, 52);
+    for (size_t i = 0; i < special.size(); ++i) g->value[i * 3] = special[i];
+    ThreadPool pool(1);
+    Tape t(pool);
+    g->grad.zero(), u->grad.zero();
+    Var y = swiglu(t, t.param(*g), t.param(*u));
+    for (int64_t i = 0; i < y->numel; ++i) t.grad(y)[i] = 0.3f - 0.05f * static_cast<float>(i % 9);
+    std::vector<float> dy(t.grad(y), t.grad(y) + y->numel);
+    t.backward(t.make({1}, false));
+    for (int64_t i = 0; i < y->numel; ++i) {
+        const double gv = g->value[i], uv = u->value[i], s = 1.0 / (1.0 + std::exp(-gv));
+        const double want_y = gv * s * uv, want_dg = dy[i] * uv * s * (1.0 + gv * (1.0 - s)), want_du = dy[i] * gv * s;
+        EXPECT_NEAR(y->data[i], want_y, 1e-6 * (1.0 + std::abs(want_y))) << "g " << gv;
+        EXPECT_NEAR(g->grad[i], want_dg, 1e-6 * (1.0 + std::abs(want_dg))) << "g " << gv;
+        EXPECT_NEAR(u->grad[i], want_du, 1e-6 * (1.0 + std::abs(want_du))) << "g " << gv;
+    }
 }
 
 TEST(OpsGrad, Add) {

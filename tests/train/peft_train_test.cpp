@@ -101,6 +101,7 @@ TEST(PeftTrain, TenStepLoraTrajectoryMatchesTorch) {
     const int64_t B = static_cast<int64_t>(ref["inputs"].size()), T = static_cast<int64_t>(in.size()) / B;
     ThreadPool pool(2);
     Tape tape(pool);
+    tape.free_in_backward = true;  // the training loop's setting
     std::vector<Param*> ps = peft->params();
     AdamWConfig oc;
     oc.beta1 = 0.9f, oc.beta2 = 0.999f, oc.eps = 1e-8f, oc.weight_decay = 0.01f;
