@@ -533,8 +533,29 @@ Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n) {
         t.on_backward([&t, logits, loss, targets, n, V, counted] {
             if (loss->grad == nullptr) return;
             const kernels::KernelTable& kt = kernels::kernels();
-            float* dl = t.grad(logits);
             const float scale = loss->grad[0] / static_cast<float>(counted);
+            if (t.free_in_backward && logits->grad == nullptr && !logits->keep && logits->param == nullptr) {
+                // The logits are read by no closure after this one (the output product's backward
+                // reads only their gradient): the gradient takes their buffer, so backward's peak
+                // holds one (N, V) array instead of two.
+                float* d = logits->data;
+                t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
+                    for (int64_t r = b; r < e; ++r) {
+                        float* row = d + r * V;
+                        if (targets[r] < 0) {  // ignored: zero gradient
+                            std::memset(row, 0, static_cast<size_t>(V) * sizeof(float));
+                            continue;
+                        }
+                        kt.softmax(row, V);
+                        for (int64_t j = 0; j < V; ++j) row[j] *= scale;
+                        row[targets[r]] -= scale;
+                    }
+                });
+                logits->grad = d;
+                logits->data = nullptr;
+                return;
+            }
+            float* dl = t.grad(logits);
             // d logits = (softmax − onehot(target)) · dloss / (counted rows)
             t.pool().run_range(n, 4, [&](int64_t b, int64_t e) {
                 thread_local std::vector<float> tmp;

@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/cpu/gemm_bf16.h"
 
 namespace llmforge::train {
 
@@ -166,7 +167,7 @@ void round_to_precision(Precision p, const float* x, float* y, int64_t n, Thread
     }
     pool.run_range(n, 1 << 16, [&](int64_t b, int64_t e) {
         if (p == Precision::kBF16) {
-            for (int64_t i = b; i < e; ++i) y[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+            kernels::round_bf16(x + b, y + b, e - b);  // fp32_to_bf16 then back, vectorised
         } else {
             for (int64_t i = b; i < e; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
         }

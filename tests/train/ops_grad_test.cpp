@@ -502,3 +502,26 @@ TEST(OpsGrad, CrossEntropyValue) {
 
 }  // namespace
 }  // namespace llmforge::train
+
+namespace llmforge::train {
+namespace {
+
+// The vectorisable bf16 rounding of product inputs is fp32_to_bf16 then back, bit for bit, over
+// random bit patterns, ties, infinities and NaNs.
+TEST(OpsGrad, RoundToBf16IsFp32ToBf16BitForBit) {
+    std::vector<uint32_t> bits = {0u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffbfffffu,
+                                  0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x00008000u, 0x7f7fffffu};
+    std::mt19937 rng(7);
+    for (int i = 0; i < 100000; ++i) bits.push_back(rng());
+    std::vector<float> x(bits.size()), y(bits.size());
+    std::memcpy(x.data(), bits.data(), bits.size() * 4);
+    ThreadPool pool(2);
+    round_to_precision(Precision::kBF16, x.data(), y.data(), static_cast<int64_t>(x.size()), pool);
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float want = bf16_to_fp32(fp32_to_bf16(x[i]));
+        ASSERT_EQ(0, std::memcmp(&want, &y[i], 4)) << std::hex << bits[i];
+    }
+}
+
+}  // namespace
+}  // namespace llmforge::train

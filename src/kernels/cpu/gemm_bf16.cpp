@@ -288,4 +288,12 @@ void gemm_bf16_ref(const float* a, int64_t lda, int64_t n_rows, const float* w, 
         }
 }
 
+void round_bf16(const float* x, float* y, int64_t n) {
+#if defined(LF_BF16_X86)
+    static const bool avx512 = cpu_features().avx512f;
+    if (avx512) return x86::round_bf16_avx512(x, y, n);
+#endif
+    for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+}
+
 }  // namespace llmforge::kernels

@@ -96,6 +96,10 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
                bool accumulate, ThreadPool* pool, Bf16GemmPath path);
 
+// y[i] = x[i] rounded to bf16 (round to nearest even, NaN quieted; exactly fp32_to_bf16 then
+// bf16_to_fp32 of core/dtype.h), kept in f32; x may equal y. AVX-512 where the CPU has it.
+void round_bf16(const float* x, float* y, int64_t n);
+
 // The unpacked scalar reference, for tests: C (N, M) = [C +] Σ_k bf16(a[i][k]) · bf16(B[j][k]) in
 // f32, k ascending, where B = W (forward) or Wᵀ (backward) of the row-major w (M, K) given to
 // pack_bf16. Bit-identical to the kScalar path.

@@ -118,4 +118,22 @@ void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, 
     }
 }
 
+void round_bf16_avx512(const float* x, float* y, int64_t n) {
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u)), quiet = _mm512_set1_epi32(0x00400000);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    auto one_block = [&](__mmask16 m) {
+        const __m512i u = _mm512_maskz_loadu_epi32(m, x + i);
+        // round to nearest even: u + 0x7fff + ((u >> 16) & 1), keep the high half
+        const __m512i r = _mm512_and_si512(
+            _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), hi);
+        const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+        const __m512i v = _mm512_mask_blend_epi32(is_nan, r, _mm512_and_si512(_mm512_or_si512(u, quiet), hi));
+        _mm512_mask_storeu_epi32(y + i, m, v);
+    };
+    for (; i + 16 <= n; i += 16) one_block(0xffff);
+    if (i < n) one_block(static_cast<__mmask16>((1u << (n - i)) - 1));
+}
+
 }  // namespace llmforge::kernels::x86

@@ -20,6 +20,10 @@ namespace llmforge::kernels::x86 {
 void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
                         int64_t p0, int64_t p1);
 
+// y[i] = bf16_to_fp32(fp32_to_bf16(x[i])) (core/dtype.h) bit for bit, denormals and NaNs
+// included (integer arithmetic on the bits, no DAZ/FTZ); x may equal y. AVX-512F.
+void round_bf16_avx512(const float* x, float* y, int64_t n);
+
 // C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ over the packed operands.
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
                    int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
