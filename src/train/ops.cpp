@@ -232,9 +232,26 @@ void rope_rows(const float* x, float* y, int64_t b, int64_t e, int64_t width, in
 }  // namespace
 
 Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos, const float* sin,
-         bool interleaved) {
+         bool interleaved, bool in_place) {
     const int64_t W = x->shape.back(), N = rows_of(x);
     LF_ASSERT(W % head_dim == 0 && head_dim % 2 == 0);
+    if (in_place) {
+        // rope_rows reads both values of a pair before writing them, so src == dst is safe.
+        t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+            rope_rows(x->data, x->data, b, e, W, head_dim, pos, cos, sin, interleaved, 1.0f, false);
+        });
+        if (needs_grad(t, {x})) {
+            // x now stands for the rotated values: its gradient arrives as d(rotated) and leaves,
+            // rotated back, as d(x) for the closures that ran before this one in forward.
+            t.on_backward([&t, x, W, N, head_dim, pos, cos, sin, interleaved] {
+                if (x->grad == nullptr) return;
+                t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
+                    rope_rows(x->grad, x->grad, b, e, W, head_dim, pos, cos, sin, interleaved, -1.0f, false);
+                });
+            });
+        }
+        return x;
+    }
     Var y = t.make(x->shape, needs_grad(t, {x}));
     t.pool().run_range(N, 16, [&](int64_t b, int64_t e) {
         rope_rows(x->data, y->data, b, e, W, head_dim, pos, cos, sin, interleaved, 1.0f, false);

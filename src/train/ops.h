@@ -36,7 +36,10 @@ Var rmsnorm(Tape& t, Var x, Var g, float eps);
 // cos/sin: (P, D/2) tables for positions 0..P-1 (pair i of position p: angle p·inv_freq[i]).
 // interleaved: rotate pairs (2i, 2i+1) (Meta / llama2.c / GGUF); else rotate-half (i, i+D/2) (HF).
 Var rope(Tape& t, Var x, int64_t head_dim, const int32_t* pos, const float* cos, const float* sin,
-         bool interleaved);
+         bool interleaved, bool in_place = false);
+// (in_place: x's values are rotated where they lie and x itself is returned — no new node — for
+// an x that nothing reads afterwards but this op, in forward or backward, such as a product's
+// output on its way to attention; its gradient is rotated back in place in backward.)
 
 // Causal self-attention with grouped-query heads over B sequences of T positions:
 // q (B·T, H·D), k (B·T, H_kv·D) and v (B·T, H_kv·Dv) → (B·T, H·Dv); query head h reads kv head

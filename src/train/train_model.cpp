@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "core/random.h"
@@ -72,7 +73,11 @@ public:
     }
     Act rope(Act x, int64_t D) override {
         const ModelConfig& c = m_.cfg_;
-        return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved));
+        // A product's output (q or k on its way to attention) is read by nothing but RoPE: rotated
+        // in place, so the unrotated copy is not kept through backward.
+        const bool in_place = products_.count(V(x)) != 0;
+        return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved,
+                               in_place));
     }
     Act attention(int64_t, Act q, Act k, Act v, const AttentionSpec& a) override {
         return act(train::attention(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.window, a.scale,
@@ -128,7 +133,9 @@ private:
     Act product(Act x, Weight w, Var bias) {
         Param& p = P(w);
         Var y = p.trainable ? train::linear(t_, V(x), t_.param(p), bias) : linear_frozen(t_, V(x), p.frozen, bias, &p.packs);
-        return act(m_.after_linear ? m_.after_linear(t_, w, V(x), y) : y);
+        if (m_.after_linear) y = m_.after_linear(t_, w, V(x), y);
+        products_.insert(y);
+        return act(y);
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }
@@ -152,6 +159,9 @@ private:
     TrainModel& m_;
     Batch b_;
     Param* embedded_ = nullptr;  // the input table (marked at embed)
+    // Outputs of linear / linear_frozen / linear_into (after the after_linear seam), whose backward
+    // never reads them: RoPE may rotate these in place.
+    std::unordered_set<const Node*> products_;
 };
 
 // ---------------------------------------------------------------------------------- TrainModel

@@ -130,7 +130,9 @@ public:
         linear(x, &w, &none, 1, &y);
         return y;
     }
-    // Rotary embedding of each head of x at its row's position.
+    // Rotary embedding of each head of x at its row's position. Backends may rotate x in place
+    // (the eager one always does, the tape's does for a product's output): an architecture never
+    // reads x again after passing it here.
     virtual Act rope(Act x, int64_t head_dim) = 0;
     // Causal attention of layer `layer` (its KV memory in the eager backend): q (N, H·D),
     // k (N, H_kv·D), v (N, H_kv·Dv) -> (N, H·Dv).
