@@ -284,6 +284,19 @@ void fill_tokens(const json& j, const json& model, Vocab& v, std::string_view so
             n = std::max(n, id + 1);
         }
     }
+    // Ids a vocabulary leaves unused become "[PADn]" tokens. A few are normal (a model's padded
+    // vocabulary); more holes than tokens (and more than 65536) is not a vocabulary but a corrupt
+    // id, and would allocate a string per hole.
+    const int64_t count = static_cast<int64_t>(entries.size() + added.size());
+    if (n - count > std::max<int64_t>(count, int64_t{1} << 16)) {
+        const std::pair<int64_t, std::string>* far = nullptr;
+        for (const auto* list : {&entries, &added})
+            for (const auto& e : *list)
+                if (far == nullptr || e.first > far->first) far = &e;
+        fail("hf tokenizer: %.*s: token '%s' has id %lld but the vocabulary has %lld tokens (expected ids 0..%lld with "
+             "few gaps; hint: the file's ids are corrupt)", sl, source.data(), far->second.c_str(),
+             static_cast<long long>(far->first), static_cast<long long>(count), static_cast<long long>(count - 1));
+    }
     v.tokens.assign(static_cast<size_t>(n), std::string());
     v.types.assign(static_cast<size_t>(n), TokenType::kUnused);
     std::vector<uint8_t> filled(static_cast<size_t>(n), 0);

@@ -142,6 +142,21 @@ TEST(HfTokenizerJson, RejectsUnsupportedFiles) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("expected an integer"), std::string::npos) << e.what();
     }
+    // A few tokens with one id far beyond them (found by tokenizer_json_fuzz: 22M "[PADn]" holes
+    // ran it out of memory) are refused; a padded vocabulary with some holes still loads.
+    const std::string sparse = R"({"model": {"type": "BPE", "vocab": {"[UNK]": 22222220, "[CLS]": 1, "hello": 2},
+        "merges": []}, "pre_tokenizer": {"type": "ByteLevel", "use_regex": true}})";
+    try {
+        hf_tokenizer_json_parse(sparse, "");
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("'[UNK]' has id 22222220 but the vocabulary has 3 tokens"), std::string::npos) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+    const std::string padded = R"({"model": {"type": "BPE", "vocab": {"[UNK]": 0, "[CLS]": 1, "hello": 2, "world": 40},
+        "merges": []}, "pre_tokenizer": {"type": "ByteLevel", "use_regex": true}})";
+    EXPECT_EQ(hf_tokenizer_json_parse(padded, "").tokens.size(), 41u);
 }
 
 TEST(HfTokenizerJson, MergesAsPairsAndGaps) {
