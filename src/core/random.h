@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <string_view>
 
 namespace llmforge {
 
@@ -23,6 +24,14 @@ inline constexpr uint64_t mix64(uint64_t z) {
 
 // One splitmix64 step: advances state by the golden gamma and returns the mixed value.
 inline uint64_t splitmix64(uint64_t& state) { return mix64(state += kGoldenGamma); }
+
+// The start of a named stream: FNV-1a of the name mixed with the seed, so that every tensor (or
+// adapter matrix) draws its own numbers whatever else is initialised.
+inline uint64_t name_seed(std::string_view name, uint64_t seed) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+    return h ^ (seed * kGoldenGamma);
+}
 
 // Uniform in [0, 1) with 53 random bits.
 inline double uniform53(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }

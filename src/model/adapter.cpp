@@ -61,15 +61,6 @@ std::vector<float> to_f32(const Tensor& t) {
     return out;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-    std::string r;
-    for (int64_t d : s) {
-        if (!r.empty()) r += 'x';
-        r += std::to_string(d);
-    }
-    return r.empty() ? "scalar" : r;
-}
-
 }  // namespace
 
 double AdapterConfig::lora_scale() const {
@@ -279,7 +270,7 @@ Adapter read_adapter(const std::string& dir, const Arch& a, const ModelConfig& c
         const std::vector<int64_t> want = {ad.cfg.num_virtual_tokens, ad.cfg.token_dim};
         if (info->shape != want)
             fail("%s: tensor '%s' has shape %s, expected %s (num_virtual_tokens x token_dim from %s)", st_path.c_str(),
-                 kPromptEmbeddings, shape_str(info->shape).c_str(), shape_str(want).c_str(), kConfigFile);
+                 kPromptEmbeddings, shape_to_string(info->shape).c_str(), shape_to_string(want).c_str(), kConfigFile);
         ad.prompt = to_f32(st.tensor(*info));
         return ad;
     }
@@ -319,11 +310,11 @@ Adapter read_adapter(const std::string& dir, const Arch& a, const ModelConfig& c
         const int64_t r = ia->shape.size() == 2 ? ia->shape[0] : -1;
         if (ia->shape.size() != 2 || ia->shape[1] != s.in || r <= 0)
             fail("adapter %s: tensor '%s' has shape %s but the base's %s takes %lld inputs (expected %lldx%lld; hint: %s)",
-                 dir.c_str(), ia->name.c_str(), shape_str(ia->shape).c_str(), s.module.c_str(), (long long)s.in,
+                 dir.c_str(), ia->name.c_str(), shape_to_string(ia->shape).c_str(), s.module.c_str(), (long long)s.in,
                  (long long)ad.cfg.r, (long long)s.in, hint.c_str());
         if (ib->shape != std::vector<int64_t>{s.out, r})
             fail("adapter %s: tensor '%s' has shape %s but the base's %s has %lld outputs (expected %lldx%lld; hint: %s)",
-                 dir.c_str(), ib->name.c_str(), shape_str(ib->shape).c_str(), s.module.c_str(), (long long)s.out,
+                 dir.c_str(), ib->name.c_str(), shape_to_string(ib->shape).c_str(), s.module.c_str(), (long long)s.out,
                  (long long)s.out, (long long)r, hint.c_str());
         if (r != ad.cfg.r)
             fail("adapter %s: tensor '%s' has rank %lld but adapter_config.json says r = %lld (hint: per-module ranks "

@@ -130,6 +130,20 @@ std::string describe(const nlohmann::ordered_json& j) {
     }
 }
 
+// Every line of text ('\n'-separated, a last line without '\n' included) with its 1-based number.
+std::vector<std::pair<int64_t, std::string_view>> numbered_lines(std::string_view text) {
+    std::vector<std::pair<int64_t, std::string_view>> lines;
+    size_t pos = 0;
+    int64_t no = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        if (nl == std::string_view::npos) nl = text.size();
+        lines.emplace_back(++no, text.substr(pos, nl - pos));
+        pos = nl + 1;
+    }
+    return lines;
+}
+
 // nlohmann's message without its "[json.exception.parse_error.101] " prefix.
 std::string json_message(const std::exception& e) {
     std::string m = e.what();
@@ -147,14 +161,7 @@ std::string json_message(const std::exception& e) {
 
 SynonymTable SynonymTable::parse(std::string_view text, const std::string& name) {
     SynonymTable t;
-    size_t pos = 0;
-    int64_t line_no = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string_view::npos) nl = text.size();
-        std::string_view line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        ++line_no;
+    for (auto [line_no, line] : numbered_lines(text)) {
         if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
         if (trim(line).empty()) continue;
         std::vector<std::string> group;
@@ -535,16 +542,9 @@ namespace {
 // Non-blank lines as (1-based number, text without '\r').
 std::vector<std::pair<uint64_t, std::string_view>> jsonl_lines(std::string_view input) {
     std::vector<std::pair<uint64_t, std::string_view>> lines;
-    size_t pos = 0;
-    uint64_t no = 0;
-    while (pos < input.size()) {
-        size_t nl = input.find('\n', pos);
-        if (nl == std::string_view::npos) nl = input.size();
-        std::string_view l = input.substr(pos, nl - pos);
-        pos = nl + 1;
-        ++no;
+    for (auto [no, l] : numbered_lines(input)) {
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-        if (!trim(l).empty()) lines.emplace_back(no, l);
+        if (!trim(l).empty()) lines.emplace_back(static_cast<uint64_t>(no), l);
     }
     return lines;
 }

@@ -148,6 +148,34 @@ Var linear_into(Tape& t, Var y, Var x, Var w, float scale) {
     return y;
 }
 
+// (B·(N+T), C): the N rows of p before each sequence's T rows of `rows`.
+Var prepend_rows(Tape& t, Var p, Var rows, int64_t B) {
+    const int64_t C = rows->shape.back(), N = p->numel / C, T = rows->numel / C / B;
+    LF_ASSERT(p->shape.back() == C && B * T * C == rows->numel);
+    Var y = t.make({B * (N + T), C}, needs_grad(t, {p, rows}));
+    const size_t nb = static_cast<size_t>(C) * sizeof(float);
+    for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(y->data + b * (N + T) * C, p->data, N * nb);
+        std::memcpy(y->data + (b * (N + T) + N) * C, rows->data + b * T * C, T * nb);
+    }
+    if (y->requires_grad) {
+        t.on_backward([&t, p, rows, y, B, N, T, C] {
+            if (y->grad == nullptr) return;
+            if (p->requires_grad) {
+                float* d = t.grad(p);
+                for (int64_t b = 0; b < B; ++b)  // batch order fixed: the same sum for any thread count
+                    for (int64_t i = 0; i < N * C; ++i) d[i] += y->grad[b * (N + T) * C + i];
+            }
+            if (rows->requires_grad) {
+                float* d = t.grad(rows);
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t i = 0; i < T * C; ++i) d[b * T * C + i] += y->grad[(b * (N + T) + N) * C + i];
+            }
+        });
+    }
+    return y;
+}
+
 Var rmsnorm(Tape& t, Var x, Var g, float eps) {
     const int64_t C = x->shape.back(), N = rows_of(x);
     LF_ASSERT(g->numel == C);
@@ -675,10 +703,12 @@ bool frozen_tiles(const Tape& t, const Tensor& w) {
 // f32 and bf16 matrices are packed once (the packs are no bigger than the file's bytes per
 // orientation); others (quantised, f16) per block and call.
 bool frozen_packs_kept(const Tensor& w) {
-    return (w.dtype() == DType::F32 || w.dtype() == DType::BF16) && w.row_stride() == static_cast<size_t>(w.shape()[1]) * (w.dtype() == DType::F32 ? 4u : 2u);
+    return (w.dtype() == DType::F32 || w.dtype() == DType::BF16) &&
+           w.row_stride() == static_cast<size_t>(w.shape()[1]) * (w.dtype() == DType::F32 ? 4u : 2u);
 }
 
-const FrozenPacks& frozen_packs(const Tensor& w, std::shared_ptr<FrozenPacks>& cache) {
+// The packs kept in `cache`, made on first use.
+std::shared_ptr<FrozenPacks> frozen_packs(const Tensor& w, std::shared_ptr<FrozenPacks>& cache) {
     if (!cache) {
         auto p = std::make_shared<FrozenPacks>();
         const int64_t M = w.shape()[0], K = w.shape()[1];
@@ -688,7 +718,40 @@ const FrozenPacks& frozen_packs(const Tensor& w, std::shared_ptr<FrozenPacks>& c
         }
         cache = std::move(p);
     }
-    return *cache;
+    return cache;
+}
+
+// The products of linear_frozen on the path it chose for w: forward, out (N, M) = in (N, K) · Wᵀ;
+// backward, out (N, K) += in (N, M) · W. bf16 tiles (pk: the packs kept with the weight, else
+// packed per block), or sgemm on the f32 matrix in place, or on dequantised (rounded) blocks.
+void frozen_product(Tape& t, const Tensor& w, const FrozenPacks* pk, bool forward, const float* in, float* out,
+                    int64_t N) {
+    const int64_t M = w.shape()[0], K = w.shape()[1];
+    ThreadPool& pool = t.pool();
+    if (frozen_tiles(t, w)) {  // in is rounded inside the products
+        if (pk != nullptr) {
+            if (forward) kernels::gemm_bf16(in, K, N, pk->fwd, out, M, false, &pool);
+            else kernels::gemm_bf16(in, M, N, pk->bwd, out, K, true, &pool);
+            return;
+        }
+        frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+            const kernels::PackedBf16 b = kernels::pack_bf16(wb, K, rows, K, forward);
+            if (forward) kernels::gemm_bf16(in, K, N, b, out + m0, M, false, &pool);
+            else kernels::gemm_bf16(in + m0, M, N, b, out, K, true, &pool);
+        });
+        return;
+    }
+    const float* r = product_input(t, in, N * (forward ? K : M), forward ? 0 : 2);
+    if (frozen_direct(t, w)) {  // W read in place: one product each way (backward: k = M)
+        if (forward) kernels::sgemm(pool, false, true, N, M, K, 1.0f, r, K, w.ptr<float>(), K, 0.0f, out, M);
+        else kernels::sgemm(pool, false, false, N, K, M, 1.0f, r, M, w.ptr<float>(), K, 1.0f, out, K);
+        return;
+    }
+    // out[:, m0:m0+rows] = in · W[m0:m0+rows]ᵀ; out += in[:, m0:m0+rows] · W[m0:m0+rows]
+    frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
+        if (forward) kernels::sgemm(pool, false, true, N, rows, K, 1.0f, r, K, wb, K, 0.0f, out + m0, M);
+        else kernels::sgemm(pool, false, false, N, K, rows, 1.0f, r + m0, M, wb, K, 1.0f, out, K);
+    });
 }
 
 }  // namespace
@@ -696,69 +759,17 @@ const FrozenPacks& frozen_packs(const Tensor& w, std::shared_ptr<FrozenPacks>& c
 Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias, std::shared_ptr<FrozenPacks>* packs) {
     const int64_t K = x->shape.back(), N = rows_of(x), M = w.shape()[0];
     LF_ASSERT(w.ndim() == 2 && w.shape()[1] == K);
-    ThreadPool& pool = t.pool();
-    if (frozen_tiles(t, w)) {
-        // bf16 tiles: x and dy are rounded inside the products.
-        const bool kept = packs != nullptr && frozen_packs_kept(w);
-        Var y = t.make({N, M}, needs_grad(t, {x, bias}));
-        if (kept) {
-            kernels::gemm_bf16(x->data, K, N, frozen_packs(w, *packs).fwd, y->data, M, false, &pool);
-        } else {
-            frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-                const kernels::PackedBf16 b = kernels::pack_bf16(wb, K, rows, K, true);
-                kernels::gemm_bf16(x->data, K, N, b, y->data + m0, M, false, &pool);
-            });
-        }
-        if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
-        if (y->requires_grad) {
-            const Tensor wt = w;  // keeps the mapping alive until backward
-            std::shared_ptr<FrozenPacks> pk = kept ? *packs : nullptr;
-            t.on_backward([&t, x, wt, pk, bias, y, N, M, K] {
-                if (y->grad == nullptr) return;
-                ThreadPool& pool = t.pool();
-                if (x->requires_grad) {
-                    float* dx = t.grad(x);
-                    if (pk) {  // dx (N, K) += dy (N, M) · W (M, K)
-                        kernels::gemm_bf16(y->grad, M, N, pk->bwd, dx, K, true, &pool);
-                    } else {
-                        frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-                            const kernels::PackedBf16 b = kernels::pack_bf16(wb, K, rows, K, false);
-                            kernels::gemm_bf16(y->grad + m0, M, N, b, dx, K, true, &pool);
-                        });
-                    }
-                }
-                if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
-            });
-        }
-        return y;
-    }
+    std::shared_ptr<FrozenPacks> pk;
+    if (packs != nullptr && frozen_tiles(t, w) && frozen_packs_kept(w)) pk = frozen_packs(w, *packs);
     Var y = t.make({N, M}, needs_grad(t, {x, bias}));
-    const float* xr = product_input(t, x->data, x->numel, 0);
-    if (frozen_direct(t, w)) {  // y = x · W^T, W read in place: one product
-        kernels::sgemm(pool, false, true, N, M, K, 1.0f, xr, K, w.ptr<float>(), K, 0.0f, y->data, M);
-    } else {  // y[:, m0:m0+rows] = x · W[m0:m0+rows]^T
-        frozen_blocks(t, w, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-            kernels::sgemm(pool, false, true, N, rows, K, 1.0f, xr, K, wb, K, 0.0f, y->data + m0, M);
-        });
-    }
-    if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
+    frozen_product(t, w, pk.get(), true, x->data, y->data, N);
+    if (bias != nullptr) add_bias(t.pool(), bias, y->data, N, M);
     if (y->requires_grad) {
         const Tensor wt = w;  // keeps the mapping alive until backward
-        t.on_backward([&t, x, wt, bias, y, N, M, K] {
+        t.on_backward([&t, x, wt, pk, bias, y, N, M] {
             if (y->grad == nullptr) return;
-            ThreadPool& pool = t.pool();
-            const float* g = product_input(t, y->grad, y->numel, 2);
-            if (x->requires_grad) {
-                float* dx = t.grad(x);
-                if (frozen_direct(t, wt)) {  // dx (N, K) += dy (N, M) · W (M, K): one product, k = M
-                    kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, wt.ptr<float>(), K, 1.0f, dx, K);
-                } else {  // dx += dy[:, m0:m0+rows] · W[m0:m0+rows]
-                    frozen_blocks(t, wt, 1, [&](int64_t m0, int64_t rows, const float* wb) {
-                        kernels::sgemm(pool, false, false, N, K, rows, 1.0f, g + m0, M, wb, K, 1.0f, dx, K);
-                    });
-                }
-            }
-            if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
+            if (x->requires_grad) frozen_product(t, wt, pk.get(), false, y->grad, t.grad(x), N);
+            if (bias != nullptr && bias->requires_grad) bias_grad(t.pool(), y->grad, t.grad(bias), N, M);
         });
     }
     return y;

@@ -78,6 +78,10 @@ Var linear_frozen(Tape& t, Var x, const Tensor& w, Var bias = nullptr, std::shar
 // frozen linear's output): no new (N, M) node. Precision as linear.
 Var linear_into(Tape& t, Var y, Var x, Var w, float scale);
 
+// y (B·(N+T), C): prefix (N, C) placed before each of B sequences of rows (B·T, C) (virtual-token
+// or image rows in front of a sequence's tokens); the prefix's gradient sums over the sequences.
+Var prepend_rows(Tape& t, Var prefix, Var rows, int64_t batch);
+
 // y = silu(gate) · up, elementwise, both (N, F).
 Var swiglu(Tape& t, Var gate, Var up);
 

@@ -10,47 +10,6 @@
 
 namespace llmforge::train {
 
-namespace {
-
-// A per-name random stream (FNV-1a of the name mixed with the seed), as init_tensor's.
-uint64_t stream_of(const std::string& name, uint64_t seed) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
-    return h ^ (seed * kGoldenGamma);
-}
-
-bool wants_grad(Tape& t, Var a, Var b) { return t.grad_enabled && (a->requires_grad || b->requires_grad); }
-
-// (B·(N+T), C): the N rows of p before each sequence's T rows of `rows`.
-Var prepend_rows(Tape& t, Var p, Var rows, int64_t B) {
-    const int64_t C = rows->shape.back(), N = p->numel / C, T = rows->numel / C / B;
-    LF_ASSERT(p->shape.back() == C && B * T * C == rows->numel);
-    Var y = t.make({B * (N + T), C}, wants_grad(t, p, rows));
-    const size_t nb = static_cast<size_t>(C) * sizeof(float);
-    for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(y->data + b * (N + T) * C, p->data, N * nb);
-        std::memcpy(y->data + (b * (N + T) + N) * C, rows->data + b * T * C, T * nb);
-    }
-    if (y->requires_grad) {
-        t.on_backward([&t, p, rows, y, B, N, T, C] {
-            if (y->grad == nullptr) return;
-            if (p->requires_grad) {
-                float* d = t.grad(p);
-                for (int64_t b = 0; b < B; ++b)  // batch order fixed: the same sum for any thread count
-                    for (int64_t i = 0; i < N * C; ++i) d[i] += y->grad[b * (N + T) * C + i];
-            }
-            if (rows->requires_grad) {
-                float* d = t.grad(rows);
-                for (int64_t b = 0; b < B; ++b)
-                    for (int64_t i = 0; i < T * C; ++i) d[b * T * C + i] += y->grad[(b * (N + T) + N) * C + i];
-            }
-        });
-    }
-    return y;
-}
-
-}  // namespace
-
 std::unique_ptr<PeftAdapter> PeftAdapter::create(const TrainModel& m, AdapterConfig cfg, uint64_t seed,
                                                  const std::vector<int32_t>& init_ids) {
     const ModelConfig& c = m.config();
@@ -67,7 +26,7 @@ std::unique_ptr<PeftAdapter> PeftAdapter::create(const TrainModel& m, AdapterCon
             lp.b.assign(static_cast<size_t>(s.out * cfg.r), 0.0f);
             // PEFT: kaiming_uniform_(A, a=√5) = U(-1/√in, 1/√in); B = 0, so the start is the base.
             const double bound = 1.0 / std::sqrt(static_cast<double>(s.in));
-            uint64_t st = stream_of(lora_a_name(s), seed);
+            uint64_t st = name_seed(lora_a_name(s), seed);
             for (float& v : lp.a) v = static_cast<float>((2.0 * uniform53(splitmix64(st)) - 1.0) * bound);
             p->ad_.lora.push_back(std::move(lp));
         }
@@ -87,7 +46,7 @@ std::unique_ptr<PeftAdapter> PeftAdapter::create(const TrainModel& m, AdapterCon
             for (int64_t i = 0; i < N; ++i)
                 deq(table.row(init_ids[static_cast<size_t>(i) % init_ids.size()]), &p->ad_.prompt[i * C], C);
         } else {
-            Gaussian g(stream_of(kPromptEmbeddings, seed));  // PEFT's RANDOM init: nn.Embedding's N(0, 1)
+            Gaussian g(name_seed(kPromptEmbeddings, seed));  // PEFT's RANDOM init: nn.Embedding's N(0, 1)
             for (float& v : p->ad_.prompt) v = static_cast<float>(g.next());
         }
     }

@@ -212,7 +212,6 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     auto take = [&](const char* key, auto& field) {
         if (!given.count(key) && saved.contains(key)) saved.at(key).get_to(field);
     };
-    // What the adapter is cannot change mid-run: a flag given again must say what was saved.
     // What the adapter is cannot change mid-run: a flag given again must say what was saved
     // (checkpoints from before a flag existed saved its default).
     const TrainArgs defaults;
@@ -296,9 +295,13 @@ std::vector<Param*> param_list(TrainModel& model, PeftAdapter* peft) {
 
 // "1,234,567" (PEFT's print_trainable_parameters format).
 std::string with_commas(int64_t n) {
-    std::string s = std::to_string(n);
-    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-    return s;
+    const std::string digits = std::to_string(n);
+    std::string out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
 }
 
 // AdamW's hyper-parameters from the flags.
@@ -506,11 +509,7 @@ void RunInputs::open_data() {
             fail("train: --replay %s is too short for --seq-len %lld", replay->description().c_str(), (long long)T);
     }
     if (a.ewc_lambda > 0) {
-        std::vector<Param*> ps;
-        for (auto& p : model->params()) ps.push_back(p.get());
-        if (peft)
-            for (Param* p : peft->params()) ps.push_back(p);
-        ewc = std::make_unique<EwcPenalty>(a.ewc_fisher, ps);
+        ewc = std::make_unique<EwcPenalty>(a.ewc_fisher, param_list(*model, peft.get()));
     }
     if (val && !val->sft() && val->size() < T + 1)
         fail("train: validation data %s is too short for --seq-len %lld", val->description().c_str(), (long long)T);

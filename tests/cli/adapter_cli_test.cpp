@@ -16,6 +16,7 @@
 #include <random>
 
 #include "cli_run.h"
+#include "random_adapter.h"
 #include "io/gguf.h"
 #include "model/adapter.h"
 #include "model/model.h"
@@ -25,14 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<float> randn(size_t n, uint64_t seed, float sd) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(g);
-    return v;
-}
-
 struct Fixture {
     std::string dir, base, gguf;        // HF folder, its f32 GGUF
     std::string lora_a, lora_b, prompt, prompt2, other;
@@ -40,32 +33,6 @@ struct Fixture {
     int64_t vocab = 0, head_dim = 0;
     bool ok = false;
 };
-
-Adapter make_lora(const Model& m, const std::vector<std::string>& targets, int64_t r, double alpha, uint64_t seed) {
-    Adapter ad;
-    ad.cfg.type = PeftType::kLora;
-    ad.cfg.r = r;
-    ad.cfg.alpha = alpha;
-    ad.cfg.target_modules = targets;
-    for (const LoraSite& s : lora_sites(m.arch(), m.config(), targets, "test")) {
-        LoraPair p;
-        p.site = s;
-        p.r = r;
-        p.a = randn(static_cast<size_t>(r * s.in), ++seed, 0.1f);
-        p.b = randn(static_cast<size_t>(s.out * r), ++seed, 0.1f);
-        ad.lora.push_back(std::move(p));
-    }
-    return ad;
-}
-
-Adapter make_prompt(const Model& m, int64_t n, uint64_t seed) {
-    Adapter ad;
-    ad.cfg.type = PeftType::kPromptTuning;
-    ad.cfg.num_virtual_tokens = n;
-    ad.cfg.token_dim = m.config().n_embd;
-    ad.prompt = randn(static_cast<size_t>(n * m.config().n_embd), seed, 0.5f);
-    return ad;
-}
 
 const Fixture& setup() {
     static Fixture s = [] {

@@ -17,6 +17,7 @@
 #include "runtime/context.h"
 #include "runtime/perplexity.h"
 #include "test_util.h"
+#include "random_adapter.h"
 
 using namespace llmforge;
 using namespace llmforge::test;
@@ -33,40 +34,6 @@ std::string default_model() {
 #define REQUIRE_DEFAULT_MODEL(var)                                                                  \
     const std::string var = default_model();                                                        \
     if (var.empty()) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: models/default (set LLMFORGE_SRC)"
-
-std::vector<float> randn(size_t n, uint64_t seed, float sd) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(g);
-    return v;
-}
-
-Adapter make_lora(const Model& m, const std::vector<std::string>& targets, int64_t r, double alpha, uint64_t seed) {
-    Adapter ad;
-    ad.cfg.type = PeftType::kLora;
-    ad.cfg.r = r;
-    ad.cfg.alpha = alpha;
-    ad.cfg.target_modules = targets;
-    for (const LoraSite& s : lora_sites(m.arch(), m.config(), targets, "test")) {
-        LoraPair p;
-        p.site = s;
-        p.r = r;
-        p.a = randn(static_cast<size_t>(r * s.in), ++seed, 0.1f);
-        p.b = randn(static_cast<size_t>(s.out * r), ++seed, 0.1f);
-        ad.lora.push_back(std::move(p));
-    }
-    return ad;
-}
-
-Adapter make_prompt(const Model& m, int64_t n, uint64_t seed) {
-    Adapter ad;
-    ad.cfg.type = PeftType::kPromptTuning;
-    ad.cfg.num_virtual_tokens = n;
-    ad.cfg.token_dim = m.config().n_embd;
-    ad.prompt = randn(static_cast<size_t>(n * m.config().n_embd), seed, 0.5f);
-    return ad;
-}
 
 std::string write(const Adapter& ad, const std::string& name) {
     static const std::string dir = temp_dir();

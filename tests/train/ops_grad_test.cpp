@@ -231,6 +231,13 @@ FrozenCase frozen_case(int64_t M, int64_t K, uint32_t seed) {
     return c;
 }
 
+TEST(OpsGrad, PrependRows) {
+    auto prefix = random_param("prefix", {3, 5}, 50);
+    auto rows = random_param("rows", {2 * 4, 5}, 51);  // 2 sequences of 4 rows
+    check_grads({prefix.get(), rows.get()},
+                [](Tape& t, std::vector<Var>& v) { return prepend_rows(t, v[0], v[1], 2); });
+}
+
 TEST(OpsGrad, LinearFrozenGradientToInput) {
     auto x = random_param("x", {3, 7}, 40);
     FrozenCase w = frozen_case(5, 7, 41);

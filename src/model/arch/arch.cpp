@@ -117,9 +117,7 @@ void init_tensor(const TensorSpec& spec, const ModelConfig& c, const std::string
         case Init::kResidualOut: break;
     }
     const double sd = spec.init == Init::kNormal ? 0.02 : 0.02 / std::sqrt(2.0 * std::max<int64_t>(c.n_layer, 1));
-    uint64_t h = 1469598103934665603ull;  // FNV-1a of the name: every tensor its own stream
-    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
-    uint64_t s = (h ^ (seed * kGoldenGamma)) + static_cast<uint64_t>(row) * 0xD1B54A32D192ED03ull;
+    uint64_t s = name_seed(name, seed) + static_cast<uint64_t>(row) * 0xD1B54A32D192ED03ull;  // every row its own stream
     for (int64_t i = 0; i < cols; i += 2) {  // Box-Muller pairs
         const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
         const double u2 = uniform53(splitmix64(s));
