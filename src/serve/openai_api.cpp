@@ -1,5 +1,7 @@
 #include "serve/openai_api.h"
 
+#include <cmath>
+
 // GCC 12 at -O3 reports a false -Wrestrict inside std::string's operator+ (GCC bug 105651) for
 // the error-message concatenations below.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
@@ -7,6 +9,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "core/error.h"
@@ -91,8 +94,16 @@ double number(const json& body, const char* name, double def, double lo, double 
 int64_t integer(const json& body, const char* name, int64_t def, int64_t lo, int64_t hi) {
     const json* v = field(body, name);
     if (v == nullptr) return def;
-    if (!v->is_number_integer() && !(v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>())))) {
+    if (!v->is_number_integer() && !(v->is_number_float() && std::isfinite(v->get<double>()) &&
+                                     v->get<double>() == std::trunc(v->get<double>()))) {
         bad_type(name, "an integer", *v);
+    }
+    // An integral float (2.0, 1e300) is compared as a double first: casting one outside int64's
+    // range would be undefined (found by openai_request_fuzz: "seed": 2.2e102).
+    if (v->is_number_float() && !(v->get<double>() >= static_cast<double>(lo) && v->get<double>() <= static_cast<double>(hi) &&
+                                  v->get<double>() < 0x1p63)) {
+        bad(name, "'" + std::string(name) + "' is " + v->dump() + ", expected " + std::to_string(lo) + ".." +
+                      std::to_string(hi));
     }
     const int64_t x = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(v->get<double>());
     if (x < lo || x > hi) {

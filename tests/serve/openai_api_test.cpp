@@ -127,6 +127,22 @@ TEST(OpenAiLogitBias, BadInputIsA400NamingLogitBias) {
     EXPECT_LT(m.size(), 300u) << m;
 }
 
+// ---- integer fields ---------------------------------------------------------------------------
+
+// Integral floats are integers; one beyond int64's range is a range error, never a cast (found by
+// openai_request_fuzz: "seed": 2.2e102 was undefined behaviour).
+TEST(OpenAiIntegers, IntegralFloatsAreCheckedBeforeTheyAreCast) {
+    for (bool chat : {true, false}) {
+        SCOPED_TRACE(chat ? "chat" : "completions");
+        EXPECT_NO_THROW(parse(body_with(chat, {{"max_tokens", 2.0}}), chat));
+        for (double huge : {2.2e102, -2.2e102, 9223372036854775808.0}) {
+            expect_400(body_with(chat, {{"seed", huge}}), chat, "seed", {"'seed' is", "expected"});
+            expect_400(body_with(chat, {{"max_tokens", huge}}), chat, "max_tokens", {"'max_tokens' is", "expected"});
+        }
+        expect_400(body_with(chat, {{"max_tokens", 2.5}}), chat, "max_tokens", {"an integer"});
+    }
+}
+
 // ---- JSON nesting -----------------------------------------------------------------------------
 
 TEST(JsonNesting, CountsBracketsOutsideStringsOnly) {
