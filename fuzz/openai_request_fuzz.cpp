@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/json_depth.h"
+#include "runtime/tool_calls.h"
 #include "serve/openai_api.h"
 #include "serve/tiny_served_model.h"
 
@@ -52,6 +53,63 @@ struct DepthSax : nlohmann::json_sax<nlohmann::json> {
     }
 };
 
+// The input as model output in every tool-call format: parsed whole, and streamed in pieces of
+// `step` bytes; the calls (names, arguments) must be the same.
+void fuzz_tool_text(const std::string& text) {
+    const std::vector<ToolDef> tools(1, ToolDef{"f", "", nlohmann::ordered_json::parse(
+                                                              R"({"type":"object","properties":{"a":{"type":"string"}}})"),
+                                                false});
+    for (ToolCallFormat f : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3Json, ToolCallFormat::kDeepSeekR1,
+                             ToolCallFormat::kDeepSeekV31, ToolCallFormat::kQwen3Coder}) {
+        ToolSyntax syn;
+        syn.format = f;
+        syn.template_renders_tools = true;
+        const ParsedToolOutput whole = parse_tool_calls(syn, text, &tools);
+        const size_t step = 1 + text.size() % 5;
+        ToolCallStreamer st(syn, tools);
+        std::vector<ToolCall> calls;
+        std::string content;
+        for (size_t i = 0; i < text.size(); i += step) {
+            auto d = st.push(std::string_view(text).substr(i, step));
+            content += d.content;
+            calls.insert(calls.end(), d.calls.begin(), d.calls.end());
+        }
+        auto d = st.finish();
+        content += d.content;
+        calls.insert(calls.end(), d.calls.begin(), d.calls.end());
+        if (calls.size() != whole.calls.size()) die("streamed tool calls differ in number from the whole parse");
+        for (size_t i = 0; i < calls.size(); ++i) {
+            if (calls[i].name != whole.calls[i].name || calls[i].arguments != whole.calls[i].arguments)
+                die("a streamed tool call differs from the whole parse");
+        }
+        if (whole.calls.empty() && content != whole.content) die("streamed content differs from the whole text");
+    }
+}
+
+// Bodies with `v` in each structured-output / tool field.
+std::vector<std::string> structured_bodies(const nlohmann::json& v) {
+    using nlohmann::json;
+    const json msgs = json::array({{{"role", "user"}, {"content", "a"}}});
+    const json tool = {{"type", "function"}, {"function", {{"name", "f"}, {"parameters", v}}}};
+    std::vector<json> bodies = {
+        {{"messages", msgs}, {"response_format", v}},
+        {{"messages", msgs}, {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", v}}}}}},
+        {{"messages", msgs}, {"json_schema", v}},
+        {{"messages", msgs}, {"tools", v}},
+        {{"messages", msgs}, {"tools", json::array({tool})}},
+        {{"messages", msgs}, {"tools", json::array({tool})}, {"tool_choice", v}},
+        {{"messages", msgs}, {"tools", json::array({tool})}, {"tool_choice", "required"}, {"parallel_tool_calls", v}},
+        {{"messages", json::array({{{"role", "user"}, {"content", "a"}}, {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", v}},
+                                   {{"role", "tool"}, {"tool_call_id", v}, {"content", "r"}}})},
+         {"tools", json::array({tool})}},
+        {{"prompt", "a"}, {"suffix", v}},
+    };
+    std::vector<std::string> out;
+    for (const auto& b : bodies) out.push_back(b.dump());
+    if (v.is_string()) out.push_back(json{{"prompt", "a"}, {"grammar", v}}.dump());
+    return out;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -72,29 +130,48 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
     }
     const bool too_deep = nesting.max_depth > kMaxRequestJsonDepth;
-    for (bool chat : {true, false}) {
+    fuzz_tool_text(body);
+    std::vector<std::pair<std::string, bool>> inputs = {{body, true}, {body, false}};
+    if (!too_deep && size < 4096) {
+        const nlohmann::json v = nlohmann::json::parse(body, nullptr, false);
+        if (!v.is_discarded()) {
+            for (auto& b : structured_bodies(v)) inputs.emplace_back(b, b.find("\"prompt\"") == std::string::npos);
+        }
+    }
+    for (const auto& [text, chat] : inputs) {
+        const bool too_deep_here = json_nesting(text).max_depth > kMaxRequestJsonDepth;
         try {
-            ParsedRequest r = parse_request(body, chat, kModel, limits);
+            ParsedRequest r = parse_request(text, chat, kModel, limits);
             // Fake one token and a finish per choice, as the engine would send them.
             std::vector<ChoiceResult> choices(r.seqs.size());
             for (size_t i = 0; i < r.seqs.size(); ++i) {
                 Event e;
                 e.index = static_cast<int>(i);
-                e.text = "a";
+                e.text = r.tools_active ? body : "a";  // with tools: the input as generated text
                 e.token = {static_cast<int32_t>(r.seqs[i].prompt.back()), -0.5f};
                 e.top = {{4, -0.5f}, {3, -1.5f}};
                 (void)dump(chunk_json(r, "id", 0, &e, *kModel->tokenizer, i == 0));
                 choices[i].text = e.text;
+                if (r.tools_active) {  // the streaming side's chunks for the calls in it
+                    ToolCallStreamer st(r.tool_syntax, r.tools);
+                    auto d = st.push(e.text);
+                    auto f = st.finish();
+                    d.calls.insert(d.calls.end(), f.calls.begin(), f.calls.end());
+                    for (size_t k = 0; k < d.calls.size(); ++k)
+                        for (const auto& c : tool_call_chunks_json(r, "id", 0, static_cast<int>(i), static_cast<int>(k), d.calls[k]))
+                            (void)dump(c);
+                    (void)dump(content_chunk_json(r, "id", 0, static_cast<int>(i), d.content + f.content));
+                }
                 choices[i].tokens.push_back(e);
                 choices[i].finish_reason = "length";
             }
             (void)dump(response_json(r, "id", 0, choices, *kModel->tokenizer));
-            if (too_deep) die("a body nesting deeper than the limit was accepted");
+            if (too_deep_here) die("a body nesting deeper than the limit was accepted");
         } catch (const ApiError& e) {
-            if ((e.code == "json_too_deep") != too_deep) die("json_too_deep does not match the scan");
+            if ((e.code == "json_too_deep") != too_deep_here) die("json_too_deep does not match the scan");
             (void)dump(e.body());
         } catch (const Error&) {
-            if (too_deep) die("a body nesting deeper than the limit got past the scan");
+            if (too_deep_here) die("a body nesting deeper than the limit got past the scan");
         }
     }
     return 0;

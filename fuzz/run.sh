@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets and runs each for N seconds (first argument, default 15).
 #   fuzz/run.sh [seconds] [target ...]
 # (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-#  chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz)
+#  chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz json_schema_fuzz
+#  grammar_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -14,7 +15,8 @@ secs=${1:-15}
 shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
-                               chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz)
+                               chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz
+                               json_schema_fuzz grammar_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -34,7 +36,20 @@ seeds=$build/seeds
 rm -rf "$seeds"
 mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
     "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$seeds/template_depth_fuzz" \
-    "$seeds/openai_request_fuzz" "$seeds/http_request_fuzz" "$build/artifacts"
+    "$seeds/openai_request_fuzz" "$seeds/http_request_fuzz" "$seeds/json_schema_fuzz" "$seeds/grammar_fuzz" \
+    "$build/artifacts"
+# GBNF seeds: each small grammar of grammars/ with a JSON-ish text after a NUL byte.
+for g in "$root"/grammars/*.gbnf; do
+    if (($(stat -c %s "$g") <= 8192)); then
+        { cat "$g"; printf '\0{"a": [1, -2.5e3, "x\\u00e9"], "b": null}'; } > "$seeds/grammar_fuzz/$(basename "$g")"
+    fi
+done
+# Seeds kept in the repository (fuzz/seeds/<target>/): JSON schemas and regexes (a 0x00 byte then
+# a schema, 0x01 then a regex) from llama.cpp's converter tests.
+for d in "$root"/fuzz/seeds/*/; do
+    t=$(basename "$d")
+    if [[ -d $seeds/$t ]]; then cp "$d"* "$seeds/$t/"; fi
+done
 
 if command -v python3 >/dev/null 2>&1; then
 python3 - "$seeds" <<'PY'
@@ -199,6 +214,23 @@ reqs = {
                   'logit_bias': {'4': -100, '5': 2.5}},
     'completion.json': {'prompt': ['a', 'aa'], 'max_tokens': 4, 'logprobs': 3, 'echo': True, 'stop': 'x'},
     'ids.json': {'prompt': [1, 4, 5, 300], 'max_tokens': 2},
+    # Structured output, tools and FIM (issue 15).
+    'schema.json': {'messages': [{'role': 'user', 'content': 'a'}], 'max_tokens': 8,
+                    'response_format': {'type': 'json_schema', 'json_schema': {'name': 'p', 'strict': True,
+                        'schema': {'type': 'object', 'properties': {'n': {'type': 'integer', 'minimum': 3},
+                                   'tags': {'type': 'array', 'items': {'enum': ['x', 'y']}, 'maxItems': 2}},
+                                   'required': ['n'], 'additionalProperties': False}}}},
+    'json_object.json': {'messages': [{'role': 'user', 'content': 'a'}], 'response_format': {'type': 'json_object'}},
+    'grammar.json': {'prompt': 'a', 'max_tokens': 4, 'grammar': 'root ::= [a-z]+ ("," [0-9]{1,3})*'},
+    'tools.json': {'messages': [{'role': 'user', 'content': 'weather?'},
+                                {'role': 'assistant', 'content': None, 'tool_calls': [{'id': 'call_1', 'type': 'function',
+                                 'function': {'name': 'get_weather', 'arguments': '{"city": "Paris"}'}}]},
+                                {'role': 'tool', 'tool_call_id': 'call_1', 'content': 'sunny'}],
+                   'tools': [{'type': 'function', 'function': {'name': 'get_weather', 'description': 'w',
+                              'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}},
+                                             'required': ['city']}}}],
+                   'tool_choice': 'required', 'parallel_tool_calls': False, 'stream': True},
+    'suffix.json': {'prompt': 'def f(', 'suffix': '    return x\n', 'max_tokens': 4},
 }
 for name, j in reqs.items():
     open(os.path.join(out, 'openai_request_fuzz', name), 'w').write(json.dumps(j))

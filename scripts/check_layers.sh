@@ -20,6 +20,7 @@ declare -A deps=(
     [runtime]="model"
     [train]="runtime"
     [serve]="runtime"
+    [apps]="runtime serve"
 )
 
 root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}

@@ -5,6 +5,8 @@
 // cached tokens it shares with the previous turn and decodes only the rest.
 // --adapter DIR[:scale] (repeatable): PEFT adapters (runtime/adapters.h); a prompt adapter's virtual
 // tokens stay in the cache before the conversation for the whole chat.
+// --grammar-file F | --json-schema F | --regex R: every assistant turn is constrained (a grammar
+// stage first in the sampler chain, reset at each turn); a turn ends when its grammar is complete.
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +19,8 @@
 #include "runtime/chat.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
+#include "runtime/grammar.h"
+#include "runtime/json_schema.h"
 #include "runtime/sampler.h"
 
 namespace llmforge::cli {
@@ -29,6 +33,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     static SamplerParams sp;
     static bool echo = false;
     static std::vector<std::string> adapters;
+    static std::string grammar_file, json_schema, regex;
     sp.temperature = 0.7f;
     sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
     sub->add_option("--system", system, "system message");
@@ -43,8 +48,16 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     sub->add_flag("--echo", echo, "print each user line (for scripted sessions without a terminal)");
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
+    auto* gf = sub->add_option("--grammar-file", grammar_file, "GBNF grammar every reply must match (llama.cpp syntax)");
+    auto* js = sub->add_option("--json-schema", json_schema, "JSON Schema file every reply must be valid JSON for");
+    auto* re = sub->add_option("--regex", regex, "regular expression every whole reply must match");
+    gf->excludes(js)->excludes(re);
+    js->excludes(re);
     run = [] {
         Sampler::validate(sp);
+        const ConstraintGbnf constraint = constraint_gbnf(grammar_file, json_schema, regex);
+        std::shared_ptr<const Grammar> grammar;
+        if (!constraint.source.empty()) grammar = Grammar::parse(constraint.gbnf, "root", constraint.source);
         auto m = Model::load(model);
         if (m->vocab().empty()) fail("chat: %s has no tokenizer (hint: a folder with tokenizer.json)", model.c_str());
         auto tok = Tokenizer::create(m->vocab());
@@ -58,6 +71,13 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         const int64_t room = ctx.n_ctx() - ctx.n_virtual();  // positions for the conversation's tokens
         const ChatFormat fmt = require_chat_format(*tok, model, chat_template, true, "chat", "--chat-template");
         Sampler sampler(sp, tok.get());
+        SamplerStage* grammar_stage = nullptr;  // owned by the sampler; reset before each reply
+        if (grammar) {
+            auto stage = make_grammar_stage(grammar, GrammarVocab::build(*tok));
+            grammar_stage = stage.get();
+            sampler.add_stage(std::move(stage), StageSlot::kFirst);
+            std::fprintf(stderr, "chat: replies constrained by %s\n", constraint.source.c_str());
+        }
         const bool tty = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0;
         ChatTemplateInputs base;
         base.messages = nlohmann::ordered_json::array();
@@ -89,6 +109,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             gp.max_tokens = std::min<int64_t>(n, room - static_cast<int64_t>(ids.size()));
             std::fputs(tty ? "" : "assistant: ", stdout);
             std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
+            if (grammar_stage) grammar_stage->reset();  // a new reply: the grammar starts over
             GenerateResult r = generate(ctx, *tok, sampler, rest, gp, [](std::string_view s) {
                 std::fwrite(s.data(), 1, s.size(), stdout);
                 std::fflush(stdout);

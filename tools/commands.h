@@ -32,6 +32,9 @@ void add_fisher(CLI::App& app, std::function<int()>& run);
 void add_logits(CLI::App& app, std::function<int()>& run);
 void add_merge_adapter(CLI::App& app, std::function<int()>& run);
 void add_augment(CLI::App& app, std::function<int()>& run);
+void add_code_eval(CLI::App& app, std::function<int()>& run);
+void add_grammar(CLI::App& app, std::function<int()>& run);
+void add_complete(CLI::App& app, std::function<int()>& run);
 
 // Renders `in` with the Jinja file `template_file`, or else the tokenizer's own chat template;
 // BOS/EOS texts come from `tok` (may be null when a template file is given). `model` names the

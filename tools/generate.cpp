@@ -12,6 +12,10 @@
 //
 // --adapter DIR[:scale] (repeatable): PEFT adapters (runtime/adapters.h): LoRA adapters stack, a
 // prompt-tuning adapter's virtual tokens go before the prompt.
+//
+// --grammar-file F | --json-schema F | --regex R: the output is constrained (runtime/grammar.h): a
+// grammar stage first in the sampler chain keeps only tokens the grammar can still accept, and
+// end-of-generation only once the match is complete, so generation stops when the grammar does.
 #include <cstdio>
 
 #include "commands.h"
@@ -20,6 +24,8 @@
 #include "runtime/adapters.h"
 #include "runtime/chat.h"
 #include "runtime/generator.h"
+#include "runtime/grammar.h"
+#include "runtime/json_schema.h"
 
 namespace llmforge::cli {
 
@@ -30,6 +36,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static int threads = 0;
     static SamplerParams sp;
     static std::vector<std::string> stops, adapters;
+    static std::string grammar_file, json_schema, regex;
     static bool no_bos = false, special = false, no_mmap = false, chat = false;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
@@ -56,8 +63,17 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_flag("--no-mmap", no_mmap, "load weights into huge-page memory instead of mapping the file");
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
+    auto* gf = sub->add_option("--grammar-file", grammar_file, "GBNF grammar the output must match (llama.cpp syntax)");
+    auto* js = sub->add_option("--json-schema", json_schema, "JSON Schema file the output must be valid JSON for");
+    auto* re = sub->add_option("--regex", regex, "regular expression the whole output must match");
+    gf->excludes(js)->excludes(re);
+    js->excludes(re);
     run = [] {
         Sampler::validate(sp);
+        // The constraint first: a bad grammar fails before the model is loaded.
+        const ConstraintGbnf constraint = constraint_gbnf(grammar_file, json_schema, regex);
+        std::shared_ptr<const Grammar> grammar;
+        if (!constraint.source.empty()) grammar = Grammar::parse(constraint.gbnf, "root", constraint.source);
         auto m = Model::load(model, tokenizer, !no_mmap);
         if (m->vocab().empty()) {
             fail("%s: the model has no tokenizer (hint: pass --tokenizer tok.bin or a GGUF with "
@@ -116,6 +132,10 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
                      model.c_str(), m->files().format.c_str(), m->config().arch.c_str(), ids.size(),
                      ctx.pool().size(), kernels::isa_name(kernels::kernels().isa));
         Sampler sampler(sp, tok.get());
+        if (grammar) {
+            sampler.add_stage(make_grammar_stage(grammar, GrammarVocab::build(*tok)), StageSlot::kFirst);
+            std::fprintf(stderr, "generate: output constrained by %s\n", constraint.source.c_str());
+        }
         GenerateResult r = generate(ctx, *tok, sampler, ids, gp, [](std::string_view s) {
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);

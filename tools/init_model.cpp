@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "model/arch/arch.h"
+#include "model/vocab_source.h"
 #include "gguf_export.h"
 
 namespace llmforge::cli {
@@ -61,7 +62,7 @@ Vocab synthetic_vocab(int64_t n, uint64_t seed) {
 void add_init_model(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("init-model", "Write a random-weight model (benchmarks, tests)");
     static ModelConfig c;
-    static std::string out, type = "f32";
+    static std::string out, type = "f32", vocab_from;
     static uint64_t seed = 1;
     static int threads = 0;
     static bool tied = false;
@@ -82,6 +83,9 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_option("-o,--out", out, "output .gguf")->required();
+    sub->add_option("--vocab-from", vocab_from,
+                    "take the vocabulary from this file (a GGUF, tokenizer.json, ...) instead of a synthetic one; "
+                    "--vocab must equal its size");
     run = [] {
         const DType requested = dtype_from_name(type);
         ModelConfig cfg = c;
@@ -116,7 +120,16 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
             e.row = [spec, mc, name, shape](int64_t r, float* dst) { init_tensor(*spec, mc, name, shape, seed, r, dst); };
             ts.push_back(std::move(e));
         }
-        export_gguf(out, cfg, synthetic_vocab(V, seed), requested, std::move(ts), threads, "init-model");
+        Vocab vocab;
+        if (vocab_from.empty()) {
+            vocab = synthetic_vocab(V, seed);
+        } else {
+            vocab = load_vocab(vocab_from);
+            if (static_cast<int64_t>(vocab.tokens.size()) != V)
+                fail("init-model: --vocab-from '%s' has %zu tokens but --vocab is %lld (hint: --vocab %zu)",
+                     vocab_from.c_str(), vocab.tokens.size(), static_cast<long long>(V), vocab.tokens.size());
+        }
+        export_gguf(out, cfg, vocab, requested, std::move(ts), threads, "init-model");
         return 0;
     };
 }

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
     llmforge::cli::add_merge_adapter(app, cmds["merge-adapter"]);
     llmforge::cli::add_augment(app, cmds["augment"]);
     llmforge::cli::add_fisher(app, cmds["fisher"]);
+    llmforge::cli::add_code_eval(app, cmds["code-eval"]);
+    llmforge::cli::add_grammar(app, cmds["grammar"]);
+    llmforge::cli::add_complete(app, cmds["complete"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -43,6 +43,25 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
     return sm;
 }
 
+std::shared_ptr<const GrammarVocab> ServedModel::grammar_vocab() const {
+    std::call_once(grammar_once_, [this] { grammar_vocab_ = GrammarVocab::build(*tokenizer); });
+    return grammar_vocab_;
+}
+
+const ToolSyntax& ServedModel::tool_syntax() const {
+    std::call_once(tools_once_, [this] {
+        if (!chat_template) return;
+        auto text = [&](int32_t id) { return id >= 0 && id < tokenizer->n_vocab() ? tokenizer->token_text(id) : std::string(); };
+        tool_syntax_ = detect_tool_syntax(*chat_template, text(tokenizer->bos()), text(tokenizer->eos()));
+    });
+    return tool_syntax_;
+}
+
+const std::optional<FimFormat>& ServedModel::fim() const {
+    std::call_once(fim_once_, [this] { fim_ = detect_fim(*tokenizer); });
+    return fim_;
+}
+
 namespace {
 std::atomic<uint64_t> g_adapter_serial{1};
 }  // namespace

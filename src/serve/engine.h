@@ -24,7 +24,10 @@
 #include <vector>
 
 #include "model/adapter.h"
+#include "runtime/fim.h"
+#include "runtime/grammar.h"
 #include "runtime/scheduler.h"
+#include "runtime/tool_calls.h"
 #include "serve/drift.h"
 #include "tokenizer/chat_template.h"
 
@@ -39,6 +42,21 @@ struct ServedModel : ModelHandle {
     std::optional<ChatTemplate> chat_template;
     std::string chat_template_name;        // where it came from, for the startup log
     std::vector<std::string> extra_stops;  // added to every chat request (built-in ChatML: <|im_end|>)
+
+    // Built on first use, once per model (a hot reload makes a new ServedModel, so new ones);
+    // thread-safe. The vocabulary as grammar masks need it (shared by every constrained request).
+    std::shared_ptr<const GrammarVocab> grammar_vocab() const;
+    // How the chat template writes tool calls (runtime/tool_calls.h); the generic fallback when
+    // there is no template or it does not render tools.
+    const ToolSyntax& tool_syntax() const;
+    // The vocabulary's fill-in-the-middle format (/v1/completions "suffix"), if any.
+    const std::optional<FimFormat>& fim() const;
+
+private:
+    mutable std::once_flag grammar_once_, tools_once_, fim_once_;
+    mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
+    mutable ToolSyntax tool_syntax_;
+    mutable std::optional<FimFormat> fim_;
 };
 
 struct ModelOptions {

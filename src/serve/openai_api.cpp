@@ -15,6 +15,9 @@
 #include "core/error.h"
 #include "core/json_depth.h"
 #include "runtime/chat.h"
+#include "runtime/fim.h"
+#include "runtime/grammar.h"
+#include "runtime/json_schema.h"
 
 namespace llmforge::serve {
 
@@ -136,7 +139,7 @@ std::string content_text(const json& c, size_t i) {
     return out;
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m) {
+std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool tools_given) {
     const json* msgs = field(body, "messages");
     if (msgs == nullptr) bad("messages", "'messages' is required");
     if (!msgs->is_array()) bad_type("messages", "an array", *msgs);
@@ -156,14 +159,25 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m) {
         ojson o = ojson::parse(msg.dump());
         o["role"] = role == "developer" ? "system" : role;
         o["content"] = content_text(msg.contains("content") ? msg["content"] : json(), i);
+        if (msg.contains("tool_calls") && !msg["tool_calls"].is_null()) {
+            if (role != "assistant") bad(where + ".tool_calls", "'" + where + ".tool_calls' is only allowed on assistant messages");
+            if (!msg["tool_calls"].is_array()) bad_type(where + ".tool_calls", "an array", msg["tool_calls"]);
+        }
+        if (role == "tool" && msg.contains("tool_call_id") && !msg["tool_call_id"].is_string())
+            bad_type(where + ".tool_call_id", "a string", msg["tool_call_id"]);
         in.messages.push_back(std::move(o));
     }
-    if (const json* t = field(body, "tools")) in.tools = ojson::parse(t->dump());
+    if (tools_given) in.tools = ojson::parse(field(body, "tools")->dump());
     if (!m.chat_template) {
         throw ApiError(400,
                        no_chat_template_message("model '" + m.id + "'", "--chat-template") +
                            " when starting the server, or send the prompt to /v1/completions",
                        "invalid_request_error", "messages", "no_chat_template");
+    }
+    try {
+        prepare_tool_messages(m.tool_syntax(), in.messages, in.tools);
+    } catch (const Error& e) {
+        bad("messages", e.what());
     }
     try {
         return chat_to_tokens(*m.tokenizer, *m.chat_template, std::move(in)).tokens;
@@ -279,6 +293,178 @@ std::vector<std::string> stops(const json& body) {
     return out;
 }
 
+// A JSON schema given in a request: an object (or a boolean schema), under the size cap.
+ojson request_schema(const json& v, const std::string& param) {
+    if (!v.is_object() && !v.is_boolean()) bad_type(param, "a JSON schema object", v);
+    const std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (text.size() > kMaxGrammarBytes) {
+        bad(param, "'" + param + "' is " + std::to_string(text.size()) + " bytes of JSON, above this server's limit of " +
+                       std::to_string(kMaxGrammarBytes) + " (hint: simplify the schema)");
+    }
+    return ojson::parse(text);
+}
+
+std::string schema_gbnf(const json& v, const std::string& param) {
+    const ojson schema = request_schema(v, param);
+    try {
+        return json_schema_to_gbnf(schema, param);
+    } catch (const Error& e) {
+        bad(param, std::string("'") + param + "' cannot be used: " + e.what());
+    }
+}
+
+// The GBNF of 'response_format', 'grammar' or 'json_schema' (at most one), with the param that
+// gave it; empty when none constrains the output.
+std::pair<std::string, std::string> response_gbnf(const json& body) {
+    std::vector<std::pair<std::string, std::string>> found;  // (gbnf, param)
+    if (const json* rf = field(body, "response_format")) {
+        if (!rf->is_object()) bad_type("response_format", "an object, e.g. {\"type\": \"json_object\"}", *rf);
+        const json* t = field(*rf, "type");
+        if (t == nullptr || !t->is_string())
+            bad("response_format.type", "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+        const std::string type = t->get<std::string>();
+        if (type == "json_object") {
+            if (const json* sc = field(*rf, "schema")) {  // llama.cpp: json_object with a schema
+                found.emplace_back(schema_gbnf(*sc, "response_format.schema"), "response_format.schema");
+            } else {
+                found.emplace_back(json_object_gbnf(), "response_format");
+            }
+        } else if (type == "json_schema") {
+            const json* js = field(*rf, "json_schema");
+            if (js == nullptr) bad("response_format.json_schema", "'response_format.json_schema' is required with type \"json_schema\"");
+            if (!js->is_object()) bad_type("response_format.json_schema", "an object {\"name\", \"schema\", \"strict\"}", *js);
+            if (const json* n = field(*js, "name")) {
+                if (!n->is_string()) bad_type("response_format.json_schema.name", "a string", *n);
+                if (n->get<std::string>().size() > 64)
+                    bad("response_format.json_schema.name", "'response_format.json_schema.name' is longer than 64 characters");
+            }
+            if (const json* d = field(*js, "description"); d != nullptr && !d->is_string())
+                bad_type("response_format.json_schema.description", "a string", *d);
+            if (const json* st = field(*js, "strict"); st != nullptr && !st->is_boolean())
+                bad_type("response_format.json_schema.strict", "a boolean", *st);
+            const json* sc = field(*js, "schema");
+            if (sc == nullptr) {
+                found.emplace_back(json_object_gbnf(), "response_format.json_schema");
+            } else {
+                found.emplace_back(schema_gbnf(*sc, "response_format.json_schema.schema"), "response_format.json_schema.schema");
+            }
+        } else if (type != "text") {
+            bad("response_format.type", "'response_format.type' is " + quoted_key(type) +
+                                            ", expected \"text\", \"json_object\" or \"json_schema\"");
+        }
+    }
+    if (const json* g = field(body, "grammar")) {
+        if (!g->is_string()) bad_type("grammar", "a string (GBNF)", *g);
+        if (g->get_ref<const std::string&>().size() > kMaxGrammarBytes) {
+            bad("grammar", "'grammar' is " + std::to_string(g->get_ref<const std::string&>().size()) +
+                               " bytes, above this server's limit of " + std::to_string(kMaxGrammarBytes));
+        }
+        found.emplace_back(g->get<std::string>(), "grammar");
+    }
+    if (const json* js = field(body, "json_schema")) found.emplace_back(schema_gbnf(*js, "json_schema"), "json_schema");
+    if (found.size() > 1) {
+        bad(found[1].second, "'" + found[0].second + "' and '" + found[1].second +
+                                 "' both constrain the output; send one of response_format, grammar, json_schema");
+    }
+    return found.empty() ? std::pair<std::string, std::string>{} : found[0];
+}
+
+std::shared_ptr<const Grammar> parse_grammar(const std::string& gbnf, const std::string& param) {
+    try {
+        return Grammar::parse(gbnf, "root", param);
+    } catch (const Error& e) {
+        bad(param, std::string("'") + param + "' is not a usable grammar: " + e.what());
+    }
+}
+
+// 'tools' -> definitions (each checked; its parameters converted once to find a bad schema).
+std::vector<ToolDef> parse_tools(const json& tools) {
+    if (!tools.is_array()) bad_type("tools", "an array of {\"type\": \"function\", \"function\": {...}}", tools);
+    if (tools.size() > kMaxTools)
+        bad("tools", "'tools' has " + std::to_string(tools.size()) + " entries, expected at most " + std::to_string(kMaxTools));
+    std::vector<ToolDef> out;
+    size_t schema_bytes = 0;
+    for (size_t i = 0; i < tools.size(); ++i) {
+        const std::string where = "tools[" + std::to_string(i) + "]";
+        const json& t = tools[i];
+        if (!t.is_object()) bad_type(where, "an object {\"type\": \"function\", \"function\": {...}}", t);
+        const json* type = field(t, "type");
+        if (type == nullptr || !type->is_string() || type->get<std::string>() != "function")
+            bad(where + ".type", "'" + where + ".type' must be \"function\" (the only tool type this server runs)");
+        const json* fn = field(t, "function");
+        if (fn == nullptr || !fn->is_object()) bad(where + ".function", "'" + where + ".function' must be an object {\"name\", \"description\", \"parameters\"}");
+        ToolDef d;
+        const json* name = field(*fn, "name");
+        if (name == nullptr || !name->is_string()) bad(where + ".function.name", "'" + where + ".function.name' must be a string");
+        d.name = name->get<std::string>();
+        try {
+            check_tool_name(d.name, "'" + where + ".function.name'");
+        } catch (const Error& e) {
+            bad(where + ".function.name", e.what());
+        }
+        for (const auto& prev : out)
+            if (prev.name == d.name) bad(where + ".function.name", "'" + where + ".function.name' repeats the tool name '" + d.name + "'");
+        if (const json* desc = field(*fn, "description")) {
+            if (!desc->is_string()) bad_type(where + ".function.description", "a string", *desc);
+            d.description = desc->get<std::string>();
+        }
+        if (const json* st = field(*fn, "strict")) {
+            if (!st->is_boolean()) bad_type(where + ".function.strict", "a boolean", *st);
+            d.strict = st->get<bool>();
+        }
+        const std::string pparam = where + ".function.parameters";
+        if (const json* p = field(*fn, "parameters")) {
+            if (!p->is_object()) bad_type(pparam, "a JSON schema object", *p);
+            d.parameters = request_schema(*p, pparam);
+            schema_bytes += p->dump().size();
+            if (schema_bytes > kMaxGrammarBytes)
+                bad(pparam, "the tools' parameter schemas are over this server's limit of " + std::to_string(kMaxGrammarBytes) + " bytes");
+            try {
+                (void)json_schema_to_gbnf(d.parameters, "tool " + d.name);
+            } catch (const Error& e) {
+                bad(pparam, "'" + pparam + "' cannot be used: " + e.what());
+            }
+        } else {
+            d.parameters = ojson{{"type", "object"}};
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+ToolChoice parse_tool_choice(const json& body, const std::vector<ToolDef>& tools, bool tools_given) {
+    ToolChoice c;
+    const json* tc = field(body, "tool_choice");
+    if (tc == nullptr) return c;
+    if (tc->is_string()) {
+        const std::string v = tc->get<std::string>();
+        if (v == "auto") c.mode = ToolChoiceMode::kAuto;
+        else if (v == "none") c.mode = ToolChoiceMode::kNone;
+        else if (v == "required") c.mode = ToolChoiceMode::kRequired;
+        else bad("tool_choice", "'tool_choice' is " + quoted_key(v) + ", expected \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": NAME}}");
+    } else if (tc->is_object()) {
+        const json* fn = field(*tc, "function");
+        const json* name = fn != nullptr && fn->is_object() ? field(*fn, "name") : nullptr;
+        if (name == nullptr || !name->is_string())
+            bad("tool_choice", "'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": NAME}}");
+        c.mode = ToolChoiceMode::kNamed;
+        c.name = name->get<std::string>();
+        bool known = false;
+        for (const auto& t : tools) known = known || t.name == c.name;
+        if (!known) {
+            std::string names;
+            for (const auto& t : tools) names += (names.empty() ? "'" : ", '") + t.name + "'";
+            bad("tool_choice", "'tool_choice' names function " + quoted_key(c.name) + ", which is not in 'tools' (" +
+                                   (names.empty() ? std::string("none given") : "known: " + names) + ")");
+        }
+    } else {
+        bad_type("tool_choice", "a string or an object", *tc);
+    }
+    if ((!tools_given || tools.empty()) && c.mode == ToolChoiceMode::kRequired)
+        bad("tool_choice", "'tool_choice' is \"required\" but the request has no 'tools'");
+    return c;
+}
+
 }  // namespace
 
 void check_json_depth(std::string_view body, size_t limit) {
@@ -363,7 +549,41 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
             r.top_logprobs = static_cast<int>(integer(body, "logprobs", 0, 0, 20));
         }
         r.echo = boolean(body, "echo", false);
-        if (field(body, "suffix")) bad("suffix", "'suffix' (insertion) is not supported by this server");
+        if (const json* sf = field(body, "suffix")) {
+            if (!sf->is_string()) bad_type("suffix", "a string", *sf);
+            r.fim = true;
+            if (r.echo) bad("suffix", "'suffix' and 'echo' cannot be used together");
+            if (!m->fim()) {
+                bad("suffix", "model '" + m->id + "' has no fill-in-the-middle tokens (looked for DeepSeek-Coder "
+                              "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>, StarCoder <fim_prefix>, "
+                              "Qwen2.5-Coder <|fim_prefix|>, CodeLlama <PRE>); hint: send the prompt without 'suffix'");
+            }
+        }
+        for (const char* chat_only : {"tools", "tool_choice"})
+            if (field(body, chat_only)) bad(chat_only, std::string("'") + chat_only + "' needs /v1/chat/completions");
+    }
+    // Structured output.
+    const auto [resp_gbnf, resp_param] = response_gbnf(body);
+    const bool tools_given = chat && field(body, "tools") != nullptr;
+    if (tools_given) r.tools = parse_tools(*field(body, "tools"));
+    const ToolChoice choice = chat ? parse_tool_choice(body, r.tools, tools_given) : ToolChoice{};
+    const bool parallel = chat ? boolean(body, "parallel_tool_calls", true) : true;
+    r.tools_active = tools_given && !r.tools.empty() && choice.mode != ToolChoiceMode::kNone;
+    if (r.tools_active && !resp_gbnf.empty()) {
+        bad(resp_param, "'" + resp_param + "' and 'tools' both constrain the output; send tools, or set tool_choice "
+                        "\"none\", or drop " + resp_param);
+    }
+    if (r.tools_active) {
+        r.tool_syntax = m->tool_syntax();
+        std::string gbnf;
+        try {
+            gbnf = tool_call_gbnf(r.tool_syntax, r.tools, choice, parallel);
+        } catch (const Error& e) {
+            bad("tools", e.what());
+        }
+        r.grammar = parse_grammar(gbnf, "tools");
+    } else if (!resp_gbnf.empty()) {
+        r.grammar = parse_grammar(resp_gbnf, resp_param);
     }
     const char* max_name = chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     const json* mt = field(body, max_name);
@@ -381,11 +601,26 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
 
     std::vector<std::vector<int32_t>> prompts;
     if (chat) {
-        prompts.push_back(chat_prompt(body, *m));
+        prompts.push_back(chat_prompt(body, *m, tools_given));
         for (const auto& s : m->extra_stops) stop.push_back(s);
     } else {
         prompts = completion_prompts(body, *m, r.prompts_text);
+        if (r.fim) {
+            const std::string& suffix = field(body, "suffix")->get_ref<const std::string&>();
+            const FimFormat& f = *m->fim();
+            for (size_t p = 0; p < prompts.size(); ++p) {
+                try {
+                    prompts[p] = fim_prompt(*m->tokenizer, f, r.prompts_text[p], suffix);
+                } catch (const Error& e) {
+                    bad("suffix", e.what());
+                }
+            }
+            for (int32_t t : f.stop)
+                if (t >= 0 && t < m->tokenizer->n_vocab()) stop.push_back(m->tokenizer->token_text(t));
+            if (stop.size() > 8) stop.resize(8);
+        }
     }
+    std::shared_ptr<const GrammarVocab> gvocab = r.grammar ? m->grammar_vocab() : nullptr;
     for (size_t p = 0; p < prompts.size(); ++p) {
         const int64_t np = static_cast<int64_t>(prompts[p].size());
         if (np == 0) bad(chat ? "messages" : "prompt", "the prompt is empty (it tokenises to no tokens)");
@@ -412,6 +647,9 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
             if (r.adapter) {
                 s.adapter = r.adapter->key;
                 s.delta = r.adapter->delta;
+            }
+            if (r.grammar) {
+                s.constraint = [g = r.grammar, gvocab] { return make_grammar_stage(g, gvocab); };
             }
             r.seqs.push_back(std::move(s));
         }
@@ -483,6 +721,16 @@ json response_json(const ParsedRequest& r, const std::string& id, int64_t create
         json ch = {{"index", i}, {"finish_reason", wire_reason(c.finish_reason)}};
         if (r.chat) {
             ch["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+            if (r.tools_active) {
+                ParsedToolOutput p = parse_tool_calls(r.tool_syntax, c.text, &r.tools);
+                if (!p.calls.empty()) {
+                    ch["message"]["content"] = p.content.empty() ? json(nullptr) : json(p.content);
+                    json calls = json::array();
+                    for (const auto& tc : p.calls) calls.push_back(tool_call_json(tc));
+                    ch["message"]["tool_calls"] = std::move(calls);
+                    ch["finish_reason"] = "tool_calls";
+                }
+            }
             if (r.logprobs) {
                 json content = json::array();
                 for (const auto& e : c.tokens) content.push_back(chat_logprob_entry(e, tok));
@@ -529,6 +777,49 @@ json chunk_json(const ParsedRequest& r, const std::string& id, int64_t created, 
     }
     out["choices"] = std::move(choices);
     if (r.include_usage) out["usage"] = nullptr;
+    return out;
+}
+
+json tool_call_json(const ToolCall& c) {
+    return {{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}};
+}
+
+namespace {
+json chunk_head(const ParsedRequest& r, const std::string& id, int64_t created) {
+    json out = {{"id", id},
+                {"object", "chat.completion.chunk"},
+                {"created", created},
+                {"model", r.model_id},
+                {"system_fingerprint", "llmforge"}};
+    if (r.include_usage) out["usage"] = nullptr;
+    return out;
+}
+}  // namespace
+
+json content_chunk_json(const ParsedRequest& r, const std::string& id, int64_t created, int index,
+                        const std::string& content) {
+    json out = chunk_head(r, id, created);
+    out["choices"] = json::array(
+        {{{"index", index}, {"finish_reason", nullptr}, {"logprobs", nullptr}, {"delta", {{"content", content}}}}});
+    return out;
+}
+
+std::vector<json> tool_call_chunks_json(const ParsedRequest& r, const std::string& id, int64_t created, int index,
+                                        int call_index, const ToolCall& call) {
+    auto one = [&](json tc) {
+        json out = chunk_head(r, id, created);
+        out["choices"] = json::array({{{"index", index},
+                                       {"finish_reason", nullptr},
+                                       {"logprobs", nullptr},
+                                       {"delta", {{"tool_calls", json::array({std::move(tc)})}}}}});
+        return out;
+    };
+    std::vector<json> out;
+    out.push_back(one({{"index", call_index},
+                       {"id", call.id},
+                       {"type", "function"},
+                       {"function", {{"name", call.name}, {"arguments", ""}}}}));
+    out.push_back(one({{"index", call_index}, {"function", {{"arguments", call.arguments}}}}));
     return out;
 }
 

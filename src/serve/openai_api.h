@@ -43,6 +43,11 @@ ApiError api_error(const std::exception& e, const std::string& prefix = "", std:
 constexpr size_t kMaxRequestJsonDepth = 64;
 // At most this many 'logit_bias' entries per request.
 constexpr size_t kMaxLogitBiasEntries = 1024;
+// Structured output: a 'grammar' text, a JSON schema (as compact JSON text) and all of a
+// request's tools' parameter schemas together are each capped at this many bytes; 'tools' at
+// kMaxTools entries.
+constexpr size_t kMaxGrammarBytes = 256u << 10;
+constexpr size_t kMaxTools = 128;
 
 // Throws ApiError 400 (code "json_too_deep") when `body` nests deeper than `limit`, checked by a
 // linear scan of the raw text (core/json_depth.h) that needs no parse. parse_request calls it;
@@ -69,9 +74,26 @@ struct ParsedRequest {
     int64_t prompt_tokens = 0;     // all prompts, counted once each
     bool echo = false;             // completions: the prompt text is prepended
     std::vector<std::string> prompts_text;  // echo
+    // Structured output: the grammar every sequence is constrained by (response_format,
+    // 'grammar', 'json_schema', or the tools' call grammar); null: none.
+    std::shared_ptr<const Grammar> grammar;
+    // Tools (chat): the output is parsed into tool_calls when tools_active (tools given and
+    // tool_choice not "none").
+    bool tools_active = false;
+    ToolSyntax tool_syntax;
+    std::vector<ToolDef> tools;
+    bool fim = false;  // completions with 'suffix': the prompt is the model's FIM prompt
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).
+// Structured output (each constrains every sequence with a grammar stage, the Grammar parsed once
+// per request, the model's GrammarVocab shared): 'response_format' {"type": "text" | "json_object"
+// | "json_schema", "json_schema": {"name", "schema", "strict", "description"}} and llama.cpp's
+// 'grammar' (GBNF) and 'json_schema'; at most one of them. Chat only: 'tools' (function tools),
+// 'tool_choice' ("auto" | "none" | "required" | {"type": "function", "function": {"name"}}),
+// 'parallel_tool_calls'; tools and a response constraint together are refused. Completions:
+// 'suffix' makes the prompt the model's fill-in-the-middle prompt (400 for a model without FIM
+// tokens). A bad schema or grammar is a 400 whose param names the field.
 // "model" names the base model (its id; omitted: the base too) or one of `adapters` (each
 // sequence then carries the adapter's key and delta). Throws ApiError (400 bad field / too long /
 // nested too deep / a chat request for a model without a chat template, 404 unknown model, the
@@ -98,6 +120,15 @@ nlohmann::json response_json(const ParsedRequest& r, const std::string& id, int6
 nlohmann::json chunk_json(const ParsedRequest& r, const std::string& id, int64_t created, const Event* ev,
                           const Tokenizer& tok, bool role_chunk);
 nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens);
+
+// Streaming with tools: a chunk whose delta holds `content` text, and the two chunks of one
+// released call: {index, id, type, function: {name, arguments: ""}}, then its arguments.
+nlohmann::json content_chunk_json(const ParsedRequest& r, const std::string& id, int64_t created, int index,
+                                  const std::string& content);
+std::vector<nlohmann::json> tool_call_chunks_json(const ParsedRequest& r, const std::string& id, int64_t created,
+                                                  int index, int call_index, const ToolCall& call);
+// A tool call as OpenAI's message.tool_calls[] entry.
+nlohmann::json tool_call_json(const ToolCall& c);
 
 // JSON text for the wire: invalid UTF-8 (a lone byte token) becomes U+FFFD instead of throwing.
 std::string dump(const nlohmann::json& j);

@@ -731,7 +731,21 @@ private:
                 opened_[e.index] = true;
                 ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, true));
             }
-            if (e.kind == Event::kToken) {
+            if (pr.tools_active) {
+                // Tool calls: the text goes through the choice's streamer, which releases content
+                // that cannot start a call at once and each call whole (never its markup).
+                ToolCallStreamer& ts = streamer(e.index);
+                const ToolCallStreamer::Delta d = e.kind == Event::kToken ? ts.push(e.text) : ts.finish();
+                if (ok) ok = send_delta(sink, e.index, d, ts);
+                if (e.kind != Event::kToken) {
+                    done_++;
+                    completion_ += e.completion_tokens;
+                    if (e.index % pr.n == 0) cached_ += e.cached_tokens;
+                    Event fin = e;
+                    if (ts.calls_released() > 0) fin.finish_reason = "tool_calls";
+                    if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &fin, tok, false));
+                }
+            } else if (e.kind == Event::kToken) {
                 if (ok && (!e.text.empty() || (pr.logprobs && e.token.id >= 0)))
                     ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
             } else {
@@ -740,6 +754,26 @@ private:
                 if (e.index % pr.n == 0) cached_ += e.cached_tokens;
                 if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
             }
+        }
+        return ok;
+    }
+
+    ToolCallStreamer& streamer(int index) {
+        if (streamers_.empty()) {
+            for (size_t i = 0; i < g_.n_seqs; ++i) streamers_.emplace_back(g_.pr->tool_syntax, g_.pr->tools);
+        }
+        return streamers_[static_cast<size_t>(index)];
+    }
+
+    // The chunks of what a tool-call streamer released: content, then each call (its head, then
+    // its arguments), numbered per choice.
+    bool send_delta(httplib::DataSink& sink, int index, const ToolCallStreamer::Delta& d, const ToolCallStreamer& ts) {
+        bool ok = true;
+        if (!d.content.empty()) ok = send(sink, content_chunk_json(*g_.pr, g_.id, g_.created, index, d.content));
+        const size_t first = ts.calls_released() - d.calls.size();
+        for (size_t k = 0; ok && k < d.calls.size(); ++k) {
+            for (const json& c : tool_call_chunks_json(*g_.pr, g_.id, g_.created, index, static_cast<int>(first + k), d.calls[k]))
+                if (ok) ok = send(sink, c);
         }
         return ok;
     }
@@ -760,6 +794,7 @@ private:
     }
 
     Generation g_;
+    std::vector<ToolCallStreamer> streamers_;  // tools: one per choice, made on first use
     size_t done_ = 0;  // choices ended
     std::vector<bool> opened_;  // chat: the choice's role chunk was sent
     int64_t completion_ = 0, cached_ = 0;

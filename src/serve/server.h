@@ -13,6 +13,12 @@
 // hot reload of the base checks every adapter against the new model and drops (with a log line)
 // the ones that no longer fit; the reload itself goes on.
 //
+// Structured output and tools (docs/SERVER.md): response_format / grammar / json_schema and
+// tools + tool_choice constrain each sequence with a grammar stage; with tools the text is parsed
+// into tool_calls, and streamed through a ToolCallStreamer per choice (content released at once,
+// each call released whole, no call markup in delta.content). /v1/completions "suffix" builds the
+// model's fill-in-the-middle prompt.
+//
 // Connections are read by HttpGate (serve/http_gate.h): each request arrives whole, its head
 // checked (API key, admin key, size, shutdown) before its body is read. Complete requests are
 // routed and answered by Debian's cpp-httplib on the gate's worker threads. The handlers check

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ctest serve_js: starts `llmforge serve` on 127.0.0.1 with the TinyStories 260K model, runs the
-# Node.js client tests against it (openai SDK, LangChain, the web page in headless Chromium),
+# Node.js client tests against it (openai SDK, LangChain, structured output and tool calling with
+# zod, the web page in headless Chromium),
 # then a real Prometheus scrape (../prometheus_scrape.sh), then checks SIGTERM stops the server.
 #   env: LLMFORGE_BIN      the llmforge binary (set by ctest)
 #        LLMFORGE_SRC      the repository root (set by ctest)
@@ -44,7 +45,7 @@ if [[ ! -d $js/node_modules || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
     echo "$want" >"$stamp"
 fi
 # ESM ignores NODE_PATH: the tests run from beside node_modules so their imports resolve.
-tests=(openai_client.test.mjs langchain.test.mjs webpage.test.mjs)
+tests=(openai_client.test.mjs langchain.test.mjs structured_output.test.mjs webpage.test.mjs)
 for t in "${tests[@]}"; do cp "$here/$t" "$js/"; done
 export NODE_PATH=$js/node_modules  # for anything CommonJS
 

@@ -1,0 +1,3 @@
+    for (long x : l)
+        if (x >= t) return false;
+    return true;

@@ -1,0 +1,2 @@
+  return number % 1.0;
+}

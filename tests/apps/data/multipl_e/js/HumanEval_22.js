@@ -1,0 +1,2 @@
+  return values.filter((v) => Number.isInteger(v));
+}

@@ -1,0 +1,2 @@
+  return strings.filter((s) => s.startsWith(prefix));
+}

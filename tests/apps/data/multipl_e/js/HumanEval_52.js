@@ -1,0 +1,2 @@
+  return l.every((x) => x < t);
+}

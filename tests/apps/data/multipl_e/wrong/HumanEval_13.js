@@ -1,0 +1,2 @@
+  return Math.min(a, b);
+}
