@@ -36,6 +36,9 @@ void add_code_eval(CLI::App& app, std::function<int()>& run);
 void add_grammar(CLI::App& app, std::function<int()>& run);
 void add_complete(CLI::App& app, std::function<int()>& run);
 
+// All of stdin (binary-safe); a read error is fail() with "<command>: cannot read stdin".
+std::string read_stdin(const char* command);
+
 // Renders `in` with the Jinja file `template_file`, or else the tokenizer's own chat template;
 // BOS/EOS texts come from `tok` (may be null when a template file is given). `model` names the
 // tokenizer's source, `template_option` the flag that gives a file, `command` prefixes errors.

@@ -21,15 +21,6 @@ namespace llmforge::cli {
 
 namespace {
 
-std::string read_all_stdin() {
-    std::string s;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) s.append(buf, n);
-    if (std::ferror(stdin)) fail("grammar check: cannot read stdin (hint: pipe or redirect the text into it)");
-    return s;
-}
-
 // Runs `fn`; an Error (the grammar / schema / regex is wrong) is one line on stderr and exit 2.
 template <class F>
 int or_exit_2(F fn) {
@@ -75,7 +66,7 @@ void add_grammar(CLI::App& app, std::function<int()>& run) {
                 return 0;
             });
             if (rc != 0) return rc;
-            const std::string text = read_all_stdin();
+            const std::string text = read_stdin("grammar check");
             const GrammarCheck r = grammar_check(*grammar, text);
             if (r.accepted) return 0;
             std::fprintf(stderr, "llmforge: text rejected by grammar '%s' at code point %lld: %s\n", source.c_str(),

@@ -26,16 +26,16 @@
 
 namespace llmforge::cli {
 
-namespace {
-
-std::string read_stdin() {
+std::string read_stdin(const char* command) {
     std::string s;
     char buf[1 << 16];
     size_t n;
     while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) s.append(buf, n);
-    if (std::ferror(stdin)) fail("cannot read stdin (hint: pipe or redirect the text into it)");
+    if (std::ferror(stdin)) fail("%s: cannot read stdin (hint: pipe or redirect the text into it)", command);
     return s;
 }
+
+namespace {
 
 void append_int(std::string& out, int32_t v) {
     char buf[16];
@@ -111,7 +111,7 @@ void add_tokenize(CLI::App& app, std::function<int()>& run) {
     sub->add_flag("--ids", ids_only, "print only the ids, on one line");
     run = [] {
         auto tok = Tokenizer::create(load_vocab(model));
-        const std::string text = read_stdin();
+        const std::string text = read_stdin("tokenize");
         std::vector<int32_t> ids = tok->encode(text, !no_bos && tok->add_bos_default(), parse_special);
         if (!no_bos && tok->vocab().add_eos && tok->eos() >= 0) ids.push_back(tok->eos());
         std::string out;
@@ -145,7 +145,7 @@ void add_detokenize(CLI::App& app, std::function<int()>& run) {
                   "print the text of control tokens (\"<s>\", \"<|im_end|>\") too");
     run = [] {
         auto tok = Tokenizer::create(load_vocab(model));
-        const std::string text = tok->decode(parse_ids(read_stdin()), render_special);
+        const std::string text = tok->decode(parse_ids(read_stdin("detokenize")), render_special);
         std::fwrite(text.data(), 1, text.size(), stdout);
         return 0;
     };

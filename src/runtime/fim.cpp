@@ -185,26 +185,18 @@ std::vector<int32_t> fim_prompt(const Tokenizer& tok, const FimFormat& f, const 
             head.push_back(f.repo_name);
             append(head, encode(tok, req.repo + "\n"));
         }
+    }
+    if (repo_level || filename) {
+        // Each file as <marker>path\ntext\n, then the current file's <marker>path\n.
+        const int32_t marker = repo_level ? f.file_sep : f.filename;
         for (const FimFile& file : req.files) {
-            std::vector<int32_t> b{f.file_sep};
+            std::vector<int32_t> b{marker};
             append(b, encode(tok, file.path + "\n"));
             append(b, encode(tok, file.text + "\n"));
             blocks.push_back(std::move(b));
         }
         if (!req.files.empty()) {
-            current.push_back(f.file_sep);
-            append(current,
-                   encode(tok, (req.path.empty() ? std::string("untitled") : req.path) + "\n"));
-        }
-    } else if (filename) {
-        for (const FimFile& file : req.files) {
-            std::vector<int32_t> b{f.filename};
-            append(b, encode(tok, file.path + "\n"));
-            append(b, encode(tok, file.text + "\n"));
-            blocks.push_back(std::move(b));
-        }
-        if (!req.files.empty()) {
-            current.push_back(f.filename);
+            current.push_back(marker);
             append(current,
                    encode(tok, (req.path.empty() ? std::string("untitled") : req.path) + "\n"));
         }

@@ -179,49 +179,6 @@ struct KeyTrie {
     bool end = false;
 };
 
-std::string class_char(uint32_t cp) {
-    switch (cp) {
-        case '\\': return "\\\\";
-        case ']': return "\\]";
-        case '[': return "\\[";
-        case '"': return "\\\"";
-        case '-': return "\\x2D";
-        case '^': return "\\x5E";
-        default: break;
-    }
-    std::string s;
-    if (cp < 0x80) {
-        s += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        s += static_cast<char>(0xC0 | (cp >> 6));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        s += static_cast<char>(0xE0 | (cp >> 12));
-        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        s += static_cast<char>(0xF0 | (cp >> 18));
-        s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-}
-
-// Code points of valid UTF-8 (nlohmann only holds valid UTF-8 strings).
-std::vector<uint32_t> code_points(const std::string& s) {
-    std::vector<uint32_t> out;
-    for (size_t i = 0; i < s.size();) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const int n = b < 0x80 ? 0 : b < 0xE0 ? 1 : b < 0xF0 ? 2 : 3;
-        uint32_t cp = n == 0 ? b : n == 1 ? (b & 0x1F) : n == 2 ? (b & 0x0F) : (b & 0x07);
-        for (int k = 1; k <= n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-        out.push_back(cp);
-        i += n + 1;
-    }
-    return out;
-}
-
 class SchemaConverter {
 public:
     SchemaConverter(const json& root, std::string what) : root_(root), what_(std::move(what)) {
@@ -236,20 +193,7 @@ public:
     }
 
     std::string add_rule(const std::string& name, const std::string& body) {
-        const std::string key = detail::gbnf_rule_name(name);
-        auto it = rules_.find(key);
-        if (it == rules_.end() || it->second == body) {
-            rules_[key] = body;
-            return key;
-        }
-        for (int i = 0;; ++i) {
-            const std::string k = key + std::to_string(i);
-            auto j = rules_.find(k);
-            if (j == rules_.end() || j->second == body) {
-                rules_[k] = body;
-                return k;
-            }
-        }
+        return detail::add_gbnf_rule(rules_, name, body);
     }
 
 private:
@@ -603,7 +547,7 @@ private:
                 }
             }
             KeyTrie* node = &trie;
-            for (uint32_t cp : code_points(k)) node = &node->children[cp];
+            for (uint32_t cp : detail::decode_utf8(k, what_)) node = &node->children[cp];
             node->end = true;
         }
         const std::string char_rule = primitive("char");
@@ -612,10 +556,10 @@ private:
             std::string rejects;
             bool first = true;
             for (const auto& [cp, child] : node.children) {
-                rejects += class_char(cp);
+                rejects += detail::gbnf_class_char(cp);
                 if (!first) out += " | ";
                 first = false;
-                out += "[" + class_char(cp) + "]";
+                out += "[" + detail::gbnf_class_char(cp) + "]";
                 if (!child.children.empty()) {
                     out += " (";
                     walk(child);

@@ -30,8 +30,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace llmforge {
 
@@ -79,11 +81,22 @@ std::string regex_gbnf_expr(std::string_view regex, const std::string& name, Reg
 
 // The rule name llama.cpp gives `name`: runs of characters outside [a-zA-Z0-9-] become '-'.
 std::string gbnf_rule_name(std::string_view name);
+// llama.cpp's _add_rule over a rule map: rules[gbnf_rule_name(name)] = body, or, when that name
+// already holds another body, the first of name0, name1... that is free or holds the same body.
+// Returns the name used.
+std::string add_gbnf_rule(std::map<std::string, std::string>& rules, const std::string& name,
+                          const std::string& body);
 // llama.cpp's build_repetition: `item` repeated min..max times (max < 0: unbounded) as
 // x? / x* / x+ / x{m,n}; with a separator rule, "item (sep item){m-1,n-1}".
 std::string gbnf_repetition(const std::string& item, int64_t min, int64_t max, const std::string& sep = "");
 // `s` as a GBNF string literal, quotes included: \ " \n \r \t and \xHH for other control bytes.
 std::string gbnf_literal(std::string_view s);
+// One code point as it stands inside a GBNF character class [...]: \ ] [ " - ^ \n \r \t escaped,
+// \xHH for other control characters and DEL, anything else as its UTF-8 bytes.
+std::string gbnf_class_char(uint32_t cp);
+// The code points of UTF-8 text; ill-formed UTF-8 is an Error (kBadInput) prefixed with `what`,
+// naming the byte offset.
+std::vector<uint32_t> decode_utf8(std::string_view s, const std::string& what);
 
 }  // namespace detail
 

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "runtime/json_schema.h"
+#include "tokenizer/utf8.h"
 
 namespace llmforge {
 namespace detail {
@@ -44,48 +45,6 @@ struct Node {
     bool braced = false;                     // kRepeat: written {m,n}
     char op = 0;                             // kRepeat: '?', '*' or '+' when not braced
 };
-
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
-
-// Decodes UTF-8; invalid bytes are an error naming their byte offset.
-std::vector<uint32_t> decode_utf8(std::string_view s, const std::string& what) {
-    std::vector<uint32_t> out;
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const int n = b < 0x80 ? 0 : (b >> 5) == 6 ? 1 : (b >> 4) == 14 ? 2 : (b >> 3) == 30 ? 3 : -1;
-        uint32_t cp = n == 0 ? b : n == 1 ? (b & 0x1F) : n == 2 ? (b & 0x0F) : (b & 0x07);
-        bool ok = n >= 0 && i + n < s.size();
-        for (int k = 1; ok && k <= n; ++k) {
-            const auto c = static_cast<unsigned char>(s[i + k]);
-            if ((c & 0xC0) != 0x80) ok = false;
-            cp = (cp << 6) | (c & 0x3F);
-        }
-        if (!ok || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ||
-            (n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)) {
-            fail("%s: invalid UTF-8 at byte %zu (expected UTF-8 text)", what.c_str(), i);
-        }
-        out.push_back(cp);
-        i += n + 1;
-    }
-    return out;
-}
 
 const char* kSupported =
     "supported: literals, escapes \\d \\w \\s \\t \\n \\xHH \\uHHHH, classes [...], ., groups (...) (?:...), "
@@ -478,32 +437,12 @@ private:
     size_t i_ = 0, end_ = 0;
 };
 
-// GBNF class text for one code point.
-std::string class_char(uint32_t cp) {
-    switch (cp) {
-        case '\\': return "\\\\";
-        case ']': return "\\]";
-        case '[': return "\\[";
-        case '"': return "\\\"";
-        case '-': return "\\x2D";
-        case '^': return "\\x5E";
-        case '\n': return "\\n";
-        case '\r': return "\\r";
-        case '\t': return "\\t";
-        default: break;
-    }
-    if (cp < 0x20 || cp == 0x7F) return strfmt("\\x%02X", cp);
-    std::string s;
-    append_utf8(s, cp);
-    return s;
-}
-
 std::string class_text(const std::vector<Range>& ranges, bool negated, const std::string& extra = "") {
     if (negated && ranges.empty() && extra.empty()) return "[\\x00-\\U0010FFFF]";  // [^]: anything
     std::string s = negated ? "[^" : "[";
     for (const auto& [lo, hi] : ranges) {
-        s += class_char(lo);
-        if (hi != lo) s += "-" + class_char(hi);
+        s += gbnf_class_char(lo);
+        if (hi != lo) s += "-" + gbnf_class_char(hi);
     }
     return s + extra + "]";
 }
@@ -522,7 +461,7 @@ std::string json_encode(uint32_t cp) {
     }
     if (cp < 0x20) return strfmt("\\u%04x", cp);
     std::string s;
-    append_utf8(s, cp);
+    utf8_append(s, cp);
     return s;
 }
 
@@ -552,7 +491,7 @@ private:
     std::string encode(uint32_t cp) const {
         if (target_ == RegexTarget::kJsonString) return json_encode(cp);
         std::string s;
-        append_utf8(s, cp);
+        utf8_append(s, cp);
         return s;
     }
 
@@ -667,6 +606,36 @@ private:
 
 }  // namespace
 
+std::vector<uint32_t> decode_utf8(std::string_view s, const std::string& what) {
+    std::vector<uint32_t> out;
+    for (size_t i = 0; i < s.size();) {
+        const Utf8Char c = utf8_decode(s.substr(i));
+        if (c.status != Utf8Status::kOk) fail("%s: invalid UTF-8 at byte %zu (expected UTF-8 text)", what.c_str(), i);
+        out.push_back(c.cp);
+        i += c.len;
+    }
+    return out;
+}
+
+std::string gbnf_class_char(uint32_t cp) {
+    switch (cp) {
+        case '\\': return "\\\\";
+        case ']': return "\\]";
+        case '[': return "\\[";
+        case '"': return "\\\"";
+        case '-': return "\\x2D";
+        case '^': return "\\x5E";
+        case '\n': return "\\n";
+        case '\r': return "\\r";
+        case '\t': return "\\t";
+        default: break;
+    }
+    if (cp < 0x20 || cp == 0x7F) return strfmt("\\x%02X", cp);
+    std::string s;
+    utf8_append(s, cp);
+    return s;
+}
+
 std::string gbnf_rule_name(std::string_view name) {
     std::string out;
     bool in_bad = false;
@@ -681,6 +650,19 @@ std::string gbnf_rule_name(std::string_view name) {
         }
     }
     return out;
+}
+
+std::string add_gbnf_rule(std::map<std::string, std::string>& rules, const std::string& name,
+                          const std::string& body) {
+    const std::string key = gbnf_rule_name(name);
+    for (int i = -1;; ++i) {
+        const std::string k = i < 0 ? key : key + std::to_string(i);
+        auto it = rules.find(k);
+        if (it == rules.end() || it->second == body) {
+            rules[k] = body;
+            return k;
+        }
+    }
 }
 
 std::string gbnf_literal(std::string_view s) {
@@ -735,20 +717,7 @@ std::string regex_gbnf_expr(std::string_view regex, const std::string& name, Reg
 std::string regex_to_gbnf(std::string_view regex, std::string_view source) {
     std::map<std::string, std::string> rules;
     const detail::AddRule add = [&rules](const std::string& name, const std::string& body) {
-        const std::string key = detail::gbnf_rule_name(name);
-        auto it = rules.find(key);
-        if (it == rules.end() || it->second == body) {
-            rules[key] = body;
-            return key;
-        }
-        for (int i = 0;; ++i) {
-            const std::string k = key + std::to_string(i);
-            auto j = rules.find(k);
-            if (j == rules.end() || j->second == body) {
-                rules[k] = body;
-                return k;
-            }
-        }
+        return detail::add_gbnf_rule(rules, name, body);
     };
     const std::string what = source == "regex" ? std::string("regex") : "regex '" + std::string(source) + "'";
     rules["root"] = detail::regex_gbnf_expr(regex, "root", detail::RegexTarget::kText, add, what);

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/json_depth.h"
 #include "runtime/json_schema.h"
+#include "tokenizer/utf8.h"
 
 namespace llmforge {
 
@@ -168,13 +169,26 @@ std::optional<ToolCall> call_from_deepseek(std::string_view seg, ToolCallFormat 
     return c;
 }
 
-// The longest suffix of text[from..] that is a proper prefix of `marker`.
-size_t partial_suffix(std::string_view text, size_t from, std::string_view marker) {
-    const size_t avail = text.size() - from;
-    for (size_t k = std::min(avail, marker.size() - 1); k > 0; --k) {
-        if (text.substr(text.size() - k) == marker.substr(0, k)) return k;
+// The first `marker` at or after `pos`, the text before it appended to `content`. When there is
+// none: the rest is appended but for its longest suffix that is a proper prefix of `marker` (held
+// back unless at_end, as a later chunk may finish the marker), *consumed says where that suffix
+// starts, and the result is npos.
+size_t take_until_marker(std::string_view text, size_t pos, std::string_view marker, bool at_end,
+                         std::string& content, size_t* consumed) {
+    const size_t p = text.find(marker, pos);
+    if (p != std::string_view::npos) {
+        content.append(text.substr(pos, p - pos));
+        return p;
     }
-    return 0;
+    size_t keep = 0;
+    if (!at_end) {
+        for (size_t k = std::min(text.size() - pos, marker.size() - 1); k > 0 && keep == 0; --k) {
+            if (text.substr(text.size() - k) == marker.substr(0, k)) keep = k;
+        }
+    }
+    content.append(text.substr(pos, text.size() - keep - pos));
+    *consumed = text.size() - keep;
+    return std::string_view::npos;
 }
 
 struct ScanOut {
@@ -211,13 +225,9 @@ size_t scan(const ToolSyntax& syn, std::string_view text, size_t pos, bool at_en
         case ToolCallFormat::kHermes:
         case ToolCallFormat::kQwen3Coder: {
             for (;;) {
-                size_t p = text.find(kToolCallOpen, pos);
-                if (p == std::string_view::npos) {
-                    const size_t keep = at_end ? 0 : partial_suffix(text, pos, kToolCallOpen);
-                    out.content.append(text.substr(pos, text.size() - keep - pos));
-                    return text.size() - keep;
-                }
-                out.content.append(text.substr(pos, p - pos));
+                size_t consumed = 0;
+                const size_t p = take_until_marker(text, pos, kToolCallOpen, at_end, out.content, &consumed);
+                if (p == std::string_view::npos) return consumed;
                 size_t e = text.find(kToolCallClose, p);
                 if (e == std::string_view::npos && !at_end) return p;  // hold the open call
                 const size_t end = e == std::string_view::npos ? text.size() : e + kToolCallClose.size();
@@ -238,13 +248,9 @@ size_t scan(const ToolSyntax& syn, std::string_view text, size_t pos, bool at_en
         case ToolCallFormat::kDeepSeekV31: {
             for (;;) {
                 if (!in_block) {
-                    size_t p = text.find(kCallsBegin, pos);
-                    if (p == std::string_view::npos) {
-                        const size_t keep = at_end ? 0 : partial_suffix(text, pos, kCallsBegin);
-                        out.content.append(text.substr(pos, text.size() - keep - pos));
-                        return text.size() - keep;
-                    }
-                    out.content.append(text.substr(pos, p - pos));
+                    size_t consumed = 0;
+                    const size_t p = take_until_marker(text, pos, kCallsBegin, at_end, out.content, &consumed);
+                    if (p == std::string_view::npos) return consumed;
                     pos = p + kCallsBegin.size();
                     in_block = true;
                 }
@@ -285,56 +291,17 @@ size_t scan(const ToolSyntax& syn, std::string_view text, size_t pos, bool at_en
 
 // GBNF helpers ---------------------------------------------------------------------------------
 
-std::string gbnf_literal(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    char b[8];
-                    std::snprintf(b, sizeof b, "\\x%02X", c);
-                    out += b;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out + "\"";
-}
-
-// The code points of a UTF-8 string, each as its own UTF-8 bytes.
-std::vector<std::string> code_points(std::string_view s) {
-    std::vector<std::string> out;
-    for (size_t i = 0; i < s.size();) {
-        const unsigned char c = static_cast<unsigned char>(s[i]);
-        size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-        n = std::min(n, s.size() - i);
-        out.emplace_back(s.substr(i, n));
-        i += n;
-    }
-    return out;
-}
-
-std::string class_char(const std::string& cp) {
-    if (cp == "]" || cp == "\\" || cp == "^" || cp == "-" || cp == "[") return "\\" + cp;
-    if (cp == "\n") return "\\n";
-    if (cp == "\t") return "\\t";
-    if (cp == "\r") return "\\r";
-    return cp;
-}
-
 // Rules "free-0".."free-(n-1)": any text that does not start with `opener`.
 std::string free_text_rules(std::string_view opener) {
-    const std::vector<std::string> cps = code_points(opener);
+    const std::vector<uint32_t> cps = detail::decode_utf8(opener, "tool call opener");
     std::string g = "free-any ::= .*\n";
     for (size_t i = 0; i < cps.size(); ++i) {
-        g += "free-" + std::to_string(i) + " ::= \"\" | [^" + class_char(cps[i]) + "] free-any";
-        if (i + 1 < cps.size()) g += " | " + gbnf_literal(cps[i]) + " free-" + std::to_string(i + 1);
+        g += "free-" + std::to_string(i) + " ::= \"\" | [^" + detail::gbnf_class_char(cps[i]) + "] free-any";
+        if (i + 1 < cps.size()) {
+            std::string c;
+            utf8_append(c, cps[i]);
+            g += " | " + detail::gbnf_literal(c) + " free-" + std::to_string(i + 1);
+        }
         g += "\n";
     }
     return g;
@@ -459,36 +426,36 @@ std::string tool_call_gbnf(const ToolSyntax& syn, const std::vector<ToolDef>& to
                         g += compact_schema_rules(json_schema_to_gbnf(ps, "tool " + t.name + " parameter " + it.key()), pp);
                         val = pp + "root";
                     }
-                    std::string item = gbnf_literal("<parameter=" + it.key() + ">\n") + " " + val + " " +
-                                       gbnf_literal("\n</parameter>\n");
+                    std::string item = detail::gbnf_literal("<parameter=" + it.key() + ">\n") + " " + val + " " +
+                                       detail::gbnf_literal("\n</parameter>\n");
                     const bool req = std::find(required.begin(), required.end(), it.key()) != required.end();
                     body += req ? " " + item : " (" + item + ")?";
                 }
             } else {
                 body = " (\"<parameter=\" [A-Za-z0-9_-]+ \">\\n\" xml-text \"\\n</parameter>\\n\")*";
             }
-            g += call + " ::= " + gbnf_literal("<tool_call>\n<function=" + t.name + ">\n") + body + " " +
-                 gbnf_literal("</function>\n</tool_call>") + "\n";
+            g += call + " ::= " + detail::gbnf_literal("<tool_call>\n<function=" + t.name + ">\n") + body + " " +
+                 detail::gbnf_literal("</function>\n</tool_call>") + "\n";
         } else {
             g += compact_schema_rules(json_schema_to_gbnf(params, "tool " + t.name), p);
             const std::string args = p + "root";
             switch (syn.format) {
                 case ToolCallFormat::kHermes:
                     g += call + " ::= \"<tool_call>\" nl \"{\" sp \"\\\"name\\\"\" sp \":\" sp " +
-                         gbnf_literal("\"" + t.name + "\"") + " sp \",\" sp \"\\\"arguments\\\"\" sp \":\" sp " + args +
+                         detail::gbnf_literal("\"" + t.name + "\"") + " sp \",\" sp \"\\\"arguments\\\"\" sp \":\" sp " + args +
                          " sp \"}\" nl \"</tool_call>\"\n";
                     break;
                 case ToolCallFormat::kLlama3Json:
-                    g += call + " ::= \"{\" sp \"\\\"name\\\"\" sp \":\" sp " + gbnf_literal("\"" + t.name + "\"") +
+                    g += call + " ::= \"{\" sp \"\\\"name\\\"\" sp \":\" sp " + detail::gbnf_literal("\"" + t.name + "\"") +
                          " sp \",\" sp \"\\\"parameters\\\"\" sp \":\" sp " + args + " sp \"}\"\n";
                     break;
                 case ToolCallFormat::kDeepSeekR1:
-                    g += call + " ::= " + gbnf_literal(kCallBegin + "function" + kToolSep + t.name + "\n```json\n") +
-                         " " + args + " nl " + gbnf_literal("```" + kCallEnd) + "\n";
+                    g += call + " ::= " + detail::gbnf_literal(kCallBegin + "function" + kToolSep + t.name + "\n```json\n") +
+                         " " + args + " nl " + detail::gbnf_literal("```" + kCallEnd) + "\n";
                     break;
                 case ToolCallFormat::kDeepSeekV31:
-                    g += call + " ::= " + gbnf_literal(kCallBegin + t.name + kToolSep) + " " + args + " sp " +
-                         gbnf_literal(kCallEnd) + "\n";
+                    g += call + " ::= " + detail::gbnf_literal(kCallBegin + t.name + kToolSep) + " " + args + " sp " +
+                         detail::gbnf_literal(kCallEnd) + "\n";
                     break;
                 case ToolCallFormat::kQwen3Coder: break;
             }
@@ -508,12 +475,12 @@ std::string tool_call_gbnf(const ToolSyntax& syn, const std::vector<ToolDef>& to
         case ToolCallFormat::kQwen3Coder:
         case ToolCallFormat::kLlama3Json: g += many ? "calls ::= call (nl call)*\n" : "calls ::= call\n"; break;
         case ToolCallFormat::kDeepSeekR1:
-            g += "calls ::= " + gbnf_literal(kCallsBegin) + (many ? " call (nl call)*" : " call") + " (" +
-                 gbnf_literal(kCallsEnd) + ")?\n";
+            g += "calls ::= " + detail::gbnf_literal(kCallsBegin) + (many ? " call (nl call)*" : " call") + " (" +
+                 detail::gbnf_literal(kCallsEnd) + ")?\n";
             break;
         case ToolCallFormat::kDeepSeekV31:
-            g += "calls ::= " + gbnf_literal(kCallsBegin) + (many ? " call (call)*" : " call") + " " +
-                 gbnf_literal(kCallsEnd) + "\n";
+            g += "calls ::= " + detail::gbnf_literal(kCallsBegin) + (many ? " call (call)*" : " call") + " " +
+                 detail::gbnf_literal(kCallsEnd) + "\n";
             break;
     }
     if (choice.mode == ToolChoiceMode::kAuto) {

@@ -102,6 +102,16 @@ TEST(PythonLiteral, LiteralsEscapesAndNumbers) {
     EXPECT_EQ(python_float_repr(0.0001), "0.0001");
     EXPECT_EQ(python_float_repr(0.00001), "1e-05");
     EXPECT_EQ(python_float_repr(5.0), "5.0");
+    // References from CPython 3: '\xe9\x7f'.encode() == b'\xc3\xa9\x7f' (\xhh is U+00hh, not a
+    // byte); repr('\xe9\xad\u2028\x85') == "'é\\xad\\u2028\\x85'" (é printable, the soft hyphen,
+    // line separator and NEL not); repr(-0.0), repr(1.5e-7), repr(2.5e300), repr(0.1+0.2).
+    EXPECT_EQ(parse_python_expr("'\\xe9\\x7f'").str, "\xC3\xA9\x7F");
+    EXPECT_EQ(python_repr(parse_python_expr("'\\xe9\\xad\\u2028\\x85'")), "'\xC3\xA9\\xad\\u2028\\x85'");
+    EXPECT_EQ(python_repr(parse_python_expr("'a\"b\\'c'")), "'a\"b\\'c'");
+    EXPECT_EQ(python_float_repr(-0.0), "-0.0");
+    EXPECT_EQ(python_float_repr(1.5e-7), "1.5e-07");
+    EXPECT_EQ(python_float_repr(2.5e300), "2.5e+300");
+    EXPECT_EQ(python_float_repr(0.1 + 0.2), "0.30000000000000004");
 }
 
 TEST(PythonLiteral, ExpressionsAndStatements) {

@@ -61,9 +61,13 @@ bool has(const Ids& v, int32_t id) {
     return std::find(v.begin(), v.end(), id) != v.end();
 }
 
-// llama.cpp's checkout beside the project (…/llama.cpp), or $LLAMA_CPP_DIR: its models/ folder
-// holds vocabularies the shared assets do not (deepseek-coder). "" when absent.
+// Vocabularies the shared assets do not hold: tests/runtime/data/ (deepseek-coder and refact,
+// copied from llama.cpp's models/ folder, MIT), else llama.cpp's checkout beside the project
+// (…/llama.cpp) or $LLAMA_CPP_DIR. "" when absent.
 std::string llama_cpp_model(const std::string& name) {
+    const char* src_dir = std::getenv("LLMFORGE_SRC");
+    const auto in_repo = std::filesystem::path(src_dir ? src_dir : ".") / "tests" / "runtime" / "data" / name;
+    if (std::filesystem::exists(in_repo)) return in_repo.string();
     std::filesystem::path dir;
     if (const char* e = std::getenv("LLAMA_CPP_DIR"); e && *e) {
         dir = e;
@@ -78,7 +82,7 @@ std::string llama_cpp_model(const std::string& name) {
 #define LF_REQUIRE_LLAMA_CPP_MODEL(var, name)                             \
     std::string var = llama_cpp_model(name);                              \
     if (var.empty())                                                      \
-    GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: llama.cpp/models/" << (name) \
+    GTEST_SKIP() << "optional vocabulary missing: llama.cpp/models/" << (name) \
                  << " (set LLAMA_CPP_DIR to a llama.cpp checkout)"
 
 // Every consecutive pair of test strings as (prefix, suffix): the prompt is the markers around

@@ -5,8 +5,9 @@
 //    grammar allows) all pass `py_compile` — the real proof of "the output always parses";
 //  * programs CPython rejects (bad indentation, return / break out of place, repeated parameters,
 //    keywords as names, unclosed brackets) are rejected, and python3 agrees they are errors;
-//  * generation through `llmforge generate --grammar-file grammars/python.gbnf`, once the grammar
-//    stage runs the lexer (skipped until then).
+//  * the grammar stage runs the lexer; generation with real models (in process, and through
+//    `llmforge generate --grammar-file grammars/python.gbnf`): prefixes are accepted, and what
+//    ended by the grammar compiles.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,8 +15,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "core/error.h"
+#include "model/model.h"
+#include "model/vocab_source.h"
+#include "runtime/context.h"
+#include "runtime/generator.h"
 #include "runtime/grammar.h"
 #include "runtime/grammar_internal.h"
 #include "runtime/indent_lexer.h"
@@ -446,34 +452,219 @@ TEST(PythonGrammar, RandomWalksAllCompile) {
             test::write_file(std::string(keep) + "/walk" + std::to_string(i) + ".py", programs[i]);
 }
 
-// Generation through the CLI, once make_grammar_stage runs the lexer for grammars that ask for it.
+// ------------------------------------------------------------------ generation with real models
+
+namespace {
+
+// Forwards to a stage kept across generations (reset() between them keeps its mask caches), so
+// that many seeds cost what one long generation does.
+class SharedStage final : public SamplerStage {
+public:
+    explicit SharedStage(SamplerStage* s) : s_(s) {}
+    const char* name() const override { return s_->name(); }
+    void apply(Candidates& c, const SamplerContext& ctx) override { s_->apply(c, ctx); }
+    void accept(int32_t t, const SamplerContext& ctx) override { s_->accept(t, ctx); }
+    void reset() override { s_->reset(); }
+
+private:
+    SamplerStage* s_;
+};
+
+// Raises the logits of end-of-generation tokens by `bias` once `after` tokens (prompt included)
+// were accepted: the length knob of these tests. The small test models never choose to end on
+// their own (no generation of theirs ends within the context unbiased), yet the claim is about
+// the texts that do end. The grammar stage still decides which tokens are valid: end of
+// generation passes it only where the text is a whole program.
+class EogBias final : public SamplerStage {
+public:
+    EogBias(int after, float bias) : after_(after), bias_(bias) {}
+    const char* name() const override { return "eog-bias"; }
+    void apply(Candidates& c, const SamplerContext& ctx) override {
+        if (seen_ < after_) return;
+        for (Candidate& x : c.items)
+            if (ctx.tokenizer->is_eog(x.id)) x.logit += bias_;
+        c.sorted = false;
+        c.has_p = false;
+    }
+    void accept(int32_t, const SamplerContext&) override { ++seen_; }
+    void reset() override { seen_ = 0; }
+
+private:
+    int after_, seen_ = 0;
+    float bias_;
+};
+
+struct GenTally {
+    int finished = 0, cut = 0;
+    std::vector<std::string> programs;  // the finished ones
+};
+
+// Generates `seeds` texts at temperature 1 under python.gbnf; each must be a prefix the lexer and
+// the grammar accept, and those that ended with end-of-generation whole programs. Seeds above
+// `unbiased` add EogBias (after 16, 48 or 96 tokens, in turn) so that some generations end.
+void generate_python(const Model& model, const Tokenizer& tok, int seeds, int64_t max_tokens, GenTally& tally,
+                     int unbiased) {
+    auto vocab = GrammarVocab::build(tok);
+    auto stage = make_grammar_stage(python_grammar(), vocab);
+    for (int seed = 1; seed <= seeds; ++seed) {
+        stage->reset();
+        Context ctx(model, ContextParams{512, 512, 1});
+        SamplerParams sp;
+        sp.temperature = 1.0f;
+        sp.seed = static_cast<uint64_t>(seed);
+        Sampler s(sp, &tok);
+        s.add_stage(std::make_unique<SharedStage>(stage.get()), StageSlot::kFirst);
+        if (seed > unbiased) {
+            static constexpr int kAfter[] = {16, 48, 96};
+            s.add_stage(std::make_unique<EogBias>(kAfter[seed % 3], 12.0f), StageSlot::kFirst);
+        }
+        GenerateParams gp;
+        gp.max_tokens = max_tokens;
+        const GenerateResult r = generate(ctx, tok, s, {tok.bos()}, gp);
+        IndentedMatcher m(python_grammar());
+        EXPECT_TRUE(m.accept(r.text)) << "seed " << seed << ": not a prefix:\n" << r.text;
+        const GrammarCheck chk = grammar_check(*python_grammar(), r.text);
+        if (r.finish_reason == "stop") {
+            ++tally.finished;
+            EXPECT_TRUE(m.can_end()) << "seed " << seed << ": ended before the program did:\n" << r.text;
+            EXPECT_TRUE(chk.accepted) << "seed " << seed << ": " << chk.reason;
+            tally.programs.push_back(r.text);
+        } else {
+            ++tally.cut;
+            EXPECT_EQ(r.finish_reason, "length");
+            EXPECT_TRUE(chk.accepted || chk.reason == "text ends before the grammar does") << chk.reason;
+        }
+    }
+}
+
+}  // namespace
+
+// The grammar stage runs the lexer for grammars that ask for it: a probe grammar that needs it
+// (NEWLINE from '\n') lets '\n' through after "a" and nothing else but spaces/comments/blank lines.
+TEST(PythonGrammar, StageRunsTheLexer) {
+    LF_REQUIRE_ASSET(tokp, "llama2c-stories260K/tok512.bin");
+    auto tok = Tokenizer::create(load_vocab(tokp, 512));
+    auto g = Grammar::parse("# llmforge: indent-lexer\nroot ::= \"a\" NL \"b\" NL\nNL ::= \"\\uE000\"\n", "root", "probe");
+    ASSERT_TRUE(g->uses_indent_lexer());
+    auto stage = make_grammar_stage(g, GrammarVocab::build(*tok));
+    SamplerContext ctx{tok.get()};
+    auto allowed = [&]() {
+        Candidates c;
+        for (int32_t i = 0; i < tok->n_vocab(); ++i) c.items.push_back({i, 0.0f, 0});
+        stage->apply(c, ctx);
+        std::set<std::string> out;
+        for (const Candidate& x : c.items) out.insert(tok->is_eog(x.id) ? "<eog>" : tok->token_to_piece(x.id));
+        return out;
+    };
+    auto piece_id = [&](const std::string& p) {
+        for (int32_t i = 0; i < tok->n_vocab(); ++i)
+            if (!tok->is_hidden(i) && !tok->is_eog(i) && tok->token_to_piece(i) == p) return i;
+        ADD_FAILURE() << "no token spells '" << p << "'";
+        return int32_t{0};
+    };
+    // At the start: "a", or what the lexer skips before the first line (blank lines, comment
+    // lines, and spaces, whose INDENT only the next character would reject).
+    EXPECT_EQ(allowed(), (std::set<std::string>{"a", "\n", " ", "#"}));
+    stage->accept(piece_id("a"), ctx);
+    const std::set<std::string> after_a = allowed();
+    EXPECT_TRUE(after_a.count("\n"));
+    EXPECT_FALSE(after_a.count("b"));
+    EXPECT_FALSE(after_a.count(" "));
+    EXPECT_FALSE(after_a.count("<eog>"));
+    stage->accept(piece_id("\n"), ctx);
+    const std::set<std::string> after_nl = allowed();
+    EXPECT_TRUE(after_nl.count("b"));
+    EXPECT_TRUE(after_nl.count("\n"));  // a blank line
+    EXPECT_FALSE(after_nl.count("a"));
+    stage->accept(piece_id("b"), ctx);
+    EXPECT_TRUE(allowed().count("<eog>"));  // "a\nb": the lexer's final NEWLINE completes it
+    // grammar_check and GrammarMatcher see the text through the lexer, too.
+    EXPECT_TRUE(grammar_check(*g, "a\nb").accepted);
+    EXPECT_TRUE(grammar_check(*g, "\n# c\na\n\n  \nb\n").accepted);
+    const GrammarCheck bad = grammar_check(*g, "a\n  b\n");
+    EXPECT_FALSE(bad.accepted);
+    EXPECT_EQ(bad.fail_offset, 4) << bad.reason;  // the 'b' that makes the lexer emit INDENT
+    // Offsets count code points of the original text (the lexer's input), not bytes.
+    const GrammarCheck dedent = grammar_check(*python_grammar(), "def f(x):\n    if x:\n        return 1\n  return 2\n");
+    EXPECT_FALSE(dedent.accepted);
+    EXPECT_EQ(dedent.fail_offset, 39) << dedent.reason;
+    EXPECT_NE(dedent.reason.find("does not match any outer indentation level"), std::string::npos) << dedent.reason;
+    const GrammarCheck tab = grammar_check(*python_grammar(), "x = '\xc3\xa9'\nif x:\n\ty = 1\n");
+    EXPECT_EQ(tab.fail_offset, 14) << tab.reason;
+    EXPECT_EQ(grammar_check(*python_grammar(), "x = (1,\n").fail_offset, 7);
+    EXPECT_TRUE(grammar_check(*python_grammar(), "def f(x):\n    return x").accepted);
+    GrammarMatcher m(g);
+    EXPECT_TRUE(m.accept("a\n"));
+    EXPECT_FALSE(m.can_end());
+    EXPECT_TRUE(m.accept("b"));
+    EXPECT_TRUE(m.can_end());
+}
+
+// Generation with the shared models at temperature 1 (TinyStories 260K: 512 tokens with byte
+// fallback; llama-2-tiny-random: llama.cpp's 32k vocabulary): every text is a prefix the
+// grammar accepts, and every one that ended with end-of-generation compiles with py_compile.
 TEST(PythonGrammar, GenerateOutputCompiles) {
+    LF_REQUIRE_ASSET(m, "llama2c-stories260K/stories260K.bin");
+    LF_REQUIRE_ASSET(t, "llama2c-stories260K/tok512.bin");
+    LF_REQUIRE_ASSET(gguf, "gguf-fixtures/llama-2-tiny-random.gguf");
+    GenTally small, big;
+    {
+        auto model = Model::load(m, t);
+        auto tok = Tokenizer::create(model->vocab());
+        generate_python(*model, *tok, 60, 500, small, 20);
+    }
+    {
+        auto model = Model::load(gguf);
+        auto tok = Tokenizer::create(model->vocab());
+        generate_python(*model, *tok, 20, 200, big, 5);
+    }
+    std::printf("ended with end-of-generation: TinyStories %d of 60, llama-2-tiny-random %d of 20\n", small.finished,
+                big.finished);
+    std::vector<std::string> programs = small.programs;
+    programs.insert(programs.end(), big.programs.begin(), big.programs.end());
+    for (size_t i = 0; i < programs.size() && i < 3; ++i) std::printf("---- a finished program:\n%s\n", programs[i].c_str());
+    // With the end-of-generation bias on most seeds, programs must end (an empty program would
+    // prove nothing: count the non-empty ones).
+    int non_empty = 0;
+    for (const std::string& p : programs) non_empty += !p.empty();
+    EXPECT_GE(non_empty, 10) << "too few generations ended by the grammar to check";
+    if (!have_python()) GTEST_SKIP() << "python3 is not available to compile the output";
+    const std::vector<std::string> errs = py_compile_all(programs);
+    for (size_t i = 0; i < programs.size(); ++i) EXPECT_EQ(errs[i], "") << programs[i];
+}
+
+// Through the CLI: `llmforge generate --grammar-file grammars/python.gbnf` prints text the
+// grammar accepts; when it ended by the grammar (finish: stop), python3 compiles it.
+TEST(PythonGrammar, GenerateCliOutputCompiles) {
     LF_REQUIRE_ASSET(model, "gguf-fixtures/llama-2-tiny-random.gguf");
     const std::string dir = test::temp_dir();
-    // Probe: a grammar that needs the lexer to produce "a\nb"; without it the stage cannot spell it.
-    test::write_file(dir + "/probe.gbnf", "# llmforge: indent-lexer\nroot ::= \"a\" NL \"b\" NL\nNL ::= \"\\uE000\"\n");
-    std::string out;
-    const std::string base = test::cli_path() + " generate -m " + model + " -p 'x' -n 48 --temp 1 ";
-    const int rc = test::run_command(base + "-s 1 --grammar-file " + dir + "/probe.gbnf 2>/dev/null", &out);
-    if (rc != 0 || out.find("a\nb") == std::string::npos)
-        GTEST_SKIP() << "grammar stage has no indent lexer yet (the probe grammar gave rc " << rc << ")";
-    if (!have_python()) GTEST_SKIP() << "python3 is not available to compile the output";
-    // Every output is a prefix the grammar accepts; those that ended (end-of-generation once the
-    // program was complete, not the -n limit) are whole programs and must compile.
-    std::vector<std::string> outputs;
-    const std::string gen = test::cli_path() + " generate -m " + model + " -p 'x' -n 400 --temp 1 ";
-    for (int seed = 1; seed <= 8; ++seed) {
+    std::vector<std::string> programs;
+    int finished = 0;
+    for (int seed = 1; seed <= 6; ++seed) {
         std::string text;
-        ASSERT_EQ(test::run_command(gen + "-s " + std::to_string(seed) + " --grammar-file " +
-                                        src_path("grammars/python.gbnf"),
+        const std::string err = dir + "/err" + std::to_string(seed);
+        ASSERT_EQ(test::run_command(test::cli_path() + " generate -m " + model + " -p 'x' -n 150 --temp 1 -s " +
+                                        std::to_string(seed) + " --grammar-file " + src_path("grammars/python.gbnf") +
+                                        " 2>" + err,
                                     &text),
-                  0);
+                  0)
+            << test::read_file(err);
         if (!text.empty() && text.back() == '\n') text.pop_back();  // generate's own final newline
         IndentedMatcher m(python_grammar());
         EXPECT_TRUE(m.accept(text)) << "seed " << seed << ":\n" << text;
-        if (m.can_end()) outputs.push_back(text);
+        const std::string log = test::read_file(err);
+        EXPECT_NE(log.find("constrained by"), std::string::npos) << log;
+        if (log.find("finish: stop") != std::string::npos) {
+            ++finished;
+            EXPECT_TRUE(m.can_end()) << "seed " << seed << ":\n" << text;
+            programs.push_back(text);
+        } else {
+            EXPECT_NE(log.find("finish: length"), std::string::npos) << log;
+        }
     }
-    ASSERT_FALSE(outputs.empty()) << "no generation ended within 400 tokens";
-    const std::vector<std::string> errs = py_compile_all(outputs);
-    for (size_t i = 0; i < outputs.size(); ++i) EXPECT_EQ(errs[i], "") << outputs[i];
+    std::printf("CLI: %d of 6 generations ended by the grammar\n", finished);
+    if (programs.empty()) GTEST_SKIP() << "no CLI generation ended within 150 tokens (all were checked as prefixes)";
+    if (!have_python()) GTEST_SKIP() << "python3 is not available to compile the output";
+    const std::vector<std::string> errs = py_compile_all(programs);
+    for (size_t i = 0; i < programs.size(); ++i) EXPECT_EQ(errs[i], "") << programs[i];
 }

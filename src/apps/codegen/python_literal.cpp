@@ -3,37 +3,19 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 
 #include "core/error.h"
+#include "tokenizer/jinja/pystr.h"
+#include "tokenizer/utf8.h"
 
 namespace llmforge::codegen {
 
 namespace {
 
 constexpr int kMaxDepth = 200;  // nesting bound: bad input never overflows the stack
-
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
 
 struct Token {
     enum Kind { kEnd, kName, kInt, kFloat, kStr, kOp } kind = kEnd;
@@ -222,47 +204,16 @@ class Lexer {
                 continue;
             }
             i_ += 2;
+            if (jinja::py::append_simple_escape(e, out)) continue;
             switch (e) {
-                case '\n':
-                    break;  // line continuation inside the literal
-                case '\\':
-                    out += '\\';
-                    break;
-                case '\'':
-                    out += '\'';
-                    break;
-                case '"':
-                    out += '"';
-                    break;
-                case 'a':
-                    out += '\a';
-                    break;
-                case 'b':
-                    out += '\b';
-                    break;
-                case 'f':
-                    out += '\f';
-                    break;
-                case 'n':
-                    out += '\n';
-                    break;
-                case 'r':
-                    out += '\r';
-                    break;
-                case 't':
-                    out += '\t';
-                    break;
-                case 'v':
-                    out += '\v';
-                    break;
-                case 'x':
-                    out += static_cast<char>(hex_escape(2));
+                case 'x':  // \xhh is the code point U+00hh, as in Python 3 str
+                    utf8_append(out, hex_escape(2));
                     break;
                 case 'u':
-                    append_utf8(out, hex_escape(4));
+                    utf8_append(out, hex_escape(4));
                     break;
                 case 'U':
-                    append_utf8(out, hex_escape(8));
+                    utf8_append(out, hex_escape(8));
                     break;
                 case 'N':
                     fail("python: \\N{...} escape at offset %zu is not supported", i_ - 2);
@@ -272,7 +223,7 @@ class Lexer {
                         for (int k = 0; k < 2 && i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '7'; ++k) {
                             v = v * 8 + static_cast<uint32_t>(s_[i_++] - '0');
                         }
-                        append_utf8(out, v);
+                        utf8_append(out, v);
                     } else {  // unknown escapes keep their backslash in Python
                         out += '\\';
                         out += e;
@@ -665,81 +616,6 @@ class Parser {
     int depth_ = 0;
 };
 
-// Python's repr() of a float: the shortest round-trip digits, positional for exponents in
-// [-4, 16), scientific otherwise (float_repr_style 'short', format code 'r').
-std::string float_repr_impl(double v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
-    std::string sci(buf, r.ptr);
-    std::string sign;
-    if (!sci.empty() && sci[0] == '-') {
-        sign = "-";
-        sci.erase(0, 1);
-    }
-    const size_t epos = sci.find('e');
-    std::string digits = sci.substr(0, epos);
-    const int exp = std::atoi(sci.c_str() + epos + 1);
-    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
-    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
-    std::string out;
-    if (exp >= -4 && exp < 16) {
-        if (exp < 0) {
-            out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-        } else if (static_cast<size_t>(exp) + 1 >= digits.size()) {
-            out = digits + std::string(static_cast<size_t>(exp) + 1 - digits.size(), '0') + ".0";
-        } else {
-            out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
-        }
-    } else {
-        out = digits.substr(0, 1);
-        if (digits.size() > 1) out += "." + digits.substr(1);
-        char e[16];
-        std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
-        out += e;
-    }
-    return sign + out;
-}
-
-// Python's repr() of a str (quotes chosen as Python does, printable non-ASCII kept).
-std::string str_repr(const std::string& s) {
-    const bool has_single = s.find('\'') != std::string::npos;
-    const bool has_double = s.find('"') != std::string::npos;
-    const char q = has_single && !has_double ? '"' : '\'';
-    std::string out(1, q);
-    for (size_t i = 0; i < s.size(); ++i) {
-        const unsigned char c = s[i];
-        if (c == '\\') {
-            out += "\\\\";
-        } else if (c == static_cast<unsigned char>(q)) {
-            out += '\\';
-            out += q;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c == '\r') {
-            out += "\\r";
-        } else if (c == '\t') {
-            out += "\\t";
-        } else if (c < 0x20 || c == 0x7F) {
-            char b[8];
-            std::snprintf(b, sizeof b, "\\x%02x", c);
-            out += b;
-        } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
-                   static_cast<unsigned char>(s[i + 1]) <= 0xA0) {
-            // U+0080..U+00A0 are not printable for Python's repr (controls and NBSP)
-            char b[8];
-            std::snprintf(b, sizeof b, "\\x%02x", static_cast<unsigned char>(s[i + 1]));
-            out += b;
-            ++i;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    out += q;
-    return out;
-}
-
 void repr_into(const PyExpr& e, std::string& out) {
     auto join = [&](const std::vector<PyExpr>& xs, const char* sep) {
         for (size_t i = 0; i < xs.size(); ++i) {
@@ -752,10 +628,10 @@ void repr_into(const PyExpr& e, std::string& out) {
             out += std::to_string(e.int_value);
             break;
         case PyExpr::kFloat:
-            out += float_repr_impl(e.float_value);
+            out += jinja::py::float_repr(e.float_value);
             break;
         case PyExpr::kStr:
-            out += str_repr(e.str);
+            out += jinja::py::str_repr(e.str);
             break;
         case PyExpr::kBool:
             out += e.bool_value ? "True" : "False";
@@ -850,7 +726,7 @@ PyExpr parse_python_expr(std::string_view src) {
 }
 
 std::string python_float_repr(double v) {
-    return float_repr_impl(v);
+    return jinja::py::float_repr(v);
 }
 
 std::string python_repr(const PyExpr& expr) {

@@ -50,39 +50,8 @@ std::string unicode_unescape(std::string_view s, size_t pos) {
         }
         if (++i == s.size()) fail("\\ at end of string");
         const char c = s[i];
+        if (py::append_simple_escape(c, out)) continue;
         switch (c) {
-            case '\n':
-                break;
-            case '\\':
-                out += '\\';
-                break;
-            case '\'':
-                out += '\'';
-                break;
-            case '"':
-                out += '"';
-                break;
-            case 'a':
-                out += '\a';
-                break;
-            case 'b':
-                out += '\b';
-                break;
-            case 'f':
-                out += '\f';
-                break;
-            case 'n':
-                out += '\n';
-                break;
-            case 'r':
-                out += '\r';
-                break;
-            case 't':
-                out += '\t';
-                break;
-            case 'v':
-                out += '\v';
-                break;
             case 'x':
                 append(hex(i + 1, 2));
                 i += 2;

@@ -422,6 +422,23 @@ bool printable(char32_t c) {
 
 }  // namespace
 
+bool append_simple_escape(char e, std::string& out) {
+    switch (e) {
+        case '\n': return true;  // line continuation
+        case '\\': out += '\\'; return true;
+        case '\'': out += '\''; return true;
+        case '"': out += '"'; return true;
+        case 'a': out += '\a'; return true;
+        case 'b': out += '\b'; return true;
+        case 'f': out += '\f'; return true;
+        case 'n': out += '\n'; return true;
+        case 'r': out += '\r'; return true;
+        case 't': out += '\t'; return true;
+        case 'v': out += '\v'; return true;
+        default: return false;
+    }
+}
+
 std::string str_repr(std::string_view s) {
     const std::u32string u = decode(s);
     const bool has_single = u.find(U'\'') != std::u32string::npos;

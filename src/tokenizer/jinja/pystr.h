@@ -57,6 +57,10 @@ std::string pad(std::string_view s, int64_t width, char32_t fill, char align);
 
 std::string float_repr(double v);          // repr(float)
 std::string str_repr(std::string_view s);  // repr(str)
+// A Python string literal's one-character escape \<e> that needs no digits: \\ \' \" \a \b \f \n \r
+// \t \v (appending the character to out) and a backslash-newline (appending nothing). False,
+// with out untouched, for any other e (\x \u \U \N, octal digits, unknown escapes).
+bool append_simple_escape(char e, std::string& out);
 
 // Python slice bounds: clamps start/stop for a sequence of length n and the given step (!= 0).
 void adjust_slice(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop,
