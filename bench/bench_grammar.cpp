@@ -1,7 +1,7 @@
 // Per-token cost of the grammar constraint (mask + accept of the grammar sampler stage) over a
 // real 32k vocabulary, against the decode step of a model, 1 thread.
 //
-//   build/bin/bench_grammar --vocab ../shared/assets/llama.cpp-vocab/ggml-vocab-llama-spm.gguf \
+//   build/bin/bench_grammar --vocab ../shared/assets/llama.cpp-vocab/ggml-vocab-llama-spm.gguf
 //       --model /work/models/110m-q8_0.gguf [--grammars grammars] [--decode-steps 32]
 //
 // For each grammar (json.gbnf, person_schema.gbnf, c.gbnf) a built-in document the grammar
@@ -10,38 +10,23 @@
 // then accept(). "cold" is a new stage (empty caches: a new request); "warm" is the same stage
 // after reset() (caches kept: the steady state of a long generation). Times per token: mean,
 // p50, p99, max. The decode step is Context::decode of one token after a 16-token prompt.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
-#include <random>
 #include <string>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
-#include "model/model.h"
+#include "grammar_bench.h"
 #include "model/vocab_source.h"
-#include "runtime/context.h"
 #include "runtime/grammar.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace llmforge;
-using Clock = std::chrono::steady_clock;
+using namespace llmforge::bench;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail("bench_grammar: cannot open '%s'", path.c_str());
-    std::string s;
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-    std::fclose(f);
-    return s;
-}
 
 const char* kJsonDoc = R"({"id": "chatcmpl-8f3a", "object": "chat.completion", "created": 1733472000,
  "model": "llmforge-110m", "choices": [{"index": 0, "message": {"role": "assistant",
@@ -57,49 +42,6 @@ const char* kCDoc =
     "for(i = 0; i<10; i = i+1){total = total+i;}// a comment line\n/* a block comment */return x;}"
     "float area(float r){return 3*r*r;}int fib(int n){if(n<2){return n;}return fib(n-1)+fib(n-2);}";
 
-struct Stats {
-    double mean = 0, p50 = 0, p99 = 0, max = 0;
-};
-
-Stats stats(std::vector<double> us) {
-    Stats s;
-    if (us.empty()) return s;
-    std::sort(us.begin(), us.end());
-    for (double x : us) s.mean += x;
-    s.mean /= static_cast<double>(us.size());
-    s.p50 = us[us.size() / 2];
-    s.p99 = us[std::min(us.size() - 1, us.size() * 99 / 100)];
-    s.max = us.back();
-    return s;
-}
-
-// Longest-piece-first cut of `text` into token ids.
-std::vector<int32_t> cut(const Tokenizer& tok, const std::string& text) {
-    std::unordered_map<std::string, int32_t> by_piece;
-    size_t max_len = 0;
-    for (int32_t id = 0; id < tok.n_vocab(); ++id) {
-        if (tok.is_hidden(id) || tok.is_eog(id)) continue;
-        const std::string p = tok.token_to_piece(id);
-        if (p.empty()) continue;
-        by_piece.emplace(p, id);
-        max_len = std::max(max_len, p.size());
-    }
-    std::vector<int32_t> out;
-    for (size_t i = 0; i < text.size();) {
-        size_t len = std::min(max_len, text.size() - i);
-        for (; len > 0; --len) {
-            auto it = by_piece.find(text.substr(i, len));
-            if (it != by_piece.end()) {
-                out.push_back(it->second);
-                break;
-            }
-        }
-        if (len == 0) fail("bench_grammar: no token spells byte 0x%02X", static_cast<uint8_t>(text[i]));
-        i += len;
-    }
-    return out;
-}
-
 // One pass through the document: per-token microseconds of apply (mask) + accept.
 std::vector<double> drive(SamplerStage& stage, const Tokenizer& tok, const std::vector<int32_t>& ids,
                           const Candidates& all) {
@@ -111,7 +53,7 @@ std::vector<double> drive(SamplerStage& stage, const Tokenizer& tok, const std::
         const auto t0 = Clock::now();
         stage.apply(c, ctx);
         stage.accept(t, ctx);
-        us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        us.push_back(us_since(t0));
         bool found = false;
         for (const Candidate& x : c.items) found |= x.id == t;
         if (!found) fail("bench_grammar: the stage masked out token %d of the document", t);
@@ -145,37 +87,19 @@ int main(int argc, char** argv) {
         std::printf("vocabulary: %s, %d tokens, GrammarVocab::build %.1f ms\n", vocab_path.c_str(), V,
                     std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
 
-        Candidates all;
-        std::mt19937 rng(1);
-        std::normal_distribution<float> nd(0, 2);
-        for (int32_t i = 0; i < V; ++i) all.items.push_back({i, nd(rng), 0});
+        const Candidates all = all_candidates(V);
 
-        double decode_ms = 0;
-        if (!model_path.empty()) {
-            auto model = Model::load(model_path);
-            Context ctx(*model, ContextParams{256, 256, 1});
-            std::vector<int32_t> prompt(16, 100);
-            ctx.decode(prompt);
-            std::vector<double> ms;
-            for (int s = 0; s < decode_steps; ++s) {
-                const auto a = Clock::now();
-                ctx.decode({static_cast<int32_t>(200 + s)});
-                ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - a).count());
-            }
-            decode_ms = stats(ms).p50;
-            std::printf("decode step (1 thread, %s): mean %.2f ms, p50 %.2f ms over %d steps\n", model_path.c_str(),
-                        stats(ms).mean, decode_ms, decode_steps);
-        }
+        const double decode_ms = model_path.empty() ? 0 : decode_step_ms(model_path, decode_steps);
 
         std::printf("%-20s %6s | %-36s | %-36s | %s\n", "grammar", "tokens", "cold us/token: mean p50 p99 max",
                     "warm us/token: mean p50 p99 max", "cold mean / decode p50");
         const std::vector<std::pair<std::string, std::string>> docs = {
             {"json.gbnf", kJsonDoc}, {"person_schema.gbnf", kPersonDoc}, {"c.gbnf", kCDoc}};
         for (const auto& [name, doc] : docs) {
-            auto g = Grammar::parse(read_text(dir + "/" + name), "root", name);
+            auto g = Grammar::parse(read_text(dir + "/" + name, "bench_grammar"), "root", name);
             const GrammarCheck chk = grammar_check(*g, doc);
             if (!chk.accepted) fail("bench_grammar: the %s document is not accepted: %s", name.c_str(), chk.reason.c_str());
-            const std::vector<int32_t> ids = cut(*tok, doc);
+            const std::vector<int32_t> ids = cut(*tok, doc, "bench_grammar");
             auto stage = make_grammar_stage(g, vocab);
             const Stats cold = stats(drive(*stage, *tok, ids, all));
             std::vector<double> warm_us;

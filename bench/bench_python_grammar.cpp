@@ -17,17 +17,13 @@
 //   * "accept": the lexer + matcher advance of the stage.
 // The decode step is Context::decode of one token after a 16-token prompt (as bench_grammar).
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <random>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
-#include "model/model.h"
+#include "grammar_bench.h"
 #include "model/vocab_source.h"
-#include "runtime/context.h"
 #include "runtime/grammar.h"
 #include "runtime/grammar_internal.h"
 #include "runtime/indent_lexer.h"
@@ -35,20 +31,9 @@
 #include "tokenizer/tokenizer.h"
 
 using namespace llmforge;
-using Clock = std::chrono::steady_clock;
+using namespace llmforge::bench;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail("bench_python_grammar: cannot open '%s'", path.c_str());
-    std::string s;
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-    std::fclose(f);
-    return s;
-}
 
 const char* kDoc = R"(import math
 from collections import defaultdict
@@ -100,50 +85,6 @@ def parse(text):
 )";
 
 
-std::vector<int32_t> cut(const Tokenizer& tok, const std::string& text) {
-    std::unordered_map<std::string, int32_t> by_piece;
-    size_t max_len = 0;
-    for (int32_t id = 0; id < tok.n_vocab(); ++id) {
-        if (tok.is_hidden(id) || tok.is_eog(id)) continue;
-        const std::string p = tok.token_to_piece(id);
-        if (p.empty()) continue;
-        by_piece.emplace(p, id);
-        max_len = std::max(max_len, p.size());
-    }
-    std::vector<int32_t> out;
-    for (size_t i = 0; i < text.size();) {
-        size_t len = std::min(max_len, text.size() - i);
-        for (; len > 0; --len) {
-            auto it = by_piece.find(text.substr(i, len));
-            if (it != by_piece.end()) {
-                out.push_back(it->second);
-                break;
-            }
-        }
-        if (len == 0) fail("bench_python_grammar: no token spells byte 0x%02X", static_cast<uint8_t>(text[i]));
-        i += len;
-    }
-    return out;
-}
-
-struct Stats {
-    double mean = 0, p50 = 0, p99 = 0, max = 0;
-};
-
-Stats stats(std::vector<double> us) {
-    Stats s;
-    if (us.empty()) return s;
-    std::sort(us.begin(), us.end());
-    for (double x : us) s.mean += x;
-    s.mean /= static_cast<double>(us.size());
-    s.p50 = us[us.size() / 2];
-    s.p99 = us[std::min(us.size() - 1, us.size() * 99 / 100)];
-    s.max = us.back();
-    return s;
-}
-
-double us_since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
-
 // One pass: per token, microseconds of apply (mask) and of accept.
 void drive(SamplerStage& stage, const Tokenizer& tok, const std::vector<int32_t>& ids, const Candidates& all,
            std::vector<double>& mask_us, std::vector<double>& accept_us, size_t& allowed) {
@@ -177,7 +118,7 @@ int main(int argc, char** argv) {
             if (a == "--vocab") vocab_path = argv[++i];
             else if (a == "--model") model_path = argv[++i];
             else if (a == "--grammar") grammar_path = argv[++i];
-            else if (a == "--doc") docs.push_back(read_text(argv[++i]));
+            else if (a == "--doc") docs.push_back(read_text(argv[++i], "bench_python_grammar"));
             else if (a == "--decode-steps") decode_steps = std::stoi(argv[++i]);
             else if (a == "--reps") reps = std::max(1, std::stoi(argv[++i]));
             else fail("bench_python_grammar: unknown option '%s' (see the comment at the top of the file)", a.c_str());
@@ -187,41 +128,19 @@ int main(int argc, char** argv) {
         auto tok = Tokenizer::create(load_vocab(vocab_path));
         const int32_t V = tok->n_vocab();
         auto vocab = GrammarVocab::build(*tok);
-        auto g = Grammar::parse(read_text(grammar_path), "root", grammar_path);
+        auto g = Grammar::parse(read_text(grammar_path, "bench_python_grammar"), "root", grammar_path);
         if (!g->uses_indent_lexer()) fail("bench_python_grammar: '%s' does not use the indentation lexer", grammar_path.c_str());
 
-        Candidates all;
-        std::mt19937 rng(1);
-        std::normal_distribution<float> nd(0, 2);
-        for (int32_t i = 0; i < V; ++i) all.items.push_back({i, nd(rng), 0});
+        const Candidates all = all_candidates(V);
 
-        double decode_ms = 0;
-        if (!model_path.empty()) {
-            auto model = Model::load(model_path);
-            ContextParams cp;
-            cp.n_ctx = 256;
-            cp.n_batch = 256;
-            cp.n_threads = 1;
-            Context ctx(*model, cp);
-            std::vector<int32_t> prompt(16, 100);
-            ctx.decode(prompt);
-            std::vector<double> ms;
-            for (int s = 0; s < decode_steps; ++s) {
-                const auto a = Clock::now();
-                ctx.decode({static_cast<int32_t>(200 + s)});
-                ms.push_back(us_since(a) / 1000.0);
-            }
-            decode_ms = stats(ms).p50;
-            std::printf("decode step (1 thread, %s): mean %.2f ms, p50 %.2f ms over %d steps\n", model_path.c_str(),
-                        stats(ms).mean, decode_ms, decode_steps);
-        }
+        const double decode_ms = model_path.empty() ? 0 : decode_step_ms(model_path, decode_steps);
 
         std::vector<double> new_mask, new_accept, re_mask, re_accept, walk_us;
         size_t n_tok = 0, allowed = 0, dummy = 0;
         for (const std::string& doc : docs) {
             const GrammarCheck chk = grammar_check(*g, doc);
             if (!chk.accepted) fail("bench_python_grammar: the grammar rejects a document: %s", chk.reason.c_str());
-            const std::vector<int32_t> ids = cut(*tok, doc);
+            const std::vector<int32_t> ids = cut(*tok, doc, "bench_python_grammar");
             n_tok += ids.size();
             auto stage = make_grammar_stage(g, vocab);
             drive(*stage, *tok, ids, all, new_mask, new_accept, allowed);

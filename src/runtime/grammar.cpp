@@ -1069,33 +1069,21 @@ void GrammarVocab::Impl::build_trie(std::vector<int32_t> ids) {
     for (const TrieNode& n : nodes) max_depth = std::max<size_t>(max_depth, n.depth);
 }
 
-// Sets the bit of every token (not EOG / hidden) whose text the state `start` accepts. Walks the
-// trie in pre-order with one state per depth, skipping a subtree as soon as no stack survives.
-void compute_mask(StackPool& pool, const GrammarVocab::Impl& v, const MatchState& start, std::vector<uint64_t>& mask,
-                  std::vector<MatchState>& states, std::vector<uint32_t>& scratch) {
+namespace {
+
+// The walk both masks share: the trie in pre-order with one state per depth; `step(parent, cur,
+// byte)` makes a node's state from its parent's and says whether any stack survives. A dead node
+// skips its whole subtree; a live one sets the bits of the tokens whose text ends there.
+template <class State, class Step>
+void walk_token_trie(const GrammarVocab::Impl& v, const State& start, std::vector<uint64_t>& mask,
+                     std::vector<State>& states, Step step) {
     mask.assign((static_cast<size_t>(v.n_vocab) + 63) / 64, 0);
     if (states.size() < v.max_depth + 1) states.resize(v.max_depth + 1);
     states[0] = start;
     const std::vector<TrieNode>& nodes = v.nodes;
     for (uint32_t i = 1; i < nodes.size();) {
         const TrieNode& n = nodes[i];
-        const MatchState& parent = states[n.depth - 1];
-        MatchState& cur = states[n.depth];
-        cur.partial = parent.partial;
-        uint32_t cp = 0;
-        const int r = utf8_feed(cur.partial, n.byte, &cp);
-        bool alive;
-        if (r < 0) {
-            alive = false;
-        } else if (r == 1) {
-            pool.step(parent.stacks, cp, cur.stacks);
-            alive = !cur.stacks.empty();
-        } else {
-            cur.stacks = parent.stacks;
-            pool.filter_partial(cur.stacks, cur.partial);
-            alive = !cur.stacks.empty();
-        }
-        if (!alive) {
+        if (!step(states[n.depth - 1], states[n.depth], n.byte)) {
             i = n.subtree_end;
             continue;
         }
@@ -1105,10 +1093,7 @@ void compute_mask(StackPool& pool, const GrammarVocab::Impl& v, const MatchState
         }
         ++i;
     }
-    (void)scratch;
 }
-
-namespace {
 
 // to = from advanced by `bytes` (the lexer's output for one byte: nothing, the byte, or virtual
 // symbols), without allocating in the steady state. A partial UTF-8 sequence at the end keeps the
@@ -1137,32 +1122,33 @@ bool step_lexed_output(StackPool& pool, const MatchState& from, std::string_view
 
 }  // namespace
 
+// Sets the bit of every token (not EOG / hidden) whose text the state `start` accepts.
+void compute_mask(StackPool& pool, const GrammarVocab::Impl& v, const MatchState& start, std::vector<uint64_t>& mask,
+                  std::vector<MatchState>& states) {
+    walk_token_trie(v, start, mask, states, [&](const MatchState& parent, MatchState& cur, uint8_t byte) {
+        cur.partial = parent.partial;
+        uint32_t cp = 0;
+        const int r = utf8_feed(cur.partial, byte, &cp);
+        if (r < 0) return false;
+        if (r == 1) {
+            pool.step(parent.stacks, cp, cur.stacks);
+        } else {
+            cur.stacks = parent.stacks;
+            pool.filter_partial(cur.stacks, cur.partial);
+        }
+        return !cur.stacks.empty();
+    });
+}
+
 void compute_indented_mask(StackPool& pool, const GrammarVocab::Impl& v, const LexMatchState& start,
                            std::vector<uint64_t>& mask, std::vector<LexMatchState>& states,
                            std::vector<uint32_t>& scratch) {
-    mask.assign((static_cast<size_t>(v.n_vocab) + 63) / 64, 0);
-    if (states.size() < v.max_depth + 1) states.resize(v.max_depth + 1);
-    states[0] = start;
-    const std::vector<TrieNode>& nodes = v.nodes;
     std::string out;
-    for (uint32_t i = 1; i < nodes.size();) {
-        const TrieNode& n = nodes[i];
-        const LexMatchState& parent = states[n.depth - 1];
-        LexMatchState& cur = states[n.depth];
+    walk_token_trie(v, start, mask, states, [&](const LexMatchState& parent, LexMatchState& cur, uint8_t byte) {
         cur.lex = parent.lex;
         out.clear();
-        const bool alive =
-            indent_feed(cur.lex, n.byte, out) && step_lexed_output(pool, parent.st, out, cur.st, scratch);
-        if (!alive) {
-            i = n.subtree_end;
-            continue;
-        }
-        for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) {
-            const auto id = static_cast<uint32_t>(v.sorted_ids[k]);
-            mask[id >> 6] |= uint64_t{1} << (id & 63);
-        }
-        ++i;
-    }
+        return indent_feed(cur.lex, byte, out) && step_lexed_output(pool, parent.st, out, cur.st, scratch);
+    });
 }
 
 // ============================================================================== the stage
@@ -1274,7 +1260,7 @@ private:
             auto it = state_masks_.find(st_.stacks);
             if (it != state_masks_.end()) return it->second;
         } else {
-            compute_mask(pool_, vocab_->impl(), st_, tmp_mask_, walk_, scratch_);
+            compute_mask(pool_, vocab_->impl(), st_, tmp_mask_, walk_);
             return tmp_mask_;
         }
         const size_t words = (static_cast<size_t>(vocab_->impl().n_vocab) + 63) / 64;
@@ -1286,7 +1272,7 @@ private:
                 if (node_masks_.size() >= kMaxCachedMasks) node_masks_.clear();
                 MatchState one;
                 one.stacks = {n};
-                compute_mask(pool_, vocab_->impl(), one, tmp_mask_, walk_, scratch_);
+                compute_mask(pool_, vocab_->impl(), one, tmp_mask_, walk_);
                 it = node_masks_.emplace(n, tmp_mask_).first;
             }
             for (size_t w = 0; w < words; ++w) m[w] |= it->second[w];

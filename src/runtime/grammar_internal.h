@@ -105,8 +105,10 @@ struct GrammarVocab::Impl {
     void build_trie(std::vector<int32_t> ids);
 };
 
+// The bit of every token (not EOG / hidden) whose text the state `start` accepts; `states` is
+// the walk's per-depth scratch.
 void compute_mask(StackPool& pool, const GrammarVocab::Impl& v, const MatchState& start, std::vector<uint64_t>& mask,
-                  std::vector<MatchState>& states, std::vector<uint32_t>& scratch);
+                  std::vector<MatchState>& states);
 
 // ------------------------------------------------- grammars behind the indentation lexer
 
