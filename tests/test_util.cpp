@@ -23,6 +23,11 @@ std::string assets_dir() {
     return fs::is_directory(p) ? fs::canonical(p).string() : std::string();
 }
 
+std::string src_path(const std::string& rel) {
+    const char* src = std::getenv("LLMFORGE_SRC");
+    return std::string(src ? src : ".") + "/" + rel;
+}
+
 std::string asset(const std::string& rel) {
     std::string d = assets_dir();
     if (d.empty()) return "";

@@ -19,6 +19,8 @@ std::string asset(const std::string& rel);
 std::string temp_dir();
 // Path of the built CLI ($LLMFORGE_BIN).
 std::string cli_path();
+// `rel` under the source root ($LLMFORGE_SRC, else ".").
+std::string src_path(const std::string& rel);
 // Runs a shell command, returns exit status; stdout captured into *out if non-null.
 int run_command(const std::string& cmd, std::string* out = nullptr);
 std::string read_file(const std::string& path);

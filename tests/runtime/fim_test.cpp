@@ -65,16 +65,10 @@ bool has(const Ids& v, int32_t id) {
 // copied from llama.cpp's models/ folder, MIT), else llama.cpp's checkout beside the project
 // (…/llama.cpp) or $LLAMA_CPP_DIR. "" when absent.
 std::string llama_cpp_model(const std::string& name) {
-    const char* src_dir = std::getenv("LLMFORGE_SRC");
-    const auto in_repo = std::filesystem::path(src_dir ? src_dir : ".") / "tests" / "runtime" / "data" / name;
-    if (std::filesystem::exists(in_repo)) return in_repo.string();
-    std::filesystem::path dir;
-    if (const char* e = std::getenv("LLAMA_CPP_DIR"); e && *e) {
-        dir = e;
-    } else {
-        const char* src = std::getenv("LLMFORGE_SRC");
-        dir = std::filesystem::path(src ? src : ".") / ".." / "llama.cpp";
-    }
+    const std::string in_repo = test::src_path("tests/runtime/data/" + name);
+    if (std::filesystem::exists(in_repo)) return in_repo;
+    const char* e = std::getenv("LLAMA_CPP_DIR");
+    const std::filesystem::path dir = e && *e ? std::filesystem::path(e) : std::filesystem::path(test::src_path("../llama.cpp"));
     const auto p = dir / "models" / name;
     return std::filesystem::exists(p) ? p.string() : std::string();
 }

@@ -17,13 +17,9 @@
 #include "tokenizer/tokenizer.h"
 
 using namespace llmforge;
+using test::src_path;
 
 namespace {
-
-std::string src_path(const std::string& rel) {
-    const char* src = std::getenv("LLMFORGE_SRC");
-    return std::string(src ? src : ".") + "/" + rel;
-}
 
 std::shared_ptr<const Grammar> shipped(const std::string& name) {
     return Grammar::parse(test::read_file(src_path("grammars/" + name)), "root", name);

@@ -28,14 +28,10 @@
 #include "test_util.h"
 
 using namespace llmforge;
+using test::src_path;
 using nlohmann::json;
 
 namespace {
-
-std::string src_path(const std::string& rel) {
-    const char* src = std::getenv("LLMFORGE_SRC");
-    return std::string(src ? src : ".") + "/" + rel;
-}
 
 std::shared_ptr<const Grammar> python_grammar() {
     static std::shared_ptr<const Grammar> g = [] {
@@ -508,7 +504,11 @@ void generate_python(const Model& model, const Tokenizer& tok, int seeds, int64_
     auto stage = make_grammar_stage(python_grammar(), vocab);
     for (int seed = 1; seed <= seeds; ++seed) {
         stage->reset();
-        Context ctx(model, ContextParams{512, 512, 1});
+        ContextParams cp;
+        cp.n_ctx = 512;
+        cp.n_batch = 512;
+        cp.n_threads = 1;
+        Context ctx(model, cp);
         SamplerParams sp;
         sp.temperature = 1.0f;
         sp.seed = static_cast<uint64_t>(seed);
