@@ -11,7 +11,14 @@ const DTypeInfo kF32{"f32", 1, 4, false};
 const DTypeInfo kF16{"f16", 1, 2, false};
 const DTypeInfo kBF16{"bf16", 1, 2, false};
 const DTypeInfo kQ4_0{"q4_0", kQK, sizeof(BlockQ4_0), true};
+const DTypeInfo kQ4_1{"q4_1", kQK, sizeof(BlockQ4_1), true};
+const DTypeInfo kQ5_0{"q5_0", kQK, sizeof(BlockQ5_0), true};
+const DTypeInfo kQ5_1{"q5_1", kQK, sizeof(BlockQ5_1), true};
 const DTypeInfo kQ8_0{"q8_0", kQK, sizeof(BlockQ8_0), true};
+const DTypeInfo kQ8_1{"q8_1", kQK, sizeof(BlockQ8_1), true};
+const DTypeInfo kQ2_K{"q2_k", kQK_K, sizeof(BlockQ2_K), true};
+const DTypeInfo kQ3_K{"q3_k", kQK_K, sizeof(BlockQ3_K), true};
+const DTypeInfo kQ5_K{"q5_k", kQK_K, sizeof(BlockQ5_K), true};
 const DTypeInfo kQ4_K{"q4_k", kQK_K, sizeof(BlockQ4_K), true};
 const DTypeInfo kQ6_K{"q6_k", kQK_K, sizeof(BlockQ6_K), true};
 const DTypeInfo kQ8_K{"q8_k", kQK_K, sizeof(BlockQ8_K), true};
@@ -23,7 +30,14 @@ const DTypeInfo* dtype_info_or_null(uint32_t id) {
         case DType::F16: return &kF16;
         case DType::BF16: return &kBF16;
         case DType::Q4_0: return &kQ4_0;
+        case DType::Q4_1: return &kQ4_1;
+        case DType::Q5_0: return &kQ5_0;
+        case DType::Q5_1: return &kQ5_1;
         case DType::Q8_0: return &kQ8_0;
+        case DType::Q8_1: return &kQ8_1;
+        case DType::Q2_K: return &kQ2_K;
+        case DType::Q3_K: return &kQ3_K;
+        case DType::Q5_K: return &kQ5_K;
         case DType::Q4_K: return &kQ4_K;
         case DType::Q6_K: return &kQ6_K;
         case DType::Q8_K: return &kQ8_K;
@@ -40,11 +54,11 @@ const DTypeInfo& dtype_info(DType t) {
 DType dtype_from_name(const std::string& s) {
     std::string l;
     for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K,
-                    DType::Q6_K}) {
+    for (DType t : kStorageTypes) {
         if (l == dtype_info(t).name) return t;
     }
-    fail("unknown type '%s': expected one of f32, f16, bf16, q8_0, q4_0, q4_k, q6_k", s.c_str());
+    fail("unknown type '%s': expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
+         "q6_k", s.c_str());
 }
 
 float fp16_to_fp32(uint16_t h) {

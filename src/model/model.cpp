@@ -167,6 +167,12 @@ const Tensor* Model::weight(Weight w) const {
     return &weights_[idx];
 }
 
+std::string Model::weight_name(Weight w) const {
+    const TensorSpec* spec = arch_->find_slot(w.slot);
+    LF_ASSERT(spec != nullptr);
+    return spec->gguf_name(w.layer);
+}
+
 int64_t Model::n_params() const {
     int64_t n = 0;
     for (const auto& [name, t] : files_.tensors) n += t.numel();
@@ -260,6 +266,7 @@ public:
         const Tensor* mats[4];
         float* ys[4];
         for (int i = 0; i < n; ++i) {
+            if (!one) report_input(ws[i], x);
             mats[i] = &w(ws[i]);
             out[i] = take(x.rows, mats[i]->shape()[0]);
             ys[i] = out[i].data;
@@ -305,6 +312,8 @@ public:
         const Tensor& wg = w(gate);
         Act g = take(x.rows, wg.shape()[0]);
         Act u = take(x.rows, wg.shape()[0]);
+        report_input(gate, x);
+        report_input(up, x);
         kernels::matmul_swiglu(wg, w(up), x.data, x.rows, g.data, u.data, pool_, s_.mm);  // g = silu(g) * u
         if (any_delta(gate) || any_delta(up)) {
             // A delta on gate or up lands before the activation: the rows of sequences with one
@@ -352,6 +361,7 @@ public:
         const Tensor& out = w(wt);
         const int64_t V = out.shape()[0];
         if (h.rows == 0) return {nullptr, 0, V};
+        report_input(wt, h);
         const SeqBatch* only = nullptr;  // the single seq with logits, written to in place
         for (int64_t j = 0; j < n_seqs_; ++j)
             if (seqs_[j].n_out == n_out_total_) only = &seqs_[j];
@@ -390,6 +400,12 @@ public:
     }
 
 private:
+    // ForwardScratch::matmul_hook: the real rows of a product's input (not the doubled lone row).
+    void report_input(Weight wt, Act x) {
+        if (!s_.matmul_hook || x.rows == 0) return;
+        const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);
+        s_.matmul_hook(m_.weight_name(wt), x.data, rows, x.cols);
+    }
     bool any_delta(Weight wt) const {
         for (int64_t j = 0; j < n_seqs_; ++j)
             if (seqs_[j].delta != nullptr && seqs_[j].delta->covers(wt)) return true;

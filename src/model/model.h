@@ -66,6 +66,10 @@ struct ForwardScratch {
     // Optional observer of activations (tests, debugging): called with "embed",
     // "layers.<l>.out" (residual stream after block l) and "final_norm", each (T, C).
     std::function<void(const std::string& name, const float* data, int64_t count)> hook;
+    // Optional observer of every weight product's input (importance matrices, Wanda pruning):
+    // called before the product with the weight's GGUF tensor name and the (rows, cols)
+    // activations it multiplies (the batch's real rows only; fused products report each weight).
+    std::function<void(const std::string& weight, const float* x, int64_t rows, int64_t cols)> matmul_hook;
 };
 
 // One sequence's share of a batched forward pass (continuous batching: several sequences, each
@@ -127,6 +131,8 @@ public:
     const Arch& arch() const { return *arch_; }
     // A bound weight; nullptr when the (optional) tensor is absent.
     const Tensor* weight(Weight w) const;
+    // The GGUF tensor name of a weight slot ("blk.3.attn_q.weight").
+    std::string weight_name(Weight w) const;
     const Tensor& tok_embd() const { return files_.tensors.at("token_embd.weight"); }
     // RoPE after the config's scaling: per-pair inverse frequencies (D/2) and the factor cos/sin
     // are multiplied by (YaRN's attention factor, else 1). The trainer builds its tables from these.

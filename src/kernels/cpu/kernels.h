@@ -6,7 +6,8 @@
 // Conventions:
 //  * "row" functions take n elements; n must be a multiple of the dtype's block size.
 //  * A weight of dtype W is multiplied against activations quantised to vec_dot_type(W):
-//      F32, F16, BF16 -> F32;  Q8_0, Q4_0 -> Q8_0;  Q4_K, Q6_K -> Q8_K.
+//      F32, F16, BF16 -> F32;  Q8_0, Q4_0, Q5_0 -> Q8_0;  Q4_1, Q5_1 -> Q8_1 (ggml's pairing);
+//      Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> Q8_K.
 //  * Tables are immutable after selection; every function is thread-safe (pure on its arguments).
 #pragma once
 

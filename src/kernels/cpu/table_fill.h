@@ -9,6 +9,10 @@
 namespace llmforge::kernels {
 
 void fill_ref_table(KernelTable& t);
+// Called by fill_ref_table: the reference entries of Q4_1 / Q5_0 / Q5_1 / Q8_1
+// (ref/quants_legacy_ref.cpp) and of Q2_K / Q3_K / Q5_K (ref/quants_kextra_ref.cpp).
+void register_legacy_ref(KernelTable& t);
+void register_kextra_ref(KernelTable& t);
 void fill_avx2_table(KernelTable& t);
 // Uses only what `f` reports: VNNI entries only when f.avx512_vnni.
 void fill_avx512_table(KernelTable& t, const CpuFeatures& f);

@@ -90,6 +90,12 @@ void fill_ref_table(KernelTable& t) {
     t.add = ref::add;
     t.rope = ref::rope;
     t.attention = ref::attention;
+
+    register_legacy_ref(t);
+    register_kextra_ref(t);
+    // Every output of the reference tiles is one vec_dot call.
+    for (int i = 0; i < kMaxDType; ++i)
+        if (t.gemm_invariant[i] == nullptr) t.gemm_invariant[i] = t.gemm[i];
 }
 
 }  // namespace llmforge::kernels

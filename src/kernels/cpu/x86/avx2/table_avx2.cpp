@@ -11,6 +11,8 @@ void fill_avx2_table(KernelTable& t) {
     avx2::register_quant(t);
     avx2::register_float(t);
     avx2::register_ops(t);
+    avx2::register_legacy(t);
+    avx2::register_kextra(t);
 }
 
 }  // namespace llmforge::kernels

@@ -27,6 +27,8 @@
 #include "kernels/cpu/x86/float_dot_impl.h"
 #include "kernels/cpu/x86/quant_dot_impl.h"
 #include "kernels/cpu/x86/quant_x8_impl.h"
+#include "kernels/cpu/x86/quant_legacy_impl.h"
+#include "kernels/cpu/x86/quant_kextra_impl.h"
 
 namespace llmforge::kernels {
 
@@ -55,6 +57,8 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotVnni, true>;
         t.gemm[at(DType::Q4_K)] = gemm_kquant<DotVnni, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k<DotVnni>>;
         t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotVnni>>;
+        register_legacy_x86<DotVnni>(t);
+        register_kextra_x86<DotVnni>(t);
     }
 }
 
