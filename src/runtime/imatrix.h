@@ -1,0 +1,54 @@
+// Importance matrices: statistics of the activations each weight matrix multiplies, collected
+// over a calibration text (llmforge imatrix) and read back by the quantisers (llmforge quantize
+// --imatrix) and Wanda pruning (llmforge prune --method wanda). The files are llama.cpp's, so
+// either tool reads the other's: GGUF (`<tensor>.in_sum2` / `<tensor>.counts`, llama.cpp's
+// current format) and the legacy binary `.dat`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace llmforge {
+
+struct ImatrixTensor {
+    std::vector<float> sum_sq;  // per input column j: sum over every row read of x_j^2
+    int64_t rows = 0;           // rows (tokens) accumulated
+};
+
+struct Imatrix {
+    std::map<std::string, ImatrixTensor> tensors;  // by GGUF weight name ("blk.0.attn_q.weight")
+    std::vector<std::string> datasets;             // calibration file names
+    int64_t chunk_size = 0;                        // tokens per chunk of the collection
+    int64_t chunks = 0;                            // chunks processed
+
+    // The quantisers' importance of each column: mean of x_j^2 over the rows (sum_sq / rows).
+    // Throws Error when the tensor has no entry or its width is not `n_per_row`.
+    std::vector<float> importance(const std::string& tensor, int64_t n_per_row) const;
+};
+
+struct ImatrixOptions {
+    int64_t chunk = 512;       // tokens per chunk (each chunk starts a fresh context)
+    int64_t max_chunks = 0;    // 0: all the text's whole chunks
+    int n_threads = 0;         // 0: hardware concurrency
+    bool progress = true;      // a progress line (rate, ETA) on stderr
+};
+
+// Runs the model over `tokens` in chunks and accumulates every weight product's input
+// (ForwardScratch::matmul_hook). Throws Error when the text is shorter than one chunk.
+Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, const ImatrixOptions& opt);
+
+// Reads either format (by content); throws Error with the file and what is wrong.
+Imatrix read_imatrix(const std::string& path);
+// Writes GGUF when `path` ends in .gguf, else the legacy .dat; atomically.
+void write_imatrix(const Imatrix& m, const std::string& path);
+
+// Checks that every entry of `m` names a weight matrix of `model` with the same input width
+// (an imatrix made for another model is one clear error naming the first mismatch).
+void check_imatrix_matches(const Imatrix& m, const ModelConfig& cfg, const std::map<std::string, std::vector<int64_t>>& shapes,
+                           const std::string& where);
+
+}  // namespace llmforge
