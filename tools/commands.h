@@ -35,6 +35,10 @@ void add_augment(CLI::App& app, std::function<int()>& run);
 void add_code_eval(CLI::App& app, std::function<int()>& run);
 void add_grammar(CLI::App& app, std::function<int()>& run);
 void add_complete(CLI::App& app, std::function<int()>& run);
+void add_quantize(CLI::App& app, std::function<int()>& run);         // quantize.cpp
+void add_imatrix(CLI::App& app, std::function<int()>& run);          // imatrix.cpp
+void add_prune(CLI::App& app, std::function<int()>& run);            // prune.cpp
+void add_compress_report(CLI::App& app, std::function<int()>& run);  // compress_report.cpp
 
 // All of stdin (binary-safe); a read error is fail() with "<command>: cannot read stdin".
 std::string read_stdin(const char* command);

@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
     llmforge::cli::add_code_eval(app, cmds["code-eval"]);
     llmforge::cli::add_grammar(app, cmds["grammar"]);
     llmforge::cli::add_complete(app, cmds["complete"]);
+    llmforge::cli::add_quantize(app, cmds["quantize"]);
+    llmforge::cli::add_imatrix(app, cmds["imatrix"]);
+    llmforge::cli::add_prune(app, cmds["prune"]);
+    llmforge::cli::add_compress_report(app, cmds["compress-report"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
