@@ -8,16 +8,10 @@
 
 #include "model/adapter.h"
 #include "model/model.h"
+#include "test_util.h"
 
 namespace llmforge::test {
 
-inline std::vector<float> randn(size_t n, uint64_t seed, float sd) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(g);
-    return v;
-}
 
 inline Adapter make_lora(const Model& m, const std::vector<std::string>& targets, int64_t r, double alpha,
                          uint64_t seed) {

@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace llmforge::test {
 
@@ -31,6 +34,15 @@ void write_file(const std::string& path, const std::string& data);
 // A fresh folder holding hf-tokenizers/<name>/tokenizer.json (decompressed) and its
 // tokenizer_config.json, or "" when the asset is missing (use LF_REQUIRE_HF_TOKENIZER).
 std::string hf_tokenizer_folder(const std::string& name);
+
+// n values ~ N(0, sd²), a pure function of the seed.
+inline std::vector<float> randn(size_t n, uint64_t seed, float sd) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<float> d(0.0f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(g);
+    return v;
+}
 
 // max |a - b| / max |b| (the relative error of a against a reference b).
 template <class Ref>

@@ -3,6 +3,9 @@
 // mean ± sd over R repetitions after one warm-up, plus peak RSS. --adapter DIR[:scale]
 // (repeatable): the same with PEFT adapters (LoRA deltas on every row; a prompt adapter's virtual
 // tokens are run once, before the first repetition, and stay in the cache).
+// --cache-type-k / --cache-type-v: how the KV cache stores keys and values (f32, f16, q8_0, q4_0);
+// --depth D: both tests start with D tokens already in the cache (a random prompt prefilled once,
+// untimed; each repetition truncates back to it), like llama-bench's -d: decode speed at a depth.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -11,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_speed.h"
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
@@ -32,9 +36,6 @@ Stat stats(const std::vector<double>& v) {
     s.sd = v.size() > 1 ? std::sqrt(s.sd / (v.size() - 1)) : 0;
     return s;
 }
-double now() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 double peak_rss_mib() {
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);
@@ -48,6 +49,8 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
     static std::string model;
     static int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, mmap = 1;
     static std::vector<std::string> adapters;
+    static std::string cache_k = "f32", cache_v = "f32";
+    static int depth = 0;
     sub->add_option("-m,--model", model, "model file or folder")->required();
     sub->add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
     sub->add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
@@ -57,14 +60,20 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
         ->capture_default_str()->check(CLI::Range(0, 1));
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
+    sub->add_option("--cache-type-k", cache_k, "KV cache type of keys: f32, f16, q8_0, q4_0")->capture_default_str();
+    sub->add_option("--cache-type-v", cache_v, "KV cache type of values: f32, f16, q8_0, q4_0")->capture_default_str();
+    sub->add_option("-d,--depth", depth, "tokens already in the cache before each test (tg at depth D)")
+        ->capture_default_str()->check(CLI::Range(0, 1 << 24));
     run = [] {
+        const KvTypes kv{parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         auto m = Model::load(model, "", mmap != 0);
         const ModelConfig& c = m->config();
         const AdapterSet ads = AdapterSet::load(adapters, *m);
         if (!ads.empty()) std::fprintf(stderr, "bench: adapters: %s\n", ads.describe().c_str());
         ContextParams cp;
         cp.adapter = ads.seq_adapter();
-        cp.n_ctx = std::max(n_prompt, n_gen) + 1 + ads.n_virtual();
+        cp.n_ctx = depth + std::max(n_prompt, n_gen) + 1 + ads.n_virtual();
+        cp.kv_types = kv;
         cp.n_batch = std::max(n_prompt, 1);
         cp.n_threads = threads;
         Context ctx(*m, cp);
@@ -93,37 +102,58 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
                         ctx.pool().size(), test, s.mean, s.sd);
             std::fflush(stdout);
         };
-        if (n_prompt > 0) {
+        // --depth: the cache holds `depth` random tokens (after any virtual rows) before each run.
+        const int64_t base = ctx.n_past();
+        if (depth > 0) {
+            std::vector<int32_t> fill(depth);
+            for (auto& t : fill) t = static_cast<int32_t>(rng() % c.n_vocab);
+            ctx.decode(fill);
+        }
+        const std::string at = depth > 0 ? " @ d" + std::to_string(depth) : "";
+        auto at_depth = [&](const std::function<double()>& once, const char* what) {
             std::vector<double> tps;
             for (int r = -1; r < reps; ++r) {
-                ctx.clear();
-                double t0 = now();
-                ctx.decode(prompt);
-                double dt = now() - t0;
-                if (r >= 0) tps.push_back(n_prompt / dt);
-                std::fprintf(stderr, "\rbench: pp%d rep %d/%d: %.1f t/s   ", n_prompt, r + 1, reps, n_prompt / dt);
+                ctx.truncate(base + depth);
+                const double v = once();
+                if (r >= 0) tps.push_back(v);
+                std::fprintf(stderr, "\rbench: %s%s rep %d/%d: %.2f t/s   ", what, at.c_str(), r + 1, reps, v);
             }
+            return tps;
+        };
+        if (n_prompt > 0) {
+            const std::vector<double> tps =
+                depth > 0 ? at_depth([&] {
+                    const double t0 = bench_now();
+                    ctx.decode(prompt);
+                    return n_prompt / (bench_now() - t0);
+                }, ("pp" + std::to_string(n_prompt)).c_str())
+                          : bench_pp(ctx, prompt, reps, [](int r, double tps) {
+                                std::fprintf(stderr, "\rbench: pp%d rep %d/%d: %.1f t/s   ", n_prompt, r, reps, tps);
+                            });
             std::fprintf(stderr, "\n");
-            row(("pp" + std::to_string(n_prompt)).c_str(), tps);
+            row(("pp" + std::to_string(n_prompt) + at).c_str(), tps);
         }
         if (n_gen > 0) {
-            std::vector<double> tps;
-            for (int r = -1; r < reps; ++r) {
-                ctx.clear();
-                int32_t tok = static_cast<int32_t>(rng() % c.n_vocab);
-                double t0 = now();
-                for (int i = 0; i < n_gen; ++i) {
-                    const auto& lg = ctx.decode({tok});
-                    tok = static_cast<int32_t>((static_cast<uint32_t>(lg[0] * 1e3f) + i) % c.n_vocab);
-                }
-                double dt = now() - t0;
-                if (r >= 0) tps.push_back(n_gen / dt);
-                std::fprintf(stderr, "\rbench: tg%d rep %d/%d: %.2f t/s   ", n_gen, r + 1, reps, n_gen / dt);
-            }
+            const std::vector<double> tps =
+                depth > 0 ? at_depth([&] {
+                    int32_t tok = static_cast<int32_t>(rng() % c.n_vocab);
+                    const double t0 = bench_now();
+                    for (int i = 0; i < n_gen; ++i) {
+                        const auto& lg = ctx.decode({tok});
+                        tok = static_cast<int32_t>((static_cast<uint32_t>(lg[0] * 1e3f) + i) % c.n_vocab);
+                    }
+                    return n_gen / (bench_now() - t0);
+                }, ("tg" + std::to_string(n_gen)).c_str())
+                          : bench_tg(ctx, n_gen, reps, rng, [](int r, double tps) {
+                                std::fprintf(stderr, "\rbench: tg%d rep %d/%d: %.2f t/s   ", n_gen, r, reps, tps);
+                            });
             std::fprintf(stderr, "\n");
-            row(("tg" + std::to_string(n_gen)).c_str(), tps);
+            row(("tg" + std::to_string(n_gen) + at).c_str(), tps);
         }
-        std::printf("\npeak RSS: %.1f MiB\n", peak_rss_mib());
+        const size_t kv_pos = m->new_memory(1, kv)->bytes_per_position();
+        std::printf("\nKV cache: %s, %.1f KiB per position, %.1f MiB for %lld positions\n", kv_types_name(kv).c_str(),
+                    kv_pos / 1024.0, kv_pos * static_cast<double>(ctx.n_ctx()) / 1048576.0, (long long)ctx.n_ctx());
+        std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
         return 0;
     };
 }

@@ -54,7 +54,7 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-m,--model", in, "GGUF file, Hugging Face folder or llama2.c .bin (with --adapter: its base)");
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF) to embed");
     sub->add_option("-o,--out", out, "output .gguf")->required();
-    auto* type_opt = sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (--adapter: f32|f16|bf16, "
+    auto* type_opt = sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k..q6_k (--adapter: f32|f16|bf16, "
                                                      "default f32)")->capture_default_str();
     sub->add_option("--adapter", adapter, "PEFT LoRA adapter folder to write as a GGUF LoRA adapter (llama.cpp --lora)");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");

@@ -38,6 +38,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static std::vector<std::string> stops, adapters;
     static std::string grammar_file, json_schema, regex;
     static bool no_bos = false, special = false, no_mmap = false, chat = false;
+    static std::string cache_k = "f32", cache_v = "f32";
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
@@ -54,6 +55,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--stop", stops, "stop string (repeatable)");
     sub->add_option("-c,--ctx-size", ctx_size, "context size (0 = model's, max 4096)");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    sub->add_option("--cache-type-k", cache_k, "KV cache type of keys: f32, f16, q8_0, q4_0")->capture_default_str();
+    sub->add_option("--cache-type-v", cache_v, "KV cache type of values: f32, f16, q8_0, q4_0")->capture_default_str();
     sub->add_flag("--no-bos", no_bos, "do not prepend BOS");
     sub->add_flag("--special", special, "parse special-token text in the prompt");
     sub->add_flag("--chat", chat, "format the prompt as a user turn with the model's chat template");
@@ -70,6 +73,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     js->excludes(re);
     run = [] {
         Sampler::validate(sp);
+        const KvTypes kv{parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         // The constraint first: a bad grammar fails before the model is loaded.
         const ConstraintGbnf constraint = constraint_gbnf(grammar_file, json_schema, regex);
         std::shared_ptr<const Grammar> grammar;
@@ -107,6 +111,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
         cp.adapter = ads.seq_adapter();
+        cp.kv_types = kv;
         GenerateParams gp;
         gp.stop = stops;
         gp.stop.insert(gp.stop.end(), chat_stops.begin(), chat_stops.end());

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -18,6 +19,8 @@
 #include "model/gguf_model.h"
 #include "model/hf_config.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quantize.h"
+#include "quantize_model.h"
 
 namespace llmforge::cli {
 
@@ -25,15 +28,15 @@ DType export_dtype(const std::string& name, const std::vector<int64_t>& shape, D
                    std::string* note) {
     if (shape.size() < 2) return DType::F32;
     DType t = requested;
-    const bool low_bits = requested == DType::Q4_0 || requested == DType::Q4_K || requested == DType::Q6_K;
-    if (low_bits && name == "output.weight") t = DType::Q6_K;
     const int64_t k = shape.back();
-    auto fits = [&](DType d) { return k % dtype_info(d).block_size == 0; };
-    if (!fits(t)) {
-        DType fb = (t == DType::Q4_K || t == DType::Q6_K) && fits(DType::Q8_0) ? DType::Q8_0 : DType::F16;
+    const bool quantized = dtype_info(requested).quantized;
+    if (quantized && requested != DType::Q8_0 && name == "output.weight")
+        t = k % dtype_info(requested).block_size != 0 ? DType::Q8_0 : DType::Q6_K;
+    if (k % dtype_info(t).block_size != 0) {
+        const DType fb = fallback_dtype(t, k);
         if (note) {
-            *note = strfmt("%s: row length %lld is not a multiple of %s's block of %d; stored as %s",
-                           name.c_str(), (long long)k, dtype_name(t), dtype_info(t).block_size, dtype_name(fb));
+            *note = strfmt("%s: row length %lld is not a multiple of %s's block of %d; stored as %s", name.c_str(),
+                           (long long)k, dtype_name(t), dtype_info(t).block_size, dtype_name(fb));
         }
         t = fb;
     }
@@ -45,8 +48,14 @@ uint32_t gguf_file_type(DType requested) {
         case DType::F32: return 0;
         case DType::F16: return 1;
         case DType::Q4_0: return 2;
+        case DType::Q4_1: return 3;
         case DType::Q8_0: return 7;
-        case DType::Q4_K: return 15;  // Q4_K_M is the closest named mix
+        case DType::Q5_0: return 8;
+        case DType::Q5_1: return 9;
+        case DType::Q2_K: return 10;
+        case DType::Q3_K: return 12;  // llama-quantize's "Q3_K" is Q3_K_M
+        case DType::Q4_K: return 15;  // "Q4_K" is Q4_K_M
+        case DType::Q5_K: return 17;  // "Q5_K" is Q5_K_M
         case DType::Q6_K: return 18;
         case DType::BF16: return 32;
         default: return 0;
@@ -56,22 +65,34 @@ uint32_t gguf_file_type(DType requested) {
 void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& vocab,
                  DType requested, std::vector<ExportTensor> tensors, int n_threads,
                  const char* label) {
+    GgufFileInfo info;
+    info.file_type = gguf_file_type(requested);
+    info.quantized = dtype_info(requested).quantized;
+    export_gguf_file(path, cfg, vocab, info, std::move(tensors), n_threads, label);
+}
+
+GgufExportStats export_gguf_file(const std::string& path, const ModelConfig& cfg, const Vocab& vocab,
+                                 const GgufFileInfo& info, std::vector<ExportTensor> tensors, int n_threads,
+                                 const char* label) {
     GgufWriter w;
     gguf_write_config(w, cfg);
-    w.set("general.file_type", gguf_file_type(requested));
-    if (dtype_info(requested).quantized) w.set("general.quantization_version", uint32_t{2});
+    w.set("general.file_type", info.file_type);
+    if (info.quantized) w.set("general.quantization_version", uint32_t{2});
+    for (const GgufKV& kv : info.extra) w.set(kv.key, kv.value);
     if (!vocab.empty()) gguf_write_vocab(w, vocab);
 
-    const auto& kt = kernels::kernels();
     auto pool = std::make_shared<ThreadPool>(n_threads > 0 ? n_threads
                                                            : std::max(1u, std::thread::hardware_concurrency()));
-    size_t total = 0;
+    GgufExportStats st;
     for (const auto& t : tensors) {
         int64_t n = 1;
         for (int64_t d : t.shape) n *= d;
-        total += static_cast<size_t>(n);
+        st.n_params += n;
+        int64_t rows = n / t.shape.back();
+        st.bytes_out += row_bytes(t.dtype, t.shape.back()) * static_cast<size_t>(rows);
     }
-    auto progress = std::make_shared<Progress>(label, static_cast<double>(total), "params");
+    std::shared_ptr<Progress> progress;
+    if (info.progress) progress = std::make_shared<Progress>(label, static_cast<double>(st.n_params), "params");
     auto done = std::make_shared<size_t>(0);
     auto idx = std::make_shared<size_t>(0);
     const size_t n_tensors = tensors.size();
@@ -79,34 +100,64 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const Vocab& v
         const int64_t cols = t.shape.back();
         int64_t rows = 1;
         for (size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
-        auto quant = kt.quantize_row[static_cast<int>(t.dtype)];
-        if (t.dtype != DType::F32) LF_ASSERT(quant != nullptr);
+        LF_ASSERT(kernels::can_quantize_weights(t.dtype));
+        if (cols % dtype_info(t.dtype).block_size != 0)
+            fail("%s: %s: row length %lld is not a multiple of %s's block of %d", label, t.name.c_str(), (long long)cols,
+                 dtype_name(t.dtype), dtype_info(t.dtype).block_size);
         const size_t rb = row_bytes(t.dtype, cols);
+        const bool copy = t.source.defined() && t.source.dtype() == t.dtype;
         w.add_tensor(t.name, t.dtype, t.shape,
-                     [=, row = t.row, name = t.name](uint8_t* dst, size_t nbytes) {
+                     [=, row = t.row, name = t.name, src = t.source, imp = t.importance, dt = t.dtype](uint8_t* dst,
+                                                                                                         size_t nbytes) {
                          LF_ASSERT(nbytes == rb * static_cast<size_t>(rows));
-                         std::vector<std::vector<float>> tmp(pool->size(), std::vector<float>(cols));
-                         pool->run(rows, [&](int64_t r, int tid) {
-                             float* f = tmp[tid].data();
-                             row(r, f);
-                             if (quant) {
-                                 quant(f, dst + r * rb, cols);
-                             } else {
-                                 std::memcpy(dst + r * rb, f, rb);
-                             }
-                         });
+                         if (copy) {
+                             // Already in the chosen type: the bytes as they are.
+                             for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * rb, src.row(r), rb);
+                         } else {
+                             // Blocks of rows of at least 16K values per task (llama.cpp's chunk),
+                             // so small rows do not pay a dispatch each.
+                             const int64_t grain = std::max<int64_t>(1, 16384 / cols);
+                             const float* im = imp ? imp->data() : nullptr;
+                             std::mutex mu;
+                             std::string error;  // the first failure (a worker must not throw)
+                             pool->run_range(rows, grain, [&](int64_t b, int64_t e) {
+                                 thread_local std::vector<float> buf;
+                                 buf.resize(static_cast<size_t>((e - b) * cols));
+                                 try {
+                                     for (int64_t r = b; r < e; ++r) row(r, buf.data() + (r - b) * cols);
+                                     kernels::quantize_weights(dt, buf.data(), dst + b * rb, e - b, cols, im);
+                                 } catch (const std::exception& ex) {
+                                     std::lock_guard<std::mutex> lk(mu);
+                                     if (error.empty()) error = ex.what();
+                                 }
+                             });
+                             if (!error.empty()) fail("%s: %s (%s): %s", label, name.c_str(), dtype_name(dt), error.c_str());
+                         }
                          *done += static_cast<size_t>(rows * cols);
                          ++*idx;
-                         progress->update(static_cast<double>(*done),
-                                          strfmt("tensor %zu/%zu %s", *idx, n_tensors, name.c_str()));
+                         if (progress)
+                             progress->update(static_cast<double>(*done),
+                                              strfmt("tensor %zu/%zu %s", *idx, n_tensors, name.c_str()));
                      });
     }
     w.write(path);
     std::fprintf(stderr, "%s: wrote %s (%zu tensors)\n", label, path.c_str(), n_tensors);
+    return st;
 }
 
 std::vector<ExportTensor> model_export_tensors(const ModelFiles& files, ModelConfig& cfg, bool to_interleaved,
                                                DType requested, const ReplacedTensors& replaced, const char* label) {
+    std::vector<ExportTensor> tensors = model_export_rows(files, cfg, to_interleaved, replaced);
+    for (ExportTensor& e : tensors) {
+        std::string note;
+        e.dtype = export_dtype(e.name, e.shape, requested, &note);
+        if (!note.empty()) std::fprintf(stderr, "%s: note: %s\n", label, note.c_str());
+    }
+    return tensors;
+}
+
+std::vector<ExportTensor> model_export_rows(const ModelFiles& files, ModelConfig& cfg, bool to_interleaved,
+                                            const ReplacedTensors& replaced) {
     const Arch& arch = arch_of(cfg.arch, files.path);
     const bool permute_qk = cfg.rope_interleaved != to_interleaved;
     std::map<std::string, bool> rope_rows;  // GGUF name -> rows follow the RoPE pair order
@@ -119,9 +170,7 @@ std::vector<ExportTensor> model_export_tensors(const ModelFiles& files, ModelCon
         ExportTensor e;
         e.name = name;
         e.shape = t.shape();
-        std::string note;
-        e.dtype = export_dtype(name, e.shape, requested, &note);
-        if (!note.empty()) std::fprintf(stderr, "%s: note: %s\n", label, note.c_str());
+        e.dtype = t.dtype();
         const int64_t cols = t.shape().back();
         const bool permute = permute_qk && rope_rows[name];
         auto rep = replaced.find(name);
@@ -150,6 +199,7 @@ std::vector<ExportTensor> model_export_tensors(const ModelFiles& files, ModelCon
                 for (int64_t r = 0; r < cols; ++r) dst[r] = tmp[rope_row_source(r, D, to_interleaved)];
             };
         } else {
+            if (!permute) e.source = src;
             e.row = [src, deq, cols, permute, D, to_interleaved](int64_t r, float* dst) {
                 if (src.ndim() == 1) {
                     deq(src.data(), dst, cols);

@@ -78,7 +78,7 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--vocab", c.n_vocab, "vocabulary size (>= 290)")->required()->check(CLI::Range(290, 1 << 22));
     sub->add_option("--ctx", c.n_ctx_train, "training context length")->capture_default_str();
     sub->add_option("--rope-theta", c.rope_theta, "RoPE base")->capture_default_str();
-    sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k")->capture_default_str();
+    sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k")->capture_default_str();
     sub->add_flag("--tied", tied, "tie output and token embeddings");
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");

@@ -43,7 +43,7 @@ void add_merge_adapter(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--adapter", adapters, "PEFT LoRA adapter folder, DIR or DIR:SCALE (repeatable: merged in order)")
         ->required();
     sub->add_option("-o,--out", out, "output: a folder (Hugging Face), or a file ending in .gguf")->required();
-    sub->add_option("--type", type, "f32|f16|bf16 (.gguf also q8_0|q4_0|q4_k|q6_k)")->capture_default_str();
+    sub->add_option("--type", type, "f32|f16|bf16 (.gguf also q8_0|q4_0|q4_1|q5_0|q5_1|q2_k..q6_k)")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     run = [] {
         const DType requested = dtype_from_name(type);

@@ -20,6 +20,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static double drift_threshold = 0.2, kv_budget_mb = 0;
     static int drift_reference = 200, drift_window = 200;
     static bool no_batch_invariant = false;
+    static std::string cache_k = "f32", cache_v = "f32";
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
     sub->add_option("--chat-template", cfg.model_options.chat_template_path,
@@ -46,6 +47,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--kv-budget-mb", kv_budget_mb,
                     "KV cache running sequences may reserve (prompt + max_tokens rows); 0: slots x ctx")
         ->capture_default_str()->check(CLI::Range(0.0, 1e9));
+    sub->add_option("--cache-type-k", cache_k, "KV cache type of keys: f32, f16, q8_0, q4_0 (the KV budget counts its bytes)")
+        ->capture_default_str();
+    sub->add_option("--cache-type-v", cache_v, "KV cache type of values: f32, f16, q8_0, q4_0")->capture_default_str();
     sub->add_option("--prefix-cache-mb", prefix_mb, "memory for reusable prompt-prefix K/V blocks")->capture_default_str();
     sub->add_option("--step-prompt-tokens", step_tokens, "prompt tokens per engine step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 65536));
     sub->add_option("--http-threads", cfg.http_threads, "requests handled at once (each stream holds one)")->capture_default_str()->check(CLI::Range(4, 4096));
@@ -65,6 +69,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--drift-window", drift_window, "requests in the current drift window")->capture_default_str();
     run = [] {
         for (const auto& spec : adapter_specs) cfg.adapters.push_back(serve::parse_adapter_option(spec));
+        cfg.model_options.kv_types = {parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         cfg.engine.slots = parallel;
         cfg.engine.n_ctx = ctx;
         cfg.engine.threads = threads;

@@ -68,6 +68,18 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--replay-ratio", a.replay_ratio, "share of batch rows drawn from --replay");
     sub->add_option("--ewc-lambda", a.ewc_lambda, "EWC strength (needs --ewc-fisher)");
     sub->add_option("--ewc-fisher", a.ewc_fisher, "diagonal Fisher file from llmforge fisher");
+    sub->add_option("--teacher", a.teacher, "knowledge distillation from this model (same vocabulary), run in inference "
+                    "mode on each micro-batch: loss = alpha*T^2*KL(teacher/T || student/T) + (1-alpha)*CE");
+    sub->add_option("--distill-temp", a.distill_temp, "distillation temperature T (> 0)")->capture_default_str();
+    sub->add_option("--distill-alpha", a.distill_alpha, "weight of the teacher's soft targets, in [0, 1]")
+        ->capture_default_str();
+    sub->add_option("--qat", a.qat, "quantisation-aware training for `llmforge quantize --type T`: none | q8_0 | q4_0 | "
+                    "q4_k (fake-quantised weights in the forward, straight-through gradients, f32 masters)")
+        ->capture_default_str();
+    sub->add_option("--qat-act", a.qat_act, "none | int8: per-token int8 fake quantisation of every linear's input")
+        ->capture_default_str();
+    sub->add_flag("--keep-sparsity", a.keep_sparsity, "recovery fine-tuning of a pruned --model (llmforge prune): its "
+                  "matrices' zeros stay exactly 0 (gradients masked, weights re-zeroed every step)");
     sub->add_flag("--eval-only", a.eval_only, "print the validation loss of --model (+ --init-adapter) as JSON and exit");
     run = [sub] {
         a.shuffle = !no_shuffle;

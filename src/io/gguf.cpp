@@ -485,7 +485,8 @@ void read_tensor_info(ByteReader& r, GgufTensorInfo& t, uint32_t alignment, cons
     const DTypeInfo* info = dtype_info_or_null(type);
     if (info == nullptr) {
         fail("%s: tensor %s has ggml type %u (%s), which llmforge does not load (supported: "
-             "f32, f16, bf16, q4_0, q8_0, q4_k, q6_k; hint: re-quantize with one of these)",
+             "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k; hint: re-quantize with "
+             "one of these)",
              file, qn.c_str(), type, ggml_type_name(type));
     }
     t.dtype = static_cast<DType>(type);

@@ -133,7 +133,7 @@ void Model::check_tensor(const NamedSpec& ns, const Tensor& t, bool matmul) cons
     const int di = static_cast<int>(t.dtype());
     if (matmul && kt.vec_dot[di] == nullptr) {
         fail("%s: tensor '%s' has dtype %s, which has no matrix kernel (expected f32, f16, bf16, "
-             "q8_0, q4_0, q4_k or q6_k; hint: llmforge convert --type q8_0)",
+             "q8_0, q4_0, q4_1, q5_0, q5_1 or q2_k..q6_k; hint: llmforge quantize --type q8_0)",
              file.c_str(), ns.name.c_str(), dtype_name(t.dtype()));
     }
     if (kt.dequantize_row[di] == nullptr) {
@@ -189,8 +189,8 @@ void Model::rope_tables(int64_t pos, float* cs, float* sn) const {
     rope_cos_sin(inv_freq_, rope_mscale_, pos, cs, sn);
 }
 
-std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx) const {
-    return std::make_unique<KvCache>(cfg_, n_ctx);
+std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx, KvTypes types) const {
+    return std::make_unique<KvCache>(cfg_, n_ctx, types);
 }
 
 void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvMemory& cache, float* logits,
@@ -532,20 +532,39 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
     const int64_t* row_seq = s_.row_seq.data();
     const int64_t* row_pos = s_.row_pos.data();
     auto cache_of = [&](int64_t row) -> KvCache& {
-        KvCache* c = seqs_[row_seq[row]].cache->f32_rows();
+        KvCache* c = seqs_[row_seq[row]].cache->rows();
         LF_ASSERT(c != nullptr && c->k_dim(l) == k_dim && c->v_dim(l) == v_dim);
         return *c;
     };
-    pool_.run_range(n_, n_grain_, [&](int64_t b, int64_t e) {
+    // Each real row's K/V into its cache row, in the cache's types: a quantised row is quantised
+    // here, once (blocks of 32 along the row never straddle a head: the cache checked D). A lone
+    // row doubled in batch-invariant mode (rows >= n_real_) is the same position: not written twice.
+    auto store = [&](DType t, const float* src, uint8_t* dst, int64_t n) {
+        if (t == DType::F32) {
+            std::copy(src, src + n, reinterpret_cast<float*>(dst));
+        } else {
+            kt_.quantize_row[static_cast<int>(t)](src, dst, n);
+        }
+    };
+    bool any_quant = false;
+    for (int64_t j = 0; j < n_seqs_; ++j) {
+        KvCache* c = seqs_[j].n > 0 ? seqs_[j].cache->rows() : nullptr;
+        if (c != nullptr && !c->types().is_f32()) any_quant = true;
+    }
+    pool_.run_range(n_real_, n_grain_, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             KvCache& cache = cache_of(i);
-            std::copy(k.data + i * k_dim, k.data + (i + 1) * k_dim, cache.k(l) + row_pos[i] * k_dim);
-            std::copy(v.data + i * v_dim, v.data + (i + 1) * v_dim, cache.v(l) + row_pos[i] * v_dim);
+            store(cache.types().k, k.data + i * k_dim, cache.k_row(l, row_pos[i]), k_dim);
+            store(cache.types().v, v.data + i * v_dim, cache.v_row(l, row_pos[i]), v_dim);
         }
     });
     Act att = take(n_, o_dim);
     const int64_t n_block_items = static_cast<int64_t>(s_.att_blocks.size()) * H;
     const int64_t n_row_items = static_cast<int64_t>(s_.att_rows.size()) * Hkv;
+    // Prompt blocks over a non-f32 cache read f32 rows of one head: each thread dequantises the
+    // rows a block reads into its own buffer (n_kv x D keys, n_kv x Dv values).
+    const size_t deq_per_thread = static_cast<size_t>(max_len_ * (D + Dv));
+    if (any_quant && n_block_items > 0) grow(s_.att_kv, static_cast<size_t>(pool_.size()) * deq_per_thread);
     pool_.run(n_block_items + n_row_items, [&](int64_t item, int tid) {
         if (item < n_block_items) {
             const auto [i0, nq] = s_.att_blocks[item / H];
@@ -555,9 +574,34 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
             const int64_t k0 = W > 0 ? std::max<int64_t>(0, p0 - W + 1) : 0;  // first key any row reads
             const int64_t n_kv = p0 + nq - k0;
             float* sc = &s_.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len_];
+            // K_g and V_g rows [k0, k0 + n_kv): the cache itself when f32, else dequantised.
+            const float* kg;
+            const float* vg;
+            int64_t ldk = k_dim, ldv = v_dim;
+            const KvTypes& kvt = cache.types();
+            float* deq = kvt.is_f32() ? nullptr : &s_.att_kv[static_cast<size_t>(tid) * deq_per_thread];
+            if (kvt.k == DType::F32) {
+                kg = cache.k(l) + k0 * k_dim + g * D;
+            } else {
+                const auto to_f32 = kt_.dequantize_row[static_cast<int>(kvt.k)];
+                const size_t off = row_bytes(kvt.k, g * D);
+                for (int64_t t = 0; t < n_kv; ++t) to_f32(cache.k_row(l, k0 + t) + off, deq + t * D, D);
+                kg = deq;
+                ldk = D;
+            }
+            if (kvt.v == DType::F32) {
+                vg = cache.v(l) + k0 * v_dim + g * Dv;
+            } else {
+                const auto to_f32 = kt_.dequantize_row[static_cast<int>(kvt.v)];
+                const size_t off = row_bytes(kvt.v, g * Dv);
+                float* vd = deq + max_len_ * D;
+                for (int64_t t = 0; t < n_kv; ++t) to_f32(cache.v_row(l, k0 + t) + off, vd + t * Dv, Dv);
+                vg = vd;
+                ldv = Dv;
+            }
             // scores (nq, n_kv) = scale * Q_h K_g^T; causal (windowed) softmax per row; out_h = P V_g.
-            kernels::sgemm(false, true, nq, n_kv, D, scale, q.data + i0 * q_dim + h * D, q_dim,
-                           cache.k(l) + k0 * k_dim + g * D, k_dim, 0.0f, sc, n_kv);
+            kernels::sgemm(false, true, nq, n_kv, D, scale, q.data + i0 * q_dim + h * D, q_dim, kg, ldk, 0.0f, sc,
+                           n_kv);
             for (int64_t r = 0; r < nq; ++r) {
                 float* row = sc + r * n_kv;
                 const int64_t end = p0 + r + 1 - k0;  // keys [lo, end) in block-local indices
@@ -566,19 +610,28 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
                 std::fill(row, row + lo, 0.0f);
                 std::fill(row + end, row + n_kv, 0.0f);
             }
-            kernels::sgemm(false, false, nq, Dv, n_kv, 1.0f, sc, n_kv, cache.v(l) + k0 * v_dim + g * Dv, v_dim, 0.0f,
-                           att.data + i0 * o_dim + h * Dv, o_dim);
+            kernels::sgemm(false, false, nq, Dv, n_kv, 1.0f, sc, n_kv, vg, ldv, 0.0f, att.data + i0 * o_dim + h * Dv,
+                           o_dim);
             return;
         }
-        // The kernel table's one-position attention (one head size for keys and values).
+        // The kernel table's one-position attention (one head size for keys and values): f32 rows
+        // through `attention`, other types through `attention_kv`, which reads them as stored.
         LF_ASSERT(D == Dv);
         const int64_t i = s_.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
         KvCache& cache = cache_of(i);
         const int64_t p = row_pos[i], k0 = W > 0 ? std::max<int64_t>(0, p - W + 1) : 0;
         float* scores = &s_.att_scores[static_cast<size_t>(tid) * max_len_];
-        kt_.attention(q.data + i * q_dim + g * group * D, cache.k(l) + k0 * k_dim + g * D,
-                      cache.v(l) + k0 * v_dim + g * D, p + 1 - k0, k_dim, group, 1, D, scale,
-                      att.data + i * o_dim + g * group * D, scores);
+        const KvTypes& kvt = cache.types();
+        if (kvt.is_f32()) {
+            kt_.attention(q.data + i * q_dim + g * group * D, cache.k(l) + k0 * k_dim + g * D,
+                          cache.v(l) + k0 * v_dim + g * D, p + 1 - k0, k_dim, group, 1, D, scale,
+                          att.data + i * o_dim + g * group * D, scores);
+        } else {
+            kt_.attention_kv(q.data + i * q_dim + g * group * D, cache.k_row(l, k0) + row_bytes(kvt.k, g * D), kvt.k,
+                             cache.k_row_bytes(l), cache.v_row(l, k0) + row_bytes(kvt.v, g * D), kvt.v,
+                             cache.v_row_bytes(l), p + 1 - k0, group, 1, D, scale, att.data + i * o_dim + g * group * D,
+                             scores);
+        }
     });
     return att;
 }

@@ -57,6 +57,7 @@ struct ForwardScratch {
     std::vector<std::pair<int64_t, int64_t>> att_blocks;  // prompt blocks: (first row, rows)
     std::vector<int64_t> att_rows;                        // rows attended one position at a time
     std::vector<float> att_block;                         // per thread: a block's scores
+    std::vector<float> att_kv;  // per thread: a non-f32 cache's K/V rows of one head, as f32, for a block
     // Batch-invariant mode (the server's default): a row's logits are bit-identical whatever
     // else is in the batch. For q8_0 / q4_0 weights the kernels have a one-row path that sums in
     // the tiles' order (KernelTable::gemm_invariant, ~8% slower decode); for other types a lone
@@ -123,8 +124,9 @@ public:
     void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
 
     // A new, empty KV memory for one sequence of up to n_ctx positions, in the layout this
-    // model's attention reads.
-    std::unique_ptr<KvMemory> new_memory(int64_t n_ctx) const;
+    // model's attention reads, with keys and values stored as `types` (f32, f16, q8_0, q4_0;
+    // throws Error, one line, when the head size does not fit a quantised type's blocks).
+    std::unique_ptr<KvMemory> new_memory(int64_t n_ctx, KvTypes types = {}) const;
 
     // Every weight matrix has a row-invariant gemm: batch-invariant mode costs nothing.
     bool rows_batch_invariant() const { return rows_invariant_; }

@@ -24,7 +24,7 @@ Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(params),
       pool_(pick_threads(params.n_threads)),
-      cache_(model.new_memory(pick_ctx(model, params))),
+      cache_(model.new_memory(pick_ctx(model, params), params.kv_types)),
       logits_(model.config().n_vocab) {
     if (params_.n_batch <= 0) params_.n_batch = 512;
     const SeqAdapter& a = params_.adapter;

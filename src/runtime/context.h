@@ -35,6 +35,7 @@ struct ContextParams {
     int64_t n_batch = 512;   // prefill chunk
     int n_threads = 0;       // 0: hardware concurrency
     SeqAdapter adapter;      // none by default
+    KvTypes kv_types;        // how K and V rows are stored (--cache-type-k / -v); f32 by default
 };
 
 class Context {

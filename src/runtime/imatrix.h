@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -17,6 +18,10 @@ namespace llmforge {
 struct ImatrixTensor {
     std::vector<float> sum_sq;  // per input column j: sum over every row read of x_j^2
     int64_t rows = 0;           // rows (tokens) accumulated
+    // Products observed (llama-imatrix's `ncall`, the legacy .dat's per-entry count). A .dat
+    // stores mean·ncall per column and no row count, so reading one gives sum_sq = the stored
+    // values and rows = ncall: the same mean, divided exactly as llama-quantize divides it.
+    int64_t ncall = 0;
 };
 
 struct Imatrix {
@@ -25,7 +30,8 @@ struct Imatrix {
     int64_t chunk_size = 0;                        // tokens per chunk of the collection
     int64_t chunks = 0;                            // chunks processed
 
-    // The quantisers' importance of each column: mean of x_j^2 over the rows (sum_sq / rows).
+    // The quantisers' importance of each column: mean of x_j^2 over the rows (sum_sq / rows, in
+    // float, as llama-quantize computes it; all 1 for an entry that saw no rows, as llama.cpp).
     // Throws Error when the tensor has no entry or its width is not `n_per_row`.
     std::vector<float> importance(const std::string& tensor, int64_t n_per_row) const;
 };
@@ -34,11 +40,19 @@ struct ImatrixOptions {
     int64_t chunk = 512;       // tokens per chunk (each chunk starts a fresh context)
     int64_t max_chunks = 0;    // 0: all the text's whole chunks
     int n_threads = 0;         // 0: hardware concurrency
-    bool progress = true;      // a progress line (rate, ETA) on stderr
+    bool progress = true;      // a progress line (rate, ETA) on stderr (the CLI, through on_chunk)
+    bool process_output = false;  // also collect output.weight (llama-imatrix --process-output)
+    // Called after each chunk with (chunks done, chunks in all).
+    std::function<void(int64_t, int64_t)> on_chunk;
 };
 
 // Runs the model over `tokens` in chunks and accumulates every weight product's input
-// (ForwardScratch::matmul_hook). Throws Error when the text is shorter than one chunk.
+// (ForwardScratch::matmul_hook), as llama-imatrix does: chunk i is tokens [i·chunk, (i+1)·chunk)
+// from an empty cache, its first token replaced by BOS when the vocabulary adds one; the chunk
+// goes through in pieces of at most 512 tokens (llama.cpp's default micro-batch, one `ncall`
+// each); only blk.* weights (and output.weight with process_output) and only products of at
+// least 16 rows count. Sums are kept in double. Throws Error when the text is shorter than one
+// chunk.
 Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, const ImatrixOptions& opt);
 
 // Reads either format (by content); throws Error with the file and what is wrong.
@@ -46,9 +60,16 @@ Imatrix read_imatrix(const std::string& path);
 // Writes GGUF when `path` ends in .gguf, else the legacy .dat; atomically.
 void write_imatrix(const Imatrix& m, const std::string& path);
 
-// Checks that every entry of `m` names a weight matrix of `model` with the same input width
-// (an imatrix made for another model is one clear error naming the first mismatch).
-void check_imatrix_matches(const Imatrix& m, const ModelConfig& cfg, const std::map<std::string, std::vector<int64_t>>& shapes,
+// Checks that every entry of `m` names a weight matrix of the model (`shapes`: GGUF name ->
+// row-major shape) with the same input width: an imatrix made for another model is one clear
+// error naming the first entry that does not fit. `where` prefixes the message
+// ("quantize: imatrix.dat").
+void check_imatrix_matches(const Imatrix& m, const std::map<std::string, std::vector<int64_t>>& shapes,
                            const std::string& where);
+// The lead's first form (the config is not needed): the same check.
+inline void check_imatrix_matches(const Imatrix& m, const ModelConfig&,
+                                  const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& where) {
+    check_imatrix_matches(m, shapes, where);
+}
 
 }  // namespace llmforge

@@ -9,13 +9,14 @@ namespace llmforge {
 
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
                             const std::function<void(int64_t, int64_t, double)>& progress,
-                            const SeqAdapter& adapter) {
+                            const SeqAdapter& adapter, const KvTypes& kv_types) {
     if (tokens.size() < 2) fail("perplexity: the text has %zu tokens, expected at least 2", tokens.size());
     if (n_ctx < 2) fail("perplexity: --ctx %lld, expected at least 2", (long long)n_ctx);
     ContextParams cp;
     cp.n_ctx = n_ctx + adapter.n_virtual;
     cp.n_threads = threads;
     cp.adapter = adapter;
+    cp.kv_types = kv_types;
     Context ctx(model, cp);
     const int64_t V = model.config().n_vocab;
     const int64_t n = static_cast<int64_t>(tokens.size());

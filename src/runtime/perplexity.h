@@ -8,7 +8,7 @@
 //
 // With an adapter (runtime/context.h SeqAdapter): its LoRA delta applies to every row, and a prompt
 // adapter's N virtual rows come before each window (the window's tokens at positions N..); they are
-// never scored. The KV cache then holds N + n_ctx positions.
+// never scored. The KV cache then holds N + n_ctx positions, its rows stored as kv_types.
 //
 // Thread safety: uses its own Context; the Model is only read.
 #pragma once
@@ -35,6 +35,6 @@ struct PerplexityResult {
 // n_ctx < 2, token ids outside the vocabulary.
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
                             const std::function<void(int64_t, int64_t, double)>& progress = nullptr,
-                            const SeqAdapter& adapter = {});
+                            const SeqAdapter& adapter = {}, const KvTypes& kv_types = {});
 
 }  // namespace llmforge

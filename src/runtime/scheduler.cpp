@@ -86,7 +86,7 @@ ModelHandle::ModelHandle() : serial(g_next_serial++) {}
 
 size_t ModelHandle::kv_bytes_per_position() const {
     std::call_once(kv_once_, [&] {
-        if (model) kv_bytes_ = model->new_memory(1)->bytes_per_position();
+        if (model) kv_bytes_ = model->new_memory(1, kv_types)->bytes_per_position();
     });
     return kv_bytes_;
 }
@@ -312,7 +312,7 @@ std::vector<Scheduler::Slot*> Scheduler::admit() {
         Slot& s = *best;
         if (s.model != r.model || !s.cache) {
             s.cache.reset();
-            s.cache = r.model->model->new_memory(cfg_.n_ctx);
+            s.cache = r.model->model->new_memory(cfg_.n_ctx, r.model->kv_types);
             s.model = r.model;
             s.cached.clear();
             best_lcp = 0;

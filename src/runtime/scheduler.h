@@ -58,12 +58,15 @@ struct ModelHandle {
     std::unique_ptr<Model> model;
     std::unique_ptr<Tokenizer> tokenizer;
     bool stop_on_bos = false;  // llama2.c checkpoints: sampling BOS ends the text
+    // How its sequences' KV memories store keys and values (--cache-type-k / -v). Set before the
+    // handle is shared; the KV budget and the prefix cache's layout key follow from it.
+    KvTypes kv_types;
     // Unique within the process (an address could be reused after a model is freed): the prefix
     // cache keys blocks by it.
     const uint64_t serial;
 
-    // Bytes one position takes in this model's KV memory (from the memory itself, so the
-    // scheduler needs no knowledge of its layout).
+    // Bytes one position takes in this model's KV memory, in kv_types (from the memory itself,
+    // so the scheduler needs no knowledge of its layout: a q8_0 cache reserves its real bytes).
     size_t kv_bytes_per_position() const;
 
 private:

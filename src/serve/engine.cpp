@@ -27,6 +27,8 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
     sm->model = Model::load(path, opt.tokenizer_path, opt.use_mmap);
     sm->tokenizer = Tokenizer::create(sm->model->vocab());
     sm->stop_on_bos = sm->model->files().format == "llama2c";
+    sm->model->new_memory(1, opt.kv_types);  // a head size the cache type cannot take fails here, at load
+    sm->kv_types = opt.kv_types;
     if (!opt.alias.empty()) {
         sm->id = opt.alias;
     } else {

@@ -64,6 +64,7 @@ struct ModelOptions {
     std::string chat_template_path;  // optional: a Jinja file, or "chatml" for the built-in ChatML
     std::string alias;               // optional id; default: the file name without extension
     bool use_mmap = true;
+    KvTypes kv_types;  // --cache-type-k / --cache-type-v: how every slot's KV memory stores K and V
 };
 
 // Loads everything a request needs; throws Error (one line) when anything is wrong (kNotFound when

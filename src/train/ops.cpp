@@ -625,14 +625,17 @@ Var reshape(Tape& t, Var x, std::vector<int64_t> shape) {
     Var y = t.make(std::move(shape), needs_grad(t, {x}));
     LF_ASSERT(y->numel == x->numel);
     std::memcpy(y->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
-    if (y->requires_grad) {
-        t.on_backward([&t, x, y] {
-            if (y->grad == nullptr) return;
-            float* dx = t.grad(x);
-            for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
-        });
-    }
+    if (y->requires_grad) pass_gradient_through(t, x, y);
     return y;
+}
+
+void pass_gradient_through(Tape& t, Var x, Var y) {
+    LF_ASSERT(x->numel == y->numel);
+    t.on_backward([&t, x, y] {
+        if (y->grad == nullptr) return;
+        float* dx = t.grad(x);
+        for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
+    });
 }
 
 // ---- frozen weights -------------------------------------------------------------------------

@@ -58,6 +58,10 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t batch, int64_t seq, int64_t 
 
 // The same values in another shape (same numel); a copy, so the two nodes' gradients stay apart.
 Var reshape(Tape& t, Var x, std::vector<int64_t> shape);
+// Identity backward from y to x (same numel): x's gradient += y's. For ops whose derivative is
+// taken as 1 (a reshape; the straight-through estimator of a rounding). Call only when
+// y->requires_grad.
+void pass_gradient_through(Tape& t, Var x, Var y);
 
 // Frozen weights (Param::trainable == false) stay in their file's dtype: rows and matrices are
 // dequantised block by block as they are used (a plain f32 matrix in fp32 precision is read in

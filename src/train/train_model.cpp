@@ -38,7 +38,7 @@ public:
         embedded_ = &p;
         mark({&p});  // runs last in backward: the embedding's (and a tied output's) grad is final
         const int64_t N = b_.B * b_.T;
-        Var rows = p.trainable ? embedding(t_, t_.param(p), b_.ids, N) : embedding_frozen(t_, p.frozen, b_.ids, N);
+        Var rows = p.trainable ? embedding(t_, weight(p), b_.ids, N) : embedding_frozen(t_, p.frozen, b_.ids, N);
         if (!m_.embed_offset.empty()) {
             // FGM's perturbation: a constant added to the rows (the lookup's backward never reads them).
             LF_ASSERT(static_cast<int64_t>(m_.embed_offset.size()) == rows->numel);
@@ -132,10 +132,23 @@ private:
     // x · W^T (+ bias), then the after_linear seam.
     Act product(Act x, Weight w, Var bias) {
         Param& p = P(w);
-        Var y = p.trainable ? train::linear(t_, V(x), t_.param(p), bias) : linear_frozen(t_, V(x), p.frozen, bias, &p.packs);
+        Var in = V(x);
+        if (m_.linear_input) {  // QAT activations: one quantised copy per input (q, k and v share it)
+            if (in != act_in_) act_in_ = in, act_q_ = m_.linear_input(t_, in);
+            in = act_q_;
+        }
+        Var y = p.trainable ? train::linear(t_, in, weight(p), bias) : linear_frozen(t_, in, p.frozen, bias, &p.packs);
         if (m_.after_linear) y = m_.after_linear(t_, w, V(x), y);
         products_.insert(y);
         return act(y);
+    }
+    // A trainable weight's leaf: the master, or the values weight_values gives instead (QAT's
+    // fake-quantised copy); the gradient goes to the master either way (straight-through).
+    Var weight(Param& p) {
+        Var v = t_.param(p);
+        if (m_.weight_values)
+            if (const float* q = m_.weight_values(p)) v->data = const_cast<float*>(q);
+        return v;
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }
@@ -159,6 +172,7 @@ private:
     TrainModel& m_;
     Batch b_;
     Param* embedded_ = nullptr;  // the input table (marked at embed)
+    Var act_in_ = nullptr, act_q_ = nullptr;  // linear_input: the last input and its replacement
     // Outputs of linear / linear_frozen / linear_into (after the after_linear seam), whose backward
     // never reads them: RoPE may rotate these in place.
     std::unordered_set<const Node*> products_;

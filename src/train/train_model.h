@@ -94,6 +94,13 @@ public:
     // and forward() counts no loss on the added ones.
     std::function<Var(Tape&, Weight, Var x, Var y)> after_linear;
     std::function<Var(Tape&, Var rows, int64_t batch)> input_rows;
+    // Quantisation-aware training seams (train/qat.h): weight_values gives, for a trainable
+    // weight, the values its products and lookups read instead of the master (its fake-quantised
+    // copy; null: the master) while the gradient still goes to the master (straight-through);
+    // linear_input, when set, replaces each linear's input before the product (per-token int8
+    // fake quantisation; after_linear still sees the original input).
+    std::function<const float*(const Param&)> weight_values;
+    std::function<Var(Tape&, Var x)> linear_input;
     // PEFT's prompt-tuning loss: the last added row predicts each sequence's first token (its
     // labels are the token ids with -100 over the virtual rows, shifted by one). SFT data, whose
     // first token is template text, turns this off.

@@ -19,12 +19,15 @@
 #include "model/hf_config.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/distill.h"
 #include "train/distributed.h"
 #include "train/ops.h"
 #include "runtime/chat.h"
 #include "train/ewc.h"
 #include "train/optimizer.h"
 #include "train/peft.h"
+#include "train/qat.h"
+#include "train/sparsity_mask.h"
 #include "train/train_model.h"
 
 namespace llmforge::train {
@@ -137,6 +140,22 @@ void validate(const TrainArgs& a) {
     if (!(a.ewc_lambda >= 0)) fail("train: --ewc-lambda is %g, expected >= 0", a.ewc_lambda);
     if (a.ewc_lambda > 0 && a.ewc_fisher.empty())
         fail("train: --ewc-lambda needs --ewc-fisher FILE (hint: llmforge fisher -m MODEL --data TASK_A -o FILE)");
+    if (!(a.distill_alpha >= 0 && a.distill_alpha <= 1))
+        fail("train: --distill-alpha is %g, expected in [0, 1] (the weight of the teacher's soft targets; 1 - alpha "
+             "weighs the labels)", a.distill_alpha);
+    if (!(a.distill_temp > 0))
+        fail("train: --distill-temp is %g, expected > 0 (hint: 1 to 4 are usual; higher softens the teacher more)",
+             a.distill_temp);
+    if (!a.teacher.empty() && a.peft == "prompt")
+        fail("train: --teacher with --peft prompt is not supported (the virtual-token rows have no teacher logits; "
+             "hint: --peft lora, or train every tensor)");
+    (void)qat_config(a.qat, a.qat_act);
+    if (a.keep_sparsity && a.peft != "none")
+        fail("train: --keep-sparsity with --peft %s: the base is frozen (its zeros stay) and only the adapter trains, "
+             "whose merge would fill them (hint: drop --peft to fine-tune every tensor with the zeros kept)", a.peft.c_str());
+    if (a.keep_sparsity && a.model.empty() && !a.eval_only)
+        fail("train: --keep-sparsity needs --model PRUNED (the zeros kept are those of its weights; random weights "
+             "from --config have none)");
 }
 
 class StepLine {
@@ -205,7 +224,13 @@ json args_to_json(const TrainArgs& a) {
                 {"replay", a.replay},
                 {"replay-ratio", a.replay_ratio},
                 {"ewc-lambda", a.ewc_lambda},
-                {"ewc-fisher", a.ewc_fisher}};
+                {"ewc-fisher", a.ewc_fisher},
+                {"teacher", a.teacher},
+                {"distill-temp", a.distill_temp},
+                {"distill-alpha", a.distill_alpha},
+                {"qat", a.qat},
+                {"qat-act", a.qat_act},
+                {"keep-sparsity", a.keep_sparsity}};
 }
 
 void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::string>& given) {
@@ -238,6 +263,17 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     take("replay-ratio", a.replay_ratio);
     take("ewc-lambda", a.ewc_lambda);
     take("ewc-fisher", a.ewc_fisher);
+    take("teacher", a.teacher);
+    take("distill-temp", a.distill_temp);
+    take("distill-alpha", a.distill_alpha);
+    take("qat", a.qat);
+    take("qat-act", a.qat_act);
+    // The mask is the initial model's zeros: it cannot be switched on or off mid-run.
+    const bool saved_keep = saved.value("keep-sparsity", false);
+    if (given.count("keep-sparsity") && a.keep_sparsity != saved_keep)
+        fail("train: --resume: the run was started %s --keep-sparsity (hint: drop the flag, or start a new run from the "
+             "checkpoint's model with --model and another --save folder)", saved_keep ? "with" : "without");
+    a.keep_sparsity = saved_keep;
     take("model", a.model);
     take("config", a.config);
     take("data", a.data);
@@ -334,6 +370,8 @@ struct RunInputs {
     void open_data();
     // Rank 0: the --save folder, before the first step so that it fails early (see below).
     void open_save_folder();
+    // --keep-sparsity: the zeros of --model's matrices (re-read from the file on resume).
+    void open_sparsity_mask();
 
     Distributed& dist = Distributed::get();
     const bool lead = dist.rank() == 0;
@@ -346,6 +384,9 @@ struct RunInputs {
     TokenData data;
     std::optional<TokenData> val, replay;
     std::unique_ptr<EwcPenalty> ewc;
+    std::unique_ptr<Teacher> teacher;  // --teacher (not for --eval-only)
+    std::unique_ptr<Qat> qat;  // --qat / --qat-act (plugged into model; destroyed before it)
+    std::unique_ptr<SparsityMask> sparsity;  // --keep-sparsity
     std::vector<std::string> extra;  // tokenizer files copied into every checkpoint
 
 private:
@@ -516,6 +557,20 @@ void RunInputs::open_data() {
     extra = tokenizer_files(a);
 }
 
+void RunInputs::open_sparsity_mask() {
+    const std::vector<Param*> params = param_list(*model, nullptr);
+    if (ckpt.empty()) {
+        sparsity = std::make_unique<SparsityMask>(params, params, a.model);
+        return;
+    }
+    // Resumed: not the masters' zeros (a weight may have reached 0.0 by training), the initial
+    // file's, laid out as open_model lays them out.
+    std::unique_ptr<TrainModel> initial = TrainModel::from_files(open_model_files(a.model));
+    initial->to_rotate_half();
+    sparsity = std::make_unique<SparsityMask>(params, param_list(*initial, nullptr), a.model);
+    sparsity->check_resumed(ckpt);
+}
+
 // The --save folder: created, locked, checked writable (a read-only folder fails here, not at the
 // first save), cleaned of leftovers; its top-level model files re-linked to the checkpoint
 // `latest` names if a kill left them behind it.
@@ -566,6 +621,7 @@ private:
     void run_step(int64_t step);
     double accumulate_grads(int64_t step);
     void fill_rows(int64_t k);
+    Var micro_loss(const int32_t* targets_used, uint64_t dropout_seed);
     void fgm_pass(const int32_t* targets_used, uint64_t dropout_seed, float seed_scale);
     bool unscale_grads(int64_t step, double loss);
     void report(int64_t step, const StepStats& s);
@@ -653,6 +709,7 @@ TrainRun::TrainRun(RunInputs& inputs)
         log.reset(f);
     }
     res.n_params = model.n_params() + (in.peft ? in.peft->n_trainable() : 0);
+    if (in.qat) in.qat->refresh(pool);  // from the (possibly resumed) masters, as after the step that saved them
 }
 
 void TrainRun::announce() const {
@@ -672,9 +729,22 @@ void TrainRun::announce() const {
         std::fprintf(stderr, "trainable params: %s || all params: %s || trainable%%: %.4f\n", with_commas(trainable).c_str(),
                      with_commas(all).c_str(), 100.0 * static_cast<double>(trainable) / static_cast<double>(all));
     }
+    if (in.teacher)
+        std::fprintf(stderr, "train: distilling from %s (%.2fM parameters, dim %lld, %lld layers): alpha %g, temperature %g\n",
+                     a.teacher.c_str(), in.teacher->model().n_params() / 1e6, (long long)in.teacher->model().config().n_embd,
+                     (long long)in.teacher->model().config().n_layer, a.distill_alpha, a.distill_temp);
     std::fprintf(stderr, "train: data %s; %lld tokens per step (batch %lld x seq %lld x accum %lld x %d ranks)%s\n",
                  in.data.description().c_str(), (long long)(B * T * A * dist.size()), (long long)B, (long long)T,
                  (long long)A, dist.size(), in.ckpt.empty() ? "" : (", resuming at step " + std::to_string(state.step)).c_str());
+    if (in.qat)
+        std::fprintf(stderr, "train: quantisation-aware: --qat %s (%d matrices, %.2fM values fake-quantised), --qat-act %s\n",
+                     qat_name(in.qat->config().weights).c_str(), in.qat->n_tensors(), in.qat->n_values() / 1e6,
+                     in.qat->config().act_int8 ? "int8" : "none");
+    if (in.sparsity)
+        std::fprintf(stderr, "train: keeping sparsity: %lld zeros of %lld values (%.2f%%) in %d matrices stay 0\n",
+                     (long long)in.sparsity->n_masked(), (long long)in.sparsity->n_values(),
+                     in.sparsity->n_values() > 0 ? 100.0 * in.sparsity->n_masked() / in.sparsity->n_values() : 0.0,
+                     in.sparsity->n_tensors());
 }
 
 void TrainRun::train() {
@@ -693,8 +763,11 @@ void TrainRun::run_step(int64_t step) {
     s.skipped = unscale_grads(step, s.loss);
     if (!s.skipped) {
         if (in.ewc) s.ewc = in.ewc->add_gradient(static_cast<float>(a.ewc_lambda), pool);
+        if (in.sparsity) in.sparsity->mask_grads(pool);  // before the norm: the pruned entries are not parameters
         s.norm = clip_grad_norm(params, a.grad_clip, pool);
         opt.step(static_cast<float>(s.lr), pool);
+        if (in.sparsity) in.sparsity->mask_weights(pool);  // exactly 0 again, whatever the update did
+        if (in.qat) in.qat->refresh(pool);  // the next step's forward reads the updated weights quantised
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = static_cast<double>(B * T * A * dist.size()) / dt;
@@ -723,8 +796,8 @@ double TrainRun::accumulate_grads(int64_t step) {
         const uint64_t dropout_seed = seed_mix(a.seed ^ seed_mix(static_cast<uint64_t>(k) * 1315423911ull + dist.rank()));
         if (in.peft) in.peft->set_training(true, dropout_seed);
         model.need_embed_grad = a.fgm > 0;
-        Var loss = model.forward(tape, tokens.data(), targets.data(), B, T, static_cast<float>(a.dropout), dropout_seed,
-                                 nullptr, doc_ptr());
+        if (in.teacher) in.teacher->run(tokens.data(), B, T, doc_ptr(), pool);  // this micro-batch's rows only
+        Var loss = micro_loss(targets.data(), dropout_seed);
         loss_sum += loss->data[0];
         const float seed_scale = static_cast<float>(loss_scale / static_cast<double>(A));
         tape.backward(loss, seed_scale);
@@ -766,6 +839,18 @@ void TrainRun::fill_rows(int64_t k) {
     }
 }
 
+// The micro-batch's loss on the tape: cross-entropy against the labels or, with --teacher, the
+// distillation loss against the teacher's logits of the same rows (Teacher::run, kept until backward).
+Var TrainRun::micro_loss(const int32_t* targets_used, uint64_t dropout_seed) {
+    if (!in.teacher)
+        return model.forward(tape, tokens.data(), targets_used, B, T, static_cast<float>(a.dropout), dropout_seed, nullptr,
+                             doc_ptr());
+    Var lg = model.logits(tape, tokens.data(), B, T, static_cast<float>(a.dropout), dropout_seed, nullptr, doc_ptr());
+    LF_ASSERT(lg->numel == B * T * cfg.n_vocab);  // no added rows (--peft prompt is refused with --teacher)
+    return distill_loss(tape, lg, in.teacher->logits(), targets_used, B * T, static_cast<float>(a.distill_temp),
+                        static_cast<float>(a.distill_alpha));
+}
+
 // FGM (Miyato et al.): the token-embedding rows moved by ε·g/‖g‖ along the gradient of the loss
 // just computed, then a second forward/backward whose gradients add to the step's; the rows are
 // restored (the offset cleared) for the next micro-batch. The same dropout masks are used.
@@ -782,8 +867,7 @@ void TrainRun::fgm_pass(const int32_t* targets_used, uint64_t dropout_seed, floa
             for (int64_t i = 0; i < e->numel; ++i) off[i] = static_cast<float>(a.fgm * e->grad[i] / norm);
     }
     tape.reset();
-    Var adv = model.forward(tape, tokens.data(), targets_used, B, T, static_cast<float>(a.dropout), dropout_seed, nullptr,
-                            doc_ptr());
+    Var adv = micro_loss(targets_used, dropout_seed);
     tape.backward(adv, seed_scale);
     off.clear();
 }
@@ -923,7 +1007,13 @@ TrainResult run_training(TrainArgs a, const std::set<std::string>& given) {
     if (!in.a.resume.empty()) in.resume(given);
     in.check_args();
     in.open_model();
+    if (const QatConfig qc = qat_config(in.a.qat, in.a.qat_act); qc.enabled()) in.qat = std::make_unique<Qat>(*in.model, qc);
+    if (in.a.keep_sparsity && !in.a.eval_only) in.open_sparsity_mask();
     in.open_data();
+    if (!in.a.teacher.empty() && !in.a.eval_only)
+        in.teacher = Teacher::open(in.a.teacher, in.model->inference(),
+                                   !in.ckpt.empty() ? in.ckpt : !in.a.model.empty() ? in.a.model : in.a.config,
+                                   data_tokenizer_path(in.a.tokenizer, in.a.data));
     in.open_save_folder();
 
     TrainRun run(in);

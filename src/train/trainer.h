@@ -51,6 +51,19 @@ struct TrainArgs {
     // EWC: + ewc_lambda/2 · Σ F_i (θ_i − θ*_i)², F and θ* from `llmforge fisher` (--ewc-fisher).
     double ewc_lambda = 0;
     std::string ewc_fisher;
+    // Quantisation-aware training (train/qat.h): "none", "q8_0", "q4_0" or "q4_k" (weights
+    // fake-quantised in the forward, straight-through gradient, f32 masters); qat_act "int8":
+    // per-token int8 activations at every linear's input.
+    std::string qat = "none", qat_act = "none";
+    // Knowledge distillation (train/distill.h): with a teacher model, the loss is
+    // distill_alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − distill_alpha) · CE,
+    // T = distill_temp; the teacher runs in inference mode on each micro-batch's rows. The step's
+    // logged loss is then this mix; validation (--eval-every) stays the label cross-entropy.
+    std::string teacher;
+    double distill_temp = 2.0, distill_alpha = 0.5;
+    // Recovery fine-tuning of a pruned --model (train/sparsity_mask.h): the exact zeros of every
+    // trainable matrix at the start stay exactly 0 (gradients masked, weights re-zeroed each step).
+    bool keep_sparsity = false;
     // Only the validation loss of the model (with its adapter: --peft + --init-adapter) on
     // --val-data (or --data's val split) over --eval-batches batches; no step, nothing written.
     bool eval_only = false;

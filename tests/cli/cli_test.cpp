@@ -156,7 +156,7 @@ TEST(Cli, BadInputGivesOneClearLine) {
     // Missing file.
     expect_one_line_error(run("info -m " + q(dir + "/nope.gguf")), "nope.gguf");
     // Unknown dtype name.
-    expect_one_line_error(run("convert -m " + q(model) + " -o " + q(dir + "/x.gguf") + " --type q3_k"), "q3_k");
+    expect_one_line_error(run("convert -m " + q(model) + " -o " + q(dir + "/x.gguf") + " --type q3_x"), "q3_x");
 }
 
 }  // namespace

@@ -74,11 +74,14 @@ TEST(Dtype, NamesAndBlockSizes) {
     EXPECT_EQ(dtype_info(DType::Q6_K).type_size, 210);
     EXPECT_EQ(row_bytes(DType::Q8_0, 64), 68u);
     EXPECT_EQ(dtype_info_or_null(99), nullptr);
+    EXPECT_EQ(dtype_from_name("q3_k"), DType::Q3_K);
+    EXPECT_EQ(dtype_info(DType::Q5_1).type_size, 24);
+    EXPECT_EQ(row_bytes(DType::Q2_K, 512), 168u);
     try {
-        dtype_from_name("q3_k");
+        dtype_from_name("q8_1");  // an activation-only type is not a storage type
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("q3_k"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("q8_1"), std::string::npos);
         EXPECT_NE(std::string(e.what()).find("q8_0"), std::string::npos);
     }
 }

@@ -438,9 +438,9 @@ TEST_F(GgufBad, TensorDataPastEndOfFile) {
 
 TEST_F(GgufBad, UnknownTensorType) {
     Bytes b = Bytes::gguf(3, 1, 0);
-    b.tensor("blk.0.ffn_up.weight", {32, 2}, 3, 0).pad_to(32).zeros(64);
-    const std::string p = put("q4_1.gguf", b);
-    EXPECT_LF_ERROR(GgufFile(p), {p, "'blk.0.ffn_up.weight'", "type 3", "q4_1", "supported"});
+    b.tensor("blk.0.ffn_up.weight", {256, 2}, 16, 0).pad_to(32).zeros(256);
+    const std::string p = put("iq2_xxs.gguf", b);
+    EXPECT_LF_ERROR(GgufFile(p), {p, "'blk.0.ffn_up.weight'", "type 16", "iq2_xxs", "supported"});
     Bytes c = Bytes::gguf(3, 1, 0);
     c.tensor("w", {32}, 9999, 0).pad_to(32).zeros(64);
     const std::string q = put("t9999.gguf", c);

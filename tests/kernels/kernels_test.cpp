@@ -12,11 +12,8 @@
 
 #include "core/dtype.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/quant_fixtures.h"
 #include "test_util.h"
-
-#if defined(LLMFORGE_HAVE_AVX512_EMU)
-#include "kernels/avx512_emu.h"
-#endif
 
 namespace llmforge::kernels {
 namespace {
@@ -26,29 +23,7 @@ const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0,
 const DType kQuantizable[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0,
                               DType::Q4_K, DType::Q6_K, DType::Q8_K};
 
-int at(DType t) { return static_cast<int>(t); }
-const KernelTable& ref() { return *kernels_for(Isa::kScalar); }
-
-// The SIMD tables this CPU runs. AVX2 must be among them whenever CPUID reports it.
-std::vector<const KernelTable*> simd_tables() {
-    std::vector<const KernelTable*> out;
-    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
-        if (const KernelTable* t = kernels_for(isa)) out.push_back(t);
-    }
-#if defined(LLMFORGE_HAVE_AVX512_EMU)
-    // The AVX-512 table's code under SIMDe (traces name it "avx512" too).
-    if (const KernelTable* e = avx512_emulated_table()) out.push_back(e);
-#endif
-    return out;
-}
-
-std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
+using namespace qfix;  // at, ref, simd_tables, gaussian (quant_fixtures.h)
 
 std::vector<uint8_t> quantize(const KernelTable& t, DType type, const std::vector<float>& x, int64_t n) {
     const int64_t rows = static_cast<int64_t>(x.size()) / n;

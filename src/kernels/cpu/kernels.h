@@ -77,6 +77,15 @@ struct KernelTable {
     void (*attention)(const float* q, const float* k, const float* v, int64_t n_kv,
                       int64_t kv_stride, int64_t H, int64_t H_kv, int64_t D, float scale,
                       float* out, float* scratch) = nullptr;
+    // The same over a KV cache whose rows are stored as kt / vt (F32, F16, Q8_0, Q4_0; a
+    // quantised type needs D to be a multiple of its block, 32): rows are given in bytes —
+    // position t, kv head g starts at k + t * k_stride + g * row_bytes(kt, D) (V likewise with
+    // v_stride and vt). Quantised rows are read as stored, dequantised a block at a time in
+    // registers (never as an f32 copy of the cache); the query stays f32 and the scores and the
+    // weighted sum of values are f32. scratch: at least n_kv floats.
+    void (*attention_kv)(const float* q, const void* k, DType kt, size_t k_stride, const void* v, DType vt,
+                         size_t v_stride, int64_t n_kv, int64_t H, int64_t H_kv, int64_t D, float scale,
+                         float* out, float* scratch) = nullptr;
 };
 
 // The best table for this CPU (honouring LLMFORGE_ISA). Chosen once; thread-safe.

@@ -10,20 +10,54 @@ namespace llmforge::kernels {
 namespace {
 
 constexpr int kRows = 8;
-constexpr int kChunk = 4;                  // quant bytes per row per chunk
-constexpr size_t kScaleBytes = 2 * kRows;  // the 8 fp16 scales at the head of a group block
+constexpr int kChunk = 4;  // quant bytes per row per chunk
 
-// Quant bytes per plain block: 16 for Q4_0 (32 nibbles), 32 for Q8_0.
-size_t quant_bytes(DType t) { return t == DType::Q4_0 ? kQK / 2 : kQK; }
+// A plain block is its header fields (fp16 d; fp16 m for Q4_1 / Q5_1; the uint32 of 5th bits for
+// Q5_0 / Q5_1), in this order, then its quant bytes. A group block holds each header field of
+// the 8 rows together (8 d's, then 8 m's, then 8 qh's), then the quant chunks.
+struct Field {
+    size_t offset, size;  // in the plain block
+};
+struct Layout {
+    Field fields[3];
+    int n_fields;
+    size_t head;  // header bytes per plain block
+    size_t quants;  // quant bytes per plain block: 16 for 4/5-bit types (32 nibbles), 32 for Q8_0
+};
 
-// The layout, in one place: where, inside a group block, row r's fp16 scale and its quant chunk
-// s (plain quant bytes [4s, 4s+4)) live.
-size_t scale_offset(int r) { return 2 * static_cast<size_t>(r); }
-size_t chunk_offset(size_t s, int r) { return kScaleBytes + (s * kRows + static_cast<size_t>(r)) * kChunk; }
+Layout layout(DType t) {
+    switch (t) {
+        case DType::Q4_0: return {{{0, 2}}, 1, 2, kQK / 2};
+        case DType::Q8_0: return {{{0, 2}}, 1, 2, kQK};
+        case DType::Q4_1: return {{{0, 2}, {2, 2}}, 2, 4, kQK / 2};
+        case DType::Q5_0: return {{{0, 2}, {2, 4}}, 2, 6, kQK / 2};
+        case DType::Q5_1: return {{{0, 2}, {2, 2}, {4, 4}}, 3, 8, kQK / 2};
+        default: LF_ASSERT(false); return {};
+    }
+}
+
+// The layout, in one place: where, inside a group block, row r's header field f and its quant
+// chunk s (plain quant bytes [4s, 4s+4)) live.
+size_t field_offset(const Layout& l, int f, int r) {
+    return kRows * l.fields[f].offset + l.fields[f].size * static_cast<size_t>(r);
+}
+size_t chunk_offset(const Layout& l, size_t s, int r) { return kRows * l.head + (s * kRows + static_cast<size_t>(r)) * kChunk; }
+
+// Plain block `blk` into (or, unpack, out of) its places in group block `gb` as row r.
+void scatter_block(const Layout& l, const uint8_t* blk, uint8_t* gb, int r) {
+    for (int f = 0; f < l.n_fields; ++f) std::memcpy(gb + field_offset(l, f, r), blk + l.fields[f].offset, l.fields[f].size);
+    for (size_t s = 0; s < l.quants / kChunk; ++s) std::memcpy(gb + chunk_offset(l, s, r), blk + l.head + s * kChunk, kChunk);
+}
+void gather_block(const Layout& l, const uint8_t* gb, int r, uint8_t* blk) {
+    for (int f = 0; f < l.n_fields; ++f) std::memcpy(blk + l.fields[f].offset, gb + field_offset(l, f, r), l.fields[f].size);
+    for (size_t s = 0; s < l.quants / kChunk; ++s) std::memcpy(blk + l.head + s * kChunk, gb + chunk_offset(l, s, r), kChunk);
+}
 
 }  // namespace
 
-bool x8_supported(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
+bool x8_supported(DType t) {
+    return t == DType::Q4_0 || t == DType::Q8_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1;
+}
 
 bool x8_can_repack(const Tensor& w) {
     return x8_supported(w.dtype()) && w.ndim() == 2 && w.row_group() == 1 && w.dim(0) % kRows == 0 &&
@@ -39,8 +73,8 @@ Tensor repack_x8(const Tensor& w, bool in_place) {
 Tensor repack_x8(const Tensor& w, uint8_t* dst_base, std::shared_ptr<const void> owner) {
     LF_ASSERT(x8_can_repack(w));
     const DType t = w.dtype();
+    const Layout l = layout(t);
     const size_t tsz = static_cast<size_t>(dtype_info(t).type_size);  // plain block bytes
-    const size_t qb = quant_bytes(t);
     const int64_t n = w.dim(0), nb = w.dim(1) / kQK;
     const size_t rs = w.row_stride();
     const size_t group_bytes = kRows * rs;
@@ -54,9 +88,7 @@ Tensor repack_x8(const Tensor& w, uint8_t* dst_base, std::shared_ptr<const void>
         for (int64_t b = 0; b < nb; ++b) {
             uint8_t* gb = dst + static_cast<size_t>(b) * kRows * tsz;
             for (int r = 0; r < kRows; ++r) {
-                const uint8_t* blk = src.data() + static_cast<size_t>(r) * rs + static_cast<size_t>(b) * tsz;
-                std::memcpy(gb + scale_offset(r), blk, 2);  // fp16 scale: first field of both block types
-                for (size_t s = 0; s < qb / kChunk; ++s) std::memcpy(gb + chunk_offset(s, r), blk + 2 + s * kChunk, kChunk);
+                scatter_block(l, src.data() + static_cast<size_t>(r) * rs + static_cast<size_t>(b) * tsz, gb, r);
             }
         }
     }
@@ -65,13 +97,10 @@ Tensor repack_x8(const Tensor& w, uint8_t* dst_base, std::shared_ptr<const void>
 }
 
 void x8_unpack_row(DType t, const uint8_t* group, int i, int64_t k, uint8_t* out) {
+    const Layout l = layout(t);
     const size_t tsz = static_cast<size_t>(dtype_info(t).type_size);
-    const size_t qb = quant_bytes(t);
     for (int64_t b = 0; b < k / kQK; ++b) {
-        const uint8_t* gb = group + static_cast<size_t>(b) * kRows * tsz;
-        uint8_t* blk = out + static_cast<size_t>(b) * tsz;
-        std::memcpy(blk, gb + scale_offset(i), 2);
-        for (size_t s = 0; s < qb / kChunk; ++s) std::memcpy(blk + 2 + s * kChunk, gb + chunk_offset(s, i), kChunk);
+        gather_block(l, group + static_cast<size_t>(b) * kRows * tsz, i, out + static_cast<size_t>(b) * tsz);
     }
 }
 

@@ -1,4 +1,5 @@
-// The interleaved 8-row ("x8") layout of Q4_0 and Q8_0 weight matrices, made once at load.
+// The interleaved 8-row ("x8") layout of Q4_0 / Q8_0 / Q4_1 / Q5_0 / Q5_1 weight matrices, made
+// once at load.
 //
 // A plain matrix stores each row's blocks in turn. The x8 layout stores rows in groups of 8, and
 // within a group, block b of all 8 rows together as one "group block":
@@ -24,7 +25,9 @@
 
 namespace llmforge::kernels {
 
-// Q4_0 and Q8_0.
+// Q4_0, Q8_0, Q4_1, Q5_0, Q5_1. Block header fields other than the scale (Q4_1 / Q5_1's fp16
+// minimum, Q5's 32 fifth bits) are grouped the same way, each field of the 8 rows together, in the
+// block's field order, before the quant chunks (repack.cpp: Layout).
 bool x8_supported(DType t);
 // A 2-D matrix of a supported dtype with a multiple of 8 rows, in the plain layout.
 bool x8_can_repack(const Tensor& w);

@@ -11,6 +11,8 @@ bin=${1:?llama.cpp bin dir}; lf=${2:?llmforge binary}
 cd "$(dirname "$0")"
 "$lf" init-model --dim 256 --layers 1 --heads 4 --ffn 256 --vocab 320 --seed 7 -o tiny-f32.gguf
 "$bin/llama-imatrix" -m tiny-f32.gguf -f calib.txt -o tiny.imatrix.dat -c 128 --chunks 8 -t 2
+# the same with an f32 KV cache (llmforge imatrix's cache): tests/runtime/imatrix_test.cpp
+"$bin/llama-imatrix" -m tiny-f32.gguf -f calib.txt -o tiny.imatrix-f32kv.dat -c 128 --chunks 8 -t 2 -ctk f32 -ctv f32
 for t in Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q4_K_S Q5_K_S Q6_K F16 BF16; do
   "$bin/llama-quantize" --pure tiny-f32.gguf "tiny-$t.gguf" "$t"
 done

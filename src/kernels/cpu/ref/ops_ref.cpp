@@ -1,7 +1,9 @@
 // Reference element-wise and fused ops: the plain definitions, in float.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/ref/ref.h"
 
 namespace llmforge::kernels::ref {
@@ -74,6 +76,50 @@ void attention(const float* q, const float* k, const float* v, int64_t n_kv, int
         for (int64_t t = 0; t < n_kv; ++t) {
             const float* vt = v + t * kv_stride + g * D;
             for (int64_t d = 0; d < D; ++d) oh[d] += scratch[t] * vt[d];
+        }
+    }
+}
+
+namespace {
+
+// One head's slice of a cached row, as f32.
+void kv_row_f32(const void* row, DType t, int64_t D, float* y) {
+    switch (t) {
+        case DType::F32: dequantize_row_f32(row, y, D); break;
+        case DType::F16: dequantize_row_f16(row, y, D); break;
+        case DType::Q8_0: dequantize_row_q8_0(row, y, D); break;
+        case DType::Q4_0: dequantize_row_q4_0(row, y, D); break;
+        default: std::fill(y, y + D, 0.0f); break;  // not a KV type (the cache never stores one)
+    }
+}
+
+}  // namespace
+
+// The definition: every row dequantised to f32 (exactly the stored values), then attention as
+// above: f32 scores, a full softmax, an f32 weighted sum.
+void attention_kv(const float* q, const void* k, DType kt, size_t k_stride, const void* v, DType vt,
+                  size_t v_stride, int64_t n_kv, int64_t H, int64_t H_kv, int64_t D, float scale, float* out,
+                  float* scratch) {
+    const int64_t group = H / H_kv;
+    const size_t kh = row_bytes(kt, D), vh = row_bytes(vt, D);
+    const auto* kb = static_cast<const uint8_t*>(k);
+    const auto* vb = static_cast<const uint8_t*>(v);
+    std::vector<float> row(static_cast<size_t>(D));
+    for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / group;
+        const float* qh = q + h * D;
+        for (int64_t t = 0; t < n_kv; ++t) {
+            kv_row_f32(kb + static_cast<size_t>(t) * k_stride + static_cast<size_t>(g) * kh, kt, D, row.data());
+            float s = 0;
+            for (int64_t d = 0; d < D; ++d) s += qh[d] * row[d];
+            scratch[t] = s * scale;
+        }
+        softmax(scratch, n_kv);
+        float* oh = out + h * D;
+        std::fill(oh, oh + D, 0.0f);
+        for (int64_t t = 0; t < n_kv; ++t) {
+            kv_row_f32(vb + static_cast<size_t>(t) * v_stride + static_cast<size_t>(g) * vh, vt, D, row.data());
+            for (int64_t d = 0; d < D; ++d) oh[d] += scratch[t] * row[d];
         }
     }
 }

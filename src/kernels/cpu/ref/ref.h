@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace llmforge::kernels::ref {
 
 // ---- quantize (x f32 -> y blocks) / dequantize (x blocks -> y f32), n elements ----
@@ -45,5 +47,8 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const fl
           bool interleaved);
 void attention(const float* q, const float* k, const float* v, int64_t n_kv, int64_t kv_stride,
                int64_t H, int64_t H_kv, int64_t D, float scale, float* out, float* scratch);
+void attention_kv(const float* q, const void* k, DType kt, size_t k_stride, const void* v, DType vt,
+                  size_t v_stride, int64_t n_kv, int64_t H, int64_t H_kv, int64_t D, float scale, float* out,
+                  float* scratch);
 
 }  // namespace llmforge::kernels::ref

@@ -2,44 +2,13 @@
 #include <vector>
 
 #include "kernels/cpu/ref/ref.h"
+#include "kernels/cpu/ref/ref_gemm.h"
 #include "kernels/cpu/repack.h"
 #include "kernels/cpu/table_fill.h"
 
 namespace llmforge::kernels {
 
 namespace {
-
-// The reference tile product: one vec_dot per output, no blocking.
-template <VecDotFn Dot>
-void gemm_by_vec_dot(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x,
-                     size_t x_stride, int64_t nc, float* out, size_t ldo) {
-    const auto* wb = static_cast<const uint8_t*>(w);
-    const auto* xb = static_cast<const uint8_t*>(x);
-    for (int64_t c = 0; c < nc; ++c) {
-        for (int64_t r = 0; r < nr; ++r) {
-            out[static_cast<size_t>(c) * ldo + static_cast<size_t>(r)] =
-                Dot(n, wb + static_cast<size_t>(r) * w_stride, xb + static_cast<size_t>(c) * x_stride);
-        }
-    }
-}
-
-// The reference over the interleaved 8-row layout: each row is put back into plain blocks, then
-// the same vec_dot as the plain reference (so both layouts give identical results).
-template <DType T, VecDotFn Dot>
-void gemm_x8_by_vec_dot(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x,
-                        size_t x_stride, int64_t nc, float* out, size_t ldo) {
-    thread_local std::vector<uint8_t> row;
-    row.resize(w_stride);
-    const auto* wb = static_cast<const uint8_t*>(w);
-    const auto* xb = static_cast<const uint8_t*>(x);
-    for (int64_t r = 0; r < nr; ++r) {
-        x8_unpack_row(T, wb + static_cast<size_t>(r - r % 8) * w_stride, static_cast<int>(r % 8), n, row.data());
-        for (int64_t c = 0; c < nc; ++c) {
-            out[static_cast<size_t>(c) * ldo + static_cast<size_t>(r)] =
-                Dot(n, row.data(), xb + static_cast<size_t>(c) * x_stride);
-        }
-    }
-}
 
 constexpr int idx(DType t) { return static_cast<int>(t); }
 
@@ -72,16 +41,16 @@ void fill_ref_table(KernelTable& t) {
     t.vec_dot[idx(DType::Q4_K)] = ref::vec_dot_q4_k;
     t.vec_dot[idx(DType::Q6_K)] = ref::vec_dot_q6_k;
 
-    t.gemm[idx(DType::F32)] = gemm_by_vec_dot<ref::vec_dot_f32>;
-    t.gemm[idx(DType::F16)] = gemm_by_vec_dot<ref::vec_dot_f16>;
-    t.gemm[idx(DType::BF16)] = gemm_by_vec_dot<ref::vec_dot_bf16>;
-    t.gemm[idx(DType::Q8_0)] = gemm_by_vec_dot<ref::vec_dot_q8_0>;
-    t.gemm[idx(DType::Q4_0)] = gemm_by_vec_dot<ref::vec_dot_q4_0>;
-    t.gemm[idx(DType::Q4_K)] = gemm_by_vec_dot<ref::vec_dot_q4_k>;
-    t.gemm[idx(DType::Q6_K)] = gemm_by_vec_dot<ref::vec_dot_q6_k>;
+    t.gemm[idx(DType::F32)] = ref::gemm_by_vec_dot<ref::vec_dot_f32>;
+    t.gemm[idx(DType::F16)] = ref::gemm_by_vec_dot<ref::vec_dot_f16>;
+    t.gemm[idx(DType::BF16)] = ref::gemm_by_vec_dot<ref::vec_dot_bf16>;
+    t.gemm[idx(DType::Q8_0)] = ref::gemm_by_vec_dot<ref::vec_dot_q8_0>;
+    t.gemm[idx(DType::Q4_0)] = ref::gemm_by_vec_dot<ref::vec_dot_q4_0>;
+    t.gemm[idx(DType::Q4_K)] = ref::gemm_by_vec_dot<ref::vec_dot_q4_k>;
+    t.gemm[idx(DType::Q6_K)] = ref::gemm_by_vec_dot<ref::vec_dot_q6_k>;
     for (int i = 0; i < kMaxDType; ++i) t.gemm_invariant[i] = t.gemm[i];  // every output is one vec_dot call
-    t.gemm_x8[idx(DType::Q8_0)] = gemm_x8_by_vec_dot<DType::Q8_0, ref::vec_dot_q8_0>;
-    t.gemm_x8[idx(DType::Q4_0)] = gemm_x8_by_vec_dot<DType::Q4_0, ref::vec_dot_q4_0>;
+    t.gemm_x8[idx(DType::Q8_0)] = ref::gemm_x8_by_vec_dot<DType::Q8_0, ref::vec_dot_q8_0>;
+    t.gemm_x8[idx(DType::Q4_0)] = ref::gemm_x8_by_vec_dot<DType::Q4_0, ref::vec_dot_q4_0>;
 
     t.rmsnorm = ref::rmsnorm;
     t.softmax = ref::softmax;
@@ -90,6 +59,7 @@ void fill_ref_table(KernelTable& t) {
     t.add = ref::add;
     t.rope = ref::rope;
     t.attention = ref::attention;
+    t.attention_kv = ref::attention_kv;
 
     register_legacy_ref(t);
     register_kextra_ref(t);

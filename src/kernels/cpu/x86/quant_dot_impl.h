@@ -18,6 +18,40 @@
 namespace llmforge::kernels::x86 {
 namespace {
 
+// No namespace-scope vector constants in ISA files: their initialisers would run at start-up on
+// every CPU, including ones without AVX2.
+inline __m256 sign_mask() { return _mm256_set1_ps(-0.0f); }
+inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(sign_mask(), v); }
+
+// roundf (half away from zero), exact for any float: trunc, then step away if |frac| >= 0.5.
+inline __m256 round_half_away(__m256 t) {
+    const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = abs8(_mm256_sub_ps(t, tr));
+    const __m256 step = _mm256_or_ps(_mm256_and_ps(t, sign_mask()), _mm256_set1_ps(1.0f));
+    return _mm256_add_ps(tr, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step));
+}
+
+// 4 x 8 int32 (each within int8 range) -> 32 int8 in order.
+inline __m256i pack_i32x32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// The absmax step of Q8_0 and Q8_1, bit-identical to ref::quantize_row_q8_0 (same d, same 1/d,
+// same roundf): the 32 levels of x as int32 in q[0..4), and d = amax / 127 unrounded (Q8_1's s
+// multiplies by it before the fp16 rounding).
+inline float quantize_q8_levels(const float* x, __m256i q[4]) {
+    __m256 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
+    const __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3])));
+    const float amax = hmax(m);
+    const float d = amax / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int i = 0; i < 4; ++i) q[i] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[i], vid)));
+    return d;
+}
+
 struct DotAvx2 {
     static constexpr bool kVnni = false;
     static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
@@ -442,14 +476,10 @@ struct KPrep {
     float dA, dB;
 };
 
-inline void kprep_q4_k(const BlockQ4_K& blk, KPrep& p) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(blk.scales));
-    for (int j = 0; j < 4; ++j) {
-        const __m256i qb = load256(blk.qs + 32 * j);
-        p.q[2 * j] = _mm256_and_si256(qb, m4);
-        p.q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-    }
+// Q4_K / Q5_K's 12-byte (scale, min) pairs (q4k_scales_mins): the 8 scales as 16-bit lanes for
+// the 8 chunks of 32 values, the mins as the bias, and the block's d and -dmin.
+inline void kprep_k4_scales(const uint8_t* scales, uint16_t d, uint16_t dmin, KPrep& p) {
+    const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(scales));
     const __m128i sc128 = _mm256_castsi256_si128(sm16);
     const __m256i sc = _mm256_set_m128i(sc128, sc128);
     for (int k = 0; k < 8; ++k) {
@@ -458,8 +488,18 @@ inline void kprep_q4_k(const BlockQ4_K& blk, KPrep& p) {
     }
     const __m128i mins = _mm256_extracti128_si256(sm16, 1);
     p.bias = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-    p.dA = f16(blk.d);
-    p.dB = -f16(blk.dmin);
+    p.dA = f16(d);
+    p.dB = -f16(dmin);
+}
+
+inline void kprep_q4_k(const BlockQ4_K& blk, KPrep& p) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int j = 0; j < 4; ++j) {
+        const __m256i qb = load256(blk.qs + 32 * j);
+        p.q[2 * j] = _mm256_and_si256(qb, m4);
+        p.q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+    }
+    kprep_k4_scales(blk.scales, blk.d, blk.dmin, p);
 }
 
 inline void kprep_q6_k(const BlockQ6_K& blk, KPrep& p) {

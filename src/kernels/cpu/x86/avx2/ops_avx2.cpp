@@ -1,5 +1,6 @@
 // AVX2 element-wise ops and single-position attention.
 #include "kernels/cpu/x86/avx2/avx2.h"
+#include "kernels/cpu/x86/attention_kv_impl.h"
 #include "kernels/cpu/x86/x86_common.h"
 
 namespace llmforge::kernels::avx2 {
@@ -272,6 +273,7 @@ void register_ops(KernelTable& t) {
     t.add = add;
     t.rope = rope;
     t.attention = attention;
+    t.attention_kv = x86::attention_kv<KvLanes8>;
 }
 
 }  // namespace llmforge::kernels::avx2

@@ -10,39 +10,12 @@ using namespace x86;
 
 namespace {
 
-// No namespace-scope vector constants in ISA files: their initialisers would run at start-up on
-// every CPU, including ones without AVX2.
-inline __m256 sign_mask() { return _mm256_set1_ps(-0.0f); }
-inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(sign_mask(), v); }
-
-// roundf (half away from zero), exact for any float: trunc, then step away if |frac| >= 0.5.
-inline __m256 round_half_away(__m256 t) {
-    const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 frac = abs8(_mm256_sub_ps(t, tr));
-    const __m256 step = _mm256_or_ps(_mm256_and_ps(t, sign_mask()), _mm256_set1_ps(1.0f));
-    return _mm256_add_ps(tr, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step));
-}
-
-// 4 x 8 int32 (each within int8 range) -> 32 int8 in order.
-inline __m256i pack_i32x32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
-    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
 // Bit-identical to ref::quantize_row_q8_0 (same d, same 1/d, same rounding).
 void quantize_row_q8_0(const float* x, void* vy, int64_t n) {
     auto* y = static_cast<BlockQ8_0*>(vy);
     for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
-        __m256 v[4];
-        for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
-        const __m256 m = _mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3])));
-        const float amax = hmax(m);
-        const float d = amax / 127;
-        const float id = d != 0 ? 1.0f / d : 0.0f;
-        y[b].d = to_f16(d);
-        const __m256 vid = _mm256_set1_ps(id);
         __m256i q[4];
-        for (int i = 0; i < 4; ++i) q[i] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[i], vid)));
+        y[b].d = to_f16(quantize_q8_levels(x, q));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), pack_i32x32(q[0], q[1], q[2], q[3]));
     }
 }

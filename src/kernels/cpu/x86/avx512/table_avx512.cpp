@@ -29,6 +29,7 @@
 #include "kernels/cpu/x86/quant_x8_impl.h"
 #include "kernels/cpu/x86/quant_legacy_impl.h"
 #include "kernels/cpu/x86/quant_kextra_impl.h"
+#include "kernels/cpu/x86/attention_kv_impl.h"
 
 namespace llmforge::kernels {
 
@@ -43,6 +44,7 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
     t.gemm[at(DType::F32)] = gemm_float<V16, FW::kF32>;
     t.gemm[at(DType::F16)] = gemm_float<V16, FW::kF16>;
     t.gemm[at(DType::BF16)] = gemm_float<V16, FW::kBF16>;
+    t.attention_kv = attention_kv<KvLanes16>;  // KV cache rows in f32 / f16 / q8_0 / q4_0
 
     if (f.avx512_vnni) {
         t.vec_dot[at(DType::Q8_0)] = vec_dot_q8_0<DotVnni>;
