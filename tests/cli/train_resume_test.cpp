@@ -14,6 +14,7 @@
 #include <random>
 
 #include "cli_run.h"
+#include "token_pattern.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 
@@ -22,10 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A 2-layer Llama, vocab 512 (as train_cli_test).
-const char* kConfig = R"({"model_type":"llama","hidden_size":64,"intermediate_size":172,"num_hidden_layers":2,
-"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":512,"max_position_embeddings":128,
-"rms_norm_eps":1e-5,"tie_word_embeddings":true})";
+const char* const kConfig = kPatternLlamaConfig;
 
 struct Fixture {
     std::string cfg, data;
@@ -38,15 +36,7 @@ const Fixture& fixture() {
         x.cfg = d + "/cfg.json";
         write_file(x.cfg, kConfig);
         x.data = d + "/train.u16";
-        std::mt19937 rng(1);
-        std::vector<uint16_t> v;
-        for (int i = 0; i < 5000; ++i) {
-            const uint16_t a = static_cast<uint16_t>(rng() % 50);
-            for (uint16_t t : {a, static_cast<uint16_t>(a + 50), static_cast<uint16_t>(a + 100),
-                               static_cast<uint16_t>((a * 7) % 512)})
-                v.push_back(t);
-        }
-        std::ofstream(x.data, std::ios::binary).write(reinterpret_cast<const char*>(v.data()), v.size() * 2);
+        write_pattern(x.data, 5000, 1);
         return x;
     }();
     return f;

@@ -209,10 +209,10 @@ inline void kv_accumulate(float* oh, const float* w, const uint8_t* v, size_t vs
     }
 }
 
-// ---- softmax pieces (8 lanes: a chunk is at most 64 scores) ----
-inline float kv_max(const float* x, int n) {
+// ---- softmax pieces (8 lanes), shared with the f32 attention and softmax in avx2/ops_avx2.cpp ----
+inline float max_of(const float* x, int64_t n) {
     float mx = -__builtin_inff();
-    int i = 0;
+    int64_t i = 0;
     if (n >= 8) {
         __m256 m = _mm256_loadu_ps(x);
         for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
@@ -223,10 +223,10 @@ inline float kv_max(const float* x, int n) {
 }
 
 // x[i] = exp(x[i] - mx); returns the sum.
-inline float kv_exp_sum(float* x, int n, float mx) {
+inline float exp_shift_sum(float* x, int64_t n, float mx) {
     const __m256 vm = _mm256_set1_ps(mx);
     __m256 s = _mm256_setzero_ps();
-    int i = 0;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
         _mm256_storeu_ps(x + i, e);
@@ -240,9 +240,13 @@ inline float kv_exp_sum(float* x, int n, float mx) {
     return sum;
 }
 
-inline void kv_scale(float* x, int64_t n, float a) {
-    for (int64_t i = 0; i < n; ++i) x[i] *= a;
+inline void scale_inplace(float* x, int64_t n, float a) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), va));
+    for (; i < n; ++i) x[i] *= a;
 }
+
 
 // Asks for the K and V head slices of rows [r, r + 4) (those < n_kv) ahead of use. A slice is a
 // few dozen bytes of a row that holds every head, so rows are far apart (k_stride); the hardware
@@ -296,19 +300,19 @@ void kv_attention_group(const float* q, const uint8_t* k, size_t ks, const uint8
             }
         }
         for (int h = 0; h < G; ++h) {
-            const float mnew = maxf(m[h], kv_max(s[h], tc));
+            const float mnew = maxf(m[h], max_of(s[h], tc));
             if (mnew > m[h] && l[h] > 0) {
                 const float corr = expf(m[h] - mnew);
                 l[h] *= corr;
-                kv_scale(out + h * D, D, corr);
+                scale_inplace(out + h * D, D, corr);
             }
             m[h] = mnew;
-            l[h] += kv_exp_sum(s[h], tc, mnew);
+            l[h] += exp_shift_sum(s[h], tc, mnew);
         }
         const uint8_t* vc = v + static_cast<size_t>(t0) * vs;
         for (int h = 0; h < G; ++h) kv_accumulate<V, VT>(out + h * D, s[h], vc, vs, tc, D);
     }
-    for (int h = 0; h < G; ++h) kv_scale(out + h * D, D, 1.0f / l[h]);
+    for (int h = 0; h < G; ++h) scale_inplace(out + h * D, D, 1.0f / l[h]);
 }
 
 using KvGroupFn = void (*)(const float*, const uint8_t*, size_t, const uint8_t*, size_t, int64_t, int, int64_t, float,

@@ -31,43 +31,6 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
     for (; i < n; ++i) y[i] = x[i] * r * w[i];
 }
 
-float max_of(const float* x, int64_t n) {
-    float mx = -__builtin_inff();
-    int64_t i = 0;
-    if (n >= 8) {
-        __m256 m = _mm256_loadu_ps(x);
-        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
-        mx = hmax(m);
-    }
-    for (; i < n; ++i) mx = maxf(mx, x[i]);
-    return mx;
-}
-
-// x[i] = exp(x[i] - mx); returns the sum.
-float exp_shift_sum(float* x, int64_t n, float mx) {
-    const __m256 vm = _mm256_set1_ps(mx);
-    __m256 s = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
-        s = _mm256_add_ps(s, e);
-    }
-    float sum = hsum(s);
-    for (; i < n; ++i) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    return sum;
-}
-
-void scale_inplace(float* x, int64_t n, float a) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), va));
-    for (; i < n; ++i) x[i] *= a;
-}
-
 void softmax(float* x, int64_t n) {
     if (n <= 0) return;
     const float mx = max_of(x, n);
