@@ -261,7 +261,14 @@ void export_hf_folder(const std::string& dir, const ModelConfig& cfg, DType requ
                 std::memcpy(dst + r * rb, f, rb);
             }
         });
-        w.add_tensor(hf, dt, t.shape, dst, bufs.back().size());
+        if (hf.find('*') != std::string::npos) {  // routed experts: one HF matrix each
+            LF_ASSERT(t.shape.size() == 3);
+            const size_t per = bufs.back().size() / static_cast<size_t>(t.shape[0]);
+            for (int64_t e = 0; e < t.shape[0]; ++e)
+                w.add_tensor(hf_expert_name(hf, e), dt, {t.shape[1], t.shape[2]}, dst + e * per, per);
+        } else {
+            w.add_tensor(hf, dt, t.shape, dst, bufs.back().size());
+        }
     }
     w.write((fs::path(dir) / "model.safetensors").string());
     {

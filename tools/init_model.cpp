@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "model/arch/arch.h"
+#include "model/hf_config.h"
 #include "model/vocab_source.h"
 #include "gguf_export.h"
 
@@ -62,7 +63,7 @@ Vocab synthetic_vocab(int64_t n, uint64_t seed) {
 void add_init_model(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("init-model", "Write a random-weight model (benchmarks, tests)");
     static ModelConfig c;
-    static std::string out, type = "f32", vocab_from;
+    static std::string out, type = "f32", vocab_from, hf_config;
     static uint64_t seed = 1;
     static int threads = 0;
     static bool tied = false;
@@ -70,12 +71,12 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--arch", c.arch, "llama|qwen2|qwen3|mistral")->capture_default_str()->check(CLI::IsMember({"llama", "qwen2", "qwen3", "mistral"}));
     sub->add_option("--head-dim", c.head_dim, "head size (default: dim / heads)")->check(CLI::Range(2, 1 << 12));
     sub->add_option("--sliding-window", c.sliding_window, "mistral: attention window (0: none)")->check(CLI::Range(0, 1 << 30));
-    sub->add_option("--dim", c.n_embd, "embedding size")->required()->check(CLI::Range(2, 1 << 16));
-    sub->add_option("--layers", c.n_layer, "layers")->required()->check(CLI::Range(1, 1024));
-    sub->add_option("--heads", c.n_head, "attention heads")->required()->check(CLI::Range(1, 1024));
+    sub->add_option("--dim", c.n_embd, "embedding size")->check(CLI::Range(2, 1 << 16));
+    sub->add_option("--layers", c.n_layer, "layers")->check(CLI::Range(1, 1024));
+    sub->add_option("--heads", c.n_head, "attention heads")->check(CLI::Range(1, 1024));
     sub->add_option("--kv-heads", c.n_head_kv, "kv heads (default: heads)")->check(CLI::Range(1, 1024));
-    sub->add_option("--ffn", c.n_ff, "FFN hidden size")->required()->check(CLI::Range(1, 1 << 20));
-    sub->add_option("--vocab", c.n_vocab, "vocabulary size (>= 290)")->required()->check(CLI::Range(290, 1 << 22));
+    sub->add_option("--ffn", c.n_ff, "FFN hidden size")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--vocab", c.n_vocab, "vocabulary size (>= 290)")->check(CLI::Range(290, 1 << 22));
     sub->add_option("--ctx", c.n_ctx_train, "training context length")->capture_default_str();
     sub->add_option("--rope-theta", c.rope_theta, "RoPE base")->capture_default_str();
     sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k")->capture_default_str();
@@ -83,12 +84,25 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_option("-o,--out", out, "output .gguf")->required();
+    sub->add_option("--hf-config", hf_config,
+                    "every hyper-parameter from a Hugging Face config.json (any supported model_type, e.g. "
+                    "deepseek_v2 / deepseek_v3) instead of --arch/--dim/--layers/--heads/--ffn/--vocab")
+        ->check(CLI::ExistingFile);
     sub->add_option("--vocab-from", vocab_from,
                     "take the vocabulary from this file (a GGUF, tokenizer.json, ...) instead of a synthetic one; "
                     "--vocab must equal its size");
     run = [] {
         const DType requested = dtype_from_name(type);
         ModelConfig cfg = c;
+        if (!hf_config.empty()) {
+            cfg = hf_config_read(hf_config);
+            const Arch& a = arch_of(cfg.arch, hf_config);
+            cfg.rope_interleaved = a.gguf_rope_interleaved;
+            cfg.qkv_bias = cfg.qkv_bias || a.qkv_bias;
+            tied = cfg.tied_embeddings;
+        } else if (cfg.n_embd == 0 || cfg.n_layer == 0 || cfg.n_head == 0 || cfg.n_ff == 0 || cfg.n_vocab == 0) {
+            fail("init-model: --dim, --layers, --heads, --ffn and --vocab are required (or --hf-config FILE)");
+        }
         if (cfg.n_head_kv == 0) cfg.n_head_kv = cfg.n_head;
         if (cfg.head_dim == 0 && cfg.n_embd % cfg.n_head != 0)
             fail("init-model: --dim %lld is not a multiple of --heads %lld", (long long)cfg.n_embd, (long long)cfg.n_head);
@@ -99,9 +113,9 @@ void add_init_model(CLI::App& app, std::function<int()>& run) {
         if (cfg.head_dim % 2 != 0) fail("init-model: head size %lld must be even", (long long)cfg.head_dim);
         const Arch& arch = arch_of(cfg.arch, "init-model");
         cfg.rope_interleaved = arch.gguf_rope_interleaved;
-        cfg.qkv_bias = arch.qkv_bias;
+        if (hf_config.empty()) cfg.qkv_bias = arch.qkv_bias;
         cfg.tied_embeddings = tied;
-        cfg.name = "llmforge-random-" + cfg.arch;
+        if (cfg.name.empty() || hf_config.empty()) cfg.name = "llmforge-random-" + cfg.arch;
         arch.validate(cfg, "init-model");
         const int64_t V = cfg.n_vocab;
         // The arch's tensor table and the project's one init rule (model/arch/arch.h init_tensor).

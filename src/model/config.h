@@ -10,6 +10,33 @@ namespace llmforge {
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
 
+// How a mixture-of-experts layer turns router logits into expert scores.
+enum class MoeGating { kSoftmax = 1, kSigmoid = 2 };  // values: GGUF expert_gating_func
+
+// DeepSeek-V2/V3 hyper-parameters (multi-head latent attention, DeepSeekMoE, multi-token
+// prediction); all zero for other architectures. Names follow the Hugging Face config.
+struct DeepSeekConfig {
+    int64_t q_lora_rank = 0;       // 0: queries straight from the hidden state (V2-Lite)
+    int64_t kv_lora_rank = 0;      // width of the cached latent
+    int64_t qk_rope_head_dim = 0;  // rotary part of each query/key head (shared by all heads for keys)
+    int64_t qk_nope_head_dim = 0;  // non-rotary part (head_dim = nope + rope)
+    int64_t n_routed_experts = 0;
+    int64_t n_experts_used = 0;    // num_experts_per_tok
+    int64_t n_shared_experts = 0;
+    int64_t moe_ff = 0;            // moe_intermediate_size (each routed and shared expert)
+    int64_t first_k_dense = 0;     // leading layers with a dense FFN (first_k_dense_replace)
+    int64_t n_group = 1, topk_group = 1;  // group-limited routing (V2 full / V3)
+    float routed_scaling = 1.0f;   // expert_weights_scale
+    bool norm_topk_prob = false;   // expert_weights_norm
+    MoeGating gating = MoeGating::kSoftmax;
+    // YaRN's attention scaling (HF rope_scaling mscale_all_dim; GGUF stores 0.1 * it as
+    // rope.scaling.yarn_log_multiplier): softmax scale *= (1 + log_mul * ln(factor))^2.
+    float yarn_log_mul = 0.0f;
+    int64_t n_mtp = 0;             // multi-token-prediction modules after the main layers (V3: 1)
+
+    bool moe_layer(int64_t l) const { return n_routed_experts > 0 && l >= first_k_dense; }
+};
+
 struct ModelConfig {
     std::string arch = "llama";  // a registered architecture (model/arch/registry.cpp)
     std::string name;            // general.name or folder name, informational
@@ -42,10 +69,15 @@ struct ModelConfig {
     std::vector<int64_t> layer_window;
     // Per-layer FFN width; empty: n_ff in every layer.
     std::vector<int64_t> layer_n_ff;
+    // Rotary dimensions of a head when only part of it rotates (DeepSeek's qk_rope_head_dim);
+    // 0: the whole head_dim.
+    int64_t n_rot = 0;
+    DeepSeekConfig ds;
 
     int64_t v_dim() const { return head_dim_v > 0 ? head_dim_v : head_dim; }
     int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }
     int64_t ff_at(int64_t l) const { return layer_n_ff.empty() ? n_ff : layer_n_ff[l]; }
+    int64_t rot_dim() const { return n_rot > 0 ? n_rot : head_dim; }
 };
 
 }  // namespace llmforge

@@ -27,6 +27,14 @@ public:
         if (key == nullptr) return std::nullopt;
         return f_.get_opt<bool>(a_ + key);
     }
+    std::optional<double> number(const char*, const char* key) const override {
+        if (key == nullptr) return std::nullopt;
+        return f_.get_float_opt(a_ + key);
+    }
+    std::optional<std::string> string(const char*, const char* key) const override {
+        if (key == nullptr) return std::nullopt;
+        return f_.get_opt<std::string>(a_ + key);
+    }
     bool has_tensor(const std::string& name) const override { return f_.has_tensor(name); }
     const std::string& where() const override { return f_.path(); }
 
@@ -115,9 +123,11 @@ ModelConfig gguf_read_config(const GgufFile& f) {
              static_cast<long long>(c.head_dim));
     }
     if (auto rd = f.get_int_opt(a + "rope.dimension_count"); rd && *rd != c.head_dim) {
-        fail("%s: rope.dimension_count is %lld but the head dimension is %lld: partial rotary "
-             "embeddings are not supported",
-             file, static_cast<long long>(*rd), static_cast<long long>(c.head_dim));
+        if (*rd < 2 || *rd > c.head_dim || *rd % 2 != 0) {
+            fail("%s: rope.dimension_count is %lld, expected an even number in 2..%lld (the head dimension)", file,
+                 static_cast<long long>(*rd), static_cast<long long>(c.head_dim));
+        }
+        c.n_rot = *rd;  // partial rotary embedding: the architecture says whether it supports it
     }
 
     if (auto v = f.get_int_opt(a + "vocab_size")) {
@@ -297,7 +307,7 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
     w.set(a + "embedding_length", u32("n_embd", c.n_embd));
     w.set(a + "block_count", u32("n_layer", c.n_layer));
     w.set(a + "feed_forward_length", u32("n_ff", c.n_ff));
-    w.set(a + "rope.dimension_count", u32("head_dim", c.head_dim));
+    w.set(a + "rope.dimension_count", u32("rope dims", c.rot_dim()));
     w.set(a + "attention.head_count", u32("n_head", c.n_head));
     w.set(a + "attention.head_count_kv", u32("n_head_kv", c.n_head_kv));
     w.set(a + "attention.layer_norm_rms_epsilon", c.rms_eps);
@@ -319,7 +329,8 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
             w.set(s + "factor", c.rope_factor);
             w.set(s + "original_context_length",
                   u32("rope_orig_ctx", c.rope_orig_ctx > 0 ? c.rope_orig_ctx : c.n_ctx_train));
-            if (c.yarn_attn_factor != 1.0f) w.set(s + "attn_factor", c.yarn_attn_factor);
+            // DeepSeek's cos/sin factor is derived from its own keys (arch/deepseek2.cpp).
+            if (c.yarn_attn_factor != 1.0f && c.ds.kv_lora_rank == 0) w.set(s + "attn_factor", c.yarn_attn_factor);
             if (c.yarn_beta_fast != 32.0f) w.set("llmforge.rope.scaling.yarn_beta_fast", c.yarn_beta_fast);
             if (c.yarn_beta_slow != 1.0f) w.set("llmforge.rope.scaling.yarn_beta_slow", c.yarn_beta_slow);
             break;
@@ -343,6 +354,12 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
             w.set(a + key, static_cast<uint32_t>(*v));
         }
         void boolean(const char*, const char* key, bool v) override {
+            if (key != nullptr) w.set(a + key, v);
+        }
+        void number(const char*, const char* key, double v) override {
+            if (key != nullptr) w.set(a + key, static_cast<float>(v));
+        }
+        void string(const char*, const char* key, const std::string& v) override {
             if (key != nullptr) w.set(a + key, v);
         }
     } sink(w, a);

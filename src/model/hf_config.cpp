@@ -158,10 +158,37 @@ public:
         if (hf == nullptr || r_.find(hf) == nullptr) return std::nullopt;
         return r_.boolean_or(hf, false);
     }
+    std::optional<double> number(const char* hf, const char*) const override {
+        const json* v = nested(hf);
+        if (v == nullptr) return std::nullopt;
+        if (!v->is_number() || !std::isfinite(v->get<double>())) {
+            fail("%s: \"%s\" is %s, expected a number", src_.c_str(), hf, printable(v->dump(), 40).c_str());
+        }
+        return v->get<double>();
+    }
+    std::optional<std::string> string(const char* hf, const char*) const override {
+        const json* v = nested(hf);
+        if (v == nullptr) return std::nullopt;
+        if (!v->is_string()) {
+            fail("%s: \"%s\" is %s, expected a string", src_.c_str(), hf, printable(v->dump(), 40).c_str());
+        }
+        return v->get<std::string>();
+    }
     bool has_tensor(const std::string&) const override { return false; }
     const std::string& where() const override { return src_; }
 
 private:
+    // "a.b": key b of the object a (absent when a is not an object); null counts as absent.
+    const json* nested(const char* hf) const {
+        if (hf == nullptr) return nullptr;
+        const std::string key(hf);
+        const size_t dot = key.find('.');
+        if (dot == std::string::npos) return r_.find(hf);
+        const json* outer = r_.find(key.substr(0, dot).c_str());
+        if (outer == nullptr || !outer->is_object()) return nullptr;
+        auto it = outer->find(key.substr(dot + 1));
+        return it == outer->end() || it->is_null() ? nullptr : &*it;
+    }
     const ConfigReader& r_;
     const std::string& src_;
 };
@@ -297,7 +324,9 @@ std::string hf_config_write(const ModelConfig& c) {
                                  {"beta_fast", c.yarn_beta_fast},
                                  {"beta_slow", c.yarn_beta_slow},
                                  {"original_max_position_embeddings", c.rope_orig_ctx}};
-            if (c.yarn_attn_factor != 1.0f) j["rope_scaling"]["attention_factor"] = c.yarn_attn_factor;
+            if (c.yarn_attn_factor != 1.0f && c.ds.kv_lora_rank == 0) {
+                j["rope_scaling"]["attention_factor"] = c.yarn_attn_factor;
+            }
             break;
     }
     if (!c.name.empty()) j["_name_or_path"] = c.name;
@@ -309,6 +338,17 @@ std::string hf_config_write(const ModelConfig& c) {
         }
         void boolean(const char* hf, const char*, bool v) override {
             if (hf != nullptr) j[hf] = v;
+        }
+        void number(const char* hf, const char*, double v) override { at(hf) = v; }
+        void string(const char* hf, const char*, const std::string& v) override { at(hf) = v; }
+        // "a.b" writes b inside the object a.
+        json& at(const char* hf) {
+            static json ignored;
+            if (hf == nullptr) return ignored = nullptr;
+            const std::string key(hf);
+            const size_t dot = key.find('.');
+            if (dot == std::string::npos) return j[key];
+            return j[key.substr(0, dot)][key.substr(dot + 1)];
         }
     } sink(j);
     if (arch.write_keys != nullptr) arch.write_keys(c, sink);

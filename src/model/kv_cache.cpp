@@ -30,11 +30,9 @@ KvCache* KvMemory::f32_rows() {
     return c != nullptr && c->types().is_f32() ? c : nullptr;
 }
 
-namespace {
-
 // A quantised type stores each head's slice of a row as whole blocks, so attention can read one
 // head without touching its neighbours' blocks.
-void check_head(DType t, int64_t head, const char* side, const char* flag) {
+void kv_check_head(DType t, int64_t head, const char* side, const char* flag) {
     if (!kv_type_supported(t)) {
         fail("%s %s: not a KV cache type (expected f32, f16, q8_0 or q4_0)", flag, dtype_name(t));
     }
@@ -45,12 +43,10 @@ void check_head(DType t, int64_t head, const char* side, const char* flag) {
     }
 }
 
-}  // namespace
-
 // Keys are checked first, so a cache with both types wrong names --cache-type-k.
 std::vector<int64_t> KvCache::checked_k_dims(const ModelConfig& cfg, const KvTypes& types) {
-    check_head(types.k, cfg.head_dim, "key", "--cache-type-k");
-    check_head(types.v, cfg.v_dim(), "value", "--cache-type-v");
+    kv_check_head(types.k, cfg.head_dim, "key", "--cache-type-k");
+    kv_check_head(types.v, cfg.v_dim(), "value", "--cache-type-v");
     return std::vector<int64_t>(cfg.n_layer, cfg.n_head_kv * cfg.head_dim);
 }
 

@@ -40,6 +40,9 @@ bool kv_type_supported(DType t);
 DType parse_kv_type(const std::string& s, const char* flag);
 // "k=q8_0 v=f16"
 std::string kv_types_name(const KvTypes& t);
+// Throws one line (naming `flag`) unless t is a cache type whose blocks tile a `side` head of
+// `head` values.
+void kv_check_head(DType t, int64_t head, const char* side, const char* flag);
 
 class KvMemory {
 public:

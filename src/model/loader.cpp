@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "core/file.h"
@@ -40,6 +41,37 @@ ModelFiles open_gguf(const RegularFile& file) {
     return m;
 }
 
+// Copies experts 0..E-1 (all the same dtype and shape) into one owned (E, rows, cols) tensor.
+Tensor stack_experts(const SafetensorsSet& set, const std::string& gguf, const std::map<int64_t, std::string>& by_index,
+                     const std::string& dir) {
+    const int64_t E = static_cast<int64_t>(by_index.size());
+    if (by_index.rbegin()->first != E - 1) {
+        for (int64_t e = 0; e < E; ++e)
+            if (!by_index.count(e)) {
+                fail("%s: expert %lld of %s is missing (found %lld experts up to index %lld; hint: are all "
+                     "safetensors shards present?)",
+                     dir.c_str(), (long long)e, gguf.c_str(), (long long)E, (long long)by_index.rbegin()->first);
+            }
+    }
+    const Tensor first = set.tensor(by_index.begin()->second);
+    if (first.ndim() != 2) {
+        fail("%s: %s has shape %s, expected a matrix per expert", dir.c_str(), by_index.begin()->second.c_str(),
+             first.shape_str().c_str());
+    }
+    Tensor out = Tensor::empty(first.dtype(), {E, first.dim(0), first.dim(1)}, gguf);
+    const size_t bytes = first.nbytes();
+    for (const auto& [e, name] : by_index) {
+        const Tensor t = set.tensor(name);
+        if (t.dtype() != first.dtype() || t.shape() != first.shape()) {
+            fail("%s: %s is %s %s, expected %s %s like expert 0 (experts of one layer must match)", dir.c_str(),
+                 name.c_str(), dtype_name(t.dtype()), t.shape_str().c_str(), dtype_name(first.dtype()),
+                 first.shape_str().c_str());
+        }
+        std::memcpy(static_cast<uint8_t*>(out.data()) + static_cast<size_t>(e) * bytes, t.data(), bytes);
+    }
+    return out;
+}
+
 ModelFiles open_hf_folder(const std::string& dir) {
     const fs::path d(dir);
     std::error_code ec;
@@ -53,12 +85,20 @@ ModelFiles open_hf_folder(const std::string& dir) {
     m.config = hf_config_read(RegularFile((d / "config.json").string(), "a Hugging Face config.json"));
     const Arch& arch = arch_of(m.config.arch, dir);
     SafetensorsSet set(dir);
+    std::map<std::string, std::map<int64_t, std::string>> experts;  // GGUF name -> expert -> HF name
     for (const auto& name : set.tensor_names()) {
-        const std::string g = hf_to_gguf_name(arch, name);
+        int64_t e = -1;
+        const std::string g = hf_to_gguf_name(arch, name, &e);
         if (g.empty()) continue;
+        if (e >= 0) {
+            experts[g][e] = name;
+            continue;
+        }
         m.tensors[g] = set.tensor(name);
         m.tensors[g].set_name(g);
     }
+    // Routed experts: HF has one matrix per expert, the engine one (E, rows, cols) tensor.
+    for (const auto& [g, by_index] : experts) m.tensors[g] = stack_experts(set, g, by_index, dir);
     if (fs::exists(d / "tokenizer.json", ec)) {
         const fs::path cfg = d / "tokenizer_config.json";
         m.vocab = hf_tokenizer_json_load((d / "tokenizer.json").string(),

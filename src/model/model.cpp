@@ -10,6 +10,7 @@
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/repack.h"
+#include "model/moe.h"
 #include "model/rope.h"
 
 namespace llmforge {
@@ -116,9 +117,58 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         const size_t idx = static_cast<size_t>((ns.layer + 1) * n_slots + ns.spec->slot);
         weights_[idx] = bound;
         bound_[idx] = true;
+        if (bound.ndim() == 3) {  // routed experts: one 2-D view per expert
+            std::vector<Tensor>& views = experts_[idx];
+            const size_t bytes = bound.nbytes() / static_cast<size_t>(bound.dim(0));
+            for (int64_t e = 0; e < bound.dim(0); ++e) {
+                views.push_back(Tensor::view(bound.dtype(), {bound.dim(1), bound.dim(2)},
+                                             static_cast<const uint8_t*>(bound.data()) + e * bytes, nullptr,
+                                             ns.name + "[" + std::to_string(e) + "]"));
+            }
+        }
     }
-
+    if (c.ds.kv_lora_rank > 0) bind_mla();
     bind_rope();
+}
+
+// W_UK_h^T and W_UV_h of every layer from attn_kv_b ((H·(nope + v), kv_rank), rows of head h:
+// nope key rows then v value rows), dequantised once.
+void Model::bind_mla() {
+    const ModelConfig& c = cfg_;
+    const int64_t H = c.n_head, r = c.ds.kv_lora_rank, nope = c.ds.qk_nope_head_dim, v = c.v_dim();
+    const auto& kt = kernels::kernels();
+    mla_.assign(static_cast<size_t>(c.n_layer), {});
+    std::vector<float> row(static_cast<size_t>(r));
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const TensorSpec* spec = nullptr;
+        for (const TensorSpec& t : arch_->tensors)
+            if (std::string(t.gguf) == "attn_kv_b.weight") spec = &t;
+        LF_ASSERT(spec != nullptr);
+        const Tensor* kvb = weight({l, spec->slot});
+        LF_ASSERT(kvb != nullptr && kvb->row_group() == 1);
+        MlaAbsorbed& m = mla_[l];
+        m.uk_t.assign(static_cast<size_t>(H * r * nope), 0.0f);
+        m.uv.assign(static_cast<size_t>(H * v * r), 0.0f);
+        const auto deq = kt.dequantize_row[static_cast<int>(kvb->dtype())];
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t j = 0; j < nope + v; ++j) {
+                deq(kvb->row(h * (nope + v) + j), row.data(), r);
+                if (j < nope) {
+                    float* uk = m.uk_t.data() + h * r * nope;
+                    for (int64_t i = 0; i < r; ++i) uk[i * nope + j] = row[i];
+                } else {
+                    std::copy(row.begin(), row.end(), m.uv.begin() + (h * v + (j - nope)) * r);
+                }
+            }
+        }
+    }
+}
+
+const Tensor& Model::expert(Weight w, int64_t e) const {
+    const size_t idx = static_cast<size_t>((w.layer + 1) * arch_->n_slots + w.slot);
+    auto it = experts_.find(idx);
+    LF_ASSERT(it != experts_.end() && e >= 0 && e < static_cast<int64_t>(it->second.size()));
+    return it->second[e];
 }
 
 // Shape and dtype of a tensor against its table entry; one-line errors naming the file.
@@ -151,7 +201,7 @@ void Model::bind_rope() {
     auto it = files_.tensors.find("rope_freqs.weight");
     if (it == files_.tensors.end()) return;
     const Tensor ff = as_f32_vector(it->second);
-    for (int64_t i = 0; i < cfg_.head_dim / 2; ++i) {
+    for (int64_t i = 0; i < cfg_.rot_dim() / 2; ++i) {
         const float d = ff.ptr<float>()[i];
         if (!(d > 0)) {
             fail("%s: rope_freqs.weight[%lld] is %g, expected a positive frequency divisor", files_.path.c_str(),
@@ -190,6 +240,15 @@ void Model::rope_tables(int64_t pos, float* cs, float* sn) const {
 }
 
 std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx, KvTypes types) const {
+    if (cfg_.ds.kv_lora_rank > 0) {
+        // MLA: one row per position and layer, the normalised latent then the rotated shared key
+        // part; values are read from the same rows (the latent), so V stores nothing.
+        const int64_t w = cfg_.ds.kv_lora_rank + cfg_.ds.qk_rope_head_dim;
+        kv_check_head(types.k, w, "latent (kv_lora_rank + rope)", "--cache-type-k");
+        types.v = types.k;
+        return std::make_unique<KvCache>(std::vector<int64_t>(cfg_.n_layer, w), std::vector<int64_t>(cfg_.n_layer, 0),
+                                         n_ctx, types);
+    }
     return std::make_unique<KvCache>(cfg_, n_ctx, types);
 }
 
@@ -307,6 +366,8 @@ public:
     }
 
     Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override;
+    Act mla_attention(int64_t l, Act q, Act kv_a, const MlaSpec& m) override;
+    Act moe(int64_t l, Act x, const MoeSpec& m) override;
 
     Act swiglu(Act x, Weight gate, Weight up) override {
         const Tensor& wg = w(gate);
@@ -636,9 +697,207 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
     return att;
 }
 
+// Multi-head latent attention over the compressed cache (DeepSeek MLA, "absorbed" form): each
+// cache row holds the normalised latent c (r) and the rotated shared key part k_pe (R). With
+// W_UK_h folded into the query, q_abs_h = [q_nope_h · W_UK_h, q_pe_h] (r + R), the score of
+// position t is q_abs_h · [c_t, k_pe_t] = q_h · k_h,t exactly, and the output is
+// (sum_t p_t c_t) · W_UV_h^T. Attention thus runs as multi-query attention of H heads over one
+// (r + R)-wide KV head whose values are the same rows (the last R outputs are ignored): the
+// kernel table's one-position attention for single rows, two GEMMs per (block, head) for prompt
+// blocks. A row's result depends on that row only (per-row products in batch-invariant mode).
+Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
+    const int64_t H = m.n_head, nope = m.nope, R = m.rope, r = m.kv_rank, Dv = m.v_dim;
+    const int64_t Dq = nope + R, Dl = r + R, N = q.rows;
+    LF_ASSERT(q.cols == H * Dq && kva.cols == Dl);
+    const Model::MlaAbsorbed& ab = m_.mla(l);
+    const float* gain = w(m.kv_norm).ptr<float>();
+    const bool interleaved = m_.cfg_.rope_interleaved;
+    const int64_t* row_seq = s_.row_seq.data();
+    const int64_t* row_pos = s_.row_pos.data();
+    auto cache_of = [&](int64_t row) -> KvCache& {
+        KvCache* c = seqs_[row_seq[row]].cache->rows();
+        LF_ASSERT(c != nullptr && c->k_dim(l) == Dl);
+        return *c;
+    };
+    // Latent rows: RMSNorm of c, RoPE of k_pe (in kva, in place), then into each real row's cache.
+    pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            float* row = kva.data + i * Dl;
+            kt_.rmsnorm(row, gain, row, r, m.eps);
+            kt_.rope(row + r, 1, R, &s_.rope_cs[i * R / 2], &s_.rope_sn[i * R / 2], interleaved);
+            for (int64_t h = 0; h < H; ++h)
+                kt_.rope(q.data + i * q.cols + h * Dq + nope, 1, R, &s_.rope_cs[i * R / 2], &s_.rope_sn[i * R / 2],
+                         interleaved);
+            if (i >= n_real_) continue;  // the doubled lone row: same position, written once
+            KvCache& cache = cache_of(i);
+            const DType t = cache.types().k;
+            uint8_t* dst = cache.k_row(l, row_pos[i]);
+            if (t == DType::F32) {
+                std::copy(row, row + Dl, reinterpret_cast<float*>(dst));
+            } else {
+                kt_.quantize_row[static_cast<int>(t)](row, dst, Dl);
+            }
+        }
+    });
+    // y(rows, H, out) = x_h(rows, in) · W_h^T per head, W_h = (out, in) at w + h·out·in (b_t: W_h
+    // is (in, out)): one GEMM per head, or one per (row, head) in batch-invariant mode.
+    auto per_head = [&](const float* x, int64_t ldx, const float* wts, bool b_t, int64_t out, int64_t in, float* y,
+                         int64_t ldy, int64_t xh, int64_t yh) {
+        const bool rows = s_.batch_invariant;
+        const int64_t items = rows ? N * H : H;
+        pool_.run(items, [&](int64_t it, int) {
+            const int64_t h = it % H, i0 = rows ? it / H : 0, n = rows ? 1 : N;
+            kernels::sgemm(false, !b_t, n, out, in, 1.0f, x + i0 * ldx + h * xh, ldx, wts + h * out * in,
+                           b_t ? out : in, 0.0f, y + i0 * ldy + h * yh, ldy);
+        });
+    };
+    // q_abs (N, H, Dl): the latent part through W_UK_h^T (stored (r, nope): y = q_nope · W_UK_h^T... as
+    // (in = nope, out = r) rows of uk_t transposed), the rotary part copied.
+    Act qa = take(N, H * Dl);
+    per_head(q.data, q.cols, ab.uk_t.data(), false, r, nope, qa.data, H * Dl, Dq, Dl);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t h = 0; h < H; ++h)
+            std::copy(q.data + i * q.cols + h * Dq + nope, q.data + i * q.cols + (h + 1) * Dq,
+                      qa.data + i * H * Dl + h * Dl + r);
+    Act ol = take(N, H * Dl);  // per head: sum_t p_t [c_t, k_pe_t]
+    // Work items: (block, head) for prompt blocks, (row, head chunk) for single rows.
+    const int64_t chunks = std::min<int64_t>(H, std::max(1, pool_.size()));
+    const int64_t per_chunk = (H + chunks - 1) / chunks;
+    std::vector<std::pair<int64_t, int64_t>>& blocks = s_.att_blocks;
+    int64_t n_items = 0;
+    for (const auto& [i0, nq] : blocks) n_items += nq > 1 ? H : chunks;
+    for (size_t j = 0; j < s_.att_rows.size(); ++j) n_items += chunks;
+    grow(s_.att_kv, static_cast<size_t>(pool_.size()) * static_cast<size_t>(max_len_ * Dl));
+    grow(s_.att_scores, static_cast<size_t>(pool_.size()) * static_cast<size_t>(max_len_));
+    // Items in order: each block's H or `chunks` items, then each single row's chunks.
+    std::vector<int64_t> item_end;
+    item_end.reserve(blocks.size() + s_.att_rows.size());
+    for (const auto& [i0, nq] : blocks) item_end.push_back((item_end.empty() ? 0 : item_end.back()) + (nq > 1 ? H : chunks));
+    for (size_t j = 0; j < s_.att_rows.size(); ++j) item_end.push_back((item_end.empty() ? 0 : item_end.back()) + chunks);
+    pool_.run(n_items, [&](int64_t item, int tid) {
+        const size_t u = static_cast<size_t>(std::upper_bound(item_end.begin(), item_end.end(), item) - item_end.begin());
+        const int64_t sub = item - (u == 0 ? 0 : item_end[u - 1]);
+        const bool is_block = u < blocks.size();
+        const int64_t i0 = is_block ? blocks[u].first : s_.att_rows[u - blocks.size()];
+        const int64_t nq = is_block ? blocks[u].second : 1;
+        KvCache& cache = cache_of(i0);
+        const DType kt = cache.types().k;
+        const int64_t p0 = row_pos[i0];
+        if (nq == 1) {
+            const int64_t h0 = sub * per_chunk, hn = std::min(H, h0 + per_chunk) - h0;
+            if (hn <= 0) return;
+            float* scores = &s_.att_scores[static_cast<size_t>(tid) * max_len_];
+            const float* qi = qa.data + i0 * H * Dl + h0 * Dl;
+            float* oi = ol.data + i0 * H * Dl + h0 * Dl;
+            if (kt == DType::F32) {
+                const float* lat = cache.k(l);
+                kt_.attention(qi, lat, lat, p0 + 1, Dl, hn, 1, Dl, m.scale, oi, scores);
+            } else {
+                kt_.attention_kv(qi, cache.k_row(l, 0), kt, cache.k_row_bytes(l), cache.k_row(l, 0), kt,
+                                 cache.k_row_bytes(l), p0 + 1, hn, 1, Dl, m.scale, oi, scores);
+            }
+            return;
+        }
+        // A prompt block: scores (nq, n_kv) = scale · Q_h K^T, causal softmax, O_h = P C.
+        const int64_t h = sub, n_kv = p0 + nq;
+        const float* lat;
+        if (kt == DType::F32) {
+            lat = cache.k(l);
+        } else {
+            float* deq = &s_.att_kv[static_cast<size_t>(tid) * static_cast<size_t>(max_len_ * Dl)];
+            const auto to_f32 = kt_.dequantize_row[static_cast<int>(kt)];
+            for (int64_t t = 0; t < n_kv; ++t) to_f32(cache.k_row(l, t), deq + t * Dl, Dl);
+            lat = deq;
+        }
+        float* sc = &s_.att_block[static_cast<size_t>(tid) * kAttBlockRows * max_len_];
+        kernels::sgemm(false, true, nq, n_kv, Dl, m.scale, qa.data + i0 * H * Dl + h * Dl, H * Dl, lat, Dl, 0.0f, sc,
+                       n_kv);
+        for (int64_t rr = 0; rr < nq; ++rr) {
+            float* row = sc + rr * n_kv;
+            const int64_t end = p0 + rr + 1;
+            kt_.softmax(row, end);
+            std::fill(row + end, row + n_kv, 0.0f);
+        }
+        kernels::sgemm(false, false, nq, r, n_kv, 1.0f, sc, n_kv, lat, Dl, 0.0f, ol.data + i0 * H * Dl + h * Dl,
+                       H * Dl);
+    });
+    // out_h = o_lat_h · W_UV_h^T.
+    Act out = take(N, H * Dv);
+    per_head(ol.data, H * Dl, ab.uv.data(), false, Dv, r, out.data, H * Dv, Dl, Dv);
+    return out;
+}
+
+// DeepSeekMoE's routed experts: every row routed (model/moe.h), rows gathered per expert, each
+// expert's SwiGLU run as one product over its rows (tokens gathered per expert: prefill and
+// batches read each expert's weights once), the weighted outputs scattered back in expert order
+// (per row a fixed order: batch invariant), then the shared experts added.
+Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
+    const int64_t N = x.rows, C = x.cols, E = m.n_expert, K = m.n_used;
+    Act lg = linear(x, m.router);
+    const Tensor* bias_t = m.bias.slot >= 0 ? m_.weight(m.bias) : nullptr;
+    const float* bias = bias_t != nullptr ? bias_t->ptr<float>() : nullptr;
+    grow(s_.moe_sel, static_cast<size_t>(N * K));
+    grow(s_.moe_w, static_cast<size_t>(N * K));
+    grow(s_.moe_scores, static_cast<size_t>(N * 3 * E));
+    pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+            route_experts(lg.data + i * E, bias, m, &s_.moe_sel[i * K], &s_.moe_w[i * K], &s_.moe_scores[i * 3 * E],
+                          &s_.moe_scores[i * 3 * E + E]);
+    });
+    if (s_.moe_hook) s_.moe_hook(l, s_.moe_sel.data(), s_.moe_w.data(), n_real_, K);
+    ExpertGroups groups;
+    groups.build(s_.moe_sel.data(), N, K, E);
+    const Tensor& g0 = m_.expert(m.gate, 0);
+    const int64_t F = g0.dim(0);
+    // A lone row through a kernel that sums one row differently from several is doubled in
+    // batch-invariant mode, as forward_batch does for a lone batch row.
+    const bool pad_lone = s_.batch_invariant && double_lone_row_;
+    int64_t max_rows = 0;
+    for (int64_t e = 0; e < E; ++e) max_rows = std::max(max_rows, groups.begin[e + 1] - groups.begin[e]);
+    max_rows = std::max<int64_t>(max_rows, 2);
+    grow(s_.moe_x, static_cast<size_t>(max_rows * C));
+    grow(s_.moe_h, static_cast<size_t>(2 * max_rows * F));
+    grow(s_.moe_y, static_cast<size_t>(N * K * C));  // each (row, slot)'s weighted expert output
+    for (int64_t e = 0; e < E; ++e) {
+        const int64_t b = groups.begin[e], n = groups.begin[e + 1] - b;
+        if (n == 0) continue;
+        const int64_t rows = pad_lone && n == 1 ? 2 : n;
+        for (int64_t j = 0; j < rows; ++j) {
+            const int64_t t = groups.token[b + std::min(j, n - 1)];
+            std::copy(x.data + t * C, x.data + (t + 1) * C, s_.moe_x.data() + j * C);
+        }
+        float* g = s_.moe_h.data();
+        float* u = g + max_rows * F;
+        kernels::matmul_swiglu(m_.expert(m.gate, e), m_.expert(m.up, e), s_.moe_x.data(), rows, g, u, pool_, s_.mm);
+        float* y = s_.moe_x.data();  // the gathered inputs are no longer needed
+        kernels::matmul(m_.expert(m.down, e), g, rows, y, pool_, s_.mm);
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t t = groups.token[b + j], k = groups.slot[b + j];
+            const float wk = s_.moe_w[t * K + k];
+            float* dst = s_.moe_y.data() + (t * K + k) * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] = wk * y[j * C + c];
+        }
+    }
+    Act out = take(N, C);
+    pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            float* o = out.data + i * C;
+            std::fill(o, o + C, 0.0f);
+            for (int64_t k = 0; k < K; ++k) kt_.add(C, s_.moe_y.data() + (i * K + k) * C, o);
+        }
+    });
+    if (m.shared_gate.slot >= 0) {
+        Act sh = linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down);
+        pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt_.add(C, sh.data + i * C, out.data + i * C);
+        });
+    }
+    return out;
+}
+
 void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const {
     const ModelConfig& c = cfg_;
-    const int64_t D = c.head_dim, V = c.n_vocab;
+    const int64_t D = c.rot_dim(), V = c.n_vocab;  // D: rotary width of the RoPE tables
     int64_t n = 0, n_out_total = 0, max_len = 0;
     for (int64_t j = 0; j < n_seqs; ++j) {
         const SeqBatch& sq = seqs[j];

@@ -71,6 +71,12 @@ struct ForwardScratch {
     // called before the product with the weight's GGUF tensor name and the (rows, cols)
     // activations it multiplies (the batch's real rows only; fused products report each weight).
     std::function<void(const std::string& weight, const float* x, int64_t rows, int64_t cols)> matmul_hook;
+    // Optional observer of mixture-of-experts routing: layer, each real row's n_used chosen
+    // experts and weights (row-major (rows, n_used)).
+    std::function<void(int64_t layer, const int32_t* sel, const float* weight, int64_t rows, int64_t n_used)> moe_hook;
+    // MoE and MLA temporaries.
+    std::vector<int32_t> moe_sel;
+    std::vector<float> moe_w, moe_scores, moe_x, moe_h, moe_y;
 };
 
 // One sequence's share of a batched forward pass (continuous batching: several sequences, each
@@ -140,6 +146,14 @@ public:
     // are multiplied by (YaRN's attention factor, else 1). The trainer builds its tables from these.
     const std::vector<double>& rope_inv_freq() const { return inv_freq_; }
     double rope_mscale() const { return rope_mscale_; }
+    // Expert e of a routed-expert tensor (E, rows, cols) as a (rows, cols) view.
+    const Tensor& expert(Weight w, int64_t e) const;
+    // MLA up-projections of layer l split per head from attn_kv_b, f32: W_UK_h^T as (H, kv_rank,
+    // nope) (queries are folded into the latent space with it) and W_UV_h as (H, v, kv_rank).
+    struct MlaAbsorbed {
+        std::vector<float> uk_t, uv;
+    };
+    const MlaAbsorbed& mla(int64_t layer) const { return mla_[layer]; }
 
 private:
     explicit Model(ModelFiles files);
@@ -148,6 +162,7 @@ private:
     void bind_weights(bool weights_private, bool repack = true);
     void check_tensor(const NamedSpec& ns, const Tensor& t, bool matmul) const;
     void bind_rope();
+    void bind_mla();
     void rope_tables(int64_t pos, float* cs, float* sn) const;
     friend class EagerOps;
 
@@ -159,6 +174,8 @@ private:
     std::vector<double> inv_freq_;  // (D/2) after rope scaling
     bool rows_invariant_ = false;   // every matrix's gemm is row-invariant (batch_invariant is free)
     double rope_mscale_ = 1.0;      // yarn attention factor applied to cos/sin
+    std::map<size_t, std::vector<Tensor>> experts_;  // weights_ index -> per-expert views
+    std::vector<MlaAbsorbed> mla_;                   // per layer (MLA architectures)
 };
 
 }  // namespace llmforge

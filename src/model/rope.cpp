@@ -7,7 +7,7 @@
 namespace llmforge {
 
 std::vector<double> rope_inv_freq(const ModelConfig& c, double* mscale) {
-    const int64_t D = c.head_dim;
+    const int64_t D = c.rot_dim();  // the rotated part of a head (all of it but for DeepSeek)
     std::vector<double> inv(D / 2);
     for (int64_t i = 0; i < D / 2; ++i) {
         inv[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(D));

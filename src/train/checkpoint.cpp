@@ -350,6 +350,14 @@ void write_hf_model(const std::string& folder, const TrainModel& model) {
                 frozen_values.emplace_back(data, data + p.numel());
                 data = frozen_values.back().data();
             }
+            if (hf.find('*') != std::string::npos) {  // routed experts: one HF matrix each
+                LF_ASSERT(p.shape.size() == 3);
+                const int64_t per = p.numel() / p.shape[0];
+                for (int64_t e = 0; e < p.shape[0]; ++e)
+                    w.add_tensor(hf_expert_name(hf, e), DType::F32, {p.shape[1], p.shape[2]}, data + e * per,
+                                 static_cast<size_t>(per) * sizeof(float));
+                return;
+            }
             w.add_tensor(hf, DType::F32, p.shape, data, static_cast<size_t>(p.numel()) * sizeof(float));
         });
         w.write((fs::path(folder) / "model.safetensors").string());

@@ -87,6 +87,10 @@ public:
         Act g = linear(x, gate), u = linear(x, up);
         return act(train::swiglu(t_, V(g), V(u)));
     }
+    Act mla_attention(int64_t, Act, Act, const MlaSpec&) override {
+        fail("training a model with multi-head latent attention is not supported yet");
+    }
+    Act moe(int64_t, Act, const MoeSpec&) override { fail("training a mixture-of-experts model is not supported yet"); }
     Act residual(int64_t layer, int branch, Act h, Act y) override {
         const uint64_t seed = b_.dropout_seed ^ (kGoldenGamma * static_cast<uint64_t>(2 * layer + branch + 1));
         return act(add(t_, V(h), dropout(t_, V(y), b_.p_drop, seed)));

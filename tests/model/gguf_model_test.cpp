@@ -362,7 +362,9 @@ TEST(GgufModel, RejectsBadMetadata) {
         gguf_write_config(w, small_config("qwen2"));
         w.set("qwen2.rope.dimension_count", uint32_t{2});
     });
-    EXPECT_LF_ERROR(gguf_read_config(GgufFile(partial)), {partial, "rope.dimension_count is 2", "partial"});
+    // Read, then refused by the architecture (DeepSeek's rotate part of each head; Qwen2 does not).
+    EXPECT_LF_ERROR(arch_of("qwen2", partial).validate(gguf_read_config(GgufFile(partial)), partial),
+                    {partial, "rope.dimension_count is 2", "partial"});
     const std::string longrope = write("longrope.gguf", [](GgufWriter& w) {
         gguf_write_config(w, small_config("llama"));
         w.set("llama.rope.scaling.type", "longrope");

@@ -65,15 +65,52 @@ bool split_layer(const std::string& name, const std::string& prefix, int64_t& la
 
 }  // namespace
 
-std::string hf_to_gguf_name(const Arch& a, const std::string& n) {
+namespace {
+
+// `rest` matches `pattern` whose one '*' stands for a decimal index (an expert's), put in *index.
+bool match_indexed(const std::string& rest, const char* pattern, int64_t* index) {
+    const char* star = std::strchr(pattern, '*');
+    if (star == nullptr) return false;
+    const size_t pre = static_cast<size_t>(star - pattern), post = std::strlen(star + 1);
+    if (rest.size() <= pre + post || rest.compare(0, pre, pattern, pre) != 0 ||
+        rest.compare(rest.size() - post, post, star + 1) != 0) {
+        return false;
+    }
+    const std::string digits = rest.substr(pre, rest.size() - pre - post);
+    if (digits.empty() || digits.size() > 6) return false;
+    int64_t v = 0;
+    for (char ch : digits) {
+        if (ch < '0' || ch > '9') return false;
+        v = v * 10 + (ch - '0');
+    }
+    *index = v;
+    return true;
+}
+
+}  // namespace
+
+std::string hf_to_gguf_name(const Arch& a, const std::string& n, int64_t* expert) {
     int64_t layer = -1;
     std::string rest;
     const bool in_layer = split_layer(n, "model.layers.", layer, rest);
+    if (expert != nullptr) *expert = -1;
     for (const TensorSpec& t : a.tensors) {
         if (t.hf == nullptr || t.hf[0] == '\0') continue;
         if (t.per_layer ? (in_layer && rest == t.hf) : n == t.hf) return t.gguf_name(layer);
+        int64_t e = -1;
+        if (t.per_layer && in_layer && match_indexed(rest, t.hf, &e)) {
+            if (expert == nullptr) return "";  // a caller that cannot stack experts
+            *expert = e;
+            return t.gguf_name(layer);
+        }
     }
     return "";
+}
+
+std::string hf_expert_name(const std::string& pattern, int64_t expert) {
+    const size_t star = pattern.find('*');
+    LF_ASSERT(star != std::string::npos);
+    return pattern.substr(0, star) + std::to_string(expert) + pattern.substr(star + 1);
 }
 
 std::string gguf_to_hf_name(const Arch& a, const std::string& n) {

@@ -67,6 +67,10 @@ public:
     virtual bool is_gguf() const = 0;
     virtual std::optional<int64_t> integer(const char* hf_key, const char* gguf_key) const = 0;
     virtual std::optional<bool> boolean(const char* hf_key, const char* gguf_key) const = 0;
+    // A number (int or float) and a string. An HF key "a.b" reads b inside the object a
+    // ("rope_scaling.mscale_all_dim"); a JSON null is absent.
+    virtual std::optional<double> number(const char* hf_key, const char* gguf_key) const = 0;
+    virtual std::optional<std::string> string(const char* hf_key, const char* gguf_key) const = 0;
     virtual bool has_tensor(const std::string& gguf_name) const = 0;  // GGUF files only
     virtual const std::string& where() const = 0;                     // the file, for errors
 };
@@ -76,6 +80,8 @@ public:
     virtual ~ConfigSink() = default;
     virtual void integer(const char* hf_key, const char* gguf_key, std::optional<int64_t> v) = 0;
     virtual void boolean(const char* hf_key, const char* gguf_key, bool v) = 0;
+    virtual void number(const char* hf_key, const char* gguf_key, double v) = 0;
+    virtual void string(const char* hf_key, const char* gguf_key, const std::string& v) = 0;
 };
 
 // An activation handed between ops: (rows, cols) floats. `node` is the backend's own handle
@@ -110,6 +116,41 @@ struct AttentionSpec {
     float scale = 0;     // applied to q·k
 };
 
+// DeepSeek's multi-head latent attention (MLA) of one layer. The keys and values of every head
+// are up-projections of one shared latent c = RMSNorm(kv_a[:, :kv_rank]) plus one rotary key part
+// k_pe = RoPE(kv_a[:, kv_rank:]) shared by all heads:
+//   k_h = [c · W_UK_h^T, k_pe],  v_h = c · W_UV_h^T,  q_h = [q_nope_h, RoPE(q_pe_h)]
+// where kv_b = (H·(nope + v), kv_rank) stacks [W_UK_h; W_UV_h] per head. A backend may cache only
+// (c, k_pe) and fold W_UK into the query and W_UV into the output (the engine does); the math is
+// the same.
+struct MlaSpec {
+    int64_t n_head = 0, nope = 0, rope = 0, v_dim = 0, kv_rank = 0;
+    float scale = 0;  // on q·k (1/sqrt(nope + rope), times YaRN's mscale²)
+    float eps = 0;    // the latent's RMSNorm
+    Weight kv_norm;   // (kv_rank) gain of the latent's RMSNorm
+    Weight kv_b;      // (H·(nope + v), kv_rank)
+};
+
+// A DeepSeekMoE routed-expert layer (the shared experts are an ordinary SwiGLU beside it).
+// Routing of one token (route_experts, model/moe.h, is the one definition both backends use):
+//   s = softmax(x · router^T) or sigmoid(x · router^T)                      (E scores)
+//   selection score = s + bias (bias only chooses, V3's aux-loss-free balancing)
+//   group-limited: keep the topk_group best of n_group expert groups (a group's score is its
+//   best member (softmax) or its two best members' sum (sigmoid)), then the top n_used experts;
+//   weights w = s[selected] (/ their sum if norm) * scale
+//   out = sum_k w_k · down_e(silu(gate_e x) ⊙ up_e x)
+struct MoeSpec {
+    int64_t n_expert = 0, n_used = 0, n_group = 1, topk_group = 1;
+    MoeGating gating = MoeGating::kSoftmax;
+    bool norm = false;
+    float scale = 1.0f;
+    Weight router;  // (E, C) ffn_gate_inp
+    Weight bias;    // (E) exp_probs_b, optional (slot -1 or unbound: none)
+    Weight gate, up, down;  // (E, ff, C), (E, ff, C), (E, C, ff)
+    // Shared experts (slot -1: none): one SwiGLU over every token, added to the routed output.
+    Weight shared_gate, shared_up, shared_down;
+};
+
 // The op interface an architecture's forward is written against. Rows are the batch's tokens
 // (every sequence's, in order); each backend knows their positions and sequences.
 class Ops {
@@ -139,6 +180,11 @@ public:
     virtual Act attention(int64_t layer, Act q, Act k, Act v, const AttentionSpec& a) = 0;
     // silu(x · gate^T) ⊙ (x · up^T).
     virtual Act swiglu(Act x, Weight gate, Weight up) = 0;
+    // MLA of layer `layer`: q (N, H·(nope + rope)) unrotated, kv_a (N, kv_rank + rope) unrotated
+    // and unnormalised -> (N, H·v_dim). See MlaSpec.
+    virtual Act mla_attention(int64_t layer, Act q, Act kv_a, const MlaSpec& m) = 0;
+    // The routed experts of a MoE layer: x (N, C) -> (N, C). See MoeSpec.
+    virtual Act moe(int64_t layer, Act x, const MoeSpec& m) = 0;
     // h + y: the residual stream after a block's branch `branch` of layer `layer` (training may
     // apply dropout to y first; the eager backend adds in place).
     virtual Act residual(int64_t layer, int branch, Act h, Act y) = 0;
@@ -200,9 +246,13 @@ struct NamedSpec {
 };
 std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool include_optional);
 
-// GGUF name <-> Hugging Face name through the table ("" when there is none).
-std::string hf_to_gguf_name(const Arch& a, const std::string& hf_name);
+// GGUF name <-> Hugging Face name through the table ("" when there is none). Routed experts are
+// one (E, rows, cols) GGUF tensor but E HF matrices: their HF name in the table holds '*' for the
+// expert index. hf_to_gguf_name puts a per-expert name's index in *expert (-1 otherwise; without
+// `expert` such names map to ""); gguf_to_hf_name returns the pattern, hf_expert_name fills it in.
+std::string hf_to_gguf_name(const Arch& a, const std::string& hf_name, int64_t* expert = nullptr);
 std::string gguf_to_hf_name(const Arch& a, const std::string& gguf_name);
+std::string hf_expert_name(const std::string& pattern, int64_t expert);
 
 // The one Q/K row permutation between RoPE conventions, for `rows` rows of `cols` values in heads
 // of head_dim rows: to_interleaved maps rotate-half row h·D + j·D/2 + i to interleaved row

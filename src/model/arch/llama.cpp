@@ -81,6 +81,11 @@ void validate(const ModelConfig& c, const std::string& where) {
         for (size_t l = 0; l < v.size(); ++l)
             if (v[l] < lo) fail("%s: %s[%zu] is %lld, expected >= %lld", where.c_str(), what, l, (long long)v[l], (long long)lo);
     };
+    if (c.n_rot != 0 && c.n_rot != c.head_dim) {
+        fail("%s: rope.dimension_count is %lld but the head dimension is %lld: partial rotary embeddings are not "
+             "supported for %s",
+             where.c_str(), (long long)c.n_rot, (long long)c.head_dim, c.arch.c_str());
+    }
     per_layer(c.layer_n_ff, "per-layer FFN width", 1);
     per_layer(c.layer_window, "per-layer sliding window", 0);
     if (c.sliding_window < 0) fail("%s: sliding window is %lld, expected >= 0 (0: none)", where.c_str(), (long long)c.sliding_window);

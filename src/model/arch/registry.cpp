@@ -4,11 +4,11 @@
 
 namespace llmforge {
 
-extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch;
+extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch;
 
 namespace {
 
-const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch};
+const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch, &kDeepseek2Arch};
 
 }  // namespace
 
