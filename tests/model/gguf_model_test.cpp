@@ -1,5 +1,6 @@
 // GGUF <-> ModelConfig / Vocab: the fixture, llama.cpp vocab files, and write -> read round trips.
 #include "model/gguf_model.h"
+#include "model/arch/arch.h"
 
 #include <gtest/gtest.h>
 
