@@ -78,6 +78,9 @@ struct ModelConfig {
     int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }
     int64_t ff_at(int64_t l) const { return layer_n_ff.empty() ? n_ff : layer_n_ff[l]; }
     int64_t rot_dim() const { return n_rot > 0 ? n_rot : head_dim; }
+    // Blocks with weights: the main layers plus DeepSeek's multi-token-prediction modules (stored as
+    // layers n_layer .. n_layer + n_mtp - 1, as in DeepSeek-V3's checkpoints).
+    int64_t n_block() const { return n_layer + ds.n_mtp; }
 };
 
 }  // namespace llmforge

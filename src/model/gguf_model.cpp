@@ -305,7 +305,8 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
     w.set("general.quantization_version", uint32_t{2});
     w.set(a + "context_length", u32("n_ctx_train", c.n_ctx_train));
     w.set(a + "embedding_length", u32("n_embd", c.n_embd));
-    w.set(a + "block_count", u32("n_layer", c.n_layer));
+    // llama.cpp counts DeepSeek's multi-token-prediction blocks in block_count (nextn_predict_layers).
+    w.set(a + "block_count", u32("n_layer", c.n_block()));
     w.set(a + "feed_forward_length", u32("n_ff", c.n_ff));
     w.set(a + "rope.dimension_count", u32("rope dims", c.rot_dim()));
     w.set(a + "attention.head_count", u32("n_head", c.n_head));

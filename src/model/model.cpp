@@ -68,6 +68,8 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     const bool repack = repack_matrices && (repack_env == nullptr || std::strcmp(repack_env, "0") != 0);
     const std::vector<NamedSpec> specs = tensor_list(*arch_, c, true);
     auto repackable = [&](const NamedSpec& ns, const Tensor& t) {
+        // MLA's kv_b is only read here, into the per-head absorbed forms (bind_mla): kept plain.
+        if (c.ds.kv_lora_rank > 0 && std::strcmp(ns.spec->gguf, "attn_kv_b.weight") == 0) return false;
         return repack && ns.spec->use == TensorUse::kMatrix && kt.gemm_x8[static_cast<int>(t.dtype())] != nullptr &&
                kernels::x8_can_repack(t);
     };
@@ -83,7 +85,7 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         if (total > 0) arena = std::make_unique<HugeArena>(total);
     }
     const int n_slots = arch_->n_slots;
-    weights_.assign(static_cast<size_t>((c.n_layer + 1) * n_slots), Tensor());
+    weights_.assign(static_cast<size_t>((c.n_block() + 1) * n_slots), Tensor());
     bound_.assign(weights_.size(), false);
     for (const NamedSpec& ns : specs) {
         auto it = files_.tensors.find(ns.name);
@@ -132,34 +134,51 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
 }
 
 // W_UK_h^T and W_UV_h of every layer from attn_kv_b ((H·(nope + v), kv_rank), rows of head h:
-// nope key rows then v value rows), dequantised once.
+// nope key rows then v value rows), one matrix per head: f32 for a float kv_b, q8_0 (in the
+// interleaved 8-row layout where the kernels have it) for a quantised one, so decode reads about
+// as many bytes for them as kv_b itself has.
 void Model::bind_mla() {
     const ModelConfig& c = cfg_;
     const int64_t H = c.n_head, r = c.ds.kv_lora_rank, nope = c.ds.qk_nope_head_dim, v = c.v_dim();
     const auto& kt = kernels::kernels();
-    mla_.assign(static_cast<size_t>(c.n_layer), {});
-    std::vector<float> row(static_cast<size_t>(r));
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        const TensorSpec* spec = nullptr;
-        for (const TensorSpec& t : arch_->tensors)
-            if (std::string(t.gguf) == "attn_kv_b.weight") spec = &t;
-        LF_ASSERT(spec != nullptr);
+    mla_.assign(static_cast<size_t>(c.n_block()), {});
+    const TensorSpec* spec = nullptr;
+    for (const TensorSpec& t : arch_->tensors)
+        if (std::strcmp(t.gguf, "attn_kv_b.weight") == 0) spec = &t;
+    LF_ASSERT(spec != nullptr);
+    std::vector<float> row(static_cast<size_t>(r)), uk(static_cast<size_t>(r * nope));
+    for (int64_t l = 0; l < c.n_block(); ++l) {
         const Tensor* kvb = weight({l, spec->slot});
         LF_ASSERT(kvb != nullptr && kvb->row_group() == 1);
+        const DType src = kvb->dtype();
+        const bool quantised = src != DType::F32 && src != DType::F16 && src != DType::BF16;
+        const DType dt = quantised && nope % 32 == 0 && r % 32 == 0 ? DType::Q8_0 : DType::F32;
+        const auto deq = kt.dequantize_row[static_cast<int>(src)];
+        auto finish = [&](Tensor t) {
+            if (kt.gemm_x8[static_cast<int>(dt)] != nullptr && kernels::x8_can_repack(t)) t = kernels::repack_x8(t, true);
+            return t;
+        };
+        auto store = [&](Tensor& t, int64_t row_i, const float* vals, int64_t n) {
+            if (dt == DType::F32) {
+                std::copy(vals, vals + n, t.ptr<float>() + row_i * n);
+            } else {
+                kt.quantize_row[static_cast<int>(dt)](vals, t.row(row_i), n);
+            }
+        };
         MlaAbsorbed& m = mla_[l];
-        m.uk_t.assign(static_cast<size_t>(H * r * nope), 0.0f);
-        m.uv.assign(static_cast<size_t>(H * v * r), 0.0f);
-        const auto deq = kt.dequantize_row[static_cast<int>(kvb->dtype())];
         for (int64_t h = 0; h < H; ++h) {
+            Tensor ukt = Tensor::empty(dt, {r, nope}), uvt = Tensor::empty(dt, {v, r});
             for (int64_t j = 0; j < nope + v; ++j) {
                 deq(kvb->row(h * (nope + v) + j), row.data(), r);
                 if (j < nope) {
-                    float* uk = m.uk_t.data() + h * r * nope;
                     for (int64_t i = 0; i < r; ++i) uk[i * nope + j] = row[i];
                 } else {
-                    std::copy(row.begin(), row.end(), m.uv.begin() + (h * v + (j - nope)) * r);
+                    store(uvt, j - nope, row.data(), r);
                 }
             }
+            for (int64_t i = 0; i < r; ++i) store(ukt, i, uk.data() + i * nope, nope);
+            m.uk_t.push_back(finish(std::move(ukt)));
+            m.uv.push_back(finish(std::move(uvt)));
         }
     }
 }
@@ -246,7 +265,8 @@ std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx, KvTypes types) const 
         const int64_t w = cfg_.ds.kv_lora_rank + cfg_.ds.qk_rope_head_dim;
         kv_check_head(types.k, w, "latent (kv_lora_rank + rope)", "--cache-type-k");
         types.v = types.k;
-        return std::make_unique<KvCache>(std::vector<int64_t>(cfg_.n_layer, w), std::vector<int64_t>(cfg_.n_layer, 0),
+        // The MTP modules' blocks (layers n_layer..) have rows of their own.
+        return std::make_unique<KvCache>(std::vector<int64_t>(cfg_.n_block(), w), std::vector<int64_t>(cfg_.n_block(), 0),
                                          n_ctx, types);
     }
     return std::make_unique<KvCache>(cfg_, n_ctx, types);
@@ -401,11 +421,24 @@ public:
         pool_.run_range(h.rows, n_grain_, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) kt_.add(h.cols, y.data + i * h.cols, h.data + i * h.cols);
         });
-        if (branch == 1) next_buf_ = 0;  // the layer is done: its temporaries are free again
+        // The layer is done: its temporaries are free again (unless the stream itself is one, as
+        // in an MTP module's block).
+        if (branch == 1 && h.data == s_.x.data()) next_buf_ = 0;
         return h;
     }
 
+    Act concat(Act a, Act b) override {
+        LF_ASSERT(a.rows == b.rows);
+        Act y = take(a.rows, a.cols + b.cols);
+        for (int64_t i = 0; i < a.rows; ++i) {
+            std::copy(a.data + i * a.cols, a.data + (i + 1) * a.cols, y.data + i * y.cols);
+            std::copy(b.data + i * b.cols, b.data + (i + 1) * b.cols, y.data + i * y.cols + a.cols);
+        }
+        return y;
+    }
+
     Act output_rows(Act h) override {
+        if (s_.keep_hidden) s_.hidden.assign(h.data, h.data + n_real_ * h.cols);  // every real row, before the head
         // Each seq's last n_out rows, in order; a lone row doubled in batch-invariant mode.
         const bool doubled = double_lone_row_ && n_out_total_ == 1;
         m_out_ = doubled ? 2 : n_out_total_;
@@ -573,6 +606,9 @@ private:
     int64_t m_out_ = 0;
     std::vector<DeltaRun> delta_runs_;
     std::vector<int64_t> run_ends_;  // run_deltas: each run's end in the concatenated rows
+    std::vector<kernels::GroupedProduct> grouped_;  // moe / mla: the products of one dispatch
+    ExpertGroups groups_;
+    std::vector<int64_t> moe_at_;
 };
 
 // Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of
@@ -739,22 +775,26 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
             }
         }
     });
-    // y(rows, H, out) = x_h(rows, in) · W_h^T per head, W_h = (out, in) at w + h·out·in (b_t: W_h
-    // is (in, out)): one GEMM per head, or one per (row, head) in batch-invariant mode.
-    auto per_head = [&](const float* x, int64_t ldx, const float* wts, bool b_t, int64_t out, int64_t in, float* y,
-                         int64_t ldy, int64_t xh, int64_t yh) {
-        const bool rows = s_.batch_invariant;
-        const int64_t items = rows ? N * H : H;
-        pool_.run(items, [&](int64_t it, int) {
-            const int64_t h = it % H, i0 = rows ? it / H : 0, n = rows ? 1 : N;
-            kernels::sgemm(false, !b_t, n, out, in, 1.0f, x + i0 * ldx + h * xh, ldx, wts + h * out * in,
-                           b_t ? out : in, 0.0f, y + i0 * ldy + h * yh, ldy);
-        });
+    // Per head h: y_h (N rows, ldy apart) = x_h · W_h^T, all heads in one grouped dispatch (in
+    // batch-invariant mode the kernels are the row-invariant ones: a row's result is its own).
+    auto per_head = [&](const float* x, int64_t ldx, const std::vector<Tensor>& ws, float* y, int64_t ldy,
+                        int64_t xh, int64_t yh) {
+        std::vector<kernels::GroupedProduct>& ps = grouped_;
+        ps.assign(static_cast<size_t>(H), {});
+        for (int64_t h = 0; h < H; ++h) {
+            ps[h].w = &ws[h];
+            ps[h].x = x + h * xh;
+            ps[h].m = N;
+            ps[h].ldx = ldx;
+            ps[h].y = y + h * yh;
+            ps[h].ldy = ldy;
+        }
+        kernels::matmul_grouped(ps.data(), H, pool_, s_.mm);
     };
-    // q_abs (N, H, Dl): the latent part through W_UK_h^T (stored (r, nope): y = q_nope · W_UK_h^T... as
-    // (in = nope, out = r) rows of uk_t transposed), the rotary part copied.
+    // q_abs (N, H, Dl): the latent part q_nope_h · W_UK_h (uk_t_h is W_UK_h^T as (r, nope)), the
+    // rotary part copied.
     Act qa = take(N, H * Dl);
-    per_head(q.data, q.cols, ab.uk_t.data(), false, r, nope, qa.data, H * Dl, Dq, Dl);
+    per_head(q.data, q.cols, ab.uk_t, qa.data, H * Dl, Dq, Dl);
     for (int64_t i = 0; i < N; ++i)
         for (int64_t h = 0; h < H; ++h)
             std::copy(q.data + i * q.cols + h * Dq + nope, q.data + i * q.cols + (h + 1) * Dq,
@@ -823,14 +863,15 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
     });
     // out_h = o_lat_h · W_UV_h^T.
     Act out = take(N, H * Dv);
-    per_head(ol.data, H * Dl, ab.uv.data(), false, Dv, r, out.data, H * Dv, Dl, Dv);
+    per_head(ol.data, H * Dl, ab.uv, out.data, H * Dv, Dl, Dv);
     return out;
 }
 
-// DeepSeekMoE's routed experts: every row routed (model/moe.h), rows gathered per expert, each
-// expert's SwiGLU run as one product over its rows (tokens gathered per expert: prefill and
-// batches read each expert's weights once), the weighted outputs scattered back in expert order
-// (per row a fixed order: batch invariant), then the shared experts added.
+// DeepSeekMoE's routed experts: every row routed (model/moe.h), rows gathered per expert, and
+// every expert's SwiGLU (plus the shared experts') run as one grouped product, then every down
+// projection as another (two pool dispatches per layer whatever the experts: tokens gathered per
+// expert, each expert's weights read once per step). A row's output sums its experts in slot
+// order, then the shared experts: a fixed order per row (batch invariant).
 Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
     const int64_t N = x.rows, C = x.cols, E = m.n_expert, K = m.n_used;
     Act lg = linear(x, m.router);
@@ -845,57 +886,138 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
                           &s_.moe_scores[i * 3 * E + E]);
     });
     if (s_.moe_hook) s_.moe_hook(l, s_.moe_sel.data(), s_.moe_w.data(), n_real_, K);
-    ExpertGroups groups;
-    groups.build(s_.moe_sel.data(), N, K, E);
-    const Tensor& g0 = m_.expert(m.gate, 0);
-    const int64_t F = g0.dim(0);
+    groups_.build(s_.moe_sel.data(), N, K, E);
+    const int64_t F = m_.expert(m.gate, 0).dim(0);
     // A lone row through a kernel that sums one row differently from several is doubled in
     // batch-invariant mode, as forward_batch does for a lone batch row.
     const bool pad_lone = s_.batch_invariant && double_lone_row_;
-    int64_t max_rows = 0;
-    for (int64_t e = 0; e < E; ++e) max_rows = std::max(max_rows, groups.begin[e + 1] - groups.begin[e]);
-    max_rows = std::max<int64_t>(max_rows, 2);
-    grow(s_.moe_x, static_cast<size_t>(max_rows * C));
-    grow(s_.moe_h, static_cast<size_t>(2 * max_rows * F));
-    grow(s_.moe_y, static_cast<size_t>(N * K * C));  // each (row, slot)'s weighted expert output
+    // Gathered rows: expert by expert (each (row, slot) once; a padded lone row twice).
+    int64_t total = 0;
     for (int64_t e = 0; e < E; ++e) {
-        const int64_t b = groups.begin[e], n = groups.begin[e + 1] - b;
+        const int64_t n = groups_.begin[e + 1] - groups_.begin[e];
+        total += pad_lone && n == 1 ? 2 : n;
+    }
+    const bool shared = m.shared_gate.slot >= 0;
+    const bool shared_delta = shared && (any_delta(m.shared_gate) || any_delta(m.shared_up) || any_delta(m.shared_down));
+    const bool shared_grouped = shared && !shared_delta;
+    const int64_t Fs = shared ? w(m.shared_gate).dim(0) : 0;
+    grow(s_.moe_x, static_cast<size_t>(total * C));
+    grow(s_.moe_h, static_cast<size_t>(2 * total * F + (shared_grouped ? 2 * N * Fs : 0)));
+    grow(s_.moe_y, static_cast<size_t>(total * C + (shared_grouped ? N * C : 0)));
+    grow(moe_at_, static_cast<size_t>(N * K));  // (row, slot) -> gathered row
+    std::vector<kernels::GroupedProduct>& ps = grouped_;
+    ps.clear();
+    float* hbuf = s_.moe_h.data();
+    float* ubuf = hbuf + total * F;
+    float* sh_h = ubuf + total * F;
+    float* sh_u = sh_h + N * Fs;
+    int64_t at = 0;
+    for (int64_t e = 0; e < E; ++e) {
+        const int64_t b = groups_.begin[e], n = groups_.begin[e + 1] - b;
         if (n == 0) continue;
         const int64_t rows = pad_lone && n == 1 ? 2 : n;
         for (int64_t j = 0; j < rows; ++j) {
-            const int64_t t = groups.token[b + std::min(j, n - 1)];
-            std::copy(x.data + t * C, x.data + (t + 1) * C, s_.moe_x.data() + j * C);
+            const int64_t t = groups_.token[b + std::min(j, n - 1)];
+            std::copy(x.data + t * C, x.data + (t + 1) * C, s_.moe_x.data() + (at + j) * C);
+            if (j < n) moe_at_[t * K + groups_.slot[b + j]] = at + j;
         }
-        float* g = s_.moe_h.data();
-        float* u = g + max_rows * F;
-        kernels::matmul_swiglu(m_.expert(m.gate, e), m_.expert(m.up, e), s_.moe_x.data(), rows, g, u, pool_, s_.mm);
-        float* y = s_.moe_x.data();  // the gathered inputs are no longer needed
-        kernels::matmul(m_.expert(m.down, e), g, rows, y, pool_, s_.mm);
-        for (int64_t j = 0; j < n; ++j) {
-            const int64_t t = groups.token[b + j], k = groups.slot[b + j];
-            const float wk = s_.moe_w[t * K + k];
-            float* dst = s_.moe_y.data() + (t * K + k) * C;
-            for (int64_t c = 0; c < C; ++c) dst[c] = wk * y[j * C + c];
-        }
+        kernels::GroupedProduct g;
+        g.w = &m_.expert(m.gate, e);
+        g.w_up = &m_.expert(m.up, e);
+        g.x = s_.moe_x.data() + at * C;
+        g.m = rows;
+        g.y = hbuf + at * F;
+        g.y_up = ubuf + at * F;
+        ps.push_back(g);
+        at += rows;
     }
+    if (shared_grouped) {
+        report_input(m.shared_gate, x);
+        report_input(m.shared_up, x);
+        kernels::GroupedProduct g;
+        g.w = &w(m.shared_gate);
+        g.w_up = &w(m.shared_up);
+        g.x = x.data;
+        g.m = N;
+        g.y = sh_h;
+        g.y_up = sh_u;
+        ps.push_back(g);
+    }
+    kernels::matmul_grouped(ps.data(), static_cast<int64_t>(ps.size()), pool_, s_.mm);
+    // Down projections: the same grouping, the SwiGLU outputs as inputs.
+    float* ybuf = s_.moe_y.data();
+    float* sh_y = ybuf + total * C;
+    size_t j = 0;
+    for (int64_t e = 0; e < E; ++e) {
+        if (groups_.begin[e + 1] == groups_.begin[e]) continue;
+        kernels::GroupedProduct& g = ps[j++];
+        const int64_t off = (g.y - hbuf) / F;
+        g.w = &m_.expert(m.down, e);
+        g.w_up = nullptr;
+        g.x = g.y;
+        g.y = ybuf + off * C;
+        g.y_up = nullptr;
+    }
+    if (shared_grouped) {
+        kernels::GroupedProduct& g = ps[j++];
+        report_input(m.shared_down, {sh_h, N, Fs});
+        g.w = &w(m.shared_down);
+        g.w_up = nullptr;
+        g.x = sh_h;
+        g.y = sh_y;
+        g.y_up = nullptr;
+    }
+    kernels::matmul_grouped(ps.data(), static_cast<int64_t>(ps.size()), pool_, s_.mm);
+    Act sh{};
+    if (shared_delta) sh = linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down);
     Act out = take(N, C);
     pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             float* o = out.data + i * C;
             std::fill(o, o + C, 0.0f);
-            for (int64_t k = 0; k < K; ++k) kt_.add(C, s_.moe_y.data() + (i * K + k) * C, o);
+            for (int64_t k = 0; k < K; ++k) kt_.axpy(C, s_.moe_w[i * K + k], ybuf + moe_at_[i * K + k] * C, o);
+            if (shared_grouped) kt_.add(C, sh_y + i * C, o);
+            if (shared_delta) kt_.add(C, sh.data + i * C, o);
         }
     });
-    if (m.shared_gate.slot >= 0) {
-        Act sh = linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down);
-        pool_.run_range(N, n_grain_, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) kt_.add(C, sh.data + i * C, out.data + i * C);
-        });
-    }
     return out;
 }
 
 void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const {
+    run_rows(seqs, n_seqs, pool, s, [this](Ops& ops) { run_decoder(ops, *arch_, cfg_); });
+}
+
+void Model::forward_mtp(const float* hidden, const int32_t* next_tokens, int64_t n, int64_t pos0, KvMemory& cache,
+                        float* logits, int64_t n_out, ThreadPool& pool, ForwardScratch& s) const {
+    if (n <= 0) return;
+    if (!has_mtp()) {
+        fail("%s: the model has no multi-token-prediction weights (expected a DeepSeek-V3-style model with "
+             "nextn_predict_layers >= 1; hint: use --draft-model instead)",
+             files_.path.c_str());
+    }
+    LF_ASSERT(n_out >= 0 && n_out <= n);
+    const int64_t C = cfg_.n_embd;
+    s.mtp_in.assign(hidden, hidden + n * C);  // the caller may pass s.hidden itself
+    const bool invariant = s.batch_invariant;
+    const bool keep = s.keep_hidden;
+    s.batch_invariant = false;  // one sequence: no lone row to double
+    s.keep_hidden = false;
+    const SeqBatch seq{&cache, next_tokens, n, pos0, logits, n_out};
+    try {
+        run_rows(&seq, 1, pool, s, [&](Ops& ops) {
+            arch_->mtp(ops, cfg_, 1, Act{s.mtp_in.data(), n, C});
+        });
+    } catch (...) {
+        s.batch_invariant = invariant;
+        s.keep_hidden = keep;
+        throw;
+    }
+    s.batch_invariant = invariant;
+    s.keep_hidden = keep;
+}
+
+void Model::run_rows(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s,
+                     const std::function<void(Ops&)>& body) const {
     const ModelConfig& c = cfg_;
     const int64_t D = c.rot_dim(), V = c.n_vocab;  // D: rotary width of the RoPE tables
     int64_t n = 0, n_out_total = 0, max_len = 0;
@@ -986,7 +1108,7 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     // With no logits wanted (a prefill chunk that is not the prompt's last) output_rows() selects
     // no rows and the head does nothing.
     EagerOps ops(*this, seqs, n_seqs, n, n_real, n_out_total, max_len, double_lone_row, pool, s);
-    run_decoder(ops, *arch_, c);
+    body(ops);
 }
 
 }  // namespace llmforge

@@ -74,6 +74,10 @@ struct ForwardScratch {
     // Optional observer of mixture-of-experts routing: layer, each real row's n_used chosen
     // experts and weights (row-major (rows, n_used)).
     std::function<void(int64_t layer, const int32_t* sel, const float* weight, int64_t rows, int64_t n_used)> moe_hook;
+    // keep_hidden: forward_batch copies every real row's last hidden state (the last layer's
+    // output, before the final norm) into `hidden` (rows, n_embd): the MTP draft's input.
+    bool keep_hidden = false;
+    std::vector<float> hidden, mtp_in;
     // MoE and MLA temporaries.
     std::vector<int32_t> moe_sel;
     std::vector<float> moe_w, moe_scores, moe_x, moe_h, moe_y;
@@ -129,6 +133,16 @@ public:
     // otherwise it agrees to rounding.
     void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
 
+    // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of
+    // the main model's hidden states (ForwardScratch::keep_hidden) with the tokens one position
+    // further (next_tokens[i] = the token at pos0 + i + 1); writes the module's KV rows at those
+    // positions (layer n_layer of `cache`) and the logits of the last n_out rows (a guess of the
+    // token at each position + 2). The module's KV rows must hold positions [0, pos0). Throws
+    // Error when the model has no MTP weights.
+    bool has_mtp() const { return cfg_.ds.n_mtp > 0 && arch_->mtp != nullptr; }
+    void forward_mtp(const float* hidden, const int32_t* next_tokens, int64_t n, int64_t pos0, KvMemory& cache,
+                     float* logits, int64_t n_out, ThreadPool& pool, ForwardScratch& s) const;
+
     // A new, empty KV memory for one sequence of up to n_ctx positions, in the layout this
     // model's attention reads, with keys and values stored as `types` (f32, f16, q8_0, q4_0;
     // throws Error, one line, when the head size does not fit a quantised type's blocks).
@@ -151,9 +165,14 @@ public:
     // MLA up-projections of layer l split per head from attn_kv_b, f32: W_UK_h^T as (H, kv_rank,
     // nope) (queries are folded into the latent space with it) and W_UV_h as (H, v, kv_rank).
     struct MlaAbsorbed {
-        std::vector<float> uk_t, uv;
+        std::vector<Tensor> uk_t, uv;  // per head
     };
     const MlaAbsorbed& mla(int64_t layer) const { return mla_[layer]; }
+    // Recomputes the absorbed forms from attn_kv_b after its values changed in place (the trainer's
+    // twin over its master weights: TrainModel::inference()). No-op without MLA.
+    void refresh_mla() {
+        if (cfg_.ds.kv_lora_rank > 0) bind_mla();
+    }
 
 private:
     explicit Model(ModelFiles files);
@@ -163,6 +182,8 @@ private:
     void check_tensor(const NamedSpec& ns, const Tensor& t, bool matmul) const;
     void bind_rope();
     void bind_mla();
+    void run_rows(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s,
+                  const std::function<void(Ops&)>& body) const;
     void rope_tables(int64_t pos, float* cs, float* sn) const;
     friend class EagerOps;
 

@@ -8,6 +8,7 @@
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
 #include "model/rope.h"
+#include "train/moe_ops.h"
 #include "train/ops.h"
 
 namespace llmforge::train {
@@ -27,6 +28,7 @@ public:
         float p_drop;
         uint64_t dropout_seed;
         const TrainModel::Hook* hook;
+        bool count = false;  // MoE statistics go to TrainModel::moe_stats (a step's forward, not a recomputation)
     };
     TapeOps(Tape& t, TrainModel& m, const Batch& b) : t_(t), m_(m), b_(b) {}
     using Ops::linear;
@@ -87,10 +89,47 @@ public:
         Act g = linear(x, gate), u = linear(x, up);
         return act(train::swiglu(t_, V(g), V(u)));
     }
-    Act mla_attention(int64_t, Act, Act, const MlaSpec&) override {
-        fail("training a model with multi-head latent attention is not supported yet");
+    // MLA in the plain (non-absorbed) form: per head k_h = [c · W_UK_h^T, k_pe], v_h = c · W_UV_h^T
+    // from one kv_b product of the normalised latent c, q_h = [q_nope_h, RoPE(q_pe_h)], then causal
+    // attention with value heads of their own size (arch.h's MlaSpec).
+    Act mla_attention(int64_t, Act q, Act kv_a, const MlaSpec& m) override {
+        const int64_t H = m.n_head, nope = m.nope, R = m.rope, r = m.kv_rank, Dv = m.v_dim;
+        if (nope <= 0) fail("training MLA needs qk_nope_head_dim > 0 (found %lld)", (long long)nope);
+        const ModelConfig& c = m_.cfg_;
+        auto rope_of = [&](Var x) {  // a fresh slice: rotated in place
+            return train::rope(t_, x, R, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved, true);
+        };
+        Var qv = V(q), kva = V(kv_a);
+        LF_ASSERT(qv->shape.back() == H * (nope + R) && kva->shape.back() == r + R);
+        Var qq = concat_columns(t_, columns(t_, qv, H, 0, nope), rope_of(columns(t_, qv, H, nope, R)), H);
+        Var lat = train::rmsnorm(t_, columns(t_, kva, 1, 0, r), t_.param(P(m.kv_norm)), m.eps);
+        Var k_pe = rope_of(columns(t_, kva, 1, r, R));
+        Var kv = V(product(act(lat), m.kv_b, nullptr));  // (N, H·(nope + Dv))
+        Var k = concat_columns(t_, columns(t_, kv, H, 0, nope), k_pe, H, true);
+        Var v = columns(t_, kv, H, nope, Dv);
+        return act(train::attention(t_, qq, k, v, b_.B, b_.T, H, H, 0, m.scale, b_.doc_start));
     }
-    Act moe(int64_t, Act, const MoeSpec&) override { fail("training a mixture-of-experts model is not supported yet"); }
+    // DeepSeekMoE: router product, routing (model/moe.h's rule), the routed experts gathered per
+    // expert, then the shared experts as an ordinary SwiGLU added to them.
+    Act moe(int64_t l, Act x, const MoeSpec& m) override {
+        const int64_t E = m.n_expert;
+        Act lg = product(x, m.router, nullptr);
+        const float* bias = nullptr;
+        if (m.bias.slot >= 0)
+            if (const Param* p = m_.param(m.bias); p != nullptr) bias = p->trainable ? p->value.data() : p->frozen.ptr<float>();
+        MoeRoute route = moe_route(t_, V(lg), bias, m, b_.B, m_.moe_aux_alpha);
+        if (b_.count) {
+            std::vector<int64_t>& load = m_.moe_stats.load[l];
+            load.resize(static_cast<size_t>(E), 0);
+            for (int64_t e = 0; e < E; ++e) load[e] += route.load[e];
+            m_.moe_stats.aux += route.aux;
+        }
+        Var y = moe_experts(t_, V(x), route.weights, route.sel, E, experts(m.gate), experts(m.up), experts(m.down));
+        if (m.shared_gate.slot >= 0) y = add(t_, y, V(linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down)));
+        return act(y);
+    }
+    // MTP's [embedding; hidden] input (the lead's stub; training MTP is not wired yet).
+    Act concat(Act a, Act b) override { return act(concat_columns(t_, V(a), V(b), 1)); }
     Act residual(int64_t layer, int branch, Act h, Act y) override {
         const uint64_t seed = b_.dropout_seed ^ (kGoldenGamma * static_cast<uint64_t>(2 * layer + branch + 1));
         return act(add(t_, V(h), dropout(t_, V(y), b_.p_drop, seed)));
@@ -126,7 +165,9 @@ public:
         Batch b = b_;
         b.hook = nullptr;  // the recomputation is not observed
         auto fn = [m, b, body](Tape& sub, Var x) {
-            TapeOps ops(sub, *m, b);
+            Batch b2 = b;
+            b2.count = b.count && !sub.grad_enabled;  // counted in forward, not again in backward's recomputation
+            TapeOps ops(sub, *m, b2);
             return V(body(ops, act(x)));
         };
         return act(checkpoint(t_, V(h), fn));
@@ -153,6 +194,13 @@ private:
         if (m_.weight_values)
             if (const float* q = m_.weight_values(p)) v->data = const_cast<float*>(q);
         return v;
+    }
+    // An (E, rows, cols) expert tensor for moe_experts.
+    ExpertWeight experts(Weight w) {
+        Param& p = P(w);
+        if (!p.trainable) return ExpertWeight{nullptr, &p.frozen, nullptr};
+        Var v = t_.param(p);
+        return ExpertWeight{v, nullptr, m_.weight_values ? m_.weight_values(p) : nullptr};
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }
@@ -244,7 +292,7 @@ std::unique_ptr<TrainModel> TrainModel::init_random(ModelConfig cfg, uint64_t se
     std::unique_ptr<TrainModel> m(new TrainModel());
     m->arch_ = &arch_of(cfg.arch, "init");
     if (m->arch_->qkv_bias) cfg.qkv_bias = true;
-    cfg.rope_interleaved = false;
+    if (rope_rows_convertible(*m->arch_)) cfg.rope_interleaved = false;  // else the arch's own convention
     m->cfg_ = cfg;
     for (const NamedSpec& ns : tensor_list(*m->arch_, cfg, false)) {
         auto p = new_param(ns);
@@ -286,8 +334,14 @@ Param* TrainModel::param(Weight w) const {
     return w.slot < 0 || idx >= slots_.size() ? nullptr : slots_[idx];
 }
 
+bool TrainModel::rope_rows_convertible(const Arch& a) {
+    for (const TensorSpec& s : a.tensors)
+        if (s.rope_rows) return true;
+    return false;
+}
+
 void TrainModel::to_rotate_half() {
-    if (!cfg_.rope_interleaved) return;
+    if (!cfg_.rope_interleaved || !rope_rows_convertible(*arch_)) return;
     const int64_t D = cfg_.head_dim;
     for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true)) {
         Param* p = find(ns.name);
@@ -364,7 +418,8 @@ void TrainModel::ensure_ctx(int64_t n) {
 Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, float p_drop, uint64_t dropout_seed,
                        const Hook& hook, const int32_t* doc_start) {
     set_positions(B, T, doc_start, 0);
-    TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop, dropout_seed, &hook});
+    TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop, dropout_seed, &hook,
+                                         t.grad_enabled});
     return static_cast<Var>(run_decoder(ops, *arch_, cfg_).node);
 }
 

@@ -287,6 +287,97 @@ void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor&
     });
 }
 
+void matmul_grouped(const GroupedProduct* ps, int64_t n_products, ThreadPool& pool, MatmulScratch& scratch) {
+    matmul_grouped(kernels(), ps, n_products, pool, scratch);
+}
+
+void matmul_grouped(const KernelTable& table, const GroupedProduct* ps, int64_t n_products, ThreadPool& pool,
+                    MatmulScratch& scratch) {
+    // Per product: its activations' offset in the scratch, tile grid and kernels.
+    struct Plan {
+        size_t x_off = 0, x_stride = 0;
+        int64_t tile_rows = 0, tile_cols = 0, n_col_tiles = 0, first_item = 0;
+        GemmFn gemm = nullptr, gemm_up = nullptr;
+    };
+    std::vector<Plan> plan(static_cast<size_t>(n_products));
+    size_t bytes = 0;
+    int64_t items = 0;
+    for (int64_t p = 0; p < n_products; ++p) {
+        const GroupedProduct& g = ps[p];
+        Plan& pl = plan[p];
+        pl.first_item = items;
+        if (g.m == 0) continue;
+        LF_ASSERT(g.w != nullptr && g.w->ndim() == 2 && g.x != nullptr && g.y != nullptr);
+        LF_ASSERT(g.w_up == nullptr || (g.w_up->shape() == g.w->shape() && g.w_up->dtype() == g.w->dtype() && g.y_up));
+        const int64_t n = g.w->dim(0), k = g.w->dim(1);
+        const DType at = vec_dot_type(g.w->dtype());
+        pl.x_stride = at == DType::F32 ? static_cast<size_t>(k) * sizeof(float) : row_bytes(at, k);
+        pl.x_off = bytes;
+        bytes += align_up(static_cast<int64_t>(pl.x_stride * static_cast<size_t>(g.m)), 64);
+        pl.gemm = pick_gemm(table, *g.w, scratch);
+        pl.gemm_up = g.w_up != nullptr ? pick_gemm(table, *g.w_up, scratch) : nullptr;
+        LF_ASSERT(pl.gemm != nullptr && (g.w_up == nullptr || pl.gemm_up != nullptr));
+        if (g.m == 1) {
+            pl.tile_rows = decode_chunk_rows(g.w_up ? (n + 1) / 2 : n, pool.size(), row_align(*g.w));
+            pl.tile_cols = 1;
+        } else {
+            pl.tile_rows = kTileRows;
+            pl.tile_cols = std::min(kTileCols, g.m);
+        }
+        pl.n_col_tiles = (g.m + pl.tile_cols - 1) / pl.tile_cols;
+        items += (n + pl.tile_rows - 1) / pl.tile_rows * pl.n_col_tiles;
+    }
+    if (items == 0) return;
+    auto* buf = static_cast<uint8_t*>(scratch.get(std::max<size_t>(bytes, 64)));
+    // Activations: every product's rows, quantised (or copied, for f32 weights) in one pass.
+    std::vector<int64_t> row_end(static_cast<size_t>(n_products));
+    int64_t rows = 0;
+    for (int64_t p = 0; p < n_products; ++p) row_end[p] = rows += ps[p].m;
+    auto convert = [&](int64_t b, int64_t e) {
+        int64_t p = std::upper_bound(row_end.begin(), row_end.end(), b) - row_end.begin();
+        for (int64_t r = b; r < e; ++r) {
+            while (r >= row_end[p]) ++p;
+            const GroupedProduct& g = ps[p];
+            const int64_t i = r - (row_end[p] - g.m), k = g.w->dim(1);
+            const float* src = g.x + i * (g.ldx > 0 ? g.ldx : k);
+            uint8_t* dst = buf + plan[p].x_off + static_cast<size_t>(i) * plan[p].x_stride;
+            const DType at = vec_dot_type(g.w->dtype());
+            if (at == DType::F32) {
+                std::copy(src, src + k, reinterpret_cast<float*>(dst));
+            } else {
+                table.quantize_row[static_cast<int>(at)](src, dst, k);
+            }
+        }
+    };
+    if (rows >= 8) {
+        pool.run_range(rows, std::max<int64_t>(1, rows / (4 * pool.size())), convert);
+    } else {
+        convert(0, rows);
+    }
+    std::vector<int64_t> item_end(static_cast<size_t>(n_products));
+    for (int64_t p = 0; p < n_products; ++p) item_end[p] = p + 1 < n_products ? plan[p + 1].first_item : items;
+    pool.run(items, [&](int64_t it, int) {
+        const int64_t p = std::upper_bound(item_end.begin(), item_end.end(), it) - item_end.begin();
+        const GroupedProduct& g = ps[p];
+        const Plan& pl = plan[p];
+        const int64_t t = it - pl.first_item, n = g.w->dim(0), k = g.w->dim(1);
+        const int64_t r0 = (t / pl.n_col_tiles) * pl.tile_rows, c0 = (t % pl.n_col_tiles) * pl.tile_cols;
+        const int64_t nr = std::min(pl.tile_rows, n - r0), nc = std::min(pl.tile_cols, g.m - c0);
+        const size_t ldy = static_cast<size_t>(g.ldy > 0 ? g.ldy : n);
+        const uint8_t* xq = buf + pl.x_off + static_cast<size_t>(c0) * pl.x_stride;
+        const size_t ws = g.w->row_stride();
+        pl.gemm(k, static_cast<const uint8_t*>(g.w->data()) + static_cast<size_t>(r0) * ws, ws, nr, xq, pl.x_stride, nc,
+                g.y + static_cast<size_t>(c0) * ldy + r0, ldy);
+        if (g.w_up == nullptr) return;
+        pl.gemm_up(k, static_cast<const uint8_t*>(g.w_up->data()) + static_cast<size_t>(r0) * ws, ws, nr, xq,
+                   pl.x_stride, nc, g.y_up + static_cast<size_t>(c0) * ldy + r0, ldy);
+        for (int64_t c = 0; c < nc; ++c) {
+            float* yr = g.y + static_cast<size_t>(c0 + c) * ldy + r0;
+            table.swiglu(yr, g.y_up + static_cast<size_t>(c0 + c) * ldy + r0, yr, nr);
+        }
+    });
+}
+
 void matmul_ref(const Tensor& w, const float* x, int64_t m, float* y) {
     LF_ASSERT(w.ndim() == 2);
     const KernelTable& ref = *kernels_for(Isa::kScalar);

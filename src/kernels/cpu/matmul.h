@@ -65,6 +65,27 @@ void matmul_swiglu(const KernelTable& table, const Tensor& w_gate, const Tensor&
 void matmul_swiglu(const Tensor& w_gate, const Tensor& w_up, const float* x, int64_t m, float* gate, float* up,
                    ThreadPool& pool, MatmulScratch& scratch);
 
+// Many independent products in ONE pool dispatch (mixture-of-experts layers: each expert's
+// gathered rows; MLA: each head's rows through its own matrix). For product p:
+//   y (m, N) = x (m, K) · w^T, or with w_up: y = silu(x · w^T) ⊙ (x · w_up^T) (y_up: scratch),
+// x rows ldx floats apart (0: K), y rows ldy apart (0: N). Every product's activations are
+// quantised first (one pass, in the pool), then the tiles of all products are the work items:
+// weight-row chunks when m == 1 (decode), 2-D tiles otherwise. Each output is what matmul() gives
+// without BLAS (a row's result does not depend on the others with the row-invariant kernels:
+// scratch.row_invariant). No BLAS; m may be 0 (skipped).
+struct GroupedProduct {
+    const Tensor* w = nullptr;
+    const Tensor* w_up = nullptr;  // SwiGLU pair (same shape and dtype as w), or null
+    const float* x = nullptr;
+    int64_t m = 0, ldx = 0;
+    float* y = nullptr;
+    float* y_up = nullptr;
+    int64_t ldy = 0;
+};
+void matmul_grouped(const KernelTable& table, const GroupedProduct* ps, int64_t n_products, ThreadPool& pool,
+                    MatmulScratch& scratch);
+void matmul_grouped(const GroupedProduct* ps, int64_t n_products, ThreadPool& pool, MatmulScratch& scratch);
+
 // Reference for tests: scalar, single-threaded. Quantises X to vec_dot_type(W) with the scalar
 // quantiser and dequantises it again (so it sees the same activation rounding as matmul), then
 // accumulates dequantised weights × activations in double. Differences from matmul() are

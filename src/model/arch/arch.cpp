@@ -41,7 +41,7 @@ std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool inc
     };
     for (const TensorSpec& t : a.tensors)
         if (!t.per_layer) add(t, -1);
-    for (int64_t l = 0; l < c.n_layer; ++l)
+    for (int64_t l = 0; l < c.n_block(); ++l)
         for (const TensorSpec& t : a.tensors)
             if (t.per_layer) add(t, l);
     return out;

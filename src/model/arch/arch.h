@@ -185,6 +185,8 @@ public:
     virtual Act mla_attention(int64_t layer, Act q, Act kv_a, const MlaSpec& m) = 0;
     // The routed experts of a MoE layer: x (N, C) -> (N, C). See MoeSpec.
     virtual Act moe(int64_t layer, Act x, const MoeSpec& m) = 0;
+    // [a, b] side by side: (N, ca) and (N, cb) -> (N, ca + cb).
+    virtual Act concat(Act a, Act b) = 0;
     // h + y: the residual stream after a block's branch `branch` of layer `layer` (training may
     // apply dropout to y first; the eager backend adds in place).
     virtual Act residual(int64_t layer, int branch, Act h, Act y) = 0;
@@ -219,6 +221,15 @@ struct Arch {
     Act (*embed)(Ops& o, const ModelConfig& c) = nullptr;
     Act (*layer)(Ops& o, const ModelConfig& c, int64_t l, Act h) = nullptr;
     Act (*head)(Ops& o, const ModelConfig& c, Act h) = nullptr;
+    // Multi-token prediction (DeepSeek-V3), optional: module `depth` (1-based) from the previous
+    // depth's hidden rows h (depth 1: the main model's last layer output, before the final norm)
+    // and the rows' input embeddings (of the tokens one further ahead: the backend's embed()),
+    // returns (logits act, its hidden rows for the next depth). The block runs as layer
+    // n_layer + depth - 1.
+    struct MtpOut {
+        Act logits, hidden;
+    };
+    MtpOut (*mtp)(Ops& o, const ModelConfig& c, int64_t depth, Act h) = nullptr;
 
     const TensorSpec* find_slot(int slot) const;
     bool present(const TensorSpec& t, const ModelConfig& c, int64_t layer) const {

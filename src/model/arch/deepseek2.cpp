@@ -25,6 +25,7 @@ enum Slot : int {
     kAttnNorm, kWq, kWqA, kQANorm, kWqB, kWkvA, kKvANorm, kWkvB, kWo,
     kFfnNorm, kGate, kUp, kDown,
     kRouter, kExpBias, kGateExps, kUpExps, kDownExps, kGateSh, kUpSh, kDownSh,
+    kEnorm, kHnorm, kEhProj, kMtpEmbd, kMtpHeadNorm, kMtpHead,
     kNumSlots
 };
 
@@ -51,7 +52,9 @@ Shape s_down_exps(const ModelConfig& c, int64_t) { return {c.ds.n_routed_experts
 Shape s_up_sh(const ModelConfig& c, int64_t) { return {c.ds.moe_ff * c.ds.n_shared_experts, c.n_embd}; }
 Shape s_down_sh(const ModelConfig& c, int64_t) { return {c.n_embd, c.ds.moe_ff * c.ds.n_shared_experts}; }
 
+Shape s_eh(const ModelConfig& c, int64_t) { return {c.n_embd, 2 * c.n_embd}; }
 bool untied(const ModelConfig& c, int64_t) { return !c.tied_embeddings; }
+bool mtp_block(const ModelConfig& c, int64_t l) { return l >= c.n_layer; }
 bool q_direct(const ModelConfig& c, int64_t) { return c.ds.q_lora_rank == 0; }
 bool q_lora(const ModelConfig& c, int64_t) { return c.ds.q_lora_rank > 0; }
 bool dense(const ModelConfig& c, int64_t l) { return !c.ds.moe_layer(l); }
@@ -94,6 +97,18 @@ std::vector<TensorSpec> table() {
          moe_shared},
         {kDownSh, "ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight", true, U::kMatrix, Init::kResidualOut,
          s_down_sh, moe_shared},
+        // Multi-token prediction modules (V3): blocks n_layer.. with these besides an ordinary
+        // block. Their embedding and output head are the main model's unless the file has copies
+        // (V3's checkpoint does; llama.cpp names them nextn.*).
+        {kEnorm, "nextn.enorm.weight", "enorm.weight", true, U::kVector, Init::kOnes, s_embd, mtp_block},
+        {kHnorm, "nextn.hnorm.weight", "hnorm.weight", true, U::kVector, Init::kOnes, s_embd, mtp_block},
+        {kEhProj, "nextn.eh_proj.weight", "eh_proj.weight", true, U::kMatrix, Init::kNormal, s_eh, mtp_block},
+        {kMtpEmbd, "nextn.embed_tokens.weight", "embed_tokens.weight", true, U::kRows, Init::kNormal, s_vocab, mtp_block,
+         true},
+        {kMtpHeadNorm, "nextn.shared_head_norm.weight", "shared_head.norm.weight", true, U::kVector, Init::kOnes, s_embd,
+         mtp_block},
+        {kMtpHead, "nextn.shared_head_head.weight", "shared_head.head.weight", true, U::kMatrix, Init::kNormal, s_vocab,
+         mtp_block, true},
     };
 }
 
@@ -130,6 +145,15 @@ void configure(ModelConfig& c, const ConfigSource& src) {
     d.n_group = std::max<int64_t>(1, count("n_group", "expert_group_count", 1));
     d.topk_group = std::max<int64_t>(1, count("topk_group", "expert_group_used_count", 1));
     d.n_mtp = count("num_nextn_predict_layers", "nextn_predict_layers", 0);
+    if (src.is_gguf() && d.n_mtp > 0) {
+        // llama.cpp's block_count includes the MTP blocks; ours counts the main layers.
+        if (d.n_mtp >= c.n_layer) {
+            fail("%s: %s.nextn_predict_layers is %lld but block_count is only %lld (expected fewer MTP blocks than "
+                 "blocks)",
+                 where.c_str(), c.arch.c_str(), (long long)d.n_mtp, (long long)c.n_layer);
+        }
+        c.n_layer -= d.n_mtp;
+    }
     d.routed_scaling = static_cast<float>(src.number("routed_scaling_factor", "expert_weights_scale").value_or(1.0));
     d.norm_topk_prob = src.boolean("norm_topk_prob", "expert_weights_norm").value_or(false);
     if (src.is_gguf()) {
@@ -219,9 +243,11 @@ void write_keys(const ModelConfig& c, ConfigSink& sink) {
                 d.gating == MoeGating::kSigmoid ? "noaux_tc" : (d.n_group > 1 ? "group_limited_greedy" : "greedy"));
     if (d.n_mtp > 0) sink.integer("num_nextn_predict_layers", "nextn_predict_layers", d.n_mtp);
     sink.boolean("attention_bias", nullptr, false);
+    // llama.cpp requires deepseek2.rope.scaling.yarn_log_multiplier in every file (0: no YaRN).
+    sink.number(nullptr, "rope.scaling.yarn_log_multiplier",
+                c.rope_scaling == RopeScaling::kYarn ? d.yarn_log_mul : 0.0f);
     if (c.rope_scaling == RopeScaling::kYarn) {
         sink.string("rope_scaling.type", nullptr, "yarn");  // DeepSeek's modelling code reads "type"
-        sink.number(nullptr, "rope.scaling.yarn_log_multiplier", d.yarn_log_mul);
         sink.number("rope_scaling.mscale_all_dim", nullptr, d.yarn_log_mul * 10.0);
         sink.number("rope_scaling.mscale", nullptr, d.yarn_log_mul * 10.0);
     }
@@ -253,6 +279,7 @@ void validate(const ModelConfig& c, const std::string& where) {
         }
     }
     if (d.first_k_dense > 0 && c.n_ff <= 0) bad("dense layers need feed_forward_length");
+    if (d.n_mtp < 0 || d.n_mtp > 4) bad("nextn_predict_layers must be 0..4");
 }
 
 Act embed(Ops& o, const ModelConfig&) { return o.embed(Weight{-1, kTokEmbd}); }
@@ -315,11 +342,28 @@ Act head(Ops& o, const ModelConfig& c, Act h) {
     return o.logits(h, Weight{-1, c.tied_embeddings ? kTokEmbd : kOutput});
 }
 
+// DeepSeek-V3's MTP module k (paper §2.2): h'_i = W_eh [RMSNorm(Emb(t_{i+k})); RMSNorm(h_i^{k-1})],
+// one transformer block, then the shared output head behind the module's own norm. h^0 is the
+// main model's final hidden state after its final norm (as vLLM's and SGLang's DeepSeek MTP
+// read it: their models return normed states), so depth 1 re-normalises the normed state.
+Arch::MtpOut mtp(Ops& o, const ModelConfig& c, int64_t depth, Act h) {
+    const int64_t l = c.n_layer + depth - 1;
+    auto W = [l](int slot) { return Weight{l, slot}; };
+    if (depth == 1) h = o.rmsnorm(h, Weight{-1, kOutputNorm}, c.rms_eps);
+    const Act e = o.embed(o.has(W(kMtpEmbd)) ? W(kMtpEmbd) : Weight{-1, kTokEmbd});
+    Act x = o.linear(o.concat(o.rmsnorm(e, W(kEnorm), c.rms_eps), o.rmsnorm(h, W(kHnorm), c.rms_eps)), W(kEhProj));
+    x = layer(o, c, l, x);
+    const Act hidden = x;
+    Act y = o.rmsnorm(o.output_rows(x), W(kMtpHeadNorm), c.rms_eps);
+    const Weight head_w = o.has(W(kMtpHead)) ? W(kMtpHead) : Weight{-1, c.tied_embeddings ? kTokEmbd : kOutput};
+    return {o.logits(y, head_w), hidden};
+}
+
 }  // namespace
 
 extern const Arch kDeepseek2Arch = {
     "deepseek2", {"deepseek_v2", "deepseek_v3"}, "DeepseekV2ForCausalLM", true, false, table(), kNumSlots,
-    configure, write_keys, validate, embed, layer, head,
+    configure, write_keys, validate, embed, layer, head, mtp,
 };
 
 }  // namespace llmforge
