@@ -71,6 +71,8 @@ public:
     const std::string& name() const { return name_; }
     void set_name(std::string n) { name_ = std::move(n); }
     bool defined() const { return data_ != nullptr; }
+    // What keeps the bytes alive (null for an owned-elsewhere static view).
+    const std::shared_ptr<const void>& owner() const { return owner_; }
 
     void* data() { return data_; }
     const void* data() const { return data_; }

@@ -67,11 +67,20 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     const char* repack_env = std::getenv("LLMFORGE_REPACK");
     const bool repack = repack_matrices && (repack_env == nullptr || std::strcmp(repack_env, "0") != 0);
     const std::vector<NamedSpec> specs = tensor_list(*arch_, c, true);
+    // Routed experts (E, rows, cols) repack as the (E·rows, cols) matrix they are in memory: with
+    // rows a multiple of 8 no group straddles two experts, so each expert's slice is its own x8 matrix.
+    auto as_matrix = [](const Tensor& t) {
+        if (t.ndim() != 3) return t;
+        Tensor m = Tensor::view(t.dtype(), {t.dim(0) * t.dim(1), t.dim(2)}, t.data(), t.owner(), t.name());
+        m.set_row_group(t.row_group());
+        return m;
+    };
     auto repackable = [&](const NamedSpec& ns, const Tensor& t) {
         // MLA's kv_b is only read here, into the per-head absorbed forms (bind_mla): kept plain.
         if (c.ds.kv_lora_rank > 0 && std::strcmp(ns.spec->gguf, "attn_kv_b.weight") == 0) return false;
+        if (t.ndim() == 3 && t.dim(1) % 8 != 0) return false;
         return repack && ns.spec->use == TensorUse::kMatrix && kt.gemm_x8[static_cast<int>(t.dtype())] != nullptr &&
-               kernels::x8_can_repack(t);
+               kernels::x8_can_repack(as_matrix(t));
     };
     // Copies (weights shared with the file map or the caller) go into one huge-page arena: a
     // buffer per matrix would round each up to a 2 MiB page.
@@ -107,10 +116,15 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
             // Q4_0 / Q8_0 matrices go into the interleaved 8-row layout (kernels/cpu/repack.h)
             // when the table has a kernel for it; row tables stay plain (their rows are looked up).
             if (weights_private) {
-                bound = kernels::repack_x8(t, true);
+                bound = kernels::repack_x8(as_matrix(t), true);
             } else {
-                bound = kernels::repack_x8(t, arena->take(t.nbytes()), arena->owner());
+                bound = kernels::repack_x8(as_matrix(t), arena->take(t.nbytes()), arena->owner());
                 release_pages(t.data(), t.nbytes());
+            }
+            if (t.ndim() == 3) {  // back to (E, rows, cols), still interleaved
+                Tensor b3 = Tensor::view(t.dtype(), t.shape(), bound.data(), bound.owner(), t.name());
+                b3.set_row_group(bound.row_group());
+                bound = b3;
             }
             it->second = bound;
         } else if (matmul) {
@@ -126,6 +140,7 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
                 views.push_back(Tensor::view(bound.dtype(), {bound.dim(1), bound.dim(2)},
                                              static_cast<const uint8_t*>(bound.data()) + e * bytes, nullptr,
                                              ns.name + "[" + std::to_string(e) + "]"));
+                views.back().set_row_group(bound.row_group());
             }
         }
     }
