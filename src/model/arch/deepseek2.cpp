@@ -191,6 +191,12 @@ void configure(ModelConfig& c, const ConfigSource& src) {
                  method.c_str());
         }
         if (method == "greedy") d.n_group = d.topk_group = 1;
+        // HF DeepSeek-V2's MoEGate either normalises the top-k weights or scales them, never both
+        // (V3's always scales); the engine's rule is V3's, so a V2 config that normalises scales by 1.
+        if (src.string("model_type", nullptr).value_or("") == "deepseek_v2" && d.norm_topk_prob &&
+            d.n_experts_used > 1) {
+            d.routed_scaling = 1.0f;
+        }
         if (method == "noaux_tc" && d.gating != MoeGating::kSigmoid) {
             fail("%s: topk_method noaux_tc goes with scoring_func sigmoid (found softmax)", where.c_str());
         }
@@ -257,10 +263,10 @@ void validate(const ModelConfig& c, const std::string& where) {
     const DeepSeekConfig& d = c.ds;
     auto bad = [&](const char* what) {
         fail("%s: DeepSeek hyper-parameters do not fit: %s (kv_lora_rank %lld, rope %lld, nope %lld, heads %lld, "
-             "experts %lld used %lld, groups %lld/%lld)",
+             "experts %lld used %lld, expert groups %lld used %lld)",
              where.c_str(), what, (long long)d.kv_lora_rank, (long long)d.qk_rope_head_dim,
              (long long)d.qk_nope_head_dim, (long long)c.n_head, (long long)d.n_routed_experts,
-             (long long)d.n_experts_used, (long long)d.topk_group, (long long)d.n_group);
+             (long long)d.n_experts_used, (long long)d.n_group, (long long)d.topk_group);
     };
     if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_vocab <= 0) bad("sizes must be positive");
     if (d.kv_lora_rank <= 0) bad("kv_lora_rank must be positive");
