@@ -1,6 +1,7 @@
 #include "model/hf_config.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -340,7 +341,13 @@ std::string hf_config_write(const ModelConfig& c) {
             if (hf != nullptr) j[hf] = v;
         }
         void number(const char* hf, const char*, double v) override { at(hf) = v; }
-        void string(const char* hf, const char*, const std::string& v) override { at(hf) = v; }
+        void string(const char* hf, const char*, const std::string& v) override {
+            if (hf != nullptr && std::strcmp(hf, "architectures") == 0) {  // the class: a one-entry list
+                j[hf] = json::array({v});
+            } else {
+                at(hf) = v;
+            }
+        }
         // "a.b" writes b inside the object a.
         json& at(const char* hf) {
             static json ignored;

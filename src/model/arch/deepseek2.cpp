@@ -223,6 +223,12 @@ void configure(ModelConfig& c, const ConfigSource& src) {
 
 void write_keys(const ModelConfig& c, ConfigSink& sink) {
     const DeepSeekConfig& d = c.ds;
+    // deepseek_v2's modelling code has no sigmoid routing or MTP and never both normalises and
+    // scales; anything using those is written as a deepseek_v3 folder.
+    if (d.gating == MoeGating::kSigmoid || d.n_mtp > 0 || (d.norm_topk_prob && d.routed_scaling != 1.0f)) {
+        sink.string("model_type", nullptr, "deepseek_v3");
+        sink.string("architectures", nullptr, "DeepseekV3ForCausalLM");
+    }
     sink.integer("kv_lora_rank", "attention.kv_lora_rank", d.kv_lora_rank);
     if (d.q_lora_rank > 0) {
         sink.integer("q_lora_rank", "attention.q_lora_rank", d.q_lora_rank);
