@@ -35,10 +35,22 @@
 #undef _mm256_dpwssd_epi32
 #define _mm256_dpbusd_epi32 simde_mm256_dpbusd_epi32
 #define _mm256_dpwssd_epi32 simde_mm256_dpwssd_epi32
+#define _mm512_loadu_si512 simde_mm512_loadu_si512
+#define _mm512_and_si512 simde_mm512_and_si512
+#define _mm512_srli_epi16 simde_mm512_srli_epi16
+#define _mm512_set1_epi8 simde_mm512_set1_epi8
+#define _mm512_set1_epi16 simde_mm512_set1_epi16
+#define _mm512_set1_ps simde_mm512_set1_ps
+#define _mm512_inserti64x4 simde_mm512_inserti64x4
+#define _mm512_castsi256_si512 simde_mm512_castsi256_si512
+#define _mm512_maddubs_epi16 simde_mm512_maddubs_epi16
+#define _mm512_dpwssd_epi32 simde_mm512_dpwssd_epi32
+#define _mm512_setzero_si512 simde_mm512_setzero_si512
 // Not in SIMDe 0.7.4: built from two 256-bit halves below.
 #define _mm512_cvtph_ps emu_mm512_cvtph_ps
 #define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32
 #define _mm512_reduce_add_ps emu_mm512_reduce_add_ps
+#define _mm512_cvtepi32_ps emu_mm512_cvtepi32_ps
 #else
 #if defined(__AVX512F__)
 #define LF_X86_AVX512F 1
@@ -204,6 +216,11 @@ inline simde__m512i emu_mm512_cvtepu16_epi32(__m256i h) {
     const __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h));
     const __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1));
     return simde_mm512_inserti64x4(simde_mm512_castsi256_si512(lo), hi, 1);
+}
+inline simde__m512 emu_mm512_cvtepi32_ps(simde__m512i v) {
+    const __m256 lo = _mm256_cvtepi32_ps(simde_mm512_castsi512_si256(v));
+    const __m256 hi = _mm256_cvtepi32_ps(simde_mm512_extracti64x4_epi64(v, 1));
+    return simde_mm512_insertf32x8(simde_mm512_castps256_ps512(lo), hi, 1);
 }
 inline float emu_mm512_reduce_add_ps(simde__m512 v) {
     const __m256 lo = simde_mm512_castps512_ps256(v);
