@@ -151,7 +151,11 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
             row(("tg" + std::to_string(n_gen) + at).c_str(), tps);
         }
         const size_t kv_pos = m->new_memory(1, kv)->bytes_per_position();
-        std::printf("\nKV cache: %s, %.1f KiB per position, %.1f MiB for %lld positions\n", kv_types_name(kv).c_str(),
+        // MLA (DeepSeek) caches one latent row per layer, stored as --cache-type-k.
+        const std::string kv_name = m->config().ds.kv_lora_rank > 0
+                                        ? std::string("MLA latent ") + dtype_name(kv.k)
+                                        : kv_types_name(kv);
+        std::printf("\nKV cache: %s, %.1f KiB per position, %.1f MiB for %lld positions\n", kv_name.c_str(),
                     kv_pos / 1024.0, kv_pos * static_cast<double>(ctx.n_ctx()) / 1048576.0, (long long)ctx.n_ctx());
         std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
         return 0;

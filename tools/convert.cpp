@@ -1,4 +1,6 @@
-// llmforge convert -m IN [--tokenizer FILE] -o OUT.gguf [--type T]: any readable format to GGUF.
+// llmforge convert -m IN [--tokenizer FILE] -o OUT.gguf [--type T]: any readable format to GGUF;
+// -o DIR (a name not ending in ".gguf"): a Hugging Face folder (config.json + model.safetensors in
+// f32 / f16 / bf16, the input folder's tokenizer files copied; a GGUF's vocabulary is not written).
 // Hugging Face llama checkpoints get llama.cpp's Q/K row permutation (rotate-half -> interleaved
 // pairs), so the file means the same to llama.cpp as to us.
 //
@@ -53,7 +55,7 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
     static int threads = 0;
     sub->add_option("-m,--model", in, "GGUF file, Hugging Face folder or llama2.c .bin (with --adapter: its base)");
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF) to embed");
-    sub->add_option("-o,--out", out, "output .gguf")->required();
+    sub->add_option("-o,--out", out, "output .gguf, or a Hugging Face folder (any name not ending in .gguf)")->required();
     auto* type_opt = sub->add_option("--type", type, "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k..q6_k (--adapter: f32|f16|bf16, "
                                                      "default f32)")->capture_default_str();
     sub->add_option("--adapter", adapter, "PEFT LoRA adapter folder to write as a GGUF LoRA adapter (llama.cpp --lora)");
@@ -73,8 +75,29 @@ void add_convert(CLI::App& app, std::function<int()>& run) {
         ModelFiles files = open_model_files(in, tokenizer);
         // Validates shapes and config exactly as loading does.
         ModelConfig cfg = Model::validate(files);
-        // GGUF llama stores Q/K rows in the interleaved-pair order (llama.cpp's converter).
         const Arch& arch = arch_of(cfg.arch, in);
+        if (out.size() < 5 || out.compare(out.size() - 5, 5, ".gguf") != 0) {  // a Hugging Face folder
+            if (requested != DType::F32 && requested != DType::F16 && requested != DType::BF16)
+                fail("convert: --type %s: a Hugging Face folder holds f32, f16 or bf16 tensors (hint: name a .gguf "
+                     "output to quantise)", type.c_str());
+            std::vector<ExportTensor> tensors = model_export_tensors(files, cfg, false, requested, {}, "convert");
+            std::vector<std::string> extra;
+            std::error_code ec;
+            if (std::filesystem::is_directory(in, ec)) {
+                for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                      "generation_config.json"}) {
+                    const auto p = std::filesystem::path(in) / f;
+                    if (std::filesystem::is_regular_file(p, ec)) extra.push_back(p.string());
+                }
+            } else if (!files.vocab.empty()) {
+                std::fprintf(stderr, "convert: note: the vocabulary of %s is not written to the folder (no "
+                                     "tokenizer.json; hint: --tokenizer %s when converting the folder back)\n",
+                             in.c_str(), in.c_str());
+            }
+            export_hf_folder(out, cfg, requested, std::move(tensors), extra, threads, "convert");
+            return 0;
+        }
+        // GGUF llama stores Q/K rows in the interleaved-pair order (llama.cpp's converter).
         const bool to_interleaved = cfg.rope_interleaved || arch.gguf_rope_interleaved;
         std::vector<ExportTensor> tensors = model_export_tensors(files, cfg, to_interleaved, requested, {}, "convert");
         if (files.vocab.empty()) {

@@ -118,6 +118,12 @@ GgufExportStats export_gguf_file(const std::string& path, const ModelConfig& cfg
                              // so small rows do not pay a dispatch each.
                              const int64_t grain = std::max<int64_t>(1, 16384 / cols);
                              const float* im = imp ? imp->data() : nullptr;
+                             // Routed experts (E, rows, cols): E x cols importances, expert e's
+                             // rows quantised with its own (llama-quantize's imatrix + e·cols).
+                             const int64_t n_mat = imp ? static_cast<int64_t>(imp->size()) / cols : 1;
+                             LF_ASSERT(!imp || (n_mat >= 1 && rows % n_mat == 0 &&
+                                                static_cast<int64_t>(imp->size()) == n_mat * cols));
+                             const int64_t per_mat = rows / n_mat;
                              std::mutex mu;
                              std::string error;  // the first failure (a worker must not throw)
                              pool->run_range(rows, grain, [&](int64_t b, int64_t e) {
@@ -125,7 +131,12 @@ GgufExportStats export_gguf_file(const std::string& path, const ModelConfig& cfg
                                  buf.resize(static_cast<size_t>((e - b) * cols));
                                  try {
                                      for (int64_t r = b; r < e; ++r) row(r, buf.data() + (r - b) * cols);
-                                     kernels::quantize_weights(dt, buf.data(), dst + b * rb, e - b, cols, im);
+                                     for (int64_t r0 = b; r0 < e;) {
+                                         const int64_t r1 = std::min(e, (r0 / per_mat + 1) * per_mat);
+                                         kernels::quantize_weights(dt, buf.data() + (r0 - b) * cols, dst + r0 * rb,
+                                                                   r1 - r0, cols, im ? im + (r0 / per_mat) * cols : nullptr);
+                                         r0 = r1;
+                                     }
                                  } catch (const std::exception& ex) {
                                      std::lock_guard<std::mutex> lk(mu);
                                      if (error.empty()) error = ex.what();

@@ -59,7 +59,10 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
         if (ids.size() < 2)
             fail("perplexity: %s gives %zu tokens, expected at least 2 to score", file.c_str(), ids.size());
         const int64_t windows = (static_cast<int64_t>(ids.size()) + n_ctx - 1) / n_ctx;
-        if (!kv.is_f32()) std::fprintf(stderr, "perplexity: KV cache %s\n", kv_types_name(kv).c_str());
+        if (!kv.is_f32())
+            std::fprintf(stderr, "perplexity: KV cache %s\n",
+                         m->config().ds.kv_lora_rank > 0 ? (std::string("MLA latent ") + dtype_name(kv.k)).c_str()
+                                                         : kv_types_name(kv).c_str());
         std::fprintf(stderr, "perplexity: %s, %zu tokens, %lld windows of %lld\n", file.c_str(), ids.size(),
                      (long long)windows, (long long)n_ctx);
         Progress prog("perplexity", static_cast<double>(ids.size()), "tokens");

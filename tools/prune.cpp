@@ -38,11 +38,14 @@ ActivationEnergy energy_from(const Imatrix& im, const ModelFiles& files, const s
     for (const auto& [name, e] : im.tensors) {
         auto it = files.tensors.find(name);
         if (it == files.tensors.end()) continue;  // an entry for a tensor this file does not have
-        if (it->second.ndim() != 2 || it->second.shape()[1] != static_cast<int64_t>(e.sum_sq.size()))
+        // Routed experts (E, rows, cols): E x cols per-expert statistics.
+        const Tensor& t = it->second;
+        const int64_t want = t.ndim() == 3 ? t.shape()[0] * t.shape()[2] : t.ndim() == 2 ? t.shape()[1] : -1;
+        if (want != static_cast<int64_t>(e.sum_sq.size()))
             fail("prune: %s: the entry for %s has %zu columns, but the model's matrix is %s (an importance matrix "
                  "of another model?)",
                  where.c_str(), name.c_str(), e.sum_sq.size(), it->second.shape_str().c_str());
-        act[name] = im.importance(name, static_cast<int64_t>(e.sum_sq.size()));
+        act[name] = im.importance(name, t.shape().back());
     }
     if (act.empty())
         fail("prune: %s names none of the model's matrices (an importance matrix of another model?)", where.c_str());

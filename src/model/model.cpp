@@ -515,6 +515,13 @@ private:
         const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);
         s_.matmul_hook(m_.weight_name(wt), x.data, rows, x.cols);
     }
+    // The same for one routed expert's gathered rows (group [b, b + n) of groups_, tokens in
+    // ascending order, so the real rows come first).
+    void report_expert(const std::string& name, int64_t b, int64_t n, const float* x, int64_t cols) {
+        int64_t real = 0;
+        while (real < n && groups_.token[b + real] < n_real_) ++real;
+        if (real > 0) s_.matmul_hook(name, x, real, cols);
+    }
     bool any_delta(Weight wt) const {
         for (int64_t j = 0; j < n_seqs_; ++j)
             if (seqs_[j].delta != nullptr && seqs_[j].delta->covers(wt)) return true;
@@ -790,6 +797,11 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
             }
         }
     });
+    if (s_.matmul_hook && n_real_ > 0) {  // importance matrices: kv_b multiplies the normalised latent
+        std::vector<float> c(static_cast<size_t>(n_real_ * r));
+        for (int64_t i = 0; i < n_real_; ++i) std::copy(kva.data + i * Dl, kva.data + i * Dl + r, c.data() + i * r);
+        s_.matmul_hook(m_.weight_name(m.kv_b), c.data(), n_real_, r);
+    }
     // Per head h: y_h (N rows, ldy apart) = x_h · W_h^T, all heads in one grouped dispatch (in
     // batch-invariant mode the kernels are the row-invariant ones: a row's result is its own).
     auto per_head = [&](const float* x, int64_t ldx, const std::vector<Tensor>& ws, float* y, int64_t ldy,
@@ -945,6 +957,11 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
         g.y_up = ubuf + at * F;
         ps.push_back(g);
         at += rows;
+        // Importance matrices: each expert's real rows, under the expert's name ("...exps.weight[e]").
+        if (s_.matmul_hook) {
+            report_expert(g.w->name(), b, n, g.x, C);
+            report_expert(g.w_up->name(), b, n, g.x, C);
+        }
     }
     if (shared_grouped) {
         report_input(m.shared_gate, x);
@@ -970,6 +987,8 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
         g.w = &m_.expert(m.down, e);
         g.w_up = nullptr;
         g.x = g.y;
+        if (s_.matmul_hook)
+            report_expert(g.w->name(), groups_.begin[e], groups_.begin[e + 1] - groups_.begin[e], g.x, F);
         g.y = ybuf + off * C;
         g.y_up = nullptr;
     }

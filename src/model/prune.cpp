@@ -347,16 +347,20 @@ PrunedModel prune_model(const ModelFiles& files, const PruneOptions& opt) {
             if (ns.layer >= 0 && ns.spec->use == TensorUse::kMatrix && w.has(ns.name)) targets.push_back(ns.name);
         for (const std::string& n : targets) {
             const std::vector<int64_t> sh = w.shape(n);
-            const int64_t rows = sh[0], cols = sh[1];
+            // A routed-expert stack (E, rows, cols) is E matrices, each with its own statistics.
+            const int64_t n_mat = sh.size() == 3 ? sh[0] : 1;
+            const int64_t rows = sh[sh.size() - 2], cols = sh.back();
             if (opt.group_m > 0 && cols % opt.group_m != 0)
                 fail("prune: --pattern %d:%d: %s has rows of %lld weights, not a multiple of %d", opt.keep_n,
                      opt.group_m, n.c_str(), (long long)cols, opt.group_m);
             const std::vector<float>* e =
-                opt.method == PruneMethod::kWanda ? energy_of(act, n, cols, true) : nullptr;
+                opt.method == PruneMethod::kWanda ? energy_of(act, n, n_mat * cols, true) : nullptr;
             std::vector<float>& v = w.values(n);
-            out.stats.pruned_zeros += prune_matrix(v.data(), rows, cols, e ? e->data() : nullptr, opt.sparsity,
-                                                   opt.keep_n, opt.group_m, opt.n_threads);
-            out.stats.pruned_params += rows * cols;
+            for (int64_t m = 0; m < n_mat; ++m)
+                out.stats.pruned_zeros += prune_matrix(v.data() + m * rows * cols, rows, cols,
+                                                       e ? e->data() + m * cols : nullptr, opt.sparsity, opt.keep_n,
+                                                       opt.group_m, opt.n_threads);
+            out.stats.pruned_params += n_mat * rows * cols;
             ++out.stats.matrices;
             out.pruned_matrices.push_back(n);
         }

@@ -11,6 +11,9 @@
 // - legacy .dat: int32 n_entries, then per entry int32 name length, name bytes, int32 ncall,
 //   int32 nval, nval floats = values / counts · ncall; then int32 the last ncall and int32
 //   length + bytes of the calibration file's name. llama-quantize divides each value by ncall.
+// - routed experts (MUL_MAT_ID, every batch size): values and counts per expert and column,
+//   ncall += 1 per product; the .dat stores E x columns values, each expert's values / its count ·
+//   ncall; llama-quantize gives expert e the columns [e·cols, (e+1)·cols);
 // - GGUF (llama.cpp PR #9400, newer than our reference build): general.type = "imatrix",
 //   imatrix.datasets (array of strings), imatrix.chunk_count and imatrix.chunk_size (u32); per
 //   entry "<name>.in_sum2" (f32, the raw sums, ne0 = columns, ne1 = experts) and "<name>.counts"
@@ -119,14 +122,18 @@ Imatrix read_gguf(const std::string& path) {
             fail("%s: '%s': sums and counts must be f32, found %s and %s", path.c_str(), name.c_str(), dtype_name(ti.dtype),
                  dtype_name(ci->dtype));
         const Tensor s = f.tensor(ti), c = f.tensor(*ci);
-        if (c.numel() != 1)
-            fail("%s: '%s' has %lld matrices (experts); llmforge reads importance matrices of dense weights only",
-                 path.c_str(), name.c_str(), (long long)c.numel());
-        const float cnt = c.ptr<float>()[0];
-        if (!(cnt >= 0) || !std::isfinite(cnt)) fail("%s: '%s': count %g, expected >= 0", path.c_str(), name.c_str(), cnt);
+        const int64_t n_mat = c.numel();
+        if (n_mat < 1 || s.numel() % n_mat != 0)
+            fail("%s: '%s': %lld sums for %lld matrices (experts), expected a whole number of columns each",
+                 path.c_str(), name.c_str(), (long long)s.numel(), (long long)n_mat);
         ImatrixTensor t;
+        for (int64_t e = 0; e < n_mat; ++e) {
+            const float cnt = c.ptr<float>()[e];
+            if (!(cnt >= 0) || !std::isfinite(cnt)) fail("%s: '%s': count %g, expected >= 0", path.c_str(), name.c_str(), cnt);
+            t.rows += std::llround(cnt);
+            if (n_mat > 1) t.expert_rows.push_back(std::llround(cnt));
+        }
         t.sum_sq.assign(s.ptr<float>(), s.ptr<float>() + s.numel());
-        t.rows = std::llround(cnt);
         if (m.chunk_size > 0) t.ncall = (t.rows + m.chunk_size - 1) / m.chunk_size;
         m.tensors.emplace(name, std::move(t));
     }
@@ -153,14 +160,18 @@ void write_dat(const Imatrix& m, const std::string& path) {
         last_call = std::max(last_call, ncall);
         i32(ncall);
         i32(static_cast<int64_t>(t.sum_sq.size()));
-        for (float s : t.sum_sq) {
+        const size_t cols = t.expert_rows.empty() ? t.sum_sq.size() : t.sum_sq.size() / t.expert_rows.size();
+        for (size_t j = 0; j < t.sum_sq.size(); ++j) {
+            const float s = t.sum_sq[j];
+            // Experts: values / counts · ncall with each expert's own count (llama-imatrix).
+            const int64_t rows = t.expert_rows.empty() ? t.rows : t.expert_rows[j / cols];
             float v;
-            if (t.rows == ncall) {
+            if (t.expert_rows.empty() && rows == ncall) {
                 v = s;  // read from a .dat: the stored values as they were
-            } else if (t.rows == 0) {
+            } else if (rows == 0) {
                 v = static_cast<float>(ncall);  // no data: importance 1, as llama.cpp stores it
             } else {
-                v = s / static_cast<float>(t.rows) * static_cast<float>(ncall);
+                v = s / static_cast<float>(rows) * static_cast<float>(ncall);
             }
             out.append(reinterpret_cast<const char*>(&v), 4);
         }
@@ -180,18 +191,26 @@ void write_gguf(const Imatrix& m, const std::string& path) {
     w.set("imatrix.datasets", m.datasets);
     w.set("imatrix.chunk_count", static_cast<uint32_t>(m.chunks));
     w.set("imatrix.chunk_size", static_cast<uint32_t>(m.chunk_size));
-    std::vector<float> counts;
+    std::vector<std::vector<float>> counts;
     counts.reserve(m.tensors.size());
-    for (const auto& [name, t] : m.tensors) counts.push_back(static_cast<float>(t.rows));
+    for (const auto& [name, t] : m.tensors) {
+        counts.emplace_back();
+        if (t.expert_rows.empty()) counts.back().push_back(static_cast<float>(t.rows));
+        for (int64_t r : t.expert_rows) counts.back().push_back(static_cast<float>(r));
+    }
     size_t i = 0;
     for (const auto& [name, t] : m.tensors) {
         if (name.size() + 8 > kGgufMaxNameLength)
             fail("%s: the name '%s' is too long for a GGUF importance matrix entry (at most %zu bytes with '.in_sum2')",
                  path.c_str(), name.c_str(), kGgufMaxNameLength);
-        // llama.cpp's 2-D {columns, 1} tensors are written with their trailing 1 dropped.
-        w.add_tensor(name + ".in_sum2", DType::F32, {static_cast<int64_t>(t.sum_sq.size())}, t.sum_sq.data(),
-                     t.sum_sq.size() * sizeof(float));
-        w.add_tensor(name + ".counts", DType::F32, {1}, &counts[i++], sizeof(float));
+        const std::vector<float>& c = counts[i++];
+        const int64_t n_mat = static_cast<int64_t>(c.size()), cols = static_cast<int64_t>(t.sum_sq.size()) / n_mat;
+        // llama.cpp's 2-D {columns, 1} tensors are written with their trailing 1 dropped; experts
+        // are {columns, E} sums and {1, E} counts (row-major (E, columns) and (E, 1)).
+        w.add_tensor(name + ".in_sum2", DType::F32, n_mat == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{n_mat, cols},
+                     t.sum_sq.data(), t.sum_sq.size() * sizeof(float));
+        w.add_tensor(name + ".counts", DType::F32, n_mat == 1 ? std::vector<int64_t>{1} : std::vector<int64_t>{n_mat, 1},
+                     c.data(), c.size() * sizeof(float));
     }
     w.write(path);
 }
@@ -202,14 +221,18 @@ std::vector<float> Imatrix::importance(const std::string& tensor, int64_t n_per_
     auto it = tensors.find(tensor);
     if (it == tensors.end()) fail("importance matrix: no entry for %s", tensor.c_str());
     const ImatrixTensor& t = it->second;
-    if (static_cast<int64_t>(t.sum_sq.size()) != n_per_row)
+    const int64_t n_mat = t.expert_rows.empty() ? 1 : static_cast<int64_t>(t.expert_rows.size());
+    const int64_t size = static_cast<int64_t>(t.sum_sq.size());
+    if (n_per_row <= 0 || size % n_per_row != 0 || (n_mat > 1 && size != n_mat * n_per_row))
         fail("importance matrix: the entry for %s has %zu columns, the tensor's rows have %lld (an importance matrix "
              "of another model?)",
              tensor.c_str(), t.sum_sq.size(), (long long)n_per_row);
     std::vector<float> v(t.sum_sq.size(), 1.0f);
-    if (t.rows > 0) {
-        const float n = static_cast<float>(t.rows);
-        for (size_t j = 0; j < v.size(); ++j) v[j] = t.sum_sq[j] / n;
+    for (int64_t e = 0; e < size / n_per_row; ++e) {
+        const int64_t rows = n_mat > 1 ? t.expert_rows[static_cast<size_t>(e)] : t.rows;
+        if (rows <= 0) continue;
+        const float n = static_cast<float>(rows);
+        for (int64_t j = e * n_per_row; j < (e + 1) * n_per_row; ++j) v[j] = t.sum_sq[j] / n;
     }
     return v;
 }
@@ -229,12 +252,37 @@ Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, 
     struct Acc {
         std::vector<double> sum;
         int64_t rows = 0, ncall = 0;
+        std::vector<int64_t> expert_rows;  // routed experts: rows per expert (sum is E x cols)
+        int64_t last_forward = -1;         // experts: one ncall per forward, as one MUL_MAT_ID
     };
     std::map<std::string, Acc> acc;
+    const int64_t n_expert = cfg.ds.n_routed_experts;
+    int64_t n_forward = 0;
     ForwardScratch s;
     s.matmul_hook = [&](const std::string& w, const float* x, int64_t rows, int64_t cols) {
-        if (rows < kMinRows) return;
         if (w.compare(0, 4, "blk.") != 0 && !(opt.process_output && w == "output.weight")) return;
+        // A routed expert's rows: "<weight>[e]" (Model::expert's view names).
+        if (!w.empty() && w.back() == ']' && w.find('[') != std::string::npos) {
+            const size_t open = w.rfind('[');
+            const int64_t e = std::stoll(w.substr(open + 1, w.size() - open - 2));
+            LF_ASSERT(e >= 0 && e < n_expert);
+            Acc& a = acc[w.substr(0, open)];
+            if (a.sum.empty()) {
+                a.sum.assign(static_cast<size_t>(n_expert * cols), 0.0);
+                a.expert_rows.assign(static_cast<size_t>(n_expert), 0);
+            }
+            LF_ASSERT(static_cast<int64_t>(a.sum.size()) == n_expert * cols);
+            double* sum = a.sum.data() + e * cols;
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* xr = x + r * cols;
+                for (int64_t j = 0; j < cols; ++j) sum[j] += static_cast<double>(xr[j]) * xr[j];
+            }
+            a.expert_rows[static_cast<size_t>(e)] += rows;
+            a.rows += rows;
+            if (a.last_forward != n_forward) ++a.ncall, a.last_forward = n_forward;
+            return;
+        }
+        if (rows < kMinRows) return;
         Acc& a = acc[w];
         if (a.sum.empty()) a.sum.assign(static_cast<size_t>(cols), 0.0);
         LF_ASSERT(static_cast<int64_t>(a.sum.size()) == cols);
@@ -246,7 +294,8 @@ Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, 
         ++a.ncall;
     };
     ThreadPool pool(opt.n_threads > 0 ? opt.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-    KvCache cache(cfg, opt.chunk);
+    // The model's own KV layout (MLA models cache a latent row, not per-head K/V).
+    const std::unique_ptr<KvMemory> cache = model.new_memory(opt.chunk);
     std::vector<float> logits(static_cast<size_t>(cfg.n_vocab));
     std::vector<int32_t> chunk(static_cast<size_t>(opt.chunk));
     for (int64_t c = 0; c < n_chunks; ++c) {
@@ -254,7 +303,8 @@ Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, 
         if (bos) chunk[0] = vocab.bos_id;
         for (int64_t p = 0; p < opt.chunk; p += kMicroBatch) {
             const int64_t n = std::min(kMicroBatch, opt.chunk - p);
-            model.forward(chunk.data() + p, n, p, cache, logits.data(), 1, pool, s);
+            model.forward(chunk.data() + p, n, p, *cache, logits.data(), 1, pool, s);
+            ++n_forward;
         }
         if (opt.on_chunk) opt.on_chunk(c + 1, n_chunks);
     }
@@ -268,6 +318,7 @@ Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, 
             if (!std::isfinite(v)) fail("imatrix: a non-finite activation sum in %s (the model overflows on this text)", name.c_str());
         t.rows = a.rows;
         t.ncall = a.ncall;
+        t.expert_rows = a.expert_rows;
         m.tensors.emplace(name, std::move(t));
     }
     if (m.tensors.empty())
@@ -299,7 +350,9 @@ void check_imatrix_matches(const Imatrix& m, const std::map<std::string, std::ve
                  "with llmforge imatrix -m MODEL)",
                  where.c_str(), name.c_str());
         const std::vector<int64_t>& sh = it->second;
-        if (sh.size() < 2 || sh.back() != static_cast<int64_t>(t.sum_sq.size()))
+        // A 3-D (E, rows, cols) expert stack: E x cols values (llama.cpp's per-expert statistics).
+        const int64_t n_mat = sh.size() == 3 ? sh[0] : 1;
+        if (sh.size() < 2 || sh.back() * n_mat != static_cast<int64_t>(t.sum_sq.size()))
             fail("%s: the entry '%s' has %zu columns but the model's tensor is %s (an importance matrix of another model? "
                  "hint: make one with llmforge imatrix -m MODEL)",
                  where.c_str(), name.c_str(), t.sum_sq.size(), shape_to_string(sh).c_str());

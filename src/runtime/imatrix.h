@@ -22,6 +22,10 @@ struct ImatrixTensor {
     // stores mean·ncall per column and no row count, so reading one gives sum_sq = the stored
     // values and rows = ncall: the same mean, divided exactly as llama-quantize divides it.
     int64_t ncall = 0;
+    // Routed experts (a 3-D (E, rows, cols) weight, llama.cpp's MUL_MAT_ID statistics): the rows
+    // each expert saw; sum_sq then holds E x cols values, expert after expert. Empty: one matrix.
+    // (A legacy .dat keeps no per-expert counts: its E x cols values come with rows = ncall.)
+    std::vector<int64_t> expert_rows;
 };
 
 struct Imatrix {
@@ -32,7 +36,8 @@ struct Imatrix {
 
     // The quantisers' importance of each column: mean of x_j^2 over the rows (sum_sq / rows, in
     // float, as llama-quantize computes it; all 1 for an entry that saw no rows, as llama.cpp).
-    // Throws Error when the tensor has no entry or its width is not `n_per_row`.
+    // An expert entry gives E x n_per_row values, each expert's columns divided by its own rows.
+    // Throws Error when the tensor has no entry or its width is not (a multiple of) `n_per_row`.
     std::vector<float> importance(const std::string& tensor, int64_t n_per_row) const;
 };
 
@@ -51,8 +56,9 @@ struct ImatrixOptions {
 // from an empty cache, its first token replaced by BOS when the vocabulary adds one; the chunk
 // goes through in pieces of at most 512 tokens (llama.cpp's default micro-batch, one `ncall`
 // each); only blk.* weights (and output.weight with process_output) and only products of at
-// least 16 rows count. Sums are kept in double. Throws Error when the text is shorter than one
-// chunk.
+// least 16 rows count; routed experts (reported per expert as "<name>[e]") are collected whatever
+// the batch, as llama-imatrix collects MUL_MAT_ID, into one expert entry per 3-D weight. Sums are
+// kept in double. Throws Error when the text is shorter than one chunk.
 Imatrix collect_imatrix(const Model& model, const std::vector<int32_t>& tokens, const ImatrixOptions& opt);
 
 // Reads either format (by content); throws Error with the file and what is wrong.
