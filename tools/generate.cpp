@@ -16,6 +16,10 @@
 // --grammar-file F | --json-schema F | --regex R: the output is constrained (runtime/grammar.h): a
 // grammar stage first in the sampler chain keeps only tokens the grammar can still accept, and
 // end-of-generation only once the match is complete, so generation stops when the grammar does.
+//
+// --draft-model M [--draft-n K] | --speculative mtp: speculative decoding (runtime/speculative.h):
+// a draft proposes up to K tokens, the model verifies them in one forward; the output is the same
+// as without a draft. Acceptance, tokens per model forward and speed go to stderr.
 #include <cstdio>
 
 #include "commands.h"
@@ -26,6 +30,7 @@
 #include "runtime/generator.h"
 #include "runtime/grammar.h"
 #include "runtime/json_schema.h"
+#include "runtime/speculative.h"
 
 namespace llmforge::cli {
 
@@ -39,6 +44,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static std::string grammar_file, json_schema, regex;
     static bool no_bos = false, special = false, no_mmap = false, chat = false;
     static std::string cache_k = "f32", cache_v = "f32";
+    static std::string draft_model, speculative;
+    static int64_t draft_n = SpeculativeParams{}.n_draft;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
@@ -71,8 +78,18 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     auto* re = sub->add_option("--regex", regex, "regular expression the whole output must match");
     gf->excludes(js)->excludes(re);
     js->excludes(re);
+    auto* dm = sub->add_option("--draft-model", draft_model,
+                               "speculative decoding with this small model (same vocabulary) as the draft");
+    auto* spec = sub->add_option("--speculative", speculative, "speculative decoding with the model's own draft: mtp");
+    dm->excludes(spec);
+    sub->add_option("--draft-n", draft_n, "tokens the draft proposes per verification")
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t{1}, int64_t{64}));
     run = [] {
         Sampler::validate(sp);
+        if (!speculative.empty() && speculative != "mtp")
+            fail("--speculative %s: unknown draft (expected: mtp, the model's multi-token-prediction head; hint: "
+                 "--draft-model M for a separate draft model)", speculative.c_str());
         const KvTypes kv{parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         // The constraint first: a bad grammar fails before the model is loaded.
         const ConstraintGbnf constraint = constraint_gbnf(grammar_file, json_schema, regex);
@@ -141,11 +158,35 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
             sampler.add_stage(make_grammar_stage(grammar, GrammarVocab::build(*tok)), StageSlot::kFirst);
             std::fprintf(stderr, "generate: output constrained by %s\n", constraint.source.c_str());
         }
-        GenerateResult r = generate(ctx, *tok, sampler, ids, gp, [](std::string_view s) {
+        auto print = [](std::string_view s) {
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);
             return true;
-        });
+        };
+        GenerateResult r;
+        if (draft_model.empty() && speculative.empty()) {
+            r = generate(ctx, *tok, sampler, ids, gp, print);
+        } else {
+            std::unique_ptr<Model> dmodel;
+            std::unique_ptr<DraftSource> draft;
+            if (!speculative.empty()) {
+                draft = make_mtp_draft(*m, ctx, model);
+            } else {
+                dmodel = Model::load(draft_model, "", !no_mmap);
+                if (dmodel->vocab().empty() && !tokenizer.empty()) dmodel = Model::load(draft_model, tokenizer, !no_mmap);
+                draft = std::make_unique<ModelDraft>(*dmodel, ctx, draft_model);
+            }
+            SpeculativeParams spp;
+            spp.n_draft = speculative == "mtp" ? 1 : draft_n;  // one MTP module: one guess per round
+            SpeculativeStats st;
+            r = generate_speculative(ctx, *draft, *tok, sampler, ids, gp, spp, &st, print);
+            std::fprintf(stderr,
+                         "generate: speculative (%s, up to %lld per round): %lld/%lld drafted tokens accepted "
+                         "(%.1f%%), %.2f tokens per model forward (%lld forwards), draft %.3f s, verify %.3f s\n",
+                         draft->name().c_str(), (long long)spp.n_draft, (long long)st.accepted, (long long)st.proposed,
+                         100.0 * st.acceptance(), st.tokens_per_forward(), (long long)st.rounds, st.draft_seconds,
+                         st.verify_seconds);
+        }
         std::fputc('\n', stdout);
         std::fflush(stdout);
         const double pp = r.prefill_seconds > 0 ? r.n_prompt / r.prefill_seconds : 0;

@@ -64,6 +64,8 @@ public:
     const Model& model() const { return model_; }
     ThreadPool& pool() { return pool_; }
     ForwardScratch& scratch() { return scratch_; }
+    // The KV memory (a draft reading the model's own extra layers, e.g. DeepSeek's MTP module).
+    KvMemory& memory() { return *cache_; }
 
 private:
     // Feeds tokens in n_batch chunks; `all`: logits of every token into out (n, V), else the
