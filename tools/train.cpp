@@ -80,6 +80,11 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         ->capture_default_str();
     sub->add_flag("--keep-sparsity", a.keep_sparsity, "recovery fine-tuning of a pruned --model (llmforge prune): its "
                   "matrices' zeros stay exactly 0 (gradients masked, weights re-zeroed every step)");
+    sub->add_option("--moe-bias-gamma", a.moe_bias_gamma, "MoE models: after each step every expert's selection bias "
+                    "(exp_probs_b) moves by +G if it got fewer tokens than the mean, -G if more (DeepSeek-V3's "
+                    "aux-loss-free balancing; default 0.001 for sigmoid-gated models with the bias, 0 = off)");
+    sub->add_option("--moe-aux-alpha", a.moe_aux_alpha, "MoE models: weight of DeepSeek-V3's sequence-wise balance loss "
+                    "(0 = off)")->capture_default_str();
     sub->add_flag("--eval-only", a.eval_only, "print the validation loss of --model (+ --init-adapter) as JSON and exit");
     run = [sub] {
         a.shuffle = !no_shuffle;

@@ -180,6 +180,8 @@ std::vector<LoraSite> linear_modules(const Arch& a, const ModelConfig& c) {
     for (const NamedSpec& ns : tensor_list(a, c, false)) {
         const TensorSpec& s = *ns.spec;
         if (!s.per_layer || s.use != TensorUse::kMatrix || ns.shape.size() != 2) continue;
+        // A MoE router (DeepSeek's MoEGate holds a bare weight, not an nn.Linear): PEFT cannot target it.
+        if (std::string(s.gguf) == "ffn_gate_inp.weight") continue;
         std::string hf = s.hf_name(ns.layer);
         const std::string suffix = ".weight";
         if (hf.size() <= suffix.size() || hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) != 0) continue;

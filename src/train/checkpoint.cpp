@@ -336,7 +336,9 @@ void write_latest(const std::string& dir, const std::string& name) {
 
 void write_hf_model(const std::string& folder, const TrainModel& model) {
     const ModelConfig& cfg = model.config();
-    LF_ASSERT(!cfg.rope_interleaved);  // saved folders are rotate-half (TrainModel::to_rotate_half)
+    // Saved folders are rotate-half (TrainModel::to_rotate_half), except for an arch whose convention
+    // is fixed (DeepSeek: interleaved in every format).
+    LF_ASSERT(!cfg.rope_interleaved || !TrainModel::rope_rows_convertible(model.arch()));
     write_text_atomic((fs::path(folder) / "config.json").string(), hf_config_write(cfg));
     {
         // Every tensor, trainable or frozen (dequantised to f32), under its HF name.

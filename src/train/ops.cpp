@@ -501,7 +501,7 @@ Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn) {
             std::memcpy(xin->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
             Var out = fn(sub, xin);
             std::memcpy(sub.grad(out), y->grad, static_cast<size_t>(y->numel) * sizeof(float));
-            sub.backward(sub.make({1}, false));
+            sub.backward(sub.make({1}, false), t.loss_seed());  // (the seed only for loss_seed())
             if (x->requires_grad) {
                 float* dx = t.grad(x);
                 const float* g = sub.grad(xin);

@@ -31,7 +31,9 @@ std::string qat_name(DType weights) { return weights == DType::F32 ? "none" : dt
 
 DType qat_tensor_type(const std::string& name, const std::vector<int64_t>& shape, bool per_layer, bool tied,
                       DType requested) {
-    if (requested == DType::F32 || shape.size() != 2) return DType::F32;
+    // Matrices and (E, rows, cols) expert stacks; not the MoE router (quantize keeps it f32, as llama.cpp).
+    if (requested == DType::F32 || shape.size() < 2 || name.find("ffn_gate_inp.weight") != std::string::npos)
+        return DType::F32;
     const int64_t cols = shape.back();
     auto fits = [cols](DType t) { return cols % dtype_info(t).block_size == 0; };
     // The head (an untied output, or a tied embedding that serves as it): llama.cpp keeps it at

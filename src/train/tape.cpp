@@ -131,6 +131,7 @@ void Tape::backward(Var loss, float seed) {
     LF_ASSERT(loss->numel == 1);
     loss->keep = true;
     grad(loss)[0] += seed;
+    loss_seed_ = seed;
     // Nodes and buffers are in creation order, so `born` never decreases along them: what closure
     // i may free is a tail of each list.
     size_t nn = nodes_.size(), nb = buffers_.size();

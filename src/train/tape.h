@@ -128,6 +128,9 @@ public:
     // upper layers are reused for the lower ones; activations shrink as backward descends). The
     // loss and nodes marked `keep` survive until reset().
     void backward(Var loss, float seed = 1.0f);
+    // The seed of the running (or last) backward: ops whose backward adds the gradient of a term
+    // of the loss that is not a node (the MoE balance loss, train/moe_ops.h) scale it by this.
+    float loss_seed() const { return loss_seed_; }
     // Forgets every node and closure; buffers go back to the free lists for the next step.
     void reset();
     // Bytes held in buffers (in use + free), for memory reports.
@@ -148,6 +151,7 @@ private:
     size_t bytes_held_ = 0;
     std::unique_ptr<Tape> sub_;
     FloatBuffer scratch_[4];
+    float loss_seed_ = 1.0f;
 };
 
 // Rounds x to the nearest bf16 / fp16 value (round-to-nearest-even), kept in f32 storage.

@@ -366,6 +366,24 @@ void TrainModel::to_rotate_half() {
     bind();
 }
 
+void TrainModel::balance_experts(float gamma) {
+    for (const auto& [l, v] : moe_stats.load) {
+        Param* p = find("blk." + std::to_string(l) + ".exp_probs_b.bias");
+        if (p == nullptr || !p->trainable) continue;
+        LF_ASSERT(static_cast<int64_t>(v.size()) == p->numel());
+        const int64_t E = static_cast<int64_t>(v.size());
+        int64_t sum = 0;
+        for (int64_t c : v) sum += c;
+        for (int64_t e = 0; e < E; ++e) {  // load_e < mean  <=>  load_e · E < sum (exact in integers)
+            if (v[e] * E < sum) {
+                p->value[e] += gamma;
+            } else if (v[e] * E > sum) {
+                p->value[e] -= gamma;
+            }
+        }
+    }
+}
+
 void TrainModel::set_vocab(const Vocab& v) {
     vocab_ = v;
     bind();

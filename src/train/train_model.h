@@ -17,6 +17,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,7 +55,12 @@ public:
     // a temporary), for saving.
     void for_each_tensor(const std::function<void(const Param&, const float*)>& fn) const;
     // The inference twin over the weights (no copy); carries `vocab` when one was set.
-    const Model& inference() const { return *infer_; }
+    // MLA models: the engine keeps f32 per-head copies of attn_kv_b (Model::mla), recomputed here
+    // from the current weights: take inference() again after the weights changed.
+    const Model& inference() const {
+        infer_->refresh_mla();
+        return *infer_;
+    }
     void set_vocab(const Vocab& v);
 
     // Optional observer of activations during forward: "embed", "layers.<l>.out", "final_norm",
@@ -79,8 +85,28 @@ public:
     // ones: rows of every table tensor marked rope_rows permuted within each head (the inverse of
     // llama.cpp's converter permutation). The model computes the same function; saved Hugging Face
     // folders then need no permutation, and a resumed run continues in the same convention.
-    // No-op when already rotate-half.
+    // No-op when already rotate-half, and for an architecture whose rotary convention is fixed
+    // (no rope_rows tensors: DeepSeek rotates adjacent pairs of its rope part in every format, so
+    // its weights stay as they are and saved folders keep that convention).
     void to_rotate_half();
+    // The arch has Q/K rows in RoPE pair order (to_rotate_half can convert them).
+    static bool rope_rows_convertible(const Arch& a);
+    // Mixture-of-experts statistics of the forwards run with gradients since the caller last
+    // cleared them (a training step's micro-batches; evaluation and activation recomputation do
+    // not count): tokens routed to each expert per MoE layer, and the sum of the balance losses.
+    struct MoeStats {
+        std::map<int64_t, std::vector<int64_t>> load;  // layer -> (E) tokens per expert
+        double aux = 0;
+        void clear() { load.clear(), aux = 0; }
+    };
+    MoeStats moe_stats;
+    // DeepSeek-V3's auxiliary-loss-free balancing (§2.1.2) from moe_stats' loads: each MoE layer's
+    // selection bias (exp_probs_b, when trainable) moves by +gamma for experts that got fewer tokens
+    // than the layer's mean and by -gamma for those that got more. The bias only chooses experts
+    // (model/moe.h) and gets no gradient: this rule is all that changes it.
+    void balance_experts(float gamma);
+    // DeepSeek-V3's sequence-wise balance loss weight α (train/moe_ops.h, moe_route); 0: none.
+    float moe_aux_alpha = 0.0f;
     // When set, forward() records markers so that backward calls this for every trainable
     // parameter as soon as its gradient for the micro-batch is complete (layers finish last to
     // first; the token embedding last). Distributed training starts reducing buckets from it.

@@ -120,6 +120,9 @@ void validate(const TrainArgs& a) {
     if (a.eval_only && (!a.save.empty() || !a.resume.empty()))
         fail("train: --eval-only writes nothing and resumes nothing (hint: drop --save / --resume; evaluate a saved "
              "adapter with --peft lora|prompt --init-adapter DIR, a saved model with --model DIR)");
+    if (a.moe_bias_gamma < 0 && a.moe_bias_gamma != -1)
+        fail("train: --moe-bias-gamma is %g, expected >= 0 (0 = no bias balancing)", a.moe_bias_gamma);
+    if (!(a.moe_aux_alpha >= 0)) fail("train: --moe-aux-alpha is %g, expected >= 0 (0 = no balance loss)", a.moe_aux_alpha);
     if (a.stop_after >= 0 && a.save.empty())
         fail("train: --stop-after %lld needs --save DIR (the interruption saves a checkpoint to resume from)",
              (long long)a.stop_after);
@@ -230,7 +233,9 @@ json args_to_json(const TrainArgs& a) {
                 {"distill-alpha", a.distill_alpha},
                 {"qat", a.qat},
                 {"qat-act", a.qat_act},
-                {"keep-sparsity", a.keep_sparsity}};
+                {"keep-sparsity", a.keep_sparsity},
+                {"moe-bias-gamma", a.moe_bias_gamma},
+                {"moe-aux-alpha", a.moe_aux_alpha}};
 }
 
 void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::string>& given) {
@@ -268,6 +273,8 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     take("distill-alpha", a.distill_alpha);
     take("qat", a.qat);
     take("qat-act", a.qat_act);
+    take("moe-bias-gamma", a.moe_bias_gamma);
+    take("moe-aux-alpha", a.moe_aux_alpha);
     // The mask is the initial model's zeros: it cannot be switched on or off mid-run.
     const bool saved_keep = saved.value("keep-sparsity", false);
     if (given.count("keep-sparsity") && a.keep_sparsity != saved_keep)
@@ -617,7 +624,14 @@ private:
         double lr = 0, loss = 0, norm = std::nan(""), tokens_per_s = 0;
         double ewc = 0;  // the EWC penalty (not part of loss)
         bool skipped = false;  // fp16 overflow: no update
+        // MoE layers: the step's expert loads (tokens per expert): coefficient of variation averaged
+        // over the layers, the largest max/mean load ratio of any layer, per-layer CV; balance loss.
+        bool moe = false;
+        double moe_cv = 0, moe_max = 0, moe_aux = 0;
+        std::vector<double> moe_layer_cv;
     };
+    void moe_loads(StepStats& s);
+    void balance_experts();
     void run_step(int64_t step);
     double accumulate_grads(int64_t step);
     void fill_rows(int64_t k);
@@ -662,6 +676,8 @@ private:
     const int64_t first_step;
     int64_t last_saved;
     const int64_t end_step;
+    bool moe_bias = false;  // the model has trainable exp_probs_b biases
+    double moe_gamma = 0;   // --moe-bias-gamma resolved
 };
 
 TrainRun::TrainRun(RunInputs& inputs)
@@ -709,6 +725,9 @@ TrainRun::TrainRun(RunInputs& inputs)
         log.reset(f);
     }
     res.n_params = model.n_params() + (in.peft ? in.peft->n_trainable() : 0);
+    model.moe_aux_alpha = static_cast<float>(a.moe_aux_alpha);
+    for (const auto& p : model.params()) moe_bias |= p->name.find("exp_probs_b") != std::string::npos;
+    moe_gamma = a.moe_bias_gamma >= 0 ? a.moe_bias_gamma : (cfg.ds.gating == MoeGating::kSigmoid && moe_bias ? 1e-3 : 0.0);
     if (in.qat) in.qat->refresh(pool);  // from the (possibly resumed) masters, as after the step that saved them
 }
 
@@ -740,6 +759,15 @@ void TrainRun::announce() const {
         std::fprintf(stderr, "train: quantisation-aware: --qat %s (%d matrices, %.2fM values fake-quantised), --qat-act %s\n",
                      qat_name(in.qat->config().weights).c_str(), in.qat->n_tensors(), in.qat->n_values() / 1e6,
                      in.qat->config().act_int8 ? "int8" : "none");
+    if (cfg.ds.n_routed_experts > 0 && cfg.ds.first_k_dense < cfg.n_layer)
+        std::fprintf(stderr, "train: MoE: %lld layers of %lld experts (%lld used, %lld shared), %s gating; bias balancing %s; "
+                     "balance loss alpha %g\n",
+                     (long long)(cfg.n_layer - cfg.ds.first_k_dense), (long long)cfg.ds.n_routed_experts,
+                     (long long)cfg.ds.n_experts_used, (long long)cfg.ds.n_shared_experts,
+                     cfg.ds.gating == MoeGating::kSigmoid ? "sigmoid" : "softmax",
+                     moe_gamma > 0 ? ("gamma " + std::to_string(moe_gamma)).c_str()
+                                   : (moe_bias ? "off" : "off (no trainable exp_probs_b)"),
+                     a.moe_aux_alpha);
     if (in.sparsity)
         std::fprintf(stderr, "train: keeping sparsity: %lld zeros of %lld values (%.2f%%) in %d matrices stay 0\n",
                      (long long)in.sparsity->n_masked(), (long long)in.sparsity->n_values(),
@@ -759,7 +787,9 @@ void TrainRun::run_step(int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
     StepStats s;
     s.lr = learning_rate(sch, step, a.steps, a.warmup_steps, a.lr, a.min_lr);
+    model.moe_stats.clear();
     s.loss = accumulate_grads(step);
+    moe_loads(s);
     s.skipped = unscale_grads(step, s.loss);
     if (!s.skipped) {
         if (in.ewc) s.ewc = in.ewc->add_gradient(static_cast<float>(a.ewc_lambda), pool);
@@ -768,6 +798,7 @@ void TrainRun::run_step(int64_t step) {
         opt.step(static_cast<float>(s.lr), pool);
         if (in.sparsity) in.sparsity->mask_weights(pool);  // exactly 0 again, whatever the update did
         if (in.qat) in.qat->refresh(pool);  // the next step's forward reads the updated weights quantised
+        balance_experts();
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = static_cast<double>(B * T * A * dist.size()) / dt;
@@ -778,6 +809,40 @@ void TrainRun::run_step(int64_t step) {
     report(step, s);
     maybe_evaluate(step);
     maybe_save(step);
+}
+
+// The step's expert loads, summed over the ranks (so every rank nudges its biases alike), into s.
+void TrainRun::moe_loads(StepStats& s) {
+    TrainModel::MoeStats& st = model.moe_stats;
+    if (st.load.empty()) return;
+    if (dist.active()) {
+        for (auto& [l, v] : st.load) {
+            std::vector<double> d(v.begin(), v.end());
+            dist.allreduce_sum(d.data(), static_cast<int64_t>(d.size()));
+            for (size_t i = 0; i < v.size(); ++i) v[i] = std::llround(d[i]);
+        }
+        dist.allreduce_sum(&st.aux, 1);
+        st.aux /= dist.size();
+    }
+    s.moe = true;
+    s.moe_aux = st.aux / static_cast<double>(A);
+    double cv_sum = 0;
+    for (const auto& [l, v] : st.load) {
+        double sum = 0, sq = 0, mx = 0;
+        for (int64_t c : v) sum += static_cast<double>(c), mx = std::max(mx, static_cast<double>(c));
+        const double mean = sum / static_cast<double>(v.size());
+        for (int64_t c : v) sq += (static_cast<double>(c) - mean) * (static_cast<double>(c) - mean);
+        const double cv = mean > 0 ? std::sqrt(sq / static_cast<double>(v.size())) / mean : 0.0;
+        s.moe_layer_cv.push_back(cv);
+        cv_sum += cv;
+        s.moe_max = std::max(s.moe_max, mean > 0 ? mx / mean : 0.0);
+    }
+    s.moe_cv = cv_sum / static_cast<double>(st.load.size());
+}
+
+// DeepSeek-V3's auxiliary-loss-free balancing on the step's (reduced) loads.
+void TrainRun::balance_experts() {
+    if (moe_gamma > 0) model.balance_experts(static_cast<float>(moe_gamma));
 }
 
 // Forward and backward over the step's micro-batches, the gradients summed (scaled by
@@ -897,14 +962,22 @@ void TrainRun::report(int64_t step, const StepStats& s) {
                   {"tokens_per_s", s.tokens_per_s}};
         if (s.skipped) j["skipped"] = "fp16 overflow, loss scale now " + std::to_string(loss_scale);
         if (in.ewc) j["ewc_penalty"] = s.ewc;
+        if (s.moe) {
+            j["moe_load_cv"] = s.moe_cv;
+            j["moe_load_max"] = s.moe_max;
+            j["moe_layer_cv"] = s.moe_layer_cv;
+            if (a.moe_aux_alpha > 0) j["moe_aux_loss"] = s.moe_aux;
+        }
         std::fprintf(log.get(), "%s\n", j.dump().c_str());
         std::fflush(log.get());
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
     const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(end_step - step - 1);
     char buf[256];
-    std::snprintf(buf, sizeof buf, "train: step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
-                  (long long)(step + 1), (long long)a.steps, s.loss, s.lr, s.norm, s.tokens_per_s,
+    char moe[64] = "";
+    if (s.moe) std::snprintf(moe, sizeof moe, "  experts cv %.2f max/mean %.2f", s.moe_cv, s.moe_max);
+    std::snprintf(buf, sizeof buf, "train: step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s%s  ETA %s",
+                  (long long)(step + 1), (long long)a.steps, s.loss, s.lr, s.norm, s.tokens_per_s, moe,
                   fmt_duration(eta).c_str());
     line.show(buf, step + 1 == end_step);
 }

@@ -64,6 +64,15 @@ struct TrainArgs {
     // Recovery fine-tuning of a pruned --model (train/sparsity_mask.h): the exact zeros of every
     // trainable matrix at the start stay exactly 0 (gradients masked, weights re-zeroed each step).
     bool keep_sparsity = false;
+    // Mixture-of-experts balancing (DeepSeek-V3 §2.1.2): after each optimiser step every MoE layer's
+    // selection bias (exp_probs_b) moves by +gamma for experts that got fewer tokens than the mean
+    // in the step and -gamma for those that got more (it is part of the model, saved and resumed,
+    // never changed by gradients). Negative: the default, 0.001 for sigmoid-gated models with the
+    // bias, else 0 (off).
+    double moe_bias_gamma = -1;
+    // V3's sequence-wise balance loss weight alpha (eq. 17-19; 0: none). Its gradient is added; the
+    // logged loss stays the cross-entropy, the balance loss is logged beside it.
+    double moe_aux_alpha = 0;
     // Only the validation loss of the model (with its adapter: --peft + --init-adapter) on
     // --val-data (or --data's val split) over --eval-batches batches; no step, nothing written.
     bool eval_only = false;

@@ -4,10 +4,13 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 
 #include "kernels/cpu/kernels.h"
+#include "model/moe.h"
+#include "train/moe_ops.h"
 #include "train/ops.h"
 
 namespace llmforge::train {
@@ -528,6 +531,191 @@ TEST(OpsGrad, RoundToBf16IsFp32ToBf16BitForBit) {
         const float want = bf16_to_fp32(fp32_to_bf16(x[i]));
         ASSERT_EQ(0, std::memcmp(&want, &y[i], 4)) << std::hex << bits[i];
     }
+}
+
+
+// ---- DeepSeek ops (train/moe_ops.h) ------------------------------------------------------------
+
+TEST(OpsGrad, ColumnsAndConcatColumns) {
+    // x: 4 rows of 3 groups of 5; a slice of each group, another slice, rejoined per group with a
+    // per-group b and with one shared b (its gradient sums over the groups).
+    auto x = random_param("x", {4, 15}, 61), b = random_param("b", {4, 6}, 62), s = random_param("s", {4, 3}, 63);
+    check_grads({x.get(), b.get()}, [](Tape& t, std::vector<Var>& v) {
+        return concat_columns(t, columns(t, v[0], 3, 1, 3), v[1], 3);
+    });
+    check_grads({x.get(), s.get()}, [](Tape& t, std::vector<Var>& v) {
+        return concat_columns(t, columns(t, v[0], 3, 0, 2), v[1], 3, true);
+    });
+    ThreadPool pool(1);
+    Tape t(pool);
+    Var y = concat_columns(t, columns(t, t.param(*x), 3, 3, 2), t.param(*s), 3, true);
+    ASSERT_EQ(y->shape, (std::vector<int64_t>{4, 15}));
+    for (int64_t r = 0; r < 4; ++r)
+        for (int64_t g = 0; g < 3; ++g)
+            for (int64_t i = 0; i < 5; ++i)
+                EXPECT_EQ(y->data[r * 15 + g * 5 + i], i < 2 ? x->value[r * 15 + g * 5 + 3 + i] : s->value[r * 3 + i - 2]);
+}
+
+MoeSpec route_spec(MoeGating gating, bool norm, float scale, int64_t groups, int64_t topk_group) {
+    MoeSpec m;
+    m.n_expert = 8;
+    m.n_used = 3;
+    m.n_group = groups;
+    m.topk_group = topk_group;
+    m.gating = gating;
+    m.norm = norm;
+    m.scale = scale;
+    return m;
+}
+
+// The weights are route_experts' (bit for bit) and their gradient flows into the logits through
+// the normalisation, the scale and the scores; the choice itself is constant near the point.
+void route_case(const MoeSpec& m, const float* bias) {
+    auto lg = random_param("logits", {6, 8}, 64);
+    {
+        ThreadPool pool(1);
+        Tape t(pool);
+        MoeRoute r = moe_route(t, t.param(*lg), bias, m, 2);
+        std::vector<int32_t> sel(3);
+        std::vector<float> w(3), sc(8), work(16);
+        int64_t total = 0;
+        for (int64_t i = 0; i < 6; ++i) {
+            route_experts(lg->value.data() + i * 8, bias, m, sel.data(), w.data(), sc.data(), work.data());
+            for (int k = 0; k < 3; ++k) {
+                EXPECT_EQ((*r.sel)[i * 3 + k], sel[k]);
+                EXPECT_EQ(r.weights->data[i * 3 + k], w[k]);
+            }
+        }
+        for (int64_t c : r.load) total += c;
+        EXPECT_EQ(total, 18);
+    }
+    check_grads({lg.get()}, [&m, bias](Tape& t, std::vector<Var>& v) { return moe_route(t, v[0], bias, m, 2).weights; },
+                5e-3, 1e-3f);
+}
+TEST(OpsGrad, MoeRouteSoftmax) { route_case(route_spec(MoeGating::kSoftmax, false, 1.0f, 1, 1), nullptr); }
+TEST(OpsGrad, MoeRouteSoftmaxNormScaledGroups) { route_case(route_spec(MoeGating::kSoftmax, true, 2.5f, 4, 2), nullptr); }
+TEST(OpsGrad, MoeRouteSigmoidBiasGroups) {
+    static const float bias[8] = {0.3f, -0.2f, 0.0f, 0.5f, -0.4f, 0.1f, 0.2f, -0.1f};
+    route_case(route_spec(MoeGating::kSigmoid, true, 1.5f, 4, 2), bias);
+}
+
+// The balance loss is not a node: its gradient enters the logits in the route's backward. Checked
+// against finite differences of Σ w·r + aux, and its value against the formula on a hand case.
+TEST(OpsGrad, MoeRouteBalanceLoss) {
+    for (MoeGating gating : {MoeGating::kSoftmax, MoeGating::kSigmoid}) {
+        const MoeSpec m = route_spec(gating, true, 1.0f, 1, 1);
+        auto lg = random_param("logits", {6, 8}, 65);
+        const float alpha = 0.7f;
+        std::vector<float> r(18);
+        std::mt19937 rng(5);
+        std::normal_distribution<float> nd;
+        for (float& x : r) x = nd(rng);
+        ThreadPool pool(1);
+        Tape t(pool);
+        auto loss = [&](bool grad) {
+            t.reset();
+            t.grad_enabled = grad;
+            MoeRoute rt = moe_route(t, t.param(*lg), nullptr, m, 2, alpha);
+            double l = rt.aux;
+            for (int i = 0; i < 18; ++i) l += static_cast<double>(rt.weights->data[i]) * r[i];
+            return std::make_pair(l, rt.weights);
+        };
+        lg->grad.zero();
+        auto [l0, w] = loss(true);
+        std::copy(r.begin(), r.end(), t.grad(w));
+        t.backward(t.make({1}, false));
+        double max_diff = 0, max_ref = 0;
+        for (int64_t i = 0; i < lg->numel(); ++i) {
+            const float orig = lg->value[i], h = 1e-3f;
+            lg->value[i] = orig + h;
+            const double lp = loss(false).first;
+            lg->value[i] = orig - h;
+            const double lm = loss(false).first;
+            lg->value[i] = orig;
+            const double fd = (lp - lm) / (2.0 * h);
+            max_diff = std::max(max_diff, std::abs(fd - lg->grad[i]));
+            max_ref = std::max(max_ref, std::abs(fd));
+        }
+        EXPECT_LT(max_diff / max_ref, 5e-3) << (gating == MoeGating::kSigmoid ? "sigmoid" : "softmax");
+        // The aux gradient alone is there: without r the backward still moves the logits.
+        lg->grad.zero();
+        auto [l1, w1] = loss(true);
+        t.grad(w1);
+        t.backward(t.make({1}, false));
+        double g = 0;
+        for (int64_t i = 0; i < lg->numel(); ++i) g += std::abs(lg->grad[i]);
+        EXPECT_GT(g, 0.0);
+    }
+    // Hand case: one sequence of 2 tokens, E = 2, K = 1, softmax with scores (0.75, 0.25) and
+    // (0.75, 0.25): both choose expert 0, f = (2/(1·2)·2, 0) = (2, 0), P = (0.75, 0.25):
+    // aux = α·2·0.75.
+    auto lg = random_param("lg", {2, 2}, 1);
+    const float z = std::log(3.0f);
+    lg->value[0] = z, lg->value[1] = 0, lg->value[2] = z, lg->value[3] = 0;
+    MoeSpec m;
+    m.n_expert = 2;
+    m.n_used = 1;
+    ThreadPool pool(1);
+    Tape t(pool);
+    EXPECT_NEAR(moe_route(t, t.param(*lg), nullptr, m, 1, 0.5f).aux, 0.5 * 2 * 0.75, 1e-6);
+}
+
+// Experts: x (7, 6) routed to K = 2 of E = 4 experts of width F = 5. Gradients into x, the
+// weights and every expert tensor; the forward against a direct per-token sum; frozen (f32
+// tensor) experts give x the same gradient as trainable ones.
+TEST(OpsGrad, MoeExperts) {
+    const int64_t N = 7, C = 6, E = 4, K = 2, F = 5;
+    auto x = random_param("x", {N, C}, 71), w = random_param("w", {N, K}, 72, 0.5f, 0.5f);
+    auto g = random_param("gate", {E, F, C}, 73, 0.5f), u = random_param("up", {E, F, C}, 74, 0.5f),
+         d = random_param("down", {E, C, F}, 75, 0.5f);
+    // Token i goes to experts (i % 4, (i + 1 + i / 4) % 4): every expert gets rows, some get 1.
+    auto sel = std::make_shared<std::vector<int32_t>>();
+    for (int64_t i = 0; i < N; ++i) sel->push_back(static_cast<int32_t>(i % E)), sel->push_back(static_cast<int32_t>((i + 1 + i / 4) % E));
+    std::shared_ptr<const std::vector<int32_t>> csel = sel;
+    check_grads({x.get(), w.get(), g.get(), u.get(), d.get()}, [csel](Tape& t, std::vector<Var>& v) {
+        return moe_experts(t, v[0], v[1], csel, 4, ExpertWeight{v[2]}, ExpertWeight{v[3]}, ExpertWeight{v[4]});
+    });
+    ThreadPool pool(2);
+    Tape t(pool);
+    Var y = moe_experts(t, t.param(*x), t.param(*w), csel, E, ExpertWeight{t.param(*g)}, ExpertWeight{t.param(*u)},
+                        ExpertWeight{t.param(*d)});
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t c = 0; c < C; ++c) {
+            double ref = 0;
+            for (int64_t k = 0; k < K; ++k) {
+                const int64_t e = (*sel)[i * K + k];
+                double yc = 0;
+                for (int64_t f = 0; f < F; ++f) {
+                    double gv = 0, uv = 0;
+                    for (int64_t j = 0; j < C; ++j)
+                        gv += g->value[(e * F + f) * C + j] * x->value[i * C + j], uv += u->value[(e * F + f) * C + j] * x->value[i * C + j];
+                    yc += gv / (1 + std::exp(-gv)) * uv * d->value[(e * C + c) * F + f];
+                }
+                ref += w->value[i * K + k] * yc;
+            }
+            EXPECT_NEAR(y->data[i * C + c], ref, 1e-4 * (1 + std::abs(ref)));
+        }
+    // Frozen experts: the same output and the same gradient into x.
+    auto frozen = [](const Param& p) {
+        Tensor tt = Tensor::empty(DType::F32, p.shape, p.name);
+        std::memcpy(tt.data(), p.value.data(), p.numel() * sizeof(float));
+        return tt;
+    };
+    const Tensor fg = frozen(*g), fu = frozen(*u), fd = frozen(*d);
+    std::vector<float> dx[2];
+    for (int pass = 0; pass < 2; ++pass) {
+        t.reset();
+        x->grad.zero();
+        Var xv = t.param(*x);
+        Var out = pass == 0 ? moe_experts(t, xv, t.param(*w), csel, E, ExpertWeight{t.param(*g)}, ExpertWeight{t.param(*u)},
+                                          ExpertWeight{t.param(*d)})
+                            : moe_experts(t, xv, t.param(*w), csel, E, ExpertWeight{nullptr, &fg}, ExpertWeight{nullptr, &fu},
+                                          ExpertWeight{nullptr, &fd});
+        for (int64_t i = 0; i < out->numel; ++i) t.grad(out)[i] = static_cast<float>(i % 5) - 2.0f;
+        t.backward(t.make({1}, false));
+        dx[pass].assign(x->grad.data(), x->grad.data() + x->numel());
+    }
+    for (int64_t i = 0; i < x->numel(); ++i) EXPECT_FLOAT_EQ(dx[0][i], dx[1][i]) << i;
 }
 
 }  // namespace
