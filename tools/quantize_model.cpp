@@ -222,6 +222,9 @@ TypeChoiceContext type_choice_context(const ModelConfig& cfg) {
     c.n_layer = cfg.n_layer;
     c.n_head = cfg.n_head;
     c.n_head_kv = cfg.n_head_kv;
+    // llama.cpp's hparams.n_expert (deepseek2.expert_count): with more than one expert the
+    // ffn_down* layer comes from the tensor's name, not a running counter.
+    c.n_expert = std::max<int64_t>(1, cfg.ds.n_routed_experts);
     return c;
 }
 
