@@ -85,6 +85,8 @@ void add_train(CLI::App& app, std::function<int()>& run) {
                     "aux-loss-free balancing; default 0.001 for sigmoid-gated models with the bias, 0 = off)");
     sub->add_option("--moe-aux-alpha", a.moe_aux_alpha, "MoE models: weight of DeepSeek-V3's sequence-wise balance loss "
                     "(0 = off)")->capture_default_str();
+    sub->add_option("--mtp-lambda", a.mtp_lambda, "DeepSeek-V3 models with an MTP module: weight of the "
+                    "multi-token-prediction loss (predicting token t+2; 0 = off)")->capture_default_str();
     sub->add_flag("--eval-only", a.eval_only, "print the validation loss of --model (+ --init-adapter) as JSON and exit");
     run = [sub] {
         a.shuffle = !no_shuffle;

@@ -190,7 +190,7 @@ private:
     ModelFiles files_;
     ModelConfig cfg_;
     const Arch* arch_ = nullptr;
-    std::vector<Tensor> weights_;    // (n_layer + 1) x arch slots: globals first, then each layer
+    std::vector<Tensor> weights_;    // (n_block() + 1) x arch slots: globals first, then each layer (MTP blocks last)
     std::vector<bool> bound_;        // the same index: the tensor is present
     std::vector<double> inv_freq_;  // (D/2) after rope scaling
     bool rows_invariant_ = false;   // every matrix's gemm is row-invariant (batch_invariant is free)

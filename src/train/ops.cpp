@@ -477,6 +477,27 @@ Var add(Tape& t, Var a, Var b) {
     return y;
 }
 
+Var add_scaled(Tape& t, Var a, Var b, float s) {
+    LF_ASSERT(a->numel == b->numel);
+    Var y = t.make(a->shape, needs_grad(t, {a, b}));
+    const int64_t n = a->numel;
+    for (int64_t i = 0; i < n; ++i) y->data[i] = a->data[i] + s * b->data[i];
+    if (y->requires_grad) {
+        t.on_backward([&t, a, b, y, n, s] {
+            if (y->grad == nullptr) return;
+            if (a->requires_grad) {
+                float* d = t.grad(a);
+                for (int64_t i = 0; i < n; ++i) d[i] += y->grad[i];
+            }
+            if (b->requires_grad) {
+                float* d = t.grad(b);
+                for (int64_t i = 0; i < n; ++i) d[i] += s * y->grad[i];
+            }
+        });
+    }
+    return y;
+}
+
 // ---- checkpoint ------------------------------------------------------------------------------
 
 Var checkpoint(Tape& t, Var x, const std::function<Var(Tape&, Var)>& fn) {

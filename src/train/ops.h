@@ -110,4 +110,7 @@ Var dropout(Tape& t, Var x, float p, uint64_t seed);
 // gradient. Sums in double, in row order.
 Var cross_entropy(Tape& t, Var logits, const int32_t* targets, int64_t n);
 
+// a + s·b for same-shaped nodes (a loss plus a weighted one: MTP's λ).
+Var add_scaled(Tape& t, Var a, Var b, float s);
+
 }  // namespace llmforge::train

@@ -108,7 +108,7 @@ void PeftAdapter::attach(TrainModel& m) {
         return;
     }
     n_slots_ = m.arch().n_slots;
-    site_of_slot_.assign(static_cast<size_t>((m.config().n_layer + 1) * n_slots_), -1);
+    site_of_slot_.assign(static_cast<size_t>((m.config().n_block() + 1) * n_slots_), -1);
     for (size_t i = 0; i < ad_.lora.size(); ++i) {
         const Weight w = ad_.lora[i].site.w;
         site_of_slot_[static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot)] = static_cast<int>(i);

@@ -322,7 +322,7 @@ void TrainModel::bind() {
     infer_ = Model::from_files(std::move(f), false);
     cfg_ = infer_->config();
     arch_ = &infer_->arch();
-    slots_.assign(static_cast<size_t>((cfg_.n_layer + 1) * arch_->n_slots), nullptr);
+    slots_.assign(static_cast<size_t>((cfg_.n_block() + 1) * arch_->n_slots), nullptr);  // + MTP blocks
     for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true))
         slots_[static_cast<size_t>((ns.layer + 1) * arch_->n_slots + ns.spec->slot)] = find(ns.name);
     n_ctx_ = 0;
@@ -438,7 +438,34 @@ Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, flo
     set_positions(B, T, doc_start, 0);
     TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop, dropout_seed, &hook,
                                          t.grad_enabled});
-    return static_cast<Var>(run_decoder(ops, *arch_, cfg_).node);
+    Act last;
+    const Var lg = static_cast<Var>(run_decoder(ops, *arch_, cfg_, &last).node);
+    last_hidden_ = static_cast<Var>(last.node);
+    return lg;
+}
+
+// DeepSeek-V3's MTP loss (depth 1): the module reads row t's last hidden state and the embedding
+// of token t+1 (targets[t]) and predicts token t+2 (targets[t+1]); rows without both (the
+// sequence's last, masked or document-boundary targets) count no loss. Same positions, document
+// starts and dropout masks as the main pass it follows.
+Var TrainModel::mtp_loss(Tape& t, const int32_t* targets, int64_t B, int64_t T, float p_drop, uint64_t dropout_seed,
+                         const int32_t* doc_start) {
+    LF_ASSERT(last_hidden_ != nullptr && arch_->mtp != nullptr && cfg_.ds.n_mtp > 0);
+    if (on_grad_ready) fail("train: --mtp-lambda is not supported with several MPI ranks yet (hint: run one rank)");
+    mtp_ids_.assign(static_cast<size_t>(B * T), 0);
+    mtp_targets_.assign(static_cast<size_t>(B * T), -1);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < T; ++i) {
+            const int64_t r = b * T + i;
+            if (targets[r] < 0) continue;
+            mtp_ids_[r] = targets[r];
+            if (i + 1 < T && targets[r + 1] >= 0) mtp_targets_[r] = targets[r + 1];
+        }
+    const Hook none;
+    TapeOps ops(t, *this, TapeOps::Batch{mtp_ids_.data(), B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop,
+                                         dropout_seed ^ 0x6d7470ull, &none, t.grad_enabled});
+    const Arch::MtpOut out = arch_->mtp(ops, cfg_, 1, Act{last_hidden_->data, B * T, cfg_.n_embd, last_hidden_});
+    return cross_entropy(t, static_cast<Var>(out.logits.node), mtp_targets_.data(), B * T);
 }
 
 void TrainModel::set_positions(int64_t B, int64_t T, const int32_t* doc_start, int64_t added) {
@@ -466,6 +493,11 @@ Var TrainModel::forward(Tape& t, const int32_t* inputs, const int32_t* targets, 
                         uint64_t dropout_seed, const Hook& hook, const int32_t* doc_start) {
     Var lg = logits(t, inputs, B, T, p_drop, dropout_seed, hook, doc_start);
     const int64_t T2 = lg->numel / lg->shape.back() / B;
+    if (T2 == T && mtp_lambda > 0) {
+        Var main = cross_entropy(t, lg, targets, B * T);
+        last_mtp_loss = mtp_loss(t, targets, B, T, p_drop, dropout_seed, doc_start);
+        return add_scaled(t, main, last_mtp_loss, mtp_lambda);
+    }
     if (T2 == T) return cross_entropy(t, lg, targets, B * T);
     // Rows the input_rows seam added before each sequence predict nothing.
     targets_.assign(static_cast<size_t>(B * T2), -1);

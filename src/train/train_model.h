@@ -81,6 +81,13 @@ public:
     // Targets < 0 count no loss (masked tokens, padding).
     Var forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float dropout = 0.0f,
                 uint64_t dropout_seed = 0, const Hook& hook = nullptr, const int32_t* doc_start = nullptr);
+    // DeepSeek-V3's multi-token prediction: with mtp_lambda > 0 (and an MTP module in the model),
+    // forward() returns CE + mtp_lambda · CE_mtp (mtp_loss: the module's prediction of token t+2 from
+    // row t's hidden state and token t+1); last_mtp_loss holds the MTP term (for the log).
+    float mtp_lambda = 0;
+    Var last_mtp_loss;
+    Var mtp_loss(Tape& t, const int32_t* targets, int64_t B, int64_t T, float dropout, uint64_t dropout_seed,
+                 const int32_t* doc_start);
     // Weights in the interleaved-pair RoPE convention (GGUF llama, llama2.c) become rotate-half
     // ones: rows of every table tensor marked rope_rows permuted within each head (the inverse of
     // llama.cpp's converter permutation). The model computes the same function; saved Hugging Face
@@ -165,6 +172,8 @@ private:
     std::vector<float> cos_, sin_;  // (n_ctx, D/2)
     std::vector<int32_t> pos_;      // (B·T) positions of the current micro-batch
     std::vector<int32_t> targets_;  // forward(): targets with the input_rows rows masked (kept for backward)
+    Var last_hidden_ = nullptr;     // logits(): the last layer's output rows (MTP's input)
+    std::vector<int32_t> mtp_ids_, mtp_targets_;  // mtp_loss(): kept for backward
     std::vector<int32_t> doc_;      // (B·T) document starts of packed rows (kept for backward)
 };
 

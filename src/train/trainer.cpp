@@ -123,6 +123,7 @@ void validate(const TrainArgs& a) {
     if (a.moe_bias_gamma < 0 && a.moe_bias_gamma != -1)
         fail("train: --moe-bias-gamma is %g, expected >= 0 (0 = no bias balancing)", a.moe_bias_gamma);
     if (!(a.moe_aux_alpha >= 0)) fail("train: --moe-aux-alpha is %g, expected >= 0 (0 = no balance loss)", a.moe_aux_alpha);
+    if (!(a.mtp_lambda >= 0)) fail("train: --mtp-lambda is %g, expected >= 0 (0 = no MTP loss)", a.mtp_lambda);
     if (a.stop_after >= 0 && a.save.empty())
         fail("train: --stop-after %lld needs --save DIR (the interruption saves a checkpoint to resume from)",
              (long long)a.stop_after);
@@ -235,7 +236,8 @@ json args_to_json(const TrainArgs& a) {
                 {"qat-act", a.qat_act},
                 {"keep-sparsity", a.keep_sparsity},
                 {"moe-bias-gamma", a.moe_bias_gamma},
-                {"moe-aux-alpha", a.moe_aux_alpha}};
+                {"moe-aux-alpha", a.moe_aux_alpha},
+                {"mtp-lambda", a.mtp_lambda}};
 }
 
 void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::string>& given) {
@@ -275,6 +277,7 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     take("qat-act", a.qat_act);
     take("moe-bias-gamma", a.moe_bias_gamma);
     take("moe-aux-alpha", a.moe_aux_alpha);
+    take("mtp-lambda", a.mtp_lambda);
     // The mask is the initial model's zeros: it cannot be switched on or off mid-run.
     const bool saved_keep = saved.value("keep-sparsity", false);
     if (given.count("keep-sparsity") && a.keep_sparsity != saved_keep)
@@ -630,6 +633,7 @@ private:
         double moe_cv = 0, moe_max = 0, moe_aux = 0;
         std::vector<double> moe_layer_cv;
     };
+    double mtp_sum = 0;  // the step's MTP losses (summed over micro-batches)
     void moe_loads(StepStats& s);
     void balance_experts();
     void run_step(int64_t step);
@@ -726,6 +730,13 @@ TrainRun::TrainRun(RunInputs& inputs)
     }
     res.n_params = model.n_params() + (in.peft ? in.peft->n_trainable() : 0);
     model.moe_aux_alpha = static_cast<float>(a.moe_aux_alpha);
+    if (a.mtp_lambda > 0 && !(cfg.ds.n_mtp > 0)) {
+        fail("train: --mtp-lambda %g needs a model with multi-token-prediction weights, but this %s model has none "
+             "(hint: a DeepSeek-V3-style config with \"num_nextn_predict_layers\": 1)",
+             a.mtp_lambda, cfg.arch.c_str());
+    }
+    if (a.mtp_lambda > 0 && dist.active()) fail("train: --mtp-lambda is not supported with several MPI ranks yet");
+    model.mtp_lambda = static_cast<float>(a.mtp_lambda);
     for (const auto& p : model.params()) moe_bias |= p->name.find("exp_probs_b") != std::string::npos;
     moe_gamma = a.moe_bias_gamma >= 0 ? a.moe_bias_gamma : (cfg.ds.gating == MoeGating::kSigmoid && moe_bias ? 1e-3 : 0.0);
     if (in.qat) in.qat->refresh(pool);  // from the (possibly resumed) masters, as after the step that saved them
@@ -850,6 +861,7 @@ void TrainRun::balance_experts() {
 double TrainRun::accumulate_grads(int64_t step) {
     zero_grads(params);
     double loss_sum = 0;
+    mtp_sum = 0;
     for (int64_t acc = 0; acc < A; ++acc) {
         const int64_t k = step * A + acc;
         fill_rows(k);
@@ -864,6 +876,12 @@ double TrainRun::accumulate_grads(int64_t step) {
         if (in.teacher) in.teacher->run(tokens.data(), B, T, doc_ptr(), pool);  // this micro-batch's rows only
         Var loss = micro_loss(targets.data(), dropout_seed);
         loss_sum += loss->data[0];
+        if (model.mtp_lambda > 0 && model.last_mtp_loss != nullptr) {  // log the main loss; MTP's apart
+            const double m = model.last_mtp_loss->data[0];
+            mtp_sum += m;
+            loss_sum -= model.mtp_lambda * m;
+            model.last_mtp_loss = nullptr;
+        }
         const float seed_scale = static_cast<float>(loss_scale / static_cast<double>(A));
         tape.backward(loss, seed_scale);
         if (a.fgm > 0) {
@@ -968,6 +986,7 @@ void TrainRun::report(int64_t step, const StepStats& s) {
             j["moe_layer_cv"] = s.moe_layer_cv;
             if (a.moe_aux_alpha > 0) j["moe_aux_loss"] = s.moe_aux;
         }
+        if (a.mtp_lambda > 0) j["mtp_loss"] = mtp_sum / static_cast<double>(A);
         std::fprintf(log.get(), "%s\n", j.dump().c_str());
         std::fflush(log.get());
     }
@@ -1001,6 +1020,8 @@ void TrainRun::maybe_evaluate(int64_t step) {
 double TrainRun::eval_loss(const TokenData& d) {
     BatchPlan ep{B, T, 1, 0, false, 0};
     tape.grad_enabled = false;
+    const float mtp = model.mtp_lambda;  // the validation loss is the main model's
+    model.mtp_lambda = 0;
     if (in.peft) in.peft->set_training(false, 0);
     double s = 0;
     for (int64_t k = 0; k < a.eval_batches; ++k) {
@@ -1010,6 +1031,7 @@ double TrainRun::eval_loss(const TokenData& d) {
     }
     tape.reset();
     tape.grad_enabled = true;
+    model.mtp_lambda = mtp;
     return s / static_cast<double>(std::max<int64_t>(a.eval_batches, 1));
 }
 

@@ -73,6 +73,9 @@ struct TrainArgs {
     // V3's sequence-wise balance loss weight alpha (eq. 17-19; 0: none). Its gradient is added; the
     // logged loss stays the cross-entropy, the balance loss is logged beside it.
     double moe_aux_alpha = 0;
+    // DeepSeek-V3's multi-token-prediction loss weight lambda (0: none; needs MTP weights). The
+    // logged loss stays the main cross-entropy; the MTP loss is logged beside it.
+    double mtp_lambda = 0;
     // Only the validation loss of the model (with its adapter: --peft + --init-adapter) on
     // --val-data (or --data's val split) over --eval-batches batches; no step, nothing written.
     bool eval_only = false;

@@ -17,13 +17,14 @@ std::string TensorSpec::hf_name(int64_t layer) const {
     return per_layer ? "model.layers." + std::to_string(layer) + "." + hf : std::string(hf);
 }
 
-Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c) {
+Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden) {
     Act h = a.embed(o, c);
     o.observe("embed", h);
     for (int64_t l = 0; l < c.n_layer; ++l) {
         h = o.run_layer(l, h, [&a, &c, l](Ops& lo, Act x) { return a.layer(lo, c, l, x); });
         if (o.observing()) o.observe("layers." + std::to_string(l) + ".out", h);
     }
+    if (last_hidden != nullptr) *last_hidden = h;
     return a.head(o, c, h);
 }
 

@@ -238,8 +238,9 @@ struct Arch {
 };
 
 // The forward pass of any architecture on any backend: embed, every layer (through
-// Ops::run_layer, observed as "layers.<l>.out"), head. Returns the logits act.
-Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c);
+// Ops::run_layer, observed as "layers.<l>.out"), head. Returns the logits act; *last_hidden
+// (optional) receives the last layer's output rows (all of them, before the head: MTP's input).
+Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden = nullptr);
 
 // The registry (registry.cpp): by GGUF architecture name or HF model_type.
 const Arch* find_arch(const std::string& name);
