@@ -767,6 +767,12 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
     const int64_t H = m.n_head, nope = m.nope, R = m.rope, r = m.kv_rank, Dv = m.v_dim;
     const int64_t Dq = nope + R, Dl = r + R, N = q.rows;
     LF_ASSERT(q.cols == H * Dq && kva.cols == Dl);
+    if (any_delta(m.kv_b)) {
+        fail("a LoRA adapter on kv_b_proj (%s) cannot be applied at run time: MLA folds kv_b into the query and "
+             "output side (hint: merge it into the model with `llmforge merge-adapter`, or train without kv_b_proj in "
+             "target_modules)",
+             m_.weight_name(m.kv_b).c_str());
+    }
     const Model::MlaAbsorbed& ab = m_.mla(l);
     const float* gain = w(m.kv_norm).ptr<float>();
     const bool interleaved = m_.cfg_.rope_interleaved;

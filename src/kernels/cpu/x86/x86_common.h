@@ -46,6 +46,10 @@
 #define _mm512_maddubs_epi16 simde_mm512_maddubs_epi16
 #define _mm512_dpwssd_epi32 simde_mm512_dpwssd_epi32
 #define _mm512_setzero_si512 simde_mm512_setzero_si512
+#define _mm512_or_si512 simde_mm512_or_si512
+#define _mm512_cvtepi8_epi16 simde_mm512_cvtepi8_epi16
+#define _mm512_castsi512_si256 simde_mm512_castsi512_si256
+#define _mm512_extracti64x4_epi64 simde_mm512_extracti64x4_epi64
 // Not in SIMDe 0.7.4: built from two 256-bit halves below.
 #define _mm512_cvtph_ps emu_mm512_cvtph_ps
 #define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32

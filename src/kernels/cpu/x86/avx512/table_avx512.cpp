@@ -51,7 +51,7 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.vec_dot[at(DType::Q8_0)] = vec_dot_q8_0<DotVnni>;
         t.vec_dot[at(DType::Q4_0)] = vec_dot_q4_0<DotVnni>;
         t.vec_dot[at(DType::Q4_K)] = vec_dot_q4_k_512;  // 64 quant bytes a step (quant_k512_impl.h)
-        t.vec_dot[at(DType::Q6_K)] = vec_dot_q6_k<DotVnni>;
+        t.vec_dot[at(DType::Q6_K)] = vec_dot_q6_k_512;  // (quant_k512_impl.h)
         t.gemm[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q8_0<DotVnni>>;
         t.gemm[at(DType::Q4_0)] = gemm_q_0<DotVnni, BlockQ4_0, vec_dot_q4_0<DotVnni>>;
         t.gemm_invariant[at(DType::Q8_0)] = gemm_q_0<DotVnni, BlockQ8_0, vec_dot_q_0_invariant<DotVnni, BlockQ8_0>>;
@@ -59,7 +59,7 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.gemm_x8[at(DType::Q8_0)] = gemm_x8<DotVnni, false>;
         t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotVnni, true>;
         t.gemm[at(DType::Q4_K)] = gemm_kquant<DotVnni, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k_512>;
-        t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k<DotVnni>>;
+        t.gemm[at(DType::Q6_K)] = gemm_kquant<DotVnni, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k_512>;
         register_legacy_x86<DotVnni>(t);
         register_kextra_x86<DotVnni>(t);
     }
