@@ -1,6 +1,6 @@
 // DeepSeek-V2/V3 (deepseek2) against llama.cpp on the same GGUF files: tests/data/deepseek/ holds
 // tiny random models and the logits llama.cpp (c392e5094) computed for 48 token ids
-// (bench/llamacpp_logits.cpp, f32 K/V cache; make_fixtures.sh says how each file was made):
+// (bench/llamacpp_logits.cc, f32 K/V cache; make_fixtures.sh says how each file was made):
 //   v3.gguf       f32, V3 shape: q_lora, sigmoid routing with a random selection bias, normalised
 //                 top-k, routed scale 2.5, a shared expert, a dense first layer, yarn (factor 4)
 //   lite.gguf     f32, V2-Lite shape: 27 layers (llama.cpp's V2-Lite path: no q_lora), softmax

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How the files here were made (run by hand, never by the tests). The logits are llama.cpp's
-# (c392e5094, build 4748), computed by bench/llamacpp_logits.cpp (f32 K/V cache, one batch, no BOS);
+# (c392e5094, build 4748), computed by bench/llamacpp_logits.cc (f32 K/V cache, one batch, no BOS);
 # tests/model/deepseek_llamacpp_test.cpp runs the same ids through llmforge and compares.
 #   v3.gguf       DeepSeek-V3 shape (v3.json: q_lora, sigmoid noaux_tc routing with a selection
 #                 bias, norm_topk_prob, routed scale 2.5, 1 shared expert, a dense first layer,
