@@ -128,7 +128,7 @@ public:
         if (m.shared_gate.slot >= 0) y = add(t_, y, V(linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down)));
         return act(y);
     }
-    // MTP's [embedding; hidden] input (the lead's stub; training MTP is not wired yet).
+    // MTP's [embedding; hidden] input (TrainModel::mtp_loss, --mtp-lambda).
     Act concat(Act a, Act b) override { return act(concat_columns(t_, V(a), V(b), 1)); }
     Act residual(int64_t layer, int branch, Act h, Act y) override {
         const uint64_t seed = b_.dropout_seed ^ (kGoldenGamma * static_cast<uint64_t>(2 * layer + branch + 1));

@@ -178,6 +178,18 @@ float vec_dot_q_0_invariant(int64_t n, const void* vw, const void* vx) {
     return acc_lo + acc_hi;
 }
 
+// One q4_K super-block's scales and mins (8 + 8 as 16-bit lanes); adds the mins' part,
+// -dmin * sum_j m_j * (sum of the 32 activations of sub-block j, from the bsums), to acc_m.
+inline __m256i q4k_block_mins(const BlockQ4_K& w, const BlockQ8_K& x, __m128& acc_m) {
+    const float dmin = -x.d * f16(w.dmin);
+    const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(w.scales));  // 8 scales, 8 mins
+    const __m256i bs = load256(x.bsums);
+    const __m128i bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), bs8);
+    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), acc_m);
+    return sm16;
+}
+
 template <class D>
 float vec_dot_q4_k(int64_t n, const void* vw, const void* vx) {
     const auto* w = static_cast<const BlockQ4_K*>(vw);
@@ -188,14 +200,7 @@ float vec_dot_q4_k(int64_t n, const void* vw, const void* vx) {
     __m128 acc_m = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const float d = x[b].d * f16(w[b].d);
-        const float dmin = -x[b].d * f16(w[b].dmin);
-        const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(w[b].scales));  // 8 scales, 8 mins
-        // Mins: sum_j m_j * (sum of the 32 activations of sub-block j), from the bsums.
-        const __m256i bs = load256(x[b].bsums);
-        const __m128i bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), bs8);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), acc_m);
-
+        const __m256i sm16 = q4k_block_mins(w[b], x[b], acc_m);
         const __m128i sc128 = _mm256_castsi256_si128(sm16);
         const __m256i sc = _mm256_set_m128i(sc128, sc128);
         const uint8_t* q = w[b].qs;

@@ -29,12 +29,7 @@ inline float vec_dot_q4_k_512(int64_t n, const void* vw, const void* vx) {
     alignas(16) int16_t s[8];
     for (int64_t b = 0; b < nb; ++b) {
         const float d = x[b].d * f16(w[b].d);
-        const float dmin = -x[b].d * f16(w[b].dmin);
-        const __m256i sm16 = _mm256_cvtepu8_epi16(q4k_scales_mins(w[b].scales));  // 8 scales, 8 mins
-        const __m256i bs = load256(x[b].bsums);
-        const __m128i bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), bs8);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), acc_m);
+        const __m256i sm16 = q4k_block_mins(w[b], x[b], acc_m);
         _mm_store_si128(reinterpret_cast<__m128i*>(s), _mm256_castsi256_si128(sm16));
         const uint8_t* q = w[b].qs;
         const int8_t* a = x[b].qs;
