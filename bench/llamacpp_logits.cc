@@ -1,7 +1,8 @@
 // llamacpp_logits MODEL.gguf "ID ID ..." OUT.f32 [THREADS]: llama.cpp's raw float32 logits of every
 // position of the given token ids (row-major (n_ids, vocab), little-endian) -- the same layout
 // `llmforge logits -o` writes, so the two files compare byte range for byte range.
-// The K/V cache is f32 unless LLAMACPP_LOGITS_KV=f16.
+// The K/V cache is f32 unless LLAMACPP_LOGITS_KV=f16. LLAMACPP_LOGITS_LORA=A.gguf applies a GGUF
+// LoRA adapter (llama.cpp's --lora, scale 1).
 // Exactly the ids given run, in one batch from an empty cache at position 0 (no BOS added).
 // Not part of the project's build: compiled against /work/llamacpp-build's libllama.so by
 // bench/build_llamacpp_logits.sh (tests/data/deepseek/make_fixtures.sh uses it).
@@ -72,6 +73,13 @@ int main(int argc, char** argv) {
     if (!ctx) {
         std::fprintf(stderr, "llamacpp_logits: could not create a context\n");
         return 1;
+    }
+    if (const char* lora = std::getenv("LLAMACPP_LOGITS_LORA"); lora && *lora) {
+        llama_adapter_lora* ad = llama_adapter_lora_init(model, lora);
+        if (!ad || llama_set_adapter_lora(ctx, ad, 1.0f) != 0) {
+            std::fprintf(stderr, "llamacpp_logits: llama.cpp could not apply the LoRA adapter %s\n", lora);
+            return 1;
+        }
     }
     llama_batch batch = llama_batch_init(static_cast<int32_t>(n), 0, 1);
     for (uint32_t i = 0; i < n; ++i) {

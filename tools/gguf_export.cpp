@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -326,7 +327,7 @@ void export_lora_gguf(const std::string& path, const Adapter& ad, const ModelCon
     if (type != DType::F32) LF_ASSERT(quant != nullptr);
     auto add = [&](const std::string& tname, std::vector<int64_t> shape, std::vector<float> values) {
         auto v = std::make_shared<std::vector<float>>(std::move(values));
-        const int64_t cols = shape.back(), rows = shape.front();
+        const int64_t cols = shape.back(), rows = static_cast<int64_t>(v->size()) / cols;
         const size_t rb = row_bytes(type, cols);
         w.add_tensor(tname, type, std::move(shape), [v, cols, rows, rb, quant](uint8_t* dst, size_t nbytes) {
             LF_ASSERT(nbytes == rb * static_cast<size_t>(rows));
@@ -339,14 +340,49 @@ void export_lora_gguf(const std::string& path, const Adapter& ad, const ModelCon
             }
         });
     };
+    // Routed experts: llama.cpp stacks the experts' pairs like their weights, lora_a (E, r, in) and
+    // lora_b (E, out, r) (its convert_lora_to_gguf.py; llm_build_lora_mm_id reads them per expert);
+    // an expert the adapter leaves out gets zeros.
+    struct Stack {
+        const LoraSite* site;
+        int64_t r;
+        std::vector<float> a, b;
+    };
+    std::map<std::string, Stack> stacks;
+    const int64_t E = base.ds.n_routed_experts;
     for (const LoraPair& p : ad.lora) {
         const std::string base_name = lora_site_gguf_name(arch, p.site);
+        if (p.site.expert >= 0) {
+            Stack& st = stacks[base_name];
+            if (st.a.empty()) {
+                st = Stack{&p.site, p.r, std::vector<float>(static_cast<size_t>(E * p.r * p.site.in)),
+                           std::vector<float>(static_cast<size_t>(E * p.site.out * p.r))};
+            }
+            std::copy(p.a.begin(), p.a.end(), st.a.begin() + p.site.expert * p.r * p.site.in);
+            std::copy(p.b.begin(), p.b.end(), st.b.begin() + p.site.expert * p.site.out * p.r);
+            continue;
+        }
         std::vector<float> b = p.b;
         if (p.site.rope_rows && interleave) permute_rope_rows(p.b.data(), b.data(), p.site.out, p.r, D, true);
         add(base_name + ".lora_a", {p.r, p.site.in}, p.a);
         add(base_name + ".lora_b", {p.site.out, p.r}, std::move(b));
     }
+    for (auto& [base_name, st] : stacks) {
+        add(base_name + ".lora_a", {E, st.r, st.site->in}, std::move(st.a));
+        add(base_name + ".lora_b", {E, st.site->out, st.r}, std::move(st.b));
+    }
     w.write(path);
+    // llama.cpp (c392e5094) multiplies deepseek2's q / q_a / q_b / kv_a / kv_b with plain
+    // ggml_mul_mat, no LoRA: measured, such pairs change nothing there.
+    if (base.arch == "deepseek2") {
+        int64_t ignored = 0;
+        for (const LoraPair& p : ad.lora)
+            ignored += p.site.module.find(".self_attn.") != std::string::npos && p.site.short_name != "o_proj";
+        if (ignored > 0)
+            std::fprintf(stderr, "%s: note: llama.cpp applies no LoRA to deepseek2's q/q_a/q_b/kv_a/kv_b projections, so "
+                                 "%lld of these pairs have no effect there (hint: merge them into the model with "
+                                 "`llmforge merge-adapter`)\n", label, (long long)ignored);
+    }
     std::fprintf(stderr, "%s: wrote %s (LoRA adapter for %s: %zu modules, r %lld, alpha %g, %s)\n", label,
                  path.c_str(), base.arch.c_str(), ad.lora.size(), (long long)ad.cfg.r, alpha, dtype_name(type));
 }

@@ -71,14 +71,16 @@ void add_merge_adapter(CLI::App& app, std::function<int()>& run) {
             for (const LoraPair& p : e.adapter.lora) {
                 const std::string name = lora_site_gguf_name(arch, p.site);
                 auto& w = merged[name];
-                if (!w) {
+                if (!w) {  // the whole tensor (a routed expert's pair: the layer's whole stack)
                     const Tensor& t = files.tensors.at(name);
-                    LF_ASSERT(t.ndim() == 2 && t.shape()[0] == p.site.out && t.shape()[1] == p.site.in);
+                    LF_ASSERT(t.ndim() == (p.site.expert >= 0 ? 3 : 2) && t.shape()[t.ndim() - 2] == p.site.out &&
+                              t.shape().back() == p.site.in);
                     w = std::make_shared<std::vector<float>>(static_cast<size_t>(t.numel()));
                     const auto deq = kt.dequantize_row[static_cast<int>(t.dtype())];
-                    for (int64_t r = 0; r < p.site.out; ++r) deq(t.row(r), w->data() + r * p.site.in, p.site.in);
+                    for (int64_t r = 0; r < t.numel() / p.site.in; ++r) deq(t.row(r), w->data() + r * p.site.in, p.site.in);
                 }
-                merge_lora(p, scale, cfg.rope_interleaved, cfg.head_dim, w->data());
+                const int64_t at = p.site.expert >= 0 ? p.site.expert * p.site.out * p.site.in : 0;
+                merge_lora(p, scale, cfg.rope_interleaved, cfg.head_dim, w->data() + at);
             }
         }
         ReplacedTensors replaced;

@@ -36,6 +36,13 @@ inline uint64_t name_seed(std::string_view name, uint64_t seed) {
 // Uniform in [0, 1) with 53 random bits.
 inline double uniform53(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
 
+// Counter-based uniform in [0, 1) with 24 bits: splitmix64 of (seed, index). The same (seed,
+// index) gives the same number on every machine and thread split (dropout masks, recomputed in
+// backward rather than stored).
+inline float uniform01(uint64_t seed, uint64_t i) {
+    return static_cast<float>(mix64(seed + kGoldenGamma * (i + 1)) >> 40) * (1.0f / 16777216.0f);
+}
+
 // Deterministic N(0, 1) draws: Box-Muller over splitmix64, two normals per pair of draws.
 class Gaussian {
 public:

@@ -179,20 +179,28 @@ std::vector<LoraSite> linear_modules(const Arch& a, const ModelConfig& c) {
     std::vector<LoraSite> out;
     for (const NamedSpec& ns : tensor_list(a, c, false)) {
         const TensorSpec& s = *ns.spec;
-        if (!s.per_layer || s.use != TensorUse::kMatrix || ns.shape.size() != 2) continue;
+        if (!s.per_layer || s.use != TensorUse::kMatrix || (ns.shape.size() != 2 && ns.shape.size() != 3)) continue;
         // A MoE router (DeepSeek's MoEGate holds a bare weight, not an nn.Linear): PEFT cannot target it.
         if (std::string(s.gguf) == "ffn_gate_inp.weight") continue;
-        std::string hf = s.hf_name(ns.layer);
+        const std::string hf = s.hf_name(ns.layer);
         const std::string suffix = ".weight";
         if (hf.size() <= suffix.size() || hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-        LoraSite site;
-        site.w = Weight{ns.layer, s.slot};
-        site.module = hf.substr(0, hf.size() - suffix.size());
-        site.short_name = site.module.substr(site.module.rfind('.') + 1);
-        site.out = ns.shape[0];
-        site.in = ns.shape[1];
-        site.rope_rows = s.rope_rows;
-        out.push_back(std::move(site));
+        // A stack of routed experts is one nn.Linear per expert in the HF model ("experts.*.").
+        const bool stacked = ns.shape.size() == 3;
+        if (stacked && hf.find('*') == std::string::npos) continue;
+        const int64_t n = stacked ? ns.shape[0] : 1;
+        for (int64_t e = 0; e < n; ++e) {
+            LoraSite site;
+            site.w = Weight{ns.layer, s.slot};
+            site.expert = stacked ? e : -1;
+            const std::string name = stacked ? hf_expert_name(hf, e) : hf;
+            site.module = name.substr(0, name.size() - suffix.size());
+            site.short_name = site.module.substr(site.module.rfind('.') + 1);
+            site.out = ns.shape[ns.shape.size() - 2];
+            site.in = ns.shape.back();
+            site.rope_rows = s.rope_rows;
+            out.push_back(std::move(site));
+        }
     }
     return out;
 }
@@ -372,8 +380,14 @@ std::vector<float> b_for_base(const LoraPair& p, bool base_interleaved, int64_t 
 void add_lora(LowRankDelta& d, const Adapter& ad, double user_scale, const ModelConfig& base) {
     LF_ASSERT(ad.cfg.type == PeftType::kLora);
     const float scale = static_cast<float>(ad.cfg.lora_scale() * user_scale);
-    for (const LoraPair& p : ad.lora)
-        d.add(p.site.w, p.r, p.site.in, p.site.out, p.a, b_for_base(p, base.rope_interleaved, base.head_dim), scale);
+    for (const LoraPair& p : ad.lora) {
+        const std::vector<float> b = b_for_base(p, base.rope_interleaved, base.head_dim);
+        if (p.site.expert >= 0) {
+            d.add_expert(p.site.w, p.site.expert, p.r, p.site.in, p.site.out, p.a, b, scale);
+        } else {
+            d.add(p.site.w, p.r, p.site.in, p.site.out, p.a, b, scale);
+        }
+    }
 }
 
 void merge_lora(const LoraPair& p, double scale, bool base_rope_interleaved, int64_t head_dim, float* w) {

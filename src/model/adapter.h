@@ -74,9 +74,13 @@ struct LoraSite {
     std::string short_name;  // "q_proj"
     int64_t in = 0, out = 0;
     bool rope_rows = false;  // Q/K: B's rows follow the RoPE pair order
+    // A routed expert's matrix: w is the layer's (E, out, in) stack and this is expert `expert`
+    // (HF module "model.layers.3.mlp.experts.5.gate_proj", one PEFT pair per expert); -1: w itself.
+    int64_t expert = -1;
 };
 
-// Every per-layer linear module of a model (PEFT's "all-linear": the output layer excluded).
+// Every per-layer linear module of a model (PEFT's "all-linear": the output layer excluded), each
+// routed expert of a stacked expert tensor a module of its own, as in the HF model.
 std::vector<LoraSite> linear_modules(const Arch& a, const ModelConfig& c);
 // The modules a target list selects, PEFT's matching: a module matches a target when its path
 // equals it or ends with "." + target; "all-linear" selects every linear module. Throws Error
@@ -119,7 +123,8 @@ bool is_adapter_folder(const std::string& dir);
 // multiplier (`llmforge generate --adapter DIR:0.5`). For a base in the interleaved RoPE order,
 // Q/K B rows are permuted to it. Prompt adapters are not deltas: callers feed their rows.
 void add_lora(LowRankDelta& d, const Adapter& ad, double user_scale, const ModelConfig& base);
-// W (out, in, f32, the base's row order) += scale·B·A of one pair.
+// W (out, in, f32, the base's row order) += scale·B·A of one pair (for an expert's pair, W is
+// that expert's matrix: the stack's values from expert · out · in on).
 void merge_lora(const LoraPair& p, double scale, bool base_rope_interleaved, int64_t head_dim, float* w);
 
 }  // namespace llmforge

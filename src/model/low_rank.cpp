@@ -11,15 +11,36 @@ namespace llmforge {
 
 void LowRankDelta::add(Weight w, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a,
                        const std::vector<float>& b, float scale) {
+    add_term({w.layer, w.slot, -1}, rank, in, out, a, b, scale);
+}
+
+void LowRankDelta::add_expert(Weight w, int64_t expert, int64_t rank, int64_t in, int64_t out,
+                              const std::vector<float>& a, const std::vector<float>& b, float scale) {
+    LF_ASSERT(expert >= 0);
+    add_term({w.layer, w.slot, expert}, rank, in, out, a, b, scale);
+    expert_slots_.insert({w.layer, w.slot});
+}
+
+void LowRankDelta::add_term(Key key, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a,
+                            const std::vector<float>& b, float scale) {
     LF_ASSERT(rank > 0 && static_cast<int64_t>(a.size()) == rank * in && static_cast<int64_t>(b.size()) == out * rank);
     Term t{rank, in, out, a, std::vector<float>(static_cast<size_t>(rank * out))};
     for (int64_t o = 0; o < out; ++o)
         for (int64_t k = 0; k < rank; ++k) t.bt[k * out + o] = scale * b[o * rank + k];
-    deltas_[{w.layer, w.slot}].push_back(std::move(t));
+    deltas_[key].push_back(std::move(t));
 }
 
 void LowRankDelta::apply(Weight w, const float* x, int64_t rows, int64_t in, float* y, int64_t out) const {
-    const std::vector<Term>& terms = deltas_.at({w.layer, w.slot});
+    apply_terms(deltas_.at({w.layer, w.slot, -1}), x, rows, in, y, out);
+}
+
+void LowRankDelta::apply_expert(Weight w, int64_t expert, const float* x, int64_t rows, int64_t in, float* y,
+                                int64_t out) const {
+    apply_terms(deltas_.at({w.layer, w.slot, expert}), x, rows, in, y, out);
+}
+
+void LowRankDelta::apply_terms(const std::vector<Term>& terms, const float* x, int64_t rows, int64_t in, float* y,
+                               int64_t out) {
     thread_local std::vector<float> t, d;
     if (rows == 1) {
         const kernels::KernelTable& kt = kernels::kernels();

@@ -16,6 +16,8 @@
 #pragma once
 
 #include <map>
+#include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,8 +30,17 @@ public:
     // Adds a term to weight w's delta: a (r, in) and b (out, r), row-major.
     void add(Weight w, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a, const std::vector<float>& b,
              float scale);
-    bool covers(Weight w) const override { return deltas_.count({w.layer, w.slot}) != 0; }
+    // The same for routed expert `expert` of the (E, out, in) stack in slot w.
+    void add_expert(Weight w, int64_t expert, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a,
+                    const std::vector<float>& b, float scale);
+    bool covers(Weight w) const override { return deltas_.count({w.layer, w.slot, -1}) != 0; }
     void apply(Weight w, const float* x, int64_t rows, int64_t in, float* y, int64_t out) const override;
+    bool covers_experts(Weight w) const override { return expert_slots_.count({w.layer, w.slot}) != 0; }
+    bool covers_expert(Weight w, int64_t expert) const override {
+        return deltas_.count({w.layer, w.slot, expert}) != 0;
+    }
+    void apply_expert(Weight w, int64_t expert, const float* x, int64_t rows, int64_t in, float* y,
+                      int64_t out) const override;
     bool empty() const { return deltas_.empty(); }
 
 private:
@@ -38,7 +49,13 @@ private:
         std::vector<float> a;   // (r, in)
         std::vector<float> bt;  // (r, out) = scale · Bᵀ
     };
-    std::map<std::pair<int64_t, int>, std::vector<Term>> deltas_;
+    using Key = std::tuple<int64_t, int, int64_t>;  // layer, slot, expert (-1: a 2-D weight)
+    void add_term(Key k, int64_t rank, int64_t in, int64_t out, const std::vector<float>& a,
+                  const std::vector<float>& b, float scale);
+    static void apply_terms(const std::vector<Term>& terms, const float* x, int64_t rows, int64_t in, float* y,
+                            int64_t out);
+    std::map<Key, std::vector<Term>> deltas_;
+    std::set<std::pair<int64_t, int>> expert_slots_;  // (layer, slot) of stacks with some expert's term
 };
 
 }  // namespace llmforge

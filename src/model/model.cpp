@@ -527,6 +527,32 @@ private:
             if (seqs_[j].delta != nullptr && seqs_[j].delta->covers(wt)) return true;
         return false;
     }
+    bool any_expert_delta(Weight wt) const {
+        for (int64_t j = 0; j < n_seqs_; ++j)
+            if (seqs_[j].delta != nullptr && seqs_[j].delta->covers_experts(wt)) return true;
+        return false;
+    }
+    // moe: adds to y's gathered rows (moe_first_'s layout, x their inputs) each row's sequence's
+    // delta for the row's expert of stack wt. Adjacent rows of one expert and delta are one call
+    // (one row per call in batch-invariant mode, as in run_deltas); experts run on the pool.
+    void apply_expert_deltas(Weight wt, const float* x, int64_t in, float* y, int64_t out) {
+        const int64_t E = static_cast<int64_t>(moe_first_.size()) - 1;
+        pool_.run_range(E, 1, [&](int64_t e0, int64_t e1) {
+            for (int64_t e = e0; e < e1; ++e) {
+                const int64_t b = groups_.begin[e], n = groups_.begin[e + 1] - b;
+                const int64_t first = moe_first_[e], rows = moe_first_[e + 1] - first;
+                for (int64_t j = 0; j < rows;) {
+                    const LinearDelta* d = seqs_[s_.row_seq[groups_.token[b + std::min(j, n - 1)]]].delta;
+                    int64_t k = j + 1;
+                    if (!s_.batch_invariant)
+                        while (k < rows && seqs_[s_.row_seq[groups_.token[b + std::min(k, n - 1)]]].delta == d) ++k;
+                    if (d != nullptr && d->covers_expert(wt, e))
+                        d->apply_expert(wt, e, x + (first + j) * in, k - j, in, y + (first + j) * out, out);
+                    j = k;
+                }
+            }
+        });
+    }
     // Calls fn(seq, first row, rows) for each sequence's run of rows, then for the doubled lone
     // row of batch-invariant mode (it belongs to sequence row_seq[0]).
     template <class Fn>
@@ -631,6 +657,7 @@ private:
     std::vector<kernels::GroupedProduct> grouped_;  // moe / mla: the products of one dispatch
     ExpertGroups groups_;
     std::vector<int64_t> moe_at_;
+    std::vector<int64_t> moe_first_;  // moe: expert e's first gathered row (E + 1 entries)
 };
 
 // Attention work: a sequence's run of at least kAttMinRows prompt rows is cut into blocks of
@@ -934,10 +961,14 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
     const bool shared_delta = shared && (any_delta(m.shared_gate) || any_delta(m.shared_up) || any_delta(m.shared_down));
     const bool shared_grouped = shared && !shared_delta;
     const int64_t Fs = shared ? w(m.shared_gate).dim(0) : 0;
+    // LoRA on routed experts: gate and up run as separate products so each gathered row's delta
+    // for its expert is added before the SwiGLU (the table's swiglu, as the fused product has).
+    const bool expert_delta = any_expert_delta(m.gate) || any_expert_delta(m.up) || any_expert_delta(m.down);
     grow(s_.moe_x, static_cast<size_t>(total * C));
     grow(s_.moe_h, static_cast<size_t>(2 * total * F + (shared_grouped ? 2 * N * Fs : 0)));
     grow(s_.moe_y, static_cast<size_t>(total * C + (shared_grouped ? N * C : 0)));
     grow(moe_at_, static_cast<size_t>(N * K));  // (row, slot) -> gathered row
+    moe_first_.assign(static_cast<size_t>(E + 1), 0);
     std::vector<kernels::GroupedProduct>& ps = grouped_;
     ps.clear();
     float* hbuf = s_.moe_h.data();
@@ -946,6 +977,7 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
     float* sh_u = sh_h + N * Fs;
     int64_t at = 0;
     for (int64_t e = 0; e < E; ++e) {
+        moe_first_[e] = at;
         const int64_t b = groups_.begin[e], n = groups_.begin[e + 1] - b;
         if (n == 0) continue;
         const int64_t rows = pad_lone && n == 1 ? 2 : n;
@@ -961,14 +993,25 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
         g.m = rows;
         g.y = hbuf + at * F;
         g.y_up = ubuf + at * F;
+        if (expert_delta) {
+            kernels::GroupedProduct u = g;
+            u.w = g.w_up;
+            u.w_up = nullptr;
+            u.y_up = nullptr;
+            u.y = ubuf + at * F;
+            g.w_up = nullptr;
+            g.y_up = nullptr;
+            ps.push_back(u);
+        }
         ps.push_back(g);
         at += rows;
         // Importance matrices: each expert's real rows, under the expert's name ("...exps.weight[e]").
         if (s_.matmul_hook) {
             report_expert(g.w->name(), b, n, g.x, C);
-            report_expert(g.w_up->name(), b, n, g.x, C);
+            report_expert(m_.expert(m.up, e).name(), b, n, g.x, C);
         }
     }
+    moe_first_[E] = at;
     if (shared_grouped) {
         report_input(m.shared_gate, x);
         report_input(m.shared_up, x);
@@ -982,32 +1025,40 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
         ps.push_back(g);
     }
     kernels::matmul_grouped(ps.data(), static_cast<int64_t>(ps.size()), pool_, s_.mm);
+    if (expert_delta) {
+        apply_expert_deltas(m.gate, s_.moe_x.data(), C, hbuf, F);
+        apply_expert_deltas(m.up, s_.moe_x.data(), C, ubuf, F);
+        pool_.run_range(total, n_grain_, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) kt_.swiglu(hbuf + i * F, ubuf + i * F, hbuf + i * F, F);
+        });
+    }
     // Down projections: the same grouping, the SwiGLU outputs as inputs.
     float* ybuf = s_.moe_y.data();
     float* sh_y = ybuf + total * C;
-    size_t j = 0;
+    ps.clear();
     for (int64_t e = 0; e < E; ++e) {
-        if (groups_.begin[e + 1] == groups_.begin[e]) continue;
-        kernels::GroupedProduct& g = ps[j++];
-        const int64_t off = (g.y - hbuf) / F;
+        const int64_t rows = moe_first_[e + 1] - moe_first_[e];
+        if (rows == 0) continue;
+        kernels::GroupedProduct g;
         g.w = &m_.expert(m.down, e);
-        g.w_up = nullptr;
-        g.x = g.y;
+        g.x = hbuf + moe_first_[e] * F;
+        g.m = rows;
         if (s_.matmul_hook)
             report_expert(g.w->name(), groups_.begin[e], groups_.begin[e + 1] - groups_.begin[e], g.x, F);
-        g.y = ybuf + off * C;
-        g.y_up = nullptr;
+        g.y = ybuf + moe_first_[e] * C;
+        ps.push_back(g);
     }
     if (shared_grouped) {
-        kernels::GroupedProduct& g = ps[j++];
         report_input(m.shared_down, {sh_h, N, Fs});
+        kernels::GroupedProduct g;
         g.w = &w(m.shared_down);
-        g.w_up = nullptr;
         g.x = sh_h;
+        g.m = N;
         g.y = sh_y;
-        g.y_up = nullptr;
+        ps.push_back(g);
     }
     kernels::matmul_grouped(ps.data(), static_cast<int64_t>(ps.size()), pool_, s_.mm);
+    if (expert_delta) apply_expert_deltas(m.down, hbuf, F, ybuf, C);
     Act sh{};
     if (shared_delta) sh = linear(swiglu(x, m.shared_gate, m.shared_up), m.shared_down);
     Act out = take(N, C);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "model/moe.h"
@@ -210,6 +211,84 @@ const float* expert_values(const ExpertWeight& w, int64_t e, int64_t rows, int64
     return buf.data();
 }
 
+// Expert e's LoRA term on its n gathered rows x (n, in) of tokens tok: forward adds
+// scale · drop(x) · Aᵀ · Bᵀ to y (n, out); backward, from dy (n, out), accumulates A's and B's
+// gradients and adds the input's into dx (n, in) when given. h = drop(x) · Aᵀ (n, r) is
+// recomputed in backward (r is small), not kept.
+class ExpertLoraTerm {
+public:
+    ExpertLoraTerm(const ExpertWeight& w, int64_t e, const int32_t* tok, int64_t n, int64_t in)
+        : l_(w.lora.get()), tok_(tok), n_(n), in_(in) {
+        if (l_ == nullptr || e >= static_cast<int64_t>(l_->a.size()) || l_->a[e] == nullptr) {
+            l_ = nullptr;
+            return;
+        }
+        a_ = l_->a[e];
+        b_ = l_->b[e];
+        r_ = a_->shape[0];
+        LF_ASSERT(a_->shape.back() == in && b_->shape.back() == r_);
+        seed_ = mix64(l_->seed ^ (kGoldenGamma * static_cast<uint64_t>(e + 1)));
+    }
+    bool active() const { return l_ != nullptr; }
+
+    void forward(ThreadPool& pool, const float* x, float* y, int64_t out) {
+        const float* xd = dropped(x);
+        h_.resize(static_cast<size_t>(n_ * r_));
+        kernels::sgemm(pool, false, true, n_, r_, in_, 1.0f, xd, in_, a_->data, in_, 0.0f, h_.data(), r_);
+        kernels::sgemm(pool, false, true, n_, out, r_, l_->scale, h_.data(), r_, b_->data, r_, 1.0f, y, out);
+    }
+
+    void backward(Tape& t, const float* x, const float* dy, int64_t out, float* dx) {
+        ThreadPool& pool = t.pool();
+        const float* xd = dropped(x);
+        h_.resize(static_cast<size_t>(n_ * r_));
+        kernels::sgemm(pool, false, true, n_, r_, in_, 1.0f, xd, in_, a_->data, in_, 0.0f, h_.data(), r_);
+        if (b_->requires_grad)  // dB += s · dyᵀ h
+            kernels::sgemm(pool, true, false, out, r_, n_, l_->scale, dy, out, h_.data(), r_, 1.0f, t.grad(b_), r_);
+        dh_.resize(static_cast<size_t>(n_ * r_));  // dh = s · dy · B
+        kernels::sgemm(pool, false, false, n_, r_, out, l_->scale, dy, out, b_->data, r_, 0.0f, dh_.data(), r_);
+        if (a_->requires_grad)  // dA += dhᵀ drop(x)
+            kernels::sgemm(pool, true, false, r_, in_, n_, 1.0f, dh_.data(), r_, xd, in_, 1.0f, t.grad(a_), in_);
+        if (dx == nullptr) return;
+        dxd_.resize(static_cast<size_t>(n_ * in_));  // d drop(x) = dh · A, through the mask
+        kernels::sgemm(pool, false, false, n_, in_, r_, 1.0f, dh_.data(), r_, a_->data, in_, 0.0f, dxd_.data(), in_);
+        const float p = l_->dropout, keep = 1.0f / (1.0f - p);
+        for (int64_t j = 0; j < n_; ++j)
+            for (int64_t c = 0; c < in_; ++c)
+                if (p <= 0.0f || !(uniform01(seed_, static_cast<uint64_t>(tok_[j]) * in_ + c) < p))
+                    dx[j * in_ + c] += dxd_[j * in_ + c] * (p > 0.0f ? keep : 1.0f);
+    }
+
+private:
+    // x with the expert's dropout mask applied (x itself when p = 0).
+    const float* dropped(const float* x) {
+        const float p = l_->dropout;
+        if (p <= 0.0f) return x;
+        const float keep = 1.0f / (1.0f - p);
+        xd_.resize(static_cast<size_t>(n_ * in_));
+        for (int64_t j = 0; j < n_; ++j)
+            for (int64_t c = 0; c < in_; ++c)
+                xd_[j * in_ + c] = uniform01(seed_, static_cast<uint64_t>(tok_[j]) * in_ + c) < p ? 0.0f
+                                                                                                 : x[j * in_ + c] * keep;
+        return xd_.data();
+    }
+    const ExpertLora* l_;
+    const int32_t* tok_;
+    int64_t n_, in_, r_ = 0;
+    Var a_ = nullptr, b_ = nullptr;
+    uint64_t seed_ = 0;
+    std::vector<float> xd_, h_, dh_, dxd_;
+};
+
+bool lora_needs_grad(const ExpertWeight& w) {
+    if (w.lora == nullptr) return false;
+    for (Var v : w.lora->a)
+        if (v != nullptr && v->requires_grad) return true;
+    for (Var v : w.lora->b)
+        if (v != nullptr && v->requires_grad) return true;
+    return false;
+}
+
 const std::vector<int64_t>& shape_of(const ExpertWeight& w) {
     static const std::vector<int64_t> none;
     return w.var != nullptr ? w.var->shape : (w.frozen != nullptr ? w.frozen->shape() : none);
@@ -249,15 +328,20 @@ Var moe_experts(Tape& t, Var x, Var w, std::shared_ptr<const std::vector<int32_t
         float* u = st->u + b * F;
         kernels::sgemm(pool, false, true, n, F, C, 1.0f, xs.data(), C, expert_values(gate, e, F, C, bg), C, 0.0f, g, F);
         kernels::sgemm(pool, false, true, n, F, C, 1.0f, xs.data(), C, expert_values(up, e, F, C, bu), C, 0.0f, u, F);
+        const int32_t* tok = &gr.token[b];
+        if (ExpertLoraTerm lg(gate, e, tok, n, C); lg.active()) lg.forward(pool, xs.data(), g, F);
+        if (ExpertLoraTerm lu(up, e, tok, n, C); lu.active()) lu.forward(pool, xs.data(), u, F);
         hs.resize(static_cast<size_t>(n * F));
         for (int64_t i = 0; i < n * F; ++i) hs[i] = g[i] * sigmoid(g[i]) * u[i];
         kernels::sgemm(pool, false, true, n, C, F, 1.0f, hs.data(), F, expert_values(down, e, C, F, bd), F, 0.0f,
                        st->y + b * C, C);
+        if (ExpertLoraTerm ld(down, e, tok, n, F); ld.active()) ld.forward(pool, hs.data(), st->y + b * C, C);
     }
     // Where each (token, slot) landed in group order.
     std::vector<int64_t> item(static_cast<size_t>(N * K));
     for (int64_t j = 0; j < N * K; ++j) item[static_cast<size_t>(gr.token[j]) * K + gr.slot[j]] = j;
-    Var out = t.make({N, C}, needs_grad(t, {x, w, gate.var, up.var, down.var}));
+    const bool lora_grad = t.grad_enabled && (lora_needs_grad(gate) || lora_needs_grad(up) || lora_needs_grad(down));
+    Var out = t.make({N, C}, needs_grad(t, {x, w, gate.var, up.var, down.var}) || lora_grad);
     pool.run_range(N, 16, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             float* o = out->data + i * C;
@@ -312,6 +396,8 @@ Var moe_experts(Tape& t, Var x, Var w, std::shared_ptr<const std::vector<int32_t
                 dh.resize(static_cast<size_t>(n * F));
                 kernels::sgemm(pool, false, false, n, F, C, 1.0f, dy.data(), C, expert_values(down, e, C, F, bd), F, 0.0f,
                                dh.data(), F);
+                const int32_t* tok = &gr.token[b];
+                if (ExpertLoraTerm ld(down, e, tok, n, F); ld.active()) ld.backward(t, hs.data(), dy.data(), C, dh.data());
                 // h = silu(g) u: dg = dh · u · σ(g)(1 + g(1 - σ(g))), du = dh · silu(g).
                 dgu.resize(static_cast<size_t>(2 * n * F));
                 float* dg = dgu.data();
@@ -324,16 +410,22 @@ Var moe_experts(Tape& t, Var x, Var w, std::shared_ptr<const std::vector<int32_t
                 // gate / up: g = x · Wg^T. dWg += dg^T x; dx += dg · Wg (+ du · Wu).
                 if (dgw) kernels::sgemm(pool, true, false, F, C, n, 1.0f, dg, F, xs.data(), C, 1.0f, dgw + e * F * C, C);
                 if (duw) kernels::sgemm(pool, true, false, F, C, n, 1.0f, du, F, xs.data(), C, 1.0f, duw + e * F * C, C);
+                ExpertLoraTerm lg(gate, e, tok, n, C), lu(up, e, tok, n, C);
                 if (dx) {
                     dxs.resize(static_cast<size_t>(n * C));
                     kernels::sgemm(pool, false, false, n, C, F, 1.0f, dg, F, expert_values(gate, e, F, C, bg), C, 0.0f,
                                    dxs.data(), C);
                     kernels::sgemm(pool, false, false, n, C, F, 1.0f, du, F, expert_values(up, e, F, C, bu), C, 1.0f,
                                    dxs.data(), C);
+                    if (lg.active()) lg.backward(t, xs.data(), dg, F, dxs.data());
+                    if (lu.active()) lu.backward(t, xs.data(), du, F, dxs.data());
                     for (int64_t j = 0; j < n; ++j) {
                         float* d = dx + static_cast<int64_t>(gr.token[b + j]) * C;
                         for (int64_t c = 0; c < C; ++c) d[c] += dxs[j * C + c];
                     }
+                } else {
+                    if (lg.active()) lg.backward(t, xs.data(), dg, F, nullptr);
+                    if (lu.active()) lu.backward(t, xs.data(), du, F, nullptr);
                 }
             }
         });

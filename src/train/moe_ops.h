@@ -44,16 +44,28 @@ struct MoeRoute {
 // into the logits, as if it were added to the loss.
 MoeRoute moe_route(Tape& t, Var logits, const float* bias, const MoeSpec& m, int64_t batch, float aux_alpha = 0.0f);
 
+// LoRA on each routed expert of one stack (PEFT's per-expert modules): expert e's product gets
+// + scale · dropout(x) · a[e]ᵀ · b[e]ᵀ, a[e] (r, cols) and b[e] (rows, r) trainable leaves (null:
+// expert e not covered). The dropout mask of a token's input row is drawn from (seed, e, token,
+// column), so it is the same however tokens are grouped, and recomputed in backward.
+struct ExpertLora {
+    std::vector<Var> a, b;  // E entries each
+    float scale = 1.0f;
+    float dropout = 0.0f;
+    uint64_t seed = 0;
+};
 // One (E, rows, cols) expert tensor: a trainable leaf (var, f32, gets the gradient) or a frozen
 // tensor in any dtype the kernel table dequantises (read one expert at a time, no gradient).
 struct ExpertWeight {
     Var var = nullptr;
     const Tensor* frozen = nullptr;
     const float* values = nullptr;  // var's values to read instead of var->data (QAT); null: var->data
+    std::shared_ptr<const ExpertLora> lora;  // null: none
 };
 // The routed experts: y (N, C) = Σ_k w[n, k] · down_e(silu(gate_e x_n) ⊙ up_e x_n), e = sel[n, k];
-// gate, up: (E, F, C), down: (E, C, F). Gradients into x, w and the trainable expert tensors.
-// In fp32 only (the expert products do not round to bf16/fp16).
+// gate, up: (E, F, C), down: (E, C, F), each with its optional per-expert LoRA. Gradients into x,
+// w, the trainable expert tensors and the LoRA matrices. In fp32 only (the expert products do not
+// round to bf16/fp16).
 Var moe_experts(Tape& t, Var x, Var w, std::shared_ptr<const std::vector<int32_t>> sel, int64_t n_expert,
                 const ExpertWeight& gate, const ExpertWeight& up, const ExpertWeight& down);
 

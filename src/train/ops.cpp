@@ -23,12 +23,6 @@ bool needs_grad(Tape& t, std::initializer_list<Var> in) {
 
 int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.back(); }
 
-// Counter-based uniform in [0, 1): splitmix64 of (seed, index). The same (seed, index) gives the
-// same number on every machine and thread split.
-inline float uniform01(uint64_t seed, uint64_t i) {
-    return static_cast<float>(mix64(seed + kGoldenGamma * (i + 1)) >> 40) * (1.0f / 16777216.0f);
-}
-
 // n values as a product sees them: rounded to the tape's bf16/fp16 into transient scratch `slot`,
 // or the values themselves in fp32. The rounded copies are made again in backward, so mixed
 // precision keeps no extra activations (rounding is one cheap pass; a product is K times more work).

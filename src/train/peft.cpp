@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
+#include "train/moe_ops.h"
 #include "train/ops.h"
 
 namespace llmforge::train {
@@ -109,11 +110,36 @@ void PeftAdapter::attach(TrainModel& m) {
     }
     n_slots_ = m.arch().n_slots;
     site_of_slot_.assign(static_cast<size_t>((m.config().n_block() + 1) * n_slots_), -1);
+    const int64_t E = m.config().ds.n_routed_experts;
+    expert_sites_.clear();
     for (size_t i = 0; i < ad_.lora.size(); ++i) {
-        const Weight w = ad_.lora[i].site.w;
-        site_of_slot_[static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot)] = static_cast<int>(i);
+        const LoraSite& site = ad_.lora[i].site;
+        const size_t idx = static_cast<size_t>((site.w.layer + 1) * n_slots_ + site.w.slot);
+        if (site.expert >= 0) {
+            std::vector<int>& per = expert_sites_[idx];
+            per.resize(static_cast<size_t>(E), -1);
+            per[static_cast<size_t>(site.expert)] = static_cast<int>(i);
+        } else {
+            site_of_slot_[idx] = static_cast<int>(i);
+        }
     }
     const float scale = static_cast<float>(ad_.cfg.lora_scale());
+    if (!expert_sites_.empty()) {
+        m.expert_lora = [this, scale](Tape& t, Weight w) -> std::shared_ptr<const ExpertLora> {
+            const size_t idx = static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot);
+            auto it = expert_sites_.find(idx);
+            if (it == expert_sites_.end()) return nullptr;
+            auto l = std::make_shared<ExpertLora>();
+            l->scale = scale;
+            l->dropout = training_ ? static_cast<float>(ad_.cfg.dropout) : 0.0f;
+            l->seed = mix64(dropout_seed_ ^ (kGoldenGamma * static_cast<uint64_t>(idx + 1)));
+            for (int i : it->second) {
+                l->a.push_back(i < 0 ? nullptr : t.param(*params_[2 * static_cast<size_t>(i)]));
+                l->b.push_back(i < 0 ? nullptr : t.param(*params_[2 * static_cast<size_t>(i) + 1]));
+            }
+            return l;
+        };
+    }
     m.after_linear = [this, scale](Tape& t, Weight w, Var x, Var y) -> Var {
         const size_t idx = static_cast<size_t>((w.layer + 1) * n_slots_ + w.slot);
         if (w.slot < 0 || idx >= site_of_slot_.size() || site_of_slot_[idx] < 0) return y;

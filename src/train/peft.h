@@ -1,6 +1,7 @@
 // Parameter-efficient fine-tuning over a frozen base, plugged into TrainModel's seams and written
 // once for every architecture:
-//   * LoRA (after_linear): y = x·Wᵀ + s·dropout(x)·Aᵀ·Bᵀ on the chosen modules, s = alpha/r (or
+//   * LoRA (after_linear; expert_lora for routed experts, one pair per expert):
+//     y = x·Wᵀ + s·dropout(x)·Aᵀ·Bᵀ on the chosen modules, s = alpha/r (or
 //     alpha/√r with rsLoRA); A ~ U(-1/√in, 1/√in) (PEFT's kaiming_uniform(a=√5)), B = 0;
 //   * prompt tuning (input_rows): N learned rows placed before every sequence's token rows, at
 //     positions 0..N-1 (the tokens follow at N+t); initialised from the base's embeddings of a
@@ -13,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,7 @@ private:
     Adapter ad_;  // config and sites; values live in params_ while training
     std::vector<std::unique_ptr<Param>> params_;  // LoRA: A0, B0, A1, B1, ...; prompt: one (N, C)
     std::vector<int> site_of_slot_;               // (layer + 1) * n_slots + slot -> index into ad_.lora, -1
+    std::map<size_t, std::vector<int>> expert_sites_;  // the same index of an expert stack -> per expert, -1
     int n_slots_ = 0;
     bool training_ = false;
     uint64_t dropout_seed_ = 0;

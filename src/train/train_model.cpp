@@ -198,9 +198,10 @@ private:
     // An (E, rows, cols) expert tensor for moe_experts.
     ExpertWeight experts(Weight w) {
         Param& p = P(w);
-        if (!p.trainable) return ExpertWeight{nullptr, &p.frozen, nullptr};
+        std::shared_ptr<const ExpertLora> lora = m_.expert_lora ? m_.expert_lora(t_, w) : nullptr;
+        if (!p.trainable) return ExpertWeight{nullptr, &p.frozen, nullptr, std::move(lora)};
         Var v = t_.param(p);
-        return ExpertWeight{v, nullptr, m_.weight_values ? m_.weight_values(p) : nullptr};
+        return ExpertWeight{v, nullptr, m_.weight_values ? m_.weight_values(p) : nullptr, std::move(lora)};
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }

@@ -26,6 +26,10 @@
 #include "train/tape.h"
 
 namespace llmforge::train {
+struct ExpertLora;  // train/moe_ops.h
+}
+
+namespace llmforge::train {
 
 class TrainModel {
 public:
@@ -126,6 +130,10 @@ public:
     // added rows take positions 0..T'-T-1, the tokens follow; logits() returns all B·T' rows
     // and forward() counts no loss on the added ones.
     std::function<Var(Tape&, Weight, Var x, Var y)> after_linear;
+    // The same for routed experts, whose products run inside one op (moe_experts) that
+    // after_linear does not see: called with each MoE layer's expert stack (gate, up, down) and
+    // returns that stack's per-expert LoRA terms (train/moe_ops.h ExpertLora), or null.
+    std::function<std::shared_ptr<const ExpertLora>(Tape&, Weight)> expert_lora;
     std::function<Var(Tape&, Var rows, int64_t batch)> input_rows;
     // Quantisation-aware training seams (train/qat.h): weight_values gives, for a trainable
     // weight, the values its products and lookups read instead of the master (its fake-quantised

@@ -6,6 +6,8 @@
 //   lite.gguf     f32, V2-Lite shape: 27 layers (llama.cpp's V2-Lite path: no q_lora), softmax
 //                 routing, 2 shared experts
 //   v3-q8_0.gguf  llama-quantize Q8_0 of a V3 shape (3-D q8_0 expert tensors, q8_0 attn_kv_b)
+//   v3-lora/      a PEFT LoRA adapter over v3.gguf (o_proj, MLPs, every routed expert), run by
+//                 llama.cpp as the GGUF LoRA `llmforge convert --adapter` writes (v3-lora.logits.f32)
 // Each is run as one prompt and as a prompt of 40 followed by 8 single-token decode steps (the
 // absorbed MLA decode path), every row against llama.cpp's.
 //
@@ -23,9 +25,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "core/thread_pool.h"
+#include "io/gguf.h"
+#include "model/adapter.h"
+#include "model/low_rank.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -108,6 +114,66 @@ TEST_P(DeepSeekLlamaCpp, LogitsMatchLlamaCpp) {
         for (int64_t t = k; t < T; ++t) m->forward(ids.data() + t, 1, t, *mem, out.data() + t * V, 1, pool, s);
         expect_rows_close(out, ref, V, c.tol, base + " prompt 40 + decode 8");
     }
+}
+
+// A PEFT LoRA adapter on o_proj, the dense MLP, the shared expert and every routed expert
+// (v3-lora/, make_lora.py: the modules llama.cpp applies a LoRA to in deepseek2) over v3.gguf:
+// llmforge's per-sequence deltas against llama.cpp running the GGUF LoRA that
+// `llmforge convert --adapter` writes (v3-lora.logits.f32), prompt and decode. And that export:
+// the experts' pairs stacked as llama.cpp's converter stacks them, lora_a (E, r, in) and lora_b
+// (E, out, r), expert e's slice being the PEFT module "mlp.experts.e.*"'s pair.
+TEST(DeepSeekLlamaCppLora, RoutedExpertAdapter) {
+    const std::vector<int32_t> ids = read_ids(fixture("v3.ids"));
+    const std::vector<float> ref = read_f32(fixture("v3-lora.logits.f32"));
+    const std::vector<float> plain = read_f32(fixture("v3.logits.f32"));
+    auto m = Model::load(fixture("v3.gguf"));
+    const int64_t V = m->config().n_vocab, T = static_cast<int64_t>(ids.size());
+    ASSERT_EQ(static_cast<int64_t>(ref.size()), T * V);
+    const Adapter ad = read_adapter(fixture("v3-lora"), m->arch(), m->config());
+    // Not vacuous: the adapter moves llama.cpp's logits far more than the tolerance.
+    double moved = 0;
+    for (int64_t t = 0; t < T; ++t)
+        moved = std::max(moved, test::rel_err(plain.data() + t * V, ref.data() + t * V, static_cast<size_t>(V)));
+    EXPECT_GT(moved, 0.1);
+    LowRankDelta delta;
+    add_lora(delta, ad, 1.0, m->config());
+    ThreadPool pool(2);
+    for (int64_t k : {T, int64_t{40}}) {
+        ForwardScratch s;
+        auto mem = m->new_memory(T);
+        std::vector<float> out(static_cast<size_t>(T * V));
+        SeqBatch b{mem.get(), ids.data(), k, 0, out.data(), k};
+        b.delta = &delta;
+        m->forward_batch(&b, 1, pool, s);
+        for (int64_t t = k; t < T; ++t) {
+            SeqBatch d{mem.get(), ids.data() + t, 1, t, out.data() + t * V, 1};
+            d.delta = &delta;
+            m->forward_batch(&d, 1, pool, s);
+        }
+        expect_rows_close(out, ref, V, 1e-5, k == T ? "v3 + expert LoRA prompt" : "v3 + expert LoRA prompt 40 + decode 8");
+    }
+    if (!std::filesystem::exists(test::cli_path())) GTEST_SKIP() << "no CLI at " << test::cli_path();
+    const std::string out = test::temp_dir() + "/lora.gguf";
+    std::string log;
+    ASSERT_EQ(test::run_command("'" + test::cli_path() + "' convert --adapter '" + fixture("v3-lora") + "' -m '" +
+                                    fixture("v3.gguf") + "' -o '" + out + "' 2>&1", &log), 0) << log;
+    GgufFile g(out);
+    const int64_t E = m->config().ds.n_routed_experts;
+    int stacks = 0;
+    for (const LoraPair& p : ad.lora) {
+        if (p.site.expert < 0) continue;
+        const std::string name = "blk." + std::to_string(p.site.w.layer) + ".ffn_" + p.site.short_name.substr(0, p.site.short_name.find('_')) + "_exps.weight";
+        const GgufTensorInfo* a = g.find_tensor(name + ".lora_a");
+        const GgufTensorInfo* b = g.find_tensor(name + ".lora_b");
+        ASSERT_TRUE(a != nullptr && b != nullptr) << name;
+        ASSERT_EQ(a->shape, (std::vector<int64_t>{E, p.r, p.site.in})) << name;
+        ASSERT_EQ(b->shape, (std::vector<int64_t>{E, p.site.out, p.r})) << name;
+        const Tensor ta = g.tensor(*a), tb = g.tensor(*b);
+        EXPECT_EQ(std::memcmp(ta.ptr<float>() + p.site.expert * p.r * p.site.in, p.a.data(), p.a.size() * 4), 0) << name;
+        EXPECT_EQ(std::memcmp(tb.ptr<float>() + p.site.expert * p.site.out * p.r, p.b.data(), p.b.size() * 4), 0) << name;
+        stacks += p.site.expert == 0;
+    }
+    EXPECT_EQ(stacks, 2 * 3);  // 2 MoE layers x gate, up, down
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeepSeekLlamaCpp,

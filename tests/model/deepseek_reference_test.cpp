@@ -10,7 +10,8 @@
 // Checked per case: the HF folder's logits and routing (ForwardScratch::moe_hook); the same after
 // `llmforge convert` to an f32 GGUF, and a q8_0 GGUF within a looser bound; cached decode (prefill
 // then one token at a time) against the full forward; batch invariance (a sequence alone and among
-// two others of different lengths, bit for bit); the MLA latent cache's size per position.
+// two others of different lengths, bit for bit); the MLA latent cache's size per position. And a
+// PEFT LoRA adapter on every routed expert (deepseek_v3_lora) as deltas, via the CLI and merged.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/thread_pool.h"
+#include "model/adapter.h"
+#include "model/low_rank.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -344,6 +347,108 @@ TEST_P(DeepSeekReference, LatentCacheSize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Refs, DeepSeekReference, testing::Values("deepseek_v2lite", "deepseek_v3", "deepseek_v2_grouped", "deepseek_ties"));
+
+// A PEFT LoRA adapter over the V3 case (deepseek_v3_lora: q_a/q_b, kv_a, o, the dense MLP, the
+// shared expert and every routed expert's gate/up/down, one module per expert as PEFT wraps them),
+// against the reference's unmerged PEFT forward: as per-sequence deltas in the engine (full
+// forward, cached decode, batch-invariant mode beside sequences without it), through
+// `llmforge logits --adapter`, and merged into the weights by `llmforge merge-adapter`.
+TEST(DeepSeekLoraReference, RoutedExpertAdapter) {
+    const std::string base = ref_dir("deepseek_v3"), lora = ref_dir("deepseek_v3_lora");
+    ASSERT_TRUE(fs::exists(lora + "/expected.json")) << lora << " is missing (it is part of the repository)";
+    const Reference ref = load_reference(lora);
+    const Reference plain = load_reference(base);
+    auto m = Model::load(base);
+    const Adapter ad = read_adapter(lora, m->arch(), m->config());
+    int64_t routed = 0;
+    for (const LoraPair& p : ad.lora) routed += p.site.expert >= 0;
+    EXPECT_EQ(routed, 2 * 16 * 3);
+    LowRankDelta delta;
+    add_lora(delta, ad, 1.0, m->config());
+    const int64_t T = static_cast<int64_t>(ref.tokens.size()), V = m->config().n_vocab;
+    const double w_tol = kWeightTol * 2.5;
+    ThreadPool pool(2);
+    // Rows of several sequences in one forward_batch per step: a prompt of all but `tail` tokens,
+    // then one token at a time.
+    auto run = [&](const std::vector<std::pair<std::vector<int32_t>, const LinearDelta*>>& seqs, int64_t tail,
+                   bool invariant, Routing* routing) {
+        ForwardScratch s;
+        s.batch_invariant = invariant;
+        if (routing != nullptr) record_routing(s, routing);
+        std::vector<std::unique_ptr<KvMemory>> mem;
+        std::vector<std::vector<float>> out;
+        for (const auto& q : seqs) {
+            mem.push_back(m->new_memory(64));
+            out.emplace_back(q.first.size() * static_cast<size_t>(V));
+        }
+        for (int64_t step = 0; step <= tail; ++step) {
+            std::vector<SeqBatch> b;
+            for (size_t i = 0; i < seqs.size(); ++i) {
+                const int64_t prompt = static_cast<int64_t>(seqs[i].first.size()) - tail;
+                SeqBatch sb;
+                sb.cache = mem[i].get();
+                sb.pos0 = step == 0 ? 0 : prompt + step - 1;
+                sb.n = step == 0 ? prompt : 1;
+                sb.tokens = seqs[i].first.data() + sb.pos0;
+                sb.logits = out[i].data() + sb.pos0 * V;
+                sb.n_out = sb.n;
+                sb.delta = seqs[i].second;
+                b.push_back(sb);
+            }
+            m->forward_batch(b.data(), static_cast<int64_t>(b.size()), pool, s);
+        }
+        return out;
+    };
+    for (bool invariant : {false, true}) {
+        SCOPED_TRACE(invariant ? "batch-invariant" : "default");
+        Routing routing;
+        const auto full = run({{ref.tokens, &delta}}, 0, invariant, &routing);
+        const double e = logits_err(full[0].data(), ref.logits);
+        EXPECT_LT(e, kLogitTol);
+        report(std::string("deepseek_v3 + expert LoRA (deltas") + (invariant ? ", invariant)" : ")"), e);
+        EXPECT_EQ(expect_routing(routing, ref.routing, w_tol, "LoRA"), static_cast<int64_t>(ref.routing.size()) * T);
+        const auto decode = run({{ref.tokens, &delta}}, 5, invariant, nullptr);
+        EXPECT_LT(logits_err(decode[0].data(), ref.logits), kLogitTol) << "cached decode";
+    }
+    // Beside sequences without it (and it beside them), bit for bit in batch-invariant mode: the
+    // adapter's unfused expert products give a plain sequence the fused products' values.
+    std::vector<int32_t> other(ref.tokens.rbegin(), ref.tokens.rend());
+    other.resize(static_cast<size_t>(T) - 3);
+    for (int64_t tail : {0, 4}) {
+        SCOPED_TRACE("decode tail " + std::to_string(tail));
+        const auto alone = run({{ref.tokens, &delta}}, tail, true, nullptr);
+        const auto plain_alone = run({{ref.tokens, nullptr}}, tail, true, nullptr);
+        const auto mixed = run({{other, nullptr}, {ref.tokens, &delta}, {ref.tokens, nullptr}}, tail, true, nullptr);
+        EXPECT_EQ(std::memcmp(alone[0].data(), mixed[1].data(), alone[0].size() * sizeof(float)), 0);
+        EXPECT_EQ(std::memcmp(plain_alone[0].data(), mixed[2].data(), plain_alone[0].size() * sizeof(float)), 0);
+        EXPECT_LT(logits_err(plain_alone[0].data(), plain.logits), kLogitTol);
+    }
+    if (!fs::exists(test::cli_path())) GTEST_SKIP() << "no CLI at " << test::cli_path() << " (set LLMFORGE_BIN)";
+    std::string ids;
+    for (int32_t t : ref.tokens) ids += (ids.empty() ? "" : " ") + std::to_string(t);
+    const std::string tmp = test::temp_dir();
+    auto cli_logits = [&](const std::string& args) {
+        std::string out;
+        const int rc = test::run_command("'" + test::cli_path() + "' logits " + args + " --ids '" + ids + "' -o '" + tmp +
+                                             "/l.f32' 2>&1", &out);
+        EXPECT_EQ(rc, 0) << out;
+        const std::string bytes = rc == 0 ? test::read_file(tmp + "/l.f32") : std::string();
+        std::vector<float> v(bytes.size() / sizeof(float));
+        if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+        return v;
+    };
+    auto cli = cli_logits("-m '" + base + "' --adapter '" + lora + "'");
+    ASSERT_EQ(static_cast<int64_t>(cli.size()), T * V);
+    EXPECT_LT(logits_err(cli.data(), ref.logits), kLogitTol) << "logits --adapter";
+    std::string out;
+    ASSERT_EQ(test::run_command("'" + test::cli_path() + "' merge-adapter -m '" + base + "' --adapter '" + lora + "' -o '" +
+                                    tmp + "/merged.gguf' 2>&1", &out), 0) << out;
+    auto merged = cli_logits("-m '" + tmp + "/merged.gguf'");
+    ASSERT_EQ(static_cast<int64_t>(merged.size()), T * V);
+    const double em = logits_err(merged.data(), ref.logits);
+    EXPECT_LT(em, kLogitTol) << "merge-adapter";
+    report("deepseek_v3 + expert LoRA merged (f32 GGUF)", em);
+}
 
 // The configs are read as DeepSeek's keys say (a wrong reading would still fail the logits, but
 // this names the key).

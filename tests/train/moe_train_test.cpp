@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -236,19 +237,23 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
     return md / mr;
 }
 
-// train --peft lora on the MLA projections (V3: q_a/q_b, V2-Lite: q; kv_a, kv_b, o) over a frozen
-// DeepSeek base: the loss goes down, the adapter names DeepSeek's HF modules, and its effect
-// through the trainer's seam equals the base with the adapter merged into its weights (the engine
-// forward of the merged model) and, for the projections the engine applies deltas to, the
-// engine with the adapter as per-sequence deltas.
-TEST(MoeTrain, LoraOnMlaProjections) {
-    const std::string d = test::temp_dir();
+// train --peft lora over a frozen DeepSeek base (V3 and V2-Lite shapes) on `targets(v3)`: the
+// loss goes down, the adapter names DeepSeek's HF modules (one pair per routed expert, as PEFT
+// writes them), its effect through the trainer's seams equals the base with the adapter merged
+// into its weights (the engine forward of the merged model), its gradients equal central
+// differences, and the engine with the adapter as per-sequence deltas equals the merged model
+// (kv_b left out: the engine folds it into the query and output per head, where no delta
+// applies). Returns each case's adapter folder.
+// fd_dropout > 0: the gradient check runs with that LoRA dropout (its masks are fixed by the seed).
+std::vector<std::string> check_lora(const std::string& d, const std::function<std::string(bool)>& targets,
+                                    const char* label, double fd_dropout = 0) {
     write_tokens(d + "/train.u16");
     std::string v2 = v3_config(1);
     for (auto [from, to] : {std::pair<std::string, std::string>{"\"q_lora_rank\":48", "\"q_lora_rank\":null"},
                             {"\"scoring_func\":\"sigmoid\"", "\"scoring_func\":\"softmax\""},
                             {"\"topk_method\":\"noaux_tc\"", "\"topk_method\":\"greedy\""}})
         v2.replace(v2.find(from), from.size(), to);
+    std::vector<std::string> out;
     int k = 0;
     for (const std::string& json : {v3_config(4), v2}) {
         const bool v3 = k == 0;
@@ -274,8 +279,9 @@ TEST(MoeTrain, LoraOnMlaProjections) {
         a.warmup_steps = 0;
         a.steps = 30;
         a.grad_accum = 1;
-        a.lora_targets = std::string(v3 ? "q_a_proj,q_b_proj" : "q_proj") + ",kv_a_proj_with_mqa,kv_b_proj,o_proj";
+        a.lora_targets = targets(v3);
         run_training(a);
+        out.push_back(dir + "/adapter");
         // The adapter lowers the validation loss of the base (fixed batches of the same data).
         TrainArgs ev;
         ev.eval_only = true;
@@ -289,32 +295,28 @@ TEST(MoeTrain, LoraOnMlaProjections) {
         ev.peft = "lora";
         ev.init_adapter = dir + "/adapter";
         const double after = run_training(ev).eval_loss;
-        std::printf("LoRA on MLA: validation loss %.4f -> %.4f\n", before, after);
+        std::printf("LoRA on %s: validation loss %.4f -> %.4f\n", label, before, after);
         EXPECT_LT(after, before - 0.003);
         auto base = TrainModel::from_files(open_model_files(dir + "/base"), [](const std::string&) { return false; });
         const Adapter ad = read_adapter(dir + "/adapter", base->arch(), base->config());
-        ASSERT_EQ(ad.lora.size(), static_cast<size_t>((v3 ? 5 : 4) * 3));  // per layer
-        std::set<std::string> modules;
+        const auto sites = lora_sites(base->arch(), base->config(), split_targets(a.lora_targets), "test");
+        if (ad.lora.size() != sites.size()) {
+            ADD_FAILURE() << "the adapter has " << ad.lora.size() << " pairs, the targets select " << sites.size();
+            return out;
+        }
         double b_norm = 0;
-        for (const LoraPair& p : ad.lora) {
-            modules.insert(p.site.short_name);
-            for (float v : p.b) b_norm += std::abs(v);
+        for (size_t i = 0; i < sites.size(); ++i) {
+            EXPECT_EQ(ad.lora[i].site.module, sites[i].module);
+            for (float v : ad.lora[i].b) b_norm += std::abs(v);
         }
         EXPECT_GT(b_norm, 0.0) << "lora_B never moved";
-        EXPECT_EQ(modules.count("kv_b_proj"), 1u);
-        EXPECT_EQ(modules.count(v3 ? "q_b_proj" : "q_proj"), 1u);
-        // all-linear: every 2-D projection PEFT can target; not the router (DeepSeek's MoEGate is
-        // no nn.Linear), not the 3-D expert stacks.
-        for (const LoraSite& site : lora_sites(base->arch(), base->config(), {"all-linear"}, "test")) {
-            EXPECT_NE(site.module.substr(site.module.size() - 9), ".mlp.gate") << site.module;
-            EXPECT_EQ(site.module.find(".mlp.experts."), std::string::npos) << site.module;
-        }
-        // Merged: base weights + scale·B·A.
+        // Merged: base weights + scale·B·A (a routed expert's pair into its matrix of the stack).
         auto merged = TrainModel::from_files(open_model_files(dir + "/base"));
         for (const LoraPair& p : ad.lora) {
             Param* w = merged->param(p.site.w);
-            ASSERT_NE(w, nullptr);
-            merge_lora(p, ad.cfg.lora_scale(), merged->config().rope_interleaved, merged->config().head_dim, w->value.data());
+            const int64_t at = p.site.expert >= 0 ? p.site.expert * p.site.out * p.site.in : 0;
+            merge_lora(p, ad.cfg.lora_scale(), merged->config().rope_interleaved, merged->config().head_dim,
+                       w->value.data() + at);
         }
         ThreadPool pool(2);
         std::vector<int32_t> ids;
@@ -324,7 +326,11 @@ TEST(MoeTrain, LoraOnMlaProjections) {
         const auto seam = logits_of(*base, ids, pool);
         const auto want = engine_logits(merged->inference(), ids, nullptr, pool);
         EXPECT_LT(max_rel(seam, want), 1e-5) << "trainer seam vs merged weights";
-        // The adapter's gradients through the MLA block (frozen base) against central differences.
+        // The adapter's gradients through the block (frozen base) against central differences.
+        if (fd_dropout > 0) {
+            peft->set_lora_dropout(fd_dropout);
+            peft->set_training(true, 1234);
+        }
         {
             std::vector<float> r(seam.size());
             for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<float>((i * 7919) % 13) / 6.0f - 1.0f;
@@ -352,9 +358,10 @@ TEST(MoeTrain, LoraOnMlaProjections) {
                 *moved |= base->moe_stats.load != load0;
                 return l;
             };
-            int checked = 0, skipped = 0;
+            int checked = 0, skipped = 0, idle = 0;
             for (Param* p : peft->params()) {
-                double md = 0, mr = 0;
+                double md = 0, mr = 0, g = 0;
+                int probed = 0;
                 for (int64_t i : {int64_t{0}, p->numel() / 2, p->numel() - 1}) {
                     const float orig = p->value[i], h = 1e-2f;
                     bool moved = false;
@@ -363,6 +370,7 @@ TEST(MoeTrain, LoraOnMlaProjections) {
                     p->value[i] = orig - h;
                     const double lm = fd_loss(&moved);
                     p->value[i] = orig;
+                    g = std::max(g, static_cast<double>(std::abs(p->grad[i])));
                     if (moved) {
                         ++skipped;
                         continue;
@@ -370,30 +378,78 @@ TEST(MoeTrain, LoraOnMlaProjections) {
                     const double fd = (lp - lm) / (2.0 * h);
                     md = std::max(md, std::abs(fd - p->grad[i]));
                     mr = std::max(mr, std::abs(fd));
+                    ++probed;
                 }
-                if (mr < 1e-3) continue;
+                if (probed == 0) continue;
+                if (mr < 1e-3) {  // an expert no token chose: no gradient either way
+                    EXPECT_LT(g, 1e-3) << p->name;
+                    ++idle;
+                    continue;
+                }
                 EXPECT_LT(md, 2e-2 * mr + 2e-3) << p->name;
                 ++checked;
             }
+            std::printf("LoRA on %s: %d adapter matrices checked, %d idle, %d probes skipped\n", label, checked, idle,
+                        skipped);
             EXPECT_GT(checked, static_cast<int>(peft->params().size()) / 2);
             EXPECT_LT(skipped, static_cast<int>(peft->params().size()));
         }
-        // The engine with the adapter as deltas, kv_b left out (the engine folds kv_b into the
-        // query and output per head, where no delta is applied): against a merge without kv_b.
+        peft->set_training(false, 0);
         Adapter no_kvb = ad;
         no_kvb.lora.clear();
         for (const LoraPair& p : ad.lora)
             if (p.site.short_name != "kv_b_proj") no_kvb.lora.push_back(p);
         auto merged2 = TrainModel::from_files(open_model_files(dir + "/base"));
-        for (const LoraPair& p : no_kvb.lora)
-            merge_lora(p, ad.cfg.lora_scale(), true, merged2->config().head_dim, merged2->param(p.site.w)->value.data());
+        for (const LoraPair& p : no_kvb.lora) {
+            const int64_t at = p.site.expert >= 0 ? p.site.expert * p.site.out * p.site.in : 0;
+            merge_lora(p, ad.cfg.lora_scale(), true, merged2->config().head_dim,
+                       merged2->param(p.site.w)->value.data() + at);
+        }
         LowRankDelta delta;
         add_lora(delta, no_kvb, 1.0, base->config());
         EXPECT_LT(max_rel(engine_logits(base->inference(), ids, &delta, pool), engine_logits(merged2->inference(), ids, nullptr, pool)),
                   1e-5) << "engine deltas vs merged weights";
     }
+    return out;
 }
 
+// LoRA on the MLA projections (V3: q_a/q_b, V2-Lite: q; kv_a, kv_b, o). all-linear selects every
+// projection PEFT can target: not the router (DeepSeek's MoEGate is no nn.Linear), each routed
+// expert's matrices one module each.
+TEST(MoeTrain, LoraOnMlaProjections) {
+    const std::string d = test::temp_dir();
+    const auto dirs = check_lora(d, [](bool v3) {
+        return std::string(v3 ? "q_a_proj,q_b_proj" : "q_proj") + ",kv_a_proj_with_mqa,kv_b_proj,o_proj";
+    }, "MLA");
+    auto base = TrainModel::from_files(open_model_files(d + "/run0/base"), [](const std::string&) { return false; });
+    EXPECT_EQ(read_adapter(dirs[0], base->arch(), base->config()).lora.size(), 5u * 3u);
+}
+
+// LoRA on the routed experts, the shared experts and the first (dense) block's MLP: PEFT's
+// gate_proj / up_proj / down_proj select all three, each routed expert a module of its own
+// ("model.layers.1.mlp.experts.5.gate_proj"); the gradient check with LoRA dropout on.
+TEST(MoeTrain, LoraOnExperts) {
+    const std::string d = test::temp_dir();
+    const auto dirs = check_lora(d, [](bool) { return std::string("gate_proj,up_proj,down_proj"); }, "experts", 0.2);
+    auto base = TrainModel::from_files(open_model_files(d + "/run0/base"), [](const std::string&) { return false; });
+    const Adapter ad = read_adapter(dirs[0], base->arch(), base->config());
+    // 3 layers: a dense MLP, then 2 MoE layers of 8 routed + 1 shared expert; 3 modules each.
+    EXPECT_EQ(ad.lora.size(), 3u * (1 + 2 * 9));
+    int routed = 0;
+    for (const LoraPair& p : ad.lora) {
+        if (p.site.expert < 0) continue;
+        ++routed;
+        EXPECT_EQ(p.site.module, "model.layers." + std::to_string(p.site.w.layer) + ".mlp.experts." +
+                                     std::to_string(p.site.expert) + "." + p.site.short_name);
+    }
+    EXPECT_EQ(routed, 2 * 8 * 3);
+    int all = 0;
+    for (const LoraSite& site : lora_sites(base->arch(), base->config(), {"all-linear"}, "test")) {
+        EXPECT_NE(site.module.substr(site.module.size() - 9), ".mlp.gate") << site.module;
+        all += site.expert >= 0;
+    }
+    EXPECT_EQ(all, 2 * 8 * 3);
+}
 
 // --qat reads the (E, rows, cols) expert stacks quantised like every matrix (the router stays f32,
 // as `quantize` keeps it): the QAT forward equals the plain forward of the model whose weights are

@@ -107,6 +107,13 @@ public:
     virtual bool covers(Weight w) const = 0;
     // y (rows, out) += delta_w(x (rows, in)).
     virtual void apply(Weight w, const float* x, int64_t rows, int64_t in, float* y, int64_t out) const = 0;
+    // Routed experts (DeepSeekMoE): w is an (E, out, in) stack and each expert's matrix has its
+    // own delta. covers_experts: some expert of w has one; the engine then runs the stack's
+    // products unfused and adds each gathered row's delta for its expert.
+    virtual bool covers_experts(Weight) const { return false; }
+    virtual bool covers_expert(Weight, int64_t /*expert*/) const { return false; }
+    virtual void apply_expert(Weight, int64_t /*expert*/, const float* /*x*/, int64_t /*rows*/, int64_t /*in*/,
+                              float* /*y*/, int64_t /*out*/) const {}
 };
 
 struct AttentionSpec {

@@ -12,6 +12,9 @@
 #                 the absorbed W_UK^T / W_UV in q8_0 too; 3-D q8_0 expert tensors)
 #   mix_types.json  llama-quantize's type for every tensor of the 27-layer mix.json shape (f32 from
 #                 init-model) in 11 file types, for tests/cli/deepseek_quantize_cli_test.cpp
+#   v3-lora/      a random PEFT LoRA adapter over v3.gguf (make_lora.py: o_proj, the dense MLP, the shared
+#                 expert and every routed expert); v3-lora.logits.f32: llama.cpp with the GGUF LoRA that
+#                 `llmforge convert --adapter` makes of it (LLAMACPP_LOGITS_LORA)
 #   *.ids         the token ids (48, random, seeded); *.logits.f32  (48, vocab) float32 little-endian
 # Usage: make_fixtures.sh LLMFORGE_BIN [LLAMA_CPP_BIN_DIR]   (also builds /tmp/llamacpp_logits)
 set -euo pipefail
@@ -37,6 +40,11 @@ ids 3 320 > v3-q8_0.ids
 for m in v3 lite v3-q8_0; do
   "$ll" "$m.gguf" "$(cat "$m.ids")" "$m.logits.f32" 1
 done
+# A PEFT LoRA adapter over v3.gguf (o_proj, MLPs, every routed expert), run by llama.cpp as the GGUF
+# LoRA llmforge's `convert --adapter` writes.
+rm -rf v3-lora && python3 make_lora.py v3.json v3-lora 4 8 0.05 17
+"$lf" convert --adapter v3-lora -m v3.gguf -o "$tmp/v3-lora.gguf"
+LLAMACPP_LOGITS_LORA="$tmp/v3-lora.gguf" "$ll" v3.gguf "$(cat v3.ids)" v3-lora.logits.f32 1
 "$lf" init-model --hf-config mix.json --seed 1 -o "$tmp/mix-f32.gguf"
 # tensor name -> type of a GGUF file (stdlib only)
 types() { python3 - "$1" <<'PY'

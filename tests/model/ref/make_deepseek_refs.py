@@ -120,8 +120,18 @@ def rms_norm(x, weight, eps):
     return weight * (x * torch.rsqrt(var + eps))
 
 
+# PEFT LoRA modules, keyed by the id of the base weight they wrap: (A, B, scale). PEFT's
+# lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling (no dropout
+# at inference); the base weight is not changed (unmerged), as PeftModel runs an adapter.
+LORA = {}
+
+
 def linear(x, w):
-    return x @ w.t()
+    y = x @ w.t()
+    if id(w) in LORA:
+        a, b, s = LORA[id(w)]
+        y = y + ((x @ a.t()) @ b.t()) * s
+    return y
 
 
 def silu_mlp(x, lw, prefix):
@@ -662,6 +672,17 @@ def fmt(x):
     return float("%.10g" % x)
 
 
+def write_expected(out, name, tokens, logits, routing):
+    """expected.json of a case folder; returns the folder's size (kept under 1 MiB)."""
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump({"tokens": tokens, "logits": [[fmt(v) for v in row] for row in logits.tolist()],
+                   "routing": routing}, f, separators=(",", ":"))
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(out, fn)) for fn in os.listdir(out))
+    assert size < 1 << 20, (name, size)
+    return size
+
+
 def check_margins(name, cfg, layer, info, tie_pairs):
     """Every routing decision is either an exact (intended) tie or clear by MARGIN, so the
     float32 engine must make the same choice.  Without ties only the gap at the boundary (k-th
@@ -787,12 +808,7 @@ def build(name, cfg, seed, n_tokens, bias_std, tie_pairs):
                     assert not (b in ex and a not in ex), (name, ex)
     assert logits.std(0).mean().item() > 0.1, name
 
-    with open(os.path.join(out, "expected.json"), "w") as f:
-        json.dump({"tokens": tokens, "logits": [[fmt(v) for v in row] for row in logits.tolist()],
-                   "routing": routing}, f, separators=(",", ":"))
-        f.write("\n")
-    size = sum(os.path.getsize(os.path.join(out, fn)) for fn in os.listdir(out))
-    assert size < 1 << 20, (name, size)
+    size = write_expected(out, name, tokens, logits, routing)
     print("%-19s T=%2d V=%d  logits std %.3f  absorbed-vs-naive %.2g  bias changed %d  groups changed %d  ties %d  folder %d bytes"
           % (name, len(tokens), cfg["vocab_size"], logits.std(0).mean().item(), d, n_bias_changed, n_group_changed,
              n_ties, size))
@@ -816,10 +832,80 @@ def moe_input(cfg, W, tokens, upto):
             h = h + silu_mlp(x, lw, "mlp.")
 
 
+# A PEFT LoRA adapter over the deepseek_v3 case: every module PEFT's target names select, each
+# routed expert's gate/up/down its own module ("model.layers.1.mlp.experts.5.gate_proj"), as
+# PeftModel wraps DeepseekV3's nn.Linear experts. kv_b_proj is left out: the engine folds kv_b into
+# the query/output side and takes a kv_b adapter only merged (merge-adapter), which the trainer
+# tests check against merged weights.
+LORA_TARGETS = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def build_lora(base, name, seed, r, alpha, b_std):
+    src = os.path.join(HERE, base)
+    out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(src, "expected.json")) as f:
+        base_exp = json.load(f)
+    W = {k: v.to(DT) for k, v in read_safetensors(os.path.join(src, "model.safetensors")).items()}
+    tokens = base_exp["tokens"]
+    gen = torch.Generator().manual_seed(seed)
+    A32 = {}
+    for key in sorted(W):
+        parts = key.split(".")
+        if not key.endswith(".weight") or len(parts) < 3 or parts[-2] not in LORA_TARGETS:
+            continue
+        out_f, in_f = W[key].shape
+        module = key[:-len(".weight")]
+        bound = 1.0 / math.sqrt(in_f)  # PEFT's kaiming_uniform_(a=sqrt(5)) bound for lora_A
+        a = (torch.rand(r, in_f, generator=gen, dtype=torch.float32) * 2 - 1) * bound
+        b = torch.randn(out_f, r, generator=gen, dtype=torch.float32) * b_std  # trained: B != 0
+        A32["base_model.model." + module + ".lora_A.weight"] = a
+        A32["base_model.model." + module + ".lora_B.weight"] = b
+    n_expert_modules = sum(".mlp.experts." in k for k in A32) // 2
+    assert n_expert_modules == 2 * cfg["n_routed_experts"] * 3, n_expert_modules
+    st = os.path.join(out, "adapter_model.safetensors")
+    write_safetensors(st, A32)
+    A = {k: v.to(DT) for k, v in read_safetensors(st).items()}
+    acfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "../" + base, "r": r,
+            "lora_alpha": alpha, "lora_dropout": 0.0, "target_modules": LORA_TARGETS, "use_rslora": False,
+            "bias": "none", "fan_in_fan_out": False, "use_dora": False, "init_lora_weights": True,
+            "modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {}, "inference_mode": True}
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        json.dump(acfg, f, indent=2)
+        f.write("\n")
+    LORA.clear()
+    scale = alpha / r
+    for k in A:
+        if k.endswith(".lora_A.weight"):
+            module = k[len("base_model.model."):-len(".lora_A.weight")]
+            LORA[id(W[module + ".weight"])] = (A[k], A[k.replace("lora_A", "lora_B")], scale)
+    log = []
+    logits = forward(cfg, W, tokens, "hf", log)
+    routing = []
+    changed = 0
+    for (layer, idx, wt, info) in log:
+        check_margins(name, cfg, layer, info, ())
+        order = torch.argsort(idx, dim=-1)
+        routing.append({"layer": layer, "experts": idx.gather(1, order).tolist(),
+                        "weights": [[fmt(v) for v in row] for row in wt.gather(1, order).tolist()]})
+        base_r = next(x for x in base_exp["routing"] if x["layer"] == layer)
+        changed += sum(a != b for a, b in zip(routing[-1]["experts"], base_r["experts"]))
+    LORA.clear()
+    base_logits = torch.tensor(base_exp["logits"], dtype=DT)
+    rel = ((logits - base_logits).abs().max() / base_logits.abs().max()).item()
+    assert rel > 0.05, (name, "the adapter hardly changes the logits", rel)
+    size = write_expected(out, name, tokens, logits, routing)
+    print("%-19s %d LoRA modules (%d routed-expert), r %d, alpha %g: logits moved %.3f of max, %d token routings "
+          "changed, folder %d bytes" % (name, len(A32) // 2, n_expert_modules, r, alpha, rel, changed, size))
+
+
 def main():
     torch.set_grad_enabled(False)
     for c in CASES:
         build(*c)
+    build_lora("deepseek_v3", "deepseek_v3_lora", 9009, 4, 8, 0.05)
     return 0
 
 
