@@ -39,6 +39,26 @@ void LowRankDelta::apply_expert(Weight w, int64_t expert, const float* x, int64_
     apply_terms(deltas_.at({w.layer, w.slot, expert}), x, rows, in, y, out);
 }
 
+// ΔW = Σ B·A over the terms, bt = scale·Bᵀ (r, out): x · ΔW[o0 : o0 + n, :] = Σ_k (x · bt[k, o0 :]) · A[k, :].
+void LowRankDelta::apply_rows_t(Weight w, int64_t o0, int64_t n, const float* x, float* y) const {
+    const kernels::KernelTable& kt = kernels::kernels();
+    const auto dot = kt.vec_dot[static_cast<int>(DType::F32)];
+    for (const Term& tm : deltas_.at({w.layer, w.slot, -1})) {
+        LF_ASSERT(o0 >= 0 && o0 + n <= tm.out);
+        for (int64_t k = 0; k < tm.rank; ++k) kt.axpy(tm.in, dot(n, tm.bt.data() + k * tm.out + o0, x), tm.a.data() + k * tm.in, y);
+    }
+}
+
+// ΔW[o0 : o0 + n, :] · x = Σ_k (A[k, :] · x) · bt[k, o0 : o0 + n].
+void LowRankDelta::apply_rows(Weight w, int64_t o0, int64_t n, const float* x, float* y) const {
+    const kernels::KernelTable& kt = kernels::kernels();
+    const auto dot = kt.vec_dot[static_cast<int>(DType::F32)];
+    for (const Term& tm : deltas_.at({w.layer, w.slot, -1})) {
+        LF_ASSERT(o0 >= 0 && o0 + n <= tm.out);
+        for (int64_t k = 0; k < tm.rank; ++k) kt.axpy(n, dot(tm.in, tm.a.data() + k * tm.in, x), tm.bt.data() + k * tm.out + o0, y);
+    }
+}
+
 void LowRankDelta::apply_terms(const std::vector<Term>& terms, const float* x, int64_t rows, int64_t in, float* y,
                                int64_t out) {
     thread_local std::vector<float> t, d;

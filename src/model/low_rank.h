@@ -41,6 +41,8 @@ public:
     }
     void apply_expert(Weight w, int64_t expert, const float* x, int64_t rows, int64_t in, float* y,
                       int64_t out) const override;
+    void apply_rows_t(Weight w, int64_t o0, int64_t n, const float* x, float* y) const override;
+    void apply_rows(Weight w, int64_t o0, int64_t n, const float* x, float* y) const override;
     bool empty() const { return deltas_.empty(); }
 
 private:

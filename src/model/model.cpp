@@ -794,12 +794,14 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
     const int64_t H = m.n_head, nope = m.nope, R = m.rope, r = m.kv_rank, Dv = m.v_dim;
     const int64_t Dq = nope + R, Dl = r + R, N = q.rows;
     LF_ASSERT(q.cols == H * Dq && kva.cols == Dl);
-    if (any_delta(m.kv_b)) {
-        fail("a LoRA adapter on kv_b_proj (%s) cannot be applied at run time: MLA folds kv_b into the query and "
-             "output side (hint: merge it into the model with `llmforge merge-adapter`, or train without kv_b_proj in "
-             "target_modules)",
-             m_.weight_name(m.kv_b).c_str());
-    }
+    // A LoRA on kv_b (ΔW = s·B·A) stays low-rank after folding: per head, the query's latent part
+    // gains q_nope_h · ΔW_K_h and the output gains ΔW_V_h · o_lat_h (LinearDelta::apply_rows_t /
+    // apply_rows), row by row for the rows whose sequence has it.
+    const bool kvb_delta = any_delta(m.kv_b);
+    auto kvb_of = [&](int64_t row) -> const LinearDelta* {
+        const LinearDelta* d = seqs_[s_.row_seq[row]].delta;
+        return d != nullptr && d->covers(m.kv_b) ? d : nullptr;
+    };
     const Model::MlaAbsorbed& ab = m_.mla(l);
     const float* gain = w(m.kv_norm).ptr<float>();
     const bool interleaved = m_.cfg_.rope_interleaved;
@@ -859,6 +861,15 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
         for (int64_t h = 0; h < H; ++h)
             std::copy(q.data + i * q.cols + h * Dq + nope, q.data + i * q.cols + (h + 1) * Dq,
                       qa.data + i * H * Dl + h * Dl + r);
+    if (kvb_delta) {
+        pool_.run_range(N, 1, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                if (const LinearDelta* d = kvb_of(i))
+                    for (int64_t h = 0; h < H; ++h)
+                        d->apply_rows_t(m.kv_b, h * (nope + Dv), nope, q.data + i * q.cols + h * Dq,
+                                        qa.data + i * H * Dl + h * Dl);
+        });
+    }
     Act ol = take(N, H * Dl);  // per head: sum_t p_t [c_t, k_pe_t]
     // Work items: (block, head) for prompt blocks, (row, head chunk) for single rows.
     const int64_t chunks = std::min<int64_t>(H, std::max(1, pool_.size()));
@@ -924,6 +935,15 @@ Act EagerOps::mla_attention(int64_t l, Act q, Act kva, const MlaSpec& m) {
     // out_h = o_lat_h · W_UV_h^T.
     Act out = take(N, H * Dv);
     per_head(ol.data, H * Dl, ab.uv, out.data, H * Dv, Dl, Dv);
+    if (kvb_delta) {
+        pool_.run_range(N, 1, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                if (const LinearDelta* d = kvb_of(i))
+                    for (int64_t h = 0; h < H; ++h)
+                        d->apply_rows(m.kv_b, h * (nope + Dv) + nope, Dv, ol.data + i * H * Dl + h * Dl,
+                                      out.data + i * H * Dv + h * Dv);
+        });
+    }
     return out;
 }
 

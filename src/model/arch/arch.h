@@ -114,6 +114,12 @@ public:
     virtual bool covers_expert(Weight, int64_t /*expert*/) const { return false; }
     virtual void apply_expert(Weight, int64_t /*expert*/, const float* /*x*/, int64_t /*rows*/, int64_t /*in*/,
                               float* /*y*/, int64_t /*out*/) const {}
+    // Row blocks of w's delta ΔW (out, in), for a backend that folds w into other products (MLA's
+    // kv_b, absorbed into the query and output side): one vector each,
+    //   apply_rows_t: y (in) += x (n) · ΔW[o0 : o0 + n, :]    apply_rows: y (n) += ΔW[o0 : o0 + n, :] · x (in)
+    // A backend that calls these for some weight must not call apply() for it (and vice versa).
+    virtual void apply_rows_t(Weight, int64_t /*o0*/, int64_t /*n*/, const float* /*x*/, float* /*y*/) const {}
+    virtual void apply_rows(Weight, int64_t /*o0*/, int64_t /*n*/, const float* /*x*/, float* /*y*/) const {}
 };
 
 struct AttentionSpec {

@@ -834,10 +834,10 @@ def moe_input(cfg, W, tokens, upto):
 
 # A PEFT LoRA adapter over the deepseek_v3 case: every module PEFT's target names select, each
 # routed expert's gate/up/down its own module ("model.layers.1.mlp.experts.5.gate_proj"), as
-# PeftModel wraps DeepseekV3's nn.Linear experts. kv_b_proj is left out: the engine folds kv_b into
-# the query/output side and takes a kv_b adapter only merged (merge-adapter), which the trainer
-# tests check against merged weights.
-LORA_TARGETS = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# PeftModel wraps DeepseekV3's nn.Linear experts; kv_b_proj too (the engine folds its low-rank delta
+# into the absorbed query / output side).
+LORA_TARGETS = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj",
+                "down_proj"]
 
 
 def build_lora(base, name, seed, r, alpha, b_std):
