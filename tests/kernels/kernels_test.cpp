@@ -710,7 +710,7 @@ TEST(Rope, ReferenceConventions) {
 TEST(Simd, AttentionMatchesReference) {
     struct Shape {
         int64_t H, H_kv, D;
-    } shapes[] = {{4, 4, 64}, {8, 2, 64}, {6, 3, 20}, {12, 1, 128}, {32, 8, 128}, {2, 1, 7}};
+    } shapes[] = {{4, 4, 64}, {8, 2, 64}, {6, 3, 20}, {12, 1, 128}, {32, 8, 128}, {2, 1, 7}, {3, 1, 72}, {8, 1, 576}};
     for (const KernelTable* t : simd_tables()) {
         SCOPED_TRACE(isa_name(t->isa));
         for (const Shape& sh : shapes) {

@@ -28,6 +28,7 @@ namespace {
 constexpr int kX8Rows = 8;
 constexpr int kX8Cols = 4;             // activation rows per register tile
 constexpr int64_t kX8SegBlocks = 256;  // blocks whose activation scales / sums are prepared at once
+constexpr size_t kX8Prefetch = 3072;   // bytes ahead of a group's weights, touched before it
 
 inline __m256i bcast4(const int8_t* p) {
     int32_t v;
@@ -46,8 +47,12 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* gb = g + static_cast<size_t>(b) * gb_bytes;
         const uint8_t* q = gb + 2 * kX8Rows;
-        __m256i sum[RC];
-        for (int c = 0; c < RC; ++c) sum[c] = _mm256_setzero_si256();
+        // One activation row (decode): two int32 chains where the steps are vpdpbusd (VNNI); one
+        // chain of 8 dependent vpdpbusd per block was latency-bound. The integer sum is the same.
+        // With more rows the RC chains are independent already.
+        constexpr bool kTwo = RC == 1 && D::kVnni;
+        __m256i sum[RC], sum2[RC];
+        for (int c = 0; c < RC; ++c) sum[c] = sum2[c] = _mm256_setzero_si256();
         if constexpr (kQ4) {
             for (int s = 0; s < 4; ++s) {
                 const __m256i v = load256(q + 32 * s);
@@ -57,7 +62,8 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
                     const int8_t* a = xq[c][b].qs;
                     if constexpr (D::kVnni) {
                         sum[c] = D::dpbusd(sum[c], lo, bcast4(a + 4 * s));
-                        sum[c] = D::dpbusd(sum[c], hi, bcast4(a + 16 + 4 * s));
+                        __m256i& t = kTwo ? sum2[c] : sum[c];
+                        t = D::dpbusd(t, hi, bcast4(a + 16 + 4 * s));
                     } else {
                         sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(lo, bcast4(a + 4 * s)));
                         sum[c] = _mm256_add_epi16(sum[c], _mm256_maddubs_epi16(hi, bcast4(a + 16 + 4 * s)));
@@ -66,6 +72,7 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
             }
             for (int c = 0; c < RC; ++c) {
                 if constexpr (!D::kVnni) sum[c] = _mm256_madd_epi16(sum[c], ones16);
+                if constexpr (kTwo) sum[c] = _mm256_add_epi32(sum[c], sum2[c]);
                 sum[c] = _mm256_sub_epi32(sum[c], _mm256_set1_epi32(corr[c][b]));
             }
         } else {
@@ -73,9 +80,11 @@ inline void x8_tile(const uint8_t* g, size_t gb_bytes, int64_t nb, const BlockQ8
                 const __m256i w = load256(q + 32 * s);
                 const __m256i aw = _mm256_sign_epi8(w, w);  // |w| as unsigned, sign moved to a
                 for (int c = 0; c < RC; ++c) {
-                    sum[c] = D::dpbusd(sum[c], aw, _mm256_sign_epi8(bcast4(xq[c][b].qs + 4 * s), w));
+                    __m256i& t = kTwo && s % 2 == 1 ? sum2[c] : sum[c];
+                    t = D::dpbusd(t, aw, _mm256_sign_epi8(bcast4(xq[c][b].qs + 4 * s), w));
                 }
             }
+            if constexpr (kTwo) sum[0] = _mm256_add_epi32(sum[0], sum2[0]);
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb)));
         for (int c = 0; c < RC; ++c) {
@@ -119,6 +128,9 @@ void gemm_x8(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* 
             for (int64_t g = 0; g < ng; ++g) {
                 const uint8_t* gw = static_cast<const uint8_t*>(w) + static_cast<size_t>(g) * group_stride +
                                     static_cast<size_t>(s0) * gb_bytes;
+                // Weights streamed once (one column block): one touch a few KiB ahead per group
+                // (see kK512Prefetch in quant_k512_impl.h).
+                if (nc <= kX8Cols) _mm_prefetch(reinterpret_cast<const char*>(gw) + kX8Prefetch, _MM_HINT_T0);
                 __m256 acc[kX8Cols];
                 for (int c = 0; c < rc; ++c) {
                     float* o = out + static_cast<size_t>(c0 + c) * ldo + static_cast<size_t>(g) * kX8Rows;

@@ -50,6 +50,15 @@
 #define _mm512_cvtepi8_epi16 simde_mm512_cvtepi8_epi16
 #define _mm512_castsi512_si256 simde_mm512_castsi512_si256
 #define _mm512_extracti64x4_epi64 simde_mm512_extracti64x4_epi64
+#define _mm512_castps_si512 simde_mm512_castps_si512
+#define _mm512_castps512_ps256 simde_mm512_castps512_ps256
+#define _mm512_set_epi64 simde_mm512_set_epi64
+#define _mm512_broadcast_i32x4 simde_mm512_broadcast_i32x4
+#define _mm512_broadcast_i64x4 simde_mm512_broadcast_i64x4
+#define _mm512_shuffle_epi8 simde_mm512_shuffle_epi8
+#define _mm512_add_epi32 simde_mm512_add_epi32
+#define _mm512_sllv_epi16 simde_mm512_sllv_epi16
+#define _mm512_srlv_epi16 simde_mm512_srlv_epi16
 // Not in SIMDe 0.7.4: built from two 256-bit halves below.
 #define _mm512_cvtph_ps emu_mm512_cvtph_ps
 #define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32

@@ -122,45 +122,81 @@ void attention_group(const float* q, const float* k, const float* v, int64_t n_k
     for (int64_t t0 = 0; t0 < n_kv; t0 += kChunk) {
         const int tc = static_cast<int>(min64(kChunk, n_kv - t0));
         // Scores, four positions at a time per head: four independent FMA chains (one chain per
-        // position would be bound by FMA latency, not throughput, at head_dim 64).
-        for (int h = 0; h < G; ++h) {
+        // position would be bound by FMA latency, not throughput, at head_dim 64). Heads go in
+        // pairs where they can: each K row chunk loaded once for both (a multi-query group of 8
+        // heads, as DeepSeek's MLA over its latent rows, otherwise streams the chunk's K rows from
+        // L2 once per head). Per (head, position) the sums are the same, in the same order.
+        auto finish4 = [&](int h, const float* qh, const float* const kk[4], __m256 a0, __m256 a1, __m256 a2, __m256 a3,
+                           int t) {
+            // [a0 a1 a2 a3] -> 4 sums in one xmm.
+            const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+            const __m256 hs = _mm256_hadd_ps(h01, h23);
+            const __m128 r = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+            alignas(16) float sc[4];
+            _mm_store_ps(sc, r);
+            for (int j = 0; j < 4; ++j) {
+                float v4 = sc[j];
+                for (int64_t d = D8; d < D; ++d) v4 += qh[d] * kk[j][d];
+                s[h][t + j] = v4 * scale;
+            }
+        };
+        auto score1 = [&](int h, const float* qh, int t) {
+            const float* kt = k + (t0 + t) * kv_stride;
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D8; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kt + d), acc);
+            float sc = hsum(acc);
+            for (int64_t d = D8; d < D; ++d) sc += qh[d] * kt[d];
+            s[h][t] = sc * scale;
+        };
+        int h = 0;
+        for (; h + 2 <= G; h += 2) {
+            const float* qa = q + h * D;
+            const float* qb = qa + D;
+            int t = 0;
+            for (; t + 4 <= tc; t += 4) {
+                const float* k0 = k + (t0 + t) * kv_stride;
+                const float* const kk[4] = {k0, k0 + kv_stride, k0 + 2 * kv_stride, k0 + 3 * kv_stride};
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                for (int64_t d = 0; d < D8; d += 8) {
+                    const __m256 qva = _mm256_loadu_ps(qa + d), qvb = _mm256_loadu_ps(qb + d);
+                    __m256 kv = _mm256_loadu_ps(kk[0] + d);
+                    a0 = _mm256_fmadd_ps(qva, kv, a0);
+                    b0 = _mm256_fmadd_ps(qvb, kv, b0);
+                    kv = _mm256_loadu_ps(kk[1] + d);
+                    a1 = _mm256_fmadd_ps(qva, kv, a1);
+                    b1 = _mm256_fmadd_ps(qvb, kv, b1);
+                    kv = _mm256_loadu_ps(kk[2] + d);
+                    a2 = _mm256_fmadd_ps(qva, kv, a2);
+                    b2 = _mm256_fmadd_ps(qvb, kv, b2);
+                    kv = _mm256_loadu_ps(kk[3] + d);
+                    a3 = _mm256_fmadd_ps(qva, kv, a3);
+                    b3 = _mm256_fmadd_ps(qvb, kv, b3);
+                }
+                finish4(h, qa, kk, a0, a1, a2, a3, t);
+                finish4(h + 1, qb, kk, b0, b1, b2, b3, t);
+            }
+            for (; t < tc; ++t) {
+                score1(h, qa, t);
+                score1(h + 1, qb, t);
+            }
+        }
+        for (; h < G; ++h) {
             const float* qh = q + h * D;
             int t = 0;
             for (; t + 4 <= tc; t += 4) {
                 const float* k0 = k + (t0 + t) * kv_stride;
-                const float* k1 = k0 + kv_stride;
-                const float* k2 = k1 + kv_stride;
-                const float* k3 = k2 + kv_stride;
-                __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-                       a3 = _mm256_setzero_ps();
+                const float* const kk[4] = {k0, k0 + kv_stride, k0 + 2 * kv_stride, k0 + 3 * kv_stride};
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
                 for (int64_t d = 0; d < D8; d += 8) {
                     const __m256 qv = _mm256_loadu_ps(qh + d);
-                    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-                    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
-                    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
-                    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+                    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kk[0] + d), a0);
+                    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kk[1] + d), a1);
+                    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kk[2] + d), a2);
+                    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kk[3] + d), a3);
                 }
-                // [a0 a1 a2 a3] -> 4 sums in one xmm.
-                const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
-                const __m256 hs = _mm256_hadd_ps(h01, h23);
-                const __m128 r = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
-                alignas(16) float sc[4];
-                _mm_store_ps(sc, r);
-                const float* kk[4] = {k0, k1, k2, k3};
-                for (int j = 0; j < 4; ++j) {
-                    float v4 = sc[j];
-                    for (int64_t d = D8; d < D; ++d) v4 += qh[d] * kk[j][d];
-                    s[h][t + j] = v4 * scale;
-                }
+                finish4(h, qh, kk, a0, a1, a2, a3, t);
             }
-            for (; t < tc; ++t) {
-                const float* kt = k + (t0 + t) * kv_stride;
-                __m256 acc = _mm256_setzero_ps();
-                for (int64_t d = 0; d < D8; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kt + d), acc);
-                float sc = hsum(acc);
-                for (int64_t d = D8; d < D; ++d) sc += qh[d] * kt[d];
-                s[h][t] = sc * scale;
-            }
+            for (; t < tc; ++t) score1(h, qh, t);
         }
         // Online softmax update.
         for (int h = 0; h < G; ++h) {
@@ -175,10 +211,38 @@ void attention_group(const float* q, const float* k, const float* v, int64_t n_k
             l[h] += exp_shift_sum(s[h], tc, mnew);
         }
         // Weighted values: per head, up to 8 output vectors held in registers over the chunk's
-        // positions (independent chains; V rows stay in L1 across the group's heads).
+        // positions (independent chains; V rows stay in L1 across the group's heads). Where a
+        // head's output is done in 64-wide blocks, heads go in pairs, 32 values at a time: each
+        // V chunk loaded once for both, the same sums in the same order per output value.
+        const int64_t D64 = D8 / 64 * 64;
+        int hp = 0;
+        for (; hp + 2 <= G; hp += 2) {
+            float* oa = out + hp * D;
+            float* ob = oa + D;
+            for (int64_t d = 0; d < D64; d += 32) {
+                __m256 x[4], y[4];
+                for (int j = 0; j < 4; ++j) {
+                    x[j] = _mm256_loadu_ps(oa + d + 8 * j);
+                    y[j] = _mm256_loadu_ps(ob + d + 8 * j);
+                }
+                for (int t = 0; t < tc; ++t) {
+                    const float* vt = v + (t0 + t) * kv_stride + d;
+                    const __m256 pa = _mm256_broadcast_ss(&s[hp][t]), pb = _mm256_broadcast_ss(&s[hp + 1][t]);
+                    for (int j = 0; j < 4; ++j) {
+                        const __m256 vv = _mm256_loadu_ps(vt + 8 * j);
+                        x[j] = _mm256_fmadd_ps(pa, vv, x[j]);
+                        y[j] = _mm256_fmadd_ps(pb, vv, y[j]);
+                    }
+                }
+                for (int j = 0; j < 4; ++j) {
+                    _mm256_storeu_ps(oa + d + 8 * j, x[j]);
+                    _mm256_storeu_ps(ob + d + 8 * j, y[j]);
+                }
+            }
+        }
         for (int h = 0; h < G; ++h) {
             float* oh = out + h * D;
-            int64_t d = 0;
+            int64_t d = h < hp ? D64 : 0;  // paired heads: the 64-wide blocks are done
             for (; d + 64 <= D8; d += 64) {
                 __m256 o[8];
                 for (int j = 0; j < 8; ++j) o[j] = _mm256_loadu_ps(oh + d + 8 * j);
