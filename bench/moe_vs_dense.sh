@@ -32,17 +32,10 @@ STEPS=${STEPS:-1200}
 SVG=${SVG:-$ROOT/docs/moe-vs-dense.svg}
 TOK=$SRC/tok512.bin
 
-[ -f "$SRC/stories260K.bin" ] || { echo "LLMFORGE-ASSET-MISSING: $SRC/stories260K.bin" >&2; exit 2; }
-mkdir -p "$W"
-cd "$W"
-cp "$BIN" .llmforge-bin  # a rebuild of build/bin/llmforge mid-run must not break the run
-BIN=$W/.llmforge-bin
-
 # ---- 1. corpus ------------------------------------------------------------------------------
 source "$ROOT/bench/stories_corpus.sh"
-[ -f train.txt ] || { echo "moe_vs_dense: sampling $N_TRAIN training stories" >&2; stories 1000 "$N_TRAIN" train.txt; }
+stories_workdir "$W" moe_vs_dense "$N_TRAIN"
 [ -f test.txt ] || { echo "moe_vs_dense: sampling $N_TEST held-out stories" >&2; stories 900000 "$N_TEST" test.txt; }
-[ -f data/meta.json ] || "$BIN" prepare --tokenizer "$TOK" --input train.txt -o data --val-fraction 0.02 >&2
 
 # ---- 2./3. the two models -------------------------------------------------------------------
 cat > dense.json <<'EOF'

@@ -4,7 +4,8 @@
 # against a plain one-token step, decode tok/s of both and the speed-up; every speculative text is
 # checked to be byte-identical to the plain one (greedy).
 #
-# Usage: bench/speculative_bench.sh [MAIN DRAFT]
+# Usage: bench/speculative_bench.sh [MAIN DRAFT]   (DRAFT "mtp": the model's own MTP module,
+#   `--speculative mtp`, which drafts one token per round: KS=1)
 #   env: TOKENIZER=tok.bin (llama2.c models), PROMPT="Once upon a time", N=128 (tokens),
 #        KS="1 2 4 6 8" (--draft-n values), THREADS=2, ROUNDS=3 (median over rounds), LF=llmforge
 # Without arguments: the real TinyStories 260K model drafting for itself (every draft accepted:
@@ -45,7 +46,11 @@ bench_pair() {
     local same=yes acc="" tpf=""
     for r in $(seq 1 "$ROUNDS"); do
       "$LF" generate "${args[@]}" >"$tmp/plain.txt" 2>"$tmp/plain.err"
-      "$LF" generate "${args[@]}" --draft-model "$draft" --draft-n "$k" >"$tmp/spec.txt" 2>"$tmp/spec.err"
+      if [ "$draft" = mtp ]; then
+        "$LF" generate "${args[@]}" --speculative mtp --draft-n "$k" >"$tmp/spec.txt" 2>"$tmp/spec.err"
+      else
+        "$LF" generate "${args[@]}" --draft-model "$draft" --draft-n "$k" >"$tmp/spec.txt" 2>"$tmp/spec.err"
+      fi
       cmp -s "$tmp/plain.txt" "$tmp/spec.txt" || same=NO
       # "... 12 generated (34.5 t/s), finish: ..."
       local pg ptps sg stps
