@@ -1,0 +1,132 @@
+#include "model/lsh.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "kernels/cpu/kernels.h"
+
+namespace llmforge {
+
+void LshSpec::validate(const std::string& where) const {
+    if (n_hashes < 1)
+        fail("%s: lsh n_hashes is %lld, expected at least 1 hash round (hint: 2 to 8 are usual)", where.c_str(),
+             (long long)n_hashes);
+    if (n_buckets < 1 || (n_buckets > 1 && n_buckets % 2 != 0))
+        fail("%s: lsh n_buckets is %lld, expected 1 or an even number (angular LSH takes the argmax over [xR, -xR]; "
+             "hint: a power of two such as 64)", where.c_str(), (long long)n_buckets);
+    if (window < 1)
+        fail("%s: lsh window is %lld, expected at least 1 key per round (hint: twice the bucket size, e.g. 128)",
+             where.c_str(), (long long)window);
+    if (dense_below < 0)
+        fail("%s: lsh dense_below is %lld, expected 0 (never) or a positive length", where.c_str(), (long long)dense_below);
+}
+
+int64_t LshSpec::max_candidates(int64_t p) const { return std::min(p + 1, n_hashes * window + 1); }
+
+LshHash::LshHash(const LshSpec& spec, int64_t layer, int64_t kv_head, int64_t head_dim)
+    : n_hashes_(spec.n_hashes), half_(spec.n_buckets / 2), dim_(head_dim) {
+    rot_.resize(static_cast<size_t>(n_hashes_ * dim_ * half_));
+    for (int64_t r = 0; r < n_hashes_; ++r) {
+        // One stream per (seed, layer, kv head, round): any of them can be made alone.
+        const uint64_t key = (static_cast<uint64_t>(layer) << 40) ^ (static_cast<uint64_t>(kv_head) << 20) ^
+                             static_cast<uint64_t>(r);
+        Gaussian g(mix64(spec.seed ^ (kGoldenGamma * (key + 1))));
+        float* m = rot_.data() + r * dim_ * half_;
+        for (int64_t i = 0; i < dim_ * half_; ++i) m[i] = static_cast<float>(g.next());
+    }
+}
+
+void LshHash::buckets(const float* x, int32_t* out) const {
+    if (half_ == 0) {  // one bucket
+        std::fill(out, out + n_hashes_, 0);
+        return;
+    }
+    thread_local std::vector<double> proj;
+    proj.assign(static_cast<size_t>(half_), 0.0);
+    for (int64_t r = 0; r < n_hashes_; ++r) {
+        // x·R in double: a bucket is a discrete choice, so it should not hinge on summation order.
+        const float* m = rot_.data() + r * dim_ * half_;
+        std::fill(proj.begin(), proj.end(), 0.0);
+        for (int64_t d = 0; d < dim_; ++d) {
+            const double xd = x[d];
+            const float* row = m + d * half_;
+            for (int64_t j = 0; j < half_; ++j) proj[j] += xd * row[j];
+        }
+        // argmax over [proj, -proj]: the first maximum wins (ties to the lower bucket).
+        int32_t best = 0;
+        double bv = proj[0];
+        for (int64_t j = 1; j < half_; ++j)
+            if (proj[j] > bv) bv = proj[j], best = static_cast<int32_t>(j);
+        for (int64_t j = 0; j < half_; ++j)
+            if (-proj[j] > bv) bv = -proj[j], best = static_cast<int32_t>(half_ + j);
+        out[r] = best;
+    }
+}
+
+LshIndex::LshIndex(int64_t n_hashes, int64_t n_buckets)
+    : n_hashes_(n_hashes), n_buckets_(n_buckets), lists_(static_cast<size_t>(n_hashes * n_buckets)) {}
+
+void LshIndex::add(int64_t pos, const int32_t* buckets) {
+    LF_ASSERT(pos == n_);
+    for (int64_t r = 0; r < n_hashes_; ++r) {
+        LF_ASSERT(buckets[r] >= 0 && buckets[r] < n_buckets_);
+        lists_[static_cast<size_t>(r * n_buckets_ + buckets[r])].push_back(static_cast<int32_t>(pos));
+    }
+    ++n_;
+}
+
+void LshIndex::truncate(int64_t pos) {
+    if (pos >= n_) return;
+    for (auto& l : lists_) l.erase(std::lower_bound(l.begin(), l.end(), static_cast<int32_t>(pos)), l.end());
+    n_ = std::max<int64_t>(pos, 0);
+}
+
+void LshIndex::candidates(int64_t p, const int32_t* qb, int64_t window, std::vector<int32_t>& out) const {
+    LF_ASSERT(p >= 0 && p < n_);
+    out.clear();
+    out.push_back(static_cast<int32_t>(p));
+    for (int64_t r = 0; r < n_hashes_; ++r) {
+        const std::vector<int32_t>& l = lists_[static_cast<size_t>(r * n_buckets_ + qb[r])];
+        const auto end = std::upper_bound(l.begin(), l.end(), static_cast<int32_t>(p));
+        const auto begin = end - std::min<int64_t>(window, end - l.begin());
+        out.insert(out.end(), begin, end);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+}
+
+void lsh_attend_row(const float* q, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t head_dim,
+                    int64_t head_dim_v, const int32_t* cand, int64_t n_cand, float scale, float* out, float* scratch) {
+    const kernels::KernelTable& kt = kernels::kernels();
+    LF_ASSERT(n_cand > 0);
+    const bool contiguous = cand[n_cand - 1] - cand[0] == n_cand - 1;
+    if (contiguous && ldk == ldv && head_dim == head_dim_v) {
+        kt.attention(q, k + cand[0] * ldk, v + cand[0] * ldv, n_cand, ldk, 1, 1, head_dim, scale, out, scratch);
+        return;
+    }
+    // Gathered rows: keys (n_cand, D) then values (n_cand, D) as one (n_cand, 2D) block the
+    // kernel reads with a 2D stride; different key / value sizes: keys padded to Dv.
+    const int64_t D = std::max(head_dim, head_dim_v), stride = 2 * D;
+    float* kv = scratch + n_cand;
+    for (int64_t i = 0; i < n_cand; ++i) {
+        float* row = kv + i * stride;
+        std::memcpy(row, k + cand[i] * ldk, static_cast<size_t>(head_dim) * sizeof(float));
+        std::fill(row + head_dim, row + D, 0.0f);
+        std::memcpy(row + D, v + cand[i] * ldv, static_cast<size_t>(head_dim_v) * sizeof(float));
+        std::fill(row + D + head_dim_v, row + stride, 0.0f);
+    }
+    if (head_dim == head_dim_v) {
+        kt.attention(q, kv, kv + D, n_cand, stride, 1, 1, D, scale, out, scratch);
+        return;
+    }
+    thread_local std::vector<float> qp, op;
+    qp.assign(static_cast<size_t>(D), 0.0f);
+    std::memcpy(qp.data(), q, static_cast<size_t>(head_dim) * sizeof(float));
+    op.resize(static_cast<size_t>(D));
+    kt.attention(qp.data(), kv, kv + D, n_cand, stride, 1, 1, D, scale, op.data(), scratch);
+    std::memcpy(out, op.data(), static_cast<size_t>(head_dim_v) * sizeof(float));
+}
+
+}  // namespace llmforge

@@ -1,0 +1,83 @@
+// LSH-bucketed sparse attention (Reformer's idea: angular locality-sensitive hashing groups the
+// positions of a sequence, and a query scores only the keys of its own groups).
+//
+// Semantics (one definition for prompt, decode and training, so a cached decode equals the
+// recomputation of the whole sequence): per (layer, kv head) and hash round r, a random rotation
+// R_r (D, n_buckets / 2) buckets a vector x as argmax over [x·R_r, -x·R_r] (angular LSH: the
+// direction of x decides). A query at position p (its own buckets b_r(q_p), with the rotation of
+// its kv head) attends, causally, to the union over rounds of
+//   the `window` latest keys at positions <= p whose bucket in round r is b_r(q_p)
+// plus position p itself (a query whose key hashes elsewhere still sees something). That union,
+// in ascending position order, is one softmax: the result equals dense attention under that mask
+// (multi-round combination exact, no duplicate counting), and with one bucket and window >= n it
+// is dense attention. `window` plays the part of Reformer's "own chunk and the previous one": it
+// bounds the keys a query scores per round whatever the bucket sizes, so the work is
+// O(n · n_hashes · window) instead of O(n²). Reformer's chunking over a sorted sequence needs no
+// per-query candidate list on an accelerator, but its chunk boundaries depend on the whole
+// sequence, which a KV cache cannot reproduce one token at a time; this rule can.
+//
+// Thread safety: LshHash is immutable after construction; LshIndex is one sequence's (its KV
+// cache's) and is used by one thread at a time; lsh_attend_row is a pure function.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llmforge {
+
+struct LshSpec {
+    int64_t n_buckets = 16;   // buckets per round: 1, or an even number
+    int64_t n_hashes = 2;     // hash rounds
+    int64_t window = 128;     // per round, the latest same-bucket keys a query scores
+    int64_t dense_below = 0;  // sequences of fewer positions attend densely (0: never)
+    uint64_t seed = 0x5eed;   // rotations: a function of (seed, layer, kv head, round)
+    // Throws Error naming `where` for an invalid setting (one line: value, expected, hint).
+    void validate(const std::string& where) const;
+    // The scores one query at position p can compute at most: min(p + 1, n_hashes · window + 1).
+    int64_t max_candidates(int64_t p) const;
+};
+
+// The rotations of one (layer, kv head): n_hashes matrices (D, n_buckets / 2), N(0, 1).
+class LshHash {
+public:
+    LshHash(const LshSpec& spec, int64_t layer, int64_t kv_head, int64_t head_dim);
+    int64_t n_hashes() const { return n_hashes_; }
+    // Buckets of x (head_dim floats), one per round, into out[0 .. n_hashes).
+    void buckets(const float* x, int32_t* out) const;
+
+private:
+    int64_t n_hashes_, half_, dim_;
+    std::vector<float> rot_;  // (n_hashes, dim, half) row-major
+};
+
+// Per round, bucket -> the positions of the keys in it, ascending (keys are added in position
+// order): the index a KV cache keeps per (layer, kv head), and the prompt path builds.
+class LshIndex {
+public:
+    LshIndex() = default;
+    LshIndex(int64_t n_hashes, int64_t n_buckets);
+    // The key at position pos (== positions() so far) with its buckets, one per round.
+    void add(int64_t pos, const int32_t* buckets);
+    // Drops every key at a position >= pos (a cache truncated to pos positions).
+    void truncate(int64_t pos);
+    int64_t positions() const { return n_; }
+    // The candidates of a query at position p (<= positions() - 1) with buckets qb: p, and per
+    // round the `window` latest keys <= p in bucket qb[r]; the union, ascending, into out.
+    void candidates(int64_t p, const int32_t* qb, int64_t window, std::vector<int32_t>& out) const;
+
+private:
+    int64_t n_hashes_ = 0, n_buckets_ = 0, n_ = 0;
+    std::vector<std::vector<int32_t>> lists_;  // (round · n_buckets + bucket) -> positions
+};
+
+// One query head's attention over its candidates (ascending positions): softmax of
+// scale · q·k_j, output Σ p_j v_j. k / v: position j's row starts at k + j · ldk (floats).
+// The kernel table's one-position attention runs on the candidates' rows (gathered into scratch,
+// or in place when they are one contiguous run, as in dense attention): a row's result depends on
+// its candidates only, and with every position a candidate it is dense decode's result bit for
+// bit. scratch: at least n_cand · (1 + 2 · max(head_dim, head_dim_v)) floats.
+void lsh_attend_row(const float* q, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t head_dim,
+                    int64_t head_dim_v, const int32_t* cand, int64_t n_cand, float scale, float* out, float* scratch);
+
+}  // namespace llmforge
