@@ -60,7 +60,7 @@ struct ExpertWeight {
     Var var = nullptr;
     const Tensor* frozen = nullptr;
     const float* values = nullptr;  // var's values to read instead of var->data (QAT); null: var->data
-    std::shared_ptr<const ExpertLora> lora;  // null: none
+    std::shared_ptr<const ExpertLora> lora = nullptr;  // null: none
 };
 // The routed experts: y (N, C) = Σ_k w[n, k] · down_e(silu(gate_e x_n) ⊙ up_e x_n), e = sel[n, k];
 // gate, up: (E, F, C), down: (E, C, F), each with its optional per-expert LoRA. Gradients into x,

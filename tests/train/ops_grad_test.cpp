@@ -9,7 +9,9 @@
 #include <random>
 
 #include "kernels/cpu/kernels.h"
+#include "model/lsh.h"
 #include "model/moe.h"
+#include "train/lsh_ops.h"
 #include "train/moe_ops.h"
 #include "train/ops.h"
 
@@ -165,6 +167,56 @@ TEST(OpsGrad, AttentionWithDocumentStartsAndGroupedHeads) {
     // With a sliding window as well: the later of the two starts wins.
     check_grads({q.get(), k.get(), v.get()},
                 [](Tape& t, std::vector<Var>& a) { return attention(t, a[0], a[1], a[2], 2, 6, 4, 2, 2, 0.0f, ds); });
+}
+
+// LSH attention (train/lsh_ops.h) with its buckets fixed (computed once from the starting q and k):
+// B = 2, T = 12, H = 4, H_kv = 2, D = 4, 4 buckets x 2 rounds, window 2 (most rows sparse), with
+// and without packed documents.
+TEST(OpsGrad, LshAttentionWithFixedBuckets) {
+    auto q = random_param("q", {24, 16}, 41), k = random_param("k", {24, 8}, 42), v = random_param("v", {24, 8}, 43);
+    LshSpec spec;
+    spec.n_buckets = 4;
+    spec.n_hashes = 2;
+    spec.window = 2;
+    const std::vector<LshHash> hashes = {LshHash(spec, 0, 0, 4), LshHash(spec, 0, 1, 4)};
+    ThreadPool pool(2);
+    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 24, 4, 2, 4, hashes, pool);
+    static const int32_t ds[] = {0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11};
+    for (const int32_t* d : {static_cast<const int32_t*>(nullptr), ds}) {
+        check_grads({q.get(), k.get(), v.get()}, [&](Tape& t, std::vector<Var>& a) {
+            return lsh_attention(t, a[0], a[1], a[2], 2, 12, 4, 2, spec, bk, 0.0f, d);
+        });
+    }
+}
+
+// One bucket and a window over the whole sequence: every earlier position is a candidate, so the
+// op is attention() — values and every input's gradient.
+TEST(OpsGrad, LshAttentionWithOneBucketIsAttention) {
+    auto q = random_param("q", {20, 12}, 44), k = random_param("k", {20, 6}, 45), v = random_param("v", {20, 6}, 46);
+    LshSpec spec;
+    spec.n_buckets = 1;
+    spec.window = 100;
+    const std::vector<LshHash> hashes = {LshHash(spec, 0, 0, 3), LshHash(spec, 0, 1, 3)};
+    ThreadPool pool(2);
+    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 20, 4, 2, 3, hashes, pool);
+    static const int32_t ds[] = {0, 0, 0, 3, 3, 3, 3, 3, 3, 3, 0, 1, 1, 1, 4, 4, 4, 4, 4, 4};
+    auto grads = [&](bool lsh) {
+        Tape t(pool);
+        Var a = t.param(*q), b = t.param(*k), c = t.param(*v);
+        Var y = lsh ? lsh_attention(t, a, b, c, 2, 10, 4, 2, spec, bk, 0.0f, ds) : attention(t, a, b, c, 2, 10, 4, 2, 0, 0.0f, ds);
+        std::vector<float> out(y->data, y->data + y->numel);
+        float* g = t.grad(y);
+        for (int64_t i = 0; i < y->numel; ++i) g[i] = std::sin(0.37f * static_cast<float>(i));
+        for (Param* p : {q.get(), k.get(), v.get()}) p->grad.zero();
+        t.backward(t.make({1}, false));
+        for (Param* p : {q.get(), k.get(), v.get()}) out.insert(out.end(), p->grad.data(), p->grad.data() + p->numel());
+        return out;
+    };
+    const auto a = grads(true), b = grads(false);
+    ASSERT_EQ(a.size(), b.size());
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < a.size(); ++i) md = std::max(md, std::abs(double(a[i]) - b[i])), mr = std::max(mr, std::abs(double(b[i])));
+    EXPECT_LT(md / mr, 1e-5);
 }
 
 TEST(OpsGrad, AttentionDocStartZeroIsThePlainCausalMask) {

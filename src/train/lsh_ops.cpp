@@ -1,0 +1,122 @@
+#include "train/lsh_ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace llmforge::train {
+
+std::shared_ptr<LshBuckets> lsh_buckets(const float* q, const float* k, int64_t N, int64_t H, int64_t Hkv, int64_t D,
+                                        const std::vector<LshHash>& hashes, ThreadPool& pool) {
+    LF_ASSERT(static_cast<int64_t>(hashes.size()) == Hkv && H % Hkv == 0);
+    auto b = std::make_shared<LshBuckets>();
+    const int64_t R = hashes[0].n_hashes(), group = H / Hkv;
+    b->n_hashes = R;
+    b->q.resize(static_cast<size_t>(N * H * R));
+    b->k.resize(static_cast<size_t>(N * Hkv * R));
+    pool.run_range(N, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i) {
+            for (int64_t h = 0; h < H; ++h) hashes[h / group].buckets(q + (i * H + h) * D, &b->q[(i * H + h) * R]);
+            for (int64_t g = 0; g < Hkv; ++g) hashes[g].buckets(k + (i * Hkv + g) * D, &b->k[(i * Hkv + g) * R]);
+        }
+    });
+    return b;
+}
+
+Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, const LshSpec& spec,
+                  std::shared_ptr<const LshBuckets> bk, float scale, const int32_t* doc_start) {
+    const int64_t N = B * T, D = q->shape.back() / H, Dv = v->shape.back() / Hkv, group = H / Hkv;
+    const int64_t R = bk->n_hashes;
+    LF_ASSERT(q->numel == N * H * D && k->numel == N * Hkv * D && v->numel == N * Hkv * Dv && H % Hkv == 0);
+    LF_ASSERT(static_cast<int64_t>(bk->q.size()) == N * H * R && static_cast<int64_t>(bk->k.size()) == N * Hkv * R);
+    if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
+    // Candidate lists of every (row, head), sequence-local positions, kept for backward.
+    struct State {
+        std::vector<std::vector<int32_t>> cand;  // (N · H)
+    };
+    auto st = std::make_shared<State>();
+    st->cand.resize(static_cast<size_t>(N * H));
+    const bool grad = t.grad_enabled && (q->requires_grad || k->requires_grad || v->requires_grad);
+    Var out = t.make({N, H * Dv}, grad);
+    const int64_t kd = Hkv * D, vd = Hkv * Dv;
+    // One item per (sequence, kv head): its index, then its queries.
+    t.pool().run(B * Hkv, [&](int64_t item, int) {
+        const int64_t b = item / Hkv, g = item % Hkv;
+        LshIndex idx(R, spec.n_buckets);
+        for (int64_t j = 0; j < T; ++j) idx.add(j, &bk->k[((b * T + j) * Hkv + g) * R]);
+        std::vector<float> scratch(static_cast<size_t>(T * (1 + 2 * std::max(D, Dv))));
+        const float* kb = k->data + b * T * kd + g * D;
+        const float* vb = v->data + b * T * vd + g * Dv;
+        for (int64_t s = 0; s < T; ++s) {
+            const int64_t row = b * T + s, ds = doc_start != nullptr ? doc_start[row] : 0;
+            for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+                std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
+                idx.candidates(s, &bk->q[(row * H + h) * R], spec.window, c);
+                if (ds > 0) c.erase(c.begin(), std::lower_bound(c.begin(), c.end(), static_cast<int32_t>(ds)));
+                lsh_attend_row(q->data + row * H * D + h * D, kb, kd, vb, vd, D, Dv, c.data(),
+                               static_cast<int64_t>(c.size()), scale, out->data + row * H * Dv + h * Dv, scratch.data());
+            }
+        }
+    });
+    if (!grad) return out;
+    t.on_backward([&t, q, k, v, out, st, B, T, H, Hkv, D, Dv, group, kd, vd, scale] {
+        if (out->grad == nullptr) return;
+        float* dq = q->requires_grad ? t.grad(q) : nullptr;
+        float* dk = k->requires_grad ? t.grad(k) : nullptr;
+        float* dv = v->requires_grad ? t.grad(v) : nullptr;
+        // Per (sequence, kv head): its queries write dq of their own rows and dk / dv of that
+        // sequence's kv head only, so items never share an output.
+        t.pool().run(B * Hkv, [&](int64_t item, int) {
+            const int64_t b = item / Hkv, g = item % Hkv;
+            std::vector<double> p;
+            for (int64_t s = 0; s < T; ++s) {
+                const int64_t row = b * T + s;
+                for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+                    const std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
+                    const int64_t n = static_cast<int64_t>(c.size());
+                    const float* qr = q->data + row * H * D + h * D;
+                    const float* go = out->grad + row * H * Dv + h * Dv;
+                    // P recomputed: softmax of scale · q·k_j over the candidates.
+                    p.resize(static_cast<size_t>(2 * n));
+                    double m = -INFINITY;
+                    for (int64_t j = 0; j < n; ++j) {
+                        const float* kj = k->data + (b * T + c[j]) * kd + g * D;
+                        double s2 = 0;
+                        for (int64_t d = 0; d < D; ++d) s2 += static_cast<double>(qr[d]) * kj[d];
+                        p[j] = s2 * scale;
+                        m = std::max(m, p[j]);
+                    }
+                    double z = 0;
+                    for (int64_t j = 0; j < n; ++j) z += (p[j] = std::exp(p[j] - m));
+                    // dP_j = dO · v_j; dS_j = P_j (dP_j - Σ P dP).
+                    double dot = 0;
+                    for (int64_t j = 0; j < n; ++j) {
+                        p[j] /= z;
+                        const float* vj = v->data + (b * T + c[j]) * vd + g * Dv;
+                        double dp = 0;
+                        for (int64_t d = 0; d < Dv; ++d) dp += static_cast<double>(go[d]) * vj[d];
+                        p[n + j] = dp;
+                        dot += p[j] * dp;
+                    }
+                    for (int64_t j = 0; j < n; ++j) {
+                        const double ds = p[j] * (p[n + j] - dot) * scale;
+                        const int64_t kr = b * T + c[j];
+                        if (dq != nullptr) {
+                            const float* kj = k->data + kr * kd + g * D;
+                            for (int64_t d = 0; d < D; ++d) dq[row * H * D + h * D + d] += static_cast<float>(ds * kj[d]);
+                        }
+                        if (dk != nullptr)
+                            for (int64_t d = 0; d < D; ++d) dk[kr * kd + g * D + d] += static_cast<float>(ds * qr[d]);
+                        if (dv != nullptr)
+                            for (int64_t d = 0; d < Dv; ++d) dv[kr * vd + g * Dv + d] += static_cast<float>(p[j] * go[d]);
+                    }
+                }
+            }
+        });
+    });
+    return out;
+}
+
+}  // namespace llmforge::train
