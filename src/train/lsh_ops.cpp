@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge::train {
 
@@ -68,9 +70,11 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         float* dv = v->requires_grad ? t.grad(v) : nullptr;
         // Per (sequence, kv head): its queries write dq of their own rows and dk / dv of that
         // sequence's kv head only, so items never share an output.
+        const kernels::KernelTable& kt = kernels::kernels();
+        const auto dot = kt.vec_dot[static_cast<int>(DType::F32)];
         t.pool().run(B * Hkv, [&](int64_t item, int) {
             const int64_t b = item / Hkv, g = item % Hkv;
-            std::vector<double> p;
+            std::vector<float> p, dp;
             for (int64_t s = 0; s < T; ++s) {
                 const int64_t row = b * T + s;
                 for (int64_t h = g * group; h < (g + 1) * group; ++h) {
@@ -79,38 +83,22 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
                     const float* qr = q->data + row * H * D + h * D;
                     const float* go = out->grad + row * H * Dv + h * Dv;
                     // P recomputed: softmax of scale · q·k_j over the candidates.
-                    p.resize(static_cast<size_t>(2 * n));
-                    double m = -INFINITY;
-                    for (int64_t j = 0; j < n; ++j) {
-                        const float* kj = k->data + (b * T + c[j]) * kd + g * D;
-                        double s2 = 0;
-                        for (int64_t d = 0; d < D; ++d) s2 += static_cast<double>(qr[d]) * kj[d];
-                        p[j] = s2 * scale;
-                        m = std::max(m, p[j]);
-                    }
-                    double z = 0;
-                    for (int64_t j = 0; j < n; ++j) z += (p[j] = std::exp(p[j] - m));
+                    p.resize(static_cast<size_t>(n));
+                    dp.resize(static_cast<size_t>(n));
+                    for (int64_t j = 0; j < n; ++j) p[j] = scale * dot(D, qr, k->data + (b * T + c[j]) * kd + g * D);
+                    kt.softmax(p.data(), n);
                     // dP_j = dO · v_j; dS_j = P_j (dP_j - Σ P dP).
-                    double dot = 0;
+                    double sum = 0;
                     for (int64_t j = 0; j < n; ++j) {
-                        p[j] /= z;
-                        const float* vj = v->data + (b * T + c[j]) * vd + g * Dv;
-                        double dp = 0;
-                        for (int64_t d = 0; d < Dv; ++d) dp += static_cast<double>(go[d]) * vj[d];
-                        p[n + j] = dp;
-                        dot += p[j] * dp;
+                        dp[j] = dot(Dv, go, v->data + (b * T + c[j]) * vd + g * Dv);
+                        sum += static_cast<double>(p[j]) * dp[j];
                     }
                     for (int64_t j = 0; j < n; ++j) {
-                        const double ds = p[j] * (p[n + j] - dot) * scale;
+                        const float ds = p[j] * (dp[j] - static_cast<float>(sum)) * scale;
                         const int64_t kr = b * T + c[j];
-                        if (dq != nullptr) {
-                            const float* kj = k->data + kr * kd + g * D;
-                            for (int64_t d = 0; d < D; ++d) dq[row * H * D + h * D + d] += static_cast<float>(ds * kj[d]);
-                        }
-                        if (dk != nullptr)
-                            for (int64_t d = 0; d < D; ++d) dk[kr * kd + g * D + d] += static_cast<float>(ds * qr[d]);
-                        if (dv != nullptr)
-                            for (int64_t d = 0; d < Dv; ++d) dv[kr * vd + g * Dv + d] += static_cast<float>(p[j] * go[d]);
+                        if (dq != nullptr) kt.axpy(D, ds, k->data + kr * kd + g * D, dq + row * H * D + h * D);
+                        if (dk != nullptr) kt.axpy(D, ds, qr, dk + kr * kd + g * D);
+                        if (dv != nullptr) kt.axpy(Dv, p[j], go, dv + kr * vd + g * Dv);
                     }
                 }
             }
