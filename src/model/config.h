@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "model/lsh.h"
+
 namespace llmforge {
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
@@ -67,6 +69,10 @@ struct ModelConfig {
     // causal. layer_window, when not empty, gives each layer its own W (0 = full).
     int64_t sliding_window = 0;
     std::vector<int64_t> layer_window;
+    // LSH-bucketed sparse attention (model/lsh.h) instead of dense causal attention; saved with
+    // the model (lsh_configure / lsh_write_keys).
+    bool attention_lsh = false;
+    LshSpec lsh;
     // Per-layer FFN width; empty: n_ff in every layer.
     std::vector<int64_t> layer_n_ff;
     // Rotary dimensions of a head when only part of it rotates (DeepSeek's qk_rope_head_dim);

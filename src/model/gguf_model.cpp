@@ -188,6 +188,7 @@ ModelConfig gguf_read_config(const GgufFile& f) {
     c.tied_embeddings = !f.has_tensor("output.weight");
     c.qkv_bias = f.has_tensor("blk.0.attn_q.bias");
     if (arch->configure != nullptr) arch->configure(c, GgufSource(f, c.arch));
+    lsh_configure(c, GgufSource(f, c.arch));
     return c;
 }
 
@@ -365,6 +366,7 @@ void gguf_write_config(GgufWriter& w, const ModelConfig& c) {
         }
     } sink(w, a);
     if (arch->write_keys != nullptr) arch->write_keys(c, sink);
+    lsh_write_keys(c, sink);
 }
 
 void gguf_write_vocab(GgufWriter& w, const Vocab& v) {

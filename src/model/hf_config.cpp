@@ -262,6 +262,7 @@ ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
     c.rope_interleaved = false;
     if (const json* rs = r.find("rope_scaling")) parse_rope_scaling(*rs, r, c, src);
     if (arch->configure != nullptr) arch->configure(c, HfSource(r, src));
+    lsh_configure(c, HfSource(r, src));
     return c;
 }
 
@@ -359,6 +360,7 @@ std::string hf_config_write(const ModelConfig& c) {
         }
     } sink(j);
     if (arch.write_keys != nullptr) arch.write_keys(c, sink);
+    lsh_write_keys(c, sink);
     return j.dump(2) + "\n";
 }
 

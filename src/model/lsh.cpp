@@ -1,11 +1,14 @@
 #include "model/lsh.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
+#include "model/arch/arch.h"
+#include "model/config.h"
 
 namespace llmforge {
 
@@ -24,6 +27,44 @@ void LshSpec::validate(const std::string& where) const {
 }
 
 int64_t LshSpec::max_candidates(int64_t p) const { return std::min(p + 1, n_hashes * window + 1); }
+
+void lsh_configure(ModelConfig& c, const ConfigSource& src) {
+    const std::string where = src.where();
+    const std::string type = src.string("llmforge_attention", "attention.kind").value_or("dense");
+    if (type != "dense" && type != "lsh")
+        fail("%s: attention type \"%s\", expected \"dense\" or \"lsh\"", where.c_str(), type.c_str());
+    c.attention_lsh = type == "lsh";
+    if (!c.attention_lsh) return;
+    LshSpec& s = c.lsh;
+    s = LshSpec();
+    s.n_buckets = src.integer("lsh_n_buckets", "attention.lsh.n_buckets").value_or(s.n_buckets);
+    s.n_hashes = src.integer("lsh_n_hashes", "attention.lsh.n_hashes").value_or(s.n_hashes);
+    s.window = src.integer("lsh_window", "attention.lsh.window").value_or(s.window);
+    // 0 is a valid dense_below (never) and seed: read as numbers (a config.json integer reader
+    // takes positive values only), checked to be whole here.
+    auto whole = [&](const char* hf, const char* gguf, const char* what, int64_t dflt, int64_t hi) {
+        const double v = src.number(hf, gguf).value_or(static_cast<double>(dflt));
+        if (!(v >= 0 && v <= static_cast<double>(hi) && v == std::floor(v)))
+            fail("%s: lsh %s is %g, expected a whole number in 0..%lld", where.c_str(), what, v, (long long)hi);
+        return static_cast<int64_t>(v);
+    };
+    s.dense_below = whole("lsh_dense_below", "attention.lsh.dense_below", "dense_below", s.dense_below, 0x7fffffffLL);
+    s.seed = static_cast<uint64_t>(whole("lsh_seed", "attention.lsh.seed", "seed", static_cast<int64_t>(s.seed), 0xffffffffLL));
+    s.validate(where);
+    if (c.ds.kv_lora_rank > 0)
+        fail("%s: LSH attention on a %s model: its multi-head latent attention has no per-head keys to hash "
+             "(hint: llmforge_attention \"dense\" for DeepSeek models)", where.c_str(), c.arch.c_str());
+}
+
+void lsh_write_keys(const ModelConfig& c, ConfigSink& sink) {
+    if (!c.attention_lsh) return;
+    sink.string("llmforge_attention", "attention.kind", "lsh");
+    sink.integer("lsh_n_buckets", "attention.lsh.n_buckets", c.lsh.n_buckets);
+    sink.integer("lsh_n_hashes", "attention.lsh.n_hashes", c.lsh.n_hashes);
+    sink.integer("lsh_window", "attention.lsh.window", c.lsh.window);
+    sink.integer("lsh_dense_below", "attention.lsh.dense_below", c.lsh.dense_below);
+    sink.integer("lsh_seed", "attention.lsh.seed", static_cast<int64_t>(c.lsh.seed));
+}
 
 LshHash::LshHash(const LshSpec& spec, int64_t layer, int64_t kv_head, int64_t head_dim)
     : n_hashes_(spec.n_hashes), half_(spec.n_buckets / 2), dim_(head_dim) {

@@ -71,6 +71,19 @@ private:
     std::vector<std::vector<int32_t>> lists_;  // (round · n_buckets + bucket) -> positions
 };
 
+class ConfigSource;  // model/arch/arch.h
+class ConfigSink;
+struct ModelConfig;  // model/config.h
+
+// The model's attention kind in its files (ModelConfig::attention_lsh / lsh): Hugging Face
+// config.json keys "llmforge_attention" ("dense" | "lsh"), "lsh_n_buckets", "lsh_n_hashes",
+// "lsh_window", "lsh_dense_below", "lsh_seed"; GGUF "<arch>.attention.kind" and
+// "<arch>.attention.lsh.{n_buckets,n_hashes,window,dense_below,seed}". Absent: dense. Throws
+// Error (one line, naming the file) for an unknown type, invalid settings, or LSH on an
+// architecture whose attention cannot run it (DeepSeek's MLA).
+void lsh_configure(ModelConfig& c, const ConfigSource& src);
+void lsh_write_keys(const ModelConfig& c, ConfigSink& sink);
+
 // One query head's attention over its candidates (ascending positions): softmax of
 // scale · q·k_j, output Σ p_j v_j. k / v: position j's row starts at k + j · ldk (floats).
 // The kernel table's one-position attention runs on the candidates' rows (gathered into scratch,

@@ -2,7 +2,8 @@
 // against independent brute-force references: with one bucket and an unbounded window it is dense
 // attention (bit for bit against the kernel table's decode attention, and a float64 reference);
 // with real buckets it is dense attention under the bucket mask, built here by scanning every
-// (query, key) pair; no output depends on a later position; the number of scores at n = 1024.
+// (query, key) pair; no output depends on a later position; the number of scores at n = 1024; the
+// settings saved and loaded with a model.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +13,12 @@
 
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
+#include "io/gguf.h"
+#include "model/config.h"
+#include "model/gguf_model.h"
+#include "model/hf_config.h"
 #include "model/lsh.h"
+#include "test_util.h"
 
 namespace llmforge {
 namespace {
@@ -254,6 +260,62 @@ TEST(Lsh, BadSettingsAreOneLine) {
     EXPECT_NE(message(s).find("window is 0"), std::string::npos) << message(s);
     for (const std::string& m : {message(s)}) EXPECT_EQ(m.find('\n'), std::string::npos);
     EXPECT_EQ(message(LshSpec()), "");
+}
+
+// The attention kind travels with the model: config.json and GGUF keys, read back equal; absent:
+// dense; bad settings and an architecture that cannot run it are one line naming the file.
+TEST(LshConfig, SavedAndLoadedWithTheModel) {
+    const std::string base = R"({"model_type":"llama","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,
+"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":128,"max_position_embeddings":256,"rms_norm_eps":1e-5)";
+    const ModelConfig dense = hf_config_parse(base + "}", "dense.json");
+    EXPECT_FALSE(dense.attention_lsh);
+    const ModelConfig c = hf_config_parse(base + R"(,"llmforge_attention":"lsh","lsh_n_buckets":32,"lsh_n_hashes":4,
+"lsh_window":96,"lsh_dense_below":512,"lsh_seed":77})", "lsh.json");
+    auto expect_settings = [](const ModelConfig& m, const char* what) {
+        ASSERT_TRUE(m.attention_lsh) << what;
+        EXPECT_EQ(m.lsh.n_buckets, 32) << what;
+        EXPECT_EQ(m.lsh.n_hashes, 4) << what;
+        EXPECT_EQ(m.lsh.window, 96) << what;
+        EXPECT_EQ(m.lsh.dense_below, 512) << what;
+        EXPECT_EQ(m.lsh.seed, 77u) << what;
+    };
+    expect_settings(c, "config.json");
+    expect_settings(hf_config_parse(hf_config_write(c), "written.json"), "config.json written and read back");
+    EXPECT_EQ(hf_config_write(dense).find("lsh"), std::string::npos);
+    // GGUF keys written and read back.
+    const std::string path = test::temp_dir() + "/lsh.gguf";
+    {
+        ModelConfig gc = c;
+        gc.rope_interleaved = true;  // a llama GGUF's convention (its Q/K rows permuted); not what is tested here
+        GgufWriter w;
+        gguf_write_config(w, gc);
+        w.write(path);
+    }
+    expect_settings(gguf_read_config(GgufFile(path)), "GGUF keys written and read back");
+    auto error = [&](const std::string& json) {
+        try {
+            hf_config_parse(json, "bad.json");
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("(no error)");
+    };
+    const std::string e1 = error(base + R"(,"llmforge_attention":"lsh","lsh_n_hashes":0})");
+    EXPECT_NE(e1.find("bad.json: \"lsh_n_hashes\" is 0"), std::string::npos) << e1;
+    const std::string e2 = error(base + R"(,"llmforge_attention":"lsh","lsh_n_buckets":12,"lsh_dense_below":-3})");
+    EXPECT_NE(e2.find("bad.json: lsh dense_below is -3, expected a whole number"), std::string::npos) << e2;
+    const std::string e5 = error(base + R"(,"llmforge_attention":"lsh","lsh_n_buckets":7})");
+    EXPECT_NE(e5.find("bad.json: lsh n_buckets is 7, expected 1 or an even number"), std::string::npos) << e5;
+    EXPECT_NO_THROW(hf_config_parse(base + R"(,"llmforge_attention":"lsh","lsh_dense_below":0,"lsh_seed":0})", "zero.json"));
+    const std::string e3 = error(base + R"(,"llmforge_attention":"sparse"})");
+    EXPECT_NE(e3.find("attention type \"sparse\""), std::string::npos) << e3;
+    const std::string e4 = error(R"({"architectures":["DeepseekV3ForCausalLM"],"model_type":"deepseek_v3","vocab_size":64,
+"hidden_size":32,"intermediate_size":48,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
+"num_key_value_heads":2,"n_shared_experts":1,"n_routed_experts":4,"kv_lora_rank":16,"q_lora_rank":null,
+"qk_rope_head_dim":8,"v_head_dim":8,"qk_nope_head_dim":8,"num_experts_per_tok":2,"first_k_dense_replace":1,"max_position_embeddings":256,"rms_norm_eps":1e-6,
+"llmforge_attention":"lsh"})");
+    EXPECT_NE(e4.find("LSH attention on a deepseek2 model"), std::string::npos) << e4;
+    for (const std::string& e : {e1, e2, e3, e4, e5}) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
 
 }  // namespace
