@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
             const auto t0 = Clock::now();
             Var y;
             if (lsh) {
-                auto bk = lsh_buckets(q->value.data(), k->value.data(), n, H, H, D, hashes, pool);
+                auto bk = lsh_buckets(q->value.data(), k->value.data(), n, H, H, D, hashes.data(), pool);
                 y = lsh_attention(t, a, b, c, 1, n, H, H, spec, bk);
             } else {
                 y = attention(t, a, b, c, 1, n, H, H);
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
             lsh_fb = run(true, true, nullptr, t);
         }
         // Scores per head and the candidates' share of the dense softmax mass on sampled rows.
-        auto bk = lsh_buckets(q->value.data(), k->value.data(), n, H, H, D, hashes, pool);
+        auto bk = lsh_buckets(q->value.data(), k->value.data(), n, H, H, D, hashes.data(), pool);
         double worst = 0, mass = 0;
         int64_t sampled = 0;
         {
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
             for (int64_t j = 0; j < n; ++j) idx.add(j, &bk->k[j * H * spec.n_hashes + h * spec.n_hashes]);
             std::vector<int32_t> cand;
             for (int64_t p = 0; p < n; ++p) {
-                idx.candidates(p, &bk->q[p * H * spec.n_hashes + h * spec.n_hashes], spec.window, cand);
+                idx.candidates(p, &bk->q[p * H * spec.n_hashes + h * spec.n_hashes], spec, cand);
                 scores += static_cast<int64_t>(cand.size());
                 if (p % (n / 64) != n / 128) continue;
                 std::vector<double> s(static_cast<size_t>(p + 1));

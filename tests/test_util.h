@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <random>
 #include <string>
@@ -53,6 +54,16 @@ double rel_err(const float* a, const Ref* b, size_t n) {
         mr = std::max(mr, std::abs(static_cast<double>(b[i])));
     }
     return mr > 0 ? md / mr : md;
+}
+
+// The message of what fn throws; "" when it returns.
+inline std::string error_of(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
 }
 
 }  // namespace llmforge::test

@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "attention_flags.h"
 #include "bench_speed.h"
 #include "commands.h"
 #include "core/error.h"
@@ -52,6 +53,8 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
     static std::string cache_k = "f32", cache_v = "f32";
     static int depth = 0;
     sub->add_option("-m,--model", model, "model file or folder")->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
     sub->add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
     sub->add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
@@ -67,6 +70,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
     run = [] {
         const KvTypes kv{parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         auto m = Model::load(model, "", mmap != 0);
+        m->set_attention(attention);
         const ModelConfig& c = m->config();
         const AdapterSet ads = AdapterSet::load(adapters, *m);
         if (!ads.empty()) std::fprintf(stderr, "bench: adapters: %s\n", ads.describe().c_str());

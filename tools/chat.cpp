@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -36,6 +37,8 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     static std::string grammar_file, json_schema, regex;
     sp.temperature = 0.7f;
     sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
     sub->add_option("--system", system, "system message");
     sub->add_option("--chat-template", chat_template, "Jinja file instead of the model's template ('chatml': the built-in ChatML)");
     sub->add_option("-n,--max-tokens", n, "tokens per reply at most")->capture_default_str();
@@ -59,6 +62,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         std::shared_ptr<const Grammar> grammar;
         if (!constraint.source.empty()) grammar = Grammar::parse(constraint.gbnf, "root", constraint.source);
         auto m = Model::load(model);
+        m->set_attention(attention);
         if (m->vocab().empty()) fail("chat: %s has no tokenizer (hint: a folder with tokenizer.json)", model.c_str());
         auto tok = Tokenizer::create(m->vocab());
         const AdapterSet ads = AdapterSet::load(adapters, *m);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "attention_flags.h"
 #include "apps/codegen/repo_context.h"
 #include "commands.h"
 #include "core/error.h"
@@ -104,6 +105,8 @@ void add_complete(CLI::App& app, std::function<int()>& run) {
     sp.temperature = 0;
     sub->add_option("-m,--model", model, "GGUF file or Hugging Face folder of a code model")
         ->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
     sub->add_option("--tokenizer", tokenizer,
                     "tokenizer (GGUF, tokenizer.json or its folder) instead of the model's");
     sub->add_option("--file", file, "the source file")->required();
@@ -138,6 +141,7 @@ void add_complete(CLI::App& app, std::function<int()>& run) {
         const Split cut = split_at(file, text, line, col);
 
         auto m = Model::load(model, tokenizer, true);
+        m->set_attention(attention);
         if (m->vocab().empty()) {
             fail(
                 "%s: the model has no tokenizer (hint: pass --tokenizer with the code model's "

@@ -22,6 +22,7 @@
 // as without a draft. Acceptance, tokens per model forward and speed go to stderr.
 #include <cstdio>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "kernels/cpu/kernels.h"
@@ -47,6 +48,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static std::string draft_model, speculative;
     static int64_t draft_n = SpeculativeParams{}.n_draft;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
     sub->add_option("-n,--n-predict", n, "tokens to generate (llama2.c: positions)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
@@ -96,6 +99,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         std::shared_ptr<const Grammar> grammar;
         if (!constraint.source.empty()) grammar = Grammar::parse(constraint.gbnf, "root", constraint.source);
         auto m = Model::load(model, tokenizer, !no_mmap);
+        m->set_attention(attention);
         if (m->vocab().empty()) {
             fail("%s: the model has no tokenizer (hint: pass --tokenizer tok.bin or a GGUF with "
                  "tokenizer.ggml.* keys)", model.c_str());

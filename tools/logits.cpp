@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -60,6 +61,8 @@ void add_logits(CLI::App& app, std::function<int()>& run) {
     static std::vector<std::string> adapters;
     static int threads = 0;
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
@@ -76,6 +79,7 @@ void add_logits(CLI::App& app, std::function<int()>& run) {
             LF_ASSERT(b == 1);  // the floats are written as they are in memory: little-endian hosts only
         }
         auto m = Model::load(model, tokenizer);
+        m->set_attention(attention);
         const int64_t V = m->config().n_vocab;
         const std::vector<int32_t> ids = parse_ids(ids_text, V);
         const AdapterSet ads = AdapterSet::load(adapters, *m);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/file.h"
@@ -30,6 +31,12 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
     static std::string kl_base;
     static std::string cache_k = "f32", cache_v = "f32";
     sub->add_option("-m,--model", model, "GGUF file, Hugging Face folder or llama2.c .bin")->required();
+    static AttentionChoice attention;
+    add_attention_flags(sub, attention);
+    static int64_t lsh_probe = -1;
+    sub->add_option("--lsh-probe", lsh_probe,
+                    "LSH attention: print the query-key scores computed per layer and head, and on every Nth position "
+                    "compare LSH with dense attention (0: counts only)");
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("-f,--file", file, "text file")->required();
     sub->add_option("-c,--ctx", n_ctx, "window size in tokens (default: min(model context, 512))");
@@ -44,6 +51,7 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
     run = [] {
         const KvTypes kv{parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
         auto m = Model::load(model, tokenizer);
+        m->set_attention(attention);
         if (m->vocab().empty()) fail("perplexity: %s has no tokenizer (hint: --tokenizer)", model.c_str());
         const AdapterSet ads = AdapterSet::load(adapters, *m);
         if (!ads.empty()) std::fprintf(stderr, "perplexity: adapters: %s\n", ads.describe().c_str());
@@ -65,17 +73,24 @@ void add_perplexity(CLI::App& app, std::function<int()>& run) {
                                                          : kv_types_name(kv).c_str());
         std::fprintf(stderr, "perplexity: %s, %zu tokens, %lld windows of %lld\n", file.c_str(), ids.size(),
                      (long long)windows, (long long)n_ctx);
+        if (lsh_probe >= 0 && !m->config().attention_lsh)
+            fail("perplexity: --lsh-probe %lld on a model that runs dense attention (hint: add --attention lsh)",
+                 (long long)lsh_probe);
+        if (m->config().attention_lsh) std::fprintf(stderr, "perplexity: attention %s\n", m->config().lsh.describe().c_str());
+        LshStats lsh_stats;
+        lsh_stats.probe_every = std::max<int64_t>(lsh_probe, 0);
         Progress prog("perplexity", static_cast<double>(ids.size()), "tokens");
         const auto t0 = std::chrono::steady_clock::now();
         PerplexityResult r = perplexity(*m, ids, n_ctx, threads, [&](int64_t w, int64_t nw, double ppl) {
             char buf[96];
             std::snprintf(buf, sizeof buf, "window %lld/%lld ppl %.4f", (long long)w, (long long)nw, ppl);
             prog.update(static_cast<double>(std::min<int64_t>(w * n_ctx, static_cast<int64_t>(ids.size()))), buf);
-        }, ads.seq_adapter(), kv);
+        }, ads.seq_adapter(), kv, lsh_probe >= 0 ? &lsh_stats : nullptr);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("perplexity: %.4f ± %.4f (%lld tokens, %lld windows)\n", r.ppl, r.ppl_stderr, (long long)r.n_scored,
                     (long long)r.n_windows);
         std::fprintf(stderr, "perplexity: %.0f tokens/s\n", static_cast<double>(ids.size()) / std::max(s, 1e-9));
+        if (lsh_probe >= 0) std::printf("%s", lsh_stats.report().c_str());
         if (!kl_base.empty()) {
             auto base = Model::load(kl_base, tokenizer);
             KlOptions ko;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "serve/server.h"
@@ -22,6 +23,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static bool no_batch_invariant = false;
     static std::string cache_k = "f32", cache_v = "f32";
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
+    add_attention_flags(sub, cfg.model_options.attention);
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
     sub->add_option("--chat-template", cfg.model_options.chat_template_path,
                     "Jinja chat template file, or 'chatml' for the built-in ChatML (default: the model's own; "

@@ -85,6 +85,25 @@ const float* KvCache::v(int64_t layer) const {
     return reinterpret_cast<const float*>(v_[layer].get());
 }
 
+void KvCache::enable_lsh(const LshSpec& spec, int64_t n_head_kv) {
+    LF_ASSERT(n_head_kv > 0 && spec.n_hashes > 0 && lsh_rounds_ == 0);
+    lsh_heads_ = n_head_kv;
+    lsh_rounds_ = spec.n_hashes;
+    lsh_n_buckets_ = spec.n_buckets;
+    lsh_seed_ = spec.seed;
+    lsh_b_.assign(k_.size(), std::vector<int32_t>(static_cast<size_t>(n_ctx_ * n_head_kv * spec.n_hashes), 0));
+    lsh_idx_.assign(k_.size() * static_cast<size_t>(n_head_kv), LshIndex(spec.n_hashes, spec.n_buckets));
+}
+
+const LshIndex& KvCache::lsh_index(int64_t layer, int64_t g, int64_t from, int64_t upto) {
+    LF_ASSERT(has_lsh() && g < lsh_heads_ && from >= 0 && upto < n_ctx_);
+    LshIndex& idx = lsh_idx_[static_cast<size_t>(layer * lsh_heads_ + g)];
+    idx.truncate(from);
+    const int32_t* b = lsh_b_[layer].data();
+    for (int64_t p = idx.positions(); p <= upto; ++p) idx.add(p, b + (p * lsh_heads_ + g) * lsh_rounds_);
+    return idx;
+}
+
 std::string KvCache::layout() const {
     // f32 keeps its historic name; other types say theirs (the prefix cache must never hand
     // q8_0 bytes to an f16 memory).
@@ -101,16 +120,20 @@ std::string KvCache::layout() const {
         s += '/';
         s += std::to_string(v_dims_[l]);
     }
+    // Stored buckets depend on the hash family only (window and dense_below are read-time rules).
+    if (has_lsh())
+        s += ":lsh" + std::to_string(lsh_n_buckets_) + "x" + std::to_string(lsh_rounds_) + "@" + std::to_string(lsh_seed_);
     return s;
 }
 
 size_t KvCache::bytes_per_position() const {
     size_t n = 0;
-    for (size_t l = 0; l < k_dims_.size(); ++l) n += k_row_[l] + v_row_[l];
+    for (size_t l = 0; l < k_dims_.size(); ++l) n += k_row_[l] + v_row_[l] + lsh_row_bytes();
     return n;
 }
 
-// Block layout: per layer, the n K rows then the n V rows, in their stored bytes.
+// Block layout: per layer, the n K rows then the n V rows, in their stored bytes, then (LSH) the
+// n positions' key buckets.
 void KvCache::save_positions(int64_t p0, int64_t n, void* dst) const {
     LF_ASSERT(p0 >= 0 && n >= 0 && p0 + n <= n_ctx_);
     auto* out = static_cast<uint8_t*>(dst);
@@ -120,6 +143,9 @@ void KvCache::save_positions(int64_t p0, int64_t n, void* dst) const {
         out += kb;
         std::memcpy(out, v_row(static_cast<int64_t>(l), p0), vb);
         out += vb;
+        const size_t bb = static_cast<size_t>(n) * lsh_row_bytes();
+        if (bb > 0) std::memcpy(out, lsh_b_[l].data() + p0 * lsh_heads_ * lsh_rounds_, bb);
+        out += bb;
     }
 }
 
@@ -132,7 +158,13 @@ void KvCache::load_positions(int64_t p0, int64_t n, const void* src) {
         in += kb;
         std::memcpy(v_row(static_cast<int64_t>(l), p0), in, vb);
         in += vb;
+        const size_t bb = static_cast<size_t>(n) * lsh_row_bytes();
+        if (bb > 0) std::memcpy(lsh_b_[l].data() + p0 * lsh_heads_ * lsh_rounds_, in, bb);
+        in += bb;
     }
+    // The indices are rebuilt from the stored buckets from p0 on when next read.
+    for (int64_t l = 0; l < n_layer() && has_lsh(); ++l)
+        for (int64_t g = 0; g < lsh_heads_; ++g) lsh_idx_[static_cast<size_t>(l * lsh_heads_ + g)].truncate(p0);
 }
 
 }  // namespace llmforge

@@ -6,8 +6,9 @@
 // keys and values stored in a chosen element type each (KvTypes: f32 exact, the default; f16;
 // q8_0 / q4_0 in blocks of 32 along each head, so a head's slice of a row is whole blocks). Rows
 // are quantised once, when the forward writes them, and read by the attention kernels in their
-// stored form (KernelTable::attention_kv); MLA latents or LSH buckets would be further
-// implementations of the same interface, chosen by the architecture (Model::new_memory).
+// stored form (KernelTable::attention_kv); MLA latents would be a further implementation of
+// the same interface, chosen by the architecture (Model::new_memory). With LSH attention a
+// KvCache also keeps each position's key buckets and the per-bucket key lists (enable_lsh).
 //
 // KvCache layout: K of layer l is T rows of row_bytes(k_type, k_dim(l)) bytes — position t, kv
 // head g at k_row(l, t) + g * row_bytes(k_type, Dk); V likewise with v_type and v_dim. Layers may
@@ -22,6 +23,7 @@
 
 #include "core/dtype.h"
 #include "model/config.h"
+#include "model/lsh.h"
 
 namespace llmforge {
 
@@ -103,7 +105,27 @@ public:
     void load_positions(int64_t p0, int64_t n, const void* src) override;
     KvCache* rows() override { return this; }
 
+    // LSH attention (model/lsh.h): with it, each position also keeps its keys' buckets (per kv
+    // head and hash round), saved and loaded with its rows, and each (layer, kv head) an
+    // LshIndex over them (the per-bucket key lists decode reads). enable_lsh is called once, on
+    // an empty cache, by Model::new_memory for a model with LSH attention.
+    void enable_lsh(const LshSpec& spec, int64_t n_head_kv);
+    bool has_lsh() const { return lsh_rounds_ > 0; }
+    // Position pos's key buckets in a layer: (n_head_kv, n_hashes) int32.
+    int32_t* lsh_buckets(int64_t layer, int64_t pos) {
+        return lsh_b_[layer].data() + static_cast<size_t>(pos * lsh_heads_ * lsh_rounds_);
+    }
+    // The index of (layer, kv head) over positions [0, upto] after the forward wrote positions
+    // >= from (what it held there before is dropped). Different (layer, kv head) pairs may be
+    // brought up to date from different threads at once.
+    const LshIndex& lsh_index(int64_t layer, int64_t kv_head, int64_t from, int64_t upto);
+    // The same as it stands (after the forward brought it up to date).
+    const LshIndex& lsh_index(int64_t layer, int64_t kv_head) const {
+        return lsh_idx_[static_cast<size_t>(layer * lsh_heads_ + kv_head)];
+    }
+
 private:
+    size_t lsh_row_bytes() const { return static_cast<size_t>(lsh_heads_ * lsh_rounds_) * sizeof(int32_t); }
     static std::vector<int64_t> checked_k_dims(const ModelConfig& cfg, const KvTypes& types);
 
     int64_t n_ctx_;
@@ -111,6 +133,10 @@ private:
     std::vector<int64_t> k_dims_, v_dims_;
     std::vector<size_t> k_row_, v_row_;
     std::vector<std::shared_ptr<uint8_t>> k_, v_;
+    int64_t lsh_heads_ = 0, lsh_rounds_ = 0, lsh_n_buckets_ = 0;
+    uint64_t lsh_seed_ = 0;
+    std::vector<std::vector<int32_t>> lsh_b_;  // per layer (n_ctx, heads, rounds)
+    std::vector<LshIndex> lsh_idx_;            // (layer, kv head)
 };
 
 }  // namespace llmforge

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -26,7 +27,79 @@ void LshSpec::validate(const std::string& where) const {
         fail("%s: lsh dense_below is %lld, expected 0 (never) or a positive length", where.c_str(), (long long)dense_below);
 }
 
-int64_t LshSpec::max_candidates(int64_t p) const { return std::min(p + 1, n_hashes * window + 1); }
+int64_t LshSpec::max_candidates(int64_t p) const {
+    return p < dense_below ? p + 1 : std::min(p + 1, n_hashes * window + 1);
+}
+
+std::string LshSpec::describe() const {
+    return "lsh " + std::to_string(n_buckets) + " buckets x " + std::to_string(n_hashes) + " rounds, window " +
+           std::to_string(window) + ", dense below " + std::to_string(dense_below) + ", seed " + std::to_string(seed);
+}
+
+LshSpec AttentionChoice::spec(const LshSpec& base) const {
+    LshSpec s = base;
+    if (n_buckets >= 0) s.n_buckets = n_buckets;
+    if (n_hashes >= 0) s.n_hashes = n_hashes;
+    if (window >= 0) s.window = window;
+    if (dense_below >= 0) s.dense_below = dense_below;
+    if (seed >= 0) s.seed = static_cast<uint64_t>(seed);
+    return s;
+}
+
+void LshStats::reset(int64_t layers, int64_t heads) {
+    const int64_t pe = probe_every;
+    *this = LshStats();
+    probe_every = pe;
+    n_layer = layers;
+    n_head = heads;
+    scores.assign(static_cast<size_t>(layers * heads), 0);
+    dense.assign(static_cast<size_t>(layers * heads), 0);
+}
+
+void LshStats::merge(const LshStats& o) {
+    if (scores.empty()) {
+        *this = o;
+        return;
+    }
+    LF_ASSERT(o.scores.size() == scores.size());
+    for (size_t i = 0; i < scores.size(); ++i) scores[i] += o.scores[i], dense[i] += o.dense[i];
+    probes += o.probes;
+    mass_sum += o.mass_sum;
+    err_sum += o.err_sum;
+    mass_min = std::min(mass_min, o.mass_min);
+    err_max = std::max(err_max, o.err_max);
+}
+
+std::string LshStats::report() const {
+    int64_t s = 0, d = 0;
+    for (size_t i = 0; i < scores.size(); ++i) s += scores[i], d += dense[i];
+    char line[256];
+    std::string r;
+    std::snprintf(line, sizeof line, "lsh attention: %lld query-key scores (%.1f%% of dense's %lld), %lld per (layer, head) on average\n",
+                  (long long)s, d > 0 ? 100.0 * static_cast<double>(s) / static_cast<double>(d) : 0.0, (long long)d,
+                  (long long)(scores.empty() ? 0 : s / static_cast<int64_t>(scores.size())));
+    r += line;
+    for (int64_t l = 0; l < n_layer; ++l) {
+        int64_t ls = 0, ld = 0, lo = INT64_MAX, hi = 0;
+        for (int64_t h = 0; h < n_head; ++h) {
+            const int64_t v = scores[static_cast<size_t>(l * n_head + h)];
+            ls += v, ld += dense[static_cast<size_t>(l * n_head + h)];
+            lo = std::min(lo, v), hi = std::max(hi, v);
+        }
+        std::snprintf(line, sizeof line, "  layer %lld: %lld scores per head on average (heads %lld..%lld), dense %lld\n",
+                      (long long)l, (long long)(ls / std::max<int64_t>(n_head, 1)), (long long)lo, (long long)hi,
+                      (long long)(ld / std::max<int64_t>(n_head, 1)));
+        r += line;
+    }
+    if (probes > 0) {
+        std::snprintf(line, sizeof line, "lsh probe: %lld (row, head) samples: dense softmax mass kept mean %.4f min %.4f; "
+                      "output error vs dense (relative to the row's largest value) mean %.3g max %.3g\n",
+                      (long long)probes, mass_sum / static_cast<double>(probes), mass_min,
+                      err_sum / static_cast<double>(probes), err_max);
+        r += line;
+    }
+    return r;
+}
 
 void lsh_configure(ModelConfig& c, const ConfigSource& src) {
     const std::string where = src.where();
@@ -66,44 +139,76 @@ void lsh_write_keys(const ModelConfig& c, ConfigSink& sink) {
     sink.integer("lsh_seed", "attention.lsh.seed", static_cast<int64_t>(c.lsh.seed));
 }
 
+namespace {
+
+// n_buckets as one even factor up to 64, else two even factors as equal as can be (f1 <= f2);
+// {1}: one bucket. A count with no even factor pair (2 · an odd number above 64) stays one factor.
+std::vector<int64_t> bucket_factors(int64_t n) {
+    if (n <= 64) return {n};
+    int64_t best = 0;
+    for (int64_t f = 2; f * f <= n; f += 2)
+        if (n % f == 0 && (n / f) % 2 == 0) best = f;
+    if (best == 0) return {n};
+    return {best, n / best};
+}
+
+}  // namespace
+
 LshHash::LshHash(const LshSpec& spec, int64_t layer, int64_t kv_head, int64_t head_dim)
-    : n_hashes_(spec.n_hashes), half_(spec.n_buckets / 2), dim_(head_dim) {
-    rot_.resize(static_cast<size_t>(n_hashes_ * dim_ * half_));
+    : n_hashes_(spec.n_hashes), n_buckets_(spec.n_buckets), dim_(head_dim), factors_(bucket_factors(spec.n_buckets)) {
+    cols_ = 0;
+    if (n_buckets_ > 1)
+        for (int64_t f : factors_) cols_ += f / 2;
+    rot_.resize(static_cast<size_t>(n_hashes_ * cols_ * dim_));
     for (int64_t r = 0; r < n_hashes_; ++r) {
         // One stream per (seed, layer, kv head, round): any of them can be made alone.
         const uint64_t key = (static_cast<uint64_t>(layer) << 40) ^ (static_cast<uint64_t>(kv_head) << 20) ^
                              static_cast<uint64_t>(r);
         Gaussian g(mix64(spec.seed ^ (kGoldenGamma * (key + 1))));
-        float* m = rot_.data() + r * dim_ * half_;
-        for (int64_t i = 0; i < dim_ * half_; ++i) m[i] = static_cast<float>(g.next());
+        float* m = rot_.data() + r * cols_ * dim_;
+        for (int64_t i = 0; i < cols_ * dim_; ++i) m[i] = static_cast<float>(g.next());
     }
 }
 
 void LshHash::buckets(const float* x, int32_t* out) const {
-    if (half_ == 0) {  // one bucket
+    if (cols_ == 0) {  // one bucket
         std::fill(out, out + n_hashes_, 0);
         return;
     }
-    thread_local std::vector<double> proj;
-    proj.assign(static_cast<size_t>(half_), 0.0);
+    const auto dot = kernels::kernels().vec_dot[static_cast<int>(DType::F32)];
+    float proj[64];
     for (int64_t r = 0; r < n_hashes_; ++r) {
-        // x·R in double: a bucket is a discrete choice, so it should not hinge on summation order.
-        const float* m = rot_.data() + r * dim_ * half_;
-        std::fill(proj.begin(), proj.end(), 0.0);
-        for (int64_t d = 0; d < dim_; ++d) {
-            const double xd = x[d];
-            const float* row = m + d * half_;
-            for (int64_t j = 0; j < half_; ++j) proj[j] += xd * row[j];
+        const float* m = rot_.data() + r * cols_ * dim_;
+        int64_t bucket = 0;
+        for (int64_t f : factors_) {
+            const int64_t half = f / 2;
+            float* pj = half <= 64 ? proj : nullptr;
+            std::vector<float> big;
+            if (pj == nullptr) {
+                big.resize(static_cast<size_t>(half));
+                pj = big.data();
+            }
+            for (int64_t j = 0; j < half; ++j) pj[j] = dot(dim_, m + j * dim_, x);
+            m += half * dim_;
+            // argmax over [proj, -proj]: the first maximum wins (ties to the lower bucket).
+            int64_t best = 0;
+            float bv = pj[0];
+            for (int64_t j = 1; j < half; ++j)
+                if (pj[j] > bv) bv = pj[j], best = j;
+            for (int64_t j = 0; j < half; ++j)
+                if (-pj[j] > bv) bv = -pj[j], best = half + j;
+            bucket = bucket * f + best;
         }
-        // argmax over [proj, -proj]: the first maximum wins (ties to the lower bucket).
-        int32_t best = 0;
-        double bv = proj[0];
-        for (int64_t j = 1; j < half_; ++j)
-            if (proj[j] > bv) bv = proj[j], best = static_cast<int32_t>(j);
-        for (int64_t j = 0; j < half_; ++j)
-            if (-proj[j] > bv) bv = -proj[j], best = static_cast<int32_t>(half_ + j);
-        out[r] = best;
+        out[r] = static_cast<int32_t>(bucket);
     }
+}
+
+std::vector<LshHash> lsh_hashes(const LshSpec& spec, int64_t n_layer, int64_t n_head_kv, int64_t head_dim) {
+    std::vector<LshHash> h;
+    h.reserve(static_cast<size_t>(n_layer * n_head_kv));
+    for (int64_t l = 0; l < n_layer; ++l)
+        for (int64_t g = 0; g < n_head_kv; ++g) h.emplace_back(spec, l, g, head_dim);
+    return h;
 }
 
 LshIndex::LshIndex(int64_t n_hashes, int64_t n_buckets)
@@ -124,9 +229,15 @@ void LshIndex::truncate(int64_t pos) {
     n_ = std::max<int64_t>(pos, 0);
 }
 
-void LshIndex::candidates(int64_t p, const int32_t* qb, int64_t window, std::vector<int32_t>& out) const {
+void LshIndex::candidates(int64_t p, const int32_t* qb, const LshSpec& spec, std::vector<int32_t>& out) const {
     LF_ASSERT(p >= 0 && p < n_);
     out.clear();
+    if (p < spec.dense_below) {
+        out.resize(static_cast<size_t>(p + 1));
+        for (int64_t j = 0; j <= p; ++j) out[static_cast<size_t>(j)] = static_cast<int32_t>(j);
+        return;
+    }
+    const int64_t window = spec.window;
     out.push_back(static_cast<int32_t>(p));
     for (int64_t r = 0; r < n_hashes_; ++r) {
         const std::vector<int32_t>& l = lists_[static_cast<size_t>(r * n_buckets_ + qb[r])];

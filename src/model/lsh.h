@@ -36,20 +36,67 @@ struct LshSpec {
     void validate(const std::string& where) const;
     // The scores one query at position p can compute at most: min(p + 1, n_hashes · window + 1).
     int64_t max_candidates(int64_t p) const;
+    // A one-line summary: "lsh 64 buckets x 2 rounds, window 128, dense below 0, seed 24301".
+    std::string describe() const;
 };
 
-// The rotations of one (layer, kv head): n_hashes matrices (D, n_buckets / 2), N(0, 1).
+// A run-time choice of attention (the CLI's --attention / --lsh-* flags, the server's model
+// options): kind "" keeps the model's own; settings >= 0 override the model's (or the defaults,
+// for a dense model run with kind "lsh"). Model::set_attention applies it.
+struct AttentionChoice {
+    std::string kind;  // "", "dense" or "lsh"
+    int64_t n_buckets = -1, n_hashes = -1, window = -1, dense_below = -1, seed = -1;
+    bool any_setting() const { return n_buckets >= 0 || n_hashes >= 0 || window >= 0 || dense_below >= 0 || seed >= 0; }
+    // The settings for a model whose own are `base`.
+    LshSpec spec(const LshSpec& base) const;
+};
+
+// What LSH attention did over some forward passes (ForwardScratch::lsh_stats): the query-key
+// scores computed per (layer, query head), and the online error probe: on every
+// `probe_every`-th position (0: no probe) dense attention is computed beside LSH for that row,
+// and the largest output difference (relative to the dense output's largest magnitude) and the
+// share of the dense softmax mass held by LSH's candidates are accumulated.
+struct LshStats {
+    int64_t n_layer = 0, n_head = 0;
+    int64_t probe_every = 0;
+    std::vector<int64_t> scores;  // (n_layer, n_head)
+    std::vector<int64_t> dense;   // (n_layer, n_head): what dense attention would have scored
+    int64_t probes = 0;
+    double mass_sum = 0, mass_min = 1, err_sum = 0, err_max = 0;
+    void reset(int64_t layers, int64_t heads);
+    // Adds another run's figures (per-thread partial stats).
+    void merge(const LshStats& o);
+    // A short report: totals, per-layer score counts against dense, probe figures.
+    std::string report() const;
+};
+
+// The rotations of one (layer, kv head), one set per round. Up to 64 buckets: one matrix
+// (D, n_buckets / 2) of N(0, 1) entries and the argmax over [x·R, -x·R] (cross-polytope LSH).
+// More buckets are factorised as Reformer does for large counts: n_buckets = f1 · f2 (both even,
+// as equal as can be), two independent rotations, bucket = b1 · f2 + b2; hashing then costs
+// D · (f1 + f2) / 2 products per vector instead of D · n_buckets / 2, so it stays small beside
+// the attention even at 64k positions with n / 64 buckets.
+// The products run through the kernel table's f32 dot, one per rotation column, whatever the
+// caller batches: a vector gets the same buckets in a prompt, in decode and in the trainer's
+// bucketing pass (a bucket is a discrete choice; it must not hinge on summation order).
 class LshHash {
 public:
     LshHash(const LshSpec& spec, int64_t layer, int64_t kv_head, int64_t head_dim);
     int64_t n_hashes() const { return n_hashes_; }
+    int64_t n_buckets() const { return n_buckets_; }
     // Buckets of x (head_dim floats), one per round, into out[0 .. n_hashes).
     void buckets(const float* x, int32_t* out) const;
+    // The factors of n_buckets (one or two even numbers; {1} for a single bucket).
+    const std::vector<int64_t>& factors() const { return factors_; }
 
 private:
-    int64_t n_hashes_, half_, dim_;
-    std::vector<float> rot_;  // (n_hashes, dim, half) row-major
+    int64_t n_hashes_, n_buckets_, dim_, cols_;  // cols_: rotation columns per round, Σ factor / 2
+    std::vector<int64_t> factors_;
+    std::vector<float> rot_;  // (n_hashes, cols, dim) row-major: one column per row, for dot
 };
+
+// Every (layer, kv head)'s rotations, layer-major: [l · n_head_kv + g].
+std::vector<LshHash> lsh_hashes(const LshSpec& spec, int64_t n_layer, int64_t n_head_kv, int64_t head_dim);
 
 // Per round, bucket -> the positions of the keys in it, ascending (keys are added in position
 // order): the index a KV cache keeps per (layer, kv head), and the prompt path builds.
@@ -63,8 +110,9 @@ public:
     void truncate(int64_t pos);
     int64_t positions() const { return n_; }
     // The candidates of a query at position p (<= positions() - 1) with buckets qb: p, and per
-    // round the `window` latest keys <= p in bucket qb[r]; the union, ascending, into out.
-    void candidates(int64_t p, const int32_t* qb, int64_t window, std::vector<int32_t>& out) const;
+    // round the `spec.window` latest keys <= p in bucket qb[r]; the union, ascending, into out.
+    // Below spec.dense_below (p < dense_below) every position 0 .. p (dense attention).
+    void candidates(int64_t p, const int32_t* qb, const LshSpec& spec, std::vector<int32_t>& out) const;
 
 private:
     int64_t n_hashes_ = 0, n_buckets_ = 0, n_ = 0;

@@ -146,6 +146,34 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     }
     if (c.ds.kv_lora_rank > 0) bind_mla();
     bind_rope();
+    lsh_hash_.clear();
+    if (c.attention_lsh) lsh_hash_ = lsh_hashes(c.lsh, c.n_layer, c.n_head_kv, c.head_dim);
+}
+
+void Model::set_attention(const AttentionChoice& ch) {
+    if (!ch.kind.empty() && ch.kind != "dense" && ch.kind != "lsh")
+        fail("--attention '%s': expected dense or lsh", ch.kind.c_str());
+    const bool lsh = ch.kind == "lsh" || (ch.kind.empty() && cfg_.attention_lsh);
+    if (!lsh && ch.any_setting())
+        fail("--lsh-* settings for a model that runs dense attention (%s) (hint: add --attention lsh)",
+             files_.path.c_str());
+    if (ch.kind.empty() && !ch.any_setting()) return;  // the model's own
+    set_attention(lsh, ch.spec(cfg_.attention_lsh ? cfg_.lsh : LshSpec()), "--attention lsh");
+}
+
+void Model::set_attention(bool lsh, const LshSpec& spec, const std::string& where) {
+    if (!lsh) {
+        cfg_.attention_lsh = false;
+        lsh_hash_.clear();
+        return;
+    }
+    spec.validate(where);
+    if (cfg_.ds.kv_lora_rank > 0)
+        fail("%s: LSH attention on a %s model: its multi-head latent attention has no per-head keys to hash "
+             "(hint: leave --attention dense for DeepSeek models)", where.c_str(), cfg_.arch.c_str());
+    cfg_.attention_lsh = true;
+    cfg_.lsh = spec;
+    lsh_hash_ = lsh_hashes(spec, cfg_.n_layer, cfg_.n_head_kv, cfg_.head_dim);
 }
 
 // W_UK_h^T and W_UV_h of every layer from attn_kv_b ((H·(nope + v), kv_rank), rows of head h:
@@ -284,7 +312,9 @@ std::unique_ptr<KvMemory> Model::new_memory(int64_t n_ctx, KvTypes types) const 
         return std::make_unique<KvCache>(std::vector<int64_t>(cfg_.n_block(), w), std::vector<int64_t>(cfg_.n_block(), 0),
                                          n_ctx, types);
     }
-    return std::make_unique<KvCache>(cfg_, n_ctx, types);
+    auto cache = std::make_unique<KvCache>(cfg_, n_ctx, types);
+    if (cfg_.attention_lsh) cache->enable_lsh(cfg_.lsh, cfg_.n_head_kv);
+    return cache;
 }
 
 void Model::forward(const int32_t* tokens, int64_t n, int64_t pos0, KvMemory& cache, float* logits,
@@ -401,6 +431,11 @@ public:
     }
 
     Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override;
+    Act lsh_attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a);
+    KvCache& cache_of(int64_t row, int64_t l, int64_t k_dim, int64_t v_dim) const;
+    void store_kv(int64_t l, Act k, Act v);
+    void lsh_probe(const KvCache& cache, int64_t l, int64_t g, const float* qh, int64_t D, int64_t Dv, int64_t p,
+                   int64_t W, float scale, const std::vector<int32_t>& cand, const float* lsh_out, LshStats& st) const;
     Act mla_attention(int64_t l, Act q, Act kv_a, const MlaSpec& m) override;
     Act moe(int64_t l, Act x, const MoeSpec& m) override;
 
@@ -669,6 +704,158 @@ private:
 // a row at position p reads positions max(0, p - W + 1) .. p only.
 constexpr int64_t kAttMinRows = 16, kAttBlockRows = 64;
 
+KvCache& EagerOps::cache_of(int64_t row, int64_t l, int64_t k_dim, int64_t v_dim) const {
+    KvCache* c = seqs_[s_.row_seq[row]].cache->rows();
+    LF_ASSERT(c != nullptr && c->k_dim(l) == k_dim && c->v_dim(l) == v_dim);
+    return *c;
+}
+
+// Each real row's K/V into its cache row, in the cache's types: a quantised row is quantised
+// here, once (blocks of 32 along the row never straddle a head: the cache checked D). A lone
+// row doubled in batch-invariant mode (rows >= n_real_) is the same position: not written twice.
+void EagerOps::store_kv(int64_t l, Act k, Act v) {
+    auto store = [&](DType t, const float* src, uint8_t* dst, int64_t n) {
+        if (t == DType::F32) {
+            std::copy(src, src + n, reinterpret_cast<float*>(dst));
+        } else {
+            kt_.quantize_row[static_cast<int>(t)](src, dst, n);
+        }
+    };
+    pool_.run_range(n_real_, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            KvCache& cache = cache_of(i, l, k.cols, v.cols);
+            store(cache.types().k, k.data + i * k.cols, cache.k_row(l, s_.row_pos[i]), k.cols);
+            store(cache.types().v, v.data + i * v.cols, cache.v_row(l, s_.row_pos[i]), v.cols);
+        }
+    });
+}
+
+// LSH-bucketed attention (model/lsh.h): the rows' keys are stored and hashed into their cache's
+// buckets, each sequence's per-(layer, kv head) index is brought up to the batch's last position,
+// then every (row, kv head) item hashes its query heads and attends over their candidates with
+// the kernel table's one-position attention (lsh_attend_row). A row's result depends on its own
+// query and its cache only, so prompt, decode and batch-invariant mode agree bit for bit, and
+// with every position a candidate (dense_below, one bucket and a window >= n) it is dense decode.
+// Non-f32 caches: the candidates' rows are dequantised into the item's buffer first.
+Act EagerOps::lsh_attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) {
+    const LshSpec& spec = *a.lsh;
+    const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v, R = spec.n_hashes;
+    const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv, group = H / Hkv, W = a.window;
+    LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim);
+    const int64_t* row_pos = s_.row_pos.data();
+    store_kv(l, k, v);
+    pool_.run_range(n_real_, n_grain_, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            KvCache& cache = cache_of(i, l, k_dim, v_dim);
+            LF_ASSERT(cache.has_lsh());
+            int32_t* kb = cache.lsh_buckets(l, row_pos[i]);
+            for (int64_t g = 0; g < Hkv; ++g) m_.lsh_hash(l, g).buckets(k.data + i * k_dim + g * D, kb + g * R);
+        }
+    });
+    pool_.run(n_seqs_ * Hkv, [&](int64_t item, int) {
+        const SeqBatch& sq = seqs_[item / Hkv];
+        if (sq.n > 0) sq.cache->rows()->lsh_index(l, item % Hkv, sq.pos0, sq.pos0 + sq.n - 1);
+    });
+    LshStats* stats = s_.lsh_stats;
+    if (stats != nullptr && stats->scores.empty()) stats->reset(m_.config().n_block(), H);
+    std::vector<LshStats> part(stats != nullptr ? static_cast<size_t>(pool_.size()) : 0);
+    for (LshStats& ps : part) ps.reset(stats->n_layer, stats->n_head);
+    Act att = take(n_, o_dim);
+    pool_.run(n_ * Hkv, [&](int64_t item, int tid) {
+        const int64_t i = item / Hkv, g = item % Hkv, p = row_pos[i];
+        KvCache& cache = cache_of(i, l, k_dim, v_dim);
+        const LshIndex& idx = cache.lsh_index(l, g);
+        const KvTypes& kvt = cache.types();
+        thread_local std::vector<int32_t> cand, qb;
+        thread_local std::vector<float> scratch, deq;
+        qb.resize(static_cast<size_t>(R));
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+            const float* qh = q.data + i * q_dim + h * D;
+            float* out = att.data + i * o_dim + h * Dv;
+            m_.lsh_hash(l, g).buckets(qh, qb.data());
+            idx.candidates(p, qb.data(), spec, cand);
+            if (W > 0) cand.erase(cand.begin(), std::lower_bound(cand.begin(), cand.end(), static_cast<int32_t>(p - W + 1)));
+            const int64_t n = static_cast<int64_t>(cand.size());
+            grow(scratch, static_cast<size_t>(n * (1 + 2 * std::max(D, Dv))));
+            if (kvt.is_f32()) {
+                lsh_attend_row(qh, cache.k(l) + g * D, k_dim, cache.v(l) + g * Dv, v_dim, D, Dv, cand.data(), n,
+                               a.scale, out, scratch.data());
+            } else {
+                // The candidates' K and V rows of this head as f32, then attention over them in place.
+                grow(deq, static_cast<size_t>(n * (D + Dv)));
+                const auto k_f32 = kt_.dequantize_row[static_cast<int>(kvt.k)];
+                const auto v_f32 = kt_.dequantize_row[static_cast<int>(kvt.v)];
+                const size_t koff = row_bytes(kvt.k, g * D), voff = row_bytes(kvt.v, g * Dv);
+                float* kd = deq.data();
+                float* vd = kd + n * D;
+                thread_local std::vector<int32_t> local;
+                local.resize(static_cast<size_t>(n));
+                for (int64_t j = 0; j < n; ++j) {
+                    k_f32(cache.k_row(l, cand[j]) + koff, kd + j * D, D);
+                    v_f32(cache.v_row(l, cand[j]) + voff, vd + j * Dv, Dv);
+                    local[j] = static_cast<int32_t>(j);
+                }
+                lsh_attend_row(qh, kd, D, vd, Dv, D, Dv, local.data(), n, a.scale, out, scratch.data());
+            }
+            if (stats == nullptr || i >= n_real_) continue;
+            LshStats& st = part[static_cast<size_t>(tid)];
+            st.scores[static_cast<size_t>(l * H + h)] += n;
+            st.dense[static_cast<size_t>(l * H + h)] += W > 0 ? std::min(p + 1, W) : p + 1;
+            if (stats->probe_every > 0 && (p + 1) % stats->probe_every == 0)
+                lsh_probe(cache, l, g, qh, D, Dv, p, W, a.scale, cand, out, st);
+        }
+    });
+    for (const LshStats& ps : part) stats->merge(ps);
+    return att;
+}
+
+// The online error probe of one (row, head): dense attention over every position the row could
+// see, in double, against LSH's output `lsh_out`, and the share of the dense softmax mass on
+// LSH's candidates `cand` (positions).
+void EagerOps::lsh_probe(const KvCache& cache, int64_t l, int64_t g, const float* qh, int64_t D, int64_t Dv,
+                         int64_t p, int64_t W, float scale, const std::vector<int32_t>& cand, const float* lsh_out,
+                         LshStats& st) const {
+    const int64_t k0 = W > 0 ? std::max<int64_t>(0, p - W + 1) : 0, n = p + 1 - k0;
+    const KvTypes& kvt = cache.types();
+    std::vector<float> buf(static_cast<size_t>(std::max(D, Dv)));
+    // Row t of this head's keys (values) as f32: the cache itself or dequantised into buf.
+    auto row = [&](bool key, int64_t t) -> const float* {
+        const DType dt = key ? kvt.k : kvt.v;
+        const int64_t w = key ? D : Dv;
+        const uint8_t* r = (key ? cache.k_row(l, t) : cache.v_row(l, t)) + row_bytes(dt, g * w);
+        if (dt == DType::F32) return reinterpret_cast<const float*>(r);
+        kt_.dequantize_row[static_cast<int>(dt)](r, buf.data(), w);
+        return buf.data();
+    };
+    std::vector<double> sc(static_cast<size_t>(n)), o(static_cast<size_t>(Dv), 0.0);
+    double m = -1e300;
+    for (int64_t t = 0; t < n; ++t) {
+        const float* kk = row(true, k0 + t);
+        double d = 0;
+        for (int64_t i = 0; i < D; ++i) d += static_cast<double>(qh[i]) * kk[i];
+        sc[t] = d * scale;
+        m = std::max(m, sc[t]);
+    }
+    double z = 0;
+    for (double& x : sc) z += (x = std::exp(x - m));
+    for (int64_t t = 0; t < n; ++t) {
+        const float* vv = row(false, k0 + t);
+        for (int64_t i = 0; i < Dv; ++i) o[i] += sc[t] / z * vv[i];
+    }
+    double kept = 0;
+    for (int32_t c : cand) kept += sc[c - k0] / z;
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < Dv; ++i) {
+        err = std::max(err, std::abs(o[i] - lsh_out[i]));
+        mag = std::max(mag, std::abs(o[i]));
+    }
+    ++st.probes;
+    st.err_sum += err / std::max(mag, 1e-30);
+    st.err_max = std::max(st.err_max, err / std::max(mag, 1e-30));
+    st.mass_sum += kept;
+    st.mass_min = std::min(st.mass_min, kept);
+}
+
 Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) {
     const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
     const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv;
@@ -682,28 +869,13 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
         LF_ASSERT(c != nullptr && c->k_dim(l) == k_dim && c->v_dim(l) == v_dim);
         return *c;
     };
-    // Each real row's K/V into its cache row, in the cache's types: a quantised row is quantised
-    // here, once (blocks of 32 along the row never straddle a head: the cache checked D). A lone
-    // row doubled in batch-invariant mode (rows >= n_real_) is the same position: not written twice.
-    auto store = [&](DType t, const float* src, uint8_t* dst, int64_t n) {
-        if (t == DType::F32) {
-            std::copy(src, src + n, reinterpret_cast<float*>(dst));
-        } else {
-            kt_.quantize_row[static_cast<int>(t)](src, dst, n);
-        }
-    };
+    if (a.lsh != nullptr) return lsh_attention(l, q, k, v, a);
     bool any_quant = false;
     for (int64_t j = 0; j < n_seqs_; ++j) {
         KvCache* c = seqs_[j].n > 0 ? seqs_[j].cache->rows() : nullptr;
         if (c != nullptr && !c->types().is_f32()) any_quant = true;
     }
-    pool_.run_range(n_real_, n_grain_, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-            KvCache& cache = cache_of(i);
-            store(cache.types().k, k.data + i * k_dim, cache.k_row(l, row_pos[i]), k_dim);
-            store(cache.types().v, v.data + i * v_dim, cache.v_row(l, row_pos[i]), v_dim);
-        }
-    });
+    store_kv(l, k, v);
     Act att = take(n_, o_dim);
     const int64_t n_block_items = static_cast<int64_t>(s_.att_blocks.size()) * H;
     const int64_t n_row_items = static_cast<int64_t>(s_.att_rows.size()) * Hkv;

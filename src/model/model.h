@@ -81,6 +81,8 @@ struct ForwardScratch {
     // MoE and MLA temporaries.
     std::vector<int32_t> moe_sel;
     std::vector<float> moe_w, moe_scores, moe_x, moe_h, moe_y;
+    // LSH attention's score counts and error probe (model/lsh.h LshStats): added to when set.
+    LshStats* lsh_stats = nullptr;
 };
 
 // One sequence's share of a batched forward pass (continuous batching: several sequences, each
@@ -148,6 +150,20 @@ public:
     // throws Error, one line, when the head size does not fit a quantised type's blocks).
     std::unique_ptr<KvMemory> new_memory(int64_t n_ctx, KvTypes types = {}) const;
 
+    // Attention at run time: dense, or LSH-bucketed (model/lsh.h) with `spec` — also for a model
+    // trained dense (`--attention lsh`, to measure what LSH costs it). Call before any memory is
+    // made (memories keep buckets for the settings they were made with). Throws Error (one line,
+    // naming `where`) for invalid settings or an architecture whose attention cannot run it.
+    void set_attention(bool lsh, const LshSpec& spec, const std::string& where);
+    // The same from a run-time choice: kind "lsh" (or LSH settings on an LSH model) runs LSH with
+    // the choice's settings over the model's own; "dense" runs dense; throws Error (one line)
+    // for an unknown kind or LSH settings without LSH.
+    void set_attention(const AttentionChoice& choice);
+    // The rotations of (layer, kv head) when the model runs LSH attention.
+    const LshHash& lsh_hash(int64_t layer, int64_t kv_head) const {
+        return lsh_hash_[static_cast<size_t>(layer * cfg_.n_head_kv + kv_head)];
+    }
+
     // Every weight matrix has a row-invariant gemm: batch-invariant mode costs nothing.
     bool rows_batch_invariant() const { return rows_invariant_; }
     const Arch& arch() const { return *arch_; }
@@ -197,6 +213,7 @@ private:
     double rope_mscale_ = 1.0;      // yarn attention factor applied to cos/sin
     std::map<size_t, std::vector<Tensor>> experts_;  // weights_ index -> per-expert views
     std::vector<MlaAbsorbed> mla_;                   // per layer (MLA architectures)
+    std::vector<LshHash> lsh_hash_;                  // (layer, kv head) with LSH attention
 };
 
 }  // namespace llmforge

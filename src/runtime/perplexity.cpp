@@ -9,7 +9,7 @@ namespace llmforge {
 
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
                             const std::function<void(int64_t, int64_t, double)>& progress,
-                            const SeqAdapter& adapter, const KvTypes& kv_types) {
+                            const SeqAdapter& adapter, const KvTypes& kv_types, LshStats* lsh_stats) {
     if (tokens.size() < 2) fail("perplexity: the text has %zu tokens, expected at least 2", tokens.size());
     if (n_ctx < 2) fail("perplexity: --ctx %lld, expected at least 2", (long long)n_ctx);
     ContextParams cp;
@@ -18,6 +18,7 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& toke
     cp.adapter = adapter;
     cp.kv_types = kv_types;
     Context ctx(model, cp);
+    ctx.scratch().lsh_stats = lsh_stats;
     const int64_t V = model.config().n_vocab;
     const int64_t n = static_cast<int64_t>(tokens.size());
     const int64_t windows = (n + n_ctx - 1) / n_ctx;

@@ -32,9 +32,10 @@ struct PerplexityResult {
 };
 
 // progress(window_done, n_windows, running_ppl) after each window. Errors: fewer than 2 tokens,
-// n_ctx < 2, token ids outside the vocabulary.
+// n_ctx < 2, token ids outside the vocabulary. lsh_stats: LSH attention's score counts and probe
+// (model/lsh.h) are added to it.
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int threads,
                             const std::function<void(int64_t, int64_t, double)>& progress = nullptr,
-                            const SeqAdapter& adapter = {}, const KvTypes& kv_types = {});
+                            const SeqAdapter& adapter = {}, const KvTypes& kv_types = {}, LshStats* lsh_stats = nullptr);
 
 }  // namespace llmforge

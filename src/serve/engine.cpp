@@ -24,7 +24,9 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
     }
     auto sm = std::make_shared<ServedModel>();
     sm->path = path;
-    sm->model = Model::load(path, opt.tokenizer_path, opt.use_mmap);
+    auto model = Model::load(path, opt.tokenizer_path, opt.use_mmap);
+    model->set_attention(opt.attention);
+    sm->model = std::move(model);
     sm->tokenizer = Tokenizer::create(sm->model->vocab());
     sm->stop_on_bos = sm->model->files().format == "llama2c";
     sm->model->new_memory(1, opt.kv_types);  // a head size the cache type cannot take fails here, at load

@@ -65,6 +65,7 @@ struct ModelOptions {
     std::string alias;               // optional id; default: the file name without extension
     bool use_mmap = true;
     KvTypes kv_types;  // --cache-type-k / --cache-type-v: how every slot's KV memory stores K and V
+    AttentionChoice attention;  // --attention / --lsh-*: dense or LSH attention at run time
 };
 
 // Loads everything a request needs; throws Error (one line) when anything is wrong (kNotFound when

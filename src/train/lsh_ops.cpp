@@ -11,8 +11,8 @@
 namespace llmforge::train {
 
 std::shared_ptr<LshBuckets> lsh_buckets(const float* q, const float* k, int64_t N, int64_t H, int64_t Hkv, int64_t D,
-                                        const std::vector<LshHash>& hashes, ThreadPool& pool) {
-    LF_ASSERT(static_cast<int64_t>(hashes.size()) == Hkv && H % Hkv == 0);
+                                        const LshHash* hashes, ThreadPool& pool) {
+    LF_ASSERT(H % Hkv == 0);
     auto b = std::make_shared<LshBuckets>();
     const int64_t R = hashes[0].n_hashes(), group = H / Hkv;
     b->n_hashes = R;
@@ -27,8 +27,25 @@ std::shared_ptr<LshBuckets> lsh_buckets(const float* q, const float* k, int64_t 
     return b;
 }
 
+namespace {
+
+// (position, query head) pairs of sequence b's kv head g, by (first round's bucket, position, head).
+std::vector<std::pair<int64_t, int32_t>> query_order(const LshBuckets& bk, int64_t b, int64_t g, int64_t T,
+                                                     int64_t H, int64_t group) {
+    const int64_t R = bk.n_hashes;
+    std::vector<std::pair<int64_t, int32_t>> order;
+    order.reserve(static_cast<size_t>(T * group));
+    for (int64_t s = 0; s < T; ++s)
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) order.emplace_back(s, static_cast<int32_t>(h));
+    auto bucket = [&](const std::pair<int64_t, int32_t>& x) { return bk.q[((b * T + x.first) * H + x.second) * R]; };
+    std::stable_sort(order.begin(), order.end(), [&](const auto& x, const auto& y) { return bucket(x) < bucket(y); });
+    return order;
+}
+
+}  // namespace
+
 Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, const LshSpec& spec,
-                  std::shared_ptr<const LshBuckets> bk, float scale, const int32_t* doc_start) {
+                  std::shared_ptr<const LshBuckets> bk, float scale, const int32_t* doc_start, int64_t sliding) {
     const int64_t N = B * T, D = q->shape.back() / H, Dv = v->shape.back() / Hkv, group = H / Hkv;
     const int64_t R = bk->n_hashes;
     LF_ASSERT(q->numel == N * H * D && k->numel == N * Hkv * D && v->numel == N * Hkv * Dv && H % Hkv == 0);
@@ -51,11 +68,17 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         std::vector<float> scratch(static_cast<size_t>(T * (1 + 2 * std::max(D, Dv))));
         const float* kb = k->data + b * T * kd + g * D;
         const float* vb = v->data + b * T * vd + g * Dv;
-        for (int64_t s = 0; s < T; ++s) {
-            const int64_t row = b * T + s, ds = doc_start != nullptr ? doc_start[row] : 0;
-            for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        // Queries in the order of their first round's bucket, then position: neighbours in that
+        // order share most of their candidates, so the rows they gather stay in cache (results
+        // do not depend on the order: each query's output is its own).
+        const std::vector<std::pair<int64_t, int32_t>> order = query_order(*bk, b, g, T, H, group);
+        for (const auto& [s, h] : order) {
+            int64_t ds = doc_start != nullptr ? doc_start[b * T + s] : 0;
+            if (sliding > 0) ds = std::max(ds, s - sliding + 1);
+            const int64_t row = b * T + s;
+            {
                 std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
-                idx.candidates(s, &bk->q[(row * H + h) * R], spec.window, c);
+                idx.candidates(s, &bk->q[(row * H + h) * R], spec, c);
                 if (ds > 0) c.erase(c.begin(), std::lower_bound(c.begin(), c.end(), static_cast<int32_t>(ds)));
                 lsh_attend_row(q->data + row * H * D + h * D, kb, kd, vb, vd, D, Dv, c.data(),
                                static_cast<int64_t>(c.size()), scale, out->data + row * H * Dv + h * Dv, scratch.data());
@@ -63,7 +86,7 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         }
     });
     if (!grad) return out;
-    t.on_backward([&t, q, k, v, out, st, B, T, H, Hkv, D, Dv, group, kd, vd, scale] {
+    t.on_backward([&t, q, k, v, out, st, bk, B, T, H, Hkv, D, Dv, group, kd, vd, scale] {
         if (out->grad == nullptr) return;
         float* dq = q->requires_grad ? t.grad(q) : nullptr;
         float* dk = k->requires_grad ? t.grad(k) : nullptr;
@@ -75,9 +98,9 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         t.pool().run(B * Hkv, [&](int64_t item, int) {
             const int64_t b = item / Hkv, g = item % Hkv;
             std::vector<float> p, dp;
-            for (int64_t s = 0; s < T; ++s) {
+            for (const auto& [s, h] : query_order(*bk, b, g, T, H, group)) {
                 const int64_t row = b * T + s;
-                for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+                {
                     const std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
                     const int64_t n = static_cast<int64_t>(c.size());
                     const float* qr = q->data + row * H * D + h * D;

@@ -8,6 +8,7 @@
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
 #include "model/rope.h"
+#include "train/lsh_ops.h"
 #include "train/moe_ops.h"
 #include "train/ops.h"
 
@@ -81,7 +82,19 @@ public:
         return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved,
                                in_place));
     }
-    Act attention(int64_t, Act q, Act k, Act v, const AttentionSpec& a) override {
+    Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override {
+        if (a.lsh != nullptr) {
+            // Buckets of this step's (rotated) queries and keys, held fixed through backward.
+            const Var qv = V(q), kv = V(k);
+            auto bk = lsh_buckets(qv->data, kv->data, b_.B * b_.T, a.n_head, a.n_head_kv, a.head_dim,
+                                  &m_.infer_->lsh_hash(l, 0), t_.pool());
+            uint64_t f = m_.lsh_fingerprint ^ static_cast<uint64_t>(l);
+            for (const auto* side : {&bk->q, &bk->k})
+                for (int32_t b : *side) f = mix64(f ^ static_cast<uint64_t>(b));
+            m_.lsh_fingerprint = f;
+            return act(lsh_attention(t_, qv, kv, V(v), b_.B, b_.T, a.n_head, a.n_head_kv, *a.lsh, std::move(bk),
+                                     a.scale, b_.doc_start, a.window));
+        }
         return act(train::attention(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.window, a.scale,
                                     b_.doc_start));
     }
@@ -437,6 +450,7 @@ void TrainModel::ensure_ctx(int64_t n) {
 Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, float p_drop, uint64_t dropout_seed,
                        const Hook& hook, const int32_t* doc_start) {
     set_positions(B, T, doc_start, 0);
+    lsh_fingerprint = 0;
     TapeOps ops(t, *this, TapeOps::Batch{inputs, B, T, doc_start ? doc_.data() : nullptr, doc_start, p_drop, dropout_seed, &hook,
                                          t.grad_enabled});
     Act last;

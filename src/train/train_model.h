@@ -111,6 +111,10 @@ public:
         void clear() { load.clear(), aux = 0; }
     };
     MoeStats moe_stats;
+    // LSH attention: a fingerprint of every bucket the last logits() chose (its layers' queries
+    // and keys); a finite-difference check skips perturbations that moved one (a jump, not a
+    // derivative), as it does for MoE routing.
+    uint64_t lsh_fingerprint = 0;
     // DeepSeek-V3's auxiliary-loss-free balancing (§2.1.2) from moe_stats' loads: each MoE layer's
     // selection bias (exp_probs_b, when trainable) moves by +gamma for experts that got fewer tokens
     // than the layer's mean and by -gamma for those that got more. The bias only chooses experts

@@ -91,7 +91,7 @@ TEST(Lsh, OneBucketIsDenseAttention) {
     std::vector<float> out(s.Dv), dense(s.Dv), scratch(static_cast<size_t>(s.T * (1 + 2 * s.D)));
     for (int64_t p = 0; p < s.T; ++p) {
         h.buckets(&s.q[p * s.D], qb.data());
-        idx.candidates(p, qb.data(), spec.window, cand);
+        idx.candidates(p, qb.data(), spec, cand);
         ASSERT_EQ(static_cast<int64_t>(cand.size()), p + 1);
         lsh_attend_row(&s.q[p * s.D], s.k.data(), s.D, s.v.data(), s.Dv, s.D, s.Dv, cand.data(),
                        static_cast<int64_t>(cand.size()), scale, out.data(), scratch.data());
@@ -134,7 +134,7 @@ TEST(Lsh, EqualsDenseUnderTheBucketMask) {
         int64_t sparse = 0;
         for (int64_t p = 0; p < s.T; ++p) {
             h.buckets(&s.q[p * s.D], qb.data());
-            idx.candidates(p, qb.data(), spec.window, cand);
+            idx.candidates(p, qb.data(), spec, cand);
             const std::vector<bool> m = brute_mask(kb, qb, p, spec.window, s.T);
             std::vector<int32_t> want;
             for (int64_t j = 0; j < s.T; ++j)
@@ -195,7 +195,7 @@ TEST(Lsh, NoOutputDependsOnALaterPosition) {
         std::vector<int32_t> cand, qb(2);
         for (int64_t p = 0; p < x.T; ++p) {
             h.buckets(&x.q[p * x.D], qb.data());
-            idx.candidates(p, qb.data(), spec.window, cand);
+            idx.candidates(p, qb.data(), spec, cand);
             lsh_attend_row(&x.q[p * x.D], x.k.data(), x.D, x.v.data(), x.Dv, x.D, x.Dv, cand.data(),
                            static_cast<int64_t>(cand.size()), 0.25f, &all[p * x.Dv], scratch.data());
         }
@@ -226,7 +226,7 @@ TEST(Lsh, ScoreCountAt1024) {
     int64_t count = 0, brute = 0, bound = 0;
     for (int64_t p = 0; p < T; ++p) {
         h.buckets(&s.q[p * D], qb.data());
-        idx.candidates(p, qb.data(), spec.window, cand);
+        idx.candidates(p, qb.data(), spec, cand);
         count += static_cast<int64_t>(cand.size());
         const auto m = brute_mask(kb, qb, p, spec.window, T);
         brute += std::count(m.begin(), m.end(), true);

@@ -35,6 +35,7 @@ struct Case {
     // routing, no norm), 2 V3-like (q_a/q_b, sigmoid routing with the selection bias, groups,
     // normalised and scaled weights).
     int deepseek = 0;
+    bool lsh = false;  // LSH attention (issue 18): 4 buckets x 2 rounds, window 3
 };
 
 std::string case_name(const testing::TestParamInfo<Case>& i) { return i.param.name; }
@@ -57,6 +58,13 @@ ModelConfig tiny_config(const Case& k) {
     c.rope_theta = 10000.0f;
     c.tied_embeddings = k.tied;
     c.sliding_window = k.window;
+    if (k.lsh) {
+        c.attention_lsh = true;
+        c.lsh.n_buckets = 4;
+        c.lsh.n_hashes = 2;
+        c.lsh.window = 3;
+        c.lsh.seed = 19;
+    }
     if (k.deepseek) {
         DeepSeekConfig& d = c.ds;
         d.kv_lora_rank = 12;
@@ -222,9 +230,10 @@ TEST_P(ArchEquivalence, BackwardMatchesFiniteDifferences) {
     // MoE: a step of h may change which experts a token is routed to (a jump, not a derivative):
     // such samples are skipped (the forwards run with gradients on, untaped, to count the load).
     const auto load0 = m->moe_stats.load;
+    const uint64_t lsh0 = m->lsh_fingerprint;
     int skipped = 0, samples = 0;
     auto fd_loss = [&]() {
-        if (load0.empty()) return loss(false).first;
+        if (load0.empty() && !m->config().attention_lsh) return loss(false).first;
         const double l = loss(true).first;
         tape.reset();
         return l;
@@ -240,10 +249,10 @@ TEST_P(ArchEquivalence, BackwardMatchesFiniteDifferences) {
             const float orig = p->value[i], h = 2e-3f;
             p->value[i] = orig + h;
             const double lp = fd_loss();
-            const bool moved_p = m->moe_stats.load != load0;
+            const bool moved_p = m->moe_stats.load != load0 || m->lsh_fingerprint != lsh0;
             p->value[i] = orig - h;
             const double lm = fd_loss();
-            const bool moved_m = m->moe_stats.load != load0;
+            const bool moved_m = m->moe_stats.load != load0 || m->lsh_fingerprint != lsh0;
             p->value[i] = orig;
             ++samples;
             if (moved_p || moved_m) {
@@ -261,7 +270,7 @@ TEST_P(ArchEquivalence, BackwardMatchesFiniteDifferences) {
         ++checked;
     }
     EXPECT_GT(checked, static_cast<int>(m->params().size()) / 2);
-    EXPECT_LT(skipped, samples / 4) << "too many samples changed the routing";
+    EXPECT_LT(skipped, samples / 4) << "too many samples changed the routing or the buckets";
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ArchEquivalence,
@@ -274,7 +283,11 @@ INSTANTIATE_TEST_SUITE_P(Archs, ArchEquivalence,
                                          Case{"qwen2_layer_ffn", "qwen2", false, 0, 8, 0, {40, 24}},
                                          // MLA (plain form on the tape, absorbed in the engine) and MoE.
                                          Case{"deepseek_v2_lite", "deepseek2", false, 0, 0, 0, {}, 1},
-                                         Case{"deepseek_v3", "deepseek2", true, 0, 0, 0, {}, 2}),
+                                         Case{"deepseek_v3", "deepseek2", true, 0, 0, 0, {}, 2},
+                                         // LSH attention (issue 18), also with a sliding window and
+                                         // values of their own size.
+                                         Case{"llama_lsh", "llama", false, 0, 0, 0, {}, 0, true},
+                                         Case{"mistral_window_lsh", "mistral", false, 5, 8, 6, {}, 0, true}),
                          case_name);
 
 // ---- a frozen quantised base ------------------------------------------------------------------

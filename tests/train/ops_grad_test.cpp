@@ -180,7 +180,7 @@ TEST(OpsGrad, LshAttentionWithFixedBuckets) {
     spec.window = 2;
     const std::vector<LshHash> hashes = {LshHash(spec, 0, 0, 4), LshHash(spec, 0, 1, 4)};
     ThreadPool pool(2);
-    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 24, 4, 2, 4, hashes, pool);
+    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 24, 4, 2, 4, hashes.data(), pool);
     static const int32_t ds[] = {0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11};
     for (const int32_t* d : {static_cast<const int32_t*>(nullptr), ds}) {
         check_grads({q.get(), k.get(), v.get()}, [&](Tape& t, std::vector<Var>& a) {
@@ -198,7 +198,7 @@ TEST(OpsGrad, LshAttentionWithOneBucketIsAttention) {
     spec.window = 100;
     const std::vector<LshHash> hashes = {LshHash(spec, 0, 0, 3), LshHash(spec, 0, 1, 3)};
     ThreadPool pool(2);
-    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 20, 4, 2, 3, hashes, pool);
+    const auto bk = lsh_buckets(q->value.data(), k->value.data(), 20, 4, 2, 3, hashes.data(), pool);
     static const int32_t ds[] = {0, 0, 0, 3, 3, 3, 3, 3, 3, 3, 0, 1, 1, 1, 4, 4, 4, 4, 4, 4};
     auto grads = [&](bool lsh) {
         Tape t(pool);

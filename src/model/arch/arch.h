@@ -127,6 +127,7 @@ struct AttentionSpec {
     int64_t head_dim_v = 0;                           // of values and the output
     int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]
     float scale = 0;     // applied to q·k
+    const LshSpec* lsh = nullptr;  // LSH-bucketed attention (model/lsh.h) instead of dense; null: dense
 };
 
 // DeepSeek's multi-head latent attention (MLA) of one layer. The keys and values of every head

@@ -109,7 +109,7 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     q = o.rope(q, c.head_dim);
     k = o.rope(k, c.head_dim);
     const AttentionSpec spec{c.n_head, c.n_head_kv, c.head_dim, c.v_dim(), c.window_at(l),
-                             1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+                             1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.attention_lsh ? &c.lsh : nullptr};
     Act a = o.attention(l, q, k, qkv[2], spec);
     h = o.residual(l, 0, h, o.linear(a, W(kWo)));
     // Feed-forward branch.
