@@ -5,7 +5,7 @@
 // bytes each keeps for backward, and the LSH error against dense on sampled rows (relative to the
 // row's largest value) with the share of the dense softmax mass LSH's candidates hold.
 //
-//   build/bin/bench_lsh_attention [threads=1] [max_n=16384] [n_buckets=0 (auto: n / 64)] [n_hashes=2] [window=128]
+//   build/bin/bench_lsh_attention [threads=1] [max_n=16384] [n_buckets=0 (auto: n / 64)] [n_hashes=2] [window=128] [local=0]
 //
 // Dense attention is skipped where its probabilities (n² / 2 per head) would not fit in 8 GiB.
 #include <algorithm>
@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     LshSpec spec;
     spec.n_hashes = argc > 4 ? std::atoll(argv[4]) : 2;
     spec.window = argc > 5 ? std::atoll(argv[5]) : 128;
+    spec.local = argc > 6 ? std::atoll(argv[6]) : 0;
     const int64_t H = 12, D = 64;
     ThreadPool pool(threads);
     std::printf("| n | buckets | dense fwd s | LSH fwd s | fwd speed-up | dense fwd+bwd s | LSH fwd+bwd s | fwd+bwd speed-up "

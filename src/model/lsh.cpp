@@ -23,17 +23,20 @@ void LshSpec::validate(const std::string& where) const {
     if (window < 1)
         fail("%s: lsh window is %lld, expected at least 1 key per round (hint: twice the bucket size, e.g. 128)",
              where.c_str(), (long long)window);
+    if (local < 0)
+        fail("%s: lsh local is %lld, expected 0 (the query's own position only) or a number of latest positions",
+             where.c_str(), (long long)local);
     if (dense_below < 0)
         fail("%s: lsh dense_below is %lld, expected 0 (never) or a positive length", where.c_str(), (long long)dense_below);
 }
 
 int64_t LshSpec::max_candidates(int64_t p) const {
-    return p < dense_below ? p + 1 : std::min(p + 1, n_hashes * window + 1);
+    return p < dense_below ? p + 1 : std::min(p + 1, n_hashes * window + std::max<int64_t>(local, 1));
 }
 
 std::string LshSpec::describe() const {
     return "lsh " + std::to_string(n_buckets) + " buckets x " + std::to_string(n_hashes) + " rounds, window " +
-           std::to_string(window) + ", dense below " + std::to_string(dense_below) + ", seed " + std::to_string(seed);
+           std::to_string(window) + ", local " + std::to_string(local) + ", dense below " + std::to_string(dense_below) + ", seed " + std::to_string(seed);
 }
 
 LshSpec AttentionChoice::spec(const LshSpec& base) const {
@@ -41,6 +44,7 @@ LshSpec AttentionChoice::spec(const LshSpec& base) const {
     if (n_buckets >= 0) s.n_buckets = n_buckets;
     if (n_hashes >= 0) s.n_hashes = n_hashes;
     if (window >= 0) s.window = window;
+    if (local >= 0) s.local = local;
     if (dense_below >= 0) s.dense_below = dense_below;
     if (seed >= 0) s.seed = static_cast<uint64_t>(seed);
     return s;
@@ -121,6 +125,7 @@ void lsh_configure(ModelConfig& c, const ConfigSource& src) {
             fail("%s: lsh %s is %g, expected a whole number in 0..%lld", where.c_str(), what, v, (long long)hi);
         return static_cast<int64_t>(v);
     };
+    s.local = whole("lsh_local", "attention.lsh.local", "local", s.local, 0x7fffffffLL);
     s.dense_below = whole("lsh_dense_below", "attention.lsh.dense_below", "dense_below", s.dense_below, 0x7fffffffLL);
     s.seed = static_cast<uint64_t>(whole("lsh_seed", "attention.lsh.seed", "seed", static_cast<int64_t>(s.seed), 0xffffffffLL));
     s.validate(where);
@@ -135,6 +140,7 @@ void lsh_write_keys(const ModelConfig& c, ConfigSink& sink) {
     sink.integer("lsh_n_buckets", "attention.lsh.n_buckets", c.lsh.n_buckets);
     sink.integer("lsh_n_hashes", "attention.lsh.n_hashes", c.lsh.n_hashes);
     sink.integer("lsh_window", "attention.lsh.window", c.lsh.window);
+    sink.integer("lsh_local", "attention.lsh.local", c.lsh.local);
     sink.integer("lsh_dense_below", "attention.lsh.dense_below", c.lsh.dense_below);
     sink.integer("lsh_seed", "attention.lsh.seed", static_cast<int64_t>(c.lsh.seed));
 }
@@ -238,7 +244,8 @@ void LshIndex::candidates(int64_t p, const int32_t* qb, const LshSpec& spec, std
         return;
     }
     const int64_t window = spec.window;
-    out.push_back(static_cast<int32_t>(p));
+    for (int64_t j = std::max<int64_t>(0, p - std::max<int64_t>(spec.local, 1) + 1); j <= p; ++j)
+        out.push_back(static_cast<int32_t>(j));
     for (int64_t r = 0; r < n_hashes_; ++r) {
         const std::vector<int32_t>& l = lists_[static_cast<size_t>(r * n_buckets_ + qb[r])];
         const auto end = std::upper_bound(l.begin(), l.end(), static_cast<int32_t>(p));

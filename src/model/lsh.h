@@ -7,7 +7,10 @@
 // direction of x decides). A query at position p (its own buckets b_r(q_p), with the rotation of
 // its kv head) attends, causally, to the union over rounds of
 //   the `window` latest keys at positions <= p whose bucket in round r is b_r(q_p)
-// plus position p itself (a query whose key hashes elsewhere still sees something). That union,
+// plus position p itself (a query whose key hashes elsewhere still sees something) and, with
+// `local` L > 0, the positions p - L + 1 .. p (what trained models' previous-token and other
+// local heads need, and what Reformer's "previous chunk" gives in part). Below `dense_below`
+// a query sees every position 0 .. p. That union,
 // in ascending position order, is one softmax: the result equals dense attention under that mask
 // (multi-round combination exact, no duplicate counting), and with one bucket and window >= n it
 // is dense attention. `window` plays the part of Reformer's "own chunk and the previous one": it
@@ -30,11 +33,13 @@ struct LshSpec {
     int64_t n_buckets = 16;   // buckets per round: 1, or an even number
     int64_t n_hashes = 2;     // hash rounds
     int64_t window = 128;     // per round, the latest same-bucket keys a query scores
-    int64_t dense_below = 0;  // sequences of fewer positions attend densely (0: never)
+    int64_t local = 0;        // every query also scores its `local` latest positions (0: itself only)
+    int64_t dense_below = 0;  // positions below this attend densely (0: never)
     uint64_t seed = 0x5eed;   // rotations: a function of (seed, layer, kv head, round)
     // Throws Error naming `where` for an invalid setting (one line: value, expected, hint).
     void validate(const std::string& where) const;
-    // The scores one query at position p can compute at most: min(p + 1, n_hashes · window + 1).
+    // The scores one query at position p can compute at most:
+    // min(p + 1, n_hashes · window + max(local, 1)), and p + 1 below dense_below.
     int64_t max_candidates(int64_t p) const;
     // A one-line summary: "lsh 64 buckets x 2 rounds, window 128, dense below 0, seed 24301".
     std::string describe() const;
@@ -45,8 +50,10 @@ struct LshSpec {
 // for a dense model run with kind "lsh"). Model::set_attention applies it.
 struct AttentionChoice {
     std::string kind;  // "", "dense" or "lsh"
-    int64_t n_buckets = -1, n_hashes = -1, window = -1, dense_below = -1, seed = -1;
-    bool any_setting() const { return n_buckets >= 0 || n_hashes >= 0 || window >= 0 || dense_below >= 0 || seed >= 0; }
+    int64_t n_buckets = -1, n_hashes = -1, window = -1, local = -1, dense_below = -1, seed = -1;
+    bool any_setting() const {
+        return n_buckets >= 0 || n_hashes >= 0 || window >= 0 || local >= 0 || dense_below >= 0 || seed >= 0;
+    }
     // The settings for a model whose own are `base`.
     LshSpec spec(const LshSpec& base) const;
 };
@@ -110,8 +117,8 @@ public:
     void truncate(int64_t pos);
     int64_t positions() const { return n_; }
     // The candidates of a query at position p (<= positions() - 1) with buckets qb: p, and per
-    // round the `spec.window` latest keys <= p in bucket qb[r]; the union, ascending, into out.
-    // Below spec.dense_below (p < dense_below) every position 0 .. p (dense attention).
+    // round the `spec.window` latest keys <= p in bucket qb[r], and the spec.local latest
+    // positions; the union, ascending, into out. Below spec.dense_below every position 0 .. p.
     void candidates(int64_t p, const int32_t* qb, const LshSpec& spec, std::vector<int32_t>& out) const;
 
 private:
@@ -125,8 +132,8 @@ struct ModelConfig;  // model/config.h
 
 // The model's attention kind in its files (ModelConfig::attention_lsh / lsh): Hugging Face
 // config.json keys "llmforge_attention" ("dense" | "lsh"), "lsh_n_buckets", "lsh_n_hashes",
-// "lsh_window", "lsh_dense_below", "lsh_seed"; GGUF "<arch>.attention.kind" and
-// "<arch>.attention.lsh.{n_buckets,n_hashes,window,dense_below,seed}". Absent: dense. Throws
+// "lsh_window", "lsh_local", "lsh_dense_below", "lsh_seed"; GGUF "<arch>.attention.kind" and
+// "<arch>.attention.lsh.{n_buckets,n_hashes,window,local,dense_below,seed}". Absent: dense. Throws
 // Error (one line, naming the file) for an unknown type, invalid settings, or LSH on an
 // architecture whose attention cannot run it (DeepSeek's MLA).
 void lsh_configure(ModelConfig& c, const ConfigSource& src);

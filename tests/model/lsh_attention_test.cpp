@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -102,12 +103,12 @@ TEST(Lsh, OneBucketIsDenseAttention) {
     }
 }
 
-// The bucket mask by brute force: j == p, or for some round r, k_j is in q_p's bucket and among
-// the `window` latest such keys at positions <= p.
+// The bucket mask by brute force: p - local < j <= p (j == p at least), or for some round r, k_j
+// is in q_p's bucket and among the `window` latest such keys at positions <= p.
 std::vector<bool> brute_mask(const std::vector<std::vector<int32_t>>& kb, const std::vector<int32_t>& qb, int64_t p,
-                             int64_t window, int64_t T) {
+                             int64_t window, int64_t T, int64_t local = 0) {
     std::vector<bool> m(static_cast<size_t>(T), false);
-    m[p] = true;
+    for (int64_t j = 0; j <= p; ++j) m[j] = j == p || j > p - local;
     for (size_t r = 0; r < qb.size(); ++r) {
         int64_t taken = 0;
         for (int64_t j = p; j >= 0 && taken < window; --j)
@@ -117,13 +118,14 @@ std::vector<bool> brute_mask(const std::vector<std::vector<int32_t>>& kb, const 
 }
 
 TEST(Lsh, EqualsDenseUnderTheBucketMask) {
-    for (auto [Dv, window] : {std::pair<int64_t, int64_t>{24, 5}, {24, 1}, {16, 3}}) {
-        SCOPED_TRACE("Dv " + std::to_string(Dv) + " window " + std::to_string(window));
+    for (auto [Dv, window, local] : {std::tuple<int64_t, int64_t, int64_t>{24, 5, 0}, {24, 1, 0}, {16, 3, 0}, {24, 4, 6}}) {
+        SCOPED_TRACE("Dv " + std::to_string(Dv) + " window " + std::to_string(window) + " local " + std::to_string(local));
         const Seq s = random_seq(120, 24, Dv, 2);
         LshSpec spec;
         spec.n_buckets = 8;
         spec.n_hashes = 3;
         spec.window = window;
+        spec.local = local;
         const LshHash h(spec, 3, 1, s.D);
         const LshIndex idx = index_of(s, spec, h);
         std::vector<std::vector<int32_t>> kb(static_cast<size_t>(s.T), std::vector<int32_t>(3));
@@ -135,7 +137,7 @@ TEST(Lsh, EqualsDenseUnderTheBucketMask) {
         for (int64_t p = 0; p < s.T; ++p) {
             h.buckets(&s.q[p * s.D], qb.data());
             idx.candidates(p, qb.data(), spec, cand);
-            const std::vector<bool> m = brute_mask(kb, qb, p, spec.window, s.T);
+            const std::vector<bool> m = brute_mask(kb, qb, p, spec.window, s.T, spec.local);
             std::vector<int32_t> want;
             for (int64_t j = 0; j < s.T; ++j)
                 if (m[j]) want.push_back(static_cast<int32_t>(j));
@@ -256,6 +258,9 @@ TEST(Lsh, BadSettingsAreOneLine) {
     s.n_buckets = 7;
     EXPECT_NE(message(s).find("n_buckets is 7, expected 1 or an even number"), std::string::npos) << message(s);
     s = LshSpec();
+    s.local = -2;
+    EXPECT_NE(message(s).find("local is -2"), std::string::npos) << message(s);
+    s = LshSpec();
     s.window = 0;
     EXPECT_NE(message(s).find("window is 0"), std::string::npos) << message(s);
     for (const std::string& m : {message(s)}) EXPECT_EQ(m.find('\n'), std::string::npos);
@@ -270,12 +275,13 @@ TEST(LshConfig, SavedAndLoadedWithTheModel) {
     const ModelConfig dense = hf_config_parse(base + "}", "dense.json");
     EXPECT_FALSE(dense.attention_lsh);
     const ModelConfig c = hf_config_parse(base + R"(,"llmforge_attention":"lsh","lsh_n_buckets":32,"lsh_n_hashes":4,
-"lsh_window":96,"lsh_dense_below":512,"lsh_seed":77})", "lsh.json");
+"lsh_window":96,"lsh_local":24,"lsh_dense_below":512,"lsh_seed":77})", "lsh.json");
     auto expect_settings = [](const ModelConfig& m, const char* what) {
         ASSERT_TRUE(m.attention_lsh) << what;
         EXPECT_EQ(m.lsh.n_buckets, 32) << what;
         EXPECT_EQ(m.lsh.n_hashes, 4) << what;
         EXPECT_EQ(m.lsh.window, 96) << what;
+        EXPECT_EQ(m.lsh.local, 24) << what;
         EXPECT_EQ(m.lsh.dense_below, 512) << what;
         EXPECT_EQ(m.lsh.seed, 77u) << what;
     };

@@ -1,0 +1,304 @@
+// Synthetic multi-needle key-value retrieval on raw token ids, to measure how LSH attention
+// (model/lsh.h) keeps long-range retrieval against dense attention and a sliding window of the
+// same cost (bench/lsh_retrieval.sh drives it; results in docs/lsh-retrieval.md).
+//
+// Vocabulary 256: 0 = BOS, 1 = QUERY, keys 2..65, values 66..129, filler 130..255. A sequence of
+// length L: BOS, filler (uniform) with n_pairs "key value" pairs at random non-overlapping
+// positions (distinct keys, random values), then n_q = n_pairs queries "QUERY key value" (every
+// inserted key once, in random order) at the end. The task: the argmax of the logits at each
+// query's key position must be its value.
+//
+//   lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16]
+//       N_SEQ sequences back to back, little-endian u16 (llmforge train --data OUT.u16 --seq-len L
+//       --no-shuffle: row g then starts at g·L, one sequence per row).
+//   lsh_retrieval eval -m MODEL [--lengths 1024,2048,...] [--n 20] [--pairs 16] [--seed 7]
+//       [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P] [--lsh-hashes R]
+//       [--lsh-window W] [--lsh-local K] [--window W | --window-from-lsh] [--chunk 512] [--csv FILE]
+//       Per length: accuracy over n sequences. --attention window runs LSH with one bucket, one
+//       round, window W and local 0: a causal sliding window of W keys. --window-from-lsh: per
+//       length, W = the mean keys LSH (the --lsh-* settings) scored per query there, measured on
+//       the same sequences (LshStats) — a sliding window of equal cost. --lsh-buckets-per P: the
+//       LSH bucket count per length is L / P (even, at least 2). One thread.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/lsh.h"
+#include "model/model.h"
+
+namespace {
+
+using namespace llmforge;
+
+constexpr int32_t kBos = 0, kQuery = 1, kKey0 = 2, kNKeys = 64, kVal0 = 66, kNVals = 64, kFill0 = 130, kNFill = 126;
+
+struct Seq {
+    std::vector<int32_t> tok;
+    std::vector<int64_t> qpos;  // positions of the queries' key tokens (predict tok[qpos + 1])
+};
+
+Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng) {
+    Seq s;
+    const int64_t q_len = 3 * n_pairs, body = L - 1 - q_len;  // body: filler and pairs
+    if (body < 2 * n_pairs) {
+        std::fprintf(stderr, "lsh_retrieval: length %lld too short for %d pairs\n", (long long)L, n_pairs);
+        std::exit(2);
+    }
+    s.tok.assign(static_cast<size_t>(L), 0);
+    s.tok[0] = kBos;
+    for (int64_t i = 1; i <= body; ++i) s.tok[i] = kFill0 + static_cast<int32_t>(rng() % kNFill);
+    std::vector<int32_t> keys(kNKeys);
+    for (int i = 0; i < kNKeys; ++i) keys[i] = kKey0 + i;
+    std::shuffle(keys.begin(), keys.end(), rng);
+    keys.resize(static_cast<size_t>(n_pairs));
+    std::vector<int32_t> vals(static_cast<size_t>(n_pairs));
+    for (auto& v : vals) v = kVal0 + static_cast<int32_t>(rng() % kNVals);
+    // Non-overlapping slots: choose n_pairs distinct starts among body/2 two-token slots.
+    const int64_t slots = body / 2;
+    std::vector<int64_t> chosen;
+    while (static_cast<int>(chosen.size()) < n_pairs) {
+        const int64_t c = static_cast<int64_t>(rng() % static_cast<uint64_t>(slots));
+        if (std::find(chosen.begin(), chosen.end(), c) == chosen.end()) chosen.push_back(c);
+    }
+    for (int i = 0; i < n_pairs; ++i) {
+        const int64_t p = 1 + 2 * chosen[static_cast<size_t>(i)];
+        s.tok[p] = keys[static_cast<size_t>(i)];
+        s.tok[p + 1] = vals[static_cast<size_t>(i)];
+    }
+    std::vector<int> order(static_cast<size_t>(n_pairs));
+    for (int i = 0; i < n_pairs; ++i) order[static_cast<size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    int64_t p = 1 + body;
+    for (int i : order) {
+        s.tok[p] = kQuery;
+        s.tok[p + 1] = keys[static_cast<size_t>(i)];
+        s.tok[p + 2] = vals[static_cast<size_t>(i)];
+        s.qpos.push_back(p + 1);
+        p += 3;
+    }
+    return s;
+}
+
+int cmd_gen(int argc, char** argv) {
+    if (argc < 6) {
+        std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16]\n");
+        return 2;
+    }
+    const char* out = argv[2];
+    const int64_t n_seq = std::atoll(argv[3]), L = std::atoll(argv[4]);
+    std::mt19937_64 rng(std::strtoull(argv[5], nullptr, 10));
+    const int n_pairs = argc > 6 ? std::atoi(argv[6]) : 16;
+    FILE* f = std::fopen(out, "wb");
+    if (f == nullptr) {
+        std::perror(out);
+        return 1;
+    }
+    std::vector<uint16_t> buf;
+    for (int64_t i = 0; i < n_seq; ++i) {
+        const Seq s = make_seq(L, n_pairs, rng);
+        buf.assign(s.tok.begin(), s.tok.end());
+        std::fwrite(buf.data(), 2, buf.size(), f);
+    }
+    std::fclose(f);
+    std::fprintf(stderr, "lsh_retrieval: wrote %lld sequences of %lld tokens (%d pairs) to %s\n", (long long)n_seq,
+                 (long long)L, n_pairs, out);
+    return 0;
+}
+
+// AttentionChoice::local exists once the `local` setting lands; set it when it does.
+template <class T>
+auto set_local(T& c, int64_t v, int) -> decltype(c.local = v, bool()) {
+    c.local = v;
+    return true;
+}
+template <class T>
+bool set_local(T&, int64_t, long) {
+    return false;
+}
+
+struct EvalResult {
+    int64_t correct = 0, total = 0;
+    double mean_scores = 0;  // per (layer, head, query row); 0 unless stats asked
+    double seconds = 0;
+};
+
+EvalResult run_eval(const std::string& model_path, const AttentionChoice& choice, int64_t L, int n, int n_pairs,
+                    uint64_t seed, int64_t chunk, bool want_stats) {
+    auto model = Model::load(model_path);
+    model->set_attention(choice);
+    ThreadPool pool(1);
+    ForwardScratch s;
+    LshStats stats;
+    if (want_stats) s.lsh_stats = &stats;
+    const int64_t V = model->config().n_vocab;
+    std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(L));
+    EvalResult r;
+    int64_t rows = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> logits;
+    for (int i = 0; i < n; ++i) {
+        const Seq sq = make_seq(L, n_pairs, rng);
+        auto mem = model->new_memory(L);
+        const int64_t q0 = sq.qpos.front() - 1;  // the first QUERY token: the last chunk starts here
+        int64_t pos = 0;
+        while (pos < q0) {
+            const int64_t m = std::min(chunk, q0 - pos);
+            logits.resize(static_cast<size_t>(V));
+            model->forward(sq.tok.data() + pos, m, pos, *mem, logits.data(), 1, pool, s);
+            pos += m;
+        }
+        const int64_t m = L - q0;
+        logits.resize(static_cast<size_t>(m * V));
+        model->forward(sq.tok.data() + q0, m, q0, *mem, logits.data(), m, pool, s);
+        rows += L;
+        for (int64_t qp : sq.qpos) {
+            const float* row = logits.data() + (qp - q0) * V;
+            const int64_t best = std::max_element(row, row + V) - row;
+            r.correct += best == sq.tok[qp + 1];
+            ++r.total;
+        }
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (want_stats && !stats.scores.empty()) {
+        double sum = 0;
+        for (int64_t v : stats.scores) sum += static_cast<double>(v);
+        r.mean_scores = sum / (static_cast<double>(stats.n_layer * stats.n_head) * static_cast<double>(rows));
+    }
+    return r;
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+    std::vector<int64_t> out;
+    size_t b = 0;
+    while (b < s.size()) {
+        size_t e = s.find(',', b);
+        if (e == std::string::npos) e = s.size();
+        out.push_back(std::atoll(s.substr(b, e - b).c_str()));
+        b = e + 1;
+    }
+    return out;
+}
+
+int cmd_eval(int argc, char** argv) {
+    std::string model, kind = "dense", csv, label;
+    std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384};
+    int n = 20, n_pairs = 16;
+    uint64_t seed = 7;
+    int64_t buckets = -1, buckets_per = -1, hashes = 2, lwin = 32, local = 16, window = -1, chunk = 512;
+    bool window_from_lsh = false;
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "lsh_retrieval: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "-m") model = val();
+        else if (a == "--lengths") lengths = parse_list(val());
+        else if (a == "--n") n = std::atoi(val().c_str());
+        else if (a == "--pairs") n_pairs = std::atoi(val().c_str());
+        else if (a == "--seed") seed = std::strtoull(val().c_str(), nullptr, 10);
+        else if (a == "--attention") kind = val();
+        else if (a == "--lsh-buckets") buckets = std::atoll(val().c_str());
+        else if (a == "--lsh-buckets-per") buckets_per = std::atoll(val().c_str());
+        else if (a == "--lsh-hashes") hashes = std::atoll(val().c_str());
+        else if (a == "--lsh-window") lwin = std::atoll(val().c_str());
+        else if (a == "--lsh-local") local = std::atoll(val().c_str());
+        else if (a == "--window") window = std::atoll(val().c_str());
+        else if (a == "--window-from-lsh") window_from_lsh = true;
+        else if (a == "--chunk") chunk = std::atoll(val().c_str());
+        else if (a == "--csv") csv = val();
+        else if (a == "--label") label = val();
+        else {
+            std::fprintf(stderr, "lsh_retrieval: unknown option %s\n", a.c_str());
+            return 2;
+        }
+    }
+    if (model.empty()) {
+        std::fprintf(stderr, "usage: lsh_retrieval eval -m MODEL [options] (see the file's header)\n");
+        return 2;
+    }
+    if (label.empty()) label = kind;
+    FILE* cf = csv.empty() ? nullptr : std::fopen(csv.c_str(), "a");
+    std::printf("| attention | length | settings | mean keys scored / query | accuracy | correct / queries | seconds |\n");
+    std::printf("|---|---|---|---|---|---|---|\n");
+    for (int64_t L : lengths) {
+        AttentionChoice lsh;
+        lsh.kind = "lsh";
+        lsh.n_buckets = buckets_per > 0 ? std::max<int64_t>(2, (L / buckets_per) & ~int64_t(1)) : (buckets > 0 ? buckets : 8);
+        lsh.n_hashes = hashes;
+        lsh.window = lwin;
+        lsh.dense_below = 0;
+        const bool has_local = set_local(lsh, local, 0);
+        AttentionChoice ch;
+        std::string settings;
+        EvalResult r;
+        if (kind == "dense") {
+            ch.kind = "dense";
+            settings = "dense";
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, false);
+            r.mean_scores = static_cast<double>(L + 1) / 2;
+        } else if (kind == "lsh") {
+            ch = lsh;
+            settings = "buckets " + std::to_string(lsh.n_buckets) + ", hashes " + std::to_string(hashes) + ", window " +
+                       std::to_string(lwin) + (has_local ? ", local " + std::to_string(local) : ", (no local setting)");
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true);
+        } else if (kind == "window") {
+            int64_t W = window;
+            if (window_from_lsh) {
+                // The LSH run's scores per query on the same sequences (forward only, its accuracy unused).
+                const EvalResult lr = run_eval(model, lsh, L, n, n_pairs, seed, chunk, true);
+                W = std::max<int64_t>(1, static_cast<int64_t>(lr.mean_scores + 0.5));
+            }
+            ch.kind = "lsh";
+            ch.n_buckets = 1;
+            ch.n_hashes = 1;
+            ch.window = W;
+            ch.dense_below = 0;
+            set_local(ch, 0, 0);
+            settings = "sliding window " + std::to_string(W) + (window_from_lsh ? " (= LSH mean)" : "");
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true);
+        } else {
+            std::fprintf(stderr, "lsh_retrieval: --attention %s, expected dense, lsh or window\n", kind.c_str());
+            return 2;
+        }
+        const double acc = r.total > 0 ? static_cast<double>(r.correct) / static_cast<double>(r.total) : 0;
+        std::printf("| %s | %lld | %s | %.1f | %.3f | %lld / %lld | %.1f |\n", label.c_str(), (long long)L,
+                    settings.c_str(), r.mean_scores, acc, (long long)r.correct, (long long)r.total, r.seconds);
+        std::fflush(stdout);
+        if (cf != nullptr) {
+            std::fprintf(cf, "%s,%lld,\"%s\",%.1f,%.4f,%lld,%lld,%.1f\n", label.c_str(), (long long)L, settings.c_str(),
+                         r.mean_scores, acc, (long long)r.correct, (long long)r.total, r.seconds);
+            std::fflush(cf);
+        }
+    }
+    if (cf != nullptr) std::fclose(cf);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc >= 2 && std::strcmp(argv[1], "gen") == 0) return cmd_gen(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "eval") == 0) {
+        try {
+            return cmd_eval(argc, argv);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "lsh_retrieval: %s\n", e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr,
+                 "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS]\n"
+                 "       lsh_retrieval eval -m MODEL [--lengths ...] [--n 20] [--attention dense|lsh|window] ...\n");
+    return 2;
+}
