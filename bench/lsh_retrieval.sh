@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Synthetic multi-needle key-value retrieval, 1k..16k positions (issue 18): does LSH attention keep
+# long-range retrieval that a sliding window of the same cost loses? (bench/lsh_retrieval.cpp)
+#   bench/lsh_retrieval.sh [WORK]      (one thread)
+#
+#  1. data: 10000 training sequences of 512 tokens (16 "key value" pairs in uniform filler, then
+#     16 queries "QUERY key value"), 100 validation sequences (lsh_retrieval gen);
+#  2. a dense Llama, 2 layers, dim 128, 4 heads of 32, FFN 384, vocab 256, rope_theta 1e6,
+#     max_position_embeddings 16384, trained STEPS steps of 8 x 512 (rows in file order: one
+#     sequence per row), AdamW 3e-3 -> 3e-4; accuracy at 512 checked first;
+#  3. per length (1024 .. 16384, N sequences each, 16 queries each): accuracy of
+#     dense attention; LSH (buckets L / BUCKET_PER, HASHES rounds, window LWIN, local LOCAL);
+#     a sliding window of W keys where W = the mean keys LSH scored per query at that length
+#     (LshStats; LSH with one bucket, one round, window W, local 0).
+# Writes docs/lsh-retrieval.md, .csv and .svg.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${LLMFORGE_BIN:-$ROOT/build/bin/llmforge}
+RET=${LSH_RETRIEVAL_BIN:-$ROOT/build/bin/lsh_retrieval}
+W=${1:-/tmp/llmforge-lsh-retrieval}
+STEPS=${STEPS:-1500}
+N=${N:-20}
+LENGTHS=${LENGTHS:-1024,2048,4096,8192,16384}
+BUCKET_PER=${BUCKET_PER:-32}
+HASHES=${HASHES:-4}
+LWIN=${LWIN:-32}
+LOCAL=${LOCAL:-16}
+MD=${MD:-$ROOT/docs/lsh-retrieval.md}
+CSV=${CSV:-$ROOT/docs/lsh-retrieval.csv}
+SVG=${SVG:-$ROOT/docs/lsh-retrieval.svg}
+
+mkdir -p "$W"
+cd "$W"
+cp "$BIN" .llmforge-bin
+cp "$RET" .lsh_retrieval-bin
+BIN=$W/.llmforge-bin
+RET=$W/.lsh_retrieval-bin
+
+# ---- 1. data --------------------------------------------------------------------------------
+[ -f train.u16 ] || "$RET" gen train.u16 10000 512 1 16
+[ -f val.u16 ] || "$RET" gen val.u16 100 512 2 16
+
+# ---- 2. the model ---------------------------------------------------------------------------
+cat > dense.json <<'EOF'
+{"model_type":"llama","hidden_size":128,"intermediate_size":384,"num_hidden_layers":2,
+ "num_attention_heads":4,"num_key_value_heads":4,"head_dim":32,"vocab_size":256,"max_position_embeddings":16384,
+ "rope_theta":1000000.0,"rms_norm_eps":1e-5,"tie_word_embeddings":false}
+EOF
+TRAIN=(train --config dense.json --data train.u16 --val-data val.u16 --seq-len 512 --batch 8 --steps "$STEPS"
+       --lr 3e-3 --min-lr 3e-4 --warmup-steps 50 --eval-every 250 --eval-batches 8 -t 1 -q --seed 1 --no-shuffle
+       --save dense --log-jsonl dense.jsonl)
+echo "llmforge ${TRAIN[*]}" > commands.txt
+if [ ! -f dense/model.safetensors ]; then
+    echo "lsh_retrieval: training, $STEPS steps" >&2
+    s=$(date +%s)
+    /usr/bin/time -f "%U %S" -o dense.time "$BIN" "${TRAIN[@]}" > dense.log 2>&1
+    echo $(( $(date +%s) - s )) > dense.seconds
+fi
+
+# ---- 3. accuracy per length -----------------------------------------------------------------
+LSH=(--lsh-buckets-per "$BUCKET_PER" --lsh-hashes "$HASHES" --lsh-window "$LWIN" --lsh-local "$LOCAL")
+echo "attention,length,settings,mean_keys_per_query,accuracy,correct,queries,seconds" > results.csv
+run() {
+    echo "lsh_retrieval $*" >> commands.txt
+    /usr/bin/time -a -f "%U %S" -o eval.time "$RET" "$@" | tee -a results.txt
+}
+: > results.txt
+: > eval.time
+run eval -m dense --lengths 512 --n "$N" --attention dense --label "dense@512" --csv results.csv
+run eval -m dense --lengths "$LENGTHS" --n "$N" --attention dense --csv results.csv
+run eval -m dense --lengths "$LENGTHS" --n "$N" --attention lsh "${LSH[@]}" --csv results.csv
+run eval -m dense --lengths "$LENGTHS" --n "$N" --attention window --window-from-lsh "${LSH[@]}" --csv results.csv
+cp results.csv "$CSV"
+
+export MD SVG STEPS N BUCKET_PER HASHES LWIN LOCAL
+python3 - <<'PY'
+import csv, json, os
+env = os.environ
+rows = list(csv.DictReader(open("results.csv")))
+by = {}
+for r in rows:
+    by.setdefault(r["attention"], {})[int(r["length"])] = r
+lengths = sorted(by.get("dense", {}))
+val = [json.loads(l) for l in open("dense.jsonl") if "val_loss" in l]
+cpu_train = sum(float(x) for x in open("dense.time").read().split()) if os.path.exists("dense.time") else 0
+cpu_eval = sum(float(x) for l in open("eval.time") for x in l.split() if x.replace(".", "").isdigit())
+lines = [
+    "# Synthetic long-range retrieval: dense vs LSH vs sliding window (bench/lsh_retrieval.sh)",
+    "",
+    "Task (raw token ids, vocab 256): BOS, uniform filler with 16 \"key value\" pairs at random positions (distinct keys),",
+    "then 16 queries \"QUERY key value\" at the end; a query counts as right when the argmax of the logits at its key is",
+    "its value (chance: 1/64). Model: dense Llama, 2 layers, dim 128, 4 heads of 32, rope_theta 1e6, trained",
+    f"{env['STEPS']} steps of 8 x 512 tokens of the task at length 512 only, one CPU thread",
+    f"(final validation loss {val[-1]['val_loss']:.4f})." if val else "",
+    f"Evaluation: {env['N']} sequences x 16 queries per length (same sequences for every attention), prompt in chunks",
+    "of 512 through Model::forward, f32 KV cache, one thread.",
+    "",
+    f"- LSH: buckets = L / {env['BUCKET_PER']}, {env['HASHES']} hash rounds, window {env['LWIN']}, local {env['LOCAL']}",
+    "  (run time `set_attention` on the dense-trained model);",
+    "- sliding window of equal cost: LSH with 1 bucket, 1 round, window W, local 0, where W = the mean keys LSH",
+    "  scored per query (and layer, head) at that length, measured by LshStats on the same sequences.",
+    "",
+]
+if "dense@512" in by:
+    r = by["dense@512"][512]
+    lines += [f"Accuracy at the training length 512 (dense): {float(r['accuracy']):.3f} ({r['correct']} / {r['queries']}).", ""]
+lines += ["| length | dense | LSH | sliding window (equal cost) | LSH settings | keys / query: dense (mean) / LSH / window |",
+          "|---|---|---|---|---|---|"]
+for L in lengths:
+    d, l, w = by["dense"][L], by.get("lsh", {}).get(L), by.get("window", {}).get(L)
+    f = lambda r: f"{float(r['accuracy']):.3f}" if r else "n/a"
+    k = lambda r: f"{float(r['mean_keys_per_query']):.1f}" if r else "n/a"
+    lines.append(f"| {L} | {f(d)} | {f(l)} | {f(w)} | {l['settings'] if l else ''} | {k(d)} / {k(l)} / {k(w)} |")
+lines += ["", f"CPU: training {cpu_train:.0f} s, evaluation {cpu_eval:.0f} s (user + sys, one thread).",
+          "", "Raw rows: docs/lsh-retrieval.csv. Commands (in the work folder; `llmforge`, `lsh_retrieval` = copies of build/bin/):",
+          "", "```"] + open("commands.txt").read().rstrip("\n").split("\n") + ["```", ""]
+open(env["MD"], "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+# SVG: accuracy vs length (log2 x), three lines.
+import math
+W, H, L0, R, T, B = 720, 400, 60, 20, 40, 50
+xs = [math.log2(x) for x in lengths]
+xa, xb = min(xs) - 0.2, max(xs) + 0.2
+X = lambda x: L0 + (W - L0 - R) * (math.log2(x) - xa) / (xb - xa)
+Y = lambda y: T + (H - T - B) * (1 - y)
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+       '<rect width="100%" height="100%" fill="white"/>',
+       f'<text x="{L0}" y="22" font-size="14">Key-value retrieval accuracy vs length (trained at 512, 16 needles)</text>',
+       f'<line x1="{L0}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#333"/>',
+       f'<line x1="{L0}" y1="{T}" x2="{L0}" y2="{H - B}" stroke="#333"/>']
+for i in range(6):
+    yv = i / 5
+    svg.append(f'<text x="{L0 - 6}" y="{Y(yv) + 4:.0f}" text-anchor="end">{yv:.1f}</text>')
+    svg.append(f'<line x1="{L0}" y1="{Y(yv):.0f}" x2="{W - R}" y2="{Y(yv):.0f}" stroke="#eee"/>')
+for x in lengths:
+    svg.append(f'<text x="{X(x):.0f}" y="{H - B + 16}" text-anchor="middle">{x}</text>')
+svg.append(f'<text x="{(L0 + W - R) / 2:.0f}" y="{H - 12}" text-anchor="middle">sequence length (positions)</text>')
+series = [("dense", "#555555", "dense"), ("lsh", "#d62728", f"LSH (L/{env['BUCKET_PER']} buckets x {env['HASHES']}, window {env['LWIN']}, local {env['LOCAL']})"),
+          ("window", "#1f77b4", "sliding window, same keys / query")]
+for i, (a, c, name) in enumerate(series):
+    pts = [(x, float(by[a][x]["accuracy"])) for x in lengths if x in by.get(a, {})]
+    if not pts:
+        continue
+    svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)}"/>')
+    for x, y in pts:
+        svg.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3.5" fill="{c}"/>')
+    svg.append(f'<text x="{W - R - 330}" y="{T + 16 + 16 * i}" fill="{c}">● {name}</text>')
+svg.append(f'<text x="{W - R - 330}" y="{T + 16 + 16 * 3}" fill="#999">chance 1/64</text>')
+svg.append(f'<line x1="{L0}" y1="{Y(1 / 64):.1f}" x2="{W - R}" y2="{Y(1 / 64):.1f}" stroke="#999" stroke-dasharray="3,3"/>')
+svg.append("</svg>")
+open(env["SVG"], "w").write("\n".join(svg) + "\n")
+PY
+echo "lsh_retrieval: wrote $MD, $CSV and $SVG" >&2
