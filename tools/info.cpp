@@ -174,6 +174,7 @@ void add_info(CLI::App& app, std::function<int()>& run) {
                                  : c.rope_scaling == RopeScaling::kLlama3 ? "llama3"
                                                                           : "linear",
                                  c.rope_factor).c_str());
+        std::printf("attention:       %s\n", c.attention_lsh ? c.lsh.describe().c_str() : "dense");
         std::printf("rms eps:         %g\n", c.rms_eps);
         std::printf("tied embeddings: %s\n", c.tied_embeddings ? "yes" : "no");
         std::printf("parameters:      %lld (%.2f M)\n", (long long)m->n_params(), m->n_params() / 1e6);
