@@ -250,9 +250,11 @@ void LshIndex::candidates(int64_t p, const int32_t* qb, const LshSpec& spec, std
         const std::vector<int32_t>& l = lists_[static_cast<size_t>(r * n_buckets_ + qb[r])];
         const auto end = std::upper_bound(l.begin(), l.end(), static_cast<int32_t>(p));
         const auto begin = end - std::min<int64_t>(window, end - l.begin());
+        // Each piece is ascending: merge it in (cheaper than sorting the whole list again).
+        const auto mid = static_cast<std::ptrdiff_t>(out.size());
         out.insert(out.end(), begin, end);
+        std::inplace_merge(out.begin(), out.begin() + mid, out.end());
     }
-    std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
 }
 
