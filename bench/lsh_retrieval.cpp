@@ -8,8 +8,9 @@
 // inserted key once, in random order) at the end. The task: the argmax of the logits at each
 // query's key position must be its value.
 //
-//   lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16]
-//       N_SEQ sequences back to back, little-endian u16 (llmforge train --data OUT.u16 --seq-len L
+//   lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16] [N_Q=N_PAIRS]
+//       N_SEQ sequences back to back (N_Q > N_PAIRS: every key queried once, then again in a new
+//       order, ... until N_Q queries: more retrieval targets per training row), little-endian u16 (llmforge train --data OUT.u16 --seq-len L
 //       --no-shuffle: row g then starts at g·L, one sequence per row).
 //   lsh_retrieval eval -m MODEL [--lengths 1024,2048,...] [--n 20] [--pairs 16] [--seed 7]
 //       [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P] [--lsh-hashes R]
@@ -44,9 +45,10 @@ struct Seq {
     std::vector<int64_t> qpos;  // positions of the queries' key tokens (predict tok[qpos + 1])
 };
 
-Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng) {
+Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng, int n_q = 0) {
     Seq s;
-    const int64_t q_len = 3 * n_pairs, body = L - 1 - q_len;  // body: filler and pairs
+    if (n_q <= 0) n_q = n_pairs;
+    const int64_t q_len = 3 * static_cast<int64_t>(n_q), body = L - 1 - q_len;  // body: filler and pairs
     if (body < 2 * n_pairs) {
         std::fprintf(stderr, "lsh_retrieval: length %lld too short for %d pairs\n", (long long)L, n_pairs);
         std::exit(2);
@@ -72,9 +74,13 @@ Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng) {
         s.tok[p] = keys[static_cast<size_t>(i)];
         s.tok[p + 1] = vals[static_cast<size_t>(i)];
     }
-    std::vector<int> order(static_cast<size_t>(n_pairs));
-    for (int i = 0; i < n_pairs; ++i) order[static_cast<size_t>(i)] = i;
-    std::shuffle(order.begin(), order.end(), rng);
+    // Queries: every inserted key once in random order, again in a new order, ... until n_q.
+    std::vector<int> order, perm(static_cast<size_t>(n_pairs));
+    while (static_cast<int>(order.size()) < n_q) {
+        for (int i = 0; i < n_pairs; ++i) perm[static_cast<size_t>(i)] = i;
+        std::shuffle(perm.begin(), perm.end(), rng);
+        for (int i = 0; i < n_pairs && static_cast<int>(order.size()) < n_q; ++i) order.push_back(perm[static_cast<size_t>(i)]);
+    }
     int64_t p = 1 + body;
     for (int i : order) {
         s.tok[p] = kQuery;
@@ -88,13 +94,14 @@ Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng) {
 
 int cmd_gen(int argc, char** argv) {
     if (argc < 6) {
-        std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16]\n");
+        std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16] [N_Q=N_PAIRS]\n");
         return 2;
     }
     const char* out = argv[2];
     const int64_t n_seq = std::atoll(argv[3]), L = std::atoll(argv[4]);
     std::mt19937_64 rng(std::strtoull(argv[5], nullptr, 10));
     const int n_pairs = argc > 6 ? std::atoi(argv[6]) : 16;
+    const int n_q = argc > 7 ? std::atoi(argv[7]) : n_pairs;
     FILE* f = std::fopen(out, "wb");
     if (f == nullptr) {
         std::perror(out);
@@ -102,13 +109,13 @@ int cmd_gen(int argc, char** argv) {
     }
     std::vector<uint16_t> buf;
     for (int64_t i = 0; i < n_seq; ++i) {
-        const Seq s = make_seq(L, n_pairs, rng);
+        const Seq s = make_seq(L, n_pairs, rng, n_q);
         buf.assign(s.tok.begin(), s.tok.end());
         std::fwrite(buf.data(), 2, buf.size(), f);
     }
     std::fclose(f);
-    std::fprintf(stderr, "lsh_retrieval: wrote %lld sequences of %lld tokens (%d pairs) to %s\n", (long long)n_seq,
-                 (long long)L, n_pairs, out);
+    std::fprintf(stderr, "lsh_retrieval: wrote %lld sequences of %lld tokens (%d pairs) to %s, %d queries each\n",
+                 (long long)n_seq, (long long)L, n_pairs, out, n_q);
     return 0;
 }
 
@@ -298,7 +305,7 @@ int main(int argc, char** argv) {
         }
     }
     std::fprintf(stderr,
-                 "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS]\n"
+                 "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS] [N_Q]\n"
                  "       lsh_retrieval eval -m MODEL [--lengths ...] [--n 20] [--attention dense|lsh|window] ...\n");
     return 2;
 }
