@@ -75,7 +75,8 @@ for arm in dense lsh; do
         {
             echo "### model trained $arm, evaluated with $how attention"
             echo '```'
-            "$BIN" perplexity -m "$arm" --tokenizer "$TOK" -f test.txt -c 512 -t "$THREADS" "${flags[@]}" 2>&1 | grep -v '^\s*$'
+            "$BIN" perplexity -m "$arm" --tokenizer "$TOK" -f test.txt -c 512 -t "$THREADS" "${flags[@]}" 2>&1 | tr '\r' '\n' |
+                grep -vE '^\s*$|window [0-9]+/[0-9]+ ppl'
             echo '```'
         } >> ppl.txt
     done
