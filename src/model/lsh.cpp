@@ -97,7 +97,7 @@ std::string LshStats::report() const {
     }
     if (probes > 0) {
         std::snprintf(line, sizeof line, "lsh probe: %lld (row, head) samples: dense softmax mass kept mean %.4f min %.4f; "
-                      "output error vs dense (relative to the row's largest value) mean %.3g max %.3g\n",
+                      "output error vs dense (relative to the largest value entry) mean %.3g max %.3g\n",
                       (long long)probes, mass_sum / static_cast<double>(probes), mass_min,
                       err_sum / static_cast<double>(probes), err_max);
         r += line;

@@ -61,7 +61,7 @@ struct AttentionChoice {
 // What LSH attention did over some forward passes (ForwardScratch::lsh_stats): the query-key
 // scores computed per (layer, query head), and the online error probe: on every
 // `probe_every`-th position (0: no probe) dense attention is computed beside LSH for that row,
-// and the largest output difference (relative to the dense output's largest magnitude) and the
+// and the largest output difference (relative to the largest value entry the row sees) and the
 // share of the dense softmax mass held by LSH's candidates are accumulated.
 struct LshStats {
     int64_t n_layer = 0, n_head = 0;

@@ -750,6 +750,7 @@ void TrainRun::announce() const {
                  cfg.arch.c_str(), model.n_params() / 1e6, (long long)cfg.n_embd, (long long)cfg.n_layer,
                  (long long)cfg.n_head, (long long)cfg.n_head_kv, (long long)cfg.n_ff, (long long)cfg.n_vocab,
                  precision_name(prec), dist.size(), dist.size() == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+    if (cfg.attention_lsh) std::fprintf(stderr, "train: attention %s\n", cfg.lsh.describe().c_str());
     if (in.peft) {
         // As PEFT's print_trainable_parameters() says it; the base's bytes stay as the file has them.
         const int64_t trainable = in.peft->n_trainable(), all = res.n_params;
