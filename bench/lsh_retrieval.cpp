@@ -2,19 +2,26 @@
 // (model/lsh.h) keeps long-range retrieval against dense attention and a sliding window of the
 // same cost (bench/lsh_retrieval.sh drives it; results in docs/lsh-retrieval.md).
 //
-// Vocabulary 256: 0 = BOS, 1 = QUERY, keys 2..65, values 66..129, filler 130..255. A sequence of
-// length L: BOS, filler (uniform) with n_pairs "key value" pairs at random non-overlapping
-// positions (distinct keys, random values), then n_q = n_pairs queries "QUERY key value" (every
-// inserted key once, in random order) at the end. The task: the argmax of the logits at each
-// query's key position must be its value.
+// Vocabulary 256: 0 = BOS, 1 = QUERY, keys 2..65, values 66..129, filler 130..255.
+// Task "long" (the evaluation; make_long): BOS, n_pairs "key value" pairs with distinct keys S,
+// then "key value" pairs whose keys are drawn from the other 64 - n_pairs keys, then one query
+// "key value" per key of S (random order) at the end; one key -> value map per sequence. The answer
+// to a query is only at the start, about L positions back: the argmax of the logits at the query's
+// key must be its value (chance 1/64).
+// Training data "stream" (make_stream): BOS, then "key value" pairs with keys uniform over all 64
+// and one map per sequence: every repeated key's value is retrievable (induction), so most value
+// targets carry the retrieval signal. Task "filler" (make_seq, the first attempt, which did not
+// train): uniform filler with n_pairs pairs at random positions, then "QUERY key value" queries.
 //
-//   lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16] [N_Q=N_PAIRS]
-//       N_SEQ sequences back to back (N_Q > N_PAIRS: every key queried once, then again in a new
-//       order, ... until N_Q queries: more retrieval targets per training row), little-endian u16 (llmforge train --data OUT.u16 --seq-len L
-//       --no-shuffle: row g then starts at g·L, one sequence per row).
+//   lsh_retrieval gen OUT.u16 N_SEQ L SEED [KIND=stream|long|filler] [N_PAIRS=16] [N_Q=N_PAIRS]
+//       (stream: N_PAIRS = KMIN, default 64: each sequence uses K keys, K uniform in KMIN..64)
+//       N_SEQ sequences back to back, little-endian u16 (llmforge train --data OUT.u16 --seq-len L
+//       --no-shuffle: row g then starts at g·L, one sequence per row). N_Q (filler only) > N_PAIRS:
+//       every key queried once, then again in a new order, ... until N_Q queries.
 //   lsh_retrieval eval -m MODEL [--lengths 1024,2048,...] [--n 20] [--pairs 16] [--seed 7]
-//       [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P] [--lsh-hashes R]
-//       [--lsh-window W] [--lsh-local K] [--window W | --window-from-lsh] [--chunk 512] [--csv FILE]
+//       [--task long|filler] [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P]
+//       [--lsh-hashes R] [--lsh-window W] [--lsh-local K] [--window W | --window-from-lsh]
+//       [--chunk 512] [--csv FILE]
 //       Per length: accuracy over n sequences. --attention window runs LSH with one bucket, one
 //       round, window W and local 0: a causal sliding window of W keys. --window-from-lsh: per
 //       length, W = the mean keys LSH (the --lsh-* settings) scored per query there, measured on
@@ -92,16 +99,86 @@ Seq make_seq(int64_t L, int n_pairs, std::mt19937_64& rng, int n_q = 0) {
     return s;
 }
 
+// Training ("stream", dense signal): BOS, then "key value" pairs until length L (a last odd
+// position holds one more key); keys uniform over all 64 (so they repeat), one random key -> value
+// map per sequence (values drawn independently per key): every later occurrence of a key is
+// followed by the value of its first occurrence, so those value targets are retrievable by an
+// induction head (about 57% of value targets at L = 256, 75% at 512).
+// With kmin < 64 each sequence uses a random subset of K keys, K uniform in kmin..64 (more repeats:
+// a denser signal while the induction circuit forms).
+Seq make_stream(int64_t L, std::mt19937_64& rng, int kmin = kNKeys) {
+    Seq s;
+    s.tok.assign(static_cast<size_t>(L), kBos);
+    int32_t map[kNKeys];
+    for (auto& v : map) v = kVal0 + static_cast<int32_t>(rng() % kNVals);
+    std::vector<int32_t> keys(kNKeys);
+    for (int i = 0; i < kNKeys; ++i) keys[static_cast<size_t>(i)] = i;
+    int nk = kNKeys;
+    if (kmin < kNKeys) {
+        std::shuffle(keys.begin(), keys.end(), rng);
+        nk = kmin + static_cast<int>(rng() % static_cast<uint64_t>(kNKeys - kmin + 1));
+    }
+    for (int64_t p = 1; p < L; p += 2) {
+        const int32_t k = keys[static_cast<size_t>(rng() % static_cast<uint64_t>(nk))];
+        s.tok[static_cast<size_t>(p)] = kKey0 + k;
+        if (p + 1 < L) s.tok[static_cast<size_t>(p + 1)] = map[k];
+    }
+    return s;
+}
+
+// Evaluation ("long"): BOS, n_pairs "key value" pairs with distinct keys S (random order), then a
+// body of "key value" pairs whose keys are uniform over the other 64 - n_pairs keys (the same
+// consistent map), then n_pairs queries "key value", one per key of S in a new random order, at
+// the very end (a last odd position holds one more body key). A query's only earlier occurrence is
+// at the start, about L positions back; the argmax at the query's key must be its value.
+Seq make_long(int64_t L, int n_pairs, std::mt19937_64& rng) {
+    Seq s;
+    const int64_t need = 1 + 4 * static_cast<int64_t>(n_pairs) + 2;
+    if (L < need || n_pairs >= kNKeys) {
+        std::fprintf(stderr, "lsh_retrieval: length %lld too short for %d pairs\n", (long long)L, n_pairs);
+        std::exit(2);
+    }
+    s.tok.assign(static_cast<size_t>(L), kBos);
+    int32_t map[kNKeys];
+    for (auto& v : map) v = kVal0 + static_cast<int32_t>(rng() % kNVals);
+    std::vector<int32_t> keys(kNKeys);
+    for (int i = 0; i < kNKeys; ++i) keys[static_cast<size_t>(i)] = i;
+    std::shuffle(keys.begin(), keys.end(), rng);
+    const std::vector<int32_t> S(keys.begin(), keys.begin() + n_pairs), O(keys.begin() + n_pairs, keys.end());
+    int64_t p = 1;
+    auto put = [&](int32_t k) {
+        s.tok[static_cast<size_t>(p)] = kKey0 + k;
+        if (p + 1 < L) s.tok[static_cast<size_t>(p + 1)] = map[k];
+        p += 2;
+    };
+    for (int32_t k : S) put(k);
+    const int64_t q_start = L - ((L - 1) % 2) - 2 * static_cast<int64_t>(n_pairs);  // first query key
+    while (p < q_start) put(O[static_cast<size_t>(rng() % O.size())]);
+    std::vector<int32_t> q = S;
+    std::shuffle(q.begin(), q.end(), rng);
+    for (int32_t k : q) {
+        s.qpos.push_back(p);
+        put(k);
+    }
+    if (p < L) put(O[static_cast<size_t>(rng() % O.size())]);
+    return s;
+}
+
 int cmd_gen(int argc, char** argv) {
     if (argc < 6) {
-        std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [N_PAIRS=16] [N_Q=N_PAIRS]\n");
+        std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [KIND=stream|long|filler] [N_PAIRS=16] [N_Q=N_PAIRS]\n");
         return 2;
     }
     const char* out = argv[2];
     const int64_t n_seq = std::atoll(argv[3]), L = std::atoll(argv[4]);
     std::mt19937_64 rng(std::strtoull(argv[5], nullptr, 10));
-    const int n_pairs = argc > 6 ? std::atoi(argv[6]) : 16;
-    const int n_q = argc > 7 ? std::atoi(argv[7]) : n_pairs;
+    const std::string kind = argc > 6 ? argv[6] : "stream";
+    const int n_pairs = argc > 7 ? std::atoi(argv[7]) : 16;  // stream: the fewest keys per sequence (64)
+    const int n_q = argc > 8 ? std::atoi(argv[8]) : n_pairs;
+    if (kind != "stream" && kind != "long" && kind != "filler") {
+        std::fprintf(stderr, "lsh_retrieval: gen kind %s, expected stream, long or filler\n", kind.c_str());
+        return 2;
+    }
     FILE* f = std::fopen(out, "wb");
     if (f == nullptr) {
         std::perror(out);
@@ -109,13 +186,15 @@ int cmd_gen(int argc, char** argv) {
     }
     std::vector<uint16_t> buf;
     for (int64_t i = 0; i < n_seq; ++i) {
-        const Seq s = make_seq(L, n_pairs, rng, n_q);
+        const Seq s = kind == "stream" ? make_stream(L, rng, argc > 7 ? n_pairs : kNKeys)
+                      : kind == "long" ? make_long(L, n_pairs, rng)
+                                       : make_seq(L, n_pairs, rng, n_q);
         buf.assign(s.tok.begin(), s.tok.end());
         std::fwrite(buf.data(), 2, buf.size(), f);
     }
     std::fclose(f);
-    std::fprintf(stderr, "lsh_retrieval: wrote %lld sequences of %lld tokens (%d pairs) to %s, %d queries each\n",
-                 (long long)n_seq, (long long)L, n_pairs, out, n_q);
+    std::fprintf(stderr, "lsh_retrieval: wrote %lld %s sequences of %lld tokens to %s\n", (long long)n_seq, kind.c_str(),
+                 (long long)L, out);
     return 0;
 }
 
@@ -137,7 +216,7 @@ struct EvalResult {
 };
 
 EvalResult run_eval(const std::string& model_path, const AttentionChoice& choice, int64_t L, int n, int n_pairs,
-                    uint64_t seed, int64_t chunk, bool want_stats) {
+                    uint64_t seed, int64_t chunk, bool want_stats, bool filler = false) {
     auto model = Model::load(model_path);
     model->set_attention(choice);
     ThreadPool pool(1);
@@ -151,9 +230,10 @@ EvalResult run_eval(const std::string& model_path, const AttentionChoice& choice
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits;
     for (int i = 0; i < n; ++i) {
-        const Seq sq = make_seq(L, n_pairs, rng);
+        const Seq sq = filler ? make_seq(L, n_pairs, rng) : make_long(L, n_pairs, rng);
         auto mem = model->new_memory(L);
-        const int64_t q0 = sq.qpos.front() - 1;  // the first QUERY token: the last chunk starts here
+        // The last chunk (all logits) starts at the first query (its QUERY token for filler).
+        const int64_t q0 = sq.qpos.front() - (filler ? 1 : 0);
         int64_t pos = 0;
         while (pos < q0) {
             const int64_t m = std::min(chunk, q0 - pos);
@@ -199,7 +279,7 @@ int cmd_eval(int argc, char** argv) {
     int n = 20, n_pairs = 16;
     uint64_t seed = 7;
     int64_t buckets = -1, buckets_per = -1, hashes = 2, lwin = 32, local = 16, window = -1, chunk = 512;
-    bool window_from_lsh = false;
+    bool window_from_lsh = false, filler = false;
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -225,6 +305,14 @@ int cmd_eval(int argc, char** argv) {
         else if (a == "--chunk") chunk = std::atoll(val().c_str());
         else if (a == "--csv") csv = val();
         else if (a == "--label") label = val();
+        else if (a == "--task") {
+            const std::string t = val();
+            if (t != "long" && t != "filler") {
+                std::fprintf(stderr, "lsh_retrieval: --task %s, expected long or filler\n", t.c_str());
+                return 2;
+            }
+            filler = t == "filler";
+        }
         else {
             std::fprintf(stderr, "lsh_retrieval: unknown option %s\n", a.c_str());
             return 2;
@@ -252,18 +340,18 @@ int cmd_eval(int argc, char** argv) {
         if (kind == "dense") {
             ch.kind = "dense";
             settings = "dense";
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, false);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, false, filler);
             r.mean_scores = static_cast<double>(L + 1) / 2;
         } else if (kind == "lsh") {
             ch = lsh;
             settings = "buckets " + std::to_string(lsh.n_buckets) + ", hashes " + std::to_string(hashes) + ", window " +
                        std::to_string(lwin) + (has_local ? ", local " + std::to_string(local) : ", (no local setting)");
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler);
         } else if (kind == "window") {
             int64_t W = window;
             if (window_from_lsh) {
                 // The LSH run's scores per query on the same sequences (forward only, its accuracy unused).
-                const EvalResult lr = run_eval(model, lsh, L, n, n_pairs, seed, chunk, true);
+                const EvalResult lr = run_eval(model, lsh, L, n, n_pairs, seed, chunk, true, filler);
                 W = std::max<int64_t>(1, static_cast<int64_t>(lr.mean_scores + 0.5));
             }
             ch.kind = "lsh";
@@ -273,7 +361,7 @@ int cmd_eval(int argc, char** argv) {
             ch.dense_below = 0;
             set_local(ch, 0, 0);
             settings = "sliding window " + std::to_string(W) + (window_from_lsh ? " (= LSH mean)" : "");
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler);
         } else {
             std::fprintf(stderr, "lsh_retrieval: --attention %s, expected dense, lsh or window\n", kind.c_str());
             return 2;
