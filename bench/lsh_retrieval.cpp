@@ -19,7 +19,7 @@
 //       --no-shuffle: row g then starts at g·L, one sequence per row). N_Q (filler only) > N_PAIRS:
 //       every key queried once, then again in a new order, ... until N_Q queries.
 //   lsh_retrieval eval -m MODEL [--lengths 1024,2048,...] [--n 20] [--pairs 16] [--seed 7]
-//       [--task long|filler] [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P]
+//       [--task long|filler|pair] [--attention dense|lsh|window] [--lsh-buckets B | --lsh-buckets-per P]
 //       [--lsh-hashes R] [--lsh-window W] [--lsh-local K] [--window W | --window-from-lsh]
 //       [--chunk 512] [--csv FILE]
 //       Per length: accuracy over n sequences. --attention window runs LSH with one bucket, one
@@ -164,6 +164,39 @@ Seq make_long(int64_t L, int n_pairs, std::mt19937_64& rng) {
     return s;
 }
 
+// Task "pair" (one attention layer can solve it: key and value in one token). Its own token
+// layout, vocabulary 320: 0 BOS, query keys 1..16, values 17..32, "key=value" tokens 33..288
+// (33 + 16 k + v), filler 289..319. A sequence: BOS, the 16 "key=value" tokens of one random
+// key -> value map (each key once, shuffled), F filler tokens, then queries "Qk v" (the query
+// key, then its value: the target). Training: F uniform in 0..L/2, queries fill the rest (keys
+// uniform, repeats allowed: about half of all targets are answers). Eval (long = true): F fills
+// the sequence up to 16 queries, one per key: each answer sits about L positions back.
+constexpr int32_t kPairQ0 = 1, kPairV0 = 17, kPairKV0 = 33, kPairFill0 = 289, kPairNFill = 31, kPairN = 16;
+
+Seq make_pair(int64_t L, std::mt19937_64& rng, bool long_range) {
+    Seq s;
+    s.tok.assign(static_cast<size_t>(L), kBos);
+    int32_t map[kPairN];
+    for (auto& v : map) v = static_cast<int32_t>(rng() % kPairN);
+    std::vector<int32_t> keys(kPairN);
+    for (int i = 0; i < kPairN; ++i) keys[static_cast<size_t>(i)] = i;
+    std::shuffle(keys.begin(), keys.end(), rng);
+    int64_t p = 1;
+    for (int32_t k : keys) s.tok[static_cast<size_t>(p++)] = kPairKV0 + kPairN * k + map[k];
+    const int64_t room = L - p;
+    const int64_t fill = long_range ? room - 2 * kPairN - (room % 2) : static_cast<int64_t>(rng() % static_cast<uint64_t>(L / 2 + 1));
+    for (int64_t i = 0; i < fill && p < L; ++i) s.tok[static_cast<size_t>(p++)] = kPairFill0 + static_cast<int32_t>(rng() % kPairNFill);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    for (int64_t j = 0; p + 1 < L; ++j) {
+        const int32_t k = long_range ? keys[static_cast<size_t>(j % kPairN)] : static_cast<int32_t>(rng() % kPairN);
+        s.qpos.push_back(p);
+        s.tok[static_cast<size_t>(p++)] = kPairQ0 + k;
+        s.tok[static_cast<size_t>(p++)] = kPairV0 + map[k];
+    }
+    if (p < L) s.tok[static_cast<size_t>(p)] = kPairFill0;
+    return s;
+}
+
 int cmd_gen(int argc, char** argv) {
     if (argc < 6) {
         std::fprintf(stderr, "usage: lsh_retrieval gen OUT.u16 N_SEQ L SEED [KIND=stream|long|filler] [N_PAIRS=16] [N_Q=N_PAIRS]\n");
@@ -175,8 +208,8 @@ int cmd_gen(int argc, char** argv) {
     const std::string kind = argc > 6 ? argv[6] : "stream";
     const int n_pairs = argc > 7 ? std::atoi(argv[7]) : 16;  // stream: the fewest keys per sequence (64)
     const int n_q = argc > 8 ? std::atoi(argv[8]) : n_pairs;
-    if (kind != "stream" && kind != "long" && kind != "filler") {
-        std::fprintf(stderr, "lsh_retrieval: gen kind %s, expected stream, long or filler\n", kind.c_str());
+    if (kind != "stream" && kind != "long" && kind != "filler" && kind != "pair") {
+        std::fprintf(stderr, "lsh_retrieval: gen kind %s, expected stream, long, filler or pair\n", kind.c_str());
         return 2;
     }
     FILE* f = std::fopen(out, "wb");
@@ -186,7 +219,8 @@ int cmd_gen(int argc, char** argv) {
     }
     std::vector<uint16_t> buf;
     for (int64_t i = 0; i < n_seq; ++i) {
-        const Seq s = kind == "stream" ? make_stream(L, rng, argc > 7 ? n_pairs : kNKeys)
+        const Seq s = kind == "pair"     ? make_pair(L, rng, false)
+                      : kind == "stream" ? make_stream(L, rng, argc > 7 ? n_pairs : kNKeys)
                       : kind == "long" ? make_long(L, n_pairs, rng)
                                        : make_seq(L, n_pairs, rng, n_q);
         buf.assign(s.tok.begin(), s.tok.end());
@@ -216,7 +250,7 @@ struct EvalResult {
 };
 
 EvalResult run_eval(const std::string& model_path, const AttentionChoice& choice, int64_t L, int n, int n_pairs,
-                    uint64_t seed, int64_t chunk, bool want_stats, bool filler = false) {
+                    uint64_t seed, int64_t chunk, bool want_stats, bool filler = false, bool pair = false) {
     auto model = Model::load(model_path);
     model->set_attention(choice);
     ThreadPool pool(1);
@@ -230,7 +264,7 @@ EvalResult run_eval(const std::string& model_path, const AttentionChoice& choice
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits;
     for (int i = 0; i < n; ++i) {
-        const Seq sq = filler ? make_seq(L, n_pairs, rng) : make_long(L, n_pairs, rng);
+        const Seq sq = pair ? make_pair(L, rng, true) : filler ? make_seq(L, n_pairs, rng) : make_long(L, n_pairs, rng);
         auto mem = model->new_memory(L);
         // The last chunk (all logits) starts at the first query (its QUERY token for filler).
         const int64_t q0 = sq.qpos.front() - (filler ? 1 : 0);
@@ -279,7 +313,7 @@ int cmd_eval(int argc, char** argv) {
     int n = 20, n_pairs = 16;
     uint64_t seed = 7;
     int64_t buckets = -1, buckets_per = -1, hashes = 2, lwin = 32, local = 16, window = -1, chunk = 512;
-    bool window_from_lsh = false, filler = false;
+    bool window_from_lsh = false, filler = false, pair = false;
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -307,11 +341,12 @@ int cmd_eval(int argc, char** argv) {
         else if (a == "--label") label = val();
         else if (a == "--task") {
             const std::string t = val();
-            if (t != "long" && t != "filler") {
-                std::fprintf(stderr, "lsh_retrieval: --task %s, expected long or filler\n", t.c_str());
+            if (t != "long" && t != "filler" && t != "pair") {
+                std::fprintf(stderr, "lsh_retrieval: --task %s, expected long, filler or pair\n", t.c_str());
                 return 2;
             }
             filler = t == "filler";
+            pair = t == "pair";
         }
         else {
             std::fprintf(stderr, "lsh_retrieval: unknown option %s\n", a.c_str());
@@ -340,18 +375,18 @@ int cmd_eval(int argc, char** argv) {
         if (kind == "dense") {
             ch.kind = "dense";
             settings = "dense";
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, false, filler);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, false, filler, pair);
             r.mean_scores = static_cast<double>(L + 1) / 2;
         } else if (kind == "lsh") {
             ch = lsh;
             settings = "buckets " + std::to_string(lsh.n_buckets) + ", hashes " + std::to_string(hashes) + ", window " +
                        std::to_string(lwin) + (has_local ? ", local " + std::to_string(local) : ", (no local setting)");
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler, pair);
         } else if (kind == "window") {
             int64_t W = window;
             if (window_from_lsh) {
                 // The LSH run's scores per query on the same sequences (forward only, its accuracy unused).
-                const EvalResult lr = run_eval(model, lsh, L, n, n_pairs, seed, chunk, true, filler);
+                const EvalResult lr = run_eval(model, lsh, L, n, n_pairs, seed, chunk, true, filler, pair);
                 W = std::max<int64_t>(1, static_cast<int64_t>(lr.mean_scores + 0.5));
             }
             ch.kind = "lsh";
@@ -361,7 +396,7 @@ int cmd_eval(int argc, char** argv) {
             ch.dense_below = 0;
             set_local(ch, 0, 0);
             settings = "sliding window " + std::to_string(W) + (window_from_lsh ? " (= LSH mean)" : "");
-            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler);
+            r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler, pair);
         } else {
             std::fprintf(stderr, "lsh_retrieval: --attention %s, expected dense, lsh or window\n", kind.c_str());
             return 2;
