@@ -232,17 +232,6 @@ int cmd_gen(int argc, char** argv) {
     return 0;
 }
 
-// AttentionChoice::local exists once the `local` setting lands; set it when it does.
-template <class T>
-auto set_local(T& c, int64_t v, int) -> decltype(c.local = v, bool()) {
-    c.local = v;
-    return true;
-}
-template <class T>
-bool set_local(T&, int64_t, long) {
-    return false;
-}
-
 struct EvalResult {
     int64_t correct = 0, total = 0;
     double mean_scores = 0;  // per (layer, head, query row); 0 unless stats asked
@@ -368,7 +357,7 @@ int cmd_eval(int argc, char** argv) {
         lsh.n_hashes = hashes;
         lsh.window = lwin;
         lsh.dense_below = 0;
-        const bool has_local = set_local(lsh, local, 0);
+        lsh.local = local;
         AttentionChoice ch;
         std::string settings;
         EvalResult r;
@@ -380,7 +369,7 @@ int cmd_eval(int argc, char** argv) {
         } else if (kind == "lsh") {
             ch = lsh;
             settings = "buckets " + std::to_string(lsh.n_buckets) + ", hashes " + std::to_string(hashes) + ", window " +
-                       std::to_string(lwin) + (has_local ? ", local " + std::to_string(local) : ", (no local setting)");
+                       std::to_string(lwin) + ", local " + std::to_string(local);
             r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler, pair);
         } else if (kind == "window") {
             int64_t W = window;
@@ -394,7 +383,7 @@ int cmd_eval(int argc, char** argv) {
             ch.n_hashes = 1;
             ch.window = W;
             ch.dense_below = 0;
-            set_local(ch, 0, 0);
+            ch.local = 0;
             settings = "sliding window " + std::to_string(W) + (window_from_lsh ? " (= LSH mean)" : "");
             r = run_eval(model, ch, L, n, n_pairs, seed, chunk, true, filler, pair);
         } else {
