@@ -867,13 +867,7 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
     const int64_t group = H / Hkv, W = a.window;
     const float scale = a.scale;
     LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim);
-    const int64_t* row_seq = s_.row_seq.data();
     const int64_t* row_pos = s_.row_pos.data();
-    auto cache_of = [&](int64_t row) -> KvCache& {
-        KvCache* c = seqs_[row_seq[row]].cache->rows();
-        LF_ASSERT(c != nullptr && c->k_dim(l) == k_dim && c->v_dim(l) == v_dim);
-        return *c;
-    };
     if (a.lsh != nullptr) return lsh_attention(l, q, k, v, a);
     bool any_quant = false;
     for (int64_t j = 0; j < n_seqs_; ++j) {
@@ -892,7 +886,7 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
         if (item < n_block_items) {
             const auto [i0, nq] = s_.att_blocks[item / H];
             const int64_t h = item % H, g = h / group;
-            KvCache& cache = cache_of(i0);
+            KvCache& cache = cache_of(i0, l, k_dim, v_dim);
             const int64_t p0 = row_pos[i0];
             const int64_t k0 = W > 0 ? std::max<int64_t>(0, p0 - W + 1) : 0;  // first key any row reads
             const int64_t n_kv = p0 + nq - k0;
@@ -941,7 +935,7 @@ Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) 
         // through `attention`, other types through `attention_kv`, which reads them as stored.
         LF_ASSERT(D == Dv);
         const int64_t i = s_.att_rows[(item - n_block_items) / Hkv], g = (item - n_block_items) % Hkv;
-        KvCache& cache = cache_of(i);
+        KvCache& cache = cache_of(i, l, k_dim, v_dim);
         const int64_t p = row_pos[i], k0 = W > 0 ? std::max<int64_t>(0, p - W + 1) : 0;
         float* scores = &s_.att_scores[static_cast<size_t>(tid) * max_len_];
         const KvTypes& kvt = cache.types();

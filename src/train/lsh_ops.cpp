@@ -53,10 +53,12 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
     if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
     // Candidate lists of every (row, head), sequence-local positions, kept for backward.
     struct State {
-        std::vector<std::vector<int32_t>> cand;  // (N · H)
+        std::vector<std::vector<int32_t>> cand;                         // (N · H)
+        std::vector<std::vector<std::pair<int64_t, int32_t>>> order;  // (B · H_kv): query_order
     };
     auto st = std::make_shared<State>();
     st->cand.resize(static_cast<size_t>(N * H));
+    st->order.resize(static_cast<size_t>(B * Hkv));
     const bool grad = t.grad_enabled && (q->requires_grad || k->requires_grad || v->requires_grad);
     Var out = t.make({N, H * Dv}, grad);
     const int64_t kd = Hkv * D, vd = Hkv * Dv;
@@ -71,22 +73,22 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         // Queries in the order of their first round's bucket, then position: neighbours in that
         // order share most of their candidates, so the rows they gather stay in cache (results
         // do not depend on the order: each query's output is its own).
-        const std::vector<std::pair<int64_t, int32_t>> order = query_order(*bk, b, g, T, H, group);
+        // Kept for backward, which walks the queries in the same order.
+        std::vector<std::pair<int64_t, int32_t>>& order = st->order[static_cast<size_t>(item)];
+        order = query_order(*bk, b, g, T, H, group);
         for (const auto& [s, h] : order) {
             int64_t ds = doc_start != nullptr ? doc_start[b * T + s] : 0;
             if (sliding > 0) ds = std::max(ds, s - sliding + 1);
             const int64_t row = b * T + s;
-            {
-                std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
-                idx.candidates(s, &bk->q[(row * H + h) * R], spec, c);
-                if (ds > 0) c.erase(c.begin(), std::lower_bound(c.begin(), c.end(), static_cast<int32_t>(ds)));
-                lsh_attend_row(q->data + row * H * D + h * D, kb, kd, vb, vd, D, Dv, c.data(),
-                               static_cast<int64_t>(c.size()), scale, out->data + row * H * Dv + h * Dv, scratch.data());
-            }
+            std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
+            idx.candidates(s, &bk->q[(row * H + h) * R], spec, c);
+            if (ds > 0) c.erase(c.begin(), std::lower_bound(c.begin(), c.end(), static_cast<int32_t>(ds)));
+            lsh_attend_row(q->data + row * H * D + h * D, kb, kd, vb, vd, D, Dv, c.data(),
+                           static_cast<int64_t>(c.size()), scale, out->data + row * H * Dv + h * Dv, scratch.data());
         }
     });
     if (!grad) return out;
-    t.on_backward([&t, q, k, v, out, st, bk, B, T, H, Hkv, D, Dv, group, kd, vd, scale] {
+    t.on_backward([&t, q, k, v, out, st, B, T, H, Hkv, D, Dv, group, kd, vd, scale] {
         if (out->grad == nullptr) return;
         float* dq = q->requires_grad ? t.grad(q) : nullptr;
         float* dk = k->requires_grad ? t.grad(k) : nullptr;
@@ -98,31 +100,29 @@ Var lsh_attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H,
         t.pool().run(B * Hkv, [&](int64_t item, int) {
             const int64_t b = item / Hkv, g = item % Hkv;
             std::vector<float> p, dp;
-            for (const auto& [s, h] : query_order(*bk, b, g, T, H, group)) {
+            for (const auto& [s, h] : st->order[static_cast<size_t>(item)]) {
                 const int64_t row = b * T + s;
-                {
-                    const std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
-                    const int64_t n = static_cast<int64_t>(c.size());
-                    const float* qr = q->data + row * H * D + h * D;
-                    const float* go = out->grad + row * H * Dv + h * Dv;
-                    // P recomputed: softmax of scale · q·k_j over the candidates.
-                    p.resize(static_cast<size_t>(n));
-                    dp.resize(static_cast<size_t>(n));
-                    for (int64_t j = 0; j < n; ++j) p[j] = scale * dot(D, qr, k->data + (b * T + c[j]) * kd + g * D);
-                    kt.softmax(p.data(), n);
-                    // dP_j = dO · v_j; dS_j = P_j (dP_j - Σ P dP).
-                    double sum = 0;
-                    for (int64_t j = 0; j < n; ++j) {
-                        dp[j] = dot(Dv, go, v->data + (b * T + c[j]) * vd + g * Dv);
-                        sum += static_cast<double>(p[j]) * dp[j];
-                    }
-                    for (int64_t j = 0; j < n; ++j) {
-                        const float ds = p[j] * (dp[j] - static_cast<float>(sum)) * scale;
-                        const int64_t kr = b * T + c[j];
-                        if (dq != nullptr) kt.axpy(D, ds, k->data + kr * kd + g * D, dq + row * H * D + h * D);
-                        if (dk != nullptr) kt.axpy(D, ds, qr, dk + kr * kd + g * D);
-                        if (dv != nullptr) kt.axpy(Dv, p[j], go, dv + kr * vd + g * Dv);
-                    }
+                const std::vector<int32_t>& c = st->cand[static_cast<size_t>(row * H + h)];
+                const int64_t n = static_cast<int64_t>(c.size());
+                const float* qr = q->data + row * H * D + h * D;
+                const float* go = out->grad + row * H * Dv + h * Dv;
+                // P recomputed: softmax of scale · q·k_j over the candidates.
+                p.resize(static_cast<size_t>(n));
+                dp.resize(static_cast<size_t>(n));
+                for (int64_t j = 0; j < n; ++j) p[j] = scale * dot(D, qr, k->data + (b * T + c[j]) * kd + g * D);
+                kt.softmax(p.data(), n);
+                // dP_j = dO · v_j; dS_j = P_j (dP_j - Σ P dP).
+                double sum = 0;
+                for (int64_t j = 0; j < n; ++j) {
+                    dp[j] = dot(Dv, go, v->data + (b * T + c[j]) * vd + g * Dv);
+                    sum += static_cast<double>(p[j]) * dp[j];
+                }
+                for (int64_t j = 0; j < n; ++j) {
+                    const float ds = p[j] * (dp[j] - static_cast<float>(sum)) * scale;
+                    const int64_t kr = b * T + c[j];
+                    if (dq != nullptr) kt.axpy(D, ds, k->data + kr * kd + g * D, dq + row * H * D + h * D);
+                    if (dk != nullptr) kt.axpy(D, ds, qr, dk + kr * kd + g * D);
+                    if (dv != nullptr) kt.axpy(Dv, p[j], go, dv + kr * vd + g * Dv);
                 }
             }
         });
