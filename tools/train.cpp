@@ -5,6 +5,7 @@
 //   llmforge train --resume DIR [--steps N]   continue a run bit-identically
 #include <set>
 
+#include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "train/distributed.h"
@@ -51,6 +52,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--eval-batches", a.eval_batches, "batches per validation")->capture_default_str();
     sub->add_option("--log-jsonl", a.log_jsonl, "one JSON line per step: step, loss, lr, grad_norm, tokens_per_s");
     sub->add_flag("-q,--quiet", a.quiet, "no progress line");
+    add_attention_flags(sub, a.attention);
     // Fine-tuning (PEFT) and robustness.
     sub->add_option("--peft", a.peft, "none | lora | prompt: train all tensors, or an adapter over the frozen --model")
         ->capture_default_str();

@@ -321,6 +321,14 @@ std::unique_ptr<TrainModel> TrainModel::init_random(ModelConfig cfg, uint64_t se
     return m;
 }
 
+void TrainModel::set_attention(const AttentionChoice& choice) {
+    if (choice.kind.empty() && !cfg_.attention_lsh && choice.any_setting())
+        fail("train: --lsh-* settings, but the model trains dense attention (hint: add --attention lsh to train it "
+             "with LSH attention; the choice is saved with the model)");
+    infer_->set_attention(choice);
+    cfg_ = infer_->config();
+}
+
 void TrainModel::bind() {
     ModelFiles f;
     f.path = cfg_.name.empty() ? "(training model)" : cfg_.name;

@@ -45,6 +45,9 @@ public:
 
     const ModelConfig& config() const { return cfg_; }
     const Arch& arch() const { return *arch_; }
+    // Switches attention (Model::set_attention's rule and errors): later steps, evaluation and the
+    // saved config use the choice.
+    void set_attention(const AttentionChoice& choice);
     // Trainable parameters (the optimiser's, in table order).
     std::vector<std::unique_ptr<Param>>& params() { return params_; }
     const std::vector<std::unique_ptr<Param>>& params() const { return params_; }

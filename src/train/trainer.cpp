@@ -485,6 +485,7 @@ void RunInputs::open_model() {
     }
     model->to_rotate_half();
     model->checkpoint_activations = a.checkpoint_activations;
+    model->set_attention(a.attention);
 }
 
 void RunInputs::open_peft_model() {
@@ -493,6 +494,7 @@ void RunInputs::open_peft_model() {
     if (!a.config.empty()) check_same_shapes(model->config(), hf_config_read(a.config), a.model, a.config);
     model->to_rotate_half();
     model->checkpoint_activations = a.checkpoint_activations;
+    model->set_attention(a.attention);
     const PeftType want = a.peft == "lora" ? PeftType::kLora : PeftType::kPromptTuning;
     const std::string from = !ckpt.empty() ? ckpt : a.init_adapter;
     if (!from.empty()) {

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/lsh.h"
+
 namespace llmforge::train {
 
 struct TrainArgs {
@@ -73,6 +75,9 @@ struct TrainArgs {
     // V3's sequence-wise balance loss weight alpha (eq. 17-19; 0: none). Its gradient is added; the
     // logged loss stays the cross-entropy, the balance loss is logged beside it.
     double moe_aux_alpha = 0;
+    // Attention for this run (--attention dense|lsh, --lsh-*): kind "" keeps the model's own; the
+    // choice is saved with the model (e.g. a dense model fine-tuned into LSH attention).
+    AttentionChoice attention;
     // DeepSeek-V3's multi-token-prediction loss weight lambda (0: none; needs MTP weights). The
     // logged loss stays the main cross-entropy; the MTP loss is logged beside it.
     double mtp_lambda = 0;

@@ -93,6 +93,29 @@ TEST(LshCli, TrainSavesTheSettingAndEveryCommandReadsIt) {
     EXPECT_NE(gi.out.find("attention:       lsh 4 buckets x 2 rounds, window 4, local 4"), std::string::npos) << gi.out;
 }
 
+TEST(LshCli, TrainSwitchesADenseModelToLsh) {
+    // `train --attention lsh` on a dense config (or a dense --model): the run trains LSH attention
+    // and saves the choice; --lsh-* alone on a dense model is one line.
+    const std::string dir = temp_dir(), cfg = dir + "/dense.json", data = dir + "/train.u16";
+    write_file(cfg, kPatternLlamaConfig);
+    write_pattern(data, 4000, 1);
+    const std::string base = "train --config " + q(cfg) + " --data " + q(data) + " --seq-len 64 --batch 2 -t 1 -q --steps 3";
+    const CliRun r = run_cli(base + " --attention lsh --lsh-buckets 4 --lsh-window 8 --save " + q(dir + "/run"));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.err.find("train: attention lsh 4 buckets x 2 rounds, window 8"), std::string::npos) << r.err;
+    const auto saved = nlohmann::json::parse(read_file(dir + "/run/config.json"));
+    EXPECT_EQ(saved.value("llmforge_attention", ""), "lsh");
+    EXPECT_EQ(saved.value("lsh_n_buckets", 0), 4);
+    EXPECT_EQ(saved.value("lsh_window", 0), 8);
+    expect_one_line_error(run_cli(base + " --lsh-window 8"), "--lsh-* settings, but the model trains dense attention");
+    // And back: a dense run from the LSH model's weights.
+    const CliRun d = run_cli("train --model " + q(dir + "/run") + " --data " + q(data) +
+                             " --seq-len 64 --batch 2 -t 1 -q --steps 2 --attention dense --save " + q(dir + "/back"));
+    ASSERT_EQ(d.rc, 0) << d.err;
+    EXPECT_EQ(d.err.find("train: attention lsh"), std::string::npos) << d.err;
+    EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/back/config.json")).value("llmforge_attention", "dense"), "dense");
+}
+
 TEST(LshCli, ServerRunsLshAndItsPrefixCacheKeepsTheBuckets) {
     LF_REQUIRE_ASSET(m, kStories);
     const std::string dir = m.substr(0, m.rfind('/'));
