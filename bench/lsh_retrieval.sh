@@ -141,7 +141,7 @@ lines = [
     "random key -> value map (16 keys, 16 values, each pair its own token, shuffled), filler, then queries \"Qk v\"",
     "(a query-key token, then its value). Training rows: filler length uniform in 0..L/2, queries fill the rest.",
     "Evaluation rows: filler up to L, then 16 queries, one per key, so each answer's only source is about L",
-    "positions back. Right = the argmax at the query key is its value (chance 1/16). "
+    "positions back. Right = the argmax at the query key is its value (chance 1/16).",
     f"{env['N']} sequences x 16 queries per length and model (the same sequences everywhere), prompt in chunks",
     "of 512 through Model::forward, f32 KV cache, one thread.",
     "",
@@ -170,6 +170,8 @@ for L in lengths:
                  f"{f(f'l16k window x{h}', L)} | {f('l16k dense', L)} | "
                  f"{kq('d16k dense', L)} / {kq(f'd16k lsh x{h}', L)} / {kq(f'd16k lsh x{h2}', L)} |")
 stage_cpu = ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items())
+if os.path.exists("notes.md"):  # remarks about this run (the work folder's notes.md)
+    lines += [""] + open("notes.md").read().rstrip("\n").split("\n")
 lines += ["", f"Final validation loss (at 16k): d16k {final_val('d16k'):.4f}, l16k {final_val('l16k'):.4f}. "
           f"CPU (user + sys, one thread): training {stage_cpu}; evaluation {cpu_eval:.0f} s.",
           "", "What this shows and its limits: docs/LSH.md (\"Long-range retrieval\"). Raw rows: "
@@ -213,7 +215,7 @@ for i, (k, c, dash, name) in enumerate(series):
     svg.append(f'<line x1="{L0}" y1="{H + 12 + 16 * i}" x2="{L0 + 24}" y2="{H + 12 + 16 * i}" stroke="{c}" stroke-width="2"{d}/>')
     svg.append(f'<text x="{L0 + 30}" y="{H + 16 + 16 * i}" fill="{c}">{name}</text>')
 svg.append(f'<line x1="{L0}" y1="{Y(1 / 16):.1f}" x2="{Wd - R}" y2="{Y(1 / 16):.1f}" stroke="#999" stroke-dasharray="3,3"/>')
-svg.append(f'<text x="{Wd - R - 4}" y="{Y(1 / 16) - 4:.1f}" fill="#999" text-anchor="end">chance 1/16</text>')
+svg.append(f'<text x="{L0 + 4}" y="{Y(1 / 16) + 14:.1f}" fill="#999">chance 1/16</text>')
 svg.append("</svg>")
 open(env["SVG"], "w").write("\n".join(svg) + "\n")
 PY
