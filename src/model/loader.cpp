@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -125,12 +126,23 @@ ModelFiles open_llama2c(const RegularFile& file) {
 }  // namespace
 
 void load_into_memory(ModelFiles& files) {
+    constexpr uintptr_t kSlice = uintptr_t{4} << 20, kPage = 4096;
     size_t total = 0;
     for (const auto& [name, t] : files.tensors) total += HugeArena::slice_bytes(t.nbytes());
     HugeArena arena(total);
     for (auto& [name, t] : files.tensors) {
         uint8_t* dst = arena.take(t.nbytes());
-        std::memcpy(dst, t.data(), t.nbytes());
+        // Copied in slices whose source pages then leave this process (release_pages: PAGEOUT,
+        // harmless for heap or aliased bytes), so the arena fills as the mapping empties and the
+        // peak stays one copy of the weights plus a slice, not two copies.
+        const uint8_t* src = static_cast<const uint8_t*>(t.data());
+        const uintptr_t base = reinterpret_cast<uintptr_t>(src);
+        for (size_t off = 0, end = 0; off < t.nbytes(); off = end) {
+            // Each slice ends on a page boundary of the source, so every page is released whole.
+            end = std::min(t.nbytes(), static_cast<size_t>(((base + off + kSlice) & ~(kPage - 1)) - base));
+            std::memcpy(dst + off, src + off, end - off);
+            release_pages(src + off, end - off);
+        }
         t = Tensor::view(t.dtype(), t.shape(), dst, arena.owner(), name);
     }
 }

@@ -297,5 +297,45 @@ TEST_F(LoaderSpecialFiles, EveryFileIsOpenedOnce) {
     }
 }
 
+// load_into_memory (--mmap 0) copies in page-aligned slices and releases each slice's source
+// pages as it goes: every byte must arrive, for a mapped tensor larger than a slice that starts off
+// a page boundary, a tiny one sharing its pages, and two heap tensors that alias the same bytes
+// (releasing is non-destructive, so the second still reads what the first did).
+TEST(LoadIntoMemory, CopiesEveryByteOfMappedAndAliasedTensors) {
+    const std::string path = test::temp_dir() + "/weights.bin";
+    std::vector<uint8_t> bytes(size_t{11} << 20);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (auto& b : bytes) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        b = static_cast<uint8_t>(x);
+    }
+    test::write_file(path, std::string(bytes.begin(), bytes.end()));
+    auto map = std::make_shared<const FileMap>(RegularFile(path, "test weights"));
+    ModelFiles f;
+    // F16 views (2 bytes an element) of raw bytes: the sizes are in bytes.
+    auto view = [](const uint8_t* p, size_t n, std::shared_ptr<const void> owner, const char* name) {
+        return Tensor::view(DType::F16, {static_cast<int64_t>(n / 2)}, p, std::move(owner), name);
+    };
+    const size_t big_off = 1000, big_n = (size_t{9} << 20) + 122, small_off = big_off + big_n, small_n = 76;
+    f.tensors["big"] = view(map->data() + big_off, big_n, map, "big");
+    f.tensors["small"] = view(map->data() + small_off, small_n, map, "small");
+    auto heap = std::shared_ptr<uint8_t>(new uint8_t[size_t{5} << 20], std::default_delete<uint8_t[]>());
+    std::memcpy(heap.get(), bytes.data() + 4096, size_t{5} << 20);
+    f.tensors["alias_a"] = view(heap.get(), size_t{5} << 20, heap, "alias_a");
+    f.tensors["alias_b"] = view(heap.get(), size_t{5} << 20, heap, "alias_b");
+    load_into_memory(f);
+    map.reset();
+    heap.reset();
+    auto same = [&](const char* name, size_t off, size_t n) {
+        const Tensor& t = f.tensors.at(name);
+        ASSERT_EQ(t.nbytes(), n) << name;
+        EXPECT_EQ(std::memcmp(t.data(), bytes.data() + off, n), 0) << name;
+    };
+    same("big", big_off, big_n);
+    same("small", small_off, small_n);
+    same("alias_a", 4096, size_t{5} << 20);
+    same("alias_b", 4096, size_t{5} << 20);
+}
+
 }  // namespace
 }  // namespace llmforge
