@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Synthetic long-range key-value retrieval, 1k..16k positions (issue 18): does LSH attention keep
 # the long-range retrieval of a dense model that a sliding window of the same cost loses?
-#   bench/lsh_retrieval.sh [WORK]      (one thread; about 1.5 h of CPU on the 2-vCPU machine)
+#   bench/lsh_retrieval.sh [WORK]      (one thread; about 1 h of CPU on the 2-vCPU machine)
 #
 # Task (bench/lsh_retrieval.cpp): BOS, the 16 "key=value" tokens of a random map, filler, queries
 # "Qk v"; evaluation rows hold the map at the start and 16 queries (one per key) at the end.
