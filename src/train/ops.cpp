@@ -95,24 +95,47 @@ Var embedding(Tape& t, Var table, const int32_t* ids, int64_t n) {
 
 // ---- linear ---------------------------------------------------------------------------------
 
+// bf16 precision on a CPU with AMX: a trainable weight's products on bf16 tiles
+// (kernels/cpu/gemm_bf16.h), the weight packed from its current f32 master at each use (so the
+// bf16 copy always follows the optimiser), inputs rounded inside the products: the same rounded
+// operands as the sgemm path, summed in f32 in the tiles' order.
+namespace {
+bool trainable_tiles(const Tape& t) { return t.precision == Precision::kBF16 && kernels::bf16_gemm_available(); }
+}  // namespace
+
 Var linear(Tape& t, Var x, Var w, Var bias) {
     const int64_t K = x->shape.back(), N = rows_of(x), M = w->shape[0];
     LF_ASSERT(w->shape.size() == 2 && w->shape[1] == K);
     ThreadPool& pool = t.pool();
     Var y = t.make({N, M}, needs_grad(t, {x, w, bias}));
+    const bool tiles = trainable_tiles(t);
     // In bf16/fp16 the products see rounded inputs (product_input).
     auto rounded = [&t](Var v, int slot) { return product_input(t, v->data, v->numel, slot); };
-    kernels::sgemm(pool, false, true, N, M, K, 1.0f, rounded(x, 0), K, rounded(w, 1), K, 0.0f, y->data, M);
+    if (tiles) {
+        kernels::pack_bf16_into(t.pack_buffer(), w->data, K, M, K, true, &pool);
+        kernels::gemm_bf16(x->data, K, N, t.pack_buffer(), y->data, M, false, &pool);
+    } else {
+        kernels::sgemm(pool, false, true, N, M, K, 1.0f, rounded(x, 0), K, rounded(w, 1), K, 0.0f, y->data, M);
+    }
     if (bias != nullptr) add_bias(pool, bias, y->data, N, M);
     if (y->requires_grad) {
-        t.on_backward([&t, x, w, bias, y, N, M, K, rounded] {
+        t.on_backward([&t, x, w, bias, y, N, M, K, rounded, tiles] {
             if (y->grad == nullptr) return;
             ThreadPool& pool = t.pool();
-            const float* g = product_input(t, y->grad, y->numel, 2);
-            if (x->requires_grad)  // dx (N, K) += dy (N, M) · w (M, K)
-                kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
-            if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
-                kernels::sgemm(pool, true, false, M, K, N, 1.0f, g, M, rounded(x, 0), K, 1.0f, t.grad(w), K);
+            if (tiles) {
+                if (x->requires_grad) {  // dx (N, K) += dy (N, M) · w (M, K)
+                    kernels::pack_bf16_into(t.pack_buffer(), w->data, K, M, K, false, &pool);
+                    kernels::gemm_bf16(y->grad, M, N, t.pack_buffer(), t.grad(x), K, true, &pool);
+                }
+                if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
+                    kernels::gemm_bf16_tn(y->grad, M, x->data, K, N, M, K, t.grad(w), K, true, &pool);
+            } else {
+                const float* g = product_input(t, y->grad, y->numel, 2);
+                if (x->requires_grad)  // dx (N, K) += dy (N, M) · w (M, K)
+                    kernels::sgemm(pool, false, false, N, K, M, 1.0f, g, M, rounded(w, 1), K, 1.0f, t.grad(x), K);
+                if (w->requires_grad)  // dw (M, K) += dy^T (M, N) · x (N, K)
+                    kernels::sgemm(pool, true, false, M, K, N, 1.0f, g, M, rounded(x, 0), K, 1.0f, t.grad(w), K);
+            }
             if (bias != nullptr && bias->requires_grad) bias_grad(pool, y->grad, t.grad(bias), N, M);
         });
     }

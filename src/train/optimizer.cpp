@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge::train {
 
@@ -21,26 +22,25 @@ void AdamW::step(float lr, ThreadPool& pool) {
     const double bc2 = 1.0 - std::pow(static_cast<double>(cfg_.beta2), static_cast<double>(t_));
     const float step_size = static_cast<float>(static_cast<double>(lr) / bc1);
     const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const float b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
-    const float one_b1 = static_cast<float>(1.0 - static_cast<double>(b1));
-    const float one_b2 = static_cast<float>(1.0 - static_cast<double>(b2));
-    const float decay = static_cast<float>(1.0 - static_cast<double>(lr) * cfg_.weight_decay);
+    kernels::AdamWStep st{};
+    st.b1 = cfg_.beta1;
+    st.b2 = cfg_.beta2;
+    st.eps = cfg_.eps;
+    st.one_b1 = static_cast<float>(1.0 - static_cast<double>(cfg_.beta1));
+    st.one_b2 = static_cast<float>(1.0 - static_cast<double>(cfg_.beta2));
+    st.step_size = step_size;
+    st.bc2_sqrt = bc2_sqrt;
+    st.decay = static_cast<float>(1.0 - static_cast<double>(lr) * cfg_.weight_decay);
+    const auto update = kernels::kernels().adamw;  // vectorised, the reference's bits on every table
     for (size_t i = 0; i < params_.size(); ++i) {
         Param& p = *params_[i];
-        const bool wd = cfg_.weight_decay != 0.0f && (cfg_.decay_all || p.shape.size() >= 2);
+        kernels::AdamWStep s = st;
+        s.wd = cfg_.weight_decay != 0.0f && (cfg_.decay_all || p.shape.size() >= 2);
         float* w = p.value.data();
         const float* g = p.grad.data();
         float* m = m_[i].data();
         float* v = v_[i].data();
-        pool.run_range(p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-            for (int64_t j = b; j < e; ++j) {
-                if (wd) w[j] *= decay;
-                m[j] = m[j] * b1 + one_b1 * g[j];
-                v[j] = v[j] * b2 + one_b2 * g[j] * g[j];
-                const float denom = std::sqrt(v[j]) / bc2_sqrt + eps;
-                w[j] = w[j] + (-step_size) * (m[j] / denom);
-            }
-        });
+        pool.run_range(p.numel(), 1 << 14, [&](int64_t b, int64_t e) { update(w + b, g + b, m + b, v + b, e - b, s); });
     }
 }
 
@@ -52,10 +52,10 @@ double grad_global_norm(const std::vector<Param*>& params, ThreadPool& pool) {
         const int64_t n_chunks = (n + kChunk - 1) / kChunk;
         std::vector<double> part(static_cast<size_t>(n_chunks));
         const float* g = p->grad.data();
+        const auto sumsq = kernels::kernels().sumsq;
         pool.run(n_chunks, [&](int64_t c, int) {
-            double s = 0;
-            for (int64_t j = c * kChunk, e = std::min(n, (c + 1) * kChunk); j < e; ++j) s += static_cast<double>(g[j]) * g[j];
-            part[c] = s;
+            const int64_t b = c * kChunk;
+            part[c] = sumsq(g + b, std::min(n, b + kChunk) - b);
         });
         for (double s : part) total += s;
     }

@@ -28,6 +28,7 @@
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/gemm_bf16.h"
 
 namespace llmforge::train {
 
@@ -116,6 +117,9 @@ public:
     // A transient work area (slot 0..3) of at least n floats, reused by every op: valid only until
     // the next call with the same slot (ops use it inside one forward or one backward closure).
     float* scratch(int slot, int64_t n);
+    // A bf16 pack of a weight for one product (train/ops.cpp, bf16 precision on AMX), its storage
+    // reused by every product of every step.
+    kernels::PackedBf16& pack_buffer() { return pack_; }
     // The node's gradient buffer, zeroed on first use.
     float* grad(Var v);
     // Records an op's backward (only call when grad_enabled and some input requires grad).
@@ -151,6 +155,7 @@ private:
     size_t bytes_held_ = 0;
     std::unique_ptr<Tape> sub_;
     FloatBuffer scratch_[4];
+    kernels::PackedBf16 pack_;
     float loss_seed_ = 1.0f;
 };
 

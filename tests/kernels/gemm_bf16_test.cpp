@@ -186,6 +186,84 @@ TEST(GemmBf16, PathsMatchReference) {
         }
 }
 
+// The pool-split (and, with AVX512-BF16, vectorised) packer writes the scalar packer's bytes, both
+// orientations, odd shapes, strides, NaNs, ties and denormals included (both round as fp32_to_bf16).
+TEST(GemmBf16, FastPackMatchesScalarPack) {
+    ThreadPool pool2(2);
+    uint32_t seed = 900;
+    for (const Shape& s : kShapes)
+        for (bool fwd : {true, false}) {
+            const int64_t ldw = s.K + 3;
+            auto w = gaussian(static_cast<size_t>(s.M * ldw), seed += 7);
+            const uint32_t specials[] = {0x7fc00000u, 0x7f800001u, 0x3f808000u, 0x3f818000u, 0x007fffffu, 0x80000001u};
+            for (size_t i = 0; i < w.size(); i += 5) std::memcpy(&w[i], &specials[(i / 5) % 6], 4);
+            const PackedBf16 ref = pack_bf16_scalar(w.data(), ldw, s.M, s.K, fwd);
+            for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+                const PackedBf16 got = pack_bf16(w.data(), ldw, s.M, s.K, fwd, pool);
+                ASSERT_EQ(got.bytes(), ref.bytes());
+                EXPECT_EQ(0, std::memcmp(got.data.get(), ref.data.get(), ref.bytes()))
+                    << (fwd ? "fwd" : "bwd") << " M=" << s.M << " K=" << s.K << (pool ? " pool" : "");
+            }
+        }
+}
+
+// The weight-gradient product bf16(G)ᵀ · bf16(X): scalar bit for bit with its reference, the SIMD
+// paths within f32 rounding of the exact sum, the same bits with 1 and 2 threads, padding untouched.
+TEST(GemmBf16, TransposedProductMatchesReference) {
+    ThreadPool pool1(1), pool2(2);
+    uint32_t seed = 500;
+    for (const Shape& s : kShapes) {
+        // G (N, M), X (N, K), C (M, K): N = s.n tokens summed over.
+        const int64_t N = s.K, M = s.n, K = s.M;  // reuse the shapes with the summed dimension varied
+        const int64_t ldg = M + 2, ldx = K + 1, ldc = K + 4;
+        const auto g = gaussian(static_cast<size_t>(N * ldg), seed += 5);
+        const auto x = gaussian(static_cast<size_t>(N * ldx), seed + 1);
+        const auto c0 = gaussian(static_cast<size_t>(M * ldc), seed + 2);
+        for (bool acc : {false, true}) {
+            std::vector<float> ref = c0;
+            gemm_bf16_tn_ref(g.data(), ldg, x.data(), ldx, N, M, K, ref.data(), ldc, acc);
+            for (Bf16GemmPath p : kPaths) {
+                if (!bf16_gemm_path_supported(p)) continue;
+                std::vector<float> first;
+                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool1, &pool2}) {
+                    const std::string what = std::string(bf16_gemm_path_name(p)) + " N=" + std::to_string(N) +
+                                             " M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                                             (acc ? " acc" : "") + (pool ? " pool" + std::to_string(pool->size()) : "");
+                    std::vector<float> c = c0;
+                    gemm_bf16_tn(g.data(), ldg, x.data(), ldx, N, M, K, c.data(), ldc, acc, pool, p);
+                    int bad = 0;
+                    for (int64_t i = 0; i < M; ++i) {
+                        for (int64_t j = K; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << what << ": padding";
+                        for (int64_t j = 0; j < K; ++j) {
+                            double e = acc ? c0[i * ldc + j] : 0.0, mag = std::fabs(e);
+                            for (int64_t n = 0; n < N; ++n) {
+                                const double pr = static_cast<double>(round_bf16(g[n * ldg + i])) * round_bf16(x[n * ldx + j]);
+                                e += pr;
+                                mag += std::fabs(pr);
+                            }
+                            const double tol = static_cast<double>(N + 1) * std::ldexp(1.0, -24) * mag + 1e-30;
+                            const float got = c[i * ldc + j];
+                            if (p == Bf16GemmPath::kScalar) {
+                                if (std::memcmp(&got, &ref[i * ldc + j], 4) != 0 && ++bad <= 3)
+                                    ADD_FAILURE() << what << ": C[" << i << "][" << j << "] " << got << " vs ref " << ref[i * ldc + j];
+                            } else if (!(std::fabs(got - e) <= tol) && ++bad <= 3) {
+                                ADD_FAILURE() << what << ": C[" << i << "][" << j << "] " << got << ", exact " << e;
+                            }
+                        }
+                    }
+                    EXPECT_EQ(bad, 0) << what;
+                    if (first.empty()) first = c;
+                    else ASSERT_EQ(0, std::memcmp(c.data(), first.data(), c.size() * 4)) << what << ": thread count";
+                }
+            }
+        }
+    }
+    std::vector<float> c(4, 0.0f);
+    const float z = 0.0f;
+    EXPECT_THROW(gemm_bf16_tn(&z, 1, &z, 2, 1, 2, 2, c.data(), 2, false, nullptr), std::invalid_argument);  // ldg < M
+    EXPECT_THROW(gemm_bf16_tn(&z, 2, &z, 2, 1, 2, 2, c.data(), 1, false, nullptr), std::invalid_argument);  // ldc < K
+}
+
 TEST(GemmBf16, Bf16WeightPacksLikeRoundedF32) {
     const int64_t M = 37, K = 45;
     const auto w = gaussian(static_cast<size_t>(M * K), 5);

@@ -119,6 +119,7 @@ TEST(Dispatch, TablesAreCompleteAndAvx2IsTestedHere) {
         for (DType d : kQuantizable) EXPECT_NE(t->quantize_row[at(d)], nullptr) << dtype_name(d);
         EXPECT_NE(t->dequantize_row[at(DType::Q8_K)], nullptr);
         EXPECT_TRUE(t->rmsnorm && t->softmax && t->swiglu && t->axpy && t->add && t->rope && t->attention);
+        EXPECT_TRUE(t->adamw && t->sumsq);
     }
     EXPECT_EQ(kernels_for(Isa::kAvx2) ? kernels_for(Isa::kAvx2)->isa : Isa::kAvx2, Isa::kAvx2);
     EXPECT_STREQ(isa_name(Isa::kScalar), "scalar");
@@ -646,6 +647,22 @@ TEST(Simd, ElementwiseOpsMatchReference) {
             ref().add(n, x.data(), a.data());
             t->add(n, x.data(), b.data());
             ASSERT_EQ(a, b);
+
+            // AdamW: the reference's bits exactly (no fused multiply-adds), with and without decay.
+            for (bool wd : {false, true}) {
+                const AdamWStep st{0.9f, 0.999f, 0.1f, 0.001f, 3.7e-4f, 0.0447f, 1e-8f, 0.9999f, wd};
+                std::vector<float> wa = w, wb = w, ma = up, mb = up, va(x.size()), vb(x.size());
+                for (size_t i = 0; i < x.size(); ++i) va[i] = vb[i] = 0.01f * x[i] * x[i];
+                for (int rep = 0; rep < 3; ++rep) {
+                    ref().adamw(wa.data(), x.data(), ma.data(), va.data(), n, st);
+                    t->adamw(wb.data(), x.data(), mb.data(), vb.data(), n, st);
+                }
+                ASSERT_EQ(0, std::memcmp(wa.data(), wb.data(), wa.size() * 4)) << "adamw w, wd " << wd;
+                ASSERT_EQ(0, std::memcmp(ma.data(), mb.data(), ma.size() * 4)) << "adamw m";
+                ASSERT_EQ(0, std::memcmp(va.data(), vb.data(), va.size() * 4)) << "adamw v";
+            }
+            const double ss_ref = ref().sumsq(x.data(), n), ss = t->sumsq(x.data(), n);
+            ASSERT_NEAR(ss, ss_ref, 1e-13 * ss_ref);
         }
     }
 }

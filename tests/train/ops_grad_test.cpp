@@ -8,6 +8,8 @@
 #include <functional>
 #include <random>
 
+#include "core/dtype.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/kernels.h"
 #include "model/lsh.h"
 #include "model/moe.h"
@@ -91,6 +93,44 @@ TEST(OpsGrad, Linear) {
 TEST(OpsGrad, LinearLargeEnoughToSplitOverThreads) {
     auto x = random_param("x", {37, 67}, 1, 0.3f), w = random_param("w", {131, 67}, 2, 0.3f);
     check_grads({x.get(), w.get()}, [](Tape& t, std::vector<Var>& v) { return linear(t, v[0], v[1]); });
+}
+
+// bf16 precision: y, dx and dw of a trainable linear are the products of the bf16-rounded operands
+// summed in f32 (AMX tiles where the CPU has them, else sgemm on rounded copies): each within f32
+// rounding of the double sum of the same exact products. Shapes off the 16/32 tiles, 2 threads.
+TEST(OpsGrad, LinearBf16IsTheRoundedProduct) {
+    std::printf("bf16 products on %s\n", kernels::bf16_gemm_available() ? "AMX tiles" : "sgemm of rounded copies");
+    constexpr int64_t N = 45, K = 70, M = 133;
+    auto x = random_param("x", {N, K}, 11, 0.5f), w = random_param("w", {M, K}, 12, 0.3f);
+    ThreadPool pool(2);
+    Tape t(pool);
+    t.precision = Precision::kBF16;
+    x->grad.zero();
+    w->grad.zero();
+    Var y = linear(t, t.param(*x), t.param(*w));
+    float* g = t.grad(y);
+    for (int64_t i = 0; i < y->numel; ++i) g[i] = 0.37f * std::sin(0.7f * static_cast<float>(i)) + 0.05f;
+    std::vector<float> dy(g, g + y->numel);
+    t.backward(t.make({1}, false));
+    auto r = [](float v) { return static_cast<double>(bf16_to_fp32(fp32_to_bf16(v))); };
+    // got vs Σ_i a(i)·b(i) over n terms
+    auto check = [](const char* what, float got, int64_t n, const std::function<double(int64_t)>& term) {
+        double s = 0, mag = 0;
+        for (int64_t i = 0; i < n; ++i) s += term(i), mag += std::fabs(term(i));
+        const double tol = static_cast<double>(n + 1) * std::ldexp(1.0, -24) * mag + 1e-30;
+        return std::fabs(got - s) <= tol ? 0 : (ADD_FAILURE() << what << " " << got << " vs " << s, 1);
+    };
+    int bad = 0;
+    for (int64_t i = 0; i < N && bad < 5; ++i)
+        for (int64_t j = 0; j < M; ++j)
+            bad += check("y", y->data[i * M + j], K, [&](int64_t k) { return r(x->value[i * K + k]) * r(w->value[j * K + k]); });
+    for (int64_t i = 0; i < N && bad < 5; ++i)
+        for (int64_t k = 0; k < K; ++k)
+            bad += check("dx", x->grad[i * K + k], M, [&](int64_t j) { return r(dy[i * M + j]) * r(w->value[j * K + k]); });
+    for (int64_t j = 0; j < M && bad < 5; ++j)
+        for (int64_t k = 0; k < K; ++k)
+            bad += check("dw", w->grad[j * K + k], N, [&](int64_t i) { return r(dy[i * M + j]) * r(x->value[i * K + k]); });
+    EXPECT_EQ(bad, 0);
 }
 
 TEST(OpsGrad, Embedding) {

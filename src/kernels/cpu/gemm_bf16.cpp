@@ -91,8 +91,11 @@ struct Scratch {
     }
 };
 
-void pack_a_scalar(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
-                   int64_t p0, int64_t p1) {
+// Rows [32 p0, 32 p1) of A (n_rows x K) into the packed-A layout, A read from a (row stride lda)
+// as is or, kTransposed, as aᵀ (A[row][k] = a[k][row]: the weight gradient's Gᵀ).
+template <bool kTransposed>
+void pack_a_scalar_impl(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                        int64_t p0, int64_t p1) {
     for (int64_t ib = 2 * p0; ib < 2 * p1; ++ib)
         for (int64_t kb = 0; kb < kb_count; ++kb) {
             uint16_t* tile = ap + (ib * kb_count + kb) * kTileElems;
@@ -100,10 +103,16 @@ void pack_a_scalar(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64
                 const int64_t row = ib * 16 + r;
                 for (int64_t kk = 0; kk < 32; ++kk) {
                     const int64_t k = kb * 32 + kk;
-                    tile[r * 32 + kk] = (row < n_rows && k < K) ? fp32_to_bf16(a[row * lda + k]) : 0;
+                    const bool in = row < n_rows && k < K;
+                    tile[r * 32 + kk] = in ? fp32_to_bf16(kTransposed ? a[k * lda + row] : a[row * lda + k]) : 0;
                 }
             }
         }
+}
+
+void pack_a_scalar(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                   int64_t p0, int64_t p1) {
+    pack_a_scalar_impl<false>(a, lda, n_rows, K, kb_count, ap, p0, p1);
 }
 
 // The portable path: k ascending per output (the reference order), vectorisable across outputs.
@@ -135,22 +144,44 @@ void gemm_scalar(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64
     }
 }
 
-template <class Get>
-PackedBf16 pack_impl(int64_t ldw, int64_t M, int64_t K, bool for_forward, Get get) {
+// Packing: the sizes (B (p.M, p.K) of W (M, K)) and storage, then fill(dst, jb0, jb1) writes
+// column blocks [jb0, jb1), split over the pool when one is given.
+template <class Fill>
+void pack_impl(PackedBf16& p, int64_t ldw, int64_t M, int64_t K, bool for_forward, ThreadPool* pool, Fill fill) {
     if (M < 0 || K < 0 || ldw < K)
         throw std::invalid_argument("pack_bf16: weight is " + std::to_string(M) + "x" + std::to_string(K) +
                                     " with row stride " + std::to_string(ldw) +
                                     ", expected sizes >= 0 and a row stride >= " + std::to_string(K));
-    PackedBf16 p;
     p.M = for_forward ? M : K;  // B (p.M, p.K): B[j][k] = W[j][k] or W[k][j]
     p.K = for_forward ? K : M;
     p.kb_count = (p.K + 31) / 32;
     p.jb_count = 2 * ((p.M + 31) / 32);
     const size_t bytes = std::max<size_t>(p.bytes(), 64);
-    p.data.reset(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)));
-    if (!p.data) throw std::bad_alloc();
+    if (p.data == nullptr || p.capacity < bytes) {
+        p.data.reset();
+        p.data.reset(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)));
+        if (!p.data) throw std::bad_alloc();
+        p.capacity = bytes;
+    }
     uint16_t* d = p.data.get();
-    for (int64_t jb = 0; jb < p.jb_count; ++jb)
+    if (pool != nullptr && pool->size() > 1 && M * K >= (int64_t{1} << 16)) {
+        pool->run_range(p.jb_count, 2, [&](int64_t b, int64_t e) { fill(p, d, b, e); });
+    } else {
+        fill(p, d, 0, p.jb_count);
+    }
+}
+
+template <class Fill>
+PackedBf16 pack_impl(int64_t ldw, int64_t M, int64_t K, bool for_forward, ThreadPool* pool, Fill fill) {
+    PackedBf16 p;
+    pack_impl(p, ldw, M, K, for_forward, pool, fill);
+    return p;
+}
+
+// The portable fill: element by element through get(index into W).
+template <class Get>
+void pack_scalar(const PackedBf16& p, int64_t ldw, bool for_forward, uint16_t* d, int64_t jb0, int64_t jb1, Get get) {
+    for (int64_t jb = jb0; jb < jb1; ++jb)
         for (int64_t kb = 0; kb < p.kb_count; ++kb) {
             uint16_t* tile = d + (jb * p.kb_count + kb) * kTileElems;
             for (int64_t j = 0; j < 16; ++j) {
@@ -163,7 +194,6 @@ PackedBf16 pack_impl(int64_t ldw, int64_t M, int64_t K, bool for_forward, Get ge
                 }
             }
         }
-    return p;
 }
 
 Bf16GemmPath env_path(Bf16GemmPath best) {
@@ -179,6 +209,51 @@ Bf16GemmPath env_path(Bf16GemmPath best) {
     std::fprintf(stderr, "llmforge: LLMFORGE_BF16_GEMM=%s is unknown (expected scalar, avx512bf16 or amx); using %s\n",
                  env, bf16_gemm_path_name(best));
     return best;
+}
+
+using PackA = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t);
+
+// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(pack_simd, pack_scalar, ap, p0, p1) (row
+// pairs [p0, p1) into the per-thread scratch ap): the kernel of `path`, row or column blocks split
+// over the pool (each output computed by one kernel call in a fixed order, so the split only
+// balances work; it cannot change a result).
+template <class Pack>
+void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc, bool accumulate,
+                ThreadPool* pool, Pack pack) {
+    const int64_t kb = b.kb_count;
+    const int64_t n_p = (n_rows + 31) / 32;  // row pairs (32 rows)
+    const int64_t n_q = b.jb_count / 2;      // column pairs (32 outputs)
+    thread_local Scratch scratch;
+    uint16_t* ap = scratch.get(static_cast<size_t>(std::max<int64_t>(1, 2 * n_p * kb * kTileElems)));
+
+    using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
+                              int64_t, int64_t, int64_t, int64_t);
+    KernelFn kernel = gemm_scalar;
+    PackA pack_simd = pack_a_scalar;
+#if defined(LF_BF16_X86)
+    if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
+    if (path == Bf16GemmPath::kAvx512Bf16) kernel = x86::bf16_gemm_avx512;
+    if (path != Bf16GemmPath::kScalar) pack_simd = x86::bf16_pack_a_avx512;
+#endif
+    const int parts = pool != nullptr ? pool->size() : 1;
+    const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
+    if (!threaded) {
+        pack(pack_simd, pack_a_scalar, ap, 0, n_p);
+        kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, 0, n_q);
+        return;
+    }
+    pool->run(n_p, [&](int64_t p, int) { pack(pack_simd, pack_a_scalar, ap, p, p + 1); });
+    const bool by_cols = n_q >= n_p;
+    const int64_t n = by_cols ? n_q : n_p;
+    const int64_t chunk = (n + parts - 1) / parts;
+    pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
+        const int64_t s = i * chunk, e = std::min(n, s + chunk);
+        if (by_cols) {
+            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, s, e);
+        } else {
+            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, s, e, 0, n_q);
+        }
+    });
 }
 
 }  // namespace
@@ -210,12 +285,36 @@ Bf16GemmPath bf16_gemm_best_path() {
 
 bool bf16_gemm_available() { return bf16_gemm_best_path() == Bf16GemmPath::kAmx; }
 
+void pack_bf16_into(PackedBf16& into, const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward,
+                    ThreadPool* pool) {
+    pack_impl(into, ldw, M, K, for_forward, pool, [&](const PackedBf16& p, uint16_t* d, int64_t jb0, int64_t jb1) {
+#if defined(LF_BF16_X86)
+        if (support().avx512bf16) return x86::bf16_pack_b_avx512(w, ldw, for_forward, p.M, p.K, p.kb_count, d, jb0, jb1);
+#endif
+        pack_scalar(p, ldw, for_forward, d, jb0, jb1, [w](int64_t i) { return fp32_to_bf16(w[i]); });
+    });
+}
+
+PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward, ThreadPool* pool) {
+    PackedBf16 p;
+    pack_bf16_into(p, w, ldw, M, K, for_forward, pool);
+    return p;
+}
+
 PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward) {
-    return pack_impl(ldw, M, K, for_forward, [w](int64_t i) { return fp32_to_bf16(w[i]); });
+    return pack_bf16(w, ldw, M, K, for_forward, nullptr);
+}
+
+PackedBf16 pack_bf16_scalar(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward) {
+    return pack_impl(ldw, M, K, for_forward, nullptr, [&](const PackedBf16& p, uint16_t* d, int64_t jb0, int64_t jb1) {
+        pack_scalar(p, ldw, for_forward, d, jb0, jb1, [w](int64_t i) { return fp32_to_bf16(w[i]); });
+    });
 }
 
 PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool for_forward) {
-    return pack_impl(ldw, M, K, for_forward, [w](int64_t i) { return w[i]; });
+    return pack_impl(ldw, M, K, for_forward, nullptr, [&](const PackedBf16& p, uint16_t* d, int64_t jb0, int64_t jb1) {
+        pack_scalar(p, ldw, for_forward, d, jb0, jb1, [w](int64_t i) { return w[i]; });
+    });
 }
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
@@ -235,42 +334,35 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
                                     " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
     if (n_rows == 0 || b.M == 0) return;
 
-    const int64_t kb = b.kb_count;
-    const int64_t n_p = (n_rows + 31) / 32;  // row pairs (32 rows)
-    const int64_t n_q = b.jb_count / 2;      // column pairs (32 outputs)
-    thread_local Scratch scratch;
-    uint16_t* ap = scratch.get(static_cast<size_t>(std::max<int64_t>(1, 2 * n_p * kb * kTileElems)));
+    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](PackA pack_simd, PackA pack_sc, uint16_t* ap, int64_t p0, int64_t p1) {
+        (path == Bf16GemmPath::kScalar ? pack_sc : pack_simd)(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
+    });
+}
 
-    using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
-                              int64_t, int64_t, int64_t, int64_t);
-    KernelFn kernel = gemm_scalar;
-    auto pack_a = pack_a_scalar;
+void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,
+                  int64_t ldc, bool accumulate, ThreadPool* pool) {
+    gemm_bf16_tn(g, ldg, x, ldx, N, M, K, c, ldc, accumulate, pool, bf16_gemm_best_path());
+}
+
+void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,
+                  int64_t ldc, bool accumulate, ThreadPool* pool, Bf16GemmPath path) {
+    if (!bf16_gemm_path_supported(path))
+        throw std::invalid_argument(std::string("gemm_bf16_tn: path '") + bf16_gemm_path_name(path) +
+                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+    if (N < 0 || M < 0 || K < 0 || ldg < M || ldx < K || ldc < K)
+        throw std::invalid_argument("gemm_bf16_tn: G is " + std::to_string(N) + "x" + std::to_string(M) +
+                                    " (row stride " + std::to_string(ldg) + "), X " + std::to_string(N) + "x" +
+                                    std::to_string(K) + " (row stride " + std::to_string(ldx) + "), C row stride " +
+                                    std::to_string(ldc) + ": expected sizes >= 0, ldg >= M, ldx >= K, ldc >= K");
+    if (M == 0 || K == 0) return;
+    // B = Xᵀ (K, N) packed; A = Gᵀ (M, N) packed per row pair inside run_packed.
+    thread_local PackedBf16 b;  // kept between calls: a step's products reuse its pages
+    pack_bf16_into(b, x, ldx, N, K, false, pool);  // the same bytes on every path
+    run_packed(path, M, b, c, ldc, accumulate, pool, [&](PackA, PackA, uint16_t* ap, int64_t p0, int64_t p1) {
 #if defined(LF_BF16_X86)
-    if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
-    if (path == Bf16GemmPath::kAvx512Bf16) kernel = x86::bf16_gemm_avx512;
-    if (path != Bf16GemmPath::kScalar) pack_a = x86::bf16_pack_a_avx512;
+        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(g, ldg, M, N, b.kb_count, ap, p0, p1);
 #endif
-
-    // Each output is computed by one kernel call in a fixed order, so the split only balances work;
-    // it cannot change a result. Split the longer of the two block dimensions.
-    const int parts = pool != nullptr ? pool->size() : 1;
-    const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
-    if (!threaded) {
-        pack_a(a, lda, n_rows, b.K, kb, ap, 0, n_p);
-        kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, 0, n_q);
-        return;
-    }
-    pool->run(n_p, [&](int64_t p, int) { pack_a(a, lda, n_rows, b.K, kb, ap, p, p + 1); });
-    const bool by_cols = n_q >= n_p;
-    const int64_t n = by_cols ? n_q : n_p;
-    const int64_t chunk = (n + parts - 1) / parts;
-    pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
-        const int64_t s = i * chunk, e = std::min(n, s + chunk);
-        if (by_cols) {
-            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, s, e);
-        } else {
-            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, s, e, 0, n_q);
-        }
+        pack_a_scalar_impl<true>(g, ldg, M, N, b.kb_count, ap, p0, p1);
     });
 }
 
@@ -284,6 +376,17 @@ void gemm_bf16_ref(const float* a, int64_t lda, int64_t n_rows, const float* w, 
                 const float bv = for_forward ? w[j * ldw + k] : w[k * ldw + j];
                 s += bf16_to_fp32(fp32_to_bf16(a[i * lda + k])) * bf16_to_fp32(fp32_to_bf16(bv));
             }
+            c[i * ldc + j] = s;
+        }
+}
+
+void gemm_bf16_tn_ref(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K,
+                      float* c, int64_t ldc, bool accumulate) {
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < K; ++j) {
+            float s = accumulate ? c[i * ldc + j] : 0.0f;
+            for (int64_t n = 0; n < N; ++n)
+                s += bf16_to_fp32(fp32_to_bf16(g[n * ldg + i])) * bf16_to_fp32(fp32_to_bf16(x[n * ldx + j]));
             c[i * ldc + j] = s;
         }
 }

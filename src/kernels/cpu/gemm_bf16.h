@@ -69,6 +69,7 @@ struct PackedBf16 {
     int64_t K = 0;         // inputs (columns of A)
     int64_t kb_count = 0;  // ceil(K / 32)
     int64_t jb_count = 0;  // 2 * ceil(M / 32)
+    size_t capacity = 0;   // bytes allocated (>= bytes()); pack_bf16_into reuses them
     struct Free {
         void operator()(uint16_t* p) const { std::free(p); }
     };
@@ -83,6 +84,16 @@ struct PackedBf16 {
 //   for_forward = false: B = Wᵀ  (b.M = K, b.K = M): dX = dY · W
 // Throws std::invalid_argument on negative sizes or ldw < K.
 PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
+// The same with the column blocks split over `pool` (null: the calling thread), AVX-512 where the
+// CPU has AVX512-BF16: a weight that changes every step (training) is packed in a fraction of its
+// products' time. The bytes equal pack_bf16_scalar's (rounding as fp32_to_bf16, bit for bit).
+PackedBf16 pack_bf16(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward, ThreadPool* pool);
+// The same into `into`, reusing its storage when large enough (a product packed every step
+// allocates, and page-faults, once).
+void pack_bf16_into(PackedBf16& into, const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward,
+                    ThreadPool* pool);
+// The portable packer, element by element (the tests' reference for the bytes).
+PackedBf16 pack_bf16_scalar(const float* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
 // The same from a bf16 weight (raw bf16 bits, e.g. a frozen tensor in its file dtype): exact.
 PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
 
@@ -95,6 +106,19 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
                bool accumulate, ThreadPool* pool);
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
                bool accumulate, ThreadPool* pool, Bf16GemmPath path);
+
+// The weight gradient of a product, C (M, K) = [C +] bf16(G)ᵀ · bf16(X): G (N, M) row-major with
+// row stride ldg >= M (the output gradient dY), X (N, K) with row stride ldx >= K (the input),
+// C row stride ldc >= K; every element sums its N products in f32. Xᵀ is packed as B and Gᵀ as A
+// (both rounded on the way), then the same kernels and split as gemm_bf16 (same numerics: the
+// order of a path, independent of the pool's size). N == 0 gives C = [C +] 0.
+void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,
+                  int64_t ldc, bool accumulate, ThreadPool* pool);
+void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,
+                  int64_t ldc, bool accumulate, ThreadPool* pool, Bf16GemmPath path);
+// Its scalar reference: n ascending, bit-identical to the kScalar path.
+void gemm_bf16_tn_ref(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K,
+                      float* c, int64_t ldc, bool accumulate);
 
 // y[i] = x[i] rounded to bf16 (round to nearest even, NaN quieted; exactly fp32_to_bf16 then
 // bf16_to_fp32 of core/dtype.h), kept in f32; x may equal y. AVX-512 where the CPU has it.

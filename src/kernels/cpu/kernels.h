@@ -35,6 +35,14 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
 using GemmFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x,
                         size_t x_stride, int64_t nc, float* out, size_t ldo);
 
+// The per-step scalars of one AdamW update (train/optimizer.cpp computes them as PyTorch does).
+struct AdamWStep {
+    float b1, b2, one_b1, one_b2;  // beta1, beta2, 1 - beta1, 1 - beta2
+    float step_size, bc2_sqrt, eps;  // lr / (1 - beta1^t), sqrt(1 - beta2^t), epsilon
+    float decay;                     // 1 - lr * weight_decay, applied when wd
+    bool wd;
+};
+
 struct KernelTable {
     Isa isa = Isa::kScalar;
 
@@ -63,6 +71,13 @@ struct KernelTable {
     void (*axpy)(int64_t n, float a, const float* x, float* y) = nullptr;
     // y = x + y  (residual add)
     void (*add)(int64_t n, const float* x, float* y) = nullptr;
+    // One AdamW update of n values, element by element in PyTorch's order, every operation rounded
+    // to f32 on its own (no fused multiply-add), so every table gives the reference's bits:
+    //   w *= decay (wd);  m = m·b1 + one_b1·g;  v = v·b2 + (one_b2·g)·g;
+    //   w = w + (-step_size)·(m / (sqrt(v) / bc2_sqrt + eps))
+    void (*adamw)(float* w, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) = nullptr;
+    // Σ x[i]² summed in double (gradient norms); the order of the sum is the table's own.
+    double (*sumsq)(const float* x, int64_t n) = nullptr;
     // Rotates n_heads heads of head_dim values in place at one position.
     // cs[i] = cos(angle_i), sn[i] = sin(angle_i) for pair i in [0, head_dim/2).
     // interleaved: pairs (2i, 2i+1) (Meta / llama2.c / GGUF llama);

@@ -43,6 +43,22 @@ void add(int64_t n, const float* x, float* y) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] + y[i];
 }
 
+void adamw(float* w, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+    for (int64_t j = 0; j < n; ++j) {
+        if (s.wd) w[j] *= s.decay;
+        m[j] = m[j] * s.b1 + s.one_b1 * g[j];
+        v[j] = v[j] * s.b2 + s.one_b2 * g[j] * g[j];
+        const float denom = std::sqrt(v[j]) / s.bc2_sqrt + s.eps;
+        w[j] = w[j] + (-s.step_size) * (m[j] / denom);
+    }
+}
+
+double sumsq(const float* x, int64_t n) {
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j) s += static_cast<double>(x[j]) * x[j];
+    return s;
+}
+
 void rope(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const float* sn,
           bool interleaved) {
     const int64_t half = head_dim / 2;

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge::kernels::ref {
 
@@ -40,6 +41,8 @@ float vec_dot_q6_k(int64_t n, const void* w, const void* x);
 // ---- element-wise / fused ops (see KernelTable for the contracts) ----
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps);
 void softmax(float* x, int64_t n);
+void adamw(float* w, const float* g, float* m, float* v, int64_t n, const AdamWStep& s);
+double sumsq(const float* x, int64_t n);
 void swiglu(const float* gate, const float* up, float* y, int64_t n);
 void axpy(int64_t n, float a, const float* x, float* y);
 void add(int64_t n, const float* x, float* y);

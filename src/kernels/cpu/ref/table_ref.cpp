@@ -54,6 +54,8 @@ void fill_ref_table(KernelTable& t) {
 
     t.rmsnorm = ref::rmsnorm;
     t.softmax = ref::softmax;
+    t.adamw = ref::adamw;
+    t.sumsq = ref::sumsq;
     t.swiglu = ref::swiglu;
     t.axpy = ref::axpy;
     t.add = ref::add;

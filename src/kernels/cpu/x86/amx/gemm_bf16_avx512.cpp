@@ -32,6 +32,31 @@ inline __mmask16 mask_n(int64_t n) { return static_cast<__mmask16>((1u << n) - 1
 
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
+// fp32_to_bf16 (core/dtype.h) of 16 values, bit for bit, left in the high halves of the lanes:
+// round to nearest even on the bits, NaNs quieted (no DAZ, unlike VCVTNE2PS2BF16).
+inline __m512i bf16_high(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                       _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
+    const __mmask16 is_nan =
+        _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    const __m512i v = _mm512_mask_blend_epi32(is_nan, r, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+    return _mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+// Lane l = bf16(even[l]) | bf16(odd[l]) << 16: a k pair of 16 columns, as the tiles store it.
+inline __m512i bf16_pairs(__m512 even, __m512 odd) {
+    return _mm512_or_si512(_mm512_srli_epi32(bf16_high(even), 16), bf16_high(odd));
+}
+
+// Rows k and k + 1 (k + 1 < K checked; k < K by the caller) of a row-major f32 matrix at columns
+// [c0, c0 + 16) masked by m, as 16 bf16 pairs; rows at or past K are zeros.
+inline __m512i row_pairs(const float* src, int64_t ld, int64_t k, int64_t K, int64_t c0, __mmask16 m) {
+    const __m512 e = k < K ? _mm512_maskz_loadu_ps(m, src + k * ld + c0) : _mm512_setzero_ps();
+    const __m512 o = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * ld + c0) : _mm512_setzero_ps();
+    return bf16_pairs(e, o);
+}
+
 }  // namespace
 
 void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
@@ -53,6 +78,63 @@ void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, 
                     out = reinterpret_cast<const __m512i&>(v);
                 }
                 _mm512_storeu_si512(tile + r * 32, out);
+            }
+        }
+    }
+}
+
+void bf16_pack_at_avx512(const float* g, int64_t ldg, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                         int64_t p0, int64_t p1) {
+    // Lane r of a pair vector goes to u32 r * 16 + kp of the tile (row r, inputs 2kp and 2kp + 1).
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(16));
+    for (int64_t ib = 2 * p0; ib < 2 * p1; ++ib) {
+        const int64_t c0 = ib * 16;
+        const __mmask16 m = mask_n(clamp16(n_rows - c0));
+        for (int64_t kb = 0; kb < kb_count; ++kb) {
+            uint16_t* tile = ap + (ib * kb_count + kb) * kTileElems;
+            for (int64_t kp = 0; kp < 16; ++kp) {
+                const int64_t k = kb * 32 + 2 * kp;
+                const __m512i v = m != 0 && k < K ? row_pairs(g, ldg, k, K, c0, m) : _mm512_setzero_si512();
+                _mm512_i32scatter_epi32(tile + 2 * kp, idx, v, 4);
+            }
+        }
+    }
+}
+
+void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t bM, int64_t bK, int64_t kb_count,
+                        uint16_t* dst, int64_t jb0, int64_t jb1) {
+    // Tile (jb, kb) row kp = the pairs (2kp, 2kp + 1) of outputs 16 jb .. 16 jb + 15.
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(16));
+    for (int64_t jb = jb0; jb < jb1; ++jb) {
+        const int64_t j0 = jb * 16;
+        const __mmask16 mj = mask_n(clamp16(bM - j0));
+        for (int64_t kb = 0; kb < kb_count; ++kb) {
+            uint16_t* tile = dst + (jb * kb_count + kb) * kTileElems;
+            const int64_t k0 = kb * 32;
+            if (!for_forward) {  // B[j][k] = W[k][j]: rows k, k + 1 of W, 16 contiguous outputs
+                for (int64_t kp = 0; kp < 16; ++kp) {
+                    const int64_t k = k0 + 2 * kp;
+                    const __m512i v = mj != 0 && k < bK ? row_pairs(w, ldw, k, bK, j0, mj) : _mm512_setzero_si512();
+                    _mm512_storeu_si512(tile + kp * 32, v);
+                }
+                continue;
+            }
+            // B[j][k] = W[j][k]: row j's 32 inputs are 16 pairs, pair kp to u32 kp * 16 + j.
+            const int64_t nk = min64(32, bK - k0);
+            const __mmask16 m0 = mask_n(clamp16(nk)), m1 = mask_n(clamp16(nk - 16));
+            for (int64_t j = 0; j < 16; ++j) {
+                __m512i v = _mm512_setzero_si512();
+                if (j0 + j < bM) {
+                    const float* src = w + (j0 + j) * ldw + k0;
+                    const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + 16);
+                    // even/odd inputs: lanes 2i / 2i + 1 of (lo, hi)
+                    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+                    v = bf16_pairs(_mm512_permutex2var_ps(lo, ev, hi), _mm512_permutex2var_ps(lo, od, hi));
+                }
+                _mm512_i32scatter_epi32(tile + 2 * j, idx, v, 4);
             }
         }
     }

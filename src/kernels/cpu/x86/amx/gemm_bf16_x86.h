@@ -20,6 +20,18 @@ namespace llmforge::kernels::x86 {
 void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
                         int64_t p0, int64_t p1);
 
+// The same layout for A = Gᵀ: rows of A are columns of G (f32, row stride ldg), so
+// ap[((ib * kb_count + kb) * 16 + r) * 32 + kk] = bf16(G[32 kb + kk][16 ib + r]); n_rows = G's
+// columns, K = G's rows. Rounds as fp32_to_bf16 (core/dtype.h) bit for bit (integer arithmetic).
+void bf16_pack_at_avx512(const float* g, int64_t ldg, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
+                         int64_t p0, int64_t p1);
+
+// Column blocks [jb0, jb1) of a PackedBf16 (gemm_bf16.h's layout) from a row-major f32 W (M, K),
+// row stride ldw: B = W (for_forward) or Wᵀ; bM, bK = B's sizes, kb_count = ceil(bK / 32). Rounds
+// as fp32_to_bf16 bit for bit, so the bytes equal the scalar pack_bf16's.
+void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t bM, int64_t bK, int64_t kb_count,
+                        uint16_t* dst, int64_t jb0, int64_t jb1);
+
 // y[i] = bf16_to_fp32(fp32_to_bf16(x[i])) (core/dtype.h) bit for bit, denormals and NaNs
 // included (integer arithmetic on the bits, no DAZ/FTZ); x may equal y. AVX-512F.
 void round_bf16_avx512(const float* x, float* y, int64_t n);

@@ -1,4 +1,5 @@
 // AVX2 element-wise ops and single-position attention.
+#include "kernels/cpu/ref/ref.h"
 #include "kernels/cpu/x86/avx2/avx2.h"
 #include "kernels/cpu/x86/attention_kv_impl.h"
 #include "kernels/cpu/x86/x86_common.h"
@@ -63,6 +64,47 @@ void add(int64_t n, const float* x, float* y) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; ++i) y[i] = x[i] + y[i];
+}
+
+// Separate multiplies and adds on purpose: contracting them into FMAs would change the reference's
+// bits (GCC contracts vector-typed a * b + c under its default -ffp-contract=fast).
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+void adamw(float* w, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+    const __m256 b1 = _mm256_set1_ps(s.b1), b2 = _mm256_set1_ps(s.b2), ob1 = _mm256_set1_ps(s.one_b1),
+                 ob2 = _mm256_set1_ps(s.one_b2), bc2 = _mm256_set1_ps(s.bc2_sqrt), eps = _mm256_set1_ps(s.eps),
+                 nstep = _mm256_set1_ps(-s.step_size), decay = _mm256_set1_ps(s.decay);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 wv = _mm256_loadu_ps(w + j);
+        const __m256 gv = _mm256_loadu_ps(g + j);
+        if (s.wd) wv = _mm256_mul_ps(wv, decay);
+        const __m256 mv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + j), b1), _mm256_mul_ps(ob1, gv));
+        const __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), b2), _mm256_mul_ps(_mm256_mul_ps(ob2, gv), gv));
+        const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), bc2), eps);
+        _mm256_storeu_ps(m + j, mv);
+        _mm256_storeu_ps(v + j, vv);
+        _mm256_storeu_ps(w + j, _mm256_add_ps(wv, _mm256_mul_ps(nstep, _mm256_div_ps(mv, denom))));
+    }
+    if (j < n) ref::adamw(w + j, g + j, m + j, v + j, n - j, s);
+}
+#pragma GCC pop_options
+
+double sumsq(const float* x, int64_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), s2 = _mm256_setzero_pd(), s3 = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + 8);
+        const __m256d a0 = _mm256_cvtps_pd(_mm256_castps256_ps128(a)), a1 = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+        const __m256d b0 = _mm256_cvtps_pd(_mm256_castps256_ps128(b)), b1 = _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1));
+        s0 = _mm256_fmadd_pd(a0, a0, s0);
+        s1 = _mm256_fmadd_pd(a1, a1, s1);
+        s2 = _mm256_fmadd_pd(b0, b0, s2);
+        s3 = _mm256_fmadd_pd(b1, b1, s3);
+    }
+    alignas(32) double part[4];
+    _mm256_store_pd(part, _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+    return (part[0] + part[1]) + (part[2] + part[3]) + ref::sumsq(x + j, n - j);
 }
 
 void rope(float* x, int64_t n_heads, int64_t head_dim, const float* cs, const float* sn, bool interleaved) {
@@ -298,6 +340,8 @@ void register_ops(KernelTable& t) {
     t.swiglu = swiglu;
     t.axpy = axpy;
     t.add = add;
+    t.adamw = adamw;
+    t.sumsq = sumsq;
     t.rope = rope;
     t.attention = attention;
     t.attention_kv = x86::attention_kv<KvLanes8>;
