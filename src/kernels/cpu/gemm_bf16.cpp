@@ -356,13 +356,17 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
                                     std::to_string(ldc) + ": expected sizes >= 0, ldg >= M, ldx >= K, ldc >= K");
     if (M == 0 || K == 0) return;
     // B = Xᵀ (K, N) packed; A = Gᵀ (M, N) packed per row pair inside run_packed.
-    thread_local PackedBf16 b;  // kept between calls: a step's products reuse its pages
+    // Kept between calls (a step's products reuse its pages). Named through a reference: a
+    // thread_local named inside the pool's lambdas would be each worker's own, empty one.
+    thread_local PackedBf16 kept;
+    PackedBf16& b = kept;
     pack_bf16_into(b, x, ldx, N, K, false, pool);  // the same bytes on every path
+    const int64_t kb_count = b.kb_count;
     run_packed(path, M, b, c, ldc, accumulate, pool, [&](PackA, PackA, uint16_t* ap, int64_t p0, int64_t p1) {
 #if defined(LF_BF16_X86)
-        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(g, ldg, M, N, b.kb_count, ap, p0, p1);
+        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(g, ldg, M, N, kb_count, ap, p0, p1);
 #endif
-        pack_a_scalar_impl<true>(g, ldg, M, N, b.kb_count, ap, p0, p1);
+        pack_a_scalar_impl<true>(g, ldg, M, N, kb_count, ap, p0, p1);
     });
 }
 

@@ -49,6 +49,31 @@ inline __m512i bf16_pairs(__m512 even, __m512 odd) {
     return _mm512_or_si512(_mm512_srli_epi32(bf16_high(even), 16), bf16_high(odd));
 }
 
+// In-place transpose of a 16 x 16 matrix of 32-bit values, one row per register (4x4 blocks
+// within 128-bit lanes, then the lanes).
+inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {  // u[4i + c], lane L: column 4L + c of rows 4i .. 4i + 3
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+}
+
 // Rows k and k + 1 (k + 1 < K checked; k < K by the caller) of a row-major f32 matrix at columns
 // [c0, c0 + 16) masked by m, as 16 bf16 pairs; rows at or past K are zeros.
 inline __m512i row_pairs(const float* src, int64_t ld, int64_t k, int64_t K, int64_t c0, __mmask16 m) {
@@ -85,19 +110,19 @@ void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, 
 
 void bf16_pack_at_avx512(const float* g, int64_t ldg, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
                          int64_t p0, int64_t p1) {
-    // Lane r of a pair vector goes to u32 r * 16 + kp of the tile (row r, inputs 2kp and 2kp + 1).
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(16));
+    // Pair vector kp holds (inputs 2kp, 2kp + 1) of the 16 rows; transposed, register r is tile row r.
     for (int64_t ib = 2 * p0; ib < 2 * p1; ++ib) {
         const int64_t c0 = ib * 16;
         const __mmask16 m = mask_n(clamp16(n_rows - c0));
         for (int64_t kb = 0; kb < kb_count; ++kb) {
             uint16_t* tile = ap + (ib * kb_count + kb) * kTileElems;
+            __m512i v[16];
             for (int64_t kp = 0; kp < 16; ++kp) {
                 const int64_t k = kb * 32 + 2 * kp;
-                const __m512i v = m != 0 && k < K ? row_pairs(g, ldg, k, K, c0, m) : _mm512_setzero_si512();
-                _mm512_i32scatter_epi32(tile + 2 * kp, idx, v, 4);
+                v[kp] = m != 0 && k < K ? row_pairs(g, ldg, k, K, c0, m) : _mm512_setzero_si512();
             }
+            transpose16(v);
+            for (int r = 0; r < 16; ++r) _mm512_storeu_si512(tile + r * 32, v[r]);
         }
     }
 }
@@ -105,8 +130,8 @@ void bf16_pack_at_avx512(const float* g, int64_t ldg, int64_t n_rows, int64_t K,
 void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t bM, int64_t bK, int64_t kb_count,
                         uint16_t* dst, int64_t jb0, int64_t jb1) {
     // Tile (jb, kb) row kp = the pairs (2kp, 2kp + 1) of outputs 16 jb .. 16 jb + 15.
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(16));
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     for (int64_t jb = jb0; jb < jb1; ++jb) {
         const int64_t j0 = jb * 16;
         const __mmask16 mj = mask_n(clamp16(bM - j0));
@@ -121,21 +146,20 @@ void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t b
                 }
                 continue;
             }
-            // B[j][k] = W[j][k]: row j's 32 inputs are 16 pairs, pair kp to u32 kp * 16 + j.
+            // B[j][k] = W[j][k]: register j = row j's 16 input pairs; transposed, register kp is tile row kp.
             const int64_t nk = min64(32, bK - k0);
             const __mmask16 m0 = mask_n(clamp16(nk)), m1 = mask_n(clamp16(nk - 16));
+            __m512i v[16];
             for (int64_t j = 0; j < 16; ++j) {
-                __m512i v = _mm512_setzero_si512();
+                v[j] = _mm512_setzero_si512();
                 if (j0 + j < bM) {
                     const float* src = w + (j0 + j) * ldw + k0;
                     const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + 16);
-                    // even/odd inputs: lanes 2i / 2i + 1 of (lo, hi)
-                    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-                    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-                    v = bf16_pairs(_mm512_permutex2var_ps(lo, ev, hi), _mm512_permutex2var_ps(lo, od, hi));
+                    v[j] = bf16_pairs(_mm512_permutex2var_ps(lo, ev, hi), _mm512_permutex2var_ps(lo, od, hi));
                 }
-                _mm512_i32scatter_epi32(tile + 2 * j, idx, v, 4);
             }
+            transpose16(v);
+            for (int kp = 0; kp < 16; ++kp) _mm512_storeu_si512(tile + kp * 32, v[kp]);
         }
     }
 }
