@@ -200,6 +200,28 @@ TEST(TrainCli, Bf16AndFp16Learn) {
     }
 }
 
+// bf16 mixed precision follows the fp32 run of the same data and seed: every step's loss within
+// 0.5% of fp32's (docs/PERFORMANCE.md, "bf16 training"). The products see bf16-rounded operands
+// (AMX tiles where the CPU has them, else sgemm of rounded copies); all else is f32.
+TEST(TrainCli, Bf16TracksFp32) {
+    const std::string d = temp_dir();
+    for (const char* p : {"fp32", "bf16"})
+        ASSERT_EQ(run_cli(base_args(std::string("--steps 60 --precision ") + p + " --log-jsonl " + q(d + "/" + p + ".jsonl"))).rc, 0);
+    auto a = read_jsonl(d + "/fp32.jsonl"), b = read_jsonl(d + "/bf16.jsonl");
+    ASSERT_EQ(a.size(), 60u);
+    ASSERT_EQ(b.size(), 60u);
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double la = a[i]["loss"].get<double>(), lb = b[i]["loss"].get<double>();
+        worst = std::max(worst, std::fabs(lb - la) / la);
+        EXPECT_LE(std::fabs(lb - la), 0.005 * la) << "step " << i << ": fp32 " << la << ", bf16 " << lb;
+    }
+    std::printf("bf16 vs fp32: largest relative loss difference over 60 steps %.4f (first %.4f, last fp32 %.4f bf16 %.4f)\n",
+                worst, a[0]["loss"].get<double>(), a.back()["loss"].get<double>(), b.back()["loss"].get<double>());
+    EXPECT_GT(std::fabs(b.back()["loss"].get<double>() - a.back()["loss"].get<double>()), 0.0)
+        << "bf16 gave fp32's exact losses: the precision switch did nothing";
+}
+
 TEST(TrainCli, BadInputIsOneClearErrorAndLeavesTheCheckpointAlone) {
     const Fixture& f = fixture();
     const std::string d = temp_dir(), save = d + "/ck";
