@@ -46,7 +46,9 @@ for shape in $SHAPES; do
         for ((r = 0; r < REPS; r++)); do
             if ((have_torch)); then
                 echo "train_ab: pytorch $shape $prec (rep $r)" >&2
-                $py "$here/torch_train_bench.py" --dim "$dim" --layers "$layers" --heads "$heads" --kv "$heads" \
+                # OpenBLAS and OpenMP threads pinned too: torch.set_num_threads alone leaves
+                # Debian's OpenBLAS on every core.
+                OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS $py "$here/torch_train_bench.py" --dim "$dim" --layers "$layers" --heads "$heads" --kv "$heads" \
                     --ffn "$ffn" --batch "$batch" --steps "$STEPS" --threads "$THREADS" --precision "$prec" 2>/dev/null |
                     sed "s/^{/{\"shape\": \"$shape\", /" >> "$jsonl"
             fi

@@ -1,7 +1,14 @@
 #include "kernels/cpu/gemm_f32.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/avx512/sgemm_x86.h"
 
 #if defined(LLMFORGE_HAVE_OPENBLAS)
 #include <cblas.h>
@@ -35,11 +42,59 @@ void sgemm_fallback(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
 }
 #endif
 
+// The AVX-512 kernel (x86/avx512/sgemm_avx512.cpp) where the CPU has AVX-512F, unless
+// LLMFORGE_SGEMM=blas asks for the library (comparisons); products too small to amortise the
+// packing stay with the library / fallback.
+bool use_avx512_sgemm() {
+#if defined(__x86_64__)
+    static const bool on = [] {
+        const CpuFeatures& f = cpu_features();
+        const bool have = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+        const char* env = std::getenv("LLMFORGE_SGEMM");
+        if (env == nullptr || *env == '\0' || std::strcmp(env, "avx512") == 0) return have;
+        if (std::strcmp(env, "blas") != 0)
+            std::fprintf(stderr, "llmforge: LLMFORGE_SGEMM=%s is unknown (expected avx512 or blas); using %s\n", env,
+                         have ? "avx512" : "blas");
+        return std::strcmp(env, "blas") == 0 ? false : have;
+    }();
+    return on;
+#else
+    return false;
+#endif
+}
+
+struct SgemmWorkspace {
+    struct Free {
+        void operator()(float* p) const { std::free(p); }
+    };
+    std::unique_ptr<float, Free> a, b;
+    SgemmWorkspace()
+        : a(static_cast<float*>(std::aligned_alloc(64, x86::kSgemmAFloats * sizeof(float)))),
+          b(static_cast<float*>(std::aligned_alloc(64, x86::kSgemmBFloats * sizeof(float)))) {
+        if (!a || !b) throw std::bad_alloc();
+    }
+};
+
 }  // namespace
+
+bool sgemm_uses_avx512() { return use_avx512_sgemm(); }
+
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    if (m <= 0 || n <= 0 || k <= 0) {
+        sgemm_ref(trans_a, trans_b, std::max<int64_t>(m, 0), std::max<int64_t>(n, 0), 0, alpha, a, lda, b, ldb, beta, c,
+                  ldc);
+        return;
+    }
+    thread_local SgemmWorkspace ws;  // per calling thread (the pool's workers each get one)
+    x86::sgemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws.a.get(), ws.b.get());
+}
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
+    if (k > 0 && m * n * k >= (int64_t{1} << 15) && use_avx512_sgemm())
+        return sgemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #if defined(LLMFORGE_HAVE_OPENBLAS)
     static const bool once = [] {
         openblas_set_num_threads(1);

@@ -2,9 +2,11 @@
 //
 //   C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C       row-major, op = transpose or not
 //
-// OpenBLAS sgemm does the work where the build found it (a well-kept library that beats a
-// hand-written f32 GEMM here, see matmul.cpp); otherwise a cache-blocked scalar loop the compiler
-// vectorises. The pool version cuts C into column (or row) blocks, one single-threaded sgemm per
+// On CPUs with AVX-512 our own kernel does the work (x86/avx512/sgemm_avx512.cpp: ~85% of the FMA
+// peak where OpenBLAS reaches ~70%, and independent of OPENBLAS_CORETYPE); elsewhere OpenBLAS
+// sgemm where the build found it (a well-kept library that beats a hand-written AVX2 f32 GEMM,
+// see matmul.cpp), otherwise a cache-blocked scalar loop the compiler vectorises.
+// LLMFORGE_SGEMM=blas keeps the library on AVX-512 CPUs (comparisons). The pool version cuts C into column (or row) blocks, one single-threaded sgemm per
 // block, so BLAS never starts threads of its own next to the pool's.
 //
 // Determinism: for a fixed pool size the split is fixed, so results are bit-reproducible run to
@@ -22,6 +24,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The AVX-512F kernel itself (x86/avx512/sgemm_avx512.cpp), single-threaded, whatever the size:
+// for tests and benchmarks; call only when sgemm_uses_avx512() or the CPU has AVX-512F/BW/VL/DQ.
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// Whether sgemm sends large products to that kernel (AVX-512 CPU, LLMFORGE_SGEMM not "blas").
+bool sgemm_uses_avx512();
 // The scalar reference (double accumulation), for tests.
 void sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
+#include "kernels/cpu/x86/transpose512.h"
 
 namespace llmforge::kernels::x86 {
 namespace {
@@ -47,31 +48,6 @@ inline __m512i bf16_high(__m512 x) {
 // Lane l = bf16(even[l]) | bf16(odd[l]) << 16: a k pair of 16 columns, as the tiles store it.
 inline __m512i bf16_pairs(__m512 even, __m512 odd) {
     return _mm512_or_si512(_mm512_srli_epi32(bf16_high(even), 16), bf16_high(odd));
-}
-
-// In-place transpose of a 16 x 16 matrix of 32-bit values, one row per register (4x4 blocks
-// within 128-bit lanes, then the lanes).
-inline void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {  // u[4i + c], lane L: column 4L + c of rows 4i .. 4i + 3
-        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; ++c) {
-        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
-        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
-        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
-    }
 }
 
 // Rows k and k + 1 (k + 1 < K checked; k < K by the caller) of a row-major f32 matrix at columns
