@@ -48,8 +48,9 @@ void sgemm_fallback(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
 bool use_avx512_sgemm() {
 #if defined(__x86_64__)
     static const bool on = [] {
+        // The CPU's AVX-512, unless LLMFORGE_ISA chose a lower kernel table (no AVX-512 code at all then).
         const CpuFeatures& f = cpu_features();
-        const bool have = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+        const bool have = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && kernels().isa == Isa::kAvx512;
         const char* env = std::getenv("LLMFORGE_SGEMM");
         if (env == nullptr || *env == '\0' || std::strcmp(env, "avx512") == 0) return have;
         if (std::strcmp(env, "blas") != 0)

@@ -7,7 +7,7 @@
 #include "kernels/cpu/repack.h"
 
 #if defined(LLMFORGE_HAVE_OPENBLAS)
-#include <cblas.h>
+#include "kernels/cpu/gemm_f32.h"
 #endif
 
 namespace llmforge::kernels {
@@ -39,10 +39,11 @@ int64_t row_align(const Tensor& w) { return std::max<int64_t>(4, w.row_group());
 int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
 #if defined(LLMFORGE_HAVE_OPENBLAS)
-// Prefill with f32/f16/bf16 weights goes to OpenBLAS sgemm from this many activation rows on
-// (a well-kept library where it wins on a benchmark: ~70 vs ~50 GFLOP/s per thread at
-// M=512, K=768, N=2048 here). OpenBLAS runs single-threaded inside each of our pool's work items,
-// which split N, so there is one set of threads and no oversubscription.
+// Prefill with f32/f16/bf16 weights goes to a single-threaded sgemm (gemm_f32.h: OpenBLAS, or our
+// AVX-512 kernel on CPUs with AVX-512) from this many activation rows on (OpenBLAS won over our
+// AVX2 tiles on a benchmark: ~70 vs ~50 GFLOP/s per thread at M=512, K=768, N=2048). It runs
+// inside each of our pool's work items, which split N, so there is one set of threads and no
+// oversubscription.
 constexpr int64_t kBlasMinRows = 32;
 // At most this many weight rows per BLAS work item (f16/bf16 rows are converted to f32 in a
 // per-thread buffer, up to 2048 x K floats); below it, two items per thread. Each sgemm call
@@ -53,11 +54,6 @@ constexpr int64_t kBlasChunkRows = 2048;
 bool blas_matmul(const KernelTable& table, const Tensor& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
     const DType wt = w.dtype();
     if (m < kBlasMinRows || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16)) return false;
-    static const bool once = [] {
-        openblas_set_num_threads(1);
-        return true;
-    }();
-    (void)once;
     const int64_t n = w.dim(0), k = w.dim(1);
     const DequantizeRowFn deq = table.dequantize_row[static_cast<int>(wt)];
     if (wt != DType::F32 && deq == nullptr) return false;
@@ -79,9 +75,8 @@ bool blas_matmul(const KernelTable& table, const Tensor& w, const float* x, int6
             wf = conv.data();
             ldw = k;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nr),
-                    static_cast<int>(k), 1.0f, x, static_cast<int>(k), wf, static_cast<int>(ldw), 0.0f, y + r0,
-                    static_cast<int>(n));
+        // One thread's product: our AVX-512 kernel where the CPU has it, else OpenBLAS (gemm_f32.h).
+        sgemm(false, true, m, nr, k, 1.0f, x, k, wf, ldw, 0.0f, y + r0, n);
     });
     return true;
 }

@@ -135,6 +135,39 @@ inline void gemm_bf16_row(int64_t n, const void* w, size_t w_stride, int64_t nr,
     }
 }
 
+// F32 / F16 weights against one activation row (decode): 4 rows a pass, two vectors of each row
+// per step, and the same offsets of the next 4 rows prefetched as they stream (decode reads every
+// weight once, so the time is the memory's; the plain tile left load stalls, as gemm_bf16_row's
+// profile showed). Each row's sum: 2 x 4 interleaved vector accumulators, then the tail in order.
+template <class V, FW WT>
+void gemm_float_row(int64_t n, const void* w, size_t w_stride, int64_t nr, const float* x, float* out) {
+    constexpr int L = V::kLanes;
+    constexpr size_t kElem = WT == FW::kF32 ? 4 : 2;
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const int64_t n2 = n / (2 * L) * (2 * L);
+    for (int64_t r0 = 0; r0 < nr; r0 += 4) {
+        const int rw = static_cast<int>(min64(4, nr - r0));
+        const uint8_t* wr[4];
+        for (int r = 0; r < 4; ++r) wr[r] = wb + static_cast<size_t>(r0 + (r < rw ? r : 0)) * w_stride;
+        typename V::T a[4][2];
+        for (int r = 0; r < 4; ++r) a[r][0] = a[r][1] = V::zero();
+        for (int64_t i = 0; i < n2; i += 2 * L) {
+            const typename V::T x0 = V::loadx(x + i), x1 = V::loadx(x + i + L);
+            for (int r = 0; r < 4; ++r) {
+                _mm_prefetch(reinterpret_cast<const char*>(wr[r] + 4 * w_stride + static_cast<size_t>(i) * kElem),
+                             _MM_HINT_T0);
+                a[r][0] = V::fmadd(V::template load_w<WT>(wr[r], i), x0, a[r][0]);
+                a[r][1] = V::fmadd(V::template load_w<WT>(wr[r], i + L), x1, a[r][1]);
+            }
+        }
+        for (int r = 0; r < rw; ++r) {
+            float s = V::hsum(V::add(a[r][0], a[r][1]));
+            for (int64_t j = n2; j < n; ++j) s += w_scalar<WT>(wr[r], j) * x[j];
+            out[r0 + r] = s;
+        }
+    }
+}
+
 template <class V, FW WT>
 void gemm_float(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
                 int64_t nc, float* out, size_t ldo) {
@@ -146,6 +179,8 @@ void gemm_float(int64_t n, const void* w, size_t w_stride, int64_t nr, const voi
     // under SIMDe where the CPU lacks AVX-512); its speed there is still to be measured.
     if constexpr (WT == FW::kBF16) {
         if (nc == 1) return gemm_bf16_row(n, w, w_stride, nr, static_cast<const float*>(x), out);
+    } else {
+        if (nc == 1) return gemm_float_row<V, WT>(n, w, w_stride, nr, static_cast<const float*>(x), out);
     }
     const auto* wb = static_cast<const uint8_t*>(w);
     const auto* xb = static_cast<const uint8_t*>(x);
@@ -208,6 +243,15 @@ struct V16 {
     }
     static float hsum(T v) { return _mm512_reduce_add_ps(v); }
 };
+
+// F32 on the AVX-512 table: the one-row (decode) product with 256-bit vectors, as on the AVX2
+// table, which decoded 110M f32 5-7% faster on this project's AVX-512 machine (bench/isa_ab.sh,
+// docs/PERFORMANCE.md); more rows: the 16-lane tiles.
+inline void gemm_f32_avx512(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
+                            int64_t nc, float* out, size_t ldo) {
+    if (nc == 1) return gemm_float_row<V8, FW::kF32>(n, w, w_stride, nr, static_cast<const float*>(x), out);
+    gemm_float<V16, FW::kF32>(n, w, w_stride, nr, x, x_stride, nc, out, ldo);
+}
 #endif
 
 }  // namespace

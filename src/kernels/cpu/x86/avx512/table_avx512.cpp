@@ -42,7 +42,7 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
     t.vec_dot[at(DType::F32)] = vec_dot_float<V16, FW::kF32>;
     t.vec_dot[at(DType::F16)] = vec_dot_float<V16, FW::kF16>;
     t.vec_dot[at(DType::BF16)] = vec_dot_float<V16, FW::kBF16>;
-    t.gemm[at(DType::F32)] = gemm_float<V16, FW::kF32>;
+    t.gemm[at(DType::F32)] = gemm_f32_avx512;  // one row: 256-bit (float_dot_impl.h)
     t.gemm[at(DType::F16)] = gemm_float<V16, FW::kF16>;
     t.gemm[at(DType::BF16)] = gemm_float<V16, FW::kBF16>;
     t.attention_kv = attention_kv<KvLanes16>;  // KV cache rows in f32 / f16 / q8_0 / q4_0
