@@ -20,6 +20,12 @@
 #include <vector>
 
 #if defined(__x86_64__)
+// GCC 12's avx512fintrin.h trips -Wuninitialized on its own _mm512_undefined_*() operands (GCC
+// bug 105593, fixed in 13), as in kernels/cpu/x86/avx512/table_avx512.cpp.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #endif
 

@@ -110,11 +110,6 @@ void pack_a_scalar_impl(const float* a, int64_t lda, int64_t n_rows, int64_t K, 
         }
 }
 
-void pack_a_scalar(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
-                   int64_t p0, int64_t p1) {
-    pack_a_scalar_impl<false>(a, lda, n_rows, K, kb_count, ap, p0, p1);
-}
-
 // The portable path: k ascending per output (the reference order), vectorisable across outputs.
 void gemm_scalar(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
                  int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
@@ -211,10 +206,8 @@ Bf16GemmPath env_path(Bf16GemmPath best) {
     return best;
 }
 
-using PackA = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t);
-
-// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(pack_simd, pack_scalar, ap, p0, p1) (row
-// pairs [p0, p1) into the per-thread scratch ap): the kernel of `path`, row or column blocks split
+// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(ap, p0, p1) (row pairs [p0, p1) into the
+// calling thread's scratch ap, in the packed-A layout): the kernel of `path`, row or column blocks split
 // over the pool (each output computed by one kernel call in a fixed order, so the split only
 // balances work; it cannot change a result).
 template <class Pack>
@@ -229,20 +222,18 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
     using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
                               int64_t, int64_t, int64_t, int64_t);
     KernelFn kernel = gemm_scalar;
-    PackA pack_simd = pack_a_scalar;
 #if defined(LF_BF16_X86)
     if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
     if (path == Bf16GemmPath::kAvx512Bf16) kernel = x86::bf16_gemm_avx512;
-    if (path != Bf16GemmPath::kScalar) pack_simd = x86::bf16_pack_a_avx512;
 #endif
     const int parts = pool != nullptr ? pool->size() : 1;
     const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
     if (!threaded) {
-        pack(pack_simd, pack_a_scalar, ap, 0, n_p);
+        pack(ap, 0, n_p);
         kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, 0, n_q);
         return;
     }
-    pool->run(n_p, [&](int64_t p, int) { pack(pack_simd, pack_a_scalar, ap, p, p + 1); });
+    pool->run(n_p, [&](int64_t p, int) { pack(ap, p, p + 1); });
     const bool by_cols = n_q >= n_p;
     const int64_t n = by_cols ? n_q : n_p;
     const int64_t chunk = (n + parts - 1) / parts;
@@ -334,8 +325,11 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
                                     " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
     if (n_rows == 0 || b.M == 0) return;
 
-    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](PackA pack_simd, PackA pack_sc, uint16_t* ap, int64_t p0, int64_t p1) {
-        (path == Bf16GemmPath::kScalar ? pack_sc : pack_simd)(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
+    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t p0, int64_t p1) {
+#if defined(LF_BF16_X86)
+        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
+#endif
+        pack_a_scalar_impl<false>(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
     });
 }
 
@@ -362,7 +356,7 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
     PackedBf16& b = kept;
     pack_bf16_into(b, x, ldx, N, K, false, pool);  // the same bytes on every path
     const int64_t kb_count = b.kb_count;
-    run_packed(path, M, b, c, ldc, accumulate, pool, [&](PackA, PackA, uint16_t* ap, int64_t p0, int64_t p1) {
+    run_packed(path, M, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t p0, int64_t p1) {
 #if defined(LF_BF16_X86)
         if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(g, ldg, M, N, kb_count, ap, p0, p1);
 #endif

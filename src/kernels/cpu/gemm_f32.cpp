@@ -52,11 +52,11 @@ bool use_avx512_sgemm() {
         const CpuFeatures& f = cpu_features();
         const bool have = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && kernels().isa == Isa::kAvx512;
         const char* env = std::getenv("LLMFORGE_SGEMM");
-        if (env == nullptr || *env == '\0' || std::strcmp(env, "avx512") == 0) return have;
-        if (std::strcmp(env, "blas") != 0)
+        const bool blas = env != nullptr && std::strcmp(env, "blas") == 0;
+        if (env != nullptr && *env != '\0' && !blas && std::strcmp(env, "avx512") != 0)
             std::fprintf(stderr, "llmforge: LLMFORGE_SGEMM=%s is unknown (expected avx512 or blas); using %s\n", env,
                          have ? "avx512" : "blas");
-        return std::strcmp(env, "blas") == 0 ? false : have;
+        return have && !blas;
     }();
     return on;
 #else

@@ -2,12 +2,14 @@
 //
 //   C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C       row-major, op = transpose or not
 //
-// On CPUs with AVX-512 our own kernel does the work (x86/avx512/sgemm_avx512.cpp: ~85% of the FMA
-// peak where OpenBLAS reaches ~70%, and independent of OPENBLAS_CORETYPE); elsewhere OpenBLAS
+// On CPUs with AVX-512 our own kernel does the work (x86/avx512/sgemm_avx512.cpp: at parity with
+// OpenBLAS's SKYLAKEX kernels, ~70% of the FMA peak, on this project's Intel machines, and
+// independent of OPENBLAS_CORETYPE, which pins OpenBLAS to AVX2 on others); elsewhere OpenBLAS
 // sgemm where the build found it (a well-kept library that beats a hand-written AVX2 f32 GEMM,
 // see matmul.cpp), otherwise a cache-blocked scalar loop the compiler vectorises.
-// LLMFORGE_SGEMM=blas keeps the library on AVX-512 CPUs (comparisons). The pool version cuts C into column (or row) blocks, one single-threaded sgemm per
-// block, so BLAS never starts threads of its own next to the pool's.
+// LLMFORGE_SGEMM=blas keeps the library on AVX-512 CPUs (comparisons). The pool version cuts C
+// into column (or row) blocks, one single-threaded sgemm per block, so BLAS never starts threads
+// of its own next to the pool's.
 //
 // Determinism: for a fixed pool size the split is fixed, so results are bit-reproducible run to
 // run (resumed training relies on this); every element is summed over K by exactly one call.
