@@ -26,20 +26,19 @@ double psi_terms(const std::vector<double>& pr, const std::vector<double>& pc) {
 
 struct NumericFeature {
     const char* name;
-    std::function<double(const RequestStats&)> get;
+    double (*get)(const RequestStats&);
 };
 
-const std::vector<NumericFeature>& numeric_features() {
-    static const std::vector<NumericFeature> f = {
-        {"prompt_tokens", [](const RequestStats& r) { return static_cast<double>(r.prompt_tokens); }},
-        {"completion_tokens", [](const RequestStats& r) { return static_cast<double>(r.completion_tokens); }},
-        {"mean_logprob", [](const RequestStats& r) { return r.mean_logprob; }},
-        {"mean_entropy", [](const RequestStats& r) { return r.mean_entropy; }},
-        {"byte_fallback_rate", [](const RequestStats& r) { return r.byte_fallback_rate; }},
-    };
-    return f;
-}
-
+// A constant array with no destructor: the engine thread can still record a request while the
+// process runs its exit handlers (a server whose engine outlives main, as in the fuzz target), and
+// a function-local std::vector would already be freed then (found by http_request_fuzz under ASan).
+constexpr NumericFeature kNumericFeatures[] = {
+    {"prompt_tokens", [](const RequestStats& r) { return static_cast<double>(r.prompt_tokens); }},
+    {"completion_tokens", [](const RequestStats& r) { return static_cast<double>(r.completion_tokens); }},
+    {"mean_logprob", [](const RequestStats& r) { return r.mean_logprob; }},
+    {"mean_entropy", [](const RequestStats& r) { return r.mean_entropy; }},
+    {"byte_fallback_rate", [](const RequestStats& r) { return r.byte_fallback_rate; }},
+};
 
 }  // namespace
 
@@ -125,7 +124,7 @@ double DriftMonitor::ks_pvalue(double d, size_t n, size_t m) {
 std::vector<DriftFeature> DriftMonitor::compute() const {
     std::vector<DriftFeature> out;
     const bool full = ref_.size() >= cfg_.reference_size;
-    for (const auto& f : numeric_features()) {
+    for (const auto& f : kNumericFeatures) {
         DriftFeature d;
         d.name = f.name;
         const auto values = [&](const std::deque<RequestStats>& window) {  // NaN: no value
