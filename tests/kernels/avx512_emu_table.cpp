@@ -8,6 +8,11 @@
 
 namespace llmforge::kernels {
 
+bool avx512_emulation_runs_here() {
+    const CpuFeatures& f = cpu_features();
+    return f.avx2 && f.fma && f.f16c;
+}
+
 const KernelTable* avx512_emulated_table() {
     static KernelTable table;
     static const bool ok = [] {

@@ -16,6 +16,9 @@
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+#include "kernels/avx512_emu.h"
+#endif
 
 namespace {
 
@@ -101,45 +104,53 @@ TEST(GemmBf16, ReportsPaths) {
     EXPECT_TRUE(bf16_gemm_path_supported(Bf16GemmPath::kScalar));
 }
 
-// The f32 -> bf16 rounding of A on the AVX-512 path (VCVTNE2PS2BF16) agrees with fp32_to_bf16 (the
-// trainer's round_to_precision) bit for bit on normals, zeros, infinities, NaNs and rounding ties;
-// f32 denormals become a signed zero (the instruction's DAZ) where fp32_to_bf16 rounds them, which
-// the products then flush anyway.
-TEST(GemmBf16, Avx512RoundingMatchesFp32ToBf16) {
-    if (!bf16_gemm_path_supported(Bf16GemmPath::kAvx512Bf16)) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-    std::mt19937 rng(7);
-    const int64_t n_rows = 32, K = 4096, kb = K / 32;
-    std::vector<float> a(static_cast<size_t>(n_rows * K));
+// f32 values for the rounding checks: random bits with NaNs, infinities, zeros, denormals,
+// the largest finite values and rounding ties mixed in.
+std::vector<float> rounding_inputs(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
     const uint32_t specials[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
                                  0xffa00000u, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x7f7fffffu, 0x00800000u,
                                  0x007fffffu, 0x80000001u, 0x3f7fffffu, 0x477fff80u};
-    for (size_t i = 0; i < a.size(); ++i) {
+    std::vector<float> a(n);
+    for (size_t i = 0; i < n; ++i) {
         uint32_t u = rng();
         if (i % 7 == 0) u = specials[(i / 7) % (sizeof(specials) / 4)];
         if (i % 11 == 0) u = (u & 0xffff0000u) | 0x8000u;  // a tie
         std::memcpy(&a[i], &u, 4);
     }
-    std::vector<uint16_t> ap(static_cast<size_t>(2 * kb * 512));
-    x86::bf16_pack_a_avx512(a.data(), K, n_rows, K, kb, ap.data(), 0, 1);
-    int64_t mismatches = 0, denormals = 0;
-    for (int64_t r = 0; r < n_rows; ++r)
-        for (int64_t k = 0; k < K; ++k) {
-            const float x = a[r * K + k];
+    return a;
+}
+
+using PackAFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t);
+
+// The packed-A layout of A (n_rows x K, row stride lda) through `pack`, checked element by element
+// (padding zeros included) against fp32_to_bf16: normals, zeros, infinities, NaNs, ties and
+// denormals, bit for bit. transposed: A = Gᵀ with G (K x n_rows), the weight-gradient packer.
+void check_pack_a(PackAFn pack, bool transposed, const char* what) {
+    const int64_t n_rows = 37, K = 1000, kb = (K + 31) / 32, n_p = (n_rows + 31) / 32;
+    const int64_t ld = (transposed ? n_rows : K) + 3;
+    const std::vector<float> a = rounding_inputs(static_cast<size_t>((transposed ? K : n_rows) * ld), 7);
+    std::vector<uint16_t> ap(static_cast<size_t>(2 * n_p * kb * 512), 0xdead);
+    pack(a.data(), ld, n_rows, K, kb, ap.data(), 0, n_p);
+    int64_t mismatches = 0;
+    for (int64_t r = 0; r < 32 * n_p; ++r)
+        for (int64_t k = 0; k < 32 * kb; ++k) {
+            const bool in = r < n_rows && k < K;
+            const uint16_t want = in ? fp32_to_bf16(transposed ? a[k * ld + r] : a[r * ld + k]) : 0;
             const uint16_t got = ap[((r / 16) * kb + k / 32) * 512 + (r % 16) * 32 + k % 32];
-            if (std::fpclassify(x) == FP_SUBNORMAL) {
-                ++denormals;
-                EXPECT_EQ(got & 0x7fff, 0) << "denormal input should become a signed zero";
-                continue;
-            }
-            if (got != fp32_to_bf16(x) && ++mismatches <= 5)
-            {
-                uint32_t u;
-                std::memcpy(&u, &x, 4);
-                ADD_FAILURE() << std::hex << "f32 bits " << u << ": avx512 " << got << ", fp32_to_bf16 " << fp32_to_bf16(x);
-            }
+            if (got != want && ++mismatches <= 5)
+                ADD_FAILURE() << what << std::hex << ": row " << std::dec << r << " k " << k << std::hex << " got " << got
+                              << ", fp32_to_bf16 " << want;
         }
-    EXPECT_EQ(mismatches, 0);
-    EXPECT_GT(denormals, 0);
+    EXPECT_EQ(mismatches, 0) << what;
+}
+
+// The AVX-512 packers of A round as fp32_to_bf16 (the trainer's round_to_precision) bit for bit,
+// as the scalar packer does, so every path multiplies the same bf16 values.
+TEST(GemmBf16, Avx512PackersRoundAsFp32ToBf16) {
+    if (!bf16_gemm_path_supported(Bf16GemmPath::kAvx512Bf16)) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+    check_pack_a(x86::bf16_pack_a_avx512, false, "pack_a");
+    check_pack_a(x86::bf16_pack_at_avx512, true, "pack_at");
 }
 
 // The scalar path is the reference's order, so it must match bit for bit; AMX and AVX512-BF16 add
@@ -338,3 +349,65 @@ TEST(GemmBf16, RepeatableAtTrainingShapes) {
 }
 
 }  // namespace
+
+// The AVX512-BF16 GEMM and the AVX-512 packers compiled over SIMDe (tests/kernels/avx512_emu_bf16.cpp,
+// VDPBF16PS emulated): every CPU with AVX2 checks that code, whatever the machine running CI has.
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+namespace {
+
+TEST(GemmBf16Emulated, PackersMatchScalar) {
+    if (!avx512_emulation_runs_here()) GTEST_SKIP() << "no AVX2/FMA/F16C: the emulation runs on AVX2";
+    check_pack_a(x86::bf16_pack_a_avx512_emulated, false, "emulated pack_a");
+    check_pack_a(x86::bf16_pack_at_avx512_emulated, true, "emulated pack_at");
+    uint32_t seed = 1900;
+    for (const Shape& s : kShapes)
+        for (bool fwd : {true, false}) {
+            const int64_t ldw = s.K + 3;
+            const std::vector<float> w = rounding_inputs(static_cast<size_t>(s.M * ldw), seed += 7);
+            const PackedBf16 ref = pack_bf16_scalar(w.data(), ldw, s.M, s.K, fwd);
+            std::vector<uint16_t> got(ref.bytes() / 2, 0xdead);
+            x86::bf16_pack_b_avx512_emulated(w.data(), ldw, fwd, ref.M, ref.K, ref.kb_count, got.data(), 0, ref.jb_count);
+            EXPECT_EQ(0, std::memcmp(got.data(), ref.data.get(), ref.bytes()))
+                << (fwd ? "fwd" : "bwd") << " M=" << s.M << " K=" << s.K;
+        }
+    const std::vector<float> x = rounding_inputs(1003, 3);
+    std::vector<float> y(x.size());
+    x86::round_bf16_avx512_emulated(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float want = round_bf16(x[i]);
+        ASSERT_EQ(0, std::memcmp(&y[i], &want, 4)) << "round_bf16 of element " << i;
+    }
+}
+
+// C = [C +] A · Bᵀ through the emulated kernel over operands packed as gemm_bf16 packs them: within
+// f32 rounding of the exact sum, the padding of C untouched, one call or split by row and column pairs.
+TEST(GemmBf16Emulated, ProductMatchesExact) {
+    if (!avx512_emulation_runs_here()) GTEST_SKIP() << "no AVX2/FMA/F16C: the emulation runs on AVX2";
+    uint32_t seed = 2100;
+    for (const Shape& s : kShapes)
+        for (bool forward : {true, false}) {
+            const Case cs = make_case(s, forward, seed += 3);
+            const PackedBf16 b = pack_bf16_scalar(cs.w.data(), s.K, s.M, s.K, forward);
+            const int64_t n_p = (s.n + 31) / 32, n_q = b.jb_count / 2;
+            std::vector<uint16_t> ap(static_cast<size_t>(2 * n_p * b.kb_count * 512));
+            x86::bf16_pack_a_avx512_emulated(cs.a.data(), cs.lda, s.n, b.K, b.kb_count, ap.data(), 0, n_p);
+            for (bool acc : {false, true}) {
+                const std::string what = describe(cs, Bf16GemmPath::kAvx512Bf16, acc, 1) + " (emulated)";
+                std::vector<float> c = cs.c0, split = cs.c0;
+                x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, c.data(), cs.ldc, acc, 0,
+                                               n_p, 0, n_q);
+                for (int64_t p = 0; p < n_p; ++p)
+                    for (int64_t q = 0; q < n_q; ++q)
+                        x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, split.data(),
+                                                       cs.ldc, acc, p, p + 1, q, q + 1);
+                for (int64_t i = 0; i < s.n; ++i)
+                    for (int64_t j = cs.bm; j < cs.ldc; ++j)
+                        ASSERT_EQ(c[i * cs.ldc + j], cs.c0[i * cs.ldc + j]) << what << ": padding written";
+                expect_close_to_exact(cs, c, acc, what.c_str());
+                EXPECT_EQ(0, std::memcmp(c.data(), split.data(), c.size() * 4)) << what << ": depends on the split";
+            }
+        }
+}
+
+}  // namespace
+#endif

@@ -16,6 +16,13 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/quant_fixtures.h"
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+#include <cstdlib>
+#include <memory>
+
+#include "kernels/avx512_emu.h"
+#include "kernels/cpu/x86/avx512/sgemm_x86.h"
+#endif
 
 namespace {
 
@@ -85,17 +92,47 @@ struct Dims {
 const Dims kDims[] = {{1, 1, 1},    {13, 31, 15},  {14, 32, 16},  {15, 33, 17},  {29, 65, 255}, {28, 64, 256},
                       {30, 47, 257}, {169, 40, 30}, {170, 97, 513}, {20, 1030, 40}, {3, 1, 700},  {1, 300, 3}};
 
-TEST(GemmF32, Avx512KernelMatchesReference) {
-    if (!have_avx512()) GTEST_SKIP() << "no AVX-512F/BW/VL/DQ on this CPU";
+// Every problem of kDims x the four transpose combinations x three (alpha, beta): run(p, c) puts
+// its product into c (a copy of C) and names itself; c must be within rounding of the reference.
+template <class Run>
+void for_each_problem(Run run) {
     uint32_t seed = 10;
     for (const Dims& d : kDims)
         for (int t = 0; t < 4; ++t)
             for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{1.0f, 1.0f}, std::pair{-0.5f, 0.75f}}) {
-                Problem p = make(t & 1, t & 2, d.m, d.n, d.k, alpha, beta, seed += 3);
+                const Problem p = make(t & 1, t & 2, d.m, d.n, d.k, alpha, beta, seed += 3);
                 std::vector<float> c = p.c0;
-                sgemm_avx512(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
-                expect_close(p, c, "avx512 " + describe(p));
+                const std::string name = run(p, c);
+                expect_close(p, c, name + describe(p));
             }
+}
+
+TEST(GemmF32, Avx512KernelMatchesReference) {
+    if (!have_avx512()) GTEST_SKIP() << "no AVX-512F/BW/VL/DQ on this CPU";
+    for_each_problem([](const Problem& p, std::vector<float>& c) {
+        sgemm_avx512(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
+        return "avx512 ";
+    });
+}
+
+// The same kernel source compiled over SIMDe (tests/kernels/avx512_emu_sgemm.cpp): every CPU
+// with AVX2 checks the AVX-512 code, whatever the machine running CI has.
+TEST(GemmF32, Avx512KernelEmulatedMatchesReference) {
+#if !defined(LLMFORGE_HAVE_AVX512_EMU)
+    GTEST_SKIP() << "built without SIMDe (libsimde-dev)";
+#else
+    if (!avx512_emulation_runs_here()) GTEST_SKIP() << "no AVX2/FMA/F16C: the emulation runs on AVX2";
+    struct Free {
+        void operator()(float* p) const { std::free(p); }
+    };
+    const std::unique_ptr<float, Free> wa(static_cast<float*>(std::aligned_alloc(64, x86::kSgemmAFloats * 4))),
+        wb(static_cast<float*>(std::aligned_alloc(64, x86::kSgemmBFloats * 4)));
+    for_each_problem([&](const Problem& p, std::vector<float>& c) {
+        x86::sgemm_avx512_emulated(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb, p.beta,
+                                   c.data(), p.ldc, wa.get(), wb.get());
+        return "emulated avx512 ";
+    });
+#endif
 }
 
 // k = 0: C = beta · C (0 when beta = 0), as BLAS defines it.

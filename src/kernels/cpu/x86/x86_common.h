@@ -20,50 +20,9 @@
 // portable implementations (Debian's libsimde-dev), so the AVX-512 table's code runs, and is
 // checked against the scalar reference, on machines without AVX-512.
 #if defined(LLMFORGE_AVX512_EMULATED)
-#include <simde/x86/avx512.h>
+#include "kernels/cpu/x86/avx512_emulation.h"
 #define LF_X86_AVX512F 1
 #define LF_X86_AVX512VNNI 1
-#define __m512 simde__m512
-#define __m512i simde__m512i
-#define _mm512_setzero_ps simde_mm512_setzero_ps
-#define _mm512_add_ps simde_mm512_add_ps
-#define _mm512_fmadd_ps simde_mm512_fmadd_ps
-#define _mm512_loadu_ps simde_mm512_loadu_ps
-#define _mm512_castsi512_ps simde_mm512_castsi512_ps
-#define _mm512_slli_epi32 simde_mm512_slli_epi32
-#undef _mm256_dpbusd_epi32  // GCC's headers define these two as macros (AVX-VNNI)
-#undef _mm256_dpwssd_epi32
-#define _mm256_dpbusd_epi32 simde_mm256_dpbusd_epi32
-#define _mm256_dpwssd_epi32 simde_mm256_dpwssd_epi32
-#define _mm512_loadu_si512 simde_mm512_loadu_si512
-#define _mm512_and_si512 simde_mm512_and_si512
-#define _mm512_srli_epi16 simde_mm512_srli_epi16
-#define _mm512_set1_epi8 simde_mm512_set1_epi8
-#define _mm512_set1_epi16 simde_mm512_set1_epi16
-#define _mm512_set1_ps simde_mm512_set1_ps
-#define _mm512_inserti64x4 simde_mm512_inserti64x4
-#define _mm512_castsi256_si512 simde_mm512_castsi256_si512
-#define _mm512_maddubs_epi16 simde_mm512_maddubs_epi16
-#define _mm512_dpwssd_epi32 simde_mm512_dpwssd_epi32
-#define _mm512_setzero_si512 simde_mm512_setzero_si512
-#define _mm512_or_si512 simde_mm512_or_si512
-#define _mm512_cvtepi8_epi16 simde_mm512_cvtepi8_epi16
-#define _mm512_castsi512_si256 simde_mm512_castsi512_si256
-#define _mm512_extracti64x4_epi64 simde_mm512_extracti64x4_epi64
-#define _mm512_castps_si512 simde_mm512_castps_si512
-#define _mm512_castps512_ps256 simde_mm512_castps512_ps256
-#define _mm512_set_epi64 simde_mm512_set_epi64
-#define _mm512_broadcast_i32x4 simde_mm512_broadcast_i32x4
-#define _mm512_broadcast_i64x4 simde_mm512_broadcast_i64x4
-#define _mm512_shuffle_epi8 simde_mm512_shuffle_epi8
-#define _mm512_add_epi32 simde_mm512_add_epi32
-#define _mm512_sllv_epi16 simde_mm512_sllv_epi16
-#define _mm512_srlv_epi16 simde_mm512_srlv_epi16
-// Not in SIMDe 0.7.4: built from two 256-bit halves below.
-#define _mm512_cvtph_ps emu_mm512_cvtph_ps
-#define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32
-#define _mm512_reduce_add_ps emu_mm512_reduce_add_ps
-#define _mm512_cvtepi32_ps emu_mm512_cvtepi32_ps
 #else
 #if defined(__AVX512F__)
 #define LF_X86_AVX512F 1

@@ -18,6 +18,16 @@
 #include <cstdint>
 #include <cstring>
 
+// The emulated test build (tests/kernels/avx512_emu_bf16.cpp) compiles this file for AVX2 over
+// SIMDe, under other names.
+#if defined(LLMFORGE_AVX512_EMULATED)
+#include "kernels/cpu/x86/avx512_emulation.h"
+#define bf16_pack_a_avx512 bf16_pack_a_avx512_emulated
+#define bf16_pack_at_avx512 bf16_pack_at_avx512_emulated
+#define bf16_pack_b_avx512 bf16_pack_b_avx512_emulated
+#define bf16_gemm_avx512 bf16_gemm_avx512_emulated
+#define round_bf16_avx512 round_bf16_avx512_emulated
+#endif
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
 #include "kernels/cpu/x86/transpose512.h"
 
@@ -37,7 +47,11 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t clamp16(int64_t v) { return v < 0 ? 0 : v > 16 ? 16 : v; }
 inline __mmask16 mask_n(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
-inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+inline __m512bh as_bh(__m512i v) {
+    __m512bh r;
+    std::memcpy(&r, &v, sizeof r);
+    return r;
+}
 
 // fp32_to_bf16 (core/dtype.h) of 16 values, bit for bit, left in the high halves of the lanes:
 // round to nearest even on the bits, NaNs quieted (no DAZ, unlike VCVTNE2PS2BF16).
@@ -68,6 +82,10 @@ inline __m512i row_pairs(const float* src, int64_t ld, int64_t k, int64_t K, int
 
 void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
                         int64_t p0, int64_t p1) {
+    // Tile row r = bf16 of inputs k0 .. k0 + 31 of row r in order: the pairs (2l, 2l + 1) of the
+    // two 16-input halves, gathered into even and odd vectors and rounded as fp32_to_bf16.
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     for (int64_t ib = 2 * p0; ib < 2 * p1; ++ib) {
         for (int64_t kb = 0; kb < kb_count; ++kb) {
             uint16_t* tile = ap + (ib * kb_count + kb) * kTileElems;
@@ -81,8 +99,7 @@ void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, 
                     const float* src = a + row * lda + k0;
                     const __m512 lo = _mm512_maskz_loadu_ps(m0, src);
                     const __m512 hi = _mm512_maskz_loadu_ps(m1, src + 16);
-                    const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
-                    out = reinterpret_cast<const __m512i&>(v);
+                    out = bf16_pairs(_mm512_permutex2var_ps(lo, ev, hi), _mm512_permutex2var_ps(lo, od, hi));
                 }
                 _mm512_storeu_si512(tile + r * 32, out);
             }

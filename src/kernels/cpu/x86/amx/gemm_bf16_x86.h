@@ -17,6 +17,7 @@ namespace llmforge::kernels::x86 {
 
 // Rounds rows [32 p0, 32 p1) of A (f32, row stride lda, n_rows valid rows, K columns) into the
 // packed A layout (all kb_count blocks of those row blocks); pad rows and columns are zeros.
+// Rounds as fp32_to_bf16 (core/dtype.h) bit for bit, as the scalar packer does.
 void bf16_pack_a_avx512(const float* a, int64_t lda, int64_t n_rows, int64_t K, int64_t kb_count, uint16_t* ap,
                         int64_t p0, int64_t p1);
 

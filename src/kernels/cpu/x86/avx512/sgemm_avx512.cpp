@@ -29,6 +29,12 @@
 
 #include <cstdint>
 
+// The emulated test build (tests/kernels/avx512_emu_sgemm.cpp) compiles this file for AVX2 over
+// SIMDe, under another name.
+#if defined(LLMFORGE_AVX512_EMULATED)
+#include "kernels/cpu/x86/avx512_emulation.h"
+#define sgemm_avx512 sgemm_avx512_emulated
+#endif
 #include "kernels/cpu/x86/avx512/sgemm_x86.h"
 #include "kernels/cpu/x86/transpose512.h"
 
