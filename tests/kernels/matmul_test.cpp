@@ -291,7 +291,8 @@ TEST(MatmulX8, RepackKeepsEveryRowAndInPlaceEqualsCopy) {
 
 // Every table's x8 product matches the reference on the plain matrix (odd group counts, M of
 // every tile remainder, K across the kernels' 256-block segment) at 1 and 2 threads; the scalar
-// table's x8 product is bit-identical to its plain one.
+// table's x8 product is bit-identical to its plain one, and the x86 tables (AVX2 maddubs, 256-bit
+// VNNI, 512-bit VNNI, emulated or not) give the same bits: equal integer block sums, same f32 order.
 TEST(MatmulX8, MatchesReferenceForEveryTableShapeAndThreadCount) {
     const int64_t n = 136;  // 17 groups
     int checked = 0;
@@ -309,6 +310,7 @@ TEST(MatmulX8, MatchesReferenceForEveryTableShapeAndThreadCount) {
                     matmul_ref(packed, x.data(), m, ref_x8.data());
                     ASSERT_EQ(std::memcmp(want.data(), ref_x8.data(), want.size() * sizeof(float)), 0);
                     auto abs_sum = abs_products(w, x, m);
+                    std::vector<float> first_x86;  // the x86 tables' tiles (256- and 512-bit) agree bit for bit
                     for (const KernelTable* tb : tables()) {
                         if (tb->gemm_x8[static_cast<int>(t)] == nullptr) continue;
                         SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(k) + " M=" +
@@ -322,6 +324,11 @@ TEST(MatmulX8, MatchesReferenceForEveryTableShapeAndThreadCount) {
                         if (tb->isa == Isa::kScalar) {
                             matmul(*tb, w, x.data(), m, plain.data(), pool, scratch);
                             ASSERT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0);
+                        } else if (first_x86.empty()) {
+                            first_x86 = got;
+                        } else {
+                            ASSERT_EQ(std::memcmp(got.data(), first_x86.data(), got.size() * sizeof(float)), 0)
+                                << "differs from the first x86 table's bits";
                         }
                         ++checked;
                     }

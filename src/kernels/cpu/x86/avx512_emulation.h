@@ -59,6 +59,10 @@
 #define _mm512_cvtepu16_epi32 emu_mm512_cvtepu16_epi32
 #define _mm512_reduce_add_ps emu_mm512_reduce_add_ps
 #define _mm512_cvtepi32_ps emu_mm512_cvtepi32_ps
+#define _mm512_xor_si512 simde_mm512_xor_si512
+#define _mm512_dpbusd_epi32 simde_mm512_dpbusd_epi32
+#define _mm512_permutexvar_epi32 simde_mm512_permutexvar_epi32
+#define _mm512_sub_epi32 simde_mm512_sub_epi32
 #define _mm512_load_ps simde_mm512_load_ps
 #define _mm512_store_ps simde_mm512_store_ps
 #define _mm512_mul_ps simde_mm512_mul_ps
