@@ -405,7 +405,12 @@ void gemm_q_0(int64_t n, const void* w, size_t w_stride, int64_t nr, const void*
     // nc == 1 (decode): one row at a time. Measured: the 4-row tile below (hadd folding) is
     // 1.3-1.6x slower than the single-row dot at M = 1 (bench_kernels Matmul_M1, AVX2).
     if (nc == 1) {
-        for (int64_t r = 0; r < nr; ++r) out[r] = Dot(n, byte_ptr(w) + static_cast<size_t>(r) * w_stride, x);
+        const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
+        for (int64_t r = 0; r < nr; ++r) {
+            const uint8_t* row = byte_ptr(w) + static_cast<size_t>(r) * w_stride;
+            prefetch_ahead(row, w_stride, end);
+            out[r] = Dot(n, row, x);
+        }
         return;
     }
     const int64_t nb = n / kQK;
@@ -585,7 +590,12 @@ template <class D, class Wt, bool kFoldBias, void (*Prep)(const Wt&, KPrep&),
 void gemm_kquant(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
                  int64_t nc, float* out, size_t ldo) {
     if (nc == 1) {
-        for (int64_t r = 0; r < nr; ++r) out[r] = Dot(n, byte_ptr(w) + static_cast<size_t>(r) * w_stride, x);
+        const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
+        for (int64_t r = 0; r < nr; ++r) {
+            const uint8_t* row = byte_ptr(w) + static_cast<size_t>(r) * w_stride;
+            prefetch_ahead(row, w_stride, end);
+            out[r] = Dot(n, row, x);
+        }
         return;
     }
     const int64_t nb = n / kQK_K;

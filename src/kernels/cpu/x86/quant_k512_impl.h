@@ -16,7 +16,7 @@
 //  * per-sub-block scales come from one 128-bit broadcast and a vpshufb each (no scalar
 //    extraction); q4_K's mins part stays in an 8-lane f32 vector added before the reduction;
 //  * two independent integer accumulators per row and super-block;
-//  * one software prefetch per pass a few KiB ahead (kK512Prefetch), for mmapped weights.
+//  * every pass touches the lines of the pass a few KiB ahead (prefetch_ahead, x86_common.h).
 // A row's arithmetic does not depend on the rows beside it, so vec_dot (one row) and the gemm
 // give bit-identical results for a row. More than one activation row: the 256-bit tiles.
 #pragma once
@@ -225,12 +225,12 @@ inline float vec_dot_q6_k_512(int64_t n, const void* vw, const void* vx) {
 
 // Rows per pass of the one-activation-row gemm.
 constexpr int kK512Rows = 4;
-// One software prefetch per pass, this many bytes ahead of its first row. Weights are usually
-// mmapped file pages (4 KiB): the hardware prefetchers stop at page boundaries and each expert
-// slice is a new stream, and one touch a few KiB ahead keeps the stream going (measured on
-// random expert slices of a mmapped q4_k_m file: q4_K 17 -> 22 GB/s, q6_K 17-24 -> 24-33 GB/s,
-// flat between 2 and 8 KiB; a prefetch per cache line was slower).
-constexpr size_t kK512Prefetch = 3072;
+// Every pass touches the cache lines of the pass kStreamAhead bytes ahead (x86_common.h), never
+// past the matrix's rows. Measured with one touch per pass first (weights usually mmapped 4 KiB
+// pages, where the hardware prefetchers stop at page boundaries: random expert slices of a
+// mmapped q4_k_m file q4_K 17 -> 22 GB/s, flat between 2 and 8 KiB); every line of the pass ahead
+// then took 110M q4_k_m decode from ~115 / ~300 to ~185 / ~380 t/s (1 / 2 threads) and an
+// 8-layer DeepSeek-V2-shaped q4_k_m MoE from ~100 / ~187 to ~137 / ~254 (Sapphire Rapids, issue 21).
 // Longest row whose reordered activations (ActsFn) live on the stack: 64 super-blocks, 16 KiB.
 constexpr int64_t kK512MaxActBlocks = 64;
 
@@ -257,10 +257,11 @@ void gemm_k512(int64_t n, const void* w, size_t w_stride, int64_t nr, const void
         xp = acts;
     }
     const uint8_t* wr[kK512Rows];
+    const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
     int64_t r0 = 0;
     for (; r0 + kK512Rows <= nr; r0 += kK512Rows) {
         for (int i = 0; i < kK512Rows; ++i) wr[i] = byte_ptr(w) + static_cast<size_t>(r0 + i) * w_stride;
-        _mm_prefetch(reinterpret_cast<const char*>(wr[0]) + kK512Prefetch, _MM_HINT_T0);
+        prefetch_ahead(wr[0], static_cast<size_t>(kK512Rows) * w_stride, end);
         Rows4(nb, wr, xb, xp, out + r0);
     }
     const int64_t rest = nr - r0;

@@ -28,18 +28,16 @@ namespace {
 constexpr int kX8Rows = 8;
 constexpr int kX8Cols = 4;             // activation rows per register tile
 constexpr int64_t kX8SegBlocks = 256;  // blocks whose activation scales / sums are prepared at once
-constexpr size_t kX8Prefetch = 3072;   // decode: bytes ahead of each block, touched before it
 
 // Decode (one activation row) streams the weights once: every block touches the cache lines of
-// the block kX8Prefetch bytes ahead (a line may be touched twice: blocks are not line-aligned).
-// With one touch per group (the hardware prefetchers doing the rest) 110M q8_0 decoded at ~113 /
-// ~195 t/s on 1 / 2 threads (Sapphire Rapids) and q4_0 at ~130 / ~330; per block, ~130 / ~285 and
-// ~225 / ~455, and the DRAM-bound 1.1B q8_0 / q4_0 +10% / +25% (docs/PERFORMANCE.md). 2048-4096
-// bytes measured within a few percent of each other; 3072 was best or near it on every file.
+// the block kStreamAhead bytes ahead (x86_common.h; a line may be touched twice: blocks are not
+// line-aligned). With one touch per group (the hardware prefetchers doing the rest) 110M q8_0
+// decoded at ~113 / ~195 t/s on 1 / 2 threads (Sapphire Rapids) and q4_0 at ~130 / ~330; per
+// block, ~130 / ~285 and ~225 / ~455, and the DRAM-bound 1.1B q8_0 / q4_0 +10% / +25%
+// (docs/PERFORMANCE.md). 2048-4096 bytes measured within a few percent of each other; 3072 was
+// best or near it on every file. (The group's end is not known here: a touch may land past it.)
 inline void x8_prefetch_block(const uint8_t* gb, size_t gb_bytes) {
-    for (size_t o = 0; o < gb_bytes + 63; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(gb) + kX8Prefetch + o, _MM_HINT_T0);
-    }
+    prefetch_ahead(gb, gb_bytes + 63, gb + kStreamAhead + gb_bytes + 63);
 }
 
 inline __m256i bcast4(const int8_t* p) {
