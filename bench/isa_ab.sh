@@ -7,7 +7,8 @@
 #   llama     llama-bench (LLAMA_BENCH), when present
 # Usage: bench/isa_ab.sh    env: FILES="/path/110m-f32.gguf ..." THREADS="1 2" TESTS="pp tg"
 #                                ROUNDS=2 REPS=2 LF=build/bin/llmforge LLAMA_BENCH=... OUT=isa-ab.csv
-# Prints a table of medians over rounds and writes OUT (one row per run).
+# Prints a table of medians over rounds and writes OUT (one row per run) and OUT's .svg
+# (bench/plot_isa_ab.py: each row relative to llama.cpp).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 LF="${LF:-$here/build/bin/llmforge}"
@@ -55,3 +56,5 @@ for (f, t, test), e in runs.items():
     print(f"| {f} | {t} | {name} | {lf:.1f} | {av2:.1f} | {lf / av2 if av2 else 0:.2f} | {blas} | "
           f"{'%.1f' % ll if ll else '—'} | {'%.2f' % (lf / ll) if ll else '—'} |")
 PY
+[[ -x $LLAMA_BENCH ]] && python3 "$here/bench/plot_isa_ab.py" "${OUT%.csv}.svg" "$OUT"
+exit 0
