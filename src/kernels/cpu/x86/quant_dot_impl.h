@@ -556,27 +556,33 @@ inline void kquant_step(const KPrep* p, const BlockQ8_K* const xb[RC], __m256* a
 // Activation rows per pass over a row block; their 8-lane accumulators live in a stack array.
 constexpr int kKCols = 16;
 
-template <class D, class Wt, int RW, bool kFoldBias, void (*Prep)(const Wt&, KPrep&)>
-void kquant_rows(int64_t nb, const uint8_t* const wr[RW], const uint8_t* x, size_t x_stride, int64_t nc,
-                 float* out, size_t ldo) {
-    alignas(32) KPrep p[RW];
+// The column loop of the K-quant tiles: RW weight rows, prepared once per super-block by PrepFn,
+// against the activation rows in passes of kKCols, two activation rows a step (Step2, Step1 for
+// an odd last one). Shared by the 256-bit tiles below and the AVX-512 table's q4_K ones.
+using KStepOut = __m256*;
+template <class P, class Wt, int RW, void (*PrepFn)(const Wt&, P&),
+          void (*Step2)(const P*, const BlockQ8_K* const*, KStepOut, int),
+          void (*Step1)(const P*, const BlockQ8_K* const*, KStepOut, int)>
+void kquant_tile_rows(int64_t nb, const uint8_t* const wr[RW], const uint8_t* x, size_t x_stride, int64_t nc,
+                      float* out, size_t ldo) {
+    alignas(64) P p[RW];
     __m256 acc[RW * kKCols];
     for (int64_t c0 = 0; c0 < nc; c0 += kKCols) {
         const int cb = static_cast<int>(min64(kKCols, nc - c0));
         for (int i = 0; i < RW * kKCols; ++i) acc[i] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; ++b) {
-            for (int r = 0; r < RW; ++r) Prep(reinterpret_cast<const Wt*>(wr[r])[b], p[r]);
+            for (int r = 0; r < RW; ++r) PrepFn(reinterpret_cast<const Wt*>(wr[r])[b], p[r]);
             int c = 0;
             for (; c + 1 < cb; c += 2) {
                 const BlockQ8_K* xb[2];
                 for (int i = 0; i < 2; ++i) {
                     xb[i] = reinterpret_cast<const BlockQ8_K*>(x + static_cast<size_t>(c0 + c + i) * x_stride) + b;
                 }
-                kquant_step<D, RW, 2, kFoldBias>(p, xb, acc + c, kKCols);
+                Step2(p, xb, acc + c, kKCols);
             }
             if (c < cb) {
                 const BlockQ8_K* xb[1] = {reinterpret_cast<const BlockQ8_K*>(x + static_cast<size_t>(c0 + c) * x_stride) + b};
-                kquant_step<D, RW, 1, kFoldBias>(p, xb, acc + c, kKCols);
+                Step1(p, xb, acc + c, kKCols);
             }
         }
         for (int c = 0; c < cb; ++c) {
@@ -584,6 +590,30 @@ void kquant_rows(int64_t nb, const uint8_t* const wr[RW], const uint8_t* x, size
         }
     }
 }
+
+using KTileRowsFn = void (*)(int64_t, const uint8_t* const*, const uint8_t*, size_t, int64_t, float*, size_t);
+
+// The multi-row K-quant gemm: 4 weight rows a pass (Rows4), then single rows (Rows1).
+template <KTileRowsFn Rows4, KTileRowsFn Rows1>
+void kquant_tiles(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride, int64_t nc,
+                  float* out, size_t ldo) {
+    const int64_t nb = n / kQK_K;
+    const uint8_t* xp = byte_ptr(x);
+    int64_t r0 = 0;
+    for (; r0 + 4 <= nr; r0 += 4) {
+        const uint8_t* wr[4];
+        row_ptrs(w, w_stride, r0, 4, wr);
+        Rows4(nb, wr, xp, x_stride, nc, out + r0, ldo);
+    }
+    for (; r0 < nr; ++r0) {
+        const uint8_t* wr[1] = {byte_ptr(w) + static_cast<size_t>(r0) * w_stride};
+        Rows1(nb, wr, xp, x_stride, nc, out + r0, ldo);
+    }
+}
+
+template <class D, class Wt, int RW, bool kFoldBias, void (*Prep)(const Wt&, KPrep&)>
+constexpr KTileRowsFn kquant_rows =
+    kquant_tile_rows<KPrep, Wt, RW, Prep, kquant_step<D, RW, 2, kFoldBias>, kquant_step<D, RW, 1, kFoldBias>>;
 
 template <class D, class Wt, bool kFoldBias, void (*Prep)(const Wt&, KPrep&),
           float (*Dot)(int64_t, const void*, const void*)>
@@ -598,18 +628,8 @@ void gemm_kquant(int64_t n, const void* w, size_t w_stride, int64_t nr, const vo
         }
         return;
     }
-    const int64_t nb = n / kQK_K;
-    const uint8_t* xp = byte_ptr(x);
-    int64_t r0 = 0;
-    for (; r0 + 4 <= nr; r0 += 4) {
-        const uint8_t* wr[4];
-        row_ptrs(w, w_stride, r0, 4, wr);
-        kquant_rows<D, Wt, 4, kFoldBias, Prep>(nb, wr, xp, x_stride, nc, out + r0, ldo);
-    }
-    for (; r0 < nr; ++r0) {
-        const uint8_t* wr[1] = {byte_ptr(w) + static_cast<size_t>(r0) * w_stride};
-        kquant_rows<D, Wt, 1, kFoldBias, Prep>(nb, wr, xp, x_stride, nc, out + r0, ldo);
-    }
+    kquant_tiles<kquant_rows<D, Wt, 4, kFoldBias, Prep>, kquant_rows<D, Wt, 1, kFoldBias, Prep>>(
+        n, w, w_stride, nr, x, x_stride, nc, out, ldo);
 }
 
 }  // namespace

@@ -237,15 +237,87 @@ constexpr int64_t kK512MaxActBlocks = 64;
 using K512RowsFn = void (*)(int64_t, const uint8_t* const*, const BlockQ8_K*, const int8_t*, float*);
 using K512ActsFn = void (*)(int64_t, const BlockQ8_K*, int8_t*);
 
+// ---- q4_K prefill tiles (more than one activation row) on zmm ----
+// The 256-bit tiles (kquant_rows in quant_dot_impl.h) with two 32-value chunks per register: the
+// nibbles of chunk pair j (chunks 2j, 2j + 1 = the low and high nibbles of quant bytes 32j ..
+// 32j + 31) against activation bytes 64j .. 64j + 63, maddubs then vpdpwssd by the chunks' scales
+// (16-bit lanes 0-15 chunk 2j's, 16-31 chunk 2j + 1's). The two halves are added as int32 at the
+// end of the super-block, so a super-block's per-lane sums group the chunks differently from the
+// 256-bit tile and the f32 results differ from it by rounding only (tiles are not row-invariant;
+// matmul_test bounds every table against the reference).
+struct KPrep512 {
+    __m512i q[4];
+    __m512i sc[4];
+    __m256i bias;
+    float dA, dB;
+};
+
+inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+inline void kprep_q4_k_512(const BlockQ4_K& blk, KPrep512& p) {
+    KPrep h;  // the 256-bit preparation's scales, bias and d (quant_dot_impl.h)
+    kprep_k4_scales(blk.scales, blk.d, blk.dmin, h);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i shift = join256(_mm256_setzero_si256(), _mm256_set1_epi16(4));
+    for (int j = 0; j < 4; ++j) {
+        const __m512i qb = _mm512_broadcast_i64x4(load256(blk.qs + 32 * j));
+        p.q[j] = _mm512_and_si512(_mm512_srlv_epi16(qb, shift), m4);
+        p.sc[j] = join256(h.sc[2 * j], h.sc[2 * j + 1]);
+    }
+    p.bias = h.bias;
+    p.dA = h.dA;
+    p.dB = h.dB;
+}
+
+// RW prepared rows x RC activation super-blocks, accumulated into acc[r * ld + c] (q4_K: bias in
+// its own term, as kquant_step<..., kFoldBias = false>).
+template <int RW, int RC>
+inline void q4k_step512(const KPrep512* p, const BlockQ8_K* const xb[RC], __m256* acc, int ld) {
+    __m512i sumi[RW][RC];
+    for (int r = 0; r < RW; ++r)
+        for (int c = 0; c < RC; ++c) sumi[r][c] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+        __m512i a[RC];
+        for (int c = 0; c < RC; ++c) a[c] = _mm512_loadu_si512(xb[c]->qs + 64 * j);
+        for (int r = 0; r < RW; ++r)
+            for (int c = 0; c < RC; ++c)
+                sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(p[r].q[j], a[c]), p[r].sc[j]);
+    }
+    for (int c = 0; c < RC; ++c) {
+        const __m256i bs = load256(xb[c]->bsums);
+        const float da = xb[c]->d;
+        for (int r = 0; r < RW; ++r) {
+            const __m256i si = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r][c]), _mm512_extracti64x4_epi64(sumi[r][c], 1));
+            __m256& s = acc[r * ld + c];
+            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(p[r].dA * da), s);
+            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[r].bias, bs)), _mm256_set1_ps(p[r].dB * da), s);
+        }
+    }
+}
+
+// The multi-row q4_K gemm on zmm: 4 weight rows a pass, then single rows.
+constexpr KTileRowsFn kQ4kRows512x4 =
+    kquant_tile_rows<KPrep512, BlockQ4_K, 4, kprep_q4_k_512, q4k_step512<4, 2>, q4k_step512<4, 1>>;
+constexpr KTileRowsFn kQ4kRows512x1 =
+    kquant_tile_rows<KPrep512, BlockQ4_K, 1, kprep_q4_k_512, q4k_step512<1, 2>, q4k_step512<1, 1>>;
+constexpr auto gemm_q4k_tiles512 = kquant_tiles<kQ4kRows512x4, kQ4kRows512x1>;
+
+using KGemmFn = void (*)(int64_t, const void*, size_t, int64_t, const void*, size_t, int64_t, float*, size_t);
+
 // K-quant gemm for the AVX-512 table: one activation row (decode) through Rows<kK512Rows> with
-// the activations reordered once per call by Acts (if any); more activation rows through the
-// 256-bit tiles (gemm_kquant).
+// the activations reordered once per call by Acts (if any); more activation rows through Multi
+// (nullptr: the 256-bit tiles, gemm_kquant).
 template <K512RowsFn Rows1, K512RowsFn Rows2, K512RowsFn Rows3, K512RowsFn Rows4, K512ActsFn Acts, class Wt,
-          bool kFoldBias, void (*Prep)(const Wt&, KPrep&), float (*Dot)(int64_t, const void*, const void*)>
+          bool kFoldBias, void (*Prep)(const Wt&, KPrep&), float (*Dot)(int64_t, const void*, const void*),
+          KGemmFn Multi = nullptr>
 void gemm_k512(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride, int64_t nc,
                float* out, size_t ldo) {
     if (nc != 1) {
-        gemm_kquant<DotVnni, Wt, kFoldBias, Prep, Dot>(n, w, w_stride, nr, x, x_stride, nc, out, ldo);
+        if constexpr (Multi != nullptr) {
+            Multi(n, w, w_stride, nr, x, x_stride, nc, out, ldo);
+        } else {
+            gemm_kquant<DotVnni, Wt, kFoldBias, Prep, Dot>(n, w, w_stride, nr, x, x_stride, nc, out, ldo);
+        }
         return;
     }
     const int64_t nb = n / kQK_K;

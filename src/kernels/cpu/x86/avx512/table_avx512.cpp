@@ -63,7 +63,8 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotVnni, true>;
         // One activation row: four weight rows a pass (quant_k512_impl.h); more: the 256-bit tiles.
         t.gemm[at(DType::Q4_K)] = gemm_k512<q4k_rows_512<1>, q4k_rows_512<2>, q4k_rows_512<3>, q4k_rows_512<4>,
-                                            q4k_acts_512, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k_512>;
+                                            q4k_acts_512, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k_512,
+                                            gemm_q4k_tiles512>;
         t.gemm[at(DType::Q6_K)] = gemm_k512<q6k_rows_512<1>, q6k_rows_512<2>, q6k_rows_512<3>, q6k_rows_512<4>,
                                             nullptr, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k_512>;
         register_legacy_x86<DotVnni>(t);
