@@ -18,7 +18,8 @@
 //  * two independent integer accumulators per row and super-block;
 //  * every pass touches the lines of the pass a few KiB ahead (prefetch_ahead, x86_common.h).
 // A row's arithmetic does not depend on the rows beside it, so vec_dot (one row) and the gemm
-// give bit-identical results for a row. More than one activation row: the 256-bit tiles.
+// give bit-identical results for a row. More than one activation row: q4_K on zmm tiles
+// (q4k_step512 below), q6_K on the 256-bit ones (quant_dot_impl.h).
 #pragma once
 
 #include "kernels/cpu/x86/quant_dot_impl.h"
