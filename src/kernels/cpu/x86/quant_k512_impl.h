@@ -18,8 +18,7 @@
 //  * two independent integer accumulators per row and super-block;
 //  * every pass touches the lines of the pass a few KiB ahead (prefetch_ahead, x86_common.h).
 // A row's arithmetic does not depend on the rows beside it, so vec_dot (one row) and the gemm
-// give bit-identical results for a row. More than one activation row: q4_K on zmm tiles
-// (q4k_step512 below), q6_K on the 256-bit ones (quant_dot_impl.h).
+// give bit-identical results for a row. More than one activation row: zmm tiles (kstep512 below).
 #pragma once
 
 #include "kernels/cpu/x86/quant_dot_impl.h"
@@ -238,7 +237,7 @@ constexpr int64_t kK512MaxActBlocks = 64;
 using K512RowsFn = void (*)(int64_t, const uint8_t* const*, const BlockQ8_K*, const int8_t*, float*);
 using K512ActsFn = void (*)(int64_t, const BlockQ8_K*, int8_t*);
 
-// ---- q4_K prefill tiles (more than one activation row) on zmm ----
+// ---- q4_K / q6_K prefill tiles (more than one activation row) on zmm ----
 // The 256-bit tiles (kquant_rows in quant_dot_impl.h) with two 32-value chunks per register: the
 // nibbles of chunk pair j (chunks 2j, 2j + 1 = the low and high nibbles of quant bytes 32j ..
 // 32j + 31) against activation bytes 64j .. 64j + 63, maddubs then vpdpwssd by the chunks' scales
@@ -270,10 +269,22 @@ inline void kprep_q4_k_512(const BlockQ4_K& blk, KPrep512& p) {
     p.dB = h.dB;
 }
 
-// RW prepared rows x RC activation super-blocks, accumulated into acc[r * ld + c] (q4_K: bias in
-// its own term, as kquant_step<..., kFoldBias = false>).
-template <int RW, int RC>
-inline void q4k_step512(const KPrep512* p, const BlockQ8_K* const xb[RC], __m256* acc, int ld) {
+inline void kprep_q6_k_512(const BlockQ6_K& blk, KPrep512& p) {
+    KPrep h;  // the 256-bit preparation (quant_dot_impl.h), chunks joined in pairs
+    kprep_q6_k(blk, h);
+    for (int j = 0; j < 4; ++j) {
+        p.q[j] = join256(h.q[2 * j], h.q[2 * j + 1]);
+        p.sc[j] = join256(h.sc[2 * j], h.sc[2 * j + 1]);
+    }
+    p.bias = h.bias;
+    p.dA = h.dA;
+    p.dB = h.dB;
+}
+
+// RW prepared rows x RC activation super-blocks, accumulated into acc[r * ld + c]; the bias term
+// folded into the integer sum (q6_K) or in its own term (q4_K), as kquant_step.
+template <int RW, int RC, bool kFoldBias>
+inline void kstep512(const KPrep512* p, const BlockQ8_K* const xb[RC], __m256* acc, int ld) {
     __m512i sumi[RW][RC];
     for (int r = 0; r < RW; ++r)
         for (int c = 0; c < RC; ++c) sumi[r][c] = _mm512_setzero_si512();
@@ -289,19 +300,26 @@ inline void q4k_step512(const KPrep512* p, const BlockQ8_K* const xb[RC], __m256
         const float da = xb[c]->d;
         for (int r = 0; r < RW; ++r) {
             const __m256i si = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r][c]), _mm512_extracti64x4_epi64(sumi[r][c], 1));
+            const __m256i bias = _mm256_madd_epi16(p[r].bias, bs);
             __m256& s = acc[r * ld + c];
-            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(p[r].dA * da), s);
-            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[r].bias, bs)), _mm256_set1_ps(p[r].dB * da), s);
+            if constexpr (kFoldBias) {
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(si, bias)), _mm256_set1_ps(p[r].dA * da), s);
+            } else {
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(p[r].dA * da), s);
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bias), _mm256_set1_ps(p[r].dB * da), s);
+            }
         }
     }
 }
 
-// The multi-row q4_K gemm on zmm: 4 weight rows a pass, then single rows.
-constexpr KTileRowsFn kQ4kRows512x4 =
-    kquant_tile_rows<KPrep512, BlockQ4_K, 4, kprep_q4_k_512, q4k_step512<4, 2>, q4k_step512<4, 1>>;
-constexpr KTileRowsFn kQ4kRows512x1 =
-    kquant_tile_rows<KPrep512, BlockQ4_K, 1, kprep_q4_k_512, q4k_step512<1, 2>, q4k_step512<1, 1>>;
-constexpr auto gemm_q4k_tiles512 = kquant_tiles<kQ4kRows512x4, kQ4kRows512x1>;
+// The multi-row q4_K / q6_K gemms on zmm: 4 weight rows a pass, then single rows.
+template <class Wt, void (*PrepFn)(const Wt&, KPrep512&), bool kFoldBias, int RW>
+constexpr KTileRowsFn kRows512 = kquant_tile_rows<KPrep512, Wt, RW, PrepFn, kstep512<RW, 2, kFoldBias>,
+                                                  kstep512<RW, 1, kFoldBias>>;
+constexpr auto gemm_q4k_tiles512 = kquant_tiles<kRows512<BlockQ4_K, kprep_q4_k_512, false, 4>,
+                                                kRows512<BlockQ4_K, kprep_q4_k_512, false, 1>>;
+constexpr auto gemm_q6k_tiles512 = kquant_tiles<kRows512<BlockQ6_K, kprep_q6_k_512, true, 4>,
+                                                kRows512<BlockQ6_K, kprep_q6_k_512, true, 1>>;
 
 using KGemmFn = void (*)(int64_t, const void*, size_t, int64_t, const void*, size_t, int64_t, float*, size_t);
 

@@ -61,13 +61,14 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
         // chunk made prefill 8-10% slower, decode equal).
         t.gemm_x8[at(DType::Q8_0)] = gemm_x8<DotVnni, false, true>;
         t.gemm_x8[at(DType::Q4_0)] = gemm_x8<DotVnni, true>;
-        // One activation row: four weight rows a pass (quant_k512_impl.h); more: q4_K on zmm tiles
-        // (gemm_q4k_tiles512), q6_K on the 256-bit ones.
+        // One activation row: four weight rows a pass (quant_k512_impl.h); more: zmm tiles
+        // (gemm_q4k_tiles512, gemm_q6k_tiles512).
         t.gemm[at(DType::Q4_K)] = gemm_k512<q4k_rows_512<1>, q4k_rows_512<2>, q4k_rows_512<3>, q4k_rows_512<4>,
                                             q4k_acts_512, BlockQ4_K, false, kprep_q4_k, vec_dot_q4_k_512,
                                             gemm_q4k_tiles512>;
         t.gemm[at(DType::Q6_K)] = gemm_k512<q6k_rows_512<1>, q6k_rows_512<2>, q6k_rows_512<3>, q6k_rows_512<4>,
-                                            nullptr, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k_512>;
+                                            nullptr, BlockQ6_K, true, kprep_q6_k, vec_dot_q6_k_512,
+                                            gemm_q6k_tiles512>;
         register_legacy_x86<DotVnni>(t);
         register_kextra_x86<DotVnni>(t);
     }
