@@ -393,6 +393,18 @@ void tile_q_0s(int64_t nb, const uint8_t* const wr[4], const uint8_t* const xc[R
     }
 }
 
+// Decode (one activation row): out[r] = Dot(row r, x), each row's lines prefetched ahead of it
+// (prefetch_ahead, x86_common.h). The nc == 1 path of gemm_q_0 and gemm_kquant.
+template <float (*Dot)(int64_t, const void*, const void*)>
+void dot_rows(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, float* out) {
+    const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
+    for (int64_t r = 0; r < nr; ++r) {
+        const uint8_t* row = byte_ptr(w) + static_cast<size_t>(r) * w_stride;
+        prefetch_ahead(row, w_stride, end);
+        out[r] = Dot(n, row, x);
+    }
+}
+
 // Largest block count (K / 32) whose scales gemm_q_0 converts into stack buffers (K <= 16384);
 // longer rows use tile_q_0, which converts scales as it goes.
 constexpr int64_t kQ0MaxScaleBlocks = 512;
@@ -404,15 +416,7 @@ void gemm_q_0(int64_t n, const void* w, size_t w_stride, int64_t nr, const void*
               int64_t nc, float* out, size_t ldo) {
     // nc == 1 (decode): one row at a time. Measured: the 4-row tile below (hadd folding) is
     // 1.3-1.6x slower than the single-row dot at M = 1 (bench_kernels Matmul_M1, AVX2).
-    if (nc == 1) {
-        const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
-        for (int64_t r = 0; r < nr; ++r) {
-            const uint8_t* row = byte_ptr(w) + static_cast<size_t>(r) * w_stride;
-            prefetch_ahead(row, w_stride, end);
-            out[r] = Dot(n, row, x);
-        }
-        return;
-    }
+    if (nc == 1) return dot_rows<Dot>(n, w, w_stride, nr, x, out);
     const int64_t nb = n / kQK;
     constexpr int kRC = 4;
     if (nb <= kQ0MaxScaleBlocks) {
@@ -521,6 +525,19 @@ inline void kprep_q6_k(const BlockQ6_K& blk, KPrep& p) {
     p.dA = p.dB = f16(blk.d);
 }
 
+// One row's super-block into its accumulator: s += dA·da · sumi + dB·da · (bias · bsums), the
+// bias term folded into the integer sum (q6_K: dA == dB) or kept apart (q4_K's mins).
+template <bool kFoldBias>
+inline void kquant_add(__m256i sumi, __m256i bias16, __m256i bsums, float dAda, float dBda, __m256& s) {
+    const __m256i bias = _mm256_madd_epi16(bias16, bsums);
+    if constexpr (kFoldBias) {
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sumi, bias)), _mm256_set1_ps(dAda), s);
+    } else {
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(dAda), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bias), _mm256_set1_ps(dBda), s);
+    }
+}
+
 // RW prepared rows x RC activation super-blocks, accumulated into acc[r * ld + c].
 template <class D, int RW, int RC, bool kFoldBias>
 inline void kquant_step(const KPrep* p, const BlockQ8_K* const xb[RC], __m256* acc, int ld) {
@@ -540,15 +557,7 @@ inline void kquant_step(const KPrep* p, const BlockQ8_K* const xb[RC], __m256* a
         const __m256i bs = load256(xb[c]->bsums);
         const float da = xb[c]->d;
         for (int r = 0; r < RW; ++r) {
-            const __m256i bias = _mm256_madd_epi16(p[r].bias, bs);
-            __m256& s = acc[r * ld + c];
-            if constexpr (kFoldBias) {
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sumi[r][c], bias)),
-                                    _mm256_set1_ps(p[r].dA * da), s);
-            } else {
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r][c]), _mm256_set1_ps(p[r].dA * da), s);
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bias), _mm256_set1_ps(p[r].dB * da), s);
-            }
+            kquant_add<kFoldBias>(sumi[r][c], p[r].bias, bs, p[r].dA * da, p[r].dB * da, acc[r * ld + c]);
         }
     }
 }
@@ -558,11 +567,10 @@ constexpr int kKCols = 16;
 
 // The column loop of the K-quant tiles: RW weight rows, prepared once per super-block by PrepFn,
 // against the activation rows in passes of kKCols, two activation rows a step (Step2, Step1 for
-// an odd last one). Shared by the 256-bit tiles below and the AVX-512 table's q4_K ones.
-using KStepOut = __m256*;
+// an odd last one). Shared by the 256-bit tiles below and the AVX-512 table's q4_K / q6_K ones.
 template <class P, class Wt, int RW, void (*PrepFn)(const Wt&, P&),
-          void (*Step2)(const P*, const BlockQ8_K* const*, KStepOut, int),
-          void (*Step1)(const P*, const BlockQ8_K* const*, KStepOut, int)>
+          void (*Step2)(const P*, const BlockQ8_K* const*, __m256*, int),
+          void (*Step1)(const P*, const BlockQ8_K* const*, __m256*, int)>
 void kquant_tile_rows(int64_t nb, const uint8_t* const wr[RW], const uint8_t* x, size_t x_stride, int64_t nc,
                       float* out, size_t ldo) {
     alignas(64) P p[RW];
@@ -619,15 +627,7 @@ template <class D, class Wt, bool kFoldBias, void (*Prep)(const Wt&, KPrep&),
           float (*Dot)(int64_t, const void*, const void*)>
 void gemm_kquant(int64_t n, const void* w, size_t w_stride, int64_t nr, const void* x, size_t x_stride,
                  int64_t nc, float* out, size_t ldo) {
-    if (nc == 1) {
-        const uint8_t* const end = byte_ptr(w) + static_cast<size_t>(nr) * w_stride;
-        for (int64_t r = 0; r < nr; ++r) {
-            const uint8_t* row = byte_ptr(w) + static_cast<size_t>(r) * w_stride;
-            prefetch_ahead(row, w_stride, end);
-            out[r] = Dot(n, row, x);
-        }
-        return;
-    }
+    if (nc == 1) return dot_rows<Dot>(n, w, w_stride, nr, x, out);
     kquant_tiles<kquant_rows<D, Wt, 4, kFoldBias, Prep>, kquant_rows<D, Wt, 1, kFoldBias, Prep>>(
         n, w, w_stride, nr, x, x_stride, nc, out, ldo);
 }

@@ -300,14 +300,7 @@ inline void kstep512(const KPrep512* p, const BlockQ8_K* const xb[RC], __m256* a
         const float da = xb[c]->d;
         for (int r = 0; r < RW; ++r) {
             const __m256i si = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r][c]), _mm512_extracti64x4_epi64(sumi[r][c], 1));
-            const __m256i bias = _mm256_madd_epi16(p[r].bias, bs);
-            __m256& s = acc[r * ld + c];
-            if constexpr (kFoldBias) {
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(si, bias)), _mm256_set1_ps(p[r].dA * da), s);
-            } else {
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(p[r].dA * da), s);
-                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bias), _mm256_set1_ps(p[r].dB * da), s);
-            }
+            kquant_add<kFoldBias>(si, p[r].bias, bs, p[r].dA * da, p[r].dB * da, acc[r * ld + c]);
         }
     }
 }
