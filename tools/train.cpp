@@ -41,6 +41,9 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--seed", a.seed, "seed of initial weights, batch order and dropout")->capture_default_str();
     sub->add_flag("--no-shuffle", no_shuffle, "read rows in file order (see docs: row g of batch k)");
     sub->add_flag("--checkpoint-activations", a.checkpoint_activations, "recompute layer activations in backward");
+    sub->add_option("--store-activations", a.store_activations,
+                    "auto | f32 | bf16: storage of what layers keep for backward (auto: bf16 under --precision bf16)")
+        ->capture_default_str();
     sub->add_option("-t,--threads", a.threads, "threads per rank (0 = cores / ranks on this machine)");
     sub->add_option("--save", a.save, "checkpoint folder (a Hugging Face model folder + optimiser state)");
     sub->add_option("--save-every", a.save_every, "save every N steps (and always at the end)");

@@ -359,8 +359,9 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
     const int64_t PT = blk.size();
     Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
     // Softmax probabilities, kept for backward: (B, H) block-row lower triangles (AttnBlocks), PT
-    // floats each; row i holds columns 0..i1(block of i)-1, valid (non-zero) in lo..i.
-    float* probs = t.buffer(B * H * PT);
+    // floats each; row i holds columns 0..i1(block of i)-1, valid (non-zero) in lo..i. A node (no
+    // gradient of its own), so Tape::store_bf16 can keep it in bf16 once the layer is done.
+    Var probs = t.make({B * H * PT}, false);
     const kernels::KernelTable& kt = kernels::kernels();
     t.pool().run(B * H, [&](int64_t bh, int) {
         const int64_t b = bh / H, h = bh % H, g = h / group;
@@ -370,7 +371,7 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
         float* oh = o->data + b * T * OD + h * Dv;
         for (int64_t r = 0; r < blk.n; ++r) {
             const int64_t i0 = blk.i0(r), i1 = blk.i1(r);
-            float* p = probs + bh * PT + blk.offset(r);  // (i1 - i0, i1)
+            float* p = probs->data + bh * PT + blk.offset(r);  // (i1 - i0, i1)
             kernels::sgemm(false, true, i1 - i0, i1, D, scale, qh + i0 * HD, HD, kg, KD, 0.0f, p, i1);  // scores
             for (int64_t i = i0; i < i1; ++i) {
                 float* row = p + (i - i0) * i1;
@@ -403,7 +404,7 @@ Var attention(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int
                     float* dqh = dq + b * T * HD + h * D;
                     for (int64_t r = 0; r < blk.n; ++r) {
                         const int64_t i0 = blk.i0(r), i1 = blk.i1(r), rows = i1 - i0;
-                        const float* p = probs + (b * H + h) * PT + blk.offset(r);  // (rows, i1)
+                        const float* p = probs->data + (b * H + h) * PT + blk.offset(r);  // (rows, i1)
                         // dV[0:i1] += P^T dO[i0:i1] ; dP = dO[i0:i1] V[0:i1]^T
                         kernels::sgemm(true, false, i1, Dv, rows, 1.0f, p, i1, doh + i0 * OD, OD, 1.0f, dvg, VD);
                         kernels::sgemm(false, true, rows, i1, Dv, 1.0f, doh + i0 * OD, OD, vg, VD, 0.0f, dp.data(), i1);

@@ -6,6 +6,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/kernels.h"
 
 namespace llmforge::train {
 
@@ -142,7 +143,9 @@ void Tape::backward(Var loss, float seed) {
             if (v.keep || v.param != nullptr) continue;
             if (v.data != nullptr) give_back(v.data);
             if (v.grad != nullptr) give_back(v.grad);
+            if (v.half != nullptr) give_back(reinterpret_cast<float*>(v.half)), bf16_bytes_ -= 2 * v.numel;
             v.data = v.grad = nullptr;
+            v.half = nullptr;
         }
         for (; nb > 0 && buffers_[nb - 1].first >= i; --nb) give_back(buffers_[nb - 1].second);
     };
@@ -153,7 +156,42 @@ void Tape::backward(Var loss, float seed) {
     }
 }
 
+void Tape::store_bf16(size_t mark, Var also, Var live) {
+    if (!grad_enabled) return;
+    const auto to_bf16 = kernels::kernels().quantize_row[static_cast<int>(DType::BF16)];
+    const auto from_bf16 = kernels::kernels().dequantize_row[static_cast<int>(DType::BF16)];
+    std::vector<Node*> stored;
+    auto store = [&](Node* v) {
+        if (v == nullptr || v == live || v->param != nullptr || v->keep || v->data == nullptr) return;
+        // A bf16 array of numel values in a buffer of ⌈numel / 2⌉ floats from the same free lists.
+        auto* h = reinterpret_cast<uint16_t*>(take((v->numel + 1) / 2));
+        const float* x = v->data;
+        pool_.run_range(v->numel, 1 << 16, [&](int64_t b, int64_t e) { to_bf16(x + b, h + b, e - b); });
+        give_back(v->data);
+        v->data = nullptr;
+        v->half = h;
+        bf16_bytes_ += 2 * v->numel;
+        stored.push_back(v);
+    };
+    store(also);
+    for (size_t i = mark; i < nodes_.size(); ++i) store(nodes_[i].get());
+    if (stored.empty()) return;
+    on_backward([this, stored = std::move(stored), from_bf16] {
+        for (Node* v : stored) {
+            if (v->half == nullptr) continue;
+            float* x = take(v->numel);
+            const uint16_t* h = v->half;
+            pool_.run_range(v->numel, 1 << 16, [&](int64_t b, int64_t e) { from_bf16(h + b, x + b, e - b); });
+            give_back(reinterpret_cast<float*>(v->half));
+            bf16_bytes_ -= 2 * v->numel;
+            v->half = nullptr;
+            v->data = x;
+        }
+    });
+}
+
 void Tape::reset() {
+    bf16_bytes_ = 0;
     backward_.clear();
     nodes_.clear();
     buffers_.clear();

@@ -13,7 +13,9 @@
 //
 // Precision (mixed precision is a property of the products, not of the storage): in kBF16 / kFP16
 // the inputs of every weight product are rounded to bf16 / fp16 before the product, which sums
-// in f32; activations, gradients, master weights, optimiser state and every reduction stay f32.
+// in f32; gradients, master weights, optimiser state and every reduction stay f32. Storage is a
+// separate choice: store_bf16 keeps the values a finished layer leaves for backward in bf16
+// (half their bytes) and widens them back when backward reaches that layer (see there).
 //
 // Thread safety: a Tape belongs to one training thread; ops use its pool (not re-entrant).
 #pragma once
@@ -87,6 +89,8 @@ struct Node {
     // Kept whole through backward (its data and gradient are read after it): see Tape::backward.
     bool keep = false;
     size_t born = 0;  // closures recorded before it was made (Tape::backward frees by it)
+    // Stored in bf16 by Tape::store_bf16 (data is null meanwhile): numel bf16 values.
+    uint16_t* half = nullptr;
 };
 using Var = Node*;
 
@@ -125,6 +129,22 @@ public:
     // Records an op's backward (only call when grad_enabled and some input requires grad).
     void on_backward(std::function<void()> fn) { backward_.push_back(std::move(fn)); }
 
+    // Saved activations in bf16. mark() names the nodes made from now on; store_bf16(mark, also,
+    // live) then converts each of them, and `also`, to bf16 storage (rounded to nearest even) and
+    // returns its f32 buffer at once, except `live`, parameters and kept nodes. It records a
+    // closure that widens them back to f32 (exactly the stored values) when backward reaches it,
+    // i.e. before any op recorded earlier, the only ones that can read them, runs its backward;
+    // from there they are freed as any node. Forward must not read them after the call (their
+    // data is null until backward widens them). For a finished layer: its input and everything it
+    // made but its output (TrainModel::store_activations_bf16). Nothing happens without
+    // grad_enabled. A node's values in forward are unchanged; backward reads them rounded.
+    size_t mark() const { return nodes_.size(); }
+    void store_bf16(size_t mark, Var also, Var live);
+    // Bytes of activations currently stored as bf16 (tests, memory reports).
+    size_t bf16_bytes() const { return bf16_bytes_; }
+    // Every node made since reset(), in creation order (tests, memory reports).
+    const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
+
     // Seeds d(loss)/d(loss) = seed (a loss scale for fp16) and runs the recorded closures in reverse.
     // With free_in_backward it frees as it goes: a node (or buffer()) made while k closures were
     // recorded can be read only by closures k, k+1, … (it did not exist for the earlier ones), so
@@ -153,6 +173,7 @@ private:
     std::unordered_map<float*, int64_t> in_use_;      // buffers handed out, with their sizes
     std::multimap<int64_t, float*> free_;
     size_t bytes_held_ = 0;
+    size_t bf16_bytes_ = 0;
     std::unique_ptr<Tape> sub_;
     FloatBuffer scratch_[4];
     kernels::PackedBf16 pack_;

@@ -171,7 +171,13 @@ public:
             if (s.per_layer)
                 if (Param* p = m_.param({l, s.slot}); p != nullptr) ps.push_back(p);
         mark(ps);
-        if (!m_.checkpoint_activations) return body(*this, h);
+        if (!m_.checkpoint_activations) {
+            if (!m_.store_activations_bf16) return body(*this, h);
+            const size_t from = t_.mark();
+            Act y = body(*this, h);
+            t_.store_bf16(from, V(h), V(y));
+            return y;
+        }
         // Keeps none of the layer's activations: backward runs the body again on a scratch tape
         // (the closure outlives this call, so it owns copies of what it reads).
         TrainModel* m = &m_;

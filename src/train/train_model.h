@@ -164,6 +164,12 @@ public:
     // Recompute each layer's activations in backward instead of keeping them (less memory, about
     // one more forward pass of compute).
     bool checkpoint_activations = false;
+    // Keep what each finished layer saved for backward in bf16 (Tape::store_bf16): its input and
+    // every value it made but its output. Forward is unchanged; backward reads those values
+    // rounded to bf16 (weight gradients in bf16 precision are unchanged: they round their input
+    // anyway). Ignored with checkpoint_activations (a layer then keeps only its input, and
+    // recomputing from a rounded input would change the recomputed forward).
+    bool store_activations_bf16 = false;
     // Positions the RoPE tables cover.
     int64_t n_ctx() const { return n_ctx_; }
     // Grows the RoPE tables to at least n positions.

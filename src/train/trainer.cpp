@@ -128,6 +128,9 @@ void validate(const TrainArgs& a) {
         fail("train: --stop-after %lld needs --save DIR (the interruption saves a checkpoint to resume from)",
              (long long)a.stop_after);
     (void)precision_from_name(a.precision);
+    if (a.store_activations != "auto" && a.store_activations != "f32" && a.store_activations != "bf16")
+        fail("train: --store-activations is '%s', expected auto, f32 or bf16 (auto: bf16 under --precision bf16)",
+             a.store_activations.c_str());
     (void)schedule_from_name(a.schedule);
     if (a.peft != "none" && a.peft != "lora" && a.peft != "prompt")
         fail("train: --peft is '%s', expected none, lora or prompt", a.peft.c_str());
@@ -212,6 +215,7 @@ json args_to_json(const TrainArgs& a) {
                 {"seed", a.seed},
                 {"no-shuffle", !a.shuffle},
                 {"checkpoint-activations", a.checkpoint_activations},
+                {"store-activations", a.store_activations},
                 {"threads", a.threads},
                 {"keep", a.keep},
                 {"ranks", Distributed::get().size()},
@@ -309,12 +313,20 @@ void merge_resumed_args(TrainArgs& a, const json& saved, const std::set<std::str
     take("precision", a.precision);
     take("seed", a.seed);
     take("checkpoint-activations", a.checkpoint_activations);
+    take("store-activations", a.store_activations);
     take("threads", a.threads);
     take("keep", a.keep);
     if (!given.count("no-shuffle") && saved.contains("no-shuffle")) a.shuffle = !saved["no-shuffle"].get<bool>();
 }
 
 namespace {
+
+// --checkpoint-activations and --store-activations onto the model.
+void set_activation_storage(TrainModel& m, const TrainArgs& a) {
+    m.checkpoint_activations = a.checkpoint_activations;
+    m.store_activations_bf16 =
+        a.store_activations == "bf16" || (a.store_activations == "auto" && precision_from_name(a.precision) == Precision::kBF16);
+}
 
 // The folder a --resume run saves into when --save is not given: the --resume folder, or the run
 // folder that holds the checkpoint folder --resume names.
@@ -484,7 +496,7 @@ void RunInputs::open_model() {
              "or --resume DIR)");
     }
     model->to_rotate_half();
-    model->checkpoint_activations = a.checkpoint_activations;
+    set_activation_storage(*model, a);
     model->set_attention(a.attention);
 }
 
@@ -493,7 +505,7 @@ void RunInputs::open_peft_model() {
     model = TrainModel::from_files(open_model_files(a.model), [](const std::string&) { return false; });
     if (!a.config.empty()) check_same_shapes(model->config(), hf_config_read(a.config), a.model, a.config);
     model->to_rotate_half();
-    model->checkpoint_activations = a.checkpoint_activations;
+    set_activation_storage(*model, a);
     model->set_attention(a.attention);
     const PeftType want = a.peft == "lora" ? PeftType::kLora : PeftType::kPromptTuning;
     const std::string from = !ckpt.empty() ? ckpt : a.init_adapter;

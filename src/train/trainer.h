@@ -30,6 +30,9 @@ struct TrainArgs {
     double lr = 3e-4, min_lr = 3e-5, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
     double grad_clip = 1.0, dropout = 0.0;
     std::string schedule = "cosine", precision = "fp32";
+    // Storage of the values layers keep for backward: "bf16" (half the bytes; backward reads them
+    // rounded), "f32", or "auto" = bf16 under --precision bf16, else f32.
+    std::string store_activations = "auto";
     uint64_t seed = 1;
     bool shuffle = true, checkpoint_activations = false;
     int threads = 0, keep = 2;

@@ -220,6 +220,21 @@ TEST(TrainCli, Bf16TracksFp32) {
                 worst, a[0]["loss"].get<double>(), a.back()["loss"].get<double>(), b.back()["loss"].get<double>());
     EXPECT_GT(std::fabs(b.back()["loss"].get<double>() - a.back()["loss"].get<double>()), 0.0)
         << "bf16 gave fp32's exact losses: the precision switch did nothing";
+
+    // bf16 stores the layers' saved activations in bf16 by default: the same forward (so step 0's
+    // loss is identical) with backward reading rounded values (so later steps differ a little).
+    ASSERT_EQ(run_cli(base_args("--steps 60 --precision bf16 --store-activations f32 --log-jsonl " + q(d + "/f32s.jsonl"))).rc, 0);
+    auto c = read_jsonl(d + "/f32s.jsonl");
+    ASSERT_EQ(c.size(), 60u);
+    EXPECT_EQ(c[0]["loss"].get<double>(), b[0]["loss"].get<double>());
+    double moved = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+        const double la = a[i]["loss"].get<double>(), lc = c[i]["loss"].get<double>();
+        EXPECT_LE(std::fabs(lc - la), 0.005 * la) << "step " << i;
+        moved = std::max(moved, std::fabs(b[i]["loss"].get<double>() - lc));
+    }
+    EXPECT_GT(moved, 0.0) << "--store-activations bf16 and f32 gave the same losses: nothing was stored in bf16";
+    expect_one_line_error(run_cli(base_args("--steps 1 --store-activations f8")), "--store-activations");
 }
 
 TEST(TrainCli, BadInputIsOneClearErrorAndLeavesTheCheckpointAlone) {

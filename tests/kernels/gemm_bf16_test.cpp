@@ -275,6 +275,46 @@ TEST(GemmBf16, TransposedProductMatchesReference) {
     EXPECT_THROW(gemm_bf16_tn(&z, 2, &z, 2, 1, 2, 2, c.data(), 1, false, nullptr), std::invalid_argument);  // ldc < K
 }
 
+// A taken in row blocks (a bounded scratch; 64 MiB by default) gives the bits of one block: each
+// output row is one kernel call's either way. Budgets of one row pair and of three pairs, against
+// the default, for both products, every path, with and without the pool.
+TEST(GemmBf16, RowBlocksOfAGiveTheSameBits) {
+    ThreadPool pool2(2);
+    const Shape shapes[] = {{200, 40, 200}, {129, 65, 96}, {70, 130, 130}, {33, 47, 1100}};
+    uint32_t seed = 1300;
+    for (const Shape& s : shapes)
+        for (Bf16GemmPath p : kPaths) {
+            if (!bf16_gemm_path_supported(p)) continue;
+            for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+                const Case cs = make_case(s, true, seed += 3);
+                const PackedBf16 b = pack_bf16(cs.w.data(), s.K, s.M, s.K, true);
+                // the weight gradient with the summed dimension s.K: G (K, n), X (K, M), C (n, M)
+                const auto g = gaussian(static_cast<size_t>(s.K * s.n), seed + 1);
+                const auto x = gaussian(static_cast<size_t>(s.K * s.M), seed + 2);
+                auto run = [&](int64_t budget, std::vector<float>& c, std::vector<float>& ct) {
+                    const int64_t old = gemm_bf16_set_max_packed_a(budget);
+                    c = cs.c0;
+                    gemm_bf16(cs.a.data(), cs.lda, s.n, b, c.data(), cs.ldc, true, pool, p);
+                    ct.assign(static_cast<size_t>(s.n * s.M), 0.5f);
+                    gemm_bf16_tn(g.data(), s.n, x.data(), s.M, s.K, s.n, s.M, ct.data(), s.M, true, pool, p);
+                    gemm_bf16_set_max_packed_a(old);
+                };
+                std::vector<float> c_one, ct_one;
+                run(int64_t{64} << 20, c_one, ct_one);
+                const int64_t pair_bytes = 2 * 2 * ((s.K + 31) / 32) * 512;  // the forward's packed row pair
+                for (int64_t budget : {int64_t{1}, 3 * pair_bytes}) {
+                    std::vector<float> c, ct;
+                    run(budget, c, ct);
+                    const std::string what = std::string(bf16_gemm_path_name(p)) + " n=" + std::to_string(s.n) +
+                                             " K=" + std::to_string(s.K) + " budget=" + std::to_string(budget) +
+                                             (pool ? " pool" : "");
+                    EXPECT_EQ(0, std::memcmp(c.data(), c_one.data(), c.size() * 4)) << what << ": gemm_bf16";
+                    EXPECT_EQ(0, std::memcmp(ct.data(), ct_one.data(), ct.size() * 4)) << what << ": gemm_bf16_tn";
+                }
+            }
+        }
+}
+
 TEST(GemmBf16, Bf16WeightPacksLikeRoundedF32) {
     const int64_t M = 37, K = 45;
     const auto w = gaussian(static_cast<size_t>(M * K), 5);

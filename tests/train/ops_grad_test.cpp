@@ -812,3 +812,83 @@ TEST(OpsGrad, MoeExperts) {
 
 }  // namespace
 }  // namespace llmforge::train
+
+namespace llmforge::train {
+namespace {
+
+// Tape::store_bf16 against the same step with every stored value rounded to bf16 where it lies:
+// a layer (RMSNorm, q/k/v, grouped-query attention, output product, residual, SwiGLU FFN,
+// residual) run twice on a product's output, stored after each layer as the trainer does. Forward
+// must be bit-identical to the unstored run and backward bit-identical to the rounded-in-place one
+// (the stored values come back exactly, are freed in backward as any node, and nothing reads them
+// in forward); in f32 and in bf16 precision, with backward freeing as it goes.
+void stored_layers_case(Precision prec) {
+    constexpr int64_t B = 2, T = 9, C = 16, H = 4, Hkv = 2, D = C / H, F = 24;
+    auto x = random_param("x", {B * T, C}, 41, 0.5f), w_in = random_param("w_in", {C, C}, 42, 0.3f);
+    auto g1 = random_param("g1", {C}, 43, 0.1f, 1.0f), g2 = random_param("g2", {C}, 44, 0.1f, 1.0f);
+    auto wq = random_param("wq", {C, C}, 45, 0.3f), wk = random_param("wk", {Hkv * D, C}, 46, 0.3f);
+    auto wv = random_param("wv", {Hkv * D, C}, 47, 0.3f), wo = random_param("wo", {C, C}, 48, 0.3f);
+    auto w1 = random_param("w1", {F, C}, 49, 0.3f), w3 = random_param("w3", {F, C}, 50, 0.3f);
+    auto w2 = random_param("w2", {C, F}, 51, 0.3f);
+    std::vector<Param*> ps = {x.get(), w_in.get(), g1.get(), g2.get(), wq.get(), wk.get(), wv.get(), wo.get(),
+                              w1.get(), w3.get(), w2.get()};
+    auto layer = [&](Tape& t, Var h) {
+        Var n1 = rmsnorm(t, h, t.param(*g1), 1e-5f);
+        Var a = attention(t, linear(t, n1, t.param(*wq)), linear(t, n1, t.param(*wk)), linear(t, n1, t.param(*wv)), B, T, H, Hkv);
+        Var h2 = add(t, h, linear(t, a, t.param(*wo)));
+        Var n2 = rmsnorm(t, h2, t.param(*g2), 1e-5f);
+        return add(t, h2, linear(t, swiglu(t, linear(t, n2, t.param(*w1)), linear(t, n2, t.param(*w3))), t.param(*w2)));
+    };
+    enum Mode { kPlain, kStored, kRounded };
+    ThreadPool pool(2);
+    std::vector<float> out[3];
+    std::vector<std::vector<float>> grads[3];
+    for (Mode mode : {kPlain, kStored, kRounded}) {
+        for (Param* p : ps) p->grad.zero();
+        Tape t(pool);
+        t.precision = prec;
+        t.free_in_backward = true;
+        Var h = linear(t, t.param(*x), t.param(*w_in));
+        size_t stored_bytes = 0;
+        for (int l = 0; l < 2; ++l) {
+            const size_t from = t.mark();
+            Var y = layer(t, h);
+            std::vector<Node*> kept;  // what store_bf16 stores: h and the layer's nodes, but y
+            for (size_t i = from; i < t.nodes().size(); ++i)
+                if (Node* v = t.nodes()[i].get(); v != y && v->param == nullptr) kept.push_back(v);
+            kept.push_back(h);
+            for (Node* v : kept) stored_bytes += 2 * static_cast<size_t>(v->numel);
+            if (mode == kStored) {
+                t.store_bf16(from, h, y);
+                EXPECT_EQ(t.bf16_bytes(), stored_bytes);
+                for (Node* v : kept) EXPECT_TRUE(v->data == nullptr && v->half != nullptr);
+                EXPECT_NE(y->data, nullptr);
+            } else if (mode == kRounded) {
+                for (Node* v : kept) round_to_precision(Precision::kBF16, v->data, v->data, v->numel, pool);
+            }
+            h = y;
+        }
+        out[mode].assign(h->data, h->data + h->numel);
+        float* g = t.grad(h);
+        for (int64_t i = 0; i < h->numel; ++i) g[i] = 0.3f * std::sin(0.37f * static_cast<float>(i)) - 0.02f;
+        t.backward(t.make({1}, false));
+        EXPECT_EQ(t.bf16_bytes(), 0u);  // every stored value was widened (and then freed)
+        for (Param* p : ps) grads[mode].emplace_back(p->grad.data(), p->grad.data() + p->numel());
+    }
+    EXPECT_EQ(out[kStored], out[kPlain]) << "storing in bf16 changed the forward";
+    for (size_t i = 0; i < ps.size(); ++i) {
+        EXPECT_EQ(grads[kStored][i], grads[kRounded][i]) << ps[i]->name << ": not the gradient of the rounded values";
+        double diff = 0, mag = 0;
+        for (size_t j = 0; j < grads[kPlain][i].size(); ++j)
+            diff = std::max(diff, static_cast<double>(std::fabs(grads[kStored][i][j] - grads[kPlain][i][j]))),
+            mag = std::max(mag, static_cast<double>(std::fabs(grads[kPlain][i][j])));
+        EXPECT_LT(diff, 0.03 * mag) << ps[i]->name << ": bf16 storage moved the gradient too far";
+    }
+    EXPECT_NE(grads[kStored], grads[kPlain]) << "the stored values were not rounded";
+}
+
+TEST(OpsGrad, StoredBf16ActivationsFp32) { stored_layers_case(Precision::kFP32); }
+TEST(OpsGrad, StoredBf16ActivationsBf16Products) { stored_layers_case(Precision::kBF16); }
+
+}  // namespace
+}  // namespace llmforge::train

@@ -3,6 +3,7 @@
 #include "kernels/cpu/gemm_bf16.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -206,18 +207,26 @@ Bf16GemmPath env_path(Bf16GemmPath best) {
     return best;
 }
 
-// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(ap, p0, p1) (row pairs [p0, p1) into the
-// calling thread's scratch ap, in the packed-A layout): the kernel of `path`, row or column blocks split
-// over the pool (each output computed by one kernel call in a fixed order, so the split only
-// balances work; it cannot change a result).
+// The most packed A one call keeps (bytes): larger A is multiplied in blocks of rows, so the
+// scratch stays bounded (the output gradient of a 32000-word head at 4096 rows would be a 262 MB
+// copy, kept by the thread between calls) while B is streamed only a few times.
+std::atomic<int64_t> max_packed_a_bytes{int64_t{64} << 20};
+
+// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(ap, r0, rows, p0, p1): row pairs [p0, p1)
+// of the block of A rows [r0, r0 + rows), numbered from the block's start, into the calling
+// thread's scratch ap in the packed-A layout. A is taken in row blocks of at most
+// max_packed_a_bytes; per block, the kernel of `path` with row or column blocks split over the pool
+// (each output computed by one kernel call in a fixed order, so neither split can change a result).
 template <class Pack>
 void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc, bool accumulate,
                 ThreadPool* pool, Pack pack) {
     const int64_t kb = b.kb_count;
-    const int64_t n_p = (n_rows + 31) / 32;  // row pairs (32 rows)
-    const int64_t n_q = b.jb_count / 2;      // column pairs (32 outputs)
+    const int64_t pair_elems = 2 * std::max<int64_t>(1, kb) * kTileElems;
+    const int64_t block_pairs = std::max<int64_t>(1, max_packed_a_bytes.load() / (2 * pair_elems));
+    const int64_t n_p_all = (n_rows + 31) / 32;  // row pairs (32 rows)
+    const int64_t n_q = b.jb_count / 2;          // column pairs (32 outputs)
     thread_local Scratch scratch;
-    uint16_t* ap = scratch.get(static_cast<size_t>(std::max<int64_t>(1, 2 * n_p * kb * kTileElems)));
+    uint16_t* ap = scratch.get(static_cast<size_t>(std::min(n_p_all, block_pairs) * pair_elems));
 
     using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
                               int64_t, int64_t, int64_t, int64_t);
@@ -228,26 +237,33 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
 #endif
     const int parts = pool != nullptr ? pool->size() : 1;
     const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
-    if (!threaded) {
-        pack(ap, 0, n_p);
-        kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, 0, n_q);
-        return;
-    }
-    pool->run(n_p, [&](int64_t p, int) { pack(ap, p, p + 1); });
-    const bool by_cols = n_q >= n_p;
-    const int64_t n = by_cols ? n_q : n_p;
-    const int64_t chunk = (n + parts - 1) / parts;
-    pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
-        const int64_t s = i * chunk, e = std::min(n, s + chunk);
-        if (by_cols) {
-            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, 0, n_p, s, e);
-        } else {
-            kernel(ap, b.data.get(), kb, n_rows, b.M, c, ldc, accumulate, s, e, 0, n_q);
+    for (int64_t P0 = 0; P0 < n_p_all; P0 += block_pairs) {
+        const int64_t n_p = std::min(block_pairs, n_p_all - P0), r0 = 32 * P0;
+        const int64_t rows = std::min(n_rows - r0, 32 * n_p);
+        float* cb = c + r0 * ldc;
+        if (!threaded) {
+            pack(ap, r0, rows, 0, n_p);
+            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q);
+            continue;
         }
-    });
+        pool->run(n_p, [&](int64_t p, int) { pack(ap, r0, rows, p, p + 1); });
+        const bool by_cols = n_q >= n_p;
+        const int64_t n = by_cols ? n_q : n_p;
+        const int64_t chunk = (n + parts - 1) / parts;
+        pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
+            const int64_t s = i * chunk, e = std::min(n, s + chunk);
+            if (by_cols) {
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e);
+            } else {
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q);
+            }
+        });
+    }
 }
 
 }  // namespace
+
+int64_t gemm_bf16_set_max_packed_a(int64_t bytes) { return max_packed_a_bytes.exchange(std::max<int64_t>(bytes, 1)); }
 
 const char* bf16_gemm_path_name(Bf16GemmPath p) {
     switch (p) {
@@ -325,11 +341,12 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
                                     " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
     if (n_rows == 0 || b.M == 0) return;
 
-    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t p0, int64_t p1) {
+    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+        const float* ab = a + r0 * lda;
 #if defined(LF_BF16_X86)
-        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
+        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
 #endif
-        pack_a_scalar_impl<false>(a, lda, n_rows, b.K, b.kb_count, ap, p0, p1);
+        pack_a_scalar_impl<false>(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
     });
 }
 
@@ -356,11 +373,12 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
     PackedBf16& b = kept;
     pack_bf16_into(b, x, ldx, N, K, false, pool);  // the same bytes on every path
     const int64_t kb_count = b.kb_count;
-    run_packed(path, M, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t p0, int64_t p1) {
+    run_packed(path, M, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+        const float* gb = g + r0;  // A = Gᵀ: its rows are G's columns
 #if defined(LF_BF16_X86)
-        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(g, ldg, M, N, kb_count, ap, p0, p1);
+        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(gb, ldg, rows, N, kb_count, ap, p0, p1);
 #endif
-        pack_a_scalar_impl<true>(g, ldg, M, N, kb_count, ap, p0, p1);
+        pack_a_scalar_impl<true>(gb, ldg, rows, N, kb_count, ap, p0, p1);
     });
 }
 

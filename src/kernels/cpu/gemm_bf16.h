@@ -120,6 +120,11 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
 void gemm_bf16_tn_ref(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K,
                       float* c, int64_t ldc, bool accumulate);
 
+// A (the rounded bf16 copy of the left operand, one per calling thread) is packed in row blocks
+// of at most 64 MiB, each multiplied before the next is packed: the result does not depend on
+// the block size. Tests set a smaller budget to cross blocks on small shapes; returns the old one.
+int64_t gemm_bf16_set_max_packed_a(int64_t bytes);
+
 // y[i] = x[i] rounded to bf16 (round to nearest even, NaN quieted; exactly fp32_to_bf16 then
 // bf16_to_fp32 of core/dtype.h), kept in f32; x may equal y. AVX-512 where the CPU has it.
 void round_bf16(const float* x, float* y, int64_t n);
