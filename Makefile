@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean default-model
+.PHONY: all setup build check test fuzz demo bench clean default-model dst-model
 
 all: build
 
@@ -31,6 +31,11 @@ demo: build
 # Rebuilds models/default from nothing but this repo (corpus, tokenizer, training; ~25 min on 2 cores).
 default-model: build
 	@./scripts/default_model.sh $(BUILD)/bin/llmforge
+
+# Rebuilds models/dst (the shop assistant's dialogue-state tracker: intent classifier trained on
+# generated utterances with liblinear, products and codes from the shop's catalogue; ~30 s).
+dst-model: build
+	$(BUILD)/bin/llmforge dst-train --out models/dst --seed 1 --per-label 3000 --C 4
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

@@ -39,6 +39,11 @@ void add_quantize(CLI::App& app, std::function<int()>& run);         // quantize
 void add_imatrix(CLI::App& app, std::function<int()>& run);          // imatrix.cpp
 void add_prune(CLI::App& app, std::function<int()>& run);            // prune.cpp
 void add_compress_report(CLI::App& app, std::function<int()>& run);  // compress_report.cpp
+void add_shop(CLI::App& app, std::function<int()>& run);             // shop.cpp
+void add_dst(CLI::App& app, std::function<int()>& run);              // dst.cpp
+void add_dst_train(CLI::App& app, std::function<int()>& run);        // dst.cpp
+// A model the project ships under models/ ($LLMFORGE_MODELS overrides the folder).
+std::string shipped_model(const char* name);
 
 // All of stdin (binary-safe); a read error is fail() with "<command>: cannot read stdin".
 std::string read_stdin(const char* command);

@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
     llmforge::cli::add_imatrix(app, cmds["imatrix"]);
     llmforge::cli::add_prune(app, cmds["prune"]);
     llmforge::cli::add_compress_report(app, cmds["compress-report"]);
+    llmforge::cli::add_shop(app, cmds["shop"]);
+    llmforge::cli::add_dst(app, cmds["dst"]);
+    llmforge::cli::add_dst_train(app, cmds["dst-train"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -43,6 +43,24 @@ inline float uniform01(uint64_t seed, uint64_t i) {
     return static_cast<float>(mix64(seed + kGoldenGamma * (i + 1)) >> 40) * (1.0f / 16777216.0f);
 }
 
+// Bounded draws over splitmix64 written out (std:: distributions are implementation-defined), for
+// synthetic corpora and data generators: range is next() mod the span (its tiny bias is part of
+// the corpora's definition).
+class Draws {
+public:
+    explicit Draws(uint64_t seed) : s_(seed) {}
+    uint64_t next() { return splitmix64(s_); }
+    int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<uint64_t>(hi - lo + 1)); }
+    bool chance(int percent) { return range(0, 99) < percent; }
+    template <class V>
+    const auto& pick(const V& v) {
+        return v[next() % v.size()];
+    }
+
+private:
+    uint64_t s_;
+};
+
 // Deterministic N(0, 1) draws: Box-Muller over splitmix64, two normals per pair of draws.
 class Gaussian {
 public:

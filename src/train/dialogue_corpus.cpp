@@ -9,34 +9,15 @@ namespace llmforge::train {
 
 namespace {
 
-// splitmix64 with bounded draws written out, so the corpus is the same on every platform.
-class Rng {
-public:
-    explicit Rng(uint64_t seed) : s_(seed) {}
-    uint64_t next() { return splitmix64(s_); }
-    int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<uint64_t>(hi - lo + 1)); }
-    bool chance(int percent) { return range(0, 99) < percent; }
-    template <class T>
-    const T& pick(const std::vector<T>& v) {
-        return v[next() % v.size()];
-    }
+using Rng = Draws;  // splitmix64 with bounded draws written out: the corpus is the same on every platform
 
-private:
-    uint64_t s_;
-};
+}  // namespace
 
-struct Product {
-    std::string name, category, material;
-    int price_cents;
-    std::vector<std::string> sizes, colours;
-    bool washable;
-};
-
-const std::vector<Product>& catalogue() {
-    static const std::vector<Product> kProducts = [] {
+const std::vector<ShopProduct>& shop_catalogue() {
+    static const std::vector<ShopProduct> kProducts = [] {
         const std::vector<std::string> clothes_sizes = {"XS", "S", "M", "L", "XL"};
         const std::vector<std::string> shoe_sizes = {"6", "7", "8", "9", "10", "11", "12"};
-        std::vector<Product> p = {
+        std::vector<ShopProduct> p = {
             {"Classic Cotton T-Shirt", "clothing", "100% organic cotton", 1999, clothes_sizes, {"white", "black", "navy", "sage green"}, true},
             {"Everyday Hoodie", "clothing", "cotton and recycled polyester fleece", 4900, clothes_sizes, {"grey", "black", "forest green"}, true},
             {"Slim Fit Jeans", "clothing", "stretch denim (98% cotton, 2% elastane)", 5900, {"28", "30", "32", "34", "36"}, {"dark blue", "black"}, true},
@@ -103,9 +84,16 @@ const std::vector<Product>& catalogue() {
     return kProducts;
 }
 
+namespace {
+
+using Lines = std::vector<std::string>;
+
 const std::vector<std::string> kMonths = {"January", "February", "March",     "April",   "May",      "June",
                                           "July",    "August",   "September", "October", "November", "December"};
 const std::vector<std::string> kCarriers = {"UPS", "FedEx", "USPS", "DHL"};
+const Lines kStreets = {"Maple Street", "Oak Avenue", "Pine Road", "Cedar Lane", "Elm Drive", "Birch Way"};
+const Lines kCities = {"Portland", "Denver", "Austin", "Boston", "Seattle", "Chicago", "Toronto", "Leeds"};
+const Lines kCodes = {"SAVE10", "WELCOME15", "SPRING20", "FREESHIP", "THANKYOU5"};
 const std::vector<std::string> kNames = {"Anna", "Ben", "Carlos", "Dana", "Elif", "Farah", "George", "Hana",
                                          "Ivan", "Julia", "Kofi", "Lena", "Marco", "Nina", "Omar", "Priya",
                                          "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wei", "Yuki"};
@@ -131,7 +119,7 @@ struct Date {
 // The facts of one customer's order.
 struct Order {
     std::string id, tracking, carrier, payment;
-    const Product* product;
+    const ShopProduct* product;
     std::string size, colour;
     int qty, total_cents;
     Date ordered, shipped, eta;
@@ -141,7 +129,7 @@ struct Order {
 Order make_order(Rng& r) {
     Order o;
     o.id = "#" + std::string(1, static_cast<char>('A' + r.range(0, 7))) + std::to_string(r.range(10000, 99999));
-    o.product = &r.pick(catalogue());
+    o.product = &r.pick(shop_catalogue());
     o.size = r.pick(o.product->sizes);
     o.colour = r.pick(o.product->colours);
     o.qty = r.chance(80) ? 1 : r.range(2, 3);
@@ -196,7 +184,6 @@ std::string fill(std::string t, const Order& o) {
     return t;
 }
 
-using Lines = std::vector<std::string>;
 
 struct Builder {
     Rng& r;
@@ -353,8 +340,6 @@ void topic_cancel(Builder& b) {
 }
 
 void topic_address(Builder& b) {
-    static const Lines kStreets = {"Maple Street", "Oak Avenue", "Pine Road", "Cedar Lane", "Elm Drive", "Birch Way"};
-    static const Lines kCities = {"Portland", "Denver", "Austin", "Boston", "Seattle", "Chicago", "Toronto", "Leeds"};
     b.ask_about_order({"I need to change the shipping address for order {id}.", "Can I update the address on {id}?",
                        "I moved. Can you send order {id} to my new address?"},
                       {"I need to change my shipping address.", "Can I change the delivery address of my order?"});
@@ -371,7 +356,7 @@ void topic_address(Builder& b) {
 }
 
 void topic_product(Builder& b) {
-    const Product& p = *b.o.product;
+    const ShopProduct& p = *b.o.product;
     const int q = b.r.range(0, 3);
     if (q == 0) {
         b.user({"What is the {product} made of?", "What material is the {product}?"});
@@ -412,7 +397,6 @@ void topic_payment(Builder& b) {
 }
 
 void topic_discount(Builder& b) {
-    static const Lines kCodes = {"SAVE10", "WELCOME15", "SPRING20", "FREESHIP", "THANKYOU5"};
     const std::string code = b.r.pick(kCodes);
     b.user({"My discount code " + code + " doesn't work.", "Why isn't the code " + code + " working?",
             "Can I still use the code " + code + "?"});
@@ -455,9 +439,34 @@ const std::vector<std::string>& dialogue_topics() {
     return k;
 }
 
-Dialogue make_dialogue(uint64_t seed, uint64_t n) {
+namespace {
+
+// Dialogue n's generator, positioned where make_order reads it.
+Rng dialogue_rng(uint64_t seed, uint64_t n) {
     Rng r(seed * kGoldenGamma + n * 0xd1b54a32d192ed03ull + 1);
     r.next();
+    return r;
+}
+
+ShopDate shop_date(const Date& d) { return ShopDate{d.month + 1, d.day}; }
+
+}  // namespace
+
+ShopOrder shop_order(uint64_t seed, uint64_t n) {
+    Rng r = dialogue_rng(seed, n);
+    const Order o = make_order(r);
+    return ShopOrder{o.id.substr(1), o.product, o.size, o.colour, o.carrier, o.tracking, o.payment, o.qty, o.total_cents,
+                     shop_date(o.ordered), shop_date(o.shipped), shop_date(o.eta), o.has_shipped};
+}
+
+const std::vector<std::string>& shop_carriers() { return kCarriers; }
+const std::vector<std::string>& shop_names() { return kNames; }
+const std::vector<std::string>& shop_streets() { return kStreets; }
+const std::vector<std::string>& shop_cities() { return kCities; }
+const std::vector<std::string>& shop_discount_codes() { return kCodes; }
+
+Dialogue make_dialogue(uint64_t seed, uint64_t n) {
+    Rng r = dialogue_rng(seed, n);
     Dialogue d;
     const Order o = make_order(r);
     d.turns.push_back({"system", r.chance(80) ? "You are the customer-service assistant of Northwind Goods, an online shop. "

@@ -27,6 +27,38 @@ struct Dialogue {
     std::vector<DialogueTurn> turns;
 };
 
+// The shop the corpus is about; `llmforge shop init` (apps/shop/shop_db.h) puts the same products
+// and the same orders into its database.
+struct ShopProduct {
+    std::string name, category, material;
+    int price_cents;
+    std::vector<std::string> sizes, colours;
+    bool washable;
+};
+const std::vector<ShopProduct>& shop_catalogue();
+
+// A date of the shop's calendar year (month 1-12, day 1-28): the corpus never names a year.
+struct ShopDate {
+    int month, day;
+};
+
+// The order dialogue n of make_dialogue(seed, n) is about (whether or not the dialogue names it).
+struct ShopOrder {
+    std::string id;  // "C48213" (the corpus writes "#C48213")
+    const ShopProduct* product;
+    std::string size, colour, carrier, tracking, payment;
+    int qty, total_cents;
+    ShopDate ordered, shipped, eta;  // shipped: the planned date when !has_shipped
+    bool has_shipped;
+};
+ShopOrder shop_order(uint64_t seed, uint64_t n);
+// The lists the generator draws from: carriers, first names, streets, cities, discount codes.
+const std::vector<std::string>& shop_carriers();
+const std::vector<std::string>& shop_names();
+const std::vector<std::string>& shop_streets();
+const std::vector<std::string>& shop_cities();
+const std::vector<std::string>& shop_discount_codes();
+
 // The n-th dialogue of the corpus with this seed (independent of the others, so any slice can be
 // generated alone).
 Dialogue make_dialogue(uint64_t seed, uint64_t n);

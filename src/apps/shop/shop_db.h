@@ -1,0 +1,98 @@
+// The shop's data in SQLite (Debian's libsqlite3): customers, products, orders with their items,
+// policies, knowledge-base articles and discount codes — what the customer-service chat system
+// looks facts up in. `llmforge shop init` seeds it deterministically from the same generator as
+// the training corpus (train/dialogue_corpus.h): the products are the corpus's catalogue and the
+// orders are the orders its dialogues talk about, so a model trained on the corpus meets the same
+// world in the database.
+//
+// A database carries PRAGMA application_id 'LFSH' and user_version kShopSchemaVersion; open()
+// refuses anything else with one clear line (what, where, expected vs found, hint).
+//
+// Thread safety: a ShopDb is one SQLite connection; use it from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace llmforge::apps {
+
+constexpr int kShopSchemaVersion = 1;
+
+struct ShopInitOptions {
+    uint64_t seed = 1;        // the corpus seed whose orders go in
+    int64_t customers = 400;  // customers, each with one or more orders
+    int64_t orders = 2000;    // distinct orders (the first dialogues' orders, duplicates skipped)
+};
+
+struct OrderItem {
+    std::string product, size, colour;
+    int64_t qty = 0, price_cents = 0;  // unit price
+};
+
+struct OrderRecord {
+    std::string id, customer_id, customer_name, status;  // status: "processing" | "shipped"
+    std::string ordered, shipped, eta;  // ISO dates; shipped is the planned date while processing
+    std::string carrier, tracking, address, payment;
+    int64_t total_cents = 0;
+    std::vector<OrderItem> items;
+};
+
+struct ProductRecord {
+    std::string name, category, material;
+    int64_t price_cents = 0;
+    std::vector<std::string> sizes, colours, aliases;
+    bool washable = false;
+};
+
+struct CustomerRecord {
+    std::string id, name, email, address;
+};
+
+struct Article {
+    int64_t id = 0;
+    std::string title, body;
+};
+
+class ShopDb {
+public:
+    // Creates `path` (which must not exist unless overwrite) and fills it; throws Error.
+    static void init(const std::string& path, const ShopInitOptions& o, bool overwrite = false);
+    // Opens an existing shop database read-write; throws Error (missing file, not a shop database,
+    // another schema version).
+    explicit ShopDb(const std::string& path);
+    ~ShopDb();
+    ShopDb(const ShopDb&) = delete;
+    ShopDb& operator=(const ShopDb&) = delete;
+
+    std::optional<OrderRecord> order(const std::string& id) const;  // id normalised ("C48213")
+    std::vector<OrderRecord> orders_of(const std::string& customer_id) const;
+    std::optional<CustomerRecord> customer(const std::string& id) const;
+    std::vector<CustomerRecord> customers() const;
+    std::vector<ProductRecord> products() const;
+    std::optional<ProductRecord> product(const std::string& name) const;
+    std::vector<std::pair<std::string, std::string>> policies() const;  // (topic, text)
+    std::vector<Article> articles() const;
+    // Order ids whose digits are `digits` (a customer who typed "order 48213").
+    std::vector<std::string> orders_with_digits(const std::string& digits) const;
+    int64_t count(const char* table) const;
+    const std::string& path() const { return path_; }
+
+private:
+    sqlite3* db_ = nullptr;
+    std::string path_;
+};
+
+// What customers call a catalogue product ("hoodie" for "Everyday Hoodie"): the shop's search
+// words, stored with each product (products.aliases). Lower case.
+std::vector<std::string> product_aliases(const std::string& name);
+
+// "C48213", "#C48213", "c-48213", "C 48213", "order 48213" -> "C48213" (a bare number takes the
+// letter C, the shop's default series); "" when s holds no order id (a letter A-Z and 5 digits,
+// or 5 digits after the word "order"). The last id in s wins (a customer correcting themselves).
+std::string normalize_order_id(const std::string& s);
+
+}  // namespace llmforge::apps
