@@ -1,6 +1,5 @@
 #include "apps/shop/dst.h"
 
-#include <linear.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <set>
 
 #include "apps/shop/shop_db.h"
+#include "apps/shop/text_classifier.h"
 #include "core/error.h"
 #include "core/random.h"
 #include "io/atomic_file.h"
@@ -93,11 +93,6 @@ bool word_matches(const std::string& text_word, const std::string& lex_word, con
 // The dictionary the typo rule consults at training time (Debian's wamerican).
 const char* kDictionary = "/usr/share/dict/american-english";
 
-uint32_t fnv1a(const std::string& s) {
-    uint32_t h = 2166136261u;
-    for (unsigned char c : s) h = (h ^ c) * 16777619u;
-    return h;
-}
 
 struct Span {
     size_t begin, end;
@@ -130,16 +125,11 @@ DstState DstState::from_json(const nlohmann::json& j) {
 }
 
 struct DialogueStateTracker::Impl {
-    model* clf = nullptr;
-    std::vector<std::string> labels;  // liblinear label k -> name
-    int hash_bits = kHashBits;
+    TextClassifier clf;
     std::vector<ProductName> products;
     std::vector<std::pair<std::vector<std::string>, size_t>> phrases;  // (words, product index)
     std::set<std::string> codes;                                     // the shop's codes, upper case
     std::set<std::string> real_words;  // English words one edit from a product word (never typos)
-    ~Impl() {
-        if (clf) free_and_destroy_model(&clf);
-    }
 
     // The slots a turn names, with the spans they cover (for masking).
     TurnSlots find(const std::string& t, std::vector<Span>* spans) const {
@@ -205,8 +195,8 @@ struct DialogueStateTracker::Impl {
         return s;
     }
 
-    // The classifier's input: sorted hashed features, L2-normalised, terminated by index -1.
-    std::vector<feature_node> features(const std::string& turn) const {
+    // The classifier's input: the turn with its slot values (and order ids) replaced by tags.
+    std::string masked(const std::string& turn) const {
         std::vector<Span> spans;
         find(turn, &spans);
         // Order ids masked too (normalize_order_id's forms).
@@ -214,57 +204,14 @@ struct DialogueStateTracker::Impl {
         for (std::sregex_iterator it(turn.begin(), turn.end(), kId), end; it != end; ++it)
             spans.push_back({static_cast<size_t>(it->position(1)), static_cast<size_t>(it->position(1) + it->length(1)), "<id>"});
         std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
-        std::string masked;
+        std::string out;
         size_t at = 0;
         for (const Span& sp : spans) {
             if (sp.begin < at) continue;  // overlapping: the first wins
-            masked += turn.substr(at, sp.begin - at) + " " + sp.tag + " ";
+            out += turn.substr(at, sp.begin - at) + " " + sp.tag + " ";
             at = sp.end;
         }
-        masked += turn.substr(std::min(at, turn.size()));
-        // Tokens: the tags and the words between them.
-        std::vector<std::string> toks;
-        for (size_t i = 0; i < masked.size();) {
-            if (masked[i] == '<') {
-                const size_t j = masked.find('>', i);
-                if (j != std::string::npos) {
-                    toks.push_back(masked.substr(i, j - i + 1));
-                    i = j + 1;
-                    continue;
-                }
-            }
-            const unsigned char c = static_cast<unsigned char>(masked[i]);
-            if (std::isalnum(c) || c == '\'') {
-                size_t j = i;
-                while (j < masked.size() && (std::isalnum(static_cast<unsigned char>(masked[j])) || masked[j] == '\'')) ++j;
-                toks.push_back(lower(masked.substr(i, j - i)));
-                i = j;
-            } else {
-                if (c == '?') toks.push_back("?");
-                ++i;
-            }
-        }
-        std::vector<uint32_t> ids;
-        const uint32_t mask = (1u << hash_bits) - 1;
-        auto add = [&](const std::string& f) { ids.push_back((fnv1a(f) & mask) + 1); };
-        add("#bias-words:" + std::to_string(std::min<size_t>(toks.size(), 8)));
-        for (size_t i = 0; i < toks.size(); ++i) {
-            add("w:" + toks[i]);
-            add("b:" + (i ? toks[i - 1] : std::string("^")) + " " + toks[i]);
-            if (toks[i][0] != '<' && toks[i].size() >= 3) {
-                const std::string w = "^" + toks[i] + "$";
-                for (size_t n = 3; n <= 4; ++n)
-                    for (size_t k = 0; k + n <= w.size(); ++k) add("c:" + w.substr(k, n));
-            }
-        }
-        if (!toks.empty()) add("b:" + toks.back() + " $");
-        std::sort(ids.begin(), ids.end());
-        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-        std::vector<feature_node> x;
-        const double v = ids.empty() ? 0.0 : 1.0 / std::sqrt(static_cast<double>(ids.size()));
-        for (uint32_t id : ids) x.push_back({static_cast<int>(id), v});
-        x.push_back({-1, 0.0});
-        return x;
+        return out + turn.substr(std::min(at, turn.size()));
     }
 
     void set_products(std::vector<ProductName> ps) {
@@ -290,27 +237,24 @@ DialogueStateTracker::DialogueStateTracker(const std::string& dir) : impl_(std::
     if (j.is_discarded() || !j.is_object() || j.value("format", 0) != kFormat || !j.contains("labels") ||
         !j["labels"].is_array() || !j.contains("products") || !j["products"].is_array())
         fail("dst: %s is not a DST model of format %d (hint: rebuild it with make dst-model)", cfg_path.c_str(), kFormat);
-    for (const auto& l : j["labels"]) impl_->labels.push_back(l.get<std::string>());
-    impl_->hash_bits = j.value("hash_bits", kHashBits);
-    if (impl_->hash_bits < 8 || impl_->hash_bits > 24) fail("dst: %s: hash_bits %d, expected 8..24", cfg_path.c_str(), impl_->hash_bits);
+    std::vector<std::string> labels;
+    for (const auto& l : j["labels"]) labels.push_back(l.get<std::string>());
+    const int hash_bits = j.value("hash_bits", kHashBits);
+    if (hash_bits < 8 || hash_bits > 24) fail("dst: %s: hash_bits %d, expected 8..24", cfg_path.c_str(), hash_bits);
     std::vector<ProductName> ps;
     for (const auto& p : j["products"]) ps.push_back({p.at("name").get<std::string>(), p.at("aliases").get<std::vector<std::string>>()});
     impl_->set_products(std::move(ps));
     for (const auto& c : j.value("codes", nlohmann::json::array())) impl_->codes.insert(c.get<std::string>());
     for (const auto& w : j.value("real_words", nlohmann::json::array())) impl_->real_words.insert(w.get<std::string>());
-    struct stat st;
-    if (stat(model_path.c_str(), &st) != 0) fail("dst: %s not found (hint: make dst-model)", model_path.c_str());
-    impl_->clf = load_model(model_path.c_str());
-    if (impl_->clf == nullptr || get_nr_class(impl_->clf) != static_cast<int>(impl_->labels.size()))
-        fail("dst: %s is not a liblinear model with %zu classes (hint: make dst-model)", model_path.c_str(), impl_->labels.size());
+    impl_->clf = TextClassifier::load(model_path, std::move(labels), hash_bits);
 }
 
 DialogueStateTracker::~DialogueStateTracker() = default;
 
 std::string DialogueStateTracker::classify(const std::string& turn) const {
-    const auto x = impl_->features(turn);
-    const int k = static_cast<int>(predict(impl_->clf, x.data()));
-    return k >= 0 && k < static_cast<int>(impl_->labels.size()) ? impl_->labels[k] : "other";
+    const int k = impl_->clf.predict(impl_->masked(turn));
+    const auto& labels = impl_->clf.labels();
+    return k >= 0 && k < static_cast<int>(labels.size()) ? labels[k] : "other";
 }
 
 TurnSlots DialogueStateTracker::slots(const std::string& turn) const {
@@ -384,41 +328,20 @@ double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, doubl
         }
     }
     const size_t n_test = data.size() / 10, n_train = data.size() - n_test;
-    std::vector<std::vector<feature_node>> xs(data.size());
-    std::vector<double> y(data.size());
-    for (size_t i = 0; i < data.size(); ++i) {
-        xs[i] = im.features(data[i].first);
-        y[i] = static_cast<double>(std::find(labels.begin(), labels.end(), data[i].second) - labels.begin());
-    }
-    std::vector<feature_node*> xp(n_train);
-    for (size_t i = 0; i < n_train; ++i) xp[i] = xs[i].data();
-    problem prob{};
-    prob.l = static_cast<int>(n_train);
-    prob.n = 1 << im.hash_bits;
-    prob.y = y.data();
-    prob.x = xp.data();
-    prob.bias = -1;
-    parameter param{};
-    param.solver_type = L2R_LR;
-    param.eps = 0.01;
-    param.C = C;
-    if (const char* e = check_parameter(&prob, &param)) fail("dst-train: liblinear: %s", e);
-    set_print_string_function([](const char*) {});
-    model* m = ::train(&prob, &param);
+    std::vector<std::pair<std::string, int>> samples(data.size());
+    for (size_t i = 0; i < data.size(); ++i)
+        samples[i] = {im.masked(data[i].first),
+                      static_cast<int>(std::find(labels.begin(), labels.end(), data[i].second) - labels.begin())};
+    const std::vector<std::pair<std::string, int>> train_set(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(n_train));
+    im.clf = TextClassifier::train(train_set, labels, kHashBits, C);
     int correct = 0;
-    for (size_t i = n_train; i < data.size(); ++i) correct += predict(m, xs[i].data()) == y[i];
+    for (size_t i = n_train; i < data.size(); ++i) correct += im.clf.predict(samples[i].first) == samples[i].second;
     mkdir(dir.c_str(), 0755);
-    const std::string tmp = dir + "/intent.liblinear.tmp";
-    if (save_model(tmp.c_str(), m) != 0) {
-        free_and_destroy_model(&m);
-        fail("dst-train: cannot write %s", tmp.c_str());
-    }
-    free_and_destroy_model(&m);
-    if (std::rename(tmp.c_str(), (dir + "/intent.liblinear").c_str()) != 0) fail("dst-train: cannot write %s/intent.liblinear", dir.c_str());
+    im.clf.save(dir + "/intent.liblinear");
     nlohmann::ordered_json j;
     j["format"] = kFormat;
     j["labels"] = labels;
-    j["hash_bits"] = im.hash_bits;
+    j["hash_bits"] = kHashBits;
     j["trained"] = {{"seed", seed}, {"per_label", per_label}, {"C", C}, {"utterances", n_train},
                     {"held_out_accuracy", n_test ? static_cast<double>(correct) / n_test : 0.0}};
     nlohmann::ordered_json prods = nlohmann::ordered_json::array();
