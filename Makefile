@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean default-model dst-model
+.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model
 
 all: build
 
@@ -36,6 +36,10 @@ default-model: build
 # generated utterances with liblinear, products and codes from the shop's catalogue; ~30 s).
 dst-model: build
 	$(BUILD)/bin/llmforge dst-train --out models/dst --seed 1 --per-label 3000 --C 4
+
+# Rebuilds the safety classifier in models/safety (rules.json there is hand-written data; ~30 s).
+safety-model: build
+	$(BUILD)/bin/llmforge safety-train --out models/safety --seed 1 --per-category 2000 --C 4
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

@@ -42,6 +42,8 @@ void add_compress_report(CLI::App& app, std::function<int()>& run);  // compress
 void add_shop(CLI::App& app, std::function<int()>& run);             // shop.cpp
 void add_dst(CLI::App& app, std::function<int()>& run);              // dst.cpp
 void add_dst_train(CLI::App& app, std::function<int()>& run);        // dst.cpp
+void add_safety(CLI::App& app, std::function<int()>& run);           // safety.cpp
+void add_safety_train(CLI::App& app, std::function<int()>& run);     // safety.cpp
 // A model the project ships under models/ ($LLMFORGE_MODELS overrides the folder).
 std::string shipped_model(const char* name);
 

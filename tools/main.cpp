@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
     llmforge::cli::add_shop(app, cmds["shop"]);
     llmforge::cli::add_dst(app, cmds["dst"]);
     llmforge::cli::add_dst_train(app, cmds["dst-train"]);
+    llmforge::cli::add_safety(app, cmds["safety"]);
+    llmforge::cli::add_safety_train(app, cmds["safety-train"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -297,10 +297,6 @@ std::vector<DstState> DialogueStateTracker::track(const std::vector<std::string>
 }
 
 double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, double C) {
-    auto data = dst_training_utterances(seed, per_label);
-    // A fixed shuffle, then a tenth held out.
-    uint64_t s = seed ^ 0xabcdef;
-    for (size_t i = data.size(); i > 1; --i) std::swap(data[i - 1], data[splitmix64(s) % i]);
     std::vector<std::string> labels = kDstIntents;
     labels.push_back("inform");
     DialogueStateTracker::Impl im;
@@ -327,15 +323,11 @@ double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, doubl
                 }
         }
     }
-    const size_t n_test = data.size() / 10, n_train = data.size() - n_test;
-    std::vector<std::pair<std::string, int>> samples(data.size());
-    for (size_t i = 0; i < data.size(); ++i)
-        samples[i] = {im.masked(data[i].first),
-                      static_cast<int>(std::find(labels.begin(), labels.end(), data[i].second) - labels.begin())};
-    const std::vector<std::pair<std::string, int>> train_set(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(n_train));
-    im.clf = TextClassifier::train(train_set, labels, kHashBits, C);
-    int correct = 0;
-    for (size_t i = n_train; i < data.size(); ++i) correct += im.clf.predict(samples[i].first) == samples[i].second;
+    const auto data = dst_training_utterances(seed, per_label);
+    const size_t n_train = data.size() - data.size() / 10;
+    double acc = 0;
+    im.clf = TextClassifier::train_with_held_out(data, labels, seed ^ 0xabcdef, kHashBits, C,
+                                                 [&im](const std::string& t) { return im.masked(t); }, &acc);
     mkdir(dir.c_str(), 0755);
     im.clf.save(dir + "/intent.liblinear");
     nlohmann::ordered_json j;
@@ -343,7 +335,7 @@ double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, doubl
     j["labels"] = labels;
     j["hash_bits"] = kHashBits;
     j["trained"] = {{"seed", seed}, {"per_label", per_label}, {"C", C}, {"utterances", n_train},
-                    {"held_out_accuracy", n_test ? static_cast<double>(correct) / n_test : 0.0}};
+                    {"held_out_accuracy", acc}};
     nlohmann::ordered_json prods = nlohmann::ordered_json::array();
     for (const auto& p : ps) prods.push_back({{"name", p.name}, {"aliases", p.aliases}});
     j["products"] = prods;
@@ -353,7 +345,7 @@ double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, doubl
     const std::string text = j.dump(1) + "\n";
     f.write(text.data(), text.size());
     f.commit();
-    return n_test ? static_cast<double>(correct) / n_test : 0.0;
+    return acc;
 }
 
 nlohmann::ordered_json DstScore::to_json() const {

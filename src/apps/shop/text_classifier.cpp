@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace llmforge::apps {
 
@@ -107,6 +108,27 @@ TextClassifier TextClassifier::train(const std::vector<std::pair<std::string, in
     if (const char* e = check_parameter(&prob, &param)) fail("text classifier: liblinear: %s", e);
     set_print_string_function([](const char*) {});
     tc.m_.reset(::train(&prob, &param));
+    return tc;
+}
+
+TextClassifier TextClassifier::train_with_held_out(std::vector<std::pair<std::string, std::string>> data,
+                                                   std::vector<std::string> labels, uint64_t shuffle_seed, int hash_bits,
+                                                   double C, const std::function<std::string(const std::string&)>& prep,
+                                                   double* held_out_accuracy) {
+    uint64_t s = shuffle_seed;
+    for (size_t i = data.size(); i > 1; --i) std::swap(data[i - 1], data[splitmix64(s) % i]);
+    std::vector<std::pair<std::string, int>> samples(data.size());
+    for (size_t i = 0; i < data.size(); ++i) {
+        const auto it = std::find(labels.begin(), labels.end(), data[i].second);
+        if (it == labels.end()) fail("text classifier: label '%s' is not one of the classes", data[i].second.c_str());
+        samples[i] = {prep(data[i].first), static_cast<int>(it - labels.begin())};
+    }
+    const size_t n_test = samples.size() / 10, n_train = samples.size() - n_test;
+    TextClassifier tc = train({samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(n_train)}, std::move(labels),
+                              hash_bits, C);
+    int correct = 0;
+    for (size_t i = n_train; i < samples.size(); ++i) correct += tc.predict(samples[i].first) == samples[i].second;
+    if (held_out_accuracy) *held_out_accuracy = n_test ? static_cast<double>(correct) / static_cast<double>(n_test) : 0.0;
     return tc;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,6 +29,13 @@ public:
     // Trains on (text, label index) pairs; labels.size() classes (each should occur).
     static TextClassifier train(const std::vector<std::pair<std::string, int>>& samples, std::vector<std::string> labels,
                                 int hash_bits, double C);
+    // The generators' recipe: (text, label name) pairs shuffled with shuffle_seed, a tenth held
+    // out, the rest trained on after `prep` (e.g. masking slot values); *held_out_accuracy gets
+    // the held-out tenth's accuracy.
+    static TextClassifier train_with_held_out(std::vector<std::pair<std::string, std::string>> data,
+                                              std::vector<std::string> labels, uint64_t shuffle_seed, int hash_bits, double C,
+                                              const std::function<std::string(const std::string&)>& prep,
+                                              double* held_out_accuracy);
     // liblinear's text model format; labels and hash_bits are the caller's to keep (a JSON beside it).
     void save(const std::string& path) const;
     static TextClassifier load(const std::string& path, std::vector<std::string> labels, int hash_bits);
