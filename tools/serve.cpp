@@ -6,12 +6,28 @@
 #include <cstdio>
 #include <thread>
 
+#include "apps/shop/safety.h"
 #include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
 #include "serve/server.h"
 
 namespace llmforge::cli {
+
+namespace {
+
+// The shop assistant's safety filter (rules + classifier) as the server's content filter.
+class SafetyContentFilter : public serve::ContentFilter {
+public:
+    explicit SafetyContentFilter(const std::string& dir) : f_(dir) {}
+    std::optional<std::string> check(const std::string& text) const override { return f_.check(text).category; }
+    apps::SafetyFilter& filter() { return f_; }
+
+private:
+    apps::SafetyFilter f_;
+};
+
+}  // namespace
 
 void add_serve(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
@@ -22,6 +38,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static int drift_reference = 200, drift_window = 200;
     static bool no_batch_invariant = false;
     static std::string cache_k = "f32", cache_v = "f32";
+    static std::string safety_dir;
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
     add_attention_flags(sub, cfg.model_options.attention);
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
@@ -41,6 +58,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--admin-key", cfg.admin_key, "key for /admin/* (reload, drift); without it they are off");
     sub->add_option("--metrics-key", cfg.metrics_key, "require Authorization: Bearer KEY on /metrics (default: public)");
     sub->add_option("--max-queue", max_queue, "sequences waiting for a slot before 503")->capture_default_str()->check(CLI::Range(1, 100000));
+    sub->add_option("--safety", safety_dir,
+                    "content filter on prompts and streamed replies: a safety model folder (models/safety); SIGHUP "
+                    "reloads its rules");
     sub->add_option("--timeout", cfg.timeout_s, "seconds a request may run")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
     sub->add_option("--shutdown-grace", cfg.shutdown_grace_s, "SIGTERM: seconds running requests get to finish")->capture_default_str();
     sub->add_option("-t,--threads", threads, "compute threads (0: all cores)");
@@ -85,6 +105,8 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         cfg.drift.reference_size = static_cast<size_t>(drift_reference);
         cfg.drift.window_size = static_cast<size_t>(drift_window);
         cfg.drift.min_window = std::min<size_t>(cfg.drift.min_window, cfg.drift.window_size);
+        static std::shared_ptr<SafetyContentFilter> safety;
+        if (!safety_dir.empty()) cfg.content_filter = safety = std::make_shared<SafetyContentFilter>(safety_dir);
 
         // Signals land on whatever thread the kernel picks (libraries start threads before
         // main), so the handler only writes the signal number to a pipe; one thread reads it.
@@ -104,6 +126,14 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
             unsigned char b = 0;
             while (read(pipe_fd[0], &b, 1) == 1) {
                 if (b == SIGHUP) {
+                    if (safety) {
+                        try {
+                            safety->filter().reload_rules();
+                        } catch (const std::exception& e) {
+                            std::fprintf(stderr, "llmforge serve: SIGHUP: safety rules not reloaded, the previous ones stay: %s\n",
+                                         e.what());
+                        }
+                    }
                     try {
                         server.reload("");
                     } catch (const std::exception& e) {

@@ -139,7 +139,7 @@ std::string content_text(const json& c, size_t i) {
     return out;
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool tools_given) {
+std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool tools_given, std::string* last_user) {
     const json* msgs = field(body, "messages");
     if (msgs == nullptr) bad("messages", "'messages' is required");
     if (!msgs->is_array()) bad_type("messages", "an array", *msgs);
@@ -159,6 +159,7 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool to
         ojson o = ojson::parse(msg.dump());
         o["role"] = role == "developer" ? "system" : role;
         o["content"] = content_text(msg.contains("content") ? msg["content"] : json(), i);
+        if (role == "user") *last_user = o["content"].get<std::string>();
         if (msg.contains("tool_calls") && !msg["tool_calls"].is_null()) {
             if (role != "assistant") bad(where + ".tool_calls", "'" + where + ".tool_calls' is only allowed on assistant messages");
             if (!msg["tool_calls"].is_array()) bad_type(where + ".tool_calls", "an array", msg["tool_calls"]);
@@ -601,10 +602,11 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
 
     std::vector<std::vector<int32_t>> prompts;
     if (chat) {
-        prompts.push_back(chat_prompt(body, *m, tools_given));
+        prompts.push_back(chat_prompt(body, *m, tools_given, &r.user_text));
         for (const auto& s : m->extra_stops) stop.push_back(s);
     } else {
         prompts = completion_prompts(body, *m, r.prompts_text);
+        for (const auto& t : r.prompts_text) r.user_text += (r.user_text.empty() ? "" : "\n") + t;
         if (r.fim) {
             const std::string& suffix = field(body, "suffix")->get_ref<const std::string&>();
             const FimFormat& f = *m->fim();

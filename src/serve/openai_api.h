@@ -83,6 +83,9 @@ struct ParsedRequest {
     ToolSyntax tool_syntax;
     std::vector<ToolDef> tools;
     bool fim = false;  // completions with 'suffix': the prompt is the model's FIM prompt
+    // What a content filter checks before generating: the last user message (chat) or the text
+    // prompts (completions), joined by newlines.
+    std::string user_text;
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).

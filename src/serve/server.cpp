@@ -596,6 +596,7 @@ struct Generation {
     std::string id;
     int64_t created = 0;
     double deadline = 0;  // past it the request is cancelled (its choices end with "length")
+    std::shared_ptr<const ContentFilter> filter;  // null: none (ServerConfig::content_filter)
 };
 
 // A choice the shutdown cut short: said as an error, never as a normal finish.
@@ -665,7 +666,45 @@ void answer_whole(const Generation& g, httplib::Response& res) {
         send_error(res, cut_error(r.generated));
         return;
     }
-    res.set_content(dump(response_json(*g.pr, g.id, g.created, r.choices, *g.model->tokenizer)), "application/json");
+    std::vector<ChoiceResult> choices = r.choices;
+    if (g.filter)  // a reply that turned unsafe is replaced whole
+        for (ChoiceResult& c : choices)
+            if (g.filter->check(c.text)) c.text = g.filter->refusal, c.finish_reason = "content_filter", c.tokens.clear();
+    res.set_content(dump(response_json(*g.pr, g.id, g.created, choices, *g.model->tokenizer)), "application/json");
+}
+
+// A request whose user text the content filter blocks: the refusal as every choice's reply,
+// finish_reason "content_filter", nothing generated (streamed as the role, content and finish
+// chunks of each choice, usage when asked for, [DONE]).
+void answer_refusal(const Generation& g, httplib::Response& res) {
+    const ParsedRequest& pr = *g.pr;
+    const Tokenizer& tok = *g.model->tokenizer;
+    if (!pr.stream) {
+        ChoiceResult c;
+        c.text = g.filter->refusal;
+        c.finish_reason = "content_filter";
+        res.set_content(dump(response_json(pr, g.id, g.created, std::vector<ChoiceResult>(g.n_seqs, c), tok)), "application/json");
+        return;
+    }
+    std::string body;
+    auto add = [&body](const json& j) { body += "data: " + dump(j) + "\n\n"; };
+    for (size_t i = 0; i < g.n_seqs; ++i) {
+        Event e;
+        e.index = static_cast<int>(i);
+        if (pr.chat) add(chunk_json(pr, g.id, g.created, &e, tok, true));
+        add(content_chunk_json(pr, g.id, g.created, e.index, g.filter->refusal));
+        e.kind = Event::kDone;
+        e.finish_reason = "content_filter";
+        add(chunk_json(pr, g.id, g.created, &e, tok, false));
+    }
+    if (pr.include_usage) {
+        json u = chunk_json(pr, g.id, g.created, nullptr, tok, false);
+        u["usage"] = usage_json(pr.prompt_tokens, 0, 0);
+        add(u);
+    }
+    body += "data: [DONE]\n\n";
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(body, "text/event-stream");
 }
 
 // Relays a streamed request's events to its client as Server-Sent Events: one chunk per token
@@ -673,7 +712,8 @@ void answer_whole(const Generation& g, httplib::Response& res) {
 // the stream is done, and release() when the response ends either way.
 class SseRelay {
 public:
-    explicit SseRelay(Generation g) : g_(std::move(g)), opened_(g_.n_seqs, false), last_write_(now_s()) {}
+    explicit SseRelay(Generation g)
+        : g_(std::move(g)), opened_(g_.n_seqs, false), filtered_(g_.n_seqs, false), text_(g_.n_seqs), last_write_(now_s()) {}
 
     // Relays the next event (or keeps an idle connection alive); false ends the response.
     bool pump(httplib::DataSink& sink) {
@@ -726,6 +766,9 @@ private:
             cut_ = true;
             completion_ += e.completion_tokens;
             done_++;
+        } else if (filtered_[e.index]) {
+            // The filter ended this choice: its later tokens are dropped, its end only counted.
+            if (e.kind != Event::kToken) done_++, completion_ += e.completion_tokens;
         } else {
             if (pr.chat && !opened_[e.index]) {
                 opened_[e.index] = true;
@@ -746,6 +789,7 @@ private:
                     if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &fin, tok, false));
                 }
             } else if (e.kind == Event::kToken) {
+                if (ok && g_.filter && !e.text.empty() && blocked(e.index, e.text)) return ok && cut(sink, e.index);
                 if (ok && (!e.text.empty() || (pr.logprobs && e.token.id >= 0)))
                     ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
             } else {
@@ -755,6 +799,31 @@ private:
                 if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
             }
         }
+        return ok;
+    }
+
+    // Whether choice `index`'s text with `more` appended must not pass. The filter reads the
+    // last kFilterWindow bytes (a violation is local; each check stays cheap on long replies).
+    bool blocked(int index, const std::string& more) {
+        static constexpr size_t kFilterWindow = 600;
+        std::string& t = text_[static_cast<size_t>(index)];
+        t += more;
+        return g_.filter->check(t.size() > kFilterWindow ? t.substr(t.size() - kFilterWindow) : t).has_value();
+    }
+
+    // Ends choice `index` where its text turned unsafe: the replacement, the finish chunk
+    // ("content_filter"); its sequence stops (the request's, once no other choice runs).
+    bool cut(httplib::DataSink& sink, int index) {
+        filtered_[static_cast<size_t>(index)] = true;
+        bool ok = send(sink, content_chunk_json(*g_.pr, g_.id, g_.created, index, g_.filter->replacement));
+        Event fin;
+        fin.kind = Event::kDone;
+        fin.index = index;
+        fin.finish_reason = "content_filter";
+        if (ok) ok = send(sink, chunk_json(*g_.pr, g_.id, g_.created, &fin, *g_.model->tokenizer, false));
+        if (std::count(filtered_.begin(), filtered_.end(), true) + static_cast<std::ptrdiff_t>(done_) >=
+            static_cast<std::ptrdiff_t>(g_.n_seqs))
+            g_.stream->cancel();  // every choice has ended or been cut: stop generating
         return ok;
     }
 
@@ -797,6 +866,8 @@ private:
     std::vector<ToolCallStreamer> streamers_;  // tools: one per choice, made on first use
     size_t done_ = 0;  // choices ended
     std::vector<bool> opened_;  // chat: the choice's role chunk was sent
+    std::vector<bool> filtered_;        // the content filter cut the choice
+    std::vector<std::string> text_;     // each choice's text so far (content filter)
     int64_t completion_ = 0, cached_ = 0;
     bool finished_ = false, cut_ = false;
     double last_write_ = 0;
@@ -948,6 +1019,16 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
     const auto& model = sv.model;
     auto pr = parse_or_refuse(body, chat, sv, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
     if (!pr) return;
+    if (cfg_.content_filter && cfg_.content_filter->check(pr->user_text)) {
+        {
+            std::lock_guard<std::mutex> lk(metrics_->mu);
+            metrics_->by_model[pr->model_id]++;
+        }
+        const Generation g{pr, nullptr, model, pr->seqs.size(), random_id(chat ? "chatcmpl-" : "cmpl-"),
+                           static_cast<int64_t>(std::time(nullptr)), 0, cfg_.content_filter};
+        answer_refusal(g, res);
+        return;
+    }
     auto stream = std::make_shared<RequestStream>();
     const size_t n_seqs = pr->seqs.size();
     for (auto& sq : pr->seqs) sq.stream = stream;
@@ -957,7 +1038,7 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
         metrics_->by_model[pr->model_id]++;
     }
     Generation g{pr, stream, model, n_seqs, random_id(chat ? "chatcmpl-" : "cmpl-"),
-                 static_cast<int64_t>(std::time(nullptr)), now_s() + cfg_.timeout_s};
+                 static_cast<int64_t>(std::time(nullptr)), now_s() + cfg_.timeout_s, cfg_.content_filter};
     if (pr->stream) {
         answer_stream(std::move(g), res);
     } else {

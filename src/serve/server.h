@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -55,6 +56,22 @@ struct AdapterOption {
 // "NAME=DIR" -> option; throws Error (one line) for a spec without '=' or an empty part.
 AdapterOption parse_adapter_option(const std::string& spec);
 
+// A content filter the server consults (llmforge serve --safety DIR plugs in the shop
+// assistant's, apps/shop/safety.h): on the request's user text before generating, and on each
+// choice's text as it is produced. A request it blocks is answered with `refusal` and
+// finish_reason "content_filter" without generating; a reply that turns unsafe is cut before the
+// unsafe text is sent, `replacement` is sent in its place, and the choice ends with
+// finish_reason "content_filter" (streams: then usage and [DONE] as usual). Tool-call output is
+// not filtered. check() must be thread-safe.
+class ContentFilter {
+public:
+    virtual ~ContentFilter() = default;
+    // The category when `text` must not pass; nullopt when it may.
+    virtual std::optional<std::string> check(const std::string& text) const = 0;
+    std::string refusal = "I'm sorry, I can't help with that. I can help with orders, deliveries, returns and our products.";
+    std::string replacement = "[The rest of this reply was withheld by the safety filter.]";
+};
+
 struct ServerConfig {
     std::string model_path;
     std::vector<AdapterOption> adapters;  // loaded at start, after the model
@@ -72,6 +89,7 @@ struct ServerConfig {
     GateConfig gate;               // connection limits and timeouts (max_body and workers set from above)
     EngineConfig engine;
     DriftConfig drift;
+    std::shared_ptr<const ContentFilter> content_filter;  // null: none
 };
 
 class Server {

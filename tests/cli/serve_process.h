@@ -150,6 +150,8 @@ inline StreamResult stream_completion(int port, const json& req, int stop_after_
             }
             for (const auto& ch : j["choices"]) {
                 r.text += ch.value("text", "");
+                if (ch.contains("delta") && ch["delta"].contains("content") && ch["delta"]["content"].is_string())
+                    r.text += ch["delta"]["content"].get<std::string>();  // chat
                 if (!ch["finish_reason"].is_null()) r.finish_reason = ch["finish_reason"];
             }
             if (stop_after_events > 0 && events >= stop_after_events) return false;
