@@ -20,7 +20,16 @@ namespace {
 class SafetyContentFilter : public serve::ContentFilter {
 public:
     explicit SafetyContentFilter(const std::string& dir) : f_(dir) {}
-    std::optional<std::string> check(const std::string& text) const override { return f_.check(text).category; }
+    // Fails closed: a text the filter cannot judge (a regular expression giving up on it) is
+    // treated as blocked.
+    std::optional<std::string> check(const std::string& text) const override {
+        try {
+            return f_.check(text).category;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "llmforge serve: safety filter failed on a text (%s): blocked\n", e.what());
+            return std::string("unchecked");
+        }
+    }
     apps::SafetyFilter& filter() { return f_; }
 
 private:
