@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model
+.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model retriever-model
 
 all: build
 
@@ -40,6 +40,10 @@ dst-model: build
 # Rebuilds the safety classifier in models/safety (rules.json there is hand-written data; ~30 s).
 safety-model: build
 	$(BUILD)/bin/llmforge safety-train --out models/safety --seed 1 --per-category 2000 --C 4
+
+# Rebuilds the retriever's query and passage encoders in models/retriever (~5 s).
+retriever-model: build
+	$(BUILD)/bin/llmforge retrieval-train --out models/retriever --seed 1
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

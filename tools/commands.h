@@ -44,6 +44,8 @@ void add_dst(CLI::App& app, std::function<int()>& run);              // dst.cpp
 void add_dst_train(CLI::App& app, std::function<int()>& run);        // dst.cpp
 void add_safety(CLI::App& app, std::function<int()>& run);           // safety.cpp
 void add_safety_train(CLI::App& app, std::function<int()>& run);     // safety.cpp
+void add_retrieve(CLI::App& app, std::function<int()>& run);         // retrieve.cpp
+void add_retrieval_train(CLI::App& app, std::function<int()>& run);  // retrieve.cpp
 // A model the project ships under models/ ($LLMFORGE_MODELS overrides the folder).
 std::string shipped_model(const char* name);
 

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
     llmforge::cli::add_dst_train(app, cmds["dst-train"]);
     llmforge::cli::add_safety(app, cmds["safety"]);
     llmforge::cli::add_safety_train(app, cmds["safety-train"]);
+    llmforge::cli::add_retrieve(app, cmds["retrieve"]);
+    llmforge::cli::add_retrieval_train(app, cmds["retrieval-train"]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -8,6 +8,7 @@
 
 #include "apps/shop/dst.h"
 #include "apps/shop/safety.h"
+#include "apps/shop/generator_noise.h"
 #include "core/random.h"
 #include "train/dialogue_corpus.h"
 
@@ -114,17 +115,6 @@ std::string card_number(Draws& d) {
     return s;
 }
 
-std::string typo(Draws& d, std::string s) {
-    if (s.size() < 6) return s;
-    const size_t p = 1 + d.next() % (s.size() - 2);
-    if (!std::isalpha(static_cast<unsigned char>(s[p]))) return s;
-    switch (d.range(0, 2)) {
-        case 0: s.erase(p, 1); break;
-        case 1: s.insert(p, 1, s[p]); break;
-        default: std::swap(s[p], s[p - 1]); break;
-    }
-    return s;
-}
 
 }  // namespace
 
@@ -149,7 +139,7 @@ std::vector<std::pair<std::string, std::string>> safety_training_messages(uint64
             rep("{email}", "someone" + std::to_string(d.range(1, 99)) + "@example.com");
             rep("{bad}", d.pick(kBad));
             t = d.pick(contexts) + t;
-            if (d.chance(20)) t = typo(d, t);
+            if (d.chance(20)) t = one_typo(d, t);
             if (d.chance(30)) t[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(t[0])));
             out.emplace_back(std::move(t), label);
         }

@@ -372,6 +372,22 @@ void ShopDb::init(const std::string& path, const ShopInitOptions& o, bool overwr
 
 std::vector<std::string> product_aliases(const std::string& name) { return aliases(name); }
 
+const std::vector<KnowledgePassage>& shop_knowledge() {
+    static const std::vector<KnowledgePassage> k = [] {
+        std::vector<KnowledgePassage> v;
+        for (const auto& [topic, text] : policy_texts()) {
+            std::string title = topic;
+            for (char& c : title) c = c == '_' ? ' ' : c;
+            title[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(title[0])));
+            v.push_back({"policy:" + topic, title + " policy", text});
+        }
+        int i = 0;
+        for (const auto& [title, body] : article_texts()) v.push_back({"article:" + std::to_string(++i), title, body});
+        return v;
+    }();
+    return k;
+}
+
 ShopDb::ShopDb(const std::string& path) : path_(path) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0)

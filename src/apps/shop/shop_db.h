@@ -86,6 +86,13 @@ private:
     std::string path_;
 };
 
+// The shop's knowledge passages, as ShopDb::init stores them: each policy ("policy:returns" …)
+// and each article ("article:1" …), with its title and text. The retriever's passages.
+struct KnowledgePassage {
+    std::string id, title, text;
+};
+const std::vector<KnowledgePassage>& shop_knowledge();
+
 // What customers call a catalogue product ("hoodie" for "Everyday Hoodie"): the shop's search
 // words, stored with each product (products.aliases). Lower case.
 std::vector<std::string> product_aliases(const std::string& name);

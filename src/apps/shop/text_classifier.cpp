@@ -20,8 +20,9 @@ uint32_t fnv1a(const std::string& s) {
     return h;
 }
 
-// Sorted hashed feature indices (1-based), L2-normalised binary values, terminated by index -1.
-std::vector<feature_node> hashed_features(const std::string& text, int hash_bits) {
+}  // namespace
+
+std::vector<uint32_t> hashed_feature_ids(const std::string& text, int hash_bits) {
     const std::vector<std::string> toks = feature_tokens(text);
     std::vector<uint32_t> ids;
     const uint32_t mask = (1u << hash_bits) - 1;
@@ -39,6 +40,16 @@ std::vector<feature_node> hashed_features(const std::string& text, int hash_bits
     if (!toks.empty()) add("b:" + toks.back() + " $");
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (uint32_t& id : ids) id -= 1;
+    return ids;
+}
+
+namespace {
+
+// Sorted hashed feature indices (1-based), L2-normalised binary values, terminated by index -1.
+std::vector<feature_node> hashed_features(const std::string& text, int hash_bits) {
+    std::vector<uint32_t> ids = hashed_feature_ids(text, hash_bits);
+    for (uint32_t& id : ids) id += 1;
     std::vector<feature_node> x;
     const double v = ids.empty() ? 0.0 : 1.0 / std::sqrt(static_cast<double>(ids.size()));
     for (uint32_t id : ids) x.push_back({static_cast<int>(id), v});

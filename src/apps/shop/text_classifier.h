@@ -54,6 +54,10 @@ private:
     int hash_bits_ = 16;
 };
 
+// The hashed features of a text (0-based bucket ids in [0, 2^hash_bits), sorted, distinct): the
+// classifier's input, also the retriever's (retriever.h). Each has the value 1/sqrt(count).
+std::vector<uint32_t> hashed_feature_ids(const std::string& text, int hash_bits);
+
 // The words of a text as the features see them: letters, digits and apostrophes, lower case;
 // "<tag>" placeholders whole; '?' kept.
 std::vector<std::string> feature_tokens(const std::string& text);
