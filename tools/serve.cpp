@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "apps/shop/retriever.h"
 #include "apps/shop/safety.h"
 #include "attention_flags.h"
 #include "commands.h"
@@ -36,6 +37,21 @@ private:
     apps::SafetyFilter f_;
 };
 
+// The shop's retriever as the server's embedder: "shop-retriever" embeds passages (documents),
+// "shop-retriever-query" queries; a "query: " prefix also selects the query encoder.
+class RetrieverEmbedder : public serve::Embedder {
+public:
+    explicit RetrieverEmbedder(const std::string& dir) : enc_(dir) {}
+    std::vector<std::string> models() const override { return {"shop-retriever", "shop-retriever-query"}; }
+    int dims() const override { return apps::DualEncoder::kDims; }
+    std::vector<float> embed(const std::string& model, const std::string& text) const override {
+        return enc_.encode(text, model == "shop-retriever-query");
+    }
+
+private:
+    apps::DualEncoder enc_;
+};
+
 }  // namespace
 
 void add_serve(CLI::App& app, std::function<int()>& run) {
@@ -47,7 +63,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static int drift_reference = 200, drift_window = 200;
     static bool no_batch_invariant = false;
     static std::string cache_k = "f32", cache_v = "f32";
-    static std::string safety_dir;
+    static std::string safety_dir, embeddings_dir;
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
     add_attention_flags(sub, cfg.model_options.attention);
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
@@ -70,6 +86,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--safety", safety_dir,
                     "content filter on prompts and streamed replies: a safety model folder (models/safety); SIGHUP "
                     "reloads its rules");
+    sub->add_option("--embeddings", embeddings_dir,
+                    "serve POST /v1/embeddings with a retriever folder (models/retriever: shop-retriever, "
+                    "shop-retriever-query)");
     sub->add_option("--timeout", cfg.timeout_s, "seconds a request may run")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
     sub->add_option("--shutdown-grace", cfg.shutdown_grace_s, "SIGTERM: seconds running requests get to finish")->capture_default_str();
     sub->add_option("-t,--threads", threads, "compute threads (0: all cores)");
@@ -116,6 +135,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         cfg.drift.min_window = std::min<size_t>(cfg.drift.min_window, cfg.drift.window_size);
         static std::shared_ptr<SafetyContentFilter> safety;
         if (!safety_dir.empty()) cfg.content_filter = safety = std::make_shared<SafetyContentFilter>(safety_dir);
+        if (!embeddings_dir.empty()) cfg.embedder = std::make_shared<RetrieverEmbedder>(embeddings_dir);
 
         // Signals land on whatever thread the kernel picks (libraries start threads before
         // main), so the handler only writes the signal number to a pipe; one thread reads it.

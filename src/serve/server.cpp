@@ -947,6 +947,8 @@ void Server::routes() {
     s.Post("/admin/reload", post(&Server::handle_reload));
     s.Get("/admin/drift", get(&Server::handle_drift));
     s.Post("/admin/adapters", post(&Server::handle_adapters));
+    s.Post("/v1/embeddings", post(&Server::handle_embeddings));
+    s.Post("/embeddings", post(&Server::handle_embeddings));
 }
 
 // Logs a routed request and counts it in the metrics (the gate logs the ones it answers itself).
@@ -1151,6 +1153,127 @@ void Server::handle_adapters(const httplib::Request& req, const std::string& tex
     }
     res.set_content(dump({{"status", "ok"}, {"action", "load"}, {"name", *name}, {"path", *path}, {"replaced", replaced},
                           {"parent", engine_->model()->id}}),
+                    "application/json");
+}
+
+namespace {
+
+// Standard base64 of bytes (the embeddings' encoding_format "base64": little-endian float32s).
+// Written here: 15 lines, and no Debian library the server links has a public encoder.
+std::string base64(const void* data, size_t n) {
+    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::string out;
+    out.reserve((n + 2) / 3 * 4);
+    for (size_t i = 0; i < n; i += 3) {
+        const uint32_t v = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        out += k[(v >> 18) & 63];
+        out += k[(v >> 12) & 63];
+        out += i + 1 < n ? k[(v >> 6) & 63] : '=';
+        out += i + 2 < n ? k[v & 63] : '=';
+    }
+    return out;
+}
+
+}  // namespace
+
+// POST /v1/embeddings: OpenAI's embeddings API over the configured Embedder: "input" a string or
+// an array of strings (token arrays are refused: there is no tokenizer of the client's to undo),
+// "model" one of the embedder's ids (omitted: its first), "encoding_format" "float" (default) or
+// "base64", "dimensions" (if given) the embedder's size.
+void Server::handle_embeddings(const httplib::Request& req, const std::string& text, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.api_key)) return;
+    if (!cfg_.embedder) {
+        send_error(res, ApiError(404, "this server has no embedding model (hint: start it with --embeddings models/retriever)",
+                                 "invalid_request_error", "model", "model_not_found"));
+        return;
+    }
+    const Embedder& em = *cfg_.embedder;
+    json body;
+    try {
+        check_json_depth(text);
+        body = json::parse(text);
+    } catch (const ApiError& e) {
+        send_error(res, e);
+        return;
+    } catch (const json::exception& e) {
+        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
+        return;
+    }
+    if (!body.is_object()) {
+        send_error(res, ApiError(400, "expected a JSON object {\"input\": …, \"model\": …}", "invalid_request_error", "input"));
+        return;
+    }
+    std::vector<std::string> inputs;
+    const json* in = body.contains("input") ? &body["input"] : nullptr;
+    const char* token_hint =
+        "'input' must be text: this server does not take token ids (hint: LangChain's OpenAIEmbeddings needs "
+        "check_embedding_ctx_length=False)";
+    if (in && in->is_string()) {
+        inputs.push_back(in->get<std::string>());
+    } else if (in && in->is_array() && !in->empty() && in->size() <= 2048) {
+        for (const auto& v : *in) {
+            if (!v.is_string()) {
+                send_error(res, ApiError(400, v.is_number() || v.is_array() ? token_hint : "'input' must be a string or an array of strings",
+                                         "invalid_request_error", "input"));
+                return;
+            }
+            inputs.push_back(v.get<std::string>());
+        }
+    } else {
+        send_error(res, ApiError(400, "'input' must be a string or an array of 1 to 2048 strings", "invalid_request_error", "input"));
+        return;
+    }
+    const std::vector<std::string> ids = em.models();
+    std::string model = ids.empty() ? "" : ids.front();
+    if (body.contains("model") && !body["model"].is_null()) {
+        if (!body["model"].is_string()) {
+            send_error(res, ApiError(400, "'model' must be a string", "invalid_request_error", "model"));
+            return;
+        }
+        model = body["model"].get<std::string>();
+        if (std::find(ids.begin(), ids.end(), model) == ids.end()) {
+            std::string known;
+            for (const auto& m : ids) known += (known.empty() ? "" : ", ") + m;
+            send_error(res, ApiError(404, "the embedding model '" + printable(model) + "' does not exist (this server has " +
+                                              known + ")",
+                                     "invalid_request_error", "model", "model_not_found"));
+            return;
+        }
+    }
+    const std::string format = body.contains("encoding_format") && body["encoding_format"].is_string()
+                                   ? body["encoding_format"].get<std::string>()
+                                   : "float";
+    if (format != "float" && format != "base64") {
+        send_error(res, ApiError(400, "'encoding_format' is '" + printable(format) + "', expected float or base64",
+                                 "invalid_request_error", "encoding_format"));
+        return;
+    }
+    if (body.contains("dimensions") && !(body["dimensions"].is_number_integer() && body["dimensions"].get<int64_t>() == em.dims())) {
+        send_error(res, ApiError(400, "'dimensions' must be " + std::to_string(em.dims()) + " for this model",
+                                 "invalid_request_error", "dimensions"));
+        return;
+    }
+    json data = json::array();
+    int64_t words = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const std::vector<float> e = em.embed(model, inputs[i]);
+        json item = {{"object", "embedding"}, {"index", i}};
+        if (format == "base64") {
+            item["embedding"] = base64(e.data(), e.size() * sizeof(float));  // x86-64: little-endian
+        } else {
+            item["embedding"] = e;
+        }
+        data.push_back(std::move(item));
+        bool in_word = false;
+        for (unsigned char c : inputs[i]) {
+            const bool w = std::isalnum(c) != 0;
+            words += w && !in_word;
+            in_word = w;
+        }
+    }
+    res.set_content(dump({{"object", "list"}, {"data", data}, {"model", model},
+                          {"usage", {{"prompt_tokens", words}, {"total_tokens", words}}}}),
                     "application/json");
 }
 

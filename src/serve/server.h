@@ -72,6 +72,18 @@ public:
     std::string replacement = "[The rest of this reply was withheld by the safety filter.]";
 };
 
+// Text embeddings for POST /v1/embeddings (llmforge serve --embeddings DIR plugs in the shop
+// assistant's retriever, apps/shop/retriever.h). embed() must be thread-safe.
+class Embedder {
+public:
+    virtual ~Embedder() = default;
+    // The model ids clients may name; the first is used when a request names none.
+    virtual std::vector<std::string> models() const = 0;
+    virtual int dims() const = 0;
+    // The embedding (dims() floats) of `text` by `model`, one of models().
+    virtual std::vector<float> embed(const std::string& model, const std::string& text) const = 0;
+};
+
 struct ServerConfig {
     std::string model_path;
     std::vector<AdapterOption> adapters;  // loaded at start, after the model
@@ -90,6 +102,7 @@ struct ServerConfig {
     EngineConfig engine;
     DriftConfig drift;
     std::shared_ptr<const ContentFilter> content_filter;  // null: none
+    std::shared_ptr<const Embedder> embedder;             // null: /v1/embeddings answers 404
 };
 
 class Server {
@@ -136,6 +149,7 @@ private:
     void handle_reload(const httplib::Request& req, const std::string& body, httplib::Response& res);
     void handle_drift(const httplib::Request& req, httplib::Response& res);
     void handle_adapters(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void handle_embeddings(const httplib::Request& req, const std::string& body, httplib::Response& res);
     // The steps both completion endpoints share: key, shutdown, parse, enqueue, answer or stream.
     void generate(bool chat, const httplib::Request& req, const std::string& body, httplib::Response& res);
     // Hands the sequences to the engine; false after answering 400 (KV budget) or 503 (queue full).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ctest serve_js: starts `llmforge serve` on 127.0.0.1 with the TinyStories 260K model, runs the
 # Node.js client tests against it (openai SDK, LangChain, structured output and tool calling with
-# zod, the web page in headless Chromium),
+# zod, the web page in headless Chromium, /v1/embeddings with the shop's retriever),
 # then a real Prometheus scrape (../prometheus_scrape.sh), then checks SIGTERM stops the server.
 #   env: LLMFORGE_BIN      the llmforge binary (set by ctest)
 #        LLMFORGE_SRC      the repository root (set by ctest)
@@ -45,14 +45,14 @@ if [[ ! -d $js/node_modules || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
     echo "$want" >"$stamp"
 fi
 # ESM ignores NODE_PATH: the tests run from beside node_modules so their imports resolve.
-tests=(openai_client.test.mjs langchain.test.mjs structured_output.test.mjs webpage.test.mjs)
+tests=(openai_client.test.mjs langchain.test.mjs structured_output.test.mjs webpage.test.mjs embeddings.test.mjs)
 for t in "${tests[@]}"; do cp "$here/$t" "$js/"; done
 export NODE_PATH=$js/node_modules  # for anything CommonJS
 
 log=$LLMFORGE_ARTIFACTS/serve_js-server.log
 "$bin" serve -m "$model_dir/stories260K.bin" --tokenizer "$model_dir/tok512.bin" --host 127.0.0.1 --port 0 \
     --parallel 4 --ctx-size 512 --api-key test-key --admin-key admin-key --max-tokens-cap 512 --threads 1 \
-    --chat-template chatml \
+    --chat-template chatml --embeddings "$src/models/retriever" \
     2>"$log" &
 pid=$!
 status=0
