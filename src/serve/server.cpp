@@ -883,21 +883,26 @@ void answer_stream(Generation g, httplib::Response& res) {
         [relay](bool) { relay->release(); });
 }
 
+// Parses a request body (nesting checked first); false after sending 400 for one that is not JSON.
+bool parse_body(const std::string& text, json& body, httplib::Response& res) {
+    try {
+        check_json_depth(text);
+        body = json::parse(text);
+        return true;
+    } catch (const ApiError& e) {
+        send_error(res, e);
+    } catch (const json::exception& e) {
+        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
+    }
+    return false;
+}
+
 // The model path a reload body names ("" for an empty body or no "model": the current file);
 // false after sending 400 for a body that is not JSON {"model": STRING}.
 bool reload_path(const std::string& body_text, std::string& path, httplib::Response& res) {
     if (body_text.empty()) return true;
     json body;
-    try {
-        check_json_depth(body_text);
-        body = json::parse(body_text);
-    } catch (const ApiError& e) {
-        send_error(res, e);
-        return false;
-    } catch (const json::exception& e) {
-        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
-        return false;
-    }
+    if (!parse_body(body_text, body, res)) return false;
     if (!body.is_object() || (body.contains("model") && !body["model"].is_string())) {
         send_error(res, ApiError(400, "expected {\"model\": PATH} (PATH a string; omit it to reload the current file)",
                                  "invalid_request_error", "model"));
@@ -1099,16 +1104,7 @@ void Server::handle_reload(const httplib::Request& req, const std::string& body,
 void Server::handle_adapters(const httplib::Request& req, const std::string& text, httplib::Response& res) {
     if (!need_admin(req, res, cfg_.admin_key)) return;
     json body;
-    try {
-        check_json_depth(text);
-        body = json::parse(text);
-    } catch (const ApiError& e) {
-        send_error(res, e);
-        return;
-    } catch (const json::exception& e) {
-        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
-        return;
-    }
+    if (!parse_body(text, body, res)) return;
     const char* shape =
         "expected {\"action\": \"load\", \"name\": NAME, \"path\": DIR[, \"scale\": NUMBER]} or "
         "{\"action\": \"unload\", \"name\": NAME}";
@@ -1190,16 +1186,7 @@ void Server::handle_embeddings(const httplib::Request& req, const std::string& t
     }
     const Embedder& em = *cfg_.embedder;
     json body;
-    try {
-        check_json_depth(text);
-        body = json::parse(text);
-    } catch (const ApiError& e) {
-        send_error(res, e);
-        return;
-    } catch (const json::exception& e) {
-        send_error(res, ApiError(400, std::string("the request body is not valid JSON: ") + e.what()));
-        return;
-    }
+    if (!parse_body(text, body, res)) return;
     if (!body.is_object()) {
         send_error(res, ApiError(400, "expected a JSON object {\"input\": …, \"model\": …}", "invalid_request_error", "input"));
         return;
