@@ -20,7 +20,7 @@ declare -A deps=(
     [runtime]="model"
     [train]="runtime"
     [serve]="runtime"
-    [apps]="runtime serve"
+    [apps]="runtime serve train"  # the shop assistant (apps/shop) is built on the training corpus's world and trains its classifiers
 )
 
 root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
