@@ -88,4 +88,10 @@ bool is_atomic_temp_of(const std::string& name, const std::string& target) {
     return true;
 }
 
+void write_file_atomic(const std::string& path, const std::string& text) {
+    AtomicFile f(path);
+    f.write(text.data(), text.size());
+    f.commit();
+}
+
 }  // namespace llmforge

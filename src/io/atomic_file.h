@@ -41,6 +41,10 @@ private:
     bool committed_ = false;
 };
 
+// Writes `text` to `path` through an AtomicFile (temporary, fsync, rename): the whole text or
+// the old file, never a part.
+void write_file_atomic(const std::string& path, const std::string& text);
+
 // true when `name` (a file name, no folder) is an AtomicFile temporary of the file named
 // `target`: `<target>.tmp-` followed by the 6 characters mkstemp chose ([A-Za-z0-9]).
 bool is_atomic_temp_of(const std::string& name, const std::string& target);

@@ -359,10 +359,7 @@ void write_adapter(const std::string& dir, const Adapter& ad) {
         }
     }
     w.write((fs::path(dir) / kWeightsFile).string());
-    AtomicFile f((fs::path(dir) / kConfigFile).string());
-    const std::string text = ad.cfg.to_json().dump(2) + "\n";
-    f.write(text.data(), text.size());
-    f.commit();
+    write_file_atomic((fs::path(dir) / kConfigFile).string(), ad.cfg.to_json().dump(2) + "\n");
 }
 
 namespace {

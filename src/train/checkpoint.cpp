@@ -54,12 +54,6 @@ void fsync_path(const std::string& path, bool dir) {
     if (rc != 0) fail("%s: fsync failed (%s) (hint: is the disk full?)", path.c_str(), std::strerror(errno));
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-    AtomicFile f(path);
-    f.write(text.data(), text.size());
-    f.commit();
-}
-
 std::string step_name(int64_t step) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));
@@ -331,7 +325,7 @@ std::string newest_complete_checkpoint(const std::string& dir) {
 }
 
 void write_latest(const std::string& dir, const std::string& name) {
-    write_text_atomic((fs::path(dir) / "latest").string(), name + "\n");
+    write_file_atomic((fs::path(dir) / "latest").string(), name + "\n");
 }
 
 void write_hf_model(const std::string& folder, const TrainModel& model) {
@@ -339,7 +333,7 @@ void write_hf_model(const std::string& folder, const TrainModel& model) {
     // Saved folders are rotate-half (TrainModel::to_rotate_half), except for an arch whose convention
     // is fixed (DeepSeek: interleaved in every format).
     LF_ASSERT(!cfg.rope_interleaved || !TrainModel::rope_rows_convertible(model.arch()));
-    write_text_atomic((fs::path(folder) / "config.json").string(), hf_config_write(cfg));
+    write_file_atomic((fs::path(folder) / "config.json").string(), hf_config_write(cfg));
     {
         // Every tensor, trainable or frozen (dequantised to f32), under its HF name.
         SafetensorsWriter w;
@@ -419,7 +413,7 @@ std::string save_checkpoint(const std::string& dir, const ModelWriter& write_mod
         files[fn] = {{"crc32", file_crc32(e.path().string())}, {"bytes", fs::file_size(e.path())}};
     }
     st["files"] = files;
-    write_text_atomic((tmp / "trainer_state.json").string(), st.dump(1) + "\n");
+    write_file_atomic((tmp / "trainer_state.json").string(), st.dump(1) + "\n");
     fsync_path(tmp.string(), true);
     crash_point(2, state.step);
 
@@ -621,7 +615,7 @@ void write_loss_svg(const std::string& path, const TrainerState& state, const st
                   W - R - 110, W - R);
     s += buf;
     s += "</svg>\n";
-    write_text_atomic(path, s);
+    write_file_atomic(path, s);
 }
 
 }  // namespace llmforge::train

@@ -341,10 +341,7 @@ double train_dst(const std::string& dir, uint64_t seed, int64_t per_label, doubl
     j["products"] = prods;
     j["codes"] = train::shop_discount_codes();
     j["real_words"] = im.real_words;
-    AtomicFile f(dir + "/dst.json");
-    const std::string text = j.dump(1) + "\n";
-    f.write(text.data(), text.size());
-    f.commit();
+    write_file_atomic(dir + "/dst.json", j.dump(1) + "\n");
     return acc;
 }
 

@@ -166,10 +166,7 @@ double train_safety(const std::string& dir, uint64_t seed, int64_t per_category,
                                 {"threshold", 0.5},
                                 {"trained", {{"seed", seed}, {"per_category", per_category}, {"C", C}, {"messages", safety_training_messages(seed, per_category).size() * 9 / 10},
                                              {"held_out_accuracy", acc}}}};
-    AtomicFile f(dir + "/safety.json");
-    const std::string text = j.dump(1) + "\n";
-    f.write(text.data(), text.size());
-    f.commit();
+    write_file_atomic(dir + "/safety.json", j.dump(1) + "\n");
     return acc;
 }
 
