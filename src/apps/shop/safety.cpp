@@ -154,17 +154,18 @@ SafetyVerdict SafetyFilter::check(const std::string& text) const {
 double train_safety(const std::string& dir, uint64_t seed, int64_t per_category, double C) {
     std::vector<std::string> labels = kSafetyCategories;
     labels.push_back("safe");
+    auto data = safety_training_messages(seed, per_category);
+    const size_t n_train = data.size() - data.size() / 10;  // train_with_held_out holds out a tenth
     double acc = 0;
     const TextClassifier clf = TextClassifier::train_with_held_out(
-        safety_training_messages(seed, per_category), labels, seed ^ 0x5afe, kHashBits, C, [](const std::string& t) { return t; },
-        &acc);
+        std::move(data), labels, seed ^ 0x5afe, kHashBits, C, [](const std::string& t) { return t; }, &acc);
     mkdir(dir.c_str(), 0755);
     clf.save(dir + "/classifier.liblinear");
     nlohmann::ordered_json j = {{"format", kFormat},
                                 {"labels", labels},
                                 {"hash_bits", kHashBits},
                                 {"threshold", 0.5},
-                                {"trained", {{"seed", seed}, {"per_category", per_category}, {"C", C}, {"messages", safety_training_messages(seed, per_category).size() * 9 / 10},
+                                {"trained", {{"seed", seed}, {"per_category", per_category}, {"C", C}, {"messages", n_train},
                                              {"held_out_accuracy", acc}}}};
     write_file_atomic(dir + "/safety.json", j.dump(1) + "\n");
     return acc;
