@@ -40,9 +40,7 @@ void add_retrieve(CLI::App& app, std::function<int()>& run) {
             return 0;
         }
         if (question.empty()) fail("retrieve: no question (hint: -q \"how do returns work?\" or --score FILE)");
-        std::vector<std::string> texts;
-        for (const auto& p : apps::shop_knowledge()) texts.push_back(p.title + ". " + p.text);
-        const apps::PassageIndex idx(enc, texts);
+        const apps::PassageIndex idx(enc, apps::knowledge_texts());
         for (const auto& h : idx.search(question, static_cast<size_t>(k))) {
             const auto& p = apps::shop_knowledge()[h.index];
             std::printf("%s\n", nlohmann::ordered_json{{"id", p.id}, {"score", h.score}, {"title", p.title}}.dump().c_str());

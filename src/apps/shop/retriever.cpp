@@ -22,8 +22,6 @@ namespace {
 constexpr int64_t kRows = int64_t{1} << DualEncoder::kHashBits;
 constexpr int kD = DualEncoder::kDims;
 
-std::string passage_text(const KnowledgePassage& p) { return p.title + ". " + p.text; }
-
 // u = Σ_f x_f W[f] over the text's features (x_f = 1/sqrt(n)); returns |u| and writes u.
 double project(const std::vector<float>& w, const std::vector<uint32_t>& ids, float* u) {
     std::fill(u, u + kD, 0.0f);
@@ -62,6 +60,15 @@ int group_of(const std::string& id) {
 
 }  // namespace
 
+const std::vector<std::string>& knowledge_texts() {
+    static const std::vector<std::string> t = [] {
+        std::vector<std::string> v;
+        for (const auto& p : shop_knowledge()) v.push_back(p.title + ". " + p.text);
+        return v;
+    }();
+    return t;
+}
+
 DualEncoder::DualEncoder(const std::string& dir) {
     const std::string path = dir + "/retriever.safetensors";
     struct stat st;
@@ -98,7 +105,7 @@ double DualEncoder::train(const std::string& dir, const TrainOptions& o) {
     // Features once.
     std::vector<std::vector<uint32_t>> qf(data.size()), pf(passages.size());
     for (size_t i = 0; i < data.size(); ++i) qf[i] = hashed_feature_ids(data[i].first, kHashBits);
-    for (size_t i = 0; i < passages.size(); ++i) pf[i] = hashed_feature_ids(passage_text(passages[i]), kHashBits);
+    for (size_t i = 0; i < passages.size(); ++i) pf[i] = hashed_feature_ids(knowledge_texts()[i], kHashBits);
     // Small random start (the two encoders differ from the first step).
     std::vector<float> wq(static_cast<size_t>(kRows * kD)), wp(wq.size());
     Gaussian g(o.seed * 31 + 7);
@@ -111,15 +118,15 @@ double DualEncoder::train(const std::string& dir, const TrainOptions& o) {
     for (const auto& [gid, v] : by_group) groups.push_back(gid);
     const int B = std::min<int>(o.batch, static_cast<int>(groups.size()));
     const size_t steps_per_epoch = (data.size() - n_test) / static_cast<size_t>(B);
-    std::vector<float> U(static_cast<size_t>(B) * kD), V(U.size()), dU(U.size()), dV(U.size());
-    std::vector<double> un(B), vn(B);
+    std::vector<float> U(static_cast<size_t>(B) * kD), V(U.size()), dU(U.size()), dV(U.size()), Eq(U.size()), Ep(U.size());
+    std::vector<double> un(B), vn(B), G(static_cast<size_t>(B) * B);
+    std::vector<size_t> qi(B), pi(B);
     for (int ep = 0; ep < o.epochs; ++ep) {
         const float lr = o.lr * (1.0f - static_cast<float>(ep) / static_cast<float>(o.epochs));
         for (size_t step = 0; step < steps_per_epoch; ++step) {
             // Pick B distinct groups, a question of each; its passage is the positive.
             std::vector<int> gs = groups;
             for (size_t i = gs.size(); i > 1; --i) std::swap(gs[i - 1], gs[splitmix64(s) % i]);
-            std::vector<size_t> qi(B), pi(B);
             for (int b = 0; b < B; ++b) {
                 const auto& v = by_group[gs[b]];
                 qi[b] = v[splitmix64(s) % v.size()];
@@ -130,10 +137,8 @@ double DualEncoder::train(const std::string& dir, const TrainOptions& o) {
                 vn[b] = std::max(project(wp, pf[pi[b]], &V[b * kD]), 1e-9);
             }
             // e = u/|u|; S = E_q E_pᵀ / τ; L = mean_b CE(S_b, b); G = (softmax(S) - I) / B.
-            std::vector<float> Eq(U.size()), Ep(U.size());
             for (int b = 0; b < B; ++b)
                 for (int j = 0; j < kD; ++j) Eq[b * kD + j] = static_cast<float>(U[b * kD + j] / un[b]), Ep[b * kD + j] = static_cast<float>(V[b * kD + j] / vn[b]);
-            std::vector<double> G(static_cast<size_t>(B) * B);
             for (int a = 0; a < B; ++a) {
                 double mx = -1e30;
                 for (int b = 0; b < B; ++b) {
@@ -186,9 +191,7 @@ double DualEncoder::train(const std::string& dir, const TrainOptions& o) {
     w.add_tensor("passage.weight", DType::F16, {kRows, kD}, hp.data(), hp.size() * 2);
     w.write(dir + "/retriever.safetensors");
     const DualEncoder enc(dir);
-    std::vector<std::string> texts;
-    for (const auto& p : passages) texts.push_back(passage_text(p));
-    const PassageIndex idx(enc, texts);
+    const PassageIndex idx(enc, knowledge_texts());
     int64_t hit = 0;
     for (size_t i = 0; i < n_test; ++i) hit += passages[idx.search(data[i].first, 1)[0].index].id == data[i].second;
     return n_test ? static_cast<double>(hit) / static_cast<double>(n_test) : 0.0;
@@ -221,10 +224,9 @@ nlohmann::ordered_json RetrievalScore::to_json() const {
 RetrievalScore score_retrieval(const DualEncoder& enc,
                                const std::vector<std::pair<std::string, std::vector<std::string>>>& questions) {
     const auto& passages = shop_knowledge();
-    std::vector<std::string> texts;
     std::vector<std::vector<std::string>> terms;
-    for (const auto& p : passages) texts.push_back(passage_text(p)), terms.push_back(feature_tokens(passage_text(p)));
-    const PassageIndex idx(enc, texts);
+    for (const auto& t : knowledge_texts()) terms.push_back(feature_tokens(t));
+    const PassageIndex idx(enc, knowledge_texts());
     const codegen::Bm25 bm25(terms);
     RetrievalScore s;
     for (const auto& [q, ok] : questions) {

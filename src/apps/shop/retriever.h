@@ -65,6 +65,10 @@ private:
     std::vector<std::vector<float>> emb_;
 };
 
+// The text the passage encoder reads for each of the shop's knowledge passages (shop_knowledge()
+// order): title, ". ", text.
+const std::vector<std::string>& knowledge_texts();
+
 // (question, passage id) pairs for training, deterministic in seed (retrieval_data.cpp).
 std::vector<std::pair<std::string, std::string>> retrieval_training_questions(uint64_t seed, int64_t per_passage);
 
