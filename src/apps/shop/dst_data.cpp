@@ -108,9 +108,7 @@ const Lines kPrefixes = {"", "", "", "", "hi, ", "hello, ", "hey ", "hi there, "
 const Lines kSuffixes = {"", "", "", "", " please", " thanks", " pls", " asap", "?", "!", " thank you", " :("};
 const Lines kThanksFirst = {"thanks! ", "thank you. ", "great, thanks. also ", "ok thx, ", "cheers. one more thing: "};
 
-using Draw = Draws;
-
-std::string order_id_form(Draw& d) {
+std::string order_id_form(Draws& d) {
     const std::string letter(1, static_cast<char>('A' + d.range(0, 7)));
     const std::string digits = std::to_string(d.range(10000, 99999));
     switch (d.range(0, 5)) {
@@ -124,7 +122,7 @@ std::string order_id_form(Draw& d) {
 }
 
 // One spelling mistake in a word of 4+ letters.
-std::string typo(Draw& d, std::string s) {
+std::string typo(Draws& d, std::string s) {
     std::vector<size_t> starts;
     for (size_t i = 0; i < s.size(); ++i)
         if (std::isalpha(static_cast<unsigned char>(s[i])) && (i == 0 || !std::isalpha(static_cast<unsigned char>(s[i - 1])))) {
@@ -151,7 +149,7 @@ std::string typo(Draw& d, std::string s) {
 std::vector<std::pair<std::string, std::string>> dst_training_utterances(uint64_t seed, int64_t per_label) {
     std::vector<std::pair<std::string, std::string>> out;
     const auto& cat = train::shop_catalogue();
-    Draw d(seed * 0x9e3779b97f4a7c15ull + 17);
+    Draws d(seed * 0x9e3779b97f4a7c15ull + 17);
     for (const auto& [label, lines] : templates()) {
         for (int64_t i = 0; i < per_label; ++i) {
             std::string t = d.pick(lines);
