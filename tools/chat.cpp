@@ -7,11 +7,18 @@
 // tokens stay in the cache before the conversation for the whole chat.
 // --grammar-file F | --json-schema F | --regex R: every assistant turn is constrained (a grammar
 // stage first in the sampler chain, reset at each turn); a turn ends when its grammar is complete.
+// --app shop --db F --customer ID [--session ID]: the shop assistant (apps/shop/assistant.h) between
+// the customer and the model: a session kept in the database (--session continues one), the
+// tracked state and the lookups shown before each reply (stderr on a terminal, stdout in a scripted
+// session), the safety filter (--safety, default the shipped models/safety) on each user line and
+// on the reply as it streams.
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
 
+#include "apps/shop/assistant.h"
+#include "apps/shop/safety.h"
 #include "attention_flags.h"
 #include "commands.h"
 #include "core/error.h"
@@ -56,6 +63,19 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     auto* re = sub->add_option("--regex", regex, "regular expression every whole reply must match");
     gf->excludes(js)->excludes(re);
     js->excludes(re);
+    static std::string app_name, shop_db, customer, session, dst_dir, retriever_dir, safety_dir;
+    static int window = 5;
+    static bool quiet_state = false;
+    sub->add_option("--app", app_name, "run a chat application: 'shop' (the shop assistant; needs --db and --customer or --session)")
+        ->check(CLI::IsMember({"shop"}));
+    sub->add_option("--db", shop_db, "--app shop: the shop database (llmforge shop init --db FILE)");
+    sub->add_option("--customer", customer, "--app shop: the signed-in customer (a new session), e.g. U00001");
+    sub->add_option("--session", session, "--app shop: continue this session");
+    sub->add_option("--dst", dst_dir, "--app shop: dialogue-state tracker folder (default: the shipped models/dst)");
+    sub->add_option("--retriever", retriever_dir, "--app shop: retriever folder (default: the shipped models/retriever)");
+    sub->add_option("--safety", safety_dir, "--app shop: safety model folder (default: the shipped models/safety; 'none': off)");
+    sub->add_option("--window", window, "--app shop: earlier messages kept verbatim in the context")->capture_default_str();
+    sub->add_flag("--no-state", quiet_state, "--app shop: do not print the tracked state and lookups");
     run = [] {
         Sampler::validate(sp);
         const ConstraintGbnf constraint = constraint_gbnf(grammar_file, json_schema, regex);
@@ -83,6 +103,32 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             std::fprintf(stderr, "chat: replies constrained by %s\n", constraint.source.c_str());
         }
         const bool tty = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0;
+        // The shop assistant, when asked for.
+        std::unique_ptr<apps::ShopAssistant> shop;
+        std::unique_ptr<apps::SafetyFilter> safety;
+        if (!app_name.empty()) {
+            if (shop_db.empty()) fail("chat --app shop: --db FILE is required (hint: llmforge shop init --db shop.db)");
+            if (customer.empty() == session.empty())
+                fail("chat --app shop: give --customer ID (a new session) or --session ID (continue one), one of them");
+            apps::AssistantOptions ao;
+            ao.db_path = shop_db;
+            ao.dst_dir = dst_dir.empty() ? shipped_model("dst") : dst_dir;
+            ao.retriever_dir = retriever_dir.empty() ? shipped_model("retriever") : retriever_dir;
+            ao.window = window;
+            ao.count_tokens = [t = tok.get()](const std::string& text) { return t->encode(text, false, false).size(); };
+            ao.context_budget_tokens = static_cast<size_t>(std::max<int64_t>(64, room - std::min<int64_t>(n, room / 3)));
+            shop = std::make_unique<apps::ShopAssistant>(ao);
+            if (safety_dir != "none") safety = std::make_unique<apps::SafetyFilter>(safety_dir.empty() ? shipped_model("safety") : safety_dir);
+            if (session.empty()) session = shop->create_session(customer);
+            const auto sj = shop->session_json(session);
+            std::fprintf(stderr, "chat: shop assistant, session %s of customer %s (%zu earlier turns)\n", session.c_str(),
+                         sj["customer_id"].get<std::string>().c_str(), sj["turns"].size());
+        } else if (!shop_db.empty() || !customer.empty() || !session.empty()) {
+            fail("chat: --db, --customer and --session belong to --app shop (hint: add --app shop)");
+        }
+        static const char* kRefusal =
+            "I'm sorry, I can't help with that. I can help with orders, deliveries, returns and our products.";
+        static const char* kWithheld = "[The rest of this reply was withheld by the safety filter.]";
         ChatTemplateInputs base;
         base.messages = nlohmann::ordered_json::array();
         if (!system.empty()) base.messages.push_back({{"role", "system"}, {"content", system}});
@@ -95,9 +141,30 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             if (tty) std::fputs("\n> ", stdout), std::fflush(stdout);
             if (!std::getline(std::cin, line) || line.empty()) break;
             if (echo || !tty) std::printf("user: %s\n", line.c_str());
-            history.push_back({{"role", "user"}, {"content", line}});
             ChatTemplateInputs in = base;
-            in.messages = history;
+            std::optional<apps::TurnPlan> plan;
+            if (shop) {
+                plan = shop->plan(session, line);
+                if (!quiet_state) {
+                    auto info = plan->info();
+                    std::FILE* f = tty ? stderr : stdout;
+                    std::fprintf(f, "  state: %s\n", info["state"].dump().c_str());
+                    if (!plan->tool.empty()) std::fprintf(f, "  lookup: %s\n", plan->tool.c_str());
+                    if (plan->recalled_order) std::fprintf(f, "  memory: order %s recalled\n", plan->recalled_order->c_str());
+                }
+                std::optional<std::string> fixed = plan->fixed_reply;
+                if (safety && safety->check(line).category) fixed = kRefusal;
+                if (fixed) {
+                    std::printf("%s%s\n", tty ? "" : "assistant: ", fixed->c_str());
+                    std::fflush(stdout);
+                    shop->commit(*plan, *fixed, *fixed);
+                    continue;
+                }
+                in.messages = plan->messages;
+            } else {
+                history.push_back({{"role", "user"}, {"content", line}});
+                in.messages = history;
+            }
             const std::vector<int32_t> ids = chat_to_tokens(*tok, fmt.tmpl, in).tokens;
             size_t keep = 0;  // tokens already cached (at least one token must be decoded anew)
             while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep]) ++keep;
@@ -114,16 +181,41 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             std::fputs(tty ? "" : "assistant: ", stdout);
             std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
             if (grammar_stage) grammar_stage->reset();  // a new reply: the grammar starts over
-            GenerateResult r = generate(ctx, *tok, sampler, rest, gp, [](std::string_view s) {
-                std::fwrite(s.data(), 1, s.size(), stdout);
+            std::string shown;  // the reply as printed: slots filled (--app), the safety filter may cut it
+            bool withheld = false;
+            // The shop model writes facts as slot references; they are filled as they stream.
+            std::optional<train::Lexicalizer> lex;
+            if (plan) lex.emplace(plan->slots);
+            auto show = [&](std::string_view raw) {
+                const std::string piece = lex ? lex->push(raw) : std::string(raw);
+                if (piece.empty()) return true;
+                if (safety) {
+                    std::string next = shown + piece;
+                    if (safety->check(next.size() > 600 ? next.substr(next.size() - 600) : next).category) {
+                        withheld = true;
+                        shown += kWithheld;
+                        std::fputs(kWithheld, stdout);
+                        return false;
+                    }
+                }
+                shown += piece;
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
                 std::fflush(stdout);
                 return true;
-            });
+            };
+            GenerateResult r = generate(ctx, *tok, sampler, rest, gp, show);
+            if (lex && !withheld) {
+                const std::string tail = lex->finish();
+                lex.reset();
+                show(tail);
+            }
             std::fputc('\n', stdout);
             std::fflush(stdout);
             cached = ids;
             cached.insert(cached.end(), r.tokens.begin(), r.tokens.end());
-            history.push_back({{"role", "assistant"}, {"content", r.text}});
+            if (withheld) cached.clear();  // the cache holds tokens the conversation will not have
+            if (plan) shop->commit(*plan, shown, r.text);
+            else history.push_back({{"role", "assistant"}, {"content", r.text}});
         }
         return 0;
     };

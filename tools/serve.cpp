@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "apps/shop/assistant.h"
 #include "apps/shop/retriever.h"
 #include "apps/shop/safety.h"
 #include "attention_flags.h"
@@ -52,6 +53,94 @@ private:
     apps::DualEncoder enc_;
 };
 
+// The shop assistant as the server's chat app: a chat request names its session ("session_id")
+// and sends the customer's new message (the last user message; earlier ones are the session's,
+// kept in the database); the model answers from the assistant's context with nucleus sampling at
+// temperature 0.7 unless the request says otherwise. Endpoints: GET /v1/app/info, POST
+// /v1/app/sessions {"customer_id"}, GET /v1/app/sessions?customer_id=…, GET /v1/app/sessions/ID.
+// The shop model's slot references ({eta}, {tracking}, …) filled as the reply streams.
+class SlotFiller : public serve::ReplyRewriter {
+public:
+    explicit SlotFiller(train::SlotValues v) : lex_(std::move(v)) {}
+    std::string push(const std::string& piece) override { return lex_.push(piece); }
+    std::string finish() override { return lex_.finish(); }
+
+private:
+    train::Lexicalizer lex_;
+};
+
+class ShopChatApp : public serve::ChatApp {
+public:
+    explicit ShopChatApp(apps::AssistantOptions o) : a_(std::move(o)) {}
+
+    Turn begin(const nlohmann::json& request) override {
+        if (!request.is_object()) fail("the request body must be a JSON object");
+        if (!request.contains("session_id") || !request["session_id"].is_string())
+            fail("this server runs the shop assistant: a chat request needs \"session_id\" (a string; hint: "
+                 "POST /v1/app/sessions {\"customer_id\": \"U00001\"} starts one)");
+        std::string text;
+        if (request.contains("messages") && request["messages"].is_array())
+            for (const auto& m : request["messages"])
+                if (m.is_object() && m.value("role", "") == "user") text = content_text(m.contains("content") ? m["content"] : nlohmann::json());
+        if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+            fail("the shop assistant answers the last user message, and this request has none with text (hint: "
+                 "\"messages\": [{\"role\": \"user\", \"content\": \"Where is my order?\"}])");
+        auto plan = std::make_shared<apps::TurnPlan>(a_.plan(request["session_id"].get<std::string>(), text));
+        Turn t;
+        t.body = request;
+        t.body.erase("session_id");
+        t.body["messages"] = plan->messages;
+        if (!t.body.contains("temperature")) t.body["temperature"] = 0.7;
+        if (!t.body.contains("top_p")) t.body["top_p"] = 0.9;
+        if (!t.body.contains("max_tokens") && !t.body.contains("max_completion_tokens")) t.body["max_tokens"] = 160;
+        t.reply = plan->fixed_reply;
+        t.rewriter = [slots = plan->slots] { return std::make_unique<SlotFiller>(slots); };
+        t.info = plan->info();
+        t.user_text = text;
+        t.state = plan;
+        return t;
+    }
+
+    void finish(const Turn& t, const std::string& shown, const std::string& generated) override {
+        a_.commit(*std::static_pointer_cast<const apps::TurnPlan>(t.state), shown, generated);
+    }
+
+    nlohmann::json route(const std::string& method, const std::string& path, const nlohmann::json& body) override {
+        if (path == "info" && method == "GET")
+            return {{"app", "shop"}, {"window", a_.options().window}, {"default_temperature", 0.7}, {"default_top_p", 0.9}};
+        if (path == "sessions" && method == "POST") {
+            const std::string customer = body.value("customer_id", "");
+            if (customer.empty()) fail("POST /v1/app/sessions: expected {\"customer_id\": \"U00001\"}");
+            return a_.session_json(a_.create_session(customer));
+        }
+        if (path == "sessions" && method == "GET") {
+            const std::string customer = body.value("customer_id", "");
+            if (customer.empty()) fail("GET /v1/app/sessions: expected ?customer_id=U00001");
+            nlohmann::json data = nlohmann::json::array();
+            for (const auto& s : a_.sessions(customer))
+                data.push_back({{"id", s.id}, {"customer_id", s.customer_id}, {"created", s.created}, {"turns", s.turns}});
+            return {{"object", "list"}, {"data", data}};
+        }
+        if (path.rfind("sessions/", 0) == 0 && method == "GET") return a_.session_json(path.substr(9));
+        fail_kind(ErrorKind::kNotFound, "%s /v1/app/%.80s: no such endpoint of the shop assistant (it has GET /v1/app/info, "
+                  "POST and GET /v1/app/sessions, GET /v1/app/sessions/ID)", method.c_str(), path.c_str());
+    }
+
+private:
+    // A message's text: a string, or OpenAI's content parts (the text parts joined).
+    static std::string content_text(const nlohmann::json& c) {
+        if (c.is_string()) return c.get<std::string>();
+        std::string t;
+        if (c.is_array())
+            for (const auto& part : c)
+                if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+                    t += (t.empty() ? "" : "\n") + part["text"].get<std::string>();
+        return t;
+    }
+
+    apps::ShopAssistant a_;
+};
+
 }  // namespace
 
 void add_serve(CLI::App& app, std::function<int()>& run) {
@@ -63,7 +152,8 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     static int drift_reference = 200, drift_window = 200;
     static bool no_batch_invariant = false;
     static std::string cache_k = "f32", cache_v = "f32";
-    static std::string safety_dir, embeddings_dir;
+    static std::string safety_dir, embeddings_dir, app_name, shop_db, dst_dir, retriever_dir;
+    static int window = 5;
     sub->add_option("-m,--model", cfg.model_path, "GGUF file, Hugging Face folder or llama2.c checkpoint")->required();
     add_attention_flags(sub, cfg.model_options.attention);
     sub->add_option("--tokenizer", cfg.model_options.tokenizer_path, "vocabulary override (llama2.c tok*.bin, GGUF)");
@@ -89,6 +179,17 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--embeddings", embeddings_dir,
                     "serve POST /v1/embeddings with a retriever folder (models/retriever: shop-retriever, "
                     "shop-retriever-query)");
+    sub->add_option("--app", app_name,
+                    "run a chat application between clients and the model: 'shop' (the shop assistant: sessions, "
+                    "dialogue state, database lookups, memory; needs --db)")
+        ->check(CLI::IsMember({"shop"}));
+    sub->add_option("--db", shop_db, "--app shop: the shop database (llmforge shop init --db FILE)");
+    sub->add_option("--dst", dst_dir, "--app shop: dialogue-state tracker folder (default: the shipped models/dst)");
+    sub->add_option("--retriever", retriever_dir,
+                    "--app shop: retriever folder for passages and memory (default: --embeddings, else the shipped "
+                    "models/retriever)");
+    sub->add_option("--window", window, "--app shop: earlier messages kept verbatim in the context")
+        ->capture_default_str()->check(CLI::Range(0, 64));
     sub->add_option("--timeout", cfg.timeout_s, "seconds a request may run")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
     sub->add_option("--shutdown-grace", cfg.shutdown_grace_s, "SIGTERM: seconds running requests get to finish")->capture_default_str();
     sub->add_option("-t,--threads", threads, "compute threads (0: all cores)");
@@ -136,6 +237,17 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         static std::shared_ptr<SafetyContentFilter> safety;
         if (!safety_dir.empty()) cfg.content_filter = safety = std::make_shared<SafetyContentFilter>(safety_dir);
         if (!embeddings_dir.empty()) cfg.embedder = std::make_shared<RetrieverEmbedder>(embeddings_dir);
+        if (!app_name.empty()) {
+            if (shop_db.empty()) fail("serve --app shop: --db FILE is required (hint: llmforge shop init --db shop.db)");
+            apps::AssistantOptions ao;
+            ao.db_path = shop_db;
+            ao.dst_dir = dst_dir.empty() ? shipped_model("dst") : dst_dir;
+            ao.retriever_dir = !retriever_dir.empty() ? retriever_dir : !embeddings_dir.empty() ? embeddings_dir : shipped_model("retriever");
+            ao.window = window;
+            cfg.app = std::make_shared<ShopChatApp>(ao);
+        } else if (!shop_db.empty() || !dst_dir.empty() || !retriever_dir.empty()) {
+            fail("serve: --db, --dst and --retriever belong to --app shop (hint: add --app shop)");
+        }
 
         // Signals land on whatever thread the kernel picks (libraries start threads before
         // main), so the handler only writes the signal number to a pipe; one thread reads it.

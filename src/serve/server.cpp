@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <ctime>
 #include <map>
 #include <optional>
@@ -597,6 +598,11 @@ struct Generation {
     int64_t created = 0;
     double deadline = 0;  // past it the request is cancelled (its choices end with "length")
     std::shared_ptr<const ContentFilter> filter;  // null: none (ServerConfig::content_filter)
+    json app_info;  // ChatApp::Turn::info, sent as "app" (null: no app)
+    // Called once with choice 0's reply as the client got it and as the model wrote it, when the
+    // request completed.
+    std::function<void(const std::string& shown, const std::string& generated)> on_reply;
+    std::function<std::unique_ptr<ReplyRewriter>()> rewriter;  // ChatApp::Turn::rewriter
 };
 
 // A choice the shutdown cut short: said as an error, never as a normal finish.
@@ -667,23 +673,37 @@ void answer_whole(const Generation& g, httplib::Response& res) {
         return;
     }
     std::vector<ChoiceResult> choices = r.choices;
+    const std::string generated0 = choices.empty() ? "" : choices[0].text;
+    if (g.rewriter)
+        for (ChoiceResult& c : choices) {
+            auto rw = g.rewriter();
+            c.text = rw->push(c.text);
+            c.text += rw->finish();
+        }
     if (g.filter)  // a reply that turned unsafe is replaced whole
         for (ChoiceResult& c : choices)
             if (g.filter->check(c.text)) c.text = g.filter->refusal, c.finish_reason = "content_filter", c.tokens.clear();
-    res.set_content(dump(response_json(*g.pr, g.id, g.created, choices, *g.model->tokenizer)), "application/json");
+    json body = response_json(*g.pr, g.id, g.created, choices, *g.model->tokenizer);
+    if (!g.app_info.is_null()) body["app"] = g.app_info;
+    res.set_content(dump(body), "application/json");
+    if (g.on_reply && !choices.empty()) g.on_reply(choices[0].text, generated0);
 }
 
-// A request whose user text the content filter blocks: the refusal as every choice's reply,
-// finish_reason "content_filter", nothing generated (streamed as the role, content and finish
-// chunks of each choice, usage when asked for, [DONE]).
-void answer_refusal(const Generation& g, httplib::Response& res) {
+// A request answered without generating: `text` as every choice's reply with `finish_reason` —
+// the content filter's refusal of a blocked user text ("content_filter"), or a chat app's own
+// answer ("stop") — streamed as the role, content and finish chunks of each choice, usage when
+// asked for, [DONE].
+void answer_fixed(const Generation& g, const std::string& text, const std::string& finish_reason, httplib::Response& res) {
     const ParsedRequest& pr = *g.pr;
     const Tokenizer& tok = *g.model->tokenizer;
+    if (g.on_reply) g.on_reply(text, text);
     if (!pr.stream) {
         ChoiceResult c;
-        c.text = g.filter->refusal;
-        c.finish_reason = "content_filter";
-        res.set_content(dump(response_json(pr, g.id, g.created, std::vector<ChoiceResult>(g.n_seqs, c), tok)), "application/json");
+        c.text = text;
+        c.finish_reason = finish_reason;
+        json body = response_json(pr, g.id, g.created, std::vector<ChoiceResult>(g.n_seqs, c), tok);
+        if (!g.app_info.is_null()) body["app"] = g.app_info;
+        res.set_content(dump(body), "application/json");
         return;
     }
     std::string body;
@@ -691,10 +711,14 @@ void answer_refusal(const Generation& g, httplib::Response& res) {
     for (size_t i = 0; i < g.n_seqs; ++i) {
         Event e;
         e.index = static_cast<int>(i);
-        if (pr.chat) add(chunk_json(pr, g.id, g.created, &e, tok, true));
-        add(content_chunk_json(pr, g.id, g.created, e.index, g.filter->refusal));
+        if (pr.chat) {
+            json role = chunk_json(pr, g.id, g.created, &e, tok, true);
+            if (i == 0 && !g.app_info.is_null()) role["app"] = g.app_info;
+            add(role);
+        }
+        add(content_chunk_json(pr, g.id, g.created, e.index, text));
         e.kind = Event::kDone;
-        e.finish_reason = "content_filter";
+        e.finish_reason = finish_reason;
         add(chunk_json(pr, g.id, g.created, &e, tok, false));
     }
     if (pr.include_usage) {
@@ -772,7 +796,9 @@ private:
         } else {
             if (pr.chat && !opened_[e.index]) {
                 opened_[e.index] = true;
-                ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, true));
+                json role = chunk_json(pr, g_.id, g_.created, &e, tok, true);
+                if (e.index == 0 && !g_.app_info.is_null()) role["app"] = g_.app_info;
+                ok = send(sink, role);
             }
             if (pr.tools_active) {
                 // Tool calls: the text goes through the choice's streamer, which releases content
@@ -789,17 +815,42 @@ private:
                     if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &fin, tok, false));
                 }
             } else if (e.kind == Event::kToken) {
-                if (ok && g_.filter && !e.text.empty() && blocked(e.index, e.text)) return ok && cut(sink, e.index);
-                if (ok && (!e.text.empty() || (pr.logprobs && e.token.id >= 0)))
-                    ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
+                if (e.index == 0) generated0_ += e.text;
+                Event out = e;
+                if (g_.rewriter) out.text = rewriter(e.index).push(e.text);
+                if (ok && g_.filter && !out.text.empty() && blocked(e.index, out.text)) return ok && cut(sink, e.index);
+                if (ok && (!out.text.empty() || (pr.logprobs && e.token.id >= 0)))
+                    ok = send(sink, chunk_json(pr, g_.id, g_.created, &out, tok, false));
+                if (e.index == 0) reply0_ += out.text;
             } else {
-                done_++;
-                completion_ += e.completion_tokens;
-                if (e.index % pr.n == 0) cached_ += e.cached_tokens;
+                if (g_.rewriter) {  // what the rewriter held back goes out before the end
+                    const std::string rest = rewriter(e.index).finish();
+                    if (!rest.empty()) {
+                        if (ok && g_.filter && blocked(e.index, rest)) return ok && cut(sink, e.index) && count_end(e);
+                        if (ok) ok = send(sink, content_chunk_json(pr, g_.id, g_.created, e.index, rest));
+                        if (e.index == 0) reply0_ += rest;
+                    }
+                }
+                count_end(e);
                 if (ok) ok = send(sink, chunk_json(pr, g_.id, g_.created, &e, tok, false));
             }
         }
         return ok;
+    }
+
+    // Counts a choice's end; true.
+    bool count_end(const Event& e) {
+        done_++;
+        completion_ += e.completion_tokens;
+        if (e.index % g_.pr->n == 0) cached_ += e.cached_tokens;
+        return true;
+    }
+
+    ReplyRewriter& rewriter(int index) {
+        if (rewriters_.empty()) rewriters_.resize(g_.n_seqs);
+        auto& rw = rewriters_[static_cast<size_t>(index)];
+        if (!rw) rw = g_.rewriter();
+        return *rw;
     }
 
     // Whether choice `index`'s text with `more` appended must not pass. The filter reads the
@@ -815,6 +866,7 @@ private:
     // ("content_filter"); its sequence stops (the request's, once no other choice runs).
     bool cut(httplib::DataSink& sink, int index) {
         filtered_[static_cast<size_t>(index)] = true;
+        if (index == 0) reply0_ += g_.filter->replacement;
         bool ok = send(sink, content_chunk_json(*g_.pr, g_.id, g_.created, index, g_.filter->replacement));
         Event fin;
         fin.kind = Event::kDone;
@@ -859,6 +911,7 @@ private:
         if (ok) ok = sink.write(end, std::strlen(end));
         if (ok) sink.done();
         finished_ = true;
+        if (ok && !cut_ && g_.on_reply) g_.on_reply(reply0_, generated0_);
         return ok;
     }
 
@@ -869,6 +922,8 @@ private:
     std::vector<bool> filtered_;        // the content filter cut the choice
     std::vector<std::string> text_;     // each choice's text so far (content filter)
     int64_t completion_ = 0, cached_ = 0;
+    std::string reply0_, generated0_;  // choice 0's text as sent and as generated (on_reply)
+    std::vector<std::unique_ptr<ReplyRewriter>> rewriters_;  // one per choice, made on first use
     bool finished_ = false, cut_ = false;
     double last_write_ = 0;
 };
@@ -954,6 +1009,31 @@ void Server::routes() {
     s.Post("/admin/adapters", post(&Server::handle_adapters));
     s.Post("/v1/embeddings", post(&Server::handle_embeddings));
     s.Post("/embeddings", post(&Server::handle_embeddings));
+    s.Get(R"(/v1/app/(.+))", [this](const httplib::Request& req, httplib::Response& res) { handle_app(req, "", res); });
+    s.Post(R"(/v1/app/(.+))", post(&Server::handle_app));
+}
+
+// GET or POST /v1/app/...: the chat app's own endpoints (404 without an app).
+void Server::handle_app(const httplib::Request& req, const std::string& text, httplib::Response& res) {
+    if (!need_key(req, res, cfg_.api_key)) return;
+    if (!cfg_.app) {
+        send_error(res, ApiError(404, "this server runs no chat app (hint: llmforge serve --app shop --db FILE)",
+                                 "invalid_request_error", "", "not_found"));
+        return;
+    }
+    json body = json::object();
+    if (!text.empty() && !parse_body(text, body, res)) return;
+    std::string path = req.matches[1];
+    json answer;
+    try {
+        // The query string's parameters join the body's ("?customer_id=U00001").
+        for (const auto& [k, v] : req.params) body[k] = v;
+        answer = cfg_.app->route(req.method, path, body);
+    } catch (const Error& e) {
+        send_error(res, api_error(e, ""));
+        return;
+    }
+    res.set_content(dump(answer), "application/json");
 }
 
 // Logs a routed request and counts it in the metrics (the gate logs the ones it answers itself).
@@ -1024,16 +1104,44 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
     }
     const Serving sv = engine_->serving();
     const auto& model = sv.model;
-    auto pr = parse_or_refuse(body, chat, sv, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
+    // A chat app rewrites the request (or answers it) first.
+    std::shared_ptr<ChatApp::Turn> turn;
+    std::string app_body;
+    if (chat && cfg_.app) {
+        json request;
+        if (!parse_body(body, request, res)) return;
+        try {
+            turn = std::make_shared<ChatApp::Turn>(cfg_.app->begin(request));
+        } catch (const Error& e) {
+            send_error(res, api_error(e, ""));
+            return;
+        }
+        app_body = turn->body.dump();
+    }
+    auto pr = parse_or_refuse(turn ? app_body : body, chat, sv, ApiLimits{cfg_.max_tokens_cap, cfg_.max_n, cfg_.engine.n_ctx}, res);
     if (!pr) return;
-    if (cfg_.content_filter && cfg_.content_filter->check(pr->user_text)) {
+    json app_info = turn ? turn->info : json();
+    std::function<void(const std::string&, const std::string&)> on_reply;
+    if (turn) {
+        on_reply = [app = cfg_.app, turn](const std::string& shown, const std::string& generated) {
+            try {
+                app->finish(*turn, shown, generated);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "llmforge serve: the app could not keep a reply: %s\n", e.what());
+            }
+        };
+    }
+    const std::string& user_text = turn ? turn->user_text : pr->user_text;
+    const bool blocked = cfg_.content_filter && cfg_.content_filter->check(user_text);
+    if (blocked || (turn && turn->reply)) {
         {
             std::lock_guard<std::mutex> lk(metrics_->mu);
             metrics_->by_model[pr->model_id]++;
         }
-        const Generation g{pr, nullptr, model, pr->seqs.size(), random_id(chat ? "chatcmpl-" : "cmpl-"),
-                           static_cast<int64_t>(std::time(nullptr)), 0, cfg_.content_filter};
-        answer_refusal(g, res);
+        const Generation g{pr,      nullptr,  model, pr->seqs.size(), random_id(chat ? "chatcmpl-" : "cmpl-"),
+                           static_cast<int64_t>(std::time(nullptr)), 0, cfg_.content_filter, app_info, on_reply, nullptr};
+        if (blocked) answer_fixed(g, cfg_.content_filter->refusal, "content_filter", res);
+        else answer_fixed(g, *turn->reply, "stop", res);
         return;
     }
     auto stream = std::make_shared<RequestStream>();
@@ -1044,8 +1152,17 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
         std::lock_guard<std::mutex> lk(metrics_->mu);
         metrics_->by_model[pr->model_id]++;
     }
-    Generation g{pr, stream, model, n_seqs, random_id(chat ? "chatcmpl-" : "cmpl-"),
-                 static_cast<int64_t>(std::time(nullptr)), now_s() + cfg_.timeout_s, cfg_.content_filter};
+    Generation g{pr,
+                 stream,
+                 model,
+                 n_seqs,
+                 random_id(chat ? "chatcmpl-" : "cmpl-"),
+                 static_cast<int64_t>(std::time(nullptr)),
+                 now_s() + cfg_.timeout_s,
+                 cfg_.content_filter,
+                 app_info,
+                 on_reply,
+                 turn ? turn->rewriter : nullptr};
     if (pr->stream) {
         answer_stream(std::move(g), res);
     } else {

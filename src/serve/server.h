@@ -31,6 +31,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -40,6 +41,8 @@
 #include "serve/drift.h"
 #include "serve/engine.h"
 #include "serve/http_gate.h"
+
+#include <nlohmann/json.hpp>
 
 namespace httplib {
 struct Request;
@@ -84,6 +87,43 @@ public:
     virtual std::vector<float> embed(const std::string& model, const std::string& text) const = 0;
 };
 
+// A chat application between the clients and the model (llmforge serve --app shop plugs in the
+// shop assistant, apps/shop/assistant.h). With one, every chat completion goes through it: begin()
+// turns the client's request (its last user message and the app's own fields, such as
+// "session_id") into the request the model answers — or answers it without the model —, the
+// response carries the app's account of the turn as "app" (the JSON body, or the first chunk of a
+// stream), and finish() gets the reply the client was shown (choice 0, after the content filter)
+// once it is complete. Its own endpoints are under /v1/app/. Errors are core Errors (kNotFound:
+// 404, kBadInput: 400). All methods must be thread-safe.
+// Rewrites one choice's text on its way to the client (a chat app's slot filler): push() returns
+// what may be sent now, finish() what it held back. The content filter sees the rewritten text.
+class ReplyRewriter {
+public:
+    virtual ~ReplyRewriter() = default;
+    virtual std::string push(const std::string& piece) = 0;
+    virtual std::string finish() = 0;
+};
+
+class ChatApp {
+public:
+    virtual ~ChatApp() = default;
+    struct Turn {
+        nlohmann::json body;                // the chat request to generate from
+        std::optional<std::string> reply;   // set: the answer, without generating
+        nlohmann::json info;                // sent to the client as "app"
+        std::shared_ptr<const void> state;  // the app's, for finish()
+        std::string user_text;              // what the content filter checks
+        // Makes each choice's rewriter (null: the model's text goes out as it is).
+        std::function<std::unique_ptr<ReplyRewriter>()> rewriter;
+    };
+    virtual Turn begin(const nlohmann::json& request) = 0;
+    // shown: choice 0's reply as the client got it; generated: as the model wrote it (before the
+    // rewriter; the same as shown for an answer given without the model).
+    virtual void finish(const Turn& turn, const std::string& shown, const std::string& generated) = 0;
+    // GET or POST /v1/app/<path>: the JSON answer; throws Error (kNotFound for an unknown path).
+    virtual nlohmann::json route(const std::string& method, const std::string& path, const nlohmann::json& body) = 0;
+};
+
 struct ServerConfig {
     std::string model_path;
     std::vector<AdapterOption> adapters;  // loaded at start, after the model
@@ -103,6 +143,7 @@ struct ServerConfig {
     DriftConfig drift;
     std::shared_ptr<const ContentFilter> content_filter;  // null: none
     std::shared_ptr<const Embedder> embedder;             // null: /v1/embeddings answers 404
+    std::shared_ptr<ChatApp> app;                         // null: chat completions go straight to the model
 };
 
 class Server {
@@ -150,6 +191,7 @@ private:
     void handle_drift(const httplib::Request& req, httplib::Response& res);
     void handle_adapters(const httplib::Request& req, const std::string& body, httplib::Response& res);
     void handle_embeddings(const httplib::Request& req, const std::string& body, httplib::Response& res);
+    void handle_app(const httplib::Request& req, const std::string& body, httplib::Response& res);
     // The steps both completion endpoints share: key, shutdown, parse, enqueue, answer or stream.
     void generate(bool chat, const httplib::Request& req, const std::string& body, httplib::Response& res);
     // Hands the sequences to the engine; false after answering 400 (KV budget) or 503 (queue full).

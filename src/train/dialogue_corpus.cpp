@@ -1,6 +1,9 @@
 #include "train/dialogue_corpus.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "core/random.h"
@@ -82,6 +85,97 @@ const std::vector<ShopProduct>& shop_catalogue() {
         return p;
     }();
     return kProducts;
+}
+
+// The shop's policies and knowledge-base articles: the facts the corpus's assistant states.
+const std::vector<std::pair<std::string, std::string>>& shop_policy_texts() {
+    static const std::vector<std::pair<std::string, std::string>> k = {
+        {"returns", "Items can be returned within 30 days of delivery if they are unused and in their original packaging. "
+                    "Returns are free: we email a prepaid label, and the refund goes back to the original payment method "
+                    "within 5 business days of the return arriving."},
+        {"exchanges", "Exchanges for another size or colour are free. The replacement ships as soon as the carrier scans "
+                      "the return."},
+        {"refunds", "Refunds go back to the original payment method. Banks usually show them within 5 to 10 business days."},
+        {"cancellation", "An order can be cancelled until it ships, with a full refund within 5 business days. A shipped "
+                         "order can be refused at delivery or returned within 30 days."},
+        {"address_change", "The delivery address of an order can be changed until it ships. A shipped order can be "
+                           "redirected on the carrier's website with its tracking number."},
+        {"shipping", "Standard shipping takes 3 to 5 business days and is free on orders over $50, otherwise $4.99. "
+                     "Express shipping takes 1 to 2 business days and costs $9.99. We ship to the United States, Canada "
+                     "and the United Kingdom; international orders take 7 to 12 business days and cost $14.99."},
+        {"delivery_problems", "Damaged items are replaced for free or refunded, without returning them. Late parcels: if "
+                              "an order has not arrived within 3 business days of its estimate we reship it or refund it. "
+                              "A parcel marked delivered but missing: check with neighbours; after 48 hours we open a "
+                              "claim and send a replacement."},
+        {"payments", "We accept Visa, Mastercard, American Express, PayPal and Northwind gift cards. A declined payment "
+                     "usually means the billing address does not match the card; the bank can approve a blocked payment."},
+        {"discounts", "Discount codes apply at checkout, one code per order. Some codes need a minimum order value or can "
+                      "be used once per account; expired codes cannot be reactivated. Newsletter subscribers get 10% off "
+                      "their next order."},
+        {"account", "Passwords are reset from the sign-in page with \"Forgot password\"; the emailed link is valid for "
+                    "1 hour. The account email is changed under Account, Settings, with a confirmation link sent to the "
+                    "new address."},
+    };
+    return k;
+}
+
+const std::vector<std::pair<std::string, std::string>>& shop_article_texts() {
+    static const std::vector<std::pair<std::string, std::string>> k = {
+        {"How to return an item", "Start a return within 30 days of delivery. We email a prepaid return label; drop the "
+                                  "parcel at any location of the carrier that delivered it. Items must be unused and in "
+                                  "their original packaging. The refund is issued when the return arrives."},
+        {"Exchanging for another size", "Exchanges are free. Tell us the size or colour you need; the replacement ships "
+                                        "as soon as your return is scanned by the carrier."},
+        {"When will I get my refund?", "Refunds go back to the card or PayPal account you paid with, within 5 business "
+                                       "days of the return arriving. Banks usually show the money within 5 to 10 business "
+                                       "days."},
+        {"Shipping options and prices", "Standard delivery takes 3 to 5 business days and is free on orders over $50 "
+                                        "(otherwise $4.99). Express delivery takes 1 to 2 business days for $9.99."},
+        {"International shipping", "We deliver to Canada and the United Kingdom in 7 to 12 business days for $14.99. "
+                                   "Import duties may apply."},
+        {"Tracking your order", "When an order ships we email its carrier and tracking number. Orders ship within 1 to 3 "
+                                "days of being placed."},
+        {"My parcel is late", "Carriers are sometimes a few days late. If your order has not arrived within 3 business "
+                              "days of the estimated date, contact us and we reship it for free or refund it."},
+        {"Parcel marked delivered but not received", "Check with neighbours and around your door. If it has not turned "
+                                                     "up after 48 hours, we open a claim and send a replacement."},
+        {"Damaged items", "If an item arrives damaged we send a free replacement within 1 business day or refund it; "
+                          "you do not need to send the damaged item back."},
+        {"Cancelling an order", "Orders can be cancelled until they ship. Once shipped, refuse the delivery or return the "
+                                "order within 30 days for a full refund."},
+        {"Changing the delivery address", "You can change the address of an order that has not shipped yet. For a "
+                                          "shipped order, redirect it on the carrier's website."},
+        {"Payment methods", "We accept Visa, Mastercard, American Express, PayPal and Northwind gift cards."},
+        {"Declined payments", "Check that the billing address matches the card, or try another card or PayPal. Your bank "
+                              "can approve a payment it blocked."},
+        {"Discount codes", "One code per order. Some codes need a minimum order of $50 or work once per account. Expired "
+                           "codes cannot be used; newsletter subscribers get 10% off."},
+        {"Resetting your password", "Use \"Forgot password\" on the sign-in page. The reset link we email is valid for "
+                                    "1 hour."},
+        {"Changing your account email", "Go to Account, then Settings, and edit your email. We send a confirmation link "
+                                        "to the new address."},
+        {"Caring for your products", "Machine-washable items: gentle cycle, cold water. Wool, leather and electronics "
+                                     "should be cleaned by hand; see each product page."},
+        {"Privacy and personal data", "We never share one customer's orders or details with another. Only the account "
+                                      "holder can see an order, and we never ask for card numbers or passwords in chat."},
+    };
+    return k;
+}
+
+const std::vector<KnowledgePassage>& shop_knowledge() {
+    static const std::vector<KnowledgePassage> k = [] {
+        std::vector<KnowledgePassage> v;
+        for (const auto& [topic, text] : shop_policy_texts()) {
+            std::string title = topic;
+            for (char& c : title) c = c == '_' ? ' ' : c;
+            title[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(title[0])));
+            v.push_back({"policy:" + topic, title + " policy", text});
+        }
+        int i = 0;
+        for (const auto& [title, body] : shop_article_texts()) v.push_back({"article:" + std::to_string(++i), title, body});
+        return v;
+    }();
+    return k;
 }
 
 namespace {
@@ -185,16 +279,226 @@ std::string fill(std::string t, const Order& o) {
 }
 
 
+}  // namespace
+
+std::string month_day(ShopDate d) { return kMonths[static_cast<size_t>((d.month + 11) % 12)] + " " + std::to_string(d.day); }
+
+std::string order_fact_line(const OrderFacts& o) {
+    std::string s = "order #" + o.id + " | status " + (o.shipped ? "shipped" : "processing (not shipped yet)") +
+                    " | item " + o.product + " | size " + o.size + " | colour " + o.colour + " | quantity " +
+                    std::to_string(o.qty) + " | total " + money(o.total_cents) + " | paid by " + o.payment +
+                    " | ordered " + month_day(o.ordered) + (o.shipped ? " | shipped " : " | ships ") +
+                    month_day(o.ship_date) + " | carrier " + o.carrier;
+    if (o.shipped) s += " | tracking " + o.tracking;
+    return s + " | delivery by " + month_day(o.eta);
+}
+
+std::string product_fact_line(const ProductFacts& p) {
+    auto list = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+        return s;
+    };
+    return "product " + p.name + " | price " + money(p.price_cents) + " | made of " + p.material + " | sizes " +
+           list(p.sizes) + " | colours " + list(p.colours) + (p.washable ? " | machine washable" : " | not machine washable");
+}
+
+std::string passage_fact_line(const KnowledgePassage& p) { return "kb " + p.title + ": " + p.text; }
+
+SlotValues order_slot_values(const OrderFacts& o) {
+    return {{"id", "#" + o.id},
+            {"item", (o.qty > 1 ? std::to_string(o.qty) + " x " : std::string("the ")) + o.product},
+            {"product", o.product},
+            {"size", o.size},
+            {"colour", o.colour},
+            {"carrier", o.carrier},
+            {"tracking", o.tracking},
+            {"ordered", month_day(o.ordered)},
+            {"shipped", month_day(o.ship_date)},
+            {"eta", month_day(o.eta)},
+            {"total", money(o.total_cents)},
+            {"payment", o.payment}};
+}
+
+SlotValues product_slot_values(const ProductFacts& p) {
+    std::string sizes;
+    for (size_t i = 0; i < p.sizes.size(); ++i) sizes += (i ? (i + 1 == p.sizes.size() ? " and " : ", ") : "") + p.sizes[i];
+    return {{"product", p.name}, {"material", p.material}, {"sizes", sizes}, {"price", money(p.price_cents)}};
+}
+
+namespace {
+
+// What a reply says where a slot has no value (a model that names a fact nothing was looked up for).
+const std::map<std::string, std::string>& slot_fallbacks() {
+    static const std::map<std::string, std::string> k = {
+        {"id", "your order"},
+        {"item", "your items"},
+        {"product", "the item"},
+        {"size", "your size"},
+        {"colour", "your colour"},
+        {"carrier", "the carrier"},
+        {"tracking", "the tracking number in your shipping email"},
+        {"ordered", "the order date"},
+        {"shipped", "the ship date in your confirmation email"},
+        {"eta", "the delivery date in your confirmation email"},
+        {"total", "the amount you paid"},
+        {"payment", "your original payment method"},
+        {"material", "the materials listed on its product page"},
+        {"sizes", "the sizes listed on its product page"},
+        {"price", "the price on its product page"},
+        {"code", "that code"},
+        {"new_address", "the new address"},
+    };
+    return k;
+}
+
+}  // namespace
+
+std::string lexicalize(const std::string& text, const SlotValues& v, std::vector<std::string>* unfilled) {
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+        const size_t open = text.find('{', i);
+        if (open == std::string::npos) {
+            out.append(text, i, std::string::npos);
+            break;
+        }
+        out.append(text, i, open - i);
+        const size_t close = text.find('}', open);
+        const std::string name = close == std::string::npos ? "" : text.substr(open + 1, close - open - 1);
+        const auto fb = slot_fallbacks().find(name);
+        if (fb == slot_fallbacks().end()) {  // not a slot: kept
+            out += '{';
+            i = open + 1;
+            continue;
+        }
+        const auto it = v.find(name);
+        if (it != v.end() && !it->second.empty()) {
+            out += it->second;
+        } else {
+            out += fb->second;
+            if (unfilled) unfilled->push_back(name);
+        }
+        i = close + 1;
+    }
+    return out;
+}
+
+std::string Lexicalizer::push(std::string_view piece) {
+    held_.append(piece.data(), piece.size());
+    std::string out;
+    // Everything before the last '{' that may still open a slot reference is final.
+    while (true) {
+        const size_t open = held_.find('{');
+        if (open == std::string::npos) {
+            out += held_;
+            held_.clear();
+            break;
+        }
+        const size_t close = held_.find('}', open);
+        if (close != std::string::npos) {
+            out += lexicalize(held_.substr(0, close + 1), v_, &unfilled_);
+            held_.erase(0, close + 1);
+            continue;
+        }
+        bool may_be_slot = held_.size() - open <= kMaxSlot;
+        for (size_t k = open + 1; k < held_.size() && may_be_slot; ++k)
+            may_be_slot = std::islower(static_cast<unsigned char>(held_[k])) || held_[k] == '_';
+        if (may_be_slot) {
+            out += held_.substr(0, open);
+            held_.erase(0, open);
+            break;
+        }
+        out += held_.substr(0, open + 1);  // a brace that opens no slot
+        held_.erase(0, open + 1);
+    }
+    return out;
+}
+
+std::string Lexicalizer::finish() {
+    std::string rest = std::move(held_);
+    held_.clear();
+    return rest;
+}
+
+bool intent_wants_passages(const std::string& intent) {
+    return intent == "shipping" || intent == "payment" || intent == "discount" || intent == "account";
+}
+
+bool lookup_wanted(const std::string& intent) { return intent != "greeting" && intent != "thanks"; }
+
+namespace {
+
+OrderFacts order_facts(const Order& o) {
+    OrderFacts f;
+    f.id = o.id.substr(1);
+    f.shipped = o.has_shipped;
+    f.product = o.product->name;
+    f.size = o.size;
+    f.colour = o.colour;
+    f.payment = o.payment;
+    f.carrier = o.carrier;
+    f.tracking = o.tracking;
+    f.qty = o.qty;
+    f.total_cents = o.total_cents;
+    f.ordered = ShopDate{o.ordered.month + 1, o.ordered.day};
+    f.ship_date = ShopDate{o.shipped.month + 1, o.shipped.day};
+    f.eta = ShopDate{o.eta.month + 1, o.eta.day};
+    return f;
+}
+
+ProductFacts product_facts(const ShopProduct& p) {
+    return ProductFacts{p.name, p.material, p.price_cents, p.sizes, p.colours, p.washable};
+}
+
+const KnowledgePassage& passage(const std::string& id) {
+    for (const auto& p : shop_knowledge())
+        if (p.id == id) return p;
+    throw std::logic_error("dialogue corpus: no knowledge passage " + id);
+}
+
 struct Builder {
     Rng& r;
     Dialogue& d;
     const Order& o;
+    Rng& look;  // the tool turns' own draws, so that the dialogue text is the same with or without them
     bool greeted = false;  // only the first user turn may open with a greeting
-    void user(const Lines& options, bool plain = false) {
+    bool order_named = false, product_named = false;
+    std::vector<std::string> passages;  // the knowledge passages the next user turn's question needs
+    // lookup: false for thanks and goodbyes, which the chat system answers without a lookup (see
+    // lookup_wanted).
+    void user(const Lines& options, bool plain = false, bool lookup = true) {
         d.turns.push_back({"user", user_style(r, fill(r.pick(options), o), !greeted && !plain)});
         greeted = true;
+        if (lookup) tool();
     }
-    void assistant(const Lines& options) { d.turns.push_back({"assistant", fill(r.pick(options), o)}); }
+    // The chat system's lookup after a user turn (see order_fact_line): the order once named, else
+    // the product once named, and the passages a knowledge question needs — one of the two that
+    // answer it, sometimes with an unrelated one before or after (retrieval returns a few).
+    void tool() {
+        std::string upper = d.turns.back().content;
+        for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        order_named |= upper.find(o.id.substr(1)) != std::string::npos;
+        std::vector<std::string> lines;
+        if (order_named) lines.push_back(order_fact_line(order_facts(o)));
+        else if (product_named) lines.push_back(product_fact_line(product_facts(*o.product)));
+        if (!passages.empty()) {
+            std::vector<std::string> kb = {passage_fact_line(passage(look.pick(passages)))};
+            if (look.chance(40)) {
+                const auto& other = look.pick(shop_knowledge());
+                if (std::find(passages.begin(), passages.end(), other.id) == passages.end())
+                    kb.insert(look.chance(50) ? kb.begin() : kb.end(), passage_fact_line(other));
+            }
+            lines.insert(lines.end(), kb.begin(), kb.end());
+            passages.clear();
+        }
+        if (lines.empty()) return;
+        std::string text;
+        for (const auto& l : lines) text += (text.empty() ? "" : "\n") + l;
+        d.turns.push_back({"tool", text});
+    }
+    // The assistant's words are delexicalised: facts stay slot references ({id}, {eta}, …; see
+    // lexicalize()), filled from the lookups when shown.
+    void assistant(const Lines& options) { d.turns.push_back({"assistant", r.pick(options)}); }
     // The customer asks about an order; sometimes without its number, which the assistant asks for.
     void ask_about_order(const Lines& with_id, const Lines& without_id) {
         if (r.chance(25)) {
@@ -238,6 +542,7 @@ void topic_order_status(Builder& b) {
 }
 
 void topic_shipping(Builder& b) {
+    b.passages = {"policy:shipping", "article:4"};
     b.user({"How much does shipping cost?", "Do you offer free shipping?", "How long does delivery take?",
             "What are your shipping options?", "Is there express shipping?"});
     b.assistant({"Standard shipping is free on orders over $50; below that it costs $4.99 and takes 3 to 5 business days. "
@@ -245,6 +550,7 @@ void topic_shipping(Builder& b) {
                  "We have two options: standard shipping (3 to 5 business days, free over $50, otherwise $4.99) and "
                  "express shipping (1 to 2 business days, $9.99)."});
     if (b.r.chance(40)) {
+        b.passages = {"policy:shipping", "article:5"};
         b.user({"Do you ship internationally?", "Can you ship to Canada?", "Do you deliver to the UK?"});
         b.assistant({"Yes, we ship to the United States, Canada and the United Kingdom. International orders take 7 to 12 "
                      "business days and shipping costs $14.99.",
@@ -278,6 +584,13 @@ void topic_delivery_problem(Builder& b) {
         b.ask_about_order({"My order {id} is late. It was supposed to arrive by {eta}.", "Order {id} still hasn't arrived.",
                            "It's been ages and {id} is not here yet."},
                           {"My order is late.", "My package still hasn't arrived."});
+        if (!b.o.has_shipped) {  // what the order's record says, not what the customer thinks (same draws)
+            b.assistant({sorry(b.r) + "Order {id} hasn't shipped yet: it is scheduled to leave our warehouse on {shipped} "
+                                      "and should arrive by {eta}. You'll get the tracking number by email when it ships.",
+                         sorry(b.r) + "I checked order {id}: it is still being packed and will ship on {shipped}, with "
+                                      "delivery expected by {eta}."});
+            return;
+        }
         b.assistant({sorry(b.r) + "Order {id} shipped on {shipped} with {carrier} (tracking {tracking}). The carrier reports a "
                                   "delay; if it hasn't arrived within 3 business days, I'll send a replacement or a full "
                                   "refund, whichever you prefer.",
@@ -288,6 +601,13 @@ void topic_delivery_problem(Builder& b) {
         b.ask_about_order({"The tracking for {id} says delivered but I never got it.",
                            "Order {id} shows as delivered, but there's nothing here."},
                           {"My package says delivered but I didn't receive it."});
+        if (!b.o.has_shipped) {
+            b.assistant({sorry(b.r) + "Order {id} hasn't shipped yet, so it can't have been delivered: it leaves our "
+                                      "warehouse on {shipped} and should arrive by {eta}.",
+                         sorry(b.r) + "Our records show order {id} is still being packed; it ships on {shipped} and is "
+                                      "expected by {eta}. You'll get the tracking number by email."});
+            return;
+        }
         b.assistant({sorry(b.r) + "{carrier} marked order {id} as delivered. Please check with neighbours and around your door. "
                                   "If it doesn't turn up within 48 hours, I'll open a claim and send you a replacement.",
                      sorry(b.r) + "Sometimes packages are marked delivered a day early. If order {id} is still missing "
@@ -352,20 +672,20 @@ void topic_address(Builder& b) {
                  "I can still change it. Please send me the full new address for order {id}."});
     const std::string addr = std::to_string(b.r.range(2, 999)) + " " + b.r.pick(kStreets) + ", " + b.r.pick(kCities);
     b.user({addr, "It's " + addr + ".", "New address: " + addr});
-    b.d.turns.push_back({"assistant", fill("Thanks! Order {id} will now go to " + addr + ". It still ships on {shipped}.", b.o)});
+    b.d.slots["new_address"] = addr;
+    b.d.turns.push_back({"assistant", "Thanks! Order {id} will now go to {new_address}. It still ships on {shipped}."});
 }
 
 void topic_product(Builder& b) {
     const ShopProduct& p = *b.o.product;
     const int q = b.r.range(0, 3);
+    b.product_named = true;
     if (q == 0) {
         b.user({"What is the {product} made of?", "What material is the {product}?"});
         b.assistant({"The {product} is made of {material}.", "It's made of {material}."});
     } else if (q == 1) {
-        std::string sizes;
-        for (size_t i = 0; i < p.sizes.size(); ++i) sizes += (i ? (i + 1 == p.sizes.size() ? " and " : ", ") : "") + p.sizes[i];
         b.user({"What sizes does the {product} come in?", "Which sizes are available for the {product}?"});
-        b.d.turns.push_back({"assistant", fill("The {product} comes in " + sizes + ".", b.o)});
+        b.d.turns.push_back({"assistant", "The {product} comes in {sizes}."});
     } else if (q == 2) {
         b.user({"Is the {product} machine washable?", "Can I put the {product} in the washing machine?"});
         b.assistant({p.washable ? "Yes, the {product} is machine washable. Use a gentle cycle and cold water."
@@ -373,24 +693,26 @@ void topic_product(Builder& b) {
     } else {
         b.user({"Is the {product} in {colour} in stock?", "Do you have the {product} in {colour}, size {size}?"});
         if (b.r.chance(70)) {
-            b.assistant({"Yes, the {product} in {colour} ({size}) is in stock and ships within 1 business day.",
-                         "Good news: we have the {product} in {colour}, size {size}, in stock."});
+            b.assistant({"Yes, the {product} in that colour and size is in stock and ships within 1 business day.",
+                         "Good news: we have the {product} in that colour and size in stock."});
         } else {
-            b.assistant({"The {product} in {colour} is sold out right now. We expect new stock on {eta}.",
-                         "Sorry, that one is out of stock. It should be back on {eta}."});
+            b.assistant({"The {product} in that colour is sold out right now. We expect new stock within two weeks.",
+                         "Sorry, that one is out of stock. It should be back within two weeks."});
         }
     }
-    b.d.turns.back().content += p.price_cents > 0 && b.r.chance(50) ? " It costs " + money(p.price_cents) + "." : "";
+    b.d.turns.back().content += p.price_cents > 0 && b.r.chance(50) ? " It costs {price}." : "";
 }
 
 void topic_payment(Builder& b) {
     if (b.r.chance(50)) {
+        b.passages = {"policy:payments", "article:13"};
         b.user({"My card was declined. What should I do?", "Payment failed at checkout.", "Why was my payment declined?"});
         b.assistant({"Sorry about that! Please check that the billing address matches your card, or try another card or "
                      "PayPal. If it still fails, your bank may have blocked the payment and can approve it.",
                      "That usually happens when the billing address doesn't match the card. You can also try PayPal or "
                      "another card."});
     } else {
+        b.passages = {"policy:payments", "article:12"};
         b.user({"What payment methods do you accept?", "Do you accept PayPal?", "Can I pay with a gift card?"});
         b.assistant({"We accept Visa, Mastercard, American Express, PayPal and our own gift cards."});
     }
@@ -398,25 +720,29 @@ void topic_payment(Builder& b) {
 
 void topic_discount(Builder& b) {
     const std::string code = b.r.pick(kCodes);
+    b.passages = {"policy:discounts", "article:14"};
     b.user({"My discount code " + code + " doesn't work.", "Why isn't the code " + code + " working?",
             "Can I still use the code " + code + "?"});
     const int why = b.r.range(0, 2);
-    b.d.turns.push_back({"assistant", why == 0 ? "The code " + code + " expired on " + b.o.ordered.str() + ", sorry! Sign up "
+    b.d.slots["code"] = code;
+    b.d.turns.push_back({"assistant", why == 0 ? "The code {code} has expired, sorry! Sign up "
                                                  "for our newsletter to get 10% off your next order."
-                                      : why == 1 ? "The code " + code + " works on orders over $50. Add a little more to your "
-                                                                           "cart and it will apply."
-                                                 : "The code " + code + " can be used once per account, and it looks like it "
-                                                                         "was already used."});
+                                      : why == 1 ? "The code {code} works on orders over $50. Add a little more to your "
+                                                   "cart and it will apply."
+                                                 : "The code {code} can be used once per account, and it looks like it "
+                                                   "was already used."});
 }
 
 void topic_account(Builder& b) {
     if (b.r.chance(50)) {
+        b.passages = {"policy:account", "article:15"};
         b.user({"I forgot my password.", "I can't log in to my account.", "How do I reset my password?"});
         b.assistant({"No problem! Click \"Forgot password\" on the sign-in page and we'll email you a reset link. It's valid "
                      "for 1 hour.",
                      "You can reset it from the sign-in page with \"Forgot password\". The email with the link arrives "
                      "within a few minutes."});
     } else {
+        b.passages = {"policy:account", "article:16"};
         b.user({"How do I change the email on my account?", "Can I update my email address?"});
         b.assistant({"Go to Account, then Settings, and edit your email address. We'll send a confirmation link to the new "
                      "address."});
@@ -472,7 +798,8 @@ Dialogue make_dialogue(uint64_t seed, uint64_t n) {
     d.turns.push_back({"system", r.chance(80) ? "You are the customer-service assistant of Northwind Goods, an online shop. "
                                                 "Answer politely and briefly."
                                               : "You are a helpful assistant for the Northwind Goods online shop."});
-    Builder b{r, d, o};
+    Rng look(seed * 0x94d049bb133111ebull + n * kGoldenGamma + 7);
+    Builder b{r, d, o, look};
     if (r.chance(12)) topic_greeting(b);
     static const std::vector<void (*)(Builder&)> kTopics = {
         topic_order_status, topic_shipping, topic_delivery_problem, topic_returns, topic_refund,  topic_cancel,
@@ -481,16 +808,19 @@ Dialogue make_dialogue(uint64_t seed, uint64_t n) {
     d.topic = dialogue_topics()[t];
     kTopics[t](b);
     bool has_order = false;
-    for (const auto& turn : d.turns) has_order |= turn.content.find(o.id) != std::string::npos;
+    for (const auto& turn : d.turns) has_order |= turn.role != "assistant" && turn.content.find(o.id) != std::string::npos;
     if (has_order) d.order_id = o.id;
+    for (const auto& [k, v] : order_slot_values(order_facts(o))) d.slots[k] = v;
+    if (!has_order)  // a product question: the product's
+        for (const auto& [k, v] : product_slot_values(product_facts(*o.product))) d.slots[k] = v;
     if (r.chance(45)) {
-        b.user({"Thanks!", "Thank you so much.", "Great, thanks for your help.", "ok thx", "Perfect, thank you!"});
+        b.user({"Thanks!", "Thank you so much.", "Great, thanks for your help.", "ok thx", "Perfect, thank you!"}, false, false);
         b.assistant({"You're welcome! Have a great day.", "Happy to help! Anything else I can do for you?",
                      "My pleasure. Enjoy your purchase!"});
     }
     if (d.turns.back().role == "assistant" && d.turns.back().content.find("Anything else") != std::string::npos &&
         r.chance(60)) {
-        b.user({"No, that's all.", "Nope, that's it. Bye!", "That's everything, thanks."});
+        b.user({"No, that's all.", "Nope, that's it. Bye!", "That's everything, thanks."}, false, false);
         b.assistant({"Thanks for shopping with Northwind Goods. Goodbye!", "Have a wonderful day!"});
     }
     return d;

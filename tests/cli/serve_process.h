@@ -109,6 +109,7 @@ struct StreamResult {
     std::string finish_reason;
     bool done = false;  // saw data: [DONE]
     std::string body;   // non-SSE body (errors)
+    json first;         // the first data event
 };
 
 // POSTs a streaming completion and collects the SSE deltas; stop_after_events > 0 closes the
@@ -144,6 +145,7 @@ inline StreamResult stream_completion(int port, const json& req, int stop_after_
             }
             ++events;
             const json j = json::parse(payload);
+            if (events == 1) r.first = j;
             if (j.contains("error")) {
                 r.body = payload;
                 continue;

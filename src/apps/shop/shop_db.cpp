@@ -1,6 +1,9 @@
 #include "apps/shop/shop_db.h"
 
 #include <sqlite3.h>
+
+#include <ctime>
+#include <random>
 #include <sys/stat.h>
 
 #include <cctype>
@@ -153,81 +156,6 @@ std::vector<std::string> aliases(const std::string& name) {
     return {};
 }
 
-// The shop's policies and knowledge-base articles: the facts the corpus's assistant states.
-const std::vector<std::pair<std::string, std::string>>& policy_texts() {
-    static const std::vector<std::pair<std::string, std::string>> k = {
-        {"returns", "Items can be returned within 30 days of delivery if they are unused and in their original packaging. "
-                    "Returns are free: we email a prepaid label, and the refund goes back to the original payment method "
-                    "within 5 business days of the return arriving."},
-        {"exchanges", "Exchanges for another size or colour are free. The replacement ships as soon as the carrier scans "
-                      "the return."},
-        {"refunds", "Refunds go back to the original payment method. Banks usually show them within 5 to 10 business days."},
-        {"cancellation", "An order can be cancelled until it ships, with a full refund within 5 business days. A shipped "
-                         "order can be refused at delivery or returned within 30 days."},
-        {"address_change", "The delivery address of an order can be changed until it ships. A shipped order can be "
-                           "redirected on the carrier's website with its tracking number."},
-        {"shipping", "Standard shipping takes 3 to 5 business days and is free on orders over $50, otherwise $4.99. "
-                     "Express shipping takes 1 to 2 business days and costs $9.99. We ship to the United States, Canada "
-                     "and the United Kingdom; international orders take 7 to 12 business days and cost $14.99."},
-        {"delivery_problems", "Damaged items are replaced for free or refunded, without returning them. Late parcels: if "
-                              "an order has not arrived within 3 business days of its estimate we reship it or refund it. "
-                              "A parcel marked delivered but missing: check with neighbours; after 48 hours we open a "
-                              "claim and send a replacement."},
-        {"payments", "We accept Visa, Mastercard, American Express, PayPal and Northwind gift cards. A declined payment "
-                     "usually means the billing address does not match the card; the bank can approve a blocked payment."},
-        {"discounts", "Discount codes apply at checkout, one code per order. Some codes need a minimum order value or can "
-                      "be used once per account; expired codes cannot be reactivated. Newsletter subscribers get 10% off "
-                      "their next order."},
-        {"account", "Passwords are reset from the sign-in page with \"Forgot password\"; the emailed link is valid for "
-                    "1 hour. The account email is changed under Account, Settings, with a confirmation link sent to the "
-                    "new address."},
-    };
-    return k;
-}
-
-const std::vector<std::pair<std::string, std::string>>& article_texts() {
-    static const std::vector<std::pair<std::string, std::string>> k = {
-        {"How to return an item", "Start a return within 30 days of delivery. We email a prepaid return label; drop the "
-                                  "parcel at any location of the carrier that delivered it. Items must be unused and in "
-                                  "their original packaging. The refund is issued when the return arrives."},
-        {"Exchanging for another size", "Exchanges are free. Tell us the size or colour you need; the replacement ships "
-                                        "as soon as your return is scanned by the carrier."},
-        {"When will I get my refund?", "Refunds go back to the card or PayPal account you paid with, within 5 business "
-                                       "days of the return arriving. Banks usually show the money within 5 to 10 business "
-                                       "days."},
-        {"Shipping options and prices", "Standard delivery takes 3 to 5 business days and is free on orders over $50 "
-                                        "(otherwise $4.99). Express delivery takes 1 to 2 business days for $9.99."},
-        {"International shipping", "We deliver to Canada and the United Kingdom in 7 to 12 business days for $14.99. "
-                                   "Import duties may apply."},
-        {"Tracking your order", "When an order ships we email its carrier and tracking number. Orders ship within 1 to 3 "
-                                "days of being placed."},
-        {"My parcel is late", "Carriers are sometimes a few days late. If your order has not arrived within 3 business "
-                              "days of the estimated date, contact us and we reship it for free or refund it."},
-        {"Parcel marked delivered but not received", "Check with neighbours and around your door. If it has not turned "
-                                                     "up after 48 hours, we open a claim and send a replacement."},
-        {"Damaged items", "If an item arrives damaged we send a free replacement within 1 business day or refund it; "
-                          "you do not need to send the damaged item back."},
-        {"Cancelling an order", "Orders can be cancelled until they ship. Once shipped, refuse the delivery or return the "
-                                "order within 30 days for a full refund."},
-        {"Changing the delivery address", "You can change the address of an order that has not shipped yet. For a "
-                                          "shipped order, redirect it on the carrier's website."},
-        {"Payment methods", "We accept Visa, Mastercard, American Express, PayPal and Northwind gift cards."},
-        {"Declined payments", "Check that the billing address matches the card, or try another card or PayPal. Your bank "
-                              "can approve a payment it blocked."},
-        {"Discount codes", "One code per order. Some codes need a minimum order of $50 or work once per account. Expired "
-                           "codes cannot be used; newsletter subscribers get 10% off."},
-        {"Resetting your password", "Use \"Forgot password\" on the sign-in page. The reset link we email is valid for "
-                                    "1 hour."},
-        {"Changing your account email", "Go to Account, then Settings, and edit your email. We send a confirmation link "
-                                        "to the new address."},
-        {"Caring for your products", "Machine-washable items: gentle cycle, cold water. Wool, leather and electronics "
-                                     "should be cleaned by hand; see each product page."},
-        {"Privacy and personal data", "We never share one customer's orders or details with another. Only the account "
-                                      "holder can see an order, and we never ask for card numbers or passwords in chat."},
-    };
-    return k;
-}
-
 const char* kSchema = R"SQL(
 CREATE TABLE customers(id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, address TEXT NOT NULL);
 CREATE TABLE products(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, category TEXT NOT NULL, material TEXT NOT NULL,
@@ -244,6 +172,11 @@ CREATE TABLE policies(topic TEXT PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE articles(id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE discount_codes(code TEXT PRIMARY KEY, percent INTEGER NOT NULL, min_order_cents INTEGER NOT NULL,
   expires TEXT NOT NULL, once_per_account INTEGER NOT NULL);
+CREATE TABLE sessions(id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id), created TEXT NOT NULL);
+CREATE INDEX sessions_by_customer ON sessions(customer_id);
+CREATE TABLE session_turns(session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL,
+  role TEXT NOT NULL CHECK(role IN ('user', 'tool', 'assistant')), content TEXT NOT NULL, state TEXT NOT NULL,
+  generated TEXT NOT NULL, PRIMARY KEY(session_id, idx));
 )SQL";
 
 sqlite3* open_db(const std::string& path, int flags) {
@@ -344,9 +277,9 @@ void ShopDb::init(const std::string& path, const ShopInitOptions& o, bool overwr
         }
         {
             Stmt ins(db, "INSERT INTO policies VALUES(?,?)");
-            for (const auto& [t, x] : policy_texts()) ins.bind(1, t).bind(2, x).run();
+            for (const auto& [t, x] : train::shop_policy_texts()) ins.bind(1, t).bind(2, x).run();
             Stmt art(db, "INSERT INTO articles(title, body) VALUES(?,?)");
-            for (const auto& [t, x] : article_texts()) art.bind(1, t).bind(2, x).run();
+            for (const auto& [t, x] : train::shop_article_texts()) art.bind(1, t).bind(2, x).run();
             // The corpus's codes with the rules its assistant gives for them.
             Stmt dc(db, "INSERT INTO discount_codes VALUES(?,?,?,?,?)");
             const int64_t pct[] = {10, 15, 20, 0, 5}, min_cents[] = {5000, 0, 5000, 5000, 0}, once[] = {0, 1, 0, 0, 1};
@@ -372,22 +305,6 @@ void ShopDb::init(const std::string& path, const ShopInitOptions& o, bool overwr
 
 std::vector<std::string> product_aliases(const std::string& name) { return aliases(name); }
 
-const std::vector<KnowledgePassage>& shop_knowledge() {
-    static const std::vector<KnowledgePassage> k = [] {
-        std::vector<KnowledgePassage> v;
-        for (const auto& [topic, text] : policy_texts()) {
-            std::string title = topic;
-            for (char& c : title) c = c == '_' ? ' ' : c;
-            title[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(title[0])));
-            v.push_back({"policy:" + topic, title + " policy", text});
-        }
-        int i = 0;
-        for (const auto& [title, body] : article_texts()) v.push_back({"article:" + std::to_string(++i), title, body});
-        return v;
-    }();
-    return k;
-}
-
 ShopDb::ShopDb(const std::string& path) : path_(path) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0)
@@ -410,6 +327,10 @@ ShopDb::ShopDb(const std::string& path) : path_(path) {
         if (ver != kShopSchemaVersion)
             fail("shop database %s: schema version %d, expected %d (hint: rebuild it with llmforge shop init --force)",
                  path.c_str(), ver, kShopSchemaVersion);
+        // Sessions are written while the server reads: WAL lets readers go on during a write, and a
+        // second process (llmforge chat beside the server) waits for the lock instead of failing.
+        sqlite3_busy_timeout(db_, 5000);
+        exec(db_, "PRAGMA journal_mode=WAL");
     } catch (...) {
         sqlite3_close(db_);
         throw;
@@ -536,6 +457,64 @@ std::string normalize_order_id(const std::string& s) {
     for (std::sregex_iterator it(s.begin(), s.end(), kBare), end; it != end; ++it)
         if (it->position(1) > best_pos) best_pos = it->position(1), best = "C" + (*it)[1].str();
     return best;
+}
+
+
+std::string ShopDb::create_session(const std::string& customer_id) {
+    if (!customer(customer_id))
+        fail("shop session: unknown customer '%s' (hint: llmforge shop order ID shows an order's customer)",
+             customer_id.c_str());
+    // 16 hex digits from the kernel's generator: a session id is a bearer of its history, so not guessable.
+    std::random_device rd;
+    char id[20];
+    std::snprintf(id, sizeof id, "s%08x%08x", rd(), rd());
+    const std::time_t now = std::time(nullptr);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    Stmt(db_, "INSERT INTO sessions(id, customer_id, created) VALUES(?,?,?)").bind(1, id).bind(2, customer_id).bind(3, when).run();
+    return id;
+}
+
+std::optional<SessionRecord> ShopDb::session(const std::string& id) const {
+    Stmt s(db_, "SELECT id, customer_id, created, (SELECT count(*) FROM session_turns t WHERE t.session_id = s.id) "
+                "FROM sessions s WHERE id = ?");
+    s.bind(1, id);
+    if (!s.row()) return std::nullopt;
+    return SessionRecord{s.text(0), s.text(1), s.text(2), s.integer(3)};
+}
+
+std::vector<SessionRecord> ShopDb::sessions_of(const std::string& customer_id) const {
+    Stmt s(db_, "SELECT id, customer_id, created, (SELECT count(*) FROM session_turns t WHERE t.session_id = s.id) "
+                "FROM sessions s WHERE customer_id = ? ORDER BY created, id");
+    s.bind(1, customer_id);
+    std::vector<SessionRecord> out;
+    while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.integer(3)});
+    return out;
+}
+
+std::vector<SessionTurn> ShopDb::session_turns(const std::string& id) const {
+    Stmt s(db_, "SELECT role, content, state, generated FROM session_turns WHERE session_id = ? ORDER BY idx");
+    s.bind(1, id);
+    std::vector<SessionTurn> out;
+    while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3)});
+    return out;
+}
+
+void ShopDb::append_turns(const std::string& id, const std::vector<SessionTurn>& turns) {
+    // One transaction: a crash keeps all of an exchange or none of it.
+    exec(db_, "BEGIN IMMEDIATE");
+    try {
+        Stmt next(db_, "SELECT coalesce(max(idx) + 1, 0) FROM session_turns WHERE session_id = ?");
+        next.bind(1, id);
+        int64_t idx = next.row() ? next.integer(0) : 0;
+        Stmt ins(db_, "INSERT INTO session_turns(session_id, idx, role, content, state, generated) VALUES(?,?,?,?,?,?)");
+        for (const auto& t : turns)
+            ins.bind(1, id).bind(2, idx++).bind(3, t.role).bind(4, t.content).bind(5, t.state).bind(6, t.generated).run();
+        exec(db_, "COMMIT");
+    } catch (...) {
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
 }
 
 }  // namespace llmforge::apps

@@ -16,11 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "train/dialogue_corpus.h"
+
 struct sqlite3;
 
 namespace llmforge::apps {
 
-constexpr int kShopSchemaVersion = 1;
+constexpr int kShopSchemaVersion = 2;  // 2: sessions and their turns
 
 struct ShopInitOptions {
     uint64_t seed = 1;        // the corpus seed whose orders go in
@@ -52,6 +54,17 @@ struct CustomerRecord {
     std::string id, name, email, address;
 };
 
+// A chat session of the shop assistant: one customer's conversation, kept across restarts.
+struct SessionRecord {
+    std::string id, customer_id, created;  // created: ISO time (UTC)
+    int64_t turns = 0;
+};
+struct SessionTurn {
+    std::string role, content;  // "user" | "tool" | "assistant"; content: as the customer saw it
+    std::string state;          // user turns: the tracked state after it (JSON); else ""
+    std::string generated;      // assistant turns: as the model wrote it (slot references); else ""
+};
+
 struct Article {
     int64_t id = 0;
     std::string title, body;
@@ -79,6 +92,14 @@ public:
     // Order ids whose digits are `digits` (a customer who typed "order 48213").
     std::vector<std::string> orders_with_digits(const std::string& digits) const;
     int64_t count(const char* table) const;
+
+    // Sessions. create_session throws Error for an unknown customer; session() is nullopt for an
+    // unknown id. append_turns adds turns at the end of a session's history, all or none.
+    std::string create_session(const std::string& customer_id);
+    std::optional<SessionRecord> session(const std::string& id) const;
+    std::vector<SessionRecord> sessions_of(const std::string& customer_id) const;
+    std::vector<SessionTurn> session_turns(const std::string& id) const;
+    void append_turns(const std::string& id, const std::vector<SessionTurn>& turns);
     const std::string& path() const { return path_; }
 
 private:
@@ -86,12 +107,10 @@ private:
     std::string path_;
 };
 
-// The shop's knowledge passages, as ShopDb::init stores them: each policy ("policy:returns" …)
-// and each article ("article:1" …), with its title and text. The retriever's passages.
-struct KnowledgePassage {
-    std::string id, title, text;
-};
-const std::vector<KnowledgePassage>& shop_knowledge();
+// The shop's knowledge passages (policies and articles, train/dialogue_corpus.h: the corpus's
+// world), as ShopDb::init stores them: the retriever's passages.
+using train::KnowledgePassage;
+using train::shop_knowledge;
 
 // What customers call a catalogue product ("hoodie" for "Everyday Hoodie"): the shop's search
 // words, stored with each product (products.aliases). Lower case.

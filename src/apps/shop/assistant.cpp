@@ -1,0 +1,250 @@
+#include "apps/shop/assistant.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "apps/shop/retriever.h"
+#include "core/error.h"
+#include "train/dialogue_corpus.h"
+
+namespace llmforge::apps {
+
+namespace {
+
+// "2026-03-05" -> March 5 (the shop's calendar: the corpus never names a year).
+train::ShopDate shop_date(const std::string& iso) {
+    int y = 0, m = 0, d = 0;
+    if (std::sscanf(iso.c_str(), "%d-%d-%d", &y, &m, &d) != 3 || m < 1 || m > 12 || d < 1 || d > 31) return {1, 1};
+    return {m, d};
+}
+
+train::OrderFacts order_facts(const OrderRecord& r) {
+    train::OrderFacts f;
+    f.id = r.id;
+    f.shipped = r.status == "shipped";
+    for (size_t i = 0; i < r.items.size(); ++i) {
+        const OrderItem& it = r.items[i];
+        f.product += (i ? " and " : "") + it.product;
+        if (i == 0) f.size = it.size, f.colour = it.colour;
+        f.qty = i == 0 ? static_cast<int>(it.qty) : f.qty + static_cast<int>(it.qty);
+    }
+    f.payment = r.payment;
+    f.carrier = r.carrier;
+    f.tracking = r.tracking;
+    f.total_cents = static_cast<int>(r.total_cents);
+    f.ordered = shop_date(r.ordered);
+    f.ship_date = shop_date(r.shipped);
+    f.eta = shop_date(r.eta);
+    return f;
+}
+
+train::ProductFacts product_facts(const ProductRecord& p) {
+    return train::ProductFacts{p.name, p.material, static_cast<int>(p.price_cents), p.sizes, p.colours, p.washable};
+}
+
+bool order_intent(const std::string& intent) {
+    return intent == "order_status" || intent == "return" || intent == "refund" || intent == "cancel" ||
+           intent == "change_address";
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+    return s;
+}
+
+}  // namespace
+
+std::string order_not_found_reply(const std::string& order_id) {
+    return "I couldn't find order #" + order_id +
+           " on your account. Please check the number in your order confirmation email; I can only look up orders "
+           "placed with the account you are signed in with.";
+}
+
+nlohmann::ordered_json TurnPlan::info() const {
+    auto hits = [](const std::vector<Recalled>& v) {
+        nlohmann::ordered_json a = nlohmann::ordered_json::array();
+        for (const auto& h : v) a.push_back({{"id", h.id}, {"text", h.text}, {"score", h.score}});
+        return a;
+    };
+    nlohmann::ordered_json j = {{"session_id", session_id}, {"customer_id", customer_id}, {"state", state.to_json()},
+                                {"tool", tool},             {"passages", hits(passages)}, {"memories", hits(memories)}};
+    if (recalled_order) j["recalled_order"] = *recalled_order;
+    if (fixed_reply) j["answered_by"] = "lookup";
+    return j;
+}
+
+ShopAssistant::ShopAssistant(AssistantOptions o) : o_(std::move(o)) {
+    db_ = std::make_unique<ShopDb>(o_.db_path);
+    dst_ = std::make_unique<DialogueStateTracker>(o_.dst_dir);
+    if (!o_.retriever_dir.empty()) {
+        enc_ = std::make_unique<DualEncoder>(o_.retriever_dir);
+        kb_ = std::make_unique<PassageIndex>(*enc_, knowledge_texts());
+    }
+}
+
+ShopAssistant::~ShopAssistant() = default;
+
+size_t ShopAssistant::tokens(const std::string& s) const { return o_.count_tokens ? o_.count_tokens(s) : s.size() / 4 + 1; }
+
+std::string ShopAssistant::create_session(const std::string& customer_id) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!db_->customer(customer_id))
+        fail_kind(ErrorKind::kNotFound, "shop session: unknown customer '%s' in %s (hint: customer ids look like U00001)",
+                  customer_id.c_str(), db_->path().c_str());
+    return db_->create_session(customer_id);
+}
+
+std::vector<SessionRecord> ShopAssistant::sessions(const std::string& customer_id) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return db_->sessions_of(customer_id);
+}
+
+namespace {
+
+[[noreturn]] void unknown_session(const std::string& id, const std::string& db) {
+    fail_kind(ErrorKind::kNotFound,
+              "shop session '%s': no such session in %s (hint: start one with POST /v1/app/sessions "
+              "{\"customer_id\": ...} or llmforge chat --app shop --customer ID)",
+              id.c_str(), db.c_str());
+}
+
+}  // namespace
+
+nlohmann::ordered_json ShopAssistant::session_json(const std::string& id) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    const auto s = db_->session(id);
+    if (!s) unknown_session(id, db_->path());
+    nlohmann::ordered_json turns = nlohmann::ordered_json::array();
+    for (const auto& t : db_->session_turns(id)) {
+        nlohmann::ordered_json j = {{"role", t.role}, {"content", t.content}};
+        if (!t.state.empty()) j["state"] = nlohmann::ordered_json::parse(t.state, nullptr, false);
+        turns.push_back(std::move(j));
+    }
+    return {{"id", s->id}, {"customer_id", s->customer_id}, {"created", s->created}, {"turns", turns}};
+}
+
+TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& user_text) const {
+    TurnPlan p;
+    p.session_id = session_id;
+    p.user_text = user_text;
+    if (user_text.find_first_not_of(" \t\r\n") == std::string::npos)
+        fail("shop session %s: the user turn is empty (expected the customer's message)", session_id.c_str());
+    std::unique_lock<std::mutex> lk(mu_);
+    const auto s = db_->session(session_id);
+    if (!s) unknown_session(session_id, db_->path());
+    p.customer_id = s->customer_id;
+    const std::vector<SessionTurn> turns = db_->session_turns(session_id);
+
+    // The state: carried over from the last user turn's.
+    DstState prev;
+    for (auto it = turns.rbegin(); it != turns.rend(); ++it)
+        if (it->role == "user" && !it->state.empty()) {
+            prev = DstState::from_json(nlohmann::json::parse(it->state));
+            break;
+        }
+    p.state = dst_->update(prev, user_text);
+
+    // The short-term window: the last o_.window user/assistant messages, with their tool turns.
+    size_t start = turns.size();
+    for (int kept = 0; start > 0 && kept < o_.window;) {
+        --start;
+        kept += turns[start].role != "tool";
+    }
+    while (start < turns.size() && turns[start].role == "tool") ++start;  // its user turn fell out
+
+    // Long-term memory: the earlier user turns most like this one.
+    if (enc_) {
+        const std::vector<float> q = enc_->encode(user_text, true);
+        for (size_t i = 0; i < start; ++i) {
+            if (turns[i].role != "user") continue;
+            const double score = dot(q, enc_->encode(turns[i].content, false));
+            if (score >= o_.memory_min_score) p.memories.push_back({"turn:" + std::to_string(i), turns[i].content, score});
+        }
+        std::stable_sort(p.memories.begin(), p.memories.end(), [](const Recalled& a, const Recalled& b) { return a.score > b.score; });
+        if (p.memories.size() > o_.memory_top) p.memories.resize(o_.memory_top);
+        if (!p.state.order_id && order_intent(p.state.intent))
+            for (const auto& m : p.memories)
+                if (auto id = dst_->slots(m.text).order_id) {
+                    p.state.order_id = p.recalled_order = *id;
+                    break;
+                }
+    }
+
+    // Lookups: the tool turn.
+    std::vector<std::string> lines;
+    if (train::lookup_wanted(p.state.intent)) {
+        if (p.state.order_id) {
+            std::optional<OrderRecord> o = db_->order(*p.state.order_id);
+            if (!o || o->customer_id != p.customer_id) {
+                // "order 48213" normalises to C48213; the customer's own D48213 is meant.
+                const std::string digits = p.state.order_id->substr(1);
+                for (const auto& id : db_->orders_with_digits(digits)) {
+                    auto other = db_->order(id);
+                    if (other && other->customer_id == p.customer_id) {
+                        o = other;
+                        p.state.order_id = id;
+                        break;
+                    }
+                }
+            }
+            if (!o || o->customer_id != p.customer_id) {
+                p.fixed_reply = order_not_found_reply(*p.state.order_id);
+            } else {
+                lines.push_back(train::order_fact_line(order_facts(*o)));
+                p.slots = train::order_slot_values(order_facts(*o));
+            }
+        } else if (p.state.product) {
+            if (auto pr = db_->product(*p.state.product)) {
+                lines.push_back(train::product_fact_line(product_facts(*pr)));
+                p.slots = train::product_slot_values(product_facts(*pr));
+            }
+        }
+        if (p.state.discount_code) p.slots["code"] = *p.state.discount_code;
+        if (p.state.new_address) p.slots["new_address"] = *p.state.new_address;
+        if (kb_ && train::intent_wants_passages(p.state.intent)) {
+            size_t budget = o_.passage_budget_tokens;
+            for (const RetrievalHit& h : kb_->search(user_text, o_.passages_top)) {
+                if (h.score < o_.passage_min_score) break;
+                const auto& kp = shop_knowledge()[h.index];
+                const std::string line = train::passage_fact_line(kp);
+                const size_t n = tokens(line);
+                if (n > budget) break;
+                budget -= n;
+                p.passages.push_back({kp.id, kp.title, h.score});
+                lines.push_back(line);
+            }
+        }
+    }
+    for (const auto& l : lines) p.tool += (p.tool.empty() ? "" : "\n") + l;
+
+    // The model's messages, the window shortened from its oldest end to fit the budget.
+    auto msg = [](const std::string& role, const std::string& text) {
+        return nlohmann::ordered_json{{"role", role}, {"content", text}};
+    };
+    size_t total = tokens(o_.system_prompt) + tokens(user_text) + tokens(p.tool) + 12;
+    for (size_t i = start; i < turns.size(); ++i) total += tokens(turns[i].content) + 4;
+    while (start < turns.size() && total > o_.context_budget_tokens) {
+        total -= tokens(turns[start].content) + 4;
+        ++start;
+        while (start < turns.size() && turns[start].role == "tool") total -= tokens(turns[start].content) + 4, ++start;
+    }
+    p.messages = nlohmann::ordered_json::array();
+    p.messages.push_back(msg("system", o_.system_prompt));
+    for (size_t i = start; i < turns.size(); ++i)  // the model's own words for its turns
+        p.messages.push_back(msg(turns[i].role, turns[i].generated.empty() ? turns[i].content : turns[i].generated));
+    p.messages.push_back(msg("user", user_text));
+    if (!p.tool.empty()) p.messages.push_back(msg("tool", p.tool));
+    return p;
+}
+
+void ShopAssistant::commit(const TurnPlan& p, const std::string& shown, const std::string& generated) {
+    std::vector<SessionTurn> add = {{"user", p.user_text, p.state.to_json().dump(), ""}};
+    if (!p.tool.empty()) add.push_back({"tool", p.tool, "", ""});
+    add.push_back({"assistant", shown, "", generated});
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!db_->session(p.session_id)) unknown_session(p.session_id, db_->path());
+    db_->append_turns(p.session_id, add);
+}
+
+}  // namespace llmforge::apps
