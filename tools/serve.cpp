@@ -73,7 +73,7 @@ class ShopChatApp : public serve::ChatApp {
 public:
     explicit ShopChatApp(apps::AssistantOptions o) : a_(std::move(o)) {}
 
-    Turn begin(const nlohmann::json& request) override {
+    Turn begin(const nlohmann::json& request, const Limits& limits) override {
         if (!request.is_object()) fail("the request body must be a JSON object");
         if (!request.contains("session_id") || !request["session_id"].is_string())
             fail("this server runs the shop assistant: a chat request needs \"session_id\" (a string; hint: "
@@ -85,14 +85,21 @@ public:
         if (text.find_first_not_of(" \t\r\n") == std::string::npos)
             fail("the shop assistant answers the last user message, and this request has none with text (hint: "
                  "\"messages\": [{\"role\": \"user\", \"content\": \"Where is my order?\"}])");
-        auto plan = std::make_shared<apps::TurnPlan>(a_.plan(request["session_id"].get<std::string>(), text));
         Turn t;
         t.body = request;
         t.body.erase("session_id");
-        t.body["messages"] = plan->messages;
         if (!t.body.contains("temperature")) t.body["temperature"] = 0.7;
         if (!t.body.contains("top_p")) t.body["top_p"] = 0.9;
-        if (!t.body.contains("max_tokens") && !t.body.contains("max_completion_tokens")) t.body["max_tokens"] = 160;
+        if (!t.body.contains("max_tokens") && !t.body.contains("max_completion_tokens")) t.body["max_tokens"] = kMaxTokens;
+        // The context holds the prompt and the reply: the window shrinks to leave the reply its room.
+        int64_t reply = kMaxTokens;
+        for (const char* k : {"max_tokens", "max_completion_tokens"})
+            if (t.body.contains(k) && t.body[k].is_number_integer()) reply = t.body[k].get<int64_t>();
+        apps::PlanLimits pl;
+        pl.count_tokens = limits.count_tokens;
+        pl.context_budget_tokens = static_cast<size_t>(std::max<int64_t>(64, limits.n_ctx - std::min(reply, limits.n_ctx / 2) - 16));
+        auto plan = std::make_shared<apps::TurnPlan>(a_.plan(request["session_id"].get<std::string>(), text, &pl));
+        t.body["messages"] = plan->messages;
         t.reply = plan->fixed_reply;
         t.rewriter = [slots = plan->slots] { return std::make_unique<SlotFiller>(slots); };
         t.info = plan->info();
@@ -107,7 +114,11 @@ public:
 
     nlohmann::json route(const std::string& method, const std::string& path, const nlohmann::json& body) override {
         if (path == "info" && method == "GET")
-            return {{"app", "shop"}, {"window", a_.options().window}, {"default_temperature", 0.7}, {"default_top_p", 0.9}};
+            return {{"app", "shop"},
+                    {"window", a_.options().window},
+                    {"default_temperature", 0.7},
+                    {"default_top_p", 0.9},
+                    {"default_max_tokens", kMaxTokens}};
         if (path == "sessions" && method == "POST") {
             const std::string customer = body.value("customer_id", "");
             if (customer.empty()) fail("POST /v1/app/sessions: expected {\"customer_id\": \"U00001\"}");
@@ -138,6 +149,7 @@ private:
         return t;
     }
 
+    static constexpr int64_t kMaxTokens = 160;  // a reply's default
     apps::ShopAssistant a_;
 };
 

@@ -907,11 +907,13 @@ private:
             u["usage"] = usage_json(g_.pr->prompt_tokens, completion_, cached_);
             ok = send(sink, u);
         }
+        // The app keeps the reply before the client sees the end: a client that reads the session
+        // right after [DONE] finds it.
+        if (ok && !cut_ && g_.on_reply) g_.on_reply(reply0_, generated0_);
         const char* end = "data: [DONE]\n\n";
         if (ok) ok = sink.write(end, std::strlen(end));
         if (ok) sink.done();
         finished_ = true;
-        if (ok && !cut_ && g_.on_reply) g_.on_reply(reply0_, generated0_);
         return ok;
     }
 
@@ -1111,7 +1113,11 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
         json request;
         if (!parse_body(body, request, res)) return;
         try {
-            turn = std::make_shared<ChatApp::Turn>(cfg_.app->begin(request));
+            const ChatApp::Limits limits{[m = model](const std::string& text) {
+                                             return m->tokenizer->encode(text, false, false).size();
+                                         },
+                                         cfg_.engine.n_ctx};
+            turn = std::make_shared<ChatApp::Turn>(cfg_.app->begin(request, limits));
         } catch (const Error& e) {
             send_error(res, api_error(e, ""));
             return;

@@ -116,7 +116,12 @@ public:
         // Makes each choice's rewriter (null: the model's text goes out as it is).
         std::function<std::unique_ptr<ReplyRewriter>()> rewriter;
     };
-    virtual Turn begin(const nlohmann::json& request) = 0;
+    // What the served model allows: its tokenizer's count of a text, the context per sequence.
+    struct Limits {
+        std::function<size_t(const std::string&)> count_tokens;
+        int64_t n_ctx = 0;
+    };
+    virtual Turn begin(const nlohmann::json& request, const Limits& limits) = 0;
     // shown: choice 0's reply as the client got it; generated: as the model wrote it (before the
     // rewriter; the same as shown for an answer given without the model).
     virtual void finish(const Turn& turn, const std::string& shown, const std::string& generated) = 0;

@@ -166,9 +166,21 @@ std::string bpe_tokenizer_config_json(const std::string& eos_token, const std::s
         {"pad_token", pad_token},
         {"model_max_length", 2048},
         {"tokenizer_class", "PreTrainedTokenizerFast"},
+        // ChatML; an assistant's tool_calls as Hermes <tool_call> markup and the tools listed in the
+        // system turn, so the server renders OpenAI tool calls with the template and passes "tool"
+        // messages through as they are (runtime/tool_calls.h: template_renders_tools). Without
+        // tools a conversation renders exactly as plain ChatML.
         {"chat_template",
-         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-         "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
+         "{%- if tools %}{{ '<|im_start|>system\\n' }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] "
+         "+ '\\n\\n' }}{% endif %}{{ 'You can call these functions:' }}{% for tool in tools %}{{ '\\n' + (tool | tojson)"
+         " }}{% endfor %}{{ '\\nTo call one, reply <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call><|im_end"
+         "|>\\n' }}{% endif %}{% for message in messages %}{% if tools and loop.first and message['role'] == 'system' %}"
+         "{% elif message['role'] == 'assistant' and message['tool_calls'] %}{{ '<|im_start|>assistant\\n' }}{% if messa"
+         "ge['content'] %}{{ message['content'] }}{% endif %}{% for call in message['tool_calls'] %}{{ '\\n<tool_call>\\n"
+         "{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' + (call['function']['arguments'] | tojson) +"
+         " '}\\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\\n' +"
+         " message['content'] + '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_sta"
+         "rt|>assistant\\n' }}{% endif %}"}};
     return j.dump(1) + "\n";
 }
 

@@ -426,6 +426,8 @@ bool intent_wants_passages(const std::string& intent) {
 
 bool lookup_wanted(const std::string& intent) { return intent != "greeting" && intent != "thanks"; }
 
+std::string intent_fact_line(const std::string& intent) { return "intent " + intent; }
+
 namespace {
 
 OrderFacts order_facts(const Order& o) {
@@ -463,6 +465,7 @@ struct Builder {
     Rng& look;  // the tool turns' own draws, so that the dialogue text is the same with or without them
     bool greeted = false;  // only the first user turn may open with a greeting
     bool order_named = false, product_named = false;
+    std::string intent;  // the dialogue state's intent for this topic's turns (dst.h's names)
     std::vector<std::string> passages;  // the knowledge passages the next user turn's question needs
     // lookup: false for thanks and goodbyes, which the chat system answers without a lookup (see
     // lookup_wanted).
@@ -491,6 +494,7 @@ struct Builder {
             lines.insert(lines.end(), kb.begin(), kb.end());
             passages.clear();
         }
+        if (!intent.empty()) lines.push_back(intent_fact_line(intent));
         if (lines.empty()) return;
         std::string text;
         for (const auto& l : lines) text += (text.empty() ? "" : "\n") + l;
@@ -750,7 +754,7 @@ void topic_account(Builder& b) {
 }
 
 void topic_greeting(Builder& b) {
-    b.user({"Hi!", "Hello", "Hey there", "Good morning!", "Hi, is anyone there?"}, true);
+    b.user({"Hi!", "Hello", "Hey there", "Good morning!", "Hi, is anyone there?"}, true, false);
     b.assistant({"Hello! I'm the Northwind Goods assistant. How can I help you today?",
                  "Hi! Welcome to Northwind Goods. What can I do for you?",
                  "Hello! I can help with orders, shipping, returns and our products. What do you need?"});
@@ -806,6 +810,12 @@ Dialogue make_dialogue(uint64_t seed, uint64_t n) {
         topic_address,      topic_product,  topic_payment,          topic_discount, topic_account, topic_greeting};
     const size_t t = r.next() % (kTopics.size() - 1);  // greeting only as an opener
     d.topic = dialogue_topics()[t];
+    static const std::map<std::string, std::string> kIntent = {
+        {"order_status", "order_status"}, {"shipping", "shipping"},     {"delivery_problem", "order_status"},
+        {"returns", "return"},            {"refund", "refund"},         {"cancellation", "cancel"},
+        {"address_change", "change_address"}, {"product_question", "product"}, {"payment", "payment"},
+        {"discount", "discount"},         {"account", "account"}};
+    b.intent = kIntent.at(d.topic);
     kTopics[t](b);
     bool has_order = false;
     for (const auto& turn : d.turns) has_order |= turn.role != "assistant" && turn.content.find(o.id) != std::string::npos;

@@ -82,8 +82,8 @@ const std::vector<KnowledgePassage>& shop_knowledge();
 // shop chat system (apps/shop) writes the same lines from its database, so the model learns to
 // copy an order's facts from this turn instead of inventing them. The rule, as the corpus
 // applies it: the order the state names (from the turn that names it on); else the product it
-// names; and for questions about shipping, payments, discount codes and accounts (the intents
-// whose answer is a policy) the knowledge passages found for the turn.
+// names; else, for questions about shipping, payments, discount codes and accounts (the intents
+// whose answer is a policy), the knowledge passages found for the turn; last, the intent.
 struct OrderFacts {
     std::string id;  // "C48213"
     bool shipped = false;
@@ -137,6 +137,9 @@ private:
 bool intent_wants_passages(const std::string& intent);
 // Whether a user turn of this intent gets a tool turn at all: not greetings, thanks and goodbyes.
 bool lookup_wanted(const std::string& intent);
+// The tool turn's last line: the dialogue state's intent ("intent cancel"), so the model answers the
+// question the tracker understood (it picks the reply's kind from it, not only from the words).
+std::string intent_fact_line(const std::string& intent);
 
 // The n-th dialogue of the corpus with this seed (independent of the others, so any slice can be
 // generated alone).

@@ -36,18 +36,28 @@ SafetyScore score_file(const SafetyFilter& f, const std::string& rel) {
 }
 
 TEST(Safety, HandWrittenMessages) {
-    const SafetyScore a = score_file(shipped(), "tests/apps/data/shop/safety_handwritten.jsonl");
-    const SafetyScore b = score_file(shipped(), "tests/apps/data/shop/safety_handwritten_2.jsonl");
-    std::printf("safety set 1 (used while building): %s\nsafety set 2 (never used to tune): %s\n", a.to_json().dump().c_str(),
-                b.to_json().dump().c_str());
-    ASSERT_EQ(a.violations, 50);
-    ASSERT_EQ(b.violations, 25);
-    // Measured: set 1 blocks 45/50 with 1/50 false positives; set 2 blocks 12/25 with 0/20. The
-    // issue's target (98.7% blocked, <= 2% false positives) is not met on unseen phrasing.
-    EXPECT_GE(a.blocked, 44);
-    EXPECT_LE(a.false_positives, 2);
-    EXPECT_GE(b.blocked, 11);
-    EXPECT_LE(b.false_positives, 1);
+    // Set 1 was used while building the filter; set 2 was written after it and measured (48%
+    // blocked); set 3 was written before the generator's composed frames and its misses seen;
+    // set 4 was written after them and measured once, never used to tune.
+    const char* files[] = {"safety_handwritten.jsonl", "safety_handwritten_2.jsonl", "safety_handwritten_3.jsonl",
+                           "safety_handwritten_4.jsonl"};
+    SafetyScore s[4];
+    for (int i = 0; i < 4; ++i) {
+        s[i] = score_file(shipped(), std::string("tests/apps/data/shop/") + files[i]);
+        std::printf("safety set %d: %s\n", i + 1, s[i].to_json().dump().c_str());
+    }
+    ASSERT_EQ(s[0].violations, 50);
+    ASSERT_EQ(s[1].violations, 25);
+    ASSERT_EQ(s[2].violations, 32);
+    ASSERT_EQ(s[3].violations, 30);
+    // Measured (docs/SHOP.md): blocked 48/50, 20/25, 30/32, 21/30; false positives 1/50, 0/20,
+    // 0/20, 1/20. The target (98.7% blocked, <= 2% false positives) is not met on unseen
+    // phrasing (set 4: 70% blocked, 5% false positives).
+    const int min_blocked[] = {48, 20, 30, 21}, max_fp[] = {1, 0, 0, 1};
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_GE(s[i].blocked, min_blocked[i]) << files[i];
+        EXPECT_LE(s[i].false_positives, max_fp[i]) << files[i];
+    }
 }
 
 TEST(Safety, CardNumbersByLuhn) {

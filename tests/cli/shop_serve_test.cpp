@@ -18,9 +18,10 @@
 namespace llmforge::test {
 namespace {
 
-// Thresholds: the measured shares with room for one or two replies (see docs/SHOP.md).
-constexpr int kGroundedPercent = 0;
-constexpr int kResolvedPercent = 0;
+// Thresholds: the measured shares (greedy, this machine) with room for two replies, as another
+// CPU's float rounding may change a greedy reply (docs/SHOP.md).
+constexpr int kGroundedPercent = 93;  // measured 31/31 (100%); target 98%
+constexpr int kResolvedPercent = 78;  // measured 28/33 (85%); target 89%
 
 struct ShopServer {
     std::string db;
@@ -108,13 +109,20 @@ TEST(ShopServe, RepliesStateTheDatabasesFactsOnHandWrittenQuestions) {
         const json session = post(s, "/v1/app/sessions", {{"customer_id", c.id}});
         ASSERT_TRUE(session.contains("id")) << session.dump();
         const json dialogue = json::parse(line);
-        for (std::string turn : dialogue["turns"]) {
+        bool named = false;  // the customer has named the order by now
+        for (size_t k = 0; k < dialogue["turns"].size(); ++k) {
+            std::string turn = dialogue["turns"][k];
+            named |= turn.find("{id}") != std::string::npos;
             for (size_t p; (p = turn.find("{id}")) != std::string::npos;) turn.replace(p, 4, written);
             const json r = chat(s, session["id"], turn);
             ASSERT_TRUE(r.contains("choices")) << r.dump();
             const std::string reply = r["choices"][0]["message"]["content"];
-            checks += json{{"state", r["app"]["state"]}, {"reply", reply}}.dump() + "\n";
-            shown.push_back(turn + " -> " + reply);
+            // Judged against the hand-written intent and the order the question is about (a
+            // tracker's mistake that leads to a wrong reply counts against the system).
+            const json gold = {{"intent", dialogue["intents"][k]}, {"order_id", named ? json(id) : json()},
+                               {"product", nullptr}, {"new_address", nullptr}, {"discount_code", nullptr}};
+            checks += json{{"state", gold}, {"reply", reply}}.dump() + "\n";
+            shown.push_back(turn + " -> " + reply + "  [tracked: " + r["app"]["state"].dump() + "]");
         }
     }
     ASSERT_EQ(n, 30);

@@ -58,9 +58,9 @@ else
     echo "not run: kubectl apply --dry-run=client (needs an API server; LLMFORGE_K8S_DRY_RUN=1 runs it against the current kubeconfig)"
 fi
 
-# 2 + 3. Python with PyYAML: python3 on PATH, else Debian's.
+# 2 + 3. Python with PyYAML: Debian's python3 first (its python3-yaml and python3-kubernetes), else the one on PATH.
 py=""
-for p in python3 /usr/bin/python3; do
+for p in /usr/bin/python3 python3; do
     if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import yaml' 2>/dev/null; then py=$p; break; fi
 done
 if [[ -z $py ]]; then

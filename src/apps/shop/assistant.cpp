@@ -47,6 +47,15 @@ bool order_intent(const std::string& intent) {
            intent == "change_address";
 }
 
+// Whether `next` goes on with the subject of `prev` (the tracker's carry-over: order intents
+// follow each other, thanks and greetings belong to any subject); a new subject starts the model's
+// short-term window afresh, as every training dialogue is about one subject.
+bool same_subject(const DstState& prev, const DstState& next) {
+    if (next.intent == prev.intent || next.intent == "thanks" || next.intent == "greeting" || prev.intent == "greeting")
+        return true;
+    return order_intent(prev.intent) && order_intent(next.intent);
+}
+
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
     double s = 0;
     for (size_t i = 0; i < a.size() && i < b.size(); ++i) s += static_cast<double>(a[i]) * b[i];
@@ -85,46 +94,57 @@ ShopAssistant::ShopAssistant(AssistantOptions o) : o_(std::move(o)) {
 
 ShopAssistant::~ShopAssistant() = default;
 
-size_t ShopAssistant::tokens(const std::string& s) const { return o_.count_tokens ? o_.count_tokens(s) : s.size() / 4 + 1; }
+// Without the model's tokenizer: bytes / 3, more than this shop's texts take (3.4 bytes a token).
+size_t ShopAssistant::tokens(const std::string& s, const PlanLimits* limits) const {
+    if (limits && limits->count_tokens) return limits->count_tokens(s);
+    return o_.count_tokens ? o_.count_tokens(s) : s.size() / 3 + 1;
+}
+
+namespace {
+
+// Messages clients see: no server paths in them.
+[[noreturn]] void unknown_customer(const std::string& id) {
+    fail_kind(ErrorKind::kNotFound, "shop: unknown customer '%s' (hint: customer ids look like U00001)", id.c_str());
+}
+
+[[noreturn]] void unknown_session(const std::string& id) {
+    fail_kind(ErrorKind::kNotFound,
+              "shop session '%s': no such session (hint: start one with POST /v1/app/sessions "
+              "{\"customer_id\": ...} or llmforge chat --app shop --customer ID)",
+              id.c_str());
+}
+
+}  // namespace
 
 std::string ShopAssistant::create_session(const std::string& customer_id) {
     std::lock_guard<std::mutex> lk(mu_);
-    if (!db_->customer(customer_id))
-        fail_kind(ErrorKind::kNotFound, "shop session: unknown customer '%s' in %s (hint: customer ids look like U00001)",
-                  customer_id.c_str(), db_->path().c_str());
+    if (!db_->customer(customer_id)) unknown_customer(customer_id);
     return db_->create_session(customer_id);
 }
 
 std::vector<SessionRecord> ShopAssistant::sessions(const std::string& customer_id) const {
     std::lock_guard<std::mutex> lk(mu_);
+    if (!db_->customer(customer_id)) unknown_customer(customer_id);
     return db_->sessions_of(customer_id);
 }
-
-namespace {
-
-[[noreturn]] void unknown_session(const std::string& id, const std::string& db) {
-    fail_kind(ErrorKind::kNotFound,
-              "shop session '%s': no such session in %s (hint: start one with POST /v1/app/sessions "
-              "{\"customer_id\": ...} or llmforge chat --app shop --customer ID)",
-              id.c_str(), db.c_str());
-}
-
-}  // namespace
 
 nlohmann::ordered_json ShopAssistant::session_json(const std::string& id) const {
     std::lock_guard<std::mutex> lk(mu_);
     const auto s = db_->session(id);
-    if (!s) unknown_session(id, db_->path());
+    if (!s) unknown_session(id);
     nlohmann::ordered_json turns = nlohmann::ordered_json::array();
     for (const auto& t : db_->session_turns(id)) {
         nlohmann::ordered_json j = {{"role", t.role}, {"content", t.content}};
         if (!t.state.empty()) j["state"] = nlohmann::ordered_json::parse(t.state, nullptr, false);
+        if (!t.info.empty()) j["app"] = nlohmann::ordered_json::parse(t.info, nullptr, false);
         turns.push_back(std::move(j));
     }
     return {{"id", s->id}, {"customer_id", s->customer_id}, {"created", s->created}, {"turns", turns}};
 }
 
-TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& user_text) const {
+TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& user_text, const PlanLimits* limits) const {
+    auto tokens = [&](const std::string& s) { return this->tokens(s, limits); };
+    const size_t budget = limits && limits->context_budget_tokens ? limits->context_budget_tokens : o_.context_budget_tokens;
     TurnPlan p;
     p.session_id = session_id;
     p.user_text = user_text;
@@ -132,7 +152,7 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
         fail("shop session %s: the user turn is empty (expected the customer's message)", session_id.c_str());
     std::unique_lock<std::mutex> lk(mu_);
     const auto s = db_->session(session_id);
-    if (!s) unknown_session(session_id, db_->path());
+    if (!s) unknown_session(session_id);
     p.customer_id = s->customer_id;
     const std::vector<SessionTurn> turns = db_->session_turns(session_id);
 
@@ -152,11 +172,15 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
         kept += turns[start].role != "tool";
     }
     while (start < turns.size() && turns[start].role == "tool") ++start;  // its user turn fell out
+    const size_t window_start = start;  // long-term memory covers what is before it
+    bool has_history = false;
+    for (const auto& t : turns) has_history |= t.role == "user";
+    if (has_history && !same_subject(prev, p.state)) start = turns.size();
 
     // Long-term memory: the earlier user turns most like this one.
     if (enc_) {
         const std::vector<float> q = enc_->encode(user_text, true);
-        for (size_t i = 0; i < start; ++i) {
+        for (size_t i = 0; i < window_start; ++i) {
             if (turns[i].role != "user") continue;
             const double score = dot(q, enc_->encode(turns[i].content, false));
             if (score >= o_.memory_min_score) p.memories.push_back({"turn:" + std::to_string(i), turns[i].content, score});
@@ -202,10 +226,12 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
         }
         if (p.state.discount_code) p.slots["code"] = *p.state.discount_code;
         if (p.state.new_address) p.slots["new_address"] = *p.state.new_address;
-        if (kb_ && train::intent_wants_passages(p.state.intent)) {
+        // Passages only for a policy question about nothing looked up (the corpus never mixes them).
+        if (kb_ && lines.empty() && !p.fixed_reply && train::intent_wants_passages(p.state.intent)) {
             size_t budget = o_.passage_budget_tokens;
-            for (const RetrievalHit& h : kb_->search(user_text, o_.passages_top)) {
-                if (h.score < o_.passage_min_score) break;
+            const auto hits = kb_->search(user_text, o_.passages_top);
+            for (const RetrievalHit& h : hits) {
+                if (h.score < o_.passage_min_score || h.score < o_.passage_relative_min * hits[0].score) break;
                 const auto& kp = shop_knowledge()[h.index];
                 const std::string line = train::passage_fact_line(kp);
                 const size_t n = tokens(line);
@@ -216,6 +242,16 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
             }
         }
     }
+    if (train::lookup_wanted(p.state.intent) && !p.fixed_reply) {
+        // The intent line agrees with what was looked up, as in every training dialogue: a turn
+        // that names one of the customer's orders asks about the order (the tracker's classifier
+        // may say "shipping" for "when should I expect delivery of C48213?"), one that names only
+        // a product asks about the product. The state shown keeps the tracker's own intent.
+        std::string intent = p.state.intent;
+        if (!p.slots.empty() && p.slots.count("tracking") && !order_intent(intent)) intent = "order_status";
+        else if (!p.slots.empty() && p.slots.count("material") && intent != "product") intent = "product";
+        lines.push_back(train::intent_fact_line(intent));
+    }
     for (const auto& l : lines) p.tool += (p.tool.empty() ? "" : "\n") + l;
 
     // The model's messages, the window shortened from its oldest end to fit the budget.
@@ -224,7 +260,7 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
     };
     size_t total = tokens(o_.system_prompt) + tokens(user_text) + tokens(p.tool) + 12;
     for (size_t i = start; i < turns.size(); ++i) total += tokens(turns[i].content) + 4;
-    while (start < turns.size() && total > o_.context_budget_tokens) {
+    while (start < turns.size() && total > budget) {
         total -= tokens(turns[start].content) + 4;
         ++start;
         while (start < turns.size() && turns[start].role == "tool") total -= tokens(turns[start].content) + 4, ++start;
@@ -239,11 +275,11 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
 }
 
 void ShopAssistant::commit(const TurnPlan& p, const std::string& shown, const std::string& generated) {
-    std::vector<SessionTurn> add = {{"user", p.user_text, p.state.to_json().dump(), ""}};
-    if (!p.tool.empty()) add.push_back({"tool", p.tool, "", ""});
-    add.push_back({"assistant", shown, "", generated});
+    std::vector<SessionTurn> add = {{"user", p.user_text, p.state.to_json().dump(), "", p.info().dump()}};
+    if (!p.tool.empty()) add.push_back({"tool", p.tool, "", "", ""});
+    add.push_back({"assistant", shown, "", generated, ""});
     std::lock_guard<std::mutex> lk(mu_);
-    if (!db_->session(p.session_id)) unknown_session(p.session_id, db_->path());
+    if (!db_->session(p.session_id)) unknown_session(p.session_id);
     db_->append_turns(p.session_id, add);
 }
 

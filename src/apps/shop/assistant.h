@@ -8,10 +8,12 @@
 // the order (only among the session's customer's orders: any other id, found or not, gets the same
 // fixed answer without the model, so a customer can neither read nor probe another's orders), or
 // else the product, and for policy questions the knowledge passages the retriever finds, within a
-// token budget. These become the tool-result turn the default model is trained to copy facts from
-// (train/dialogue_corpus.h's order_fact_line &c.). The model's messages are the system prompt, the
-// short-term window (the last `window` user and assistant messages, with their tool turns), the new
-// user turn and its tool turn. Long-term memory: the session's earlier user turns (outside the
+// token budget, and the tracked intent. These become the tool-result turn the default model is
+// trained to answer from (train/dialogue_corpus.h's order_fact_line &c.). The model's messages are
+// the system prompt, the short-term window (the last `window` user and assistant messages, with
+// their tool turns; empty when the turn starts a new subject — a new intent that does not carry
+// the last one on, as in the tracker — since the model was trained on one subject per
+// conversation), the new user turn and its tool turn. Long-term memory: the session's earlier user turns (outside the
 // window) are embedded by the retriever's passage encoder and searched with the new turn; the
 // ones found are shown with the turn (plan().info()), and when an order question names no order,
 // the order id of the best-matching earlier turn is used ("it" after a long detour). commit()
@@ -46,6 +48,10 @@ struct AssistantOptions {
     int window = 5;             // earlier user and assistant messages kept verbatim
     size_t passages_top = 2;    // knowledge passages considered per policy question
     double passage_min_score = 0.25;
+    // A passage after the first is kept only when it scores at least this share of the first's: a
+    // clearly weaker second passage is more often a near miss (international shipping for a
+    // question about shipping prices) than a second answer.
+    double passage_relative_min = 0.85;
     size_t passage_budget_tokens = 160;  // the passages' share of the context
     size_t memory_top = 2;
     double memory_min_score = 0.35;
@@ -77,6 +83,13 @@ struct TurnPlan {
     nlohmann::ordered_json info() const;
 };
 
+// Per-turn limits that override the options' (the server's: its model's tokenizer, and its
+// context minus the reply's tokens).
+struct PlanLimits {
+    std::function<size_t(const std::string&)> count_tokens;
+    size_t context_budget_tokens = 0;
+};
+
 class ShopAssistant {
 public:
     explicit ShopAssistant(AssistantOptions o);  // throws Error (database, DST or retriever folder)
@@ -84,13 +97,15 @@ public:
 
     // A new session for an existing customer; throws Error (kNotFound) for an unknown one.
     std::string create_session(const std::string& customer_id);
+    // A customer's sessions, oldest first; throws Error (kNotFound) for an unknown customer.
     std::vector<SessionRecord> sessions(const std::string& customer_id) const;
-    // {"id", "customer_id", "created", "turns": [{"role", "content", "state"?}]}; throws Error
-    // (kNotFound) for an unknown session.
+    // {"id", "customer_id", "created", "turns": [{"role", "content", "state"?, "app"?}]} (user
+    // turns: the state after them and the turn's info(), as the chat response gave it); throws
+    // Error (kNotFound) for an unknown session.
     nlohmann::ordered_json session_json(const std::string& id) const;
 
     // Throws Error (kNotFound) for an unknown session, (kBadInput) for an empty turn.
-    TurnPlan plan(const std::string& session_id, const std::string& user_text) const;
+    TurnPlan plan(const std::string& session_id, const std::string& user_text, const PlanLimits* limits = nullptr) const;
     // Persists the turn and the reply: `shown` as the customer read it, `generated` as the model
     // wrote it (its slot references; the window gives the model its own words back). An answer
     // given without the model: both the same.
@@ -99,7 +114,7 @@ public:
     const AssistantOptions& options() const { return o_; }
 
 private:
-    size_t tokens(const std::string& s) const;
+    size_t tokens(const std::string& s, const PlanLimits* limits) const;
 
     AssistantOptions o_;
     mutable std::mutex mu_;  // db_

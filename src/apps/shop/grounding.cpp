@@ -98,8 +98,8 @@ Resolution check_resolution(const DstState& st, const std::optional<OrderRecord>
     const bool shipped = o && o->status == "shipped";
     if (in == "order_status" && o) {
         const bool eta = has(reply, month_day(o->eta));
-        need(shipped ? eta && (has(reply, o->carrier) || has(reply, o->tracking)) : eta || has(reply, month_day(o->shipped)),
-             shipped ? "the delivery estimate with the carrier or tracking number" : "the ship or delivery date");
+        need(shipped ? eta || has(reply, o->tracking) : eta || has(reply, month_day(o->shipped)),
+             shipped ? "the delivery estimate or the tracking number" : "the ship or delivery date");
     } else if (in == "cancel" && o) {
         need(shipped ? std::regex_search(reply, std::regex("already shipped|left our warehouse|can no longer|can't cancel",
                                                             std::regex::icase))

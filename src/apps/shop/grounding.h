@@ -11,8 +11,8 @@
 //   or that it has not shipped / will ship for a shipped one, is wrong).
 // A reply is grounded when it states at least one such fact and every one is right.
 //
-// Resolution: the reply contains what the intent needs (see needs()): order_status: the delivery
-// estimate (and, once shipped, the carrier or tracking number); cancel: for a processing order that
+// Resolution: the reply contains what the intent needs: order_status: for a shipped order the
+// delivery estimate or the tracking number, for one still processing the ship or delivery date; cancel: for a processing order that
 // it is cancelled with the refund amount, for a shipped one that it already shipped; return: the
 // return label or the 30-day window; refund: the amount; change_address: for a processing order a
 // request for the new address, for a shipped one the carrier and tracking number; shipping: a

@@ -176,7 +176,7 @@ CREATE TABLE sessions(id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES 
 CREATE INDEX sessions_by_customer ON sessions(customer_id);
 CREATE TABLE session_turns(session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL,
   role TEXT NOT NULL CHECK(role IN ('user', 'tool', 'assistant')), content TEXT NOT NULL, state TEXT NOT NULL,
-  generated TEXT NOT NULL, PRIMARY KEY(session_id, idx));
+  generated TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY(session_id, idx));
 )SQL";
 
 sqlite3* open_db(const std::string& path, int flags) {
@@ -485,7 +485,7 @@ std::optional<SessionRecord> ShopDb::session(const std::string& id) const {
 
 std::vector<SessionRecord> ShopDb::sessions_of(const std::string& customer_id) const {
     Stmt s(db_, "SELECT id, customer_id, created, (SELECT count(*) FROM session_turns t WHERE t.session_id = s.id) "
-                "FROM sessions s WHERE customer_id = ? ORDER BY created, id");
+                "FROM sessions s WHERE customer_id = ? ORDER BY s.rowid");
     s.bind(1, customer_id);
     std::vector<SessionRecord> out;
     while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.integer(3)});
@@ -493,10 +493,10 @@ std::vector<SessionRecord> ShopDb::sessions_of(const std::string& customer_id) c
 }
 
 std::vector<SessionTurn> ShopDb::session_turns(const std::string& id) const {
-    Stmt s(db_, "SELECT role, content, state, generated FROM session_turns WHERE session_id = ? ORDER BY idx");
+    Stmt s(db_, "SELECT role, content, state, generated, info FROM session_turns WHERE session_id = ? ORDER BY idx");
     s.bind(1, id);
     std::vector<SessionTurn> out;
-    while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3)});
+    while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)});
     return out;
 }
 
@@ -507,9 +507,9 @@ void ShopDb::append_turns(const std::string& id, const std::vector<SessionTurn>&
         Stmt next(db_, "SELECT coalesce(max(idx) + 1, 0) FROM session_turns WHERE session_id = ?");
         next.bind(1, id);
         int64_t idx = next.row() ? next.integer(0) : 0;
-        Stmt ins(db_, "INSERT INTO session_turns(session_id, idx, role, content, state, generated) VALUES(?,?,?,?,?,?)");
+        Stmt ins(db_, "INSERT INTO session_turns(session_id, idx, role, content, state, generated, info) VALUES(?,?,?,?,?,?,?)");
         for (const auto& t : turns)
-            ins.bind(1, id).bind(2, idx++).bind(3, t.role).bind(4, t.content).bind(5, t.state).bind(6, t.generated).run();
+            ins.bind(1, id).bind(2, idx++).bind(3, t.role).bind(4, t.content).bind(5, t.state).bind(6, t.generated).bind(7, t.info).run();
         exec(db_, "COMMIT");
     } catch (...) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);

@@ -63,6 +63,7 @@ struct SessionTurn {
     std::string role, content;  // "user" | "tool" | "assistant"; content: as the customer saw it
     std::string state;          // user turns: the tracked state after it (JSON); else ""
     std::string generated;      // assistant turns: as the model wrote it (slot references); else ""
+    std::string info;           // user turns: what the assistant showed with the turn (JSON); else ""
 };
 
 struct Article {

@@ -3,6 +3,8 @@
 # Node.js client tests against it (openai SDK, LangChain, structured output and tool calling with
 # zod, the web page in headless Chromium, /v1/embeddings with the shop's retriever),
 # then a real Prometheus scrape (../prometheus_scrape.sh), then checks SIGTERM stops the server.
+# Then a second server, `serve --app shop` with models/default on a fresh shop database, for the
+# shop assistant's page in headless Chromium (shop_page.test.mjs), stopped the same way.
 #   env: LLMFORGE_BIN      the llmforge binary (set by ctest)
 #        LLMFORGE_SRC      the repository root (set by ctest)
 #        LLMFORGE_ASSETS   shared assets folder (default $LLMFORGE_SRC/../shared/assets)
@@ -46,7 +48,8 @@ if [[ ! -d $js/node_modules || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
 fi
 # ESM ignores NODE_PATH: the tests run from beside node_modules so their imports resolve.
 tests=(openai_client.test.mjs langchain.test.mjs structured_output.test.mjs webpage.test.mjs embeddings.test.mjs)
-for t in "${tests[@]}"; do cp "$here/$t" "$js/"; done
+shop_tests=(shop_page.test.mjs)  # against the second server (serve --app shop)
+for t in "${tests[@]}" "${shop_tests[@]}"; do cp "$here/$t" "$js/"; done
 export NODE_PATH=$js/node_modules  # for anything CommonJS
 
 log=$LLMFORGE_ARTIFACTS/serve_js-server.log
@@ -55,52 +58,89 @@ log=$LLMFORGE_ARTIFACTS/serve_js-server.log
     --chat-template chatml --embeddings "$src/models/retriever" \
     2>"$log" &
 pid=$!
+pid2="" shop_tmp=""  # the shop server and its database's folder (later)
 status=0
-show_log() {
-    echo "--- server log (tail of $log) ---"
-    tail -40 "$log"
+show_log() {  # [LOG]: the tail of a server's log (default: the first server's)
+    local l=${1:-$log}
+    echo "--- server log (tail of $l) ---"
+    tail -40 "$l"
 }
-cleanup() {  # on any exit: no server left behind
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+cleanup() {  # on any exit: no server left behind, no temporary folder
+    local p
+    for p in "$pid" "$pid2"; do
+        if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
+    done
+    if [[ -n $shop_tmp ]]; then rm -rf "$shop_tmp"; fi
 }
 trap cleanup EXIT
 
-# The server prints its address once it accepts connections (port 0: the kernel picks one).
-url=""
-for _ in $(seq 300); do  # up to 30 s
-    url=$(grep -m1 -o 'llmforge serve: listening on http://127\.0\.0\.1:[0-9]*' "$log" | sed 's/.*listening on //') || true
-    [[ -n $url ]] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $url ]]; then
-    show_log
-    kill -0 "$pid" 2>/dev/null || fail "the server exited before it printed 'llmforge serve: listening on http://127.0.0.1:PORT'"
-    fail "the server did not print 'llmforge serve: listening on http://127.0.0.1:PORT' within 30 s"
-fi
+# A server prints its address once it accepts connections (port 0: the kernel picks one).
+# wait_url LOG PID: sets url, or fails after showing the log.
+wait_url() {
+    url=""
+    for _ in $(seq 300); do  # up to 30 s
+        url=$(grep -a -m1 -o 'llmforge serve: listening on http://127\.0\.0\.1:[0-9]*' "$1" | sed 's/.*listening on //') || true
+        [[ -n $url ]] && break
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $url ]]; then
+        show_log "$1"
+        kill -0 "$2" 2>/dev/null || fail "the server exited before it printed 'llmforge serve: listening on http://127.0.0.1:PORT'"
+        fail "the server did not print 'llmforge serve: listening on http://127.0.0.1:PORT' within 30 s"
+    fi
+}
+# Graceful shutdown: SIGTERM ends an (idle) server within 10 s with status 0. stop_server PID;
+# false after saying what went wrong.
+stop_server() {
+    kill -TERM "$1"
+    for _ in $(seq 100); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "serve_js: FAIL the server did not exit within 10 s of SIGTERM"
+        return 1
+    fi
+    local rc=0
+    wait "$1" || rc=$?
+    ((rc == 0)) || { echo "serve_js: FAIL the server exited with status $rc after SIGTERM"; return 1; }
+}
+
+wait_url "$log" "$pid"
 echo "serve_js: server at $url (pid $pid)"
 export LLMFORGE_URL=$url LLMFORGE_API_KEY=test-key LLMFORGE_MODEL=stories260K
 
 (cd "$js" && timeout 600 node --test "${tests[@]}") || { echo "serve_js: FAIL node --test (status $?)"; status=1; }
 timeout 120 "$src/tests/serve/prometheus_scrape.sh" || status=1
 
-# Graceful shutdown: SIGTERM ends the (idle) server within 10 s with status 0.
-kill -TERM "$pid"
-for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if kill -0 "$pid" 2>/dev/null; then
-    echo "serve_js: FAIL the server did not exit within 10 s of SIGTERM"
-    status=1
-else
-    rc=0
-    wait "$pid" || rc=$?
-    ((rc == 0)) || { echo "serve_js: FAIL the server exited with status $rc after SIGTERM"; status=1; }
+stop_server "$pid" || status=1
+((status == 0)) || show_log
+
+# The shop assistant's page: serve --app shop (models/default) on a fresh database; the test signs
+# in as the first customer with an order (python3's sqlite3 picks it) and asks about that order.
+shop_status=0
+shop_tmp=$(mktemp -d "${TMPDIR:-/tmp}/llmforge-serve-js.XXXXXX")
+log2=$LLMFORGE_ARTIFACTS/serve_js-shop-server.log
+"$bin" shop init --db "$shop_tmp/shop.db" --seed 2 --customers 40 --orders 120 >"$shop_tmp/init.log" 2>&1 ||
+    { cat "$shop_tmp/init.log"; fail "llmforge shop init failed"; }
+"$bin" serve -m "$src/models/default" --app shop --db "$shop_tmp/shop.db" --host 127.0.0.1 --port 0 \
+    --api-key test-key --threads 1 --ctx-size 512 2>"$log2" &
+pid2=$!
+wait_url "$log2" "$pid2"
+echo "serve_js: shop server at $url (pid $pid2)"
+read -r shop_customer shop_order < <(python3 -c '
+import sqlite3, sys
+row = sqlite3.connect(sys.argv[1]).execute("SELECT customer_id, id FROM orders ORDER BY customer_id, id LIMIT 1").fetchone()
+print(*row) if row else None
+' "$shop_tmp/shop.db") || true
+[[ -n ${shop_order:-} ]] || fail "no order in $shop_tmp/shop.db (python3 with sqlite3 reads it)"
+export LLMFORGE_SHOP_URL=$url LLMFORGE_SHOP_CUSTOMER=$shop_customer LLMFORGE_SHOP_ORDER=$shop_order
+(cd "$js" && timeout 300 node --test "${shop_tests[@]}") || { echo "serve_js: FAIL node --test shop (status $?)"; shop_status=1; }
+stop_server "$pid2" || shop_status=1
+((shop_status == 0)) || show_log "$log2"
+
+if ((status != 0 || shop_status != 0)); then
+    exit 1
 fi
-if ((status != 0)); then
-    show_log
-else
-    echo "serve_js: all passed (screenshot: $LLMFORGE_ARTIFACTS/webchat.png)"
-fi
-exit $status
+echo "serve_js: all passed (screenshots: $LLMFORGE_ARTIFACTS/webchat.png, $LLMFORGE_ARTIFACTS/shop-page.png)"
