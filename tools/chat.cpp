@@ -149,7 +149,11 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
                     auto info = plan->info();
                     std::FILE* f = tty ? stderr : stdout;
                     std::fprintf(f, "  state: %s\n", info["state"].dump().c_str());
-                    if (!plan->tool.empty()) std::fprintf(f, "  lookup: %s\n", plan->tool.c_str());
+                    if (!plan->tool.empty()) {  // one line each, indented under "lookup:"
+                        std::string lines = plan->tool;
+                        for (size_t q = 0; (q = lines.find('\n', q)) != std::string::npos; q += 10) lines.insert(q + 1, "          ");
+                        std::fprintf(f, "  lookup: %s\n", lines.c_str());
+                    }
                     if (plan->recalled_order) std::fprintf(f, "  memory: order %s recalled\n", plan->recalled_order->c_str());
                 }
                 std::optional<std::string> fixed = plan->fixed_reply;

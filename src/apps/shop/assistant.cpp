@@ -47,13 +47,13 @@ bool order_intent(const std::string& intent) {
            intent == "change_address";
 }
 
-// Whether `next` goes on with the subject of `prev` (the tracker's carry-over: order intents
-// follow each other, thanks and greetings belong to any subject); a new subject starts the model's
-// short-term window afresh, as every training dialogue is about one subject.
+// Whether `next` goes on with the exchange of `prev`: the same question about the same order
+// (giving the order number, the new address, the size of an exchange), or thanks and greetings
+// around it. Anything else starts the model's window afresh — every training dialogue is one
+// question — while the state still carries the order over (the tool turn names it again).
 bool same_subject(const DstState& prev, const DstState& next) {
-    if (next.intent == prev.intent || next.intent == "thanks" || next.intent == "greeting" || prev.intent == "greeting")
-        return true;
-    return order_intent(prev.intent) && order_intent(next.intent);
+    if (next.intent == "thanks" || next.intent == "greeting" || prev.intent == "greeting") return true;
+    return next.intent == prev.intent && (!prev.order_id || next.order_id == prev.order_id);
 }
 
 double dot(const std::vector<float>& a, const std::vector<float>& b) {

@@ -11,8 +11,8 @@
 // token budget, and the tracked intent. These become the tool-result turn the default model is
 // trained to answer from (train/dialogue_corpus.h's order_fact_line &c.). The model's messages are
 // the system prompt, the short-term window (the last `window` user and assistant messages, with
-// their tool turns; empty when the turn starts a new subject — a new intent that does not carry
-// the last one on, as in the tracker — since the model was trained on one subject per
+// their tool turns; empty when the turn starts a new question — another intent or another order;
+// the state still carries the order over — since the model was trained on one question per
 // conversation), the new user turn and its tool turn. Long-term memory: the session's earlier user turns (outside the
 // window) are embedded by the retriever's passage encoder and searched with the new turn; the
 // ones found are shown with the turn (plan().info()), and when an order question names no order,
