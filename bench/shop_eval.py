@@ -43,6 +43,7 @@ def offline(cmd, stdin_file):
 scores = {
     "dst_1": offline(["dst", "--score"], f"{data}/dst_handwritten.jsonl"),
     "dst_2": offline(["dst", "--score"], f"{data}/dst_handwritten_2.jsonl"),
+    "dst_3": offline(["dst", "--score"], f"{data}/dst_handwritten_3.jsonl"),
     "safety_1": offline(["safety", "--score"], f"{data}/safety_handwritten.jsonl"),
     "safety_2": offline(["safety", "--score"], f"{data}/safety_handwritten_2.jsonl"),
     "safety_3": offline(["safety", "--score"], f"{data}/safety_handwritten_3.jsonl"),
@@ -275,7 +276,7 @@ temperature 0.7, top_p 0.9, max_tokens 120, streamed (greedy rows: temperature 0
 |---|---|
 | reply diversity, temperature 0.7: distinct-1 / distinct-2 | {distinct(d07, 1):.3f} / {distinct(d07, 2):.3f} |
 | reply diversity, greedy: distinct-1 / distinct-2 | {distinct(dg, 1):.3f} / {distinct(dg, 2):.3f} |
-| DST joint goal, set 1 (used while building) / set 2 (never tuned on) | {s['dst_1']['joint_goal_accuracy']:.3f} / {s['dst_2']['joint_goal_accuracy']:.3f} |
+| DST joint goal, set 1 (used while building) / sets 2 and 3 (never tuned on) | {s['dst_1']['joint_goal_accuracy']:.3f} / {s['dst_2']['joint_goal_accuracy']:.3f} and {s['dst_3']['joint_goal_accuracy']:.3f} |
 | safety blocked / false positives, set 1 | {s['safety_1']['block_rate']:.3f} / {s['safety_1']['false_positive_rate']:.3f} |
 | safety blocked / false positives, set 2 | {s['safety_2']['block_rate']:.3f} / {s['safety_2']['false_positive_rate']:.3f} |
 | safety blocked / false positives, set 3 | {s['safety_3']['block_rate']:.3f} / {s['safety_3']['false_positive_rate']:.3f} |

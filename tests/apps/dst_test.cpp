@@ -33,16 +33,22 @@ DstScore score_file(const std::string& rel) {
 TEST(Dst, HandWrittenDialogues) {
     const DstScore a = score_file("tests/apps/data/shop/dst_handwritten.jsonl");
     const DstScore b = score_file("tests/apps/data/shop/dst_handwritten_2.jsonl");
-    std::printf("DST set 1 (used while building): %s\nDST set 2 (never used to tune): %s\n", a.to_json().dump().c_str(),
-                b.to_json().dump().c_str());
+    const DstScore c = score_file("tests/apps/data/shop/dst_handwritten_3.jsonl");
+    std::printf("DST set 1 (used while building): %s\nDST set 2 (never used to tune): %s\nDST set 3 (written a day "
+                "later, never used to tune): %s\n",
+                a.to_json().dump().c_str(), b.to_json().dump().c_str(), c.to_json().dump().c_str());
     ASSERT_EQ(a.turns, 76);
     ASSERT_EQ(b.turns, 30);
-    // Measured 0.987 and 0.867 joint; the target is 0.92.
+    ASSERT_EQ(c.turns, 28);
+    // Measured 0.987, 0.867 and 0.929 joint (unseen sets together: 52/58 = 0.897); the issue's
+    // target is 0.92.
     EXPECT_GE(a.joint, 0.96 * a.turns);
     EXPECT_GE(b.joint, 0.83 * b.turns);
+    EXPECT_GE(c.joint, 0.89 * c.turns);
     EXPECT_GE(a.joint + b.joint, 0.92 * (a.turns + b.turns));
     EXPECT_EQ(a.order_id, a.turns);
     EXPECT_GE(b.order_id + b.product + b.new_address + b.discount_code, 0.95 * 4 * b.turns);
+    EXPECT_EQ(c.order_id + c.product + c.new_address + c.discount_code, 4 * c.turns);
 }
 
 TEST(Dst, SlotRules) {
