@@ -81,7 +81,7 @@ public:
         std::string text;
         if (request.contains("messages") && request["messages"].is_array())
             for (const auto& m : request["messages"])
-                if (m.is_object() && m.value("role", "") == "user") text = content_text(m.contains("content") ? m["content"] : nlohmann::json());
+                if (string_field(m, "role") == "user") text = content_text(m.contains("content") ? m["content"] : nlohmann::json());
         if (text.find_first_not_of(" \t\r\n") == std::string::npos)
             fail("the shop assistant answers the last user message, and this request has none with text (hint: "
                  "\"messages\": [{\"role\": \"user\", \"content\": \"Where is my order?\"}])");
@@ -120,12 +120,13 @@ public:
                     {"default_top_p", 0.9},
                     {"default_max_tokens", kMaxTokens}};
         if (path == "sessions" && method == "POST") {
-            const std::string customer = body.value("customer_id", "");
-            if (customer.empty()) fail("POST /v1/app/sessions: expected {\"customer_id\": \"U00001\"}");
+            const std::string customer = string_field(body, "customer_id");
+            if (customer.empty())
+                fail("POST /v1/app/sessions: expected {\"customer_id\": \"U00001\"} (a string), found %.80s", body.dump().c_str());
             return a_.session_json(a_.create_session(customer));
         }
         if (path == "sessions" && method == "GET") {
-            const std::string customer = body.value("customer_id", "");
+            const std::string customer = string_field(body, "customer_id");
             if (customer.empty()) fail("GET /v1/app/sessions: expected ?customer_id=U00001");
             nlohmann::json data = nlohmann::json::array();
             for (const auto& s : a_.sessions(customer))
@@ -138,13 +139,20 @@ public:
     }
 
 private:
+    // j[key] when j is an object holding a string there, else "" (clients send anything).
+    static std::string string_field(const nlohmann::json& j, const char* key) {
+        if (!j.is_object()) return "";
+        const auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+    }
+
     // A message's text: a string, or OpenAI's content parts (the text parts joined).
     static std::string content_text(const nlohmann::json& c) {
         if (c.is_string()) return c.get<std::string>();
         std::string t;
         if (c.is_array())
             for (const auto& part : c)
-                if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+                if (string_field(part, "type") == "text" && part["text"].is_string())
                     t += (t.empty() ? "" : "\n") + part["text"].get<std::string>();
         return t;
     }

@@ -1025,6 +1025,10 @@ void Server::handle_app(const httplib::Request& req, const std::string& text, ht
     }
     json body = json::object();
     if (!text.empty() && !parse_body(text, body, res)) return;
+    if (!body.is_object()) {
+        send_error(res, ApiError(400, "the request body must be a JSON object, found " + std::string(body.type_name())));
+        return;
+    }
     std::string path = req.matches[1];
     json answer;
     try {
@@ -1033,6 +1037,9 @@ void Server::handle_app(const httplib::Request& req, const std::string& text, ht
         answer = cfg_.app->route(req.method, path, body);
     } catch (const Error& e) {
         send_error(res, api_error(e, ""));
+        return;
+    } catch (const std::exception& e) {  // as in generate(): one line, 400
+        send_error(res, ApiError(400, std::string("the chat app could not read this request: ") + e.what()));
         return;
     }
     res.set_content(dump(answer), "application/json");
@@ -1120,6 +1127,9 @@ void Server::generate(bool chat, const httplib::Request& req, const std::string&
             turn = std::make_shared<ChatApp::Turn>(cfg_.app->begin(request, limits));
         } catch (const Error& e) {
             send_error(res, api_error(e, ""));
+            return;
+        } catch (const std::exception& e) {  // an app that did not check a field's type: still one line, 400
+            send_error(res, ApiError(400, std::string("the chat app could not read this request: ") + e.what()));
             return;
         }
         app_body = turn->body.dump();

@@ -187,6 +187,25 @@ TEST(ShopServe, SessionsPersistAcrossARestartAndStayApart) {
         const json none = post(s, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}}, &status);
         EXPECT_EQ(status, 400) << none.dump();
         EXPECT_NE(none["error"]["message"].get<std::string>().find("session_id"), std::string::npos);
+        // Fields of the wrong type, bodies of the wrong shape: 400 with one line, never a 500.
+        const std::pair<const char*, std::string> bad[] = {
+            {"/v1/app/sessions", R"({"customer_id": 5})"},
+            {"/v1/app/sessions", "[1, 2]"},
+            {"/v1/app/sessions", R"({"customer_id": {"id": "U00001"}})"},
+            {"/v1/chat/completions", R"({"session_id": ")" + sa + R"(", "messages": [{"role": 5, "content": "hi"}]})"},
+            {"/v1/chat/completions", R"({"session_id": ")" + sa + R"(", "messages": [{"role": "user", "content": [{"type": 7, "text": "hi"}]}]})"},
+            {"/v1/chat/completions", R"({"session_id": ")" + sa + R"(", "messages": "hi"})"},
+        };
+        for (const auto& [path, body] : bad) {
+            auto res = s.client().Post(path, body, "application/json");
+            ASSERT_TRUE(res) << body;
+            EXPECT_EQ(res->status, 400) << path << " " << body << " -> " << res->body;
+            const json e = json::parse(res->body, nullptr, false);
+            ASSERT_TRUE(e.contains("error")) << res->body;
+            const std::string m = e["error"]["message"];
+            EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+            EXPECT_EQ(m.find("HTTP error"), std::string::npos) << m;
+        }
         EXPECT_EQ(s.terminate(30), 0);
     }
     ServerProcess s(db.args());  // a restart on the same database
