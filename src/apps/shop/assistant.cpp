@@ -11,12 +11,7 @@ namespace llmforge::apps {
 
 namespace {
 
-// "2026-03-05" -> March 5 (the shop's calendar: the corpus never names a year).
-train::ShopDate shop_date(const std::string& iso) {
-    int y = 0, m = 0, d = 0;
-    if (std::sscanf(iso.c_str(), "%d-%d-%d", &y, &m, &d) != 3 || m < 1 || m > 12 || d < 1 || d > 31) return {1, 1};
-    return {m, d};
-}
+train::ShopDate shop_date(const std::string& iso) { return shop_date_of_iso(iso).value_or(train::ShopDate{1, 1}); }
 
 train::OrderFacts order_facts(const OrderRecord& r) {
     train::OrderFacts f;
@@ -215,28 +210,30 @@ TurnPlan ShopAssistant::plan(const std::string& session_id, const std::string& u
             if (!o || o->customer_id != p.customer_id) {
                 p.fixed_reply = order_not_found_reply(*p.state.order_id);
             } else {
-                lines.push_back(train::order_fact_line(order_facts(*o)));
-                p.slots = train::order_slot_values(order_facts(*o));
+                const train::OrderFacts facts = order_facts(*o);
+                lines.push_back(train::order_fact_line(facts));
+                p.slots = train::order_slot_values(facts);
             }
         } else if (p.state.product) {
             if (auto pr = db_->product(*p.state.product)) {
-                lines.push_back(train::product_fact_line(product_facts(*pr)));
-                p.slots = train::product_slot_values(product_facts(*pr));
+                const train::ProductFacts facts = product_facts(*pr);
+                lines.push_back(train::product_fact_line(facts));
+                p.slots = train::product_slot_values(facts);
             }
         }
         if (p.state.discount_code) p.slots["code"] = *p.state.discount_code;
         if (p.state.new_address) p.slots["new_address"] = *p.state.new_address;
         // Passages only for a policy question about nothing looked up (the corpus never mixes them).
         if (kb_ && lines.empty() && !p.fixed_reply && train::intent_wants_passages(p.state.intent)) {
-            size_t budget = o_.passage_budget_tokens;
+            size_t passage_budget = o_.passage_budget_tokens;
             const auto hits = kb_->search(user_text, o_.passages_top);
             for (const RetrievalHit& h : hits) {
                 if (h.score < o_.passage_min_score || h.score < o_.passage_relative_min * hits[0].score) break;
                 const auto& kp = shop_knowledge()[h.index];
                 const std::string line = train::passage_fact_line(kp);
                 const size_t n = tokens(line);
-                if (n > budget) break;
-                budget -= n;
+                if (n > passage_budget) break;
+                passage_budget -= n;
                 p.passages.push_back({kp.id, kp.title, h.score});
                 lines.push_back(line);
             }

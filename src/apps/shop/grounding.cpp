@@ -9,14 +9,10 @@ namespace llmforge::apps {
 
 namespace {
 
-const char* kMonthNames[] = {"January", "February", "March",     "April",   "May",      "June",
-                             "July",    "August",   "September", "October", "November", "December"};
-
-// "2026-03-05" -> "March 5"; "" when malformed.
+// "2026-03-05" -> "March 5", as replies write dates; "" when malformed.
 std::string month_day(const std::string& iso) {
-    int y = 0, m = 0, d = 0;
-    if (std::sscanf(iso.c_str(), "%d-%d-%d", &y, &m, &d) != 3 || m < 1 || m > 12) return "";
-    return std::string(kMonthNames[m - 1]) + " " + std::to_string(d);
+    const auto d = shop_date_of_iso(iso);
+    return d ? train::month_day(*d) : "";
 }
 
 std::string lower(std::string s) {

@@ -517,4 +517,10 @@ void ShopDb::append_turns(const std::string& id, const std::vector<SessionTurn>&
     }
 }
 
+std::optional<train::ShopDate> shop_date_of_iso(const std::string& iso) {
+    int y = 0, m = 0, d = 0;
+    if (std::sscanf(iso.c_str(), "%d-%d-%d", &y, &m, &d) != 3 || m < 1 || m > 12 || d < 1 || d > 31) return std::nullopt;
+    return train::ShopDate{m, d};
+}
+
 }  // namespace llmforge::apps

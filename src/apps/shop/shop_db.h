@@ -122,4 +122,8 @@ std::vector<std::string> product_aliases(const std::string& name);
 // or 5 digits after the word "order"). The last id in s wins (a customer correcting themselves).
 std::string normalize_order_id(const std::string& s);
 
+// A record's ISO date ("2026-03-05") as the shop's calendar date (March 5: the corpus never names a
+// year); nullopt when malformed.
+std::optional<train::ShopDate> shop_date_of_iso(const std::string& iso);
+
 }  // namespace llmforge::apps
