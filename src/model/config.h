@@ -39,6 +39,26 @@ struct DeepSeekConfig {
     bool moe_layer(int64_t l) const { return n_routed_experts > 0 && l >= first_k_dense; }
 };
 
+// The feed-forward activation of encoder architectures (the decoders' is SwiGLU's silu):
+// gelu = x·Φ(x) (erf form), gelu_tanh = the tanh approximation, quick_gelu = x·σ(1.702·x) (CLIP).
+enum class Activation { kGelu, kGeluTanh, kQuickGelu, kTanh };
+// Hugging Face's hidden_act names ("gelu", "gelu_new"/"gelu_pytorch_tanh", "quick_gelu"); false if unknown.
+bool activation_from_name(const std::string& name, Activation* out);
+const char* activation_name(Activation a);
+
+// Encoder architectures (vision towers, bidirectional text encoders; model/arch/vit.cpp): the
+// hyper-parameters a decoder does not have. All zero for decoders.
+struct EncoderConfig {
+    int64_t image_size = 0;   // vision: square input side in pixels
+    int64_t patch_size = 0;   // vision: square patch side (a stride-P convolution = a linear over patch rows)
+    int64_t n_channels = 0;   // vision: input channels (3)
+    float norm_eps = 0.0f;    // LayerNorm epsilon
+    Activation act = Activation::kGelu;
+    int64_t projection_dim = 0;  // CLIP's visual_projection (0: none)
+    int64_t n_patches() const { return patch_size > 0 ? (image_size / patch_size) * (image_size / patch_size) : 0; }
+    int64_t patch_cols() const { return n_channels * patch_size * patch_size; }  // one patch row's width
+};
+
 struct ModelConfig {
     std::string arch = "llama";  // a registered architecture (model/arch/registry.cpp)
     std::string name;            // general.name or folder name, informational
@@ -79,6 +99,7 @@ struct ModelConfig {
     // 0: the whole head_dim.
     int64_t n_rot = 0;
     DeepSeekConfig ds;
+    EncoderConfig enc;
 
     int64_t v_dim() const { return head_dim_v > 0 ? head_dim_v : head_dim; }
     int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }

@@ -214,6 +214,10 @@ ModelConfig hf_config_parse(std::string_view text, const std::string& src) {
     }
     c.arch = arch->name;
     c.name = r.string_or("_name_or_path", "");
+    if (arch->encoder) {  // an encoder's keys are its own (model/arch/vit.cpp)
+        arch->configure(c, HfSource(r, src));
+        return c;
+    }
 
     const std::string act = r.string_or("hidden_act", "silu");
     if (act != "silu") {
@@ -291,11 +295,51 @@ ModelConfig hf_config_read(const RegularFile& file) {
     return c;
 }
 
+namespace {
+
+// The arch's own keys (its ConfigSink) and the LSH settings into j, then the text.
+std::string hf_config_write_keys(json& j, const Arch& arch, const ModelConfig& c) {
+    if (!c.name.empty()) j["_name_or_path"] = c.name;
+    struct Sink final : ConfigSink {
+        json& j;
+        explicit Sink(json& jj) : j(jj) {}
+        void integer(const char* hf, const char*, std::optional<int64_t> v) override {
+            if (hf != nullptr) j[hf] = v ? json(*v) : json(nullptr);
+        }
+        void boolean(const char* hf, const char*, bool v) override {
+            if (hf != nullptr) j[hf] = v;
+        }
+        void number(const char* hf, const char*, double v) override { at(hf) = v; }
+        void string(const char* hf, const char*, const std::string& v) override {
+            if (hf != nullptr && std::strcmp(hf, "architectures") == 0) {  // the class: a one-entry list
+                j[hf] = json::array({v});
+            } else {
+                at(hf) = v;
+            }
+        }
+        // "a.b" writes b inside the object a.
+        json& at(const char* hf) {
+            static json ignored;
+            if (hf == nullptr) return ignored = nullptr;
+            const std::string key(hf);
+            const size_t dot = key.find('.');
+            if (dot == std::string::npos) return j[key];
+            return j[key.substr(0, dot)][key.substr(dot + 1)];
+        }
+    } sink(j);
+    if (arch.write_keys != nullptr) arch.write_keys(c, sink);
+    lsh_write_keys(c, sink);
+    return j.dump(2) + "\n";
+}
+
+}  // namespace
+
 std::string hf_config_write(const ModelConfig& c) {
     json j;
     const Arch& arch = arch_of(c.arch, "config.json writer");
     j["architectures"] = json::array({arch.hf_class});
     j["model_type"] = arch.hf_types.front();
+    if (arch.encoder) return hf_config_write_keys(j, arch, c);
     j["hidden_size"] = c.n_embd;
     j["intermediate_size"] = c.n_ff;
     j["num_hidden_layers"] = c.n_layer;
@@ -331,37 +375,7 @@ std::string hf_config_write(const ModelConfig& c) {
             }
             break;
     }
-    if (!c.name.empty()) j["_name_or_path"] = c.name;
-    struct Sink final : ConfigSink {
-        json& j;
-        explicit Sink(json& jj) : j(jj) {}
-        void integer(const char* hf, const char*, std::optional<int64_t> v) override {
-            if (hf != nullptr) j[hf] = v ? json(*v) : json(nullptr);
-        }
-        void boolean(const char* hf, const char*, bool v) override {
-            if (hf != nullptr) j[hf] = v;
-        }
-        void number(const char* hf, const char*, double v) override { at(hf) = v; }
-        void string(const char* hf, const char*, const std::string& v) override {
-            if (hf != nullptr && std::strcmp(hf, "architectures") == 0) {  // the class: a one-entry list
-                j[hf] = json::array({v});
-            } else {
-                at(hf) = v;
-            }
-        }
-        // "a.b" writes b inside the object a.
-        json& at(const char* hf) {
-            static json ignored;
-            if (hf == nullptr) return ignored = nullptr;
-            const std::string key(hf);
-            const size_t dot = key.find('.');
-            if (dot == std::string::npos) return j[key];
-            return j[key.substr(0, dot)][key.substr(dot + 1)];
-        }
-    } sink(j);
-    if (arch.write_keys != nullptr) arch.write_keys(c, sink);
-    lsh_write_keys(c, sink);
-    return j.dump(2) + "\n";
+    return hf_config_write_keys(j, arch, c);
 }
 
 }  // namespace llmforge

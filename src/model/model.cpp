@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/cpu/encoder_math.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/repack.h"
@@ -70,6 +71,10 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
     // Routed experts (E, rows, cols) repack as the (E·rows, cols) matrix they are in memory: with
     // rows a multiple of 8 no group straddles two experts, so each expert's slice is its own x8 matrix.
     auto as_matrix = [](const Tensor& t) {
+        if (t.ndim() == 4) {  // a convolution's (out, in, kh, kw) weight: the linear over its flattened inputs
+            Tensor m = Tensor::view(t.dtype(), {t.dim(0), t.numel() / t.dim(0)}, t.data(), t.owner(), t.name());
+            return m;
+        }
         if (t.ndim() != 3) return t;
         Tensor m = Tensor::view(t.dtype(), {t.dim(0) * t.dim(1), t.dim(2)}, t.data(), t.owner(), t.name());
         m.set_row_group(t.row_group());
@@ -109,7 +114,7 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         const bool matmul = ns.spec->use == TensorUse::kMatrix || (ns.spec->use == TensorUse::kRows && c.tied_embeddings);
         check_tensor(ns, t, matmul);
         const int di = static_cast<int>(t.dtype());
-        Tensor bound = t;
+        Tensor bound = t.ndim() == 4 && matmul ? as_matrix(t) : t;
         if (ns.spec->use == TensorUse::kVector) {
             bound = as_f32_vector(t);
         } else if (repackable(ns, t)) {
@@ -145,6 +150,7 @@ void Model::bind_weights(bool weights_private, bool repack_matrices) {
         }
     }
     if (c.ds.kv_lora_rank > 0) bind_mla();
+    if (arch_->encoder) return;  // no positions to rotate, no KV memory
     bind_rope();
     lsh_hash_.clear();
     if (c.attention_lsh) lsh_hash_ = lsh_hashes(c.lsh, c.n_layer, c.n_head_kv, c.head_dim);
@@ -477,6 +483,70 @@ public:
         return h;
     }
 
+    // ---- encoder ops (Model::encode) ----
+    void set_input(const float* rows, int64_t cols) { input_ = rows, input_cols_ = cols; }
+    Act input(int64_t cols) override {
+        LF_ASSERT(input_ != nullptr && cols == input_cols_);
+        return {const_cast<float*>(input_), n_, cols};  // read only (the first product's input)
+    }
+    Act layernorm(Act x, Weight gain, Weight bias, float eps) override {
+        Act y = take(x.rows, x.cols);
+        const float* g = w(gain).ptr<float>();
+        const Tensor* b = bias.slot >= 0 ? m_.weight(bias) : nullptr;
+        const float* bp = b != nullptr ? b->ptr<float>() : nullptr;
+        pool_.run_range(x.rows, n_grain_, [&](int64_t lo, int64_t hi) {
+            for (int64_t i = lo; i < hi; ++i) kernels::layernorm_row(x.data + i * x.cols, g, bp, y.data + i * x.cols, x.cols, eps);
+        });
+        return y;
+    }
+    Act activation(Act x, Activation f) override {
+        const int kind = static_cast<int>(f);
+        pool_.run_range(x.rows, n_grain_, [&](int64_t lo, int64_t hi) {
+            kernels::act_rows(kind, x.data + lo * x.cols, x.data + lo * x.cols, (hi - lo) * x.cols);
+        });
+        return x;  // in place: an activation's input is a product's output nothing else reads
+    }
+    Act class_row(Act x, Weight wt) override {
+        const float* c = w(wt).ptr<float>();
+        for (int64_t j = 0, i = 0; j < n_seqs_; i += seqs_[j].n, ++j)
+            if (seqs_[j].n > 0) std::copy(c, c + x.cols, x.data + i * x.cols);
+        return x;
+    }
+    Act add_positions(Act x, Weight table, int64_t offset) override {
+        const Tensor& t = w(table);
+        const int64_t C = t.shape().back(), n_rows = t.numel() / C;
+        LF_ASSERT(C == x.cols);
+        const size_t row_bytes = t.nbytes() / static_cast<size_t>(n_rows);
+        const auto deq = kt_.dequantize_row[static_cast<int>(t.dtype())];
+        pool_.run_range(x.rows, n_grain_, [&](int64_t lo, int64_t hi) {
+            std::vector<float> row(static_cast<size_t>(C));
+            for (int64_t i = lo; i < hi; ++i) {
+                const int64_t p = s_.row_pos[i] + offset;
+                LF_ASSERT(p >= 0 && p < n_rows);
+                deq(static_cast<const uint8_t*>(t.data()) + p * row_bytes, row.data(), C);
+                kt_.add(C, row.data(), x.data + i * C);
+            }
+        });
+        return x;
+    }
+    Act first_rows(Act x) override {
+        Act y = take(n_seqs_, x.cols);
+        for (int64_t j = 0, i = 0; j < n_seqs_; i += seqs_[j].n, ++j)
+            std::copy(x.data + i * x.cols, x.data + (i + 1) * x.cols, y.data + j * x.cols);
+        return y;
+    }
+    // Encoders keep the residual stream in s_.x as decoders do, so each layer's temporaries are
+    // reused by the next (EagerOps::residual frees them).
+    Act run_layer(int64_t layer, Act h, const std::function<Act(Ops&, Act)>& body) override {
+        if (input_ != nullptr && h.data != s_.x.data()) {
+            grow(s_.x, h.rows * h.cols);
+            std::copy(h.data, h.data + h.rows * h.cols, s_.x.data());
+            h.data = s_.x.data();
+        }
+        return body(*this, h);
+    }
+    Act bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& a);
+
     Act concat(Act a, Act b) override {
         LF_ASSERT(a.rows == b.rows);
         Act y = take(a.rows, a.cols + b.cols);
@@ -687,6 +757,8 @@ private:
     int64_t n_grain_;
     size_t next_buf_ = 0;
     int64_t m_out_ = 0;
+    const float* input_ = nullptr;  // encoders: the input rows (n_, input_cols_)
+    int64_t input_cols_ = 0;
     std::vector<DeltaRun> delta_runs_;
     std::vector<int64_t> run_ends_;  // run_deltas: each run's end in the concatenated rows
     std::vector<kernels::GroupedProduct> grouped_;  // moe / mla: the products of one dispatch
@@ -861,7 +933,31 @@ void EagerOps::lsh_probe(const KvCache& cache, int64_t l, int64_t g, const float
     st.mass_min = std::min(st.mass_min, kept);
 }
 
+// Encoders: every row of a sequence attends to every row of it (no KV memory), one work item per
+// (sequence, query head): scores S = scale · Q_h K_g^T, row softmax, O_h = S V_g as two GEMMs.
+Act EagerOps::bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& a) {
+    const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
+    const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv, group = H / Hkv;
+    LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim && a.window == 0 && a.lsh == nullptr);
+    Act att = take(n_, o_dim);
+    std::vector<int64_t> first(static_cast<size_t>(n_seqs_) + 1, 0);
+    for (int64_t j = 0; j < n_seqs_; ++j) first[j + 1] = first[j] + seqs_[j].n;
+    grow(s_.att_block, static_cast<size_t>(pool_.size() * max_len_ * max_len_));
+    pool_.run(n_seqs_ * H, [&](int64_t item, int tid) {
+        const int64_t j = item / H, h = item % H, g = h / group, i0 = first[j], T = seqs_[j].n;
+        if (T == 0) return;
+        float* sc = &s_.att_block[static_cast<size_t>(tid) * max_len_ * max_len_];
+        kernels::sgemm(false, true, T, T, D, a.scale, q.data + i0 * q_dim + h * D, q_dim, k.data + i0 * k_dim + g * D,
+                       k_dim, 0.0f, sc, T);
+        for (int64_t r = 0; r < T; ++r) kt_.softmax(sc + r * T, T);
+        kernels::sgemm(false, false, T, Dv, T, 1.0f, sc, T, v.data + i0 * v_dim + g * Dv, v_dim, 0.0f,
+                       att.data + i0 * o_dim + h * Dv, o_dim);
+    });
+    return att;
+}
+
 Act EagerOps::attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) {
+    if (!a.causal) return bidirectional_attention(q, k, v, a);
     const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
     const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv;
     const int64_t group = H / Hkv, W = a.window;
@@ -1267,6 +1363,54 @@ Act EagerOps::moe(int64_t l, Act x, const MoeSpec& m) {
 
 void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const {
     run_rows(seqs, n_seqs, pool, s, [this](Ops& ops) { run_decoder(ops, *arch_, cfg_); });
+}
+
+void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
+                   ForwardScratch& s) const {
+    if (!arch_->encoder) {
+        fail("%s: %s is a decoder, not an encoder (hint: images and encoder inputs need a vision tower such as "
+             "a ViT or CLIP vision model)",
+             files_.path.c_str(), cfg_.arch.c_str());
+    }
+    LF_ASSERT(n_seqs >= 0 && rows > 0);
+    if (n_seqs == 0) return;
+    const int64_t n = n_seqs * rows, cols = cfg_.enc.patch_cols();
+    if (rows > cfg_.n_ctx_train) {
+        fail("%s: %lld input rows per sequence, the model's position table has %lld", files_.path.c_str(),
+             (long long)rows, (long long)cfg_.n_ctx_train);
+    }
+    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, nullptr, rows, 0, nullptr, 0, input + j * rows * cols};
+    s.row_seq.resize(static_cast<size_t>(std::max<int64_t>(n, s.row_seq.size())));
+    s.row_pos.resize(s.row_seq.size());
+    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / rows, s.row_pos[i] = i % rows;
+    s.mm.allow_blas = true;
+    s.mm.row_invariant = false;
+    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, rows, false, pool, s);
+    ops.set_input(input, cols);
+    Act pooled;
+    const Act last = run_encoder(ops, *arch_, cfg_, &pooled);
+    out.rows = rows;
+    out.cols = last.cols;
+    out.last.assign(last.data, last.data + last.rows * last.cols);
+    out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
+    out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+}
+
+void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch,
+                      float* out) {
+    LF_ASSERT(patch > 0 && height % patch == 0 && width % patch == 0);
+    const int64_t cols = channels * patch * patch, gw = width / patch, n = (height / patch) * gw;
+    std::fill(out, out + cols, 0.0f);  // the class token's placeholder
+    for (int64_t p = 0; p < n; ++p) {
+        float* row = out + (1 + p) * cols;
+        const int64_t y0 = (p / gw) * patch, x0 = (p % gw) * patch;
+        for (int64_t c = 0; c < channels; ++c)
+            for (int64_t dy = 0; dy < patch; ++dy) {
+                const float* src = pixels + (c * height + y0 + dy) * width + x0;
+                std::copy(src, src + patch, row + (c * patch + dy) * patch);
+            }
+    }
 }
 
 void Model::forward_mtp(const float* hidden, const int32_t* next_tokens, int64_t n, int64_t pos0, KvMemory& cache,

@@ -102,6 +102,21 @@ struct SeqBatch {
     const LinearDelta* delta = nullptr;
 };
 
+// What an encoder returns (Model::encode): the last hidden state of every row and the pooled
+// output per sequence (none when the architecture has no pool).
+struct EncodeOutput {
+    std::vector<float> last;    // (sequences · rows, cols)
+    std::vector<float> pooled;  // (sequences, pooled_cols)
+    int64_t rows = 0, cols = 0, pooled_cols = 0;
+};
+
+// The input rows of a vision tower for one image's pixel values (channels, height, width),
+// channel-major as image processors return them: a zero placeholder row (the class token's), then
+// each patch × patch square, the patch grid row by row, flattened in (channel, y, x) order — the
+// order of a stride-`patch` convolution's (out, channels, patch, patch) weight, so the convolution
+// is one linear. `out` holds (1 + patches) · channels · patch² floats.
+void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch, float* out);
+
 class Model {
 public:
     // Loads and validates (every tensor present with the expected shape and a supported dtype).
@@ -135,6 +150,15 @@ public:
     // s.batch_invariant each row's result is bit-identical whatever the other rows are;
     // otherwise it agrees to rounding.
     void forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s) const;
+
+    // Encoder architectures (Arch::encoder: vision towers): n_seqs inputs of `rows` input rows
+    // each, (n_seqs · rows, input width) floats (image_patch_rows per image); bidirectional
+    // attention within each input, no KV memory. Throws Error for a decoder. ForwardScratch::hook
+    // observes "embed" and "layers.<l>.out" (every layer's hidden states, e.g. a LLaVA projector's
+    // input layer).
+    void encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
+                ForwardScratch& s) const;
+    bool is_encoder() const { return arch_->encoder; }
 
     // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of
     // the main model's hidden states (ForwardScratch::keep_hidden) with the tokens one position

@@ -14,15 +14,6 @@ namespace llmforge::train {
 
 namespace {
 
-bool needs_grad(Tape& t, std::initializer_list<Var> in) {
-    if (!t.grad_enabled) return false;
-    for (Var v : in)
-        if (v != nullptr && v->requires_grad) return true;
-    return false;
-}
-
-int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.back(); }
-
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace

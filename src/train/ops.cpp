@@ -14,15 +14,6 @@ namespace llmforge::train {
 
 namespace {
 
-bool needs_grad(Tape& t, std::initializer_list<Var> in) {
-    if (!t.grad_enabled) return false;
-    for (Var v : in)
-        if (v != nullptr && v->requires_grad) return true;
-    return false;
-}
-
-int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.back(); }
-
 // n values as a product sees them: rounded to the tape's bf16/fp16 into transient scratch `slot`,
 // or the values themselves in fp32. The rounded copies are made again in backward, so mixed
 // precision keeps no extra activations (rounding is one cheap pass; a product is K times more work).

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -179,6 +180,17 @@ private:
     kernels::PackedBf16 pack_;
     float loss_seed_ = 1.0f;
 };
+
+// Whether an op's output needs a gradient: the tape records and some input requires one.
+inline bool needs_grad(Tape& t, std::initializer_list<Var> in) {
+    if (!t.grad_enabled) return false;
+    for (Var v : in)
+        if (v != nullptr && v->requires_grad) return true;
+    return false;
+}
+
+// Rows of a (…, C) node (a vector is one row).
+inline int64_t rows_of(Var v) { return v->shape.size() == 1 ? 1 : v->numel / v->shape.back(); }
 
 // Rounds x to the nearest bf16 / fp16 value (round-to-nearest-even), kept in f32 storage.
 void round_to_precision(Precision p, const float* x, float* y, int64_t n, ThreadPool& pool);

@@ -8,6 +8,7 @@
 #include "core/random.h"
 #include "kernels/cpu/kernels.h"
 #include "model/rope.h"
+#include "train/encoder_ops.h"
 #include "train/lsh_ops.h"
 #include "train/moe_ops.h"
 #include "train/ops.h"
@@ -30,6 +31,12 @@ public:
         uint64_t dropout_seed;
         const TrainModel::Hook* hook;
         bool count = false;  // MoE statistics go to TrainModel::moe_stats (a step's forward, not a recomputation)
+        // Encoders (TrainModel::encode): the input rows (B·T, input_cols), whether they get a
+        // gradient, and each sequence's valid length (null: all T).
+        const float* input = nullptr;
+        int64_t input_cols = 0;
+        bool input_grad = false;
+        const int32_t* lengths = nullptr;
     };
     TapeOps(Tape& t, TrainModel& m, const Batch& b) : t_(t), m_(m), b_(b) {}
     using Ops::linear;
@@ -82,7 +89,36 @@ public:
         return act(train::rope(t_, V(x), D, m_.pos_.data(), m_.cos_.data(), m_.sin_.data(), c.rope_interleaved,
                                in_place));
     }
+    // ---- encoder ops ----
+    Act input(int64_t cols) override {
+        LF_ASSERT(b_.input != nullptr && cols == b_.input_cols);
+        // The globals' gradients are complete once backward is back at the input (run last).
+        std::vector<Param*> ps;
+        for (const TensorSpec& s : m_.arch_->tensors)
+            if (!s.per_layer)
+                if (Param* p = m_.param({-1, s.slot}); p != nullptr) ps.push_back(p);
+        mark(ps);
+        Var x = t_.make({b_.B * b_.T, cols}, b_.input_grad && t_.grad_enabled);
+        std::memcpy(x->data, b_.input, static_cast<size_t>(x->numel) * sizeof(float));
+        x->keep = b_.input_grad;  // its gradient is read after backward
+        m_.last_input = x;
+        return act(x);
+    }
+    Act layernorm(Act x, Weight gain, Weight bias, float eps) override {
+        Param* b = bias.slot >= 0 ? m_.param(bias) : nullptr;
+        return act(train::layernorm(t_, V(x), t_.param(P(gain)), b != nullptr ? t_.param(*b) : nullptr, eps));
+    }
+    Act activation(Act x, Activation f) override { return act(train::activation(t_, V(x), static_cast<int>(f))); }
+    Act class_row(Act x, Weight w) override { return act(train::class_row(t_, V(x), t_.param(P(w)), b_.B)); }
+    Act add_positions(Act x, Weight table, int64_t offset) override {
+        return act(train::add_positions(t_, V(x), t_.param(P(table)), b_.B, offset));
+    }
+    Act first_rows(Act x) override { return act(train::first_rows(t_, V(x), b_.B)); }
+
     Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override {
+        if (!a.causal) {
+            return act(attention_bidir(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.scale, b_.lengths));
+        }
         if (a.lsh != nullptr) {
             // Buckets of this step's (rotated) queries and keys, held fixed through backward.
             const Var qv = V(q), kv = V(k);
@@ -201,7 +237,7 @@ private:
             if (in != act_in_) act_in_ = in, act_q_ = m_.linear_input(t_, in);
             in = act_q_;
         }
-        Var y = p.trainable ? train::linear(t_, in, weight(p), bias) : linear_frozen(t_, in, p.frozen, bias, &p.packs);
+        Var y = p.trainable ? train::linear(t_, in, weight(p), bias) : linear_frozen(t_, in, as_matrix(p.frozen), bias, &p.packs);
         if (m_.after_linear) y = m_.after_linear(t_, w, V(x), y);
         products_.insert(y);
         return act(y);
@@ -210,6 +246,7 @@ private:
     // fake-quantised copy); the gradient goes to the master either way (straight-through).
     Var weight(Param& p) {
         Var v = t_.param(p);
+        if (v->shape.size() == 4) v->shape = {v->shape[0], v->numel / v->shape[0]};  // a convolution's: the linear over its inputs
         if (m_.weight_values)
             if (const float* q = m_.weight_values(p)) v->data = const_cast<float*>(q);
         return v;
@@ -221,6 +258,11 @@ private:
         if (!p.trainable) return ExpertWeight{nullptr, &p.frozen, nullptr, std::move(lora)};
         Var v = t_.param(p);
         return ExpertWeight{v, nullptr, m_.weight_values ? m_.weight_values(p) : nullptr, std::move(lora)};
+    }
+    // A convolution's (out, in, kh, kw) weight as the (out, in·kh·kw) matrix of its linear.
+    static Tensor as_matrix(const Tensor& t) {
+        if (t.ndim() != 4) return t;
+        return Tensor::view(t.dtype(), {t.dim(0), t.numel() / t.dim(0)}, t.data(), t.owner(), t.name());
     }
     static Act act(Var v) { return Act{v->data, v->numel / v->shape.back(), v->shape.back(), v}; }
     static Var V(Act a) { return static_cast<Var>(a.node); }
@@ -471,6 +513,25 @@ Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, flo
     const Var lg = static_cast<Var>(run_decoder(ops, *arch_, cfg_, &last).node);
     last_hidden_ = static_cast<Var>(last.node);
     return lg;
+}
+
+Var TrainModel::encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled, bool input_grad,
+                       const int32_t* lengths, const Hook& hook) {
+    if (!arch_->encoder) fail("%s is a decoder: encode() needs an encoder architecture", cfg_.arch.c_str());
+    if (T > cfg_.n_ctx_train) {
+        fail("%lld input rows per sequence, the model's position table has %lld", (long long)T, (long long)cfg_.n_ctx_train);
+    }
+    set_positions(B, T, nullptr, 0);
+    TapeOps::Batch b{nullptr, B, T, nullptr, nullptr, 0.0f, 0, &hook, t.grad_enabled};
+    b.input = input;
+    b.input_cols = cfg_.enc.patch_cols();
+    b.input_grad = input_grad;
+    b.lengths = lengths;
+    TapeOps ops(t, *this, b);
+    Act p;
+    const Act last = run_encoder(ops, *arch_, cfg_, &p);
+    if (pooled != nullptr) *pooled = static_cast<Var>(p.node);
+    return static_cast<Var>(last.node);
 }
 
 // DeepSeek-V3's MTP loss (depth 1): the module reads row t's last hidden state and the embedding

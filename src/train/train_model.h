@@ -88,6 +88,16 @@ public:
     // Targets < 0 count no loss (masked tokens, padding).
     Var forward(Tape& t, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T, float dropout = 0.0f,
                 uint64_t dropout_seed = 0, const Hook& hook = nullptr, const int32_t* doc_start = nullptr);
+    // Encoder architectures (vision towers): the graph of B inputs of T rows each, input
+    // (B·T, input width) floats (Model::encode's rows: image_patch_rows per image). Returns the last
+    // hidden state (B·T, C); *pooled (optional) gets the pooled output (B, ·) or null when the arch
+    // has none. input_grad: the input rows get a gradient (last_input, read after backward);
+    // lengths (B, optional): each input's valid rows (text encoders' padding). Throws Error for a
+    // decoder.
+    Var encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled = nullptr, bool input_grad = false,
+               const int32_t* lengths = nullptr, const Hook& hook = nullptr);
+    // The input rows node of the last encode().
+    Var last_input = nullptr;
     // DeepSeek-V3's multi-token prediction: with mtp_lambda > 0 (and an MTP module in the model),
     // forward() returns CE + mtp_lambda · CE_mtp (mtp_loss: the module's prediction of token t+2 from
     // row t's hidden state and token t+1); last_mtp_loss holds the MTP term (for the log).

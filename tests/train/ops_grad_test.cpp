@@ -13,6 +13,7 @@
 #include "kernels/cpu/kernels.h"
 #include "model/lsh.h"
 #include "model/moe.h"
+#include "train/encoder_ops.h"
 #include "train/lsh_ops.h"
 #include "train/moe_ops.h"
 #include "train/ops.h"
@@ -889,6 +890,57 @@ void stored_layers_case(Precision prec) {
 
 TEST(OpsGrad, StoredBf16ActivationsFp32) { stored_layers_case(Precision::kFP32); }
 TEST(OpsGrad, StoredBf16ActivationsBf16Products) { stored_layers_case(Precision::kBF16); }
+
+// ---- encoder ops (train/encoder_ops.h) ----
+
+TEST(OpsGrad, LayerNormWithBias) {
+    auto x = random_param("x", {4, 9}, 40, 2.0f, 0.5f), g = random_param("g", {9}, 41, 0.3f, 1.0f),
+         b = random_param("b", {9}, 42);
+    check_grads({x.get(), g.get(), b.get()},
+                [](Tape& t, std::vector<Var>& v) { return layernorm(t, v[0], v[1], v[2], 1e-5f); });
+}
+
+TEST(OpsGrad, Activations) {
+    for (int kind = 0; kind < 4; ++kind) {
+        SCOPED_TRACE(kind);
+        auto x = random_param("x", {3, 11}, 43 + kind, 1.5f);
+        check_grads({x.get()}, [kind](Tape& t, std::vector<Var>& v) { return activation(t, v[0], kind); }, 2e-3, 1e-3f);
+    }
+}
+
+TEST(OpsGrad, BidirectionalAttentionWithLengthsAndGroupedHeads) {
+    // B = 2, T = 5 (the second sequence has 3 valid keys), H = 4, H_kv = 2, D = 3
+    static const int32_t lengths[2] = {5, 3};
+    auto q = random_param("q", {10, 12}, 50), k = random_param("k", {10, 6}, 51), v = random_param("v", {10, 6}, 52);
+    check_grads({q.get(), k.get(), v.get()}, [](Tape& t, std::vector<Var>& a) {
+        return attention_bidir(t, a[0], a[1], a[2], 2, 5, 4, 2, 0.0f, lengths);
+    });
+}
+
+TEST(OpsGrad, BidirectionalAttentionSeesEveryRowButNoPadding) {
+    ThreadPool pool(1);
+    Tape t(pool);
+    static const int32_t lengths[1] = {3};
+    auto q = random_param("q", {4, 4}, 53), k = random_param("k", {4, 4}, 54), v = random_param("v", {4, 4}, 55);
+    Var o1 = attention_bidir(t, t.param(*q), t.param(*k), t.param(*v), 1, 4, 2, 2, 0.0f, lengths);
+    std::vector<float> before(o1->data, o1->data + 16);
+    for (int i = 12; i < 16; ++i) k->value[i] += 5.0f, v->value[i] -= 3.0f;  // the padded row 3
+    Var o2 = attention_bidir(t, t.param(*q), t.param(*k), t.param(*v), 1, 4, 2, 2, 0.0f, lengths);
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(o2->data[i], before[i]);  // nobody reads the padded key
+    k->value[4] += 1.0f;  // row 1's key: row 0 (earlier) sees it — not causal
+    Var o3 = attention_bidir(t, t.param(*q), t.param(*k), t.param(*v), 1, 4, 2, 2, 0.0f, lengths);
+    EXPECT_NE(o3->data[0], before[0]);
+}
+
+TEST(OpsGrad, ClassRowPositionsFirstRows) {
+    auto x = random_param("x", {6, 5}, 56), w = random_param("w", {5}, 57), table = random_param("pos", {4, 5}, 58);
+    check_grads({x.get(), w.get(), table.get()}, [](Tape& t, std::vector<Var>& v) {
+        Var h = class_row(t, v[0], v[1], 2);          // 2 sequences of 3 rows
+        h = add_positions(t, h, v[2], 2, 1);          // positions 1..3 of the table
+        return add(t, h, add_positions(t, h, v[2], 2, 0));
+    });
+    check_grads({x.get()}, [](Tape& t, std::vector<Var>& v) { return first_rows(t, v[0], 3); });
+}
 
 }  // namespace
 }  // namespace llmforge::train

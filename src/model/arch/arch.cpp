@@ -8,13 +8,28 @@
 
 namespace llmforge {
 
+namespace {
+
+// A per-layer name's pattern: the table's name when it holds "{l}", else prefix + name.
+std::string layer_pattern(const char* name, const char* default_prefix) {
+    const std::string n(name);
+    return n.find("{l}") != std::string::npos ? n : default_prefix + n;
+}
+
+std::string fill_layer(const std::string& pattern, int64_t layer) {
+    const size_t at = pattern.find("{l}");
+    return pattern.substr(0, at) + std::to_string(layer) + pattern.substr(at + 3);
+}
+
+}  // namespace
+
 std::string TensorSpec::gguf_name(int64_t layer) const {
-    return per_layer ? "blk." + std::to_string(layer) + "." + gguf : std::string(gguf);
+    return per_layer ? fill_layer(layer_pattern(gguf, "blk.{l}."), layer) : std::string(gguf);
 }
 
 std::string TensorSpec::hf_name(int64_t layer) const {
     if (hf == nullptr || hf[0] == '\0') return "";
-    return per_layer ? "model.layers." + std::to_string(layer) + "." + hf : std::string(hf);
+    return per_layer ? fill_layer(layer_pattern(hf, "model.layers.{l}."), layer) : std::string(hf);
 }
 
 Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden) {
@@ -26,6 +41,19 @@ Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden) {
     }
     if (last_hidden != nullptr) *last_hidden = h;
     return a.head(o, c, h);
+}
+
+Act run_encoder(Ops& o, const Arch& a, const ModelConfig& c, Act* pooled) {
+    LF_ASSERT(a.encoder);
+    Act h = a.embed(o, c);
+    o.observe("embed", h);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        h = o.run_layer(l, h, [&a, &c, l](Ops& lo, Act x) { return a.layer(lo, c, l, x); });
+        if (o.observing()) o.observe("layers." + std::to_string(l) + ".out", h);
+    }
+    Act last = a.head(o, c, h);
+    if (pooled != nullptr) *pooled = a.pool != nullptr ? a.pool(o, c, last) : Act{};
+    return last;
 }
 
 const TensorSpec* Arch::find_slot(int slot) const {
@@ -50,17 +78,23 @@ std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool inc
 
 namespace {
 
-// "<prefix><layer>.<rest>" -> (layer, rest); false when `name` does not have that form.
-bool split_layer(const std::string& name, const std::string& prefix, int64_t& layer, std::string& rest) {
-    if (name.rfind(prefix, 0) != 0) return false;
-    const size_t dot = name.find('.', prefix.size());
-    if (dot == std::string::npos || dot == prefix.size() || dot - prefix.size() > 6) return false;
-    layer = 0;
-    for (size_t i = prefix.size(); i < dot; ++i) {
-        if (name[i] < '0' || name[i] > '9') return false;
-        layer = layer * 10 + (name[i] - '0');
+// `name` matches `pattern` whose "{l}" stands for a decimal layer number, put in *layer.
+bool match_layer(const std::string& name, const std::string& pattern, int64_t* layer) {
+    const size_t at = pattern.find("{l}");
+    LF_ASSERT(at != std::string::npos);
+    const size_t post = pattern.size() - at - 3;
+    if (name.size() <= at + post || name.compare(0, at, pattern, 0, at) != 0 ||
+        name.compare(name.size() - post, post, pattern, at + 3, post) != 0) {
+        return false;
     }
-    rest = name.substr(dot + 1);
+    const size_t digits = name.size() - at - post;
+    if (digits > 6) return false;
+    int64_t v = 0;
+    for (size_t i = at; i < at + digits; ++i) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        v = v * 10 + (name[i] - '0');
+    }
+    *layer = v;
     return true;
 }
 
@@ -91,19 +125,30 @@ bool match_indexed(const std::string& rest, const char* pattern, int64_t* index)
 }  // namespace
 
 std::string hf_to_gguf_name(const Arch& a, const std::string& n, int64_t* expert) {
-    int64_t layer = -1;
-    std::string rest;
-    const bool in_layer = split_layer(n, "model.layers.", layer, rest);
     if (expert != nullptr) *expert = -1;
     for (const TensorSpec& t : a.tensors) {
         if (t.hf == nullptr || t.hf[0] == '\0') continue;
-        if (t.per_layer ? (in_layer && rest == t.hf) : n == t.hf) return t.gguf_name(layer);
-        int64_t e = -1;
-        if (t.per_layer && in_layer && match_indexed(rest, t.hf, &e)) {
-            if (expert == nullptr) return "";  // a caller that cannot stack experts
-            *expert = e;
-            return t.gguf_name(layer);
+        if (!t.per_layer) {
+            if (n == t.hf) return t.gguf_name(-1);
+            continue;
         }
+        const std::string pattern = layer_pattern(t.hf, "model.layers.{l}.");
+        int64_t layer = -1;
+        if (pattern.find('*') == std::string::npos) {
+            if (match_layer(n, pattern, &layer)) return t.gguf_name(layer);
+            continue;
+        }
+        // Per-expert names: "<prefix><layer>.<rest with * for the expert>".
+        const size_t at = pattern.find("{l}");
+        const size_t dot = n.find('.', at);
+        int64_t e = -1;
+        if (dot == std::string::npos || !match_layer(n.substr(0, dot + 1), pattern.substr(0, at + 4), &layer) ||
+            !match_indexed(n.substr(dot + 1), pattern.c_str() + at + 4, &e)) {
+            continue;
+        }
+        if (expert == nullptr) return "";  // a caller that cannot stack experts
+        *expert = e;
+        return t.gguf_name(layer);
     }
     return "";
 }
@@ -115,11 +160,13 @@ std::string hf_expert_name(const std::string& pattern, int64_t expert) {
 }
 
 std::string gguf_to_hf_name(const Arch& a, const std::string& n) {
-    int64_t layer = -1;
-    std::string rest;
-    const bool in_layer = split_layer(n, "blk.", layer, rest);
     for (const TensorSpec& t : a.tensors) {
-        if (t.per_layer ? (in_layer && rest == t.gguf) : n == t.gguf) return t.hf_name(layer);
+        if (!t.per_layer) {
+            if (n == t.gguf) return t.hf_name(-1);
+            continue;
+        }
+        int64_t layer = -1;
+        if (match_layer(n, layer_pattern(t.gguf, "blk.{l}."), &layer)) return t.hf_name(layer);
     }
     return "";
 }

@@ -39,8 +39,12 @@ enum class Init { kNormal, kResidualOut, kOnes, kZeros };
 
 struct TensorSpec {
     int slot;            // index into the arch's weight slots (global and per-layer share numbering)
-    const char* gguf;    // GGUF name; per-layer tensors are "blk.<l>." + gguf
-    const char* hf;      // Hugging Face name ("" if none); per-layer: "model.layers.<l>." + hf
+    // GGUF name; per-layer tensors are "blk.<l>." + gguf, or the name itself with "{l}" standing
+    // for the layer when it holds one ("v.blk.{l}.attn_q.weight", llama.cpp's vision towers).
+    const char* gguf;
+    // Hugging Face name ("" if none); per-layer: "model.layers.<l>." + hf, or with "{l}" as above
+    // ("vision_model.encoder.layers.{l}.self_attn.q_proj.weight").
+    const char* hf;
     bool per_layer;
     TensorUse use;
     Init init;
@@ -128,6 +132,9 @@ struct AttentionSpec {
     int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]
     float scale = 0;     // applied to q·k
     const LshSpec* lsh = nullptr;  // LSH-bucketed attention (model/lsh.h) instead of dense; null: dense
+    // false: bidirectional (encoders) — every row attends to every row of its own sequence, with no
+    // KV memory; window and lsh must be unset.
+    bool causal = true;
 };
 
 // DeepSeek's multi-head latent attention (MLA) of one layer. The keys and values of every head
@@ -212,6 +219,20 @@ public:
     // says whether anyone listens, so names are not built per layer for nobody.
     virtual bool observing() const { return false; }
     virtual void observe(const std::string& name, Act x) {}
+    // ---- Encoder ops (vision towers, bidirectional text encoders: model/arch/vit.cpp) ----
+    // The input rows given as data, `cols` wide (image patch rows): (N, cols). Only encoders use it.
+    virtual Act input(int64_t cols) = 0;
+    // LayerNorm of each row: (x − mean) / sqrt(var + eps) · gain + bias (bias slot −1: none).
+    virtual Act layernorm(Act x, Weight gain, Weight bias, float eps) = 0;
+    // f(x), elementwise.
+    virtual Act activation(Act x, Activation f) = 0;
+    // x with each sequence's first row replaced by the vector w (C): a class token in front of the
+    // patches (its input row is a placeholder).
+    virtual Act class_row(Act x, Weight w) = 0;
+    // x + table[p + offset] for the row at position p of its sequence: learned absolute positions.
+    virtual Act add_positions(Act x, Weight table, int64_t offset) = 0;
+    // The first row of each sequence: (sequences, C) (a class token's output, a pooler's input).
+    virtual Act first_rows(Act x) = 0;
     // Runs layer l's body on h. A backend may wrap it: the tape recomputes it in backward
     // (activation checkpointing) and marks the layer's gradients ready for reduction.
     virtual Act run_layer(int64_t layer, Act h, const std::function<Act(Ops&, Act)>& body) { return body(*this, h); }
@@ -244,6 +265,11 @@ struct Arch {
         Act logits, hidden;
     };
     MtpOut (*mtp)(Ops& o, const ModelConfig& c, int64_t depth, Act h) = nullptr;
+    // Encoders (vision towers, text encoders): no vocabulary, no KV memory, bidirectional attention;
+    // embed reads Ops::input, head returns the last hidden state of every row, and pool (optional)
+    // the pooled output per sequence from it (run_encoder).
+    bool encoder = false;
+    Act (*pool)(Ops& o, const ModelConfig& c, Act last) = nullptr;
 
     const TensorSpec* find_slot(int slot) const;
     bool present(const TensorSpec& t, const ModelConfig& c, int64_t layer) const {
@@ -255,6 +281,11 @@ struct Arch {
 // Ops::run_layer, observed as "layers.<l>.out"), head. Returns the logits act; *last_hidden
 // (optional) receives the last layer's output rows (all of them, before the head: MTP's input).
 Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden = nullptr);
+
+// The forward pass of an encoder: embed, every layer (observed as the decoder's), head (the last
+// hidden state, all rows); *pooled (optional) receives the arch's pool of it (a null act when the
+// arch has none).
+Act run_encoder(Ops& o, const Arch& a, const ModelConfig& c, Act* pooled = nullptr);
 
 // The registry (registry.cpp): by GGUF architecture name or HF model_type.
 const Arch* find_arch(const std::string& name);

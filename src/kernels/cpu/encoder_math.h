@@ -1,0 +1,79 @@
+// Row math of the encoder ops (LayerNorm, GELU family), one definition for both backends: the
+// engine's EagerOps (model/model.cpp) and the trainer's ops (train/ops.cpp, which adds the
+// derivatives below). Plain loops the compiler vectorises; these ops are a few percent of an
+// encoder's time next to its products.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace llmforge::kernels {
+
+// y = (x − mean) / sqrt(var + eps) · g + b (b may be null); mean and 1/sqrt(var + eps) are
+// returned for backward. Sums in double (rows are short; the trainer's backward reads the same
+// statistics), variance as the mean of squared deviations (PyTorch's biased variance).
+inline void layernorm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps,
+                          float* mean_out = nullptr, float* rstd_out = nullptr) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    const double mean = s / static_cast<double>(n);
+    double v = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = x[i] - mean;
+        v += d * d;
+    }
+    const float rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(n) + eps));
+    const float m = static_cast<float>(mean);
+    if (b != nullptr) {
+        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i] + b[i];
+    } else {
+        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i];
+    }
+    if (mean_out != nullptr) *mean_out = m;
+    if (rstd_out != nullptr) *rstd_out = rstd;
+}
+
+// The activations of config.h's Activation, by kind (same numbering): 0 gelu (erf), 1 gelu_tanh,
+// 2 quick_gelu (x·σ(1.702x)), 3 tanh.
+inline float act_value(int kind, float x) {
+    switch (kind) {
+        case 0: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+        case 1: {
+            const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+            return 0.5f * x * (1.0f + std::tanh(u));
+        }
+        case 2: return x / (1.0f + std::exp(-1.702f * x));
+        default: return std::tanh(x);
+    }
+}
+
+// d act_value(kind, x) / dx.
+inline float act_derivative(int kind, float x) {
+    switch (kind) {
+        case 0: {
+            const float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678118654752f));
+            const float pdf = 0.39894228040143268f * std::exp(-0.5f * x * x);
+            return cdf + x * pdf;
+        }
+        case 1: {
+            const float k = 0.79788456080286536f;
+            const float u = k * (x + 0.044715f * x * x * x);
+            const float th = std::tanh(u);
+            return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * x * x);
+        }
+        case 2: {
+            const float s = 1.0f / (1.0f + std::exp(-1.702f * x));
+            return s * (1.0f + 1.702f * x * (1.0f - s));
+        }
+        default: {
+            const float th = std::tanh(x);
+            return 1.0f - th * th;
+        }
+    }
+}
+
+inline void act_rows(int kind, const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = act_value(kind, x[i]);
+}
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,309 @@
+// Vision transformers: the encoder block family of ViT (Dosovitskiy et al.; Hugging Face ViTModel)
+// and CLIP's vision tower (CLIPVisionModel / CLIPVisionModelWithProjection), written once against
+// Ops for the engine and the trainer.
+//
+//   input rows (per image: a placeholder row, then its patches, each channel-major (c, py, px) —
+//   the order a stride-P convolution's (C, ch, P, P) weight flattens to, so the convolution is one
+//   linear) → patch linear (+ bias: ViT) → row 0 := class token → + learned positions
+//   → [CLIP: pre-LayerNorm] → n × pre-norm blocks:
+//        h += out(attention(LN1(h)))            bidirectional, q/k/v/out with biases
+//        h += fc2(act(fc1(LN2(h))))             act: gelu (ViT), quick_gelu (CLIP)
+//   → last hidden state: ViT LayerNorm over every row; CLIP the rows as they are
+//   → pooled: ViT tanh(dense(row 0)) (when the pooler is there, else row 0); CLIP post-LayerNorm
+//     of row 0, then visual_projection when the model has one.
+// GGUF names follow llama.cpp's vision towers (v.patch_embd, v.blk.N.attn_q, …, v.post_ln).
+#include <cmath>
+
+#include "core/error.h"
+#include "model/arch/arch.h"
+
+namespace llmforge {
+
+namespace {
+
+enum Slot {
+    kPatch, kPatchB, kClass, kPos, kPreNorm, kPreNormB, kNorm, kNormB, kPostNorm, kPostNormB, kPooler, kPoolerB,
+    kProj,
+    kLn1, kLn1B, kWq, kBq, kWk, kBk, kWv, kBv, kWo, kBo, kLn2, kLn2B, kFc1, kFc1B, kFc2, kFc2B,
+    kNumSlots
+};
+
+using Shape = std::vector<int64_t>;
+Shape s_patch(const ModelConfig& c, int64_t) {
+    return {c.n_embd, c.enc.n_channels, c.enc.patch_size, c.enc.patch_size};
+}
+Shape s_embd(const ModelConfig& c, int64_t) { return {c.n_embd}; }
+Shape s_embd3(const ModelConfig& c, int64_t) { return {1, 1, c.n_embd}; }
+Shape s_pos(const ModelConfig& c, int64_t) { return {1 + c.enc.n_patches(), c.n_embd}; }
+Shape s_pos3(const ModelConfig& c, int64_t) { return {1, 1 + c.enc.n_patches(), c.n_embd}; }
+Shape s_sq(const ModelConfig& c, int64_t) { return {c.n_embd, c.n_embd}; }
+Shape s_up(const ModelConfig& c, int64_t) { return {c.n_ff, c.n_embd}; }
+Shape s_ff(const ModelConfig& c, int64_t) { return {c.n_ff}; }
+Shape s_down(const ModelConfig& c, int64_t) { return {c.n_embd, c.n_ff}; }
+Shape s_proj(const ModelConfig& c, int64_t) { return {c.enc.projection_dim, c.n_embd}; }
+bool has_proj(const ModelConfig& c, int64_t) { return c.enc.projection_dim > 0; }
+
+// The block's tensors: GGUF names as llama.cpp's vision towers, HF names from the layer prefix.
+std::vector<TensorSpec> block_table(const char* ln1, const char* ln1b, const char* q, const char* bq, const char* k,
+                                    const char* bk, const char* v, const char* bv, const char* o, const char* bo,
+                                    const char* ln2, const char* ln2b, const char* fc1, const char* fc1b,
+                                    const char* fc2, const char* fc2b) {
+    using U = TensorUse;
+    return {
+        {kLn1, "v.blk.{l}.ln1.weight", ln1, true, U::kVector, Init::kOnes, s_embd},
+        {kLn1B, "v.blk.{l}.ln1.bias", ln1b, true, U::kVector, Init::kZeros, s_embd},
+        {kWq, "v.blk.{l}.attn_q.weight", q, true, U::kMatrix, Init::kNormal, s_sq},
+        {kBq, "v.blk.{l}.attn_q.bias", bq, true, U::kVector, Init::kZeros, s_embd},
+        {kWk, "v.blk.{l}.attn_k.weight", k, true, U::kMatrix, Init::kNormal, s_sq},
+        {kBk, "v.blk.{l}.attn_k.bias", bk, true, U::kVector, Init::kZeros, s_embd},
+        {kWv, "v.blk.{l}.attn_v.weight", v, true, U::kMatrix, Init::kNormal, s_sq},
+        {kBv, "v.blk.{l}.attn_v.bias", bv, true, U::kVector, Init::kZeros, s_embd},
+        {kWo, "v.blk.{l}.attn_out.weight", o, true, U::kMatrix, Init::kResidualOut, s_sq},
+        {kBo, "v.blk.{l}.attn_out.bias", bo, true, U::kVector, Init::kZeros, s_embd},
+        {kLn2, "v.blk.{l}.ln2.weight", ln2, true, U::kVector, Init::kOnes, s_embd},
+        {kLn2B, "v.blk.{l}.ln2.bias", ln2b, true, U::kVector, Init::kZeros, s_embd},
+        {kFc1, "v.blk.{l}.ffn_up.weight", fc1, true, U::kMatrix, Init::kNormal, s_up},
+        {kFc1B, "v.blk.{l}.ffn_up.bias", fc1b, true, U::kVector, Init::kZeros, s_ff},
+        {kFc2, "v.blk.{l}.ffn_down.weight", fc2, true, U::kMatrix, Init::kResidualOut, s_down},
+        {kFc2B, "v.blk.{l}.ffn_down.bias", fc2b, true, U::kVector, Init::kZeros, s_embd},
+    };
+}
+
+std::vector<TensorSpec> join(std::vector<TensorSpec> a, const std::vector<TensorSpec>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+std::vector<TensorSpec> vit_table() {
+    using U = TensorUse;
+#define L "encoder.layer.{l}."
+    return join(
+        {
+            {kPatch, "v.patch_embd.weight", "embeddings.patch_embeddings.projection.weight", false, U::kMatrix,
+             Init::kNormal, s_patch},
+            {kPatchB, "v.patch_embd.bias", "embeddings.patch_embeddings.projection.bias", false, U::kVector, Init::kZeros,
+             s_embd},
+            {kClass, "v.class_embd", "embeddings.cls_token", false, U::kVector, Init::kNormal, s_embd3},
+            {kPos, "v.position_embd.weight", "embeddings.position_embeddings", false, U::kRows, Init::kNormal, s_pos3},
+            {kNorm, "v.norm.weight", "layernorm.weight", false, U::kVector, Init::kOnes, s_embd},
+            {kNormB, "v.norm.bias", "layernorm.bias", false, U::kVector, Init::kZeros, s_embd},
+            // ViTModel(add_pooling_layer=False) has none.
+            {kPooler, "v.pooler.weight", "pooler.dense.weight", false, U::kMatrix, Init::kNormal, s_sq, nullptr, true},
+            {kPoolerB, "v.pooler.bias", "pooler.dense.bias", false, U::kVector, Init::kZeros, s_embd, nullptr, true},
+        },
+        block_table(L "layernorm_before.weight", L "layernorm_before.bias", L "attention.attention.query.weight",
+                    L "attention.attention.query.bias", L "attention.attention.key.weight",
+                    L "attention.attention.key.bias", L "attention.attention.value.weight",
+                    L "attention.attention.value.bias", L "attention.output.dense.weight",
+                    L "attention.output.dense.bias", L "layernorm_after.weight", L "layernorm_after.bias",
+                    L "intermediate.dense.weight", L "intermediate.dense.bias", L "output.dense.weight",
+                    L "output.dense.bias"));
+#undef L
+}
+
+std::vector<TensorSpec> clip_table() {
+    using U = TensorUse;
+#define L "vision_model.encoder.layers.{l}."
+    return join(
+        {
+            {kPatch, "v.patch_embd.weight", "vision_model.embeddings.patch_embedding.weight", false, U::kMatrix,
+             Init::kNormal, s_patch},
+            {kClass, "v.class_embd", "vision_model.embeddings.class_embedding", false, U::kVector, Init::kNormal,
+             s_embd},
+            {kPos, "v.position_embd.weight", "vision_model.embeddings.position_embedding.weight", false, U::kRows,
+             Init::kNormal, s_pos},
+            {kPreNorm, "v.pre_ln.weight", "vision_model.pre_layrnorm.weight", false, U::kVector, Init::kOnes, s_embd},
+            {kPreNormB, "v.pre_ln.bias", "vision_model.pre_layrnorm.bias", false, U::kVector, Init::kZeros, s_embd},
+            {kPostNorm, "v.post_ln.weight", "vision_model.post_layernorm.weight", false, U::kVector, Init::kOnes,
+             s_embd},
+            {kPostNormB, "v.post_ln.bias", "vision_model.post_layernorm.bias", false, U::kVector, Init::kZeros,
+             s_embd},
+            // CLIPVisionModelWithProjection only (a CLIPVisionModel's config names a projection_dim too).
+            {kProj, "v.proj.weight", "visual_projection.weight", false, U::kMatrix, Init::kNormal, s_proj, has_proj,
+             true},
+        },
+        block_table(L "layer_norm1.weight", L "layer_norm1.bias", L "self_attn.q_proj.weight",
+                    L "self_attn.q_proj.bias", L "self_attn.k_proj.weight", L "self_attn.k_proj.bias",
+                    L "self_attn.v_proj.weight", L "self_attn.v_proj.bias", L "self_attn.out_proj.weight",
+                    L "self_attn.out_proj.bias", L "layer_norm2.weight", L "layer_norm2.bias", L "mlp.fc1.weight",
+                    L "mlp.fc1.bias", L "mlp.fc2.weight", L "mlp.fc2.bias"));
+#undef L
+}
+
+// ---- hyper-parameters (Hugging Face ViTConfig / CLIPVisionConfig keys) ----
+
+int64_t need(const ConfigSource& src, const char* key) {
+    const std::optional<int64_t> v = src.integer(key, key);
+    if (!v) fail("%s: required key \"%s\" is missing (a vision transformer's config needs it)", src.where().c_str(), key);
+    if (*v <= 0) fail("%s: \"%s\" is %lld, expected > 0", src.where().c_str(), key, (long long)*v);
+    return *v;
+}
+
+void configure(ModelConfig& c, const ConfigSource& src, const char* default_act, double default_eps) {
+    c.n_embd = need(src, "hidden_size");
+    c.n_ff = need(src, "intermediate_size");
+    c.n_layer = need(src, "num_hidden_layers");
+    c.n_head = need(src, "num_attention_heads");
+    c.n_head_kv = c.n_head;
+    c.head_dim = c.n_embd / c.n_head;  // validate() checks the division
+    c.enc.image_size = need(src, "image_size");
+    c.enc.patch_size = need(src, "patch_size");
+    c.enc.n_channels = src.integer("num_channels", "num_channels").value_or(3);
+    const std::string act = src.string("hidden_act", "hidden_act").value_or(default_act);
+    if (!activation_from_name(act, &c.enc.act)) {
+        fail("%s: \"hidden_act\" is '%s', expected gelu, gelu_new, gelu_pytorch_tanh or quick_gelu",
+             src.where().c_str(), act.c_str());
+    }
+    const double eps = src.number("layer_norm_eps", "layer_norm_eps").value_or(default_eps);
+    if (!(eps > 0 && eps < 1)) fail("%s: \"layer_norm_eps\" is %g, expected in (0, 1)", src.where().c_str(), eps);
+    c.enc.norm_eps = static_cast<float>(eps);
+    c.n_vocab = 0;
+    c.n_ctx_train = 1 + c.enc.n_patches();
+}
+
+void write_common(const ModelConfig& c, ConfigSink& sink) {
+    sink.integer("hidden_size", "hidden_size", c.n_embd);
+    sink.integer("intermediate_size", "intermediate_size", c.n_ff);
+    sink.integer("num_hidden_layers", "num_hidden_layers", c.n_layer);
+    sink.integer("num_attention_heads", "num_attention_heads", c.n_head);
+    sink.integer("image_size", "image_size", c.enc.image_size);
+    sink.integer("patch_size", "patch_size", c.enc.patch_size);
+    sink.integer("num_channels", "num_channels", c.enc.n_channels);
+    sink.string("hidden_act", "hidden_act", activation_name(c.enc.act));
+    sink.number("layer_norm_eps", "layer_norm_eps", c.enc.norm_eps);
+}
+
+void vit_configure(ModelConfig& c, const ConfigSource& src) {
+    configure(c, src, "gelu", 1e-12);
+    if (src.boolean("qkv_bias", "qkv_bias").value_or(true) == false) {
+        fail("%s: \"qkv_bias\" is false, which llmforge's ViT does not support (expected true)", src.where().c_str());
+    }
+}
+void vit_write(const ModelConfig& c, ConfigSink& sink) {
+    write_common(c, sink);
+    sink.boolean("qkv_bias", "qkv_bias", true);
+}
+
+void clip_configure(ModelConfig& c, const ConfigSource& src) {
+    configure(c, src, "quick_gelu", 1e-5);
+    c.enc.projection_dim = src.integer("projection_dim", "projection_dim").value_or(0);
+}
+void clip_write(const ModelConfig& c, ConfigSink& sink) {
+    write_common(c, sink);
+    if (c.enc.projection_dim > 0) sink.integer("projection_dim", "projection_dim", c.enc.projection_dim);
+}
+
+void validate(const ModelConfig& c, const std::string& where) {
+    if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_ff <= 0 || c.n_embd % c.n_head != 0) {
+        fail("%s: bad hyper-parameters: hidden %lld, layers %lld, heads %lld, ffn %lld (expected all > 0 and the "
+             "hidden size a multiple of the heads)",
+             where.c_str(), (long long)c.n_embd, (long long)c.n_layer, (long long)c.n_head, (long long)c.n_ff);
+    }
+    if (c.enc.patch_size <= 0 || c.enc.image_size % c.enc.patch_size != 0 || c.enc.n_channels <= 0) {
+        fail("%s: image_size %lld is not a multiple of patch_size %lld (or %lld channels): expected whole patches",
+             where.c_str(), (long long)c.enc.image_size, (long long)c.enc.patch_size, (long long)c.enc.n_channels);
+    }
+}
+
+// ---- the forward, once ----
+
+Weight G(int slot) { return Weight{-1, slot}; }
+
+Act embed(Ops& o, const ModelConfig& c) {
+    Act x = o.input(c.enc.patch_cols());
+    const Weight w = G(kPatch), b = G(kPatchB);
+    Act h;
+    o.linear(x, &w, &b, 1, &h);
+    h = o.class_row(h, G(kClass));
+    h = o.add_positions(h, G(kPos), 0);
+    if (o.has(G(kPreNorm))) h = o.layernorm(h, G(kPreNorm), G(kPreNormB), c.enc.norm_eps);
+    return h;
+}
+
+Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
+    auto W = [l](int slot) { return Weight{l, slot}; };
+    const float eps = c.enc.norm_eps;
+    Act x = o.layernorm(h, W(kLn1), W(kLn1B), eps);
+    const Weight wqkv[3] = {W(kWq), W(kWk), W(kWv)}, bqkv[3] = {W(kBq), W(kBk), W(kBv)};
+    Act qkv[3];
+    o.linear(x, wqkv, bqkv, 3, qkv);
+    const int64_t D = c.n_embd / c.n_head;
+    AttentionSpec spec{c.n_head, c.n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
+    spec.causal = false;
+    Act a = o.attention(l, qkv[0], qkv[1], qkv[2], spec);
+    Act y;
+    const Weight wo = W(kWo), bo = W(kBo), fc1 = W(kFc1), fc1b = W(kFc1B), fc2 = W(kFc2), fc2b = W(kFc2B);
+    o.linear(a, &wo, &bo, 1, &y);
+    h = o.residual(l, 0, h, y);
+    x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
+    Act u;
+    o.linear(x, &fc1, &fc1b, 1, &u);
+    u = o.activation(u, c.enc.act);
+    o.linear(u, &fc2, &fc2b, 1, &y);
+    return o.residual(l, 1, h, y);
+}
+
+Act head(Ops& o, const ModelConfig& c, Act h) {
+    if (o.has(G(kNorm))) h = o.layernorm(h, G(kNorm), G(kNormB), c.enc.norm_eps);
+    return h;
+}
+
+Act pool(Ops& o, const ModelConfig& c, Act last) {
+    Act p = o.first_rows(last);
+    if (o.has(G(kPooler))) {
+        const Weight w = G(kPooler), b = G(kPoolerB);
+        Act y;
+        o.linear(p, &w, &b, 1, &y);
+        return o.activation(y, Activation::kTanh);
+    }
+    if (o.has(G(kPostNorm))) p = o.layernorm(p, G(kPostNorm), G(kPostNormB), c.enc.norm_eps);
+    if (o.has(G(kProj))) p = o.linear(p, G(kProj));
+    return p;
+}
+
+Arch encoder_arch(const char* name, std::vector<std::string> hf_types, const char* hf_class,
+                  std::vector<TensorSpec> table, void (*cfg)(ModelConfig&, const ConfigSource&),
+                  void (*write)(const ModelConfig&, ConfigSink&)) {
+    Arch a;
+    a.name = name;
+    a.hf_types = std::move(hf_types);
+    a.hf_class = hf_class;
+    a.tensors = std::move(table);
+    a.n_slots = kNumSlots;
+    a.configure = cfg;
+    a.write_keys = write;
+    a.validate = validate;
+    a.embed = embed;
+    a.layer = layer;
+    a.head = head;
+    a.encoder = true;
+    a.pool = pool;
+    return a;
+}
+
+}  // namespace
+
+bool activation_from_name(const std::string& n, Activation* out) {
+    if (n == "gelu") *out = Activation::kGelu;
+    else if (n == "gelu_new" || n == "gelu_pytorch_tanh" || n == "gelu_fast") *out = Activation::kGeluTanh;
+    else if (n == "quick_gelu") *out = Activation::kQuickGelu;
+    else if (n == "tanh") *out = Activation::kTanh;
+    else return false;
+    return true;
+}
+
+const char* activation_name(Activation a) {
+    switch (a) {
+        case Activation::kGelu: return "gelu";
+        case Activation::kGeluTanh: return "gelu_pytorch_tanh";
+        case Activation::kQuickGelu: return "quick_gelu";
+        case Activation::kTanh: return "tanh";
+    }
+    return "?";
+}
+
+extern const Arch kVitArch = encoder_arch("vit", {"vit"}, "ViTModel", vit_table(), vit_configure, vit_write);
+extern const Arch kClipVisionArch = encoder_arch("clip_vision", {"clip_vision_model"}, "CLIPVisionModel", clip_table(),
+                                                 clip_configure, clip_write);
+
+}  // namespace llmforge

@@ -1,0 +1,249 @@
+#include "train/encoder_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/encoder_math.h"
+#include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/kernels.h"
+
+namespace llmforge::train {
+
+namespace {
+
+// Σ over rows of m (rows, C) into out (C) (+=), column blocks in parallel, rows in order (the same
+// sum for any thread count).
+void add_column_sums(ThreadPool& pool, const float* m, int64_t rows, int64_t C, float* out) {
+    pool.run_range(C, 16, [&](int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) {
+            double s = 0;
+            for (int64_t r = 0; r < rows; ++r) s += m[r * C + c];
+            out[c] += static_cast<float>(s);
+        }
+    });
+}
+
+}  // namespace
+
+// ---- layernorm ------------------------------------------------------------------------------
+
+Var layernorm(Tape& t, Var x, Var g, Var b, float eps) {
+    const int64_t C = x->shape.back(), N = rows_of(x);
+    LF_ASSERT(g->numel == C && (b == nullptr || b->numel == C));
+    Var y = t.make(x->shape, needs_grad(t, {x, g, b}));
+    float* mean = t.buffer(N);
+    float* rstd = t.buffer(N);
+    t.pool().run_range(N, 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r)
+            kernels::layernorm_row(x->data + r * C, g->data, b != nullptr ? b->data : nullptr, y->data + r * C, C, eps,
+                                   &mean[r], &rstd[r]);
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, g, b, y, mean, rstd, N, C] {
+            if (y->grad == nullptr) return;
+            const float* dy = y->grad;
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                // x̂ = (x − μ)·r, dx̂ = dy·g:  dx = r · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)).
+                t.pool().run_range(N, 16, [&](int64_t lo, int64_t hi) {
+                    for (int64_t r = lo; r < hi; ++r) {
+                        const float* xr = x->data + r * C;
+                        const float* dyr = dy + r * C;
+                        const float m = mean[r], rs = rstd[r];
+                        double s1 = 0, s2 = 0;
+                        for (int64_t c = 0; c < C; ++c) {
+                            const double dh = static_cast<double>(dyr[c]) * g->data[c];
+                            s1 += dh;
+                            s2 += dh * (xr[c] - m) * rs;
+                        }
+                        const float a1 = static_cast<float>(s1 / C), a2 = static_cast<float>(s2 / C);
+                        float* dxr = dx + r * C;
+                        for (int64_t c = 0; c < C; ++c) {
+                            const float xh = (xr[c] - m) * rs;
+                            dxr[c] += rs * (dyr[c] * g->data[c] - a1 - xh * a2);
+                        }
+                    }
+                });
+            }
+            if (g->requires_grad) {
+                float* dg = t.grad(g);
+                t.pool().run_range(C, 16, [&](int64_t lo, int64_t hi) {
+                    for (int64_t c = lo; c < hi; ++c) {
+                        double s = 0;
+                        for (int64_t r = 0; r < N; ++r)
+                            s += static_cast<double>(dy[r * C + c]) * ((x->data[r * C + c] - mean[r]) * rstd[r]);
+                        dg[c] += static_cast<float>(s);
+                    }
+                });
+            }
+            if (b != nullptr && b->requires_grad) add_column_sums(t.pool(), dy, N, C, t.grad(b));
+        });
+    }
+    return y;
+}
+
+// ---- activation -----------------------------------------------------------------------------
+
+Var activation(Tape& t, Var x, int kind) {
+    Var y = t.make(x->shape, needs_grad(t, {x}));
+    const int64_t n = x->numel;
+    t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) { kernels::act_rows(kind, x->data + b, y->data + b, e - b); });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, n, kind] {
+            if (y->grad == nullptr || !x->requires_grad) return;
+            float* dx = t.grad(x);
+            t.pool().run_range(n, 1 << 14, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) dx[i] += y->grad[i] * kernels::act_derivative(kind, x->data[i]);
+            });
+        });
+    }
+    return y;
+}
+
+// ---- bidirectional attention ------------------------------------------------------------------
+
+Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, float scale,
+                    const int32_t* lengths) {
+    const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D, VD = v->shape.back(), Dv = VD / Hkv, OD = H * Dv;
+    LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
+    const int64_t group = H / Hkv;
+    if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
+    auto len = [lengths, T](int64_t b) {
+        const int64_t n = lengths != nullptr ? lengths[b] : T;
+        LF_ASSERT(n >= 1 && n <= T);
+        return n;
+    };
+    Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
+    // Softmax probabilities (B, H, T, T), kept for backward; columns at and after the sequence's
+    // length stay 0, so backward (which multiplies by them) needs no mask of its own.
+    Var probs = t.make({B * H * T * T}, false);
+    const kernels::KernelTable& kt = kernels::kernels();
+    t.pool().run(B * H, [&](int64_t bh, int) {
+        const int64_t b = bh / H, h = bh % H, g = h / group, L = len(b);
+        float* p = probs->data + bh * T * T;
+        kernels::sgemm(false, true, T, L, D, scale, q->data + b * T * HD + h * D, HD, k->data + b * T * KD + g * D, KD,
+                       0.0f, p, T);
+        for (int64_t i = 0; i < T; ++i) {
+            kt.softmax(p + i * T, L);
+            std::fill(p + i * T + L, p + (i + 1) * T, 0.0f);
+        }
+        kernels::sgemm(false, false, T, Dv, L, 1.0f, p, T, v->data + b * T * VD + g * Dv, VD, 0.0f,
+                       o->data + b * T * OD + h * Dv, OD);
+    });
+    if (o->requires_grad) {
+        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale, len] {
+            if (o->grad == nullptr) return;
+            float* dq = t.grad(q);
+            float* dk = t.grad(k);
+            float* dv = t.grad(v);
+            // One work item per (sequence, kv head): the heads of a group write the same dk/dv rows.
+            t.pool().run(B * Hkv, [&](int64_t bg, int) {
+                const int64_t b = bg / Hkv, g = bg % Hkv, L = len(b);
+                thread_local std::vector<float> dp;  // (T, L) dP, then dS in place
+                dp.resize(static_cast<size_t>(T * T));
+                const float* kg = k->data + b * T * KD + g * D;
+                const float* vg = v->data + b * T * VD + g * Dv;
+                float* dkg = dk + b * T * KD + g * D;
+                float* dvg = dv + b * T * VD + g * Dv;
+                for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+                    const float* doh = o->grad + b * T * OD + h * Dv;
+                    const float* qh = q->data + b * T * HD + h * D;
+                    float* dqh = dq + b * T * HD + h * D;
+                    const float* p = probs->data + (b * H + h) * T * T;  // (T, T), columns < L valid
+                    // dV[0:L] += Pᵀ dO ; dP = dO V[0:L]ᵀ
+                    kernels::sgemm(true, false, L, Dv, T, 1.0f, p, T, doh, OD, 1.0f, dvg, VD);
+                    kernels::sgemm(false, true, T, L, Dv, 1.0f, doh, OD, vg, VD, 0.0f, dp.data(), T);
+                    for (int64_t i = 0; i < T; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
+                        float* dr = dp.data() + i * T;
+                        const float* pr = p + i * T;
+                        double sf = 0;
+                        for (int64_t j = 0; j < L; ++j) sf += static_cast<double>(pr[j]) * dr[j];
+                        for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(sf));
+                    }
+                    // dQ += scale · dS K[0:L] ; dK[0:L] += scale · dSᵀ Q
+                    kernels::sgemm(false, false, T, D, L, scale, dp.data(), T, kg, KD, 1.0f, dqh, HD);
+                    kernels::sgemm(true, false, L, D, T, scale, dp.data(), T, qh, HD, 1.0f, dkg, KD);
+                }
+            });
+        });
+    }
+    return o;
+}
+
+// ---- class token, positions, first rows --------------------------------------------------------
+
+Var class_row(Tape& t, Var x, Var w, int64_t B) {
+    const int64_t C = x->shape.back(), T = rows_of(x) / B;
+    LF_ASSERT(w->numel == C && B * T * C == x->numel);
+    Var y = t.make(x->shape, needs_grad(t, {x, w}));
+    std::memcpy(y->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
+    for (int64_t b = 0; b < B; ++b) std::memcpy(y->data + b * T * C, w->data, static_cast<size_t>(C) * sizeof(float));
+    if (y->requires_grad) {
+        t.on_backward([&t, x, w, y, B, T, C] {
+            if (y->grad == nullptr) return;
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t i = (b * T + 1) * C; i < (b + 1) * T * C; ++i) dx[i] += y->grad[i];
+            }
+            if (w->requires_grad) {
+                float* dw = t.grad(w);
+                for (int64_t b = 0; b < B; ++b)  // batch order fixed
+                    for (int64_t c = 0; c < C; ++c) dw[c] += y->grad[b * T * C + c];
+            }
+        });
+    }
+    return y;
+}
+
+Var add_positions(Tape& t, Var x, Var table, int64_t B, int64_t offset) {
+    const int64_t C = x->shape.back(), T = rows_of(x) / B, P = table->numel / C;
+    LF_ASSERT(table->shape.back() == C && B * T * C == x->numel && offset >= 0 && T + offset <= P);
+    Var y = t.make(x->shape, needs_grad(t, {x, table}));
+    const float* pos = table->data + offset * C;
+    t.pool().run_range(B * T, 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+            const float* pr = pos + (r % T) * C;
+            for (int64_t c = 0; c < C; ++c) y->data[r * C + c] = x->data[r * C + c] + pr[c];
+        }
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, table, y, B, T, C, offset] {
+            if (y->grad == nullptr) return;
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
+            }
+            if (table->requires_grad) {
+                float* dt = t.grad(table) + offset * C;
+                t.pool().run_range(T, 4, [&](int64_t lo, int64_t hi) {
+                    for (int64_t i = lo; i < hi; ++i)
+                        for (int64_t b = 0; b < B; ++b)  // batch order fixed
+                            for (int64_t c = 0; c < C; ++c) dt[i * C + c] += y->grad[(b * T + i) * C + c];
+                });
+            }
+        });
+    }
+    return y;
+}
+
+Var first_rows(Tape& t, Var x, int64_t B) {
+    const int64_t C = x->shape.back(), T = rows_of(x) / B;
+    LF_ASSERT(B * T * C == x->numel);
+    Var y = t.make({B, C}, needs_grad(t, {x}));
+    for (int64_t b = 0; b < B; ++b) std::memcpy(y->data + b * C, x->data + b * T * C, static_cast<size_t>(C) * sizeof(float));
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, B, T, C] {
+            if (y->grad == nullptr || !x->requires_grad) return;
+            float* dx = t.grad(x);
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t c = 0; c < C; ++c) dx[b * T * C + c] += y->grad[b * C + c];
+        });
+    }
+    return y;
+}
+
+}  // namespace llmforge::train
