@@ -3,7 +3,7 @@
 #   fuzz/run.sh [seconds] [target ...]
 # (targets default to gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
 #  chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz json_schema_fuzz
-#  grammar_fuzz shop_text_fuzz)
+#  grammar_fuzz shop_text_fuzz image_fuzz)
 # Seeds: small valid files generated here (python3) plus the GGUF / safetensors assets when
 # present; the growing corpus lives in fuzz-corpus/<target>/ (git-ignored). Exits non-zero when a
 # target crashes, trips a sanitizer, hangs (-timeout) or exceeds the memory limit; the input that
@@ -16,7 +16,7 @@ shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(gguf_fuzz safetensors_fuzz llama2c_fuzz hf_config_fuzz tokenizer_json_fuzz
                                chat_template_fuzz template_depth_fuzz openai_request_fuzz http_request_fuzz
-                               json_schema_fuzz grammar_fuzz shop_text_fuzz)
+                               json_schema_fuzz grammar_fuzz shop_text_fuzz image_fuzz)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLMFORGE_FUZZ_BUILD:-$root/build-fuzz}
@@ -37,7 +37,7 @@ rm -rf "$seeds"
 mkdir -p "$seeds/gguf_fuzz" "$seeds/safetensors_fuzz" "$seeds/llama2c_fuzz" "$seeds/hf_config_fuzz" \
     "$seeds/tokenizer_json_fuzz" "$seeds/chat_template_fuzz" "$seeds/template_depth_fuzz" \
     "$seeds/openai_request_fuzz" "$seeds/http_request_fuzz" "$seeds/json_schema_fuzz" "$seeds/grammar_fuzz" \
-    "$seeds/shop_text_fuzz" \
+    "$seeds/shop_text_fuzz" "$seeds/image_fuzz" \
     "$build/artifacts"
 # GBNF seeds: each small grammar of grammars/ with a JSON-ish text after a NUL byte.
 for g in "$root"/grammars/*.gbnf; do
@@ -45,6 +45,10 @@ for g in "$root"/grammars/*.gbnf; do
         { cat "$g"; printf '\0{"a": [1, -2.5e3, "x\\u00e9"], "b": null}'; } > "$seeds/grammar_fuzz/$(basename "$g")"
     fi
 done
+# Image seeds: the small PNGs and JPEGs of tests/data/images (every pixel format the decoder has a
+# rule for), not the larger ones that only slow each execution down.
+find "$root/tests/data/images" -maxdepth 1 \( -name '*.png' -o -name '*.jpg' \) -size -4k \
+    -exec cp {} "$seeds/image_fuzz/" \;
 # Seeds kept in the repository (fuzz/seeds/<target>/): JSON schemas and regexes (a 0x00 byte then
 # a schema, 0x01 then a regex) from llama.cpp's converter tests.
 for d in "$root"/fuzz/seeds/*/; do

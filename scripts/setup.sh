@@ -6,7 +6,7 @@ pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
       libopenblas-dev libutf8proc-dev libcpp-httplib-dev python3 python3-jinja2 python3-jsonschema
       chromium prometheus zlib1g-dev libopenmpi-dev openmpi-bin libsimde-dev libsqlite3-dev liblinear-dev wamerican
-      python3-yaml python3-kubernetes)
+      python3-yaml python3-kubernetes libpng-dev libjpeg-dev python3-pil python3-numpy)
 # Node.js runs the server's client tests (openai / LangChain npm packages); Debian's if none.
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 # kubectl renders the Kubernetes manifests in tests (deploy/k8s); Debian's unless one is installed

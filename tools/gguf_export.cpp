@@ -248,7 +248,7 @@ void export_hf_folder(const std::string& dir, const ModelConfig& cfg, DType requ
     SafetensorsWriter w;
     w.set_metadata("format", "pt");
     for (ExportTensor& t : tensors) {
-        const std::string hf = gguf_to_hf_name(arch, t.name);
+        const std::string hf = gguf_to_hf_name(arch, t.name, &cfg);
         if (hf.empty()) {
             std::fprintf(stderr, "%s: note: %s has no Hugging Face name (config.json carries it); left out\n", label,
                          t.name.c_str());

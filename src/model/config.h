@@ -55,8 +55,22 @@ struct EncoderConfig {
     float norm_eps = 0.0f;    // LayerNorm epsilon
     Activation act = Activation::kGelu;
     int64_t projection_dim = 0;  // CLIP's visual_projection (0: none)
+    // ViT / CLIP: each input's rows start with the class token's placeholder row.
+    bool class_token = false;
+    // Swin: blocks and heads per stage (stage s is n_embd · 2^s wide), window side, MLP width ratio.
+    std::vector<int64_t> depths, stage_heads;
+    int64_t window = 0;
+    float mlp_ratio = 0.0f;
+    // The input's patch grid for one call (Swin takes any image size); 0: image_size / patch_size.
+    int64_t grid_h = 0, grid_w = 0;
+
     int64_t n_patches() const { return patch_size > 0 ? (image_size / patch_size) * (image_size / patch_size) : 0; }
     int64_t patch_cols() const { return n_channels * patch_size * patch_size; }  // one patch row's width
+    int64_t stage_of(int64_t layer) const {
+        int64_t s = 0;
+        for (int64_t first = 0; s + 1 < static_cast<int64_t>(depths.size()) && layer >= first + depths[s]; ++s) first += depths[s];
+        return s;
+    }
 };
 
 struct ModelConfig {

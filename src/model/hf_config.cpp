@@ -175,6 +175,22 @@ public:
         }
         return v->get<std::string>();
     }
+    std::optional<std::vector<int64_t>> integers(const char* hf, const char*) const override {
+        const json* v = nested(hf);
+        if (v == nullptr) return std::nullopt;
+        std::vector<int64_t> out;
+        if (v->is_array() && v->size() <= 64) {
+            for (const json& e : *v) {
+                if (!e.is_number_integer() || e.get<int64_t>() <= 0 || e.get<int64_t>() >= (int64_t{1} << 31)) break;
+                out.push_back(e.get<int64_t>());
+            }
+        }
+        if (out.empty() || out.size() != v->size()) {
+            fail("%s: \"%s\" is %s, expected a list of 1 to 64 positive integers", src_.c_str(), hf,
+                 printable(v->dump(), 40).c_str());
+        }
+        return out;
+    }
     bool has_tensor(const std::string&) const override { return false; }
     const std::string& where() const override { return src_; }
 
@@ -310,6 +326,7 @@ std::string hf_config_write_keys(json& j, const Arch& arch, const ModelConfig& c
             if (hf != nullptr) j[hf] = v;
         }
         void number(const char* hf, const char*, double v) override { at(hf) = v; }
+        void integers(const char* hf, const char*, const std::vector<int64_t>& v) override { at(hf) = v; }
         void string(const char* hf, const char*, const std::string& v) override {
             if (hf != nullptr && std::strcmp(hf, "architectures") == 0) {  // the class: a one-entry list
                 j[hf] = json::array({v});

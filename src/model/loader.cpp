@@ -89,7 +89,7 @@ ModelFiles open_hf_folder(const std::string& dir) {
     std::map<std::string, std::map<int64_t, std::string>> experts;  // GGUF name -> expert -> HF name
     for (const auto& name : set.tensor_names()) {
         int64_t e = -1;
-        const std::string g = hf_to_gguf_name(arch, name, &e);
+        const std::string g = hf_to_gguf_name(arch, name, &e, &m.config);
         if (g.empty()) continue;
         if (e >= 0) {
             experts[g][e] = name;

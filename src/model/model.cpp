@@ -506,10 +506,11 @@ public:
         });
         return x;  // in place: an activation's input is a product's output nothing else reads
     }
+    // An encoder's sequences all have x.rows / n_seqs_ rows (images of one size; texts padded).
     Act class_row(Act x, Weight wt) override {
         const float* c = w(wt).ptr<float>();
-        for (int64_t j = 0, i = 0; j < n_seqs_; i += seqs_[j].n, ++j)
-            if (seqs_[j].n > 0) std::copy(c, c + x.cols, x.data + i * x.cols);
+        const int64_t T = x.rows / n_seqs_;
+        for (int64_t j = 0; j < n_seqs_; ++j) std::copy(c, c + x.cols, x.data + j * T * x.cols);
         return x;
     }
     Act add_positions(Act x, Weight table, int64_t offset) override {
@@ -531,8 +532,48 @@ public:
     }
     Act first_rows(Act x) override {
         Act y = take(n_seqs_, x.cols);
-        for (int64_t j = 0, i = 0; j < n_seqs_; i += seqs_[j].n, ++j)
-            std::copy(x.data + i * x.cols, x.data + (i + 1) * x.cols, y.data + j * x.cols);
+        const int64_t T = x.rows / n_seqs_;
+        for (int64_t j = 0; j < n_seqs_; ++j) std::copy(x.data + j * T * x.cols, x.data + (j * T + 1) * x.cols, y.data + j * x.cols);
+        return y;
+    }
+    Act mean_rows(Act x) override {
+        Act y = take(n_seqs_, x.cols);
+        const int64_t T = x.rows / n_seqs_, C = x.cols;
+        for (int64_t j = 0; j < n_seqs_; ++j)
+            for (int64_t c = 0; c < C; ++c) {
+                double s = 0;  // the trainer's order and precision
+                for (int64_t i = 0; i < T; ++i) s += x.data[(j * T + i) * C + c];
+                y.data[j * C + c] = static_cast<float>(s / static_cast<double>(T));
+            }
+        return y;
+    }
+    Act gather_rows(Act x, const int32_t* index, int64_t n_out) override {
+        const int64_t T = x.rows / n_seqs_, C = x.cols;
+        Act y = take(n_seqs_ * n_out, C);
+        pool_.run_range(n_seqs_ * n_out, n_grain_, [&](int64_t lo, int64_t hi) {
+            for (int64_t r = lo; r < hi; ++r) {
+                const int32_t src = index[r % n_out];
+                LF_ASSERT(src < T);
+                float* yr = y.data + r * C;
+                if (src < 0) {
+                    std::fill(yr, yr + C, 0.0f);
+                } else {
+                    const float* xr = x.data + ((r / n_out) * T + src) * C;
+                    std::copy(xr, xr + C, yr);
+                }
+            }
+        });
+        return y;
+    }
+    Act merge_rows(Act x, int64_t k) override {
+        LF_ASSERT(x.rows % k == 0);
+        return {x.data, x.rows / k, x.cols * k};  // the same floats, read k rows at a time
+    }
+    Act table_bias(Weight table, const int32_t* index, int64_t G, int64_t H) override {
+        const float* tb = w(table).ptr<float>();
+        Act y = take(H, G * G);
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t e = 0; e < G * G; ++e) y.data[h * G * G + e] = tb[index[e] * H + h];
         return y;
     }
     // Encoders keep the residual stream in s_.x as decoders do, so each layer's temporaries are
@@ -609,6 +650,7 @@ public:
     bool observing() const override { return static_cast<bool>(s_.hook); }
     void observe(const std::string& name, Act x) override {
         if (!s_.hook || x.rows == 0) return;
+        if (input_ != nullptr) return s_.hook(name, x.data, x.rows * x.cols);  // an encoder's: every row
         const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);
         s_.hook(name, x.data, rows * x.cols);
     }
@@ -939,16 +981,18 @@ Act EagerOps::bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& 
     const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
     const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv, group = H / Hkv;
     LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim && a.window == 0 && a.lsh == nullptr);
-    Act att = take(n_, o_dim);
-    std::vector<int64_t> first(static_cast<size_t>(n_seqs_) + 1, 0);
-    for (int64_t j = 0; j < n_seqs_; ++j) first[j + 1] = first[j] + seqs_[j].n;
-    grow(s_.att_block, static_cast<size_t>(pool_.size() * max_len_ * max_len_));
-    pool_.run(n_seqs_ * H, [&](int64_t item, int tid) {
-        const int64_t j = item / H, h = item % H, g = h / group, i0 = first[j], T = seqs_[j].n;
-        if (T == 0) return;
-        float* sc = &s_.att_block[static_cast<size_t>(tid) * max_len_ * max_len_];
+    // Groups of T rows: Swin's windows, else whole sequences (an encoder's are all one length).
+    const int64_t T = a.group > 0 ? a.group : q.rows / n_seqs_, n_groups = q.rows / T;
+    LF_ASSERT(n_groups * T == q.rows && (a.mask == nullptr || a.n_mask > 0));
+    Act att = take(q.rows, o_dim);
+    grow(s_.att_block, static_cast<size_t>(pool_.size() * T * T));
+    pool_.run(n_groups * H, [&](int64_t item, int tid) {
+        const int64_t j = item / H, h = item % H, g = h / group, i0 = j * T;
+        float* sc = &s_.att_block[static_cast<size_t>(tid) * T * T];
         kernels::sgemm(false, true, T, T, D, a.scale, q.data + i0 * q_dim + h * D, q_dim, k.data + i0 * k_dim + g * D,
                        k_dim, 0.0f, sc, T);
+        if (a.bias.data != nullptr) kt_.add(T * T, a.bias.data + h * T * T, sc);
+        if (a.mask != nullptr) kt_.add(T * T, a.mask + (j % a.n_mask) * T * T, sc);
         for (int64_t r = 0; r < T; ++r) kt_.softmax(sc + r * T, T);
         kernels::sgemm(false, false, T, Dv, T, 1.0f, sc, T, v.data + i0 * v_dim + g * Dv, v_dim, 0.0f,
                        att.data + i0 * o_dim + h * Dv, o_dim);
@@ -1366,7 +1410,7 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
 }
 
 void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
-                   ForwardScratch& s) const {
+                   ForwardScratch& s, int64_t grid_h, int64_t grid_w) const {
     if (!arch_->encoder) {
         fail("%s: %s is a decoder, not an encoder (hint: images and encoder inputs need a vision tower such as "
              "a ViT or CLIP vision model)",
@@ -1386,10 +1430,13 @@ void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutpu
     for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / rows, s.row_pos[i] = i % rows;
     s.mm.allow_blas = true;
     s.mm.row_invariant = false;
+    ModelConfig c = cfg_;  // this call's input grid
+    c.enc.grid_h = grid_h;
+    c.enc.grid_w = grid_w;
     EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, rows, false, pool, s);
     ops.set_input(input, cols);
     Act pooled;
-    const Act last = run_encoder(ops, *arch_, cfg_, &pooled);
+    const Act last = run_encoder(ops, *arch_, c, &pooled);
     out.rows = rows;
     out.cols = last.cols;
     out.last.assign(last.data, last.data + last.rows * last.cols);
@@ -1398,12 +1445,13 @@ void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutpu
 }
 
 void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch,
-                      float* out) {
+                      float* out, bool class_placeholder) {
     LF_ASSERT(patch > 0 && height % patch == 0 && width % patch == 0);
     const int64_t cols = channels * patch * patch, gw = width / patch, n = (height / patch) * gw;
-    std::fill(out, out + cols, 0.0f);  // the class token's placeholder
+    if (class_placeholder) std::fill(out, out + cols, 0.0f);
+    const int64_t first = class_placeholder ? 1 : 0;
     for (int64_t p = 0; p < n; ++p) {
-        float* row = out + (1 + p) * cols;
+        float* row = out + (first + p) * cols;
         const int64_t y0 = (p / gw) * patch, x0 = (p % gw) * patch;
         for (int64_t c = 0; c < channels; ++c)
             for (int64_t dy = 0; dy < patch; ++dy) {

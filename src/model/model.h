@@ -111,11 +111,13 @@ struct EncodeOutput {
 };
 
 // The input rows of a vision tower for one image's pixel values (channels, height, width),
-// channel-major as image processors return them: a zero placeholder row (the class token's), then
-// each patch × patch square, the patch grid row by row, flattened in (channel, y, x) order — the
-// order of a stride-`patch` convolution's (out, channels, patch, patch) weight, so the convolution
-// is one linear. `out` holds (1 + patches) · channels · patch² floats.
-void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch, float* out);
+// channel-major as image processors return them: a zero placeholder row (the class token's, for
+// models with one: EncoderConfig::class_token), then each patch × patch square, the patch grid row
+// by row, flattened in (channel, y, x) order — the order of a stride-`patch` convolution's (out,
+// channels, patch, patch) weight, so the convolution is one linear. `out` holds
+// (placeholder + patches) · channels · patch² floats.
+void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch, float* out,
+                      bool class_placeholder = true);
 
 class Model {
 public:
@@ -156,8 +158,10 @@ public:
     // attention within each input, no KV memory. Throws Error for a decoder. ForwardScratch::hook
     // observes "embed" and "layers.<l>.out" (every layer's hidden states, e.g. a LLaVA projector's
     // input layer).
+    // grid_h × grid_w: the inputs' patch grid for architectures that take any image size (Swin;
+    // 0: the config's image_size / patch_size).
     void encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
-                ForwardScratch& s) const;
+                ForwardScratch& s, int64_t grid_h = 0, int64_t grid_w = 0) const;
     bool is_encoder() const { return arch_->encoder; }
 
     // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of

@@ -340,7 +340,7 @@ void write_hf_model(const std::string& folder, const TrainModel& model) {
         w.set_metadata("format", "pt");
         std::vector<std::vector<float>> frozen_values;  // the writer keeps pointers until write()
         model.for_each_tensor([&](const Param& p, const float* data) {
-            const std::string hf = gguf_to_hf_name(model.arch(), p.name);
+            const std::string hf = gguf_to_hf_name(model.arch(), p.name, &model.config());
             LF_ASSERT(!hf.empty());
             if (!p.trainable) {
                 frozen_values.emplace_back(data, data + p.numel());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -106,7 +107,7 @@ Var activation(Tape& t, Var x, int kind) {
 // ---- bidirectional attention ------------------------------------------------------------------
 
 Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, float scale,
-                    const int32_t* lengths) {
+                    const int32_t* lengths, Var bias, const float* mask, int64_t n_mask) {
     const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D, VD = v->shape.back(), Dv = VD / Hkv, OD = H * Dv;
     LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
     const int64_t group = H / Hkv;
@@ -116,7 +117,9 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
         LF_ASSERT(n >= 1 && n <= T);
         return n;
     };
-    Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v}));
+    LF_ASSERT(bias == nullptr || bias->numel == H * T * T);
+    LF_ASSERT(mask == nullptr || n_mask > 0);
+    Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v, bias}));
     // Softmax probabilities (B, H, T, T), kept for backward; columns at and after the sequence's
     // length stay 0, so backward (which multiplies by them) needs no mask of its own.
     Var probs = t.make({B * H * T * T}, false);
@@ -126,19 +129,29 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
         float* p = probs->data + bh * T * T;
         kernels::sgemm(false, true, T, L, D, scale, q->data + b * T * HD + h * D, HD, k->data + b * T * KD + g * D, KD,
                        0.0f, p, T);
+        const float* bh_bias = bias != nullptr ? bias->data + h * T * T : nullptr;
+        const float* b_mask = mask != nullptr ? mask + (b % n_mask) * T * T : nullptr;
         for (int64_t i = 0; i < T; ++i) {
-            kt.softmax(p + i * T, L);
-            std::fill(p + i * T + L, p + (i + 1) * T, 0.0f);
+            float* row = p + i * T;
+            if (bh_bias != nullptr)
+                for (int64_t j = 0; j < L; ++j) row[j] += bh_bias[i * T + j];
+            if (b_mask != nullptr)
+                for (int64_t j = 0; j < L; ++j) row[j] += b_mask[i * T + j];
+            kt.softmax(row, L);
+            std::fill(row + L, p + (i + 1) * T, 0.0f);
         }
         kernels::sgemm(false, false, T, Dv, L, 1.0f, p, T, v->data + b * T * VD + g * Dv, VD, 0.0f,
                        o->data + b * T * OD + h * Dv, OD);
     });
     if (o->requires_grad) {
-        t.on_backward([&t, q, k, v, o, probs, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale, len] {
+        t.on_backward([&t, q, k, v, o, probs, bias, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale, len] {
             if (o->grad == nullptr) return;
             float* dq = t.grad(q);
             float* dk = t.grad(k);
             float* dv = t.grad(v);
+            // The bias's gradient is Σ over sequences of dS: each item keeps its dS, summed after in
+            // sequence order (the same sum for any thread count).
+            float* ds_all = bias != nullptr && bias->requires_grad ? t.buffer(B * H * T * T) : nullptr;
             // One work item per (sequence, kv head): the heads of a group write the same dk/dv rows.
             t.pool().run(B * Hkv, [&](int64_t bg, int) {
                 const int64_t b = bg / Hkv, g = bg % Hkv, L = len(b);
@@ -162,12 +175,28 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
                         double sf = 0;
                         for (int64_t j = 0; j < L; ++j) sf += static_cast<double>(pr[j]) * dr[j];
                         for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(sf));
+                        if (ds_all != nullptr) {
+                            float* keep = ds_all + ((b * H + h) * T + i) * T;
+                            std::copy(dr, dr + L, keep);
+                            std::fill(keep + L, keep + T, 0.0f);
+                        }
                     }
                     // dQ += scale · dS K[0:L] ; dK[0:L] += scale · dSᵀ Q
                     kernels::sgemm(false, false, T, D, L, scale, dp.data(), T, kg, KD, 1.0f, dqh, HD);
                     kernels::sgemm(true, false, L, D, T, scale, dp.data(), T, qh, HD, 1.0f, dkg, KD);
                 }
             });
+            if (ds_all != nullptr) {
+                float* db = t.grad(bias);
+                t.pool().run_range(H * T * T, 256, [&](int64_t lo, int64_t hi) {
+                    for (int64_t e = lo; e < hi; ++e) {  // e = (h, i, j)
+                        const int64_t h = e / (T * T), ij = e % (T * T);
+                        double s = 0;
+                        for (int64_t b = 0; b < B; ++b) s += ds_all[(b * H + h) * T * T + ij];
+                        db[e] += static_cast<float>(s);
+                    }
+                });
+            }
         });
     }
     return o;
@@ -241,6 +270,84 @@ Var first_rows(Tape& t, Var x, int64_t B) {
             float* dx = t.grad(x);
             for (int64_t b = 0; b < B; ++b)
                 for (int64_t c = 0; c < C; ++c) dx[b * T * C + c] += y->grad[b * C + c];
+        });
+    }
+    return y;
+}
+
+Var mean_rows(Tape& t, Var x, int64_t B) {
+    const int64_t C = x->shape.back(), T = rows_of(x) / B;
+    LF_ASSERT(B * T * C == x->numel && T > 0);
+    Var y = t.make({B, C}, needs_grad(t, {x}));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t c = 0; c < C; ++c) {
+            double s = 0;
+            for (int64_t i = 0; i < T; ++i) s += x->data[(b * T + i) * C + c];
+            y->data[b * C + c] = static_cast<float>(s / static_cast<double>(T));
+        }
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, B, T, C] {
+            if (y->grad == nullptr || !x->requires_grad) return;
+            float* dx = t.grad(x);
+            const float inv = 1.0f / static_cast<float>(T);
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t i = 0; i < T; ++i)
+                    for (int64_t c = 0; c < C; ++c) dx[(b * T + i) * C + c] += y->grad[b * C + c] * inv;
+        });
+    }
+    return y;
+}
+
+Var gather_rows(Tape& t, Var x, int64_t B, const int32_t* index, int64_t n_out) {
+    const int64_t C = x->shape.back(), T = rows_of(x) / B;
+    LF_ASSERT(B * T * C == x->numel);
+    auto idx = std::make_shared<std::vector<int32_t>>(index, index + n_out);
+    for (int32_t i : *idx) LF_ASSERT(i < T);
+    Var y = t.make({B * n_out, C}, needs_grad(t, {x}));
+    t.pool().run_range(B * n_out, 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+            const int32_t src = (*idx)[r % n_out];
+            float* yr = y->data + r * C;
+            if (src < 0) {
+                std::fill(yr, yr + C, 0.0f);
+            } else {
+                std::memcpy(yr, x->data + ((r / n_out) * T + src) * C, static_cast<size_t>(C) * sizeof(float));
+            }
+        }
+    });
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, B, T, C, n_out, idx] {
+            if (y->grad == nullptr || !x->requires_grad) return;
+            float* dx = t.grad(x);
+            // Sequences in parallel; within one, rows in order (an index may repeat).
+            t.pool().run(B, [&](int64_t b, int) {
+                for (int64_t i = 0; i < n_out; ++i) {
+                    const int32_t src = (*idx)[i];
+                    if (src < 0) continue;
+                    const float* g = y->grad + (b * n_out + i) * C;
+                    float* d = dx + (b * T + src) * C;
+                    for (int64_t c = 0; c < C; ++c) d[c] += g[c];
+                }
+            });
+        });
+    }
+    return y;
+}
+
+Var table_bias(Tape& t, Var table, const int32_t* index, int64_t G, int64_t H) {
+    const int64_t P = table->numel / H;
+    LF_ASSERT(table->shape.back() == H);
+    auto idx = std::make_shared<std::vector<int32_t>>(index, index + G * G);
+    for (int32_t i : *idx) LF_ASSERT(i >= 0 && i < P);
+    Var y = t.make({H, G, G}, needs_grad(t, {table}));
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t e = 0; e < G * G; ++e) y->data[h * G * G + e] = table->data[(*idx)[e] * H + h];
+    if (y->requires_grad) {
+        t.on_backward([&t, table, y, G, H, idx] {
+            if (y->grad == nullptr || !table->requires_grad) return;
+            float* d = t.grad(table);
+            for (int64_t h = 0; h < H; ++h)
+                for (int64_t e = 0; e < G * G; ++e) d[(*idx)[e] * H + h] += y->grad[h * G * G + e];
         });
     }
     return y;

@@ -23,8 +23,12 @@ Var activation(Tape& t, Var x, int kind);
 // h / (H / H_kv); scores scaled by `scale` (0: 1/sqrt(D)). lengths (B, optional): sequence b's
 // keys are its first lengths[b] rows only (padding after them; its padded rows still get outputs,
 // which a loss should not count). Keeps the (B, H, T, T) probabilities for backward.
+// Groups (Swin's windows) are sequences here: B = rows / G, T = G. bias (H, T, T), optional, is
+// added to every sequence's scaled scores and gets their summed gradient; mask (n_mask, T, T),
+// optional constants (read in forward only), is added to sequence b's scores as mask b % n_mask.
 Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t n_head, int64_t n_head_kv,
-                    float scale = 0.0f, const int32_t* lengths = nullptr);
+                    float scale = 0.0f, const int32_t* lengths = nullptr, Var bias = nullptr,
+                    const float* mask = nullptr, int64_t n_mask = 0);
 
 // x (B·T, C) with each sequence's first row replaced by w (C) (a class token); w's gradient is the
 // sum of those rows' gradients, x's first rows get none.
@@ -36,5 +40,16 @@ Var add_positions(Tape& t, Var x, Var table, int64_t B, int64_t offset);
 
 // The first row of each of B sequences: (B, C).
 Var first_rows(Tape& t, Var x, int64_t B);
+
+// The mean of each of B sequences' rows: (B, C).
+Var mean_rows(Tape& t, Var x, int64_t B);
+
+// Row i of each of B sequences of the result = that sequence's row index[i] of x (zeros where
+// index[i] < 0); n_out rows per sequence. index is copied.
+Var gather_rows(Tape& t, Var x, int64_t B, const int32_t* index, int64_t n_out);
+
+// (H, G, G): [h][i][j] = table (P, H) [index[i·G + j]][h]; the table's gradient is scattered back.
+// index is copied.
+Var table_bias(Tape& t, Var table, const int32_t* index, int64_t G, int64_t H);
 
 }  // namespace llmforge::train

@@ -114,10 +114,24 @@ public:
         return act(train::add_positions(t_, V(x), t_.param(P(table)), b_.B, offset));
     }
     Act first_rows(Act x) override { return act(train::first_rows(t_, V(x), b_.B)); }
+    Act mean_rows(Act x) override { return act(train::mean_rows(t_, V(x), b_.B)); }
+    Act gather_rows(Act x, const int32_t* index, int64_t n_out) override {
+        return act(train::gather_rows(t_, V(x), b_.B, index, n_out));
+    }
+    Act merge_rows(Act x, int64_t k) override {
+        LF_ASSERT(x.rows % k == 0);
+        return act(reshape(t_, V(x), {x.rows / k, k * x.cols}));
+    }
+    Act table_bias(Weight table, const int32_t* index, int64_t G, int64_t H) override {
+        return act(train::table_bias(t_, t_.param(P(table)), index, G, H));
+    }
 
     Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override {
         if (!a.causal) {
-            return act(attention_bidir(t_, V(q), V(k), V(v), b_.B, b_.T, a.n_head, a.n_head_kv, a.scale, b_.lengths));
+            const int64_t G = a.group > 0 ? a.group : q.rows / b_.B;  // a group: a window, else a sequence
+            LF_ASSERT(q.rows % G == 0 && (a.group == 0 || b_.lengths == nullptr));
+            return act(attention_bidir(t_, V(q), V(k), V(v), q.rows / G, G, a.n_head, a.n_head_kv, a.scale, b_.lengths,
+                                       a.bias.data != nullptr ? V(a.bias) : nullptr, a.mask, a.n_mask));
         }
         if (a.lsh != nullptr) {
             // Buckets of this step's (rotated) queries and keys, held fixed through backward.
@@ -396,7 +410,7 @@ void TrainModel::bind() {
     for (const NamedSpec& ns : tensor_list(*arch_, cfg_, true))
         slots_[static_cast<size_t>((ns.layer + 1) * arch_->n_slots + ns.spec->slot)] = find(ns.name);
     n_ctx_ = 0;
-    ensure_ctx(std::max<int64_t>(cfg_.n_ctx_train, 1));
+    if (!arch_->encoder) ensure_ctx(std::max<int64_t>(cfg_.n_ctx_train, 1));  // encoders rotate nothing
 }
 
 Param* TrainModel::param(Weight w) const {
@@ -516,7 +530,7 @@ Var TrainModel::logits(Tape& t, const int32_t* inputs, int64_t B, int64_t T, flo
 }
 
 Var TrainModel::encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled, bool input_grad,
-                       const int32_t* lengths, const Hook& hook) {
+                       const int32_t* lengths, const Hook& hook, int64_t grid_h, int64_t grid_w) {
     if (!arch_->encoder) fail("%s is a decoder: encode() needs an encoder architecture", cfg_.arch.c_str());
     if (T > cfg_.n_ctx_train) {
         fail("%lld input rows per sequence, the model's position table has %lld", (long long)T, (long long)cfg_.n_ctx_train);
@@ -528,8 +542,11 @@ Var TrainModel::encode(Tape& t, const float* input, int64_t B, int64_t T, Var* p
     b.input_grad = input_grad;
     b.lengths = lengths;
     TapeOps ops(t, *this, b);
+    ModelConfig c = cfg_;  // this call's input grid
+    c.enc.grid_h = grid_h;
+    c.enc.grid_w = grid_w;
     Act p;
-    const Act last = run_encoder(ops, *arch_, cfg_, &p);
+    const Act last = run_encoder(ops, *arch_, c, &p);
     if (pooled != nullptr) *pooled = static_cast<Var>(p.node);
     return static_cast<Var>(last.node);
 }

@@ -95,7 +95,7 @@ public:
     // lengths (B, optional): each input's valid rows (text encoders' padding). Throws Error for a
     // decoder.
     Var encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled = nullptr, bool input_grad = false,
-               const int32_t* lengths = nullptr, const Hook& hook = nullptr);
+               const int32_t* lengths = nullptr, const Hook& hook = nullptr, int64_t grid_h = 0, int64_t grid_w = 0);
     // The input rows node of the last encode().
     Var last_input = nullptr;
     // DeepSeek-V3's multi-token prediction: with mtp_lambda > 0 (and an MTP module in the model),

@@ -7,13 +7,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "test_util.h"
+#include "train/checkpoint.h"
 #include "train/tape.h"
 #include "train/train_model.h"
 
@@ -54,26 +58,57 @@ struct Patches {
     int64_t T = 0;
 };
 
-Patches patchify(const std::vector<float>& pixels, const std::vector<int64_t>& shape, int64_t patch) {
+// Images whose sides are not whole patches are zero-padded right and bottom first (HF Swin's
+// maybe_pad); grid_h × grid_w is the patch grid.
+struct Grid {
+    int64_t h = 0, w = 0;
+};
+
+Patches patchify(const std::vector<float>& pixels, const std::vector<int64_t>& shape, int64_t patch, bool placeholder,
+                 Grid* grid = nullptr) {
     const int64_t B = shape[0], ch = shape[1], H = shape[2], W = shape[3];
-    const int64_t per_image = ch * H * W, T = 1 + (H / patch) * (W / patch), cols = ch * patch * patch;
+    const int64_t Hp = (H + patch - 1) / patch * patch, Wp = (W + patch - 1) / patch * patch;
+    const int64_t per_image = ch * H * W, T = (placeholder ? 1 : 0) + (Hp / patch) * (Wp / patch),
+                  cols = ch * patch * patch;
+    if (grid != nullptr) *grid = {Hp / patch, Wp / patch};
+    auto padded = [&](const float* img) {
+        std::vector<float> out(static_cast<size_t>(ch * Hp * Wp), 0.0f);
+        for (int64_t c = 0; c < ch; ++c)
+            for (int64_t y = 0; y < H; ++y)
+                for (int64_t x = 0; x < W; ++x) out[(c * Hp + y) * Wp + x] = img[(c * H + y) * W + x];
+        return out;
+    };
     Patches p;
     p.T = T;
     p.rows.resize(static_cast<size_t>(B * T * cols));
     std::vector<float> index(static_cast<size_t>(per_image)), placed(static_cast<size_t>(T * cols));
     for (int64_t i = 0; i < per_image; ++i) index[i] = static_cast<float>(i + 1);  // exact in float below 2^24
-    image_patch_rows(index.data(), ch, H, W, patch, placed.data());
+    image_patch_rows(padded(index.data()).data(), ch, Hp, Wp, patch, placed.data(), placeholder);
     std::vector<int64_t> at(static_cast<size_t>(per_image), -1);
     for (int64_t r = 0; r < T * cols; ++r)
         if (placed[r] > 0) at[static_cast<int64_t>(placed[r]) - 1] = r;
     for (int64_t b = 0; b < B; ++b) {
-        image_patch_rows(pixels.data() + b * per_image, ch, H, W, patch, p.rows.data() + b * T * cols);
+        image_patch_rows(padded(pixels.data() + b * per_image).data(), ch, Hp, Wp, patch, p.rows.data() + b * T * cols,
+                         placeholder);
         for (int64_t i = 0; i < per_image; ++i) {
             EXPECT_GE(at[i], 0);
             p.where.push_back(b * T * cols + at[i]);
         }
     }
     return p;
+}
+
+// The observed activation HF's hidden_states[i] is: the embeddings, then each layer's output (ViT,
+// CLIP) or each stage's, after its merge (Swin).
+std::vector<std::string> hidden_state_names(const ModelConfig& c) {
+    std::vector<std::string> names = {"embed"};
+    if (c.enc.depths.empty()) {
+        for (int64_t l = 0; l < c.n_layer; ++l) names.push_back("layers." + std::to_string(l) + ".out");
+        return names;
+    }
+    int64_t end = 0;
+    for (int64_t d : c.enc.depths) names.push_back("layers." + std::to_string((end += d) - 1) + ".out");
+    return names;
 }
 
 class VisionEncoder : public ::testing::TestWithParam<const char*> {};
@@ -84,22 +119,23 @@ TEST_P(VisionEncoder, EngineMatchesReference) {
     ASSERT_TRUE(model->is_encoder());
     const ModelConfig& c = model->config();
     const std::vector<int64_t> shape = ref.shape("input.pixel_values");
-    const Patches in = patchify(ref.get("input.pixel_values"), shape, c.enc.patch_size);
+    Grid grid;
+    const Patches in = patchify(ref.get("input.pixel_values"), shape, c.enc.patch_size, c.enc.class_token, &grid);
     const int64_t B = shape[0];
     ThreadPool pool(2);
     ForwardScratch s;
     std::map<std::string, std::vector<float>> seen;
     s.hook = [&](const std::string& name, const float* x, int64_t n) { seen[name].assign(x, x + n); };
     EncodeOutput out;
-    model->encode(in.rows.data(), B, in.T, out, pool, s);
-    EXPECT_EQ(out.rows, in.T);
-    EXPECT_LT(rel_err(out.last.data(), ref.get("out.last_hidden_state")), 2e-5);
-    EXPECT_LT(rel_err(seen.at("embed").data(), ref.get("out.hidden_states.0")), 2e-5);
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-        EXPECT_LT(rel_err(seen.at("layers." + std::to_string(l) + ".out").data(),
-                          ref.get("out.hidden_states." + std::to_string(l + 1))),
-                  2e-5)
-            << "layer " << l;
+    model->encode(in.rows.data(), B, in.T, out, pool, s, grid.h, grid.w);
+    const std::vector<float> want_last = ref.get("out.last_hidden_state");
+    ASSERT_EQ(out.last.size(), want_last.size());
+    EXPECT_LT(rel_err(out.last.data(), want_last), 2e-5);
+    const std::vector<std::string> names = hidden_state_names(c);
+    for (size_t i = 0; i < names.size(); ++i) {
+        const std::vector<float> want = ref.get("out.hidden_states." + std::to_string(i));
+        ASSERT_EQ(seen.at(names[i]).size(), want.size()) << names[i];
+        EXPECT_LT(rel_err(seen.at(names[i]).data(), want), 2e-5) << names[i];
     }
     const std::string pooled = ref.has("out.image_embeds") ? "out.image_embeds" : "out.pooler_output";
     ASSERT_EQ(static_cast<int64_t>(out.pooled.size()), B * out.pooled_cols);
@@ -111,12 +147,13 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
     auto m = train::TrainModel::from_files(open_model_files(ref.dir));
     const ModelConfig& c = m->config();
     const std::vector<int64_t> shape = ref.shape("input.pixel_values");
-    const Patches in = patchify(ref.get("input.pixel_values"), shape, c.enc.patch_size);
+    Grid grid;
+    const Patches in = patchify(ref.get("input.pixel_values"), shape, c.enc.patch_size, c.enc.class_token, &grid);
     const int64_t B = shape[0];
     ThreadPool pool(2);
     train::Tape t(pool);
     train::Var pooled = nullptr;
-    train::Var last = m->encode(t, in.rows.data(), B, in.T, &pooled, true);
+    train::Var last = m->encode(t, in.rows.data(), B, in.T, &pooled, true, nullptr, nullptr, grid.h, grid.w);
     ASSERT_NE(pooled, nullptr);
     EXPECT_LT(rel_err(last->data, ref.get("out.last_hidden_state")), 2e-5);
     const bool proj = ref.has("out.image_embeds");
@@ -146,7 +183,7 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
             for (float v : ref.get(info.name)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
     int checked = 0;
     for (const auto& p : m->params()) {
-        const std::string hf = gguf_to_hf_name(m->arch(), p->name);
+        const std::string hf = gguf_to_hf_name(m->arch(), p->name, &m->config());
         ASSERT_FALSE(hf.empty()) << p->name;
         ASSERT_TRUE(ref.has("grad." + hf)) << hf;
         EXPECT_EQ(p->shape, ref.shape("grad." + hf)) << hf;
@@ -157,7 +194,9 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
     // Every parameter the reference differentiates is one of the model's.
     int ref_grads = 0;
     for (const auto& info : ref.expected.tensor_infos())
-        if (info.name.rfind("grad.", 0) == 0 && info.name != "grad.input.pixel_values") ++ref_grads;
+        if (info.name.rfind("grad.", 0) == 0 && info.name != "grad.input.pixel_values" &&
+            info.name.find("relative_position_index") == std::string::npos)
+            ++ref_grads;
     EXPECT_EQ(ref_grads, checked);
 
     // The pixels' gradient: each pixel's entry of the input rows.
@@ -169,8 +208,84 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
     EXPECT_LT(rel_err(mine.data(), dpix), 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Refs, VisionEncoder, ::testing::Values("vit_tiny", "clip_vision_tiny", "clip_vision_proj_tiny"),
+INSTANTIATE_TEST_SUITE_P(Refs, VisionEncoder, ::testing::Values("vit_tiny", "clip_vision_tiny", "clip_vision_proj_tiny", "swin_tiny",
+                                                            "swin_tiny_pad"),
                          [](const auto& info) { return std::string(info.param); });
+
+// Every reference model saved by the trainer (config.json + safetensors under HF names, Swin's
+// stage/block names included) loads back with the same tensors, and the saved folder keeps HF's names.
+TEST(VisionEncoder, SavedFoldersLoadBackWithHfNames) {
+    for (const char* name : {"vit_tiny", "clip_vision_proj_tiny", "swin_tiny"}) {
+        SCOPED_TRACE(name);
+        const Ref ref(name);
+        auto m = train::TrainModel::from_files(open_model_files(ref.dir));
+        const std::string out = test::temp_dir() + "/" + name;
+        std::filesystem::create_directories(out);
+        train::write_hf_model(out, *m);
+        SafetensorsFile mine(out + "/model.safetensors"), theirs(ref.dir + "/model.safetensors");
+        int n = 0;
+        for (const auto& info : theirs.tensor_infos()) {
+            if (info.name.find("relative_position_index") != std::string::npos) continue;  // computed, not stored
+            ASSERT_TRUE(mine.has_tensor(info.name)) << info.name;
+            const Tensor a = mine.tensor(info.name), b = theirs.tensor(info.name);
+            ASSERT_EQ(a.shape(), b.shape()) << info.name;
+            EXPECT_EQ(std::memcmp(a.data(), b.data(), b.nbytes()), 0) << info.name;
+            ++n;
+        }
+        EXPECT_EQ(static_cast<size_t>(n), mine.tensor_infos().size());
+        const ModelFiles back = open_model_files(out);
+        EXPECT_EQ(back.config.arch, m->config().arch);
+        EXPECT_EQ(back.config.enc.depths, m->config().enc.depths);
+        EXPECT_EQ(back.config.enc.stage_heads, m->config().enc.stage_heads);
+        EXPECT_EQ(back.config.enc.act, m->config().enc.act);
+        EXPECT_EQ(back.config.enc.projection_dim, m->config().enc.projection_dim);
+        EXPECT_EQ(back.tensors.size(), static_cast<size_t>(n));
+    }
+}
+
+TEST(VisionEncoder, BadInputsAreOneLineErrors) {
+    // A decoder asked to encode.
+    ModelConfig c;
+    c.arch = "llama";
+    c.n_vocab = 16, c.n_embd = 8, c.n_layer = 1, c.n_head = 2, c.n_head_kv = 2, c.n_ff = 16;
+    auto dec = train::TrainModel::init_random(c, 1);
+    ThreadPool pool(1);
+    ForwardScratch s;
+    EncodeOutput out;
+    const std::vector<float> rows(64, 0.0f);
+    try {
+        dec->inference().encode(rows.data(), 1, 2, out, pool, s);
+        FAIL() << "a decoder encoded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("is a decoder, not an encoder"), std::string::npos) << e.what();
+    }
+    // A Swin config whose stages disagree, and an image smaller than a window.
+    const std::string dir = test::temp_dir() + "/bad_swin";
+    std::filesystem::create_directories(dir);
+    test::write_file(dir + "/config.json",
+                     R"({"model_type": "swin", "embed_dim": 16, "depths": [2, 2], "num_heads": [2], "window_size": 4,)"
+                     R"( "image_size": 32, "patch_size": 2})");
+    try {
+        open_model_files(dir);
+        FAIL() << "loaded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"depths\" has 2 stages and \"num_heads\" 1"), std::string::npos)
+            << e.what();
+    }
+    auto swin = Model::load(test::src_path("tests/model/ref/vision/swin_tiny"));
+    // An 8×8 patch grid: stage 1's 4×4 grid is one window, run unshifted (as HF); a 6×8 grid
+    // leaves stage 1 a 3×4 grid, smaller than the window.
+    std::vector<float> small(static_cast<size_t>(8 * 8 * 12), 0.1f);
+    EXPECT_NO_THROW(swin->encode(small.data(), 1, 64, out, pool, s, 8, 8));
+    try {
+        swin->encode(small.data(), 1, 48, out, pool, s, 6, 8);
+        FAIL() << "encoded a grid smaller than a window";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("Swin stage 1 has a 3x4 token grid, smaller than the 4-token window"),
+                  std::string::npos)
+            << e.what();
+    }
+}
 
 TEST(VisionEncoder, DecoderRefusesEncodeAndRoundTripsConfig) {
     // A saved config reads back as the same encoder.

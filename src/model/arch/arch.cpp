@@ -124,8 +124,9 @@ bool match_indexed(const std::string& rest, const char* pattern, int64_t* index)
 
 }  // namespace
 
-std::string hf_to_gguf_name(const Arch& a, const std::string& n, int64_t* expert) {
+std::string hf_to_gguf_name(const Arch& a, const std::string& file_name, int64_t* expert, const ModelConfig* c) {
     if (expert != nullptr) *expert = -1;
+    const std::string n = a.hf_rename != nullptr && c != nullptr ? a.hf_rename(*c, file_name, false) : file_name;
     for (const TensorSpec& t : a.tensors) {
         if (t.hf == nullptr || t.hf[0] == '\0') continue;
         if (!t.per_layer) {
@@ -159,14 +160,17 @@ std::string hf_expert_name(const std::string& pattern, int64_t expert) {
     return pattern.substr(0, star) + std::to_string(expert) + pattern.substr(star + 1);
 }
 
-std::string gguf_to_hf_name(const Arch& a, const std::string& n) {
+std::string gguf_to_hf_name(const Arch& a, const std::string& n, const ModelConfig* c) {
+    auto out = [&](const std::string& hf) {
+        return a.hf_rename != nullptr && c != nullptr && !hf.empty() ? a.hf_rename(*c, hf, true) : hf;
+    };
     for (const TensorSpec& t : a.tensors) {
         if (!t.per_layer) {
-            if (n == t.gguf) return t.hf_name(-1);
+            if (n == t.gguf) return out(t.hf_name(-1));
             continue;
         }
         int64_t layer = -1;
-        if (match_layer(n, layer_pattern(t.gguf, "blk.{l}."), &layer)) return t.hf_name(layer);
+        if (match_layer(n, layer_pattern(t.gguf, "blk.{l}."), &layer)) return out(t.hf_name(layer));
     }
     return "";
 }

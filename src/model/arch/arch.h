@@ -75,6 +75,10 @@ public:
     // ("rope_scaling.mscale_all_dim"); a JSON null is absent.
     virtual std::optional<double> number(const char* hf_key, const char* gguf_key) const = 0;
     virtual std::optional<std::string> string(const char* hf_key, const char* gguf_key) const = 0;
+    // A list of integers (Swin's "depths"); nullopt when absent. Sources without lists have none.
+    virtual std::optional<std::vector<int64_t>> integers(const char* /*hf_key*/, const char* /*gguf_key*/) const {
+        return std::nullopt;
+    }
     virtual bool has_tensor(const std::string& gguf_name) const = 0;  // GGUF files only
     virtual const std::string& where() const = 0;                     // the file, for errors
 };
@@ -86,6 +90,7 @@ public:
     virtual void boolean(const char* hf_key, const char* gguf_key, bool v) = 0;
     virtual void number(const char* hf_key, const char* gguf_key, double v) = 0;
     virtual void string(const char* hf_key, const char* gguf_key, const std::string& v) = 0;
+    virtual void integers(const char* /*hf_key*/, const char* /*gguf_key*/, const std::vector<int64_t>& /*v*/) {}
 };
 
 // An activation handed between ops: (rows, cols) floats. `node` is the backend's own handle
@@ -132,9 +137,17 @@ struct AttentionSpec {
     int64_t window = 0;  // 0: full causal; W > 0: position i attends to positions (i - W, i]
     float scale = 0;     // applied to q·k
     const LshSpec* lsh = nullptr;  // LSH-bucketed attention (model/lsh.h) instead of dense; null: dense
-    // false: bidirectional (encoders) — every row attends to every row of its own sequence, with no
-    // KV memory; window and lsh must be unset.
+    // false: bidirectional (encoders) — every row attends to every row of its own sequence (or
+    // group), with no KV memory; window and lsh must be unset.
     bool causal = true;
+    // Bidirectional only: rows attend within consecutive groups of `group` rows (Swin's windows;
+    // 0: the whole sequence); `bias` (data null: none) is an (H, G, G) act added to every group's
+    // scaled scores (Ops::table_bias: Swin's relative position bias); `mask` (n_mask, G, G)
+    // constants added to group g's scores as mask g % n_mask (shifted windows' −100 across regions).
+    int64_t group = 0;
+    Act bias{};
+    const float* mask = nullptr;
+    int64_t n_mask = 0;
 };
 
 // DeepSeek's multi-head latent attention (MLA) of one layer. The keys and values of every head
@@ -233,6 +246,17 @@ public:
     virtual Act add_positions(Act x, Weight table, int64_t offset) = 0;
     // The first row of each sequence: (sequences, C) (a class token's output, a pooler's input).
     virtual Act first_rows(Act x) = 0;
+    // The mean of each sequence's rows: (sequences, C) (average pooling).
+    virtual Act mean_rows(Act x) = 0;
+    // Rows rearranged within every sequence: its row i of the result is its row index[i] of x, or
+    // zeros where index[i] < 0; n_out rows per sequence (Swin's window partition, cyclic shift and
+    // padding, patch merging's 2×2 grouping). The backend copies index.
+    virtual Act gather_rows(Act x, const int32_t* index, int64_t n_out) = 0;
+    // Every k consecutive rows as one row: (N, C) → (N / k, k·C), the same values.
+    virtual Act merge_rows(Act x, int64_t k) = 0;
+    // (H, G, G): value [h][i][j] = table (P, H) [index[i·G + j]][h] — Swin's relative position bias
+    // from its learned table, for AttentionSpec::bias. The backend copies index.
+    virtual Act table_bias(Weight table, const int32_t* index, int64_t G, int64_t H) = 0;
     // Runs layer l's body on h. A backend may wrap it: the tape recomputes it in backward
     // (activation checkpointing) and marks the layer's gradients ready for reduction.
     virtual Act run_layer(int64_t layer, Act h, const std::function<Act(Ops&, Act)>& body) { return body(*this, h); }
@@ -270,6 +294,10 @@ struct Arch {
     // the pooled output per sequence from it (run_encoder).
     bool encoder = false;
     Act (*pool)(Ops& o, const ModelConfig& c, Act last) = nullptr;
+    // Hugging Face names that need the config to map (Swin's "encoder.layers.<stage>.blocks.<block>."
+    // ↔ the table's flat "encoder.blocks.{l}."): to_hf false turns a file's name into the table's
+    // form, true the table's into the file's. Null: the table's names are the file's.
+    std::string (*hf_rename)(const ModelConfig& c, const std::string& name, bool to_hf) = nullptr;
 
     const TensorSpec* find_slot(int slot) const;
     bool present(const TensorSpec& t, const ModelConfig& c, int64_t layer) const {
@@ -307,8 +335,10 @@ std::vector<NamedSpec> tensor_list(const Arch& a, const ModelConfig& c, bool inc
 // one (E, rows, cols) GGUF tensor but E HF matrices: their HF name in the table holds '*' for the
 // expert index. hf_to_gguf_name puts a per-expert name's index in *expert (-1 otherwise; without
 // `expert` such names map to ""); gguf_to_hf_name returns the pattern, hf_expert_name fills it in.
-std::string hf_to_gguf_name(const Arch& a, const std::string& hf_name, int64_t* expert = nullptr);
-std::string gguf_to_hf_name(const Arch& a, const std::string& gguf_name);
+// An arch with hf_rename needs the config `c` (null: names are taken as the table's).
+std::string hf_to_gguf_name(const Arch& a, const std::string& hf_name, int64_t* expert = nullptr,
+                            const ModelConfig* c = nullptr);
+std::string gguf_to_hf_name(const Arch& a, const std::string& gguf_name, const ModelConfig* c = nullptr);
 std::string hf_expert_name(const std::string& pattern, int64_t expert);
 
 // The one Q/K row permutation between RoPE conventions, for `rows` rows of `cols` values in heads

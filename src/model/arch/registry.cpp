@@ -4,12 +4,13 @@
 
 namespace llmforge {
 
-extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch, kVitArch, kClipVisionArch;
+extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch, kVitArch, kClipVisionArch,
+    kSwinArch;
 
 namespace {
 
 const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch, &kDeepseek2Arch, &kVitArch,
-                              &kClipVisionArch};
+                              &kClipVisionArch, &kSwinArch};
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "model/arch/arch.h"
+#include "model/arch/encoder.h"
 
 namespace llmforge {
 
@@ -132,31 +133,16 @@ std::vector<TensorSpec> clip_table() {
 
 // ---- hyper-parameters (Hugging Face ViTConfig / CLIPVisionConfig keys) ----
 
-int64_t need(const ConfigSource& src, const char* key) {
-    const std::optional<int64_t> v = src.integer(key, key);
-    if (!v) fail("%s: required key \"%s\" is missing (a vision transformer's config needs it)", src.where().c_str(), key);
-    if (*v <= 0) fail("%s: \"%s\" is %lld, expected > 0", src.where().c_str(), key, (long long)*v);
-    return *v;
-}
-
 void configure(ModelConfig& c, const ConfigSource& src, const char* default_act, double default_eps) {
+    using encoder_family::need;
     c.n_embd = need(src, "hidden_size");
     c.n_ff = need(src, "intermediate_size");
     c.n_layer = need(src, "num_hidden_layers");
     c.n_head = need(src, "num_attention_heads");
     c.n_head_kv = c.n_head;
     c.head_dim = c.n_embd / c.n_head;  // validate() checks the division
-    c.enc.image_size = need(src, "image_size");
-    c.enc.patch_size = need(src, "patch_size");
-    c.enc.n_channels = src.integer("num_channels", "num_channels").value_or(3);
-    const std::string act = src.string("hidden_act", "hidden_act").value_or(default_act);
-    if (!activation_from_name(act, &c.enc.act)) {
-        fail("%s: \"hidden_act\" is '%s', expected gelu, gelu_new, gelu_pytorch_tanh or quick_gelu",
-             src.where().c_str(), act.c_str());
-    }
-    const double eps = src.number("layer_norm_eps", "layer_norm_eps").value_or(default_eps);
-    if (!(eps > 0 && eps < 1)) fail("%s: \"layer_norm_eps\" is %g, expected in (0, 1)", src.where().c_str(), eps);
-    c.enc.norm_eps = static_cast<float>(eps);
+    encoder_family::configure_vision(c, src, default_act, default_eps);
+    c.enc.class_token = true;
     c.n_vocab = 0;
     c.n_ctx_train = 1 + c.enc.n_patches();
 }
@@ -282,6 +268,31 @@ Arch encoder_arch(const char* name, std::vector<std::string> hf_types, const cha
 }
 
 }  // namespace
+
+namespace encoder_family {
+
+int64_t need(const ConfigSource& src, const char* key) {
+    const std::optional<int64_t> v = src.integer(key, key);
+    if (!v) fail("%s: required key \"%s\" is missing (an encoder's config needs it)", src.where().c_str(), key);
+    if (*v <= 0) fail("%s: \"%s\" is %lld, expected > 0", src.where().c_str(), key, (long long)*v);
+    return *v;
+}
+
+void configure_vision(ModelConfig& c, const ConfigSource& src, const char* default_act, double default_eps) {
+    c.enc.image_size = need(src, "image_size");
+    c.enc.patch_size = need(src, "patch_size");
+    c.enc.n_channels = src.integer("num_channels", "num_channels").value_or(3);
+    const std::string act = src.string("hidden_act", "hidden_act").value_or(default_act);
+    if (!activation_from_name(act, &c.enc.act)) {
+        fail("%s: \"hidden_act\" is '%s', expected gelu, gelu_new, gelu_pytorch_tanh or quick_gelu",
+             src.where().c_str(), act.c_str());
+    }
+    const double eps = src.number("layer_norm_eps", "layer_norm_eps").value_or(default_eps);
+    if (!(eps > 0 && eps < 1)) fail("%s: \"layer_norm_eps\" is %g, expected in (0, 1)", src.where().c_str(), eps);
+    c.enc.norm_eps = static_cast<float>(eps);
+}
+
+}  // namespace encoder_family
 
 bool activation_from_name(const std::string& n, Activation* out) {
     if (n == "gelu") *out = Activation::kGelu;
