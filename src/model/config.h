@@ -63,6 +63,10 @@ struct EncoderConfig {
     float mlp_ratio = 0.0f;
     // The input's patch grid for one call (Swin takes any image size); 0: image_size / patch_size.
     int64_t grid_h = 0, grid_w = 0;
+    // Text encoders (RoBERTa): the row of position 0 in the position table (pad_token_id + 1:
+    // RoBERTa numbers real tokens from there), and the token type every token gets (row 0).
+    int64_t position_offset = 0;
+    int64_t pad_token = -1;
 
     int64_t n_patches() const { return patch_size > 0 ? (image_size / patch_size) * (image_size / patch_size) : 0; }
     int64_t patch_cols() const { return n_channels * patch_size * patch_size; }  // one patch row's width

@@ -484,7 +484,8 @@ public:
     }
 
     // ---- encoder ops (Model::encode) ----
-    void set_input(const float* rows, int64_t cols) { input_ = rows, input_cols_ = cols; }
+    void set_input(const float* rows, int64_t cols) { input_ = rows, input_cols_ = cols, encoding_ = true; }
+    void set_text(const int32_t* lengths) { lengths_ = lengths, encoding_ = true; }
     Act input(int64_t cols) override {
         LF_ASSERT(input_ != nullptr && cols == input_cols_);
         return {const_cast<float*>(input_), n_, cols};  // read only (the first product's input)
@@ -527,6 +528,17 @@ public:
                 deq(static_cast<const uint8_t*>(t.data()) + p * row_bytes, row.data(), C);
                 kt_.add(C, row.data(), x.data + i * C);
             }
+        });
+        return x;
+    }
+    Act add_row(Act x, Weight table, int64_t row) override {
+        const Tensor& t = w(table);
+        std::vector<float> v(static_cast<size_t>(x.cols));
+        LF_ASSERT(t.shape().back() == x.cols && row >= 0 && row < t.numel() / x.cols);
+        kt_.dequantize_row[static_cast<int>(t.dtype())](static_cast<const uint8_t*>(t.data()) + row * (t.nbytes() / (t.numel() / x.cols)),
+                                                        v.data(), x.cols);
+        pool_.run_range(x.rows, n_grain_, [&](int64_t lo, int64_t hi) {
+            for (int64_t i = lo; i < hi; ++i) kt_.add(x.cols, v.data(), x.data + i * x.cols);
         });
         return x;
     }
@@ -576,15 +588,20 @@ public:
             for (int64_t e = 0; e < G * G; ++e) y.data[h * G * G + e] = tb[index[e] * H + h];
         return y;
     }
-    // Encoders keep the residual stream in s_.x as decoders do, so each layer's temporaries are
-    // reused by the next (EagerOps::residual frees them).
+    // Encoders keep each layer's output in s_.x, so the next layer reuses every temporary buffer
+    // (a post-norm or merging layer returns a fresh one: copied there).
     Act run_layer(int64_t layer, Act h, const std::function<Act(Ops&, Act)>& body) override {
-        if (input_ != nullptr && h.data != s_.x.data()) {
-            grow(s_.x, h.rows * h.cols);
-            std::copy(h.data, h.data + h.rows * h.cols, s_.x.data());
-            h.data = s_.x.data();
-        }
-        return body(*this, h);
+        if (!encoding_) return body(*this, h);
+        auto to_stream = [this](Act a) {
+            if (a.data == s_.x.data()) return a;
+            grow(s_.x, a.rows * a.cols);
+            std::copy(a.data, a.data + a.rows * a.cols, s_.x.data());
+            a.data = s_.x.data();
+            return a;
+        };
+        Act y = to_stream(body(*this, to_stream(h)));
+        next_buf_ = 0;
+        return y;
     }
     Act bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& a);
 
@@ -650,7 +667,7 @@ public:
     bool observing() const override { return static_cast<bool>(s_.hook); }
     void observe(const std::string& name, Act x) override {
         if (!s_.hook || x.rows == 0) return;
-        if (input_ != nullptr) return s_.hook(name, x.data, x.rows * x.cols);  // an encoder's: every row
+        if (encoding_) return s_.hook(name, x.data, x.rows * x.cols);  // an encoder's: every row
         const int64_t rows = x.rows == n_ ? n_real_ : std::min(x.rows, n_out_total_);
         s_.hook(name, x.data, rows * x.cols);
     }
@@ -799,8 +816,10 @@ private:
     int64_t n_grain_;
     size_t next_buf_ = 0;
     int64_t m_out_ = 0;
-    const float* input_ = nullptr;  // encoders: the input rows (n_, input_cols_)
+    const float* input_ = nullptr;  // vision encoders: the input rows (n_, input_cols_)
     int64_t input_cols_ = 0;
+    const int32_t* lengths_ = nullptr;  // text encoders: each sequence's real tokens (the rest is padding)
+    bool encoding_ = false;             // Model::encode / encode_tokens
     std::vector<DeltaRun> delta_runs_;
     std::vector<int64_t> run_ends_;  // run_deltas: each run's end in the concatenated rows
     std::vector<kernels::GroupedProduct> grouped_;  // moe / mla: the products of one dispatch
@@ -993,7 +1012,12 @@ Act EagerOps::bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& 
                        k_dim, 0.0f, sc, T);
         if (a.bias.data != nullptr) kt_.add(T * T, a.bias.data + h * T * T, sc);
         if (a.mask != nullptr) kt_.add(T * T, a.mask + (j % a.n_mask) * T * T, sc);
-        for (int64_t r = 0; r < T; ++r) kt_.softmax(sc + r * T, T);
+        // Padded text: keys past the sequence's length get no weight.
+        const int64_t L = a.group == 0 && lengths_ != nullptr ? lengths_[j] : T;
+        for (int64_t r = 0; r < T; ++r) {
+            kt_.softmax(sc + r * T, L);
+            std::fill(sc + r * T + L, sc + (r + 1) * T, 0.0f);
+        }
         kernels::sgemm(false, false, T, Dv, T, 1.0f, sc, T, v.data + i0 * v_dim + g * Dv, v_dim, 0.0f,
                        att.data + i0 * o_dim + h * Dv, o_dim);
     });
@@ -1411,10 +1435,9 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
 
 void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
                    ForwardScratch& s, int64_t grid_h, int64_t grid_w) const {
-    if (!arch_->encoder) {
-        fail("%s: %s is a decoder, not an encoder (hint: images and encoder inputs need a vision tower such as "
-             "a ViT or CLIP vision model)",
-             files_.path.c_str(), cfg_.arch.c_str());
+    if (!arch_->encoder || arch_->text_input) {
+        fail("%s: %s is %s (hint: images need a vision tower such as a ViT, CLIP vision or Swin model)",
+             files_.path.c_str(), cfg_.arch.c_str(), arch_->encoder ? "a text encoder" : "a decoder, not an encoder");
     }
     LF_ASSERT(n_seqs >= 0 && rows > 0);
     if (n_seqs == 0) return;
@@ -1438,6 +1461,48 @@ void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutpu
     Act pooled;
     const Act last = run_encoder(ops, *arch_, c, &pooled);
     out.rows = rows;
+    out.cols = last.cols;
+    out.last.assign(last.data, last.data + last.rows * last.cols);
+    out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
+    out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+}
+
+void Model::encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_seqs, int64_t T, EncodeOutput& out,
+                          ThreadPool& pool, ForwardScratch& s) const {
+    if (!arch_->encoder || !arch_->text_input) {
+        fail("%s: %s is not a text encoder (hint: token ids need an encoder such as RoBERTa)", files_.path.c_str(),
+             cfg_.arch.c_str());
+    }
+    LF_ASSERT(n_seqs >= 0 && T > 0);
+    if (n_seqs == 0) return;
+    if (T > cfg_.n_ctx_train) {
+        fail("%s: %lld tokens per sequence, the model has %lld positions (hint: shorten the text)", files_.path.c_str(),
+             (long long)T, (long long)cfg_.n_ctx_train);
+    }
+    const int64_t n = n_seqs * T;
+    for (int64_t j = 0; j < n_seqs; ++j) {
+        if (lengths[j] < 1 || lengths[j] > T) {
+            fail("sequence %lld has length %d, expected 1..%lld", (long long)j, lengths[j], (long long)T);
+        }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        if (ids[i] < 0 || ids[i] >= cfg_.n_vocab) {
+            fail("token id %d at row %lld is out of range (expected 0 <= id < vocab size %lld)", ids[i], (long long)i,
+                 (long long)cfg_.n_vocab);
+        }
+    }
+    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, ids + j * T, T, 0, nullptr, 0};
+    for (auto* v : {&s.row_seq, &s.row_pos}) v->resize(std::max(v->size(), static_cast<size_t>(n)));
+    s.row_tok.resize(std::max(s.row_tok.size(), static_cast<size_t>(n)));
+    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / T, s.row_pos[i] = i % T, s.row_tok[i] = ids[i];
+    s.mm.allow_blas = true;
+    s.mm.row_invariant = false;
+    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, T, false, pool, s);
+    ops.set_text(lengths);
+    Act pooled;
+    const Act last = run_encoder(ops, *arch_, cfg_, &pooled);
+    out.rows = T;
     out.cols = last.cols;
     out.last.assign(last.data, last.data + last.rows * last.cols);
     out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;

@@ -162,6 +162,11 @@ public:
     // 0: the config's image_size / patch_size).
     void encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
                 ForwardScratch& s, int64_t grid_h = 0, int64_t grid_w = 0) const;
+    // Text encoders (Arch::text_input: RoBERTa): n_seqs sequences of token ids right-padded to T,
+    // (n_seqs · T) ids, lengths[j] real tokens in sequence j (the rest masked as keys; their rows'
+    // outputs mean nothing). Throws Error for ids out of range or another architecture.
+    void encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_seqs, int64_t T, EncodeOutput& out,
+                       ThreadPool& pool, ForwardScratch& s) const;
     bool is_encoder() const { return arch_->encoder; }
 
     // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of

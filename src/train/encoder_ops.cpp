@@ -259,6 +259,26 @@ Var add_positions(Tape& t, Var x, Var table, int64_t B, int64_t offset) {
     return y;
 }
 
+Var add_row(Tape& t, Var x, Var table, int64_t row) {
+    const int64_t C = x->shape.back(), N = rows_of(x);
+    LF_ASSERT(table->shape.back() == C && row >= 0 && (row + 1) * C <= table->numel);
+    Var y = t.make(x->shape, needs_grad(t, {x, table}));
+    const float* v = table->data + row * C;
+    for (int64_t r = 0; r < N; ++r)
+        for (int64_t c = 0; c < C; ++c) y->data[r * C + c] = x->data[r * C + c] + v[c];
+    if (y->requires_grad) {
+        t.on_backward([&t, x, table, y, row, N, C] {
+            if (y->grad == nullptr) return;
+            if (x->requires_grad) {
+                float* dx = t.grad(x);
+                for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
+            }
+            if (table->requires_grad) add_column_sums(t.pool(), y->grad, N, C, t.grad(table) + row * C);
+        });
+    }
+    return y;
+}
+
 Var first_rows(Tape& t, Var x, int64_t B) {
     const int64_t C = x->shape.back(), T = rows_of(x) / B;
     LF_ASSERT(B * T * C == x->numel);

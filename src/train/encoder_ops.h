@@ -38,6 +38,9 @@ Var class_row(Tape& t, Var x, Var w, int64_t B);
 // table (P, C) (any leading shape with C last), P >= T + offset.
 Var add_positions(Tape& t, Var x, Var table, int64_t B, int64_t offset);
 
+// x (N, C) + table[row] (the table (R, C)) on every row; the table row's gradient is the column sum.
+Var add_row(Tape& t, Var x, Var table, int64_t row);
+
 // The first row of each of B sequences: (B, C).
 Var first_rows(Tape& t, Var x, int64_t B);
 

@@ -113,6 +113,9 @@ public:
     Act add_positions(Act x, Weight table, int64_t offset) override {
         return act(train::add_positions(t_, V(x), t_.param(P(table)), b_.B, offset));
     }
+    Act add_row(Act x, Weight table, int64_t row) override {
+        return act(train::add_row(t_, V(x), t_.param(P(table)), row));
+    }
     Act first_rows(Act x) override { return act(train::first_rows(t_, V(x), b_.B)); }
     Act mean_rows(Act x) override { return act(train::mean_rows(t_, V(x), b_.B)); }
     Act gather_rows(Act x, const int32_t* index, int64_t n_out) override {
@@ -547,6 +550,22 @@ Var TrainModel::encode(Tape& t, const float* input, int64_t B, int64_t T, Var* p
     c.enc.grid_w = grid_w;
     Act p;
     const Act last = run_encoder(ops, *arch_, c, &p);
+    if (pooled != nullptr) *pooled = static_cast<Var>(p.node);
+    return static_cast<Var>(last.node);
+}
+
+Var TrainModel::encode_tokens(Tape& t, const int32_t* ids, const int32_t* lengths, int64_t B, int64_t T, Var* pooled,
+                              const Hook& hook) {
+    if (!arch_->encoder || !arch_->text_input) fail("%s is not a text encoder: encode_tokens() needs one", cfg_.arch.c_str());
+    if (T > cfg_.n_ctx_train) {
+        fail("%lld tokens per sequence, the model has %lld positions", (long long)T, (long long)cfg_.n_ctx_train);
+    }
+    set_positions(B, T, nullptr, 0);
+    TapeOps::Batch b{ids, B, T, nullptr, nullptr, 0.0f, 0, &hook, t.grad_enabled};
+    b.lengths = lengths;
+    TapeOps ops(t, *this, b);
+    Act p;
+    const Act last = run_encoder(ops, *arch_, cfg_, &p);
     if (pooled != nullptr) *pooled = static_cast<Var>(p.node);
     return static_cast<Var>(last.node);
 }

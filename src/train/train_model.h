@@ -96,6 +96,11 @@ public:
     // decoder.
     Var encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled = nullptr, bool input_grad = false,
                const int32_t* lengths = nullptr, const Hook& hook = nullptr, int64_t grid_h = 0, int64_t grid_w = 0);
+    // Text encoders (RoBERTa): B sequences of token ids right-padded to T, lengths[b] real tokens
+    // each (ids < vocab: the caller's check, as for logits()). Returns the last hidden state
+    // (B·T, C); padded rows' values mean nothing (leave them out of the loss).
+    Var encode_tokens(Tape& t, const int32_t* ids, const int32_t* lengths, int64_t B, int64_t T, Var* pooled = nullptr,
+                      const Hook& hook = nullptr);
     // The input rows node of the last encode().
     Var last_input = nullptr;
     // DeepSeek-V3's multi-token prediction: with mtp_lambda > 0 (and an MTP module in the model),

@@ -244,6 +244,8 @@ public:
     virtual Act class_row(Act x, Weight w) = 0;
     // x + table[p + offset] for the row at position p of its sequence: learned absolute positions.
     virtual Act add_positions(Act x, Weight table, int64_t offset) = 0;
+    // x + table[row] on every row (RoBERTa's one token type).
+    virtual Act add_row(Act x, Weight table, int64_t row) = 0;
     // The first row of each sequence: (sequences, C) (a class token's output, a pooler's input).
     virtual Act first_rows(Act x) = 0;
     // The mean of each sequence's rows: (sequences, C) (average pooling).
@@ -289,10 +291,11 @@ struct Arch {
         Act logits, hidden;
     };
     MtpOut (*mtp)(Ops& o, const ModelConfig& c, int64_t depth, Act h) = nullptr;
-    // Encoders (vision towers, text encoders): no vocabulary, no KV memory, bidirectional attention;
-    // embed reads Ops::input, head returns the last hidden state of every row, and pool (optional)
-    // the pooled output per sequence from it (run_encoder).
+    // Encoders (vision towers, text encoders): no KV memory, bidirectional attention; embed reads
+    // Ops::input (vision) or the token embedding (text: text_input), head returns the last hidden
+    // state of every row, and pool (optional) the pooled output per sequence from it (run_encoder).
     bool encoder = false;
+    bool text_input = false;  // an encoder of token ids (Model::encode_tokens), not of input rows
     Act (*pool)(Ops& o, const ModelConfig& c, Act last) = nullptr;
     // Hugging Face names that need the config to map (Swin's "encoder.layers.<stage>.blocks.<block>."
     // ↔ the table's flat "encoder.blocks.{l}."): to_hf false turns a file's name into the table's

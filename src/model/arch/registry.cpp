@@ -5,12 +5,12 @@
 namespace llmforge {
 
 extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch, kVitArch, kClipVisionArch,
-    kSwinArch;
+    kSwinArch, kRobertaArch;
 
 namespace {
 
 const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch, &kDeepseek2Arch, &kVitArch,
-                              &kClipVisionArch, &kSwinArch};
+                              &kClipVisionArch, &kSwinArch, &kRobertaArch};
 
 }  // namespace
 

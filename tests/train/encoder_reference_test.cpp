@@ -1,5 +1,5 @@
-// Vision towers (model/arch/vit.cpp) against independent float64 PyTorch references on random
-// weights (tests/model/ref/vision/make_vision_refs.py: Hugging Face ViTModel and CLIPVisionModel
+// Encoders (model/arch/vit.cpp, swin.cpp, roberta.cpp) against independent float64 PyTorch references on random
+// weights (tests/model/ref/vision/make_vision_refs.py: Hugging Face ViTModel, CLIPVisionModel, SwinModel and RobertaModel
 // semantics re-implemented in plain torch, cross-checked against torch.nn inside the script):
 // the engine's encode() (EagerOps) gives every layer's hidden states, the last hidden state and
 // the pooled output; the trainer's encode() (TapeOps) the same values and, for
@@ -285,6 +285,105 @@ TEST(VisionEncoder, BadInputsAreOneLineErrors) {
                   std::string::npos)
             << e.what();
     }
+}
+
+// RoBERTa (the text encoder): the same comparisons over the real (unpadded) rows.
+std::vector<float> real_rows(const float* x, const std::vector<int32_t>& lengths, int64_t T, int64_t C) {
+    std::vector<float> out;
+    for (size_t b = 0; b < lengths.size(); ++b)
+        out.insert(out.end(), x + b * T * C, x + (b * T + lengths[b]) * C);
+    return out;
+}
+
+TEST(TextEncoder, RobertaEngineAndTrainerMatchReference) {
+    const Ref ref("roberta_tiny");
+    // I32 tensors (the engine loads no integer dtype): read from the file's bytes.
+    const std::string bytes = test::read_file(ref.dir + "/expected.safetensors");
+    auto ints = [&](const char* name) {
+        const SafetensorsTensorInfo* info = ref.expected.find_tensor(name);
+        EXPECT_NE(info, nullptr) << name;
+        std::vector<int32_t> v((info->end - info->begin) / 4);
+        std::memcpy(v.data(), bytes.data() + ref.expected.data_offset() + info->begin, v.size() * 4);
+        return v;
+    };
+    const std::vector<int32_t> ids = ints("input.input_ids"), mask = ints("input.attention_mask");
+    const int64_t B = ref.expected.find_tensor("input.input_ids")->shape[0], T = static_cast<int64_t>(ids.size()) / B;
+    std::vector<int32_t> lengths(static_cast<size_t>(B), 0);
+    for (int64_t i = 0; i < B * T; ++i) lengths[i / T] += mask[i];
+    const std::vector<float> want_last = ref.get("out.last_hidden_state");
+    const int64_t C = static_cast<int64_t>(want_last.size()) / (B * T);
+    const std::vector<float> want_real = real_rows(want_last.data(), lengths, T, C);
+
+    auto model = Model::load(ref.dir);
+    ThreadPool pool(2);
+    ForwardScratch s;
+    std::map<std::string, std::vector<float>> seen;
+    s.hook = [&](const std::string& name, const float* x, int64_t n) { seen[name].assign(x, x + n); };
+    EncodeOutput out;
+    model->encode_tokens(ids.data(), lengths.data(), B, T, out, pool, s);
+    EXPECT_LT(rel_err(real_rows(out.last.data(), lengths, T, C).data(), want_real), 2e-5);
+    const std::vector<std::string> names = hidden_state_names(model->config());
+    for (size_t i = 0; i < names.size(); ++i) {
+        const std::vector<float> want = ref.get("out.hidden_states." + std::to_string(i));
+        EXPECT_LT(rel_err(real_rows(seen.at(names[i]).data(), lengths, T, C).data(), real_rows(want.data(), lengths, T, C)),
+                  2e-5)
+            << names[i];
+    }
+    EXPECT_LT(rel_err(out.pooled.data(), ref.get("out.pooler_output")), 2e-5);
+
+    auto m = train::TrainModel::from_files(open_model_files(ref.dir));
+    m->need_embed_grad = true;
+    train::Tape t(pool);
+    train::Var pooled = nullptr;
+    train::Var last = m->encode_tokens(t, ids.data(), lengths.data(), B, T, &pooled);
+    EXPECT_LT(rel_err(real_rows(last->data, lengths, T, C).data(), want_real), 2e-5);
+    EXPECT_LT(rel_err(pooled->data, ref.get("out.pooler_output")), 2e-5);
+    const std::vector<float> r_last = ref.get("loss.r_last"), r_pool = ref.get("loss.r_pool");
+    train::Var loss = t.make({1}, true);
+    t.on_backward([&] {
+        float* dl = t.grad(last);
+        float* dp = t.grad(pooled);
+        for (int64_t i = 0; i < last->numel; ++i) dl[i] += r_last[i] * loss->grad[0];
+        for (int64_t i = 0; i < pooled->numel; ++i) dp[i] += r_pool[i] * loss->grad[0];
+    });
+    t.backward(loss);
+    double scale = 0;
+    for (const auto& info : ref.expected.tensor_infos())
+        if (info.name.rfind("grad.", 0) == 0)
+            for (float v : ref.get(info.name)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    int checked = 0;
+    for (const auto& p : m->params()) {
+        const std::string hf = gguf_to_hf_name(m->arch(), p->name, &m->config());
+        ASSERT_TRUE(ref.has("grad." + hf)) << hf;
+        EXPECT_LT(rel_err(p->grad.data(), ref.get("grad." + hf), 1e-3 * scale), 1e-4) << hf;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 2 * 16 + 7);  // 16 per layer, 7 global
+    // The gradient of the gathered word-embedding rows (HF's inputs_embeds), real rows.
+    ASSERT_NE(m->last_embed, nullptr);
+    ASSERT_NE(m->last_embed->grad, nullptr);
+    const std::vector<float> demb = ref.get("grad.input.inputs_embeds");
+    EXPECT_LT(rel_err(real_rows(m->last_embed->grad, lengths, T, C).data(), real_rows(demb.data(), lengths, T, C),
+                      1e-3 * scale),
+              1e-4);
+}
+
+TEST(TextEncoder, BadTokensAreOneLineErrors) {
+    auto model = Model::load(test::src_path("tests/model/ref/vision/roberta_tiny"));
+    ThreadPool pool(1);
+    ForwardScratch s;
+    EncodeOutput out;
+    const std::vector<int32_t> ids = {0, 5, 100, 2}, ok_len = {4}, bad_len = {5};
+    try {
+        model->encode_tokens(ids.data(), ok_len.data(), 1, 4, out, pool, s);
+        FAIL() << "id 100 of a 100-token vocabulary";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("token id 100 at row 2 is out of range"), std::string::npos) << e.what();
+    }
+    const std::vector<int32_t> fine = {0, 5, 7, 2};
+    EXPECT_THROW(model->encode_tokens(fine.data(), bad_len.data(), 1, 4, out, pool, s), Error);
+    const std::vector<float> rows(64, 0.0f);
+    EXPECT_THROW(model->encode(rows.data(), 1, 2, out, pool, s), Error);  // a text encoder given image rows
 }
 
 TEST(VisionEncoder, DecoderRefusesEncodeAndRoundTripsConfig) {
