@@ -77,6 +77,19 @@ struct EncoderConfig {
     }
 };
 
+// A fusion model (model/arch/fusion.cpp): how a text encoder's and an image encoder's outputs
+// become answer logits.
+enum class FusionKind { kGated, kConcat, kCross, kText, kImage };
+struct FusionConfig {
+    FusionKind kind = FusionKind::kGated;
+    int64_t text_width = 0, vision_width = 0;  // the encoders' hidden sizes
+    int64_t gate_hidden = 0;                   // gated: W1's width
+    int64_t cls_hidden = 0;                    // the classifier's hidden width
+    int64_t n_answers = 0;
+};
+bool fusion_kind_from_name(const std::string& name, FusionKind* out);
+const char* fusion_kind_name(FusionKind k);
+
 struct ModelConfig {
     std::string arch = "llama";  // a registered architecture (model/arch/registry.cpp)
     std::string name;            // general.name or folder name, informational
@@ -118,6 +131,7 @@ struct ModelConfig {
     int64_t n_rot = 0;
     DeepSeekConfig ds;
     EncoderConfig enc;
+    FusionConfig fusion;
 
     int64_t v_dim() const { return head_dim_v > 0 ? head_dim_v : head_dim; }
     int64_t window_at(int64_t l) const { return layer_window.empty() ? sliding_window : layer_window[l]; }

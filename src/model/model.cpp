@@ -484,11 +484,27 @@ public:
     }
 
     // ---- encoder ops (Model::encode) ----
-    void set_input(const float* rows, int64_t cols) { input_ = rows, input_cols_ = cols, encoding_ = true; }
+    void set_input(const float* rows, int64_t cols, int which = 0) {
+        inputs_[which] = rows, input_cols_[which] = cols, encoding_ = true;
+    }
     void set_text(const int32_t* lengths) { lengths_ = lengths, encoding_ = true; }
-    Act input(int64_t cols) override {
-        LF_ASSERT(input_ != nullptr && cols == input_cols_);
-        return {const_cast<float*>(input_), n_, cols};  // read only (the first product's input)
+    Act input(int64_t cols, int which) override {
+        LF_ASSERT(which >= 0 && which < 2 && inputs_[which] != nullptr && cols == input_cols_[which]);
+        // Read only (a product's input); input 0 has the batch's n_ rows, input 1 its own.
+        return {const_cast<float*>(inputs_[which]), which == 0 ? n_ : input_rows1_, cols};
+    }
+    void set_input_rows1(int64_t rows) { input_rows1_ = rows; }
+    Act softmax_rows(Act x) override {
+        for (int64_t i = 0; i < x.rows; ++i) kt_.softmax(x.data + i * x.cols, x.cols);
+        return x;  // in place: a product's output
+    }
+    Act weighted_sum(Act wt, Act a, Act b) override {
+        LF_ASSERT(wt.cols == 2 && a.rows == wt.rows && b.rows == wt.rows && a.cols == b.cols);
+        Act y = take(a.rows, a.cols);
+        for (int64_t i = 0; i < a.rows; ++i)
+            for (int64_t c = 0; c < a.cols; ++c)
+                y.data[i * a.cols + c] = wt.data[2 * i] * a.data[i * a.cols + c] + wt.data[2 * i + 1] * b.data[i * a.cols + c];
+        return y;
     }
     Act layernorm(Act x, Weight gain, Weight bias, float eps) override {
         Act y = take(x.rows, x.cols);
@@ -816,8 +832,9 @@ private:
     int64_t n_grain_;
     size_t next_buf_ = 0;
     int64_t m_out_ = 0;
-    const float* input_ = nullptr;  // vision encoders: the input rows (n_, input_cols_)
-    int64_t input_cols_ = 0;
+    const float* inputs_[2] = {nullptr, nullptr};  // encoders' input rows: 0 (n_ rows), 1 (input_rows1_ rows)
+    int64_t input_cols_[2] = {0, 0};
+    int64_t input_rows1_ = 0;
     const int32_t* lengths_ = nullptr;  // text encoders: each sequence's real tokens (the rest is padding)
     bool encoding_ = false;             // Model::encode / encode_tokens
     std::vector<DeltaRun> delta_runs_;
@@ -1000,25 +1017,28 @@ Act EagerOps::bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& 
     const int64_t H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim, Dv = a.head_dim_v;
     const int64_t q_dim = H * D, k_dim = Hkv * D, v_dim = Hkv * Dv, o_dim = H * Dv, group = H / Hkv;
     LF_ASSERT(q.cols == q_dim && k.cols == k_dim && v.cols == v_dim && a.window == 0 && a.lsh == nullptr);
-    // Groups of T rows: Swin's windows, else whole sequences (an encoder's are all one length).
+    // Groups of rows: Swin's windows, else whole sequences (an encoder's are all one length); the
+    // keys' groups may be another input's (cross-attention), with their own length.
     const int64_t T = a.group > 0 ? a.group : q.rows / n_seqs_, n_groups = q.rows / T;
-    LF_ASSERT(n_groups * T == q.rows && (a.mask == nullptr || a.n_mask > 0));
+    const int64_t Tk = a.group > 0 ? a.group : k.rows / n_seqs_;
+    LF_ASSERT(n_groups * T == q.rows && n_groups * Tk == k.rows && (a.mask == nullptr || a.n_mask > 0));
+    LF_ASSERT((a.bias.data == nullptr && a.mask == nullptr) || T == Tk);
     Act att = take(q.rows, o_dim);
-    grow(s_.att_block, static_cast<size_t>(pool_.size() * T * T));
+    grow(s_.att_block, static_cast<size_t>(pool_.size() * T * Tk));
     pool_.run(n_groups * H, [&](int64_t item, int tid) {
-        const int64_t j = item / H, h = item % H, g = h / group, i0 = j * T;
-        float* sc = &s_.att_block[static_cast<size_t>(tid) * T * T];
-        kernels::sgemm(false, true, T, T, D, a.scale, q.data + i0 * q_dim + h * D, q_dim, k.data + i0 * k_dim + g * D,
-                       k_dim, 0.0f, sc, T);
+        const int64_t j = item / H, h = item % H, g = h / group, i0 = j * T, k0 = j * Tk;
+        float* sc = &s_.att_block[static_cast<size_t>(tid) * T * Tk];
+        kernels::sgemm(false, true, T, Tk, D, a.scale, q.data + i0 * q_dim + h * D, q_dim, k.data + k0 * k_dim + g * D,
+                       k_dim, 0.0f, sc, Tk);
         if (a.bias.data != nullptr) kt_.add(T * T, a.bias.data + h * T * T, sc);
         if (a.mask != nullptr) kt_.add(T * T, a.mask + (j % a.n_mask) * T * T, sc);
         // Padded text: keys past the sequence's length get no weight.
-        const int64_t L = a.group == 0 && lengths_ != nullptr ? lengths_[j] : T;
+        const int64_t L = a.group == 0 && lengths_ != nullptr ? lengths_[j] : Tk;
         for (int64_t r = 0; r < T; ++r) {
-            kt_.softmax(sc + r * T, L);
-            std::fill(sc + r * T + L, sc + (r + 1) * T, 0.0f);
+            kt_.softmax(sc + r * Tk, L);
+            std::fill(sc + r * Tk + L, sc + (r + 1) * Tk, 0.0f);
         }
-        kernels::sgemm(false, false, T, Dv, T, 1.0f, sc, T, v.data + i0 * v_dim + g * Dv, v_dim, 0.0f,
+        kernels::sgemm(false, false, T, Dv, Tk, 1.0f, sc, Tk, v.data + k0 * v_dim + g * Dv, v_dim, 0.0f,
                        att.data + i0 * o_dim + h * Dv, o_dim);
     });
     return att;
@@ -1507,6 +1527,33 @@ void Model::encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_
     out.last.assign(last.data, last.data + last.rows * last.cols);
     out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
     out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+}
+
+void Model::fuse(const float* text, int64_t text_rows, const float* image, int64_t image_rows, int64_t n_seqs,
+                 EncodeOutput& out, ThreadPool& pool, ForwardScratch& s) const {
+    if (arch_->name != "fusion") {
+        fail("%s: %s is not a fusion model (hint: a VQA model folder holds vision/, text/ and fusion/)",
+             files_.path.c_str(), cfg_.arch.c_str());
+    }
+    LF_ASSERT(n_seqs > 0 && text_rows > 0 && image_rows > 0);
+    const int64_t n = n_seqs * text_rows;
+    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, nullptr, text_rows, 0, nullptr, 0, text + j * text_rows};
+    for (auto* v : {&s.row_seq, &s.row_pos}) v->resize(std::max(v->size(), static_cast<size_t>(n)));
+    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / text_rows, s.row_pos[i] = i % text_rows;
+    s.mm.allow_blas = true;
+    s.mm.row_invariant = false;
+    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, std::max(text_rows, image_rows), false, pool, s);
+    ops.set_input(text, cfg_.fusion.text_width, 0);
+    ops.set_input(image, cfg_.fusion.vision_width, 1);
+    ops.set_input_rows1(n_seqs * image_rows);
+    Act logits;
+    const Act last = run_encoder(ops, *arch_, cfg_, &logits);
+    out.rows = last.rows / n_seqs;
+    out.cols = last.cols;
+    out.last.clear();
+    out.pooled_cols = logits.cols;
+    out.pooled.assign(logits.data, logits.data + logits.rows * logits.cols);
 }
 
 void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch,

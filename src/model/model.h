@@ -167,6 +167,12 @@ public:
     // outputs mean nothing). Throws Error for ids out of range or another architecture.
     void encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_seqs, int64_t T, EncodeOutput& out,
                        ThreadPool& pool, ForwardScratch& s) const;
+    // A fusion model (arch "fusion": model/arch/fusion.cpp): n_seqs questions' text-encoder rows
+    // (n_seqs · text_rows, text width) and their images' vision-tower rows (n_seqs · image_rows,
+    // vision width) → out.pooled = the answer logits (n_seqs, answers). ForwardScratch::hook
+    // observes "gate" (n_seqs, 2) for gated fusion.
+    void fuse(const float* text, int64_t text_rows, const float* image, int64_t image_rows, int64_t n_seqs,
+              EncodeOutput& out, ThreadPool& pool, ForwardScratch& s) const;
     bool is_encoder() const { return arch_->encoder; }
 
     // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of

@@ -107,44 +107,45 @@ Var activation(Tape& t, Var x, int kind) {
 // ---- bidirectional attention ------------------------------------------------------------------
 
 Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t H, int64_t Hkv, float scale,
-                    const int32_t* lengths, Var bias, const float* mask, int64_t n_mask) {
+                    const int32_t* lengths, Var bias, const float* mask, int64_t n_mask, int64_t Tk) {
+    if (Tk == 0) Tk = T;
     const int64_t HD = q->shape.back(), D = HD / H, KD = Hkv * D, VD = v->shape.back(), Dv = VD / Hkv, OD = H * Dv;
-    LF_ASSERT(rows_of(q) == B * T && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
+    LF_ASSERT(rows_of(q) == B * T && rows_of(k) == B * Tk && k->shape.back() == KD && VD % Hkv == 0 && H % Hkv == 0);
     const int64_t group = H / Hkv;
     if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(D));
-    auto len = [lengths, T](int64_t b) {
-        const int64_t n = lengths != nullptr ? lengths[b] : T;
-        LF_ASSERT(n >= 1 && n <= T);
+    auto len = [lengths, Tk](int64_t b) {
+        const int64_t n = lengths != nullptr ? lengths[b] : Tk;
+        LF_ASSERT(n >= 1 && n <= Tk);
         return n;
     };
-    LF_ASSERT(bias == nullptr || bias->numel == H * T * T);
-    LF_ASSERT(mask == nullptr || n_mask > 0);
+    LF_ASSERT(bias == nullptr || (bias->numel == H * T * T && Tk == T));
+    LF_ASSERT(mask == nullptr || (n_mask > 0 && Tk == T));
     Var o = t.make({B * T, OD}, needs_grad(t, {q, k, v, bias}));
-    // Softmax probabilities (B, H, T, T), kept for backward; columns at and after the sequence's
-    // length stay 0, so backward (which multiplies by them) needs no mask of its own.
-    Var probs = t.make({B * H * T * T}, false);
+    // Softmax probabilities (B, H, T, Tk), kept for backward; key columns at and after the
+    // sequence's length stay 0, so backward (which multiplies by them) needs no mask of its own.
+    Var probs = t.make({B * H * T * Tk}, false);
     const kernels::KernelTable& kt = kernels::kernels();
     t.pool().run(B * H, [&](int64_t bh, int) {
         const int64_t b = bh / H, h = bh % H, g = h / group, L = len(b);
-        float* p = probs->data + bh * T * T;
-        kernels::sgemm(false, true, T, L, D, scale, q->data + b * T * HD + h * D, HD, k->data + b * T * KD + g * D, KD,
-                       0.0f, p, T);
+        float* p = probs->data + bh * T * Tk;
+        kernels::sgemm(false, true, T, L, D, scale, q->data + b * T * HD + h * D, HD, k->data + b * Tk * KD + g * D, KD,
+                       0.0f, p, Tk);
         const float* bh_bias = bias != nullptr ? bias->data + h * T * T : nullptr;
         const float* b_mask = mask != nullptr ? mask + (b % n_mask) * T * T : nullptr;
         for (int64_t i = 0; i < T; ++i) {
-            float* row = p + i * T;
+            float* row = p + i * Tk;
             if (bh_bias != nullptr)
                 for (int64_t j = 0; j < L; ++j) row[j] += bh_bias[i * T + j];
             if (b_mask != nullptr)
                 for (int64_t j = 0; j < L; ++j) row[j] += b_mask[i * T + j];
             kt.softmax(row, L);
-            std::fill(row + L, p + (i + 1) * T, 0.0f);
+            std::fill(row + L, row + Tk, 0.0f);
         }
-        kernels::sgemm(false, false, T, Dv, L, 1.0f, p, T, v->data + b * T * VD + g * Dv, VD, 0.0f,
+        kernels::sgemm(false, false, T, Dv, L, 1.0f, p, Tk, v->data + b * Tk * VD + g * Dv, VD, 0.0f,
                        o->data + b * T * OD + h * Dv, OD);
     });
     if (o->requires_grad) {
-        t.on_backward([&t, q, k, v, o, probs, bias, B, T, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale, len] {
+        t.on_backward([&t, q, k, v, o, probs, bias, B, T, Tk, H, Hkv, D, HD, KD, Dv, VD, OD, group, scale, len] {
             if (o->grad == nullptr) return;
             float* dq = t.grad(q);
             float* dk = t.grad(k);
@@ -156,22 +157,22 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
             t.pool().run(B * Hkv, [&](int64_t bg, int) {
                 const int64_t b = bg / Hkv, g = bg % Hkv, L = len(b);
                 thread_local std::vector<float> dp;  // (T, L) dP, then dS in place
-                dp.resize(static_cast<size_t>(T * T));
-                const float* kg = k->data + b * T * KD + g * D;
-                const float* vg = v->data + b * T * VD + g * Dv;
-                float* dkg = dk + b * T * KD + g * D;
-                float* dvg = dv + b * T * VD + g * Dv;
+                dp.resize(static_cast<size_t>(T * Tk));
+                const float* kg = k->data + b * Tk * KD + g * D;
+                const float* vg = v->data + b * Tk * VD + g * Dv;
+                float* dkg = dk + b * Tk * KD + g * D;
+                float* dvg = dv + b * Tk * VD + g * Dv;
                 for (int64_t h = g * group; h < (g + 1) * group; ++h) {
                     const float* doh = o->grad + b * T * OD + h * Dv;
                     const float* qh = q->data + b * T * HD + h * D;
                     float* dqh = dq + b * T * HD + h * D;
-                    const float* p = probs->data + (b * H + h) * T * T;  // (T, T), columns < L valid
+                    const float* p = probs->data + (b * H + h) * T * Tk;  // (T, Tk), columns < L valid
                     // dV[0:L] += Pᵀ dO ; dP = dO V[0:L]ᵀ
-                    kernels::sgemm(true, false, L, Dv, T, 1.0f, p, T, doh, OD, 1.0f, dvg, VD);
-                    kernels::sgemm(false, true, T, L, Dv, 1.0f, doh, OD, vg, VD, 0.0f, dp.data(), T);
+                    kernels::sgemm(true, false, L, Dv, T, 1.0f, p, Tk, doh, OD, 1.0f, dvg, VD);
+                    kernels::sgemm(false, true, T, L, Dv, 1.0f, doh, OD, vg, VD, 0.0f, dp.data(), Tk);
                     for (int64_t i = 0; i < T; ++i) {  // dS = P ⊙ (dP − Σ_j P dP)
-                        float* dr = dp.data() + i * T;
-                        const float* pr = p + i * T;
+                        float* dr = dp.data() + i * Tk;
+                        const float* pr = p + i * Tk;
                         double sf = 0;
                         for (int64_t j = 0; j < L; ++j) sf += static_cast<double>(pr[j]) * dr[j];
                         for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(sf));
@@ -182,8 +183,8 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
                         }
                     }
                     // dQ += scale · dS K[0:L] ; dK[0:L] += scale · dSᵀ Q
-                    kernels::sgemm(false, false, T, D, L, scale, dp.data(), T, kg, KD, 1.0f, dqh, HD);
-                    kernels::sgemm(true, false, L, D, T, scale, dp.data(), T, qh, HD, 1.0f, dkg, KD);
+                    kernels::sgemm(false, false, T, D, L, scale, dp.data(), Tk, kg, KD, 1.0f, dqh, HD);
+                    kernels::sgemm(true, false, L, D, T, scale, dp.data(), Tk, qh, HD, 1.0f, dkg, KD);
                 }
             });
             if (ds_all != nullptr) {
@@ -200,6 +201,59 @@ Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t 
         });
     }
     return o;
+}
+
+// ---- softmax rows, weighted sum ---------------------------------------------------------------
+
+Var softmax_rows(Tape& t, Var x) {
+    const int64_t C = x->shape.back(), N = rows_of(x);
+    Var y = t.make(x->shape, needs_grad(t, {x}));
+    std::memcpy(y->data, x->data, static_cast<size_t>(x->numel) * sizeof(float));
+    const kernels::KernelTable& kt = kernels::kernels();
+    for (int64_t r = 0; r < N; ++r) kt.softmax(y->data + r * C, C);
+    if (y->requires_grad) {
+        t.on_backward([&t, x, y, N, C] {
+            if (y->grad == nullptr || !x->requires_grad) return;
+            float* dx = t.grad(x);
+            for (int64_t r = 0; r < N; ++r) {  // dx = y ⊙ (dy − Σ y·dy)
+                const float* yr = y->data + r * C;
+                const float* dyr = y->grad + r * C;
+                double s = 0;
+                for (int64_t c = 0; c < C; ++c) s += static_cast<double>(yr[c]) * dyr[c];
+                for (int64_t c = 0; c < C; ++c) dx[r * C + c] += yr[c] * (dyr[c] - static_cast<float>(s));
+            }
+        });
+    }
+    return y;
+}
+
+Var weighted_sum(Tape& t, Var w, Var a, Var b) {
+    const int64_t C = a->shape.back(), N = rows_of(a);
+    LF_ASSERT(w->numel == 2 * N && b->numel == a->numel);
+    Var y = t.make(a->shape, needs_grad(t, {w, a, b}));
+    for (int64_t r = 0; r < N; ++r)
+        for (int64_t c = 0; c < C; ++c)
+            y->data[r * C + c] = w->data[2 * r] * a->data[r * C + c] + w->data[2 * r + 1] * b->data[r * C + c];
+    if (y->requires_grad) {
+        t.on_backward([&t, w, a, b, y, N, C] {
+            if (y->grad == nullptr) return;
+            float* dw = w->requires_grad ? t.grad(w) : nullptr;
+            float* da = a->requires_grad ? t.grad(a) : nullptr;
+            float* db = b->requires_grad ? t.grad(b) : nullptr;
+            for (int64_t r = 0; r < N; ++r) {
+                const float* dy = y->grad + r * C;
+                double s0 = 0, s1 = 0;
+                for (int64_t c = 0; c < C; ++c) {
+                    s0 += static_cast<double>(dy[c]) * a->data[r * C + c];
+                    s1 += static_cast<double>(dy[c]) * b->data[r * C + c];
+                    if (da != nullptr) da[r * C + c] += w->data[2 * r] * dy[c];
+                    if (db != nullptr) db[r * C + c] += w->data[2 * r + 1] * dy[c];
+                }
+                if (dw != nullptr) dw[2 * r] += static_cast<float>(s0), dw[2 * r + 1] += static_cast<float>(s1);
+            }
+        });
+    }
+    return y;
 }
 
 // ---- class token, positions, first rows --------------------------------------------------------

@@ -26,9 +26,17 @@ Var activation(Tape& t, Var x, int kind);
 // Groups (Swin's windows) are sequences here: B = rows / G, T = G. bias (H, T, T), optional, is
 // added to every sequence's scaled scores and gets their summed gradient; mask (n_mask, T, T),
 // optional constants (read in forward only), is added to sequence b's scores as mask b % n_mask.
+// Tk > 0: keys and values have Tk rows per sequence (cross-attention: q from one input, k and v
+// from another), else T.
 Var attention_bidir(Tape& t, Var q, Var k, Var v, int64_t B, int64_t T, int64_t n_head, int64_t n_head_kv,
                     float scale = 0.0f, const int32_t* lengths = nullptr, Var bias = nullptr,
-                    const float* mask = nullptr, int64_t n_mask = 0);
+                    const float* mask = nullptr, int64_t n_mask = 0, int64_t Tk = 0);
+
+// Softmax of each row of x (N, C).
+Var softmax_rows(Tape& t, Var x);
+
+// y = w[:, 0]·a + w[:, 1]·b per row: w (N, 2), a and b (N, C).
+Var weighted_sum(Tape& t, Var w, Var a, Var b);
 
 // x (B·T, C) with each sequence's first row replaced by w (C) (a class token); w's gradient is the
 // sum of those rows' gradients, x's first rows get none.

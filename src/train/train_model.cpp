@@ -35,6 +35,7 @@ public:
         // gradient, and each sequence's valid length (null: all T).
         const float* input = nullptr;
         int64_t input_cols = 0;
+        Var in_vars[2] = {nullptr, nullptr};  // a fusion model's inputs: the encoders' output nodes
         bool input_grad = false;
         const int32_t* lengths = nullptr;
     };
@@ -90,14 +91,14 @@ public:
                                in_place));
     }
     // ---- encoder ops ----
-    Act input(int64_t cols) override {
-        LF_ASSERT(b_.input != nullptr && cols == b_.input_cols);
-        // The globals' gradients are complete once backward is back at the input (run last).
-        std::vector<Param*> ps;
-        for (const TensorSpec& s : m_.arch_->tensors)
-            if (!s.per_layer)
-                if (Param* p = m_.param({-1, s.slot}); p != nullptr) ps.push_back(p);
-        mark(ps);
+    Act input(int64_t cols, int which) override {
+        if (b_.in_vars[which] != nullptr) {  // another model's output node: gradients flow back into it
+            LF_ASSERT(b_.in_vars[which]->shape.back() == cols);
+            if (which == 0) mark_globals();
+            return act(b_.in_vars[which]);
+        }
+        LF_ASSERT(which == 0 && b_.input != nullptr && cols == b_.input_cols);
+        mark_globals();
         Var x = t_.make({b_.B * b_.T, cols}, b_.input_grad && t_.grad_enabled);
         std::memcpy(x->data, b_.input, static_cast<size_t>(x->numel) * sizeof(float));
         x->keep = b_.input_grad;  // its gradient is read after backward
@@ -117,6 +118,8 @@ public:
         return act(train::add_row(t_, V(x), t_.param(P(table)), row));
     }
     Act first_rows(Act x) override { return act(train::first_rows(t_, V(x), b_.B)); }
+    Act softmax_rows(Act x) override { return act(train::softmax_rows(t_, V(x))); }
+    Act weighted_sum(Act w, Act a, Act b) override { return act(train::weighted_sum(t_, V(w), V(a), V(b))); }
     Act mean_rows(Act x) override { return act(train::mean_rows(t_, V(x), b_.B)); }
     Act gather_rows(Act x, const int32_t* index, int64_t n_out) override {
         return act(train::gather_rows(t_, V(x), b_.B, index, n_out));
@@ -132,9 +135,10 @@ public:
     Act attention(int64_t l, Act q, Act k, Act v, const AttentionSpec& a) override {
         if (!a.causal) {
             const int64_t G = a.group > 0 ? a.group : q.rows / b_.B;  // a group: a window, else a sequence
+            const int64_t Gk = a.group > 0 ? a.group : k.rows / b_.B;  // cross-attention: the keys' own
             LF_ASSERT(q.rows % G == 0 && (a.group == 0 || b_.lengths == nullptr));
             return act(attention_bidir(t_, V(q), V(k), V(v), q.rows / G, G, a.n_head, a.n_head_kv, a.scale, b_.lengths,
-                                       a.bias.data != nullptr ? V(a.bias) : nullptr, a.mask, a.n_mask));
+                                       a.bias.data != nullptr ? V(a.bias) : nullptr, a.mask, a.n_mask, Gk));
         }
         if (a.lsh != nullptr) {
             // Buckets of this step's (rotated) queries and keys, held fixed through backward.
@@ -246,6 +250,14 @@ public:
     }
 
 private:
+    // The globals' gradients are complete once backward is back at the input (run last).
+    void mark_globals() {
+        std::vector<Param*> ps;
+        for (const TensorSpec& s : m_.arch_->tensors)
+            if (!s.per_layer)
+                if (Param* p = m_.param({-1, s.slot}); p != nullptr) ps.push_back(p);
+        mark(ps);
+    }
     // x · W^T (+ bias), then the after_linear seam.
     Act product(Act x, Weight w, Var bias) {
         Param& p = P(w);
@@ -568,6 +580,20 @@ Var TrainModel::encode_tokens(Tape& t, const int32_t* ids, const int32_t* length
     const Act last = run_encoder(ops, *arch_, cfg_, &p);
     if (pooled != nullptr) *pooled = static_cast<Var>(p.node);
     return static_cast<Var>(last.node);
+}
+
+Var TrainModel::fuse(Tape& t, Var text, Var image, int64_t B, const Hook& hook) {
+    if (arch_->name != "fusion") fail("%s is not a fusion model: fuse() needs one", cfg_.arch.c_str());
+    LF_ASSERT(rows_of(text) % B == 0 && rows_of(image) % B == 0);
+    const int64_t T = rows_of(text) / B;
+    set_positions(B, T, nullptr, 0);
+    TapeOps::Batch b{nullptr, B, T, nullptr, nullptr, 0.0f, 0, &hook, t.grad_enabled};
+    b.in_vars[0] = text;
+    b.in_vars[1] = image;
+    TapeOps ops(t, *this, b);
+    Act logits;
+    run_encoder(ops, *arch_, cfg_, &logits);
+    return static_cast<Var>(logits.node);
 }
 
 // DeepSeek-V3's MTP loss (depth 1): the module reads row t's last hidden state and the embedding

@@ -101,6 +101,10 @@ public:
     // (B·T, C); padded rows' values mean nothing (leave them out of the loss).
     Var encode_tokens(Tape& t, const int32_t* ids, const int32_t* lengths, int64_t B, int64_t T, Var* pooled = nullptr,
                       const Hook& hook = nullptr);
+    // A fusion model (arch "fusion"): the answer logits (B, answers) from a text encoder's output
+    // rows (B·T_text, ·) and an image encoder's (B·T_image, ·), nodes of the same tape (their
+    // models get the gradients through them). The hook sees "gate" for gated fusion.
+    Var fuse(Tape& t, Var text, Var image, int64_t B, const Hook& hook = nullptr);
     // The input rows node of the last encode().
     Var last_input = nullptr;
     // DeepSeek-V3's multi-token prediction: with mtp_lambda > 0 (and an MTP module in the model),

@@ -942,5 +942,17 @@ TEST(OpsGrad, ClassRowPositionsFirstRows) {
     check_grads({x.get()}, [](Tape& t, std::vector<Var>& v) { return first_rows(t, v[0], 3); });
 }
 
+TEST(OpsGrad, CrossAttentionSoftmaxRowsWeightedSum) {
+    // 2 sequences: 3 query rows each attend to 4 key rows each (H = 2, D = 3).
+    auto q = random_param("q", {6, 6}, 60), k = random_param("k", {8, 6}, 61), v = random_param("v", {8, 6}, 62);
+    check_grads({q.get(), k.get(), v.get()}, [](Tape& t, std::vector<Var>& a) {
+        return attention_bidir(t, a[0], a[1], a[2], 2, 3, 2, 2, 0.0f, nullptr, nullptr, nullptr, 0, 4);
+    });
+    auto w = random_param("w", {4, 2}, 63), x = random_param("a", {4, 5}, 64), y = random_param("b", {4, 5}, 65);
+    check_grads({w.get(), x.get(), y.get()}, [](Tape& t, std::vector<Var>& a) {
+        return weighted_sum(t, softmax_rows(t, a[0]), a[1], a[2]);
+    });
+}
+
 }  // namespace
 }  // namespace llmforge::train

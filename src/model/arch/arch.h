@@ -138,7 +138,9 @@ struct AttentionSpec {
     float scale = 0;     // applied to q·k
     const LshSpec* lsh = nullptr;  // LSH-bucketed attention (model/lsh.h) instead of dense; null: dense
     // false: bidirectional (encoders) — every row attends to every row of its own sequence (or
-    // group), with no KV memory; window and lsh must be unset.
+    // group), with no KV memory; window and lsh must be unset. Bidirectional queries and keys may
+    // come from different inputs (cross-attention: a text's rows attending to its image's), with
+    // their own rows per sequence.
     bool causal = true;
     // Bidirectional only: rows attend within consecutive groups of `group` rows (Swin's windows;
     // 0: the whole sequence); `bias` (data null: none) is an (H, G, G) act added to every group's
@@ -233,8 +235,10 @@ public:
     virtual bool observing() const { return false; }
     virtual void observe(const std::string& name, Act x) {}
     // ---- Encoder ops (vision towers, bidirectional text encoders: model/arch/vit.cpp) ----
-    // The input rows given as data, `cols` wide (image patch rows): (N, cols). Only encoders use it.
-    virtual Act input(int64_t cols) = 0;
+    // Input rows given as data, `cols` wide: input 0 is a vision tower's patch rows; a fusion
+    // model (model/arch/fusion.cpp) reads the text encoder's rows as 0 and the image's as 1. Every
+    // input has the same number of sequences, each its own rows per sequence.
+    virtual Act input(int64_t cols, int which) = 0;
     // LayerNorm of each row: (x − mean) / sqrt(var + eps) · gain + bias (bias slot −1: none).
     virtual Act layernorm(Act x, Weight gain, Weight bias, float eps) = 0;
     // f(x), elementwise.
@@ -244,6 +248,10 @@ public:
     virtual Act class_row(Act x, Weight w) = 0;
     // x + table[p + offset] for the row at position p of its sequence: learned absolute positions.
     virtual Act add_positions(Act x, Weight table, int64_t offset) = 0;
+    // Softmax of each row (a fusion gate's weights).
+    virtual Act softmax_rows(Act x) = 0;
+    // w[:, 0]·a + w[:, 1]·b per row: w (N, 2), a and b (N, C) (the gated fusion's mix).
+    virtual Act weighted_sum(Act w, Act a, Act b) = 0;
     // x + table[row] on every row (RoBERTa's one token type).
     virtual Act add_row(Act x, Weight table, int64_t row) = 0;
     // The first row of each sequence: (sequences, C) (a class token's output, a pooler's input).

@@ -5,12 +5,13 @@
 namespace llmforge {
 
 extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch, kVitArch, kClipVisionArch,
-    kSwinArch, kRobertaArch;
+    kSwinArch, kRobertaArch, kFusionArch;
 
 namespace {
 
 const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch, &kDeepseek2Arch, &kVitArch,
-                              &kClipVisionArch, &kSwinArch, &kRobertaArch};
+                              &kClipVisionArch, &kSwinArch, &kRobertaArch,
+                              &kFusionArch};
 
 }  // namespace
 

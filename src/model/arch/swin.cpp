@@ -241,7 +241,7 @@ void stage_grid(const ModelConfig& c, int64_t s, int64_t* h, int64_t* w) {
 Weight G(int slot) { return Weight{-1, slot}; }
 
 Act embed(Ops& o, const ModelConfig& c) {
-    Act x = o.input(c.enc.patch_cols());
+    Act x = o.input(c.enc.patch_cols(), 0);
     const Weight w = G(kPatch), b = G(kPatchB);
     Act h;
     o.linear(x, &w, &b, 1, &h);

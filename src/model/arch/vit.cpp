@@ -196,7 +196,7 @@ void validate(const ModelConfig& c, const std::string& where) {
 Weight G(int slot) { return Weight{-1, slot}; }
 
 Act embed(Ops& o, const ModelConfig& c) {
-    Act x = o.input(c.enc.patch_cols());
+    Act x = o.input(c.enc.patch_cols(), 0);
     const Weight w = G(kPatch), b = G(kPatchB);
     Act h;
     o.linear(x, &w, &b, 1, &h);
