@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model retriever-model
+.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model retriever-model vqa-models
 
 all: build
 
@@ -44,6 +44,13 @@ safety-model: build
 # Rebuilds the retriever's query and passage encoders in models/retriever (~5 s).
 retriever-model: build
 	$(BUILD)/bin/llmforge retrieval-train --out models/retriever --seed 1
+
+# Rebuilds the visual question answering models in models/vqa (issue 20: gated / concat / cross
+# fusion and the question-only and image-only baselines; ~25 min on 2 cores), then scores them
+# (docs/vqa-eval.md and .svg).
+vqa-models: build
+	scripts/vqa_models.sh $(BUILD)/bin/llmforge
+	bench/vqa_eval.py $(BUILD)/bin/llmforge --out docs
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

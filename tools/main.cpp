@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
     llmforge::cli::add_prepare(app, cmds["prepare"]);
     llmforge::cli::add_perplexity(app, cmds["perplexity"]);
     llmforge::cli::add_gen_dialogues(app, cmds["gen-dialogues"]);
+    llmforge::cli::add_gen_vqa(app, cmds["gen-vqa"]);
+    llmforge::cli::add_train_vqa(app, cmds["train-vqa"]);
+    llmforge::cli::add_vqa(app, cmds["vqa"]);
     llmforge::cli::add_chat(app, cmds["chat"]);
     llmforge::cli::add_logits(app, cmds["logits"]);
     llmforge::cli::add_merge_adapter(app, cmds["merge-adapter"]);

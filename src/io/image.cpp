@@ -1,4 +1,5 @@
-// PNG and JPEG decoding to Pillow's RGB (see image.h for the pixel rules).
+// PNG and JPEG decoding to Pillow's RGB (see image.h for the pixel rules), and PNG encoding (encode_png,
+// write_png) of 8-bit RGB.
 //
 // Error discipline. libpng and libjpeg report errors by longjmp. A longjmp must not skip a frame
 // holding a C++ object with a non-trivial destructor, and no C++ exception may unwind through
@@ -26,6 +27,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "io/atomic_file.h"
 
 namespace llmforge {
 
@@ -495,6 +497,62 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& where, co
     return img;
 }
 
+// ------------------------------------------------------------------------------------------------
+// PNG encoding (same error discipline as decoding: the phase holds trivial locals only).
+
+struct PngOut {
+    std::vector<uint8_t>* bytes;
+    bool out_of_memory;  // the write callback could not grow `bytes`
+    char message[200];
+};
+
+// Appends libpng's output. A bad_alloc must not unwind through libpng's C frames, so it is caught
+// here and turned into png_error (a longjmp back into the phase) after the handler has ended.
+void png_write_cb(png_structp png, png_bytep data, size_t n) {
+    PngOut* o = static_cast<PngOut*>(png_get_io_ptr(png));
+    bool ok = true;
+    try {
+        o->bytes->insert(o->bytes->end(), data, data + n);
+    } catch (...) {
+        ok = false;
+    }
+    if (!ok) {
+        o->out_of_memory = true;
+        png_error(png, "out of memory");
+    }
+}
+
+void png_flush_cb(png_structp) {}
+
+void png_write_error_cb(png_structp png, png_const_charp msg) {
+    PngOut* o = static_cast<PngOut*>(png_get_error_ptr(png));
+    std::snprintf(o->message, sizeof o->message, "%s", msg ? msg : "error");
+    png_longjmp(png, 1);
+}
+
+bool png_phase_write(png_structp png, png_infop info, const uint8_t* rgb, uint32_t width, uint32_t height) {
+    if (setjmp(png_jmpbuf(png))) return false;
+    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    const size_t stride = static_cast<size_t>(width) * 3;
+    for (uint32_t y = 0; y < height; ++y) png_write_row(png, rgb + y * stride);
+    png_write_end(png, info);
+    return true;
+}
+
+class PngWriteGuard {
+public:
+    PngWriteGuard(png_structp png, png_infop info) : png_(png), info_(info) {}
+    ~PngWriteGuard() { png_destroy_write_struct(&png_, info_ ? &info_ : nullptr); }
+    PngWriteGuard(const PngWriteGuard&) = delete;
+    PngWriteGuard& operator=(const PngWriteGuard&) = delete;
+
+private:
+    png_structp png_;
+    png_infop info_;
+};
+
 }  // namespace
 
 const char* image_format_of(const uint8_t* data, size_t size) {
@@ -526,6 +584,50 @@ Image load_image(const std::string& path, const ImageLimits& limits) {
     RegularFile f(path, "an image file (PNG or JPEG)");
     const std::string bytes = f.read_all();
     return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, limits);
+}
+
+std::vector<uint8_t> encode_png(const Image& img) {
+    // PNG allows 2^31 - 1 per side; the product bound keeps row offsets in size_t on any target.
+    if (img.width <= 0 || img.height <= 0 || img.width > 0x7fffffff || img.height > 0x7fffffff) {
+        fail("PNG encoding: the image is %lld×%lld pixels, expected both sides between 1 and 2147483647",
+             static_cast<long long>(img.width), static_cast<long long>(img.height));
+    }
+    const uint64_t want = static_cast<uint64_t>(img.width) * static_cast<uint64_t>(img.height) * 3;
+    if (img.rgb.size() != want) {
+        fail("PNG encoding: the %lld×%lld image holds %zu RGB bytes, expected %llu (width·height·3)",
+             static_cast<long long>(img.width), static_cast<long long>(img.height), img.rgb.size(),
+             static_cast<unsigned long long>(want));
+    }
+    std::vector<uint8_t> bytes;
+    bytes.reserve(static_cast<size_t>(want / 2 + 1024));
+    PngOut o{};
+    o.bytes = &bytes;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &o, png_write_error_cb, png_warning_cb);
+    if (!png) fail_kind(ErrorKind::kResource, "PNG encoding: out of memory creating the encoder");
+    png_infop info = png_create_info_struct(png);
+    PngWriteGuard guard(png, info);
+    if (!info) fail_kind(ErrorKind::kResource, "PNG encoding: out of memory creating the encoder");
+    png_set_write_fn(png, &o, png_write_cb, png_flush_cb);
+    // libpng refuses more than 1,000,000 pixels per side by default; the checks above are ours.
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    if (!png_phase_write(png, info, img.rgb.data(), static_cast<uint32_t>(img.width),
+                         static_cast<uint32_t>(img.height))) {
+        if (o.out_of_memory) fail_kind(ErrorKind::kResource, "PNG encoding: out of memory");
+        fail_kind(ErrorKind::kInternal, "PNG encoding failed (%s)", o.message);
+    }
+    return bytes;
+}
+
+void write_png(const std::string& path, const Image& img) {
+    std::vector<uint8_t> bytes;
+    try {
+        bytes = encode_png(img);
+    } catch (const Error& e) {
+        fail_kind(e.kind(), "%s: %s", path.c_str(), e.what());
+    }
+    AtomicFile f(path);
+    f.write(bytes.data(), bytes.size());
+    f.commit();
 }
 
 }  // namespace llmforge

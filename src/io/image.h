@@ -52,4 +52,12 @@ Image load_image(const std::string& path, const ImageLimits& limits = {});
 // "png", "jpeg", or nullptr when the bytes start with neither signature.
 const char* image_format_of(const uint8_t* data, size_t size);
 
+// Images out: 8-bit RGB PNG (libpng, non-interlaced, default zlib level), so that decode_image
+// gives back exactly `img` (synthetic training images: train/vqa_data.h). An empty image or one
+// whose rgb size is not width·height·3 is a one-line llmforge::Error.
+std::vector<uint8_t> encode_png(const Image& img);
+// encode_png into `path` through an AtomicFile (temporary, fsync, rename): a reader never sees a
+// half-written PNG. Errors name the path.
+void write_png(const std::string& path, const Image& img);
+
 }  // namespace llmforge

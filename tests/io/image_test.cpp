@@ -243,5 +243,78 @@ TEST(Image, RandomDamageGivesPixelsOrAnErrorNeverACrash) {
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Encoding: encode_png / write_png give back exactly the pixels through decode_image / load_image.
+
+Image random_image(int64_t w, int64_t h, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Image img;
+    img.width = w;
+    img.height = h;
+    img.rgb.resize(static_cast<size_t>(w * h * 3));
+    for (uint8_t& b : img.rgb) b = static_cast<uint8_t>(rng());
+    return img;
+}
+
+TEST(ImageEncode, PngRoundTripsExactly) {
+    // Odd sizes, a single pixel, a long thin row, noise (incompressible) and flat areas.
+    for (const auto& [w, h] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {37, 23}, {64, 64}, {300, 1}, {1, 77}}) {
+        SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h));
+        const Image img = random_image(w, h, static_cast<uint32_t>(w * 131 + h));
+        const std::vector<uint8_t> png = encode_png(img);
+        EXPECT_STREQ(image_format_of(png.data(), png.size()), "png");
+        const Image back = decode_image(png.data(), png.size(), "encoded");
+        EXPECT_EQ(back.width, w);
+        EXPECT_EQ(back.height, h);
+        EXPECT_EQ(back.rgb, img.rgb);
+    }
+    Image flat;
+    flat.width = 128;
+    flat.height = 96;
+    flat.rgb.assign(128 * 96 * 3, 200);
+    const std::vector<uint8_t> png = encode_png(flat);
+    EXPECT_LT(png.size(), 2000u);  // compressed, not stored
+    EXPECT_EQ(decode_image(png.data(), png.size(), "flat").rgb, flat.rgb);
+    EXPECT_EQ(encode_png(flat), png);  // deterministic bytes
+}
+
+TEST(ImageEncode, WritePngIsAtomicAndLoadsBack) {
+    const std::string dir = test::temp_dir();
+    const Image img = random_image(29, 31, 3);
+    write_png(dir + "/a.png", img);
+    const Image back = load_image(dir + "/a.png");
+    EXPECT_EQ(back.width, 29);
+    EXPECT_EQ(back.rgb, img.rgb);
+    // Overwriting replaces the file whole; no temporary is left behind.
+    const Image img2 = random_image(5, 4, 4);
+    write_png(dir + "/a.png", img2);
+    EXPECT_EQ(load_image(dir + "/a.png").rgb, img2.rgb);
+    const std::string listing = [&] {
+        std::string out;
+        test::run_command("ls -A '" + dir + "'", &out);
+        return out;
+    }();
+    EXPECT_EQ(listing, "a.png\n");
+}
+
+TEST(ImageEncode, BadImagesAreOneLineErrors) {
+    Image empty;
+    std::string m = error_of([&] { encode_png(empty); });
+    EXPECT_NE(m.find("PNG encoding: the image is 0×0 pixels"), std::string::npos) << m;
+    EXPECT_TRUE(one_line(m));
+    Image short_rgb;
+    short_rgb.width = 4;
+    short_rgb.height = 3;
+    short_rgb.rgb.resize(35);
+    m = error_of([&] { encode_png(short_rgb); });
+    EXPECT_NE(m.find("holds 35 RGB bytes, expected 36"), std::string::npos) << m;
+    m = error_of([&] { write_png("/nonexistent-dir/x.png", short_rgb); });
+    EXPECT_EQ(m.rfind("/nonexistent-dir/x.png: PNG encoding", 0), 0u) << m;
+    short_rgb.rgb.resize(36);
+    m = error_of([&] { write_png("/nonexistent-dir/x.png", short_rgb); });
+    EXPECT_NE(m.find("/nonexistent-dir/x.png"), std::string::npos) << m;
+    EXPECT_TRUE(one_line(m)) << m;
+}
+
 }  // namespace
 }  // namespace llmforge

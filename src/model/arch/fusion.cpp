@@ -125,8 +125,8 @@ void write_keys(const ModelConfig& c, ConfigSink& sink) {
     sink.integer("classifier_hidden_size", "classifier_hidden_size", c.fusion.cls_hidden);
     sink.integer("num_answers", "num_answers", c.fusion.n_answers);
     if (c.fusion.kind == FusionKind::kGated) sink.integer("gate_hidden_size", "gate_hidden_size", c.fusion.gate_hidden);
-    sink.integer("num_hidden_layers", "num_hidden_layers", c.n_layer);
     if (c.fusion.kind == FusionKind::kCross) {
+        sink.integer("num_hidden_layers", "num_hidden_layers", c.n_layer);
         sink.integer("num_attention_heads", "num_attention_heads", c.n_head);
         sink.integer("intermediate_size", "intermediate_size", c.n_ff);
     }
