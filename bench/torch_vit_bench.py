@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""PyTorch reference for bench/vit_encode_bench.cpp (docs/PERFORMANCE.md, "Vision encoder (issue
+20)"): the same Hugging Face ViTModel shape (ViT-B/16 by default: 224x224x3, 197 rows, no pooler
+layer, so pooled = the final LayerNorm's class row) with random float32 weights, encode latency at
+batch 1 and 8, and the training step (forward + backward, loss = sum(pooled * r)) in images/s.
+
+Inference variants (each timed; the JSON "best" line takes the fastest median):
+  eager        explicit blocks (q/k/v linears, softmax(QK^T/sqrt(d))V, GELU MLP), torch.no_grad()
+  inference    the same under torch.inference_mode()
+  nn_fastpath  nn.TransformerEncoderLayer(norm_first, gelu, batch_first) blocks, inference_mode
+               (PyTorch's fused "BetterTransformer" encoder fast path in eval)
+  jit          torch.jit.trace of `eager` + torch.jit.freeze + optimize_for_inference
+--bf16 1 adds "encode_bf16" lines (not part of "best", which is float32): `eager` under
+inference_mode + torch.autocast("cpu", torch.bfloat16) (oneDNN, AMX where the CPU has it).
+--train-precision bf16: the training step under the same autocast ("train_step_bf16").
+Threads: OMP_NUM_THREADS and OPENBLAS_NUM_THREADS are set to --threads before torch is imported
+(Debian's torch calls OpenBLAS for its matmuls, which otherwise starts one thread per core), then
+torch.set_num_threads(--threads); OMP_WAIT_POLICY is PASSIVE unless --omp-wait says otherwise (at 2
+threads the default spinning OpenMP team competes with OpenBLAS's own threads for the 2 vCPUs:
+ViT-B batch 1 took 680-700 ms spinning against 260-270 ms passive here). Prints one JSON line
+per measurement. Needs Debian's python3-torch (benchmarks only)."""
+import argparse, json, os, sys, time
+
+
+def parse():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", default="1,8")
+    ap.add_argument("--shape", default="base", choices=["base", "small", "tiny"])
+    ap.add_argument("--image", type=int, default=224)
+    ap.add_argument("--patch", type=int, default=16)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--variants", default="eager,inference,nn_fastpath,jit")
+    ap.add_argument("--encode", type=int, default=1)
+    ap.add_argument("--train", type=int, default=1)
+    ap.add_argument("--train-shape", default="small", choices=["base", "small", "tiny"])
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-reps", type=int, default=5)
+    ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"])
+    ap.add_argument("--bf16", type=int, default=0)
+    ap.add_argument("--train-precision", default="fp32", choices=["fp32", "bf16"])
+    return ap.parse_args()
+
+
+A = parse()
+os.environ["OMP_NUM_THREADS"] = str(A.threads)
+os.environ["OPENBLAS_NUM_THREADS"] = str(A.threads)
+if A.omp_wait != "default":
+    os.environ["OMP_WAIT_POLICY"] = A.omp_wait.upper()
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SHAPES = {"base": (768, 12, 12, 3072), "small": (384, 12, 6, 1536), "tiny": (192, 12, 3, 768)}
+
+
+class Block(nn.Module):
+    """A Hugging Face ViTLayer: pre-norm attention and GELU MLP, biases everywhere."""
+
+    def __init__(self, dim, heads, ffn, eps):
+        super().__init__()
+        self.h, self.d = heads, dim // heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim, eps=eps), nn.LayerNorm(dim, eps=eps)
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.fc1, self.fc2 = nn.Linear(dim, ffn), nn.Linear(ffn, dim)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        h = self.ln1(x)
+        q, k, v = (p(h).view(B, T, self.h, self.d).transpose(1, 2) for p in (self.q, self.k, self.v))
+        a = torch.softmax(q @ k.transpose(-1, -2) * self.d ** -0.5, dim=-1) @ v
+        x = x + self.o(a.transpose(1, 2).reshape(B, T, C))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class ViT(nn.Module):
+    def __init__(self, shape, image, patch, fastpath=False, eps=1e-12):
+        super().__init__()
+        dim, layers, heads, ffn = SHAPES[shape]
+        T = 1 + (image // patch) ** 2
+        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, T, dim) * 0.02)
+        if fastpath:
+            self.blocks = nn.ModuleList(
+                nn.TransformerEncoderLayer(dim, heads, ffn, dropout=0.0, activation="gelu", layer_norm_eps=eps,
+                                           batch_first=True, norm_first=True) for _ in range(layers))
+        else:
+            self.blocks = nn.ModuleList(Block(dim, heads, ffn, eps) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        for n, p in self.named_parameters():
+            if p.dim() >= 2 and n not in ("cls", "pos"):
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, pix):
+        x = self.patch(pix).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        for b in self.blocks:
+            x = b(x)
+        x = self.norm(x)
+        return x, x[:, 0]
+
+
+def flops_per_image(shape, image, patch):
+    dim, layers, _, ffn = SHAPES[shape]
+    T = 1 + (image // patch) ** 2
+    return 2 * T * 3 * patch * patch * dim + layers * (2 * T * dim * (4 * dim + 2 * ffn) + 4 * T * T * dim)
+
+
+def emit(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def timed(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        t.append(time.perf_counter() - t0)
+    t.sort()
+    return t[len(t) // 2], t[0]
+
+
+def main():
+    torch.set_num_threads(A.threads)
+    torch.manual_seed(0)
+    impl = "pytorch " + torch.__version__
+    if A.encode:
+        eager = ViT(A.shape, A.image, A.patch).eval()
+        fast = ViT(A.shape, A.image, A.patch, fastpath=True).eval()
+        for B in [int(b) for b in A.batch.split(",")]:
+            pix = torch.rand(B, 3, A.image, A.image) * 2 - 1
+            best = None
+            for var in A.variants.split(","):
+                if var == "eager":
+                    def fn():
+                        with torch.no_grad():
+                            return eager(pix)
+                elif var == "inference":
+                    def fn():
+                        with torch.inference_mode():
+                            return eager(pix)
+                elif var == "nn_fastpath":
+                    def fn():
+                        with torch.inference_mode():
+                            return fast(pix)
+                elif var == "jit":
+                    with torch.no_grad():
+                        traced = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(eager, pix)))
+
+                    def fn(traced=traced):
+                        with torch.no_grad():
+                            return traced(pix)
+                else:
+                    sys.exit("unknown variant " + var)
+                out = fn()
+                assert torch.isfinite(out[1]).all()
+                med, mn = timed(fn, A.warmup, A.reps)
+                rec = dict(impl=impl, what="encode", variant=var, shape=A.shape, threads=A.threads, batch=B,
+                           reps=A.reps, median_ms=round(med * 1e3, 2), min_ms=round(mn * 1e3, 2),
+                           images_per_s=round(B / med, 3),
+                           gflops=round(flops_per_image(A.shape, A.image, A.patch) * B / med * 1e-9, 1))
+                emit(**rec)
+                if best is None or med * 1e3 < best["median_ms"]:
+                    best = rec
+            emit(**dict(best, what="encode_best"))
+            if A.bf16:
+                def fn():
+                    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                        return eager(pix)
+                assert torch.isfinite(fn()[1].float()).all()
+                med, mn = timed(fn, A.warmup, A.reps)
+                emit(impl=impl, what="encode_bf16", variant="autocast", shape=A.shape, threads=A.threads, batch=B,
+                     reps=A.reps, median_ms=round(med * 1e3, 2), min_ms=round(mn * 1e3, 2),
+                     images_per_s=round(B / med, 3),
+                     gflops=round(flops_per_image(A.shape, A.image, A.patch) * B / med * 1e-9, 1))
+    if A.train:
+        m = ViT(A.train_shape, A.image, A.patch).train()
+        B = A.train_batch
+        pix = torch.rand(B, 3, A.image, A.image) * 2 - 1
+        r = torch.randn(B, SHAPES[A.train_shape][0])
+        t = []
+        for step in range(1 + A.train_reps):  # the first is a warm-up
+            m.zero_grad(set_to_none=False)  # the optimiser's part, outside the timing (as llmforge's)
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=A.train_precision == "bf16"):
+                _, pooled = m(pix)
+                loss = (pooled.float() * r).sum()
+            loss.backward()
+            el = time.perf_counter() - t0
+            assert torch.isfinite(loss)
+            print(f"torch train: {A.threads} thread(s) step {step} {el * 1e3:.1f} ms", file=sys.stderr)
+            if step > 0:
+                t.append(el)
+        t.sort()
+        emit(impl=impl, what="train_step" + ("_bf16" if A.train_precision == "bf16" else ""), shape=A.train_shape, threads=A.threads, batch=B, reps=A.train_reps,
+             median_ms=round(t[len(t) // 2] * 1e3, 2), min_ms=round(t[0] * 1e3, 2),
+             images_per_s=round(B / t[len(t) // 2], 3),
+             gflops=round(3 * flops_per_image(A.train_shape, A.image, A.patch) * B / t[len(t) // 2] * 1e-9, 1))
+
+
+if __name__ == "__main__":
+    main()
