@@ -40,7 +40,9 @@ md = ["# VQA on the generated scenes (issue 20)", "",
       f"`bench/vqa_eval.py {a.bin} --scenes {a.scenes}` — models from `make vqa-models` (scripts/vqa_models.sh: "
       "each a ViT + RoBERTa of width 64 and 2 layers on 64×64 images, 4,000 steps of 32 questions from 4,000 "
       "training scenes, seed 1). Scored on splits generated with seed 7: **val** and **test_iid** have the "
-      "training colour–shape combinations (condition A), **test** only the held-out ones' condition B. "
+      "training colour–shape combinations (condition A); **test** is condition B, whose objects include the "
+      "colour–shape combinations training never showed (red and green squares, blue and yellow circles, purple "
+      "and cyan triangles). "
       f"{res[('gated', 'test')]['n']} questions per split.", "",
       "| model | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
 for k in KINDS:

@@ -333,7 +333,9 @@ std::unique_ptr<VqaModel> VqaModel::load(const std::string& dir) {
     } else {
         m->max_tokens_ = 64;
     }
-    const fs::path tok = uses_text(fc.kind) ? d / "text" / "tokenizer.json" : d / "fusion" / "tokenizer.json";
+    // An image-only model keeps the question tokenizer at the top (inside fusion/ it would be read
+    // as the fusion model's own vocabulary).
+    const fs::path tok = uses_text(fc.kind) ? d / "text" / "tokenizer.json" : d / "tokenizer.json";
     m->tok_ = Tokenizer::create(load_vocab(tok.string()));
     return m;
 }
@@ -377,7 +379,7 @@ VqaScore train_vqa(const VqaTrainOptions& o, const std::function<void(const std:
     const fs::path out(o.out);
     fs::create_directories(out / "fusion");
     // Tokenizer and preprocessor first: training reads its inputs through them, as inference will.
-    const fs::path tok_dir = uses_text(kind) ? out / "text" : out / "fusion";
+    const fs::path tok_dir = uses_text(kind) ? out / "text" : out;
     fs::create_directories(tok_dir);
     write_file_atomic((tok_dir / "tokenizer.json").string(), tokenizer_json());
     const std::unique_ptr<Tokenizer> tok = Tokenizer::create(load_vocab((tok_dir / "tokenizer.json").string()));

@@ -9,6 +9,7 @@
 //   text/     a RoBERTa (HF RobertaModel folder) + tokenizer.json (BERT-uncased WordPiece over
 //             the questions' words; [CLS] question [SEP])                (absent: image-only)
 //   fusion/   the fusion model (config "fusion": its kind) + answers.json (the closed answer set)
+//   tokenizer.json   (image-only models: the question tokenizer, unused by the model)
 //   eval.json, training.log, loss.svg (what train_vqa measured)
 // All three are ordinary model folders: Model / TrainModel load them, so training and inference
 // run the same definitions.
