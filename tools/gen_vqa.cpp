@@ -52,15 +52,15 @@ void add_gen_vqa(CLI::App& app, std::function<int()>& run) {
         if (image_size < 16 || image_size > 1024) {
             fail("gen-vqa: --image-size is %lld, expected 16..1024 pixels", (long long)image_size);
         }
-        std::vector<std::pair<std::string, int64_t>> todo;
+        std::vector<std::pair<std::string, int64_t>> splits;
         if (split == "all") {
             const int64_t ev = eval_scenes > 0 ? eval_scenes : std::max<int64_t>(1, scenes / 5);
-            for (const auto& n : names) todo.emplace_back(n, n == "train" ? scenes : ev);
+            for (const auto& n : names) splits.emplace_back(n, n == "train" ? scenes : ev);
         } else {
-            todo.emplace_back(split, scenes);
+            splits.emplace_back(split, scenes);
         }
         int64_t total = 0;
-        for (const auto& t : todo) total += t.second;
+        for (const auto& t : splits) total += t.second;
 
         std::error_code ec;
         fs::create_directories(out, ec);
@@ -73,7 +73,7 @@ void add_gen_vqa(CLI::App& app, std::function<int()>& run) {
 
         Progress progress("gen-vqa", static_cast<double>(total), "images");
         int64_t done = 0;
-        for (const auto& [name, n] : todo) {
+        for (const auto& [name, n] : splits) {
             const std::string dir = out + "/" + name;
             fs::create_directories(dir + "/images", ec);
             if (ec) fail("gen-vqa: cannot create the folder '%s/images': %s", dir.c_str(), ec.message().c_str());

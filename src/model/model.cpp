@@ -1453,6 +1453,38 @@ void Model::forward_batch(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool
     run_rows(seqs, n_seqs, pool, s, [this](Ops& ops) { run_decoder(ops, *arch_, cfg_); });
 }
 
+// The encoders' one run: n_seqs sequences of `rows` rows (each row's sequence and position; token
+// ids when given), `inputs` hands the backend its input rows, then run_encoder under config c.
+// out gets the pooled output and, with keep_last, the last hidden state.
+void Model::run_encoder_rows(const ModelConfig& c, int64_t n_seqs, int64_t rows, const int32_t* tokens,
+                             const std::function<void(EagerOps&)>& inputs, bool keep_last, EncodeOutput& out,
+                             ThreadPool& pool, ForwardScratch& s) const {
+    const int64_t n = n_seqs * rows;
+    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, tokens != nullptr ? tokens + j * rows : nullptr, rows, 0};
+    for (auto* v : {&s.row_seq, &s.row_pos}) v->resize(std::max(v->size(), static_cast<size_t>(n)));
+    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / rows, s.row_pos[i] = i % rows;
+    if (tokens != nullptr) {
+        s.row_tok.resize(std::max(s.row_tok.size(), static_cast<size_t>(n)));
+        std::copy(tokens, tokens + n, s.row_tok.begin());
+    }
+    s.mm.allow_blas = true;
+    s.mm.row_invariant = false;
+    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, rows, false, pool, s);
+    inputs(ops);
+    Act pooled;
+    const Act last = run_encoder(ops, *arch_, c, &pooled);
+    out.rows = last.rows / n_seqs;
+    out.cols = last.cols;
+    if (keep_last) {
+        out.last.assign(last.data, last.data + last.rows * last.cols);
+    } else {
+        out.last.clear();
+    }
+    out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
+    out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+}
+
 void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
                    ForwardScratch& s, int64_t grid_h, int64_t grid_w) const {
     if (!arch_->encoder || arch_->text_input) {
@@ -1461,30 +1493,15 @@ void Model::encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutpu
     }
     LF_ASSERT(n_seqs >= 0 && rows > 0);
     if (n_seqs == 0) return;
-    const int64_t n = n_seqs * rows, cols = cfg_.enc.patch_cols();
     if (rows > cfg_.n_ctx_train) {
         fail("%s: %lld input rows per sequence, the model's position table has %lld", files_.path.c_str(),
              (long long)rows, (long long)cfg_.n_ctx_train);
     }
-    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
-    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, nullptr, rows, 0, nullptr, 0, input + j * rows * cols};
-    s.row_seq.resize(static_cast<size_t>(std::max<int64_t>(n, s.row_seq.size())));
-    s.row_pos.resize(s.row_seq.size());
-    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / rows, s.row_pos[i] = i % rows;
-    s.mm.allow_blas = true;
-    s.mm.row_invariant = false;
     ModelConfig c = cfg_;  // this call's input grid
     c.enc.grid_h = grid_h;
     c.enc.grid_w = grid_w;
-    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, rows, false, pool, s);
-    ops.set_input(input, cols);
-    Act pooled;
-    const Act last = run_encoder(ops, *arch_, c, &pooled);
-    out.rows = rows;
-    out.cols = last.cols;
-    out.last.assign(last.data, last.data + last.rows * last.cols);
-    out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
-    out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+    run_encoder_rows(c, n_seqs, rows, nullptr, [&](EagerOps& ops) { ops.set_input(input, cfg_.enc.patch_cols()); },
+                     true, out, pool, s);
 }
 
 void Model::encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_seqs, int64_t T, EncodeOutput& out,
@@ -1511,22 +1528,7 @@ void Model::encode_tokens(const int32_t* ids, const int32_t* lengths, int64_t n_
                  (long long)cfg_.n_vocab);
         }
     }
-    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
-    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, ids + j * T, T, 0, nullptr, 0};
-    for (auto* v : {&s.row_seq, &s.row_pos}) v->resize(std::max(v->size(), static_cast<size_t>(n)));
-    s.row_tok.resize(std::max(s.row_tok.size(), static_cast<size_t>(n)));
-    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / T, s.row_pos[i] = i % T, s.row_tok[i] = ids[i];
-    s.mm.allow_blas = true;
-    s.mm.row_invariant = false;
-    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, T, false, pool, s);
-    ops.set_text(lengths);
-    Act pooled;
-    const Act last = run_encoder(ops, *arch_, cfg_, &pooled);
-    out.rows = T;
-    out.cols = last.cols;
-    out.last.assign(last.data, last.data + last.rows * last.cols);
-    out.pooled_cols = pooled.data != nullptr ? pooled.cols : 0;
-    out.pooled.assign(pooled.data, pooled.data + (pooled.data != nullptr ? pooled.rows * pooled.cols : 0));
+    run_encoder_rows(cfg_, n_seqs, T, ids, [&](EagerOps& ops) { ops.set_text(lengths); }, true, out, pool, s);
 }
 
 void Model::fuse(const float* text, int64_t text_rows, const float* image, int64_t image_rows, int64_t n_seqs,
@@ -1536,24 +1538,14 @@ void Model::fuse(const float* text, int64_t text_rows, const float* image, int64
              files_.path.c_str(), cfg_.arch.c_str());
     }
     LF_ASSERT(n_seqs > 0 && text_rows > 0 && image_rows > 0);
-    const int64_t n = n_seqs * text_rows;
-    std::vector<SeqBatch> seqs(static_cast<size_t>(n_seqs));
-    for (int64_t j = 0; j < n_seqs; ++j) seqs[j] = SeqBatch{nullptr, nullptr, text_rows, 0, nullptr, 0, text + j * text_rows};
-    for (auto* v : {&s.row_seq, &s.row_pos}) v->resize(std::max(v->size(), static_cast<size_t>(n)));
-    for (int64_t i = 0; i < n; ++i) s.row_seq[i] = i / text_rows, s.row_pos[i] = i % text_rows;
-    s.mm.allow_blas = true;
-    s.mm.row_invariant = false;
-    EagerOps ops(*this, seqs.data(), n_seqs, n, n, 0, std::max(text_rows, image_rows), false, pool, s);
-    ops.set_input(text, cfg_.fusion.text_width, 0);
-    ops.set_input(image, cfg_.fusion.vision_width, 1);
-    ops.set_input_rows1(n_seqs * image_rows);
-    Act logits;
-    const Act last = run_encoder(ops, *arch_, cfg_, &logits);
-    out.rows = last.rows / n_seqs;
-    out.cols = last.cols;
-    out.last.clear();
-    out.pooled_cols = logits.cols;
-    out.pooled.assign(logits.data, logits.data + logits.rows * logits.cols);
+    run_encoder_rows(
+        cfg_, n_seqs, text_rows, nullptr,
+        [&](EagerOps& ops) {
+            ops.set_input(text, cfg_.fusion.text_width, 0);
+            ops.set_input(image, cfg_.fusion.vision_width, 1);
+            ops.set_input_rows1(n_seqs * image_rows);
+        },
+        false, out, pool, s);
 }
 
 void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch,

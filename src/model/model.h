@@ -119,6 +119,8 @@ struct EncodeOutput {
 void image_patch_rows(const float* pixels, int64_t channels, int64_t height, int64_t width, int64_t patch, float* out,
                       bool class_placeholder = true);
 
+class EagerOps;  // model.cpp: the engine's backend of Ops
+
 class Model {
 public:
     // Loads and validates (every tensor present with the expected shape and a supported dtype).
@@ -240,6 +242,9 @@ private:
     void bind_mla();
     void run_rows(const SeqBatch* seqs, int64_t n_seqs, ThreadPool& pool, ForwardScratch& s,
                   const std::function<void(Ops&)>& body) const;
+    void run_encoder_rows(const ModelConfig& c, int64_t n_seqs, int64_t rows, const int32_t* tokens,
+                          const std::function<void(EagerOps&)>& inputs, bool keep_last, EncodeOutput& out,
+                          ThreadPool& pool, ForwardScratch& s) const;
     void rope_tables(int64_t pos, float* cs, float* sn) const;
     friend class EagerOps;
 

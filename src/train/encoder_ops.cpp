@@ -10,24 +10,10 @@
 #include "kernels/cpu/encoder_math.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
+#include "train/ops.h"
 
 namespace llmforge::train {
 
-namespace {
-
-// Σ over rows of m (rows, C) into out (C) (+=), column blocks in parallel, rows in order (the same
-// sum for any thread count).
-void add_column_sums(ThreadPool& pool, const float* m, int64_t rows, int64_t C, float* out) {
-    pool.run_range(C, 16, [&](int64_t b, int64_t e) {
-        for (int64_t c = b; c < e; ++c) {
-            double s = 0;
-            for (int64_t r = 0; r < rows; ++r) s += m[r * C + c];
-            out[c] += static_cast<float>(s);
-        }
-    });
-}
-
-}  // namespace
 
 // ---- layernorm ------------------------------------------------------------------------------
 
@@ -80,7 +66,7 @@ Var layernorm(Tape& t, Var x, Var g, Var b, float eps) {
                     }
                 });
             }
-            if (b != nullptr && b->requires_grad) add_column_sums(t.pool(), dy, N, C, t.grad(b));
+            if (b != nullptr && b->requires_grad) bias_grad(t.pool(), dy, t.grad(b), N, C);
         });
     }
     return y;
@@ -327,7 +313,7 @@ Var add_row(Tape& t, Var x, Var table, int64_t row) {
                 float* dx = t.grad(x);
                 for (int64_t i = 0; i < x->numel; ++i) dx[i] += y->grad[i];
             }
-            if (table->requires_grad) add_column_sums(t.pool(), y->grad, N, C, t.grad(table) + row * C);
+            if (table->requires_grad) bias_grad(t.pool(), y->grad, t.grad(table) + row * C, N, C);
         });
     }
     return y;

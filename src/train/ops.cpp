@@ -45,7 +45,8 @@ void add_bias(ThreadPool& pool, Var bias, float* y, int64_t N, int64_t M) {
     });
 }
 
-// db (M) += column sums of dy (N, M), in double.
+}  // namespace
+
 void bias_grad(ThreadPool& pool, const float* dy, float* db, int64_t N, int64_t M) {
     pool.run_range(M, 64, [&](int64_t b, int64_t e) {
         for (int64_t j = b; j < e; ++j) {
@@ -55,8 +56,6 @@ void bias_grad(ThreadPool& pool, const float* dy, float* db, int64_t N, int64_t 
         }
     });
 }
-
-}  // namespace
 
 // ---- embedding ------------------------------------------------------------------------------
 

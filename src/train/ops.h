@@ -25,6 +25,10 @@ struct FrozenPacks {
 // y (N, C) = table (V, C) [ids]. ids must be < V (checked by the caller).
 Var embedding(Tape& t, Var table, const int32_t* ids, int64_t n);
 
+// db (M) += the column sums of dy (N, M), each in double over the rows in order (the same sum for
+// any thread count): a bias's gradient, or any vector broadcast onto every row.
+void bias_grad(ThreadPool& pool, const float* dy, float* db, int64_t N, int64_t M);
+
 // y (N, M) = x (N, K) · w (M, K)^T (+ bias (M)). In bf16/fp16 precision the products' inputs (x, w
 // and, in backward, dy) are rounded to that format; sums stay f32.
 Var linear(Tape& t, Var x, Var w, Var bias = nullptr);

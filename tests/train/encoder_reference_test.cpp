@@ -51,6 +51,39 @@ double rel_err(const float* a, const std::vector<float>& b, double floor = 1e-12
     return d / m;
 }
 
+// The reference's loss L = Σ last · r_last + Σ pooled · r_pool on the tape: a node whose backward
+// seeds both gradients; backward is run. Returns L (double, from the forward's values).
+double backward_reference_loss(train::Tape& t, const Ref& ref, train::Var last, train::Var pooled) {
+    const std::vector<float> r_last = ref.get("loss.r_last"), r_pool = ref.get("loss.r_pool");
+    EXPECT_EQ(static_cast<int64_t>(r_last.size()), last->numel);
+    EXPECT_EQ(static_cast<int64_t>(r_pool.size()), pooled->numel);
+    if (static_cast<int64_t>(r_last.size()) != last->numel || static_cast<int64_t>(r_pool.size()) != pooled->numel) {
+        return std::nan("");  // the failure is reported; nothing to differentiate
+    }
+    train::Var loss = t.make({1}, true);
+    double l = 0;
+    for (int64_t i = 0; i < last->numel; ++i) l += static_cast<double>(last->data[i]) * r_last[i];
+    for (int64_t i = 0; i < pooled->numel; ++i) l += static_cast<double>(pooled->data[i]) * r_pool[i];
+    loss->data[0] = static_cast<float>(l);
+    t.on_backward([&t, last, pooled, loss, &r_last, &r_pool] {
+        float* dl = t.grad(last);
+        float* dp = t.grad(pooled);
+        for (int64_t i = 0; i < last->numel; ++i) dl[i] += r_last[i] * loss->grad[0];
+        for (int64_t i = 0; i < pooled->numel; ++i) dp[i] += r_pool[i] * loss->grad[0];
+    });
+    t.backward(loss);
+    return l;
+}
+
+// The largest parameter gradient of the reference (the floor below which a gradient counts as 0).
+double reference_grad_scale(const Ref& ref) {
+    double scale = 0;
+    for (const auto& info : ref.expected.tensor_infos())
+        if (info.name.rfind("grad.", 0) == 0)
+            for (float v : ref.get(info.name)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    return scale;
+}
+
 // The patch rows of B images (B, channels, H, W) and, for each pixel, where it lands in them.
 struct Patches {
     std::vector<float> rows;
@@ -159,28 +192,9 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
     const bool proj = ref.has("out.image_embeds");
     EXPECT_LT(rel_err(pooled->data, ref.get(proj ? "out.image_embeds" : "out.pooler_output")), 2e-5);
 
-    // L = Σ last · r_last + Σ pooled · r_pool, as a node whose backward seeds both gradients.
-    const std::vector<float> r_last = ref.get("loss.r_last"), r_pool = ref.get("loss.r_pool");
-    ASSERT_EQ(static_cast<int64_t>(r_last.size()), last->numel);
-    ASSERT_EQ(static_cast<int64_t>(r_pool.size()), pooled->numel);
-    train::Var loss = t.make({1}, true);
-    double l = 0;
-    for (int64_t i = 0; i < last->numel; ++i) l += static_cast<double>(last->data[i]) * r_last[i];
-    for (int64_t i = 0; i < pooled->numel; ++i) l += static_cast<double>(pooled->data[i]) * r_pool[i];
-    loss->data[0] = static_cast<float>(l);
-    t.on_backward([&] {
-        float* dl = t.grad(last);
-        float* dp = t.grad(pooled);
-        for (int64_t i = 0; i < last->numel; ++i) dl[i] += r_last[i] * loss->grad[0];
-        for (int64_t i = 0; i < pooled->numel; ++i) dp[i] += r_pool[i] * loss->grad[0];
-    });
+    const double l = backward_reference_loss(t, ref, last, pooled);
     EXPECT_NEAR(l, ref.get("loss.value")[0], 1e-4 * std::max(1.0, std::fabs(l)));
-    t.backward(loss);
-
-    double scale = 0;  // the largest parameter gradient of the reference
-    for (const auto& info : ref.expected.tensor_infos())
-        if (info.name.rfind("grad.", 0) == 0)
-            for (float v : ref.get(info.name)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    const double scale = reference_grad_scale(ref);
     int checked = 0;
     for (const auto& p : m->params()) {
         const std::string hf = gguf_to_hf_name(m->arch(), p->name, &m->config());
@@ -338,19 +352,8 @@ TEST(TextEncoder, RobertaEngineAndTrainerMatchReference) {
     train::Var last = m->encode_tokens(t, ids.data(), lengths.data(), B, T, &pooled);
     EXPECT_LT(rel_err(real_rows(last->data, lengths, T, C).data(), want_real), 2e-5);
     EXPECT_LT(rel_err(pooled->data, ref.get("out.pooler_output")), 2e-5);
-    const std::vector<float> r_last = ref.get("loss.r_last"), r_pool = ref.get("loss.r_pool");
-    train::Var loss = t.make({1}, true);
-    t.on_backward([&] {
-        float* dl = t.grad(last);
-        float* dp = t.grad(pooled);
-        for (int64_t i = 0; i < last->numel; ++i) dl[i] += r_last[i] * loss->grad[0];
-        for (int64_t i = 0; i < pooled->numel; ++i) dp[i] += r_pool[i] * loss->grad[0];
-    });
-    t.backward(loss);
-    double scale = 0;
-    for (const auto& info : ref.expected.tensor_infos())
-        if (info.name.rfind("grad.", 0) == 0)
-            for (float v : ref.get(info.name)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    backward_reference_loss(t, ref, last, pooled);
+    const double scale = reference_grad_scale(ref);
     int checked = 0;
     for (const auto& p : m->params()) {
         const std::string hf = gguf_to_hf_name(m->arch(), p->name, &m->config());

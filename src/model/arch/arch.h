@@ -201,10 +201,11 @@ public:
     // out[i] = x · w[i]^T (+ bias[i] when bias[i].slot >= 0 and bound), for n projections of the
     // same input (one dispatch in decode).
     virtual void linear(Act x, const Weight* w, const Weight* bias, int n, Act* out) = 0;
-    Act linear(Act x, Weight w) {
+    Act linear(Act x, Weight w) { return linear(x, w, Weight{}); }
+    // x · w^T + bias (bias slot −1 or unbound: none).
+    Act linear(Act x, Weight w, Weight bias) {
         Act y;
-        const Weight none;
-        linear(x, &w, &none, 1, &y);
+        linear(x, &w, &bias, 1, &y);
         return y;
     }
     // Rotary embedding of each head of x at its row's position. Backends may rotate x in place

@@ -147,11 +147,7 @@ Weight G(int slot) { return Weight{-1, slot}; }
 
 // An input's rows at the fusion width.
 Act projected(Ops& o, Act x, int proj, int bias) {
-    if (!o.has(G(proj))) return x;
-    const Weight w = G(proj), b = G(bias);
-    Act y;
-    o.linear(x, &w, &b, 1, &y);
-    return y;
+    return o.has(G(proj)) ? o.linear(x, G(proj), G(bias)) : x;
 }
 
 Act image_rows(Ops& o, const ModelConfig& c) {
@@ -169,26 +165,16 @@ Act embed(Ops& o, const ModelConfig& c) {
 Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     auto W = [l](int slot) { return Weight{l, slot}; };
     const float eps = c.enc.norm_eps;
-    Act x = o.layernorm(h, W(kLn1), W(kLn1B), eps);
-    Act img = image_rows(o, c);
-    const Weight wq = W(kWq), bq = W(kBq), wkv[2] = {W(kWk), W(kWv)}, bkv[2] = {W(kBk), W(kBv)};
-    Act q, kv[2];
-    o.linear(x, &wq, &bq, 1, &q);
-    o.linear(img, wkv, bkv, 2, kv);
+    Act q = o.linear(o.layernorm(h, W(kLn1), W(kLn1B), eps), W(kWq), W(kBq));
+    const Weight wkv[2] = {W(kWk), W(kWv)}, bkv[2] = {W(kBk), W(kBv)};
+    Act kv[2];
+    o.linear(image_rows(o, c), wkv, bkv, 2, kv);
     const int64_t D = c.n_embd / c.n_head;
     AttentionSpec spec{c.n_head, c.n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
     spec.causal = false;
-    Act a = o.attention(l, q, kv[0], kv[1], spec);
-    Act y;
-    const Weight wo = W(kWo), bo = W(kBo), fc1 = W(kFc1), fc1b = W(kFc1B), fc2 = W(kFc2), fc2b = W(kFc2B);
-    o.linear(a, &wo, &bo, 1, &y);
-    h = o.residual(l, 0, h, y);
-    x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
-    Act u;
-    o.linear(x, &fc1, &fc1b, 1, &u);
-    u = o.activation(u, Activation::kGelu);
-    o.linear(u, &fc2, &fc2b, 1, &y);
-    return o.residual(l, 1, h, y);
+    h = o.residual(l, 0, h, o.linear(o.attention(l, q, kv[0], kv[1], spec), W(kWo), W(kBo)));
+    Act x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
+    return o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), Activation::kGelu));
 }
 
 Act head(Ops&, const ModelConfig&, Act h) { return h; }
@@ -199,10 +185,8 @@ Act pool(Ops& o, const ModelConfig& c, Act last) {
     switch (F(c).kind) {
         case FusionKind::kGated: {
             Act v = o.first_rows(image_rows(o, c));
-            const Weight g1 = G(kGate1), g1b = G(kGate1B), g2 = G(kGate2), g2b = G(kGate2B);
-            Act u, g;
-            o.linear(o.concat(f, v), &g1, &g1b, 1, &u);
-            o.linear(o.activation(u, Activation::kGelu), &g2, &g2b, 1, &g);
+            Act g = encoder_family::mlp(o, o.concat(f, v), G(kGate1), G(kGate1B), G(kGate2), G(kGate2B),
+                                        Activation::kGelu);
             g = o.softmax_rows(g);
             o.observe("gate", g);
             f = o.weighted_sum(g, f, v);
@@ -213,29 +197,12 @@ Act pool(Ops& o, const ModelConfig& c, Act last) {
         case FusionKind::kText:
         case FusionKind::kImage: break;
     }
-    const Weight c1 = G(kCls1), c1b = G(kCls1B), c2 = G(kCls2), c2b = G(kCls2B);
-    Act u, logits;
-    o.linear(f, &c1, &c1b, 1, &u);
-    o.linear(o.activation(u, Activation::kGelu), &c2, &c2b, 1, &logits);
-    return logits;
+    return encoder_family::mlp(o, f, G(kCls1), G(kCls1B), G(kCls2), G(kCls2B), Activation::kGelu);
 }
 
 Arch make() {
-    Arch a;
-    a.name = "fusion";
-    a.hf_types = {"llmforge_fusion"};
-    a.hf_class = "LlmforgeFusion";
-    a.tensors = table();
-    a.n_slots = kNumSlots;
-    a.configure = configure;
-    a.write_keys = write_keys;
-    a.validate = validate;
-    a.embed = embed;
-    a.layer = layer;
-    a.head = head;
-    a.encoder = true;
-    a.pool = pool;
-    return a;
+    return encoder_family::make_arch("fusion", {"llmforge_fusion"}, "LlmforgeFusion", table(), kNumSlots, configure,
+                                     write_keys, validate, embed, layer, head, pool);
 }
 
 }  // namespace

@@ -138,21 +138,10 @@ Act embed(Ops& o, const ModelConfig& c) {
 Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     auto W = [l](int slot) { return Weight{l, slot}; };
     const float eps = c.enc.norm_eps;
-    const Weight wqkv[3] = {W(kWq), W(kWk), W(kWv)}, bqkv[3] = {W(kBq), W(kBk), W(kBv)};
-    Act qkv[3];
-    o.linear(h, wqkv, bqkv, 3, qkv);
-    const int64_t D = c.n_embd / c.n_head;
-    AttentionSpec spec{c.n_head, c.n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
-    spec.causal = false;
-    Act a = o.attention(l, qkv[0], qkv[1], qkv[2], spec);
-    Act y;
-    const Weight wo = W(kWo), bo = W(kBo), fc1 = W(kFc1), fc1b = W(kFc1B), fc2 = W(kFc2), fc2b = W(kFc2B);
-    o.linear(a, &wo, &bo, 1, &y);
-    h = o.layernorm(o.residual(l, 0, h, y), W(kLn1), W(kLn1B), eps);
-    Act u;
-    o.linear(h, &fc1, &fc1b, 1, &u);
-    u = o.activation(u, c.enc.act);
-    o.linear(u, &fc2, &fc2b, 1, &y);
+    const Weight qkv[3] = {W(kWq), W(kWk), W(kWv)}, qkv_b[3] = {W(kBq), W(kBk), W(kBv)};
+    Act a = encoder_family::self_attention(o, l, h, c.n_head, qkv, qkv_b, W(kWo), W(kBo));
+    h = o.layernorm(o.residual(l, 0, h, a), W(kLn1), W(kLn1B), eps);
+    Act y = encoder_family::mlp(o, h, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act);
     return o.layernorm(o.residual(l, 1, h, y), W(kLn2), W(kLn2B), eps);
 }
 
@@ -161,28 +150,13 @@ Act head(Ops&, const ModelConfig&, Act h) { return h; }
 Act pool(Ops& o, const ModelConfig&, Act last) {
     Act p = o.first_rows(last);
     if (!o.has(G(kPooler))) return p;
-    const Weight w = G(kPooler), b = G(kPoolerB);
-    Act y;
-    o.linear(p, &w, &b, 1, &y);
-    return o.activation(y, Activation::kTanh);
+    return o.activation(o.linear(p, G(kPooler), G(kPoolerB)), Activation::kTanh);
 }
 
 Arch make() {
-    Arch a;
-    a.name = "roberta";
-    a.hf_types = {"roberta", "xlm-roberta"};
-    a.hf_class = "RobertaModel";
-    a.tensors = table();
-    a.n_slots = kNumSlots;
-    a.configure = configure;
-    a.write_keys = write_keys;
-    a.validate = validate;
-    a.embed = embed;
-    a.layer = layer;
-    a.head = head;
-    a.encoder = true;
+    Arch a = encoder_family::make_arch("roberta", {"roberta", "xlm-roberta"}, "RobertaModel", table(), kNumSlots,
+                                       configure, write_keys, validate, embed, layer, head, pool);
     a.text_input = true;
-    a.pool = pool;
     return a;
 }
 

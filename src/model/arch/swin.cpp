@@ -241,10 +241,7 @@ void stage_grid(const ModelConfig& c, int64_t s, int64_t* h, int64_t* w) {
 Weight G(int slot) { return Weight{-1, slot}; }
 
 Act embed(Ops& o, const ModelConfig& c) {
-    Act x = o.input(c.enc.patch_cols(), 0);
-    const Weight w = G(kPatch), b = G(kPatchB);
-    Act h;
-    o.linear(x, &w, &b, 1, &h);
+    Act h = o.linear(o.input(c.enc.patch_cols(), 0), G(kPatch), G(kPatchB));
     return o.layernorm(h, G(kPatchNorm), G(kPatchNormB), kFixedEps);
 }
 
@@ -305,17 +302,10 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     spec.group = G2;
     spec.bias = o.table_bias(W(kRelBias), rel.data(), G2, H);
     if (shift > 0) spec.mask = mask.data(), spec.n_mask = n_win;
-    Act a = o.attention(l, qkv[0], qkv[1], qkv[2], spec);
-    Act y;
-    const Weight wo = W(kWo), bo = W(kBo), fc1 = W(kFc1), fc1b = W(kFc1B), fc2 = W(kFc2), fc2b = W(kFc2B);
-    o.linear(a, &wo, &bo, 1, &y);
-    h = o.residual(l, 0, h, o.gather_rows(y, back.data(), Hs * Ws));
+    Act a = o.linear(o.attention(l, qkv[0], qkv[1], qkv[2], spec), W(kWo), W(kBo));
+    h = o.residual(l, 0, h, o.gather_rows(a, back.data(), Hs * Ws));
     x = o.layernorm(h, W(kLn2), W(kLn2B), c.enc.norm_eps);
-    Act u;
-    o.linear(x, &fc1, &fc1b, 1, &u);
-    u = o.activation(u, c.enc.act);
-    o.linear(u, &fc2, &fc2b, 1, &y);
-    h = o.residual(l, 1, h, y);
+    h = o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act));
     if (!merges(c, l)) return h;
     // Patch merging: token (oy, ox) of the halved grid is [x(2oy,2ox), x(2oy+1,2ox), x(2oy,2ox+1), x(2oy+1,2ox+1)].
     const int64_t H2 = (Hs + 1) / 2, W2 = (Ws + 1) / 2;
@@ -336,20 +326,8 @@ Act head(Ops& o, const ModelConfig& c, Act h) { return o.layernorm(h, G(kNorm), 
 Act pool(Ops& o, const ModelConfig&, Act last) { return o.mean_rows(last); }
 
 Arch make() {
-    Arch a;
-    a.name = "swin";
-    a.hf_types = {"swin"};
-    a.hf_class = "SwinModel";
-    a.tensors = table();
-    a.n_slots = kNumSlots;
-    a.configure = configure;
-    a.write_keys = write_keys;
-    a.validate = validate;
-    a.embed = embed;
-    a.layer = layer;
-    a.head = head;
-    a.encoder = true;
-    a.pool = pool;
+    Arch a = encoder_family::make_arch("swin", {"swin"}, "SwinModel", table(), kNumSlots, configure, write_keys, validate,
+                                       embed, layer, head, pool);
     a.hf_rename = rename;
     return a;
 }

@@ -196,10 +196,7 @@ void validate(const ModelConfig& c, const std::string& where) {
 Weight G(int slot) { return Weight{-1, slot}; }
 
 Act embed(Ops& o, const ModelConfig& c) {
-    Act x = o.input(c.enc.patch_cols(), 0);
-    const Weight w = G(kPatch), b = G(kPatchB);
-    Act h;
-    o.linear(x, &w, &b, 1, &h);
+    Act h = o.linear(o.input(c.enc.patch_cols(), 0), G(kPatch), G(kPatchB));
     h = o.class_row(h, G(kClass));
     h = o.add_positions(h, G(kPos), 0);
     if (o.has(G(kPreNorm))) h = o.layernorm(h, G(kPreNorm), G(kPreNormB), c.enc.norm_eps);
@@ -209,24 +206,12 @@ Act embed(Ops& o, const ModelConfig& c) {
 Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     auto W = [l](int slot) { return Weight{l, slot}; };
     const float eps = c.enc.norm_eps;
-    Act x = o.layernorm(h, W(kLn1), W(kLn1B), eps);
-    const Weight wqkv[3] = {W(kWq), W(kWk), W(kWv)}, bqkv[3] = {W(kBq), W(kBk), W(kBv)};
-    Act qkv[3];
-    o.linear(x, wqkv, bqkv, 3, qkv);
-    const int64_t D = c.n_embd / c.n_head;
-    AttentionSpec spec{c.n_head, c.n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
-    spec.causal = false;
-    Act a = o.attention(l, qkv[0], qkv[1], qkv[2], spec);
-    Act y;
-    const Weight wo = W(kWo), bo = W(kBo), fc1 = W(kFc1), fc1b = W(kFc1B), fc2 = W(kFc2), fc2b = W(kFc2B);
-    o.linear(a, &wo, &bo, 1, &y);
-    h = o.residual(l, 0, h, y);
-    x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
-    Act u;
-    o.linear(x, &fc1, &fc1b, 1, &u);
-    u = o.activation(u, c.enc.act);
-    o.linear(u, &fc2, &fc2b, 1, &y);
-    return o.residual(l, 1, h, y);
+    const Weight qkv[3] = {W(kWq), W(kWk), W(kWv)}, qkv_b[3] = {W(kBq), W(kBk), W(kBv)};
+    Act a = encoder_family::self_attention(o, l, o.layernorm(h, W(kLn1), W(kLn1B), eps), c.n_head, qkv, qkv_b, W(kWo),
+                                           W(kBo));
+    h = o.residual(l, 0, h, a);
+    Act x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
+    return o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act));
 }
 
 Act head(Ops& o, const ModelConfig& c, Act h) {
@@ -236,28 +221,29 @@ Act head(Ops& o, const ModelConfig& c, Act h) {
 
 Act pool(Ops& o, const ModelConfig& c, Act last) {
     Act p = o.first_rows(last);
-    if (o.has(G(kPooler))) {
-        const Weight w = G(kPooler), b = G(kPoolerB);
-        Act y;
-        o.linear(p, &w, &b, 1, &y);
-        return o.activation(y, Activation::kTanh);
-    }
+    if (o.has(G(kPooler))) return o.activation(o.linear(p, G(kPooler), G(kPoolerB)), Activation::kTanh);
     if (o.has(G(kPostNorm))) p = o.layernorm(p, G(kPostNorm), G(kPostNormB), c.enc.norm_eps);
     if (o.has(G(kProj))) p = o.linear(p, G(kProj));
     return p;
 }
 
-Arch encoder_arch(const char* name, std::vector<std::string> hf_types, const char* hf_class,
-                  std::vector<TensorSpec> table, void (*cfg)(ModelConfig&, const ConfigSource&),
-                  void (*write)(const ModelConfig&, ConfigSink&)) {
+}  // namespace
+
+namespace encoder_family {
+
+Arch make_arch(const char* name, std::vector<std::string> hf_types, const char* hf_class, std::vector<TensorSpec> table,
+               int n_slots, void (*configure)(ModelConfig&, const ConfigSource&),
+               void (*write_keys)(const ModelConfig&, ConfigSink&), void (*validate)(const ModelConfig&, const std::string&),
+               Act (*embed)(Ops&, const ModelConfig&), Act (*layer)(Ops&, const ModelConfig&, int64_t, Act),
+               Act (*head)(Ops&, const ModelConfig&, Act), Act (*pool)(Ops&, const ModelConfig&, Act)) {
     Arch a;
     a.name = name;
     a.hf_types = std::move(hf_types);
     a.hf_class = hf_class;
     a.tensors = std::move(table);
-    a.n_slots = kNumSlots;
-    a.configure = cfg;
-    a.write_keys = write;
+    a.n_slots = n_slots;
+    a.configure = configure;
+    a.write_keys = write_keys;
     a.validate = validate;
     a.embed = embed;
     a.layer = layer;
@@ -267,9 +253,19 @@ Arch encoder_arch(const char* name, std::vector<std::string> hf_types, const cha
     return a;
 }
 
-}  // namespace
+Act mlp(Ops& o, Act x, Weight up, Weight up_b, Weight down, Weight down_b, Activation f) {
+    return o.linear(o.activation(o.linear(x, up, up_b), f), down, down_b);
+}
 
-namespace encoder_family {
+Act self_attention(Ops& o, int64_t layer, Act x, int64_t n_head, const Weight qkv[3], const Weight qkv_b[3], Weight out,
+                   Weight out_b) {
+    Act p[3];
+    o.linear(x, qkv, qkv_b, 3, p);
+    const int64_t D = p[0].cols / n_head;
+    AttentionSpec spec{n_head, n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
+    spec.causal = false;
+    return o.linear(o.attention(layer, p[0], p[1], p[2], spec), out, out_b);
+}
 
 int64_t need(const ConfigSource& src, const char* key) {
     const std::optional<int64_t> v = src.integer(key, key);
@@ -313,8 +309,10 @@ const char* activation_name(Activation a) {
     return "?";
 }
 
-extern const Arch kVitArch = encoder_arch("vit", {"vit"}, "ViTModel", vit_table(), vit_configure, vit_write);
-extern const Arch kClipVisionArch = encoder_arch("clip_vision", {"clip_vision_model"}, "CLIPVisionModel", clip_table(),
-                                                 clip_configure, clip_write);
+extern const Arch kVitArch = encoder_family::make_arch("vit", {"vit"}, "ViTModel", vit_table(), kNumSlots,
+                                                       vit_configure, vit_write, validate, embed, layer, head, pool);
+extern const Arch kClipVisionArch = encoder_family::make_arch("clip_vision", {"clip_vision_model"}, "CLIPVisionModel",
+                                                              clip_table(), kNumSlots, clip_configure, clip_write,
+                                                              validate, embed, layer, head, pool);
 
 }  // namespace llmforge
