@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model retriever-model vqa-models
+.PHONY: all setup build check test fuzz demo bench clean default-model dst-model safety-model retriever-model vqa-models vlm-model
 
 all: build
 
@@ -51,6 +51,12 @@ retriever-model: build
 vqa-models: build
 	scripts/vqa_models.sh $(BUILD)/bin/llmforge
 	bench/vqa_eval.py $(BUILD)/bin/llmforge --out docs
+
+# Rebuilds the vision-language model in models/vlm (issue 20 item 5: tower + projector + Llama,
+# trained here on the generated scenes) and scores it (docs/vlm-eval.md).
+vlm-model: build
+	scripts/vlm_model.sh $(BUILD)/bin/llmforge
+	bench/vlm_eval.py $(BUILD)/bin/llmforge --out docs
 
 bench: build
 	./scripts/bench.sh $(BUILD)/bin/llmforge

@@ -11,16 +11,22 @@
 // when "train/tape.h" is visible (CMakeLists.txt's bench loop links llmforge_train into
 // bench_lsh_attention only; add vit_encode_bench there), else the program says they are absent.
 //
-//   vit_encode_bench [--threads 1,2] [--batch 1,8] [--warmup 2] [--reps 10]
+//   vit_encode_bench [--threads 1,2] [--batch 1,8] [--warmup 2] [--reps 10] [--encode-type f32,bf16]
 //                    [--shape base|small|tiny] [--image 224] [--patch 16]
 //                    [--train 0|1] [--train-shape small|base|tiny] [--train-batch 8] [--train-reps 5]
 //                    [--encode 0|1] [--profile 0|1] [--tape-encode 0|1] [--train-precision fp32|bf16]
 //
+// --encode-type: the precisions of Model::encode's weight products to time (Model::set_encode_type),
+// "encode" lines for f32, "encode_bf16" for bf16; with both, an "accuracy" line per batch gives
+// bf16's max |bf16 − f32| / max |f32| over the last hidden state and the pooled output (the same
+// input). Every timing line lists its reps' times (times_ms) for drivers that pool rounds
+// (bench/vit_encode_compare.py).
 // Shapes: base = ViT-B/16 (768 wide, 12 layers, 12 heads, ffn 3072), small = ViT-S/16 (384, 12, 6,
 // 1536), tiny = ViT-Ti/16 (192, 12, 3, 768); 224 × 224 × 3 images, 197 rows per image.
 // --profile 1: after the encode timings, each op of one encode replayed on its own with the
-// engine's kernels (the same calls EagerOps makes: kernels::matmul for the products, two sgemms +
-// softmax per (image, head) for attention, layernorm_row, act_rows, kt.add), median ms per encode
+// engine's kernels (the calls EagerOps makes: kernels::matmul for f32 products, gemm_bf16 on weights packed
+// once for bf16, two sgemms + softmax per (image, head) for attention, layernorm_row, act_rows,
+// kt.add), median ms per encode
 // and share of the sum, so the split of Model::encode's time is visible without a profiler.
 // --tape-encode 1: also the forward alone through the trainer's ops (TrainModel::encode on a Tape
 // with grad_enabled = false) in fp32 and in bf16 (Precision::kBF16: every weight product on AMX
@@ -43,6 +49,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "kernels/cpu/encoder_math.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul.h"
@@ -74,12 +81,36 @@ std::vector<int> int_list(const char* s) {
     return v;
 }
 
+std::vector<std::string> name_list(const char* s) {
+    std::vector<std::string> v;
+    for (const char* p = s; *p != '\0';) {
+        const char* e = std::strchr(p, ',');
+        v.emplace_back(p, e != nullptr ? e : p + std::strlen(p));
+        p = e != nullptr ? e + 1 : p + std::strlen(p);
+    }
+    for (const std::string& t : v)
+        if (t != "f32" && t != "bf16") {
+            std::fprintf(stderr, "--encode-type: %s is not f32 or bf16\n", t.c_str());
+            std::exit(2);
+        }
+    return v;
+}
+
 struct Stats {
     double median = 0, min = 0;
 };
 Stats stats_of(std::vector<double> t) {
     std::sort(t.begin(), t.end());
     return {t[t.size() / 2], t.front()};
+}
+std::string times_json(const std::vector<double>& t) {
+    std::string s = "[";
+    for (size_t i = 0; i < t.size(); ++i) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%s%.2f", i ? ", " : "", t[i] * 1e3);
+        s += b;
+    }
+    return s + "]";
 }
 
 // A Hugging Face ViTConfig's keys for a named shape; through hf_config_parse as a config.json.
@@ -148,12 +179,25 @@ RandomVit random_vit(const ModelConfig& cfg, uint64_t seed) {
     return r;
 }
 
-void print_json(const char* what, const std::string& shape, int threads, int64_t B, int reps, Stats s, double flops) {
+void print_json(const char* what, const std::string& shape, int threads, int64_t B, const std::vector<double>& t,
+                double flops) {
+    const Stats s = stats_of(t);
     std::printf("{\"impl\": \"llmforge\", \"what\": \"%s\", \"shape\": \"%s\", \"threads\": %d, \"batch\": %lld, "
-                "\"reps\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.3f, \"gflops\": %.1f}\n",
-                what, shape.c_str(), threads, (long long)B, reps, s.median * 1e3, s.min * 1e3, B / s.median,
-                flops / s.median * 1e-9);
+                "\"reps\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.3f, \"gflops\": %.1f, "
+                "\"times_ms\": %s}\n",
+                what, shape.c_str(), threads, (long long)B, (int)t.size(), s.median * 1e3, s.min * 1e3, B / s.median,
+                flops / s.median * 1e-9, times_json(t).c_str());
     std::fflush(stdout);
+}
+
+// max |a − b| / max |b|
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < b.size(); ++i) {
+        d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
+        m = std::max(m, std::fabs(static_cast<double>(b[i])));
+    }
+    return d / m;
 }
 
 // Forward FLOPs of one image (products and attention; the elementwise ops are not counted).
@@ -164,7 +208,7 @@ double encode_flops(const ModelConfig& c) {
 
 // ---- the replayed ops of one encode (--profile) ----
 
-void profile(const RandomVit& m, int threads, int64_t B, int reps) {
+void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
     const ModelConfig& c = m.cfg;
     const int64_t T = 1 + c.enc.n_patches(), N = B * T, C = c.n_embd, F = c.n_ff, H = c.n_head, D = C / H,
                   L = c.n_layer, K0 = c.enc.patch_cols();
@@ -208,28 +252,51 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps) {
         int per_encode;  // calls per encode: once (patch embed) or once per layer
         std::function<void()> run;
     };
-    auto mat = [&](const Tensor& w, const float* a, float* out) { return [&, a, out] { kernels::matmul(w, a, N, out, pool, mm); }; };
+    // The products as EagerOps::linear runs them: f32, kernels::matmul; bf16, each weight packed
+    // once (Model::encode_pack) and gemm_bf16.
+    std::vector<std::unique_ptr<kernels::PackedBf16>> packs;
+    auto mat = [&](const Tensor& w, const float* a, float* out) -> std::function<void()> {
+        if (!bf16) return [&, a, out] { kernels::matmul(w, a, N, out, pool, mm); };
+        const kernels::PackedBf16* p =
+            packs.emplace_back(std::make_unique<kernels::PackedBf16>(kernels::pack_bf16(w.ptr<float>(), w.dim(1), w.dim(0), w.dim(1), true, &pool))).get();
+        return [&, p, a, out] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool); };
+    };
+    auto mq = mat(wq, x.data(), q.data()), mk = mat(wk, x.data(), k.data()), mv = mat(wv, x.data(), v.data());
     std::vector<Op> ops = {
         {"patch_embed matmul", 1, mat(wpatch, in.data(), y.data())},
-        {"q,k,v matmuls (matmul_multi)", (int)L,
+        {"q,k,v matmuls", (int)L,
          [&] {
-             const Tensor* ws[3] = {&wq, &wk, &wv};
-             float* ys[3] = {q.data(), k.data(), v.data()};
-             kernels::matmul_multi(ws, ys, 3, x.data(), N, pool, mm);
+             mq();
+             mk();
+             mv();
          }},
         {"attn_out matmul", (int)L, mat(wo, att.data(), y.data())},
         {"ffn_up matmul", (int)L, mat(wup, x.data(), u.data())},
         {"ffn_down matmul", (int)L, mat(wdown, u0.data(), y.data())},
         {"attention (QK^T, softmax, PV)", (int)L,
          [&] {
-             pool.run(B * H, [&](int64_t item, int tid) {
+             pool.run(B * H, [&](int64_t item, int tid) {  // EagerOps::bidirectional_attention's work item
                  const int64_t j = item / H, h = item % H, i0 = j * T;
                  float* s = sc.data() + tid * T * T;
-                 kernels::sgemm(false, true, T, T, D, scale, q.data() + i0 * C + h * D, C, k.data() + i0 * C + h * D,
-                                C, 0.0f, s, T);
+                 const float *qh = q.data() + i0 * C + h * D, *kh = k.data() + i0 * C + h * D, *vh = v.data() + i0 * C + h * D;
+                 float* oh = att.data() + i0 * C + h * D;
+                 thread_local kernels::PackedBf16 kp, vp;
+                 thread_local std::vector<float> ks;
+                 if (bf16) {
+                     ks.assign(static_cast<size_t>(T * D), 0.0f);
+                     for (int64_t r = 0; r < T; ++r) kt.axpy(D, scale, kh + r * C, ks.data() + r * D);
+                     kernels::pack_bf16_into(kp, ks.data(), D, T, D, true, nullptr);
+                     kernels::gemm_bf16(qh, C, T, kp, s, T, false, nullptr);
+                 } else {
+                     kernels::sgemm(false, true, T, T, D, scale, qh, C, kh, C, 0.0f, s, T);
+                 }
                  for (int64_t r = 0; r < T; ++r) kt.softmax(s + r * T, T);
-                 kernels::sgemm(false, false, T, D, T, 1.0f, s, T, v.data() + i0 * C + h * D, C, 0.0f,
-                                att.data() + i0 * C + h * D, C);
+                 if (bf16) {
+                     kernels::pack_bf16_into(vp, vh, C, T, D, false, nullptr);
+                     kernels::gemm_bf16(s, T, T, vp, oh, C, false, nullptr);
+                 } else {
+                     kernels::sgemm(false, false, T, D, T, 1.0f, s, T, vh, C, 0.0f, oh, C);
+                 }
              });
          }},
         {"layernorm x2", (int)L,
@@ -258,8 +325,8 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps) {
          }},
     };
     (void)K0;
-    std::fprintf(stderr, "profile: %d thread(s), batch %lld, each op's median of %d, scaled to one encode\n", threads,
-                 (long long)B, reps);
+    std::fprintf(stderr, "profile: %d thread(s), batch %lld, %s products, each op's median of %d, scaled to one encode\n",
+                 threads, (long long)B, bf16 ? "bf16" : "f32", reps);
     std::vector<double> per_encode(ops.size());
     double total = 0;
     for (size_t i = 0; i < ops.size(); ++i) {
@@ -274,13 +341,13 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps) {
         total += per_encode[i];
     }
     for (size_t i = 0; i < ops.size(); ++i) {
-        std::printf("{\"impl\": \"llmforge\", \"what\": \"profile\", \"threads\": %d, \"batch\": %lld, \"op\": \"%s\", "
-                    "\"ms_per_encode\": %.2f, \"share\": %.3f}\n",
-                    threads, (long long)B, ops[i].name, per_encode[i] * 1e3, per_encode[i] / total);
+        std::printf("{\"impl\": \"llmforge\", \"what\": \"profile\", \"type\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+                    "\"op\": \"%s\", \"ms_per_encode\": %.2f, \"share\": %.3f}\n",
+                    bf16 ? "bf16" : "f32", threads, (long long)B, ops[i].name, per_encode[i] * 1e3, per_encode[i] / total);
     }
-    std::printf("{\"impl\": \"llmforge\", \"what\": \"profile\", \"threads\": %d, \"batch\": %lld, \"op\": \"sum\", "
-                "\"ms_per_encode\": %.2f}\n",
-                threads, (long long)B, total * 1e3);
+    std::printf("{\"impl\": \"llmforge\", \"what\": \"profile\", \"type\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+                "\"op\": \"sum\", \"ms_per_encode\": %.2f}\n",
+                bf16 ? "bf16" : "f32", threads, (long long)B, total * 1e3);
     std::fflush(stdout);
 }
 
@@ -288,6 +355,7 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps) {
 
 int main(int argc, char** argv) {
     std::vector<int> threads = {1, 2}, batches = {1, 8};
+    std::vector<std::string> encode_types = {"f32"};
     int warmup = 2, reps = 10, train_batch = 8, train_reps = 5, image = 224, patch = 16;
     bool do_train = true, do_encode = true, do_profile = false, do_tape = false;
     std::string shape = "base", train_shape = "small", train_precision = "fp32";
@@ -296,6 +364,7 @@ int main(int argc, char** argv) {
         const char* v = argv[i + 1];
         if (k == "--threads") threads = int_list(v);
         else if (k == "--batch") batches = int_list(v);
+        else if (k == "--encode-type") encode_types = name_list(v);
         else if (k == "--warmup") warmup = std::atoi(v);
         else if (k == "--reps") reps = std::atoi(v);
         else if (k == "--shape") shape = v;
@@ -326,7 +395,7 @@ int main(int argc, char** argv) {
     if (do_encode || do_profile || do_tape) {
         const ModelConfig cfg = vit_config(shape, image, patch);
         const RandomVit vit = random_vit(cfg, 1234);
-        const Model& model = *vit.model;
+        Model& model = *vit.model;
         const int64_t rows = 1 + cfg.enc.n_patches();
         int64_t n_params = 0;
         for (const auto& kv : vit.w) n_params += static_cast<int64_t>(kv.second.size());
@@ -341,24 +410,37 @@ int main(int argc, char** argv) {
             for (int B : batches) {
                 if (!do_encode) break;
                 const std::vector<float> in = image_rows(cfg, B, 42);
-                ForwardScratch s;
-                EncodeOutput out;
-                for (int w = 0; w < warmup; ++w) model.encode(in.data(), B, rows, out, pool, s);
-                std::vector<double> t;
-                for (int r = 0; r < reps; ++r) {
-                    const double t0 = now_s();
-                    model.encode(in.data(), B, rows, out, pool, s);
-                    t.push_back(now_s() - t0);
-                }
-                for (float f : out.pooled)
-                    if (!std::isfinite(f)) {
-                        std::fprintf(stderr, "non-finite output\n");
-                        return 1;
+                std::map<std::string, EncodeOutput> outs;
+                for (const std::string& et : encode_types) {
+                    model.set_encode_type(et == "bf16" ? DType::BF16 : DType::F32);
+                    ForwardScratch s;
+                    EncodeOutput& out = outs[et];
+                    for (int w = 0; w < warmup; ++w) model.encode(in.data(), B, rows, out, pool, s);
+                    std::vector<double> t;
+                    for (int r = 0; r < reps; ++r) {
+                        const double t0 = now_s();
+                        model.encode(in.data(), B, rows, out, pool, s);
+                        t.push_back(now_s() - t0);
                     }
-                print_json("encode", shape, nt, B, reps, stats_of(t), encode_flops(cfg) * B);
+                    for (float f : out.last)
+                        if (!std::isfinite(f)) {
+                            std::fprintf(stderr, "non-finite output\n");
+                            return 1;
+                        }
+                    print_json(et == "bf16" ? "encode_bf16" : "encode", shape, nt, B, t, encode_flops(cfg) * B);
+                }
+                if (outs.count("f32") && outs.count("bf16")) {
+                    std::printf("{\"impl\": \"llmforge\", \"what\": \"accuracy\", \"shape\": \"%s\", \"threads\": %d, "
+                                "\"batch\": %d, \"bf16_vs_f32_last_rel\": %.3g, \"bf16_vs_f32_pooled_rel\": %.3g}\n",
+                                shape.c_str(), nt, B, rel_err(outs["bf16"].last, outs["f32"].last),
+                                rel_err(outs["bf16"].pooled, outs["f32"].pooled));
+                    std::fflush(stdout);
+                }
             }
+            model.set_encode_type(DType::F32);
             if (do_profile)
-                for (int B : batches) profile(vit, nt, B, std::max(3, reps));
+                for (const std::string& et : encode_types)
+                    for (int B : batches) profile(vit, nt, B, std::max(3, reps), et == "bf16");
 #if VIT_BENCH_TRAIN
             for (const char* prec : {"fp32", "bf16"}) {
                 if (!do_tape) break;
@@ -381,7 +463,7 @@ int main(int argc, char** argv) {
                         times.push_back(now_s() - t0);
                     }
                     const std::string what = std::string("tape_encode_") + prec;
-                    print_json(what.c_str(), shape, nt, B, reps, stats_of(times), encode_flops(cfg) * B);
+                    print_json(what.c_str(), shape, nt, B, times, encode_flops(cfg) * B);
                 }
             }
 #endif
@@ -430,7 +512,8 @@ int main(int argc, char** argv) {
                 if (step > 0) times.push_back(el);
                 std::fprintf(stderr, "train: %d thread(s) step %d %.1f ms\n", nt, step, el * 1e3);
             }
-            print_json(train_precision == "fp32" ? "train_step" : "train_step_bf16", train_shape, nt, B, train_reps, stats_of(times), 3 * encode_flops(cfg) * B);
+            print_json(train_precision == "fp32" ? "train_step" : "train_step_bf16", train_shape, nt, B, times,
+                       3 * encode_flops(cfg) * B);
         }
     }
 #endif

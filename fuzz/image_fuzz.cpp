@@ -49,6 +49,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         sink += v[0];
     } catch (const Error&) {
     }
+    try {  // llama.cpp clip.cpp's LLaVA path (pad to a square, its bilinear resize)
+        const uint8_t a = size > 0 ? data[size - 1] : 0;
+        const float mean[3] = {0.5f, 0.5f, 0.5f};
+        const ImagePreprocess p = ImagePreprocess::llava_clip_cpp(1 + a % 64, mean, mean);
+        int64_t h = 0, w = 0;
+        const std::vector<float> v = preprocess_image(img, p, &h, &w);
+        if (h != p.resize_h || w != p.resize_w || v.size() != static_cast<size_t>(3 * h * w)) __builtin_trap();
+        sink += v[0] + v[v.size() - 1];
+    } catch (const Error&) {
+    }
     (void)sink;
     return 0;
 }

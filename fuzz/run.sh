@@ -236,6 +236,15 @@ reqs = {
                                              'required': ['city']}}}],
                    'tool_choice': 'required', 'parallel_tool_calls': False, 'stream': True},
     'suffix.json': {'prompt': 'def f(', 'suffix': '    return x\n', 'max_tokens': 4},
+    # Images as content parts (issue 20): data: URIs (the tiny model has no image encoder: the
+    # parts are checked, then refused), a remote URL, the string form.
+    'images.json': {'messages': [{'role': 'user', 'content': [
+                        {'type': 'image_url', 'image_url': {'url': 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==',
+                                                            'detail': 'low'}},
+                        {'type': 'text', 'text': 'a <image> a'},
+                        {'type': 'image_url', 'image_url': 'data:;base64,aGk'}]}], 'max_tokens': 2},
+    'image_remote.json': {'messages': [{'role': 'user', 'content': [
+                              {'type': 'image_url', 'image_url': {'url': 'https://example.com/a.png'}}]}]},
 }
 for name, j in reqs.items():
     open(os.path.join(out, 'openai_request_fuzz', name), 'w').write(json.dumps(j))

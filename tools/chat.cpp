@@ -3,6 +3,10 @@
 // or EOF ends the chat), so a script can pipe a session in: `printf 'hi\nbye\n' | llmforge chat …`.
 // The KV cache is kept between turns: each turn re-renders the whole conversation, keeps the
 // cached tokens it shares with the previous turn and decodes only the rest.
+// Images (a vision-language model: a folder with mmproj.gguf, or --mmproj F): `--image F` attaches
+// an image to the first user line, and a line "/image PATH" attaches one to the next user line; each
+// becomes an "<image>" marker opening its turn (runtime/multimodal.h). The cache is reused across
+// turns by position, images compared by content.
 // --adapter DIR[:scale] (repeatable): PEFT adapters (runtime/adapters.h); a prompt adapter's virtual
 // tokens stay in the cache before the conversation for the whole chat.
 // --grammar-file F | --json-schema F | --regex R: every assistant turn is constrained (a grammar
@@ -29,6 +33,7 @@
 #include "runtime/generator.h"
 #include "runtime/grammar.h"
 #include "runtime/json_schema.h"
+#include "runtime/multimodal.h"
 #include "runtime/sampler.h"
 
 namespace llmforge::cli {
@@ -40,7 +45,8 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     static int threads = 0;
     static SamplerParams sp;
     static bool echo = false;
-    static std::vector<std::string> adapters;
+    static std::vector<std::string> adapters, first_images;
+    static std::string mmproj;
     static std::string grammar_file, json_schema, regex;
     sp.temperature = 0.7f;
     sub->add_option("-m,--model", model, "model: Hugging Face folder, GGUF")->required();
@@ -55,6 +61,8 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--seed", sp.seed, "sampling seed");
     sub->add_option("-c,--ctx-size", ctx_size, "context size (0 = the model's)");
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
+    sub->add_option("--image", first_images, "PNG or JPEG image for the first user line (repeatable; later: /image PATH)");
+    sub->add_option("--mmproj", mmproj, "image encoder: llama.cpp mmproj GGUF (default: the model folder's mmproj.gguf)");
     sub->add_flag("--echo", echo, "print each user line (for scripted sessions without a terminal)");
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
@@ -87,6 +95,18 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         auto tok = Tokenizer::create(m->vocab());
         const AdapterSet ads = AdapterSet::load(adapters, *m);
         if (!ads.empty()) std::fprintf(stderr, "chat: adapters: %s\n", ads.describe().c_str());
+        // The image encoder, when the model has one (or --mmproj names one).
+        std::unique_ptr<ImageEncoder> encoder;
+        const std::string enc_path = mmproj.empty() ? ImageEncoder::find_for_model(model) : mmproj;
+        if (!enc_path.empty()) {
+            encoder = ImageEncoder::load(enc_path);
+            encoder->check_decoder(*m, "chat");
+            std::fprintf(stderr, "chat: images through %s (%lld rows each); attach one with /image PATH\n",
+                         enc_path.c_str(), (long long)encoder->n_tokens());
+        } else if (!first_images.empty()) {
+            fail("chat: --image given but %s has no image encoder (expected mmproj.gguf beside it; hint: pass --mmproj "
+                 "FILE, or use a vision-language model such as models/vlm)", model.c_str());
+        }
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
@@ -133,7 +153,9 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         base.messages = nlohmann::ordered_json::array();
         if (!system.empty()) base.messages.push_back({{"role", "system"}, {"content", system}});
         nlohmann::ordered_json history = base.messages;
-        std::vector<int32_t> cached;  // tokens in the KV cache, in order
+        std::vector<int32_t> cached;  // the KV cache's positions, in order (MultimodalPrompt::position_keys)
+        std::vector<PromptImage> conv_images;  // every image of the conversation, in order
+        std::vector<std::string> pending = first_images;  // images for the next user line
         std::fprintf(stderr, "chat: %s (%s, %.1fM parameters); an empty line ends the chat\n", model.c_str(),
                      m->config().arch.c_str(), m->n_params() / 1e6);
         std::string line;
@@ -141,6 +163,28 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             if (tty) std::fputs("\n> ", stdout), std::fflush(stdout);
             if (!std::getline(std::cin, line) || line.empty()) break;
             if (echo || !tty) std::printf("user: %s\n", line.c_str());
+            if (line.rfind("/image ", 0) == 0) {
+                const std::string path = line.substr(7);
+                if (!encoder) {
+                    std::fprintf(stderr, "chat: %s has no image encoder; /image is ignored (hint: --mmproj FILE)\n",
+                                 model.c_str());
+                    continue;
+                }
+                try {
+                    load_image(path);  // one line now rather than after the user's question
+                    pending.push_back(path);
+                    std::fprintf(stderr, "chat: %s attached to your next line\n", path.c_str());
+                } catch (const Error& e) {
+                    std::fprintf(stderr, "chat: %s\n", e.what());
+                }
+                continue;
+            }
+            std::string content = line;
+            for (const std::string& f : pending) {  // the images open the turn (LLaVA's convention)
+                conv_images.push_back(prompt_image(*encoder, load_image(f), ctx.pool()));
+                content = "<image>\n" + content;
+            }
+            pending.clear();
             ChatTemplateInputs in = base;
             std::optional<apps::TurnPlan> plan;
             if (shop) {
@@ -166,16 +210,17 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
                 }
                 in.messages = plan->messages;
             } else {
-                history.push_back({{"role", "user"}, {"content", line}});
+                history.push_back({{"role", "user"}, {"content", content}});
                 in.messages = history;
             }
-            const std::vector<int32_t> ids = chat_to_tokens(*tok, fmt.tmpl, in).tokens;
-            size_t keep = 0;  // tokens already cached (at least one token must be decoded anew)
+            const MultimodalPrompt mm = chat_to_multimodal(*tok, fmt.tmpl, in, conv_images);
+            const std::vector<int32_t> ids = mm.position_keys();
+            size_t keep = 0;  // positions already cached (at least one must be decoded anew)
             while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep]) ++keep;
             if (static_cast<int64_t>(ids.size()) + 8 > room) {
                 fail_kind(ErrorKind::kResource,
-                          "chat: the conversation has %zu tokens, the context holds %lld (hint: --ctx-size, or a new chat)",
-                          ids.size(), (long long)room);
+                          "chat: the conversation has %zu positions, the context holds %lld (hint: --ctx-size, or a new "
+                          "chat)", ids.size(), (long long)room);
             }
             // Cache positions: the virtual rows, then the conversation's tokens.
             ctx.truncate(std::min(ctx.n_past(), ctx.n_virtual() + static_cast<int64_t>(keep)));
@@ -183,7 +228,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
             gp.stop = fmt.stops;
             gp.max_tokens = std::min<int64_t>(n, room - static_cast<int64_t>(ids.size()));
             std::fputs(tty ? "" : "assistant: ", stdout);
-            std::vector<int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
+            const std::vector<int32_t> rest = feed_multimodal_prompt(ctx, mm, nullptr, static_cast<int64_t>(keep));
             if (grammar_stage) grammar_stage->reset();  // a new reply: the grammar starts over
             std::string shown;  // the reply as printed: slots filled (--app), the safety filter may cut it
             bool withheld = false;

@@ -30,6 +30,8 @@ void add_gen_dialogues(CLI::App& app, std::function<int()>& run);
 void add_gen_vqa(CLI::App& app, std::function<int()>& run);  // gen_vqa.cpp
 void add_train_vqa(CLI::App& app, std::function<int()>& run);  // vqa.cpp
 void add_vqa(CLI::App& app, std::function<int()>& run);        // vqa.cpp
+void add_train_vlm(CLI::App& app, std::function<int()>& run);  // vlm.cpp
+void add_vlm_eval(CLI::App& app, std::function<int()>& run);   // vlm.cpp
 void add_chat(CLI::App& app, std::function<int()>& run);
 void add_fisher(CLI::App& app, std::function<int()>& run);
 void add_logits(CLI::App& app, std::function<int()>& run);

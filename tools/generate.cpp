@@ -17,10 +17,16 @@
 // grammar stage first in the sampler chain keeps only tokens the grammar can still accept, and
 // end-of-generation only once the match is complete, so generation stops when the grammar does.
 //
+// --image F (repeatable) [--mmproj F]: images in the prompt, LLaVA style (runtime/multimodal.h): the
+// image encoder (llama.cpp's mmproj: vision tower + projector; default: the model folder's
+// mmproj.gguf) turns each image into rows that take the place of an "<image>" marker in the prompt
+// (with --chat, in the user turn; without markers the images go first).
+//
 // --draft-model M [--draft-n K] | --speculative mtp: speculative decoding (runtime/speculative.h):
 // a draft proposes up to K tokens, the model verifies them in one forward; the output is the same
 // as without a draft. Acceptance, tokens per model forward and speed go to stderr.
 #include <cstdio>
+#include <thread>
 
 #include "attention_flags.h"
 #include "commands.h"
@@ -31,6 +37,7 @@
 #include "runtime/generator.h"
 #include "runtime/grammar.h"
 #include "runtime/json_schema.h"
+#include "runtime/multimodal.h"
 #include "runtime/speculative.h"
 
 namespace llmforge::cli {
@@ -41,7 +48,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static int64_t n = 128, ctx_size = 0;
     static int threads = 0;
     static SamplerParams sp;
-    static std::vector<std::string> stops, adapters;
+    static std::vector<std::string> stops, adapters, images;
+    static std::string mmproj;
     static std::string grammar_file, json_schema, regex;
     static bool no_bos = false, special = false, no_mmap = false, chat = false;
     static std::string cache_k = "f32", cache_v = "f32";
@@ -51,6 +59,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     static AttentionChoice attention;
     add_attention_flags(sub, attention);
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
+    sub->add_option("--image", images, "PNG or JPEG image for the prompt (repeatable; placed at each <image> marker)");
+    sub->add_option("--mmproj", mmproj, "image encoder: llama.cpp mmproj GGUF (default: the model folder's mmproj.gguf)");
     sub->add_option("-p,--prompt", prompt, "prompt text");
     sub->add_option("-n,--n-predict", n, "tokens to generate (llama2.c: positions)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
     sub->add_option("--temp", sp.temperature, "temperature (0 = greedy)")->capture_default_str();
@@ -112,22 +122,44 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         const AdapterSet ads = AdapterSet::load(adapters, *m);
         if (!ads.empty()) std::fprintf(stderr, "generate: adapters: %s\n", ads.describe().c_str());
         const bool llama2c = m->files().format == "llama2c";
+        // Images: the encoder first (a missing or mismatched one fails before any work), then each image.
+        std::unique_ptr<ImageEncoder> encoder;
+        if (!images.empty() || !mmproj.empty()) {
+            if (!draft_model.empty() || !speculative.empty())
+                fail("generate: --image does not combine with speculative decoding (hint: leave out --draft-model / "
+                     "--speculative)");
+            const std::string enc_path = mmproj.empty() ? ImageEncoder::find_for_model(model) : mmproj;
+            if (enc_path.empty())
+                fail("generate: --image given but %s has no image encoder (expected mmproj.gguf beside it; hint: pass "
+                     "--mmproj FILE, or use a vision-language model such as models/vlm)", model.c_str());
+            encoder = ImageEncoder::load(enc_path);
+            encoder->check_decoder(*m, "generate");
+        }
+        MultimodalPrompt mm;
         std::vector<int32_t> ids;
         std::vector<std::string> chat_stops;  // what the chat format needs beyond EOG tokens
+        std::vector<PromptImage> pimages;
+        if (encoder) {
+            ThreadPool ipool(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+            for (const std::string& f : images) pimages.push_back(prompt_image(*encoder, load_image(f), ipool));
+        }
         if (chat || !chat_template.empty() || !system.empty()) {
             const ChatFormat fmt = require_chat_format(*tok, model, chat_template, true, "generate", "--chat-template");
             ChatTemplateInputs in;
             in.messages = nlohmann::ordered_json::array();
             if (!system.empty()) in.messages.push_back({{"role", "system"}, {"content", system}});
-            in.messages.push_back({{"role", "user"}, {"content", prompt}});
-            const ChatPrompt rendered = chat_to_tokens(*tok, fmt.tmpl, std::move(in), !no_bos);
-            ids = rendered.tokens;
+            std::string user = prompt;
+            if (!has_image_marker(user))  // LLaVA's convention: the images open the user turn
+                for (size_t i = 0; i < pimages.size(); ++i) user = "<image>\n" + user;
+            in.messages.push_back({{"role", "user"}, {"content", user}});
+            mm = chat_to_multimodal(*tok, fmt.tmpl, std::move(in), std::move(pimages), !no_bos);
             chat_stops = fmt.stops;
-            std::fprintf(stderr, "generate: chat prompt (%zu bytes) from %s\n", rendered.text.size(),
+            std::fprintf(stderr, "generate: chat prompt from %s\n",
                          chat_template.empty() ? "the model's chat template" : fmt.name.c_str());
         } else {
-            ids = encode_prompt(*tok, prompt, !no_bos, special);
+            mm = build_multimodal_prompt(*tok, prompt, std::move(pimages), !no_bos, special);
         }
+        const int64_t n_positions = mm.n_positions();
         ContextParams cp;
         cp.n_threads = threads;
         cp.n_ctx = ctx_size;
@@ -140,22 +172,23 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         if (llama2c) {
             // run.c: positions 0..steps-1 are fed; the prompt's tokens use the first of them.
             const int64_t steps = std::min<int64_t>(n, m->config().n_ctx_train);
-            gp.max_tokens = std::max<int64_t>(0, steps - static_cast<int64_t>(ids.size()) + 1);
+            gp.max_tokens = std::max<int64_t>(0, steps - n_positions + 1);
             gp.stop_on_bos = true;
             if (cp.n_ctx == 0) cp.n_ctx = m->config().n_ctx_train + ads.n_virtual();
         }
         Context ctx(*m, cp);
         const int64_t room = ctx.n_ctx() - ctx.n_virtual();  // positions left for tokens
-        if (static_cast<int64_t>(ids.size()) + gp.max_tokens > room) {
-            gp.max_tokens = std::max<int64_t>(0, room - static_cast<int64_t>(ids.size()));
-            if (static_cast<int64_t>(ids.size()) > room) {
-                fail_kind(ErrorKind::kResource, "prompt has %zu tokens but the context holds %lld%s (hint: raise --ctx-size)",
-                          ids.size(), (long long)room,
+        if (n_positions + gp.max_tokens > room) {
+            gp.max_tokens = std::max<int64_t>(0, room - n_positions);
+            if (n_positions > room) {
+                fail_kind(ErrorKind::kResource, "prompt has %lld positions but the context holds %lld%s (hint: raise --ctx-size)",
+                          (long long)n_positions, (long long)room,
                           ctx.n_virtual() > 0 ? " after the prompt adapter's virtual tokens" : "");
             }
         }
-        std::fprintf(stderr, "generate: %s (%s, %s), %zu prompt tokens, %d threads, kernels %s\n",
-                     model.c_str(), m->files().format.c_str(), m->config().arch.c_str(), ids.size(),
+        std::fprintf(stderr, "generate: %s (%s, %s), %lld prompt positions (%zu images), %d threads, kernels %s\n",
+                     model.c_str(), m->files().format.c_str(), m->config().arch.c_str(), (long long)n_positions,
+                     mm.images.size(),
                      ctx.pool().size(), kernels::isa_name(kernels::kernels().isa));
         Sampler sampler(sp, tok.get());
         if (grammar) {
@@ -167,6 +200,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
             std::fflush(stdout);
             return true;
         };
+        // Every piece but the last run of tokens goes in now; generate() takes that run.
+        ids = feed_multimodal_prompt(ctx, mm, &sampler);
         GenerateResult r;
         if (draft_model.empty() && speculative.empty()) {
             r = generate(ctx, *tok, sampler, ids, gp, print);

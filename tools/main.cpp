@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
     llmforge::cli::add_gen_vqa(app, cmds["gen-vqa"]);
     llmforge::cli::add_train_vqa(app, cmds["train-vqa"]);
     llmforge::cli::add_vqa(app, cmds["vqa"]);
+    llmforge::cli::add_train_vlm(app, cmds["train-vlm"]);
+    llmforge::cli::add_vlm_eval(app, cmds["vlm-eval"]);
     llmforge::cli::add_chat(app, cmds["chat"]);
     llmforge::cli::add_logits(app, cmds["logits"]);
     llmforge::cli::add_merge_adapter(app, cmds["merge-adapter"]);

@@ -181,6 +181,9 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
                     "Jinja chat template file, or 'chatml' for the built-in ChatML (default: the model's own; "
                     "without one, chat requests get 400)");
     sub->add_option("--alias", cfg.model_options.alias, "model id clients use (default: the file name)");
+    sub->add_option("--mmproj", cfg.model_options.mmproj_path,
+                    "image encoder: llama.cpp mmproj GGUF, for image_url content parts in chat requests (default: "
+                    "the model folder's mmproj.gguf when it has one)");
     static std::vector<std::string> adapter_specs;
     sub->add_option("--adapter", adapter_specs,
                     "NAME=DIR: serve a PEFT LoRA adapter under the model id NAME (repeatable; requests pick it with "
@@ -244,6 +247,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
         cfg.engine.slots = parallel;
         cfg.engine.n_ctx = ctx;
         cfg.engine.threads = threads;
+        cfg.model_options.threads = threads;
         cfg.engine.max_queue = static_cast<size_t>(max_queue);
         cfg.engine.prefix_cache_bytes = static_cast<size_t>(prefix_mb) << 20;
         cfg.engine.step_prompt_tokens = step_tokens;

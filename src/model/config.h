@@ -46,6 +46,10 @@ enum class Activation { kGelu, kGeluTanh, kQuickGelu, kTanh };
 bool activation_from_name(const std::string& name, Activation* out);
 const char* activation_name(Activation a);
 
+// A vision tower's projector into a language model's embedding space (LLaVA): none, one linear, or
+// LLaVA-1.5's mlp2x_gelu (linear, GELU, linear). GGUF mm.0 / mm.2, HF multi_modal_projector.linear_1 / _2.
+enum class Projector { kNone, kLinear, kMlp };
+
 // Encoder architectures (vision towers, bidirectional text encoders; model/arch/vit.cpp): the
 // hyper-parameters a decoder does not have. All zero for decoders.
 struct EncoderConfig {
@@ -67,9 +71,32 @@ struct EncoderConfig {
     // RoBERTa numbers real tokens from there), and the token type every token gets (row 0).
     int64_t position_offset = 0;
     int64_t pad_token = -1;
+    // Vision towers feeding a decoder (LLaVA): the projector, its output width (the decoder's
+    // n_embd), the hidden state it reads (HF vision_feature_layer: an index into hidden_states,
+    // where 0 is the embeddings (after CLIP's pre-LayerNorm) and i the output of layer i; negative
+    // counts from the end: -1 the last layer's output, -2 the penultimate; later layers are not
+    // run, and no final / post LayerNorm is applied) and whether the first row is kept ("full") or
+    // dropped ("default": HF drops row 0 whether or not it is a class row). projector_act is HF's
+    // projector_hidden_act (mlp). proj_post_norm: llama.cpp's clip.cpp applies the tower's
+    // post-LayerNorm (v.post_ln) to every row before the projector when an mmproj has one
+    // (model/mmproj.h); set only by that loader.
+    Projector projector = Projector::kNone;
+    int64_t proj_out = 0;
+    int64_t feature_layer = -1;
+    bool feature_select_full = false;
+    Activation projector_act = Activation::kGelu;
+    bool proj_post_norm = false;
+    // SigLIP: the multihead attention pooling head (HF vision_use_head) gives the pooled output.
+    bool map_head = false;
 
     int64_t n_patches() const { return patch_size > 0 ? (image_size / patch_size) * (image_size / patch_size) : 0; }
     int64_t patch_cols() const { return n_channels * patch_size * patch_size; }  // one patch row's width
+    // Rows a projector makes per image: the tower's rows (class row + patches), less the first
+    // unless "full".
+    int64_t n_image_tokens() const { return n_patches() + (class_token ? 1 : 0) - (feature_select_full ? 0 : 1); }
+    // Layers run before the projector: hidden_states[feature_layer] is the output of this many
+    // layers of n_layer (valid when 0 <= it <= n_layer).
+    int64_t feature_depth(int64_t n_layer) const { return feature_layer >= 0 ? feature_layer : n_layer + 1 + feature_layer; }
     int64_t stage_of(int64_t layer) const {
         int64_t s = 0;
         for (int64_t first = 0; s + 1 < static_cast<int64_t>(depths.size()) && layer >= first + depths[s]; ++s) first += depths[s];

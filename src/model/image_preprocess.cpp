@@ -15,12 +15,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/file.h"
 #include "core/json_depth.h"
 #include "io/byte_reader.h"
+#include "model/model.h"
 
 namespace llmforge {
 
@@ -313,6 +315,17 @@ ImagePreprocess ImagePreprocess::vit() {
     return p;
 }
 
+ImagePreprocess ImagePreprocess::llava_clip_cpp(int64_t size, const float mean[3], const float std[3]) {
+    ImagePreprocess p;
+    p.clip_cpp = true;
+    p.shortest_edge = 0;
+    p.resize_w = p.resize_h = size;
+    p.filter = Filter::kBilinear;
+    p.do_center_crop = false;
+    for (int c = 0; c < 3; ++c) p.mean[c] = mean[c], p.std[c] = std[c];
+    return p;
+}
+
 ImagePreprocess ImagePreprocess::siglip() {
     ImagePreprocess p = vit();
     p.filter = Filter::kBicubic;
@@ -451,8 +464,61 @@ Image resize_like_pil(const Image& img, int64_t w, int64_t h, Filter f) {
     return resize_window(img, w, h, f, 0, 0, w, h);
 }
 
+namespace {
+
+// clip.cpp's clip_image_preprocess for LLaVA-1.5 (ImagePreprocess::llava_clip_cpp), statement for
+// statement in its float arithmetic: pad to a square (top-left), its bilinear resize into an HWC
+// buffer (entries it does not write stay 0), normalise, then channels first. A square image is
+// read as it is (clip.cpp copies it).
+std::vector<float> preprocess_clip_cpp(const Image& img, const ImagePreprocess& p, int64_t* out_h, int64_t* out_w) {
+    const int64_t S = p.resize_w;
+    if (S < 1 || S > 4096 || p.resize_h != S) {
+        fail("preprocess_image: clip.cpp preprocessing to %lldx%lld, expected a square of side 1..4096 (the mmproj's "
+             "image_size)", static_cast<long long>(p.resize_w), static_cast<long long>(p.resize_h));
+    }
+    // The padded square is read through at() (never built: a long thin image would make a huge one).
+    const int nx = static_cast<int>(std::max(img.width, img.height)), ny = nx;
+    const float scale = static_cast<float>(std::max(nx, ny)) / static_cast<float>(S);
+    const int nx3 = static_cast<int>(static_cast<float>(nx) / scale + 0.5f);
+    const int ny3 = static_cast<int>(static_cast<float>(ny) / scale + 0.5f);
+    std::vector<float> hwc(static_cast<size_t>(3 * S * S), 0.0f);
+    for (int y = 0; y < ny3; y++) {
+        for (int x = 0; x < nx3; x++) {
+            for (int c = 0; c < 3; c++) {
+                const float sx = (static_cast<float>(x) + 0.5f) * scale - 0.5f;
+                const float sy = (static_cast<float>(y) + 0.5f) * scale - 0.5f;
+                const int x0 = std::max(0, static_cast<int>(std::floor(sx)));
+                const int y0 = std::max(0, static_cast<int>(std::floor(sy)));
+                const int x1 = std::min(x0 + 1, nx - 1);
+                const int y1 = std::min(y0 + 1, ny - 1);
+                const float dx = sx - static_cast<float>(x0);
+                const float dy = sy - static_cast<float>(y0);
+                auto at = [&](int yy, int xx) {
+                    return static_cast<float>(yy < img.height && xx < img.width
+                                                  ? img.rgb[static_cast<size_t>(3 * (yy * img.width + xx) + c)]
+                                                  : p.pad_color[c]);
+                };
+                const float v0 = at(y0, x0) * (1.0f - dx) + at(y0, x1) * dx;
+                const float v1 = at(y1, x0) * (1.0f - dx) + at(y1, x1) * dx;
+                const float v = v0 * (1.0f - dy) + v1 * dy;
+                const uint8_t v2 = static_cast<uint8_t>(std::min(std::max(std::round(v), 0.0f), 255.0f));
+                const size_t i = static_cast<size_t>(3 * (static_cast<int64_t>(y) * nx3 + x) + c);
+                if (i < hwc.size()) hwc[i] = ((static_cast<float>(v2) / 255.0f) - p.mean[c]) / p.std[c];
+            }
+        }
+    }
+    std::vector<float> out(static_cast<size_t>(3 * S * S));
+    for (int64_t c = 0; c < 3; ++c)
+        for (int64_t i = 0; i < S * S; ++i) out[static_cast<size_t>(c * S * S + i)] = hwc[static_cast<size_t>(3 * i + c)];
+    *out_h = *out_w = S;
+    return out;
+}
+
+}  // namespace
+
 std::vector<float> preprocess_image(const Image& img, const ImagePreprocess& p, int64_t* out_h, int64_t* out_w) {
     check_image(img, "preprocess_image");
+    if (p.clip_cpp) return preprocess_clip_cpp(img, p, out_h, out_w);
     int64_t rh = img.height, rw = img.width;
     if (p.do_resize) {
         if (p.shortest_edge > 0) {
@@ -521,6 +587,24 @@ std::vector<float> preprocess_image(const Image& img, const ImagePreprocess& p, 
     *out_h = oh;
     *out_w = ow;
     return out;
+}
+
+std::vector<float> vision_input_rows(const ModelConfig& c, const ImagePreprocess& pre,
+                                     const std::vector<const Image*>& images, const std::string& where) {
+    const int64_t first = c.enc.class_token ? 1 : 0, T = first + c.enc.n_patches(), cols = c.enc.patch_cols();
+    std::vector<float> rows(static_cast<size_t>(static_cast<int64_t>(images.size()) * T * cols));
+    for (size_t b = 0; b < images.size(); ++b) {
+        int64_t h = 0, w = 0;
+        const std::vector<float> px = preprocess_image(*images[b], pre, &h, &w);
+        if (h != c.enc.image_size || w != c.enc.image_size) {
+            fail("%s: the preprocessor gives %lldx%lld images, the vision tower takes %lldx%lld (hint: its preprocessor "
+                 "settings and config disagree)",
+                 where.c_str(), (long long)w, (long long)h, (long long)c.enc.image_size, (long long)c.enc.image_size);
+        }
+        image_patch_rows(px.data(), c.enc.n_channels, h, w, c.enc.patch_size, rows.data() + b * T * cols,
+                         c.enc.class_token);
+    }
+    return rows;
 }
 
 }  // namespace llmforge

@@ -33,6 +33,9 @@
 
 namespace llmforge {
 
+struct ModelConfig;
+struct ModelFiles;
+
 struct ImagePreprocess {
     enum class Filter { kNearest, kBilinear, kBicubic };  // PIL resample 0, 2, 3
     bool do_resize = true;
@@ -46,6 +49,11 @@ struct ImagePreprocess {
     bool do_normalize = true;
     float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
     float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    // llama.cpp clip.cpp's LLaVA-1.5 preprocessing (clip_image_preprocess without
+    // image_grid_pinpoints) instead of the Hugging Face steps above (which are then ignored but
+    // mean / std and resize_w = resize_h, the output side): see llava_clip_cpp().
+    bool clip_cpp = false;
+    uint8_t pad_color[3] = {122, 116, 104};  // LLaVA's background: the mean colour · 255
 
     // openai/clip-vit-*: shortest edge 224, bicubic, center crop 224, OpenAI CLIP mean/std.
     static ImagePreprocess clip();
@@ -55,6 +63,20 @@ struct ImagePreprocess {
     // google/siglip-base-patch16-224 (SiglipImageProcessor): 224 x 224 exact, bicubic, no crop,
     // mean = std = 0.5.
     static ImagePreprocess siglip();
+    // What llama.cpp's clip.cpp (c392e50, clip_image_preprocess) does with an mmproj's
+    // image_size / image_mean / image_std for LLaVA-1.5, reproduced bit for bit (both in plain f32
+    // arithmetic: generic x86-64 code, no FMA contraction):
+    //   1. a non-square image is padded to a square of its longer side with pad_color, the image at
+    //      the TOP-LEFT (LLaVA's own expand2square centres it; clip.cpp copies it to (0, 0));
+    //   2. resized to size × size by clip.cpp's own bilinear sampling: scale = side / size,
+    //      source = (x + 0.5) · scale − 0.5, x0 = max(0, floor), x1 = min(x0 + 1, side − 1), the
+    //      two-tap lerp in x then y (no antialiasing: a downscale reads 2×2 pixels per output pixel,
+    //      unlike Pillow; x0 clamped to 0 with a negative weight extrapolates at the top-left edge,
+    //      as clip.cpp does), rounded and clipped to 8 bits;
+    //   3. (float(u) / 255 − mean[c]) / std[c] (clip.cpp's float division, not HF's rescale multiply).
+    // Hugging Face LLaVA-1.5 differs (CLIPImageProcessor: shortest edge 336 bicubic + centre crop,
+    // no padding); llava-1.6's anyres tiling and MiniCPM-V's slicing are not reproduced.
+    static ImagePreprocess llava_clip_cpp(int64_t size, const float mean[3], const float std[3]);
     // Reads a Hugging Face preprocessor_config.json. The processor class (image_processor_type,
     // else feature_extractor_type: CLIP*, ViT*, Siglip*, with or without "Fast") gives the
     // defaults and what an integer "size" means (CLIP: the shortest edge; ViT / SigLIP: a square);
@@ -69,6 +91,19 @@ struct ImagePreprocess {
 // crop (or after the resize when there is no crop). Throws Error for an empty image or settings
 // without a size, and kResource when the output would exceed 2^26 pixels.
 std::vector<float> preprocess_image(const Image& img, const ImagePreprocess& p, int64_t* out_h, int64_t* out_w);
+
+// A vision tower's input rows for a batch of images (Model::encode's `input`): each image
+// preprocessed by `p`, then image_patch_rows (a class placeholder row first when the tower has a
+// class token). Fails (one line naming `where`) when the preprocessor's output size is not the
+// tower's image_size (preprocessor and tower configs disagree).
+std::vector<float> vision_input_rows(const ModelConfig& tower, const ImagePreprocess& p,
+                                     const std::vector<const Image*>& images, const std::string& where);
+
+// The preprocessing a loaded vision tower's images need: an mmproj's (model/mmproj.h: its keys,
+// clip.cpp's LLaVA-1.5 path), a Hugging Face folder's preprocessor_config.json when it has one,
+// else the arch's defaults at the tower's image_size (clip_vision: clip() with shortest edge and
+// crop = image_size; vit: vit(); siglip_vision: siglip(), both image_size square).
+ImagePreprocess image_preprocess_for(const ModelFiles& files);
 
 // Pillow's Image.resize((w, h), resample) on an 8-bit RGB image, bit-exact: nearest is Pillow's
 // affine scale (source = int((x + 0.5) * in / out) accumulated as Pillow does); bilinear and bicubic

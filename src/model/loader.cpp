@@ -14,6 +14,7 @@
 #include "model/gguf_model.h"
 #include "model/hf_config.h"
 #include "model/llama2c.h"
+#include "model/mmproj.h"
 #include "io/safetensors.h"
 #include "model/arch/arch.h"
 #include "model/model.h"
@@ -33,6 +34,7 @@ constexpr const char* kModelFileWhat =
 
 ModelFiles open_gguf(const RegularFile& file) {
     auto f = std::make_shared<GgufFile>(file);
+    if (is_mmproj(*f)) return mmproj_files(*f);  // llama.cpp's image encoder (model/mmproj.h)
     ModelFiles m;
     m.path = file.path();
     m.format = "gguf";

@@ -27,6 +27,10 @@
 
 namespace llmforge {
 
+namespace kernels {
+struct PackedBf16;  // kernels/cpu/gemm_bf16.h
+}
+
 // What a loader hands over: config, vocabulary and the weights under GGUF names.
 struct ModelFiles {
     std::string path;
@@ -162,6 +166,10 @@ public:
     // input layer).
     // grid_h × grid_w: the inputs' patch grid for architectures that take any image size (Swin;
     // 0: the config's image_size / patch_size).
+    // A vision tower with a projector (EncoderConfig::projector, LLaVA; an mmproj: model/mmproj.h)
+    // runs the layers up to its feature layer only and returns the projected rows: out.last
+    // (n_seqs · n_image_tokens(), proj_out), out.rows = n_image_tokens(), out.cols = proj_out, no
+    // pooled output; `rows` must then be the tower's rows per image (class row + patches).
     void encode(const float* input, int64_t n_seqs, int64_t rows, EncodeOutput& out, ThreadPool& pool,
                 ForwardScratch& s, int64_t grid_h = 0, int64_t grid_w = 0) const;
     // Text encoders (Arch::text_input: RoBERTa): n_seqs sequences of token ids right-padded to T,
@@ -176,6 +184,16 @@ public:
     void fuse(const float* text, int64_t text_rows, const float* image, int64_t image_rows, int64_t n_seqs,
               EncodeOutput& out, ThreadPool& pool, ForwardScratch& s) const;
     bool is_encoder() const { return arch_->encoder; }
+    // The precision of encoder weight products (encode, encode_tokens, fuse): F32 (the default:
+    // exact against float references) or BF16 (weights and product inputs rounded to bf16, sums
+    // in f32, on AMX tiles where the CPU has them: docs/PERFORMANCE.md "Vision encoder" has the
+    // speed and the accuracy against f32). Norms, activations and softmax stay f32. Each weight
+    // is packed in bf16 on first use and kept (half the bytes of an f32 copy). Call before
+    // encoding (not concurrently with it). Throws Error (one line) for another type, or for
+    // bf16 on a model whose weights may change under it (from_files with repack = false: the
+    // trainer's twin), which packs nothing.
+    void set_encode_type(DType t);
+    DType encode_type() const { return encode_type_; }
 
     // Multi-token prediction (DeepSeek-V3's MTP module, depth 1): n rows at positions pos0.. of
     // the main model's hidden states (ForwardScratch::keep_hidden) with the tokens one position
@@ -246,6 +264,10 @@ private:
                           const std::function<void(EagerOps&)>& inputs, bool keep_last, EncodeOutput& out,
                           ThreadPool& pool, ForwardScratch& s) const;
     void rope_tables(int64_t pos, float* cs, float* sn) const;
+    // An encoder weight (f32 or bf16) packed for bf16 products (kernels/cpu/gemm_bf16.h), made on
+    // the first call for w and kept; thread-safe. nullptr without a pack cache or for other dtypes.
+    struct EncodePacks;
+    const kernels::PackedBf16* encode_pack(const Tensor& w, ThreadPool& pool) const;
     friend class EagerOps;
 
     ModelFiles files_;
@@ -259,6 +281,8 @@ private:
     std::map<size_t, std::vector<Tensor>> experts_;  // weights_ index -> per-expert views
     std::vector<MlaAbsorbed> mla_;                   // per layer (MLA architectures)
     std::vector<LshHash> lsh_hash_;                  // (layer, kv head) with LSH attention
+    DType encode_type_ = DType::F32;                 // set_encode_type
+    std::shared_ptr<EncodePacks> packs_;             // encode_pack's cache; null: the weights may change
 };
 
 }  // namespace llmforge

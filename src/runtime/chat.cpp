@@ -58,11 +58,15 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, std::string_view text, 
     return tok.encode(text, allow_bos && tok.add_bos_default() && !has_bos, parse_special);
 }
 
-ChatPrompt chat_to_tokens(const Tokenizer& tok, const ChatTemplate& tmpl, ChatTemplateInputs in, bool allow_bos) {
+std::string render_chat(const Tokenizer& tok, const ChatTemplate& tmpl, ChatTemplateInputs in) {
     if (tok.bos() >= 0) in.bos_token = tok.token_text(tok.bos());
     if (tok.eos() >= 0) in.eos_token = tok.token_text(tok.eos());
+    return tmpl.render(in);
+}
+
+ChatPrompt chat_to_tokens(const Tokenizer& tok, const ChatTemplate& tmpl, ChatTemplateInputs in, bool allow_bos) {
     ChatPrompt p;
-    p.text = tmpl.render(in);
+    p.text = render_chat(tok, tmpl, std::move(in));
     p.tokens = encode_prompt(tok, p.text, allow_bos, true);
     return p;
 }

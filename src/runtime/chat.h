@@ -56,6 +56,9 @@ struct ChatPrompt {
     std::vector<int32_t> tokens;  // its ids (special-token text parsed)
 };
 
+// Renders `in` with `tmpl`, bos_token / eos_token set from `tok`. Throws Error when the template fails.
+std::string render_chat(const Tokenizer& tok, const ChatTemplate& tmpl, ChatTemplateInputs in);
+
 // Renders `in` with `tmpl` (bos_token / eos_token set from `tok`) and encodes it with
 // encode_prompt(..., allow_bos, parse_special = true). Throws Error when the template fails.
 ChatPrompt chat_to_tokens(const Tokenizer& tok, const ChatTemplate& tmpl, ChatTemplateInputs in, bool allow_bos = true);

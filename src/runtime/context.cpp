@@ -37,21 +37,36 @@ Context::Context(const Model& model, const ContextParams& params)
 
 void Context::run_virtual(bool want_logits) {
     const SeqAdapter& a = params_.adapter;
+    if (n_past_ < a.n_virtual)
+        run_rows(a.virtual_rows + n_past_ * model_.config().n_embd, a.n_virtual - n_past_, want_logits);
+}
+
+void Context::run_rows(const float* rows, int64_t n, bool want_logits) {
     const int64_t C = model_.config().n_embd;
-    while (n_past_ < a.n_virtual) {
-        const int64_t m = std::min(params_.n_batch, a.n_virtual - n_past_);
-        const bool last = n_past_ + m == a.n_virtual;
+    for (int64_t b = 0; b < n; b += params_.n_batch) {
+        const int64_t m = std::min(params_.n_batch, n - b);
+        const bool last = b + m == n;
         SeqBatch sq;
         sq.cache = cache_.get();
         sq.n = m;
         sq.pos0 = n_past_;
-        sq.embd = a.virtual_rows + n_past_ * C;
-        sq.delta = a.delta;
+        sq.embd = rows + b * C;
+        sq.delta = params_.adapter.delta;
         sq.logits = want_logits && last ? logits_.data() : nullptr;
         sq.n_out = want_logits && last ? 1 : 0;
         model_.forward_batch(&sq, 1, pool_, scratch_);
         n_past_ += m;
     }
+}
+
+const std::vector<float>& Context::decode_rows(const float* rows, int64_t n) {
+    run_virtual(false);
+    if (n_past_ + n > cache_->n_ctx())
+        fail_kind(ErrorKind::kResource,
+                  "%lld input rows (an image) at position %lld do not fit the context of %lld positions (hint: raise "
+                  "--ctx-size)", (long long)n, (long long)n_past_, (long long)cache_->n_ctx());
+    run_rows(rows, n, true);
+    return logits_;
 }
 
 void Context::run(const std::vector<int32_t>& tokens, float* out, bool all) {

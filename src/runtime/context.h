@@ -48,6 +48,10 @@ public:
     // cache) and returns the logits (V) of the last one (of the last virtual row when tokens is
     // empty). Throws Error for ids >= vocab or when the context is full.
     const std::vector<float>& decode(const std::vector<int32_t>& tokens);
+    // Appends n rows given as embeddings (n, n_embd) — an image's rows from runtime/multimodal.h —
+    // at positions n_past.. (after the virtual rows) and returns the logits of the last one.
+    // Throws Error (kResource) when they do not fit the context.
+    const std::vector<float>& decode_rows(const float* rows, int64_t n);
     // Like decode but returns logits for every token: (n, V) row-major (no virtual rows' logits).
     std::vector<float> decode_all(const std::vector<int32_t>& tokens);
 
@@ -73,6 +77,8 @@ private:
     void run(const std::vector<int32_t>& tokens, float* out, bool all);
     // Runs the virtual rows not yet in the cache; `want_logits`: the last one's into logits_.
     void run_virtual(bool want_logits);
+    // Runs n embedding rows at n_past in n_batch chunks; `want_logits`: the last one's into logits_.
+    void run_rows(const float* rows, int64_t n, bool want_logits);
 
     const Model& model_;
     ContextParams params_;

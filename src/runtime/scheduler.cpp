@@ -8,6 +8,7 @@
 
 #include "core/thread_pool.h"
 #include "runtime/decode_step.h"
+#include "runtime/multimodal.h"
 
 namespace llmforge {
 
@@ -78,6 +79,45 @@ void group_by_delta(std::vector<SeqBatch>& batch, std::vector<Member>& members) 
     members.swap(m2);
 }
 
+// Fails (one line) unless a sequence's images fit its model and its prompt is their positions.
+void check_images(const SeqRequest& r, const Model& m) {
+    if (!r.images) return;
+    const MultimodalPrompt& mm = *r.images;
+    const int64_t width = m.config().n_embd;
+    for (size_t i = 0; i < mm.images.size(); ++i) {
+        const PromptImage& im = mm.images[i];
+        if (im.n_rows <= 0 || im.rows.size() != static_cast<size_t>(im.n_rows * width)) {
+            fail("image %zu of the prompt has %zu values for %lld rows, expected rows of the model's embedding width "
+                 "%lld (hint: the image encoder belongs to another model)",
+                 i + 1, im.rows.size(), (long long)im.n_rows, (long long)width);
+        }
+    }
+    if (mm.position_keys() != r.prompt) {
+        fail_kind(ErrorKind::kInternal, "the sequence's prompt is not its images' position keys (%zu positions, the "
+                  "images' prompt has %lld)", r.prompt.size(), (long long)mm.n_positions());
+    }
+}
+
+// The run of prompt positions from `pos` one forward entry may take: the rest of the prompt, or
+// with images the rest of the piece (a run of tokens, or one image) holding `pos`. *rows: the
+// embedding row of `pos` when it is an image's, else null.
+int64_t prompt_run(const SeqRequest& r, int64_t pos, const float** rows) {
+    *rows = nullptr;
+    const int64_t n = static_cast<int64_t>(r.prompt.size());
+    if (!r.images) return n - pos;
+    int64_t begin = 0;
+    for (const MultimodalPrompt::Piece& piece : r.images->pieces) {
+        const PromptImage* im = piece.image >= 0 ? &r.images->images[static_cast<size_t>(piece.image)] : nullptr;
+        const int64_t len = im != nullptr ? im->n_rows : static_cast<int64_t>(piece.tokens.size());
+        if (pos < begin + len) {
+            if (im != nullptr) *rows = im->rows.data() + (pos - begin) * static_cast<int64_t>(im->rows.size() / im->n_rows);
+            return begin + len - pos;
+        }
+        begin += len;
+    }
+    return n - pos;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------- ModelHandle
@@ -117,7 +157,7 @@ struct Scheduler::Slot {
     std::shared_ptr<const ModelHandle> model;  // whose KV memory this is
     std::string adapter;                       // the adapter its cached K/V were computed with
     std::unique_ptr<KvMemory> cache;
-    std::vector<int32_t> cached;  // the tokens whose K/V are in cache positions [0, size)
+    std::vector<int32_t> cached;  // the position keys (tokens, image rows) whose K/V are in cache positions [0, size)
     bool busy = false;
     bool ended = false;   // the sequence ended (or failed) this round; released under the lock
     int64_t lcp = 0;      // admission: tokens of `cached` the prompt starts with
@@ -338,7 +378,8 @@ void Scheduler::start(Slot& s, StepStats& st) {
     s.first_token = true;
     s.n_reused = 0;
     try {
-        // At least one prompt token is always run, to get the logits of the next.
+        check_images(s.req, *s.model->model);
+        // At least one prompt position is always run, to get the logits of the next.
         const int64_t limit = static_cast<int64_t>(prompt.size()) - 1;
         int64_t reuse = std::min(s.lcp, limit);
         reuse = prefix_.restore(s.model->serial, s.adapter, prompt, limit, reuse, *s.cache);
@@ -348,12 +389,14 @@ void Scheduler::start(Slot& s, StepStats& st) {
         s.n_reused = reuse;
         s.sampler = std::make_unique<Sampler>(s.req.sampling, s.model->tokenizer.get());
         if (s.req.constraint) s.sampler->add_stage(s.req.constraint(), StageSlot::kFirst);
-        for (int32_t t : prompt) s.sampler->accept(t);
+        for (int32_t t : prompt)  // the penalties' history: text only (image rows have negative keys)
+            if (!s.req.images || t >= 0) s.sampler->accept(t);
         DecodeOptions opt;
         opt.stop = s.req.stop;
         opt.max_tokens = s.req.max_tokens;
         opt.stop_on_bos = s.model->stop_on_bos;
-        s.decoder = std::make_unique<SeqDecoder>(*s.model->tokenizer, *s.sampler, opt, prompt.empty() ? -1 : prompt.back());
+        const int32_t prev = prompt.empty() || prompt.back() < 0 ? -1 : prompt.back();
+        s.decoder = std::make_unique<SeqDecoder>(*s.model->tokenizer, *s.sampler, opt, prev);
     } catch (const std::exception& e) {
         fail_seq(s, e, st);
     }
@@ -391,13 +434,16 @@ void Scheduler::step(ThreadPool& pool, ForwardScratch& scratch, StepStats& st) {
         for (Slot* sp : prefilling) {
             Slot& s = *sp;
             if (budget <= 0) break;
-            const int64_t left = s.prompt_left();
-            const int64_t chunk = std::min(left, budget);
+            const int64_t left = s.prompt_left(), pos = static_cast<int64_t>(s.cached.size());
+            // Image rows count against the budget like tokens; a chunk ends where its piece does.
+            const float* rows = nullptr;
+            const int64_t chunk = std::min(prompt_run(s.req, pos, &rows), budget);
             budget -= chunk;
             const bool last = chunk == left;
             s.logits.resize(V);
-            batch.push_back({s.cache.get(), s.req.prompt.data() + s.cached.size(), chunk,
-                             static_cast<int64_t>(s.cached.size()), last ? s.logits.data() : nullptr, last ? 1 : 0});
+            batch.push_back({s.cache.get(), rows != nullptr ? nullptr : s.req.prompt.data() + pos, chunk, pos,
+                             last ? s.logits.data() : nullptr, last ? 1 : 0});
+            batch.back().embd = rows;
             batch.back().delta = s.req.delta.get();
             members.push_back(&s);
         }
@@ -425,7 +471,8 @@ void Scheduler::step(ThreadPool& pool, ForwardScratch& scratch, StepStats& st) {
             Slot& s = *members[j];
             try {
                 if (s.pending < 0) {
-                    s.cached.insert(s.cached.end(), batch[j].tokens, batch[j].tokens + batch[j].n);
+                    const auto from = s.req.prompt.begin() + batch[j].pos0;  // the positions' keys (images too)
+                    s.cached.insert(s.cached.end(), from, from + batch[j].n);
                     st.prompt_tokens += batch[j].n;
                     if (s.prompt_left() == 0) {
                         prefix_.save(m->serial, s.adapter, s.req.prompt, static_cast<int64_t>(s.req.prompt.size()), *s.cache);

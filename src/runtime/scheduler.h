@@ -15,6 +15,13 @@
 // starting with the same tokens copies them instead of recomputing. A free slot also keeps its
 // last sequence, and a prompt that continues it (chat history) reuses it in place.
 //
+// Images (runtime/multimodal.h): a sequence may carry a MultimodalPrompt. Its prompt is then the
+// prompt's position keys (token ids, and a negative stand-in id per image row, derived from the
+// image's content), so reservations, the step's prompt budget, the prefix cache and slot reuse
+// count and compare positions, images by content; an image's rows go through the forward pass as
+// embeddings (SeqBatch::embd), and a prefill chunk never straddles a token/image boundary. The
+// sampler's penalty history sees the text tokens only.
+//
 // Models: set_model() makes new requests use another model (hot reload); running sequences finish
 // on the model they started with, then the old one is let go.
 //
@@ -46,6 +53,8 @@
 #include "tokenizer/tokenizer.h"
 
 namespace llmforge {
+
+struct MultimodalPrompt;  // runtime/multimodal.h
 
 // A model as the scheduler runs it: weights, tokenizer, and how its text ends. Shared: a model
 // replaced by set_model() lives on until its last sequence has finished.
@@ -113,7 +122,12 @@ struct SeqRequest {
     std::shared_ptr<const ModelHandle> model;  // the model it was tokenised for
     std::shared_ptr<RequestStream> stream;
     int index = 0;
+    // The prompt's positions: token ids, or with `images` its position_keys().
     std::vector<int32_t> prompt;
+    // Optional: a prompt with images (shared by a request's choices). `prompt` must then be
+    // images->position_keys() (checked when the sequence starts) and the image rows the model's
+    // width.
+    std::shared_ptr<const MultimodalPrompt> images;
     SamplerParams sampling;
     int64_t max_tokens = 16;
     std::vector<std::string> stop;
@@ -161,7 +175,7 @@ struct SchedulerStats {
 // references are valid during the call only.
 struct SeqSummary {
     const ModelHandle& model;
-    const std::vector<int32_t>& prompt;
+    const std::vector<int32_t>& prompt;  // SeqRequest::prompt: image rows are negative keys
     int64_t completion_tokens;
     double sum_logprob, sum_entropy;  // over the generated tokens (nats)
     const char* finish_reason;

@@ -5,12 +5,50 @@
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 #include "core/error.h"
 #include "runtime/chat.h"
 #include "model/low_rank.h"
 
 namespace llmforge::serve {
+
+namespace {
+
+// The served model's image encoder: --mmproj (must load and fit), else the one beside the model
+// (left out with a warning when it does not load or fit: the model still serves text).
+void load_image_encoder(ServedModel& sm, const std::string& path, const ModelOptions& opt) {
+    sm.image_threads = opt.threads;
+    const std::string where = "model '" + sm.id + "'";
+    if (!opt.mmproj_path.empty()) {
+        std::error_code ec;
+        if (!std::filesystem::exists(opt.mmproj_path, ec)) {
+            fail_kind(ErrorKind::kNotFound, "--mmproj %s: no such file (hint: the image encoder GGUF of a "
+                      "vision-language model, llama.cpp's mmproj format)", opt.mmproj_path.c_str());
+        }
+        try {
+            auto enc = ImageEncoder::load(opt.mmproj_path);
+            enc->check_decoder(*sm.model, where);
+            sm.image_encoder = std::move(enc);
+        } catch (const Error& e) {
+            fail_kind(e.kind(), "--mmproj: %s", e.what());
+        }
+        return;
+    }
+    const std::string found = ImageEncoder::find_for_model(path);
+    if (found.empty()) return;
+    try {
+        auto enc = ImageEncoder::load(found);
+        enc->check_decoder(*sm.model, where);
+        sm.image_encoder = std::move(enc);
+    } catch (const Error& e) {
+        sm.no_images_reason = e.what();
+        std::fprintf(stderr, "llmforge serve: warning: the image encoder beside the model is left out, requests with "
+                     "images get 400: %s\n", e.what());
+    }
+}
+
+}  // namespace
 
 std::shared_ptr<const ServedModel> load_served_model(const std::string& path, const ModelOptions& opt) {
     std::error_code ec;
@@ -38,6 +76,7 @@ std::shared_ptr<const ServedModel> load_served_model(const std::string& path, co
         while (p.has_parent_path() && p.filename().empty()) p = p.parent_path();  // "dir/"
         sm->id = std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
     }
+    load_image_encoder(*sm, path, opt);
     // A server never reads a template from a pipe (it would wait on it forever).
     if (auto f = load_chat_format(*sm->tokenizer, path, opt.chat_template_path, false)) {
         sm->chat_template.emplace(std::move(f->tmpl));
@@ -59,6 +98,16 @@ const ToolSyntax& ServedModel::tool_syntax() const {
         tool_syntax_ = detect_tool_syntax(*chat_template, text(tokenizer->bos()), text(tokenizer->eos()));
     });
     return tool_syntax_;
+}
+
+PromptImage ServedModel::embed_image(const Image& image) const {
+    LF_ASSERT(image_encoder != nullptr);
+    std::lock_guard<std::mutex> lk(image_mu_);
+    if (!image_pool_) {
+        const int n = image_threads > 0 ? image_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        image_pool_ = std::make_unique<ThreadPool>(n);
+    }
+    return prompt_image(*image_encoder, image, *image_pool_);
 }
 
 const std::optional<FimFormat>& ServedModel::fim() const {
@@ -131,9 +180,13 @@ Engine::Engine(std::shared_ptr<const ServedModel> model, EngineConfig cfg, Drift
           r.mean_logprob = s.completion_tokens > 0 ? s.sum_logprob / s.completion_tokens : std::nan("");
           r.mean_entropy = s.completion_tokens > 0 ? s.sum_entropy / s.completion_tokens : std::nan("");
           r.finish_reason = s.finish_reason;
-          int64_t bytes = 0;
-          for (int32_t t : s.prompt) bytes += s.model.tokenizer->token_type(t) == TokenType::kByte;
-          r.byte_fallback_rate = s.prompt.empty() ? 0.0 : static_cast<double>(bytes) / s.prompt.size();
+          int64_t bytes = 0, text = 0;
+          for (int32_t t : s.prompt) {  // image rows (negative keys) are not text
+              if (t < 0) continue;
+              ++text;
+              bytes += s.model.tokenizer->token_type(t) == TokenType::kByte;
+          }
+          r.byte_fallback_rate = text == 0 ? 0.0 : static_cast<double>(bytes) / text;
           for (const auto& name : drift_->record(r)) {
               std::fprintf(stderr, "llmforge serve: warning: drift detected in %s (see GET /admin/drift)\n",
                            name.c_str());

@@ -12,6 +12,11 @@
 // Sequences hold their adapter's delta (shared_ptr): one unloaded or replaced meanwhile finishes
 // its running sequences on the weights it started with.
 //
+// Images (docs/MULTIMODAL.md "Server"): a served model whose folder has an image encoder (an
+// mmproj GGUF: ImageEncoder::find_for_model, or ModelOptions::mmproj_path) loads it with the
+// decoder, checked against it (a hot reload too); requests' images become rows through it
+// (ServedModel::embed_image) and their sequences carry a MultimodalPrompt.
+//
 // Thread safety: submit(), swap_model(), model(), stats(), idle() and shutdown() may be called
 // from any thread. A RequestStream is shared by the engine (producer) and one HTTP handler.
 #pragma once
@@ -26,6 +31,7 @@
 #include "model/adapter.h"
 #include "runtime/fim.h"
 #include "runtime/grammar.h"
+#include "runtime/multimodal.h"
 #include "runtime/scheduler.h"
 #include "runtime/tool_calls.h"
 #include "serve/drift.h"
@@ -42,6 +48,11 @@ struct ServedModel : ModelHandle {
     std::optional<ChatTemplate> chat_template;
     std::string chat_template_name;        // where it came from, for the startup log
     std::vector<std::string> extra_stops;  // added to every chat request (built-in ChatML: <|im_end|>)
+    // The image encoder (null: requests with images get 400); when the folder's mmproj did not fit
+    // the decoder, null and `no_images_reason` says why (the 400 repeats it).
+    std::shared_ptr<const ImageEncoder> image_encoder;
+    std::string no_images_reason;
+    int image_threads = 0;  // the image encoder's pool (0: all cores)
 
     // Built on first use, once per model (a hot reload makes a new ServedModel, so new ones);
     // thread-safe. The vocabulary as grammar masks need it (shared by every constrained request).
@@ -51,8 +62,13 @@ struct ServedModel : ModelHandle {
     const ToolSyntax& tool_syntax() const;
     // The vocabulary's fill-in-the-middle format (/v1/completions "suffix"), if any.
     const std::optional<FimFormat>& fim() const;
+    // One image's rows and content hash through image_encoder (which must be set): prompt_image
+    // on a pool of image_threads made on first use, one image at a time per model; thread-safe.
+    PromptImage embed_image(const Image& image) const;
 
 private:
+    mutable std::mutex image_mu_;
+    mutable std::unique_ptr<ThreadPool> image_pool_;
     mutable std::once_flag grammar_once_, tools_once_, fim_once_;
     mutable std::shared_ptr<const GrammarVocab> grammar_vocab_;
     mutable ToolSyntax tool_syntax_;
@@ -63,13 +79,19 @@ struct ModelOptions {
     std::string tokenizer_path;      // optional vocabulary override
     std::string chat_template_path;  // optional: a Jinja file, or "chatml" for the built-in ChatML
     std::string alias;               // optional id; default: the file name without extension
+    // Optional: the image encoder (an mmproj GGUF, --mmproj); default: the model folder's
+    // mmproj.gguf when it has one (ImageEncoder::find_for_model).
+    std::string mmproj_path;
+    int threads = 0;  // the image encoder's threads (0: all cores)
     bool use_mmap = true;
     KvTypes kv_types;  // --cache-type-k / --cache-type-v: how every slot's KV memory stores K and V
     AttentionChoice attention;  // --attention / --lsh-*: dense or LSH attention at run time
 };
 
 // Loads everything a request needs; throws Error (one line) when anything is wrong (kNotFound when
-// the model path does not exist).
+// the model path or --mmproj does not exist; an --mmproj that is not an image encoder or does not
+// fit the decoder). An image encoder found beside the model that does not load or fit is left out
+// with a warning on stderr (the model serves text; no_images_reason says why).
 std::shared_ptr<const ServedModel> load_served_model(const std::string& path, const ModelOptions& opt);
 
 // A LoRA adapter as the server serves it: read from DIR and checked against one base model.

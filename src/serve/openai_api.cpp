@@ -9,11 +9,13 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <random>
 
 #include "core/error.h"
 #include "core/json_depth.h"
+#include "io/image.h"
 #include "runtime/chat.h"
 #include "runtime/fim.h"
 #include "runtime/grammar.h"
@@ -123,29 +125,165 @@ bool boolean(const json& body, const char* name, bool def) {
     return v->get<bool>();
 }
 
-// Message content: a string, null, or an array of {"type": "text", "text": ...} parts.
-std::string content_text(const json& c, size_t i) {
-    const std::string where = "messages[" + std::to_string(i) + "].content";
-    if (c.is_null()) return "";
-    if (c.is_string()) return c.get<std::string>();
-    if (!c.is_array()) bad_type(where, "a string or an array of content parts", c);
-    std::string out;
-    for (const auto& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
-            bad(where, "'" + where + "' parts must be {\"type\": \"text\", \"text\": STRING} (this model reads text only)");
+// A JSON object key quoted for a message: printable, cut to 40 bytes.
+std::string quoted_key(const std::string& k) {
+    std::string s = json(k.size() > 40 ? k.substr(0, 40) : k).dump(-1, ' ', true, json::error_handler_t::replace);
+    if (k.size() > 40) s.insert(s.size() - 1, "...");
+    return s;
+}
+
+// Standard base64 (RFC 4648 section 4, and its URL-safe alphabet; '=' padding optional, ASCII
+// whitespace skipped) into `out`; false at the first other byte (*bad_at: its offset).
+bool decode_base64(std::string_view in, std::string& out, size_t* bad_at) {
+    out.clear();
+    out.reserve(in.size() / 4 * 3 + 3);
+    uint32_t acc = 0;
+    int bits = 0;
+    bool padding = false;
+    for (size_t i = 0; i < in.size(); ++i) {
+        const unsigned char c = static_cast<unsigned char>(in[i]);
+        int v = -1;
+        if (c >= 'A' && c <= 'Z') v = c - 'A';
+        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9') v = c - '0' + 52;
+        else if (c == '+' || c == '-') v = 62;
+        else if (c == '/' || c == '_') v = 63;
+        else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+        else if (c == '=') {
+            padding = true;
+            continue;
         }
-        out += part["text"].get<std::string>();
+        if (v < 0 || padding) {  // a data byte after padding is as wrong as a foreign byte
+            *bad_at = i;
+            return false;
+        }
+        acc = (acc << 6) | static_cast<uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xff);
+        }
+    }
+    return true;
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+    if (s.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+    return true;
+}
+
+// A message's image part's URL -> its bytes and declared type: a data: URI with base64 data.
+ContentImage image_part(const json& part, const std::string& param) {
+    const json* iu = field(part, "image_url");
+    const json* url_v = iu != nullptr && iu->is_object() ? field(*iu, "url") : iu;
+    if (url_v == nullptr || !url_v->is_string()) {
+        bad(param, "'" + param + "' must be {\"url\": \"data:image/png;base64,...\"} or that URL as a string, found " +
+                       (iu == nullptr ? std::string("nothing") : iu->is_object() ? "an object without a string 'url'" : type_name(*iu)));
+    }
+    const std::string& url = url_v->get_ref<const std::string&>();
+    if (!starts_with_ci(url, "data:")) {
+        const size_t colon = url.find(':');
+        const bool scheme = colon != std::string::npos && colon > 0 &&
+                            std::all_of(url.begin(), url.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+                            });
+        if (scheme || url.rfind("//", 0) == 0) {
+            bad(param, param + ": remote image URLs are not fetched (no network); send the image as a data: URI");
+        }
+        bad(param, param + ": expected a data: URI (data:image/png;base64,...), found " + quoted_key(url));
+    }
+    const size_t comma = url.find(',');
+    if (comma == std::string::npos) {
+        bad(param, param + ": the data: URI has no ',' before its data (expected data:image/png;base64,...)");
+    }
+    // data:[<mediatype>][;<parameter>]*[;base64],<data>
+    std::string type;
+    bool base64 = false;
+    size_t at = 5;
+    for (bool first = true; at <= comma; first = false) {
+        size_t end = url.find(';', at);
+        if (end == std::string::npos || end > comma) end = comma;
+        std::string item = url.substr(at, end - at);
+        std::transform(item.begin(), item.end(), item.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (first) type = item;
+        else if (item == "base64") base64 = true;
+        at = end + 1;
+    }
+    if (!base64) {
+        bad(param, param + ": the data: URI is not base64 (expected data:image/png;base64,...; hint: encode the image's "
+                           "bytes in base64)");
+    }
+    ContentImage img;
+    img.param = param;
+    img.where = type.empty() ? param : param + " (declared " + quoted_key(type) + ")";
+    size_t bad_at = 0;
+    if (!decode_base64(std::string_view(url).substr(comma + 1), img.bytes, &bad_at)) {
+        const unsigned char c = static_cast<unsigned char>(url[comma + 1 + bad_at]);
+        char shown[16];
+        std::snprintf(shown, sizeof shown, c >= 0x21 && c < 0x7f ? "'%c'" : "byte 0x%02x", c);
+        bad(param, param + ": the data: URI's base64 is not valid (" + shown + " at offset " + std::to_string(bad_at) +
+                       " of the data; expected A-Z a-z 0-9 + / and '=' padding at the end)");
+    }
+    return img;
+}
+
+}  // namespace
+
+FlatContent flatten_content_parts(const json& c, const std::string& where, bool images_allowed) {
+    FlatContent out;
+    if (c.is_null()) return out;
+    if (c.is_string()) {
+        out.text = out.plain = c.get<std::string>();
+        return out;
+    }
+    if (!c.is_array()) bad_type(where, "a string or an array of content parts", c);
+    for (size_t j = 0; j < c.size(); ++j) {
+        const json& part = c[j];
+        const std::string at = where + "[" + std::to_string(j) + "]";
+        if (!part.is_object()) bad_type(at, "an object {\"type\": \"text\", \"text\": STRING} or {\"type\": \"image_url\", ...}", part);
+        const json* type = field(part, "type");
+        if (type == nullptr || !type->is_string()) {
+            bad(at + ".type", "'" + at + ".type' must be \"text\" or \"image_url\"");
+        }
+        const std::string& t = type->get_ref<const std::string&>();
+        if (t == "text") {
+            const json* text = field(part, "text");
+            if (text == nullptr || !text->is_string()) bad(at + ".text", "'" + at + ".text' must be a string");
+            out.text += text->get_ref<const std::string&>();
+            out.plain += text->get_ref<const std::string&>();
+        } else if (t == "image_url") {
+            if (!images_allowed) {
+                bad(at, "'" + at + "' is an image, but only user messages may carry images");
+            }
+            out.images.push_back(image_part(part, at + ".image_url"));
+            out.text += "<image>\n";
+        } else {
+            bad(at + ".type", "'" + at + ".type' is " + quoted_key(t) + ", expected \"text\" or \"image_url\"");
+        }
     }
     return out;
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool tools_given, std::string* last_user) {
+namespace {
+
+// A chat request's prompt: its tokens, or with images the prompt of tokens and images (the
+// images' rows not made yet: each has its row count, the image's bytes wait in `images`).
+struct ChatRequestPrompt {
+    std::vector<int32_t> tokens;
+    std::shared_ptr<MultimodalPrompt> mm;
+    std::vector<ContentImage> images;  // mm->images[i]'s bytes
+};
+
+ChatRequestPrompt chat_prompt(const json& body, const ServedModel& m, bool tools_given, std::string* last_user) {
     const json* msgs = field(body, "messages");
     if (msgs == nullptr) bad("messages", "'messages' is required");
     if (!msgs->is_array()) bad_type("messages", "an array", *msgs);
     if (msgs->empty()) bad("messages", "'messages' must hold at least one message");
     ChatTemplateInputs in;
     in.messages = ojson::array();
+    ChatRequestPrompt out;
     for (size_t i = 0; i < msgs->size(); ++i) {
         const json& msg = (*msgs)[i];
         const std::string where = "messages[" + std::to_string(i) + "]";
@@ -158,8 +296,16 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool to
         }
         ojson o = ojson::parse(msg.dump());
         o["role"] = role == "developer" ? "system" : role;
-        o["content"] = content_text(msg.contains("content") ? msg["content"] : json(), i);
-        if (role == "user") *last_user = o["content"].get<std::string>();
+        FlatContent fc = flatten_content_parts(msg.contains("content") ? msg["content"] : json(), where + ".content", role == "user");
+        o["content"] = std::move(fc.text);
+        if (role == "user") *last_user = std::move(fc.plain);
+        for (ContentImage& im : fc.images) {
+            if (out.images.size() == kMaxRequestImages) {
+                bad(im.param, "the request has more than " + std::to_string(kMaxRequestImages) +
+                                  " images, the most this server takes per request (hint: send fewer)");
+            }
+            out.images.push_back(std::move(im));
+        }
         if (msg.contains("tool_calls") && !msg["tool_calls"].is_null()) {
             if (role != "assistant") bad(where + ".tool_calls", "'" + where + ".tool_calls' is only allowed on assistant messages");
             if (!msg["tool_calls"].is_array()) bad_type(where + ".tool_calls", "an array", msg["tool_calls"]);
@@ -167,6 +313,16 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool to
         if (role == "tool" && msg.contains("tool_call_id") && !msg["tool_call_id"].is_string())
             bad_type(where + ".tool_call_id", "a string", msg["tool_call_id"]);
         in.messages.push_back(std::move(o));
+    }
+    if (!out.images.empty() && !m.image_encoder) {
+        const std::string& first = out.images[0].param;
+        throw ApiError(400,
+                       first + ": model '" + m.id + "' has no image encoder (" +
+                           (m.no_images_reason.empty()
+                                ? std::string("no mmproj.gguf beside it; hint: serve a vision-language model folder, or "
+                                              "start the server with --mmproj FILE")
+                                : "its mmproj was left out at load: " + m.no_images_reason) + ")",
+                       "invalid_request_error", first, "no_image_encoder");
     }
     if (tools_given) in.tools = ojson::parse(field(body, "tools")->dump());
     if (!m.chat_template) {
@@ -181,9 +337,35 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& m, bool to
         bad("messages", e.what());
     }
     try {
-        return chat_to_tokens(*m.tokenizer, *m.chat_template, std::move(in)).tokens;
+        if (out.images.empty()) {
+            out.tokens = chat_to_tokens(*m.tokenizer, *m.chat_template, std::move(in)).tokens;
+        } else {
+            // The rows come later (once the prompt is known to fit): each image holds its place.
+            std::vector<PromptImage> images(out.images.size());
+            for (PromptImage& im : images) im.n_rows = m.image_encoder->n_tokens();
+            out.mm = std::make_shared<MultimodalPrompt>(chat_to_multimodal(*m.tokenizer, *m.chat_template, std::move(in),
+                                                                           std::move(images)));
+        }
     } catch (const Error& e) {
         bad("messages", std::string("the chat template failed on these messages: ") + e.what());
+    }
+    return out;
+}
+
+// The rows of a chat prompt's images: each decoded (by content: PNG or JPEG, within the server's
+// limits) and run through the model's image encoder; the bytes are let go as they are used.
+void embed_images(ChatRequestPrompt& p, const ServedModel& m) {
+    for (size_t i = 0; i < p.images.size(); ++i) {
+        ContentImage& ci = p.images[i];
+        Image img;
+        try {
+            img = decode_image(reinterpret_cast<const uint8_t*>(ci.bytes.data()), ci.bytes.size(), ci.where,
+                               ImageLimits{kMaxImagePixels, kMaxImageSide});
+        } catch (const Error& e) {
+            bad(ci.param, e.what());
+        }
+        std::string().swap(ci.bytes);
+        p.mm->images[i] = m.embed_image(img);
     }
 }
 
@@ -220,13 +402,6 @@ std::vector<std::vector<int32_t>> completion_prompts(const json& body, const Ser
         out.push_back(one(*p));
     }
     return out;
-}
-
-// A JSON object key quoted for a message: printable, cut to 40 bytes.
-std::string quoted_key(const std::string& k) {
-    std::string s = json(k.size() > 40 ? k.substr(0, 40) : k).dump(-1, ' ', true, json::error_handler_t::replace);
-    if (k.size() > 40) s.insert(s.size() - 1, "...");
-    return s;
 }
 
 // 'logit_bias': {"TOKEN_ID": BIAS, ...} as OpenAI defines it (keys are token ids written as
@@ -601,8 +776,10 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
     std::vector<std::string> stop = stops(body);
 
     std::vector<std::vector<int32_t>> prompts;
+    ChatRequestPrompt chat_p;  // chat: with images, their prompt (rows made once it fits)
     if (chat) {
-        prompts.push_back(chat_prompt(body, *m, tools_given, &r.user_text));
+        chat_p = chat_prompt(body, *m, tools_given, &r.user_text);
+        prompts.push_back(std::move(chat_p.tokens));
         for (const auto& s : m->extra_stops) stop.push_back(s);
     } else {
         prompts = completion_prompts(body, *m, r.prompts_text);
@@ -624,7 +801,8 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
     }
     std::shared_ptr<const GrammarVocab> gvocab = r.grammar ? m->grammar_vocab() : nullptr;
     for (size_t p = 0; p < prompts.size(); ++p) {
-        const int64_t np = static_cast<int64_t>(prompts[p].size());
+        const bool images = chat && chat_p.mm != nullptr;
+        const int64_t np = images ? chat_p.mm->n_positions() : static_cast<int64_t>(prompts[p].size());
         if (np == 0) bad(chat ? "messages" : "prompt", "the prompt is empty (it tokenises to no tokens)");
         int64_t mt_p = max_tokens;
         if (mt_p < 0) mt_p = std::min(limits.max_tokens_cap, limits.n_ctx - np);
@@ -632,8 +810,16 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
             throw ApiError(400,
                            "This model's maximum context length is " + std::to_string(limits.n_ctx) + " tokens. However, you requested " +
                                std::to_string(np + std::max<int64_t>(mt_p, 1)) + " tokens (" + std::to_string(np) + " in the prompt, " +
-                               std::to_string(std::max<int64_t>(mt_p, 1)) + " for the completion). Please reduce the prompt or max_tokens.",
+                               std::to_string(std::max<int64_t>(mt_p, 1)) + " for the completion" +
+                               (images ? "; each image counts as " + std::to_string(m->image_encoder->n_tokens()) + " prompt tokens" : "") +
+                               "). Please reduce the prompt or max_tokens.",
                            "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
+        }
+        std::shared_ptr<const MultimodalPrompt> mm;
+        if (images) {  // it fits: the images' rows now (the costly part of the request's checks)
+            embed_images(chat_p, *m);
+            prompts[p] = chat_p.mm->position_keys();
+            mm = std::move(chat_p.mm);
         }
         r.prompt_tokens += np;
         for (int i = 0; i < r.n; ++i) {
@@ -641,6 +827,7 @@ ParsedRequest parse_request(const std::string& text, bool chat, const std::share
             s.model = m;
             s.index = static_cast<int>(p) * r.n + i;
             s.prompt = prompts[p];
+            s.images = mm;
             s.sampling = sp;
             s.sampling.seed = seed + static_cast<uint64_t>(s.index);
             s.max_tokens = mt_p;

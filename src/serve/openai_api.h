@@ -54,6 +54,36 @@ constexpr size_t kMaxTools = 128;
 // other JSON endpoints should too.
 void check_json_depth(std::string_view body, size_t limit = kMaxRequestJsonDepth);
 
+// Images in chat requests (docs/MULTIMODAL.md "Server"): at most this many per request, each
+// decoded within these limits (checked from the image's header before its pixels are allocated).
+constexpr size_t kMaxRequestImages = 8;
+constexpr int64_t kMaxImagePixels = 4096 * 4096;
+constexpr int64_t kMaxImageSide = 8192;
+
+// An image part of a message's content: its bytes (the data URI's base64, decoded) and where it
+// was: param "messages[1].content[0].image_url"; where, for messages, the same with the declared
+// type when one was given ("... (declared \"image/webp\")").
+struct ContentImage {
+    std::string param, where;
+    std::string bytes;
+};
+// A message's content as the chat template gets it.
+struct FlatContent {
+    std::string text;   // the text parts in order, "<image>\n" where each image part was
+    std::string plain;  // the text parts alone (what a content filter checks)
+    std::vector<ContentImage> images;
+};
+// OpenAI message content — a string, null, or an array of parts {"type": "text", "text": STRING}
+// and {"type": "image_url", "image_url": {"url": URL, "detail": ...} or URL} — flattened: the text
+// parts concatenated, each image part becoming an "<image>" marker line (runtime/multimodal.h)
+// at its place. URL must be a data: URI with base64 data (data:image/png;base64,...); the
+// declared type is not trusted (the bytes are decoded by content later). images_allowed false
+// (messages other than the user's): an image part is refused. Throws ApiError 400, one line whose
+// param names the part ("messages[i].content[j].image_url"): a part of another shape or type, a
+// remote URL (http, https, file, ...: never fetched, the server has no network), a URL that is not
+// a data: URI, data that is not base64. `where` is "messages[i].content".
+FlatContent flatten_content_parts(const nlohmann::json& content, const std::string& where, bool images_allowed);
+
 struct ApiLimits {
     int64_t max_tokens_cap = 4096;  // max_tokens above this: 400
     int max_n = 16;                 // choices per request
@@ -89,6 +119,11 @@ struct ParsedRequest {
 };
 
 // Parses and checks a body against the served model (its id, tokenizer, template, context).
+// Chat messages may carry images (flatten_content_parts): for a model with an image encoder each
+// is decoded (PNG or JPEG by content, within kMaxImagePixels / kMaxImageSide), at most
+// kMaxRequestImages per request, and turned into rows once the prompt is known to fit the context;
+// the sequences then carry the MultimodalPrompt (chat_to_multimodal) and prompt_tokens counts its
+// positions. A model without one refuses them (400, code "no_image_encoder").
 // Structured output (each constrains every sequence with a grammar stage, the Grammar parsed once
 // per request, the model's GrammarVocab shared): 'response_format' {"type": "text" | "json_object"
 // | "json_schema", "json_schema": {"name", "schema", "strict", "description"}} and llama.cpp's

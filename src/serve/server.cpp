@@ -239,7 +239,10 @@ std::vector<std::string> Server::reload(const std::string& path_in) {
     const std::string path = path_in.empty() ? old->path : path_in;
     ModelOptions opt = cfg_.model_options;
     opt.alias = old->id;  // clients keep using the same name across reloads
-    if (path != cfg_.model_path) opt.tokenizer_path.clear();  // the override belonged to the first model
+    if (path != cfg_.model_path) {  // the overrides belonged to the first model
+        opt.tokenizer_path.clear();
+        opt.mmproj_path.clear();
+    }
     std::shared_ptr<const ServedModel> m;
     try {
         m = load_served_model(path, opt);
@@ -271,7 +274,8 @@ std::vector<std::string> Server::reload(const std::string& path_in) {
     std::lock_guard<std::mutex> g(metrics_->mu);
     metrics_->reloads_ok++;
     metrics_->adapters_dropped += dropped.size();
-    std::fprintf(stderr, "llmforge serve: reloaded model '%s' from %s\n", m->id.c_str(), path.c_str());
+    std::fprintf(stderr, "llmforge serve: reloaded model '%s' from %s%s%s\n", m->id.c_str(), path.c_str(),
+                 m->image_encoder ? ", image encoder " : "", m->image_encoder ? m->image_encoder->path().c_str() : "");
     return dropped;
 }
 
@@ -328,6 +332,11 @@ void Server::run() {
     } else {
         std::fprintf(stderr, "llmforge serve: the model has no chat template: chat requests get 400 (hint: "
                      "--chat-template FILE.jinja, or --chat-template chatml)\n");
+    }
+    if (model->image_encoder) {
+        std::fprintf(stderr, "llmforge serve: image encoder: %s (%lld positions per image; chat messages may carry "
+                     "image_url content parts)\n", model->image_encoder->path().c_str(),
+                     (long long)model->image_encoder->n_tokens());
     }
     for (const auto& [name, a] : adapters) {
         std::fprintf(stderr, "llmforge serve: adapter '%s' from %s (LoRA r %lld, alpha %g, scale %g)\n", name.c_str(),

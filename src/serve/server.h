@@ -13,6 +13,10 @@
 // hot reload of the base checks every adapter against the new model and drops (with a log line)
 // the ones that no longer fit; the reload itself goes on.
 //
+// Images (docs/MULTIMODAL.md "Server"): user messages' image_url content parts (data: URIs;
+// remote URLs are refused) for a model served with an image encoder (its folder's mmproj.gguf,
+// or --mmproj); the prefix cache keys image positions by the image's content.
+//
 // Structured output and tools (docs/SERVER.md): response_format / grammar / json_schema and
 // tools + tool_choice constrain each sequence with a grammar stage; with tools the text is parsed
 // into tool_calls, and streamed through a ToolCallStreamer per choice (content released at once,

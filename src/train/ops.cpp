@@ -183,6 +183,42 @@ Var prepend_rows(Tape& t, Var p, Var rows, int64_t B) {
     return y;
 }
 
+Var insert_rows(Tape& t, Var rows, Var extra, int64_t B, const int32_t* at_in) {
+    const int64_t C = rows->shape.back(), T = rows->numel / C / B, N = extra->numel / C / B;
+    LF_ASSERT(extra->shape.back() == C && B * T * C == rows->numel && B * N * C == extra->numel);
+    std::vector<int32_t> at(at_in, at_in + B);
+    Var y = t.make({B * (N + T), C}, needs_grad(t, {rows, extra}));
+    const size_t nb = static_cast<size_t>(C) * sizeof(float);
+    // Sequence b's output rows: its rows [0, a), extra's N rows, its rows [a, T).
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t a = at[static_cast<size_t>(b)];
+        LF_ASSERT(a >= 0 && a <= T);
+        float* out = y->data + b * (N + T) * C;
+        std::memcpy(out, rows->data + b * T * C, static_cast<size_t>(a) * nb);
+        std::memcpy(out + a * C, extra->data + b * N * C, static_cast<size_t>(N) * nb);
+        std::memcpy(out + (a + N) * C, rows->data + (b * T + a) * C, static_cast<size_t>(T - a) * nb);
+    }
+    if (y->requires_grad) {
+        t.on_backward([&t, rows, extra, y, B, N, T, C, at] {
+            if (y->grad == nullptr) return;
+            for (int64_t b = 0; b < B; ++b) {
+                const int64_t a = at[static_cast<size_t>(b)];
+                const float* g = y->grad + b * (N + T) * C;
+                auto add = [](float* d, const float* s, int64_t n) {
+                    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+                };
+                if (rows->requires_grad) {
+                    float* d = t.grad(rows) + b * T * C;
+                    add(d, g, a * C);
+                    add(d + a * C, g + (a + N) * C, (T - a) * C);
+                }
+                if (extra->requires_grad) add(t.grad(extra) + b * N * C, g + a * C, N * C);
+            }
+        });
+    }
+    return y;
+}
+
 Var rmsnorm(Tape& t, Var x, Var g, float eps) {
     const int64_t C = x->shape.back(), N = rows_of(x);
     LF_ASSERT(g->numel == C);

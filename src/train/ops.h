@@ -89,6 +89,9 @@ Var linear_into(Tape& t, Var y, Var x, Var w, float scale);
 // y (B·(N+T), C): prefix (N, C) placed before each of B sequences of rows (B·T, C) (virtual-token
 // or image rows in front of a sequence's tokens); the prefix's gradient sums over the sequences.
 Var prepend_rows(Tape& t, Var prefix, Var rows, int64_t batch);
+// y (B·(N+T), C): sequence b's own N rows of `extra` (B·N, C) inserted before row at[b] (0..T) of
+// its T rows (B·T, C) — an image's rows at its place in a prompt. `at` is copied.
+Var insert_rows(Tape& t, Var rows, Var extra, int64_t batch, const int32_t* at);
 
 // y = silu(gate) · up, elementwise, both (N, F).
 Var swiglu(Tape& t, Var gate, Var up);

@@ -1,6 +1,7 @@
 #include "train/optimizer.h"
 
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 
 #include "core/error.h"
@@ -109,6 +110,26 @@ double learning_rate(Schedule sch, int64_t s, int64_t steps, int64_t warmup, dou
     const double frac = std::min(1.0, static_cast<double>(s - warmup) / static_cast<double>(span));
     if (sch == Schedule::kLinear) return lr + (min_lr - lr) * frac;
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(std::numbers::pi * frac));
+}
+
+double cosine_step(AdamW& opt, const std::vector<Param*>& params, int64_t s, int64_t steps, int64_t warmup, double lr,
+                   double min_lr, double clip, ThreadPool& pool) {
+    clip_grad_norm(params, clip, pool);
+    const double rate = learning_rate(Schedule::kCosine, s, steps, warmup, lr, min_lr);
+    opt.step(static_cast<float>(rate), pool);
+    zero_grads(params);
+    return rate;
+}
+
+std::string step_progress(const std::string& what, int64_t s, int64_t n, double loss, double lr, int64_t items,
+                          const char* unit, double elapsed) {
+    const double eta = s > 0 ? elapsed / static_cast<double>(s) * static_cast<double>(n - s) : 0;
+    char e[32], b[256];
+    if (eta < 120) std::snprintf(e, sizeof e, "%.0f s", eta);
+    else std::snprintf(e, sizeof e, "%.0f min", eta / 60);
+    std::snprintf(b, sizeof b, "%s: step %lld/%lld  loss %.4f  lr %.2e  %.1f %s/s  ETA %s", what.c_str(), (long long)s,
+                  (long long)n, loss, lr, elapsed > 0 ? static_cast<double>(s * items) / elapsed : 0.0, unit, e);
+    return b;
 }
 
 }  // namespace llmforge::train

@@ -66,4 +66,14 @@ const char* schedule_name(Schedule s);
 // min_lr + ½(lr − min_lr)(1 + cos(π·(s − W)/(S − W))), constant lr, or linear lr → min_lr.
 double learning_rate(Schedule sch, int64_t s, int64_t steps, int64_t warmup, double lr, double min_lr);
 
+// The step of the applications' own training loops (train-vqa, train-vlm), after backward: clip the
+// global gradient norm to `clip`, an AdamW step at the cosine schedule's rate for step s, gradients
+// zeroed. Returns the rate used.
+double cosine_step(AdamW& opt, const std::vector<Param*>& params, int64_t s, int64_t steps, int64_t warmup, double lr,
+                   double min_lr, double clip, ThreadPool& pool);
+// Their progress line: "WHAT: step S/N  loss L  lr X  R UNIT/s  ETA T" (s steps done of n, `items`
+// items per step, `elapsed` seconds so far).
+std::string step_progress(const std::string& what, int64_t s, int64_t n, double loss, double lr, int64_t items,
+                          const char* unit, double elapsed);
+
 }  // namespace llmforge::train

@@ -128,6 +128,7 @@ public:
         LF_ASSERT(x.rows % k == 0);
         return act(reshape(t_, V(x), {x.rows / k, k * x.cols}));
     }
+    Act columns(Act x, int64_t first, int64_t n) override { return act(train::columns(t_, V(x), 1, first, n)); }
     Act table_bias(Weight table, const int32_t* index, int64_t G, int64_t H) override {
         return act(train::table_bias(t_, t_.param(P(table)), index, G, H));
     }
@@ -171,12 +172,12 @@ public:
         };
         Var qv = V(q), kva = V(kv_a);
         LF_ASSERT(qv->shape.back() == H * (nope + R) && kva->shape.back() == r + R);
-        Var qq = concat_columns(t_, columns(t_, qv, H, 0, nope), rope_of(columns(t_, qv, H, nope, R)), H);
-        Var lat = train::rmsnorm(t_, columns(t_, kva, 1, 0, r), t_.param(P(m.kv_norm)), m.eps);
-        Var k_pe = rope_of(columns(t_, kva, 1, r, R));
+        Var qq = concat_columns(t_, train::columns(t_, qv, H, 0, nope), rope_of(train::columns(t_, qv, H, nope, R)), H);
+        Var lat = train::rmsnorm(t_, train::columns(t_, kva, 1, 0, r), t_.param(P(m.kv_norm)), m.eps);
+        Var k_pe = rope_of(train::columns(t_, kva, 1, r, R));
         Var kv = V(product(act(lat), m.kv_b, nullptr));  // (N, H·(nope + Dv))
-        Var k = concat_columns(t_, columns(t_, kv, H, 0, nope), k_pe, H, true);
-        Var v = columns(t_, kv, H, nope, Dv);
+        Var k = concat_columns(t_, train::columns(t_, kv, H, 0, nope), k_pe, H, true);
+        Var v = train::columns(t_, kv, H, nope, Dv);
         return act(train::attention(t_, qq, k, v, b_.B, b_.T, H, H, 0, m.scale, b_.doc_start));
     }
     // DeepSeekMoE: router product, routing (model/moe.h's rule), the routed experts gathered per
@@ -549,6 +550,11 @@ Var TrainModel::encode(Tape& t, const float* input, int64_t B, int64_t T, Var* p
     if (!arch_->encoder) fail("%s is a decoder: encode() needs an encoder architecture", cfg_.arch.c_str());
     if (T > cfg_.n_ctx_train) {
         fail("%lld input rows per sequence, the model's position table has %lld", (long long)T, (long long)cfg_.n_ctx_train);
+    }
+    const int64_t tower_rows = (cfg_.enc.class_token ? 1 : 0) + cfg_.enc.n_patches();
+    if (cfg_.enc.projector != Projector::kNone && T != tower_rows) {
+        fail("%lld input rows per image, the vision tower with a projector takes %lld (hint: vision_input_rows makes "
+             "them)", (long long)T, (long long)tower_rows);
     }
     set_positions(B, T, nullptr, 0);
     TapeOps::Batch b{nullptr, B, T, nullptr, nullptr, 0.0f, 0, &hook, t.grad_enabled};

@@ -93,7 +93,9 @@ public:
     // hidden state (B·T, C); *pooled (optional) gets the pooled output (B, ·) or null when the arch
     // has none. input_grad: the input rows get a gradient (last_input, read after backward);
     // lengths (B, optional): each input's valid rows (text encoders' padding). Throws Error for a
-    // decoder.
+    // decoder. A vision tower with a projector (EncoderConfig::projector, LLaVA) returns the
+    // projected rows instead, (B·n_image_tokens(), proj_out), from the layers up to its feature
+    // layer (model/arch/vit.cpp), *pooled null; T must be the tower's rows per image.
     Var encode(Tape& t, const float* input, int64_t B, int64_t T, Var* pooled = nullptr, bool input_grad = false,
                const int32_t* lengths = nullptr, const Hook& hook = nullptr, int64_t grid_h = 0, int64_t grid_w = 0);
     // Text encoders (RoBERTa): B sequences of token ids right-padded to T, lengths[b] real tokens

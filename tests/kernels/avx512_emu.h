@@ -30,7 +30,8 @@ void bf16_pack_at_avx512_emulated(const float* g, int64_t ldg, int64_t n_rows, i
 void bf16_pack_b_avx512_emulated(const float* w, int64_t ldw, bool for_forward, int64_t bM, int64_t bK,
                                  int64_t kb_count, uint16_t* dst, int64_t jb0, int64_t jb1);
 void bf16_gemm_avx512_emulated(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
-                               float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
+                               float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1,
+                               const float* bias);
 void round_bf16_avx512_emulated(const float* x, float* y, int64_t n);
 }  // namespace x86
 

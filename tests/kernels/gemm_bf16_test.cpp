@@ -197,6 +197,46 @@ TEST(GemmBf16, PathsMatchReference) {
         }
 }
 
+// A bias (the encoders' linear biases, added in the kernels while a tile is in cache) gives, on
+// every path, pool and accumulate mode, the bits of the same product without it followed by a
+// separate f32 addition of the bias; padding columns stay untouched.
+TEST(GemmBf16, BiasIsTheSeparateAddition) {
+    ThreadPool pool2(2);
+    uint32_t seed = 3300;
+    for (const Shape& s : kShapes) {
+        const Case cs = make_case(s, true, seed += 3);
+        const PackedBf16 b = pack_bf16(cs.w.data(), s.K, s.M, s.K, true);
+        const std::vector<float> bias = gaussian(static_cast<size_t>(s.M), seed + 7);
+        for (Bf16GemmPath p : kPaths) {
+            if (!bf16_gemm_path_supported(p)) continue;
+            for (bool acc : {false, true})
+                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+                    const std::string what = describe(cs, p, acc, pool == nullptr ? 0 : 2) + " bias";
+                    std::vector<float> want = cs.c0, got = cs.c0;
+                    gemm_bf16(cs.a.data(), cs.lda, s.n, b, want.data(), cs.ldc, acc, pool, p);
+                    for (int64_t i = 0; i < s.n; ++i)
+                        for (int64_t j = 0; j < s.M; ++j) want[i * cs.ldc + j] += bias[j];
+                    gemm_bf16(cs.a.data(), cs.lda, s.n, b, got.data(), cs.ldc, acc, pool, p, bias.data());
+                    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4)) << what;
+                }
+        }
+#if defined(LLMFORGE_HAVE_AVX512_EMU)
+        if (!avx512_emulation_runs_here()) continue;
+        const int64_t n_p = (s.n + 31) / 32, n_q = b.jb_count / 2;
+        std::vector<uint16_t> ap(static_cast<size_t>(2 * n_p * b.kb_count * 512));
+        x86::bf16_pack_a_avx512_emulated(cs.a.data(), cs.lda, s.n, b.K, b.kb_count, ap.data(), 0, n_p);
+        std::vector<float> want = cs.c0, got = cs.c0;
+        x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, want.data(), cs.ldc, false, 0,
+                                       n_p, 0, n_q, nullptr);
+        for (int64_t i = 0; i < s.n; ++i)
+            for (int64_t j = 0; j < s.M; ++j) want[i * cs.ldc + j] += bias[j];
+        x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, got.data(), cs.ldc, false, 0,
+                                       n_p, 0, n_q, bias.data());
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4)) << "emulated avx512bf16 bias";
+#endif
+    }
+}
+
 // The pool-split (and, with AVX512-BF16, vectorised) packer writes the scalar packer's bytes, both
 // orientations, odd shapes, strides, NaNs, ties and denormals included (both round as fp32_to_bf16).
 TEST(GemmBf16, FastPackMatchesScalarPack) {
@@ -435,11 +475,11 @@ TEST(GemmBf16Emulated, ProductMatchesExact) {
                 const std::string what = describe(cs, Bf16GemmPath::kAvx512Bf16, acc, 1) + " (emulated)";
                 std::vector<float> c = cs.c0, split = cs.c0;
                 x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, c.data(), cs.ldc, acc, 0,
-                                               n_p, 0, n_q);
+                                               n_p, 0, n_q, nullptr);
                 for (int64_t p = 0; p < n_p; ++p)
                     for (int64_t q = 0; q < n_q; ++q)
                         x86::bf16_gemm_avx512_emulated(ap.data(), b.data.get(), b.kb_count, s.n, b.M, split.data(),
-                                                       cs.ldc, acc, p, p + 1, q, q + 1);
+                                                       cs.ldc, acc, p, p + 1, q, q + 1, nullptr);
                 for (int64_t i = 0; i < s.n; ++i)
                     for (int64_t j = cs.bm; j < cs.ldc; ++j)
                         ASSERT_EQ(c[i * cs.ldc + j], cs.c0[i * cs.ldc + j]) << what << ": padding written";

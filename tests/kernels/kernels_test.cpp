@@ -95,6 +95,7 @@ TEST(Dispatch, EmulatedAvx512TableIsTestedHere) {
         EXPECT_NE(e->gemm[at(d)], avx2->gemm[at(d)]);
         EXPECT_NE(e->vec_dot[at(d)], avx2->vec_dot[at(d)]);
     }
+    EXPECT_NE(e->act, avx2->act);  // 16-lane activations (act_impl.h)
     for (DType d : {DType::Q8_0, DType::Q4_0}) {
         EXPECT_NE(e->gemm_x8[at(d)], nullptr);
         EXPECT_NE(e->gemm_x8[at(d)], avx2->gemm_x8[at(d)]) << dtype_name(d);
@@ -119,6 +120,7 @@ TEST(Dispatch, TablesAreCompleteAndAvx2IsTestedHere) {
         for (DType d : kQuantizable) EXPECT_NE(t->quantize_row[at(d)], nullptr) << dtype_name(d);
         EXPECT_NE(t->dequantize_row[at(DType::Q8_K)], nullptr);
         EXPECT_TRUE(t->rmsnorm && t->softmax && t->swiglu && t->axpy && t->add && t->rope && t->attention);
+        EXPECT_TRUE(t->act);
         EXPECT_TRUE(t->adamw && t->sumsq);
     }
     EXPECT_EQ(kernels_for(Isa::kAvx2) ? kernels_for(Isa::kAvx2)->isa : Isa::kAvx2, Isa::kAvx2);
@@ -663,6 +665,51 @@ TEST(Simd, ElementwiseOpsMatchReference) {
             }
             const double ss_ref = ref().sumsq(x.data(), n), ss = t->sumsq(x.data(), n);
             ASSERT_NEAR(ss, ss_ref, 1e-13 * ss_ref);
+        }
+    }
+}
+
+// The encoder activations (KernelTable::act) of every table, the reference's included, against the
+// float64 definitions: ~2e-6 relative (GELU's tail included: 1 + erf is computed as erfc there,
+// not by cancellation) plus 1e-37 absolute; tails of every length and in place.
+TEST(Simd, ActivationsMatchFloat64) {
+    auto exact = [](int kind, double x) {
+        switch (kind) {
+            case 0: return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+            case 1: return x / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+            case 2: return x / (1.0 + std::exp(-1.702 * x));
+            default: return std::tanh(x);
+        }
+    };
+    std::vector<float> x;
+    for (float v = -12.0f; v <= 12.0f; v += 0.0137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-6f, -1e-6f, 0.625f, -0.625f, 0.6251f, -0.6249f, 30.0f, -30.0f,
+                    100.0f, -100.0f, 1e4f, -1e4f})
+        x.push_back(v);
+    std::vector<const KernelTable*> all = simd_tables();
+    all.push_back(&ref());
+    for (const KernelTable* t : all) {
+        SCOPED_TRACE(isa_name(t->isa));
+        for (int kind = 0; kind < 4; ++kind) {
+            SCOPED_TRACE("kind " + std::to_string(kind));
+            std::vector<float> y(x.size());
+            t->act(kind, x.data(), y.data(), static_cast<int64_t>(x.size()));
+            for (size_t i = 0; i < x.size(); ++i) {
+                const double want = exact(kind, x[i]);
+                // Each form is an exp of a float argument a (x²/2 + …, 2u, 1.702x, 2x) in the tail,
+                // whose rounding moves the result by a few |a| · 6e-8 relative (GELU: 1e-6 at |x| = 4).
+                const double xd = x[i], u = std::sqrt(2.0 / M_PI) * (xd + 0.044715 * xd * xd * xd);
+                const double a = kind == 0 ? xd * xd / 2 : kind == 1 ? 2 * u : kind == 2 ? 1.702 * xd : 2 * xd;
+                const double rel = 2e-6 + 2.5e-7 * std::fabs(a);
+                ASSERT_NEAR(y[i], want, rel * std::fabs(want) + 1e-37) << "x = " << x[i];
+            }
+            for (int64_t n = 1; n <= 17; ++n) {  // every tail length, in place
+                std::vector<float> z(x.begin() + 100, x.begin() + 100 + n), want(z.size());
+                t->act(kind, z.data(), want.data(), n);
+                t->act(kind, z.data(), z.data(), n);
+                ASSERT_EQ(z, want) << "n = " << n;
+                for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], y[100 + i]) << "n = " << n;
+            }
         }
     }
 }

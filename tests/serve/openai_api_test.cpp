@@ -3,6 +3,9 @@
 // SamplerParams, every kind of bad input a 400 naming the parameter) and the JSON nesting limit
 // (json_nesting's scan and the 400 "json_too_deep" before parsing), the HTTP status of each error
 // kind, and chat prompts: one BOS rule, and a clear 400 for a model without a chat template.
+// Images in chat messages: content parts flattened (a marker per image, data: URIs decoded), and
+// each bad image part a one-line 400 naming it (remote URLs, bad base64, too many, a model without
+// an image encoder). Decoding and encoding real images: tests/cli/serve_image_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -300,6 +303,90 @@ TEST(OpenAiChat, BosIsAddedOnceWhateverTheTemplateOrPromptWrites) {
     const std::vector<int32_t> written = parse(body_with(false, {{"prompt", "<s>a a"}}), false).seqs[0].prompt;
     EXPECT_EQ(plain[0], bos);
     EXPECT_EQ(written, plain);
+}
+
+// ---- images in chat messages -------------------------------------------------------------------
+
+json image_part(const std::string& url, bool as_object = true) {
+    return {{"type", "image_url"}, {"image_url", as_object ? json{{"url", url}, {"detail", "low"}} : json(url)}};
+}
+
+std::string image_body(const json& content, const std::string& role = "user") {
+    return json{{"messages", {{{"role", role}, {"content", content}}}}, {"max_tokens", 4}}.dump();
+}
+
+TEST(OpenAiImages, ContentPartsFlattenToTextWithAMarkerPerImage) {
+    const json parts = {{{"type", "text"}, {"text", "Look: "}},
+                        image_part("data:image/png;base64,aGVs\nbG8="),
+                        {{"type", "text"}, {"text", "What is left?"}},
+                        image_part("DATA:;BASE64,aGk", false)};  // no type, no padding, a plain string
+    const FlatContent f = flatten_content_parts(parts, "messages[0].content", true);
+    EXPECT_EQ(f.text, "Look: <image>\nWhat is left?<image>\n");
+    EXPECT_EQ(f.plain, "Look: What is left?");
+    ASSERT_EQ(f.images.size(), 2u);
+    EXPECT_EQ(f.images[0].bytes, "hello");
+    EXPECT_EQ(f.images[0].param, "messages[0].content[1].image_url");
+    EXPECT_EQ(f.images[0].where, "messages[0].content[1].image_url (declared \"image/png\")");
+    EXPECT_EQ(f.images[1].bytes, "hi");
+    EXPECT_EQ(f.images[1].where, "messages[0].content[3].image_url");
+    // URL-safe base64 too.
+    EXPECT_EQ(flatten_content_parts(json::array({image_part("data:image/jpeg;base64,-_8=")}), "c", true).images[0].bytes,
+              "\xfb\xff");
+    EXPECT_EQ(flatten_content_parts("plain", "c", false).text, "plain");
+    EXPECT_EQ(flatten_content_parts(json(), "c", false).text, "");
+}
+
+TEST(OpenAiImages, TextPartsAloneStayText) {
+    // A request without images is tokenised as before, markers in its text included.
+    const json parts = {{{"type", "text"}, {"text", "a <image> a"}}};
+    EXPECT_EQ(parse(image_body(parts), true).seqs[0].prompt, parse(image_body("a <image> a"), true).seqs[0].prompt);
+    EXPECT_EQ(parse(image_body(parts), true).seqs[0].images, nullptr);
+}
+
+TEST(OpenAiImages, EachBadImagePartIsAOneLine400NamingIt) {
+    const std::string p1 = "messages[0].content[1].image_url";
+    const json text = {{"type", "text"}, {"text", "a"}};
+    auto with = [&](const json& part) { return image_body(json::array({text, part})); };
+    for (const char* url : {"http://example.com/cat.png", "https://example.com/cat.png", "file:///etc/passwd",
+                            "//example.com/cat.png", "ftp://example.com/cat.png"}) {
+        const std::string m = expect_400(with(image_part(url)), true, p1, {});
+        EXPECT_EQ(m, p1 + ": remote image URLs are not fetched (no network); send the image as a data: URI");
+    }
+    expect_400(with(image_part("cat.png")), true, p1, {p1 + ": expected a data: URI (data:image/png;base64,...), found \"cat.png\""});
+    expect_400(with(image_part("data:image/png;base64,iVBOR*w0")), true, p1,
+               {"the data: URI's base64 is not valid ('*' at offset 5 of the data; expected A-Z a-z 0-9 + /"});
+    expect_400(with(image_part("data:image/png;base64,aGk=aGk=")), true, p1, {"base64 is not valid ('a' at offset 4"});
+    expect_400(with(image_part("data:image/png,hello")), true, p1, {"the data: URI is not base64"});
+    expect_400(with(image_part("data:image/png;base64")), true, p1, {"the data: URI has no ','"});
+    expect_400(with({{"type", "image_url"}}), true, p1, {"'" + p1 + "' must be {\"url\": \"data:image/png;base64,...\"}"});
+    expect_400(with({{"type", "image_url"}, {"image_url", {{"detail", "low"}}}}), true, p1, {"without a string 'url'"});
+    expect_400(with({{"type", "input_audio"}}), true, "messages[0].content[1].type",
+               {"'messages[0].content[1].type' is \"input_audio\", expected \"text\" or \"image_url\""});
+    expect_400(with("just a string"), true, "messages[0].content[1]", {"must be an object"});
+    expect_400(image_body(json::array({image_part("data:image/png;base64,AAAA")}), "system"), true,
+               "messages[0].content[0]", {"is an image, but only user messages may carry images"});
+    json nine = json::array();
+    for (int i = 0; i < 9; ++i) nine.push_back(image_part("data:image/png;base64,AAAA"));
+    expect_400(image_body(nine), true, "messages[0].content[8].image_url",
+               {"more than 8 images, the most this server takes per request"});
+}
+
+TEST(OpenAiImages, AModelWithoutAnImageEncoderRefusesImages) {
+    const std::string body = image_body(json::array({image_part("data:image/png;base64,AAAA"), {{"type", "text"}, {"text", "a"}}}));
+    expect_400(body, true, "messages[0].content[0].image_url",
+               {"messages[0].content[0].image_url: model 'tiny' has no image encoder (no mmproj.gguf beside it; hint: "
+                "serve a vision-language model folder, or start the server with --mmproj FILE)"},
+               "no_image_encoder");
+    auto m = test::tiny_served_model(false);
+    m->no_images_reason = "mmproj.gguf: rows of width 32, expected 8";
+    const std::shared_ptr<const ServedModel> left_out = m;
+    try {
+        parse_request(body, true, left_out, ApiLimits{});
+        ADD_FAILURE() << "expected a 400";
+    } catch (const ApiError& e) {
+        EXPECT_NE(std::string(e.what()).find("its mmproj was left out at load: mmproj.gguf: rows of width 32"), std::string::npos)
+            << e.what();
+    }
 }
 
 }  // namespace

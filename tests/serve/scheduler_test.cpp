@@ -2,6 +2,9 @@
 // so greedy picks token 0, whose text is empty): a failed step fails only the sequence that
 // caused it, each sequence carries its own constraint stage, the prefix cache keeps the blocks
 // of several models (keyed by model and adapter), and sampling runs outside the scheduler's lock.
+// Images (runtime/multimodal.h), on the tiny model with random weights: a prompt of tokens and
+// image rows, prefilled in small chunks beside other sequences, gives Context's tokens exactly;
+// the prefix cache and slot reuse key image positions by the image's content.
 // Every wait is bounded by a generous deadline on an observable event, never a fixed sleep.
 #include <gtest/gtest.h>
 
@@ -13,8 +16,11 @@
 #include <memory>
 #include <thread>
 
+#include "runtime/context.h"
+#include "runtime/multimodal.h"
 #include "runtime/scheduler.h"
 #include "serve/tiny_served_model.h"
+#include "test_util.h"
 
 namespace llmforge {
 namespace {
@@ -213,6 +219,137 @@ TEST(Scheduler, SamplingRunsOutsideTheLock) {
     EXPECT_EQ(o.finish_reason, "length");
     EXPECT_EQ(o.completion_tokens, 3);
     EXPECT_EQ(calls, 3);
+}
+
+// ----------------------------------------------------------------------------------------- images
+
+// The tiny model with random weights (its outputs depend on every row), as the scheduler runs it.
+std::shared_ptr<const ModelHandle> random_tiny_model() {
+    auto m = test::tiny_served_model(false);
+    m->model = test::tiny_zero_model(test::tiny_chatml_vocab(), 7);
+    return m;
+}
+
+PromptImage random_image(int64_t rows, uint64_t seed) {
+    PromptImage im;
+    im.n_rows = rows;
+    im.rows = test::randn(static_cast<size_t>(rows * 8), seed, 1.0f);
+    im.hash = seed * 0x9e3779b97f4a7c15ull;
+    return im;
+}
+
+// pieces: token runs, and -1 - i for image i.
+std::shared_ptr<const MultimodalPrompt> image_prompt(const std::vector<std::vector<int32_t>>& pieces,
+                                                     std::vector<PromptImage> images) {
+    auto p = std::make_shared<MultimodalPrompt>();
+    for (const auto& piece : pieces) {
+        if (piece.size() == 1 && piece[0] < 0) {
+            p->pieces.push_back({{}, -1 - piece[0]});
+        } else {
+            p->pieces.push_back({piece, -1});
+        }
+    }
+    p->images = std::move(images);
+    return p;
+}
+
+SeqRequest image_seq(const std::shared_ptr<const ModelHandle>& m, const std::shared_ptr<RequestStream>& stream, int index,
+                     const std::shared_ptr<const MultimodalPrompt>& p, int64_t max_tokens) {
+    SeqRequest r = greedy_seq(m, stream, index, p->position_keys(), max_tokens);
+    r.images = p;
+    return r;
+}
+
+// Greedy tokens from Context, the prompt fed as the CLI feeds it (feed_multimodal_prompt), in
+// batch-invariant mode as the scheduler runs.
+std::vector<int32_t> context_greedy(const ModelHandle& m, const MultimodalPrompt& p, int64_t n) {
+    ContextParams cp;
+    cp.n_ctx = 256;
+    cp.n_threads = 1;
+    Context ctx(*m.model, cp);
+    ctx.scratch().batch_invariant = true;
+    const std::vector<int32_t> last = feed_multimodal_prompt(ctx, p);
+    std::vector<float> logits = last.empty() ? ctx.logits() : ctx.decode(last);
+    std::vector<int32_t> out;
+    while (static_cast<int64_t>(out.size()) < n) {
+        const int32_t t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        if (m.tokenizer->is_eog(t)) break;
+        out.push_back(t);
+        logits = ctx.decode({t});
+    }
+    return out;
+}
+
+TEST(SchedulerImages, ImagePromptsGiveContextsTokensInSmallChunksBesideOthers) {
+    const auto m = random_tiny_model();
+    SchedulerConfig cfg = small_config(3);
+    cfg.step_prompt_tokens = 16;  // images of 40 and 23 rows go in several chunks, shared with the others
+    Scheduler sched(m, cfg);
+    const auto a = image_prompt({{1, 6, 4}, {-1}, {5, 4, 7, 3, 10, 20}, {-2}, {4, 5, 100}},
+                                {random_image(40, 1), random_image(23, 2)});
+    const auto b = image_prompt({{1, 6}, {-1}}, {random_image(30, 3)});  // ends with an image
+    const std::vector<int32_t> text = {1, 6, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57};
+    auto stream = std::make_shared<RequestStream>();
+    std::vector<SeqRequest> seqs;
+    seqs.push_back(image_seq(m, stream, 0, a, 12));
+    seqs.push_back(greedy_seq(m, stream, 1, text, 12));
+    seqs.push_back(image_seq(m, stream, 2, b, 12));
+    ASSERT_EQ(sched.submit(std::move(seqs)), Scheduler::Submit::kAccepted);
+    const std::vector<SeqOutcome> o = collect(*stream, 3);
+    for (const auto& x : o) ASSERT_TRUE(x.error.empty()) << x.error;
+    EXPECT_EQ(o[0].tokens, context_greedy(*m, *a, 12));
+    EXPECT_EQ(o[1].tokens, context_greedy(*m, *image_prompt({text}, {}), 12));
+    EXPECT_EQ(o[2].tokens, context_greedy(*m, *b, 12));
+    // The rows matter: other images, other tokens.
+    EXPECT_NE(o[0].tokens, context_greedy(*m, *image_prompt({{1, 6, 4}, {-1}, {5, 4, 7, 3, 10, 20}, {-2}, {4, 5, 100}},
+                                                            {random_image(40, 5), random_image(23, 6)}), 12));
+    const SchedulerStats st = sched.stats();
+    EXPECT_EQ(st.prompt_tokens, static_cast<uint64_t>(a->n_positions() + b->n_positions()) + text.size());
+}
+
+TEST(SchedulerImages, CachedPositionsFollowTheImagesContent) {
+    const auto m = random_tiny_model();
+    Scheduler sched(m, small_config(1));  // one slot: it keeps the last sequence's positions
+    auto prompt_with = [](PromptImage im) {
+        return image_prompt({{1, 6, 4}, {-1}, {5, 4, 7, 3, 10, 20, 4, 5}}, {std::move(im)});
+    };
+    auto run = [&](const std::shared_ptr<const MultimodalPrompt>& p) {
+        auto stream = std::make_shared<RequestStream>();
+        std::vector<SeqRequest> seqs;
+        seqs.push_back(image_seq(m, stream, 0, p, 2));
+        EXPECT_EQ(sched.submit(std::move(seqs)), Scheduler::Submit::kAccepted);
+        const SeqOutcome o = collect(*stream, 1)[0];
+        EXPECT_EQ(o.error, "");
+        return o.cached_tokens;
+    };
+    const auto first = prompt_with(random_image(100, 1));  // 111 positions: one whole 64-position block
+    EXPECT_EQ(run(first), 0);
+    EXPECT_EQ(run(prompt_with(random_image(100, 1))), 110);  // the same image: the slot's positions, all but the last
+    EXPECT_EQ(run(prompt_with(random_image(100, 2))), 3);    // another image: only the text before it
+    EXPECT_EQ(run(image_prompt({{1, 30, 31}}, {})), 1);      // text: the slot now holds the other image
+    EXPECT_EQ(run(prompt_with(random_image(100, 1))), 64);   // the first image's block, from the prefix cache
+    // The same rows under another hash are another image (the hash stands for the content).
+    PromptImage renamed = random_image(100, 1);
+    renamed.hash ^= 1;
+    EXPECT_EQ(run(prompt_with(renamed)), 3);
+}
+
+TEST(SchedulerImages, RowsOfAnotherWidthFailOnlyTheirSequence) {
+    const auto m = random_tiny_model();
+    Scheduler sched(m, small_config(2));
+    PromptImage wide = random_image(4, 1);
+    wide.rows.resize(4 * 16);  // 16 wide; the model's rows are 8
+    const auto bad = image_prompt({{1}, {-1}, {4}}, {wide});
+    auto stream = std::make_shared<RequestStream>();
+    std::vector<SeqRequest> seqs;
+    seqs.push_back(image_seq(m, stream, 0, bad, 2));
+    seqs.push_back(greedy_seq(m, stream, 1, {1, 4, 5}, 2));
+    ASSERT_EQ(sched.submit(std::move(seqs)), Scheduler::Submit::kAccepted);
+    const std::vector<SeqOutcome> o = collect(*stream, 2);
+    EXPECT_NE(o[0].error.find("image 1 of the prompt has 64 values for 4 rows, expected rows of the model's embedding "
+                              "width 8"), std::string::npos) << o[0].error;
+    EXPECT_EQ(o[0].error_kind, ErrorKind::kBadInput);
+    EXPECT_EQ(o[1].finish_reason, "length") << o[1].error;
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 // Test-only: a tiny model as the server serves it, built in process (no files), for the request
 // parser tests and the server's fuzz targets. 264 tokens: <unk> <s> </s> ▁ a ▁a <|im_start|>
 // <|im_end|> and the 256 byte tokens (SentencePiece with byte fallback), a ChatML template, and
-// optionally a 1-layer Llama with zero weights (C=8, 2 heads, 1 KV head, FFN 16) so an Engine can
-// really generate with it.
+// optionally a 1-layer Llama with zero (or seeded random) weights (C=8, 2 heads, 1 KV head, FFN 16)
+// so an Engine can really generate with it.
 #pragma once
 
 #include <cstdio>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,10 @@ inline Vocab tiny_chatml_vocab() {
     return v;
 }
 
-// The vocabulary's model: a zero-weight Llama (every logit equal, so greedy picks token 0).
-inline std::unique_ptr<Model> tiny_zero_model(const Vocab& v) {
+// The vocabulary's model: a zero-weight Llama (every logit equal, so greedy picks token 0); with
+// seed != 0 every weight ~ N(0, 0.5²) instead (outputs that depend on every input row), the norms'
+// weights 1.
+inline std::unique_ptr<Model> tiny_zero_model(const Vocab& v, uint64_t seed = 0) {
     ModelFiles f;
     f.path = "tiny";
     f.format = "gguf";
@@ -58,7 +61,17 @@ inline std::unique_ptr<Model> tiny_zero_model(const Vocab& v) {
         {"blk.0.ffn_norm.weight", {C}},         {"blk.0.ffn_gate.weight", {c.n_ff, C}},
         {"blk.0.ffn_up.weight", {c.n_ff, C}},   {"blk.0.ffn_down.weight", {C, c.n_ff}},
     };
-    for (const auto& [name, shape] : shapes) f.tensors[name] = Tensor::empty(DType::F32, shape, name);
+    std::mt19937_64 g(seed);
+    std::normal_distribution<float> d(0.0f, 0.5f);
+    for (const auto& [name, shape] : shapes) {  // in the list's order: the same weights every run
+        Tensor t = Tensor::empty(DType::F32, shape, name);
+        if (seed != 0) {
+            const bool norm = name.find("norm") != std::string::npos;
+            float* p = t.ptr<float>();
+            for (int64_t i = 0; i < t.numel(); ++i) p[i] = norm ? 1.0f : d(g);
+        }
+        f.tensors[name] = std::move(t);
+    }
     return Model::from_files(std::move(f));
 }
 

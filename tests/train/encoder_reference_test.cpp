@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
+#include "model/mmproj.h"
 #include "model/model.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
@@ -53,23 +54,27 @@ double rel_err(const float* a, const std::vector<float>& b, double floor = 1e-12
 
 // The reference's loss L = Σ last · r_last + Σ pooled · r_pool on the tape: a node whose backward
 // seeds both gradients; backward is run. Returns L (double, from the forward's values).
+// pooled null: the loss has no second term (a projector's output: L = Σ features · r_last).
 double backward_reference_loss(train::Tape& t, const Ref& ref, train::Var last, train::Var pooled) {
-    const std::vector<float> r_last = ref.get("loss.r_last"), r_pool = ref.get("loss.r_pool");
+    const std::vector<float> r_last = ref.get("loss.r_last"),
+                             r_pool = pooled != nullptr ? ref.get("loss.r_pool") : std::vector<float>();
+    const int64_t n_pool = pooled != nullptr ? pooled->numel : 0;
     EXPECT_EQ(static_cast<int64_t>(r_last.size()), last->numel);
-    EXPECT_EQ(static_cast<int64_t>(r_pool.size()), pooled->numel);
-    if (static_cast<int64_t>(r_last.size()) != last->numel || static_cast<int64_t>(r_pool.size()) != pooled->numel) {
+    EXPECT_EQ(static_cast<int64_t>(r_pool.size()), n_pool);
+    if (static_cast<int64_t>(r_last.size()) != last->numel || static_cast<int64_t>(r_pool.size()) != n_pool) {
         return std::nan("");  // the failure is reported; nothing to differentiate
     }
     train::Var loss = t.make({1}, true);
     double l = 0;
     for (int64_t i = 0; i < last->numel; ++i) l += static_cast<double>(last->data[i]) * r_last[i];
-    for (int64_t i = 0; i < pooled->numel; ++i) l += static_cast<double>(pooled->data[i]) * r_pool[i];
+    for (int64_t i = 0; i < n_pool; ++i) l += static_cast<double>(pooled->data[i]) * r_pool[i];
     loss->data[0] = static_cast<float>(l);
-    t.on_backward([&t, last, pooled, loss, &r_last, &r_pool] {
+    t.on_backward([&t, last, pooled, n_pool, loss, &r_last, &r_pool] {
         float* dl = t.grad(last);
-        float* dp = t.grad(pooled);
         for (int64_t i = 0; i < last->numel; ++i) dl[i] += r_last[i] * loss->grad[0];
-        for (int64_t i = 0; i < pooled->numel; ++i) dp[i] += r_pool[i] * loss->grad[0];
+        if (n_pool == 0) return;
+        float* dp = t.grad(pooled);
+        for (int64_t i = 0; i < n_pool; ++i) dp[i] += r_pool[i] * loss->grad[0];
     });
     t.backward(loss);
     return l;
@@ -223,13 +228,13 @@ TEST_P(VisionEncoder, TrainerMatchesReferenceForwardAndGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Refs, VisionEncoder, ::testing::Values("vit_tiny", "clip_vision_tiny", "clip_vision_proj_tiny", "swin_tiny",
-                                                            "swin_tiny_pad"),
+                                                            "swin_tiny_pad", "siglip_tiny"),
                          [](const auto& info) { return std::string(info.param); });
 
 // Every reference model saved by the trainer (config.json + safetensors under HF names, Swin's
 // stage/block names included) loads back with the same tensors, and the saved folder keeps HF's names.
 TEST(VisionEncoder, SavedFoldersLoadBackWithHfNames) {
-    for (const char* name : {"vit_tiny", "clip_vision_proj_tiny", "swin_tiny"}) {
+    for (const char* name : {"vit_tiny", "clip_vision_proj_tiny", "swin_tiny", "siglip_tiny", "llava_clip_tiny"}) {
         SCOPED_TRACE(name);
         const Ref ref(name);
         auto m = train::TrainModel::from_files(open_model_files(ref.dir));
@@ -240,6 +245,8 @@ TEST(VisionEncoder, SavedFoldersLoadBackWithHfNames) {
         int n = 0;
         for (const auto& info : theirs.tensor_infos()) {
             if (info.name.find("relative_position_index") != std::string::npos) continue;  // computed, not stored
+            // A tower with a projector does not read CLIP's post-LayerNorm (HF LLaVA does not either).
+            if (m->config().enc.projector != Projector::kNone && info.name.find("post_layernorm") != std::string::npos) continue;
             ASSERT_TRUE(mine.has_tensor(info.name)) << info.name;
             const Tensor a = mine.tensor(info.name), b = theirs.tensor(info.name);
             ASSERT_EQ(a.shape(), b.shape()) << info.name;
@@ -253,7 +260,140 @@ TEST(VisionEncoder, SavedFoldersLoadBackWithHfNames) {
         EXPECT_EQ(back.config.enc.stage_heads, m->config().enc.stage_heads);
         EXPECT_EQ(back.config.enc.act, m->config().enc.act);
         EXPECT_EQ(back.config.enc.projection_dim, m->config().enc.projection_dim);
+        EXPECT_EQ(back.config.enc.projector, m->config().enc.projector);
+        EXPECT_EQ(back.config.enc.feature_layer, m->config().enc.feature_layer);
+        EXPECT_EQ(back.config.enc.proj_out, m->config().enc.proj_out);
+        EXPECT_EQ(back.config.enc.map_head, m->config().enc.map_head);
+        EXPECT_EQ(back.config.enc.class_token, m->config().enc.class_token);
         EXPECT_EQ(back.tensors.size(), static_cast<size_t>(n));
+    }
+}
+
+// The message of the trainer's encode() given T rows per image ("" when it runs).
+std::string error_of_encode(train::TrainModel& m, const std::vector<float>& rows, int64_t T) {
+    ThreadPool pool(1);
+    train::Tape t(pool);
+    return test::error_of([&] { m.encode(t, rows.data(), 1, T); });
+}
+
+// LLaVA-style image features (make_vision_refs.py llava_clip_tiny: a CLIPVisionModel tower,
+// vision_feature_layer -2, class row dropped, mlp2x_gelu projector): the trainer's encode() gives
+// the projected rows, and for L = Σ image_features · r_last the gradient of every parameter (the
+// projector's included; the last layer and post_layernorm get none) and of the pixels.
+TEST(LlavaProjector, TrainerMatchesReferenceForwardAndGradients) {
+    const Ref ref("llava_clip_tiny");
+    auto m = train::TrainModel::from_files(open_model_files(ref.dir));
+    const ModelConfig& c = m->config();
+    ASSERT_EQ(c.enc.projector, Projector::kMlp);
+    const std::vector<int64_t> shape = ref.shape("input.pixel_values");
+    const Patches in = patchify(ref.get("input.pixel_values"), shape, c.enc.patch_size, true);
+    const int64_t B = shape[0];
+    ThreadPool pool(2);
+    train::Tape t(pool);
+    std::map<std::string, std::vector<float>> seen;
+    const train::TrainModel::Hook hook = [&](const std::string& name, train::Var v) {
+        seen[name].assign(v->data, v->data + v->numel);
+    };
+    train::Var pooled = nullptr;
+    train::Var feats = m->encode(t, in.rows.data(), B, in.T, &pooled, true, nullptr, hook);
+    EXPECT_EQ(pooled, nullptr);
+    EXPECT_EQ(feats->shape, (std::vector<int64_t>{B * c.enc.n_image_tokens(), c.enc.proj_out}));
+    EXPECT_LT(rel_err(feats->data, ref.get("out.image_features")), 2e-5);
+    // Hidden states up to the feature layer only: later layers are not run.
+    EXPECT_LT(rel_err(seen.at("embed").data(), ref.get("out.hidden_states.0")), 2e-5);
+    EXPECT_LT(rel_err(seen.at("layers.1.out").data(), ref.get("out.hidden_states.2")), 2e-5);
+    EXPECT_EQ(seen.count("layers.2.out"), 0u);
+
+    const double l = backward_reference_loss(t, ref, feats, nullptr);
+    EXPECT_NEAR(l, ref.get("loss.value")[0], 1e-4 * std::max(1.0, std::fabs(l)));
+    const double scale = reference_grad_scale(ref);
+    int checked = 0;
+    for (const auto& p : m->params()) {
+        const std::string hf = gguf_to_hf_name(m->arch(), p->name, &c);
+        ASSERT_TRUE(ref.has("grad." + hf)) << hf;
+        EXPECT_LT(rel_err(p->grad.data(), ref.get("grad." + hf), 1e-3 * scale), 1e-4) << hf;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 3 * 16 + 5 + 4);  // 3 layers, class/patch/position/pre-LN, the projector
+    // The reference's other gradients are of tensors the model does not have: post_layernorm, all zero.
+    for (const auto& info : ref.expected.tensor_infos()) {
+        if (info.name.rfind("grad.", 0) != 0 || info.name == "grad.input.pixel_values") continue;
+        const std::string g = hf_to_gguf_name(m->arch(), info.name.substr(5), nullptr, &c);
+        if (m->find(g) != nullptr) continue;
+        EXPECT_NE(info.name.find("post_layernorm"), std::string::npos) << info.name;
+        for (float v : ref.get(info.name)) EXPECT_EQ(v, 0.0f) << info.name;
+    }
+    const std::vector<float> dpix = ref.get("grad.input.pixel_values");
+    ASSERT_NE(m->last_input->grad, nullptr);
+    std::vector<float> mine(dpix.size());
+    for (size_t i = 0; i < dpix.size(); ++i) mine[i] = m->last_input->grad[in.where[i]];
+    EXPECT_LT(rel_err(mine.data(), dpix), 1e-4);
+}
+
+// A fresh CLIP tower + mlp projector built in code, as a VLM trainer makes it, saved as an mmproj
+// (model/mmproj.h) through its inference twin: the file loads back as the same function.
+TEST(LlavaProjector, FreshTowerSavesAsMmproj) {
+    ModelConfig c = open_model_files(Ref("clip_vision_tiny").dir).config;
+    c.enc.projector = Projector::kMlp;
+    c.enc.proj_out = 24;
+    c.enc.feature_layer = -1;  // the last layer's output: the mmproj gets a block of zeros clip.cpp skips
+    auto m = train::TrainModel::init_random(c, 7);
+    EXPECT_EQ(m->find("v.post_ln.weight"), nullptr);
+    ASSERT_NE(m->find("mm.2.weight"), nullptr);
+    const std::string path = test::temp_dir() + "/fresh_mmproj.gguf";
+    const ImagePreprocess pre = ImagePreprocess::siglip();
+    save_mmproj(path, m->inference(), pre);
+    auto back = Model::load(path);
+    EXPECT_EQ(back->config().n_layer, c.n_layer + 1);
+    EXPECT_EQ(back->config().enc.feature_depth(back->config().n_layer), c.n_layer);
+    EXPECT_EQ(back->config().enc.proj_out, 24);
+    const std::vector<float> rows = test::randn(static_cast<size_t>(2 * 17 * 192), 3, 1.0f);
+    ThreadPool pool(2);
+    ForwardScratch s;
+    EncodeOutput mine, theirs;
+    m->inference().encode(rows.data(), 2, 17, mine, pool, s);
+    back->encode(rows.data(), 2, 17, theirs, pool, s);
+    ASSERT_EQ(mine.last.size(), static_cast<size_t>(2 * 16 * 24));
+    // The file's matrices are f16: the rows agree to f16's precision.
+    EXPECT_LT(test::rel_err(theirs.last.data(), mine.last.data(), mine.last.size()), 5e-3);
+    train::Tape t(pool);
+    train::Var v = m->encode(t, rows.data(), 2, 17);
+    EXPECT_LT(test::rel_err(v->data, mine.last.data(), mine.last.size()), 1e-5);
+}
+
+// The projector on the other towers (ViT, SigLIP: the same definition as CLIP's): engine and
+// trainer agree, only the layers up to the feature layer run, "full" keeps the first row.
+TEST(LlavaProjector, EveryTowerTakesOne) {
+    for (const char* name : {"vit_tiny", "siglip_tiny"}) {
+        for (bool full : {false, true}) {
+            SCOPED_TRACE(std::string(name) + (full ? " full" : " default"));
+            ModelConfig c = open_model_files(Ref(name).dir).config;
+            c.enc.projector = Projector::kMlp;
+            c.enc.proj_out = 8;
+            c.enc.feature_layer = 1;  // hidden_states[1]: one layer of two
+            c.enc.feature_select_full = full;
+            auto m = train::TrainModel::init_random(c, 11);
+            const int64_t T = (c.enc.class_token ? 1 : 0) + c.enc.n_patches();
+            EXPECT_EQ(c.enc.n_image_tokens(), T - (full ? 0 : 1));
+            const std::vector<float> rows = test::randn(static_cast<size_t>(2 * T * c.enc.patch_cols()), 5, 1.0f);
+            ThreadPool pool(2);
+            ForwardScratch s;
+            std::vector<std::string> seen;
+            s.hook = [&](const std::string& n, const float*, int64_t) { seen.push_back(n); };
+            EncodeOutput out;
+            m->inference().encode(rows.data(), 2, T, out, pool, s);
+            EXPECT_EQ(seen, (std::vector<std::string>{"embed", "layers.0.out"}));
+            EXPECT_EQ(out.rows, c.enc.n_image_tokens());
+            EXPECT_EQ(out.cols, 8);
+            EXPECT_TRUE(out.pooled.empty());
+            train::Tape t(pool);
+            train::Var pooled = nullptr;
+            train::Var v = m->encode(t, rows.data(), 2, T, &pooled);
+            EXPECT_EQ(pooled, nullptr);
+            ASSERT_EQ(static_cast<size_t>(v->numel), out.last.size());
+            EXPECT_LT(test::rel_err(v->data, out.last.data(), out.last.size()), 1e-5);
+            EXPECT_NE(error_of_encode(*m, rows, T - 1), "");
+        }
     }
 }
 

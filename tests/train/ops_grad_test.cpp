@@ -334,6 +334,24 @@ TEST(OpsGrad, PrependRows) {
                 [](Tape& t, std::vector<Var>& v) { return prepend_rows(t, v[0], v[1], 2); });
 }
 
+// Each sequence's own rows (an image's) inserted at its own place: before, inside and after.
+TEST(OpsGrad, InsertRows) {
+    auto rows = random_param("rows", {3 * 4, 5}, 52);   // 3 sequences of 4 token rows
+    auto extra = random_param("extra", {3 * 2, 5}, 53);  // 2 image rows each
+    const int32_t at[3] = {0, 2, 4};
+    check_grads({rows.get(), extra.get()},
+                [&at](Tape& t, std::vector<Var>& v) { return insert_rows(t, v[0], v[1], 3, at); });
+    ThreadPool pool(1);
+    Tape t(pool);
+    Var y = insert_rows(t, t.param(*rows), t.param(*extra), 3, at);
+    const int64_t C = 5;
+    // Sequence 1: token rows 0, 1, image rows 0, 1, token rows 2, 3.
+    EXPECT_EQ(y->data[(6 + 1) * C], rows->value[(4 + 1) * C]);
+    EXPECT_EQ(y->data[(6 + 2) * C], extra->value[2 * C]);
+    EXPECT_EQ(y->data[(6 + 4) * C], rows->value[(4 + 2) * C]);
+    EXPECT_EQ(y->data[(12 + 5) * C], extra->value[5 * C]);  // sequence 2: the image last
+}
+
 TEST(OpsGrad, LinearFrozenGradientToInput) {
     auto x = random_param("x", {3, 7}, 40);
     FrozenCase w = frozen_case(5, 7, 41);

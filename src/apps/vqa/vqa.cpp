@@ -148,23 +148,6 @@ struct Parts {
 };
 
 // Pixel rows (B · (1 + patches), 3·P²) of images (each resized by the preprocessor).
-std::vector<float> image_rows(const Model& vision, const ImagePreprocess& pre, const std::vector<const Image*>& images) {
-    const ModelConfig& c = vision.config();
-    const int64_t T = 1 + c.enc.n_patches(), cols = c.enc.patch_cols();
-    std::vector<float> rows(static_cast<size_t>(static_cast<int64_t>(images.size()) * T * cols));
-    for (size_t b = 0; b < images.size(); ++b) {
-        int64_t h = 0, w = 0;
-        const std::vector<float> px = preprocess_image(*images[b], pre, &h, &w);
-        if (h != c.enc.image_size || w != c.enc.image_size) {
-            fail("vqa: the preprocessor gives %lldx%lld images, the vision model takes %lldx%lld (preprocessor_config.json "
-                 "and config.json disagree)",
-                 (long long)w, (long long)h, (long long)c.enc.image_size, (long long)c.enc.image_size);
-        }
-        image_patch_rows(px.data(), 3, h, w, c.enc.patch_size, rows.data() + b * T * cols);
-    }
-    return rows;
-}
-
 // Token ids right-padded to the batch's longest question, and their lengths.
 void text_batch(const std::vector<std::vector<int32_t>>& qs, std::vector<int32_t>& ids, std::vector<int32_t>& lengths,
                 int64_t* T) {
@@ -195,7 +178,7 @@ std::vector<float> run_parts(const Parts& p, const std::vector<const Image*>& im
         text_out.last.assign(static_cast<size_t>(B * fc.text_width), 0.0f);
     }
     if (uses_image(fc.kind)) {
-        const std::vector<float> rows = image_rows(*p.vision, *p.pre, images);
+        const std::vector<float> rows = vision_input_rows(p.vision->config(), *p.pre, images, "vqa");
         Tv = 1 + p.vision->config().enc.n_patches();
         p.vision->encode(rows.data(), B, Tv, image_out, pool, s);
     } else {
@@ -237,13 +220,6 @@ VqaScore score_split(const Parts& p, const train::VqaSplit& split, ThreadPool& p
     for (int t = 0; t < train::kVqaTypes; ++t)
         if (sc.total[t] > 0) sc.gate_image[t] /= static_cast<double>(sc.total[t]);
     return sc;
-}
-
-std::string fmt_duration(double s) {
-    char b[32];
-    if (s < 120) std::snprintf(b, sizeof b, "%.0f s", s);
-    else std::snprintf(b, sizeof b, "%.0f min", s / 60);
-    return b;
 }
 
 }  // namespace
@@ -469,7 +445,7 @@ VqaScore train_vqa(const VqaTrainOptions& o, const std::function<void(const std:
         }
         std::vector<float> rows;
         if (vision) {
-            rows = image_rows(vision->inference(), pre, imgs);
+            rows = vision_input_rows(vision->config(), pre, imgs, "train-vqa");
             vx = vision->encode(tape, rows.data(), o.batch, Tv);
         } else {
             vx = tape.make({o.batch, s.vision_width}, false);
@@ -479,20 +455,13 @@ VqaScore train_vqa(const VqaTrainOptions& o, const std::function<void(const std:
         train::Var loss = train::cross_entropy(tape, logits, targets.data(), o.batch);
         const float l = loss->data[0];
         tape.backward(loss);
-        train::clip_grad_norm(params, o.clip, pool);
-        const double lr = train::learning_rate(train::Schedule::kCosine, step, o.steps, o.warmup, o.lr, o.min_lr);
-        opt.step(static_cast<float>(lr), pool);
-        train::zero_grads(params);
+        const double lr = train::cosine_step(opt, params, step, o.steps, o.warmup, o.lr, o.min_lr, o.clip, pool);
         loss_avg = step == 0 ? l : 0.98 * loss_avg + 0.02 * l;
         history.push_back(json::array({step + 1, l}));
         const bool eval_now = (o.eval_every > 0 && (step + 1) % o.eval_every == 0) || step + 1 == o.steps;
         const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (eval_now || (step + 1) % 50 == 0) {
-            std::snprintf(buf, sizeof buf, "train-vqa: step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s  ETA %s",
-                          (long long)(step + 1), (long long)o.steps, loss_avg, lr,
-                          static_cast<double>((step + 1) * o.batch) / el,
-                          fmt_duration(el / static_cast<double>(step + 1) * static_cast<double>(o.steps - step - 1)).c_str());
-            std::string line = buf;
+            std::string line = train::step_progress("train-vqa", step + 1, o.steps, loss_avg, lr, o.batch, "images", el);
             if (eval_now) {
                 last = evaluate();
                 std::snprintf(buf, sizeof buf, "  val accuracy %.3f", last.accuracy());

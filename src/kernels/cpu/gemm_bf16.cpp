@@ -113,7 +113,7 @@ void pack_a_scalar_impl(const float* a, int64_t lda, int64_t n_rows, int64_t K, 
 
 // The portable path: k ascending per output (the reference order), vectorisable across outputs.
 void gemm_scalar(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-                 int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
+                 int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias) {
     float bf[32][32];  // one k block of a column pair as f32: bf[k][j]
     for (int64_t q = q0; q < q1; ++q) {
         const int64_t nc = std::min<int64_t>(32, M - 32 * q);
@@ -135,7 +135,7 @@ void gemm_scalar(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64
                     for (int64_t j = 0; j < 32; ++j) acc[j] += av * bf[kk][j];
                 }
             }
-            for (int64_t j = 0; j < nc; ++j) ci[j] = acc[j];
+            for (int64_t j = 0; j < nc; ++j) ci[j] = bias != nullptr ? acc[j] + bias[32 * q + j] : acc[j];
         }
     }
 }
@@ -219,7 +219,7 @@ std::atomic<int64_t> max_packed_a_bytes{int64_t{64} << 20};
 // (each output computed by one kernel call in a fixed order, so neither split can change a result).
 template <class Pack>
 void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc, bool accumulate,
-                ThreadPool* pool, Pack pack) {
+                ThreadPool* pool, Pack pack, const float* bias = nullptr) {
     const int64_t kb = b.kb_count;
     const int64_t pair_elems = 2 * std::max<int64_t>(1, kb) * kTileElems;
     const int64_t block_pairs = std::max<int64_t>(1, max_packed_a_bytes.load() / (2 * pair_elems));
@@ -229,7 +229,7 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
     uint16_t* ap = scratch.get(static_cast<size_t>(std::min(n_p_all, block_pairs) * pair_elems));
 
     using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
-                              int64_t, int64_t, int64_t, int64_t);
+                              int64_t, int64_t, int64_t, int64_t, const float*);
     KernelFn kernel = gemm_scalar;
 #if defined(LF_BF16_X86)
     if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
@@ -243,7 +243,7 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
         float* cb = c + r0 * ldc;
         if (!threaded) {
             pack(ap, r0, rows, 0, n_p);
-            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q);
+            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q, bias);
             continue;
         }
         pool->run(n_p, [&](int64_t p, int) { pack(ap, r0, rows, p, p + 1); });
@@ -253,9 +253,9 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
         pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
             const int64_t s = i * chunk, e = std::min(n, s + chunk);
             if (by_cols) {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e);
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e, bias);
             } else {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q);
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q, bias);
             }
         });
     }
@@ -325,12 +325,12 @@ PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool 
 }
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool) {
-    gemm_bf16(a, lda, n_rows, b, c, ldc, accumulate, pool, bf16_gemm_best_path());
+               bool accumulate, ThreadPool* pool, const float* bias) {
+    gemm_bf16(a, lda, n_rows, b, c, ldc, accumulate, pool, bf16_gemm_best_path(), bias);
 }
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, Bf16GemmPath path) {
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias) {
     if (!bf16_gemm_path_supported(path))
         throw std::invalid_argument(std::string("gemm_bf16: path '") + bf16_gemm_path_name(path) +
                                     "' is not supported by this CPU (check bf16_gemm_path_supported first)");
@@ -347,7 +347,7 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
         if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
 #endif
         pack_a_scalar_impl<false>(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
-    });
+    }, bias);
 }
 
 void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,

@@ -97,15 +97,17 @@ PackedBf16 pack_bf16_scalar(const float* w, int64_t ldw, int64_t M, int64_t K, b
 // The same from a bf16 weight (raw bf16 bits, e.g. a frozen tensor in its file dtype): exact.
 PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool for_forward);
 
-// C (n_rows, b.M) = [C +] bf16(A) (n_rows, b.K) · Bᵀ, C row-major with row stride ldc >= b.M,
+// C (n_rows, b.M) = [C +] bf16(A) (n_rows, b.K) · Bᵀ [+ bias], C row-major with row stride ldc >= b.M,
 // A row-major f32 with row stride lda >= b.K. Row or column blocks are split over `pool` (null: the
 // calling thread only); the result does not depend on the pool's size. `path` picks a kernel (tests, benchmarks);
 // an unsupported one throws std::invalid_argument. n_rows == 0 or b.M == 0 does nothing; b.K == 0
-// gives C = [C +] 0.
+// gives C = [C +] 0. bias (b.M values, or null): added to each finished f32 sum while its tile is in
+// cache (the bits of adding it in a pass afterwards, without that pass over C: the encoders'
+// linear biases, model.cpp).
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool);
+               bool accumulate, ThreadPool* pool, const float* bias = nullptr);
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, Bf16GemmPath path);
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias = nullptr);
 
 // The weight gradient of a product, C (M, K) = [C +] bf16(G)ᵀ · bf16(X): G (N, M) row-major with
 // row stride ldg >= M (the output gradient dY), X (N, K) with row stride ldx >= K (the input),

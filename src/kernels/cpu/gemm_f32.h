@@ -33,6 +33,7 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 // Whether sgemm sends large products to that kernel (AVX-512 CPU and kernel table, i.e.
 // LLMFORGE_ISA not lower, and LLMFORGE_SGEMM not "blas").
 bool sgemm_uses_avx512();
+
 // The scalar reference (double accumulation), for tests.
 void sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

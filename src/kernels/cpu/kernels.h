@@ -71,6 +71,10 @@ struct KernelTable {
     void (*axpy)(int64_t n, float a, const float* x, float* y) = nullptr;
     // y = x + y  (residual add)
     void (*add)(int64_t n, const float* x, float* y) = nullptr;
+    // y = act(x) element-wise (y may alias x), kind as config.h's Activation: 0 gelu (erf form),
+    // 1 gelu_tanh, 2 quick_gelu (x·σ(1.702x)), 3 tanh. The reference is encoder_math.h's
+    // act_value; the SIMD versions agree with it to ~1e-6 relative (tests/kernels/kernels_test.cpp).
+    void (*act)(int kind, const float* x, float* y, int64_t n) = nullptr;
     // One AdamW update of n values, element by element in PyTorch's order, every operation rounded
     // to f32 on its own (no fused multiply-add), so every table gives the reference's bits:
     //   w *= decay (wd);  m = m·b1 + one_b1·g;  v = v·b2 + (one_b2·g)·g;

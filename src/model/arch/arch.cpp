@@ -45,11 +45,22 @@ Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden) {
 
 Act run_encoder(Ops& o, const Arch& a, const ModelConfig& c, Act* pooled) {
     LF_ASSERT(a.encoder);
+    const bool project = c.enc.projector != Projector::kNone;
+    if (project && a.project == nullptr) {
+        fail("architecture '%s' has no projector into a decoder (expected projector none; the LLaVA projector is "
+             "there for vit, clip_vision and siglip_vision)", a.name.c_str());
+    }
+    const int64_t n_run = project ? c.enc.feature_depth(c.n_layer) : c.n_layer;
+    LF_ASSERT(n_run >= 0 && n_run <= c.n_layer);
     Act h = a.embed(o, c);
     o.observe("embed", h);
-    for (int64_t l = 0; l < c.n_layer; ++l) {
+    for (int64_t l = 0; l < n_run; ++l) {
         h = o.run_layer(l, h, [&a, &c, l](Ops& lo, Act x) { return a.layer(lo, c, l, x); });
         if (o.observing()) o.observe("layers." + std::to_string(l) + ".out", h);
+    }
+    if (project) {
+        if (pooled != nullptr) *pooled = Act{};
+        return a.project(o, c, h);
     }
     Act last = a.head(o, c, h);
     if (pooled != nullptr) *pooled = a.pool != nullptr ? a.pool(o, c, last) : Act{};

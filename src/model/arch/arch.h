@@ -265,6 +265,9 @@ public:
     virtual Act gather_rows(Act x, const int32_t* index, int64_t n_out) = 0;
     // Every k consecutive rows as one row: (N, C) → (N / k, k·C), the same values.
     virtual Act merge_rows(Act x, int64_t k) = 0;
+    // Columns [first, first + n) of every row: (N, C) → (N, n) (a packed in-projection's q / k / v
+    // parts: SigLIP's attention-pooling head).
+    virtual Act columns(Act x, int64_t first, int64_t n) = 0;
     // (H, G, G): value [h][i][j] = table (P, H) [index[i·G + j]][h] — Swin's relative position bias
     // from its learned table, for AttentionSpec::bias. The backend copies index.
     virtual Act table_bias(Weight table, const int32_t* index, int64_t G, int64_t H) = 0;
@@ -306,6 +309,10 @@ struct Arch {
     bool encoder = false;
     bool text_input = false;  // an encoder of token ids (Model::encode_tokens), not of input rows
     Act (*pool)(Ops& o, const ModelConfig& c, Act last) = nullptr;
+    // Vision towers with a projector into a decoder (EncoderConfig::projector, LLaVA): the
+    // projected rows from the hidden state h the projector reads (its feature layer's output, all
+    // rows). Null: the arch has no projector (a config asking for one fails validation).
+    Act (*project)(Ops& o, const ModelConfig& c, Act h) = nullptr;
     // Hugging Face names that need the config to map (Swin's "encoder.layers.<stage>.blocks.<block>."
     // ↔ the table's flat "encoder.blocks.{l}."): to_hf false turns a file's name into the table's
     // form, true the table's into the file's. Null: the table's names are the file's.
@@ -324,7 +331,9 @@ Act run_decoder(Ops& o, const Arch& a, const ModelConfig& c, Act* last_hidden = 
 
 // The forward pass of an encoder: embed, every layer (observed as the decoder's), head (the last
 // hidden state, all rows); *pooled (optional) receives the arch's pool of it (a null act when the
-// arch has none).
+// arch has none). With a projector (EncoderConfig::projector): embed, the first
+// feature_depth(n_layer) layers, then Arch::project — returns the projected rows and *pooled is a
+// null act (no head, no pool).
 Act run_encoder(Ops& o, const Arch& a, const ModelConfig& c, Act* pooled = nullptr);
 
 // The registry (registry.cpp): by GGUF architecture name or HF model_type.

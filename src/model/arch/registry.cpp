@@ -5,12 +5,12 @@
 namespace llmforge {
 
 extern const Arch kLlamaArch, kQwen2Arch, kQwen3Arch, kMistralArch, kDeepseek2Arch, kVitArch, kClipVisionArch,
-    kSwinArch, kRobertaArch, kFusionArch;
+    kSiglipVisionArch, kSwinArch, kRobertaArch, kFusionArch;
 
 namespace {
 
 const Arch* const kArchs[] = {&kLlamaArch, &kQwen2Arch, &kQwen3Arch, &kMistralArch, &kDeepseek2Arch, &kVitArch,
-                              &kClipVisionArch, &kSwinArch, &kRobertaArch,
+                              &kClipVisionArch, &kSiglipVisionArch, &kSwinArch, &kRobertaArch,
                               &kFusionArch};
 
 }  // namespace

@@ -5,6 +5,9 @@
 # then a real Prometheus scrape (../prometheus_scrape.sh), then checks SIGTERM stops the server.
 # Then a second server, `serve --app shop` with models/default on a fresh shop database, for the
 # shop assistant's page in headless Chromium (shop_page.test.mjs), stopped the same way.
+# Then a third, a vision-language model trained here in seconds (`llmforge train-vlm`: decoder +
+# mmproj.gguf) with a generated scene (`llmforge gen-vqa`), for images in chat requests through
+# the openai package and the chat page (images.test.mjs), stopped the same way.
 #   env: LLMFORGE_BIN      the llmforge binary (set by ctest)
 #        LLMFORGE_SRC      the repository root (set by ctest)
 #        LLMFORGE_ASSETS   shared assets folder (default $LLMFORGE_SRC/../shared/assets)
@@ -49,16 +52,21 @@ fi
 # ESM ignores NODE_PATH: the tests run from beside node_modules so their imports resolve.
 tests=(openai_client.test.mjs langchain.test.mjs structured_output.test.mjs webpage.test.mjs embeddings.test.mjs)
 shop_tests=(shop_page.test.mjs)  # against the second server (serve --app shop)
-for t in "${tests[@]}" "${shop_tests[@]}"; do cp "$here/$t" "$js/"; done
+vlm_tests=(images.test.mjs)      # against the third server (a vision-language model)
+for t in "${tests[@]}" "${shop_tests[@]}" "${vlm_tests[@]}"; do cp "$here/$t" "$js/"; done
 export NODE_PATH=$js/node_modules  # for anything CommonJS
 
 log=$LLMFORGE_ARTIFACTS/serve_js-server.log
+# Each log is emptied before its server starts: the redirection happens in the child, and
+# wait_url must not read the previous run's address from the old file meanwhile.
+: >"$log"
 "$bin" serve -m "$model_dir/stories260K.bin" --tokenizer "$model_dir/tok512.bin" --host 127.0.0.1 --port 0 \
     --parallel 4 --ctx-size 512 --api-key test-key --admin-key admin-key --max-tokens-cap 512 --threads 1 \
     --chat-template chatml --embeddings "$src/models/retriever" \
     2>"$log" &
 pid=$!
 pid2="" shop_tmp=""  # the shop server and its database's folder (later)
+pid3="" vlm_tmp=""   # the vision-language model's server and its folder (later)
 status=0
 show_log() {  # [LOG]: the tail of a server's log (default: the first server's)
     local l=${1:-$log}
@@ -67,10 +75,11 @@ show_log() {  # [LOG]: the tail of a server's log (default: the first server's)
 }
 cleanup() {  # on any exit: no server left behind, no temporary folder
     local p
-    for p in "$pid" "$pid2"; do
+    for p in "$pid" "$pid2" "$pid3"; do
         if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
     done
     if [[ -n $shop_tmp ]]; then rm -rf "$shop_tmp"; fi
+    if [[ -n $vlm_tmp ]]; then rm -rf "$vlm_tmp"; fi
 }
 trap cleanup EXIT
 
@@ -122,6 +131,7 @@ stop_server "$pid" || status=1
 shop_status=0
 shop_tmp=$(mktemp -d "${TMPDIR:-/tmp}/llmforge-serve-js.XXXXXX")
 log2=$LLMFORGE_ARTIFACTS/serve_js-shop-server.log
+: >"$log2"
 "$bin" shop init --db "$shop_tmp/shop.db" --seed 2 --customers 40 --orders 120 >"$shop_tmp/init.log" 2>&1 ||
     { cat "$shop_tmp/init.log"; fail "llmforge shop init failed"; }
 "$bin" serve -m "$src/models/default" --app shop --db "$shop_tmp/shop.db" --host 127.0.0.1 --port 0 \
@@ -140,7 +150,29 @@ export LLMFORGE_SHOP_URL=$url LLMFORGE_SHOP_CUSTOMER=$shop_customer LLMFORGE_SHO
 stop_server "$pid2" || shop_status=1
 ((shop_status == 0)) || show_log "$log2"
 
-if ((status != 0 || shop_status != 0)); then
+# Images: a tiny vision-language model (2 training steps: its replies are noise, the tests check the
+# request path, not the answers) and one generated scene.
+vlm_status=0
+vlm_tmp=$(mktemp -d "${TMPDIR:-/tmp}/llmforge-serve-js-vlm.XXXXXX")
+log3=$LLMFORGE_ARTIFACTS/serve_js-vlm-server.log
+: >"$log3"
+"$bin" train-vlm --out "$vlm_tmp/vlm" --steps 2 --scenes 16 --eval-scenes 4 --eval-every 0 --vision-layers 1 --layers 1 \
+    --width 64 --vision-width 32 -t 1 >"$vlm_tmp/train.log" 2>&1 || { cat "$vlm_tmp/train.log"; fail "llmforge train-vlm failed"; }
+"$bin" gen-vqa --out "$vlm_tmp/scenes" --split test --scenes 1 >"$vlm_tmp/scenes.log" 2>&1 ||
+    { cat "$vlm_tmp/scenes.log"; fail "llmforge gen-vqa failed"; }
+image=$(find "$vlm_tmp/scenes" -name '*.png' | sort | head -1)
+[[ -n $image ]] || fail "llmforge gen-vqa wrote no PNG under $vlm_tmp/scenes"
+"$bin" serve -m "$vlm_tmp/vlm" --host 127.0.0.1 --port 0 --api-key test-key --threads 1 --ctx-size 512 2>"$log3" &
+pid3=$!
+wait_url "$log3" "$pid3"
+echo "serve_js: vision-language model server at $url (pid $pid3)"
+export LLMFORGE_VLM_URL=$url LLMFORGE_VLM_MODEL=vlm LLMFORGE_VLM_IMAGE=$image
+(cd "$js" && timeout 300 node --test "${vlm_tests[@]}") || { echo "serve_js: FAIL node --test images (status $?)"; vlm_status=1; }
+stop_server "$pid3" || vlm_status=1
+((vlm_status == 0)) || show_log "$log3"
+
+if ((status != 0 || shop_status != 0 || vlm_status != 0)); then
     exit 1
 fi
-echo "serve_js: all passed (screenshots: $LLMFORGE_ARTIFACTS/webchat.png, $LLMFORGE_ARTIFACTS/shop-page.png)"
+echo "serve_js: all passed (screenshots: $LLMFORGE_ARTIFACTS/webchat.png, $LLMFORGE_ARTIFACTS/shop-page.png," \
+    "$LLMFORGE_ARTIFACTS/webchat-image.png)"

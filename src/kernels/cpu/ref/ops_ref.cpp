@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/cpu/encoder_math.h"
 #include "kernels/cpu/ref/ref.h"
 
 namespace llmforge::kernels::ref {
@@ -33,6 +34,10 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
         const float g = gate[i];
         y[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
+}
+
+void act(int kind, const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = act_value(kind, x[i]);
 }
 
 void axpy(int64_t n, float a, const float* x, float* y) {

@@ -57,6 +57,7 @@ void fill_ref_table(KernelTable& t) {
     t.adamw = ref::adamw;
     t.sumsq = ref::sumsq;
     t.swiglu = ref::swiglu;
+    t.act = ref::act;
     t.axpy = ref::axpy;
     t.add = ref::add;
     t.rope = ref::rope;

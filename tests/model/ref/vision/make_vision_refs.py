@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Independent PyTorch reference outputs AND gradients for tiny ViT / CLIP-vision /
-Swin / RoBERTa encoders on random weights.
+Swin / RoBERTa / SigLIP-vision encoders and LLaVA-style image features (CLIP tower +
+vision_feature_layer + mlp2x_gelu projector) on random weights, plus llama.cpp's mmproj
+GGUF of the LLaVA case written with llama.cpp's own gguf-py (LLAMA_CPP_GGUF_PY, default
+/work/llama.cpp/gguf-py; only numpy is needed).
 
 Run with Debian's torch 1.13 (the pyenv `python3` on PATH has no torch):
 
@@ -33,8 +36,16 @@ src/transformers/models/...):
       RobertaAttention, RobertaIntermediate, RobertaOutput, RobertaLayer,
       RobertaEncoder, RobertaPooler, RobertaModel (extended additive attention
       mask (1 - mask) * finfo.min); roberta/configuration_roberta.py
+  * siglip/modeling_siglip.py: SiglipVisionEmbeddings, SiglipAttention, SiglipMLP,
+      SiglipEncoderLayer, SiglipVisionTransformer, SiglipMultiheadAttentionPoolingHead,
+      SiglipVisionModel; siglip/configuration_siglip.py: SiglipVisionConfig
+  * llava/modeling_llava.py: LlavaMultiModalProjector, LlavaForConditionalGeneration.
+      get_image_features (vision_feature_layer, vision_feature_select_strategy)
   * activations.py: GELUActivation ("gelu" = exact erf GELU),
-      QuickGELUActivation ("quick_gelu" = x * sigmoid(1.702 x))
+      QuickGELUActivation ("quick_gelu" = x * sigmoid(1.702 x)),
+      PytorchGELUTanh ("gelu_pytorch_tanh")
+  * llama.cpp c392e50 examples/llava/convert_image_encoder_to_gguf.py (the mmproj's keys,
+      names, dtypes, the popped last layer) and clip.cpp (which blocks and rows it runs)
 
 Weights are drawn in float32 with a fixed torch.Generator, written to
 model.safetensors, READ BACK from that file and only then upcast to float64, so
@@ -153,6 +164,10 @@ class OpsA:
         return x * torch.sigmoid(1.702 * x)
 
     @staticmethod
+    def gelu_tanh(x):  # ACT2FN["gelu_pytorch_tanh"] = PytorchGELUTanh: the tanh approximation
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+    @staticmethod
     def patch_embed(pix, w, b):
         # Conv2d(kernel=stride=P) == linear map of each non-overlapping patch,
         # flattened in (c, py, px) order, i.e. w.reshape(C, 3*P*P); the patches
@@ -199,6 +214,10 @@ class OpsB:
     @staticmethod
     def quick_gelu(x):
         return x / (1.0 + torch.exp(-1.702 * x))
+
+    @staticmethod
+    def gelu_tanh(x):
+        return F.gelu(x, approximate="tanh")
 
     @staticmethod
     def patch_embed(pix, w, b):
@@ -291,10 +310,25 @@ def vit_config():
 # --------------------------------------------------------------------------
 
 
+def clip_encoder_layers(ops, cfg, W, p0, h, hs, act):
+    """CLIPEncoderLayer / SiglipEncoderLayer (the same pre-norm block and names) for every layer; each
+    layer's output is appended to hs. Returns the last."""
+    eps, nh = cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    for i in range(cfg["num_hidden_layers"]):
+        p = p0 + "encoder.layers.%d." % i
+        x = ln(ops, h, W, p + "layer_norm1", eps)
+        h = h + attn_ab(ops, x, W, p, ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                       "self_attn.out_proj"), nh)
+        x = ln(ops, h, W, p + "layer_norm2", eps)
+        h = h + lin(ops, act(lin(ops, x, W, p + "mlp.fc1")), W, p + "mlp.fc2")
+        hs.append(h)
+    return h
+
+
 def clip_forward(ops, cfg, W, inp, with_projection=False):
     pix = inp["pixel_values"]
     B = pix.shape[0]
-    C, eps, nh = cfg["hidden_size"], cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    C, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
     assert cfg["hidden_act"] == "quick_gelu"
     p0 = "vision_model."
     # CLIPVisionEmbeddings: conv without bias; cat(class_embedding, patches) + position_embedding(arange(1+N))
@@ -303,14 +337,7 @@ def clip_forward(ops, cfg, W, inp, with_projection=False):
     h = h + W[p0 + "embeddings.position_embedding.weight"][None]
     h = ln(ops, h, W, p0 + "pre_layrnorm", eps)  # hidden_states[0] is AFTER pre_layrnorm
     hs = [h]
-    for i in range(cfg["num_hidden_layers"]):
-        p = p0 + "encoder.layers.%d." % i
-        x = ln(ops, h, W, p + "layer_norm1", eps)
-        h = h + attn_ab(ops, x, W, p, ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                       "self_attn.out_proj"), nh)
-        x = ln(ops, h, W, p + "layer_norm2", eps)
-        h = h + lin(ops, ops.quick_gelu(lin(ops, x, W, p + "mlp.fc1")), W, p + "mlp.fc2")
-        hs.append(h)
+    h = clip_encoder_layers(ops, cfg, W, p0, h, hs, ops.quick_gelu)
     last = h  # CLIP: last_hidden_state is NOT post-layernormed
     pool = ln(ops, last[:, 0], W, p0 + "post_layernorm", eps)
     out = {"last_hidden_state": last, "hidden_states": hs}
@@ -341,6 +368,103 @@ def clip_config(with_projection):
         "projection_dim": 16,
         "torch_dtype": "float32",
     }
+
+
+# --------------------------------------------------------------------------
+# SigLIP vision (SiglipVisionModel, vision_use_head=True)
+# --------------------------------------------------------------------------
+
+
+def siglip_head(ops, cfg, W, last):
+    """SiglipMultiheadAttentionPoolingHead: probe -> nn.MultiheadAttention(probe, last, last) -> p + mlp(LN(p)) -> [:, 0]."""
+    B, T, C = last.shape
+    nh, eps = cfg["num_attention_heads"], cfg["layer_norm_eps"]
+    H = "vision_model.head."
+    probe = W[H + "probe"].expand(B, 1, C)
+    wi, bi = W[H + "attention.in_proj_weight"], W[H + "attention.in_proj_bias"]
+    wo, bo = W[H + "attention.out_proj.weight"], W[H + "attention.out_proj.bias"]
+    if ops is OpsA:  # in_proj_weight = cat(W_q, W_k, W_v) rows; softmax(q k^T / sqrt(d)) v per head
+        d = C // nh
+        q = OpsA.linear(probe, wi[:C], bi[:C]).view(B, 1, nh, d).transpose(1, 2)
+        k = OpsA.linear(last, wi[C:2 * C], bi[C:2 * C]).view(B, T, nh, d).transpose(1, 2)
+        v = OpsA.linear(last, wi[2 * C:], bi[2 * C:]).view(B, T, nh, d).transpose(1, 2)
+        pr = torch.softmax((q @ k.transpose(-1, -2)) * d ** -0.5, dim=-1)
+        a = OpsA.linear((pr @ v).transpose(1, 2).reshape(B, 1, C), wo, bo)
+    else:  # the core of nn.MultiheadAttention(batch_first=True): (L, N, E) layout
+        a, _ = F.multi_head_attention_forward(
+            probe.transpose(0, 1), last.transpose(0, 1), last.transpose(0, 1), C, nh, wi, bi, None, None, False, 0.0,
+            wo, bo, training=False, need_weights=False)
+        a = a.transpose(0, 1)
+    x = ln(ops, a, W, H + "layernorm", eps)
+    x = lin(ops, ops.gelu_tanh(lin(ops, x, W, H + "mlp.fc1")), W, H + "mlp.fc2")
+    return (a + x)[:, 0]
+
+
+def siglip_forward(ops, cfg, W, inp):
+    pix = inp["pixel_values"]
+    eps = cfg["layer_norm_eps"]
+    assert cfg["hidden_act"] == "gelu_pytorch_tanh"
+    p0 = "vision_model."
+    # SiglipVisionEmbeddings: conv WITH bias, no class token, position_embedding(arange(num_patches))
+    h = ops.patch_embed(pix, W[p0 + "embeddings.patch_embedding.weight"], W[p0 + "embeddings.patch_embedding.bias"])
+    h = h + W[p0 + "embeddings.position_embedding.weight"][None]
+    hs = [h]  # hidden_states[0]: the embeddings (no pre-norm)
+    h = clip_encoder_layers(ops, cfg, W, p0, h, hs, ops.gelu_tanh)
+    last = ln(ops, h, W, p0 + "post_layernorm", eps)  # last_hidden_state: post_layernorm over every row
+    return {"last_hidden_state": last, "pooler_output": siglip_head(ops, cfg, W, last), "hidden_states": hs}
+
+
+def siglip_config():
+    return {
+        "architectures": ["SiglipVisionModel"],
+        "model_type": "siglip_vision_model",
+        "attention_dropout": 0.0,
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_size": 32,
+        "image_size": 32,
+        "intermediate_size": 64,
+        "layer_norm_eps": 1e-06,
+        "num_attention_heads": 4,
+        "num_channels": 3,
+        "num_hidden_layers": 2,
+        "patch_size": 8,
+        "vision_use_head": True,
+        "torch_dtype": "float32",
+    }
+
+
+# --------------------------------------------------------------------------
+# LLaVA-style image features: CLIP tower + vision_feature_layer + select strategy + mlp2x_gelu
+# --------------------------------------------------------------------------
+
+
+def llava_projector(ops, W, x):
+    """LlavaMultiModalProjector: linear_1 -> ACT2FN[projector_hidden_act="gelu"] (erf) -> linear_2."""
+    x = lin(ops, x, W, "multi_modal_projector.linear_1")
+    return lin(ops, ops.gelu(x), W, "multi_modal_projector.linear_2")
+
+
+def llava_forward(ops, cfg, W, inp):
+    """LlavaForConditionalGeneration.get_image_features on a CLIPVisionModel tower (the whole tower runs,
+    output_hidden_states=True; hidden_states[vision_feature_layer]; 'default' drops row 0).
+    mmproj_features: what llama.cpp's clip.cpp computes from the converter's mmproj of the same weights
+    (the converter stores num_hidden_layers - 1 blocks, clip.cpp runs block_count - 1 of them:
+    hidden_states[L - 2], class row dropped, the same projector)."""
+    out = clip_forward(ops, cfg, W, inp)
+    hs = out["hidden_states"]
+    sel = hs[cfg["vision_feature_layer"]]
+    assert cfg["vision_feature_select_strategy"] == "default" and cfg["projector_hidden_act"] == "gelu"
+    L = cfg["num_hidden_layers"]
+    return {"image_features": llava_projector(ops, W, sel[:, 1:]), "hidden_states": hs,
+            "mmproj_features": llava_projector(ops, W, hs[L - 2][:, 1:])}
+
+
+def llava_config():
+    c = clip_config(False)
+    c["num_hidden_layers"] = 3
+    c.update({"mm_projector_type": "mlp2x_gelu", "text_hidden_size": 48, "vision_feature_layer": -2,
+              "vision_feature_select_strategy": "default", "projector_hidden_act": "gelu"})
+    return c
 
 
 # --------------------------------------------------------------------------
@@ -694,16 +818,9 @@ def vit_weights(cfg, r):
     return W
 
 
-def clip_weights(cfg, r, with_projection):
-    C, I, P = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"]
-    N = (cfg["image_size"] // P) ** 2
-    p0 = "vision_model."
-    W = {
-        p0 + "embeddings.class_embedding": r.n(C, std=0.5),
-        p0 + "embeddings.patch_embedding.weight": r.n(C, 3, P, P, std=mat_std(3 * P * P)),
-        p0 + "embeddings.position_embedding.weight": r.n(N + 1, C, std=0.5),
-    }
-    r.ln(W, p0 + "pre_layrnorm", C)
+def clip_layer_weights(cfg, r, W, p0):
+    """The encoder layers and post_layernorm of CLIP's and SigLIP's vision towers (the same names)."""
+    C, I = cfg["hidden_size"], cfg["intermediate_size"]
     for i in range(cfg["num_hidden_layers"]):
         p = p0 + "encoder.layers.%d." % i
         for m in ("k_proj", "v_proj", "q_proj", "out_proj"):
@@ -713,8 +830,55 @@ def clip_weights(cfg, r, with_projection):
         r.lin(W, p + "mlp.fc2", C, I, mat_std(I))
         r.ln(W, p + "layer_norm2", C)
     r.ln(W, p0 + "post_layernorm", C)
+
+
+def clip_weights(cfg, r, with_projection):
+    C, P = cfg["hidden_size"], cfg["patch_size"]
+    N = (cfg["image_size"] // P) ** 2
+    p0 = "vision_model."
+    W = {
+        p0 + "embeddings.class_embedding": r.n(C, std=0.5),
+        p0 + "embeddings.patch_embedding.weight": r.n(C, 3, P, P, std=mat_std(3 * P * P)),
+        p0 + "embeddings.position_embedding.weight": r.n(N + 1, C, std=0.5),
+    }
+    r.ln(W, p0 + "pre_layrnorm", C)
+    clip_layer_weights(cfg, r, W, p0)
     if with_projection:
         W["visual_projection.weight"] = r.n(cfg["projection_dim"], C, std=mat_std(C))
+    return W
+
+
+def siglip_weights(cfg, r):
+    C, I, P = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"]
+    N = (cfg["image_size"] // P) ** 2
+    p0 = "vision_model."
+    W = {
+        p0 + "embeddings.patch_embedding.weight": r.n(C, 3, P, P, std=mat_std(3 * P * P)),
+        p0 + "embeddings.patch_embedding.bias": r.n(C, std=0.1),
+        p0 + "embeddings.position_embedding.weight": r.n(N, C, std=0.5),
+    }
+    clip_layer_weights(cfg, r, W, p0)
+    H = p0 + "head."
+    W[H + "probe"] = r.n(1, 1, C, std=1.0)
+    W[H + "attention.in_proj_weight"] = r.n(3 * C, C, std=mat_std(C))
+    W[H + "attention.in_proj_bias"] = r.n(3 * C, std=0.1)
+    r.lin(W, H + "attention.out_proj", C, C, mat_std(C))
+    r.ln(W, H + "layernorm", C)
+    r.lin(W, H + "mlp.fc1", I, C, mat_std(C))
+    r.lin(W, H + "mlp.fc2", C, I, mat_std(I))
+    return W
+
+
+def llava_weights(cfg, r):
+    """CLIP tower + projector; every matrix (2-D / 4-D weight, the position table) rounded to float16 so the
+    Hugging Face folder (F32) and the mmproj (the converter's f16 matrices) hold the same values."""
+    W = clip_weights(cfg, r, False)
+    C, D = cfg["hidden_size"], cfg["text_hidden_size"]
+    r.lin(W, "multi_modal_projector.linear_1", D, C, mat_std(C))
+    r.lin(W, "multi_modal_projector.linear_2", D, D, mat_std(D))
+    for k in W:
+        if W[k].dim() >= 2:
+            W[k] = W[k].half().float()
     return W
 
 
@@ -794,10 +958,15 @@ def roberta_inputs(r, cfg, T=12, real_len=(12, 8)):
 
 
 class Case:
-    def __init__(self, name, cfg, seed, kind, forward, weights, inputs, pool_key="pooler_output", note=""):
+    def __init__(self, name, cfg, seed, kind, forward, weights, inputs, pool_key="pooler_output", note="",
+                 last_key="last_hidden_state", extra_keys=(), unused=(), after=None):
         self.name, self.cfg, self.seed, self.kind = name, cfg, seed, kind
         self.forward, self.weights, self.inputs = forward, weights, inputs
         self.pool_key, self.note = pool_key, note
+        self.last_key = last_key      # the loss's first term (and out.<last_key>)
+        self.extra_keys = extra_keys  # more outputs recorded (not in the loss)
+        self.unused = unused          # name prefixes of tensors the output does not read: exactly zero gradient
+        self.after = after            # extra files written from (case, out_dir, weights, inputs, path-A outputs)
 
 
 def run(case, ops, Wfile, inp, r_last, r_pool, dtype=DT, need_grad=True):
@@ -809,7 +978,9 @@ def run(case, ops, Wfile, inp, r_last, r_pool, dtype=DT, need_grad=True):
     for k, v in inp.items():
         x[k] = v.to(dtype).requires_grad_(need_grad) if v.is_floating_point() else v
     out = case.forward(ops, case.cfg, W, x)
-    L = (out["last_hidden_state"] * r_last.to(dtype)).sum() + (out[case.pool_key] * r_pool.to(dtype)).sum()
+    L = (out[case.last_key] * r_last.to(dtype)).sum()
+    if case.pool_key is not None:
+        L = L + (out[case.pool_key] * r_pool.to(dtype)).sum()
     grads = {}
     if need_grad:
         pnames = [k for k in W if W[k].is_floating_point()]
@@ -817,13 +988,17 @@ def run(case, ops, Wfile, inp, r_last, r_pool, dtype=DT, need_grad=True):
             wrt, gnames = [W[k] for k in pnames] + [x["pixel_values"]], pnames + ["input.pixel_values"]
         else:
             wrt, gnames = [W[k] for k in pnames] + [out["inputs_embeds"]], pnames + ["input.inputs_embeds"]
-        gs = torch.autograd.grad(L, wrt)
-        grads = dict(zip(gnames, gs))
+        gs = torch.autograd.grad(L, wrt, allow_unused=True)  # unused: tensors past a feature layer
+        grads = {n: (g if g is not None else torch.zeros_like(w)) for n, g, w in zip(gnames, gs, wrt)}
     return out, L, grads
 
 
 def flat_outputs(case, out):
-    d = {"out.last_hidden_state": out["last_hidden_state"], "out." + case.pool_key: out[case.pool_key]}
+    d = {"out." + case.last_key: out[case.last_key]}
+    if case.pool_key is not None:
+        d["out." + case.pool_key] = out[case.pool_key]
+    for k in case.extra_keys:
+        d["out." + k] = out[k]
     for i, h in enumerate(out["hidden_states"]):
         d["out.hidden_states.%d" % i] = h
     return d
@@ -859,8 +1034,13 @@ def fd_checks(case, Wfile, inp, r_last, r_pool, grads, rng):
                 else:
                     vals.append(loss_with(dict(W64, **{k: base + sgn * eps * d}), inp64))
             return (vals[0] - vals[1]) / (2 * eps)
-        fd = (4.0 * cdiff(0.5e-4) - cdiff(1e-4)) / 3.0  # Richardson: O(eps^4)
         gnorm = grads[k].norm().item()
+        if k.startswith(tuple(case.unused)):
+            # past the feature layer / a norm the output does not read: no gradient, no effect
+            Lp = loss_with(dict(W64, **{k: base + 0.05 * d}), inp64)
+            assert gnorm == 0.0 and Lp == L0, (case.name, k, gnorm, Lp - L0)
+            continue
+        fd = (4.0 * cdiff(0.5e-4) - cdiff(1e-4)) / 3.0  # Richardson: O(eps^4)
         if k.endswith(KEY_BIAS_SUFFIXES):
             # softmax is invariant to q.b_k (the same for every key of a query row): exact zero gradient
             assert gnorm < 1e-12 and abs(fd) < 1e-8, (case.name, k, gnorm, fd)
@@ -904,8 +1084,8 @@ def build(case):
     # shapes of the loss projections from a forward pass
     with torch.no_grad():
         probe, _, _ = run(case, OpsA, Wf, inp, torch.zeros(1), torch.zeros(1), need_grad=False)
-    r_last = r.n(*probe["last_hidden_state"].shape)
-    r_pool = r.n(*probe[case.pool_key].shape)
+    r_last = r.n(*probe[case.last_key].shape)
+    r_pool = r.n(*probe[case.pool_key].shape) if case.pool_key is not None else None
     if case.kind == "text":
         r_last = r_last * inp["attention_mask"][:, :, None].to(torch.float32)  # pad rows do not count
 
@@ -995,7 +1175,8 @@ def build(case):
     for k, v in fa.items():
         E[k] = v.detach().to(torch.float32)
     E["loss.r_last"] = r_last
-    E["loss.r_pool"] = r_pool
+    if r_pool is not None:
+        E["loss.r_pool"] = r_pool
     E["loss.value"] = LA.detach().reshape(1).to(torch.float32)
     for k, v in gA.items():
         E["grad." + k] = v.detach().to(torch.float32)
@@ -1007,7 +1188,8 @@ def build(case):
         "case": case.name,
         "architecture": case.cfg["architectures"][0],
         "note": case.note,
-        "loss": {"formula": "sum(out.last_hidden_state * loss.r_last) + sum(out.%s * loss.r_pool)" % case.pool_key,
+        "loss": {"formula": ("sum(out.last_hidden_state * loss.r_last) + sum(out.%s * loss.r_pool)" % case.pool_key)
+                 if case.pool_key is not None else "sum(out.%s * loss.r_last)" % case.last_key,
                  "value_float64": LA.item()},
         "float32_rerun_of_reference": {
             "max_abs_err_outputs": float("%.3g" % e_out),
@@ -1019,6 +1201,9 @@ def build(case):
         "checks": checks,
         "tensors": {k: summarize(v) for k, v in sorted(E.items())},
     }
+    if case.after is not None:
+        checks += case.after(case, out_dir, Wf, inp, outA)
+        summary["checks"] = checks
     with open(os.path.join(out_dir, "expected.json"), "w") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
@@ -1028,6 +1213,141 @@ def build(case):
     for c in checks[2:]:
         print("    " + c)
     return size
+
+
+# --------------------------------------------------------------------------
+# llama.cpp's mmproj GGUF, written by llama.cpp's own gguf-py the way
+# examples/llava/convert_image_encoder_to_gguf.py (llama.cpp c392e50) writes a LLaVA image encoder
+# --------------------------------------------------------------------------
+
+GGUF_PY = os.environ.get("LLAMA_CPP_GGUF_PY", "/work/llama.cpp/gguf-py")
+
+
+def import_gguf_py():
+    """gguf-py's package __init__ imports its vocab module, which needs sentencepiece; the writer and
+    reader need only numpy, so the package is entered without running __init__."""
+    import importlib
+    import types
+    if "gguf" not in sys.modules:
+        pkg = types.ModuleType("gguf")
+        pkg.__path__ = [os.path.join(GGUF_PY, "gguf")]
+        sys.modules["gguf"] = pkg
+    return importlib.import_module("gguf.gguf_writer"), importlib.import_module("gguf.gguf_reader")
+
+
+def converter_tensor_name(name):
+    """convert_image_encoder_to_gguf.py's get_tensor_name, verbatim in effect (its fc1 -> ffn_down swap included)."""
+    if "projection" in name:
+        return name
+    if "mm_projector" in name:
+        return name.replace("model.mm_projector", "mm")
+    return name.replace("text_model", "t").replace("vision_model", "v").replace("encoder.layers", "blk").replace(
+        "embeddings.", "").replace("_proj", "").replace("self_attn.", "attn_").replace("layer_norm", "ln").replace(
+        "layernorm", "ln").replace("mlp.fc1", "ffn_down").replace("mlp.fc2", "ffn_up").replace("embedding", "embd").replace(
+        "final", "post").replace("layrnorm", "ln")
+
+
+MMPROJ_NAME = "mmproj-model-f16.gguf"
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def write_llava_mmproj(case, out_dir, W, inp, outA):
+    """The converter's steps for `--clip-model-is-vision --llava-projector` (f16): keys, the vision tower's
+    last layer popped (block_count = num_hidden_layers - 1), visual_projection and post_layernorm
+    skipped, 2-D / 4-D tensors f16 (the projector's too), 1-D f32. The LLaVA projector comes from its
+    original checkpoint names (model.mm_projector.0 / .2)."""
+    gw, gr = import_gguf_py()
+    cfg = case.cfg
+    L = cfg["num_hidden_layers"]
+    path = os.path.join(out_dir, MMPROJ_NAME)
+    fout = gw.GGUFWriter(path=path, arch="clip")
+    fout.add_bool("clip.has_text_encoder", False)
+    fout.add_bool("clip.has_vision_encoder", True)
+    fout.add_bool("clip.has_llava_projector", True)
+    fout.add_file_type(1)
+    fout.add_name(case.name)
+    fout.add_description("image encoder for LLaVA")
+    fout.add_string("clip.projector_type", "mlp")
+    fout.add_uint32("clip.vision.image_size", cfg["image_size"])
+    fout.add_uint32("clip.vision.patch_size", cfg["patch_size"])
+    fout.add_uint32("clip.vision.embedding_length", cfg["hidden_size"])
+    fout.add_uint32("clip.vision.feed_forward_length", cfg["intermediate_size"])
+    fout.add_uint32("clip.vision.projection_dim", cfg["projection_dim"])
+    fout.add_uint32("clip.vision.attention.head_count", cfg["num_attention_heads"])
+    fout.add_float32("clip.vision.attention.layer_norm_epsilon", cfg["layer_norm_eps"])
+    fout.add_uint32("clip.vision.block_count", L - 1)
+    fout.add_array("clip.vision.image_mean", CLIP_MEAN)
+    fout.add_array("clip.vision.image_std", CLIP_STD)
+    fout.add_bool("clip.use_gelu", cfg["hidden_act"] == "gelu")
+    written = {}
+    projector = {"model.mm_projector.0.weight": W["multi_modal_projector.linear_1.weight"],
+                 "model.mm_projector.0.bias": W["multi_modal_projector.linear_1.bias"],
+                 "model.mm_projector.2.weight": W["multi_modal_projector.linear_2.weight"],
+                 "model.mm_projector.2.bias": W["multi_modal_projector.linear_2.bias"]}
+    for name, data in projector.items():
+        name = converter_tensor_name(name)
+        data = data.detach().squeeze().numpy().astype(np.float16 if data.ndim in (2, 4) else np.float32)
+        fout.add_tensor(name, data)
+        written[name] = data
+    last = "vision_model.encoder.layers.%d." % (L - 1)  # layers.pop(-1)
+    for name, data in W.items():
+        if name in ("visual_projection.weight", "vision_model.post_layernorm.weight",
+                    "vision_model.post_layernorm.bias") or name.startswith(last) or name.startswith("multi_modal"):
+            continue
+        name = converter_tensor_name(name)
+        data = data.detach().squeeze().numpy()
+        if data.ndim == 4 or (name.endswith(".weight") and data.ndim == 2):
+            data = data.astype(np.float16)
+        else:
+            data = data.astype(np.float32)
+        fout.add_tensor(name, data)
+        written[name] = data
+    fout.write_header_to_file()
+    fout.write_kv_data_to_file()
+    fout.write_tensors_to_file()
+    fout.close()
+    # Read back with gguf-py's reader: every tensor's values, and no value changed by the f16 storage
+    # (llava_weights rounded the matrices to f16 already).
+    rd = gr.GGUFReader(path)
+    n = 0
+    for t in rd.tensors:
+        back = np.array(t.data).reshape(written[t.name].shape)
+        assert np.array_equal(back, written[t.name]), t.name
+        n += 1
+    for k in ("vision_model.encoder.layers.0.mlp.fc1.weight", "vision_model.embeddings.patch_embedding.weight"):
+        assert np.array_equal(written[converter_tensor_name(k)].astype(np.float32), W[k].detach().numpy()), k
+    checks = ["%s: written by llama.cpp's gguf-py (%s) as convert_image_encoder_to_gguf.py writes a LLaVA image "
+              "encoder: %d tensors (block_count %d of %d layers, post_layernorm dropped, fc1 stored as ffn_down), "
+              "read back identical; out.mmproj_features = clip.cpp's graph on it (block_count - 1 = %d layers)"
+              % (MMPROJ_NAME, GGUF_PY, n, L - 1, L, L - 2)]
+    return checks + check_clipcpp_pins(case, out_dir, W)
+
+
+CLIPCPP_IMAGE = "portrait_90x150"
+
+
+def check_clipcpp_pins(case, out_dir, W):
+    """clipcpp/run_clipcpp.sh pins clip.cpp's own preprocessed pixels and embedding of one image on the mmproj.
+    When they are there: the float64 reference of the mmproj semantics (out.mmproj_features' formula) on
+    clip.cpp's pixels agrees with clip.cpp's embedding (f16 weights and activations, f16-table GELU), and the
+    HF vision_feature_layer -2 features do not (clip.cpp runs one block fewer)."""
+    base = os.path.join(out_dir, "clipcpp_%s." % CLIPCPP_IMAGE)
+    if not (os.path.exists(base + "pixels.f32") and os.path.exists(base + "embedding.f32")):
+        return ["clip.cpp pins absent (run clipcpp/run_clipcpp.sh): not compared"]
+    S, D = case.cfg["image_size"], case.cfg["text_hidden_size"]
+    px = np.fromfile(base + "pixels.f32", dtype="<f4").reshape(S, S, 3).transpose(2, 0, 1)[None].copy()
+    emb = np.fromfile(base + "embedding.f32", dtype="<f4").reshape(-1, D)
+    W64 = {k: v.detach().double() for k, v in W.items()}
+    with torch.no_grad():
+        out = llava_forward(OpsA, case.cfg, W64, {"pixel_values": torch.from_numpy(px).double()})
+    ref, hf = out["mmproj_features"][0].numpy(), out["image_features"][0].numpy()
+    err = np.abs(ref - emb).max() / np.abs(ref).max()
+    err_hf = np.abs(hf - emb).max() / np.abs(hf).max()
+    assert err < 5e-3 and err_hf > 0.1, (err, err_hf)
+    return ["clip.cpp's embedding of %s.png (pinned) vs the float64 mmproj reference on clip.cpp's own pixels: max "
+            "rel err %.1e (f16 arithmetic); vs HF's vision_feature_layer -2 features: %.2f (one block more)"
+            % (CLIPCPP_IMAGE, err, err_hf)]
 
 
 def stage_has_shift(case, inp, s):
@@ -1061,6 +1381,20 @@ CASES = [
          lambda cfg, r: image_inputs(r, 2, 13, 15),
          note="13x15 input: pixel pad -> 14x16, tokens 7x8; stage 1 pads to 8x8 for windows (shift 2); merge "
               "pads 7 -> 8 rows -> 4x4; stage 2 resolution 4 <= window 4 -> shift forced to 0"),
+    Case("siglip_tiny", siglip_config(), 707, "vision", siglip_forward, siglip_weights,
+         lambda cfg, r: image_inputs(r, 2, 32, 32),
+         note="SiglipVisionModel with the attention-pooling head; 16 patches, no class token; last_hidden_state "
+              "= post_layernorm(every row); pooler_output = head(last_hidden_state)"),
+    Case("llava_clip_tiny", llava_config(), 808, "vision", llava_forward, llava_weights,
+         lambda cfg, r: image_inputs(r, 2, 32, 32), pool_key=None, last_key="image_features",
+         extra_keys=("mmproj_features",),
+         unused=("vision_model.post_layernorm.", "vision_model.encoder.layers.2."),
+         after=lambda case, d, W, inp, outA: write_llava_mmproj(case, d, W, inp, outA),
+         note="CLIPVisionModel (3 layers) + LLaVA: hidden_states[-2], class row dropped ('default'), "
+              "multi_modal_projector (linear_1, gelu, linear_2) -> image_features (2, 16, 48); loss = "
+              "sum(image_features * r_last); matrices are float16 values. mmproj-model-f16.gguf: the same "
+              "weights as llama.cpp's converter writes them; out.mmproj_features is what clip.cpp computes "
+              "from it (hidden_states[1]: one block fewer, llama.cpp issue #25817)"),
     Case("roberta_tiny", roberta_config(), 606, "text", roberta_forward, roberta_weights,
          lambda cfg, r: roberta_inputs(r, cfg),
          note="RobertaModel with pooler; batch of 2, T = 12, second sequence has 8 real tokens + 4 pads (id 1)"),

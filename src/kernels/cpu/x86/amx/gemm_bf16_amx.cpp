@@ -86,10 +86,21 @@ inline void c_tile_finish(const CTile& t, const float* buf, int64_t ldc) {
         for (int64_t j = 0; j < t.nc; ++j) t.dst[i * ldc + j] = buf[i * 16 + j];
 }
 
+// bias[col .. col + nc) added to the tile's valid rows in C, just stored (still in L1).
+inline void c_tile_bias(const CTile& t, const float* bias, int64_t ldc) {
+    if (t.nr <= 0) return;
+    const __mmask16 m = static_cast<__mmask16>((1u << t.nc) - 1u);
+    const __m512 b = _mm512_maskz_loadu_ps(m, bias);
+    for (int64_t i = 0; i < t.nr; ++i) {
+        float* r = t.dst + i * ldc;
+        _mm512_mask_storeu_ps(r, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, r), b));
+    }
+}
+
 }  // namespace
 
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias) {
     configure_tiles();
     alignas(64) float buf[4][256];
     for (int64_t qc = q0; qc < q1; qc += kQChunk) {
@@ -135,6 +146,8 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                     _tile_stored(2, t[2].ptr, t[2].stride);
                     _tile_stored(3, t[3].ptr, t[3].stride);
                     for (int i = 0; i < 4; ++i) c_tile_finish(t[i], buf[i], ldc);
+                    if (bias != nullptr && k1 == kb_count)  // the finished sums
+                        for (int i = 0; i < 4; ++i) c_tile_bias(t[i], bias + 32 * q + (i & 1) * 16, ldc);
                 }
             }
             if (kb_count == 0) break;

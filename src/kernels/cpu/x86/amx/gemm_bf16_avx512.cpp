@@ -164,7 +164,8 @@ void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t b
 }
 
 void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
-                      float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1) {
+                      float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1,
+                      const float* bias) {
     for (int64_t qc = q0; qc < q1; qc += kQChunk) {
         const int64_t qc1 = min64(q1, qc + kQChunk);
         // kb_count == 0 still makes one pass, which writes the start values.
@@ -208,6 +209,14 @@ void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, 
                                     acc[r][0] = _mm512_dpbf16_ps(acc[r][0], va, vb0);
                                     acc[r][1] = _mm512_dpbf16_ps(acc[r][1], va, vb1);
                                 }
+                            }
+                        }
+                        if (bias != nullptr && k1 == kb_count) {  // the finished sums
+                            const __m512 bv0 = _mm512_maskz_loadu_ps(m0, bias + col0);
+                            const __m512 bv1 = _mm512_maskz_loadu_ps(m1, bias + col0 + 16);
+                            for (int r = 0; r < nr; ++r) {
+                                acc[r][0] = _mm512_add_ps(acc[r][0], bv0);
+                                acc[r][1] = _mm512_add_ps(acc[r][1], bv1);
                             }
                         }
                         for (int r = 0; r < nr; ++r) {

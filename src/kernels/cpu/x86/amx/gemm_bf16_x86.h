@@ -37,10 +37,12 @@ void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t b
 // included (integer arithmetic on the bits, no DAZ/FTZ); x may equal y. AVX-512F.
 void round_bf16_avx512(const float* x, float* y, int64_t n);
 
-// C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ over the packed operands.
+// C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ (+ bias[col], when bias is not null,
+// added to the finished f32 sum as a separate rounding) over the packed operands.
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias);
 void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
-                      float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1);
+                      float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1,
+                      const float* bias);
 
 }  // namespace llmforge::kernels::x86

@@ -1,5 +1,6 @@
 // AVX2 element-wise ops and single-position attention.
 #include "kernels/cpu/ref/ref.h"
+#include "kernels/cpu/x86/act_impl.h"
 #include "kernels/cpu/x86/avx2/avx2.h"
 #include "kernels/cpu/x86/attention_kv_impl.h"
 #include "kernels/cpu/x86/x86_common.h"
@@ -338,6 +339,7 @@ void register_ops(KernelTable& t) {
     t.rmsnorm = rmsnorm;
     t.softmax = softmax;
     t.swiglu = swiglu;
+    t.act = x86::act<ActLanes8>;
     t.axpy = axpy;
     t.add = add;
     t.adamw = adamw;

@@ -1,5 +1,6 @@
 // AVX-512 table entries. Starts from the AVX2 table (dispatch.cpp copies it in) and overrides:
 //  * F32 / F16 / BF16 dots and tiles with 16-lane vectors and a 4 x 6 register tile (32 zmm);
+//  * the encoder activations (act_impl.h) with 16 lanes, masks and vscalefps;
 //  * with AVX512_VNNI: the quantised dots and tiles, plain and interleaved 8-row (x8), with
 //    vpdpbusd / vpdpwssd (256-bit, EVEX).
 // Quantised kernels without VNNI stay AVX2 (same instruction count per byte at 256 bits).
@@ -24,6 +25,7 @@
 #define fill_avx512_table fill_avx512_table_emulated
 #endif
 #include "kernels/cpu/table_fill.h"
+#include "kernels/cpu/x86/act_impl.h"
 #include "kernels/cpu/x86/float_dot_impl.h"
 #include "kernels/cpu/x86/quant_dot_impl.h"
 #include "kernels/cpu/x86/quant_k512_impl.h"
@@ -46,6 +48,7 @@ void fill_avx512_table(KernelTable& t, const CpuFeatures& f) {
     t.gemm[at(DType::F16)] = gemm_float<V16, FW::kF16>;
     t.gemm[at(DType::BF16)] = gemm_float<V16, FW::kBF16>;
     t.attention_kv = attention_kv<KvLanes16>;  // KV cache rows in f32 / f16 / q8_0 / q4_0
+    t.act = act<ActLanes16>;                    // GELU family (act_impl.h)
 
     if (f.avx512_vnni) {
         t.vec_dot[at(DType::Q8_0)] = vec_dot_q8_0<DotVnni>;
