@@ -4,12 +4,12 @@
 # (64×64 images, 8×8 patches) + LLaVA's two-layer projector feeding a small Llama decoder with a
 # byte-level BPE learned on the task's text, trained end to end to answer the VQA questions and to
 # describe scenes — into models/vlm/ (decoder folder + mmproj.gguf), then scores it on the held-out
-# test split with the right images and with shuffled ones (docs/vlm-eval.md). About 20 minutes on
+# test split with the right images and with shuffled ones (docs/vlm-eval.md). About 35 minutes on
 # 2 cores.
 set -euo pipefail
 bin=${1:-build/bin/llmforge}
 dest=${LLMFORGE_VLM_DEST:-models/vlm}
-steps=${VLM_STEPS:-2500}
+steps=${VLM_STEPS:-7000}
 threads=${THREADS:-2}
 t0=$(date +%s)
 rm -rf "$dest.tmp"

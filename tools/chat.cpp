@@ -99,8 +99,16 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         std::unique_ptr<ImageEncoder> encoder;
         const std::string enc_path = mmproj.empty() ? ImageEncoder::find_for_model(model) : mmproj;
         if (!enc_path.empty()) {
-            encoder = ImageEncoder::load(enc_path);
-            encoder->check_decoder(*m, "chat");
+            try {
+                encoder = ImageEncoder::load(enc_path);
+                encoder->check_decoder(*m, "chat");
+            } catch (const Error& e) {
+                if (!mmproj.empty()) throw;  // asked for: an error; found beside the model: a warning
+                std::fprintf(stderr, "chat: warning: %s; chatting without images\n", e.what());
+                encoder.reset();
+            }
+        }
+        if (encoder) {
             std::fprintf(stderr, "chat: images through %s (%lld rows each); attach one with /image PATH\n",
                          enc_path.c_str(), (long long)encoder->n_tokens());
         } else if (!first_images.empty()) {

@@ -202,7 +202,7 @@ TEST(Vlm, ShippedModelAnswersFromTheImage) {
     std::printf("shipped VLM on 240 fresh test questions: right images %.3f, shuffled %.3f; description F1 %.3f vs %.3f\n",
                 right.accuracy(), shuffled.accuracy(), right.describe_f1(), shuffled.describe_f1());
     EXPECT_GT(right.accuracy(), shuffled.accuracy() + 0.08);
-    EXPECT_GT(right.describe_f1(), shuffled.describe_f1() + 0.15);
+    EXPECT_GT(right.describe_f1(), shuffled.describe_f1() + 0.10);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ struct VlmShape {
 struct VlmTrainOptions {
     VlmShape shape;
     std::string out;  // the model folder to write
-    int64_t steps = 2500, batch = 16, warmup = 100;
+    int64_t steps = 7000, batch = 16, warmup = 100;
     double lr = 1e-3, min_lr = 5e-5, weight_decay = 0.05, clip = 1.0;
     uint64_t seed = 1;
     int64_t train_scenes = 4000, questions_per_scene = 5, eval_scenes = 100;
