@@ -56,57 +56,15 @@ if A.omp_wait != "default":
     os.environ["OMP_WAIT_POLICY"] = A.omp_wait.upper()
 
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+
+from torch_encoders import ViT as ViTShape  # noqa: E402  (bench/torch_encoders.py: the shared definitions)
 
 SHAPES = {"base": (768, 12, 12, 3072), "small": (384, 12, 6, 1536), "tiny": (192, 12, 3, 768)}
 
 
-class Block(nn.Module):
-    """A Hugging Face ViTLayer: pre-norm attention and GELU MLP, biases everywhere."""
-
-    def __init__(self, dim, heads, ffn, eps):
-        super().__init__()
-        self.h, self.d = heads, dim // heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim, eps=eps), nn.LayerNorm(dim, eps=eps)
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.fc1, self.fc2 = nn.Linear(dim, ffn), nn.Linear(ffn, dim)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        h = self.ln1(x)
-        q, k, v = (p(h).view(B, T, self.h, self.d).transpose(1, 2) for p in (self.q, self.k, self.v))
-        a = torch.softmax(q @ k.transpose(-1, -2) * self.d ** -0.5, dim=-1) @ v
-        x = x + self.o(a.transpose(1, 2).reshape(B, T, C))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
-
-
-class ViT(nn.Module):
-    def __init__(self, shape, image, patch, fastpath=False, eps=1e-12):
-        super().__init__()
-        dim, layers, heads, ffn = SHAPES[shape]
-        T = 1 + (image // patch) ** 2
-        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
-        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.pos = nn.Parameter(torch.randn(1, T, dim) * 0.02)
-        if fastpath:
-            self.blocks = nn.ModuleList(
-                nn.TransformerEncoderLayer(dim, heads, ffn, dropout=0.0, activation="gelu", layer_norm_eps=eps,
-                                           batch_first=True, norm_first=True) for _ in range(layers))
-        else:
-            self.blocks = nn.ModuleList(Block(dim, heads, ffn, eps) for _ in range(layers))
-        self.norm = nn.LayerNorm(dim, eps=eps)
-        for n, p in self.named_parameters():
-            if p.dim() >= 2 and n not in ("cls", "pos"):
-                nn.init.normal_(p, std=0.02)
-
-    def forward(self, pix):
-        x = self.patch(pix).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
-        for b in self.blocks:
-            x = b(x)
-        x = self.norm(x)
-        return x, x[:, 0]
+def ViT(shape, image, patch, fastpath=False, eps=1e-12):
+    dim, layers, heads, ffn = SHAPES[shape]
+    return ViTShape(dim, layers, heads, ffn, image, patch, fastpath=fastpath, eps=eps)
 
 
 def flops_per_image(shape, image, patch):

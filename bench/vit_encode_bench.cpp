@@ -8,8 +8,8 @@
 // tensor by the arch table's init rule, model/arch/arch.h) into a temporary directory and loaded
 // with Model::load, so the encode figures need only the `llmforge` target. The trainer's figures
 // (training step, --tape-encode) need llmforge_train's headers and library: they are compiled in
-// when "train/tape.h" is visible (CMakeLists.txt's bench loop links llmforge_train into
-// bench_lsh_attention only; add vit_encode_bench there), else the program says they are absent.
+// when "train/tape.h" is visible (CMakeLists.txt's bench loop links llmforge_train into this
+// program), else the program says they are absent.
 //
 //   vit_encode_bench [--threads 1,2] [--batch 1,8] [--warmup 2] [--reps 10] [--encode-type f32,bf16]
 //                    [--shape base|small|tiny] [--image 224] [--patch 16]
@@ -252,14 +252,16 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
         int per_encode;  // calls per encode: once (patch embed) or once per layer
         std::function<void()> run;
     };
-    // The products as EagerOps::linear runs them: f32, kernels::matmul; bf16, each weight packed
-    // once (Model::encode_pack) and gemm_bf16.
+    // The products as EagerOps::linear runs them: f32, kernels::matmul (the bias added in a pass
+    // of its own: the "bias adds" op); bf16, each weight packed once (Model::encode_pack) and
+    // gemm_bf16 with the bias added inside.
     std::vector<std::unique_ptr<kernels::PackedBf16>> packs;
     auto mat = [&](const Tensor& w, const float* a, float* out) -> std::function<void()> {
         if (!bf16) return [&, a, out] { kernels::matmul(w, a, N, out, pool, mm); };
-        const kernels::PackedBf16* p =
-            packs.emplace_back(std::make_unique<kernels::PackedBf16>(kernels::pack_bf16(w.ptr<float>(), w.dim(1), w.dim(0), w.dim(1), true, &pool))).get();
-        return [&, p, a, out] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool); };
+        const kernels::PackedBf16* p = packs.emplace_back(std::make_unique<kernels::PackedBf16>(
+            kernels::pack_bf16(w.ptr<float>(), w.dim(1), w.dim(0), w.dim(1), true, &pool))).get();
+        const float* b = w.dim(0) == F ? bf : bias;  // a bias vector of the output's width
+        return [&, p, a, out, b] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool, b); };
     };
     auto mq = mat(wq, x.data(), q.data()), mk = mat(wk, x.data(), k.data()), mv = mat(wv, x.data(), v.data());
     std::vector<Op> ops = {
@@ -312,9 +314,9 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
                  kernels::act_rows(0, u0.data() + lo * F, u.data() + lo * F, (hi - lo) * F);
              });
          }},
-        {"bias adds (6) + residuals (2)", (int)L,
+        {bf16 ? "residuals (2)" : "bias adds (6) + residuals (2)", (int)L,
          [&] {
-             for (int rep = 0; rep < 8; ++rep) {
+             for (int rep = bf16 ? 6 : 0; rep < 8; ++rep) {
                  const int64_t cols = rep == 4 ? F : C;
                  float* dst = rep == 4 ? u.data() : y.data();
                  const float* src = rep < 6 ? (rep == 4 ? bf : bias) : x.data();

@@ -58,11 +58,15 @@ void add_train_vqa(CLI::App& app, std::function<int()>& run) {
 
 void add_vqa(CLI::App& app, std::function<int()>& run) {
     auto* sub = app.add_subcommand("vqa", "Answer a question about an image with a VQA model (or score it)");
-    static std::string model, image, question, eval;
+    static std::string model, image, question, eval, encode_type = "f32";
     static int64_t scenes = 400;
     static uint64_t seed = 7;
     static int threads = 2;
     sub->add_option("-m,--model", model, "VQA model folder (llmforge train-vqa)")->required();
+    sub->add_option("--encode-type", encode_type,
+                    "encoder products in f32 or bf16 (AMX tiles where the CPU has them; docs/PERFORMANCE.md)")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
     sub->add_option("--image", image, "PNG or JPEG image");
     sub->add_option("-q,--question", question, "the question");
     sub->add_option("--eval", eval, "score on a generated split instead: val, test, test_iid");
@@ -71,6 +75,7 @@ void add_vqa(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-t,--threads", threads, "threads")->capture_default_str();
     run = [] {
         const auto m = apps::VqaModel::load(model);
+        m->set_encode_type(encode_type == "bf16" ? DType::BF16 : DType::F32);
         ThreadPool pool(threads);
         if (!eval.empty()) {
             if (!image.empty() || !question.empty()) fail("vqa: --eval scores a split; leave out --image and -q");

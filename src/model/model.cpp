@@ -446,15 +446,24 @@ public:
             out[i] = take(x.rows, mats[i]->shape()[0]);
             ys[i] = out[i].data;
         }
-        // bf16 encoders: each weight packed once (encoder_product); otherwise one dispatch for
-        // several projections of the same rows (Q, K and V in decode).
-        bool done = encoding_;
-        for (int i = 0; i < n && done; ++i) done = encoder_product(*mats[i], x, ys[i]);
-        if (done) {
-        } else if (n == 1) {
-            kernels::matmul(*mats[0], x.data, x.rows, ys[0], pool_, s_.mm);
-        } else {
-            kernels::matmul_multi(mats, ys, n, x.data, x.rows, pool_, s_.mm);
+        const Tensor* bias[4] = {};
+        for (int i = 0; i < n; ++i) bias[i] = bs[i].slot >= 0 ? m_.weight(bs[i]) : nullptr;
+        // bf16 encoders: each weight packed once (encoder_product), its bias added inside the
+        // product where no delta comes between the two; otherwise one dispatch for several
+        // projections of the same rows (Q, K and V in decode).
+        bool fused[4] = {}, done = encoding_;
+        for (int i = 0; i < n && done; ++i) {
+            const bool delta = one ? one_delta != nullptr && one_delta->covers(ws[i]) : any_delta(ws[i]);
+            fused[i] = bias[i] != nullptr && !delta;
+            done = encoder_product(*mats[i], x, ys[i], fused[i] ? bias[i]->ptr<float>() : nullptr);
+        }
+        if (!done) {
+            std::fill(fused, fused + 4, false);
+            if (n == 1) {
+                kernels::matmul(*mats[0], x.data, x.rows, ys[0], pool_, s_.mm);
+            } else {
+                kernels::matmul_multi(mats, ys, n, x.data, x.rows, pool_, s_.mm);
+            }
         }
         for (int i = 0; i < n; ++i) {
             if (!one) {
@@ -465,9 +474,8 @@ public:
                 run_deltas(ws[i], x, out[i]);
             }
         }
-        const Tensor* bias[4] = {};
         bool any = false;
-        for (int i = 0; i < n; ++i) any |= (bias[i] = bs[i].slot >= 0 ? m_.weight(bs[i]) : nullptr) != nullptr;
+        for (int i = 0; i < n; ++i) any |= (bias[i] = fused[i] ? nullptr : bias[i]) != nullptr;
         if (!any) return;
         pool_.run_range(x.rows, n_grain_, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r)
@@ -534,14 +542,16 @@ public:
 
     // ---- encoder ops (Model::encode) ----
     // bf16 encodes (Model::set_encode_type): y (x.rows, N) = bf16(x) · bf16(w)ᵀ summed in f32
-    // against w packed once by the model (Model::encode_pack; AMX tiles where the CPU has them),
-    // at every row count. false (nothing done) for f32 encodes and for weights the bf16 packer
-    // does not take (quantised): the caller runs the plain f32 product.
-    bool encoder_product(const Tensor& w, Act x, float* y) {
+    // [+ bias] against w packed once by the model (Model::encode_pack; AMX tiles where the CPU
+    // has them), at every row count; the bias is added to each finished sum in the kernel (the
+    // bits of a separate pass, without that pass over y). false (nothing done) for f32 encodes
+    // and for weights the bf16 packer does not take (quantised): the caller runs the plain f32
+    // product.
+    bool encoder_product(const Tensor& w, Act x, float* y, const float* bias) {
         if (m_.encode_type_ != DType::BF16) return false;
         const kernels::PackedBf16* p = m_.encode_pack(w, pool_);
         if (p == nullptr) return false;
-        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y, p->M, false, &pool_);
+        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y, p->M, false, &pool_, bias);
         return true;
     }
     void set_input(const float* rows, int64_t cols, int which = 0) {

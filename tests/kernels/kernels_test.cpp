@@ -120,7 +120,7 @@ TEST(Dispatch, TablesAreCompleteAndAvx2IsTestedHere) {
         for (DType d : kQuantizable) EXPECT_NE(t->quantize_row[at(d)], nullptr) << dtype_name(d);
         EXPECT_NE(t->dequantize_row[at(DType::Q8_K)], nullptr);
         EXPECT_TRUE(t->rmsnorm && t->softmax && t->swiglu && t->axpy && t->add && t->rope && t->attention);
-        EXPECT_TRUE(t->act);
+        EXPECT_TRUE(t->act && t->layernorm);
         EXPECT_TRUE(t->adamw && t->sumsq);
     }
     EXPECT_EQ(kernels_for(Isa::kAvx2) ? kernels_for(Isa::kAvx2)->isa : Isa::kAvx2, Isa::kAvx2);
@@ -709,6 +709,36 @@ TEST(Simd, ActivationsMatchFloat64) {
                 t->act(kind, z.data(), z.data(), n);
                 ASSERT_EQ(z, want) << "n = " << n;
                 for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], y[100 + i]) << "n = " << n;
+            }
+        }
+    }
+}
+
+// LayerNorm (KernelTable::layernorm) of every SIMD table against the reference: the statistics to
+// double rounding (float-identical here), the outputs within a few float roundings; with and
+// without a bias, in place, tails of every length, and a row with a large common offset (where
+// summing in float would lose the deviations).
+TEST(Simd, LayerNormMatchesReference) {
+    for (const KernelTable* t : simd_tables()) {
+        SCOPED_TRACE(isa_name(t->isa));
+        for (int64_t n : {1, 7, 8, 9, 17, 100, 768, 1024}) {
+            SCOPED_TRACE("n=" + std::to_string(n));
+            auto x = gaussian(static_cast<size_t>(n), 51, 3.0f);
+            const auto g = gaussian(static_cast<size_t>(n), 52), b = gaussian(static_cast<size_t>(n), 53);
+            for (int offset : {0, 1}) {
+                if (offset) for (float& v : x) v += 1e4f;
+                for (const float* bias : {b.data(), static_cast<const float*>(nullptr)}) {
+                    std::vector<float> want(x.size()), got(x.size());
+                    float m0, r0, m1, r1;
+                    ref().layernorm(x.data(), g.data(), bias, want.data(), n, 1e-5f, &m0, &r0);
+                    t->layernorm(x.data(), g.data(), bias, got.data(), n, 1e-5f, &m1, &r1);
+                    ASSERT_EQ(m0, m1);
+                    ASSERT_NEAR(r1, r0, 1e-6f * r0);
+                    expect_close(got, want, 1e-5f, 1e-5f);
+                    got = x;  // in place
+                    t->layernorm(got.data(), g.data(), bias, got.data(), n, 1e-5f, nullptr, nullptr);
+                    expect_close(got, want, 1e-5f, 1e-5f);
+                }
             }
         }
     }

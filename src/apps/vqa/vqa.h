@@ -82,6 +82,11 @@ public:
     // Accuracy of the split's examples, in batches.
     VqaScore evaluate(const train::VqaSplit& split, ThreadPool& pool) const;
 
+    // The precision of the three encoders' products (Model::set_encode_type: f32, the default, or
+    // bf16, on AMX tiles where the CPU has them). Call before answering.
+    void set_encode_type(DType t) {
+        for (Model* m : {vision_.get(), text_.get(), fusion_.get()}) m->set_encode_type(t);
+    }
     FusionKind fusion() const { return fusion_->config().fusion.kind; }
     const std::vector<std::string>& answers() const { return answers_; }
     int64_t image_size() const { return image_size_; }

@@ -1,9 +1,9 @@
 // Row math of the encoder ops (LayerNorm, GELU family), one definition for both backends: the
 // engine's EagerOps (model/model.cpp) and the trainer's ops (train/encoder_ops.cpp, which adds the
-// derivatives below). LayerNorm is a plain loop the compiler vectorises; the activations go
-// through the kernel table (KernelTable::act: a SIMD erf/exp per element, where libm's scalar
-// erff per element was 8-19% of a ViT-B encode, docs/PERFORMANCE.md), act_value being its
-// reference.
+// derivatives below). Both go through the kernel table (KernelTable::layernorm, ::act: SIMD
+// versions where libm's scalar erff per element was 8-19% of a ViT-B encode and the generic
+// build's double sums another 2-6%, docs/PERFORMANCE.md "Vision encoder"); act_value is the
+// activations' reference, ref/ops_ref.cpp LayerNorm's.
 #pragma once
 
 #include <cmath>
@@ -14,27 +14,12 @@
 namespace llmforge::kernels {
 
 // y = (x − mean) / sqrt(var + eps) · g + b (b may be null); mean and 1/sqrt(var + eps) are
-// returned for backward. Sums in double (rows are short; the trainer's backward reads the same
-// statistics), variance as the mean of squared deviations (PyTorch's biased variance).
+// returned for backward. KernelTable::layernorm of the best table: sums in double (rows are short;
+// the trainer's backward reads the same statistics), variance as the mean of squared deviations
+// (PyTorch's biased variance).
 inline void layernorm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps,
                           float* mean_out = nullptr, float* rstd_out = nullptr) {
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += x[i];
-    const double mean = s / static_cast<double>(n);
-    double v = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const double d = x[i] - mean;
-        v += d * d;
-    }
-    const float rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(n) + eps));
-    const float m = static_cast<float>(mean);
-    if (b != nullptr) {
-        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i] + b[i];
-    } else {
-        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i];
-    }
-    if (mean_out != nullptr) *mean_out = m;
-    if (rstd_out != nullptr) *rstd_out = rstd;
+    kernels().layernorm(x, g, b, y, n, eps, mean_out, rstd_out);
 }
 
 // The activations of config.h's Activation, by kind (same numbering): 0 gelu (erf), 1 gelu_tanh,

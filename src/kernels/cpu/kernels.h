@@ -71,6 +71,12 @@ struct KernelTable {
     void (*axpy)(int64_t n, float a, const float* x, float* y) = nullptr;
     // y = x + y  (residual add)
     void (*add)(int64_t n, const float* x, float* y) = nullptr;
+    // LayerNorm of one row (encoders): y = (x − mean) · rstd · g + b (b may be null; y may alias
+    // x), mean and rstd = 1 / sqrt(var + eps) from sums in double (var: the mean of squared
+    // deviations, PyTorch's biased variance); each returned where its pointer is not null. The
+    // SIMD versions sum in another order (the same values to double rounding).
+    void (*layernorm)(const float* x, const float* g, const float* b, float* y, int64_t n, float eps, float* mean_out,
+                      float* rstd_out) = nullptr;
     // y = act(x) element-wise (y may alias x), kind as config.h's Activation: 0 gelu (erf form),
     // 1 gelu_tanh, 2 quick_gelu (x·σ(1.702x)), 3 tanh. The reference is encoder_math.h's
     // act_value; the SIMD versions agree with it to ~1e-6 relative (tests/kernels/kernels_test.cpp).

@@ -36,6 +36,27 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
     }
 }
 
+void layernorm(const float* x, const float* g, const float* b, float* y, int64_t n, float eps, float* mean_out,
+               float* rstd_out) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    const double mean = s / static_cast<double>(n);
+    double v = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = x[i] - mean;
+        v += d * d;
+    }
+    const float rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(n) + eps));
+    const float m = static_cast<float>(mean);
+    if (b != nullptr) {
+        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i] + b[i];
+    } else {
+        for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rstd * g[i];
+    }
+    if (mean_out != nullptr) *mean_out = m;
+    if (rstd_out != nullptr) *rstd_out = rstd;
+}
+
 void act(int kind, const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = act_value(kind, x[i]);
 }

@@ -44,6 +44,8 @@ void softmax(float* x, int64_t n);
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, const AdamWStep& s);
 double sumsq(const float* x, int64_t n);
 void swiglu(const float* gate, const float* up, float* y, int64_t n);
+void layernorm(const float* x, const float* g, const float* b, float* y, int64_t n, float eps, float* mean_out,
+               float* rstd_out);
 void act(int kind, const float* x, float* y, int64_t n);  // encoder_math.h's act_value per element
 void axpy(int64_t n, float a, const float* x, float* y);
 void add(int64_t n, const float* x, float* y);

@@ -58,6 +58,7 @@ void fill_ref_table(KernelTable& t) {
     t.sumsq = ref::sumsq;
     t.swiglu = ref::swiglu;
     t.act = ref::act;
+    t.layernorm = ref::layernorm;
     t.axpy = ref::axpy;
     t.add = ref::add;
     t.rope = ref::rope;

@@ -75,7 +75,8 @@ inline typename V::T x_sigmoid_v(typename V::T x, typename V::T a) {
 template <class V, int kKind>
 inline typename V::T act_v(typename V::T x) {
     using T = typename V::T;
-    if constexpr (kKind == 0) {  // 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(|x|/√2) below 0, 0.5·x·(2 − erfc) above
+    if constexpr (kKind == 0) {
+        // 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(|x|/√2) below 0, 0.5·x·(2 − erfc(|x|/√2)) above
         const T e = erfc_v<V>(V::mul(V::abs(x), V::set1(0.70710678118654752f)));
         return V::mul(V::mul(V::set1(0.5f), x), V::neg_select(x, e, V::sub(V::set1(2.0f), e)));
     } else if constexpr (kKind == 1) {  // u = √(2/π)·(x + 0.044715·x³)

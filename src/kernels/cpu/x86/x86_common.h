@@ -82,6 +82,12 @@ inline float hmax(__m256 v) {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+// (v0 + v1) + (v2 + v3)
+inline double hsum_pd(__m256d v) {
+    alignas(32) double part[4];
+    _mm256_store_pd(part, v);
+    return (part[0] + part[1]) + (part[2] + part[3]);
+}
 inline int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));

@@ -117,11 +117,15 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                     for (int i = 0; i < 4; ++i)
                         c_tile_setup(t[i], buf[i], c, ldc, 32 * p + (i >> 1) * 16, 32 * q + (i & 1) * 16, n_rows, M,
                                      load);
+                    // A block at the bottom or right edge with no valid rows in its lower half or
+                    // columns in its right half (197 rows: the last of 7 row pairs holds 5) skips
+                    // those tiles' products: they would only fill the stack buffer.
+                    const bool lower = 32 * p + 16 < n_rows, right = 32 * q + 16 < M;
                     if (load) {
                         _tile_loadd(0, t[0].ptr, t[0].stride);
-                        _tile_loadd(1, t[1].ptr, t[1].stride);
-                        _tile_loadd(2, t[2].ptr, t[2].stride);
-                        _tile_loadd(3, t[3].ptr, t[3].stride);
+                        if (right) _tile_loadd(1, t[1].ptr, t[1].stride);
+                        if (lower) _tile_loadd(2, t[2].ptr, t[2].stride);
+                        if (lower && right) _tile_loadd(3, t[3].ptr, t[3].stride);
                     } else {
                         _tile_zero(0);
                         _tile_zero(1);
@@ -130,21 +134,38 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                     }
                     const uint16_t* b0 = bp + ((2 * q) * kb_count + k0) * kTileElems;
                     const uint16_t* b1 = bp + ((2 * q + 1) * kb_count + k0) * kTileElems;
-                    for (int64_t kb = 0; kb < k1 - k0; ++kb) {
-                        const int64_t o = kb * kTileElems;
-                        _tile_loadd(4, a0 + o, 64);
-                        _tile_loadd(6, b0 + o, 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_loadd(7, b1 + o, 64);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_loadd(5, a1 + o, 64);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
+                    if (lower && right) {
+                        for (int64_t kb = 0; kb < k1 - k0; ++kb) {
+                            const int64_t o = kb * kTileElems;
+                            _tile_loadd(4, a0 + o, 64);
+                            _tile_loadd(6, b0 + o, 64);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_loadd(7, b1 + o, 64);
+                            _tile_dpbf16ps(1, 4, 7);
+                            _tile_loadd(5, a1 + o, 64);
+                            _tile_dpbf16ps(2, 5, 6);
+                            _tile_dpbf16ps(3, 5, 7);
+                        }
+                    } else {
+                        for (int64_t kb = 0; kb < k1 - k0; ++kb) {
+                            const int64_t o = kb * kTileElems;
+                            _tile_loadd(4, a0 + o, 64);
+                            _tile_loadd(6, b0 + o, 64);
+                            _tile_dpbf16ps(0, 4, 6);
+                            if (right) {
+                                _tile_loadd(7, b1 + o, 64);
+                                _tile_dpbf16ps(1, 4, 7);
+                            }
+                            if (lower) {
+                                _tile_loadd(5, a1 + o, 64);
+                                _tile_dpbf16ps(2, 5, 6);
+                            }
+                        }
                     }
                     _tile_stored(0, t[0].ptr, t[0].stride);
-                    _tile_stored(1, t[1].ptr, t[1].stride);
-                    _tile_stored(2, t[2].ptr, t[2].stride);
-                    _tile_stored(3, t[3].ptr, t[3].stride);
+                    if (right) _tile_stored(1, t[1].ptr, t[1].stride);
+                    if (lower) _tile_stored(2, t[2].ptr, t[2].stride);
+                    if (lower && right) _tile_stored(3, t[3].ptr, t[3].stride);
                     for (int i = 0; i < 4; ++i) c_tile_finish(t[i], buf[i], ldc);
                     if (bias != nullptr && k1 == kb_count)  // the finished sums
                         for (int i = 0; i < 4; ++i) c_tile_bias(t[i], bias + 32 * q + (i & 1) * 16, ldc);
