@@ -25,7 +25,8 @@
 // 1536), tiny = ViT-Ti/16 (192, 12, 3, 768); 224 × 224 × 3 images, 197 rows per image.
 // --profile 1: after the encode timings, each op of one encode replayed on its own with the
 // engine's kernels (the calls EagerOps makes: kernels::matmul for f32 products, gemm_bf16 on weights packed
-// once for bf16, two sgemms + softmax per (image, head) for attention, layernorm_row, act_rows,
+// once for bf16 (ffn_up with its GELU inside), attention as two sgemms + softmax per (image, head) for
+// f32 and kernels::attention_bf16 for bf16, layernorm_row, act_rows (f32),
 // kt.add), median ms per encode
 // and share of the sum, so the split of Model::encode's time is visible without a profiler.
 // --tape-encode 1: also the forward alone through the trainer's ops (TrainModel::encode on a Tape
@@ -254,14 +255,14 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
     };
     // The products as EagerOps::linear runs them: f32, kernels::matmul (the bias added in a pass
     // of its own: the "bias adds" op); bf16, each weight packed once (Model::encode_pack) and
-    // gemm_bf16 with the bias added inside.
+    // gemm_bf16 with the bias added inside (and ffn_up's GELU: Ops::linear_act).
     std::vector<std::unique_ptr<kernels::PackedBf16>> packs;
-    auto mat = [&](const Tensor& w, const float* a, float* out) -> std::function<void()> {
+    auto mat = [&](const Tensor& w, const float* a, float* out, int act = -1) -> std::function<void()> {
         if (!bf16) return [&, a, out] { kernels::matmul(w, a, N, out, pool, mm); };
         const kernels::PackedBf16* p = packs.emplace_back(std::make_unique<kernels::PackedBf16>(
             kernels::pack_bf16(w.ptr<float>(), w.dim(1), w.dim(0), w.dim(1), true, &pool))).get();
         const float* b = w.dim(0) == F ? bf : bias;  // a bias vector of the output's width
-        return [&, p, a, out, b] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool, b); };
+        return [&, p, a, out, b, act] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool, b, act); };
     };
     auto mq = mat(wq, x.data(), q.data()), mk = mat(wk, x.data(), k.data()), mv = mat(wv, x.data(), v.data());
     std::vector<Op> ops = {
@@ -273,7 +274,7 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
              mv();
          }},
         {"attn_out matmul", (int)L, mat(wo, att.data(), y.data())},
-        {"ffn_up matmul", (int)L, mat(wup, x.data(), u.data())},
+        {bf16 ? "ffn_up matmul + gelu" : "ffn_up matmul", (int)L, mat(wup, x.data(), u.data(), bf16 ? 0 : -1)},
         {"ffn_down matmul", (int)L, mat(wdown, u0.data(), y.data())},
         {"attention (QK^T, softmax, PV)", (int)L,
          [&] {
@@ -282,23 +283,16 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
                  float* s = sc.data() + tid * T * T;
                  const float *qh = q.data() + i0 * C + h * D, *kh = k.data() + i0 * C + h * D, *vh = v.data() + i0 * C + h * D;
                  float* oh = att.data() + i0 * C + h * D;
-                 thread_local kernels::PackedBf16 kp, vp;
-                 thread_local std::vector<float> ks;
                  if (bf16) {
-                     ks.assign(static_cast<size_t>(T * D), 0.0f);
-                     for (int64_t r = 0; r < T; ++r) kt.axpy(D, scale, kh + r * C, ks.data() + r * D);
-                     kernels::pack_bf16_into(kp, ks.data(), D, T, D, true, nullptr);
-                     kernels::gemm_bf16(qh, C, T, kp, s, T, false, nullptr);
-                 } else {
-                     kernels::sgemm(false, true, T, T, D, scale, qh, C, kh, C, 0.0f, s, T);
+                     kernels::AttentionBf16 a;
+                     a.q = qh, a.k = kh, a.v = vh, a.ldq = a.ldk = a.ldv = a.ldo = C, a.o = oh;
+                     a.T = a.Tk = a.L = T, a.D = a.Dv = D, a.scale = scale;
+                     kernels::attention_bf16(a);
+                     return;
                  }
+                 kernels::sgemm(false, true, T, T, D, scale, qh, C, kh, C, 0.0f, s, T);
                  for (int64_t r = 0; r < T; ++r) kt.softmax(s + r * T, T);
-                 if (bf16) {
-                     kernels::pack_bf16_into(vp, vh, C, T, D, false, nullptr);
-                     kernels::gemm_bf16(s, T, T, vp, oh, C, false, nullptr);
-                 } else {
-                     kernels::sgemm(false, false, T, D, T, 1.0f, s, T, vh, C, 0.0f, oh, C);
-                 }
+                 kernels::sgemm(false, false, T, D, T, 1.0f, s, T, vh, C, 0.0f, oh, C);
              });
          }},
         {"layernorm x2", (int)L,
@@ -308,7 +302,7 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
                      for (int64_t i = lo; i < hi; ++i) kernels::layernorm_row(x.data() + i * C, g, bias, y.data() + i * C, C, 1e-12f);
                  });
          }},
-        {"gelu (erf) on ffn_up", (int)L,
+        {bf16 ? "gelu (erf): in ffn_up's epilogue" : "gelu (erf) on ffn_up", bf16 ? 0 : (int)L,
          [&] {
              pool.run_range(N, grain, [&](int64_t lo, int64_t hi) {
                  kernels::act_rows(0, u0.data() + lo * F, u.data() + lo * F, (hi - lo) * F);

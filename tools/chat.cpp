@@ -63,6 +63,8 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
     sub->add_option("-t,--threads", threads, "threads (0 = all cores)");
     sub->add_option("--image", first_images, "PNG or JPEG image for the first user line (repeatable; later: /image PATH)");
     sub->add_option("--mmproj", mmproj, "image encoder: llama.cpp mmproj GGUF (default: the model folder's mmproj.gguf)");
+    static std::string encode_type = "f32";
+    add_image_encode_type(sub, encode_type);
     sub->add_flag("--echo", echo, "print each user line (for scripted sessions without a terminal)");
     sub->add_option("--adapter", adapters,
                     "PEFT adapter folder, DIR or DIR:SCALE (repeatable: LoRA adapters stack; one prompt adapter)");
@@ -100,7 +102,7 @@ void add_chat(CLI::App& app, std::function<int()>& run) {
         const std::string enc_path = mmproj.empty() ? ImageEncoder::find_for_model(model) : mmproj;
         if (!enc_path.empty()) {
             try {
-                encoder = ImageEncoder::load(enc_path);
+                encoder = ImageEncoder::load(enc_path, image_encode_type(encode_type));
                 encoder->check_decoder(*m, "chat");
             } catch (const Error& e) {
                 if (!mmproj.empty()) throw;  // asked for: an error; found beside the model: a warning

@@ -61,6 +61,8 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--tokenizer", tokenizer, "tokenizer (llama2.c tok*.bin or GGUF)");
     sub->add_option("--image", images, "PNG or JPEG image for the prompt (repeatable; placed at each <image> marker)");
     sub->add_option("--mmproj", mmproj, "image encoder: llama.cpp mmproj GGUF (default: the model folder's mmproj.gguf)");
+    static std::string encode_type = "f32";
+    add_image_encode_type(sub, encode_type);
     sub->add_option("-p,--prompt", prompt, "prompt text");
     sub->add_option("-n,--n-predict", n, "tokens to generate (llama2.c: positions)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
     sub->add_option("--temp", sp.temperature, "temperature (0 = greedy)")->capture_default_str();
@@ -132,7 +134,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
             if (enc_path.empty())
                 fail("generate: --image given but %s has no image encoder (expected mmproj.gguf beside it; hint: pass "
                      "--mmproj FILE, or use a vision-language model such as models/vlm)", model.c_str());
-            encoder = ImageEncoder::load(enc_path);
+            encoder = ImageEncoder::load(enc_path, image_encode_type(encode_type));
             encoder->check_decoder(*m, "generate");
         }
         MultimodalPrompt mm;

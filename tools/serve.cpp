@@ -184,6 +184,8 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     sub->add_option("--mmproj", cfg.model_options.mmproj_path,
                     "image encoder: llama.cpp mmproj GGUF, for image_url content parts in chat requests (default: "
                     "the model folder's mmproj.gguf when it has one)");
+    static std::string encode_type = "f32";
+    add_image_encode_type(sub, encode_type);
     static std::vector<std::string> adapter_specs;
     sub->add_option("--adapter", adapter_specs,
                     "NAME=DIR: serve a PEFT LoRA adapter under the model id NAME (repeatable; requests pick it with "
@@ -244,6 +246,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
     run = [] {
         for (const auto& spec : adapter_specs) cfg.adapters.push_back(serve::parse_adapter_option(spec));
         cfg.model_options.kv_types = {parse_kv_type(cache_k, "--cache-type-k"), parse_kv_type(cache_v, "--cache-type-v")};
+        cfg.model_options.image_encode_type = image_encode_type(encode_type);
         cfg.engine.slots = parallel;
         cfg.engine.n_ctx = ctx;
         cfg.engine.threads = threads;

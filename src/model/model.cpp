@@ -547,12 +547,24 @@ public:
     // bits of a separate pass, without that pass over y). false (nothing done) for f32 encodes
     // and for weights the bf16 packer does not take (quantised): the caller runs the plain f32
     // product.
-    bool encoder_product(const Tensor& w, Act x, float* y, const float* bias) {
+    bool encoder_product(const Tensor& w, Act x, float* y, const float* bias, int act = -1) {
         if (m_.encode_type_ != DType::BF16) return false;
         const kernels::PackedBf16* p = m_.encode_pack(w, pool_);
         if (p == nullptr) return false;
-        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y, p->M, false, &pool_, bias);
+        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y, p->M, false, &pool_, bias, act);
         return true;
+    }
+    // bf16 encodes: the activation in the product's epilogue (kernels::gemm_bf16's act: the bits
+    // of act_rows afterwards, without that pass over y), where no delta comes between the two.
+    Act linear_act(Act x, Weight wt, Weight bias, Activation f) override {
+        const Tensor& m = w(wt);
+        if (!encoding_ || any_delta(wt) || m_.encode_type_ != DType::BF16 || m_.encode_pack(m, pool_) == nullptr)
+            return activation(linear(x, wt, bias), f);
+        report_input(wt, x);
+        Act y = take(x.rows, m.shape()[0]);
+        const Tensor* b = bias.slot >= 0 ? m_.weight(bias) : nullptr;
+        encoder_product(m, x, y.data, b != nullptr ? b->ptr<float>() : nullptr, static_cast<int>(f));
+        return y;
     }
     void set_input(const float* rows, int64_t cols, int which = 0) {
         inputs_[which] = rows, input_cols_[which] = cols, encoding_ = true;
@@ -1101,42 +1113,37 @@ Act EagerOps::bidirectional_attention(Act q, Act k, Act v, const AttentionSpec& 
     LF_ASSERT((a.bias.data == nullptr && a.mask == nullptr) || T == Tk);
     Act att = take(q.rows, o_dim);
     grow(s_.att_block, static_cast<size_t>(pool_.size() * T * Tk));
-    // bf16 encodes (Model::set_encode_type) run both products as bf16 ones too (AMX tiles where
-    // the CPU has them: ~3x the f32 sgemms' speed on these shapes), the softmax in f32. The scale
-    // goes into a scaled copy of K_h before it is rounded (exact when the scale is a power of
-    // two, as 1/8 for 64-wide heads); K_h and V_hᵀ are packed per item (~13 K values each).
+    // bf16 encodes (Model::set_encode_type): kernels::attention_bf16 (both products as bf16 ones,
+    // AMX tiles where the CPU has them, the softmax in f32 writing P straight into the packed
+    // layout; 32 query rows at a time in cache).
     const bool bf16 = m_.encode_type_ == DType::BF16;
     pool_.run(n_groups * H, [&](int64_t item, int tid) {
         const int64_t j = item / H, h = item % H, g = h / group, i0 = j * T, k0 = j * Tk;
-        float* sc = &s_.att_block[static_cast<size_t>(tid) * T * Tk];
         const float* qh = q.data + i0 * q_dim + h * D;
         const float* kh = k.data + k0 * k_dim + g * D;
         const float* vh = v.data + k0 * v_dim + g * Dv;
         float* oh = att.data + i0 * o_dim + h * Dv;
-        thread_local kernels::PackedBf16 kp, vp;  // each worker's own, reused
-        thread_local std::vector<float> ks;
-        if (bf16) {
-            ks.assign(static_cast<size_t>(Tk * D), 0.0f);
-            for (int64_t r = 0; r < Tk; ++r) kt_.axpy(D, a.scale, kh + r * k_dim, ks.data() + r * D);
-            kernels::pack_bf16_into(kp, ks.data(), D, Tk, D, true, nullptr);
-            kernels::gemm_bf16(qh, q_dim, T, kp, sc, Tk, false, nullptr);
-        } else {
-            kernels::sgemm(false, true, T, Tk, D, a.scale, qh, q_dim, kh, k_dim, 0.0f, sc, Tk);
-        }
-        if (a.bias.data != nullptr) kt_.add(T * T, a.bias.data + h * T * T, sc);
-        if (a.mask != nullptr) kt_.add(T * T, a.mask + (j % a.n_mask) * T * T, sc);
         // Padded text: keys past the sequence's length get no weight.
         const int64_t L = a.group == 0 && lengths_ != nullptr ? lengths_[j] : Tk;
+        const float* bias = a.bias.data != nullptr ? a.bias.data + h * T * T : nullptr;
+        const float* mask = a.mask != nullptr ? a.mask + (j % a.n_mask) * T * T : nullptr;
+        if (bf16) {
+            kernels::AttentionBf16 x;
+            x.q = qh, x.k = kh, x.v = vh, x.ldq = q_dim, x.ldk = k_dim, x.ldv = v_dim;
+            x.T = T, x.Tk = Tk, x.L = L, x.D = D, x.Dv = Dv, x.scale = a.scale;
+            x.add[0] = bias, x.add[1] = mask, x.o = oh, x.ldo = o_dim;
+            kernels::attention_bf16(x);
+            return;
+        }
+        float* sc = &s_.att_block[static_cast<size_t>(tid) * T * Tk];
+        kernels::sgemm(false, true, T, Tk, D, a.scale, qh, q_dim, kh, k_dim, 0.0f, sc, Tk);
+        if (bias != nullptr) kt_.add(T * T, bias, sc);
+        if (mask != nullptr) kt_.add(T * T, mask, sc);
         for (int64_t r = 0; r < T; ++r) {
             kt_.softmax(sc + r * Tk, L);
             std::fill(sc + r * Tk + L, sc + (r + 1) * Tk, 0.0f);
         }
-        if (bf16) {
-            kernels::pack_bf16_into(vp, vh, v_dim, Tk, Dv, false, nullptr);  // B = V_hᵀ: (Dv, Tk)
-            kernels::gemm_bf16(sc, Tk, T, vp, oh, o_dim, false, nullptr);
-        } else {
-            kernels::sgemm(false, false, T, Dv, Tk, 1.0f, sc, Tk, vh, v_dim, 0.0f, oh, o_dim);
-        }
+        kernels::sgemm(false, false, T, Dv, Tk, 1.0f, sc, Tk, vh, v_dim, 0.0f, oh, o_dim);
     });
     return att;
 }

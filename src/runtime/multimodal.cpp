@@ -35,7 +35,7 @@ uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
 
 }  // namespace
 
-std::unique_ptr<ImageEncoder> ImageEncoder::load(const std::string& path) {
+std::unique_ptr<ImageEncoder> ImageEncoder::load(const std::string& path, DType encode_type) {
     std::string file = path;
     if (fs::is_directory(path)) {
         file = find_for_model(path + "/");
@@ -44,6 +44,7 @@ std::unique_ptr<ImageEncoder> ImageEncoder::load(const std::string& path) {
                       "projector in llama.cpp's mmproj format)", path.c_str());
     }
     std::unique_ptr<Model> tower = Model::load(file);
+    tower->set_encode_type(encode_type);
     const ImagePreprocess pre = image_preprocess_for(tower->files());
     std::unique_ptr<ImageEncoder> e = from_model(*tower, pre, file);
     e->owned_ = std::move(tower);

@@ -35,8 +35,10 @@ class ImageEncoder {
 public:
     // An mmproj GGUF (llama.cpp's vision tower + projector: clip.* keys) or a model folder holding
     // one (mmproj.gguf, else the one mmproj*.gguf). Throws Error (one line) when it is not an image
-    // encoder with a projector.
-    static std::unique_ptr<ImageEncoder> load(const std::string& path);
+    // encoder with a projector. encode_type: the tower's weight products (Model::set_encode_type):
+    // f32, or bf16 (AMX tiles where the CPU has them: ~4x a f32 ViT-B encode here, rows within
+    // ~1e-2 relative; docs/PERFORMANCE.md "Vision encoder").
+    static std::unique_ptr<ImageEncoder> load(const std::string& path, DType encode_type = DType::F32);
     // The image encoder that comes with a decoder at `model_path`: its folder's (or, for a file,
     // its directory's) mmproj.gguf / single mmproj*.gguf; "" when there is none.
     static std::string find_for_model(const std::string& model_path);

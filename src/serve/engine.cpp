@@ -27,7 +27,7 @@ void load_image_encoder(ServedModel& sm, const std::string& path, const ModelOpt
                       "vision-language model, llama.cpp's mmproj format)", opt.mmproj_path.c_str());
         }
         try {
-            auto enc = ImageEncoder::load(opt.mmproj_path);
+            auto enc = ImageEncoder::load(opt.mmproj_path, opt.image_encode_type);
             enc->check_decoder(*sm.model, where);
             sm.image_encoder = std::move(enc);
         } catch (const Error& e) {
@@ -38,7 +38,7 @@ void load_image_encoder(ServedModel& sm, const std::string& path, const ModelOpt
     const std::string found = ImageEncoder::find_for_model(path);
     if (found.empty()) return;
     try {
-        auto enc = ImageEncoder::load(found);
+        auto enc = ImageEncoder::load(found, opt.image_encode_type);
         enc->check_decoder(*sm.model, where);
         sm.image_encoder = std::move(enc);
     } catch (const Error& e) {

@@ -82,6 +82,7 @@ struct ModelOptions {
     // Optional: the image encoder (an mmproj GGUF, --mmproj); default: the model folder's
     // mmproj.gguf when it has one (ImageEncoder::find_for_model).
     std::string mmproj_path;
+    DType image_encode_type = DType::F32;  // --encode-type: its products (ImageEncoder::load)
     int threads = 0;  // the image encoder's threads (0: all cores)
     bool use_mmap = true;
     KvTypes kv_types;  // --cache-type-k / --cache-type-v: how every slot's KV memory stores K and V

@@ -141,6 +141,15 @@ TEST(Vlm, GenerateWithAnImageAnswersAsTheLibrary) {
                                 &out),
               0);
     EXPECT_EQ(out, want + "\n");
+    // --encode-type bf16: the image encoder's products in bf16 (ImageEncoder::load's encode_type).
+    const auto enc16 = ImageEncoder::load(dir, DType::BF16);
+    const apps::VlmParts parts16{decoder.get(), enc16.get(), tok.get(), &fmt};
+    const std::string want16 = apps::vlm_answer(parts16, split.images[0], "What color is the circle?", pool, 6);
+    ASSERT_EQ(test::run_command(test::cli_path() + " generate -m " + dir + " --image " + img +
+                                    " --encode-type bf16 --chat -p 'What color is the circle?' -n 6 --temp 0 2>/dev/null",
+                                &out),
+              0);
+    EXPECT_EQ(out, want16 + "\n");
 }
 
 TEST(Vlm, BadInputIsOneLine) {

@@ -15,6 +15,7 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/encoder_math.h"
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
 #if defined(LLMFORGE_HAVE_AVX512_EMU)
 #include "kernels/avx512_emu.h"
@@ -199,8 +200,9 @@ TEST(GemmBf16, PathsMatchReference) {
 
 // A bias (the encoders' linear biases, added in the kernels while a tile is in cache) gives, on
 // every path, pool and accumulate mode, the bits of the same product without it followed by a
-// separate f32 addition of the bias; padding columns stay untouched.
-TEST(GemmBf16, BiasIsTheSeparateAddition) {
+// separate f32 addition of the bias; padding columns stay untouched. An activation (the encoder
+// MLP's fused GELU, every kind) then gives the bits of act_rows over the finished outputs.
+TEST(GemmBf16, BiasAndActivationAreTheSeparatePasses) {
     ThreadPool pool2(2);
     uint32_t seed = 3300;
     for (const Shape& s : kShapes) {
@@ -210,15 +212,22 @@ TEST(GemmBf16, BiasIsTheSeparateAddition) {
         for (Bf16GemmPath p : kPaths) {
             if (!bf16_gemm_path_supported(p)) continue;
             for (bool acc : {false, true})
-                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
-                    const std::string what = describe(cs, p, acc, pool == nullptr ? 0 : 2) + " bias";
-                    std::vector<float> want = cs.c0, got = cs.c0;
-                    gemm_bf16(cs.a.data(), cs.lda, s.n, b, want.data(), cs.ldc, acc, pool, p);
-                    for (int64_t i = 0; i < s.n; ++i)
-                        for (int64_t j = 0; j < s.M; ++j) want[i * cs.ldc + j] += bias[j];
-                    gemm_bf16(cs.a.data(), cs.lda, s.n, b, got.data(), cs.ldc, acc, pool, p, bias.data());
-                    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4)) << what;
-                }
+                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2})
+                    for (int act = -1; act < 4; ++act)
+                        for (const float* bp : {bias.data(), static_cast<const float*>(nullptr)}) {
+                            if (bp == nullptr && act < 0) continue;
+                            const std::string what = describe(cs, p, acc, pool == nullptr ? 0 : 2) +
+                                                     (bp ? " bias" : "") + " act " + std::to_string(act);
+                            std::vector<float> want = cs.c0, got = cs.c0;
+                            gemm_bf16(cs.a.data(), cs.lda, s.n, b, want.data(), cs.ldc, acc, pool, p);
+                            for (int64_t i = 0; i < s.n; ++i) {
+                                float* row = &want[i * cs.ldc];
+                                for (int64_t j = 0; j < s.M && bp != nullptr; ++j) row[j] += bp[j];
+                                if (act >= 0) act_rows(act, row, row, s.M);
+                            }
+                            gemm_bf16(cs.a.data(), cs.lda, s.n, b, got.data(), cs.ldc, acc, pool, p, bp, act);
+                            ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4)) << what;
+                        }
         }
 #if defined(LLMFORGE_HAVE_AVX512_EMU)
         if (!avx512_emulation_runs_here()) continue;
@@ -394,6 +403,7 @@ TEST(GemmBf16, RejectsBadInput) {
             EXPECT_THROW(gemm_bf16(a.data(), 4, 2, b, c.data(), 3, false, nullptr, p), std::invalid_argument);
         }
     }
+    EXPECT_THROW(gemm_bf16(a.data(), 4, 2, b, c.data(), 3, false, nullptr, nullptr, 4), std::invalid_argument);  // act
 }
 
 }  // namespace
@@ -491,3 +501,95 @@ TEST(GemmBf16Emulated, ProductMatchesExact) {
 
 }  // namespace
 #endif
+
+// attention_bf16 (one (sequence, head) of an encoder's bf16 attention) against float64: S from the
+// bf16-rounded Q and K, scale and the additive terms, softmax over the first L keys, O = P · bf16(V).
+// P is rounded to bf16 on its way into the second product, so an output may differ from the
+// float64 one by 2^-9 relative per weight: within 2^-8 · max |V| over the row's keys.
+namespace {
+
+struct AttnCase {
+    int64_t T, Tk, L, D, Dv;
+    bool adds;
+};
+
+double attn_max_error(const AttnCase& c, Bf16GemmPath path, uint32_t seed) {
+    const int64_t H = 3, ldq = H * c.D + 1, ldk = H * c.D + 2, ldv = H * c.Dv + 3, ldo = H * c.Dv + 5;
+    std::vector<float> q = gaussian(static_cast<size_t>(c.T * ldq), seed);
+    std::vector<float> k = gaussian(static_cast<size_t>(c.Tk * ldk), seed + 1);
+    std::vector<float> v = gaussian(static_cast<size_t>(c.Tk * ldv), seed + 2);
+    std::vector<float> add0 = gaussian(static_cast<size_t>(c.T * c.Tk), seed + 3), add1(add0.size());
+    for (size_t i = 0; i < add1.size(); ++i) add1[i] = (i % 7 == 3) ? -100.0f : 0.0f;  // a Swin-style mask
+    // Keys past L must get no weight: large values there would show.
+    for (int64_t t = c.L; t < c.Tk; ++t)
+        for (int64_t d = 0; d < ldv; ++d) v[t * ldv + d] = 1e6f;
+    const int64_t h = 1;  // the middle head: neighbours' columns on both sides
+    std::vector<float> o(static_cast<size_t>(c.T * ldo), 7.0f);
+    AttentionBf16 x;
+    x.q = q.data() + h * c.D, x.k = k.data() + h * c.D, x.v = v.data() + h * c.Dv;
+    x.ldq = ldq, x.ldk = ldk, x.ldv = ldv, x.T = c.T, x.Tk = c.Tk, x.L = c.L, x.D = c.D, x.Dv = c.Dv;
+    x.scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+    if (c.adds) x.add[0] = add0.data(), x.add[1] = add1.data();
+    x.o = o.data() + h * c.Dv, x.ldo = ldo;
+    attention_bf16(x, path);
+    double worst = 0;
+    for (int64_t i = 0; i < c.T; ++i) {
+        std::vector<double> sc(static_cast<size_t>(c.L));
+        double m = -1e300, z = 0, vmax = 0;
+        for (int64_t t = 0; t < c.L; ++t) {
+            double d = 0;
+            for (int64_t e = 0; e < c.D; ++e)
+                d += static_cast<double>(round_bf16(x.q[i * ldq + e])) * round_bf16(x.k[t * ldk + e]);
+            sc[t] = x.scale * d + (c.adds ? static_cast<double>(add0[i * c.Tk + t]) + add1[i * c.Tk + t] : 0.0);
+            m = std::max(m, sc[t]);
+        }
+        for (double& s : sc) z += (s = std::exp(s - m));
+        for (int64_t t = 0; t < c.L; ++t)
+            for (int64_t e = 0; e < c.Dv; ++e) vmax = std::max(vmax, std::fabs(static_cast<double>(x.v[t * ldv + e])));
+        for (int64_t e = 0; e < c.Dv; ++e) {
+            double want = 0;
+            for (int64_t t = 0; t < c.L; ++t) want += sc[t] / z * round_bf16(x.v[t * ldv + e]);
+            worst = std::max(worst, std::fabs(x.o[i * ldo + e] - want) / vmax);
+        }
+        // Nothing outside the head's columns is written.
+        for (int64_t e = 0; e < ldo; ++e)
+            if (e < h * c.Dv || e >= (h + 1) * c.Dv) EXPECT_EQ(o[i * ldo + e], 7.0f) << "column " << e << " row " << i;
+    }
+    return worst;
+}
+
+TEST(AttentionBf16, MatchesFloat64OnEveryPath) {
+    // ViT-B's head (197 rows, 64 wide), a Swin window with bias and mask, padded text (L < Tk),
+    // cross-attention shapes (T != Tk), widths that are not multiples of 32, one row.
+    const AttnCase cases[] = {{197, 197, 197, 64, 64, false}, {49, 49, 49, 32, 32, true}, {20, 40, 13, 64, 64, false},
+                              {33, 70, 70, 80, 48, true},     {1, 1, 1, 8, 8, false},    {64, 31, 31, 16, 96, true}};
+    const Bf16GemmPath paths[] = {Bf16GemmPath::kScalar, Bf16GemmPath::kAvx512Bf16, Bf16GemmPath::kAmx};
+    uint32_t seed = 9000;
+    for (const AttnCase& c : cases)
+        for (Bf16GemmPath p : paths) {
+            if (!bf16_gemm_path_supported(p)) continue;
+            const double err = attn_max_error(c, p, seed += 5);
+            EXPECT_LT(err, std::ldexp(1.0, -8)) << bf16_gemm_path_name(p) << " T=" << c.T << " Tk=" << c.Tk
+                                                << " L=" << c.L << " D=" << c.D << " Dv=" << c.Dv
+                                                << (c.adds ? " adds" : "");
+        }
+}
+
+TEST(AttentionBf16, RejectsBadInput) {
+    std::vector<float> m(64 * 64, 1.0f);
+    AttentionBf16 x;
+    x.q = x.k = x.v = m.data(), x.o = m.data();
+    x.ldq = x.ldk = x.ldv = x.ldo = 8, x.T = x.Tk = x.L = 4, x.D = x.Dv = 8;
+    EXPECT_NO_THROW(attention_bf16(x));
+    AttentionBf16 y = x;
+    y.L = 0;
+    EXPECT_THROW(attention_bf16(y), std::invalid_argument);
+    y = x, y.L = 5;
+    EXPECT_THROW(attention_bf16(y), std::invalid_argument);
+    y = x, y.ldk = 7;
+    EXPECT_THROW(attention_bf16(y), std::invalid_argument);
+    y = x, y.T = 0;
+    EXPECT_THROW(attention_bf16(y), std::invalid_argument);
+}
+
+}  // namespace

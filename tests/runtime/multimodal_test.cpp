@@ -5,6 +5,7 @@
 // prefix ends inside an image.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -20,8 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string default_model() {
-    const char* src = std::getenv("LLMFORGE_SRC");
-    const std::string p = std::string(src ? src : ".") + "/models/default";
+    const std::string p = test::src_path("models/default");
     return fs::is_regular_file(p + "/model.safetensors") ? p : "";
 }
 
@@ -149,6 +149,38 @@ TEST(Multimodal, EmbeddingRowsGiveTheTokensOwnLogits) {
     Context tiny(*m, small);
     const std::string err = test::error_of([&] { tiny.decode_rows(im.rows.data(), 5); });
     EXPECT_NE(err.find("do not fit the context of 4 positions"), std::string::npos) << err;
+}
+
+// ImageEncoder::load(path, bf16): the tower's products in bf16 (Model::set_encode_type), the rows
+// close to the f32 encoder's (the llama.cpp-written mmproj fixture, a 40 x 30 gradient image).
+TEST(Multimodal, Bf16ImageEncoderIsCloseToF32) {
+    const std::string path = test::src_path("tests/model/ref/vision/llava_clip_tiny/mmproj-model-f16.gguf");
+    if (!fs::is_regular_file(path)) GTEST_SKIP() << "LLMFORGE-ASSET-MISSING: " << path << " (set LLMFORGE_SRC)";
+    Image im;
+    im.width = 40, im.height = 30;
+    for (int64_t y = 0; y < im.height; ++y)
+        for (int64_t x = 0; x < im.width; ++x)
+            for (int c = 0; c < 3; ++c) im.rgb.push_back(static_cast<uint8_t>((x * 6 + y * 5 + c * 70) % 256));
+    ThreadPool pool(2);
+    const auto f32 = ImageEncoder::load(path), bf16 = ImageEncoder::load(path, DType::BF16);
+    EXPECT_EQ(bf16->tower().encode_type(), DType::BF16);
+    const std::vector<float> a = f32->embed(im, pool), b = bf16->embed(im, pool);
+    ASSERT_EQ(a.size(), b.size());
+    double diff = 0, mag = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+        mag = std::max(mag, std::fabs(static_cast<double>(a[i])));
+    }
+    EXPECT_GT(diff, 0.0) << "bf16 products should round";
+    EXPECT_LT(diff / mag, 2e-2);
+    try {
+        ImageEncoder::load(path, DType::Q8_0);
+        ADD_FAILURE() << "a q8_0 encode type should be refused";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("f32 or bf16"), std::string::npos) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
 }
 
 }  // namespace

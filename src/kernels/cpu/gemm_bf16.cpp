@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
+#include "kernels/cpu/encoder_math.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
 
@@ -207,6 +211,68 @@ Bf16GemmPath env_path(Bf16GemmPath best) {
     return best;
 }
 
+// One kernel call: C's row pairs [p0, p1) x column pairs [q0, q1) (gemm_bf16_x86.h), then the
+// bias and the activation (act >= 0) on each finished output.
+using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool, int64_t,
+                          int64_t, int64_t, int64_t, const float*, int);
+
+// The activation on the block a kernel call just wrote (the kernels without an epilogue for it).
+void act_block(int act, float* c, int64_t ldc, int64_t n_rows, int64_t M, int64_t p0, int64_t p1, int64_t q0,
+               int64_t q1) {
+    if (act < 0) return;
+    const int64_t c0 = 32 * q0, c1 = std::min(M, 32 * q1);
+    for (int64_t i = 32 * p0; i < std::min(n_rows, 32 * p1); ++i) act_rows(act, c + i * ldc + c0, c + i * ldc + c0, c1 - c0);
+}
+
+KernelFn kernel_for(Bf16GemmPath path) {
+#if defined(LF_BF16_X86)
+    if (path == Bf16GemmPath::kAmx) return x86::bf16_gemm_amx;  // its own epilogue, tile by tile
+    if (path == Bf16GemmPath::kAvx512Bf16)
+        return [](const uint16_t* ap, const uint16_t* bp, int64_t kb, int64_t n_rows, int64_t M, float* c, int64_t ldc,
+                  bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act) {
+            x86::bf16_gemm_avx512(ap, bp, kb, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+            act_block(act, c, ldc, n_rows, M, p0, p1, q0, q1);
+        };
+#endif
+    return [](const uint16_t* ap, const uint16_t* bp, int64_t kb, int64_t n_rows, int64_t M, float* c, int64_t ldc,
+              bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act) {
+        gemm_scalar(ap, bp, kb, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        act_block(act, c, ldc, n_rows, M, p0, p1, q0, q1);
+    };
+}
+
+// Row pairs [p0, p1) of A (f32, row stride lda, `rows` valid rows, K columns) into the packed-A
+// layout for `path` (the same bytes on every path).
+void pack_a(Bf16GemmPath path, const float* a, int64_t lda, int64_t rows, int64_t K, int64_t kb_count, uint16_t* ap,
+            int64_t p0, int64_t p1) {
+#if defined(LF_BF16_X86)
+    if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(a, lda, rows, K, kb_count, ap, p0, p1);
+#endif
+    pack_a_scalar_impl<false>(a, lda, rows, K, kb_count, ap, p0, p1);
+}
+
+// attention_bf16's middle step, portable (x86::bf16_softmax_pack_avx512 is the AMX path's, the
+// same contract): row r < rows of s gives x = scale · s + adds over its first L entries,
+// e = exp(x − max x) rounded to bf16 into row r of the packed-A row pair pa, inv_z[r] = 1 / Σ e;
+// keys >= L and rows >= rows are zeros.
+void softmax_pack_scalar(const float* s, int64_t lds, int64_t rows, int64_t L, int64_t kb_count, float scale,
+                         const float* add0, const float* add1, int64_t ld_add, uint16_t* pa, float* inv_z) {
+    std::vector<float> e(static_cast<size_t>(32 * kb_count));
+    for (int64_t r = 0; r < 32; ++r) {
+        uint16_t* prow = pa + (r / 16) * kb_count * kTileElems + (r % 16) * 32;
+        std::fill(e.begin(), e.end(), 0.0f);
+        float m = -std::numeric_limits<float>::infinity(), z = 0.0f;
+        for (int64_t t = 0; t < (r < rows ? L : 0); ++t) {
+            e[t] = scale * s[r * lds + t] + (add0 != nullptr ? add0[r * ld_add + t] : 0.0f) +
+                   (add1 != nullptr ? add1[r * ld_add + t] : 0.0f);
+            m = std::max(m, e[t]);
+        }
+        for (int64_t t = 0; t < (r < rows ? L : 0); ++t) z += (e[t] = std::exp(e[t] - m));
+        for (int64_t t = 0; t < 32 * kb_count; ++t) prow[(t / 32) * kTileElems + t % 32] = fp32_to_bf16(e[t]);
+        inv_z[r] = r < rows ? 1.0f / z : 0.0f;
+    }
+}
+
 // The most packed A one call keeps (bytes): larger A is multiplied in blocks of rows, so the
 // scratch stays bounded (the output gradient of a 32000-word head at 4096 rows would be a 262 MB
 // copy, kept by the thread between calls) while B is streamed only a few times.
@@ -219,7 +285,7 @@ std::atomic<int64_t> max_packed_a_bytes{int64_t{64} << 20};
 // (each output computed by one kernel call in a fixed order, so neither split can change a result).
 template <class Pack>
 void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc, bool accumulate,
-                ThreadPool* pool, Pack pack, const float* bias = nullptr) {
+                ThreadPool* pool, Pack pack, const float* bias = nullptr, int act = -1) {
     const int64_t kb = b.kb_count;
     const int64_t pair_elems = 2 * std::max<int64_t>(1, kb) * kTileElems;
     const int64_t block_pairs = std::max<int64_t>(1, max_packed_a_bytes.load() / (2 * pair_elems));
@@ -228,13 +294,7 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
     thread_local Scratch scratch;
     uint16_t* ap = scratch.get(static_cast<size_t>(std::min(n_p_all, block_pairs) * pair_elems));
 
-    using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool,
-                              int64_t, int64_t, int64_t, int64_t, const float*);
-    KernelFn kernel = gemm_scalar;
-#if defined(LF_BF16_X86)
-    if (path == Bf16GemmPath::kAmx) kernel = x86::bf16_gemm_amx;
-    if (path == Bf16GemmPath::kAvx512Bf16) kernel = x86::bf16_gemm_avx512;
-#endif
+    const KernelFn kernel = kernel_for(path);
     const int parts = pool != nullptr ? pool->size() : 1;
     const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
     for (int64_t P0 = 0; P0 < n_p_all; P0 += block_pairs) {
@@ -243,7 +303,7 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
         float* cb = c + r0 * ldc;
         if (!threaded) {
             pack(ap, r0, rows, 0, n_p);
-            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q, bias);
+            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q, bias, act);
             continue;
         }
         pool->run(n_p, [&](int64_t p, int) { pack(ap, r0, rows, p, p + 1); });
@@ -253,9 +313,9 @@ void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c
         pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
             const int64_t s = i * chunk, e = std::min(n, s + chunk);
             if (by_cols) {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e, bias);
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e, bias, act);
             } else {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q, bias);
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q, bias, act);
             }
         });
     }
@@ -325,12 +385,12 @@ PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool 
 }
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, const float* bias) {
-    gemm_bf16(a, lda, n_rows, b, c, ldc, accumulate, pool, bf16_gemm_best_path(), bias);
+               bool accumulate, ThreadPool* pool, const float* bias, int act) {
+    gemm_bf16(a, lda, n_rows, b, c, ldc, accumulate, pool, bf16_gemm_best_path(), bias, act);
 }
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias) {
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias, int act) {
     if (!bf16_gemm_path_supported(path))
         throw std::invalid_argument(std::string("gemm_bf16: path '") + bf16_gemm_path_name(path) +
                                     "' is not supported by this CPU (check bf16_gemm_path_supported first)");
@@ -339,15 +399,68 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
                                     " with row stride " + std::to_string(lda) + ", C has row stride " +
                                     std::to_string(ldc) + " for " + std::to_string(b.M) +
                                     " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
+    if (act < -1 || act > 3)
+        throw std::invalid_argument("gemm_bf16: activation kind " + std::to_string(act) +
+                                    ", expected -1 (none) or 0-3 (KernelTable::act's kinds)");
     if (n_rows == 0 || b.M == 0) return;
 
     run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
-        const float* ab = a + r0 * lda;
+        pack_a(path, a + r0 * lda, lda, rows, b.K, b.kb_count, ap, p0, p1);
+    }, bias, act);
+}
+
+void attention_bf16(const AttentionBf16& x) { attention_bf16(x, bf16_gemm_best_path()); }
+
+void attention_bf16(const AttentionBf16& x, Bf16GemmPath path) {
+    if (!bf16_gemm_path_supported(path))
+        throw std::invalid_argument(std::string("attention_bf16: path '") + bf16_gemm_path_name(path) +
+                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+    if (x.T <= 0 || x.Tk <= 0 || x.L <= 0 || x.L > x.Tk || x.D <= 0 || x.Dv <= 0 || x.ldq < x.D || x.ldk < x.D ||
+        x.ldv < x.Dv || x.ldo < x.Dv)
+        throw std::invalid_argument("attention_bf16: T " + std::to_string(x.T) + ", Tk " + std::to_string(x.Tk) +
+                                    ", L " + std::to_string(x.L) + ", D " + std::to_string(x.D) + ", Dv " +
+                                    std::to_string(x.Dv) + ": expected sizes > 0, 0 < L <= Tk and row strides >= "
+                                    "the widths");
+    const int64_t kb_d = (x.D + 31) / 32, kb_t = (x.Tk + 31) / 32, tkp = 32 * kb_t;
+    // Per calling thread, reused: K as B (scores = Q·Kᵀ), Vᵀ as B (O = P·V), one row pair of Q and
+    // of P in the packed-A layout, one row pair of scores.
+    thread_local PackedBf16 kp, vp;
+    thread_local Scratch qa, pa;
+    thread_local std::vector<float> sc;
+    pack_bf16_into(kp, x.k, x.ldk, x.Tk, x.D, true, nullptr);
+    pack_bf16_into(vp, x.v, x.ldv, x.Tk, x.Dv, false, nullptr);  // B = Vᵀ: (Dv, Tk)
+    uint16_t* qp = qa.get(static_cast<size_t>(2 * kb_d * kTileElems));
+    uint16_t* pp = pa.get(static_cast<size_t>(2 * kb_t * kTileElems));
+    if (sc.size() < static_cast<size_t>(32 * tkp)) sc.resize(static_cast<size_t>(32 * tkp));
+    const KernelFn kernel = kernel_for(path);
+    float inv_z[32];
+    for (int64_t p = 0; 32 * p < x.T; ++p) {
+        const int64_t r0 = 32 * p, rows = std::min<int64_t>(32, x.T - r0);
+        pack_a(path, x.q + r0 * x.ldq, x.ldq, rows, x.D, kb_d, qp, 0, 1);
+        // All 32 x tkp scores (pad rows and keys are products with zeros): no edge tiles.
+        kernel(qp, kp.data.get(), kb_d, 32, tkp, sc.data(), tkp, false, 0, 1, 0, kb_t, nullptr, -1);
+        const float* add0 = x.add[0] != nullptr ? x.add[0] + r0 * x.Tk : nullptr;
+        const float* add1 = x.add[1] != nullptr ? x.add[1] + r0 * x.Tk : nullptr;
 #if defined(LF_BF16_X86)
-        if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_a_avx512(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
+        if (path == Bf16GemmPath::kAmx) {
+            x86::bf16_softmax_pack_avx512(sc.data(), tkp, rows, x.L, kb_t, x.scale, add0, add1, x.Tk, pp, inv_z);
+        } else
 #endif
-        pack_a_scalar_impl<false>(ab, lda, rows, b.K, b.kb_count, ap, p0, p1);
-    }, bias);
+        {
+            softmax_pack_scalar(sc.data(), tkp, rows, x.L, kb_t, x.scale, add0, add1, x.Tk, pp, inv_z);
+        }
+        kernel(pp, vp.data.get(), kb_t, rows, x.Dv, x.o + r0 * x.ldo, x.ldo, false, 0, 1, 0, (x.Dv + 31) / 32, nullptr,
+               -1);
+        // the softmax's normalisation, on the product
+#if defined(LF_BF16_X86)
+        if (path != Bf16GemmPath::kScalar) {
+            x86::scale_rows_avx512(x.o + r0 * x.ldo, x.ldo, rows, x.Dv, inv_z);
+            continue;
+        }
+#endif
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t d = 0; d < x.Dv; ++d) x.o[(r0 + r) * x.ldo + d] *= inv_z[r];
+    }
 }
 
 void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,

@@ -103,11 +103,40 @@ PackedBf16 pack_bf16(const uint16_t* w, int64_t ldw, int64_t M, int64_t K, bool 
 // an unsupported one throws std::invalid_argument. n_rows == 0 or b.M == 0 does nothing; b.K == 0
 // gives C = [C +] 0. bias (b.M values, or null): added to each finished f32 sum while its tile is in
 // cache (the bits of adding it in a pass afterwards, without that pass over C: the encoders'
-// linear biases, model.cpp).
+// linear biases, model.cpp). act (-1: none; 0-3: KernelTable::act's kinds, GELU erf / tanh,
+// quick_gelu, tanh) then maps every output as act_rows would, on AMX while each 16 x 16 tile is
+// still in L1 (an encoder MLP's up-projection and GELU in one pass over its output).
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, const float* bias = nullptr);
+               bool accumulate, ThreadPool* pool, const float* bias = nullptr, int act = -1);
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
-               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias = nullptr);
+               bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias = nullptr, int act = -1);
+
+// One (sequence, head) of bidirectional attention with bf16 products (an encoder's bf16 encode,
+// model.cpp): with S = bf16(Q) · bf16(K)ᵀ summed in f32, per query row i over keys t < L,
+//   x[t] = scale · S[i][t] + add[0][i][t] + add[1][i][t],   e[t] = exp(x[t] − max x)  (f32)
+//   O[i] = (Σ_t bf16(e[t]) · bf16(V[t])) / Σ_t e[t]        (products summed in f32)
+// i.e. softmax(x) · V with the weights rounded to bf16 before the normalisation (which is applied
+// to the f32 output row); keys t >= L get no weight. The scale multiplies the f32 scores.
+// Q (T, D), K (Tk, D), V (Tk, Dv), O (T, Dv) row-major with the given row strides; add[i]: null or
+// (T, Tk) row-major, row stride Tk (Swin's relative-position bias and shifted-window mask).
+// Done 32 query rows at a time, the scores and weights staying in the calling thread's cache (on
+// AMX: both products as tiles, the weights written by the softmax straight into the packed
+// layout); runs on the calling thread (callers split (sequence, head) items over their pool),
+// scratch per thread. Throws std::invalid_argument on sizes <= 0, L outside (0, Tk] or strides
+// below the widths.
+struct AttentionBf16 {
+    const float* q = nullptr;
+    const float* k = nullptr;
+    const float* v = nullptr;
+    int64_t ldq = 0, ldk = 0, ldv = 0;
+    int64_t T = 0, Tk = 0, L = 0, D = 0, Dv = 0;
+    float scale = 1.0f;
+    const float* add[2] = {nullptr, nullptr};
+    float* o = nullptr;
+    int64_t ldo = 0;
+};
+void attention_bf16(const AttentionBf16& x);
+void attention_bf16(const AttentionBf16& x, Bf16GemmPath path);
 
 // The weight gradient of a product, C (M, K) = [C +] bf16(G)ᵀ · bf16(X): G (N, M) row-major with
 // row stride ldg >= M (the output gradient dY), X (N, K) with row stride ldx >= K (the input),

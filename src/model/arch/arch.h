@@ -244,6 +244,9 @@ public:
     virtual Act layernorm(Act x, Weight gain, Weight bias, float eps) = 0;
     // f(x), elementwise.
     virtual Act activation(Act x, Activation f) = 0;
+    // f(x · wᵀ + bias): a product and its activation, which a backend may do in one pass (the
+    // eager one's bf16 encodes apply f to each output tile while it is in cache).
+    virtual Act linear_act(Act x, Weight w, Weight bias, Activation f) { return activation(linear(x, w, bias), f); }
     // x with each sequence's first row replaced by the vector w (C): a class token in front of the
     // patches (its input row is a placeholder).
     virtual Act class_row(Act x, Weight w) = 0;

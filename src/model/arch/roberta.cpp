@@ -150,7 +150,7 @@ Act head(Ops&, const ModelConfig&, Act h) { return h; }
 Act pool(Ops& o, const ModelConfig&, Act last) {
     Act p = o.first_rows(last);
     if (!o.has(G(kPooler))) return p;
-    return o.activation(o.linear(p, G(kPooler), G(kPoolerB)), Activation::kTanh);
+    return o.linear_act(p, G(kPooler), G(kPoolerB), Activation::kTanh);
 }
 
 Arch make() {

@@ -384,7 +384,7 @@ Act head(Ops& o, const ModelConfig& c, Act h) {
 
 Act pool(Ops& o, const ModelConfig& c, Act last) {
     Act p = o.first_rows(last);
-    if (o.has(G(kPooler))) return o.activation(o.linear(p, G(kPooler), G(kPoolerB)), Activation::kTanh);
+    if (o.has(G(kPooler))) return o.linear_act(p, G(kPooler), G(kPoolerB), Activation::kTanh);
     if (o.has(G(kPostNorm))) p = o.layernorm(p, G(kPostNorm), G(kPostNormB), c.enc.norm_eps);
     if (o.has(G(kProj))) p = o.linear(p, G(kProj));
     return p;
@@ -465,7 +465,7 @@ Arch make_arch(const char* name, std::vector<std::string> hf_types, const char* 
 }
 
 Act mlp(Ops& o, Act x, Weight up, Weight up_b, Weight down, Weight down_b, Activation f) {
-    return o.linear(o.activation(o.linear(x, up, up_b), f), down, down_b);
+    return o.linear(o.linear_act(x, up, up_b, f), down, down_b);
 }
 
 Act self_attention(Ops& o, int64_t layer, Act x, int64_t n_head, const Weight qkv[3], const Weight qkv_b[3], Weight out,

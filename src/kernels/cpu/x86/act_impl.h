@@ -8,36 +8,8 @@
 
 #include "kernels/cpu/x86/x86_common.h"
 
-// The emulated AVX-512 test build (x86_common.h) maps the intrinsics this file adds onto SIMDe
-// (some are macros in GCC's headers without optimisation: undefined first). SIMDe 0.7.4 has no
-// rcp14: an exact reciprocal there, which the Newton step below leaves within an ulp of the
-// hardware's result.
-#if defined(LLMFORGE_AVX512_EMULATED)
-#undef _mm512_roundscale_ps
-#undef _mm512_cmp_ps_mask
-#undef _mm512_scalef_ps
-#define _mm512_sub_ps simde_mm512_sub_ps
-#define _mm512_fnmadd_ps simde_mm512_fnmadd_ps
-#define _mm512_min_ps simde_mm512_min_ps
-#define _mm512_max_ps simde_mm512_max_ps
-#define _mm512_roundscale_ps simde_mm512_roundscale_ps
-#define _mm512_scalef_ps simde_mm512_scalef_ps
-#define _mm512_cmp_ps_mask simde_mm512_cmp_ps_mask
-#define _mm512_mask_blend_ps simde_mm512_mask_blend_ps
-#define _mm512_abs_ps simde_mm512_abs_ps
-#define _mm512_and_ps simde_mm512_and_ps
-#define _mm512_or_ps simde_mm512_or_ps
-#define _mm512_rcp14_ps(x) simde_mm512_div_ps(simde_mm512_set1_ps(1.0f), (x))
-#ifndef _mm512_set1_ps
-#define _mm512_set1_ps simde_mm512_set1_ps
-#endif
-#ifndef _mm512_mul_ps
-#define _mm512_mul_ps simde_mm512_mul_ps
-#endif
-#ifndef _mm512_storeu_ps
-#define _mm512_storeu_ps simde_mm512_storeu_ps
-#endif
-#endif
+// The emulated AVX-512 test build maps the intrinsics used here onto SIMDe in
+// x86/avx512_emulation.h (through x86_common.h).
 
 namespace llmforge::kernels::x86 {
 namespace {

@@ -18,20 +18,9 @@
 #include "kernels/cpu/ref/ref.h"
 #include "kernels/cpu/x86/x86_common.h"
 
-// The emulated AVX-512 test build (x86_common.h) maps the intrinsics it uses onto SIMDe; these
-// are the ones this file adds. SIMDe 0.7.4 has no 512-bit cvtepi8_epi32 / cvtepi32_ps: the
-// conversion is built from two 256-bit halves there.
-#if defined(LLMFORGE_AVX512_EMULATED)
-#ifndef _mm512_set1_ps
-#define _mm512_set1_ps simde_mm512_set1_ps
-#endif
-#ifndef _mm512_mul_ps
-#define _mm512_mul_ps simde_mm512_mul_ps
-#endif
-#ifndef _mm512_storeu_ps
-#define _mm512_storeu_ps simde_mm512_storeu_ps
-#endif
-#endif
+// The emulated AVX-512 test build maps the intrinsics used here onto SIMDe in
+// x86/avx512_emulation.h (through x86_common.h). SIMDe 0.7.4 has no 512-bit cvtepi8_epi32 /
+// cvtepi32_ps: the conversion is built from two 256-bit halves there.
 
 namespace llmforge::kernels::x86 {
 namespace {

@@ -79,6 +79,25 @@
 #define _mm512_permutex2var_ps simde_mm512_permutex2var_ps
 #define _mm512_dpbf16_ps simde_mm512_dpbf16_ps
 #define _mm512_storeu_si512 simde_mm512_storeu_si512
+#define _mm512_storeu_ps simde_mm512_storeu_ps
+// The activations and softmax (x86/act_impl.h); some are macros in GCC's headers without
+// optimisation: undefined first. SIMDe 0.7.4 has no rcp14: an exact reciprocal here, which the
+// Newton step in act_impl.h leaves within an ulp of the hardware's result.
+#undef _mm512_roundscale_ps
+#undef _mm512_cmp_ps_mask
+#undef _mm512_scalef_ps
+#define _mm512_sub_ps simde_mm512_sub_ps
+#define _mm512_fnmadd_ps simde_mm512_fnmadd_ps
+#define _mm512_min_ps simde_mm512_min_ps
+#define _mm512_max_ps simde_mm512_max_ps
+#define _mm512_roundscale_ps simde_mm512_roundscale_ps
+#define _mm512_scalef_ps simde_mm512_scalef_ps
+#define _mm512_cmp_ps_mask simde_mm512_cmp_ps_mask
+#define _mm512_mask_blend_ps simde_mm512_mask_blend_ps
+#define _mm512_abs_ps simde_mm512_abs_ps
+#define _mm512_and_ps simde_mm512_and_ps
+#define _mm512_or_ps simde_mm512_or_ps
+#define _mm512_rcp14_ps(x) simde_mm512_div_ps(simde_mm512_set1_ps(1.0f), (x))
 // Not in SIMDe 0.7.4: lane by lane below.
 #define _mm512_maskz_loadu_ps lf_emu_mm512_maskz_loadu_ps
 #define _mm512_mask_storeu_ps lf_emu_mm512_mask_storeu_ps

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/x86/act_impl.h"
 #include "kernels/cpu/x86/amx/gemm_bf16_x86.h"
 
 namespace llmforge::kernels::x86 {
@@ -30,7 +31,6 @@ constexpr int64_t kTileElems = 512;  // bf16 per 1 KiB tile
 constexpr int64_t kKChunk = 32;  // input blocks (of 32) per pass: 1024 inputs
 constexpr int64_t kQChunk = 16;  // column pairs (of 32 outputs) per chunk: 512 outputs
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 struct alignas(64) TileConfig {
     uint8_t palette_id;
@@ -48,7 +48,10 @@ void configure_tiles() {
         cfg.colsb[t] = 64;
         cfg.rows[t] = 16;
     }
-    _tile_loadconfig(&cfg);
+    // Not GCC 12's _tile_loadconfig: its asm names only the first 8 bytes of the config as read,
+    // so the compiler may drop the stores of the rest as dead (seen: a #UD at the next tile
+    // instruction once the config was built inline). The whole struct as the operand keeps them.
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
 // Where one 16 x 16 accumulator tile of C lives during a pass: in C itself, or (at an edge) in a
@@ -86,29 +89,51 @@ inline void c_tile_finish(const CTile& t, const float* buf, int64_t ldc) {
         for (int64_t j = 0; j < t.nc; ++j) t.dst[i * ldc + j] = buf[i * 16 + j];
 }
 
-// bias[col .. col + nc) added to the tile's valid rows in C, just stored (still in L1).
-inline void c_tile_bias(const CTile& t, const float* bias, int64_t ldc) {
-    if (t.nr <= 0) return;
-    const __mmask16 m = static_cast<__mmask16>((1u << t.nc) - 1u);
-    const __m512 b = _mm512_maskz_loadu_ps(m, bias);
-    for (int64_t i = 0; i < t.nr; ++i) {
-        float* r = t.dst + i * ldc;
-        _mm512_mask_storeu_ps(r, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, r), b));
+// A finished 32 x 32 block's epilogue (bias added, then the activation kAct >= 0, as act_rows
+// would), done in C a few 16-wide row pieces at a time between the next block's input steps:
+// the AVX-512 work then runs beside the AMX unit's products instead of stalling them (done all
+// at once after the block, a GELU epilogue doubled the up-projection's time).
+template <int kAct>
+struct Epilogue {
+    float* dst = nullptr;  // the block's corner in C
+    const float* bias = nullptr;
+    int64_t ldc = 0, nr = 0, nc = 0, next = 0, units = 0;  // units: nr rows x 2 halves
+
+    bool pending() const { return next < units; }
+    void start(float* d, const float* b, int64_t ld, int64_t rows, int64_t cols) {
+        dst = d, bias = b, ldc = ld, nr = rows, nc = cols, next = 0, units = rows > 0 && cols > 0 ? 2 * rows : 0;
     }
-}
+    // Up to n more pieces.
+    void advance(int64_t n) {
+        for (const int64_t end = min64(units, next + n); next < end; ++next) {
+            const int64_t r = next >> 1, c0 = 16 * (next & 1), w = min64(16, nc - c0);
+            if (w <= 0) continue;
+            const __mmask16 m = ActLanes16::mask(w);
+            float* x = dst + r * ldc + c0;
+            __m512 v = _mm512_maskz_loadu_ps(m, x);
+            if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + c0));
+            if constexpr (kAct >= 0) v = act_v<ActLanes16, kAct>(v);
+            _mm512_mask_storeu_ps(x, m, v);
+        }
+    }
+    void finish() { advance(units); }
+};
 
-}  // namespace
-
-void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias) {
+template <int kAct>
+void gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
+              int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias) {
     configure_tiles();
     alignas(64) float buf[4][256];
+    const bool epilogue = bias != nullptr || kAct >= 0;
+    Epilogue<kAct> ep;
     for (int64_t qc = q0; qc < q1; qc += kQChunk) {
         const int64_t qc1 = min64(q1, qc + kQChunk);
         // kb_count == 0 still makes one pass, which writes the start values.
         for (int64_t k0 = 0; k0 < kb_count || k0 == 0; k0 += kKChunk) {
             const int64_t k1 = min64(kb_count, k0 + kKChunk);
             const bool load = accumulate || k0 > 0;
+            // Pieces of the previous block's epilogue per input step (64 pieces over the steps).
+            const int64_t steps = k1 - k0 > 0 ? k1 - k0 : 1, per_step = (64 + steps - 1) / steps;
             for (int64_t p = p0; p < p1; ++p) {
                 const uint16_t* a0 = ap + ((2 * p) * kb_count + k0) * kTileElems;
                 const uint16_t* a1 = ap + ((2 * p + 1) * kb_count + k0) * kTileElems;
@@ -145,6 +170,7 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                             _tile_loadd(5, a1 + o, 64);
                             _tile_dpbf16ps(2, 5, 6);
                             _tile_dpbf16ps(3, 5, 7);
+                            if (epilogue && ep.pending()) ep.advance(per_step);
                         }
                     } else {
                         for (int64_t kb = 0; kb < k1 - k0; ++kb) {
@@ -160,6 +186,7 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                                 _tile_loadd(5, a1 + o, 64);
                                 _tile_dpbf16ps(2, 5, 6);
                             }
+                            if (epilogue && ep.pending()) ep.advance(per_step);
                         }
                     }
                     _tile_stored(0, t[0].ptr, t[0].stride);
@@ -167,14 +194,83 @@ void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int
                     if (lower) _tile_stored(2, t[2].ptr, t[2].stride);
                     if (lower && right) _tile_stored(3, t[3].ptr, t[3].stride);
                     for (int i = 0; i < 4; ++i) c_tile_finish(t[i], buf[i], ldc);
-                    if (bias != nullptr && k1 == kb_count)  // the finished sums
-                        for (int i = 0; i < 4; ++i) c_tile_bias(t[i], bias + 32 * q + (i & 1) * 16, ldc);
+                    if (epilogue && k1 == kb_count) {  // the finished sums
+                        ep.finish();
+                        ep.start(t[0].dst, bias != nullptr ? bias + 32 * q : nullptr, ldc, min64(32, n_rows - 32 * p),
+                                 min64(32, M - 32 * q));
+                    }
                 }
             }
             if (kb_count == 0) break;
         }
     }
+    ep.finish();
     _tile_release();
+}
+
+}  // namespace
+
+void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias,
+                   int act) {
+    switch (act) {
+        case 0: return gemm_amx<0>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        case 1: return gemm_amx<1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        case 2: return gemm_amx<2>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        case 3: return gemm_amx<3>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        default: return gemm_amx<-1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+    }
+}
+
+void bf16_softmax_pack_avx512(float* s, int64_t lds, int64_t rows, int64_t L, int64_t kb_count, float scale,
+                              const float* add0, const float* add1, int64_t ld_add, uint16_t* pa, float* inv_z) {
+    using V = ActLanes16;
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int64_t r = 0; r < 32; ++r) {
+        uint16_t* prow = pa + (r / 16) * kb_count * kTileElems + (r % 16) * 32;
+        if (r >= rows) {
+            for (int64_t kb = 0; kb < kb_count; ++kb) _mm512_storeu_si512(prow + kb * kTileElems, _mm512_setzero_si512());
+            inv_z[r] = 0.0f;
+            continue;
+        }
+        float* x = s + r * lds;
+        const float* a0 = add0 != nullptr ? add0 + r * ld_add : nullptr;
+        const float* a1 = add1 != nullptr ? add1 + r * ld_add : nullptr;
+        // x = scale · s + adds (stored back), and its maximum; zeros past L
+        __m512 mx = _mm512_set1_ps(-__builtin_inff());
+        for (int64_t t = 0; t < 32 * kb_count; t += 16) {
+            const __mmask16 m = V::mask(min64(16, L - t > 0 ? L - t : 0));
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + t), sc);
+            if (a0 != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, a0 + t));
+            if (a1 != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, a1 + t));
+            _mm512_storeu_ps(x + t, v);
+            mx = _mm512_mask_max_ps(mx, m, mx, v);
+        }
+        const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        // e = exp(x − max), 32 keys per block rounded to bf16 (nearest even) into the tile row
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t kb = 0; kb < kb_count; ++kb) {
+            const int64_t t = 32 * kb;
+            const __mmask16 m0 = V::mask(min64(16, L - t > 0 ? L - t : 0));
+            const __mmask16 m1 = V::mask(min64(16, L - t - 16 > 0 ? L - t - 16 : 0));
+            const __m512 lo = _mm512_maskz_mov_ps(m0, V::exp(_mm512_sub_ps(_mm512_loadu_ps(x + t), vmax)));
+            const __m512 hi = _mm512_maskz_mov_ps(m1, V::exp(_mm512_sub_ps(_mm512_loadu_ps(x + t + 16), vmax)));
+            sum = _mm512_add_ps(sum, _mm512_add_ps(lo, hi));
+            _mm512_storeu_si512(prow + kb * kTileElems, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+        }
+        inv_z[r] = 1.0f / _mm512_reduce_add_ps(sum);
+    }
+}
+
+void scale_rows_avx512(float* o, int64_t ldo, int64_t rows, int64_t n, const float* scale) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m512 f = _mm512_set1_ps(scale[r]);
+        float* x = o + r * ldo;
+        for (int64_t d = 0; d < n; d += 16) {
+            const __mmask16 m = ActLanes16::mask(min64(16, n - d));
+            _mm512_mask_storeu_ps(x + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + d), f));
+        }
+    }
 }
 
 }  // namespace llmforge::kernels::x86

@@ -37,10 +37,24 @@ void bf16_pack_b_avx512(const float* w, int64_t ldw, bool for_forward, int64_t b
 // included (integer arithmetic on the bits, no DAZ/FTZ); x may equal y. AVX-512F.
 void round_bf16_avx512(const float* x, float* y, int64_t n);
 
+// Attention's middle step for one row pair (kernels::attention_bf16): row r < rows of the scores
+// s (32 rows, row stride lds; overwritten) gives x = scale · s + add0[r] + add1[r] (adds: row stride ld_add, or
+// null) over its first L entries, e = exp(x − max x) written as bf16 into row r of the packed-A
+// row pair pa (kb_count blocks of 32 keys) and inv_z[r] = 1 / Σ e (the f32 e's); keys >= L and
+// rows >= rows are zeros (inv_z 0). AVX-512F + AVX512-BF16 (compiled in the AMX file; called on
+// the AMX path only).
+void bf16_softmax_pack_avx512(float* s, int64_t lds, int64_t rows, int64_t L, int64_t kb_count, float scale,
+                              const float* add0, const float* add1, int64_t ld_add, uint16_t* pa, float* inv_z);
+// o[r][0 .. n) *= scale[r] for r < rows (row stride ldo): the softmax's normalisation on the output.
+void scale_rows_avx512(float* o, int64_t ldo, int64_t rows, int64_t n, const float* scale);
+
 // C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ (+ bias[col], when bias is not null,
-// added to the finished f32 sum as a separate rounding) over the packed operands.
+// added to the finished f32 sum as a separate rounding) over the packed operands. The AMX kernel
+// also applies an activation (act >= 0: KernelTable::act's kind, its AVX-512 form) to each
+// finished tile while it is in L1; the caller does that for the other kernels.
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias);
+                   int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias,
+                   int act);
 void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
                       float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1,
                       const float* bias);
