@@ -253,9 +253,11 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
         int per_encode;  // calls per encode: once (patch embed) or once per layer
         std::function<void()> run;
     };
-    // The products as EagerOps::linear runs them: f32, kernels::matmul (the bias added in a pass
-    // of its own: the "bias adds" op); bf16, each weight packed once (Model::encode_pack) and
-    // gemm_bf16 with the bias added inside (and ffn_up's GELU: Ops::linear_act).
+    // The products as EagerOps runs them: f32, kernels::matmul (the bias added in a pass of its
+    // own: the "bias adds" op); bf16, each weight packed once (Model::encode_pack), q/k/v from one
+    // packing of x (gemm_bf16_multi), attn_out accumulated into the stream (Ops::linear_residual),
+    // the MLP through bf16 hidden rows (Ops::mlp_residual: gemm_bf16_to_rows with GELU, then
+    // gemm_bf16 on the rows, accumulated), biases inside the products.
     std::vector<std::unique_ptr<kernels::PackedBf16>> packs;
     auto mat = [&](const Tensor& w, const float* a, float* out, int act = -1) -> std::function<void()> {
         if (!bf16) return [&, a, out] { kernels::matmul(w, a, N, out, pool, mm); };
@@ -264,18 +266,34 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
         const float* b = w.dim(0) == F ? bf : bias;  // a bias vector of the output's width
         return [&, p, a, out, b, act] { kernels::gemm_bf16(a, p->K, N, *p, out, p->M, false, &pool, b, act); };
     };
+    // packs (bf16): 0 patch, 1-3 q/k/v, 4 attn_out, 5 ffn_up, 6 ffn_down, in the order made here.
+    auto patch = mat(wpatch, in.data(), y.data());
     auto mq = mat(wq, x.data(), q.data()), mk = mat(wk, x.data(), k.data()), mv = mat(wv, x.data(), v.data());
+    auto mo = mat(wo, att.data(), y.data()), mup = mat(wup, x.data(), u.data()), mdown = mat(wdown, u0.data(), y.data());
+    kernels::PackedRowsBf16 hidden_rows;
     std::vector<Op> ops = {
-        {"patch_embed matmul", 1, mat(wpatch, in.data(), y.data())},
+        {"patch_embed matmul", 1, patch},
         {"q,k,v matmuls", (int)L,
          [&] {
+             if (bf16) {
+                 const kernels::PackedBf16* bs[3] = {packs[1].get(), packs[2].get(), packs[3].get()};
+                 float* cs[3] = {q.data(), k.data(), v.data()};
+                 const float* biases[3] = {bias, bias, bias};
+                 return kernels::gemm_bf16_multi(x.data(), C, N, 3, bs, cs, biases, &pool);
+             }
              mq();
              mk();
              mv();
          }},
-        {"attn_out matmul", (int)L, mat(wo, att.data(), y.data())},
-        {bf16 ? "ffn_up matmul + gelu" : "ffn_up matmul", (int)L, mat(wup, x.data(), u.data(), bf16 ? 0 : -1)},
-        {"ffn_down matmul", (int)L, mat(wdown, u0.data(), y.data())},
+        {"attn_out matmul", (int)L, mo},
+        {bf16 ? "ffn_up matmul + gelu into bf16 rows" : "ffn_up matmul", (int)L,
+         bf16 ? std::function<void()>([&] {
+             kernels::gemm_bf16_to_rows(x.data(), C, N, *packs[5], hidden_rows, &pool, bf, 0);
+         })
+              : mup},
+        {bf16 ? "ffn_down matmul from bf16 rows" : "ffn_down matmul", (int)L,
+         bf16 ? std::function<void()>([&] { kernels::gemm_bf16(hidden_rows, *packs[6], y.data(), C, true, &pool, bias); })
+              : mdown},
         {"attention (QK^T, softmax, PV)", (int)L,
          [&] {
              pool.run(B * H, [&](int64_t item, int tid) {  // EagerOps::bidirectional_attention's work item
@@ -308,9 +326,9 @@ void profile(const RandomVit& m, int threads, int64_t B, int reps, bool bf16) {
                  kernels::act_rows(0, u0.data() + lo * F, u.data() + lo * F, (hi - lo) * F);
              });
          }},
-        {bf16 ? "residuals (2)" : "bias adds (6) + residuals (2)", (int)L,
+        {"bias adds (6) + residuals (2)", bf16 ? 0 : (int)L,
          [&] {
-             for (int rep = bf16 ? 6 : 0; rep < 8; ++rep) {
+             for (int rep = 0; rep < 8; ++rep) {
                  const int64_t cols = rep == 4 ? F : C;
                  float* dst = rep == 4 ? u.data() : y.data();
                  const float* src = rep < 6 ? (rep == 4 ? bf : bias) : x.data();

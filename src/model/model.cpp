@@ -448,14 +448,22 @@ public:
         }
         const Tensor* bias[4] = {};
         for (int i = 0; i < n; ++i) bias[i] = bs[i].slot >= 0 ? m_.weight(bs[i]) : nullptr;
-        // bf16 encoders: each weight packed once (encoder_product), its bias added inside the
-        // product where no delta comes between the two; otherwise one dispatch for several
-        // projections of the same rows (Q, K and V in decode).
-        bool fused[4] = {}, done = encoding_;
-        for (int i = 0; i < n && done; ++i) {
-            const bool delta = one ? one_delta != nullptr && one_delta->covers(ws[i]) : any_delta(ws[i]);
-            fused[i] = bias[i] != nullptr && !delta;
-            done = encoder_product(*mats[i], x, ys[i], fused[i] ? bias[i]->ptr<float>() : nullptr);
+        // bf16 encodes: each weight packed once (Model::encode_pack), the rows rounded and packed
+        // once for all n products (Q, K and V), a bias added inside the product where no delta
+        // comes between the two; otherwise one dispatch for several projections of the same rows
+        // (Q, K and V in decode).
+        bool fused[4] = {}, done = false;
+        if (encoding_ && m_.encode_type_ == DType::BF16) {
+            const kernels::PackedBf16* packs[4];
+            const float* biases[4];
+            done = true;
+            for (int i = 0; i < n && done; ++i) {
+                const bool delta = one ? one_delta != nullptr && one_delta->covers(ws[i]) : any_delta(ws[i]);
+                fused[i] = bias[i] != nullptr && !delta;
+                biases[i] = fused[i] ? bias[i]->ptr<float>() : nullptr;
+                done = (packs[i] = m_.encode_pack(*mats[i], pool_)) != nullptr;
+            }
+            if (done) kernels::gemm_bf16_multi(x.data, x.cols, x.rows, n, packs, ys, biases, &pool_);
         }
         if (!done) {
             std::fill(fused, fused + 4, false);
@@ -530,6 +538,43 @@ public:
         return g;
     }
 
+    // bf16 encodes: w's packed form when its product may run as one (bf16 encode, no delta on w),
+    // else null; and a bias's values (null: none).
+    const kernels::PackedBf16* encode_pack_for(Weight wt) {
+        return encoding_ && m_.encode_type_ == DType::BF16 && !any_delta(wt) ? m_.encode_pack(w(wt), pool_) : nullptr;
+    }
+    const float* bias_values(Weight bias) const {
+        const Tensor* b = bias.slot >= 0 ? m_.weight(bias) : nullptr;
+        return b != nullptr ? b->ptr<float>() : nullptr;
+    }
+    // bf16 encodes: the product accumulated into h (h + x · wᵀ, then the bias, in the kernel; the
+    // sums start from h instead of adding a finished product to it), where no delta comes between.
+    Act linear_residual(int64_t layer, int branch, Act h, Act x, Weight wt, Weight bias) override {
+        const kernels::PackedBf16* p = encode_pack_for(wt);
+        if (p == nullptr || p->M != h.cols || x.rows != h.rows || x.data == h.data)
+            return residual(layer, branch, h, linear(x, wt, bias));
+        report_input(wt, x);
+        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, h.data, h.cols, true, &pool_, bias_values(bias));
+        if (branch == 1 && h.data == s_.x.data()) next_buf_ = 0;  // as residual() below
+        return h;
+    }
+    // bf16 encodes: the hidden rows straight from the up-projection's epilogue into the packed
+    // layout the down-projection reads (kernels::gemm_bf16_to_rows: the bits of the f32 route),
+    // then accumulated into h. Not with a matmul hook (it would want the hidden rows in f32).
+    Act mlp_residual(int64_t layer, Act h, Act x, Weight up, Weight up_b, Weight down, Weight down_b,
+                     Activation f) override {
+        const kernels::PackedBf16* pu = encode_pack_for(up);
+        const kernels::PackedBf16* pd = pu != nullptr ? encode_pack_for(down) : nullptr;
+        if (pd == nullptr || s_.matmul_hook || pd->M != h.cols || pd->K != pu->M || x.rows != h.rows)
+            return Ops::mlp_residual(layer, h, x, up, up_b, down, down_b, f);
+        report_input(up, x);
+        if (!s_.mlp_rows) s_.mlp_rows = std::make_shared<kernels::PackedRowsBf16>();
+        kernels::gemm_bf16_to_rows(x.data, x.cols, x.rows, *pu, *s_.mlp_rows, &pool_, bias_values(up_b), static_cast<int>(f));
+        kernels::gemm_bf16(*s_.mlp_rows, *pd, h.data, h.cols, true, &pool_, bias_values(down_b));
+        if (h.data == s_.x.data()) next_buf_ = 0;  // as residual() below
+        return h;
+    }
+
     Act residual(int64_t layer, int branch, Act h, Act y) override {
         pool_.run_range(h.rows, n_grain_, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) kt_.add(h.cols, y.data + i * h.cols, h.data + i * h.cols);
@@ -543,27 +588,15 @@ public:
     // ---- encoder ops (Model::encode) ----
     // bf16 encodes (Model::set_encode_type): y (x.rows, N) = bf16(x) · bf16(w)ᵀ summed in f32
     // [+ bias] against w packed once by the model (Model::encode_pack; AMX tiles where the CPU
-    // has them), at every row count; the bias is added to each finished sum in the kernel (the
-    // bits of a separate pass, without that pass over y). false (nothing done) for f32 encodes
-    // and for weights the bf16 packer does not take (quantised): the caller runs the plain f32
-    // product.
-    bool encoder_product(const Tensor& w, Act x, float* y, const float* bias, int act = -1) {
-        if (m_.encode_type_ != DType::BF16) return false;
-        const kernels::PackedBf16* p = m_.encode_pack(w, pool_);
-        if (p == nullptr) return false;
-        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y, p->M, false, &pool_, bias, act);
-        return true;
-    }
-    // bf16 encodes: the activation in the product's epilogue (kernels::gemm_bf16's act: the bits
-    // of act_rows afterwards, without that pass over y), where no delta comes between the two.
+    // has them), then f in the product's epilogue (kernels::gemm_bf16's act: the bits of
+    // act_rows afterwards, without that pass over y), where no delta comes between the two.
+    // f32 encodes and weights the bf16 packer does not take (quantised): linear, then f.
     Act linear_act(Act x, Weight wt, Weight bias, Activation f) override {
-        const Tensor& m = w(wt);
-        if (!encoding_ || any_delta(wt) || m_.encode_type_ != DType::BF16 || m_.encode_pack(m, pool_) == nullptr)
-            return activation(linear(x, wt, bias), f);
+        const kernels::PackedBf16* p = encode_pack_for(wt);
+        if (p == nullptr) return activation(linear(x, wt, bias), f);
         report_input(wt, x);
-        Act y = take(x.rows, m.shape()[0]);
-        const Tensor* b = bias.slot >= 0 ? m_.weight(bias) : nullptr;
-        encoder_product(m, x, y.data, b != nullptr ? b->ptr<float>() : nullptr, static_cast<int>(f));
+        Act y = take(x.rows, p->M);
+        kernels::gemm_bf16(x.data, x.cols, x.rows, *p, y.data, p->M, false, &pool_, bias_values(bias), static_cast<int>(f));
         return y;
     }
     void set_input(const float* rows, int64_t cols, int which = 0) {

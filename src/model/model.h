@@ -28,7 +28,8 @@
 namespace llmforge {
 
 namespace kernels {
-struct PackedBf16;  // kernels/cpu/gemm_bf16.h
+struct PackedBf16;      // kernels/cpu/gemm_bf16.h
+struct PackedRowsBf16;  // kernels/cpu/gemm_bf16.h
 }
 
 // What a loader hands over: config, vocabulary and the weights under GGUF names.
@@ -69,6 +70,7 @@ struct ForwardScratch {
     // row is computed as two identical rows and BLAS is not used (about half the decode speed).
     bool batch_invariant = false;
     kernels::MatmulScratch mm;
+    std::shared_ptr<kernels::PackedRowsBf16> mlp_rows;  // bf16 encodes: an MLP's hidden rows (EagerOps)
     // Optional observer of activations (tests, debugging): called with "embed",
     // "layers.<l>.out" (residual stream after block l) and "final_norm", each (T, C).
     std::function<void(const std::string& name, const float* data, int64_t count)> hook;

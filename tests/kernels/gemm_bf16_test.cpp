@@ -246,6 +246,71 @@ TEST(GemmBf16, BiasAndActivationAreTheSeparatePasses) {
     }
 }
 
+// Several products of one A (q, k, v) packed once give the bits of separate calls, each with
+// its own width and bias (or none), at 1 and 2 threads; a B of another inner size is refused.
+TEST(GemmBf16, MultiIsSeparateCalls) {
+    ThreadPool pool2(2);
+    for (const int64_t n : {1, 37, 197, 300}) {
+        const int64_t K = 96, widths[3] = {64, 40, 130};
+        const std::vector<float> a = gaussian(static_cast<size_t>(n * K), 71);
+        std::vector<PackedBf16> bs;
+        std::vector<std::vector<float>> bias;
+        for (int i = 0; i < 3; ++i) {
+            const std::vector<float> w = gaussian(static_cast<size_t>(widths[i] * K), 80 + i);
+            bs.push_back(pack_bf16(w.data(), K, widths[i], K, true));
+            bias.push_back(gaussian(static_cast<size_t>(widths[i]), 90 + i));
+        }
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+            std::vector<std::vector<float>> want(3), got(3);
+            const PackedBf16* bp[3] = {&bs[0], &bs[1], &bs[2]};
+            float* cp[3];
+            const float* biases[3] = {bias[0].data(), nullptr, bias[2].data()};
+            for (int i = 0; i < 3; ++i) {
+                want[i].assign(static_cast<size_t>(n * widths[i]), 0.0f);
+                got[i].assign(want[i].size(), 1.0f);
+                cp[i] = got[i].data();
+                gemm_bf16(a.data(), K, n, bs[i], want[i].data(), widths[i], false, pool, biases[i]);
+            }
+            gemm_bf16_multi(a.data(), K, n, 3, bp, cp, biases, pool);
+            for (int i = 0; i < 3; ++i)
+                ASSERT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * 4)) << "n=" << n << " product " << i;
+        }
+    }
+    const std::vector<float> w(64 * 32, 1.0f), a(4 * 64, 1.0f);
+    const PackedBf16 b64 = pack_bf16(w.data(), 64, 32, 64, true), b32 = pack_bf16(w.data(), 32, 64, 32, true);
+    std::vector<float> c0(4 * 64), c1(4 * 64);
+    const PackedBf16* bp[2] = {&b64, &b32};
+    float* cp[2] = {c0.data(), c1.data()};
+    EXPECT_THROW(gemm_bf16_multi(a.data(), 64, 4, 2, bp, cp, nullptr, nullptr), std::invalid_argument);
+}
+
+// An MLP through packed rows (gemm_bf16_to_rows, then gemm_bf16 on them) gives the bits of the
+// f32 route (up-projection with its activation into C, down-projection packing C): the hidden
+// values are rounded to bf16 either way. Widths around the tiles, an inner size past the AMX
+// kernel's one pass (the f32 fallback), accumulate, 1 and 2 threads.
+TEST(GemmBf16, PackedRowsAreTheF32Route) {
+    ThreadPool pool2(2);
+    for (const int64_t n : {1, 37, 197, 300})
+        for (const int64_t K : {96, 1100})
+            for (const int64_t F : {64, 130}) {
+                const int64_t M = 48;
+                const std::vector<float> a = gaussian(static_cast<size_t>(n * K), 11), w1 = gaussian(static_cast<size_t>(F * K), 12);
+                const std::vector<float> w2 = gaussian(static_cast<size_t>(M * F), 13), b1 = gaussian(static_cast<size_t>(F), 14);
+                const std::vector<float> b2 = gaussian(static_cast<size_t>(M), 15), c0 = gaussian(static_cast<size_t>(n * M), 16);
+                const PackedBf16 up = pack_bf16(w1.data(), K, F, K, true), down = pack_bf16(w2.data(), F, M, F, true);
+                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+                    std::vector<float> hidden(static_cast<size_t>(n * F)), want = c0, got = c0;
+                    gemm_bf16(a.data(), K, n, up, hidden.data(), F, false, pool, b1.data(), 0);
+                    gemm_bf16(hidden.data(), F, n, down, want.data(), M, true, pool, b2.data());
+                    PackedRowsBf16 rows;
+                    gemm_bf16_to_rows(a.data(), K, n, up, rows, pool, b1.data(), 0);
+                    gemm_bf16(rows, down, got.data(), M, true, pool, b2.data());
+                    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+                        << "n=" << n << " K=" << K << " F=" << F << (pool ? " 2 threads" : "");
+                }
+            }
+}
+
 // The pool-split (and, with AVX512-BF16, vectorised) packer writes the scalar packer's bytes, both
 // orientations, odd shapes, strides, NaNs, ties and denormals included (both round as fp32_to_bf16).
 TEST(GemmBf16, FastPackMatchesScalarPack) {

@@ -213,8 +213,9 @@ Bf16GemmPath env_path(Bf16GemmPath best) {
 
 // One kernel call: C's row pairs [p0, p1) x column pairs [q0, q1) (gemm_bf16_x86.h), then the
 // bias and the activation (act >= 0) on each finished output.
+// pack (AMX only): the outputs go to a packed-A buffer instead (bf16_gemm_amx).
 using KernelFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t, bool, int64_t,
-                          int64_t, int64_t, int64_t, const float*, int);
+                          int64_t, int64_t, int64_t, const float*, int, uint16_t*, int64_t);
 
 // The activation on the block a kernel call just wrote (the kernels without an epilogue for it).
 void act_block(int act, float* c, int64_t ldc, int64_t n_rows, int64_t M, int64_t p0, int64_t p1, int64_t q0,
@@ -229,13 +230,15 @@ KernelFn kernel_for(Bf16GemmPath path) {
     if (path == Bf16GemmPath::kAmx) return x86::bf16_gemm_amx;  // its own epilogue, tile by tile
     if (path == Bf16GemmPath::kAvx512Bf16)
         return [](const uint16_t* ap, const uint16_t* bp, int64_t kb, int64_t n_rows, int64_t M, float* c, int64_t ldc,
-                  bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act) {
+                  bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act, uint16_t*,
+                  int64_t) {
             x86::bf16_gemm_avx512(ap, bp, kb, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
             act_block(act, c, ldc, n_rows, M, p0, p1, q0, q1);
         };
 #endif
     return [](const uint16_t* ap, const uint16_t* bp, int64_t kb, int64_t n_rows, int64_t M, float* c, int64_t ldc,
-              bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act) {
+              bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias, int act, uint16_t*,
+              int64_t) {
         gemm_scalar(ap, bp, kb, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
         act_block(act, c, ldc, n_rows, M, p0, p1, q0, q1);
     };
@@ -283,42 +286,94 @@ std::atomic<int64_t> max_packed_a_bytes{int64_t{64} << 20};
 // thread's scratch ap in the packed-A layout. A is taken in row blocks of at most
 // max_packed_a_bytes; per block, the kernel of `path` with row or column blocks split over the pool
 // (each output computed by one kernel call in a fixed order, so neither split can change a result).
+// One product over a packed A: C (n_rows, b.M) = [C +] A · Bᵀ [+ bias], then act.
+struct Product {
+    const PackedBf16* b;
+    float* c;
+    int64_t ldc;
+    bool accumulate;
+    const float* bias;
+    int act;
+    uint16_t* pack = nullptr;  // AMX: outputs into this packed-A buffer instead of c (gemm_bf16_to_rows)
+};
+
+// The products `out` (all of one inner size) with A packed by pack(ap, r0, rows, p0, p1): row pairs
+// [p0, p1) of the block of A rows [r0, r0 + rows), numbered from the block's start, into the calling
+// thread's scratch ap in the packed-A layout, once for all of them. A is taken in row blocks of at
+// most max_packed_a_bytes; per block, the kernel of `path` with row or column blocks split over the
+// pool (each output computed by one kernel call in a fixed order, so neither split can change a
+// result).
 template <class Pack>
-void run_packed(Bf16GemmPath path, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc, bool accumulate,
-                ThreadPool* pool, Pack pack, const float* bias = nullptr, int act = -1) {
-    const int64_t kb = b.kb_count;
+void run_packed(Bf16GemmPath path, int64_t n_rows, const Product* out, int n_out, ThreadPool* pool, Pack pack,
+                const uint16_t* given_a = nullptr) {
+    const int64_t kb = out[0].b->kb_count;
     const int64_t pair_elems = 2 * std::max<int64_t>(1, kb) * kTileElems;
     const int64_t block_pairs = std::max<int64_t>(1, max_packed_a_bytes.load() / (2 * pair_elems));
     const int64_t n_p_all = (n_rows + 31) / 32;  // row pairs (32 rows)
-    const int64_t n_q = b.jb_count / 2;          // column pairs (32 outputs)
     thread_local Scratch scratch;
-    uint16_t* ap = scratch.get(static_cast<size_t>(std::min(n_p_all, block_pairs) * pair_elems));
+    uint16_t* scratch_a = given_a != nullptr ? nullptr : scratch.get(static_cast<size_t>(std::min(n_p_all, block_pairs) * pair_elems));
 
     const KernelFn kernel = kernel_for(path);
     const int parts = pool != nullptr ? pool->size() : 1;
-    const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
     for (int64_t P0 = 0; P0 < n_p_all; P0 += block_pairs) {
         const int64_t n_p = std::min(block_pairs, n_p_all - P0), r0 = 32 * P0;
         const int64_t rows = std::min(n_rows - r0, 32 * n_p);
-        float* cb = c + r0 * ldc;
-        if (!threaded) {
-            pack(ap, r0, rows, 0, n_p);
-            kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, 0, n_q, bias, act);
-            continue;
-        }
-        pool->run(n_p, [&](int64_t p, int) { pack(ap, r0, rows, p, p + 1); });
-        const bool by_cols = n_q >= n_p;
-        const int64_t n = by_cols ? n_q : n_p;
-        const int64_t chunk = (n + parts - 1) / parts;
-        pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
-            const int64_t s = i * chunk, e = std::min(n, s + chunk);
-            if (by_cols) {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, 0, n_p, s, e, bias, act);
-            } else {
-                kernel(ap, b.data.get(), kb, rows, b.M, cb, ldc, accumulate, s, e, 0, n_q, bias, act);
+        const uint16_t* ap = given_a != nullptr ? given_a + P0 * pair_elems : scratch_a;
+        bool packed = given_a != nullptr;
+        for (int o = 0; o < n_out; ++o) {
+            const Product& x = out[o];
+            const PackedBf16& b = *x.b;
+            const int64_t n_q = b.jb_count / 2;  // column pairs (32 outputs)
+            const bool threaded = parts > 1 && n_rows * b.M * std::max<int64_t>(b.K, 1) >= (int64_t{1} << 20);
+            float* cb = x.pack != nullptr ? nullptr : x.c + r0 * x.ldc;
+            const int64_t out_kb = (b.M + 31) / 32;  // a packed output's input blocks
+            uint16_t* pb = x.pack != nullptr ? x.pack + P0 * 2 * out_kb * kTileElems : nullptr;
+            if (!packed) {
+                if (threaded) {
+                    pool->run(n_p, [&](int64_t p, int) { pack(scratch_a, r0, rows, p, p + 1); });
+                } else {
+                    pack(scratch_a, r0, rows, 0, n_p);
+                }
+                packed = true;
             }
-        });
+            if (!threaded) {
+                kernel(ap, b.data.get(), kb, rows, b.M, cb, x.ldc, x.accumulate, 0, n_p, 0, n_q, x.bias, x.act, pb, out_kb);
+                continue;
+            }
+            const bool by_cols = n_q >= n_p;
+            const int64_t n = by_cols ? n_q : n_p;
+            const int64_t chunk = (n + parts - 1) / parts;
+            pool->run((n + chunk - 1) / chunk, [&](int64_t i, int) {
+                const int64_t s = i * chunk, e = std::min(n, s + chunk);
+                if (by_cols) {
+                    kernel(ap, b.data.get(), kb, rows, b.M, cb, x.ldc, x.accumulate, 0, n_p, s, e, x.bias, x.act, pb,
+                           out_kb);
+                } else {
+                    kernel(ap, b.data.get(), kb, rows, b.M, cb, x.ldc, x.accumulate, s, e, 0, n_q, x.bias, x.act, pb,
+                           out_kb);
+                }
+            });
+        }
     }
+}
+
+void check_path(const char* what, Bf16GemmPath path) {
+    if (!bf16_gemm_path_supported(path))
+        throw std::invalid_argument(std::string(what) + ": path '" + bf16_gemm_path_name(path) +
+                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+}
+
+void check_product(const char* what, int64_t n_rows, int64_t lda, int64_t K, const Product& x) {
+    const PackedBf16& b = *x.b;
+    if (n_rows < 0 || lda < b.K || b.K != K || x.ldc < b.M || (b.M > 0 && b.empty()))
+        throw std::invalid_argument(std::string(what) + ": A is " + std::to_string(n_rows) + "x" + std::to_string(K) +
+                                    " with row stride " + std::to_string(lda) + ", C has row stride " +
+                                    std::to_string(x.ldc) + " for " + std::to_string(b.M) + " outputs of " +
+                                    std::to_string(b.K) + " inputs: expected n_rows >= 0, lda >= K, B's inputs = "
+                                    "K, ldc >= M and a packed B");
+    if (x.act < -1 || x.act > 3)
+        throw std::invalid_argument(std::string(what) + ": activation kind " + std::to_string(x.act) +
+                                    ", expected -1 (none) or 0-3 (KernelTable::act's kinds)");
 }
 
 }  // namespace
@@ -391,30 +446,72 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
 
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
                bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias, int act) {
-    if (!bf16_gemm_path_supported(path))
-        throw std::invalid_argument(std::string("gemm_bf16: path '") + bf16_gemm_path_name(path) +
-                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
-    if (n_rows < 0 || lda < b.K || ldc < b.M || (b.M > 0 && b.empty()))
-        throw std::invalid_argument("gemm_bf16: A is " + std::to_string(n_rows) + "x" + std::to_string(b.K) +
-                                    " with row stride " + std::to_string(lda) + ", C has row stride " +
-                                    std::to_string(ldc) + " for " + std::to_string(b.M) +
-                                    " outputs: expected n_rows >= 0, lda >= K, ldc >= M and a packed B");
-    if (act < -1 || act > 3)
-        throw std::invalid_argument("gemm_bf16: activation kind " + std::to_string(act) +
-                                    ", expected -1 (none) or 0-3 (KernelTable::act's kinds)");
+    check_path("gemm_bf16", path);
+    const Product x{&b, c, ldc, accumulate, bias, act};
+    check_product("gemm_bf16", n_rows, lda, b.K, x);
     if (n_rows == 0 || b.M == 0) return;
-
-    run_packed(path, n_rows, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+    run_packed(path, n_rows, &x, 1, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
         pack_a(path, a + r0 * lda, lda, rows, b.K, b.kb_count, ap, p0, p1);
-    }, bias, act);
+    });
+}
+
+void gemm_bf16_multi(const float* a, int64_t lda, int64_t n_rows, int n, const PackedBf16* const* bs, float* const* cs,
+                     const float* const* biases, ThreadPool* pool) {
+    const Bf16GemmPath path = bf16_gemm_best_path();
+    if (n < 1 || n > 8) throw std::invalid_argument("gemm_bf16_multi: " + std::to_string(n) + " products, expected 1-8");
+    Product x[8];
+    for (int i = 0; i < n; ++i) {
+        x[i] = {bs[i], cs[i], bs[i]->M, false, biases != nullptr ? biases[i] : nullptr, -1};
+        check_product("gemm_bf16_multi", n_rows, lda, bs[0]->K, x[i]);
+    }
+    if (n_rows == 0) return;
+    run_packed(path, n_rows, x, n, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+        pack_a(path, a + r0 * lda, lda, rows, bs[0]->K, bs[0]->kb_count, ap, p0, p1);
+    });
+}
+
+void gemm_bf16_to_rows(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, PackedRowsBf16& out,
+                       ThreadPool* pool, const float* bias, int act) {
+    const Bf16GemmPath path = bf16_gemm_best_path();
+    Product x{&b, nullptr, b.M, false, bias, act};
+    check_product("gemm_bf16_to_rows", n_rows, lda, b.K, x);
+    out.n_rows = n_rows, out.K = b.M, out.kb_count = (b.M + 31) / 32;
+    const size_t elems = static_cast<size_t>(2 * ((n_rows + 31) / 32) * std::max<int64_t>(1, out.kb_count)) * kTileElems;
+    if (out.capacity < elems) {
+        out.data.reset(static_cast<uint16_t*>(std::aligned_alloc(64, elems * 2)));
+        if (!out.data) throw std::bad_alloc();
+        out.capacity = elems;
+    }
+    if (n_rows == 0 || b.M == 0) return;
+    auto pack = [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+        pack_a(path, a + r0 * lda, lda, rows, b.K, b.kb_count, ap, p0, p1);
+    };
+    if (path == Bf16GemmPath::kAmx && b.kb_count <= 32) {  // one pass over K: the kernel's packed output
+        x.pack = out.data.get();
+        run_packed(path, n_rows, &x, 1, pool, pack);
+        return;
+    }
+    // Elsewhere: the f32 product, then packed (the same values).
+    thread_local std::vector<float> tmp;
+    tmp.resize(static_cast<size_t>(n_rows * b.M));
+    x.c = tmp.data();
+    run_packed(path, n_rows, &x, 1, pool, pack);
+    pack_a(path, tmp.data(), b.M, n_rows, b.M, out.kb_count, out.data.get(), 0, (n_rows + 31) / 32);
+}
+
+void gemm_bf16(const PackedRowsBf16& a, const PackedBf16& b, float* c, int64_t ldc, bool accumulate, ThreadPool* pool,
+               const float* bias) {
+    const Bf16GemmPath path = bf16_gemm_best_path();
+    const Product x{&b, c, ldc, accumulate, bias, -1};
+    check_product("gemm_bf16 (packed rows)", a.n_rows, a.K, a.K, x);
+    if (a.n_rows == 0 || b.M == 0) return;
+    run_packed(path, a.n_rows, &x, 1, pool, [](uint16_t*, int64_t, int64_t, int64_t, int64_t) {}, a.data.get());
 }
 
 void attention_bf16(const AttentionBf16& x) { attention_bf16(x, bf16_gemm_best_path()); }
 
 void attention_bf16(const AttentionBf16& x, Bf16GemmPath path) {
-    if (!bf16_gemm_path_supported(path))
-        throw std::invalid_argument(std::string("attention_bf16: path '") + bf16_gemm_path_name(path) +
-                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+    check_path("attention_bf16", path);
     if (x.T <= 0 || x.Tk <= 0 || x.L <= 0 || x.L > x.Tk || x.D <= 0 || x.Dv <= 0 || x.ldq < x.D || x.ldk < x.D ||
         x.ldv < x.Dv || x.ldo < x.Dv)
         throw std::invalid_argument("attention_bf16: T " + std::to_string(x.T) + ", Tk " + std::to_string(x.Tk) +
@@ -438,7 +535,7 @@ void attention_bf16(const AttentionBf16& x, Bf16GemmPath path) {
         const int64_t r0 = 32 * p, rows = std::min<int64_t>(32, x.T - r0);
         pack_a(path, x.q + r0 * x.ldq, x.ldq, rows, x.D, kb_d, qp, 0, 1);
         // All 32 x tkp scores (pad rows and keys are products with zeros): no edge tiles.
-        kernel(qp, kp.data.get(), kb_d, 32, tkp, sc.data(), tkp, false, 0, 1, 0, kb_t, nullptr, -1);
+        kernel(qp, kp.data.get(), kb_d, 32, tkp, sc.data(), tkp, false, 0, 1, 0, kb_t, nullptr, -1, nullptr, 0);
         const float* add0 = x.add[0] != nullptr ? x.add[0] + r0 * x.Tk : nullptr;
         const float* add1 = x.add[1] != nullptr ? x.add[1] + r0 * x.Tk : nullptr;
 #if defined(LF_BF16_X86)
@@ -450,7 +547,7 @@ void attention_bf16(const AttentionBf16& x, Bf16GemmPath path) {
             softmax_pack_scalar(sc.data(), tkp, rows, x.L, kb_t, x.scale, add0, add1, x.Tk, pp, inv_z);
         }
         kernel(pp, vp.data.get(), kb_t, rows, x.Dv, x.o + r0 * x.ldo, x.ldo, false, 0, 1, 0, (x.Dv + 31) / 32, nullptr,
-               -1);
+               -1, nullptr, 0);
         // the softmax's normalisation, on the product
 #if defined(LF_BF16_X86)
         if (path != Bf16GemmPath::kScalar) {
@@ -470,9 +567,7 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
 
 void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int64_t N, int64_t M, int64_t K, float* c,
                   int64_t ldc, bool accumulate, ThreadPool* pool, Bf16GemmPath path) {
-    if (!bf16_gemm_path_supported(path))
-        throw std::invalid_argument(std::string("gemm_bf16_tn: path '") + bf16_gemm_path_name(path) +
-                                    "' is not supported by this CPU (check bf16_gemm_path_supported first)");
+    check_path("gemm_bf16_tn", path);
     if (N < 0 || M < 0 || K < 0 || ldg < M || ldx < K || ldc < K)
         throw std::invalid_argument("gemm_bf16_tn: G is " + std::to_string(N) + "x" + std::to_string(M) +
                                     " (row stride " + std::to_string(ldg) + "), X " + std::to_string(N) + "x" +
@@ -486,7 +581,8 @@ void gemm_bf16_tn(const float* g, int64_t ldg, const float* x, int64_t ldx, int6
     PackedBf16& b = kept;
     pack_bf16_into(b, x, ldx, N, K, false, pool);  // the same bytes on every path
     const int64_t kb_count = b.kb_count;
-    run_packed(path, M, b, c, ldc, accumulate, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+    const Product prod{&b, c, ldc, accumulate, nullptr, -1};
+    run_packed(path, M, &prod, 1, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
         const float* gb = g + r0;  // A = Gᵀ: its rows are G's columns
 #if defined(LF_BF16_X86)
         if (path != Bf16GemmPath::kScalar) return x86::bf16_pack_at_avx512(gb, ldg, rows, N, kb_count, ap, p0, p1);

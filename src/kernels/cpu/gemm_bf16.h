@@ -111,6 +111,31 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
 void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, float* c, int64_t ldc,
                bool accumulate, ThreadPool* pool, Bf16GemmPath path, const float* bias = nullptr, int act = -1);
 
+// n (1-8) products of the same rows, A rounded and packed once (an encoder layer's q, k and v
+// projections): cs[i] (n_rows, bs[i]->M) = bf16(A) · bs[i]ᵀ [+ biases[i]] (biases or its entries
+// null: none), row stride bs[i]->M; every bs[i] has A's K inputs. The bits of n gemm_bf16 calls.
+void gemm_bf16_multi(const float* a, int64_t lda, int64_t n_rows, int n, const PackedBf16* const* bs, float* const* cs,
+                     const float* const* biases, ThreadPool* pool);
+
+// Rows already rounded to bf16 and laid out as a product's packed A (16 x 32 tiles, row blocks of
+// kb_count tiles; zeros past n_rows and K): the hidden rows of an encoder MLP, written by the
+// up-projection's epilogue and read by the down-projection as they are, with no f32 copy between
+// (gemm_bf16_to_rows, then gemm_bf16 on them). Move-only, reused by later calls when large enough.
+struct PackedRowsBf16 {
+    int64_t n_rows = 0, K = 0, kb_count = 0;
+    size_t capacity = 0;  // elements allocated
+    std::unique_ptr<uint16_t, PackedBf16::Free> data;
+};
+// out = bf16(act(A · Bᵀ + bias)) as packed rows (n_rows, b.M): the values gemm_bf16 would write to C,
+// rounded to bf16 (nearest even; on AMX inputs below 2^-126 round to zero) — on AMX straight from
+// the kernel's epilogue when b.K <= 1024, elsewhere through an f32 buffer. act as gemm_bf16's.
+void gemm_bf16_to_rows(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, PackedRowsBf16& out,
+                       ThreadPool* pool, const float* bias = nullptr, int act = -1);
+// C (a.n_rows, b.M) = [C +] a · Bᵀ [+ bias] over packed rows (b.K must be a.K): gemm_bf16 with A
+// already rounded and packed.
+void gemm_bf16(const PackedRowsBf16& a, const PackedBf16& b, float* c, int64_t ldc, bool accumulate, ThreadPool* pool,
+               const float* bias = nullptr);
+
 // One (sequence, head) of bidirectional attention with bf16 products (an encoder's bf16 encode,
 // model.cpp): with S = bf16(Q) · bf16(K)ᵀ summed in f32, per query row i over keys t < L,
 //   x[t] = scale · S[i][t] + add[0][i][t] + add[1][i][t],   e[t] = exp(x[t] − max x)  (f32)

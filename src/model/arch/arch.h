@@ -247,6 +247,18 @@ public:
     // f(x · wᵀ + bias): a product and its activation, which a backend may do in one pass (the
     // eager one's bf16 encodes apply f to each output tile while it is in cache).
     virtual Act linear_act(Act x, Weight w, Weight bias, Activation f) { return activation(linear(x, w, bias), f); }
+    // residual(layer, branch, h, x · wᵀ + bias): a branch's output projection and the residual add,
+    // which a backend may do in one pass (the eager one's bf16 encodes accumulate the product into h).
+    virtual Act linear_residual(int64_t layer, int branch, Act h, Act x, Weight w, Weight bias) {
+        return residual(layer, branch, h, linear(x, w, bias));
+    }
+    // An encoder block's feed-forward branch added to the stream h (branch 1 of `layer`):
+    // h + down(f(up(x) + up_b)) + down_b. The eager backend's bf16 encodes keep the hidden rows in
+    // bf16, in the layout the down-projection reads, instead of an f32 copy.
+    virtual Act mlp_residual(int64_t layer, Act h, Act x, Weight up, Weight up_b, Weight down, Weight down_b,
+                             Activation f) {
+        return linear_residual(layer, 1, h, linear_act(x, up, up_b, f), down, down_b);
+    }
     // x with each sequence's first row replaced by the vector w (C): a class token in front of the
     // patches (its input row is a placeholder).
     virtual Act class_row(Act x, Weight w) = 0;

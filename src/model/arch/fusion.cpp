@@ -172,9 +172,9 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     const int64_t D = c.n_embd / c.n_head;
     AttentionSpec spec{c.n_head, c.n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
     spec.causal = false;
-    h = o.residual(l, 0, h, o.linear(o.attention(l, q, kv[0], kv[1], spec), W(kWo), W(kBo)));
+    h = o.linear_residual(l, 0, h, o.attention(l, q, kv[0], kv[1], spec), W(kWo), W(kBo));
     Act x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
-    return o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), Activation::kGelu));
+    return encoder_family::mlp_residual(o, l, h, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), Activation::kGelu);
 }
 
 Act head(Ops&, const ModelConfig&, Act h) { return h; }

@@ -139,10 +139,10 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     auto W = [l](int slot) { return Weight{l, slot}; };
     const float eps = c.enc.norm_eps;
     const Weight qkv[3] = {W(kWq), W(kWk), W(kWv)}, qkv_b[3] = {W(kBq), W(kBk), W(kBv)};
-    Act a = encoder_family::self_attention(o, l, h, c.n_head, qkv, qkv_b, W(kWo), W(kBo));
-    h = o.layernorm(o.residual(l, 0, h, a), W(kLn1), W(kLn1B), eps);
-    Act y = encoder_family::mlp(o, h, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act);
-    return o.layernorm(o.residual(l, 1, h, y), W(kLn2), W(kLn2B), eps);
+    h = o.layernorm(encoder_family::self_attention_residual(o, l, h, h, c.n_head, qkv, qkv_b, W(kWo), W(kBo)), W(kLn1),
+                    W(kLn1B), eps);
+    return o.layernorm(encoder_family::mlp_residual(o, l, h, h, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act),
+                       W(kLn2), W(kLn2B), eps);
 }
 
 Act head(Ops&, const ModelConfig&, Act h) { return h; }

@@ -305,7 +305,7 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     Act a = o.linear(o.attention(l, qkv[0], qkv[1], qkv[2], spec), W(kWo), W(kBo));
     h = o.residual(l, 0, h, o.gather_rows(a, back.data(), Hs * Ws));
     x = o.layernorm(h, W(kLn2), W(kLn2B), c.enc.norm_eps);
-    h = o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act));
+    h = encoder_family::mlp_residual(o, l, h, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act);
     if (!merges(c, l)) return h;
     // Patch merging: token (oy, ox) of the halved grid is [x(2oy,2ox), x(2oy+1,2ox), x(2oy,2ox+1), x(2oy+1,2ox+1)].
     const int64_t H2 = (Hs + 1) / 2, W2 = (Ws + 1) / 2;

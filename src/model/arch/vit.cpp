@@ -370,11 +370,10 @@ Act layer(Ops& o, const ModelConfig& c, int64_t l, Act h) {
     auto W = [l](int slot) { return Weight{l, slot}; };
     const float eps = c.enc.norm_eps;
     const Weight qkv[3] = {W(kWq), W(kWk), W(kWv)}, qkv_b[3] = {W(kBq), W(kBk), W(kBv)};
-    Act a = encoder_family::self_attention(o, l, o.layernorm(h, W(kLn1), W(kLn1B), eps), c.n_head, qkv, qkv_b, W(kWo),
-                                           W(kBo));
-    h = o.residual(l, 0, h, a);
+    h = encoder_family::self_attention_residual(o, l, h, o.layernorm(h, W(kLn1), W(kLn1B), eps), c.n_head, qkv, qkv_b,
+                                                W(kWo), W(kBo));
     Act x = o.layernorm(h, W(kLn2), W(kLn2B), eps);
-    return o.residual(l, 1, h, encoder_family::mlp(o, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act));
+    return encoder_family::mlp_residual(o, l, h, x, W(kFc1), W(kFc1B), W(kFc2), W(kFc2B), c.enc.act);
 }
 
 Act head(Ops& o, const ModelConfig& c, Act h) {
@@ -468,14 +467,30 @@ Act mlp(Ops& o, Act x, Weight up, Weight up_b, Weight down, Weight down_b, Activ
     return o.linear(o.linear_act(x, up, up_b, f), down, down_b);
 }
 
-Act self_attention(Ops& o, int64_t layer, Act x, int64_t n_head, const Weight qkv[3], const Weight qkv_b[3], Weight out,
-                   Weight out_b) {
+Act mlp_residual(Ops& o, int64_t layer, Act h, Act x, Weight up, Weight up_b, Weight down, Weight down_b, Activation f) {
+    return o.mlp_residual(layer, h, x, up, up_b, down, down_b, f);
+}
+
+namespace {
+// Self-attention before its output projection: q, k, v of x, every head over every row.
+Act attend(Ops& o, int64_t layer, Act x, int64_t n_head, const Weight qkv[3], const Weight qkv_b[3]) {
     Act p[3];
     o.linear(x, qkv, qkv_b, 3, p);
     const int64_t D = p[0].cols / n_head;
     AttentionSpec spec{n_head, n_head, D, D, 0, 1.0f / std::sqrt(static_cast<float>(D)), nullptr};
     spec.causal = false;
-    return o.linear(o.attention(layer, p[0], p[1], p[2], spec), out, out_b);
+    return o.attention(layer, p[0], p[1], p[2], spec);
+}
+}  // namespace
+
+Act self_attention(Ops& o, int64_t layer, Act x, int64_t n_head, const Weight qkv[3], const Weight qkv_b[3], Weight out,
+                   Weight out_b) {
+    return o.linear(attend(o, layer, x, n_head, qkv, qkv_b), out, out_b);
+}
+
+Act self_attention_residual(Ops& o, int64_t layer, Act h, Act x, int64_t n_head, const Weight qkv[3],
+                            const Weight qkv_b[3], Weight out, Weight out_b) {
+    return o.linear_residual(layer, 0, h, attend(o, layer, x, n_head, qkv, qkv_b), out, out_b);
 }
 
 int64_t need(const ConfigSource& src, const char* key) {

@@ -93,39 +93,68 @@ inline void c_tile_finish(const CTile& t, const float* buf, int64_t ldc) {
 // would), done in C a few 16-wide row pieces at a time between the next block's input steps:
 // the AVX-512 work then runs beside the AMX unit's products instead of stalling them (done all
 // at once after the block, a GELU epilogue doubled the up-projection's time).
+//
+// Packed output (pack != null): the block's four tiles are in a 4 KiB buffer (tile i at 256 i,
+// rows of 16), and each of its 32 rows becomes, after the bias and the activation, one 64-byte
+// row of bf16 in the packed-A layout of a next product (rows past nr zeros): the pieces are rows.
 template <int kAct>
 struct Epilogue {
-    float* dst = nullptr;  // the block's corner in C
+    float* dst = nullptr;  // the block's corner in C, or its tile buffer (packed output)
     const float* bias = nullptr;
-    int64_t ldc = 0, nr = 0, nc = 0, next = 0, units = 0;  // units: nr rows x 2 halves
+    uint16_t* pack = nullptr;  // packed output: the block's row pair's first row in its tile column
+    int64_t ldc = 0, nr = 0, nc = 0, next = 0, units = 0;  // units: nr rows x 2 halves, or 32 rows
 
     bool pending() const { return next < units; }
-    void start(float* d, const float* b, int64_t ld, int64_t rows, int64_t cols) {
-        dst = d, bias = b, ldc = ld, nr = rows, nc = cols, next = 0, units = rows > 0 && cols > 0 ? 2 * rows : 0;
+    void start(float* d, const float* b, int64_t ld, int64_t rows, int64_t cols, uint16_t* pk = nullptr) {
+        dst = d, bias = b, ldc = ld, nr = rows, nc = cols, next = 0, pack = pk;
+        units = pk != nullptr ? 32 : rows > 0 && cols > 0 ? 2 * rows : 0;
+    }
+    __m512 piece(const float* x, int64_t c0, __mmask16 m) const {
+        __m512 v = _mm512_maskz_loadu_ps(m, x);
+        if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + c0));
+        if constexpr (kAct >= 0) v = act_v<ActLanes16, kAct>(v);
+        return v;
     }
     // Up to n more pieces.
     void advance(int64_t n) {
+        if (pack != nullptr) {
+            for (const int64_t end = min64(units, next + n); next < end; ++next) {
+                const int64_t r = next;
+                uint16_t* out = pack + (r / 16) * pack_kb * kTileElems + (r % 16) * 32;
+                if (r >= nr) {
+                    _mm512_storeu_si512(out, _mm512_setzero_si512());
+                    continue;
+                }
+                const float* x = dst + (r / 16) * 512 + (r % 16) * 16;  // tiles 2 (r / 16) and 2 (r / 16) + 1
+                const __m512 lo = piece(x, 0, ActLanes16::mask(min64(16, nc)));
+                const __m512 hi = piece(x + 256, 16, ActLanes16::mask(nc > 16 ? nc - 16 : 0));
+                _mm512_storeu_si512(out, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+            }
+            return;
+        }
         for (const int64_t end = min64(units, next + n); next < end; ++next) {
             const int64_t r = next >> 1, c0 = 16 * (next & 1), w = min64(16, nc - c0);
             if (w <= 0) continue;
             const __mmask16 m = ActLanes16::mask(w);
             float* x = dst + r * ldc + c0;
-            __m512 v = _mm512_maskz_loadu_ps(m, x);
-            if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + c0));
-            if constexpr (kAct >= 0) v = act_v<ActLanes16, kAct>(v);
-            _mm512_mask_storeu_ps(x, m, v);
+            _mm512_mask_storeu_ps(x, m, piece(x, c0, m));
         }
     }
     void finish() { advance(units); }
+    int64_t pack_kb = 0;  // packed output: the next product's input blocks (its row-block stride)
 };
 
 template <int kAct>
 void gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
-              int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias) {
+              int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias,
+              uint16_t* pack, int64_t pack_kb) {
     configure_tiles();
     alignas(64) float buf[4][256];
-    const bool epilogue = bias != nullptr || kAct >= 0;
+    alignas(64) float blocks[2][4][256];  // packed output: this block's tiles and the pending one's
+    int slot = 0;
+    const bool epilogue = bias != nullptr || kAct >= 0 || pack != nullptr;
     Epilogue<kAct> ep;
+    ep.pack_kb = pack_kb;
     for (int64_t qc = q0; qc < q1; qc += kQChunk) {
         const int64_t qc1 = min64(q1, qc + kQChunk);
         // kb_count == 0 still makes one pass, which writes the start values.
@@ -139,9 +168,13 @@ void gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t 
                 const uint16_t* a1 = ap + ((2 * p + 1) * kb_count + k0) * kTileElems;
                 for (int64_t q = qc; q < qc1; ++q) {
                     CTile t[4];
-                    for (int i = 0; i < 4; ++i)
-                        c_tile_setup(t[i], buf[i], c, ldc, 32 * p + (i >> 1) * 16, 32 * q + (i & 1) * 16, n_rows, M,
-                                     load);
+                    if (pack != nullptr) {  // whole tiles into this block's buffer; no C (one pass over K)
+                        for (int i = 0; i < 4; ++i) t[i] = {blocks[slot][i], 64, blocks[slot][i], 0, 0, false};
+                    } else {
+                        for (int i = 0; i < 4; ++i)
+                            c_tile_setup(t[i], buf[i], c, ldc, 32 * p + (i >> 1) * 16, 32 * q + (i & 1) * 16, n_rows,
+                                         M, load);
+                    }
                     // A block at the bottom or right edge with no valid rows in its lower half or
                     // columns in its right half (197 rows: the last of 7 row pairs holds 5) skips
                     // those tiles' products: they would only fill the stack buffer.
@@ -193,6 +226,13 @@ void gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t 
                     if (right) _tile_stored(1, t[1].ptr, t[1].stride);
                     if (lower) _tile_stored(2, t[2].ptr, t[2].stride);
                     if (lower && right) _tile_stored(3, t[3].ptr, t[3].stride);
+                    if (pack != nullptr) {
+                        ep.finish();
+                        ep.start(blocks[slot][0], bias != nullptr ? bias + 32 * q : nullptr, 0, min64(32, n_rows - 32 * p),
+                                 min64(32, M - 32 * q), pack + (2 * p * pack_kb + q) * kTileElems);
+                        slot ^= 1;
+                        continue;
+                    }
                     for (int i = 0; i < 4; ++i) c_tile_finish(t[i], buf[i], ldc);
                     if (epilogue && k1 == kb_count) {  // the finished sums
                         ep.finish();
@@ -212,13 +252,14 @@ void gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t 
 
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
                    int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias,
-                   int act) {
+                   int act, uint16_t* pack, int64_t pack_kb) {
     switch (act) {
-        case 0: return gemm_amx<0>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
-        case 1: return gemm_amx<1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
-        case 2: return gemm_amx<2>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
-        case 3: return gemm_amx<3>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
-        default: return gemm_amx<-1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias);
+        case 0: return gemm_amx<0>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias, pack, pack_kb);
+        case 1: return gemm_amx<1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias, pack, pack_kb);
+        case 2: return gemm_amx<2>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias, pack, pack_kb);
+        case 3: return gemm_amx<3>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias, pack, pack_kb);
+        default:
+            return gemm_amx<-1>(ap, bp, kb_count, n_rows, M, c, ldc, accumulate, p0, p1, q0, q1, bias, pack, pack_kb);
     }
 }
 

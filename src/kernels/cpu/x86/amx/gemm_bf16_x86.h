@@ -51,10 +51,14 @@ void scale_rows_avx512(float* o, int64_t ldo, int64_t rows, int64_t n, const flo
 // C[rows of p][cols of q] = (accumulate ? C : 0) + A · Bᵀ (+ bias[col], when bias is not null,
 // added to the finished f32 sum as a separate rounding) over the packed operands. The AMX kernel
 // also applies an activation (act >= 0: KernelTable::act's kind, its AVX-512 form) to each
-// finished tile while it is in L1; the caller does that for the other kernels.
+// finished tile while it is in L1; the caller does that for the other kernels. With pack not null
+// (AMX only; accumulate false, K in one pass: kb_count <= 32) the finished outputs are not written
+// to C but rounded to bf16 (nearest even) into the packed-A layout of a next product at pack
+// (row pair 0 of this call's rows, pack_kb = ceil(M / 32) input blocks per row block), the padding
+// rows and columns zeros.
 void bf16_gemm_amx(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M, float* c,
                    int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1, const float* bias,
-                   int act);
+                   int act, uint16_t* pack = nullptr, int64_t pack_kb = 0);
 void bf16_gemm_avx512(const uint16_t* ap, const uint16_t* bp, int64_t kb_count, int64_t n_rows, int64_t M,
                       float* c, int64_t ldc, bool accumulate, int64_t p0, int64_t p1, int64_t q0, int64_t q1,
                       const float* bias);
