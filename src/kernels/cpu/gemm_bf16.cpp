@@ -281,11 +281,6 @@ void softmax_pack_scalar(const float* s, int64_t lds, int64_t rows, int64_t L, i
 // copy, kept by the thread between calls) while B is streamed only a few times.
 std::atomic<int64_t> max_packed_a_bytes{int64_t{64} << 20};
 
-// C (n_rows, b.M) = [C +] A · Bᵀ with A packed by pack(ap, r0, rows, p0, p1): row pairs [p0, p1)
-// of the block of A rows [r0, r0 + rows), numbered from the block's start, into the calling
-// thread's scratch ap in the packed-A layout. A is taken in row blocks of at most
-// max_packed_a_bytes; per block, the kernel of `path` with row or column blocks split over the pool
-// (each output computed by one kernel call in a fixed order, so neither split can change a result).
 // One product over a packed A: C (n_rows, b.M) = [C +] A · Bᵀ [+ bias], then act.
 struct Product {
     const PackedBf16* b;
@@ -296,6 +291,13 @@ struct Product {
     int act;
     uint16_t* pack = nullptr;  // AMX: outputs into this packed-A buffer instead of c (gemm_bf16_to_rows)
 };
+
+// The packer run_packed takes for a row-major f32 A (row stride lda, K columns, kb_count blocks).
+auto pack_rows(Bf16GemmPath path, const float* a, int64_t lda, int64_t K, int64_t kb_count) {
+    return [=](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
+        pack_a(path, a + r0 * lda, lda, rows, K, kb_count, ap, p0, p1);
+    };
+}
 
 // The products `out` (all of one inner size) with A packed by pack(ap, r0, rows, p0, p1): row pairs
 // [p0, p1) of the block of A rows [r0, r0 + rows), numbered from the block's start, into the calling
@@ -450,9 +452,7 @@ void gemm_bf16(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b,
     const Product x{&b, c, ldc, accumulate, bias, act};
     check_product("gemm_bf16", n_rows, lda, b.K, x);
     if (n_rows == 0 || b.M == 0) return;
-    run_packed(path, n_rows, &x, 1, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
-        pack_a(path, a + r0 * lda, lda, rows, b.K, b.kb_count, ap, p0, p1);
-    });
+    run_packed(path, n_rows, &x, 1, pool, pack_rows(path, a, lda, b.K, b.kb_count));
 }
 
 void gemm_bf16_multi(const float* a, int64_t lda, int64_t n_rows, int n, const PackedBf16* const* bs, float* const* cs,
@@ -465,9 +465,7 @@ void gemm_bf16_multi(const float* a, int64_t lda, int64_t n_rows, int n, const P
         check_product("gemm_bf16_multi", n_rows, lda, bs[0]->K, x[i]);
     }
     if (n_rows == 0) return;
-    run_packed(path, n_rows, x, n, pool, [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
-        pack_a(path, a + r0 * lda, lda, rows, bs[0]->K, bs[0]->kb_count, ap, p0, p1);
-    });
+    run_packed(path, n_rows, x, n, pool, pack_rows(path, a, lda, bs[0]->K, bs[0]->kb_count));
 }
 
 void gemm_bf16_to_rows(const float* a, int64_t lda, int64_t n_rows, const PackedBf16& b, PackedRowsBf16& out,
@@ -483,10 +481,8 @@ void gemm_bf16_to_rows(const float* a, int64_t lda, int64_t n_rows, const Packed
         out.capacity = elems;
     }
     if (n_rows == 0 || b.M == 0) return;
-    auto pack = [&](uint16_t* ap, int64_t r0, int64_t rows, int64_t p0, int64_t p1) {
-        pack_a(path, a + r0 * lda, lda, rows, b.K, b.kb_count, ap, p0, p1);
-    };
-    if (path == Bf16GemmPath::kAmx && b.kb_count <= 32) {  // one pass over K: the kernel's packed output
+    const auto pack = pack_rows(path, a, lda, b.K, b.kb_count);
+    if (path == Bf16GemmPath::kAmx && b.kb_count <= x86::kAmxKChunk) {  // one pass over K: the kernel's packed output
         x.pack = out.data.get();
         run_packed(path, n_rows, &x, 1, pool, pack);
         return;

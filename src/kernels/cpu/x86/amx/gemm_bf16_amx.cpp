@@ -28,7 +28,7 @@ namespace {
 constexpr int64_t kTileElems = 512;  // bf16 per 1 KiB tile
 // Tuned on the 110M-Llama shapes (bench/bench_bf16_gemm.cpp): 16 pairs beat 2, 4 and 8 by 10-20%
 // and 24-64 by a little; input chunks of 8-24 blocks were no better than 32.
-constexpr int64_t kKChunk = 32;  // input blocks (of 32) per pass: 1024 inputs
+constexpr int64_t kKChunk = kAmxKChunk;  // input blocks (of 32) per pass: 1024 inputs
 constexpr int64_t kQChunk = 16;  // column pairs (of 32 outputs) per chunk: 512 outputs
 
 
@@ -102,6 +102,7 @@ struct Epilogue {
     float* dst = nullptr;  // the block's corner in C, or its tile buffer (packed output)
     const float* bias = nullptr;
     uint16_t* pack = nullptr;  // packed output: the block's row pair's first row in its tile column
+    int64_t pack_kb = 0;       // packed output: the next product's input blocks (its row-block stride)
     int64_t ldc = 0, nr = 0, nc = 0, next = 0, units = 0;  // units: nr rows x 2 halves, or 32 rows
 
     bool pending() const { return next < units; }
@@ -141,7 +142,6 @@ struct Epilogue {
         }
     }
     void finish() { advance(units); }
-    int64_t pack_kb = 0;  // packed output: the next product's input blocks (its row-block stride)
 };
 
 template <int kAct>

@@ -15,6 +15,10 @@
 
 namespace llmforge::kernels::x86 {
 
+// Input blocks (of 32) per pass of the AMX kernel over K: C's accumulators go through memory
+// between passes, so a packed output (below) needs kb_count <= this.
+constexpr int64_t kAmxKChunk = 32;
+
 // Rounds rows [32 p0, 32 p1) of A (f32, row stride lda, n_rows valid rows, K columns) into the
 // packed A layout (all kb_count blocks of those row blocks); pad rows and columns are zeros.
 // Rounds as fp32_to_bf16 (core/dtype.h) bit for bit, as the scalar packer does.
@@ -52,7 +56,7 @@ void scale_rows_avx512(float* o, int64_t ldo, int64_t rows, int64_t n, const flo
 // added to the finished f32 sum as a separate rounding) over the packed operands. The AMX kernel
 // also applies an activation (act >= 0: KernelTable::act's kind, its AVX-512 form) to each
 // finished tile while it is in L1; the caller does that for the other kernels. With pack not null
-// (AMX only; accumulate false, K in one pass: kb_count <= 32) the finished outputs are not written
+// (AMX only; accumulate false, K in one pass: kb_count <= kAmxKChunk) the finished outputs are not written
 // to C but rounded to bf16 (nearest even) into the packed-A layout of a next product at pack
 // (row pair 0 of this call's rows, pack_kb = ceil(M / 32) input blocks per row block), the padding
 // rows and columns zeros.
