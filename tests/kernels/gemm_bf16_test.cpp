@@ -617,8 +617,11 @@ double attn_max_error(const AttnCase& c, Bf16GemmPath path, uint32_t seed) {
             worst = std::max(worst, std::fabs(x.o[i * ldo + e] - want) / vmax);
         }
         // Nothing outside the head's columns is written.
-        for (int64_t e = 0; e < ldo; ++e)
-            if (e < h * c.Dv || e >= (h + 1) * c.Dv) EXPECT_EQ(o[i * ldo + e], 7.0f) << "column " << e << " row " << i;
+        for (int64_t e = 0; e < ldo; ++e) {
+            if (e < h * c.Dv || e >= (h + 1) * c.Dv) {
+                EXPECT_EQ(o[i * ldo + e], 7.0f) << "column " << e << " row " << i;
+            }
+        }
     }
     return worst;
 }
